@@ -1,0 +1,197 @@
+//! Process-shared futex wait/wake and monotonic deadlines.
+//!
+//! This is the only place in shmkit that calls `futex(2)`. Every wait is a *shared*
+//! futex (no `FUTEX_PRIVATE_FLAG`), because the word lives in memory mapped by several
+//! processes; the kernel keys shared futexes by the backing page, not the address, so
+//! two processes that map the same segment at different addresses still meet.
+//!
+//! Timeouts are absolute deadlines on `CLOCK_MONOTONIC` (`FUTEX_WAIT_BITSET` takes an
+//! absolute time, `FUTEX_WAIT` a relative one): a wait that is interrupted and resumed
+//! does not stretch its timeout, and a change of the wall clock does not shorten or
+//! lengthen it (the bug behind raw_sync #39).
+//!
+//! We call the syscall through `libc::syscall` by hand because neither `libc` nor
+//! `rustix` offers a safe wrapper for `FUTEX_WAIT_BITSET` on a shared word with an
+//! absolute monotonic deadline that we can use without pulling in a larger crate.
+
+use std::sync::atomic::AtomicU32;
+use std::time::Duration;
+
+/// An absolute point in time on `CLOCK_MONOTONIC`, the clock the kernel uses for
+/// `FUTEX_WAIT_BITSET` without `FUTEX_CLOCK_REALTIME`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Deadline {
+    /// Nanoseconds since the (arbitrary) epoch of `CLOCK_MONOTONIC`.
+    nanos: u128,
+}
+
+fn monotonic_now_nanos() -> u128 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid, writable timespec and CLOCK_MONOTONIC always exists on
+    // Linux, so clock_gettime only writes into `ts`.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    debug_assert_eq!(rc, 0, "clock_gettime(CLOCK_MONOTONIC) cannot fail");
+    ts.tv_sec as u128 * 1_000_000_000 + ts.tv_nsec as u128
+}
+
+impl Deadline {
+    /// The current time.
+    pub fn now() -> Self {
+        Deadline {
+            nanos: monotonic_now_nanos(),
+        }
+    }
+
+    /// The point `timeout` from now. Saturates instead of overflowing for huge timeouts.
+    pub fn after(timeout: Duration) -> Self {
+        Deadline {
+            nanos: monotonic_now_nanos().saturating_add(timeout.as_nanos()),
+        }
+    }
+
+    /// `None` → no deadline; `Some(d)` → `Deadline::after(d)`.
+    pub fn from_timeout(timeout: Option<Duration>) -> Option<Self> {
+        timeout.map(Self::after)
+    }
+
+    /// Whether the deadline is now or in the past.
+    pub fn has_passed(&self) -> bool {
+        monotonic_now_nanos() >= self.nanos
+    }
+
+    /// Time left until the deadline (zero once it has passed).
+    pub fn remaining(&self) -> Duration {
+        let now = monotonic_now_nanos();
+        let left = self.nanos.saturating_sub(now);
+        Duration::from_nanos(u64::try_from(left).unwrap_or(u64::MAX))
+    }
+
+    /// As a normalised `timespec` (0 <= tv_nsec < 1e9), as the kernel requires.
+    fn as_timespec(&self) -> libc::timespec {
+        let secs = self.nanos / 1_000_000_000;
+        libc::timespec {
+            tv_sec: libc::time_t::try_from(secs).unwrap_or(libc::time_t::MAX),
+            tv_nsec: (self.nanos % 1_000_000_000) as libc::c_long,
+        }
+    }
+}
+
+/// Why [`wait`] returned. Callers must re-check their condition in every case: a
+/// futex wait can also return spuriously.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WaitOutcome {
+    /// Woken by [`wake`], or returned spuriously, or interrupted by a signal (EINTR).
+    Woken,
+    /// The word did not hold the expected value when the kernel checked it (EAGAIN).
+    ValueChanged,
+    /// The deadline passed.
+    TimedOut,
+}
+
+/// Sleeps while `*word == expected`, until woken by [`wake`] or until `deadline`.
+///
+/// Returns immediately with [`WaitOutcome::ValueChanged`] if the word already differs
+/// (the kernel compares atomically with enqueueing the waiter, so a wake between the
+/// caller's check and this call is never lost).
+pub fn wait(word: &AtomicU32, expected: u32, deadline: Option<&Deadline>) -> WaitOutcome {
+    if let Some(d) = deadline {
+        if d.has_passed() {
+            return WaitOutcome::TimedOut;
+        }
+    }
+    let ts = deadline.map(Deadline::as_timespec);
+    let ts_ptr: *const libc::timespec = match &ts {
+        Some(t) => t,
+        None => std::ptr::null(),
+    };
+    // SAFETY: `word` is a valid, aligned AtomicU32 for the duration of the call (it is
+    // borrowed); the kernel only reads it. `ts_ptr` is null or points to `ts`, which
+    // outlives the call. FUTEX_WAIT_BITSET with FUTEX_BITSET_MATCH_ANY behaves as
+    // FUTEX_WAIT with an absolute CLOCK_MONOTONIC timeout.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_futex,
+            word.as_ptr(),
+            libc::FUTEX_WAIT_BITSET,
+            expected,
+            ts_ptr,
+            std::ptr::null::<u32>(),
+            libc::FUTEX_BITSET_MATCH_ANY,
+        )
+    };
+    if rc == 0 {
+        return WaitOutcome::Woken;
+    }
+    match std::io::Error::last_os_error().raw_os_error() {
+        Some(libc::EAGAIN) => WaitOutcome::ValueChanged,
+        Some(libc::ETIMEDOUT) => WaitOutcome::TimedOut,
+        // EINTR: a signal arrived; the caller re-checks and waits again with the same
+        // absolute deadline.
+        _ => WaitOutcome::Woken,
+    }
+}
+
+/// Wakes up to `n` waiters sleeping on `word`; returns how many were woken.
+///
+/// This is a syscall (~450 ns with nobody waiting on this machine): callers keep a
+/// "someone sleeps" flag and call it only when it is set.
+pub fn wake(word: &AtomicU32, n: u32) -> usize {
+    let n = n.min(i32::MAX as u32) as i32;
+    // SAFETY: `word` is a valid, aligned AtomicU32 (borrowed for the call); FUTEX_WAKE
+    // does not access the memory behind it beyond hashing its page.
+    let rc = unsafe { libc::syscall(libc::SYS_futex, word.as_ptr(), libc::FUTEX_WAKE, n) };
+    if rc < 0 {
+        0
+    } else {
+        rc as usize
+    }
+}
+
+/// Wakes every waiter on `word`.
+pub fn wake_all(word: &AtomicU32) -> usize {
+    wake(word, u32::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::Ordering;
+
+    #[test]
+    fn wait_returns_when_value_differs() {
+        let w = AtomicU32::new(1);
+        assert_eq!(wait(&w, 0, None), WaitOutcome::ValueChanged);
+    }
+
+    #[test]
+    fn wait_times_out_after_deadline() {
+        let w = AtomicU32::new(0);
+        let start = std::time::Instant::now();
+        let d = Deadline::after(Duration::from_millis(20));
+        let mut outcome = WaitOutcome::Woken;
+        while outcome == WaitOutcome::Woken {
+            outcome = wait(&w, 0, Some(&d));
+        }
+        assert_eq!(outcome, WaitOutcome::TimedOut);
+        assert!(start.elapsed() >= Duration::from_millis(20));
+    }
+
+    #[test]
+    fn wake_with_nobody_waiting_wakes_nobody() {
+        let w = AtomicU32::new(0);
+        w.store(1, Ordering::Relaxed);
+        assert_eq!(wake_all(&w), 0);
+    }
+
+    #[test]
+    fn deadline_timespec_is_normalised() {
+        let d = Deadline::after(Duration::from_millis(1500));
+        let ts = d.as_timespec();
+        assert!((0..1_000_000_000).contains(&ts.tv_nsec));
+        assert!(!d.has_passed());
+        assert!(d.remaining() <= Duration::from_millis(1500));
+    }
+}
