@@ -1,0 +1,383 @@
+//! Test support shared by shmkit's crates (not published).
+//!
+//! - [`unique_name`]: segment names that never collide between tests or runs
+//!   (prefix + pid + counter), and [`ShmCleanup`] that removes them even when a test fails.
+//! - [`fork_child`]: run a closure in a forked child (real process, shared anonymous
+//!   memory inherited), with [`Child`] to wait for or SIGKILL it.
+//! - [`spawn_role`] / [`child_role`]: re-execute the current test binary as an unrelated
+//!   process that runs one test in a named role (for named segments and locks).
+//! - [`Pipe`]: a one-way byte pipe for "I'm ready" / "go" signals: no sleeps as
+//!   synchronisation.
+//!
+//! # Fork safety
+//! The test harness runs tests on several threads. A forked child must not rely on
+//! locks another thread might have held at the fork (stdout/stderr locks in particular):
+//! the child closure should report through its exit code or a [`Pipe`], never print.
+//! [`fork_child`] silences the panic hook in the child for this reason.
+
+use std::ffi::CString;
+use std::process::Command;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+/// Environment variable that carries a re-executed child's role.
+pub const ROLE_ENV: &str = "SHMKIT_TEST_ROLE";
+
+/// A name unique to this test process and call: `shmkit-t-{prefix}-{pid}-{n}`.
+///
+/// It starts with `shmkit` so CI's `/dev/shm` leak check finds anything left behind.
+pub fn unique_name(prefix: &str) -> String {
+    static COUNTER: AtomicU32 = AtomicU32::new(0);
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    format!("shmkit-t-{prefix}-{}-{n}", std::process::id())
+}
+
+/// Removes the POSIX shared memory object `name` (without leading `/`) when dropped,
+/// ignoring "does not exist". Create it first thing in a test so a failing assertion
+/// still cleans up.
+#[derive(Debug)]
+pub struct ShmCleanup {
+    name: String,
+}
+
+impl ShmCleanup {
+    /// Guard for the POSIX name `name` (no leading slash).
+    pub fn new(name: &str) -> Self {
+        ShmCleanup {
+            name: name.to_owned(),
+        }
+    }
+}
+
+impl Drop for ShmCleanup {
+    fn drop(&mut self) {
+        if let Ok(c) = CString::new(format!("/{}", self.name)) {
+            // SAFETY: `c` is a valid NUL-terminated string that outlives the call.
+            unsafe {
+                libc::shm_unlink(c.as_ptr());
+            }
+        }
+    }
+}
+
+/// How a child process ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exit {
+    /// Exited normally with this code.
+    Code(i32),
+    /// Killed by this signal.
+    Signal(i32),
+}
+
+/// A child process started by [`fork_child`].
+#[derive(Debug)]
+pub struct Child {
+    pid: libc::pid_t,
+    reaped: bool,
+}
+
+impl Child {
+    /// The child's pid.
+    pub fn pid(&self) -> libc::pid_t {
+        self.pid
+    }
+
+    /// Sends SIGKILL.
+    pub fn kill(&self) {
+        // SAFETY: kill(2) with a pid we forked and have not reaped yet is safe; at
+        // worst it fails with ESRCH.
+        unsafe {
+            libc::kill(self.pid, libc::SIGKILL);
+        }
+    }
+
+    /// Waits for the child to end.
+    pub fn wait(&mut self) -> Exit {
+        let mut status = 0;
+        loop {
+            // SAFETY: `status` is a valid out-pointer; `pid` is our own child.
+            let rc = unsafe { libc::waitpid(self.pid, &mut status, 0) };
+            if rc == self.pid {
+                break;
+            }
+            let err = std::io::Error::last_os_error();
+            assert_eq!(
+                err.raw_os_error(),
+                Some(libc::EINTR),
+                "waitpid failed: {err}"
+            );
+        }
+        self.reaped = true;
+        decode(status)
+    }
+
+    /// Waits up to `timeout`; `None` if the child is still running then.
+    pub fn wait_timeout(&mut self, timeout: Duration) -> Option<Exit> {
+        let deadline = Instant::now() + timeout;
+        let mut pause = Duration::from_micros(100);
+        loop {
+            let mut status = 0;
+            // SAFETY: as in `wait`; WNOHANG makes it non-blocking.
+            let rc = unsafe { libc::waitpid(self.pid, &mut status, libc::WNOHANG) };
+            if rc == self.pid {
+                self.reaped = true;
+                return Some(decode(status));
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            // Polling a child's exit status: this is not synchronisation between the
+            // processes under test, only a bounded wait for the OS to report an exit.
+            std::thread::sleep(pause);
+            pause = (pause * 2).min(Duration::from_millis(10));
+        }
+    }
+
+    /// Waits and asserts the child exited with code 0.
+    pub fn join_ok(mut self) {
+        let exit = self.wait();
+        assert_eq!(exit, Exit::Code(0), "child {} failed: {exit:?}", self.pid);
+    }
+}
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        if !self.reaped {
+            self.kill();
+            let _ = self.wait();
+        }
+    }
+}
+
+fn decode(status: libc::c_int) -> Exit {
+    if libc::WIFEXITED(status) {
+        Exit::Code(libc::WEXITSTATUS(status))
+    } else if libc::WIFSIGNALED(status) {
+        Exit::Signal(libc::WTERMSIG(status))
+    } else {
+        Exit::Code(-1)
+    }
+}
+
+/// Forks; the child runs `f` and exits with its return value (101 if it panics).
+///
+/// The child inherits every `MAP_SHARED` mapping of the parent, so this is how tests
+/// share anonymous memory between real processes. See the module docs on what the
+/// child may do.
+pub fn fork_child<F: FnOnce() -> i32>(f: F) -> Child {
+    // SAFETY: fork(2) has no memory-safety preconditions of its own; the child only
+    // runs `f` and then `_exit`s without running destructors or atexit handlers of the
+    // parent's state (see the module docs for what `f` may do).
+    let pid = unsafe { libc::fork() };
+    assert!(pid >= 0, "fork failed: {}", std::io::Error::last_os_error());
+    if pid == 0 {
+        std::panic::set_hook(Box::new(|_| {}));
+        let code = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).unwrap_or(101);
+        // SAFETY: _exit ends the child immediately; nothing after it runs.
+        unsafe { libc::_exit(code) }
+    }
+    Child { pid, reaped: false }
+}
+
+/// The role this process was re-executed in by [`spawn_role`], if any.
+pub fn child_role() -> Option<String> {
+    std::env::var(ROLE_ENV).ok()
+}
+
+/// Re-executes the current test binary to run exactly the test `test_name` (its full
+/// path inside the test binary, e.g. `open_or_create_race`) with [`ROLE_ENV`] set to
+/// `role` and the extra environment `env`. The test checks [`child_role`] first thing
+/// and, in a child, does the child's work and returns.
+pub fn spawn_role(test_name: &str, role: &str, env: &[(&str, &str)]) -> std::process::Child {
+    let exe = std::env::current_exe().expect("current test binary");
+    let mut cmd = Command::new(exe);
+    cmd.args([test_name, "--exact", "--test-threads=1", "--quiet"])
+        .env(ROLE_ENV, role)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::inherit());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.spawn().expect("re-execute the test binary")
+}
+
+/// A one-way pipe for readiness signals between processes.
+#[derive(Debug)]
+pub struct Pipe {
+    read: libc::c_int,
+    write: libc::c_int,
+}
+
+impl Pipe {
+    /// A new pipe (close-on-exec).
+    pub fn new() -> Self {
+        let mut fds = [0; 2];
+        // SAFETY: `fds` is a valid array of two ints for pipe2 to fill.
+        let rc = unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) };
+        assert_eq!(rc, 0, "pipe2: {}", std::io::Error::last_os_error());
+        Pipe {
+            read: fds[0],
+            write: fds[1],
+        }
+    }
+
+    /// Writes one byte (a signal).
+    pub fn send(&self, byte: u8) {
+        // SAFETY: writing one byte from a valid local into our own pipe fd.
+        let rc = unsafe { libc::write(self.write, (&byte as *const u8).cast(), 1) };
+        assert_eq!(rc, 1, "pipe write: {}", std::io::Error::last_os_error());
+    }
+
+    /// Blocks until one byte arrives; `None` when every writer has closed.
+    pub fn recv(&self) -> Option<u8> {
+        let mut byte = 0u8;
+        loop {
+            // SAFETY: reading one byte into a valid local from our own pipe fd.
+            let rc = unsafe { libc::read(self.read, (&mut byte as *mut u8).cast(), 1) };
+            match rc {
+                1 => return Some(byte),
+                0 => return None,
+                _ if std::io::Error::last_os_error().raw_os_error() == Some(libc::EINTR) => {}
+                _ => panic!("pipe read: {}", std::io::Error::last_os_error()),
+            }
+        }
+    }
+
+    /// Receives `n` signals (e.g. one from each of `n` children).
+    pub fn recv_n(&self, n: usize) {
+        for _ in 0..n {
+            self.recv()
+                .expect("a child closed the pipe before signalling");
+        }
+    }
+}
+
+impl Default for Pipe {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Drop for Pipe {
+    fn drop(&mut self) {
+        // SAFETY: closing fds this struct owns, once.
+        unsafe {
+            libc::close(self.read);
+            libc::close(self.write);
+        }
+    }
+}
+
+/// A `MAP_SHARED | MAP_ANONYMOUS` region for tests of primitives on raw memory:
+/// shared with children made by [`fork_child`]. Zero-filled, page aligned.
+#[derive(Debug)]
+pub struct SharedRegion {
+    ptr: *mut u8,
+    len: usize,
+}
+
+// SAFETY: the region is plain shared memory; synchronising access to it is the job of
+// the code under test, which is what the tests check.
+unsafe impl Send for SharedRegion {}
+// SAFETY: as above.
+unsafe impl Sync for SharedRegion {}
+
+impl SharedRegion {
+    /// Maps `len` zeroed bytes.
+    pub fn new(len: usize) -> Self {
+        // SAFETY: a new anonymous mapping with a null hint touches no existing memory.
+        let ptr = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            )
+        };
+        assert_ne!(
+            ptr,
+            libc::MAP_FAILED,
+            "mmap: {}",
+            std::io::Error::last_os_error()
+        );
+        SharedRegion {
+            ptr: ptr.cast(),
+            len,
+        }
+    }
+
+    /// Start of the region.
+    pub fn as_ptr(&self) -> *mut u8 {
+        self.ptr
+    }
+
+    /// Length in bytes.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether the region is empty (never, for a successful map).
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+}
+
+impl Drop for SharedRegion {
+    fn drop(&mut self) {
+        // SAFETY: unmapping exactly the mapping this struct created.
+        unsafe {
+            libc::munmap(self.ptr.cast(), self.len);
+        }
+    }
+}
+
+/// Scales a stress size: `quick` by default, `heavy` when `SHMKIT_STRESS=1`.
+pub fn stress(quick: usize, heavy: usize) -> usize {
+    if std::env::var("SHMKIT_STRESS").is_ok_and(|v| v == "1") {
+        heavy
+    } else {
+        quick
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicU64;
+
+    #[test]
+    fn names_are_unique() {
+        assert_ne!(unique_name("a"), unique_name("a"));
+        assert!(unique_name("x").starts_with("shmkit-t-x-"));
+    }
+
+    #[test]
+    fn forked_child_sees_shared_region_and_reports_exit() {
+        let region = SharedRegion::new(4096);
+        // SAFETY: the region is page-aligned and 4096 bytes, enough for an AtomicU64.
+        let counter = unsafe { &*(region.as_ptr() as *const AtomicU64) };
+        let ready = Pipe::new();
+        let child = fork_child(|| {
+            counter.fetch_add(41, Ordering::Relaxed);
+            ready.send(1);
+            7
+        });
+        ready.recv_n(1);
+        let mut child = child;
+        assert_eq!(child.wait(), Exit::Code(7));
+        assert_eq!(counter.load(Ordering::Relaxed), 41);
+    }
+
+    #[test]
+    fn killed_child_reports_signal() {
+        let go = Pipe::new();
+        let mut child = fork_child(|| {
+            go.recv();
+            0
+        });
+        child.kill();
+        assert_eq!(child.wait(), Exit::Signal(libc::SIGKILL));
+    }
+}
