@@ -1,7 +1,7 @@
 //! [`SegmentOptions`]: the builder, and the create / open / open-or-create protocols.
 //!
 //! Create: `O_CREAT|O_EXCL` (or `IPC_CREAT|IPC_EXCL`), `fchmod(mode)`,
-//! `posix_fallocate(total)` (a full `/dev/shm` is `ENOSPC` now, not SIGBUS later), map,
+//! `fallocate(total)` (a full `/dev/shm` is `ENOSPC` now, not SIGBUS later), map,
 //! write the header with state CREATING and publish the creator pid (Release), run the
 //! caller's init on the zeroed payload, publish READY (Release).
 //!
@@ -347,7 +347,7 @@ impl SegmentOptions {
                 reason: "the file system refused the size".to_owned(),
                 source: Some(e),
             },
-            _ => cerr("posix_fallocate", e),
+            _ => cerr("fallocate", e),
         };
 
         let mapped = match &self.target {
@@ -362,6 +362,7 @@ impl SegmentOptions {
                 // From here on, a failure removes what we made.
                 let guard = RemoveOnError(Some(Undo::Posix(cname.clone())));
                 sys::fchmod(&file, self.mode).map_err(|e| cerr("fchmod", e))?;
+                sys::check_memory(total64).map_err(|e| cerr("fallocate", e))?;
                 sys::allocate(&file, total64).map_err(fd_size_err)?;
                 let map = map_fd(&file, total).map_err(|e| cerr("mmap", e))?;
                 guard.defuse();
@@ -383,6 +384,8 @@ impl SegmentOptions {
                 map.with_unlinker(Unlinker::File(p.clone()))
             }
             Target::Anonymous => {
+                // memfds have no size limit of their own: check memory first.
+                sys::check_memory(total64).map_err(|e| cerr("fallocate", e))?;
                 let file = sys::memfd().map_err(|e| cerr("memfd_create", e))?;
                 sys::allocate(&file, total64).map_err(fd_size_err)?;
                 map_fd(&file, total)
@@ -403,6 +406,8 @@ impl SegmentOptions {
                         "key 0 is IPC_PRIVATE, not a shared key",
                     ));
                 }
+                // System V memory is allocated on first touch: refuse what cannot fit.
+                sys::check_memory(total64).map_err(|e| cerr("shmget", e))?;
                 let flags = libc::IPC_CREAT | libc::IPC_EXCL | (self.mode & 0o777) as libc::c_int;
                 // SAFETY: shmget takes no pointers.
                 let id = unsafe { libc::shmget(key, total, flags) };

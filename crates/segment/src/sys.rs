@@ -66,16 +66,54 @@ pub(crate) fn fchmod(file: &File, mode: u32) -> io::Result<()> {
 
 /// Reserves `len` bytes (and sets the size to `len`) so that a full filesystem is an
 /// `ENOSPC` here, not a SIGBUS on first touch.
+///
+/// Uses `fallocate(2)` directly, not `posix_fallocate`: glibc's fallback for file
+/// systems without `fallocate` writes every block, which for a huge size takes
+/// forever. Where `fallocate` is unsupported we fall back to `ftruncate` (sparse; the
+/// SIGBUS risk then remains, as with every peer).
 pub(crate) fn allocate(file: &File, len: u64) -> io::Result<()> {
     let len = libc::off_t::try_from(len).map_err(|_| io::Error::from_raw_os_error(libc::EFBIG))?;
     loop {
-        // SAFETY: posix_fallocate on an fd we own; no memory is passed.
-        let rc = unsafe { libc::posix_fallocate(file.as_raw_fd(), 0, len) };
-        match rc {
-            0 => return Ok(()),
-            libc::EINTR => {}
-            e => return Err(io::Error::from_raw_os_error(e)),
+        // SAFETY: fallocate on an fd we own; no memory is passed.
+        let rc = unsafe { libc::fallocate(file.as_raw_fd(), 0, 0, len) };
+        match cvt(rc) {
+            Ok(_) => return Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) if e.raw_os_error() == Some(libc::EOPNOTSUPP) => {
+                // SAFETY: ftruncate on an fd we own; no memory is passed.
+                return cvt(unsafe { libc::ftruncate(file.as_raw_fd(), len) }).map(drop);
+            }
+            Err(e) => return Err(e),
         }
+    }
+}
+
+/// Refuses (`ENOMEM`) a memory-backed allocation larger than the memory the kernel
+/// says is available (`MemAvailable + SwapFree` in `/proc/meminfo`): reserving shared
+/// memory (tmpfs, memfd) past that would summon the OOM killer instead of failing.
+/// If `/proc/meminfo` cannot be read, there is no check.
+pub(crate) fn check_memory(len: u64) -> io::Result<()> {
+    let Ok(text) = std::fs::read_to_string("/proc/meminfo") else {
+        return Ok(());
+    };
+    let field = |key: &str| -> Option<u64> {
+        let line = text.lines().find(|l| l.starts_with(key))?;
+        let kb: u64 = line[key.len()..]
+            .trim()
+            .trim_end_matches("kB")
+            .trim()
+            .parse()
+            .ok()?;
+        Some(kb * 1024)
+    };
+    let Some(avail) = field("MemAvailable:") else {
+        return Ok(());
+    };
+    let limit = avail.saturating_add(field("SwapFree:").unwrap_or(0));
+    if len > limit {
+        Err(io::Error::from_raw_os_error(libc::ENOMEM))
+    } else {
+        Ok(())
     }
 }
 
