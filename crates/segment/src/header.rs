@@ -357,6 +357,8 @@ mod tests {
         assert_ne!(a, TypeTag::new(2, "u64", 8, 8));
         assert_ne!(a, TypeTag::new(1, "u64", 8, 4));
         assert_ne!(TypeTag::BYTES, a);
+        // Pinned: computed independently in Python from the recipe in docs/layout.md.
+        assert_eq!(TypeTag::BYTES.fingerprint(), 0x913f_4189_ea6b_8854);
     }
 
     #[test]

@@ -59,6 +59,12 @@ assert magic == b'SHMKITSG', magic
 assert version == 1 and state == 1 and hlen == 128 and poff == 128, (version, state, hlen, poff)
 assert psize == 1024 and total == 1152 and shm.size >= total, (psize, total, shm.size)
 assert tname[:nlen] == b'bytes', tname
+def fnv(data, h=0xcbf29ce484222325):
+    for b in data:
+        h = ((h ^ b) * 0x100000001b3) % 2**64
+    return h
+want = fnv(kind.to_bytes(4, 'little') + tsize.to_bytes(8, 'little') + talign.to_bytes(8, 'little') + b'bytes')
+assert fp == want, (hex(fp), hex(want))
 payload = bytes(shm.buf[poff:poff + 15])
 shm.buf[poff + 512:poff + 512 + 11] = b'from python'
 print('pid', pid, 'payload', payload.decode())
