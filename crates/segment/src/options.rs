@@ -366,7 +366,7 @@ impl SegmentOptions {
                 sys::allocate(&file, total64).map_err(fd_size_err)?;
                 let map = map_fd(&file, total).map_err(|e| cerr("mmap", e))?;
                 guard.defuse();
-                map.with_unlinker(Unlinker::Posix(cname))
+                map.with_unlinker(Unlinker::Posix(cname, sys::file_id(&file)))
             }
             Target::File(p) => {
                 let cpath = name::check_path(p).expect("checked above");
@@ -381,7 +381,7 @@ impl SegmentOptions {
                 sys::allocate(&file, total64).map_err(fd_size_err)?;
                 let map = map_fd(&file, total).map_err(|e| cerr("mmap", e))?;
                 guard.defuse();
-                map.with_unlinker(Unlinker::File(p.clone()))
+                map.with_unlinker(Unlinker::File(p.clone(), sys::file_id(&file)))
             }
             Target::Anonymous => {
                 // memfds have no size limit of their own: check memory first.
@@ -513,7 +513,7 @@ impl SegmentOptions {
                 let len = wait_for_size(&file, &name, start, deadline)?;
                 map_fd(&file, len)
                     .map_err(|e| open_io_error(&name, "mmap", e))?
-                    .with_unlinker(Unlinker::Posix(cname))
+                    .with_unlinker(Unlinker::Posix(cname, sys::file_id(&file)))
             }
             Target::File(p) => {
                 let cpath = name::check_path(p).expect("checked above");
@@ -522,7 +522,7 @@ impl SegmentOptions {
                 let len = wait_for_size(&file, &name, start, deadline)?;
                 map_fd(&file, len)
                     .map_err(|e| open_io_error(&name, "mmap", e))?
-                    .with_unlinker(Unlinker::File(p.clone()))
+                    .with_unlinker(Unlinker::File(p.clone(), sys::file_id(&file)))
             }
             Target::SysV(_) | Target::SysVFtok(..) => {
                 let key = self

@@ -54,9 +54,12 @@ pub(crate) enum Mapping {
 
 /// How to remove the segment's name, if this handle should.
 pub(crate) enum Unlinker {
-    Posix(CString),
+    /// POSIX name and the identity of the object we mapped.
+    Posix(CString, Option<sys::FileId>),
+    /// System V id (ids, unlike keys, name one segment).
     SysV(libc::c_int),
-    File(PathBuf),
+    /// File path and the identity of the file we mapped.
+    File(PathBuf, Option<sys::FileId>),
     None,
 }
 
@@ -242,18 +245,14 @@ impl Segment {
 
     fn unlink_now(&self) {
         match &self.unlinker {
-            Unlinker::Posix(c) => {
-                let _ = sys::shm_unlink(c);
-            }
+            Unlinker::Posix(c, id) => sys::shm_unlink_if_same(c, *id),
             Unlinker::SysV(id) => {
                 // SAFETY: IPC_RMID takes no buffer; the id came from shmget.
                 unsafe {
                     libc::shmctl(*id, libc::IPC_RMID, std::ptr::null_mut());
                 }
             }
-            Unlinker::File(p) => {
-                let _ = std::fs::remove_file(p);
-            }
+            Unlinker::File(p, id) => sys::remove_file_if_same(p, *id),
             Unlinker::None => {}
         }
     }

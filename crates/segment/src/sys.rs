@@ -117,6 +117,47 @@ pub(crate) fn check_memory(len: u64) -> io::Result<()> {
     }
 }
 
+/// Identity of the object behind an fd: (device, inode).
+pub(crate) type FileId = (u64, u64);
+
+/// (device, inode) of `file`, if `fstat` works.
+pub(crate) fn file_id(file: &File) -> Option<FileId> {
+    use std::os::unix::fs::MetadataExt;
+    file.metadata().ok().map(|m| (m.dev(), m.ino()))
+}
+
+/// Removes the POSIX name only if it still names the object we made (`id`): after a
+/// `shmkit rm` and a re-create by someone else, the name is theirs. If we cannot check
+/// (no read permission on our own object), remove it anyway.
+pub(crate) fn shm_unlink_if_same(name: &CStr, id: Option<FileId>) {
+    let Some(id) = id else {
+        let _ = shm_unlink(name);
+        return;
+    };
+    match shm_open(name, libc::O_RDONLY, 0) {
+        Ok(f) => {
+            if file_id(&f) == Some(id) {
+                let _ = shm_unlink(name);
+            }
+        }
+        Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {}
+        Err(_) => {
+            let _ = shm_unlink(name);
+        }
+    }
+}
+
+/// Removes `path` only if it is still the file we made (`id`).
+pub(crate) fn remove_file_if_same(path: &std::path::Path, id: Option<FileId>) {
+    use std::os::unix::fs::MetadataExt;
+    match std::fs::symlink_metadata(path) {
+        Ok(m) if id.is_none() || id == Some((m.dev(), m.ino())) => {
+            let _ = std::fs::remove_file(path);
+        }
+        _ => {}
+    }
+}
+
 /// Current size of the object behind `file`.
 pub(crate) fn fsize(file: &File) -> io::Result<u64> {
     file.metadata().map(|m| m.len())

@@ -197,6 +197,34 @@ fn create_existing_and_open_missing(kind: Kind) {
     assert!(err.to_string().contains("already exists"));
 }
 
+/// The creator's drop removes only the object it made: if the name was removed and
+/// re-created by someone else meanwhile, the new segment survives.
+fn drop_spares_a_replacement(kind: Kind) {
+    let (t, _c) = Target::new(kind, "conf-replace");
+    let first = t.options().size(64).create().expect("create");
+    match &t {
+        Target::Posix(n) => shmkit_segment::remove(n).unwrap(),
+        Target::SysV(k) => shmkit_segment::remove_sysv(*k).unwrap(),
+        Target::File(p) => std::fs::remove_file(p).unwrap(),
+        Target::Anonymous => unreachable!(),
+    }
+    assert!(!t.exists());
+    let second = t
+        .options()
+        .size(32)
+        .unlink_on_drop(false)
+        .create()
+        .expect("re-create");
+    drop(first);
+    assert!(
+        t.exists(),
+        "the first creator's drop removed someone else's segment"
+    );
+    let again = t.options().open().expect("the replacement still opens");
+    assert_eq!(again.payload_len(), 32);
+    drop(second);
+}
+
 macro_rules! conformance_all {
     ($m:ident, $kind:expr) => {
         mod $m {
@@ -243,6 +271,11 @@ macro_rules! conformance_named {
             #[test]
             fn unlink_on_drop_overrides_default() {
                 opener_can_own_the_name($kind);
+            }
+
+            #[test]
+            fn drop_spares_a_replacement_segment() {
+                drop_spares_a_replacement($kind);
             }
 
             #[test]
