@@ -272,9 +272,9 @@ fn pingpong_once(transport: Transport, size: usize, rounds: usize) -> io::Result
 
 /// `8 B`, `64 KiB`, `1 MiB`.
 pub fn human_size(size: usize) -> String {
-    if size >= 1 << 20 && size % (1 << 20) == 0 {
+    if size >= 1 << 20 && size.is_multiple_of(1 << 20) {
         format!("{} MiB", size >> 20)
-    } else if size >= 1 << 10 && size % (1 << 10) == 0 {
+    } else if size >= 1 << 10 && size.is_multiple_of(1 << 10) {
         format!("{} KiB", size >> 10)
     } else {
         format!("{size} B")
