@@ -2,3 +2,43 @@
 //!
 //! Shared memory created and opened safely: POSIX named, System V, file-backed and
 //! anonymous (fork-shared) segments behind one [`Segment`] type.
+//!
+//! Every segment shmkit creates starts with a 128-byte [header](crate::header) (magic,
+//! layout version, sizes, a [`TypeTag`], the creator's pid and an init state). The
+//! creator zeroes and initialises the payload and then publishes READY; openers wait for
+//! READY (bounded by `open_timeout`), then validate everything and fail with a typed
+//! error on any mismatch. Foreign segments without a header (Python's `SharedMemory`)
+//! attach with [`Segment::open_raw`].
+//!
+//! ```
+//! use shmkit_segment::Segment;
+//! let name = format!("shmkit-doc-lib-{}", std::process::id());
+//! let seg = Segment::options()
+//!     .posix(&name)
+//!     .size(64)
+//!     .create_with(|p, len| {
+//!         // SAFETY: `p..p+len` is the fresh payload, ours alone until READY.
+//!         unsafe { std::ptr::copy_nonoverlapping(b"hello".as_ptr(), p, 5.min(len)) }
+//!     })?;
+//! let reader = Segment::options().posix(&name).size(64).open()?;
+//! // SAFETY: nobody writes the segment while we read it.
+//! let bytes = unsafe { std::slice::from_raw_parts(reader.payload_ptr(), 5) };
+//! assert_eq!(bytes, b"hello");
+//! drop(seg); // the creator removes the name
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+mod error;
+pub mod header;
+mod list;
+mod name;
+mod options;
+mod segment;
+mod sys;
+
+pub use error::{CreateError, ListError, OpenError, OpenOrCreateError, RemoveError};
+pub use header::{HeaderInfo, TypeTag, HEADER_LEN, LAYOUT_VERSION, MAGIC};
+pub use list::{list, remove, remove_sysv, SegmentInfo, POSIX_SHM_DIR};
+pub use name::MAX_NAME_LEN;
+pub use options::{SegmentOptions, DEFAULT_OPEN_TIMEOUT};
+pub use segment::{Backend, Segment};

@@ -1,0 +1,833 @@
+//! [`SegmentOptions`]: the builder, and the create / open / open-or-create protocols.
+//!
+//! Create: `O_CREAT|O_EXCL` (or `IPC_CREAT|IPC_EXCL`), `fchmod(mode)`,
+//! `posix_fallocate(total)` (a full `/dev/shm` is `ENOSPC` now, not SIGBUS later), map,
+//! write the header with state CREATING and publish the creator pid (Release), run the
+//! caller's init on the zeroed payload, publish READY (Release).
+//!
+//! Open: map; wait (spin, yield, then short sleeps, bounded by the open timeout) until
+//! the object is at least a header long and READY (Acquire); a dead creator pid before
+//! READY is `CreatorDied`. Then validate magic, version, sizes (the header's claims must
+//! fit in the real mapping) and the type tag.
+
+use std::ffi::CString;
+use std::fs::File;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use crate::error::{CreateError, OpenError, OpenOrCreateError};
+use crate::header::{Header, HeaderInfo, TypeTag, HEADER_LEN, LAYOUT_VERSION, MAGIC, STATE_READY};
+use crate::segment::{Backend, Mapping, Segment, Unlinker};
+use crate::{name, sys};
+
+/// Default time `open` waits for the creator to publish READY.
+pub const DEFAULT_OPEN_TIMEOUT: Duration = Duration::from_secs(1);
+
+#[derive(Clone, Debug)]
+enum Target {
+    None,
+    Posix(String),
+    SysV(i32),
+    SysVFtok(PathBuf, u8),
+    File(PathBuf),
+    Anonymous,
+}
+
+/// Builder for [`Segment`]: pick a backend, set options, then `create`, `open` or
+/// `open_or_create`.
+///
+/// # Examples
+/// ```
+/// use shmkit_segment::Segment;
+/// let name = format!("shmkit-doc-{}", std::process::id());
+/// let seg = Segment::options().posix(&name).size(4096).create()?;
+/// assert_eq!(seg.payload_len(), 4096);
+/// let other = Segment::options().posix(&name).open()?;
+/// assert!(!other.is_creator());
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Clone, Debug)]
+pub struct SegmentOptions {
+    target: Target,
+    size: Option<usize>,
+    mode: u32,
+    type_tag: Option<TypeTag>,
+    open_timeout: Duration,
+    unlink_on_drop: Option<bool>,
+}
+
+impl Default for SegmentOptions {
+    fn default() -> Self {
+        SegmentOptions {
+            target: Target::None,
+            size: None,
+            mode: 0o600,
+            type_tag: Some(TypeTag::BYTES),
+            open_timeout: DEFAULT_OPEN_TIMEOUT,
+            unlink_on_drop: None,
+        }
+    }
+}
+
+/// What a finished create/open step hands to the common code.
+struct Mapped {
+    map: Mapping,
+    ptr: *mut u8,
+    len: usize,
+    unlinker: Unlinker,
+}
+
+pub(crate) fn open_io_error(name: &str, op: &'static str, e: io::Error) -> OpenError {
+    match e.raw_os_error() {
+        Some(libc::ENOENT) => OpenError::NotFound {
+            name: name.to_owned(),
+        },
+        Some(libc::EACCES) | Some(libc::EPERM) => OpenError::PermissionDenied {
+            name: name.to_owned(),
+            source: e,
+        },
+        Some(libc::ENAMETOOLONG) => OpenError::InvalidName {
+            name: name.to_owned(),
+            reason: "the name is too long for this system",
+        },
+        _ => OpenError::Io {
+            op,
+            name: name.to_owned(),
+            source: e,
+        },
+    }
+}
+
+fn create_io_error(name: &str, op: &'static str, size: u64, e: io::Error) -> CreateError {
+    match e.raw_os_error() {
+        Some(libc::EEXIST) => CreateError::AlreadyExists {
+            name: name.to_owned(),
+        },
+        Some(libc::EACCES) | Some(libc::EPERM) => CreateError::PermissionDenied {
+            name: name.to_owned(),
+            source: e,
+        },
+        Some(libc::ENOSPC) | Some(libc::ENOMEM) => CreateError::NoSpace {
+            name: name.to_owned(),
+            size,
+            source: e,
+        },
+        Some(libc::ENAMETOOLONG) => CreateError::InvalidName {
+            name: name.to_owned(),
+            reason: "the name is too long for this system",
+        },
+        _ => CreateError::Io {
+            op,
+            name: name.to_owned(),
+            source: e,
+        },
+    }
+}
+
+impl SegmentOptions {
+    /// A POSIX named segment (`/dev/shm/<name>`); `name` without the leading `/`.
+    pub fn posix(mut self, name: &str) -> Self {
+        self.target = Target::Posix(name.to_owned());
+        self
+    }
+
+    /// A System V segment with an explicit key (not 0, which is `IPC_PRIVATE`).
+    pub fn sysv(mut self, key: i32) -> Self {
+        self.target = Target::SysV(key);
+        self
+    }
+
+    /// A System V segment whose key is `ftok(path, id)`.
+    pub fn sysv_ftok(mut self, path: impl AsRef<Path>, id: u8) -> Self {
+        self.target = Target::SysVFtok(path.as_ref().to_owned(), id);
+        self
+    }
+
+    /// A file-backed segment at `path`. Like every backend, the creator removes the file
+    /// on drop unless told not to ([`Segment::persist`] or `unlink_on_drop(false)`).
+    pub fn file(mut self, path: impl AsRef<Path>) -> Self {
+        self.target = Target::File(path.as_ref().to_owned());
+        self
+    }
+
+    /// Anonymous shared memory (a memfd mapped `MAP_SHARED`): no name, shared with
+    /// children forked after creation.
+    pub fn anonymous(mut self) -> Self {
+        self.target = Target::Anonymous;
+        self
+    }
+
+    /// Payload size in bytes (the 128-byte header is added on top). Required to create;
+    /// when opening, if set, the segment's payload size must equal it.
+    pub fn size(mut self, payload_bytes: usize) -> Self {
+        self.size = Some(payload_bytes);
+        self
+    }
+
+    /// Permission bits for a new segment (default `0o600`), applied with `fchmod` so the
+    /// umask does not change them.
+    pub fn mode(mut self, mode: u32) -> Self {
+        self.mode = mode & 0o7777;
+        self
+    }
+
+    /// The payload's type (default [`TypeTag::BYTES`]): stored on create, compared on
+    /// open.
+    pub fn type_tag(mut self, tag: TypeTag) -> Self {
+        self.type_tag = Some(tag);
+        self
+    }
+
+    /// Open whatever type the segment holds (for tools like `shmkit inspect`); create
+    /// still stores [`TypeTag::BYTES`].
+    pub fn any_type(mut self) -> Self {
+        self.type_tag = None;
+        self
+    }
+
+    /// How long `open` waits for the creator to publish READY (default 1 s).
+    pub fn open_timeout(mut self, d: Duration) -> Self {
+        self.open_timeout = d;
+        self
+    }
+
+    /// Whether dropping the handle removes the name (default: yes for the creator, no
+    /// for an opener). Only ever in the process that made the handle.
+    pub fn unlink_on_drop(mut self, yes: bool) -> Self {
+        self.unlink_on_drop = Some(yes);
+        self
+    }
+
+    /// Creates a new segment with a zeroed payload; fails if the name exists.
+    ///
+    /// # Errors
+    /// See [`CreateError`]: bad name or size, name exists, no space, permission.
+    pub fn create(self) -> Result<Segment, CreateError> {
+        self.create_with(|_, _| {})
+    }
+
+    /// Like [`create`](Self::create), and runs `init(payload_ptr, payload_len)` on the
+    /// zeroed payload before READY is published, so no opener sees it half-made. If
+    /// `init` panics the segment is removed.
+    ///
+    /// # Errors
+    /// As [`create`](Self::create).
+    pub fn create_with(self, init: impl FnOnce(*mut u8, usize)) -> Result<Segment, CreateError> {
+        let mut init = Some(init);
+        self.create_inner(&mut init)
+    }
+
+    /// Opens an existing segment, waits for READY, and validates its header.
+    ///
+    /// # Errors
+    /// See [`OpenError`]: not found, permission, timeout, creator died, not shmkit,
+    /// version, too small, size or type mismatch.
+    pub fn open(self) -> Result<Segment, OpenError> {
+        self.open_inner()
+    }
+
+    /// Opens the segment, or creates it if it does not exist: of many processes racing,
+    /// exactly one creates (see [`Segment::is_creator`]) and the others open it once
+    /// READY.
+    ///
+    /// # Errors
+    /// The error of the step that failed.
+    pub fn open_or_create(self) -> Result<Segment, OpenOrCreateError> {
+        self.open_or_create_with(|_, _| {})
+    }
+
+    /// [`open_or_create`](Self::open_or_create) whose creator runs `init` as
+    /// [`create_with`](Self::create_with) does.
+    ///
+    /// # Errors
+    /// The error of the step that failed.
+    pub fn open_or_create_with(
+        self,
+        init: impl FnOnce(*mut u8, usize),
+    ) -> Result<Segment, OpenOrCreateError> {
+        let mut init = Some(init);
+        if matches!(self.target, Target::Anonymous) {
+            return Ok(self.create_inner(&mut init)?);
+        }
+        // A segment can vanish between our failed create and our open (its creator
+        // dropped it); then try again, a bounded number of times.
+        let mut last = None;
+        for _ in 0..16 {
+            match self.create_inner(&mut init) {
+                Ok(seg) => return Ok(seg),
+                Err(CreateError::AlreadyExists { .. }) => {}
+                Err(e) => return Err(e.into()),
+            }
+            match self.open_inner() {
+                Ok(seg) => return Ok(seg),
+                Err(e @ OpenError::NotFound { .. }) => last = Some(e),
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(last.expect("loop ran").into())
+    }
+
+    fn display_name(&self) -> String {
+        match &self.target {
+            Target::None => String::new(),
+            Target::Posix(n) => n.clone(),
+            Target::SysV(k) => format!("{k:#010x}"),
+            Target::SysVFtok(p, id) => format!("ftok({}, {id})", p.display()),
+            Target::File(p) => p.display().to_string(),
+            Target::Anonymous => "<anonymous>".to_owned(),
+        }
+    }
+
+    fn resolve_key(&self) -> Result<i32, (String, io::Error)> {
+        match &self.target {
+            Target::SysV(k) => Ok(*k),
+            Target::SysVFtok(p, id) => {
+                let c = name::check_path(p).map_err(|r| {
+                    (
+                        p.display().to_string(),
+                        io::Error::new(io::ErrorKind::InvalidInput, r),
+                    )
+                })?;
+                // SAFETY: `c` is a valid NUL-terminated path for the duration of the call.
+                let key = unsafe { libc::ftok(c.as_ptr(), libc::c_int::from(*id)) };
+                if key == -1 {
+                    Err((self.display_name(), io::Error::last_os_error()))
+                } else {
+                    Ok(key)
+                }
+            }
+            _ => unreachable!("resolve_key on a non-SysV target"),
+        }
+    }
+
+    fn create_inner<F: FnOnce(*mut u8, usize)>(
+        &self,
+        init: &mut Option<F>,
+    ) -> Result<Segment, CreateError> {
+        let invalid = |name: String, reason| CreateError::InvalidName { name, reason };
+        // Validate everything before any system call.
+        match &self.target {
+            Target::None => return Err(CreateError::NoBackend),
+            Target::Posix(n) => name::check_posix(n).map_err(|r| invalid(n.clone(), r))?,
+            Target::SysV(0) => {
+                return Err(invalid(
+                    "0x00000000".into(),
+                    "key 0 is IPC_PRIVATE, not a shared key",
+                ))
+            }
+            Target::File(p) => {
+                name::check_path(p).map_err(|r| invalid(p.display().to_string(), r))?;
+            }
+            _ => {}
+        }
+        let payload = match self.size {
+            None | Some(0) => return Err(CreateError::ZeroSize),
+            Some(n) => n,
+        };
+        let backend = self.backend();
+        let too_large = |reason: &str| CreateError::TooLarge {
+            requested: payload as u64,
+            backend: backend.as_str(),
+            reason: reason.to_owned(),
+            source: None,
+        };
+        let total = payload
+            .checked_add(HEADER_LEN)
+            .filter(|t| *t <= isize::MAX as usize && (*t as u64) <= i64::MAX as u64)
+            .ok_or_else(|| too_large("header + payload exceeds the address space"))?;
+        let total64 = total as u64;
+        let name = self.display_name();
+        let cerr = |op, e| create_io_error(&name, op, total64, e);
+        let fd_size_err = |e: io::Error| match e.raw_os_error() {
+            Some(libc::EFBIG) | Some(libc::EINVAL) => CreateError::TooLarge {
+                requested: payload as u64,
+                backend: backend.as_str(),
+                reason: "the file system refused the size".to_owned(),
+                source: Some(e),
+            },
+            _ => cerr("posix_fallocate", e),
+        };
+
+        let mapped = match &self.target {
+            Target::Posix(n) => {
+                let cname = name::posix_cstring(n);
+                let file = sys::shm_open(
+                    &cname,
+                    libc::O_RDWR | libc::O_CREAT | libc::O_EXCL,
+                    self.mode,
+                )
+                .map_err(|e| cerr("shm_open", e))?;
+                // From here on, a failure removes what we made.
+                let guard = RemoveOnError(Some(Undo::Posix(cname.clone())));
+                sys::fchmod(&file, self.mode).map_err(|e| cerr("fchmod", e))?;
+                sys::allocate(&file, total64).map_err(fd_size_err)?;
+                let map = map_fd(&file, total).map_err(|e| cerr("mmap", e))?;
+                guard.defuse();
+                map.with_unlinker(Unlinker::Posix(cname))
+            }
+            Target::File(p) => {
+                let cpath = name::check_path(p).expect("checked above");
+                let file = sys::open(
+                    &cpath,
+                    libc::O_RDWR | libc::O_CREAT | libc::O_EXCL,
+                    self.mode,
+                )
+                .map_err(|e| cerr("open", e))?;
+                let guard = RemoveOnError(Some(Undo::File(p.clone())));
+                sys::fchmod(&file, self.mode).map_err(|e| cerr("fchmod", e))?;
+                sys::allocate(&file, total64).map_err(fd_size_err)?;
+                let map = map_fd(&file, total).map_err(|e| cerr("mmap", e))?;
+                guard.defuse();
+                map.with_unlinker(Unlinker::File(p.clone()))
+            }
+            Target::Anonymous => {
+                let file = sys::memfd().map_err(|e| cerr("memfd_create", e))?;
+                sys::allocate(&file, total64).map_err(fd_size_err)?;
+                map_fd(&file, total)
+                    .map_err(|e| cerr("mmap", e))?
+                    .with_unlinker(Unlinker::None)
+            }
+            Target::SysV(_) | Target::SysVFtok(..) => {
+                let key = self
+                    .resolve_key()
+                    .map_err(|(name, source)| CreateError::Io {
+                        op: "ftok",
+                        name,
+                        source,
+                    })?;
+                if key == libc::IPC_PRIVATE {
+                    return Err(invalid(
+                        name.clone(),
+                        "key 0 is IPC_PRIVATE, not a shared key",
+                    ));
+                }
+                let flags = libc::IPC_CREAT | libc::IPC_EXCL | (self.mode & 0o777) as libc::c_int;
+                // SAFETY: shmget takes no pointers.
+                let id = unsafe { libc::shmget(key, total, flags) };
+                if id == -1 {
+                    let e = io::Error::last_os_error();
+                    return Err(match e.raw_os_error() {
+                        Some(libc::EINVAL) => CreateError::TooLarge {
+                            requested: payload as u64,
+                            backend: backend.as_str(),
+                            reason: "over the System V limit (kernel.shmmax)".to_owned(),
+                            source: Some(e),
+                        },
+                        _ => cerr("shmget", e),
+                    });
+                }
+                let guard = RemoveOnError(Some(Undo::SysV(id)));
+                let ptr = sysv_attach(id).map_err(|e| cerr("shmat", e))?;
+                guard.defuse();
+                Mapped {
+                    map: Mapping::SysV(ptr),
+                    ptr,
+                    len: total,
+                    unlinker: Unlinker::SysV(id),
+                }
+            }
+            Target::None => unreachable!("checked above"),
+        };
+
+        let pid = sys::getpid();
+        let mut seg = Segment {
+            map: mapped.map,
+            ptr: mapped.ptr,
+            len: mapped.len,
+            payload_offset: HEADER_LEN,
+            payload_len: payload,
+            backend,
+            name: self.public_name(),
+            creator: true,
+            raw: false,
+            // Until READY, a failure (a panicking init) removes the half-made segment.
+            unlink_on_drop: true,
+            owner_pid: pid,
+            unlinker: mapped.unlinker,
+        };
+        let h = seg.ptr.cast::<Header>();
+        let tag = self.type_tag.unwrap_or(TypeTag::BYTES);
+        // SAFETY: the mapping is fresh, zeroed, page aligned and at least HEADER_LEN
+        // long; no other process writes a segment before its header is published.
+        unsafe { Header::write_creating(h, total64, payload as u64, &tag, pid) };
+        if let Some(f) = init.take() {
+            f(seg.payload_ptr(), payload);
+        }
+        // SAFETY: `h` is our live, aligned mapping; `state` is an atomic.
+        // Release: pairs with the Acquire in `wait_ready`; publishes the payload written
+        // by `init`.
+        unsafe { (*h).state.store(STATE_READY, Ordering::Release) };
+        seg.set_unlink_on_drop(self.unlink_on_drop.unwrap_or(true));
+        Ok(seg)
+    }
+
+    fn backend(&self) -> Backend {
+        match self.target {
+            Target::Posix(_) | Target::None => Backend::Posix,
+            Target::SysV(_) | Target::SysVFtok(..) => Backend::SysV,
+            Target::File(_) => Backend::File,
+            Target::Anonymous => Backend::Anonymous,
+        }
+    }
+
+    fn public_name(&self) -> Option<String> {
+        match &self.target {
+            Target::Anonymous | Target::None => None,
+            Target::SysVFtok(..) => self.resolve_key().ok().map(|k| format!("{k:#010x}")),
+            _ => Some(self.display_name()),
+        }
+    }
+
+    fn open_inner(&self) -> Result<Segment, OpenError> {
+        let invalid = |name: String, reason| OpenError::InvalidName { name, reason };
+        match &self.target {
+            Target::None => return Err(OpenError::NoBackend),
+            Target::Anonymous => return Err(OpenError::Anonymous),
+            Target::Posix(n) => name::check_posix(n).map_err(|r| invalid(n.clone(), r))?,
+            Target::SysV(0) => {
+                return Err(invalid(
+                    "0x00000000".into(),
+                    "key 0 is IPC_PRIVATE, not a shared key",
+                ))
+            }
+            Target::File(p) => {
+                name::check_path(p).map_err(|r| invalid(p.display().to_string(), r))?;
+            }
+            Target::SysV(_) | Target::SysVFtok(..) => {}
+        }
+        let name = self.display_name();
+        let start = Instant::now();
+        let deadline = start.checked_add(self.open_timeout);
+        let mapped = match &self.target {
+            Target::Posix(n) => {
+                let cname = name::posix_cstring(n);
+                let file = sys::shm_open(&cname, libc::O_RDWR, 0)
+                    .map_err(|e| open_io_error(&name, "shm_open", e))?;
+                let len = wait_for_size(&file, &name, start, deadline)?;
+                map_fd(&file, len)
+                    .map_err(|e| open_io_error(&name, "mmap", e))?
+                    .with_unlinker(Unlinker::Posix(cname))
+            }
+            Target::File(p) => {
+                let cpath = name::check_path(p).expect("checked above");
+                let file = sys::open(&cpath, libc::O_RDWR, 0)
+                    .map_err(|e| open_io_error(&name, "open", e))?;
+                let len = wait_for_size(&file, &name, start, deadline)?;
+                map_fd(&file, len)
+                    .map_err(|e| open_io_error(&name, "mmap", e))?
+                    .with_unlinker(Unlinker::File(p.clone()))
+            }
+            Target::SysV(_) | Target::SysVFtok(..) => {
+                let key = self
+                    .resolve_key()
+                    .map_err(|(name, e)| open_io_error(&name, "ftok", e))?;
+                // Ask for read-write permission up front (0o600 in shmflg).
+                // SAFETY: shmget takes no pointers.
+                let id = unsafe { libc::shmget(key, 0, 0o600) };
+                if id == -1 {
+                    return Err(open_io_error(&name, "shmget", io::Error::last_os_error()));
+                }
+                let len = sysv_size(id).map_err(|e| open_io_error(&name, "shmctl", e))?;
+                if len < HEADER_LEN {
+                    return Err(OpenError::TooSmall {
+                        name,
+                        len: len as u64,
+                        needed: HEADER_LEN as u64,
+                    });
+                }
+                let ptr = sysv_attach(id).map_err(|e| open_io_error(&name, "shmat", e))?;
+                Mapped {
+                    map: Mapping::SysV(ptr),
+                    ptr,
+                    len,
+                    unlinker: Unlinker::SysV(id),
+                }
+            }
+            Target::None | Target::Anonymous => unreachable!("rejected above"),
+        };
+        let seg = Segment {
+            map: mapped.map,
+            ptr: mapped.ptr,
+            len: mapped.len,
+            payload_offset: HEADER_LEN,
+            payload_len: 0,
+            backend: self.backend(),
+            name: self.public_name(),
+            creator: false,
+            raw: false,
+            unlink_on_drop: false,
+            owner_pid: sys::getpid(),
+            unlinker: mapped.unlinker,
+        };
+        wait_ready(seg.ptr, &name, start, deadline)?;
+        // SAFETY: the mapping is at least HEADER_LEN long and page aligned, and READY
+        // was Acquired in `wait_ready`.
+        let info = unsafe { Header::snapshot(seg.ptr.cast::<Header>()) };
+        let payload_len = self.validate(&info, seg.len, &name)?;
+        let mut seg = seg;
+        seg.payload_len = payload_len;
+        seg.set_unlink_on_drop(self.unlink_on_drop.unwrap_or(false));
+        Ok(seg)
+    }
+
+    /// Checks a READY header against the mapping and the options; returns the payload
+    /// length.
+    fn validate(&self, info: &HeaderInfo, len: usize, name: &str) -> Result<usize, OpenError> {
+        let corrupt = |reason| OpenError::Corrupt {
+            name: name.to_owned(),
+            reason,
+        };
+        if info.magic != MAGIC {
+            return Err(OpenError::NotShmkit {
+                name: name.to_owned(),
+                found: info.magic,
+            });
+        }
+        if info.version != LAYOUT_VERSION {
+            return Err(OpenError::Version {
+                found: info.version,
+                supported: LAYOUT_VERSION,
+            });
+        }
+        if info.header_len as usize != HEADER_LEN || info.payload_offset != HEADER_LEN as u64 {
+            return Err(corrupt("header length or payload offset is not 128"));
+        }
+        if info.total_size > len as u64 {
+            return Err(OpenError::TooSmall {
+                name: name.to_owned(),
+                len: len as u64,
+                needed: info.total_size,
+            });
+        }
+        if info.payload_offset.checked_add(info.payload_size) != Some(info.total_size) {
+            return Err(corrupt("payload offset + payload size != total size"));
+        }
+        if let Some(want) = self.size {
+            if want as u64 != info.payload_size {
+                return Err(OpenError::SizeMismatch {
+                    name: name.to_owned(),
+                    expected: want as u64,
+                    found: info.payload_size,
+                });
+            }
+        }
+        if let Some(want) = &self.type_tag {
+            if *want != info.type_tag {
+                return Err(OpenError::TypeMismatch {
+                    expected: want.to_string(),
+                    found: info.type_tag.to_string(),
+                });
+            }
+        }
+        // Fits: total_size <= len, a usize.
+        Ok(info.payload_size as usize)
+    }
+}
+
+impl Mapped {
+    fn with_unlinker(mut self, u: Unlinker) -> Mapped {
+        self.unlinker = u;
+        self
+    }
+}
+
+/// What to remove if creation fails half-way.
+enum Undo {
+    Posix(CString),
+    File(PathBuf),
+    SysV(libc::c_int),
+}
+
+/// Removes a half-created object when dropped, unless defused.
+struct RemoveOnError(Option<Undo>);
+
+impl RemoveOnError {
+    fn defuse(mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for RemoveOnError {
+    fn drop(&mut self) {
+        match &self.0 {
+            Some(Undo::Posix(c)) => {
+                let _ = sys::shm_unlink(c);
+            }
+            Some(Undo::File(p)) => {
+                let _ = std::fs::remove_file(p);
+            }
+            Some(Undo::SysV(id)) => {
+                // SAFETY: IPC_RMID takes no buffer; the id came from shmget.
+                unsafe {
+                    libc::shmctl(*id, libc::IPC_RMID, std::ptr::null_mut());
+                }
+            }
+            None => {}
+        }
+    }
+}
+
+fn map_fd(file: &File, len: usize) -> io::Result<Mapped> {
+    let map = memmap2::MmapOptions::new().len(len).map_raw(file)?;
+    let ptr = map.as_mut_ptr();
+    Ok(Mapped {
+        map: Mapping::Mmap { _map: map },
+        ptr,
+        len,
+        unlinker: Unlinker::None,
+    })
+}
+
+fn sysv_attach(id: libc::c_int) -> io::Result<*mut u8> {
+    // SAFETY: a null address lets the kernel choose where to attach; touches no
+    // existing memory.
+    let p = unsafe { libc::shmat(id, std::ptr::null(), 0) };
+    if p as isize == -1 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(p.cast())
+    }
+}
+
+fn sysv_size(id: libc::c_int) -> io::Result<usize> {
+    // SAFETY: shmid_ds is plain data; all-zero is a valid value for IPC_STAT to fill.
+    let mut ds: libc::shmid_ds = unsafe { std::mem::zeroed() };
+    // SAFETY: `ds` is a valid, writable shmid_ds.
+    sys::cvt(unsafe { libc::shmctl(id, libc::IPC_STAT, &mut ds) })?;
+    Ok(ds.shm_segsz as usize)
+}
+
+/// Backoff for polling a word another process will change: spin, then yield, then
+/// sleep briefly (doubling up to 1 ms), never past the deadline.
+struct Backoff {
+    step: u32,
+}
+
+impl Backoff {
+    fn new() -> Self {
+        Backoff { step: 0 }
+    }
+
+    /// Whether we are past the cheap spinning phase (so a syscall per round is fine).
+    fn is_slow(&self) -> bool {
+        self.step >= 64
+    }
+
+    fn wait(&mut self, deadline: Option<Instant>) {
+        self.step += 1;
+        if self.step < 64 {
+            std::hint::spin_loop();
+        } else if self.step < 72 {
+            std::thread::yield_now();
+        } else {
+            let exp = (self.step - 72).min(6);
+            let mut d = Duration::from_micros(20u64 << exp).min(Duration::from_millis(1));
+            if let Some(dl) = deadline {
+                d = d.min(dl.saturating_duration_since(Instant::now()));
+            }
+            std::thread::sleep(d);
+        }
+    }
+}
+
+fn timed_out(deadline: Option<Instant>) -> bool {
+    deadline.is_some_and(|d| Instant::now() >= d)
+}
+
+/// Waits until the object is at least a header long (the creator sizes it right after
+/// `O_EXCL`); returns its size.
+fn wait_for_size(
+    file: &File,
+    name: &str,
+    start: Instant,
+    deadline: Option<Instant>,
+) -> Result<usize, OpenError> {
+    let mut backoff = Backoff::new();
+    loop {
+        let len = sys::fsize(file).map_err(|e| open_io_error(name, "fstat", e))?;
+        if len >= HEADER_LEN as u64 {
+            return usize::try_from(len).map_err(|_| OpenError::Corrupt {
+                name: name.to_owned(),
+                reason: "size does not fit in the address space",
+            });
+        }
+        if len > 0 {
+            // A shmkit creator goes from 0 to the full size in one step.
+            return Err(OpenError::TooSmall {
+                name: name.to_owned(),
+                len,
+                needed: HEADER_LEN as u64,
+            });
+        }
+        if timed_out(deadline) {
+            return Err(OpenError::Timeout {
+                name: name.to_owned(),
+                waited: start.elapsed(),
+            });
+        }
+        backoff.wait(deadline);
+    }
+}
+
+/// Waits for READY (Acquire). Fails early on a foreign magic, an unknown version, or a
+/// creator that died before READY.
+fn wait_ready(
+    ptr: *mut u8,
+    name: &str,
+    start: Instant,
+    deadline: Option<Instant>,
+) -> Result<(), OpenError> {
+    let h = ptr.cast::<Header>();
+    let mut backoff = Backoff::new();
+    loop {
+        // Acquire: pairs with the Release store of READY in `create_inner`; the header
+        // and payload written before it are visible after.
+        // SAFETY: `h` points to our live mapping, at least HEADER_LEN long and page
+        // aligned; only atomics are read before READY.
+        let state = unsafe { (*h).state.load(Ordering::Acquire) };
+        if state == STATE_READY {
+            return Ok(());
+        }
+        // Relaxed: only compared against 0 / MAGIC (see `Header::write_creating`).
+        // SAFETY: `h` is our live, aligned mapping of at least HEADER_LEN bytes.
+        let magic = unsafe { (*h).magic.load(Ordering::Relaxed) };
+        if magic != 0 && magic != MAGIC {
+            return Err(OpenError::NotShmkit {
+                name: name.to_owned(),
+                found: magic,
+            });
+        }
+        // Acquire: pairs with the Release in `Header::write_creating`; a non-zero pid
+        // makes the plain header fields (version) readable.
+        // SAFETY: `h` is our live, aligned mapping of at least HEADER_LEN bytes.
+        let pid = unsafe { (*h).creator_pid.load(Ordering::Acquire) };
+        if pid != 0 {
+            // SAFETY: the creator published the plain fields before the pid (Acquired).
+            let version = unsafe { std::ptr::addr_of!((*h).version).read_volatile() };
+            if version != LAYOUT_VERSION {
+                return Err(OpenError::Version {
+                    found: version,
+                    supported: LAYOUT_VERSION,
+                });
+            }
+            if backoff.is_slow() && !sys::pid_alive(pid) {
+                // It may have published READY just before exiting.
+                // Acquire: as the first load.
+                // SAFETY: `h` is our live, aligned mapping of at least HEADER_LEN bytes.
+                if unsafe { (*h).state.load(Ordering::Acquire) } == STATE_READY {
+                    return Ok(());
+                }
+                return Err(OpenError::CreatorDied { pid });
+            }
+        }
+        if timed_out(deadline) {
+            return Err(OpenError::Timeout {
+                name: name.to_owned(),
+                waited: start.elapsed(),
+            });
+        }
+        backoff.wait(deadline);
+    }
+}
