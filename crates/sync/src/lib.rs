@@ -16,13 +16,28 @@
 //! | [`RwLock`], [`Semaphore`], [`Barrier`], [`Event`], [`Condvar`] | no: they have no owner identity (as Python's) |
 
 mod atomic;
+mod barrier;
+mod condvar;
 mod error;
+mod event;
+mod file_lock;
 pub mod futex;
 mod mutex;
+mod named_lock;
 mod owner;
+mod rwlock;
+mod semaphore;
 mod wait;
 
+pub use barrier::Barrier;
+pub use condvar::{Condvar, CondvarResult};
 pub use error::{
     BarrierError, FileLockError, LockError, NamedLockError, RawLockError, SemaphoreError,
 };
+pub use event::Event;
+pub use file_lock::{FileLock, FileLockGuard, LockMode, RangeGuard};
+pub use futex::Deadline;
 pub use mutex::{Acquired, Mutex, MutexGuard, RawMutex, OWNER_CHECK_INTERVAL};
+pub use named_lock::{NamedLock, NamedLockGuard};
+pub use rwlock::{RawRwLock, RwLock, RwLockReadGuard, RwLockResult, RwLockWriteGuard};
+pub use semaphore::Semaphore;

@@ -71,7 +71,11 @@ const POISONED: u32 = 2;
 pub const OWNER_CHECK_INTERVAL: Duration = Duration::from_millis(10);
 
 /// `sched_yield`s between spinning and sleeping.
+#[cfg(not(loom))]
 const YIELDS: u32 = 3;
+/// Under loom every yield is a schedule point: keep the model small.
+#[cfg(loom)]
+const YIELDS: u32 = 0;
 
 /// How a [`RawMutex`] was acquired.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -598,5 +602,131 @@ impl<T: ?Sized> Drop for MutexGuard<'_, T> {
 impl<T: ?Sized + fmt::Debug> fmt::Debug for MutexGuard<'_, T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         fmt::Debug::fmt(&**self, f)
+    }
+}
+
+/// Loom model of the lock word's state machine (the futex is modelled in
+/// `wait::loom_model`). Run with:
+/// `RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR=target/loom cargo test -p shmkit-sync --release --lib loom`
+#[cfg(all(test, loom))]
+mod loom_tests {
+    use super::*;
+    use crate::wait::loom_model::{Kernel, LoomWaiter};
+    use loom::cell::UnsafeCell;
+    use loom::sync::Arc;
+
+    /// Bounded preemptions keep the model under a couple of minutes (loom's advice;
+    /// most concurrency bugs need very few preemptions).
+    fn model(f: impl Fn() + Sync + Send + 'static) {
+        let mut b = loom::model::Builder::new();
+        b.preemption_bound = Some(3);
+        b.check(f);
+    }
+
+    fn ident(tid: u32) -> OwnerIdent {
+        (7u64 << 32) | u64::from(tid)
+    }
+
+    #[test]
+    fn loom_mutex_excludes_and_never_loses_a_wakeup() {
+        model(|| {
+            let kernel = Kernel::with_dead(vec![]);
+            let m = Arc::new((RawMutex::new(), UnsafeCell::new(0u32)));
+            let threads: Vec<_> = (1..=2)
+                .map(|tid| {
+                    let (m, kernel) = (m.clone(), kernel.clone());
+                    loom::thread::spawn(move || {
+                        let w = LoomWaiter {
+                            kernel,
+                            me: ident(tid),
+                        };
+                        assert_eq!(m.0.lock_with(&w, None), Ok(Acquired::Consistent));
+                        // UnsafeCell access: loom reports a race if exclusion fails.
+                        m.1.with_mut(|p| unsafe { *p += 1 });
+                        m.0.unlock_with(&w, false);
+                    })
+                })
+                .collect();
+            let w = LoomWaiter {
+                kernel,
+                me: ident(3),
+            };
+            assert_eq!(m.0.lock_with(&w, None), Ok(Acquired::Consistent));
+            m.1.with_mut(|p| unsafe { *p += 1 });
+            m.0.unlock_with(&w, false);
+            for t in threads {
+                t.join().unwrap();
+            }
+            assert_eq!(m.1.with(|p| unsafe { *p }), 3);
+            assert_eq!(m.0.word.load(Relaxed), 0);
+        });
+    }
+
+    #[test]
+    fn loom_mutex_dead_owner_is_replaced_exactly_once() {
+        model(|| {
+            const DEAD: u32 = 99;
+            let kernel = Kernel::with_dead(vec![DEAD]);
+            let m = Arc::new(RawMutex::new());
+            // The dead thread holds it, with sleepers announced.
+            m.word.store(DEAD | CONTENDED, Relaxed);
+            m.owner.store(ident(DEAD), Relaxed);
+            let threads: Vec<_> = (1..=2)
+                .map(|tid| {
+                    let (m, kernel) = (m.clone(), kernel.clone());
+                    loom::thread::spawn(move || {
+                        let w = LoomWaiter {
+                            kernel,
+                            me: ident(tid),
+                        };
+                        let a = m.lock_with(&w, None).unwrap();
+                        if a == Acquired::OwnerDied {
+                            m.make_consistent();
+                        }
+                        m.unlock_with(&w, false);
+                        a
+                    })
+                })
+                .collect();
+            let results: Vec<_> = threads.into_iter().map(|t| t.join().unwrap()).collect();
+            let died = results
+                .iter()
+                .filter(|&&a| a == Acquired::OwnerDied)
+                .count();
+            assert_eq!(died, 1, "{results:?}");
+            assert!(!m.is_poisoned());
+            assert_eq!(m.word.load(Relaxed), 0);
+        });
+    }
+
+    #[test]
+    fn loom_mutex_ignored_owner_death_poisons() {
+        model(|| {
+            const DEAD: u32 = 99;
+            let kernel = Kernel::with_dead(vec![DEAD]);
+            let m = Arc::new(RawMutex::new());
+            m.word.store(DEAD, Relaxed);
+            let m2 = m.clone();
+            let k2 = kernel.clone();
+            let t = loom::thread::spawn(move || {
+                let w = LoomWaiter {
+                    kernel: k2,
+                    me: ident(1),
+                };
+                let a = m2.lock_with(&w, None).unwrap();
+                m2.unlock_with(&w, false); // no make_consistent
+                a
+            });
+            let w = LoomWaiter {
+                kernel,
+                me: ident(2),
+            };
+            let mine = m.lock_with(&w, None).unwrap();
+            m.unlock_with(&w, false);
+            let theirs = t.join().unwrap();
+            let mut got = [mine, theirs];
+            got.sort_by_key(|a| *a as u8);
+            assert_eq!(got, [Acquired::OwnerDied, Acquired::Poisoned]);
+        });
     }
 }

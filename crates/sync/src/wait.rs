@@ -106,3 +106,102 @@ pub(crate) fn yield_cpu() {
     #[cfg(loom)]
     loom::thread::yield_now();
 }
+
+/// A futex model for loom: a "kernel" lock makes check-and-sleep atomic with respect to
+/// wake, as the real futex hash-bucket lock does; sleepers are woken in FIFO order and
+/// `wake` reports how many it woke. Deadlines are ignored (a sleeper blocks until woken)
+/// except that a waiter whose expected lock word names a dead owner times out at once,
+/// which models "the next owner check finds the holder dead".
+#[cfg(all(test, loom))]
+pub(crate) mod loom_model {
+    use super::*;
+    use loom::sync::{Arc, Condvar, Mutex};
+
+    #[derive(Default)]
+    struct Queue {
+        /// (word address, ticket) of each sleeper, in arrival order.
+        sleepers: Vec<(usize, u64)>,
+        next_ticket: u64,
+    }
+
+    /// The shared "kernel".
+    #[derive(Default)]
+    pub(crate) struct Kernel {
+        queue: Mutex<Queue>,
+        cond: Condvar,
+        /// TIDs of owners that are dead.
+        dead: Vec<u32>,
+    }
+
+    impl Kernel {
+        /// A kernel in which the listed TIDs are dead.
+        pub(crate) fn with_dead(dead: Vec<u32>) -> Arc<Self> {
+            Arc::new(Kernel {
+                dead,
+                ..Default::default()
+            })
+        }
+    }
+
+    /// One thread's waiter (carries that thread's identity).
+    pub(crate) struct LoomWaiter {
+        pub(crate) kernel: Arc<Kernel>,
+        pub(crate) me: OwnerIdent,
+    }
+
+    impl Waiter for LoomWaiter {
+        fn wait(
+            &self,
+            word: &AtomicU32,
+            expected: u32,
+            deadline: Option<&Deadline>,
+        ) -> WaitOutcome {
+            let addr = word as *const AtomicU32 as usize;
+            let mut q = self.kernel.queue.lock().unwrap();
+            if word.load(crate::atomic::Ordering::SeqCst) != expected {
+                return WaitOutcome::ValueChanged;
+            }
+            if deadline.is_some()
+                && self
+                    .kernel
+                    .dead
+                    .contains(&(expected & crate::owner::TID_MASK))
+            {
+                return WaitOutcome::TimedOut;
+            }
+            let ticket = q.next_ticket;
+            q.next_ticket += 1;
+            q.sleepers.push((addr, ticket));
+            while q.sleepers.iter().any(|&(_, t)| t == ticket) {
+                q = self.kernel.cond.wait(q).unwrap();
+            }
+            WaitOutcome::Woken
+        }
+
+        fn wake(&self, word: &AtomicU32, n: u32) -> usize {
+            let addr = word as *const AtomicU32 as usize;
+            let mut q = self.kernel.queue.lock().unwrap();
+            let mut woken = 0;
+            q.sleepers.retain(|&(a, _)| {
+                if a == addr && woken < n as usize {
+                    woken += 1;
+                    false
+                } else {
+                    true
+                }
+            });
+            if woken > 0 {
+                self.kernel.cond.notify_all();
+            }
+            woken
+        }
+
+        fn owner_alive(&self, tid: u32, _start: Option<u32>) -> bool {
+            !self.kernel.dead.contains(&tid)
+        }
+
+        fn me(&self) -> OwnerIdent {
+            self.me
+        }
+    }
+}
