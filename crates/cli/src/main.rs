@@ -6,6 +6,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use shmkit_cli::bench::{self, BenchConfig, Transport};
+use shmkit_cli::segments;
 
 #[derive(Parser)]
 #[command(
@@ -20,6 +21,22 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// List shmkit segments: name, backend, size, type, creator pid, alive/dead.
+    Ls,
+    /// Print every header field of one segment.
+    Inspect {
+        /// POSIX name (no leading `/`) or System V key (`0x%08x`).
+        name: String,
+    },
+    /// Remove a segment by name, or every segment whose creator is dead.
+    Rm {
+        /// POSIX name or System V key.
+        #[arg(required_unless_present = "dead", conflicts_with = "dead")]
+        name: Option<String>,
+        /// Remove every shmkit segment whose creating process is gone.
+        #[arg(long)]
+        dead: bool,
+    },
     /// Benchmark shmkit's ring and queue against a pipe and a Unix socket (two processes).
     Bench {
         /// A short run (under 30 s).
@@ -46,6 +63,39 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
+        Command::Ls => match shmkit_segment::list() {
+            Ok(all) => {
+                print!("{}", segments::ls_table(&all));
+                ExitCode::SUCCESS
+            }
+            Err(e) => fail(e),
+        },
+        Command::Inspect { name } => match segments::find(&name) {
+            Ok(s) => {
+                print!("{}", segments::inspect_text(&s));
+                ExitCode::SUCCESS
+            }
+            Err(e) => fail(e),
+        },
+        Command::Rm {
+            name: Some(name), ..
+        } => match segments::remove_by_name(&name) {
+            Ok(()) => {
+                println!("removed {name}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => fail(e),
+        },
+        Command::Rm { name: None, .. } => match segments::remove_dead() {
+            Ok(names) => {
+                for n in &names {
+                    println!("removed {n}");
+                }
+                println!("{} stale segment(s) removed", names.len());
+                ExitCode::SUCCESS
+            }
+            Err(e) => fail(e),
+        },
         Command::Bench {
             quick,
             json,
@@ -96,4 +146,9 @@ fn run_bench(config: &BenchConfig, json: Option<PathBuf>, plot: Option<PathBuf>)
         }
     }
     ExitCode::SUCCESS
+}
+
+fn fail(e: impl std::fmt::Display) -> ExitCode {
+    eprintln!("shmkit: {e}");
+    ExitCode::FAILURE
 }
