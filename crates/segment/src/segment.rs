@@ -287,3 +287,22 @@ impl fmt::Debug for Segment {
             .finish()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn segment_is_send_and_sync() {
+        fn assert_send_sync<T: Send + Sync>() {}
+        assert_send_sync::<Segment>();
+    }
+
+    #[test]
+    fn backend_names() {
+        assert_eq!(Backend::Posix.to_string(), "posix");
+        assert_eq!(Backend::SysV.as_str(), "sysv");
+        assert_eq!(Backend::File.as_str(), "file");
+        assert_eq!(Backend::Anonymous.as_str(), "anonymous");
+    }
+}
