@@ -3,12 +3,31 @@
 //! Shared memory created and opened safely: POSIX named, System V, file-backed and
 //! anonymous (fork-shared) segments behind one [`Segment`] type.
 //!
-//! Every segment shmkit creates starts with a 128-byte [header](crate::header) (magic,
-//! layout version, sizes, a [`TypeTag`], the creator's pid and an init state). The
-//! creator zeroes and initialises the payload and then publishes READY; openers wait for
-//! READY (bounded by `open_timeout`), then validate everything and fail with a typed
-//! error on any mismatch. Foreign segments without a header (Python's `SharedMemory`)
-//! attach with [`Segment::open_raw`].
+//! Every segment shmkit creates starts with a 128-byte [`header`] (magic, layout
+//! version, sizes, a [`TypeTag`], the creator's pid and an init state); the payload
+//! follows at byte 128. The creator zeroes and initialises the payload and then
+//! publishes READY; openers wait for READY (bounded by `open_timeout`), then validate
+//! everything and fail with a typed error on any mismatch. Foreign segments without a
+//! header (Python's `SharedMemory`) attach with [`Segment::open_raw`]. The byte layout
+//! for Python and C readers is in `docs/layout.md`.
+//!
+//! | backend | options | name | created with |
+//! |---|---|---|---|
+//! | [`Backend::Posix`] | `.posix("name")` | `/dev/shm/name` | `shm_open(O_CREAT\|O_EXCL)`, `fchmod`, `fallocate` |
+//! | [`Backend::SysV`] | `.sysv(key)`, `.sysv_ftok(path, id)` | key (`0x%08x`) | `shmget(IPC_CREAT\|IPC_EXCL)` |
+//! | [`Backend::File`] | `.file(path)` | the path | `open(O_CREAT\|O_EXCL)`, `fchmod`, `fallocate` |
+//! | [`Backend::Anonymous`] | `.anonymous()` | none | `memfd_create`, `fallocate`; shared with `fork` children |
+//!
+//! Ownership: the creator removes the name when its handle drops (unless
+//! [`Segment::persist`] or `unlink_on_drop(false)`); an opener never does (unless
+//! `unlink_on_drop(true)`). Removal happens only in the process that made the handle,
+//! so a forked child never removes its parent's segment, and only if the name still
+//! names the object this handle made.
+//!
+//! Sizes are reserved at creation: a full `/dev/shm`, or a memory-backed request larger
+//! than the memory available, is a [`CreateError::NoSpace`], not a SIGBUS or the OOM
+//! killer later. (System V memory is still allocated on first touch; only the size is
+//! checked against available memory.)
 //!
 //! ```
 //! use shmkit_segment::Segment;

@@ -307,3 +307,38 @@ fn anonymous_cannot_be_opened_by_name() {
     assert!(seg.name().is_none());
     assert!(!seg.unlinks_on_drop());
 }
+
+#[test]
+fn sysv_ftok_key_names_the_same_segment_as_the_explicit_key() {
+    let path = std::env::temp_dir().join(shmkit_testkit::unique_name("ftok"));
+    std::fs::write(&path, b"ftok anchor").unwrap();
+    struct RmFile(std::path::PathBuf);
+    impl Drop for RmFile {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_file(&self.0);
+        }
+    }
+    let _rm = RmFile(path.clone());
+    let cpath = std::ffi::CString::new(path.to_str().unwrap()).unwrap();
+    // SAFETY: a valid C path.
+    let key = unsafe { libc::ftok(cpath.as_ptr(), 0x2a) };
+    assert_ne!(key, -1);
+    let _c = common::Cleanup(Target::SysV(key));
+    let seg = Segment::options()
+        .sysv_ftok(&path, 0x2a)
+        .size(256)
+        .create()
+        .unwrap();
+    assert_eq!(seg.name(), Some(format!("{key:#010x}").as_str()));
+    let other = Segment::options().sysv(key).size(256).open().unwrap();
+    assert_eq!(other.backend(), Backend::SysV);
+    drop(other);
+    drop(seg);
+    // A missing anchor file is an error naming ftok.
+    let err = Segment::options()
+        .sysv_ftok("/nonexistent/shmkit/anchor", 1)
+        .size(8)
+        .create()
+        .unwrap_err();
+    assert!(err.to_string().contains("ftok"), "{err}");
+}
