@@ -16,7 +16,7 @@
 //! | [`Backend::Posix`] | `.posix("name")` | `/dev/shm/name` | `shm_open(O_CREAT\|O_EXCL)`, `fchmod`, `fallocate` |
 //! | [`Backend::SysV`] | `.sysv(key)`, `.sysv_ftok(path, id)` | key (`0x%08x`) | `shmget(IPC_CREAT\|IPC_EXCL)` |
 //! | [`Backend::File`] | `.file(path)` | the path | `open(O_CREAT\|O_EXCL)`, `fchmod`, `fallocate` |
-//! | [`Backend::Anonymous`] | `.anonymous()` | none | `memfd_create`, `fallocate`; shared with `fork` children |
+//! | [`Backend::Anonymous`] | `.anonymous()`; `.fd(fd)` to open | none | `memfd_create`, `fallocate`; shared with `fork` children, or pass [`Segment::fd`] |
 //!
 //! Ownership: the creator removes the name when its handle drops (unless
 //! [`Segment::persist`] or `unlink_on_drop(false)`); an opener never does (unless

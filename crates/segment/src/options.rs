@@ -13,8 +13,10 @@
 use std::ffi::CString;
 use std::fs::File;
 use std::io;
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::error::{CreateError, OpenError, OpenOrCreateError};
@@ -33,6 +35,7 @@ enum Target {
     SysVFtok(PathBuf, u8),
     File(PathBuf),
     Anonymous,
+    Fd(Arc<OwnedFd>),
 }
 
 /// Builder for [`Segment`]: pick a backend, set options, then `create`, `open` or
@@ -159,6 +162,14 @@ impl SegmentOptions {
         self
     }
 
+    /// An anonymous segment received as a file descriptor (from [`Segment::fd`], passed
+    /// over a Unix socket or inherited across `exec`): [`open`](Self::open) maps and
+    /// validates it like a named segment. Creating from an fd is not supported.
+    pub fn fd(mut self, fd: OwnedFd) -> Self {
+        self.target = Target::Fd(Arc::new(fd));
+        self
+    }
+
     /// Payload size in bytes (the 128-byte header is added on top). Required to create;
     /// when opening, if set, the segment's payload size must equal it.
     pub fn size(mut self, payload_bytes: usize) -> Self {
@@ -248,8 +259,10 @@ impl SegmentOptions {
         init: impl FnOnce(*mut u8, usize),
     ) -> Result<Segment, OpenOrCreateError> {
         let mut init = Some(init);
-        if matches!(self.target, Target::Anonymous) {
-            return Ok(self.create_inner(&mut init)?);
+        match self.target {
+            Target::Anonymous => return Ok(self.create_inner(&mut init)?),
+            Target::Fd(_) => return Ok(self.open_inner()?),
+            _ => {}
         }
         // A segment can vanish between our failed create and our open (its creator
         // dropped it); then try again, a bounded number of times.
@@ -277,6 +290,7 @@ impl SegmentOptions {
             Target::SysVFtok(p, id) => format!("ftok({}, {id})", p.display()),
             Target::File(p) => p.display().to_string(),
             Target::Anonymous => "<anonymous>".to_owned(),
+            Target::Fd(fd) => format!("<fd {}>", fd.as_raw_fd()),
         }
     }
 
@@ -310,6 +324,12 @@ impl SegmentOptions {
         // Validate everything before any system call.
         match &self.target {
             Target::None => return Err(CreateError::NoBackend),
+            Target::Fd(_) => {
+                return Err(invalid(
+                    self.display_name(),
+                    "a received fd can only be opened: create with .anonymous() and share its fd()",
+                ))
+            }
             Target::Posix(n) => name::check_posix(n).map_err(|r| invalid(n.clone(), r))?,
             Target::SysV(0) => {
                 return Err(invalid(
@@ -340,6 +360,8 @@ impl SegmentOptions {
         let total64 = total as u64;
         let name = self.display_name();
         let cerr = |op, e| create_io_error(&name, op, total64, e);
+        // The memfd of an anonymous segment, kept so it can be passed on (`Segment::fd`).
+        let mut kept_fd = None;
         let fd_size_err = |e: io::Error| match e.raw_os_error() {
             Some(libc::EFBIG) | Some(libc::EINVAL) => CreateError::TooLarge {
                 requested: payload as u64,
@@ -388,9 +410,9 @@ impl SegmentOptions {
                 sys::check_memory(total64).map_err(|e| cerr("fallocate", e))?;
                 let file = sys::memfd().map_err(|e| cerr("memfd_create", e))?;
                 sys::allocate(&file, total64).map_err(fd_size_err)?;
-                map_fd(&file, total)
-                    .map_err(|e| cerr("mmap", e))?
-                    .with_unlinker(Unlinker::None)
+                let mapped = map_fd(&file, total).map_err(|e| cerr("mmap", e))?;
+                kept_fd = Some(file);
+                mapped
             }
             Target::SysV(_) | Target::SysVFtok(..) => {
                 let key = self
@@ -433,7 +455,7 @@ impl SegmentOptions {
                     unlinker: Unlinker::SysV(id),
                 }
             }
-            Target::None => unreachable!("checked above"),
+            Target::None | Target::Fd(_) => unreachable!("checked above"),
         };
 
         let pid = sys::getpid();
@@ -451,6 +473,7 @@ impl SegmentOptions {
             unlink_on_drop: true,
             owner_pid: pid,
             unlinker: mapped.unlinker,
+            fd: kept_fd,
         };
         let h = seg.ptr.cast::<Header>();
         let tag = self.type_tag.unwrap_or(TypeTag::BYTES);
@@ -473,13 +496,13 @@ impl SegmentOptions {
             Target::Posix(_) | Target::None => Backend::Posix,
             Target::SysV(_) | Target::SysVFtok(..) => Backend::SysV,
             Target::File(_) => Backend::File,
-            Target::Anonymous => Backend::Anonymous,
+            Target::Anonymous | Target::Fd(_) => Backend::Anonymous,
         }
     }
 
     fn public_name(&self) -> Option<String> {
         match &self.target {
-            Target::Anonymous | Target::None => None,
+            Target::Anonymous | Target::Fd(_) | Target::None => None,
             Target::SysVFtok(..) => self.resolve_key().ok().map(|k| format!("{k:#010x}")),
             _ => Some(self.display_name()),
         }
@@ -500,11 +523,12 @@ impl SegmentOptions {
             Target::File(p) => {
                 name::check_path(p).map_err(|r| invalid(p.display().to_string(), r))?;
             }
-            Target::SysV(_) | Target::SysVFtok(..) => {}
+            Target::SysV(_) | Target::SysVFtok(..) | Target::Fd(_) => {}
         }
         let name = self.display_name();
         let start = Instant::now();
         let deadline = start.checked_add(self.open_timeout);
+        let mut kept_fd = None;
         let mapped = match &self.target {
             Target::Posix(n) => {
                 let cname = name::posix_cstring(n);
@@ -550,6 +574,13 @@ impl SegmentOptions {
                     unlinker: Unlinker::SysV(id),
                 }
             }
+            Target::Fd(fd) => {
+                let file = File::from(fd.try_clone().map_err(|e| open_io_error(&name, "dup", e))?);
+                let len = wait_for_size(&file, &name, start, deadline)?;
+                let mapped = map_fd(&file, len).map_err(|e| open_io_error(&name, "mmap", e))?;
+                kept_fd = Some(file);
+                mapped
+            }
             Target::None | Target::Anonymous => unreachable!("rejected above"),
         };
         let seg = Segment {
@@ -565,6 +596,7 @@ impl SegmentOptions {
             unlink_on_drop: false,
             owner_pid: sys::getpid(),
             unlinker: mapped.unlinker,
+            fd: kept_fd,
         };
         wait_ready(seg.ptr, &name, start, deadline)?;
         // SAFETY: the mapping is at least HEADER_LEN long and page aligned, and READY

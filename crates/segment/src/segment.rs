@@ -83,6 +83,8 @@ pub struct Segment {
     pub(crate) unlink_on_drop: bool,
     pub(crate) owner_pid: u32,
     pub(crate) unlinker: Unlinker,
+    /// The memfd of an anonymous segment (to pass on); `None` for other backends.
+    pub(crate) fd: Option<std::fs::File>,
 }
 
 // SAFETY: a Segment is a mapping plus bookkeeping; it hands out raw pointers only, and
@@ -151,6 +153,7 @@ impl Segment {
             unlink_on_drop: false,
             owner_pid: sys::getpid(),
             unlinker: Unlinker::None,
+            fd: None,
         })
     }
 
@@ -227,6 +230,14 @@ impl Segment {
         // SAFETY: a non-raw segment is at least a header long and page aligned, and its
         // header was validated (READY Acquired) when it was created or opened.
         Some(unsafe { Header::snapshot(self.ptr.cast::<Header>()) })
+    }
+
+    /// The memfd behind an anonymous segment, to hand to an unrelated process (over a
+    /// Unix socket with `SCM_RIGHTS`, or inherited across `exec`), which opens it with
+    /// [`SegmentOptions::fd`]. `None` for named backends: open those by name.
+    pub fn fd(&self) -> Option<std::os::fd::BorrowedFd<'_>> {
+        use std::os::fd::AsFd;
+        self.fd.as_ref().map(|f| f.as_fd())
     }
 
     /// Keep the name when this handle is dropped.
