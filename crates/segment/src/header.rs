@@ -17,7 +17,7 @@
 //!     64    8 tag_align        TypeTag::align
 //!     72    8 tag_fingerprint  TypeTag::fingerprint (FNV-1a 64)
 //!     80   40 tag_name         UTF-8, zero padded
-//!    120    8 reserved         zero
+//!    120    8 creator_pidns    inode of the creator's /proc/self/ns/pid (0 = unknown)
 //! ```
 //! All integers are little-endian (the host order on every Linux target we build for).
 
@@ -58,7 +58,7 @@ pub(crate) struct Header {
     pub(crate) tag_align: u64,
     pub(crate) tag_fingerprint: u64,
     pub(crate) tag_name: [u8; TAG_NAME_LEN],
-    pub(crate) reserved: [u8; 8],
+    pub(crate) creator_pidns: u64,
 }
 
 const _: () = assert!(std::mem::size_of::<Header>() == HEADER_LEN);
@@ -67,6 +67,7 @@ const _: () = assert!(std::mem::offset_of!(Header, state) == 12);
 const _: () = assert!(std::mem::offset_of!(Header, creator_pid) == 16);
 const _: () = assert!(std::mem::offset_of!(Header, tag_fingerprint) == 72);
 const _: () = assert!(std::mem::offset_of!(Header, tag_name) == 80);
+const _: () = assert!(std::mem::offset_of!(Header, creator_pidns) == 120);
 
 impl Header {
     /// Writes every field but `state` (left at CREATING) and publishes `creator_pid`.
@@ -80,6 +81,7 @@ impl Header {
         payload_size: u64,
         tag: &TypeTag,
         pid: u32,
+        pidns: u64,
     ) {
         // SAFETY: the caller guarantees `h` is valid for writes of a whole header and
         // that only we write it; plain fields are written before the Release below.
@@ -95,6 +97,7 @@ impl Header {
             addr_of_mut!((*h).tag_align).write(tag.align);
             addr_of_mut!((*h).tag_fingerprint).write(tag.fingerprint);
             addr_of_mut!((*h).tag_name).write(tag.name);
+            addr_of_mut!((*h).creator_pidns).write(pidns);
             // Relaxed: the memory is fresh (zero already); READY comes later with Release.
             (*h).state.store(STATE_CREATING, Ordering::Relaxed);
             // Relaxed: readers only trust the other fields after the Acquire of a
@@ -124,6 +127,7 @@ impl Header {
                 // Relaxed: informational copy; synchronisation was done by the caller.
                 ready: (*h).state.load(Ordering::Relaxed) == STATE_READY,
                 creator_pid: (*h).creator_pid.load(Ordering::Relaxed),
+                creator_pidns: addr_of!((*h).creator_pidns).read_volatile(),
                 header_len: addr_of!((*h).header_len).read_volatile(),
                 total_size: addr_of!((*h).total_size).read_volatile(),
                 payload_offset: addr_of!((*h).payload_offset).read_volatile(),
@@ -152,6 +156,7 @@ impl Header {
             version: u32_at(8),
             ready: u32_at(12) == STATE_READY,
             creator_pid: u32_at(16),
+            creator_pidns: u64_at(120),
             header_len: u32_at(20),
             total_size: u64_at(24),
             payload_offset: u64_at(32),
@@ -187,6 +192,9 @@ pub struct HeaderInfo {
     pub ready: bool,
     /// Pid of the creating process.
     pub creator_pid: u32,
+    /// Inode of the creator's pid namespace (`/proc/self/ns/pid`); 0 if unknown. A pid
+    /// only means something in that namespace.
+    pub creator_pidns: u64,
     /// Header length in bytes (128).
     pub header_len: u32,
     /// Header plus payload, bytes.
@@ -379,7 +387,7 @@ mod tests {
         let tag = TypeTag::new(7, "demo::Thing", 24, 8);
         // SAFETY: `buf` is 128 zeroed, 8-aligned bytes owned by this test.
         let live = unsafe {
-            Header::write_creating(h, 4096, 4096 - 128, &tag, 42);
+            Header::write_creating(h, 4096, 4096 - 128, &tag, 42, 7);
             Header::snapshot(h)
         };
         let bytes: [u8; HEADER_LEN] = bytemuck::cast(buf);
@@ -387,6 +395,8 @@ mod tests {
         assert_eq!(live, decoded);
         assert_eq!(decoded.magic, MAGIC);
         assert_eq!(decoded.creator_pid, 42);
+        assert_eq!(decoded.creator_pidns, 7);
+        assert_eq!(&bytes[120..128], &7u64.to_le_bytes());
         assert!(!decoded.ready);
         assert_eq!(decoded.type_tag, tag);
         assert_eq!(decoded.type_tag.name(), "demo::Thing");

@@ -31,7 +31,8 @@ pub struct SegmentInfo {
     pub shmid: Option<i32>,
     /// The header, as found.
     pub header: HeaderInfo,
-    /// Whether the creator's pid (from the header) is a live process.
+    /// Whether the creator's pid (from the header) is a live process. A creator in
+    /// another pid namespace cannot be checked and counts as alive.
     pub creator_alive: bool,
 }
 
@@ -104,7 +105,8 @@ fn posix_info(name: &str) -> Option<SegmentInfo> {
         uid: meta.uid(),
         mode: meta.mode() & 0o7777,
         shmid: None,
-        creator_alive: header.creator_pid != 0 && sys::pid_alive(header.creator_pid),
+        creator_alive: header.creator_pid != 0
+            && sys::creator_alive(header.creator_pid, header.creator_pidns),
         header,
     })
 }
@@ -149,7 +151,8 @@ fn sysv_info(line: &str) -> Option<SegmentInfo> {
         uid,
         mode: mode & 0o777,
         shmid: Some(shmid),
-        creator_alive: header.creator_pid != 0 && sys::pid_alive(header.creator_pid),
+        creator_alive: header.creator_pid != 0
+            && sys::creator_alive(header.creator_pid, header.creator_pidns),
         header,
     })
 }

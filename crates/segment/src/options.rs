@@ -479,7 +479,9 @@ impl SegmentOptions {
         let tag = self.type_tag.unwrap_or(TypeTag::BYTES);
         // SAFETY: the mapping is fresh, zeroed, page aligned and at least HEADER_LEN
         // long; no other process writes a segment before its header is published.
-        unsafe { Header::write_creating(h, total64, payload as u64, &tag, pid) };
+        unsafe {
+            Header::write_creating(h, total64, payload as u64, &tag, pid, sys::pid_namespace())
+        };
         if let Some(f) = init.take() {
             f(seg.payload_ptr(), payload);
         }
@@ -849,7 +851,9 @@ fn wait_ready(
                     supported: LAYOUT_VERSION,
                 });
             }
-            if backoff.is_slow() && !sys::pid_alive(pid) {
+            // SAFETY: as for `version`.
+            let pidns = unsafe { std::ptr::addr_of!((*h).creator_pidns).read_volatile() };
+            if backoff.is_slow() && !sys::creator_alive(pid, pidns) {
                 // It may have published READY just before exiting.
                 // Acquire: as the first load.
                 // SAFETY: `h` is our live, aligned mapping of at least HEADER_LEN bytes.

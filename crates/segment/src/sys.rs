@@ -168,6 +168,25 @@ pub(crate) fn getpid() -> u32 {
     std::process::id()
 }
 
+/// Inode of this process's pid namespace (`/proc/self/ns/pid`); 0 if unknown.
+pub(crate) fn pid_namespace() -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata("/proc/self/ns/pid").map_or(0, |m| m.ino())
+}
+
+/// Whether the creator recorded as (`pid`, `pidns`) may still be running. A pid from
+/// another pid namespace (a container sharing `/dev/shm`) cannot be checked from here:
+/// we then say "alive", so nothing live is ever reported dead or removed as stale.
+pub(crate) fn creator_alive(pid: u32, pidns: u64) -> bool {
+    if pidns != 0 {
+        let ours = pid_namespace();
+        if ours != 0 && ours != pidns {
+            return true;
+        }
+    }
+    pid_alive(pid)
+}
+
 /// Whether a process with this pid exists (EPERM means it exists but is not ours).
 pub(crate) fn pid_alive(pid: u32) -> bool {
     let Ok(pid) = libc::pid_t::try_from(pid) else {

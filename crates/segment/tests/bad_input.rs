@@ -347,3 +347,53 @@ fn unpublished_segment_times_out_then_reports_dead_creator() {
         ));
     }
 }
+
+/// A creator recorded in another pid namespace (a container sharing `/dev/shm`) cannot
+/// be checked from here: it is never declared dead; the opener times out instead.
+#[test]
+fn creator_in_another_pid_namespace_is_never_declared_dead() {
+    use std::os::unix::fs::FileExt;
+    let (t, _c) = Target::new(Kind::Posix, "bad-pidns");
+    let Target::Posix(name) = &t else {
+        unreachable!()
+    };
+    let started = Pipe::new();
+    let never = Pipe::new();
+    let mut child = fork_child(|| {
+        let _seg = t.options().size(64).create_with(|_, _| {
+            started.send(1);
+            never.recv();
+        });
+        0
+    });
+    started.recv_n(1);
+    child.kill();
+    child.wait();
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(format!("/dev/shm/{name}"))
+        .unwrap();
+    let mut ours = [0u8; 8];
+    file.read_exact_at(&mut ours, 120).unwrap();
+    assert_ne!(
+        u64::from_le_bytes(ours),
+        0,
+        "the creator recorded its pid namespace"
+    );
+    file.write_all_at(&12345u64.to_le_bytes(), 120).unwrap();
+    let err = t
+        .options()
+        .open_timeout(Duration::from_millis(50))
+        .open()
+        .unwrap_err();
+    assert!(matches!(err, OpenError::Timeout { .. }), "{err:?}");
+    let info = shmkit_segment::list().unwrap();
+    let listed = info.iter().find(|i| &i.name == name).expect("listed");
+    assert!(listed.creator_alive, "unknown namespace counts as alive");
+    file.write_all_at(&ours, 120).unwrap();
+    assert!(matches!(
+        t.options().open(),
+        Err(OpenError::CreatorDied { .. })
+    ));
+}

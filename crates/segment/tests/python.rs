@@ -54,7 +54,9 @@ fn python_reads_a_segment_rust_created() {
         "{ATTACH}
 shm = attach({name:?})
 (magic, version, state, pid, hlen, total, poff, psize,
- kind, nlen, tsize, talign, fp, tname, _r) = struct.unpack_from('<8sIIIIQQQIIQQQ40s8s', shm.buf, 0)
+ kind, nlen, tsize, talign, fp, tname, pidns) = struct.unpack_from('<8sIIIIQQQIIQQQ40sQ', shm.buf, 0)
+import os
+assert pidns == os.stat('/proc/self/ns/pid').st_ino, pidns
 assert magic == b'SHMKITSG', magic
 assert version == 1 and state == 1 and hlen == 128 and poff == 128, (version, state, hlen, poff)
 assert psize == 1024 and total == 1152 and shm.size >= total, (psize, total, shm.size)
