@@ -374,6 +374,8 @@ impl SegmentOptions {
 
         let mapped = match &self.target {
             Target::Posix(n) => {
+                // /dev/shm is memory: refuse what cannot fit before making anything.
+                sys::check_memory(total64).map_err(|e| cerr("fallocate", e))?;
                 let cname = name::posix_cstring(n);
                 let file = sys::shm_open(
                     &cname,
@@ -384,7 +386,6 @@ impl SegmentOptions {
                 // From here on, a failure removes what we made.
                 let guard = RemoveOnError(Some(Undo::Posix(cname.clone())));
                 sys::fchmod(&file, self.mode).map_err(|e| cerr("fchmod", e))?;
-                sys::check_memory(total64).map_err(|e| cerr("fallocate", e))?;
                 sys::allocate(&file, total64).map_err(fd_size_err)?;
                 let map = map_fd(&file, total).map_err(|e| cerr("mmap", e))?;
                 guard.defuse();
