@@ -124,6 +124,12 @@ pub enum OpenError {
         /// The dead creator's pid, from the header.
         pid: u32,
     },
+    /// The creator's `init` closure panicked; the creator removed the segment.
+    #[error("the creator of this segment (pid {pid}) failed while initialising it and removed it: create it again")]
+    InitFailed {
+        /// The creator's pid, from the header.
+        pid: u32,
+    },
     /// The segment does not start with shmkit's magic: it was not made by shmkit.
     #[error("segment '{name}' is not a shmkit segment (magic {found:#018x}): attach it with Segment::open_raw, or pick another name")]
     NotShmkit {

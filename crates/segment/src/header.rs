@@ -5,7 +5,7 @@
 //! offset size field            notes
 //!      0    8 magic            b"SHMKITSG" (u64 LE 0x4753_5449_4b4d_4853)
 //!      8    4 version          LAYOUT_VERSION (1)
-//!     12    4 state            0 = being created, 1 = READY (atomic; Release/Acquire)
+//!     12    4 state            0 = being created, 1 = READY, 2 = init failed (atomic)
 //!     16    4 creator_pid      pid of the creating process (atomic; 0 = header not written yet)
 //!     20    4 header_len       128
 //!     24    8 total_size       header + payload bytes
@@ -38,6 +38,8 @@ pub const TAG_NAME_LEN: usize = 40;
 pub(crate) const STATE_CREATING: u32 = 0;
 /// `state` once the payload is initialised: published with Release.
 pub(crate) const STATE_READY: u32 = 1;
+/// `state` after the creator's `init` panicked (the name is removed as well).
+pub(crate) const STATE_FAILED: u32 = 2;
 
 /// The in-memory header. Fields that are read while the creator may still be writing
 /// are atomics; the rest are written once before `creator_pid` is published (Release)

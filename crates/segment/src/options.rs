@@ -20,7 +20,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::error::{CreateError, OpenError, OpenOrCreateError};
-use crate::header::{Header, HeaderInfo, TypeTag, HEADER_LEN, LAYOUT_VERSION, MAGIC, STATE_READY};
+use crate::header::{
+    Header, HeaderInfo, TypeTag, HEADER_LEN, LAYOUT_VERSION, MAGIC, STATE_FAILED, STATE_READY,
+};
 use crate::segment::{Backend, Mapping, Segment, Unlinker};
 use crate::{name, sys};
 
@@ -484,7 +486,11 @@ impl SegmentOptions {
             Header::write_creating(h, total64, payload as u64, &tag, pid, sys::pid_namespace())
         };
         if let Some(f) = init.take() {
+            // If `init` panics, tell openers that already mapped the segment (they would
+            // otherwise wait out their timeout); `seg`'s drop then removes the name.
+            let failed = MarkFailedOnUnwind(h);
             f(seg.payload_ptr(), payload);
+            std::mem::forget(failed);
         }
         // SAFETY: `h` is our live, aligned mapping; `state` is an atomic.
         // Release: pairs with the Acquire in `wait_ready`; publishes the payload written
@@ -673,6 +679,19 @@ impl Mapped {
     }
 }
 
+/// Stores `STATE_FAILED` in the header when dropped (only reached by unwinding out of
+/// the creator's `init`; the normal path forgets it).
+struct MarkFailedOnUnwind(*mut Header);
+
+impl Drop for MarkFailedOnUnwind {
+    fn drop(&mut self) {
+        // Release: pairs with the Acquire in `wait_ready`, like READY.
+        // SAFETY: the pointer is the header of the creator's live mapping, which
+        // outlives this guard (the segment is dropped after it).
+        unsafe { (*self.0).state.store(STATE_FAILED, Ordering::Release) };
+    }
+}
+
 /// What to remove if creation fails half-way.
 enum Undo {
     Posix(CString),
@@ -829,6 +848,12 @@ fn wait_ready(
         let state = unsafe { (*h).state.load(Ordering::Acquire) };
         if state == STATE_READY {
             return Ok(());
+        }
+        if state == STATE_FAILED {
+            // SAFETY: `h` is our live, aligned mapping of at least HEADER_LEN bytes.
+            // Relaxed: the pid was published before the state we just Acquired.
+            let pid = unsafe { (*h).creator_pid.load(Ordering::Relaxed) };
+            return Err(OpenError::InitFailed { pid });
         }
         // Relaxed: only compared against 0 / MAGIC (see `Header::write_creating`).
         // SAFETY: `h` is our live, aligned mapping of at least HEADER_LEN bytes.
