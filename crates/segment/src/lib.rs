@@ -54,6 +54,7 @@ mod name;
 mod options;
 mod segment;
 mod sys;
+mod wait;
 
 pub use error::{CreateError, ListError, OpenError, OpenOrCreateError, RemoveError};
 pub use header::{HeaderInfo, TypeTag, HEADER_LEN, LAYOUT_VERSION, MAGIC};

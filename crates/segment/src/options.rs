@@ -24,6 +24,7 @@ use crate::header::{
     Header, HeaderInfo, TypeTag, HEADER_LEN, LAYOUT_VERSION, MAGIC, STATE_FAILED, STATE_READY,
 };
 use crate::segment::{Backend, Mapping, Segment, Unlinker};
+use crate::wait::{wait_for_size, wait_ready};
 use crate::{name, sys};
 
 /// Default time `open` waits for the creator to publish READY.
@@ -449,7 +450,7 @@ impl SegmentOptions {
                     });
                 }
                 let guard = RemoveOnError(Some(Undo::SysV(id)));
-                let ptr = sysv_attach(id).map_err(|e| cerr("shmat", e))?;
+                let ptr = sys::sysv_attach(id).map_err(|e| cerr("shmat", e))?;
                 guard.defuse();
                 Mapped {
                     map: Mapping::SysV(ptr),
@@ -567,7 +568,7 @@ impl SegmentOptions {
                 if id == -1 {
                     return Err(open_io_error(&name, "shmget", io::Error::last_os_error()));
                 }
-                let len = sysv_size(id).map_err(|e| open_io_error(&name, "shmctl", e))?;
+                let len = sys::sysv_size(id).map_err(|e| open_io_error(&name, "shmctl", e))?;
                 if len < HEADER_LEN {
                     return Err(OpenError::TooSmall {
                         name,
@@ -575,7 +576,7 @@ impl SegmentOptions {
                         needed: HEADER_LEN as u64,
                     });
                 }
-                let ptr = sysv_attach(id).map_err(|e| open_io_error(&name, "shmat", e))?;
+                let ptr = sys::sysv_attach(id).map_err(|e| open_io_error(&name, "shmat", e))?;
                 Mapped {
                     map: Mapping::SysV(ptr),
                     ptr,
@@ -737,164 +738,4 @@ fn map_fd(file: &File, len: usize) -> io::Result<Mapped> {
         len,
         unlinker: Unlinker::None,
     })
-}
-
-fn sysv_attach(id: libc::c_int) -> io::Result<*mut u8> {
-    // SAFETY: a null address lets the kernel choose where to attach; touches no
-    // existing memory.
-    let p = unsafe { libc::shmat(id, std::ptr::null(), 0) };
-    if p as isize == -1 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(p.cast())
-    }
-}
-
-fn sysv_size(id: libc::c_int) -> io::Result<usize> {
-    // SAFETY: shmid_ds is plain data; all-zero is a valid value for IPC_STAT to fill.
-    let mut ds: libc::shmid_ds = unsafe { std::mem::zeroed() };
-    // SAFETY: `ds` is a valid, writable shmid_ds.
-    sys::cvt(unsafe { libc::shmctl(id, libc::IPC_STAT, &mut ds) })?;
-    Ok(ds.shm_segsz as usize)
-}
-
-/// Backoff for polling a word another process will change: spin, then yield, then
-/// sleep briefly (doubling up to 1 ms), never past the deadline.
-struct Backoff {
-    step: u32,
-}
-
-impl Backoff {
-    fn new() -> Self {
-        Backoff { step: 0 }
-    }
-
-    /// Whether we are past the cheap spinning phase (so a syscall per round is fine).
-    fn is_slow(&self) -> bool {
-        self.step >= 64
-    }
-
-    fn wait(&mut self, deadline: Option<Instant>) {
-        self.step += 1;
-        if self.step < 64 {
-            std::hint::spin_loop();
-        } else if self.step < 72 {
-            std::thread::yield_now();
-        } else {
-            let exp = (self.step - 72).min(6);
-            let mut d = Duration::from_micros(20u64 << exp).min(Duration::from_millis(1));
-            if let Some(dl) = deadline {
-                d = d.min(dl.saturating_duration_since(Instant::now()));
-            }
-            std::thread::sleep(d);
-        }
-    }
-}
-
-fn timed_out(deadline: Option<Instant>) -> bool {
-    deadline.is_some_and(|d| Instant::now() >= d)
-}
-
-/// Waits until the object is at least a header long (the creator sizes it right after
-/// `O_EXCL`); returns its size.
-fn wait_for_size(
-    file: &File,
-    name: &str,
-    start: Instant,
-    deadline: Option<Instant>,
-) -> Result<usize, OpenError> {
-    let mut backoff = Backoff::new();
-    loop {
-        let len = sys::fsize(file).map_err(|e| open_io_error(name, "fstat", e))?;
-        if len >= HEADER_LEN as u64 {
-            return usize::try_from(len).map_err(|_| OpenError::Corrupt {
-                name: name.to_owned(),
-                reason: "size does not fit in the address space",
-            });
-        }
-        if len > 0 {
-            // A shmkit creator goes from 0 to the full size in one step.
-            return Err(OpenError::TooSmall {
-                name: name.to_owned(),
-                len,
-                needed: HEADER_LEN as u64,
-            });
-        }
-        if timed_out(deadline) {
-            return Err(OpenError::Timeout {
-                name: name.to_owned(),
-                waited: start.elapsed(),
-            });
-        }
-        backoff.wait(deadline);
-    }
-}
-
-/// Waits for READY (Acquire). Fails early on a foreign magic, an unknown version, or a
-/// creator that died before READY.
-fn wait_ready(
-    ptr: *mut u8,
-    name: &str,
-    start: Instant,
-    deadline: Option<Instant>,
-) -> Result<(), OpenError> {
-    let h = ptr.cast::<Header>();
-    let mut backoff = Backoff::new();
-    loop {
-        // Acquire: pairs with the Release store of READY in `create_inner`; the header
-        // and payload written before it are visible after.
-        // SAFETY: `h` points to our live mapping, at least HEADER_LEN long and page
-        // aligned; only atomics are read before READY.
-        let state = unsafe { (*h).state.load(Ordering::Acquire) };
-        if state == STATE_READY {
-            return Ok(());
-        }
-        if state == STATE_FAILED {
-            // SAFETY: `h` is our live, aligned mapping of at least HEADER_LEN bytes.
-            // Relaxed: the pid was published before the state we just Acquired.
-            let pid = unsafe { (*h).creator_pid.load(Ordering::Relaxed) };
-            return Err(OpenError::InitFailed { pid });
-        }
-        // Relaxed: only compared against 0 / MAGIC (see `Header::write_creating`).
-        // SAFETY: `h` is our live, aligned mapping of at least HEADER_LEN bytes.
-        let magic = unsafe { (*h).magic.load(Ordering::Relaxed) };
-        if magic != 0 && magic != MAGIC {
-            return Err(OpenError::NotShmkit {
-                name: name.to_owned(),
-                found: magic,
-            });
-        }
-        // Acquire: pairs with the Release in `Header::write_creating`; a non-zero pid
-        // makes the plain header fields (version) readable.
-        // SAFETY: `h` is our live, aligned mapping of at least HEADER_LEN bytes.
-        let pid = unsafe { (*h).creator_pid.load(Ordering::Acquire) };
-        if pid != 0 {
-            // SAFETY: the creator published the plain fields before the pid (Acquired).
-            let version = unsafe { std::ptr::addr_of!((*h).version).read_volatile() };
-            if version != LAYOUT_VERSION {
-                return Err(OpenError::Version {
-                    found: version,
-                    supported: LAYOUT_VERSION,
-                });
-            }
-            // SAFETY: as for `version`.
-            let pidns = unsafe { std::ptr::addr_of!((*h).creator_pidns).read_volatile() };
-            if backoff.is_slow() && !sys::creator_alive(pid, pidns) {
-                // It may have published READY just before exiting.
-                // Acquire: as the first load.
-                // SAFETY: `h` is our live, aligned mapping of at least HEADER_LEN bytes.
-                if unsafe { (*h).state.load(Ordering::Acquire) } == STATE_READY {
-                    return Ok(());
-                }
-                return Err(OpenError::CreatorDied { pid });
-            }
-        }
-        if timed_out(deadline) {
-            return Err(OpenError::Timeout {
-                name: name.to_owned(),
-                waited: start.elapsed(),
-            });
-        }
-        backoff.wait(deadline);
-    }
 }

@@ -199,3 +199,24 @@ pub(crate) fn pid_alive(pid: u32) -> bool {
     let rc = unsafe { libc::kill(pid, 0) };
     rc == 0 || io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
 }
+
+/// `shmat(id)` read-write at a kernel-chosen address.
+pub(crate) fn sysv_attach(id: libc::c_int) -> io::Result<*mut u8> {
+    // SAFETY: a null address lets the kernel choose where to attach; touches no
+    // existing memory.
+    let p = unsafe { libc::shmat(id, std::ptr::null(), 0) };
+    if p as isize == -1 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(p.cast())
+    }
+}
+
+/// Size of the System V segment `id` (`shm_segsz`).
+pub(crate) fn sysv_size(id: libc::c_int) -> io::Result<usize> {
+    // SAFETY: shmid_ds is plain data; all-zero is a valid value for IPC_STAT to fill.
+    let mut ds: libc::shmid_ds = unsafe { std::mem::zeroed() };
+    // SAFETY: `ds` is a valid, writable shmid_ds.
+    cvt(unsafe { libc::shmctl(id, libc::IPC_STAT, &mut ds) })?;
+    Ok(ds.shm_segsz as usize)
+}
