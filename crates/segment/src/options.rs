@@ -87,7 +87,8 @@ struct Mapped {
 
 pub(crate) fn open_io_error(name: &str, op: &'static str, e: io::Error) -> OpenError {
     match e.raw_os_error() {
-        Some(libc::ENOENT) => OpenError::NotFound {
+        // EIDRM: a System V segment removed between shmget and shmat.
+        Some(libc::ENOENT) | Some(libc::EIDRM) => OpenError::NotFound {
             name: name.to_owned(),
         },
         Some(libc::EACCES) | Some(libc::EPERM) => OpenError::PermissionDenied {
