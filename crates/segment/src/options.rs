@@ -351,118 +351,32 @@ impl SegmentOptions {
             Some(n) => n,
         };
         let backend = self.backend();
-        let too_large = |reason: &str| CreateError::TooLarge {
-            requested: payload as u64,
-            backend: backend.as_str(),
-            reason: reason.to_owned(),
-            source: None,
-        };
         let total = payload
             .checked_add(HEADER_LEN)
             .filter(|t| *t <= isize::MAX as usize && (*t as u64) <= i64::MAX as u64)
-            .ok_or_else(|| too_large("header + payload exceeds the address space"))?;
-        let total64 = total as u64;
-        let name = self.display_name();
-        let cerr = |op, e| create_io_error(&name, op, total64, e);
-        // The memfd of an anonymous segment, kept so it can be passed on (`Segment::fd`).
-        let mut kept_fd = None;
-        let fd_size_err = |e: io::Error| match e.raw_os_error() {
-            Some(libc::EFBIG) | Some(libc::EINVAL) => CreateError::TooLarge {
+            .ok_or_else(|| CreateError::TooLarge {
                 requested: payload as u64,
                 backend: backend.as_str(),
-                reason: "the file system refused the size".to_owned(),
-                source: Some(e),
-            },
-            _ => cerr("fallocate", e),
+                reason: "header + payload exceeds the address space".to_owned(),
+                source: None,
+            })?;
+        let ctx = CreateCtx {
+            name: self.display_name(),
+            payload,
+            total,
+            backend,
         };
-
-        let mapped = match &self.target {
-            Target::Posix(n) => {
-                // /dev/shm is memory: refuse what cannot fit before making anything.
-                sys::check_memory(total64).map_err(|e| cerr("fallocate", e))?;
-                let cname = name::posix_cstring(n);
-                let file = sys::shm_open(
-                    &cname,
-                    libc::O_RDWR | libc::O_CREAT | libc::O_EXCL,
-                    self.mode,
-                )
-                .map_err(|e| cerr("shm_open", e))?;
-                // From here on, a failure removes what we made.
-                let guard = RemoveOnError(Some(Undo::Posix(cname.clone())));
-                sys::fchmod(&file, self.mode).map_err(|e| cerr("fchmod", e))?;
-                sys::allocate(&file, total64).map_err(fd_size_err)?;
-                let map = map_fd(&file, total).map_err(|e| cerr("mmap", e))?;
-                guard.defuse();
-                map.with_unlinker(Unlinker::Posix(cname, sys::file_id(&file)))
-            }
-            Target::File(p) => {
-                let cpath = name::check_path(p).expect("checked above");
-                let file = sys::open(
-                    &cpath,
-                    libc::O_RDWR | libc::O_CREAT | libc::O_EXCL,
-                    self.mode,
-                )
-                .map_err(|e| cerr("open", e))?;
-                let guard = RemoveOnError(Some(Undo::File(p.clone())));
-                sys::fchmod(&file, self.mode).map_err(|e| cerr("fchmod", e))?;
-                sys::allocate(&file, total64).map_err(fd_size_err)?;
-                let map = map_fd(&file, total).map_err(|e| cerr("mmap", e))?;
-                guard.defuse();
-                map.with_unlinker(Unlinker::File(p.clone(), sys::file_id(&file)))
-            }
+        let (mapped, kept_fd) = match &self.target {
+            Target::Posix(n) => (self.create_posix(n, &ctx)?, None),
+            Target::File(p) => (self.create_file(p, &ctx)?, None),
             Target::Anonymous => {
-                // memfds have no size limit of their own: check memory first.
-                sys::check_memory(total64).map_err(|e| cerr("fallocate", e))?;
-                let file = sys::memfd().map_err(|e| cerr("memfd_create", e))?;
-                sys::allocate(&file, total64).map_err(fd_size_err)?;
-                let mapped = map_fd(&file, total).map_err(|e| cerr("mmap", e))?;
-                kept_fd = Some(file);
-                mapped
+                let (mapped, memfd) = create_anonymous(&ctx)?;
+                // Kept so the segment can be passed on (`Segment::fd`).
+                (mapped, Some(memfd))
             }
-            Target::SysV(_) | Target::SysVFtok(..) => {
-                let key = self
-                    .resolve_key()
-                    .map_err(|(name, source)| CreateError::Io {
-                        op: "ftok",
-                        name,
-                        source,
-                    })?;
-                if key == libc::IPC_PRIVATE {
-                    return Err(invalid(
-                        name.clone(),
-                        "key 0 is IPC_PRIVATE, not a shared key",
-                    ));
-                }
-                // System V memory is allocated on first touch: refuse what cannot fit.
-                sys::check_memory(total64).map_err(|e| cerr("shmget", e))?;
-                let flags = libc::IPC_CREAT | libc::IPC_EXCL | (self.mode & 0o777) as libc::c_int;
-                // SAFETY: shmget takes no pointers.
-                let id = unsafe { libc::shmget(key, total, flags) };
-                if id == -1 {
-                    let e = io::Error::last_os_error();
-                    return Err(match e.raw_os_error() {
-                        Some(libc::EINVAL) => CreateError::TooLarge {
-                            requested: payload as u64,
-                            backend: backend.as_str(),
-                            reason: "over the System V limit (kernel.shmmax)".to_owned(),
-                            source: Some(e),
-                        },
-                        _ => cerr("shmget", e),
-                    });
-                }
-                let guard = RemoveOnError(Some(Undo::SysV(id)));
-                let ptr = sys::sysv_attach(id).map_err(|e| cerr("shmat", e))?;
-                guard.defuse();
-                Mapped {
-                    map: Mapping::SysV(ptr),
-                    ptr,
-                    len: total,
-                    unlinker: Unlinker::SysV(id),
-                }
-            }
+            Target::SysV(_) | Target::SysVFtok(..) => (self.create_sysv(&ctx)?, None),
             Target::None | Target::Fd(_) => unreachable!("checked above"),
         };
-
         let pid = sys::getpid();
         let mut seg = Segment {
             map: mapped.map,
@@ -485,7 +399,14 @@ impl SegmentOptions {
         // SAFETY: the mapping is fresh, zeroed, page aligned and at least HEADER_LEN
         // long; no other process writes a segment before its header is published.
         unsafe {
-            Header::write_creating(h, total64, payload as u64, &tag, pid, sys::pid_namespace())
+            Header::write_creating(
+                h,
+                total as u64,
+                payload as u64,
+                &tag,
+                pid,
+                sys::pid_namespace(),
+            )
         };
         if let Some(f) = init.take() {
             // If `init` panics, tell openers that already mapped the segment (they would
@@ -500,6 +421,82 @@ impl SegmentOptions {
         unsafe { (*h).state.store(STATE_READY, Ordering::Release) };
         seg.set_unlink_on_drop(self.unlink_on_drop.unwrap_or(true));
         Ok(seg)
+    }
+
+    /// POSIX: `shm_open(O_CREAT|O_EXCL)`, `fchmod`, `fallocate`, map.
+    fn create_posix(&self, n: &str, ctx: &CreateCtx) -> Result<Mapped, CreateError> {
+        // /dev/shm is memory: refuse what cannot fit before making anything.
+        sys::check_memory(ctx.total as u64).map_err(|e| ctx.err("fallocate", e))?;
+        let cname = name::posix_cstring(n);
+        let file = sys::shm_open(
+            &cname,
+            libc::O_RDWR | libc::O_CREAT | libc::O_EXCL,
+            self.mode,
+        )
+        .map_err(|e| ctx.err("shm_open", e))?;
+        // From here on, a failure removes what we made.
+        let guard = RemoveOnError(Some(Undo::Posix(cname.clone())));
+        sys::fchmod(&file, self.mode).map_err(|e| ctx.err("fchmod", e))?;
+        sys::allocate(&file, ctx.total as u64).map_err(|e| ctx.size_err(e))?;
+        let map = map_fd(&file, ctx.total).map_err(|e| ctx.err("mmap", e))?;
+        guard.defuse();
+        Ok(map.with_unlinker(Unlinker::Posix(cname, sys::file_id(&file))))
+    }
+
+    /// File: `open(O_CREAT|O_EXCL)`, `fchmod`, `fallocate`, map.
+    fn create_file(&self, p: &Path, ctx: &CreateCtx) -> Result<Mapped, CreateError> {
+        let cpath = name::check_path(p).expect("checked by create_inner");
+        let file = sys::open(
+            &cpath,
+            libc::O_RDWR | libc::O_CREAT | libc::O_EXCL,
+            self.mode,
+        )
+        .map_err(|e| ctx.err("open", e))?;
+        let guard = RemoveOnError(Some(Undo::File(p.to_owned())));
+        sys::fchmod(&file, self.mode).map_err(|e| ctx.err("fchmod", e))?;
+        sys::allocate(&file, ctx.total as u64).map_err(|e| ctx.size_err(e))?;
+        let map = map_fd(&file, ctx.total).map_err(|e| ctx.err("mmap", e))?;
+        guard.defuse();
+        Ok(map.with_unlinker(Unlinker::File(p.to_owned(), sys::file_id(&file))))
+    }
+
+    /// System V: `shmget(IPC_CREAT|IPC_EXCL, mode)`, `shmat`.
+    fn create_sysv(&self, ctx: &CreateCtx) -> Result<Mapped, CreateError> {
+        let key = self
+            .resolve_key()
+            .map_err(|(name, source)| CreateError::Io {
+                op: "ftok",
+                name,
+                source,
+            })?;
+        if key == libc::IPC_PRIVATE {
+            return Err(CreateError::InvalidName {
+                name: ctx.name.clone(),
+                reason: "key 0 is IPC_PRIVATE, not a shared key",
+            });
+        }
+        // System V memory is allocated on first touch: refuse what cannot fit.
+        sys::check_memory(ctx.total as u64).map_err(|e| ctx.err("shmget", e))?;
+        // The mode goes in shmflg; System V ignores the umask.
+        let flags = libc::IPC_CREAT | libc::IPC_EXCL | (self.mode & 0o777) as libc::c_int;
+        // SAFETY: shmget takes no pointers.
+        let id = unsafe { libc::shmget(key, ctx.total, flags) };
+        if id == -1 {
+            let e = io::Error::last_os_error();
+            return Err(match e.raw_os_error() {
+                Some(libc::EINVAL) => ctx.too_large("over the System V limit (kernel.shmmax)", e),
+                _ => ctx.err("shmget", e),
+            });
+        }
+        let guard = RemoveOnError(Some(Undo::SysV(id)));
+        let ptr = sys::sysv_attach(id).map_err(|e| ctx.err("shmat", e))?;
+        guard.defuse();
+        Ok(Mapped {
+            map: Mapping::SysV(ptr),
+            ptr,
+            len: ctx.total,
+            unlinker: Unlinker::SysV(id),
+        })
     }
 
     fn backend(&self) -> Backend {
@@ -672,6 +669,49 @@ impl SegmentOptions {
         // Fits: total_size <= len, a usize.
         Ok(info.payload_size as usize)
     }
+}
+
+/// What the per-backend create steps share: names and sizes for errors.
+struct CreateCtx {
+    name: String,
+    payload: usize,
+    total: usize,
+    backend: Backend,
+}
+
+impl CreateCtx {
+    fn err(&self, op: &'static str, e: io::Error) -> CreateError {
+        create_io_error(&self.name, op, self.total as u64, e)
+    }
+
+    fn too_large(&self, reason: &str, e: io::Error) -> CreateError {
+        CreateError::TooLarge {
+            requested: self.payload as u64,
+            backend: self.backend.as_str(),
+            reason: reason.to_owned(),
+            source: Some(e),
+        }
+    }
+
+    /// Errors of `fallocate`: a size the file system refuses is `TooLarge`.
+    fn size_err(&self, e: io::Error) -> CreateError {
+        match e.raw_os_error() {
+            Some(libc::EFBIG) | Some(libc::EINVAL) => {
+                self.too_large("the file system refused the size", e)
+            }
+            _ => self.err("fallocate", e),
+        }
+    }
+}
+
+/// Anonymous: a memfd (memory checked first: memfds have no size limit of their own),
+/// `fallocate`, map. Returns the memfd too.
+fn create_anonymous(ctx: &CreateCtx) -> Result<(Mapped, File), CreateError> {
+    sys::check_memory(ctx.total as u64).map_err(|e| ctx.err("fallocate", e))?;
+    let file = sys::memfd().map_err(|e| ctx.err("memfd_create", e))?;
+    sys::allocate(&file, ctx.total as u64).map_err(|e| ctx.size_err(e))?;
+    let mapped = map_fd(&file, ctx.total).map_err(|e| ctx.err("mmap", e))?;
+    Ok((mapped, file))
 }
 
 impl Mapped {
