@@ -55,6 +55,7 @@ enum Target {
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 #[derive(Clone, Debug)]
+#[must_use = "options do nothing until .create(), .open() or .open_or_create()"]
 pub struct SegmentOptions {
     target: Target,
     size: Option<usize>,
@@ -182,7 +183,7 @@ impl SegmentOptions {
     }
 
     /// Permission bits for a new segment (default `0o600`), applied with `fchmod` so the
-    /// umask does not change them.
+    /// umask does not change them (System V: given to `shmget`, which ignores the umask).
     pub fn mode(mut self, mode: u32) -> Self {
         self.mode = mode & 0o7777;
         self
