@@ -1,0 +1,176 @@
+//! A cyclic barrier in shared memory, as Python's `multiprocessing.Barrier`: `wait`
+//! returns the arrival index; a timeout breaks the barrier for everyone
+//! (`BrokenBarrierError`) until `reset`.
+//!
+//! `generation` is the futex word: `round << 1 | BROKEN`. The last arrival resets the
+//! count and advances the round (Release), waking all; a waiter that times out sets
+//! `BROKEN` (only if its round is still current), waking all.
+
+use std::time::Duration;
+
+use crate::atomic::{AtomicU32, Ordering::*};
+use crate::error::BarrierError;
+use crate::futex::{Deadline, WaitOutcome};
+use crate::wait::{spin_until, Futex, Waiter};
+
+const BROKEN: u32 = 1;
+const ROUND: u32 = 2;
+
+/// A barrier for a fixed number of parties. `#[repr(C)]`, 16 bytes, pointer-free,
+/// `Sync`. Not valid when zeroed (0 parties): use [`Barrier::new`] or
+/// [`Barrier::init_in_place`].
+#[repr(C)]
+#[derive(Debug)]
+pub struct Barrier {
+    /// Arrivals in the current round.
+    arrived: AtomicU32,
+    /// `round << 1 | BROKEN` (the futex word).
+    generation: AtomicU32,
+    /// Number of parties.
+    parties: AtomicU32,
+    _reserved: AtomicU32,
+}
+
+#[cfg(not(loom))]
+const _: () = assert!(std::mem::size_of::<Barrier>() == 16);
+
+impl Barrier {
+    /// A barrier for `parties` parties.
+    ///
+    /// # Panics
+    /// If `parties == 0`.
+    pub fn new(parties: u32) -> Self {
+        assert!(parties > 0, "a barrier needs at least one party");
+        Barrier {
+            arrived: AtomicU32::new(0),
+            generation: AtomicU32::new(0),
+            parties: AtomicU32::new(parties),
+            _reserved: AtomicU32::new(0),
+        }
+    }
+
+    /// Initialises a barrier in place.
+    ///
+    /// # Safety
+    /// `ptr` must be valid for writes, 4-aligned, and not in use by anyone.
+    ///
+    /// # Panics
+    /// If `parties == 0`.
+    pub unsafe fn init_in_place(ptr: *mut Self, parties: u32) {
+        let b = Self::new(parties);
+        // SAFETY: the caller guarantees `ptr` is valid, aligned and unused.
+        unsafe { ptr.write(b) }
+    }
+
+    /// The number of parties.
+    pub fn parties(&self) -> u32 {
+        // Relaxed: fixed since initialisation.
+        self.parties.load(Relaxed)
+    }
+
+    /// Whether the barrier is broken.
+    pub fn is_broken(&self) -> bool {
+        // Relaxed: a snapshot.
+        self.generation.load(Relaxed) & BROKEN != 0
+    }
+
+    /// Waits until all parties have arrived; returns this caller's arrival index
+    /// (`0..parties`).
+    ///
+    /// # Errors
+    /// [`BarrierError::Broken`] if the barrier is or becomes broken.
+    pub fn wait(&self) -> Result<usize, BarrierError> {
+        self.wait_with(&Futex, None)
+    }
+
+    /// As [`wait`](Self::wait), but breaks the barrier (for everyone) if the other
+    /// parties do not arrive within `timeout`.
+    ///
+    /// # Errors
+    /// [`BarrierError::Broken`] on timeout or if the barrier is broken.
+    pub fn wait_timeout(&self, timeout: Duration) -> Result<usize, BarrierError> {
+        self.wait_with(&Futex, Some(&Deadline::after(timeout)))
+    }
+
+    /// Breaks the barrier: current and future waiters get `Broken` until `reset`.
+    pub fn abort(&self) {
+        self.abort_with(&Futex)
+    }
+
+    /// Makes a broken (or used) barrier fresh again. Call it only while no party is
+    /// waiting.
+    pub fn reset(&self) {
+        // Relaxed: nobody is waiting (documented precondition); the Release below
+        // publishes the reset count with the new round.
+        self.arrived.store(0, Relaxed);
+        let g = self.generation.load(Relaxed);
+        self.generation
+            .store((g & !BROKEN).wrapping_add(ROUND), Release);
+        Futex.wake(&self.generation, u32::MAX);
+    }
+
+    fn abort_with<W: Waiter>(&self, w: &W) {
+        // Relaxed: breaking publishes no data.
+        self.generation.fetch_or(BROKEN, Relaxed);
+        w.wake(&self.generation, u32::MAX);
+    }
+
+    pub(crate) fn wait_with<W: Waiter>(
+        &self,
+        w: &W,
+        deadline: Option<&Deadline>,
+    ) -> Result<usize, BarrierError> {
+        // Acquire: pairs with the Release round advance of the previous round, so the
+        // count reset is visible before we add to it.
+        let gen = self.generation.load(Acquire);
+        if gen & BROKEN != 0 {
+            return Err(BarrierError::Broken);
+        }
+        // AcqRel: Release publishes our pre-barrier writes to the last arrival, Acquire
+        // lets the last arrival see everyone's.
+        let idx = self.arrived.fetch_add(1, AcqRel);
+        if idx + 1 == self.parties() {
+            // Relaxed: published by the Release CAS below.
+            self.arrived.store(0, Relaxed);
+            // Release: publishes every party's pre-barrier writes (gathered by the AcqRel
+            // counts) to the waiters' Acquire loads.
+            let advanced = self
+                .generation
+                .compare_exchange(gen, gen.wrapping_add(ROUND), Release, Relaxed)
+                .is_ok();
+            w.wake(&self.generation, u32::MAX);
+            return if advanced {
+                Ok(idx as usize)
+            } else {
+                Err(BarrierError::Broken)
+            };
+        }
+        loop {
+            let g = spin_until(&self.generation, |g| g != gen);
+            if g == gen | BROKEN {
+                return Err(BarrierError::Broken);
+            }
+            if g != gen {
+                // Acquire: pairs with the last arrival's Release.
+                let _ = self.generation.load(Acquire);
+                return Ok(idx as usize);
+            }
+            if w.wait(&self.generation, gen, deadline) == WaitOutcome::TimedOut
+                && deadline.is_some_and(Deadline::has_passed)
+            {
+                // Break it only if our round is still current.
+                // Relaxed: breaking publishes no data.
+                match self
+                    .generation
+                    .compare_exchange(gen, gen | BROKEN, Relaxed, Relaxed)
+                {
+                    Ok(_) => {
+                        w.wake(&self.generation, u32::MAX);
+                        return Err(BarrierError::Broken);
+                    }
+                    Err(_) => continue,
+                }
+            }
+        }
+    }
+}

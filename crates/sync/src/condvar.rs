@@ -1,0 +1,149 @@
+//! A condition variable in shared memory, used with [`Mutex`](crate::Mutex).
+//!
+//! `seq` is the futex word: a waiter reads it while holding the mutex, unlocks, and
+//! sleeps only while `seq` is unchanged; every notify bumps `seq` first. A notify that
+//! follows the waiter's check of its predicate (made under the mutex) therefore changes
+//! `seq` after the waiter read it, and the kernel's compare refuses to sleep: no lost
+//! wake-ups. `waiters` counts sleepers so notifies with nobody waiting make no syscall.
+//! `notify_all` wakes every sleeper (no requeue onto the mutex: a thundering herd on
+//! broadcast, accepted for simplicity).
+
+use std::time::Duration;
+
+use crate::atomic::{AtomicU32, Ordering::*};
+use crate::error::LockError;
+use crate::futex::{Deadline, WaitOutcome};
+use crate::mutex::MutexGuard;
+use crate::wait::{Futex, Waiter};
+
+/// A condition variable. `#[repr(C)]`, 8 bytes, pointer-free, `Sync`; valid when zeroed.
+#[repr(C)]
+#[derive(Debug, Default)]
+pub struct Condvar {
+    /// Notification counter (the futex word).
+    seq: AtomicU32,
+    /// Sleepers in `wait*`.
+    waiters: AtomicU32,
+}
+
+#[cfg(not(loom))]
+const _: () = assert!(std::mem::size_of::<Condvar>() == 8);
+
+/// The result of [`Condvar::wait`] and friends: the re-locked guard, or the mutex's
+/// `OwnerDied`/`Poisoned` (still carrying the guard).
+pub type CondvarResult<'a, T> = Result<MutexGuard<'a, T>, LockError<MutexGuard<'a, T>>>;
+
+impl Condvar {
+    /// A new condition variable.
+    #[cfg(not(loom))]
+    pub const fn new() -> Self {
+        Condvar {
+            seq: AtomicU32::new(0),
+            waiters: AtomicU32::new(0),
+        }
+    }
+
+    /// A new condition variable.
+    #[cfg(loom)]
+    pub fn new() -> Self {
+        Condvar {
+            seq: AtomicU32::new(0),
+            waiters: AtomicU32::new(0),
+        }
+    }
+
+    /// Unlocks the guard's mutex, sleeps until notified (or spuriously), re-locks.
+    ///
+    /// # Errors
+    /// What re-locking the mutex returned (`OwnerDied`/`Poisoned` carry the guard).
+    pub fn wait<'a, T: ?Sized>(&self, guard: MutexGuard<'a, T>) -> CondvarResult<'a, T> {
+        self.wait_until(guard, None).0
+    }
+
+    /// As [`wait`](Self::wait), at most `timeout`; the `bool` is `true` if it timed out.
+    ///
+    /// # Errors
+    /// As [`wait`](Self::wait).
+    pub fn wait_timeout<'a, T: ?Sized>(
+        &self,
+        guard: MutexGuard<'a, T>,
+        timeout: Duration,
+    ) -> Result<(MutexGuard<'a, T>, bool), LockError<MutexGuard<'a, T>>> {
+        let (r, timed_out) = self.wait_until(guard, Some(&Deadline::after(timeout)));
+        r.map(|g| (g, timed_out))
+    }
+
+    /// Waits while `condition` holds for the protected data.
+    ///
+    /// # Errors
+    /// As [`wait`](Self::wait).
+    pub fn wait_while<'a, T: ?Sized>(
+        &self,
+        mut guard: MutexGuard<'a, T>,
+        mut condition: impl FnMut(&mut T) -> bool,
+    ) -> CondvarResult<'a, T> {
+        while condition(&mut *guard) {
+            guard = self.wait(guard)?;
+        }
+        Ok(guard)
+    }
+
+    /// Waits while `condition` holds, at most `timeout` in total; the `bool` is `true`
+    /// if it gave up because of the timeout (the condition still held).
+    ///
+    /// # Errors
+    /// As [`wait`](Self::wait).
+    pub fn wait_timeout_while<'a, T: ?Sized>(
+        &self,
+        mut guard: MutexGuard<'a, T>,
+        timeout: Duration,
+        mut condition: impl FnMut(&mut T) -> bool,
+    ) -> Result<(MutexGuard<'a, T>, bool), LockError<MutexGuard<'a, T>>> {
+        let deadline = Deadline::after(timeout);
+        while condition(&mut *guard) {
+            if deadline.has_passed() {
+                return Ok((guard, true));
+            }
+            guard = self.wait_until(guard, Some(&deadline)).0?;
+        }
+        Ok((guard, false))
+    }
+
+    /// Wakes one waiter (if any sleeps).
+    pub fn notify_one(&self) {
+        self.notify_with(&Futex, 1)
+    }
+
+    /// Wakes every waiter.
+    pub fn notify_all(&self) {
+        self.notify_with(&Futex, u32::MAX)
+    }
+
+    fn wait_until<'a, T: ?Sized>(
+        &self,
+        guard: MutexGuard<'a, T>,
+        deadline: Option<&Deadline>,
+    ) -> (CondvarResult<'a, T>, bool) {
+        let mutex = guard.mutex;
+        // Relaxed: the mutex orders this read before any notify that follows our
+        // predicate check (see the module docs).
+        let seq = self.seq.load(Relaxed);
+        // SeqCst: pairs with the SeqCst load in notify_with (a notifier that does not
+        // take the mutex still sees us, or we see its bump).
+        self.waiters.fetch_add(1, SeqCst);
+        drop(guard);
+        let out = Futex.wait(&self.seq, seq, deadline);
+        // Relaxed: a hint for notifiers.
+        self.waiters.fetch_sub(1, Relaxed);
+        let timed_out = out == WaitOutcome::TimedOut;
+        (mutex.lock(), timed_out)
+    }
+
+    fn notify_with<W: Waiter>(&self, w: &W, n: u32) {
+        // SeqCst: see wait_until.
+        self.seq.fetch_add(1, SeqCst);
+        if self.waiters.load(SeqCst) > 0 {
+            w.wake(&self.seq, n);
+        }
+    }
+}

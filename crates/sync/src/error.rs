@@ -1,0 +1,201 @@
+//! Error types, one per operation family.
+
+use std::fmt;
+use std::io;
+
+/// Why a [`Mutex`](crate::Mutex) lock call did not return a plain guard.
+///
+/// `OwnerDied` and `Poisoned` still carry the guard: the lock *is* held, and the caller
+/// decides whether the protected data can be trusted. Written by hand rather than with
+/// `thiserror` so that `Display`, `Debug` and `Error` do not require `G: Debug`, which
+/// keeps `?` usable on any guard type.
+#[non_exhaustive]
+pub enum LockError<G> {
+    /// The previous holder died while holding the lock (the process was killed, or the
+    /// thread exited without unlocking). The lock is now held by the caller; repair
+    /// the data and call `make_consistent()` on the guard, or drop the guard to leave
+    /// the lock poisoned.
+    OwnerDied(G),
+    /// An earlier holder died (or panicked) and nobody marked the data consistent. The
+    /// lock is held by the caller; call `make_consistent()` once the data is repaired.
+    Poisoned(G),
+    /// The timeout passed before the lock became free.
+    Timeout,
+    /// `try_lock`: the lock is held by someone else.
+    WouldBlock,
+    /// The calling thread already holds this lock; waiting would never end.
+    WouldDeadlock,
+}
+
+impl<G> LockError<G> {
+    /// The guard, for `OwnerDied` and `Poisoned`.
+    pub fn into_guard(self) -> Option<G> {
+        match self {
+            LockError::OwnerDied(g) | LockError::Poisoned(g) => Some(g),
+            _ => None,
+        }
+    }
+
+    /// Whether this is `OwnerDied`.
+    pub fn is_owner_died(&self) -> bool {
+        matches!(self, LockError::OwnerDied(_))
+    }
+
+    /// Whether this is `Poisoned`.
+    pub fn is_poisoned(&self) -> bool {
+        matches!(self, LockError::Poisoned(_))
+    }
+
+    /// Applies `f` to the carried guard, if any.
+    pub fn map<H>(self, f: impl FnOnce(G) -> H) -> LockError<H> {
+        match self {
+            LockError::OwnerDied(g) => LockError::OwnerDied(f(g)),
+            LockError::Poisoned(g) => LockError::Poisoned(f(g)),
+            LockError::Timeout => LockError::Timeout,
+            LockError::WouldBlock => LockError::WouldBlock,
+            LockError::WouldDeadlock => LockError::WouldDeadlock,
+        }
+    }
+
+    fn name(&self) -> &'static str {
+        match self {
+            LockError::OwnerDied(_) => "OwnerDied",
+            LockError::Poisoned(_) => "Poisoned",
+            LockError::Timeout => "Timeout",
+            LockError::WouldBlock => "WouldBlock",
+            LockError::WouldDeadlock => "WouldDeadlock",
+        }
+    }
+}
+
+impl<G> fmt::Debug for LockError<G> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            LockError::OwnerDied(_) | LockError::Poisoned(_) => {
+                write!(f, "{}(..)", self.name())
+            }
+            _ => f.write_str(self.name()),
+        }
+    }
+}
+
+impl<G> fmt::Display for LockError<G> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            LockError::OwnerDied(_) => {
+                "the previous lock holder died while holding the lock; the lock is now held: \
+                 repair the protected data and call make_consistent() on the guard"
+            }
+            LockError::Poisoned(_) => {
+                "the lock is poisoned: an earlier holder died or panicked and nobody marked \
+                 the data consistent; the lock is held: repair the data and call make_consistent()"
+            }
+            LockError::Timeout => "timed out waiting for the lock; retry or give up",
+            LockError::WouldBlock => "the lock is held by someone else (try_lock did not wait)",
+            LockError::WouldDeadlock => {
+                "the calling thread already holds this lock; drop the first guard before locking again"
+            }
+        })
+    }
+}
+
+impl<G> std::error::Error for LockError<G> {}
+
+/// Errors of [`RawMutex`](crate::RawMutex) lock calls (no guard to carry).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum RawLockError {
+    /// The timeout passed before the lock became free.
+    #[error("timed out waiting for the lock; retry or give up")]
+    Timeout,
+    /// `try_lock`: the lock is held by someone else.
+    #[error("the lock is held by someone else (try_lock did not wait)")]
+    WouldBlock,
+    /// The calling thread already holds this lock.
+    #[error("the calling thread already holds this lock; unlock it before locking again")]
+    WouldDeadlock,
+}
+
+/// Errors of [`Semaphore`](crate::Semaphore) operations.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum SemaphoreError {
+    /// The timeout passed before a permit became available.
+    #[error("timed out waiting for a semaphore permit; retry or give up")]
+    Timeout,
+    /// `try_acquire`: no permit is available right now.
+    #[error("no semaphore permit is available (try_acquire did not wait)")]
+    WouldBlock,
+    /// `release` would raise the value above the bounded semaphore's maximum (Python's
+    /// `BoundedSemaphore` raises `ValueError` here): a permit was released twice.
+    #[error("semaphore released too many times: value would exceed its maximum of {max}")]
+    Overflow {
+        /// The semaphore's maximum value.
+        max: u32,
+    },
+}
+
+/// Errors of [`Barrier`](crate::Barrier) waits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum BarrierError {
+    /// The barrier is broken: a waiter timed out (or `abort` was called) before every
+    /// party arrived, like Python's `BrokenBarrierError`. Call `reset()` to reuse it.
+    #[error("the barrier is broken (a party timed out or aborted); reset() it before reuse")]
+    Broken,
+}
+
+/// Errors of [`FileLock`](crate::FileLock) operations.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum FileLockError {
+    /// The timeout passed before the lock became free.
+    #[error("timed out waiting for the file lock; retry or give up")]
+    Timeout,
+    /// A `try_` call found the lock held by another open file description.
+    #[error("the file lock is held elsewhere (try_ call did not wait)")]
+    WouldBlock,
+    /// A system call failed.
+    #[error("{op} failed on the lock file: {source}")]
+    Io {
+        /// What was being done (`flock`, `fcntl(F_OFD_SETLK)`, `open`...).
+        op: &'static str,
+        /// The OS error.
+        #[source]
+        source: io::Error,
+    },
+}
+
+/// Errors of [`NamedLock::acquire`](crate::NamedLock::acquire).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum NamedLockError {
+    /// The name is not 1..=200 characters of `[A-Za-z0-9._-]` not starting with `.`.
+    #[error(
+        "invalid lock name {0:?}: use 1 to 200 characters from A-Z a-z 0-9 . _ - not starting with '.'"
+    )]
+    InvalidName(String),
+    /// The timeout passed while another process held the lock.
+    #[error("timed out waiting for the named lock {0:?}; another process holds it")]
+    Timeout(String),
+    /// The lock directory is unsafe to use (not a directory we own, a symlink, or
+    /// accessible by others).
+    #[error("the lock directory {path} is unsafe: {why}; remove it or set SHMKIT_LOCK_DIR")]
+    UnsafeDir {
+        /// The directory.
+        path: std::path::PathBuf,
+        /// What is wrong with it.
+        why: &'static str,
+    },
+    /// A system call failed.
+    #[error("{op} failed for {path}: {source}")]
+    Io {
+        /// What was being done.
+        op: &'static str,
+        /// The file or directory involved.
+        path: std::path::PathBuf,
+        /// The OS error.
+        #[source]
+        source: io::Error,
+    },
+}

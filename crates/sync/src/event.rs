@@ -1,0 +1,134 @@
+//! An event flag in shared memory, as `multiprocessing.Event`, with an auto-reset mode
+//! (a `set` lets exactly one waiter through, then the flag is clear again).
+
+use std::time::Duration;
+
+use crate::atomic::{AtomicU32, Ordering::*};
+use crate::futex::{Deadline, WaitOutcome};
+use crate::wait::{Futex, Waiter};
+
+/// An event. `#[repr(C)]`, 16 bytes, pointer-free, `Sync`; valid when zeroed (clear,
+/// manual reset).
+#[repr(C)]
+#[derive(Debug)]
+pub struct Event {
+    /// 0 = clear, 1 = set (the futex word).
+    state: AtomicU32,
+    /// Sleepers in `wait`, so `set` wakes only when someone sleeps.
+    waiters: AtomicU32,
+    /// 0 = manual reset, 1 = auto reset.
+    auto: AtomicU32,
+    _reserved: AtomicU32,
+}
+
+#[cfg(not(loom))]
+const _: () = assert!(std::mem::size_of::<Event>() == 16);
+
+impl Default for Event {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Event {
+    /// A clear manual-reset event (stays set until `clear`, wakes every waiter).
+    pub fn new() -> Self {
+        Self::make(0)
+    }
+
+    /// A clear auto-reset event: each `set` releases exactly one waiter and the event
+    /// is clear again.
+    pub fn new_auto_reset() -> Self {
+        Self::make(1)
+    }
+
+    fn make(auto: u32) -> Self {
+        Event {
+            state: AtomicU32::new(0),
+            waiters: AtomicU32::new(0),
+            auto: AtomicU32::new(auto),
+            _reserved: AtomicU32::new(0),
+        }
+    }
+
+    /// Initialises an event in place.
+    ///
+    /// # Safety
+    /// `ptr` must be valid for writes, 4-aligned, and not in use by anyone.
+    pub unsafe fn init_in_place(ptr: *mut Self, auto_reset: bool) {
+        // SAFETY: the caller guarantees `ptr` is valid, aligned and unused.
+        unsafe { ptr.write(Self::make(u32::from(auto_reset))) }
+    }
+
+    fn is_auto(&self) -> bool {
+        // Relaxed: fixed since initialisation.
+        self.auto.load(Relaxed) != 0
+    }
+
+    /// Sets the flag and wakes the waiters (one, for an auto-reset event).
+    pub fn set(&self) {
+        self.set_with(&Futex)
+    }
+
+    /// Clears the flag.
+    pub fn clear(&self) {
+        // Relaxed: clearing publishes nothing.
+        self.state.store(0, Relaxed);
+    }
+
+    /// Whether the flag is set (a snapshot).
+    pub fn is_set(&self) -> bool {
+        // Acquire: a `true` answer orders later reads after the setter's writes.
+        self.state.load(Acquire) != 0
+    }
+
+    /// Waits until the flag is set (and, for auto reset, consumes it).
+    pub fn wait(&self) {
+        self.wait_with(&Futex, None);
+    }
+
+    /// Waits at most `timeout`; returns whether the flag was set (as Python's
+    /// `Event.wait(timeout)`).
+    pub fn wait_timeout(&self, timeout: Duration) -> bool {
+        self.wait_with(&Futex, Some(&Deadline::after(timeout)))
+    }
+
+    fn try_take(&self) -> bool {
+        if self.is_auto() {
+            // Acquire: pairs with the Release part of `set`'s swap.
+            self.state.compare_exchange(1, 0, Acquire, Relaxed).is_ok()
+        } else {
+            self.is_set()
+        }
+    }
+
+    pub(crate) fn set_with<W: Waiter>(&self, w: &W) {
+        // SeqCst: Release for the waiters' Acquire, and ordered before the `waiters`
+        // load (pairs with the SeqCst increment in wait_with: either we see the sleeper
+        // or the kernel's check sees the flag).
+        self.state.swap(1, SeqCst);
+        if self.waiters.load(SeqCst) > 0 {
+            if self.is_auto() {
+                w.wake(&self.state, 1);
+            } else {
+                w.wake(&self.state, u32::MAX);
+            }
+        }
+    }
+
+    pub(crate) fn wait_with<W: Waiter>(&self, w: &W, deadline: Option<&Deadline>) -> bool {
+        loop {
+            if self.try_take() {
+                return true;
+            }
+            // SeqCst: see set_with.
+            self.waiters.fetch_add(1, SeqCst);
+            let out = w.wait(&self.state, 0, deadline);
+            // Relaxed: a hint for setters.
+            self.waiters.fetch_sub(1, Relaxed);
+            if out == WaitOutcome::TimedOut && deadline.is_some_and(Deadline::has_passed) {
+                return self.try_take();
+            }
+        }
+    }
+}

@@ -1,0 +1,296 @@
+//! Kernel file locks: whole-file `flock(2)` and byte-range open-file-description locks
+//! (`F_OFD_SETLK`/`F_OFD_SETLKW`).
+//!
+//! Both kinds belong to the *open file description*: two [`FileLock`]s opened on the
+//! same path conflict even inside one process, and the kernel releases the lock when
+//! the last descriptor of that description is closed — in particular when the holding
+//! process dies, SIGKILL included. (A forked child shares its parent's descriptions, so
+//! a lock is released only once both have closed it; files are opened close-on-exec.)
+//!
+//! The kernel has no timed variant of either call: `*_timeout` retries the non-blocking
+//! call with a short backoff (1 ms growing to 10 ms), so a timed acquisition can lag
+//! the release by up to ~10 ms.
+
+use std::fs::File;
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::Path;
+use std::time::Duration;
+
+use crate::error::FileLockError;
+use crate::futex::Deadline;
+
+/// Shared (many holders) or exclusive (one holder).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LockMode {
+    /// A read lock: any number of shared holders, no exclusive one.
+    Shared,
+    /// A write lock: a single holder.
+    Exclusive,
+}
+
+/// A file used as a lock.
+#[derive(Debug)]
+pub struct FileLock {
+    file: File,
+}
+
+fn io_err(op: &'static str) -> FileLockError {
+    FileLockError::Io {
+        op,
+        source: std::io::Error::last_os_error(),
+    }
+}
+
+/// Retries `attempt` (which returns `Ok(false)` for "held elsewhere") until it succeeds
+/// or `deadline` passes, backing off from 1 ms to 10 ms.
+pub(crate) fn poll_until<E>(
+    deadline: &Deadline,
+    mut attempt: impl FnMut() -> Result<bool, E>,
+    timeout: impl FnOnce() -> E,
+) -> Result<(), E> {
+    let mut pause = Duration::from_millis(1);
+    loop {
+        if attempt()? {
+            return Ok(());
+        }
+        let left = deadline.remaining();
+        if left.is_zero() {
+            return Err(timeout());
+        }
+        // Backoff between non-blocking attempts (the kernel offers no timed flock).
+        std::thread::sleep(pause.min(left));
+        pause = (pause * 2).min(Duration::from_millis(10));
+    }
+}
+
+impl FileLock {
+    /// Opens (creating with mode 0600 if missing) `path` as a lock file.
+    ///
+    /// # Errors
+    /// [`FileLockError::Io`] if the file cannot be opened.
+    pub fn open(path: impl AsRef<Path>) -> Result<Self, FileLockError> {
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .custom_flags(libc::O_CLOEXEC)
+            .open(path)
+            .map_err(|source| FileLockError::Io { op: "open", source })?;
+        Ok(FileLock { file })
+    }
+
+    /// Uses an already open file.
+    pub fn from_file(file: File) -> Self {
+        FileLock { file }
+    }
+
+    /// The underlying file.
+    pub fn file(&self) -> &File {
+        &self.file
+    }
+
+    fn flock(&self, mode: LockMode, nonblocking: bool) -> Result<bool, FileLockError> {
+        let mut op = match mode {
+            LockMode::Shared => libc::LOCK_SH,
+            LockMode::Exclusive => libc::LOCK_EX,
+        };
+        if nonblocking {
+            op |= libc::LOCK_NB;
+        }
+        loop {
+            // SAFETY: flock on a descriptor we own; no memory is passed.
+            let rc = unsafe { libc::flock(self.file.as_raw_fd(), op) };
+            if rc == 0 {
+                return Ok(true);
+            }
+            match std::io::Error::last_os_error().raw_os_error() {
+                Some(libc::EINTR) => continue,
+                Some(libc::EWOULDBLOCK) if nonblocking => return Ok(false),
+                _ => return Err(io_err("flock")),
+            }
+        }
+    }
+
+    /// Locks the whole file, waiting as long as needed.
+    ///
+    /// # Errors
+    /// [`FileLockError::Io`] if `flock` fails.
+    pub fn lock(&self, mode: LockMode) -> Result<FileLockGuard<'_>, FileLockError> {
+        self.flock(mode, false)?;
+        Ok(FileLockGuard { lock: self })
+    }
+
+    /// Locks the whole file if possible without waiting.
+    ///
+    /// # Errors
+    /// [`FileLockError::WouldBlock`] if held elsewhere; `Io` if `flock` fails.
+    pub fn try_lock(&self, mode: LockMode) -> Result<FileLockGuard<'_>, FileLockError> {
+        if self.flock(mode, true)? {
+            Ok(FileLockGuard { lock: self })
+        } else {
+            Err(FileLockError::WouldBlock)
+        }
+    }
+
+    /// Locks the whole file, waiting at most `timeout`.
+    ///
+    /// # Errors
+    /// [`FileLockError::Timeout`] after at least `timeout`; `Io` if `flock` fails.
+    pub fn lock_timeout(
+        &self,
+        mode: LockMode,
+        timeout: Duration,
+    ) -> Result<FileLockGuard<'_>, FileLockError> {
+        let deadline = Deadline::after(timeout);
+        poll_until(
+            &deadline,
+            || self.flock(mode, true),
+            || FileLockError::Timeout,
+        )?;
+        Ok(FileLockGuard { lock: self })
+    }
+
+    fn ofd(
+        &self,
+        cmd: libc::c_int,
+        ty: libc::c_int,
+        start: u64,
+        len: u64,
+    ) -> Result<bool, FileLockError> {
+        // SAFETY: flock is a plain C struct for which all-zero bytes are valid.
+        let mut fl: libc::flock = unsafe { std::mem::zeroed() };
+        fl.l_type = ty as libc::c_short;
+        fl.l_whence = libc::SEEK_SET as libc::c_short;
+        fl.l_start = libc::off_t::try_from(start).map_err(|_| FileLockError::Io {
+            op: "fcntl(F_OFD_SETLK)",
+            source: std::io::Error::from_raw_os_error(libc::EOVERFLOW),
+        })?;
+        fl.l_len = libc::off_t::try_from(len).map_err(|_| FileLockError::Io {
+            op: "fcntl(F_OFD_SETLK)",
+            source: std::io::Error::from_raw_os_error(libc::EOVERFLOW),
+        })?;
+        fl.l_pid = 0; // required to be 0 for OFD locks
+        loop {
+            // SAFETY: `fl` is a valid flock struct that outlives the call; the fd is ours.
+            let rc = unsafe { libc::fcntl(self.file.as_raw_fd(), cmd, &mut fl) };
+            if rc == 0 {
+                return Ok(true);
+            }
+            match std::io::Error::last_os_error().raw_os_error() {
+                Some(libc::EINTR) => continue,
+                Some(libc::EAGAIN) | Some(libc::EACCES) if cmd == libc::F_OFD_SETLK => {
+                    return Ok(false)
+                }
+                _ => return Err(io_err("fcntl(F_OFD_SETLK)")),
+            }
+        }
+    }
+
+    fn range_type(mode: LockMode) -> libc::c_int {
+        match mode {
+            LockMode::Shared => libc::F_RDLCK,
+            LockMode::Exclusive => libc::F_WRLCK,
+        }
+    }
+
+    /// Locks bytes `start..start+len` (`len == 0`: to the end of the file, however it
+    /// grows), waiting as long as needed.
+    ///
+    /// # Errors
+    /// [`FileLockError::Io`] if `fcntl` fails (e.g. `EDEADLK`).
+    pub fn lock_range(
+        &self,
+        start: u64,
+        len: u64,
+        mode: LockMode,
+    ) -> Result<RangeGuard<'_>, FileLockError> {
+        self.ofd(libc::F_OFD_SETLKW, Self::range_type(mode), start, len)?;
+        Ok(RangeGuard {
+            lock: self,
+            start,
+            len,
+        })
+    }
+
+    /// Locks a byte range if possible without waiting.
+    ///
+    /// # Errors
+    /// [`FileLockError::WouldBlock`] if a conflicting lock is held elsewhere.
+    pub fn try_lock_range(
+        &self,
+        start: u64,
+        len: u64,
+        mode: LockMode,
+    ) -> Result<RangeGuard<'_>, FileLockError> {
+        if self.ofd(libc::F_OFD_SETLK, Self::range_type(mode), start, len)? {
+            Ok(RangeGuard {
+                lock: self,
+                start,
+                len,
+            })
+        } else {
+            Err(FileLockError::WouldBlock)
+        }
+    }
+
+    /// Locks a byte range, waiting at most `timeout`.
+    ///
+    /// # Errors
+    /// [`FileLockError::Timeout`] after at least `timeout`.
+    pub fn lock_range_timeout(
+        &self,
+        start: u64,
+        len: u64,
+        mode: LockMode,
+        timeout: Duration,
+    ) -> Result<RangeGuard<'_>, FileLockError> {
+        let deadline = Deadline::after(timeout);
+        let ty = Self::range_type(mode);
+        poll_until(
+            &deadline,
+            || self.ofd(libc::F_OFD_SETLK, ty, start, len),
+            || FileLockError::Timeout,
+        )?;
+        Ok(RangeGuard {
+            lock: self,
+            start,
+            len,
+        })
+    }
+}
+
+/// A whole-file lock; released on drop.
+#[derive(Debug)]
+#[must_use = "the file lock is released as soon as the guard is dropped"]
+pub struct FileLockGuard<'a> {
+    lock: &'a FileLock,
+}
+
+impl Drop for FileLockGuard<'_> {
+    fn drop(&mut self) {
+        // SAFETY: flock(LOCK_UN) on a descriptor we own; failure leaves the lock to be
+        // released when the file is closed.
+        unsafe { libc::flock(self.lock.file.as_raw_fd(), libc::LOCK_UN) };
+    }
+}
+
+/// A byte-range lock; released on drop.
+#[derive(Debug)]
+#[must_use = "the range lock is released as soon as the guard is dropped"]
+pub struct RangeGuard<'a> {
+    lock: &'a FileLock,
+    start: u64,
+    len: u64,
+}
+
+impl Drop for RangeGuard<'_> {
+    fn drop(&mut self) {
+        // Failure leaves the range to be released when the file is closed.
+        let _ = self
+            .lock
+            .ofd(libc::F_OFD_SETLK, libc::F_UNLCK, self.start, self.len);
+    }
+}

@@ -1,0 +1,732 @@
+//! A process-shared futex mutex that survives a dead holder.
+//!
+//! # The lock word
+//! ```text
+//!  bit 31      bit 30   bits 29..0
+//! +-----------+--------+------------------+
+//! | CONTENDED | unused | owner TID        |     0 = unlocked
+//! +-----------+--------+------------------+
+//! ```
+//! This is std's three-state futex mutex (unlocked / locked / contended) with the
+//! "locked" state spelled as the holder's thread id, so a waiter knows whom to check:
+//! - lock fast path: one CAS `0 -> tid` (Acquire), then the owner's full identity
+//!   (TID + start time) is stored in `owner`. No syscall.
+//! - contended path (`#[cold]`): spin on loads, `sched_yield` a few times, then set
+//!   `CONTENDED` and futex-wait. A waiter that takes the lock takes it as
+//!   `tid | CONTENDED` (others may still sleep).
+//! - unlock: clear `owner`, swap the word to 0 (Release) and `FUTEX_WAKE` one sleeper
+//!   only if `CONTENDED` was set.
+//!
+//! # Owner death
+//! We do not use the kernel's robust-futex list: glibc already registers one per thread
+//! for pthread robust mutexes, and sharing it is fragile. Instead waiters sleep in slices
+//! of [`OWNER_CHECK_INTERVAL`] (10 ms); each time a slice ends with the word unchanged,
+//! the waiter checks whether the holder still exists (`/proc/<tid>/stat`: gone, zombie,
+//! or a different start time = the TID was reused). The first waiter to find it dead
+//! re-reads word and owner (both unchanged), CASes the word to itself and returns
+//! `OwnerDied`; the `consistency` word records this until the new holder calls
+//! `make_consistent`. Unlocking without that leaves the mutex *poisoned*: every later
+//! lock still succeeds but reports `Poisoned` (never a deadlock). Detection therefore
+//! takes about 10-20 ms after the death (plus one `/proc` read, ~10 us). A holder that
+//! dies between its CAS and its store of `owner` is still found: the TID alone is then
+//! checked for existence.
+//!
+//! PID (TID) reuse: the start time recorded in `owner` tells a reused TID apart from the
+//! original holder. What remains is a theoretical window where a holder unlocks, dies,
+//! and its TID is reused *and* locks this same mutex between a waiter's reads; the
+//! double read before the CAS makes that window a few instructions long.
+//!
+//! Fork: a child inherits no locks. The thread identity cache is reset in the child
+//! (see [`crate::owner`]), so the child locks under its own TID; a guard copied into the
+//! child by `fork` does not unlock its parent's lock (unlock checks the word's TID).
+//!
+//! Threads: ownership is per thread (like pthread mutexes); a thread that exits while
+//! holding the lock counts as dead. Locking twice from one thread is `WouldDeadlock`.
+
+use std::cell::UnsafeCell;
+use std::fmt;
+use std::marker::PhantomData;
+use std::ops::{Deref, DerefMut};
+use std::time::Duration;
+
+use crate::atomic::{AtomicU32, AtomicU64, Ordering::*};
+use crate::error::{LockError, RawLockError};
+use crate::futex::{Deadline, WaitOutcome};
+use crate::owner::{ident_start, ident_tid, OwnerIdent, TID_MASK};
+use crate::wait::{spin_until, yield_cpu, Futex, Waiter};
+
+/// Set in the lock word when a waiter may be asleep on it.
+const CONTENDED: u32 = 1 << 31;
+
+/// `consistency`: the data is consistent.
+const CONSISTENT: u32 = 0;
+/// `consistency`: the current holder took the lock from a dead owner and has not yet
+/// called `make_consistent`.
+const OWNER_DIED: u32 = 1;
+/// `consistency`: a holder that got `OwnerDied` (or panicked) unlocked without
+/// `make_consistent`.
+const POISONED: u32 = 2;
+
+/// How long a waiter sleeps before checking whether the holder is still alive.
+pub const OWNER_CHECK_INTERVAL: Duration = Duration::from_millis(10);
+
+/// `sched_yield`s between spinning and sleeping.
+#[cfg(not(loom))]
+const YIELDS: u32 = 3;
+/// Under loom every yield is a schedule point: keep the model small.
+#[cfg(loom)]
+const YIELDS: u32 = 0;
+
+/// How a [`RawMutex`] was acquired.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Acquired {
+    /// Normally; the data is consistent.
+    Consistent,
+    /// From a holder that died; the data may be half-updated. Call
+    /// [`RawMutex::make_consistent`] once repaired.
+    OwnerDied,
+    /// Normally, but the mutex is poisoned (an earlier `OwnerDied` or panic was not
+    /// followed by `make_consistent`).
+    Poisoned,
+}
+
+/// A process-shared mutex word with owner-death detection, without data.
+///
+/// `#[repr(C)]`, 16 bytes, align 8, pointer-free, valid when zeroed (unlocked,
+/// consistent) and `Sync`: place it in shared memory at any 8-aligned offset. It is
+/// deliberately not padded to a cache line: the holder touches the lock and the data it
+/// protects together. Put it in a `#[repr(C, align(128))]` wrapper when several
+/// independent mutexes sit side by side.
+#[repr(C)]
+pub struct RawMutex {
+    /// The futex word: `0`, or `owner_tid | CONTENDED?` (see the module docs).
+    word: AtomicU32,
+    /// `CONSISTENT`, `OWNER_DIED` or `POISONED`; only written by the holder.
+    consistency: AtomicU32,
+    /// The holder's identity `start_time_low32 << 32 | tid`, or 0. Written by the holder
+    /// right after taking the word and cleared right before releasing it; read by
+    /// waiters only to check liveness.
+    owner: AtomicU64,
+}
+
+#[cfg(not(loom))]
+const _: () = assert!(std::mem::size_of::<RawMutex>() == 16);
+#[cfg(not(loom))]
+const _: () = assert!(std::mem::align_of::<RawMutex>() == 8);
+
+impl Default for RawMutex {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl fmt::Debug for RawMutex {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RawMutex")
+            .field("word", &format_args!("{:#x}", self.word.load(Relaxed)))
+            .field("consistency", &self.consistency.load(Relaxed))
+            .finish()
+    }
+}
+
+impl RawMutex {
+    /// An unlocked, consistent mutex (all zero bytes).
+    #[cfg(not(loom))]
+    pub const fn new() -> Self {
+        RawMutex {
+            word: AtomicU32::new(0),
+            consistency: AtomicU32::new(CONSISTENT),
+            owner: AtomicU64::new(0),
+        }
+    }
+
+    /// An unlocked, consistent mutex.
+    #[cfg(loom)]
+    pub fn new() -> Self {
+        RawMutex {
+            word: AtomicU32::new(0),
+            consistency: AtomicU32::new(CONSISTENT),
+            owner: AtomicU64::new(0),
+        }
+    }
+
+    /// Initialises a mutex in place (writes zeros).
+    ///
+    /// # Safety
+    /// `ptr` must be valid for writes of `size_of::<RawMutex>()` bytes, 8-aligned, and no
+    /// other process or thread may be using a mutex at that address.
+    pub unsafe fn init_in_place(ptr: *mut Self) {
+        // SAFETY: the caller guarantees `ptr` is valid, aligned and unused; all-zero
+        // bytes are a valid unlocked RawMutex.
+        unsafe { std::ptr::write_bytes(ptr, 0, 1) }
+    }
+
+    /// Locks, waiting as long as needed. A dead holder is detected and replaced within
+    /// about [`OWNER_CHECK_INTERVAL`].
+    ///
+    /// # Errors
+    /// [`RawLockError::WouldDeadlock`] if the calling thread already holds it.
+    #[inline]
+    pub fn lock(&self) -> Result<Acquired, RawLockError> {
+        self.lock_with(&Futex, None)
+    }
+
+    /// Locks if free right now; a dead holder is replaced (that check reads `/proc`).
+    ///
+    /// # Errors
+    /// [`RawLockError::WouldBlock`] if someone alive holds it.
+    #[inline]
+    pub fn try_lock(&self) -> Result<Acquired, RawLockError> {
+        self.try_lock_with(&Futex)
+    }
+
+    /// Locks, waiting at most `timeout` (monotonic clock).
+    ///
+    /// # Errors
+    /// [`RawLockError::Timeout`] after at least `timeout`; `WouldDeadlock` as [`lock`](Self::lock).
+    #[inline]
+    pub fn lock_timeout(&self, timeout: Duration) -> Result<Acquired, RawLockError> {
+        self.lock_with(&Futex, Some(&Deadline::after(timeout)))
+    }
+
+    /// Locks, waiting until `deadline` at most (`None`: forever).
+    ///
+    /// # Errors
+    /// As [`lock_timeout`](Self::lock_timeout).
+    #[inline]
+    pub fn lock_until(&self, deadline: Option<&Deadline>) -> Result<Acquired, RawLockError> {
+        self.lock_with(&Futex, deadline)
+    }
+
+    /// Unlocks. If the holder took the lock as `OwnerDied` and did not call
+    /// [`make_consistent`](Self::make_consistent), the mutex becomes poisoned.
+    ///
+    /// A call by a thread that does not hold the lock (for example a forked child
+    /// dropping a guard it inherited from its parent) does nothing.
+    ///
+    /// # Safety
+    /// The calling thread must hold the lock (every `lock` success is matched by at most
+    /// one `unlock`); otherwise the protected data may be accessed concurrently.
+    #[inline]
+    pub unsafe fn unlock(&self) {
+        self.unlock_with(&Futex, false)
+    }
+
+    /// Marks the protected data consistent again after `OwnerDied` or `Poisoned`.
+    /// Only meaningful while holding the lock.
+    #[inline]
+    pub fn make_consistent(&self) {
+        // Relaxed: written while holding the lock; the next holder reads it after its
+        // Acquire of the word, which pairs with our Release in unlock.
+        self.consistency.store(CONSISTENT, Relaxed);
+    }
+
+    /// Marks the data inconsistent (used when a holder panics). Only meaningful while
+    /// holding the lock.
+    #[inline]
+    pub fn poison(&self) {
+        // Relaxed: as in make_consistent.
+        self.consistency.store(POISONED, Relaxed);
+    }
+
+    /// Whether the mutex is poisoned (a snapshot).
+    pub fn is_poisoned(&self) -> bool {
+        // Relaxed: a snapshot for diagnostics.
+        self.consistency.load(Relaxed) != CONSISTENT
+    }
+
+    /// Whether someone holds the lock (a snapshot).
+    pub fn is_locked(&self) -> bool {
+        // Relaxed: a snapshot for diagnostics.
+        self.word.load(Relaxed) != 0
+    }
+
+    #[inline]
+    pub(crate) fn lock_with<W: Waiter>(
+        &self,
+        w: &W,
+        deadline: Option<&Deadline>,
+    ) -> Result<Acquired, RawLockError> {
+        let me = w.me();
+        // Acquire: pairs with the Release swap in `unlock_with`, so the previous holder's
+        // writes to the data are visible to us.
+        if self
+            .word
+            .compare_exchange(0, ident_tid(me), Acquire, Relaxed)
+            .is_ok()
+        {
+            return Ok(self.took(me));
+        }
+        self.lock_contended(w, me, deadline)
+    }
+
+    pub(crate) fn try_lock_with<W: Waiter>(&self, w: &W) -> Result<Acquired, RawLockError> {
+        let me = w.me();
+        // Acquire: as in lock_with.
+        match self
+            .word
+            .compare_exchange(0, ident_tid(me), Acquire, Relaxed)
+        {
+            Ok(_) => Ok(self.took(me)),
+            Err(state) => {
+                if self.is_mine(state, me) {
+                    return Err(RawLockError::WouldDeadlock);
+                }
+                self.try_recover(w, state, me)
+                    .ok_or(RawLockError::WouldBlock)
+            }
+        }
+    }
+
+    /// Bookkeeping right after winning the word normally.
+    #[inline]
+    fn took(&self, me: OwnerIdent) -> Acquired {
+        // Relaxed: only read by waiters for the liveness check, which tolerates a stale
+        // value (it then checks the TID alone).
+        self.owner.store(me, Relaxed);
+        // Relaxed: written by the previous holder before its Release unlock, which our
+        // Acquire CAS synchronised with.
+        match self.consistency.load(Relaxed) {
+            CONSISTENT => Acquired::Consistent,
+            _ => Acquired::Poisoned,
+        }
+    }
+
+    #[inline]
+    fn is_mine(&self, state: u32, me: OwnerIdent) -> bool {
+        // Relaxed: if the word names our TID, `owner` is either our own earlier store
+        // (program order) or a dead thread's identity, which differs from ours.
+        state & TID_MASK == ident_tid(me) && self.owner.load(Relaxed) == me
+    }
+
+    #[cold]
+    fn lock_contended<W: Waiter>(
+        &self,
+        w: &W,
+        me: OwnerIdent,
+        deadline: Option<&Deadline>,
+    ) -> Result<Acquired, RawLockError> {
+        let tid = ident_tid(me);
+        let mut state = spin_until(&self.word, |v| v == 0);
+        if state == 0 {
+            // Acquire: as in lock_with.
+            match self.word.compare_exchange(0, tid, Acquire, Relaxed) {
+                Ok(_) => return Ok(self.took(me)),
+                Err(s) => state = s,
+            }
+        }
+        if self.is_mine(state, me) {
+            return Err(RawLockError::WouldDeadlock);
+        }
+        let mut yields = 0;
+        loop {
+            if state == 0 {
+                // Others may be asleep, so take it as contended: our unlock will wake one.
+                // Acquire: as in lock_with.
+                match self
+                    .word
+                    .compare_exchange(0, tid | CONTENDED, Acquire, Relaxed)
+                {
+                    Ok(_) => return Ok(self.took(me)),
+                    Err(s) => {
+                        state = s;
+                        continue;
+                    }
+                }
+            }
+            if yields < YIELDS {
+                yields += 1;
+                yield_cpu();
+                // Relaxed: a hint; the CAS above synchronises.
+                state = self.word.load(Relaxed);
+                continue;
+            }
+            if state & CONTENDED == 0 {
+                // Relaxed: only announces a sleeper; no data is published by this.
+                match self
+                    .word
+                    .compare_exchange(state, state | CONTENDED, Relaxed, Relaxed)
+                {
+                    Ok(_) => state |= CONTENDED,
+                    Err(s) => {
+                        state = s;
+                        continue;
+                    }
+                }
+            }
+            let slice = Deadline::after(OWNER_CHECK_INTERVAL);
+            let until = match deadline {
+                Some(d) if *d < slice => d,
+                _ => &slice,
+            };
+            if w.wait(&self.word, state, Some(until)) == WaitOutcome::TimedOut {
+                if deadline.is_some_and(Deadline::has_passed) {
+                    return Err(RawLockError::Timeout);
+                }
+                if let Some(a) = self.try_recover(w, state, me) {
+                    return Ok(a);
+                }
+            }
+            state = spin_until(&self.word, |v| v == 0);
+        }
+    }
+
+    /// If the holder named by `state` is dead, takes the lock from it.
+    #[cold]
+    fn try_recover<W: Waiter>(&self, w: &W, state: u32, me: OwnerIdent) -> Option<Acquired> {
+        let tid = state & TID_MASK;
+        if tid == 0 {
+            return None;
+        }
+        // Relaxed: a liveness hint; re-checked below before acting on it.
+        let ident = self.owner.load(Relaxed);
+        let start =
+            (ident_tid(ident) == tid && ident_start(ident) != 0).then(|| ident_start(ident));
+        if w.owner_alive(tid, start) {
+            return None;
+        }
+        // Relaxed: nothing moved while we looked (a live holder would have changed one).
+        if self.word.load(Relaxed) != state || self.owner.load(Relaxed) != ident {
+            return None;
+        }
+        // Acquire: the dead holder never released, but its stores reached memory before
+        // the kernel tore it down; this keeps our reads of the data after the CAS.
+        // Keep CONTENDED: others may be asleep.
+        self.word
+            .compare_exchange(state, ident_tid(me) | CONTENDED, Acquire, Relaxed)
+            .ok()?;
+        // Relaxed: as in `took`.
+        self.owner.store(me, Relaxed);
+        self.consistency.store(OWNER_DIED, Relaxed);
+        Some(Acquired::OwnerDied)
+    }
+
+    #[inline]
+    pub(crate) fn unlock_with<W: Waiter>(&self, w: &W, poison: bool) {
+        let me = w.me();
+        // Relaxed: while we hold the lock only the CONTENDED bit can change under us.
+        if self.word.load(Relaxed) & TID_MASK != ident_tid(me) {
+            return; // not ours (e.g. a guard inherited across fork)
+        }
+        // Relaxed: we hold the lock; these are ordered before the Release swap below.
+        if poison || self.consistency.load(Relaxed) == OWNER_DIED {
+            self.consistency.store(POISONED, Relaxed);
+        }
+        self.owner.store(0, Relaxed);
+        // Release: publishes our writes to the data (and `consistency`) to the next
+        // holder's Acquire CAS.
+        let prev = self.word.swap(0, Release);
+        if prev & CONTENDED != 0 {
+            w.wake(&self.word, 1);
+        }
+    }
+}
+
+/// A value protected by a process-shared [`RawMutex`]; lives in shared memory.
+///
+/// `#[repr(C)]`: the raw mutex at offset 0, then the data. `T: ?Sized`, so `Mutex<[T]>`
+/// works. Valid when zeroed if `T` is.
+#[repr(C)]
+pub struct Mutex<T: ?Sized> {
+    raw: RawMutex,
+    data: UnsafeCell<T>,
+}
+
+// SAFETY: the mutex hands out access to `T` to one thread at a time, so sharing it only
+// requires that `T` can be sent between threads (as std's Mutex).
+unsafe impl<T: ?Sized + Send> Sync for Mutex<T> {}
+// SAFETY: moving the mutex moves the `T` it owns.
+unsafe impl<T: ?Sized + Send> Send for Mutex<T> {}
+
+impl<T> Mutex<T> {
+    /// A new unlocked mutex holding `value`.
+    #[cfg(not(loom))]
+    pub const fn new(value: T) -> Self {
+        Mutex {
+            raw: RawMutex::new(),
+            data: UnsafeCell::new(value),
+        }
+    }
+
+    /// A new unlocked mutex holding `value`.
+    #[cfg(loom)]
+    pub fn new(value: T) -> Self {
+        Mutex {
+            raw: RawMutex::new(),
+            data: UnsafeCell::new(value),
+        }
+    }
+
+    /// Consumes the mutex, returning the data.
+    pub fn into_inner(self) -> T {
+        self.data.into_inner()
+    }
+}
+
+impl<T: Default> Default for Mutex<T> {
+    fn default() -> Self {
+        Mutex::new(T::default())
+    }
+}
+
+impl<T: ?Sized> Mutex<T> {
+    /// Locks, waiting as long as needed.
+    ///
+    /// # Errors
+    /// `OwnerDied(guard)` if the previous holder died holding it, `Poisoned(guard)` if an
+    /// earlier such event was never followed by `make_consistent`; in both cases the lock
+    /// is held. `WouldDeadlock` if this thread already holds it.
+    #[inline]
+    pub fn lock(&self) -> Result<MutexGuard<'_, T>, LockError<MutexGuard<'_, T>>> {
+        self.wrap(self.raw.lock())
+    }
+
+    /// Locks if the lock is free now (or its holder is dead).
+    ///
+    /// # Errors
+    /// `WouldBlock` if a live holder has it; otherwise as [`lock`](Self::lock).
+    #[inline]
+    pub fn try_lock(&self) -> Result<MutexGuard<'_, T>, LockError<MutexGuard<'_, T>>> {
+        self.wrap(self.raw.try_lock())
+    }
+
+    /// Locks, waiting at most `timeout` (monotonic clock, absolute deadline).
+    ///
+    /// # Errors
+    /// `Timeout` after at least `timeout`; otherwise as [`lock`](Self::lock).
+    #[inline]
+    pub fn lock_timeout(
+        &self,
+        timeout: Duration,
+    ) -> Result<MutexGuard<'_, T>, LockError<MutexGuard<'_, T>>> {
+        self.wrap(self.raw.lock_timeout(timeout))
+    }
+
+    /// Mutable access without locking (the `&mut` proves exclusivity).
+    pub fn get_mut(&mut self) -> &mut T {
+        self.data.get_mut()
+    }
+
+    /// The raw mutex inside.
+    pub fn raw(&self) -> &RawMutex {
+        &self.raw
+    }
+
+    /// Whether the mutex is poisoned (a snapshot).
+    pub fn is_poisoned(&self) -> bool {
+        self.raw.is_poisoned()
+    }
+
+    #[inline]
+    pub(crate) fn wrap(
+        &self,
+        r: Result<Acquired, RawLockError>,
+    ) -> Result<MutexGuard<'_, T>, LockError<MutexGuard<'_, T>>> {
+        match r {
+            Ok(Acquired::Consistent) => Ok(MutexGuard::new(self)),
+            Ok(Acquired::OwnerDied) => Err(LockError::OwnerDied(MutexGuard::new(self))),
+            Ok(Acquired::Poisoned) => Err(LockError::Poisoned(MutexGuard::new(self))),
+            Err(RawLockError::Timeout) => Err(LockError::Timeout),
+            Err(RawLockError::WouldBlock) => Err(LockError::WouldBlock),
+            Err(RawLockError::WouldDeadlock) => Err(LockError::WouldDeadlock),
+        }
+    }
+}
+
+impl<T: ?Sized> fmt::Debug for Mutex<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Mutex")
+            .field("raw", &self.raw)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Access to a [`Mutex`]'s data while it is locked; unlocks on drop.
+///
+/// Not `Send`: the lock is owned by the thread that took it.
+#[must_use = "the mutex unlocks as soon as the guard is dropped"]
+pub struct MutexGuard<'a, T: ?Sized> {
+    pub(crate) mutex: &'a Mutex<T>,
+    /// Whether a panic was already in progress when the guard was made (then a panic
+    /// does not poison, as in std).
+    panicking: bool,
+    _not_send: PhantomData<*const ()>,
+}
+
+// SAFETY: a shared guard only gives `&T`, which is fine to share if `T: Sync`.
+unsafe impl<T: ?Sized + Sync> Sync for MutexGuard<'_, T> {}
+
+impl<'a, T: ?Sized> MutexGuard<'a, T> {
+    #[inline]
+    fn new(mutex: &'a Mutex<T>) -> Self {
+        MutexGuard {
+            mutex,
+            panicking: std::thread::panicking(),
+            _not_send: PhantomData,
+        }
+    }
+
+    /// Marks the data consistent after `OwnerDied` or `Poisoned`: later lockers get
+    /// plain guards again.
+    pub fn make_consistent(&self) {
+        self.mutex.raw.make_consistent();
+    }
+}
+
+impl<T: ?Sized> Deref for MutexGuard<'_, T> {
+    type Target = T;
+    #[inline]
+    fn deref(&self) -> &T {
+        // SAFETY: the guard exists only while this thread holds the lock, so no one else
+        // accesses the data.
+        unsafe { &*self.mutex.data.get() }
+    }
+}
+
+impl<T: ?Sized> DerefMut for MutexGuard<'_, T> {
+    #[inline]
+    fn deref_mut(&mut self) -> &mut T {
+        // SAFETY: as in deref; `&mut self` makes this the only access through the guard.
+        unsafe { &mut *self.mutex.data.get() }
+    }
+}
+
+impl<T: ?Sized> Drop for MutexGuard<'_, T> {
+    #[inline]
+    fn drop(&mut self) {
+        let poison = !self.panicking && std::thread::panicking();
+        self.mutex.raw.unlock_with(&Futex, poison);
+    }
+}
+
+impl<T: ?Sized + fmt::Debug> fmt::Debug for MutexGuard<'_, T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&**self, f)
+    }
+}
+
+/// Loom model of the lock word's state machine (the futex is modelled in
+/// `wait::loom_model`). Run with:
+/// `RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR=target/loom cargo test -p shmkit-sync --release --lib loom`
+#[cfg(all(test, loom))]
+mod loom_tests {
+    use super::*;
+    use crate::wait::loom_model::{Kernel, LoomWaiter};
+    use loom::cell::UnsafeCell;
+    use loom::sync::Arc;
+
+    /// Bounded preemptions keep the model under a couple of minutes (loom's advice;
+    /// most concurrency bugs need very few preemptions).
+    fn model(f: impl Fn() + Sync + Send + 'static) {
+        let mut b = loom::model::Builder::new();
+        b.preemption_bound = Some(3);
+        b.check(f);
+    }
+
+    fn ident(tid: u32) -> OwnerIdent {
+        (7u64 << 32) | u64::from(tid)
+    }
+
+    #[test]
+    fn loom_mutex_excludes_and_never_loses_a_wakeup() {
+        model(|| {
+            let kernel = Kernel::with_dead(vec![]);
+            let m = Arc::new((RawMutex::new(), UnsafeCell::new(0u32)));
+            let threads: Vec<_> = (1..=2)
+                .map(|tid| {
+                    let (m, kernel) = (m.clone(), kernel.clone());
+                    loom::thread::spawn(move || {
+                        let w = LoomWaiter {
+                            kernel,
+                            me: ident(tid),
+                        };
+                        assert_eq!(m.0.lock_with(&w, None), Ok(Acquired::Consistent));
+                        // UnsafeCell access: loom reports a race if exclusion fails.
+                        m.1.with_mut(|p| unsafe { *p += 1 });
+                        m.0.unlock_with(&w, false);
+                    })
+                })
+                .collect();
+            let w = LoomWaiter {
+                kernel,
+                me: ident(3),
+            };
+            assert_eq!(m.0.lock_with(&w, None), Ok(Acquired::Consistent));
+            m.1.with_mut(|p| unsafe { *p += 1 });
+            m.0.unlock_with(&w, false);
+            for t in threads {
+                t.join().unwrap();
+            }
+            assert_eq!(m.1.with(|p| unsafe { *p }), 3);
+            assert_eq!(m.0.word.load(Relaxed), 0);
+        });
+    }
+
+    #[test]
+    fn loom_mutex_dead_owner_is_replaced_exactly_once() {
+        model(|| {
+            const DEAD: u32 = 99;
+            let kernel = Kernel::with_dead(vec![DEAD]);
+            let m = Arc::new(RawMutex::new());
+            // The dead thread holds it, with sleepers announced.
+            m.word.store(DEAD | CONTENDED, Relaxed);
+            m.owner.store(ident(DEAD), Relaxed);
+            let threads: Vec<_> = (1..=2)
+                .map(|tid| {
+                    let (m, kernel) = (m.clone(), kernel.clone());
+                    loom::thread::spawn(move || {
+                        let w = LoomWaiter {
+                            kernel,
+                            me: ident(tid),
+                        };
+                        let a = m.lock_with(&w, None).unwrap();
+                        if a == Acquired::OwnerDied {
+                            m.make_consistent();
+                        }
+                        m.unlock_with(&w, false);
+                        a
+                    })
+                })
+                .collect();
+            let results: Vec<_> = threads.into_iter().map(|t| t.join().unwrap()).collect();
+            let died = results
+                .iter()
+                .filter(|&&a| a == Acquired::OwnerDied)
+                .count();
+            assert_eq!(died, 1, "{results:?}");
+            assert!(!m.is_poisoned());
+            assert_eq!(m.word.load(Relaxed), 0);
+        });
+    }
+
+    #[test]
+    fn loom_mutex_ignored_owner_death_poisons() {
+        model(|| {
+            const DEAD: u32 = 99;
+            let kernel = Kernel::with_dead(vec![DEAD]);
+            let m = Arc::new(RawMutex::new());
+            m.word.store(DEAD, Relaxed);
+            let m2 = m.clone();
+            let k2 = kernel.clone();
+            let t = loom::thread::spawn(move || {
+                let w = LoomWaiter {
+                    kernel: k2,
+                    me: ident(1),
+                };
+                let a = m2.lock_with(&w, None).unwrap();
+                m2.unlock_with(&w, false); // no make_consistent
+                a
+            });
+            let w = LoomWaiter {
+                kernel,
+                me: ident(2),
+            };
+            let mine = m.lock_with(&w, None).unwrap();
+            m.unlock_with(&w, false);
+            let theirs = t.join().unwrap();
+            let mut got = [mine, theirs];
+            got.sort_by_key(|a| *a as u8);
+            assert_eq!(got, [Acquired::OwnerDied, Acquired::Poisoned]);
+        });
+    }
+}

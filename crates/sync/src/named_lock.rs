@@ -1,0 +1,224 @@
+//! Locks that unrelated processes take by name with no setup, like MySQL's
+//! `GET_LOCK(name, timeout)`.
+//!
+//! A named lock is an exclusive `flock` on the file `<dir>/<name>.lock`, where `<dir>` is
+//! (first that applies) `$SHMKIT_LOCK_DIR`, `$XDG_RUNTIME_DIR/shmkit-locks`, or
+//! `/tmp/shmkit-locks-<uid>`. The directory is created with mode 0700 and must be a real
+//! directory (not a symlink) owned by the caller and not writable by group or others;
+//! lock files are created with mode 0600 and `O_NOFOLLOW`. Names are 1 to 200 characters
+//! of `[A-Za-z0-9._-]`, not starting with `.`.
+//!
+//! The kernel releases the lock when the holder dies. A guard removes its file when
+//! dropped, so no files pile up; to make that safe, an acquirer that wins the `flock`
+//! checks the path still names the file it locked (a releaser may have unlinked it
+//! meanwhile) and otherwise retries with a fresh file. Files of holders that were
+//! killed stay behind (empty) and are reused by the next acquirer.
+//!
+//! Waiting polls a non-blocking `flock` with a 1-10 ms backoff (the kernel has no timed
+//! `flock`).
+
+use std::fs::File;
+use std::os::fd::AsRawFd;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::error::NamedLockError;
+use crate::file_lock::poll_until;
+use crate::futex::Deadline;
+
+/// Entry point for named locks (see the module docs).
+#[derive(Debug)]
+pub struct NamedLock;
+
+/// A held named lock; released (and its file removed) on drop, or by the kernel if the
+/// process dies.
+#[derive(Debug)]
+#[must_use = "the named lock is released as soon as the guard is dropped"]
+pub struct NamedLockGuard {
+    file: File,
+    path: PathBuf,
+}
+
+impl NamedLockGuard {
+    /// The lock file's path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl Drop for NamedLockGuard {
+    fn drop(&mut self) {
+        // Unlink while still holding the lock: waiters on this inode then find the path
+        // gone and retry on a fresh file. The flock goes with the descriptor.
+        let _ = std::fs::remove_file(&self.path);
+        // SAFETY: flock(LOCK_UN) on our own descriptor (closing it would do the same).
+        unsafe { libc::flock(self.file.as_raw_fd(), libc::LOCK_UN) };
+    }
+}
+
+fn io(op: &'static str, path: &Path, source: std::io::Error) -> NamedLockError {
+    NamedLockError::Io {
+        op,
+        path: path.to_owned(),
+        source,
+    }
+}
+
+impl NamedLock {
+    /// Takes the lock `name`, waiting at most `timeout` (`Duration::MAX`: forever).
+    ///
+    /// # Errors
+    /// [`NamedLockError::InvalidName`], [`NamedLockError::Timeout`],
+    /// [`NamedLockError::UnsafeDir`], or [`NamedLockError::Io`].
+    pub fn acquire(name: &str, timeout: Duration) -> Result<NamedLockGuard, NamedLockError> {
+        Self::acquire_in(&Self::lock_dir(), name, timeout)
+    }
+
+    /// Takes the lock `name` if nobody holds it now.
+    ///
+    /// # Errors
+    /// As [`acquire`](Self::acquire); `Timeout` means "held".
+    pub fn try_acquire(name: &str) -> Result<NamedLockGuard, NamedLockError> {
+        Self::acquire(name, Duration::ZERO)
+    }
+
+    /// As [`acquire`](Self::acquire), with lock files in `dir` instead of the default
+    /// directory (same checks on `dir`).
+    ///
+    /// # Errors
+    /// As [`acquire`](Self::acquire).
+    pub fn acquire_in(
+        dir: &Path,
+        name: &str,
+        timeout: Duration,
+    ) -> Result<NamedLockGuard, NamedLockError> {
+        validate(name)?;
+        ensure_dir(dir)?;
+        let deadline = Deadline::after(timeout);
+        let path = dir.join(format!("{name}.lock"));
+        loop {
+            let file = std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .mode(0o600)
+                .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+                .open(&path)
+                .map_err(|e| io("open", &path, e))?;
+            let fd = file.as_raw_fd();
+            poll_until(
+                &deadline,
+                || loop {
+                    // SAFETY: flock on a descriptor we own.
+                    let rc = unsafe { libc::flock(fd, libc::LOCK_EX | libc::LOCK_NB) };
+                    if rc == 0 {
+                        return Ok(true);
+                    }
+                    let e = std::io::Error::last_os_error();
+                    match e.raw_os_error() {
+                        Some(libc::EINTR) => continue,
+                        Some(libc::EWOULDBLOCK) => return Ok(false),
+                        _ => return Err(io("flock", &path, e)),
+                    }
+                },
+                || NamedLockError::Timeout(name.to_owned()),
+            )?;
+            // We hold a lock on *this* inode; it is the named lock only if the path
+            // still names it (a releaser unlinks the file before unlocking).
+            let ours = file.metadata().map_err(|e| io("fstat", &path, e))?;
+            match std::fs::symlink_metadata(&path) {
+                Ok(now) if now.dev() == ours.dev() && now.ino() == ours.ino() => {
+                    return Ok(NamedLockGuard { file, path });
+                }
+                Ok(_) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(io("stat", &path, e)),
+            }
+            // Stale inode: drop it and retry with the current file.
+        }
+    }
+
+    /// The directory where lock files live (see the module docs).
+    pub fn lock_dir() -> PathBuf {
+        if let Some(d) = std::env::var_os("SHMKIT_LOCK_DIR") {
+            return PathBuf::from(d);
+        }
+        if let Some(d) = std::env::var_os("XDG_RUNTIME_DIR") {
+            if !d.is_empty() {
+                return Path::new(&d).join("shmkit-locks");
+            }
+        }
+        // SAFETY: geteuid has no preconditions and cannot fail.
+        let uid = unsafe { libc::geteuid() };
+        PathBuf::from(format!("/tmp/shmkit-locks-{uid}"))
+    }
+}
+
+fn validate(name: &str) -> Result<(), NamedLockError> {
+    let ok = !name.is_empty()
+        && name.len() <= 200
+        && !name.starts_with('.')
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_' || b == b'-');
+    if ok {
+        Ok(())
+    } else {
+        Err(NamedLockError::InvalidName(name.to_owned()))
+    }
+}
+
+fn ensure_dir(dir: &Path) -> Result<(), NamedLockError> {
+    let c = std::ffi::CString::new(dir.as_os_str().as_bytes()).map_err(|_| {
+        io(
+            "mkdir",
+            dir,
+            std::io::Error::from_raw_os_error(libc::EINVAL),
+        )
+    })?;
+    // SAFETY: `c` is a valid NUL-terminated path that outlives the call.
+    let rc = unsafe { libc::mkdir(c.as_ptr(), 0o700) };
+    if rc != 0 {
+        let e = std::io::Error::last_os_error();
+        if e.raw_os_error() != Some(libc::EEXIST) {
+            return Err(io("mkdir", dir, e));
+        }
+    }
+    let md = std::fs::symlink_metadata(dir).map_err(|e| io("stat", dir, e))?;
+    let unsafe_dir = |why| NamedLockError::UnsafeDir {
+        path: dir.to_owned(),
+        why,
+    };
+    if !md.file_type().is_dir() {
+        return Err(unsafe_dir("it is not a directory (or is a symlink)"));
+    }
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    if md.uid() != unsafe { libc::geteuid() } {
+        return Err(unsafe_dir("it is owned by another user"));
+    }
+    if md.mode() & 0o022 != 0 {
+        return Err(unsafe_dir("it is writable by group or others"));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_validated() {
+        for bad in ["", ".hidden", "a/b", "a b", "x\0", &"n".repeat(201), "é"] {
+            assert!(
+                matches!(validate(bad), Err(NamedLockError::InvalidName(_))),
+                "{bad:?}"
+            );
+        }
+        for good in ["a", "job-42", "my_lock.v2", &"n".repeat(200)] {
+            assert!(validate(good).is_ok(), "{good:?}");
+        }
+    }
+}

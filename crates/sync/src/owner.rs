@@ -1,0 +1,212 @@
+//! Who holds a lock, and whether that holder still exists.
+//!
+//! # Identity
+//! A holder is a *thread*, named by its kernel thread id (TID, `gettid(2)`) plus the
+//! thread's start time (field 22 of `/proc/<tid>/stat`, clock ticks since boot). The
+//! pair is packed into an [`OwnerIdent`]: `start_time_low32 << 32 | tid`. Linux TIDs are
+//! below `PID_MAX_LIMIT` = 2^22, so a TID also fits the 30 low bits of a lock word.
+//!
+//! The calling thread's identity is computed once (one `gettid` and one read of
+//! `/proc/thread-self/stat`) and cached in a thread-local, so the lock fast path makes no
+//! syscall.
+//!
+//! # Fork
+//! A forked child inherits no locks, but it does inherit the forking thread's
+//! thread-local cache, which then names the *parent* thread. A `pthread_atfork` child
+//! handler (registered the first time any identity is computed) clears the cache of
+//! the one thread that exists in the child, so the child computes its own identity on
+//! its next lock. A child created by a raw `clone(2)` that bypasses libc's `fork` does
+//! not run the handler and must not use shmkit locks before `exec`.
+//!
+//! # Liveness and PID reuse
+//! [`is_alive`] reads `/proc/<tid>/stat`: no such entry means the thread is gone; state
+//! `Z`/`X` (zombie, dead) means it has exited even though nobody reaped it yet (a child
+//! killed by SIGKILL stays a zombie until its parent waits); a start time different from
+//! the recorded one means the TID was reused by a new thread, so the recorded holder is
+//! gone. If `/proc` cannot be read, `kill(tid, 0)` is the fallback (`ESRCH` = gone),
+//! which cannot see zombies or reuse. All processes sharing a lock must live in the
+//! same PID namespace (TIDs are namespace-local).
+
+use std::cell::Cell;
+use std::sync::Once;
+
+/// `start_time_low32 << 32 | tid` of a thread; 0 means "nobody".
+pub(crate) type OwnerIdent = u64;
+
+/// Mask of the TID bits of an identity or lock word.
+pub(crate) const TID_MASK: u32 = (1 << 30) - 1;
+
+/// The TID part of an identity.
+#[inline]
+pub(crate) fn ident_tid(ident: OwnerIdent) -> u32 {
+    (ident as u32) & TID_MASK
+}
+
+/// The start-time part of an identity.
+#[inline]
+pub(crate) fn ident_start(ident: OwnerIdent) -> u32 {
+    (ident >> 32) as u32
+}
+
+thread_local! {
+    static ME: Cell<OwnerIdent> = const { Cell::new(0) };
+}
+
+static ATFORK: Once = Once::new();
+
+extern "C" fn atfork_child() {
+    // Runs in the child's only thread, the one that called fork: forget the parent's
+    // identity. `try_with` because the thread-local may be in teardown.
+    let _ = ME.try_with(|me| me.set(0));
+}
+
+/// The calling thread's identity (cached; no syscall after the first call per thread).
+#[inline]
+pub(crate) fn current() -> OwnerIdent {
+    let me = ME.with(Cell::get);
+    if me != 0 {
+        return me;
+    }
+    current_slow()
+}
+
+#[cold]
+fn current_slow() -> OwnerIdent {
+    ATFORK.call_once(|| {
+        // SAFETY: registering a plain `extern "C" fn` that only touches a thread-local
+        // is allowed; the prepare and parent handlers are absent (None).
+        let rc = unsafe { libc::pthread_atfork(None, None, Some(atfork_child)) };
+        // Without the handler a forked child could lock with its parent's identity;
+        // pthread_atfork only fails on ENOMEM.
+        assert_eq!(rc, 0, "pthread_atfork failed: out of memory");
+    });
+    // SAFETY: gettid has no preconditions and cannot fail.
+    let tid = unsafe { libc::gettid() } as u32;
+    let start = read_stat(b"/proc/thread-self/stat\0")
+        .map(|s| s.start)
+        .unwrap_or(0);
+    let ident = (u64::from(start) << 32) | u64::from(tid & TID_MASK);
+    let _ = ME.try_with(|me| me.set(ident));
+    ident
+}
+
+struct Stat {
+    /// The one-letter state (field 3).
+    state: u8,
+    /// Start time, clock ticks since boot, truncated to 32 bits (field 22).
+    start: u32,
+}
+
+/// Reads and parses `/proc/.../stat`; `None` if it does not exist or cannot be read
+/// (`Err` carries the errno).
+fn read_stat(path_nul: &[u8]) -> Result<Stat, i32> {
+    debug_assert_eq!(path_nul.last(), Some(&0));
+    // SAFETY: `path_nul` is NUL-terminated (checked above) and outlives the call.
+    let fd = unsafe { libc::open(path_nul.as_ptr().cast(), libc::O_RDONLY | libc::O_CLOEXEC) };
+    if fd < 0 {
+        return Err(errno());
+    }
+    let mut buf = [0u8; 1024];
+    let mut len = 0;
+    loop {
+        // SAFETY: reading into the unused tail of our own stack buffer from our own fd.
+        let n = unsafe { libc::read(fd, buf[len..].as_mut_ptr().cast(), buf.len() - len) };
+        if n > 0 {
+            len += n as usize;
+            if len == buf.len() {
+                break;
+            }
+        } else if n == 0 || errno() != libc::EINTR {
+            break;
+        }
+    }
+    let read_err = if len == 0 { errno() } else { 0 };
+    // SAFETY: closing the fd we opened above, once.
+    unsafe { libc::close(fd) };
+    if len == 0 {
+        return Err(if read_err == 0 { libc::ESRCH } else { read_err });
+    }
+    parse_stat(&buf[..len]).ok_or(libc::EINVAL)
+}
+
+/// Parses the state and start time out of a `stat` line. The command name (field 2)
+/// is in parentheses and may itself contain spaces and parentheses, so fields are
+/// counted from the *last* `)`.
+fn parse_stat(line: &[u8]) -> Option<Stat> {
+    let close = line.iter().rposition(|&b| b == b')')?;
+    let rest = std::str::from_utf8(&line[close + 1..]).ok()?;
+    let mut fields = rest.split_ascii_whitespace();
+    let state = *fields.next()?.as_bytes().first()?;
+    // Field 3 was the state; the start time is field 22, i.e. 19 further on.
+    let start: u64 = fields.nth(18)?.parse().ok()?;
+    Some(Stat {
+        state,
+        start: start as u32,
+    })
+}
+
+fn errno() -> i32 {
+    std::io::Error::last_os_error().raw_os_error().unwrap_or(0)
+}
+
+/// Whether the thread `tid` still exists and (if `start` is known) is the same thread
+/// that recorded that start time. See the module docs.
+pub(crate) fn is_alive(tid: u32, start: Option<u32>) -> bool {
+    let path = format!("/proc/{tid}/stat\0");
+    match read_stat(path.as_bytes()) {
+        Ok(stat) => {
+            if stat.state == b'Z' || stat.state == b'X' {
+                return false;
+            }
+            match start {
+                Some(s) => s == stat.start,
+                None => true,
+            }
+        }
+        Err(libc::ENOENT) | Err(libc::ESRCH) => false,
+        Err(_) => {
+            // /proc unavailable: fall back to kill(tid, 0), which sees existence only.
+            // SAFETY: signal 0 performs only the existence and permission check.
+            let rc = unsafe { libc::kill(tid as libc::pid_t, 0) };
+            !(rc != 0 && errno() == libc::ESRCH)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_stat_with_odd_command_names() {
+        let line = b"1234 (a) b (c)) S 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 987654 19 20\n";
+        let s = parse_stat(line).expect("parse");
+        assert_eq!(s.state, b'S');
+        assert_eq!(s.start, 987654);
+    }
+
+    #[test]
+    fn current_thread_is_alive_and_identity_is_cached() {
+        let me = current();
+        assert_ne!(me, 0);
+        assert_eq!(current(), me);
+        // SAFETY: gettid has no preconditions.
+        let tid = unsafe { libc::gettid() } as u32;
+        assert_eq!(ident_tid(me), tid);
+        assert!(is_alive(ident_tid(me), Some(ident_start(me))));
+        // A wrong start time means "a different thread reused this TID".
+        assert!(!is_alive(
+            ident_tid(me),
+            Some(ident_start(me).wrapping_add(1))
+        ));
+    }
+
+    #[test]
+    fn other_threads_have_other_identities() {
+        let me = current();
+        let other = std::thread::spawn(current).join().unwrap();
+        assert_ne!(ident_tid(me), ident_tid(other));
+        // That thread has exited: its TID is gone (or reused with another start time).
+        assert!(!is_alive(ident_tid(other), Some(ident_start(other))));
+    }
+}

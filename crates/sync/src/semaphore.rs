@@ -1,0 +1,176 @@
+//! A counting semaphore in shared memory, as Python's `multiprocessing.Semaphore` and
+//! `BoundedSemaphore`.
+//!
+//! `value` is the futex word (the number of permits); `waiters` counts sleepers so that
+//! `release` makes the wake syscall only when someone sleeps. Like Python's, a
+//! semaphore has no owner: a process that dies holding a permit does not give it back.
+
+use std::time::Duration;
+
+use crate::atomic::{AtomicU32, Ordering::*};
+use crate::error::SemaphoreError;
+use crate::futex::{Deadline, WaitOutcome};
+use crate::wait::{Futex, Waiter, SPIN_LIMIT};
+
+/// A counting semaphore. `#[repr(C)]`, 16 bytes, pointer-free, `Sync`; valid when
+/// zeroed (value 0, unbounded).
+#[repr(C)]
+#[derive(Debug)]
+pub struct Semaphore {
+    /// Available permits (the futex word).
+    value: AtomicU32,
+    /// Processes/threads sleeping in `acquire`.
+    waiters: AtomicU32,
+    /// Upper bound for `release`; 0 = unbounded.
+    max: AtomicU32,
+    _reserved: AtomicU32,
+}
+
+#[cfg(not(loom))]
+const _: () = assert!(std::mem::size_of::<Semaphore>() == 16);
+
+impl Semaphore {
+    /// An unbounded semaphore with `initial` permits.
+    pub fn new(initial: u32) -> Self {
+        Self::make(initial, 0)
+    }
+
+    /// A bounded semaphore: `release` past `max` is [`SemaphoreError::Overflow`].
+    ///
+    /// # Panics
+    /// If `initial > max` or `max == 0`.
+    pub fn bounded(initial: u32, max: u32) -> Self {
+        assert!(
+            max > 0 && initial <= max,
+            "bounded semaphore needs 0 <= initial <= max, max > 0"
+        );
+        Self::make(initial, max)
+    }
+
+    fn make(initial: u32, max: u32) -> Self {
+        Semaphore {
+            value: AtomicU32::new(initial),
+            waiters: AtomicU32::new(0),
+            max: AtomicU32::new(max),
+            _reserved: AtomicU32::new(0),
+        }
+    }
+
+    /// Initialises a semaphore in place (`max`: `None` = unbounded).
+    ///
+    /// # Safety
+    /// `ptr` must be valid for writes, 4-aligned, and not in use by anyone.
+    pub unsafe fn init_in_place(ptr: *mut Self, initial: u32, max: Option<u32>) {
+        let s = match max {
+            Some(m) => Self::bounded(initial, m),
+            None => Self::new(initial),
+        };
+        // SAFETY: the caller guarantees `ptr` is valid, aligned and unused.
+        unsafe { ptr.write(s) }
+    }
+
+    /// Takes a permit, waiting as long as needed.
+    ///
+    /// # Errors
+    /// None today (the `Result` leaves room for future failure modes).
+    pub fn acquire(&self) -> Result<(), SemaphoreError> {
+        self.acquire_with(&Futex, None)
+    }
+
+    /// Takes a permit if one is available now.
+    ///
+    /// # Errors
+    /// [`SemaphoreError::WouldBlock`] if none is.
+    pub fn try_acquire(&self) -> Result<(), SemaphoreError> {
+        let mut v = self.value.load(Relaxed);
+        while v > 0 {
+            // Acquire: pairs with the Release in `release`.
+            match self.value.compare_exchange_weak(v, v - 1, Acquire, Relaxed) {
+                Ok(_) => return Ok(()),
+                Err(e) => v = e,
+            }
+        }
+        Err(SemaphoreError::WouldBlock)
+    }
+
+    /// Takes a permit, waiting at most `timeout`.
+    ///
+    /// # Errors
+    /// [`SemaphoreError::Timeout`] after at least `timeout`.
+    pub fn acquire_timeout(&self, timeout: Duration) -> Result<(), SemaphoreError> {
+        self.acquire_with(&Futex, Some(&Deadline::after(timeout)))
+    }
+
+    /// Gives a permit back and wakes one sleeper, if any.
+    ///
+    /// # Errors
+    /// [`SemaphoreError::Overflow`] if a bounded semaphore is already at its maximum.
+    pub fn release(&self) -> Result<(), SemaphoreError> {
+        self.release_with(&Futex)
+    }
+
+    /// The number of permits available now (a snapshot).
+    pub fn value(&self) -> u32 {
+        // Relaxed: a snapshot.
+        self.value.load(Relaxed)
+    }
+
+    /// The maximum of a bounded semaphore (`None`: unbounded).
+    pub fn max(&self) -> Option<u32> {
+        // Relaxed: set at initialisation, before the semaphore was shared.
+        match self.max.load(Relaxed) {
+            0 => None,
+            m => Some(m),
+        }
+    }
+
+    pub(crate) fn acquire_with<W: Waiter>(
+        &self,
+        w: &W,
+        deadline: Option<&Deadline>,
+    ) -> Result<(), SemaphoreError> {
+        let mut spins = SPIN_LIMIT;
+        loop {
+            if self.try_acquire().is_ok() {
+                return Ok(());
+            }
+            if spins > 0 {
+                spins -= 1;
+                crate::atomic::spin_hint();
+                continue;
+            }
+            // SeqCst (with the SeqCst pair in `release_with`): either the releaser sees
+            // our increment and wakes us, or the kernel's check of `value` sees its
+            // permit and we do not sleep.
+            self.waiters.fetch_add(1, SeqCst);
+            let out = w.wait(&self.value, 0, deadline);
+            // Relaxed: only a hint for releasers.
+            self.waiters.fetch_sub(1, Relaxed);
+            if out == WaitOutcome::TimedOut && deadline.is_some_and(Deadline::has_passed) {
+                // A permit may have arrived just now: one last try.
+                return self.try_acquire().map_err(|_| SemaphoreError::Timeout);
+            }
+        }
+    }
+
+    pub(crate) fn release_with<W: Waiter>(&self, w: &W) -> Result<(), SemaphoreError> {
+        // Relaxed: fixed since initialisation.
+        let max = self.max.load(Relaxed);
+        let mut v = self.value.load(Relaxed);
+        loop {
+            if max != 0 && v >= max {
+                return Err(SemaphoreError::Overflow { max });
+            }
+            // SeqCst: Release for the acquirer's Acquire, and ordered before the
+            // `waiters` load below (see acquire_with).
+            match self.value.compare_exchange_weak(v, v + 1, SeqCst, Relaxed) {
+                Ok(_) => break,
+                Err(e) => v = e,
+            }
+        }
+        if self.waiters.load(SeqCst) > 0 {
+            w.wake(&self.value, 1);
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,301 @@
+//! Cross-process tests of `Mutex`: real processes made by `fork`, sharing an anonymous
+//! `MAP_SHARED` region.
+
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use shmkit_sync::{LockError, Mutex};
+use shmkit_testkit::{fork_child, stress, Exit, Pipe, SharedRegion};
+
+/// A zeroed `T` at the start of a fresh shared region (valid when zeroed).
+fn shared<T>(region: &SharedRegion) -> &T {
+    assert!(std::mem::size_of::<T>() <= region.len());
+    // SAFETY: the region is page aligned, large enough, zero-filled, and lives as long
+    // as the returned reference; every T used here is valid when zeroed and Sync.
+    unsafe { &*(region.as_ptr() as *const T) }
+}
+
+#[test]
+fn eight_processes_increment_a_plain_counter_exactly() {
+    let region = SharedRegion::new(4096);
+    let m: &Mutex<u64> = shared(&region);
+    let per = stress(100_000, 1_000_000);
+    let procs = 8;
+    let children: Vec<_> = (0..procs)
+        .map(|_| {
+            fork_child(|| {
+                for _ in 0..per {
+                    let mut g = match m.lock() {
+                        Ok(g) => g,
+                        Err(_) => return 2,
+                    };
+                    // A non-atomic read-modify-write: loses updates without exclusion.
+                    let v = *g;
+                    *g = std::hint::black_box(v) + 1;
+                }
+                0
+            })
+        })
+        .collect();
+    for c in children {
+        c.join_ok();
+    }
+    let g = m.lock().expect("lock after the children");
+    assert_eq!(*g, (procs * per) as u64);
+}
+
+#[test]
+fn owner_killed_with_sigkill_gives_owner_died_then_normal_locking() {
+    let region = SharedRegion::new(4096);
+    let m: &Mutex<u64> = shared(&region);
+    let ready = Pipe::new();
+    let mut child = fork_child(|| {
+        let mut g = m.lock().map_err(|_| ()).unwrap();
+        *g = 41; // half of an update
+        ready.send(1);
+        loop {
+            std::hint::spin_loop(); // hold the lock until killed
+        }
+    });
+    ready.recv_n(1);
+    child.kill();
+    let start = Instant::now();
+    let g = match m.lock() {
+        Err(LockError::OwnerDied(g)) => g,
+        other => panic!("expected OwnerDied, got {:?}", other.map(|_| ())),
+    };
+    let recovered_in = start.elapsed();
+    assert_eq!(*g, 41, "the dead holder's write is visible");
+    g.make_consistent();
+    drop(g);
+    assert_eq!(child.wait(), Exit::Signal(libc::SIGKILL));
+    let mut g = m.lock().expect("consistent again");
+    *g += 1;
+    drop(g);
+    assert_eq!(*m.lock().expect("normal"), 42);
+    eprintln!("owner death recovered in {recovered_in:?}");
+}
+
+#[test]
+fn zombie_owner_is_dead_even_before_it_is_reaped() {
+    // Same as above but the parent does not reap the child before locking: a zombie
+    // still "exists" for kill(pid, 0), so the liveness check must look at its state.
+    let region = SharedRegion::new(4096);
+    let m: &Mutex<u32> = shared(&region);
+    let ready = Pipe::new();
+    let child = fork_child(|| {
+        let g = m.lock();
+        ready.send(1);
+        std::mem::forget(g);
+        loop {
+            std::hint::spin_loop();
+        }
+    });
+    ready.recv_n(1);
+    child.kill();
+    assert!(m.lock().is_err_and(|e| e.is_owner_died()));
+    drop(child);
+}
+
+#[test]
+fn ignoring_owner_died_leaves_the_mutex_poisoned_not_deadlocked() {
+    let region = SharedRegion::new(4096);
+    let m: &Mutex<u32> = shared(&region);
+    let ready = Pipe::new();
+    let mut holder = fork_child(|| {
+        let g = m.lock();
+        ready.send(1);
+        std::mem::forget(g);
+        loop {
+            std::hint::spin_loop();
+        }
+    });
+    ready.recv_n(1);
+    holder.kill();
+    assert_eq!(holder.wait(), Exit::Signal(libc::SIGKILL));
+    let died = m.lock();
+    assert!(died.as_ref().is_err_and(|e| e.is_owner_died()));
+    drop(died); // guard dropped without make_consistent
+    assert!(m.is_poisoned());
+    // Another process sees Poisoned (with the lock held), every time.
+    let other = fork_child(|| {
+        for _ in 0..3 {
+            match m.lock() {
+                Err(LockError::Poisoned(g)) => drop(g),
+                _ => return 1,
+            }
+        }
+        0
+    });
+    other.join_ok();
+    let g = m.lock().expect_err("still poisoned").into_guard().unwrap();
+    g.make_consistent();
+    drop(g);
+    assert!(m.lock().is_ok());
+}
+
+#[test]
+fn exactly_one_of_several_waiters_sees_owner_died() {
+    let region = SharedRegion::new(4096);
+    let m: &Mutex<u32> = shared(&region);
+    // SAFETY: offset 64 is inside the zeroed, page-aligned region and 4-aligned.
+    let died_count = unsafe { &*(region.as_ptr().add(64) as *const AtomicU32) };
+    let ready = Pipe::new();
+    let mut holder = fork_child(|| {
+        let g = m.lock();
+        ready.send(1);
+        std::mem::forget(g);
+        loop {
+            std::hint::spin_loop();
+        }
+    });
+    ready.recv_n(1);
+    let waiting = Pipe::new();
+    let waiters: Vec<_> = (0..3)
+        .map(|_| {
+            fork_child(|| {
+                waiting.send(1);
+                match m.lock() {
+                    Ok(_) => 0,
+                    Err(LockError::OwnerDied(g)) => {
+                        died_count.fetch_add(1, Ordering::Relaxed);
+                        g.make_consistent();
+                        0
+                    }
+                    Err(_) => 3,
+                }
+            })
+        })
+        .collect();
+    waiting.recv_n(3);
+    holder.kill();
+    assert_eq!(holder.wait(), Exit::Signal(libc::SIGKILL));
+    for w in waiters {
+        w.join_ok();
+    }
+    assert_eq!(died_count.load(Ordering::Relaxed), 1);
+    assert!(!m.is_poisoned());
+}
+
+#[test]
+fn lock_timeout_on_a_held_lock_times_out_after_at_least_the_duration() {
+    let region = SharedRegion::new(4096);
+    let m: &Mutex<u32> = shared(&region);
+    let ready = Pipe::new();
+    let release = Pipe::new();
+    let child = fork_child(|| {
+        let g = m.lock();
+        ready.send(1);
+        release.recv();
+        drop(g);
+        0
+    });
+    ready.recv_n(1);
+    for ms in [0u64, 30, 80] {
+        let d = Duration::from_millis(ms);
+        let start = Instant::now();
+        assert!(matches!(m.lock_timeout(d), Err(LockError::Timeout)));
+        assert!(start.elapsed() >= d, "returned before {d:?}");
+    }
+    assert!(matches!(m.try_lock(), Err(LockError::WouldBlock)));
+    release.send(1);
+    child.join_ok();
+    assert!(m.lock_timeout(Duration::from_secs(10)).is_ok());
+    assert!(m.try_lock().is_ok());
+}
+
+#[test]
+fn waiter_sleeping_on_a_held_lock_gets_it_when_released() {
+    let region = SharedRegion::new(4096);
+    let m: &Mutex<u64> = shared(&region);
+    let ready = Pipe::new();
+    let release = Pipe::new();
+    let holder = fork_child(|| {
+        let mut g = m.lock().map_err(|_| ()).unwrap();
+        ready.send(1);
+        release.recv();
+        *g = 7;
+        0
+    });
+    ready.recv_n(1);
+    let waiting = Pipe::new();
+    let waiter = fork_child(|| {
+        waiting.send(1);
+        match m.lock() {
+            Ok(g) if *g == 7 => 0,
+            _ => 1,
+        }
+    });
+    waiting.recv_n(1);
+    release.send(1);
+    holder.join_ok();
+    waiter.join_ok();
+}
+
+#[test]
+fn relocking_from_the_same_thread_is_reported_not_deadlocked() {
+    let m = Mutex::new(0u8);
+    let g = m.lock().unwrap();
+    assert!(matches!(m.lock(), Err(LockError::WouldDeadlock)));
+    assert!(matches!(m.try_lock(), Err(LockError::WouldDeadlock)));
+    drop(g);
+    assert!(m.try_lock().is_ok());
+}
+
+#[test]
+fn forked_child_does_not_inherit_the_lock_or_unlock_the_parents() {
+    let region = SharedRegion::new(4096);
+    let m: &Mutex<u32> = shared(&region);
+    let g = m.lock().unwrap();
+    let child = fork_child(|| {
+        // The child inherited a copy of `g`: it is not the holder.
+        if !matches!(m.try_lock(), Err(LockError::WouldBlock)) {
+            return 1;
+        }
+        0
+    });
+    child.join_ok();
+    // Our guard still holds it.
+    assert!(m.raw().is_locked());
+    drop(g);
+    assert!(!m.raw().is_locked());
+}
+
+#[test]
+fn panicking_holder_poisons() {
+    let m = std::sync::Arc::new(Mutex::new(1u32));
+    let m2 = m.clone();
+    let r = std::thread::spawn(move || {
+        let _g = m2.lock().unwrap();
+        panic!("boom");
+    })
+    .join();
+    assert!(r.is_err());
+    assert!(m.lock().is_err_and(|e| e.is_poisoned()));
+}
+
+#[test]
+fn slice_mutex_works_through_a_fat_pointer() {
+    let region = SharedRegion::new(4096);
+    let len = 10;
+    let ptr = std::ptr::slice_from_raw_parts_mut(region.as_ptr(), len) as *mut Mutex<[u32]>;
+    // SAFETY: the region is zeroed and large enough for a RawMutex plus 10 u32s; a
+    // slice-tailed Mutex is valid when zeroed.
+    let m: &Mutex<[u32]> = unsafe { &*ptr };
+    m.lock().unwrap()[9] = 5;
+    assert_eq!(m.lock().unwrap().len(), 10);
+    assert_eq!(m.lock().unwrap()[9], 5);
+}
+
+#[test]
+fn lock_error_is_an_error_and_question_mark_works() {
+    fn f(m: &Mutex<u8>) -> Result<u8, Box<dyn std::error::Error + '_>> {
+        Ok(*m.lock()?)
+    }
+    let m = Mutex::new(3);
+    assert_eq!(f(&m).unwrap(), 3);
+    let _g = m.lock().unwrap();
+    let e = m.try_lock().unwrap_err();
+    assert_eq!(format!("{e:?}"), "WouldDeadlock");
+    assert!(e.to_string().contains("already holds"));
+}
