@@ -370,7 +370,7 @@ impl Ring {
     }
 
     fn check_region(ptr: *mut u8, len: usize, capacity: usize) -> Result<(), RingLayoutError> {
-        if ptr as usize % 128 != 0 || ptr.is_null() {
+        if (ptr as usize) & 127 != 0 || ptr.is_null() {
             return Err(RingLayoutError::Misaligned(ptr as usize));
         }
         let needed = Self::region_size(capacity);
@@ -739,7 +739,7 @@ impl Ring {
 
     fn free_space(&self) -> Result<u32, WriteError> {
         let used = self.tail.wrapping_sub(self.cached_head);
-        if used > self.cap || used % 8 != 0 {
+        if used > self.cap || used & 7 != 0 {
             return Err(WriteError::Corrupt {
                 what: "head is outside the written range",
             });
@@ -890,7 +890,7 @@ impl Ring {
 
     fn available(&self) -> Result<u32, ReadError> {
         let avail = self.cached_tail.wrapping_sub(self.head);
-        if avail > self.cap || avail % 8 != 0 {
+        if avail > self.cap || avail & 7 != 0 {
             return Err(ReadError::Corrupt {
                 what: "tail is outside the ring",
             });

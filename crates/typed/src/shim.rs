@@ -63,3 +63,53 @@ pub(crate) fn yield_now() {
     #[cfg(not(loom))]
     std::thread::yield_now();
 }
+
+/// A cell holding one `T` in a queue slot; under loom, loom's `UnsafeCell` so the
+/// model also checks that data accesses are ordered by the slot stamps.
+#[cfg(not(loom))]
+#[repr(transparent)]
+pub(crate) struct DataCell<T>(std::cell::UnsafeCell<std::mem::MaybeUninit<T>>);
+
+#[cfg(loom)]
+pub(crate) struct DataCell<T>(loom::cell::UnsafeCell<std::mem::MaybeUninit<T>>);
+
+impl<T: Copy> DataCell<T> {
+    /// A cell for loom models.
+    #[cfg(loom)]
+    pub(crate) fn new() -> Self {
+        DataCell(loom::cell::UnsafeCell::new(std::mem::MaybeUninit::uninit()))
+    }
+
+    /// Stores `v`.
+    ///
+    /// # Safety
+    /// The caller has exclusive access to the cell (it holds the slot's WRITING claim).
+    pub(crate) unsafe fn write(&self, v: T) {
+        #[cfg(not(loom))]
+        // SAFETY: exclusive access per the caller's contract; the pointer is valid.
+        unsafe {
+            (*self.0.get()).write(v);
+        }
+        #[cfg(loom)]
+        // SAFETY: as above.
+        self.0.with_mut(|p| unsafe {
+            (*p).write(v);
+        });
+    }
+
+    /// Reads the value.
+    ///
+    /// # Safety
+    /// The caller has exclusive access (it holds the READING claim) and a value was
+    /// written (or `T` is valid for any bytes, as every queue element type is).
+    pub(crate) unsafe fn read(&self) -> T {
+        #[cfg(not(loom))]
+        // SAFETY: exclusive access and an initialised value per the caller's contract.
+        unsafe {
+            (*self.0.get()).assume_init()
+        }
+        #[cfg(loom)]
+        // SAFETY: as above.
+        self.0.with(|p| unsafe { (*p).assume_init() })
+    }
+}
