@@ -278,6 +278,8 @@ enum Attempt<T> {
 /// What keeps the queue's memory mapped.
 enum Backing {
     Raw,
+    #[cfg(not(loom))]
+    Segment(shmkit_segment::Segment),
     #[cfg(loom)]
     #[allow(dead_code)]
     Loom(std::sync::Arc<dyn std::any::Any + Send + Sync>),
@@ -453,6 +455,107 @@ impl<T: bytemuck::Pod> Queue<T> {
             _backing: Backing::Raw,
             _t: PhantomData,
         })
+    }
+
+    /// The type tag of a `Queue<T>` in segment headers.
+    pub fn type_tag() -> shmkit_segment::TypeTag {
+        tag_of::<T>(kind::QUEUE)
+    }
+
+    #[cfg(not(loom))]
+    fn from_segment(seg: shmkit_segment::Segment) -> Result<Self, QueueLayoutError> {
+        let (ptr, len) = (seg.payload_ptr(), seg.payload_len());
+        // SAFETY: the segment maps `len` bytes at `ptr` (128-byte aligned) while it
+        // lives, and it moves into the handle's backing.
+        let mut q = unsafe { Self::attach(ptr, len) }?;
+        q._backing = Backing::Segment(seg);
+        Ok(q)
+    }
+
+    #[cfg(not(loom))]
+    fn sized(capacity: usize) -> Result<usize, QueueLayoutError> {
+        Self::check_capacity(capacity)?;
+        Self::region_size(capacity).ok_or(QueueLayoutError::BadCapacity(capacity))
+    }
+
+    #[cfg(not(loom))]
+    fn init_payload(capacity: usize) -> impl FnOnce(*mut u8, usize) {
+        move |ptr, len| {
+            // SAFETY: the fresh payload is ours alone until READY; the capacity was
+            // validated before.
+            let _ = unsafe { Self::init(ptr, len, capacity) };
+        }
+    }
+
+    /// Creates a named queue (`/dev/shm/<name>`) of `capacity` items (a power of two).
+    /// The name is removed when this handle drops.
+    ///
+    /// # Errors
+    /// [`CreateError::Queue`](crate::CreateError::Queue) for a bad capacity,
+    /// [`CreateError::Segment`](crate::CreateError::Segment) if the segment cannot be made.
+    #[cfg(not(loom))]
+    pub fn create(name: &str, capacity: usize) -> Result<Self, crate::CreateError> {
+        let size = Self::sized(capacity)?;
+        let seg = shmkit_segment::Segment::options()
+            .posix(name)
+            .size(size)
+            .type_tag(Self::type_tag())
+            .create_with(Self::init_payload(capacity))?;
+        Ok(Self::from_segment(seg)?)
+    }
+
+    /// Opens the named queue of `T` another process created.
+    ///
+    /// # Errors
+    /// [`OpenError::TypeMismatch`](crate::OpenError::TypeMismatch) naming both types if
+    /// it holds another type; other [`OpenError`](crate::OpenError)s from the segment.
+    #[cfg(not(loom))]
+    pub fn open(name: &str) -> Result<Self, crate::OpenError> {
+        let seg = shmkit_segment::Segment::options()
+            .posix(name)
+            .type_tag(Self::type_tag())
+            .open()?;
+        Ok(Self::from_segment(seg)?)
+    }
+
+    /// Opens the named queue, or creates it with `capacity` if it does not exist.
+    ///
+    /// # Errors
+    /// As [`Queue::create`] and [`Queue::open`].
+    #[cfg(not(loom))]
+    pub fn open_or_create(name: &str, capacity: usize) -> Result<Self, crate::OpenOrCreateError> {
+        let size = Self::sized(capacity).map_err(crate::CreateError::from)?;
+        let seg = shmkit_segment::Segment::options()
+            .posix(name)
+            .size(size)
+            .type_tag(Self::type_tag())
+            .open_or_create_with(Self::init_payload(capacity))?;
+        Ok(Self::from_segment(seg).map_err(crate::OpenError::from)?)
+    }
+
+    /// Creates a queue in anonymous shared memory, shared with children forked after
+    /// this call.
+    ///
+    /// # Errors
+    /// As [`Queue::create`].
+    #[cfg(not(loom))]
+    pub fn anonymous(capacity: usize) -> Result<Self, crate::CreateError> {
+        let size = Self::sized(capacity)?;
+        let seg = shmkit_segment::Segment::options()
+            .anonymous()
+            .size(size)
+            .type_tag(Self::type_tag())
+            .create_with(Self::init_payload(capacity))?;
+        Ok(Self::from_segment(seg)?)
+    }
+
+    /// The segment behind this queue, if it was made by `create`/`open`/`anonymous`.
+    #[cfg(not(loom))]
+    pub fn segment(&self) -> Option<&shmkit_segment::Segment> {
+        match &self._backing {
+            Backing::Segment(s) => Some(s),
+            _ => None,
+        }
     }
 
     /// Two handles on one heap queue, for loom models.

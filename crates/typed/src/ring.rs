@@ -298,6 +298,9 @@ impl Wait {
 enum Backing {
     /// Memory owned by the caller of [`Ring::init`] / [`Ring::attach`].
     Raw,
+    /// A segment this handle maps.
+    #[cfg(not(loom))]
+    Segment(shmkit_segment::Segment),
     /// Heap memory of a loom model.
     #[cfg(loom)]
     #[allow(dead_code)]
@@ -481,6 +484,103 @@ impl Ring {
             cached_tail: 0,
             _backing: backing,
         })
+    }
+
+    /// The type tag of rings in segment headers.
+    #[cfg(not(loom))]
+    pub fn type_tag() -> shmkit_segment::TypeTag {
+        shmkit_segment::TypeTag::new(crate::types::kind::RING, "shmkit_typed::Ring", 1, 1)
+    }
+
+    #[cfg(not(loom))]
+    fn from_segment(seg: shmkit_segment::Segment) -> Result<Ring, RingLayoutError> {
+        let (ptr, len) = (seg.payload_ptr(), seg.payload_len());
+        // SAFETY: the segment maps `len` bytes at `ptr` (128-byte aligned) for as long
+        // as it lives, and it moves into the handle's backing.
+        let mut ring = unsafe { Ring::attach(ptr, len) }?;
+        ring._backing = Backing::Segment(seg);
+        Ok(ring)
+    }
+
+    #[cfg(not(loom))]
+    fn init_payload(capacity: usize) -> impl FnOnce(*mut u8, usize) {
+        move |ptr, len| {
+            // SAFETY: the segment layer hands us its fresh payload, ours alone until
+            // READY; the capacity was validated before.
+            let _ = unsafe { Ring::init(ptr, len, capacity) };
+        }
+    }
+
+    /// Creates a named ring (POSIX shared memory `/dev/shm/<name>`) of `capacity` data
+    /// bytes ([`DEFAULT_RING_CAPACITY`] is a good default). The name is removed when
+    /// this handle drops.
+    ///
+    /// # Errors
+    /// [`CreateError::Ring`](crate::CreateError::Ring) for a bad capacity,
+    /// [`CreateError::Segment`](crate::CreateError::Segment) if the segment cannot be made.
+    #[cfg(not(loom))]
+    pub fn create(name: &str, capacity: usize) -> Result<Ring, crate::CreateError> {
+        Self::check_capacity(capacity)?;
+        let seg = shmkit_segment::Segment::options()
+            .posix(name)
+            .size(Self::region_size(capacity))
+            .type_tag(Self::type_tag())
+            .create_with(Self::init_payload(capacity))?;
+        Ok(Self::from_segment(seg)?)
+    }
+
+    /// Opens the named ring another process created.
+    ///
+    /// # Errors
+    /// [`OpenError::TypeMismatch`](crate::OpenError::TypeMismatch) if the segment is not
+    /// a ring; other [`OpenError`](crate::OpenError)s from the segment layer.
+    #[cfg(not(loom))]
+    pub fn open(name: &str) -> Result<Ring, crate::OpenError> {
+        let seg = shmkit_segment::Segment::options()
+            .posix(name)
+            .type_tag(Self::type_tag())
+            .open()?;
+        Ok(Self::from_segment(seg)?)
+    }
+
+    /// Opens the named ring, or creates it with `capacity` if it does not exist.
+    ///
+    /// # Errors
+    /// As [`Ring::create`] and [`Ring::open`].
+    #[cfg(not(loom))]
+    pub fn open_or_create(name: &str, capacity: usize) -> Result<Ring, crate::OpenOrCreateError> {
+        Self::check_capacity(capacity).map_err(crate::CreateError::from)?;
+        let seg = shmkit_segment::Segment::options()
+            .posix(name)
+            .size(Self::region_size(capacity))
+            .type_tag(Self::type_tag())
+            .open_or_create_with(Self::init_payload(capacity))?;
+        Ok(Self::from_segment(seg).map_err(crate::OpenError::from)?)
+    }
+
+    /// Creates a ring in anonymous shared memory, shared with children forked after
+    /// this call (each child uses its inherited copy of the handle).
+    ///
+    /// # Errors
+    /// As [`Ring::create`].
+    #[cfg(not(loom))]
+    pub fn anonymous(capacity: usize) -> Result<Ring, crate::CreateError> {
+        Self::check_capacity(capacity)?;
+        let seg = shmkit_segment::Segment::options()
+            .anonymous()
+            .size(Self::region_size(capacity))
+            .type_tag(Self::type_tag())
+            .create_with(Self::init_payload(capacity))?;
+        Ok(Self::from_segment(seg)?)
+    }
+
+    /// The segment behind this ring, if it was made by `create`/`open`/`anonymous`.
+    #[cfg(not(loom))]
+    pub fn segment(&self) -> Option<&shmkit_segment::Segment> {
+        match &self._backing {
+            Backing::Segment(s) => Some(s),
+            _ => None,
+        }
     }
 
     /// A handle on a heap ring for loom models.

@@ -183,3 +183,62 @@ fn producer_killed_mid_run_does_not_wedge_the_queue() {
         .count();
     assert_eq!(wrong, 0);
 }
+
+#[test]
+fn named_queue_between_unrelated_processes_and_type_check() {
+    use shmkit_testkit::{child_role, spawn_role, unique_name, ShmCleanup};
+    if let Some(role) = child_role() {
+        assert_eq!(role, "producer");
+        let name = std::env::var("QUEUE_NAME").unwrap();
+        let q = Queue::<u64>::open_or_create(&name, 64).expect("open by name");
+        for i in 0..10_000u64 {
+            q.put(i).unwrap();
+        }
+        q.close();
+        return;
+    }
+    let name = unique_name("queue");
+    let _cleanup = ShmCleanup::new(&name);
+    let q = Queue::<u64>::create(&name, 64).expect("create");
+    match Queue::<f32>::open(&name) {
+        Err(shmkit_typed::OpenError::TypeMismatch { expected, found }) => {
+            assert!(expected.contains("f32"), "{expected}");
+            assert!(found.contains("u64"), "{found}");
+        }
+        other => panic!("expected TypeMismatch, got {other:?}"),
+    }
+    let mut child = spawn_role(
+        "named_queue_between_unrelated_processes_and_type_check",
+        "producer",
+        &[("QUEUE_NAME", &name)],
+    );
+    let mut next = 0u64;
+    loop {
+        match q.get() {
+            Ok(v) => {
+                assert_eq!(v, next);
+                next += 1;
+            }
+            Err(GetError::Closed) => break,
+            Err(e) => panic!("{e}"),
+        }
+    }
+    assert_eq!(next, 10_000);
+    assert!(child.wait().unwrap().success());
+}
+
+#[test]
+fn anonymous_queue_is_shared_with_forked_children() {
+    let q = Queue::<u64>::anonymous(16).expect("anonymous queue");
+    let producer = fork_child(|| {
+        for i in 0..5000u64 {
+            if q.put(i * 3).is_err() {
+                return 1;
+            }
+        }
+        0
+    });
+    let sum: u64 = (0..5000).map(|_| q.get().unwrap()).sum();
+    assert_eq!(sum, 3 * 4999 * 5000 / 2);
+    producer.join_ok();
+}

@@ -237,3 +237,61 @@ fn restarted_reader_takes_over_from_a_dead_one() {
     });
     second.join_ok();
 }
+
+#[test]
+fn named_ring_between_unrelated_processes() {
+    use shmkit_testkit::{child_role, spawn_role, unique_name, ShmCleanup};
+    if let Some(role) = child_role() {
+        // Re-executed as the writer: open by name, write, close.
+        assert_eq!(role, "writer");
+        let name = std::env::var("RING_NAME").unwrap();
+        let mut ring = Ring::open(&name).expect("open by name");
+        for seq in 0..1000u64 {
+            ring.write_with(msg_len(seq), |b| fill(seq, b)).unwrap();
+        }
+        ring.close().unwrap();
+        return;
+    }
+    let name = unique_name("ring");
+    let _cleanup = ShmCleanup::new(&name);
+    let mut ring = Ring::create(&name, 1 << 20).expect("create");
+    // A ring is not a queue, and vice versa.
+    assert!(matches!(
+        shmkit_typed::Queue::<u64>::open(&name),
+        Err(shmkit_typed::OpenError::TypeMismatch { .. })
+    ));
+    let mut child = spawn_role(
+        "named_ring_between_unrelated_processes",
+        "writer",
+        &[("RING_NAME", &name)],
+    );
+    for seq in 0..1000u64 {
+        assert!(ring.read_with(|m| check(seq, m)).unwrap(), "message {seq}");
+    }
+    assert!(matches!(ring.read_with(|_| ()), Err(ReadError::Closed)));
+    assert!(child.wait().unwrap().success());
+}
+
+#[test]
+fn anonymous_ring_is_shared_with_forked_children() {
+    let mut ring = Ring::anonymous(64 * 1024).expect("anonymous ring");
+    let writer = fork_child(|| {
+        // The child writes through its inherited copy of the handle.
+        for seq in 0..2000u64 {
+            if ring
+                .write_with(msg_len(seq) % 512 + 1, |b| b.fill(seq as u8))
+                .is_err()
+            {
+                return 1;
+            }
+        }
+        i32::from(ring.close().is_err())
+    });
+    let mut buf = Vec::new();
+    for seq in 0..2000u64 {
+        assert_eq!(ring.read_into(&mut buf).unwrap(), msg_len(seq) % 512 + 1);
+        assert!(buf.iter().all(|&b| b == seq as u8));
+    }
+    assert!(matches!(ring.read_into(&mut buf), Err(ReadError::Closed)));
+    writer.join_ok();
+}
