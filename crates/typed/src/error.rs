@@ -17,6 +17,12 @@ pub enum CreateError {
     /// The queue's parameters are invalid.
     #[error(transparent)]
     Queue(#[from] QueueLayoutError),
+    /// The element type cannot be placed in a segment.
+    #[error("unsupported: {what}")]
+    Unsupported {
+        /// What is not supported.
+        what: &'static str,
+    },
     /// An array of this length does not fit in memory.
     #[error("an array of {len} elements of {elem_size} bytes is too large to map")]
     TooLarge {
@@ -47,6 +53,14 @@ pub enum OpenError {
         /// Length asked for.
         expected: usize,
         /// Length in the segment.
+        found: usize,
+    },
+    /// The segment's payload is smaller than the container needs.
+    #[error("the segment's payload has {found} bytes but the container needs {needed}: it was not made by this container type")]
+    TooSmall {
+        /// Bytes needed.
+        needed: usize,
+        /// Bytes found.
         found: usize,
     },
     /// The segment could not be opened (not found, permission, not ready...).

@@ -23,6 +23,8 @@ pub mod kind {
     pub const RING: u32 = 0x5459_0003;
     /// `Queue<T>`.
     pub const QUEUE: u32 = 0x5459_0004;
+    /// `RawValue<T>` (no lock).
+    pub const RAW_VALUE: u32 = 0x5459_0005;
 }
 
 /// The tag of element type `T` in a container of `kind`.
