@@ -95,3 +95,38 @@ fn raw_value_is_shared_without_a_lock() {
     child.join_ok();
     assert_eq!(v.get(), Point { x: 3.0, y: 4.0 });
 }
+
+#[test]
+fn python_ctypes_reads_a_shared_value_i64() {
+    let has_python = std::process::Command::new("python3")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !has_python {
+        eprintln!("python3 not found: skipping the ctypes interop check");
+        return;
+    }
+    let name = unique_name("pyvalue");
+    let _cleanup = ShmCleanup::new(&name);
+    let v = SharedValue::<i64>::create(&name, 0).unwrap();
+    v.set(-1_234_567_890_123).unwrap();
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/python/read_shared_value.py");
+    let out = std::process::Command::new("python3")
+        .args([script, &name])
+        .output()
+        .expect("run python3");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "-1234567890123 unlocked"
+    );
+    // The segment is still ours after the Python process exited.
+    assert_eq!(
+        SharedValue::<i64>::open(&name).unwrap().get().unwrap(),
+        -1_234_567_890_123
+    );
+}
