@@ -61,7 +61,7 @@ use std::ptr::NonNull;
 use std::time::Duration;
 
 use crate::process;
-use crate::shim::{fence, futex_wait, futex_wake, spin_hint, yield_now, AtomicU32, AtomicU64};
+use crate::shim::{fence, futex_wait, futex_wake, AtomicU32, AtomicU64, Backoff};
 use crate::shim::{DataCell, Deadline, Ordering};
 use crate::types::{kind, tag_of};
 
@@ -76,9 +76,6 @@ pub const MAX_QUEUE_CAPACITY: usize = 1 << 28;
 /// How long a sleeping caller sleeps before it re-checks (and recovers slots of dead
 /// processes).
 pub const QUEUE_SLEEP_SLICE: Duration = Duration::from_millis(20);
-
-const SPINS: u32 = 100;
-const YIELDS: u32 = 4;
 
 const FREE: u32 = 0;
 const FULL: u32 = 1;
@@ -876,7 +873,7 @@ impl<T: bytemuck::Pod> Queue<T> {
 
     /// `wait`: `None` = try once; `Some(None)` = forever; `Some(Some(d))` = until `d`.
     fn put_inner(&self, mut v: T, wait: Option<Option<Deadline>>) -> Result<(), PutError<T>> {
-        let mut spins = 0u32;
+        let mut backoff = Backoff::new();
         loop {
             let blocker = match self.try_put_inner(v) {
                 Ok(()) => return Ok(()),
@@ -897,14 +894,7 @@ impl<T: bytemuck::Pod> Queue<T> {
             if deadline.is_some_and(|d| d.has_passed()) {
                 return Err(PutError::Timeout(v));
             }
-            if spins < SPINS {
-                spins += 1;
-                spin_hint();
-                continue;
-            }
-            if spins < SPINS + YIELDS {
-                spins += 1;
-                yield_now();
+            if backoff.snooze() {
                 continue;
             }
             if let Some(b) = blocker {
@@ -924,7 +914,7 @@ impl<T: bytemuck::Pod> Queue<T> {
     }
 
     fn get_inner(&self, wait: Option<Option<Deadline>>) -> Result<T, GetError> {
-        let mut spins = 0u32;
+        let mut backoff = Backoff::new();
         loop {
             let blocker = match self.try_get_inner() {
                 Attempt::Done(v) => return Ok(v),
@@ -952,14 +942,7 @@ impl<T: bytemuck::Pod> Queue<T> {
             if deadline.is_some_and(|d| d.has_passed()) {
                 return Err(GetError::Timeout);
             }
-            if spins < SPINS {
-                spins += 1;
-                spin_hint();
-                continue;
-            }
-            if spins < SPINS + YIELDS {
-                spins += 1;
-                yield_now();
+            if backoff.snooze() {
                 continue;
             }
             if let Some(b) = blocker {

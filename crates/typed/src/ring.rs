@@ -46,7 +46,7 @@ use std::ptr::NonNull;
 use std::time::Duration;
 
 use crate::process;
-use crate::shim::{fence, futex_wait, futex_wake, spin_hint, yield_now, AtomicU32, AtomicU64};
+use crate::shim::{fence, futex_wait, futex_wake, AtomicU32, AtomicU64, Backoff};
 use crate::shim::{Deadline, Ordering};
 
 /// Magic number at offset 0 of a ring ("SRNG" little-endian).
@@ -69,10 +69,6 @@ pub const SLEEP_SLICE: Duration = Duration::from_millis(20);
 const WRAP: u32 = u32::MAX;
 /// Bytes of a record header.
 const REC_HDR: u32 = 8;
-/// Busy-wait iterations before yielding.
-const SPINS: u32 = 200;
-/// `sched_yield` calls before sleeping.
-const YIELDS: u32 = 4;
 
 /// Who holds a role: `pid | (start_time as u32) << 32`, 0 = nobody. One word, so a
 /// takeover replaces pid and start time at once.
@@ -862,12 +858,8 @@ impl Ring {
             Wait::No => return Err(WriteError::Full),
             Wait::Until(d) => d,
         };
-        for i in 0..SPINS + YIELDS {
-            if i < SPINS {
-                spin_hint();
-            } else {
-                yield_now();
-            }
+        let mut backoff = Backoff::new();
+        while backoff.snooze() {
             if self.refresh_head()? >= need {
                 return Ok(());
             }
@@ -1077,12 +1069,8 @@ impl Ring {
             }
             Wait::Until(d) => d,
         };
-        for i in 0..SPINS + YIELDS {
-            if i < SPINS {
-                spin_hint();
-            } else {
-                yield_now();
-            }
+        let mut backoff = Backoff::new();
+        while backoff.snooze() {
             if self.refresh_tail()? > 0 {
                 return Ok(());
             }
