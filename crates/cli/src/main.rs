@@ -1,5 +1,154 @@
-//! The `shmkit` command (ls, inspect, rm, bench). Work in progress.
+//! `shmkit`: list, inspect and remove shared memory segments; benchmark shmkit against
+//! pipes and Unix sockets.
 
-fn main() {
-    eprintln!("shmkit: no subcommands yet");
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use shmkit_cli::bench::{self, BenchConfig, Transport};
+use shmkit_cli::segments;
+
+#[derive(Parser)]
+#[command(
+    name = "shmkit",
+    version,
+    about = "Shared memory segments: list, inspect, remove, benchmark"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// List shmkit segments: name, backend, size, type, creator pid, alive/dead.
+    Ls,
+    /// Print every header field of one segment.
+    Inspect {
+        /// POSIX name (no leading `/`) or System V key (`0x%08x`).
+        name: String,
+    },
+    /// Remove a segment by name, or every segment whose creator is dead.
+    Rm {
+        /// POSIX name or System V key.
+        #[arg(required_unless_present = "dead", conflicts_with = "dead")]
+        name: Option<String>,
+        /// Remove every shmkit segment whose creating process is gone.
+        #[arg(long)]
+        dead: bool,
+    },
+    /// Benchmark shmkit's ring and queue against a pipe and a Unix socket (two processes).
+    Bench {
+        /// A short run (under 30 s).
+        #[arg(long)]
+        quick: bool,
+        /// Also write the results as a JSON array to FILE.
+        #[arg(long, value_name = "FILE")]
+        json: Option<PathBuf>,
+        /// Also write a throughput-vs-size plot (SVG) to FILE.
+        #[arg(long, value_name = "FILE.svg")]
+        plot: Option<PathBuf>,
+        /// Only these transports (default: all).
+        #[arg(long, value_enum, value_delimiter = ',')]
+        transport: Vec<Transport>,
+        /// Only these message sizes in bytes (default: 8,64,1024,65536,1048576).
+        #[arg(long, value_delimiter = ',')]
+        size: Vec<usize>,
+        /// Repeats per case (the median is reported).
+        #[arg(long)]
+        repeats: Option<usize>,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Ls => match shmkit_segment::list() {
+            Ok(all) => {
+                print!("{}", segments::ls_table(&all));
+                ExitCode::SUCCESS
+            }
+            Err(e) => fail(e),
+        },
+        Command::Inspect { name } => match segments::find(&name) {
+            Ok(s) => {
+                print!("{}", segments::inspect_text(&s));
+                ExitCode::SUCCESS
+            }
+            Err(e) => fail(e),
+        },
+        Command::Rm {
+            name: Some(name), ..
+        } => match segments::remove_by_name(&name) {
+            Ok(()) => {
+                println!("removed {name}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => fail(e),
+        },
+        Command::Rm { name: None, .. } => match segments::remove_dead() {
+            Ok(names) => {
+                for n in &names {
+                    println!("removed {n}");
+                }
+                println!("{} stale segment(s) removed", names.len());
+                ExitCode::SUCCESS
+            }
+            Err(e) => fail(e),
+        },
+        Command::Bench {
+            quick,
+            json,
+            plot,
+            transport,
+            size,
+            repeats,
+        } => {
+            let mut config = if quick {
+                BenchConfig::quick()
+            } else {
+                BenchConfig::full()
+            };
+            if !transport.is_empty() {
+                config.transports = transport;
+            }
+            if !size.is_empty() {
+                config.sizes = size;
+            }
+            if let Some(r) = repeats {
+                config.repeats = r.max(1);
+            }
+            run_bench(&config, json, plot)
+        }
+    }
+}
+
+fn run_bench(config: &BenchConfig, json: Option<PathBuf>, plot: Option<PathBuf>) -> ExitCode {
+    let results = match bench::run(config) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("shmkit bench: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    print!("{}", bench::table(&results));
+    if let Some(path) = json {
+        let text = serde_json::to_string_pretty(&results).expect("results serialise");
+        if let Err(e) = std::fs::write(&path, text + "\n") {
+            eprintln!("shmkit bench: cannot write {}: {e}", path.display());
+            return ExitCode::FAILURE;
+        }
+    }
+    if let Some(path) = plot {
+        if let Err(e) = bench::write_svg(&results, &path) {
+            eprintln!("shmkit bench: cannot write plot {}: {e}", path.display());
+            return ExitCode::FAILURE;
+        }
+    }
+    ExitCode::SUCCESS
+}
+
+fn fail(e: impl std::fmt::Display) -> ExitCode {
+    eprintln!("shmkit: {e}");
+    ExitCode::FAILURE
 }

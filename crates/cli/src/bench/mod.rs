@@ -1,0 +1,424 @@
+//! `shmkit bench`: shmkit's ring and queue against a pipe and a Unix socket, between two
+//! real processes, every byte verified.
+//!
+//! Each case forks a peer process (the benchmark runs single-threaded, so `fork` is
+//! safe here). Throughput: the parent sends `count` messages, the child receives and
+//! verifies each, then reports; the clock runs from the first send to the child's
+//! report. Latency: ping-pong, one message each way per round, every round timed.
+//! Every case is repeated and the median of the repeats is reported.
+
+mod pattern;
+mod plot;
+mod shm;
+mod stream;
+pub mod transport;
+
+use std::io::{self, Read, Write};
+use std::time::{Duration, Instant};
+
+pub use pattern::Pattern;
+pub use plot::write_svg;
+pub use transport::{channel, Transport};
+
+/// The message sizes the full run measures.
+pub const SIZES: [usize; 5] = [8, 64, 1024, 64 * 1024, 1024 * 1024];
+
+/// What to run.
+#[derive(Debug, Clone)]
+pub struct BenchConfig {
+    /// Transports to measure.
+    pub transports: Vec<Transport>,
+    /// Message sizes in bytes.
+    pub sizes: Vec<usize>,
+    /// Repeats per case (the median is reported).
+    pub repeats: usize,
+    /// Bytes each throughput run moves (the message count follows from the size).
+    pub bytes_per_run: usize,
+    /// Most messages in one throughput run.
+    pub max_messages: usize,
+    /// Most ping-pong rounds in one latency run.
+    pub max_rounds: usize,
+    /// Print a progress line to stderr (default: when stderr is a terminal).
+    pub progress: bool,
+}
+
+impl BenchConfig {
+    /// The default run: every transport and size, 5 repeats.
+    pub fn full() -> Self {
+        BenchConfig {
+            transports: Transport::ALL.to_vec(),
+            sizes: SIZES.to_vec(),
+            repeats: 5,
+            bytes_per_run: 512 << 20,
+            max_messages: 2_000_000,
+            max_rounds: 20_000,
+            progress: io::IsTerminal::is_terminal(&io::stderr()),
+        }
+    }
+
+    /// A run under 30 s on a 2-vCPU machine: fewer bytes and rounds, 3 repeats.
+    pub fn quick() -> Self {
+        BenchConfig {
+            repeats: 3,
+            bytes_per_run: 32 << 20,
+            max_messages: 200_000,
+            max_rounds: 2_000,
+            ..Self::full()
+        }
+    }
+
+    fn messages(&self, size: usize) -> usize {
+        (self.bytes_per_run / size).clamp(16, self.max_messages)
+    }
+
+    fn rounds(&self, size: usize) -> usize {
+        (self.bytes_per_run / 4 / size).clamp(16, self.max_rounds)
+    }
+}
+
+/// One measured case: the medians over its repeats.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct CaseResult {
+    /// Which transport.
+    pub transport: &'static str,
+    /// Message size in bytes.
+    pub size: usize,
+    /// Messages per second, one way.
+    pub messages_per_s: f64,
+    /// Payload bytes per second, one way.
+    pub bytes_per_s: f64,
+    /// Median ping-pong round trip.
+    pub rtt_median_ns: u64,
+    /// 99th percentile ping-pong round trip.
+    pub rtt_p99_ns: u64,
+}
+
+/// Runs every case of `config`; a failed verification or a transport error aborts with
+/// the error.
+pub fn run(config: &BenchConfig) -> io::Result<Vec<CaseResult>> {
+    let total = config.transports.len() * config.sizes.len();
+    let mut results = Vec::with_capacity(total);
+    let mut done = 0;
+    for &size in &config.sizes {
+        for &transport in &config.transports {
+            done += 1;
+            if config.progress {
+                eprint!(
+                    "\r\x1b[2K[{done}/{total}] {} {}",
+                    transport.name(),
+                    human_size(size)
+                );
+                let _ = io::stderr().flush();
+            }
+            results.push(run_case(config, transport, size)?);
+        }
+    }
+    if config.progress {
+        eprintln!("\r\x1b[2K[{total}/{total}] done");
+    }
+    Ok(results)
+}
+
+fn run_case(config: &BenchConfig, transport: Transport, size: usize) -> io::Result<CaseResult> {
+    let count = config.messages(size);
+    let rounds = config.rounds(size);
+    let mut rates = Vec::new();
+    let mut medians = Vec::new();
+    let mut p99s = Vec::new();
+    for _ in 0..config.repeats {
+        let secs = throughput_once(transport, size, count)?;
+        rates.push(count as f64 / secs);
+        let mut rtts = pingpong_once(transport, size, rounds)?;
+        rtts.sort_unstable();
+        medians.push(percentile(&rtts, 50.0));
+        p99s.push(percentile(&rtts, 99.0));
+    }
+    let messages_per_s = median_f64(&mut rates);
+    medians.sort_unstable();
+    p99s.sort_unstable();
+    Ok(CaseResult {
+        transport: transport.name(),
+        size,
+        messages_per_s,
+        bytes_per_s: messages_per_s * size as f64,
+        rtt_median_ns: medians[medians.len() / 2],
+        rtt_p99_ns: p99s[p99s.len() / 2],
+    })
+}
+
+/// The value below which `p` percent of the sorted samples fall (nearest rank).
+fn percentile(sorted: &[u64], p: f64) -> u64 {
+    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
+    sorted[rank.clamp(1, sorted.len()) - 1]
+}
+
+fn median_f64(v: &mut [f64]) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+/// Forks a peer that runs `body` and reports one status byte on a pipe: 1 = every
+/// message verified, 0 = a mismatch, 2 = a transport error or panic.
+fn fork_peer(body: impl FnOnce() -> io::Result<bool>) -> io::Result<(libc::pid_t, io::PipeReader)> {
+    let (status_r, mut status_w) = io::pipe()?;
+    // SAFETY: the benchmark is single-threaded when it forks (no other thread can hold
+    // a lock the child needs); the child runs `body` and leaves with `_exit`.
+    let pid = unsafe { libc::fork() };
+    if pid < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    if pid == 0 {
+        drop(status_r);
+        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(body));
+        let code: u8 = match outcome {
+            Ok(Ok(true)) => 1,
+            Ok(Ok(false)) => 0,
+            _ => 2,
+        };
+        let _ = status_w.write_all(&[code]);
+        // SAFETY: ends the child at once, without running the parent's destructors.
+        unsafe { libc::_exit(0) }
+    }
+    drop(status_w);
+    Ok((pid, status_r))
+}
+
+fn reap(pid: libc::pid_t, mut status: io::PipeReader, what: &str) -> io::Result<()> {
+    let mut byte = [9u8];
+    let n = status.read(&mut byte)?;
+    let mut wstatus = 0;
+    // SAFETY: `pid` is our own child, not yet reaped; `wstatus` is a valid out-pointer.
+    unsafe { libc::waitpid(pid, &mut wstatus, 0) };
+    match (n, byte[0]) {
+        (1, 1) => Ok(()),
+        (1, 0) => Err(io::Error::other(format!(
+            "{what}: a message arrived corrupted or out of order"
+        ))),
+        _ => Err(io::Error::other(format!(
+            "{what}: the peer process failed (transport error or crash)"
+        ))),
+    }
+}
+
+/// Seconds to move `count` verified messages of `size` bytes one way.
+fn throughput_once(transport: Transport, size: usize, count: usize) -> io::Result<f64> {
+    let pattern = Pattern::new(size);
+    let mut ch = channel(transport, size)?;
+    let (ready_r, mut ready_w) = io::pipe()?;
+    let (pid, status) = {
+        let rx = &mut ch.rx;
+        let pattern = &pattern;
+        fork_peer(move || {
+            ready_w.write_all(&[1])?;
+            let mut ok = true;
+            for seq in 0..count as u64 {
+                ok &= rx.recv_with(&mut |msg| pattern.check(msg, seq))?;
+            }
+            Ok(ok)
+        })?
+    };
+    let mut ready_r = ready_r;
+    let mut b = [0u8];
+    ready_r.read_exact(&mut b)?;
+    let start = Instant::now();
+    for seq in 0..count as u64 {
+        ch.tx.send_with(size, &mut |buf| pattern.fill(buf, seq))?;
+    }
+    ch.tx.finish()?;
+    let result = reap(pid, status, transport.name());
+    let secs = start.elapsed().as_secs_f64();
+    result.map(|()| secs.max(1e-9))
+}
+
+/// Round-trip times, in nanoseconds, of `rounds` verified ping-pongs.
+fn pingpong_once(transport: Transport, size: usize, rounds: usize) -> io::Result<Vec<u64>> {
+    let pattern = Pattern::new(size);
+    let mut there = channel(transport, size)?;
+    let mut back = channel(transport, size)?;
+    let (pid, status) = {
+        let rx = &mut there.rx;
+        let tx = &mut back.tx;
+        let pattern = &pattern;
+        fork_peer(move || {
+            let mut ok = true;
+            for seq in 0..rounds as u64 {
+                ok &= rx.recv_with(&mut |msg| pattern.check(msg, seq))?;
+                tx.send_with(size, &mut |buf| pattern.fill(buf, seq))?;
+            }
+            tx.finish()?;
+            Ok(ok)
+        })?
+    };
+    let mut rtts = Vec::with_capacity(rounds);
+    let mut ok = true;
+    for seq in 0..rounds as u64 {
+        let t = Instant::now();
+        there
+            .tx
+            .send_with(size, &mut |buf| pattern.fill(buf, seq))?;
+        ok &= back.rx.recv_with(&mut |msg| pattern.check(msg, seq))?;
+        rtts.push(t.elapsed().as_nanos() as u64);
+    }
+    there.tx.finish()?;
+    reap(pid, status, transport.name())?;
+    if !ok {
+        return Err(io::Error::other(format!(
+            "{}: an echoed message arrived corrupted",
+            transport.name()
+        )));
+    }
+    Ok(rtts)
+}
+
+/// `8 B`, `64 KiB`, `1 MiB`.
+pub fn human_size(size: usize) -> String {
+    if size >= 1 << 20 && size.is_multiple_of(1 << 20) {
+        format!("{} MiB", size >> 20)
+    } else if size >= 1 << 10 && size.is_multiple_of(1 << 10) {
+        format!("{} KiB", size >> 10)
+    } else {
+        format!("{size} B")
+    }
+}
+
+fn human_rate(v: f64, unit: &str) -> String {
+    let (scaled, prefix) = if v >= 1e9 {
+        (v / 1e9, "G")
+    } else if v >= 1e6 {
+        (v / 1e6, "M")
+    } else if v >= 1e3 {
+        (v / 1e3, "k")
+    } else {
+        (v, "")
+    };
+    format!("{scaled:.2} {prefix}{unit}")
+}
+
+fn human_ns(ns: u64) -> String {
+    if ns >= 1_000_000 {
+        format!("{:.2} ms", ns as f64 / 1e6)
+    } else if ns >= 1_000 {
+        format!("{:.1} µs", ns as f64 / 1e3)
+    } else {
+        format!("{ns} ns")
+    }
+}
+
+/// An aligned table: one row per case, with the ratio to the pipe of the same size
+/// (throughput: higher is better; round trip: how many times faster than the pipe).
+pub fn table(results: &[CaseResult]) -> String {
+    let header = [
+        "transport",
+        "size",
+        "messages/s",
+        "bytes/s",
+        "× pipe",
+        "rtt median",
+        "rtt p99",
+        "rtt × pipe",
+    ];
+    let mut rows: Vec<[String; 8]> = Vec::new();
+    for r in results {
+        let pipe = results
+            .iter()
+            .find(|p| p.transport == "pipe" && p.size == r.size);
+        let ratio = pipe.map_or("-".into(), |p| {
+            format!("{:.1}×", r.messages_per_s / p.messages_per_s)
+        });
+        let rtt_ratio = pipe.map_or("-".into(), |p| {
+            format!(
+                "{:.1}×",
+                p.rtt_median_ns as f64 / r.rtt_median_ns.max(1) as f64
+            )
+        });
+        rows.push([
+            r.transport.to_string(),
+            human_size(r.size),
+            human_rate(r.messages_per_s, "msg/s"),
+            human_rate(r.bytes_per_s, "B/s"),
+            ratio,
+            human_ns(r.rtt_median_ns),
+            human_ns(r.rtt_p99_ns),
+            rtt_ratio,
+        ]);
+    }
+    let mut widths = header.map(|h| h.chars().count());
+    for row in &rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let mut out = String::new();
+    let line = |cells: &[&str], out: &mut String| {
+        for (i, (cell, w)) in cells.iter().zip(widths).enumerate() {
+            let pad = w - cell.chars().count();
+            if i < 2 {
+                out.push_str(cell);
+                out.push_str(&" ".repeat(pad));
+            } else {
+                out.push_str(&" ".repeat(pad));
+                out.push_str(cell);
+            }
+            out.push_str("  ");
+        }
+        out.truncate(out.trim_end().len());
+        out.push('\n');
+    };
+    line(&header, &mut out);
+    let rule: Vec<String> = widths.iter().map(|w| "-".repeat(*w)).collect();
+    line(
+        &rule.iter().map(String::as_str).collect::<Vec<_>>(),
+        &mut out,
+    );
+    for row in &rows {
+        line(
+            &row.iter().map(String::as_str).collect::<Vec<_>>(),
+            &mut out,
+        );
+    }
+    out
+}
+
+/// Default time budget a blocked peer gets before the harness calls it dead.
+pub const PEER_TIMEOUT: Duration = Duration::from_secs(30);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percentile_nearest_rank() {
+        let v: Vec<u64> = (1..=100).collect();
+        assert_eq!(percentile(&v, 50.0), 50);
+        assert_eq!(percentile(&v, 99.0), 99);
+        assert_eq!(percentile(&[7], 99.0), 7);
+    }
+
+    #[test]
+    fn human_sizes() {
+        assert_eq!(human_size(8), "8 B");
+        assert_eq!(human_size(64 * 1024), "64 KiB");
+        assert_eq!(human_size(1 << 20), "1 MiB");
+    }
+
+    #[test]
+    fn pipe_and_socket_cases_verify_every_message() {
+        let config = BenchConfig {
+            transports: vec![Transport::Pipe, Transport::UnixSocket],
+            sizes: vec![8, 4096],
+            repeats: 1,
+            bytes_per_run: 1 << 20,
+            max_messages: 2_000,
+            max_rounds: 50,
+            progress: false,
+        };
+        let results = run(&config).expect("bench runs");
+        assert_eq!(results.len(), 4);
+        for r in &results {
+            assert!(r.messages_per_s > 0.0, "{r:?}");
+            assert!(r.rtt_p99_ns >= r.rtt_median_ns, "{r:?}");
+        }
+        let t = table(&results);
+        assert!(t.contains("unix-socket") && t.contains("4 KiB"), "{t}");
+    }
+}

@@ -1,0 +1,87 @@
+//! The small trait every transport implements, so shmkit and the baselines run the
+//! same harness (the approach of parking_lot's mutex benchmark).
+
+use std::io;
+
+/// Sends messages; `fill` writes the message into the buffer it is given (for shmkit's
+/// ring that buffer is the shared memory itself: zero-copy).
+pub trait MsgSender {
+    /// Sends one message of `len` bytes, filled in place by `fill`.
+    fn send_with(&mut self, len: usize, fill: &mut dyn FnMut(&mut [u8])) -> io::Result<()>;
+    /// Flushes and tells the receiver no more messages come (default: nothing to do).
+    fn finish(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Receives messages; `check` verifies one message in place and returns whether it is
+/// the expected one.
+pub trait MsgReceiver {
+    /// Receives one message and returns what `check` said of it.
+    fn recv_with(&mut self, check: &mut dyn FnMut(&[u8]) -> bool) -> io::Result<bool>;
+}
+
+/// The transports `shmkit bench` compares.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Transport {
+    /// shmkit's SPSC byte ring (`shmkit_typed::Ring`).
+    Ring,
+    /// shmkit's MPMC queue of fixed-size items (`shmkit_typed::Queue`).
+    Queue,
+    /// An anonymous pipe.
+    Pipe,
+    /// A Unix stream socket pair.
+    UnixSocket,
+}
+
+impl Transport {
+    /// Every transport, in table order.
+    pub const ALL: [Transport; 4] = [
+        Transport::Ring,
+        Transport::Queue,
+        Transport::Pipe,
+        Transport::UnixSocket,
+    ];
+
+    /// The name used in tables and JSON.
+    pub fn name(self) -> &'static str {
+        match self {
+            Transport::Ring => "ring",
+            Transport::Queue => "queue",
+            Transport::Pipe => "pipe",
+            Transport::UnixSocket => "unix-socket",
+        }
+    }
+}
+
+/// A one-way channel: the sending half stays in one process, the receiving half goes to
+/// the other after `fork`.
+pub struct Channel {
+    /// The sending half.
+    pub tx: Box<dyn MsgSender>,
+    /// The receiving half.
+    pub rx: Box<dyn MsgReceiver>,
+}
+
+/// Makes a channel of `transport` able to carry messages of `size` bytes.
+pub fn channel(transport: Transport, size: usize) -> io::Result<Channel> {
+    use super::stream::{StreamReceiver, StreamSender};
+    match transport {
+        Transport::Pipe => {
+            let (r, w) = std::io::pipe()?;
+            Ok(Channel {
+                tx: Box::new(StreamSender::new(w)),
+                rx: Box::new(StreamReceiver::new(r)),
+            })
+        }
+        Transport::UnixSocket => {
+            let (a, b) = std::os::unix::net::UnixStream::pair()?;
+            Ok(Channel {
+                tx: Box::new(StreamSender::new(a)),
+                rx: Box::new(StreamReceiver::new(b)),
+            })
+        }
+        Transport::Ring | Transport::Queue => super::shm::channel(transport, size),
+    }
+}

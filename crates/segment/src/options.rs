@@ -1,0 +1,783 @@
+//! [`SegmentOptions`]: the builder, and the create / open / open-or-create protocols.
+//!
+//! Create: `O_CREAT|O_EXCL` (or `IPC_CREAT|IPC_EXCL`), `fchmod(mode)`,
+//! `fallocate(total)` (a full `/dev/shm` is `ENOSPC` now, not SIGBUS later), map,
+//! write the header with state CREATING and publish the creator pid (Release), run the
+//! caller's init on the zeroed payload, publish READY (Release).
+//!
+//! Open: map; wait (spin, yield, then short sleeps, bounded by the open timeout) until
+//! the object is at least a header long and READY (Acquire); a dead creator pid before
+//! READY is `CreatorDied`. Then validate magic, version, sizes (the header's claims must
+//! fit in the real mapping) and the type tag.
+
+use std::ffi::CString;
+use std::fs::File;
+use std::io;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::error::{CreateError, OpenError, OpenOrCreateError};
+use crate::header::{
+    Header, HeaderInfo, TypeTag, HEADER_LEN, LAYOUT_VERSION, MAGIC, STATE_FAILED, STATE_READY,
+};
+use crate::segment::{Backend, Mapping, Segment, Unlinker};
+use crate::wait::{wait_for_size, wait_ready};
+use crate::{name, sys};
+
+/// Default time `open` waits for the creator to publish READY.
+pub const DEFAULT_OPEN_TIMEOUT: Duration = Duration::from_secs(1);
+
+#[derive(Clone, Debug)]
+enum Target {
+    None,
+    Posix(String),
+    SysV(i32),
+    SysVFtok(PathBuf, u8),
+    File(PathBuf),
+    Anonymous,
+    Fd(Arc<OwnedFd>),
+}
+
+/// Builder for [`Segment`]: pick a backend, set options, then `create`, `open` or
+/// `open_or_create`.
+///
+/// # Examples
+/// ```
+/// use shmkit_segment::Segment;
+/// let name = format!("shmkit-doc-{}", std::process::id());
+/// let seg = Segment::options().posix(&name).size(4096).create()?;
+/// assert_eq!(seg.payload_len(), 4096);
+/// let other = Segment::options().posix(&name).open()?;
+/// assert!(!other.is_creator());
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Clone, Debug)]
+#[must_use = "options do nothing until .create(), .open() or .open_or_create()"]
+pub struct SegmentOptions {
+    target: Target,
+    size: Option<usize>,
+    mode: u32,
+    type_tag: Option<TypeTag>,
+    open_timeout: Duration,
+    unlink_on_drop: Option<bool>,
+}
+
+impl Default for SegmentOptions {
+    fn default() -> Self {
+        SegmentOptions {
+            target: Target::None,
+            size: None,
+            mode: 0o600,
+            type_tag: Some(TypeTag::BYTES),
+            open_timeout: DEFAULT_OPEN_TIMEOUT,
+            unlink_on_drop: None,
+        }
+    }
+}
+
+/// What a finished create/open step hands to the common code.
+struct Mapped {
+    map: Mapping,
+    ptr: *mut u8,
+    len: usize,
+    unlinker: Unlinker,
+}
+
+pub(crate) fn open_io_error(name: &str, op: &'static str, e: io::Error) -> OpenError {
+    match e.raw_os_error() {
+        // EIDRM: a System V segment removed between shmget and shmat.
+        Some(libc::ENOENT) | Some(libc::EIDRM) => OpenError::NotFound {
+            name: name.to_owned(),
+        },
+        Some(libc::EACCES) | Some(libc::EPERM) => OpenError::PermissionDenied {
+            name: name.to_owned(),
+            source: e,
+        },
+        Some(libc::ENAMETOOLONG) => OpenError::InvalidName {
+            name: name.to_owned(),
+            reason: "the name is too long for this system",
+        },
+        _ => OpenError::Io {
+            op,
+            name: name.to_owned(),
+            source: e,
+        },
+    }
+}
+
+fn create_io_error(name: &str, op: &'static str, size: u64, e: io::Error) -> CreateError {
+    match e.raw_os_error() {
+        Some(libc::EEXIST) => CreateError::AlreadyExists {
+            name: name.to_owned(),
+        },
+        Some(libc::EACCES) | Some(libc::EPERM) => CreateError::PermissionDenied {
+            name: name.to_owned(),
+            source: e,
+        },
+        Some(libc::ENOSPC) | Some(libc::ENOMEM) => CreateError::NoSpace {
+            name: name.to_owned(),
+            size,
+            source: e,
+        },
+        Some(libc::ENAMETOOLONG) => CreateError::InvalidName {
+            name: name.to_owned(),
+            reason: "the name is too long for this system",
+        },
+        _ => CreateError::Io {
+            op,
+            name: name.to_owned(),
+            source: e,
+        },
+    }
+}
+
+impl SegmentOptions {
+    /// A POSIX named segment (`/dev/shm/<name>`); `name` without the leading `/`.
+    pub fn posix(mut self, name: &str) -> Self {
+        self.target = Target::Posix(name.to_owned());
+        self
+    }
+
+    /// A System V segment with an explicit key (not 0, which is `IPC_PRIVATE`).
+    pub fn sysv(mut self, key: i32) -> Self {
+        self.target = Target::SysV(key);
+        self
+    }
+
+    /// A System V segment whose key is `ftok(path, id)`.
+    pub fn sysv_ftok(mut self, path: impl AsRef<Path>, id: u8) -> Self {
+        self.target = Target::SysVFtok(path.as_ref().to_owned(), id);
+        self
+    }
+
+    /// A file-backed segment at `path`. Like every backend, the creator removes the file
+    /// on drop unless told not to ([`Segment::persist`] or `unlink_on_drop(false)`).
+    pub fn file(mut self, path: impl AsRef<Path>) -> Self {
+        self.target = Target::File(path.as_ref().to_owned());
+        self
+    }
+
+    /// Anonymous shared memory (a memfd mapped `MAP_SHARED`): no name, shared with
+    /// children forked after creation.
+    pub fn anonymous(mut self) -> Self {
+        self.target = Target::Anonymous;
+        self
+    }
+
+    /// An anonymous segment received as a file descriptor (from [`Segment::fd`], passed
+    /// over a Unix socket or inherited across `exec`): [`open`](Self::open) maps and
+    /// validates it like a named segment. Creating from an fd is not supported.
+    pub fn fd(mut self, fd: OwnedFd) -> Self {
+        self.target = Target::Fd(Arc::new(fd));
+        self
+    }
+
+    /// Payload size in bytes (the 128-byte header is added on top). Required to create;
+    /// when opening, if set, the segment's payload size must equal it.
+    pub fn size(mut self, payload_bytes: usize) -> Self {
+        self.size = Some(payload_bytes);
+        self
+    }
+
+    /// Permission bits for a new segment (default `0o600`), applied with `fchmod` so the
+    /// umask does not change them (System V: given to `shmget`, which ignores the umask).
+    pub fn mode(mut self, mode: u32) -> Self {
+        self.mode = mode & 0o7777;
+        self
+    }
+
+    /// The payload's type (default [`TypeTag::BYTES`]): stored on create, compared on
+    /// open.
+    pub fn type_tag(mut self, tag: TypeTag) -> Self {
+        self.type_tag = Some(tag);
+        self
+    }
+
+    /// Open whatever type the segment holds (for tools like `shmkit inspect`); create
+    /// still stores [`TypeTag::BYTES`].
+    pub fn any_type(mut self) -> Self {
+        self.type_tag = None;
+        self
+    }
+
+    /// How long `open` waits for the creator to publish READY (default 1 s).
+    pub fn open_timeout(mut self, d: Duration) -> Self {
+        self.open_timeout = d;
+        self
+    }
+
+    /// Whether dropping the handle removes the name (default: yes for the creator, no
+    /// for an opener). Only ever in the process that made the handle.
+    pub fn unlink_on_drop(mut self, yes: bool) -> Self {
+        self.unlink_on_drop = Some(yes);
+        self
+    }
+
+    /// Creates a new segment with a zeroed payload; fails if the name exists.
+    ///
+    /// # Errors
+    /// See [`CreateError`]: bad name or size, name exists, no space, permission.
+    pub fn create(self) -> Result<Segment, CreateError> {
+        self.create_with(|_, _| {})
+    }
+
+    /// Like [`create`](Self::create), and runs `init(payload_ptr, payload_len)` on the
+    /// zeroed payload before READY is published, so no opener sees it half-made. If
+    /// `init` panics the segment is removed.
+    ///
+    /// # Errors
+    /// As [`create`](Self::create).
+    pub fn create_with(self, init: impl FnOnce(*mut u8, usize)) -> Result<Segment, CreateError> {
+        let mut init = Some(init);
+        self.create_inner(&mut init)
+    }
+
+    /// Opens an existing segment, waits for READY, and validates its header.
+    ///
+    /// # Errors
+    /// See [`OpenError`]: not found, permission, timeout, creator died, not shmkit,
+    /// version, too small, size or type mismatch.
+    pub fn open(self) -> Result<Segment, OpenError> {
+        self.open_inner()
+    }
+
+    /// Opens the segment, or creates it if it does not exist: of many processes racing,
+    /// exactly one creates (see [`Segment::is_creator`]) and the others open it once
+    /// READY.
+    ///
+    /// # Errors
+    /// The error of the step that failed.
+    pub fn open_or_create(self) -> Result<Segment, OpenOrCreateError> {
+        self.open_or_create_with(|_, _| {})
+    }
+
+    /// [`open_or_create`](Self::open_or_create) whose creator runs `init` as
+    /// [`create_with`](Self::create_with) does.
+    ///
+    /// # Errors
+    /// The error of the step that failed.
+    pub fn open_or_create_with(
+        self,
+        init: impl FnOnce(*mut u8, usize),
+    ) -> Result<Segment, OpenOrCreateError> {
+        let mut init = Some(init);
+        match self.target {
+            Target::Anonymous => return Ok(self.create_inner(&mut init)?),
+            Target::Fd(_) => return Ok(self.open_inner()?),
+            _ => {}
+        }
+        // A segment can vanish between our failed create and our open (its creator
+        // dropped it); then try again, a bounded number of times.
+        let mut last = None;
+        for _ in 0..16 {
+            match self.create_inner(&mut init) {
+                Ok(seg) => return Ok(seg),
+                Err(CreateError::AlreadyExists { .. }) => {}
+                Err(e) => return Err(e.into()),
+            }
+            match self.open_inner() {
+                Ok(seg) => return Ok(seg),
+                Err(e @ OpenError::NotFound { .. }) => last = Some(e),
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(last.expect("loop ran").into())
+    }
+
+    fn display_name(&self) -> String {
+        match &self.target {
+            Target::None => String::new(),
+            Target::Posix(n) => n.clone(),
+            Target::SysV(k) => format!("{k:#010x}"),
+            Target::SysVFtok(p, id) => format!("ftok({}, {id})", p.display()),
+            Target::File(p) => p.display().to_string(),
+            Target::Anonymous => "<anonymous>".to_owned(),
+            Target::Fd(fd) => format!("<fd {}>", fd.as_raw_fd()),
+        }
+    }
+
+    fn resolve_key(&self) -> Result<i32, (String, io::Error)> {
+        match &self.target {
+            Target::SysV(k) => Ok(*k),
+            Target::SysVFtok(p, id) => {
+                let c = name::check_path(p).map_err(|r| {
+                    (
+                        p.display().to_string(),
+                        io::Error::new(io::ErrorKind::InvalidInput, r),
+                    )
+                })?;
+                // SAFETY: `c` is a valid NUL-terminated path for the duration of the call.
+                let key = unsafe { libc::ftok(c.as_ptr(), libc::c_int::from(*id)) };
+                if key == -1 {
+                    Err((self.display_name(), io::Error::last_os_error()))
+                } else {
+                    Ok(key)
+                }
+            }
+            _ => unreachable!("resolve_key on a non-SysV target"),
+        }
+    }
+
+    fn create_inner<F: FnOnce(*mut u8, usize)>(
+        &self,
+        init: &mut Option<F>,
+    ) -> Result<Segment, CreateError> {
+        let invalid = |name: String, reason| CreateError::InvalidName { name, reason };
+        // Validate everything before any system call.
+        match &self.target {
+            Target::None => return Err(CreateError::NoBackend),
+            Target::Fd(_) => {
+                return Err(invalid(
+                    self.display_name(),
+                    "a received fd can only be opened: create with .anonymous() and share its fd()",
+                ))
+            }
+            Target::Posix(n) => name::check_posix(n).map_err(|r| invalid(n.clone(), r))?,
+            Target::SysV(0) => {
+                return Err(invalid(
+                    "0x00000000".into(),
+                    "key 0 is IPC_PRIVATE, not a shared key",
+                ))
+            }
+            Target::File(p) => {
+                name::check_path(p).map_err(|r| invalid(p.display().to_string(), r))?;
+            }
+            _ => {}
+        }
+        let payload = match self.size {
+            None | Some(0) => return Err(CreateError::ZeroSize),
+            Some(n) => n,
+        };
+        let backend = self.backend();
+        let total = payload
+            .checked_add(HEADER_LEN)
+            .filter(|t| *t <= isize::MAX as usize && (*t as u64) <= i64::MAX as u64)
+            .ok_or_else(|| CreateError::TooLarge {
+                requested: payload as u64,
+                backend: backend.as_str(),
+                reason: "header + payload exceeds the address space".to_owned(),
+                source: None,
+            })?;
+        let ctx = CreateCtx {
+            name: self.display_name(),
+            payload,
+            total,
+            backend,
+        };
+        let (mapped, kept_fd) = match &self.target {
+            Target::Posix(n) => (self.create_posix(n, &ctx)?, None),
+            Target::File(p) => (self.create_file(p, &ctx)?, None),
+            Target::Anonymous => {
+                let (mapped, memfd) = create_anonymous(&ctx)?;
+                // Kept so the segment can be passed on (`Segment::fd`).
+                (mapped, Some(memfd))
+            }
+            Target::SysV(_) | Target::SysVFtok(..) => (self.create_sysv(&ctx)?, None),
+            Target::None | Target::Fd(_) => unreachable!("checked above"),
+        };
+        let pid = sys::getpid();
+        let mut seg = Segment {
+            map: mapped.map,
+            ptr: mapped.ptr,
+            len: mapped.len,
+            payload_offset: HEADER_LEN,
+            payload_len: payload,
+            backend,
+            name: self.public_name(),
+            creator: true,
+            raw: false,
+            // Until READY, a failure (a panicking init) removes the half-made segment.
+            unlink_on_drop: true,
+            owner_pid: pid,
+            unlinker: mapped.unlinker,
+            fd: kept_fd,
+        };
+        let h = seg.ptr.cast::<Header>();
+        let tag = self.type_tag.unwrap_or(TypeTag::BYTES);
+        // SAFETY: the mapping is fresh, zeroed, page aligned and at least HEADER_LEN
+        // long; no other process writes a segment before its header is published.
+        unsafe {
+            Header::write_creating(
+                h,
+                total as u64,
+                payload as u64,
+                &tag,
+                pid,
+                sys::pid_namespace(),
+            )
+        };
+        if let Some(f) = init.take() {
+            // If `init` panics, tell openers that already mapped the segment (they would
+            // otherwise wait out their timeout); `seg`'s drop then removes the name.
+            let failed = MarkFailedOnUnwind(h);
+            f(seg.payload_ptr(), payload);
+            std::mem::forget(failed);
+        }
+        // SAFETY: `h` is our live, aligned mapping; `state` is an atomic.
+        // Release: pairs with the Acquire in `wait_ready`; publishes the payload written
+        // by `init`.
+        unsafe { (*h).state.store(STATE_READY, Ordering::Release) };
+        seg.set_unlink_on_drop(self.unlink_on_drop.unwrap_or(true));
+        Ok(seg)
+    }
+
+    /// POSIX: `shm_open(O_CREAT|O_EXCL)`, `fchmod`, `fallocate`, map.
+    fn create_posix(&self, n: &str, ctx: &CreateCtx) -> Result<Mapped, CreateError> {
+        // /dev/shm is memory: refuse what cannot fit before making anything.
+        sys::check_memory(ctx.total as u64).map_err(|e| ctx.err("fallocate", e))?;
+        let cname = name::posix_cstring(n);
+        let file = sys::shm_open(
+            &cname,
+            libc::O_RDWR | libc::O_CREAT | libc::O_EXCL,
+            self.mode,
+        )
+        .map_err(|e| ctx.err("shm_open", e))?;
+        // From here on, a failure removes what we made.
+        let guard = RemoveOnError(Some(Undo::Posix(cname.clone())));
+        sys::fchmod(&file, self.mode).map_err(|e| ctx.err("fchmod", e))?;
+        sys::allocate(&file, ctx.total as u64).map_err(|e| ctx.size_err(e))?;
+        let map = map_fd(&file, ctx.total).map_err(|e| ctx.err("mmap", e))?;
+        guard.defuse();
+        Ok(map.with_unlinker(Unlinker::Posix(cname, sys::file_id(&file))))
+    }
+
+    /// File: `open(O_CREAT|O_EXCL)`, `fchmod`, `fallocate`, map.
+    fn create_file(&self, p: &Path, ctx: &CreateCtx) -> Result<Mapped, CreateError> {
+        let cpath = name::check_path(p).expect("checked by create_inner");
+        let file = sys::open(
+            &cpath,
+            libc::O_RDWR | libc::O_CREAT | libc::O_EXCL,
+            self.mode,
+        )
+        .map_err(|e| ctx.err("open", e))?;
+        let guard = RemoveOnError(Some(Undo::File(p.to_owned())));
+        sys::fchmod(&file, self.mode).map_err(|e| ctx.err("fchmod", e))?;
+        sys::allocate(&file, ctx.total as u64).map_err(|e| ctx.size_err(e))?;
+        let map = map_fd(&file, ctx.total).map_err(|e| ctx.err("mmap", e))?;
+        guard.defuse();
+        Ok(map.with_unlinker(Unlinker::File(p.to_owned(), sys::file_id(&file))))
+    }
+
+    /// System V: `shmget(IPC_CREAT|IPC_EXCL, mode)`, `shmat`.
+    fn create_sysv(&self, ctx: &CreateCtx) -> Result<Mapped, CreateError> {
+        let key = self
+            .resolve_key()
+            .map_err(|(name, source)| CreateError::Io {
+                op: "ftok",
+                name,
+                source,
+            })?;
+        if key == libc::IPC_PRIVATE {
+            return Err(CreateError::InvalidName {
+                name: ctx.name.clone(),
+                reason: "key 0 is IPC_PRIVATE, not a shared key",
+            });
+        }
+        // System V memory is allocated on first touch: refuse what cannot fit.
+        sys::check_memory(ctx.total as u64).map_err(|e| ctx.err("shmget", e))?;
+        // The mode goes in shmflg; System V ignores the umask.
+        let flags = libc::IPC_CREAT | libc::IPC_EXCL | (self.mode & 0o777) as libc::c_int;
+        // SAFETY: shmget takes no pointers.
+        let id = unsafe { libc::shmget(key, ctx.total, flags) };
+        if id == -1 {
+            let e = io::Error::last_os_error();
+            return Err(match e.raw_os_error() {
+                Some(libc::EINVAL) => ctx.too_large("over the System V limit (kernel.shmmax)", e),
+                _ => ctx.err("shmget", e),
+            });
+        }
+        let guard = RemoveOnError(Some(Undo::SysV(id)));
+        let ptr = sys::sysv_attach(id).map_err(|e| ctx.err("shmat", e))?;
+        guard.defuse();
+        Ok(Mapped {
+            map: Mapping::SysV(ptr),
+            ptr,
+            len: ctx.total,
+            unlinker: Unlinker::SysV(id),
+        })
+    }
+
+    fn backend(&self) -> Backend {
+        match self.target {
+            Target::Posix(_) | Target::None => Backend::Posix,
+            Target::SysV(_) | Target::SysVFtok(..) => Backend::SysV,
+            Target::File(_) => Backend::File,
+            Target::Anonymous | Target::Fd(_) => Backend::Anonymous,
+        }
+    }
+
+    fn public_name(&self) -> Option<String> {
+        match &self.target {
+            Target::Anonymous | Target::Fd(_) | Target::None => None,
+            Target::SysVFtok(..) => self.resolve_key().ok().map(|k| format!("{k:#010x}")),
+            _ => Some(self.display_name()),
+        }
+    }
+
+    fn open_inner(&self) -> Result<Segment, OpenError> {
+        let invalid = |name: String, reason| OpenError::InvalidName { name, reason };
+        match &self.target {
+            Target::None => return Err(OpenError::NoBackend),
+            Target::Anonymous => return Err(OpenError::Anonymous),
+            Target::Posix(n) => name::check_posix(n).map_err(|r| invalid(n.clone(), r))?,
+            Target::SysV(0) => {
+                return Err(invalid(
+                    "0x00000000".into(),
+                    "key 0 is IPC_PRIVATE, not a shared key",
+                ))
+            }
+            Target::File(p) => {
+                name::check_path(p).map_err(|r| invalid(p.display().to_string(), r))?;
+            }
+            Target::SysV(_) | Target::SysVFtok(..) | Target::Fd(_) => {}
+        }
+        let name = self.display_name();
+        let start = Instant::now();
+        let deadline = start.checked_add(self.open_timeout);
+        let mut kept_fd = None;
+        let mapped = match &self.target {
+            Target::Posix(n) => {
+                let cname = name::posix_cstring(n);
+                let file = sys::shm_open(&cname, libc::O_RDWR, 0)
+                    .map_err(|e| open_io_error(&name, "shm_open", e))?;
+                let len = wait_for_size(&file, &name, start, deadline)?;
+                map_fd(&file, len)
+                    .map_err(|e| open_io_error(&name, "mmap", e))?
+                    .with_unlinker(Unlinker::Posix(cname, sys::file_id(&file)))
+            }
+            Target::File(p) => {
+                let cpath = name::check_path(p).expect("checked above");
+                let file = sys::open(&cpath, libc::O_RDWR, 0)
+                    .map_err(|e| open_io_error(&name, "open", e))?;
+                let len = wait_for_size(&file, &name, start, deadline)?;
+                map_fd(&file, len)
+                    .map_err(|e| open_io_error(&name, "mmap", e))?
+                    .with_unlinker(Unlinker::File(p.clone(), sys::file_id(&file)))
+            }
+            Target::SysV(_) | Target::SysVFtok(..) => {
+                let key = self
+                    .resolve_key()
+                    .map_err(|(name, e)| open_io_error(&name, "ftok", e))?;
+                // Ask for read-write permission up front (0o600 in shmflg).
+                // SAFETY: shmget takes no pointers.
+                let id = unsafe { libc::shmget(key, 0, 0o600) };
+                if id == -1 {
+                    return Err(open_io_error(&name, "shmget", io::Error::last_os_error()));
+                }
+                let len = sys::sysv_size(id).map_err(|e| open_io_error(&name, "shmctl", e))?;
+                if len < HEADER_LEN {
+                    return Err(OpenError::TooSmall {
+                        name,
+                        len: len as u64,
+                        needed: HEADER_LEN as u64,
+                    });
+                }
+                let ptr = sys::sysv_attach(id).map_err(|e| open_io_error(&name, "shmat", e))?;
+                Mapped {
+                    map: Mapping::SysV(ptr),
+                    ptr,
+                    len,
+                    unlinker: Unlinker::SysV(id),
+                }
+            }
+            Target::Fd(fd) => {
+                let file = File::from(fd.try_clone().map_err(|e| open_io_error(&name, "dup", e))?);
+                let len = wait_for_size(&file, &name, start, deadline)?;
+                let mapped = map_fd(&file, len).map_err(|e| open_io_error(&name, "mmap", e))?;
+                kept_fd = Some(file);
+                mapped
+            }
+            Target::None | Target::Anonymous => unreachable!("rejected above"),
+        };
+        let seg = Segment {
+            map: mapped.map,
+            ptr: mapped.ptr,
+            len: mapped.len,
+            payload_offset: HEADER_LEN,
+            payload_len: 0,
+            backend: self.backend(),
+            name: self.public_name(),
+            creator: false,
+            raw: false,
+            unlink_on_drop: false,
+            owner_pid: sys::getpid(),
+            unlinker: mapped.unlinker,
+            fd: kept_fd,
+        };
+        wait_ready(seg.ptr, &name, start, deadline)?;
+        // SAFETY: the mapping is at least HEADER_LEN long and page aligned, and READY
+        // was Acquired in `wait_ready`.
+        let info = unsafe { Header::snapshot(seg.ptr.cast::<Header>()) };
+        let payload_len = self.validate(&info, seg.len, &name)?;
+        let mut seg = seg;
+        seg.payload_len = payload_len;
+        seg.set_unlink_on_drop(self.unlink_on_drop.unwrap_or(false));
+        Ok(seg)
+    }
+
+    /// Checks a READY header against the mapping and the options; returns the payload
+    /// length.
+    fn validate(&self, info: &HeaderInfo, len: usize, name: &str) -> Result<usize, OpenError> {
+        let corrupt = |reason| OpenError::Corrupt {
+            name: name.to_owned(),
+            reason,
+        };
+        if info.magic != MAGIC {
+            return Err(OpenError::NotShmkit {
+                name: name.to_owned(),
+                found: info.magic,
+            });
+        }
+        if info.version != LAYOUT_VERSION {
+            return Err(OpenError::Version {
+                found: info.version,
+                supported: LAYOUT_VERSION,
+            });
+        }
+        if info.header_len as usize != HEADER_LEN || info.payload_offset != HEADER_LEN as u64 {
+            return Err(corrupt("header length or payload offset is not 128"));
+        }
+        if info.total_size > len as u64 {
+            return Err(OpenError::TooSmall {
+                name: name.to_owned(),
+                len: len as u64,
+                needed: info.total_size,
+            });
+        }
+        if info.payload_offset.checked_add(info.payload_size) != Some(info.total_size) {
+            return Err(corrupt("payload offset + payload size != total size"));
+        }
+        if let Some(want) = self.size {
+            if want as u64 != info.payload_size {
+                return Err(OpenError::SizeMismatch {
+                    name: name.to_owned(),
+                    expected: want as u64,
+                    found: info.payload_size,
+                });
+            }
+        }
+        if let Some(want) = &self.type_tag {
+            if *want != info.type_tag {
+                return Err(OpenError::TypeMismatch {
+                    expected: want.to_string(),
+                    found: info.type_tag.to_string(),
+                });
+            }
+        }
+        // Fits: total_size <= len, a usize.
+        Ok(info.payload_size as usize)
+    }
+}
+
+/// What the per-backend create steps share: names and sizes for errors.
+struct CreateCtx {
+    name: String,
+    payload: usize,
+    total: usize,
+    backend: Backend,
+}
+
+impl CreateCtx {
+    fn err(&self, op: &'static str, e: io::Error) -> CreateError {
+        create_io_error(&self.name, op, self.total as u64, e)
+    }
+
+    fn too_large(&self, reason: &str, e: io::Error) -> CreateError {
+        CreateError::TooLarge {
+            requested: self.payload as u64,
+            backend: self.backend.as_str(),
+            reason: reason.to_owned(),
+            source: Some(e),
+        }
+    }
+
+    /// Errors of `fallocate`: a size the file system refuses is `TooLarge`.
+    fn size_err(&self, e: io::Error) -> CreateError {
+        match e.raw_os_error() {
+            Some(libc::EFBIG) | Some(libc::EINVAL) => {
+                self.too_large("the file system refused the size", e)
+            }
+            _ => self.err("fallocate", e),
+        }
+    }
+}
+
+/// Anonymous: a memfd (memory checked first: memfds have no size limit of their own),
+/// `fallocate`, map. Returns the memfd too.
+fn create_anonymous(ctx: &CreateCtx) -> Result<(Mapped, File), CreateError> {
+    sys::check_memory(ctx.total as u64).map_err(|e| ctx.err("fallocate", e))?;
+    let file = sys::memfd().map_err(|e| ctx.err("memfd_create", e))?;
+    sys::allocate(&file, ctx.total as u64).map_err(|e| ctx.size_err(e))?;
+    let mapped = map_fd(&file, ctx.total).map_err(|e| ctx.err("mmap", e))?;
+    Ok((mapped, file))
+}
+
+impl Mapped {
+    fn with_unlinker(mut self, u: Unlinker) -> Mapped {
+        self.unlinker = u;
+        self
+    }
+}
+
+/// Stores `STATE_FAILED` in the header when dropped (only reached by unwinding out of
+/// the creator's `init`; the normal path forgets it).
+struct MarkFailedOnUnwind(*mut Header);
+
+impl Drop for MarkFailedOnUnwind {
+    fn drop(&mut self) {
+        // Release: pairs with the Acquire in `wait_ready`, like READY.
+        // SAFETY: the pointer is the header of the creator's live mapping, which
+        // outlives this guard (the segment is dropped after it).
+        unsafe { (*self.0).state.store(STATE_FAILED, Ordering::Release) };
+    }
+}
+
+/// What to remove if creation fails half-way.
+enum Undo {
+    Posix(CString),
+    File(PathBuf),
+    SysV(libc::c_int),
+}
+
+/// Removes a half-created object when dropped, unless defused.
+struct RemoveOnError(Option<Undo>);
+
+impl RemoveOnError {
+    fn defuse(mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for RemoveOnError {
+    fn drop(&mut self) {
+        match &self.0 {
+            Some(Undo::Posix(c)) => {
+                let _ = sys::shm_unlink(c);
+            }
+            Some(Undo::File(p)) => {
+                let _ = std::fs::remove_file(p);
+            }
+            Some(Undo::SysV(id)) => {
+                // SAFETY: IPC_RMID takes no buffer; the id came from shmget.
+                unsafe {
+                    libc::shmctl(*id, libc::IPC_RMID, std::ptr::null_mut());
+                }
+            }
+            None => {}
+        }
+    }
+}
+
+fn map_fd(file: &File, len: usize) -> io::Result<Mapped> {
+    let map = memmap2::MmapOptions::new().len(len).map_raw(file)?;
+    let ptr = map.as_mut_ptr();
+    Ok(Mapped {
+        map: Mapping::Mmap { _map: map },
+        ptr,
+        len,
+        unlinker: Unlinker::None,
+    })
+}

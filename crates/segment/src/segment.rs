@@ -1,0 +1,319 @@
+//! [`Segment`]: one mapped region, whatever the backend.
+
+use std::ffi::CString;
+use std::fmt;
+use std::path::PathBuf;
+
+use crate::error::OpenError;
+use crate::header::{Header, HeaderInfo};
+use crate::options::SegmentOptions;
+use crate::{name, sys};
+
+/// Where a segment's memory comes from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Backend {
+    /// `shm_open` names in `/dev/shm`.
+    Posix,
+    /// System V `shmget`/`shmat`, by key.
+    SysV,
+    /// A regular file mapped shared (persists across restarts).
+    File,
+    /// Anonymous shared memory (a memfd), inherited by `fork` children.
+    Anonymous,
+}
+
+impl Backend {
+    /// Lower-case name, as in messages and `shmkit ls`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Backend::Posix => "posix",
+            Backend::SysV => "sysv",
+            Backend::File => "file",
+            Backend::Anonymous => "anonymous",
+        }
+    }
+}
+
+impl fmt::Display for Backend {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// How the memory is mapped, i.e. how to unmap it.
+pub(crate) enum Mapping {
+    /// An fd-backed shared mapping (POSIX, file, memfd); unmapped by `MmapRaw`'s drop.
+    Mmap {
+        /// Held for its drop, which unmaps.
+        _map: memmap2::MmapRaw,
+    },
+    /// A System V attachment; detached with `shmdt`.
+    SysV(*mut u8),
+}
+
+/// How to remove the segment's name, if this handle should.
+pub(crate) enum Unlinker {
+    /// POSIX name and the identity of the object we mapped.
+    Posix(CString, Option<sys::FileId>),
+    /// System V id (ids, unlike keys, name one segment).
+    SysV(libc::c_int),
+    /// File path and the identity of the file we mapped.
+    File(PathBuf, Option<sys::FileId>),
+    None,
+}
+
+/// One mapped shared-memory region, any backend.
+///
+/// It hands out raw pointers only: memory another process may write must not sit
+/// behind `&[u8]` (see [`Segment::as_slice`] for the exception and its contract).
+/// Dropping it unmaps; it also removes the name if this handle owns it (the creator,
+/// by default) and only in the process that made the handle: a forked child never
+/// removes its parent's segment.
+pub struct Segment {
+    pub(crate) map: Mapping,
+    pub(crate) ptr: *mut u8,
+    pub(crate) len: usize,
+    pub(crate) payload_offset: usize,
+    pub(crate) payload_len: usize,
+    pub(crate) backend: Backend,
+    pub(crate) name: Option<String>,
+    pub(crate) creator: bool,
+    pub(crate) raw: bool,
+    pub(crate) unlink_on_drop: bool,
+    pub(crate) owner_pid: u32,
+    pub(crate) unlinker: Unlinker,
+    /// The memfd of an anonymous segment (to pass on); `None` for other backends.
+    pub(crate) fd: Option<std::fs::File>,
+}
+
+// SAFETY: a Segment is a mapping plus bookkeeping; it hands out raw pointers only, and
+// all access to the shared bytes is synchronised by the caller (as it must be anyway
+// against other processes). Nothing in it is tied to the creating thread.
+unsafe impl Send for Segment {}
+// SAFETY: every `&self` method only reads immutable bookkeeping or the header through
+// atomics/volatile reads.
+unsafe impl Sync for Segment {}
+
+impl Segment {
+    /// A builder: choose a backend, then create, open or open-or-create.
+    pub fn options() -> SegmentOptions {
+        SegmentOptions::default()
+    }
+
+    /// Attaches a foreign POSIX segment that has no shmkit header, such as one made by
+    /// Python's `multiprocessing.shared_memory.SharedMemory`.
+    ///
+    /// `name` is without the leading `/`, as Python spells it; the size is taken from
+    /// `fstat`. The payload is the whole mapping. Never removes the name on drop.
+    ///
+    /// # Errors
+    /// [`OpenError::InvalidName`], [`OpenError::NotFound`],
+    /// [`OpenError::PermissionDenied`], [`OpenError::TooSmall`] for a 0-byte object,
+    /// [`OpenError::Io`] otherwise.
+    pub fn open_raw(name: &str) -> Result<Segment, OpenError> {
+        name::check_posix(name).map_err(|reason| OpenError::InvalidName {
+            name: name.to_owned(),
+            reason,
+        })?;
+        let cname = name::posix_cstring(name);
+        let file = sys::shm_open(&cname, libc::O_RDWR, 0)
+            .map_err(|e| crate::options::open_io_error(name, "shm_open", e))?;
+        let len = sys::fsize(&file).map_err(|source| OpenError::Io {
+            op: "fstat",
+            name: name.to_owned(),
+            source,
+        })?;
+        if len == 0 {
+            return Err(OpenError::TooSmall {
+                name: name.to_owned(),
+                len: 0,
+                needed: 1,
+            });
+        }
+        let len = usize::try_from(len).map_err(|_| OpenError::Corrupt {
+            name: name.to_owned(),
+            reason: "size does not fit in the address space",
+        })?;
+        let map = memmap2::MmapOptions::new()
+            .len(len)
+            .map_raw(&file)
+            .map_err(|e| crate::options::open_io_error(name, "mmap", e))?;
+        let ptr = map.as_mut_ptr();
+        Ok(Segment {
+            map: Mapping::Mmap { _map: map },
+            ptr,
+            len,
+            payload_offset: 0,
+            payload_len: len,
+            backend: Backend::Posix,
+            name: Some(name.to_owned()),
+            creator: false,
+            raw: true,
+            unlink_on_drop: false,
+            owner_pid: sys::getpid(),
+            unlinker: Unlinker::None,
+            fd: None,
+        })
+    }
+
+    /// Start of the mapping (the header, unless attached with [`Segment::open_raw`]).
+    pub fn as_ptr(&self) -> *mut u8 {
+        self.ptr
+    }
+
+    /// Length of the mapping in bytes (header included).
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether the mapping is empty (never, for a segment that opened).
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// First payload byte: 128-byte aligned; equal to [`Segment::as_ptr`] for a raw
+    /// segment.
+    pub fn payload_ptr(&self) -> *mut u8 {
+        // In bounds: payload_offset <= len, checked when the segment was opened.
+        self.ptr.wrapping_add(self.payload_offset)
+    }
+
+    /// Usable payload bytes.
+    pub fn payload_len(&self) -> usize {
+        self.payload_len
+    }
+
+    /// The whole mapping as a byte slice.
+    ///
+    /// # Safety
+    /// No process (this one included) may write the segment while the slice lives.
+    pub unsafe fn as_slice(&self) -> &[u8] {
+        // SAFETY: `ptr..ptr+len` is our live mapping; the caller guarantees nobody
+        // writes it while the slice lives.
+        unsafe { std::slice::from_raw_parts(self.ptr, self.len) }
+    }
+
+    /// The whole mapping as a mutable byte slice.
+    ///
+    /// # Safety
+    /// The caller must have exclusive access: no other reference into the segment, and
+    /// no other process reading or writing it, while the slice lives.
+    #[allow(clippy::mut_from_ref)]
+    pub unsafe fn as_mut_slice(&self) -> &mut [u8] {
+        // SAFETY: `ptr..ptr+len` is our live, writable mapping; the caller guarantees
+        // exclusive access while the slice lives.
+        unsafe { std::slice::from_raw_parts_mut(self.ptr, self.len) }
+    }
+
+    /// The name: POSIX name (no leading `/`), SysV key as `0x%08x`, or file path;
+    /// `None` for anonymous segments.
+    pub fn name(&self) -> Option<&str> {
+        self.name.as_deref()
+    }
+
+    /// Which backend holds the memory.
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// Whether this handle created the segment (e.g. won `open_or_create`).
+    pub fn is_creator(&self) -> bool {
+        self.creator
+    }
+
+    /// A copy of the header's fields; `None` for a raw segment.
+    pub fn header(&self) -> Option<HeaderInfo> {
+        if self.raw {
+            return None;
+        }
+        // SAFETY: a non-raw segment is at least a header long and page aligned, and its
+        // header was validated (READY Acquired) when it was created or opened.
+        Some(unsafe { Header::snapshot(self.ptr.cast::<Header>()) })
+    }
+
+    /// The memfd behind an anonymous segment, to hand to an unrelated process (over a
+    /// Unix socket with `SCM_RIGHTS`, or inherited across `exec`), which opens it with
+    /// [`SegmentOptions::fd`]. `None` for named backends: open those by name.
+    pub fn fd(&self) -> Option<std::os::fd::BorrowedFd<'_>> {
+        use std::os::fd::AsFd;
+        self.fd.as_ref().map(|f| f.as_fd())
+    }
+
+    /// Keep the name when this handle is dropped.
+    pub fn persist(&mut self) {
+        self.unlink_on_drop = false;
+    }
+
+    /// Whether dropping this handle (in this process) removes the name.
+    pub fn unlinks_on_drop(&self) -> bool {
+        self.unlink_on_drop && !matches!(self.unlinker, Unlinker::None)
+    }
+
+    pub(crate) fn set_unlink_on_drop(&mut self, yes: bool) {
+        self.unlink_on_drop = yes;
+    }
+
+    fn unlink_now(&self) {
+        match &self.unlinker {
+            Unlinker::Posix(c, id) => sys::shm_unlink_if_same(c, *id),
+            Unlinker::SysV(id) => {
+                // SAFETY: IPC_RMID takes no buffer; the id came from shmget.
+                unsafe {
+                    libc::shmctl(*id, libc::IPC_RMID, std::ptr::null_mut());
+                }
+            }
+            Unlinker::File(p, id) => sys::remove_file_if_same(p, *id),
+            Unlinker::None => {}
+        }
+    }
+}
+
+impl Drop for Segment {
+    fn drop(&mut self) {
+        if self.unlink_on_drop && sys::getpid() == self.owner_pid {
+            self.unlink_now();
+        }
+        if let Mapping::SysV(p) = self.map {
+            // SAFETY: `p` is the address shmat returned; nothing uses it after drop.
+            unsafe {
+                libc::shmdt(p.cast());
+            }
+        }
+        // Mapping::Mmap unmaps in MmapRaw's own drop.
+    }
+}
+
+impl fmt::Debug for Segment {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Segment")
+            .field("backend", &self.backend)
+            .field("name", &self.name)
+            .field("ptr", &self.ptr)
+            .field("len", &self.len)
+            .field("payload_len", &self.payload_len)
+            .field("creator", &self.creator)
+            .field("raw", &self.raw)
+            .field("unlink_on_drop", &self.unlink_on_drop)
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn segment_is_send_and_sync() {
+        fn assert_send_sync<T: Send + Sync>() {}
+        assert_send_sync::<Segment>();
+    }
+
+    #[test]
+    fn backend_names() {
+        assert_eq!(Backend::Posix.to_string(), "posix");
+        assert_eq!(Backend::SysV.as_str(), "sysv");
+        assert_eq!(Backend::File.as_str(), "file");
+        assert_eq!(Backend::Anonymous.as_str(), "anonymous");
+    }
+}
