@@ -153,8 +153,10 @@ impl SegmentOptions {
         self
     }
 
-    /// A file-backed segment at `path`. Like every backend, the creator removes the file
-    /// on drop unless told not to ([`Segment::persist`] or `unlink_on_drop(false)`).
+    /// A file-backed segment at `path`, meant to persist across restarts: unlike the
+    /// other backends, the creator does **not** remove the file on drop (opt in with
+    /// `unlink_on_drop(true)`). A creation that fails half-way (including a panicking
+    /// `init`) still removes the file it made.
     pub fn file(mut self, path: impl AsRef<Path>) -> Self {
         self.target = Target::File(path.as_ref().to_owned());
         self
@@ -209,8 +211,9 @@ impl SegmentOptions {
         self
     }
 
-    /// Whether dropping the handle removes the name (default: yes for the creator, no
-    /// for an opener). Only ever in the process that made the handle.
+    /// Whether dropping the handle removes the name. Default: an opener never does; the
+    /// creator does for POSIX and System V segments, but not for a file-backed one
+    /// (files are meant to persist). Only ever in the process that made the handle.
     pub fn unlink_on_drop(mut self, yes: bool) -> Self {
         self.unlink_on_drop = Some(yes);
         self
@@ -420,7 +423,9 @@ impl SegmentOptions {
         // Release: pairs with the Acquire in `wait_ready`; publishes the payload written
         // by `init`.
         unsafe { (*h).state.store(STATE_READY, Ordering::Release) };
-        seg.set_unlink_on_drop(self.unlink_on_drop.unwrap_or(true));
+        // The creator owns the name, except for files, which are meant to outlive it.
+        let default = backend != Backend::File;
+        seg.set_unlink_on_drop(self.unlink_on_drop.unwrap_or(default));
         Ok(seg)
     }
 
