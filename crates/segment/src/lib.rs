@@ -50,12 +50,15 @@
 //! ```
 
 mod error;
+#[doc(hidden)]
+pub mod fuzz;
 pub mod header;
 mod list;
 mod name;
 mod options;
 mod segment;
 mod sys;
+mod validate;
 mod wait;
 
 pub use error::{CreateError, ListError, OpenError, OpenOrCreateError, RemoveError};

@@ -20,11 +20,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::error::{CreateError, OpenError, OpenOrCreateError};
-use crate::header::{
-    Header, HeaderInfo, TypeTag, HEADER_LEN, LAYOUT_VERSION, MAGIC, STATE_FAILED, STATE_READY,
-};
+use crate::header::{Header, TypeTag, HEADER_LEN, STATE_FAILED, STATE_READY};
 use crate::segment::{Backend, Mapping, Segment, Unlinker};
-use crate::wait::{wait_for_size, wait_ready};
+use crate::validate::{open_header, Expect};
+use crate::wait::wait_for_size;
 use crate::{name, sys};
 
 /// Default time `open` waits for the creator to publish READY.
@@ -612,68 +611,19 @@ impl SegmentOptions {
             unlinker: mapped.unlinker,
             fd: kept_fd,
         };
-        wait_ready(seg.ptr, &name, start, deadline)?;
-        // SAFETY: the mapping is at least HEADER_LEN long and page aligned, and READY
-        // was Acquired in `wait_ready`.
-        let info = unsafe { Header::snapshot(seg.ptr.cast::<Header>()) };
-        let payload_len = self.validate(&info, seg.len, &name)?;
+        let expect = Expect {
+            payload_size: self.size.map(|n| n as u64),
+            type_tag: self.type_tag,
+        };
+        // SAFETY: `seg.ptr` is our live mapping of `seg.len >= HEADER_LEN` bytes (the
+        // size waits above ensure it), page aligned.
+        let info =
+            unsafe { open_header(seg.ptr, seg.len as u64, &expect, &name, start, deadline) }?;
         let mut seg = seg;
-        seg.payload_len = payload_len;
+        // Fits: validate checked 128 + payload_size <= seg.len, a usize.
+        seg.payload_len = info.payload_size as usize;
         seg.set_unlink_on_drop(self.unlink_on_drop.unwrap_or(false));
         Ok(seg)
-    }
-
-    /// Checks a READY header against the mapping and the options; returns the payload
-    /// length.
-    fn validate(&self, info: &HeaderInfo, len: usize, name: &str) -> Result<usize, OpenError> {
-        let corrupt = |reason| OpenError::Corrupt {
-            name: name.to_owned(),
-            reason,
-        };
-        if info.magic != MAGIC {
-            return Err(OpenError::NotShmkit {
-                name: name.to_owned(),
-                found: info.magic,
-            });
-        }
-        if info.version != LAYOUT_VERSION {
-            return Err(OpenError::Version {
-                found: info.version,
-                supported: LAYOUT_VERSION,
-            });
-        }
-        if info.header_len as usize != HEADER_LEN || info.payload_offset != HEADER_LEN as u64 {
-            return Err(corrupt("header length or payload offset is not 128"));
-        }
-        if info.total_size > len as u64 {
-            return Err(OpenError::TooSmall {
-                name: name.to_owned(),
-                len: len as u64,
-                needed: info.total_size,
-            });
-        }
-        if info.payload_offset.checked_add(info.payload_size) != Some(info.total_size) {
-            return Err(corrupt("payload offset + payload size != total size"));
-        }
-        if let Some(want) = self.size {
-            if want as u64 != info.payload_size {
-                return Err(OpenError::SizeMismatch {
-                    name: name.to_owned(),
-                    expected: want as u64,
-                    found: info.payload_size,
-                });
-            }
-        }
-        if let Some(want) = &self.type_tag {
-            if *want != info.type_tag {
-                return Err(OpenError::TypeMismatch {
-                    expected: want.to_string(),
-                    found: info.type_tag.to_string(),
-                });
-            }
-        }
-        // Fits: total_size <= len, a usize.
-        Ok(info.payload_size as usize)
     }
 }
 
