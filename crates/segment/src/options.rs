@@ -344,7 +344,7 @@ impl SegmentOptions {
                     "key 0 is IPC_PRIVATE, not a shared key",
                 ))
             }
-            Target::File(p) => {
+            Target::File(p) | Target::SysVFtok(p, _) => {
                 name::check_path(p).map_err(|r| invalid(p.display().to_string(), r))?;
             }
             _ => {}
@@ -533,10 +533,10 @@ impl SegmentOptions {
                     "key 0 is IPC_PRIVATE, not a shared key",
                 ))
             }
-            Target::File(p) => {
+            Target::File(p) | Target::SysVFtok(p, _) => {
                 name::check_path(p).map_err(|r| invalid(p.display().to_string(), r))?;
             }
-            Target::SysV(_) | Target::SysVFtok(..) | Target::Fd(_) => {}
+            Target::SysV(_) | Target::Fd(_) => {}
         }
         let name = self.display_name();
         let start = Instant::now();
