@@ -13,8 +13,8 @@ use bytemuck::Pod;
 use shmkit_segment::{Segment, SegmentOptions};
 use shmkit_sync::{Mutex, RawMutex};
 
-use crate::error::{AccessError, CreateError, IndexError, OpenError};
-use crate::tag::{kind, tag_for};
+use crate::error::{AccessError, CreateError, IndexError, OpenError, OpenOrCreateError};
+use crate::types::{kind, tag_of};
 use crate::value::LockResult;
 
 /// Where the `Mutex<[T]>` starts in the payload: 64, or `T`'s alignment if larger.
@@ -133,10 +133,13 @@ impl<T: Pod> SharedArray<T> {
         if len == 0 {
             return Err(CreateError::ZeroLength);
         }
-        let size = Self::payload_size(len).ok_or(CreateError::TooLarge { len })?;
+        let size = Self::payload_size(len).ok_or(CreateError::TooLarge {
+            len,
+            elem_size: std::mem::size_of::<T>(),
+        })?;
         let seg = options
             .size(size)
-            .type_tag(tag_for::<T>(kind::SHARED_ARRAY))
+            .type_tag(tag_of::<T>(kind::SHARED_ARRAY))
             .create_with(|p, plen| {
                 assert!(plen >= size);
                 // SAFETY: the fresh payload is zeroed, 128-aligned and `size` bytes
@@ -185,7 +188,7 @@ impl<T: Pod> SharedArray<T> {
     /// # Errors
     /// As [`open_any_len`](Self::open_any_len).
     pub fn open_in(options: SegmentOptions) -> Result<Self, OpenError> {
-        let seg = options.type_tag(tag_for::<T>(kind::SHARED_ARRAY)).open()?;
+        let seg = options.type_tag(tag_of::<T>(kind::SHARED_ARRAY)).open()?;
         // The length is written before READY and never changes; still, it comes from
         // shared memory, so check it against the real payload before trusting it.
         let name = seg.name().unwrap_or("").to_owned();
@@ -217,18 +220,14 @@ impl<T: Pod> SharedArray<T> {
     /// Opens `name` if it exists (it must have `len` elements), or creates it zeroed.
     ///
     /// # Errors
-    /// As [`open`](Self::open), plus [`OpenError::Create`].
-    pub fn open_or_create(name: &str, len: usize) -> Result<Self, OpenError> {
+    /// [`OpenOrCreateError::Create`] or [`OpenOrCreateError::Open`] (as
+    /// [`create`](Self::create) and [`open`](Self::open)).
+    pub fn open_or_create(name: &str, len: usize) -> Result<Self, OpenOrCreateError> {
         match Self::create(name, len) {
-            Ok(a) => Ok(a),
             Err(CreateError::Segment(shmkit_segment::CreateError::AlreadyExists { .. })) => {
-                Self::open(name, len)
+                Ok(Self::open(name, len)?)
             }
-            Err(CreateError::Segment(e)) => Err(OpenError::Create(e)),
-            Err(e) => Err(OpenError::Corrupt {
-                name: name.to_owned(),
-                reason: e.to_string(),
-            }),
+            other => Ok(other?),
         }
     }
 

@@ -1,44 +1,58 @@
-//! Errors of the typed values and arrays.
+//! Errors of creating and opening typed containers in named or anonymous segments,
+//! and of element access on values and arrays. (Errors of the ring's and queue's own
+//! operations live beside them.)
 
-use shmkit_segment as segment;
 use shmkit_sync::LockError;
 
-/// Why a shared value or array could not be created.
+use crate::queue::QueueLayoutError;
+use crate::ring::RingLayoutError;
+
+/// Why a container could not be created.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum CreateError {
-    /// The segment could not be created (name taken, invalid name, no space...).
+    /// The segment could not be created (name taken, no space, permission...).
     #[error(transparent)]
-    Segment(#[from] segment::CreateError),
+    Segment(#[from] shmkit_segment::CreateError),
+    /// The ring's parameters are invalid.
+    #[error(transparent)]
+    Ring(#[from] RingLayoutError),
+    /// The queue's parameters are invalid.
+    #[error(transparent)]
+    Queue(#[from] QueueLayoutError),
     /// An array of length zero was asked for.
     #[error("a shared array needs at least one element: pass a length of 1 or more")]
     ZeroLength,
-    /// The array would not fit in the address space.
-    #[error("a shared array of {len} elements is too large to map: use fewer elements")]
+    /// An array of this length does not fit in memory.
+    #[error("an array of {len} elements of {elem_size} bytes is too large to map")]
     TooLarge {
-        /// The length asked for.
+        /// Elements asked for.
         len: usize,
+        /// Bytes per element.
+        elem_size: usize,
     },
 }
 
-/// Why a shared value or array could not be opened.
+/// Why a container could not be opened.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum OpenError {
-    /// The segment holds another type than the one asked for.
-    #[error("segment holds {found}, but {expected} was asked for: open it with the type it was created with")]
+    /// The segment holds another type (or another kind of container).
+    #[error(
+        "the segment holds {found}, not {expected}: open it with the type it was created with"
+    )]
     TypeMismatch {
-        /// The type asked for.
+        /// What the caller asked for.
         expected: String,
-        /// The type recorded in the segment.
+        /// What the segment's header records.
         found: String,
     },
     /// The array has another length than the one asked for.
-    #[error("shared array has {found} elements, but {expected} were asked for: open it with its length, or use `open_any_len`")]
+    #[error("the array has {found} elements, not {expected}: open it with its length, or with `open` to take it from the segment")]
     LengthMismatch {
-        /// The length asked for.
+        /// Length asked for.
         expected: usize,
-        /// The length recorded in the segment.
+        /// Length in the segment.
         found: usize,
     },
     /// The segment's payload is inconsistent with its header (corrupted or hostile).
@@ -49,34 +63,60 @@ pub enum OpenError {
         /// What is wrong.
         reason: String,
     },
-    /// Opening the segment failed (missing, timeout, permissions, bad header...).
+    /// The segment could not be opened (not found, permission, not ready...).
     #[error(transparent)]
-    Segment(segment::OpenError),
-    /// `open_or_create` had to create the segment, and that failed.
+    Segment(shmkit_segment::OpenError),
+    /// The segment does not hold a valid ring.
     #[error(transparent)]
-    Create(#[from] segment::CreateError),
+    Ring(#[from] RingLayoutError),
+    /// The segment does not hold a valid queue.
+    #[error(transparent)]
+    Queue(QueueLayoutError),
 }
 
-impl From<segment::OpenError> for OpenError {
-    fn from(e: segment::OpenError) -> Self {
+impl From<shmkit_segment::OpenError> for OpenError {
+    fn from(e: shmkit_segment::OpenError) -> Self {
         match e {
-            segment::OpenError::TypeMismatch { expected, found } => {
+            shmkit_segment::OpenError::TypeMismatch { expected, found } => {
                 OpenError::TypeMismatch { expected, found }
             }
-            other => OpenError::Segment(other),
+            e => OpenError::Segment(e),
         }
     }
 }
 
-impl From<segment::OpenOrCreateError> for OpenError {
-    fn from(e: segment::OpenOrCreateError) -> Self {
+impl From<QueueLayoutError> for OpenError {
+    fn from(e: QueueLayoutError) -> Self {
         match e {
-            segment::OpenOrCreateError::Open(e) => e.into(),
-            segment::OpenOrCreateError::Create(e) => OpenError::Create(e),
-            other => OpenError::Corrupt {
-                name: String::new(),
-                reason: other.to_string(),
-            },
+            QueueLayoutError::TypeMismatch { expected, found } => {
+                OpenError::TypeMismatch { expected, found }
+            }
+            e => OpenError::Queue(e),
+        }
+    }
+}
+
+/// Why `open_or_create` failed: the error of the step that failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum OpenOrCreateError {
+    /// Creating failed.
+    #[error(transparent)]
+    Create(#[from] CreateError),
+    /// The container existed and opening it failed.
+    #[error(transparent)]
+    Open(#[from] OpenError),
+    /// Another failure of the segment layer.
+    #[error(transparent)]
+    Segment(shmkit_segment::OpenOrCreateError),
+}
+
+impl From<shmkit_segment::OpenOrCreateError> for OpenOrCreateError {
+    fn from(e: shmkit_segment::OpenOrCreateError) -> Self {
+        match e {
+            shmkit_segment::OpenOrCreateError::Create(c) => OpenOrCreateError::Create(c.into()),
+            shmkit_segment::OpenOrCreateError::Open(o) => OpenOrCreateError::Open(o.into()),
+            other => OpenOrCreateError::Segment(other),
         }
     }
 }

@@ -15,8 +15,8 @@ use bytemuck::Pod;
 use shmkit_segment::{Segment, SegmentOptions};
 use shmkit_sync::{LockError, Mutex, MutexGuard};
 
-use crate::error::{AccessError, CreateError, OpenError};
-use crate::tag::{kind, tag_for};
+use crate::error::{AccessError, CreateError, OpenError, OpenOrCreateError};
+use crate::types::{kind, tag_of};
 
 /// The result of locking a shared value or array: the guard, or why there is none (or
 /// why it comes with a warning: `OwnerDied` and `Poisoned` carry it).
@@ -55,7 +55,7 @@ impl<T: Pod> SharedValue<T> {
         let () = Self::FITS;
         options
             .size(std::mem::size_of::<Mutex<T>>())
-            .type_tag(tag_for::<T>(kind::SHARED_VALUE))
+            .type_tag(tag_of::<T>(kind::SHARED_VALUE))
     }
 
     fn init(init: T) -> impl FnOnce(*mut u8, usize) {
@@ -109,7 +109,7 @@ impl<T: Pod> SharedValue<T> {
     pub fn open_in(options: SegmentOptions) -> Result<Self, OpenError> {
         // No `.size()` here: the type tag is checked first (a clearer error than a size
         // mismatch), and the payload size after.
-        let seg = options.type_tag(tag_for::<T>(kind::SHARED_VALUE)).open()?;
+        let seg = options.type_tag(tag_of::<T>(kind::SHARED_VALUE)).open()?;
         check_fits(&seg, std::mem::size_of::<Mutex<T>>())?;
         Ok(Self::from_segment(seg))
     }
@@ -118,8 +118,9 @@ impl<T: Pod> SharedValue<T> {
     /// processes racing, exactly one creates; see [`is_creator`](Self::is_creator).
     ///
     /// # Errors
-    /// As [`open`](Self::open), plus [`OpenError::Create`].
-    pub fn open_or_create(name: &str, init: T) -> Result<Self, OpenError> {
+    /// [`OpenOrCreateError::Create`] or [`OpenOrCreateError::Open`] (as
+    /// [`create`](Self::create) and [`open`](Self::open)).
+    pub fn open_or_create(name: &str, init: T) -> Result<Self, OpenOrCreateError> {
         let seg =
             Self::options(Segment::options().posix(name)).open_or_create_with(Self::init(init))?;
         Ok(Self::from_segment(seg))
@@ -255,7 +256,7 @@ impl<T: Pod> RawValue<T> {
         let () = Self::FITS;
         options
             .size(std::mem::size_of::<T>().max(1))
-            .type_tag(tag_for::<T>(kind::RAW_VALUE))
+            .type_tag(tag_of::<T>(kind::RAW_VALUE))
     }
 
     /// Creates the POSIX segment `name` holding `init`.
@@ -296,7 +297,7 @@ impl<T: Pod> RawValue<T> {
     pub fn open(name: &str) -> Result<Self, OpenError> {
         let seg = Segment::options()
             .posix(name)
-            .type_tag(tag_for::<T>(kind::RAW_VALUE))
+            .type_tag(tag_of::<T>(kind::RAW_VALUE))
             .open()?;
         check_fits(&seg, std::mem::size_of::<T>())?;
         Ok(Self::from_segment(seg))
