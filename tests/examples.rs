@@ -90,3 +90,76 @@ fn python_interop_round_trips() {
     assert!(out.contains("python says the sum is 285"), "{out}");
     assert!(out.contains("OK: Rust -> Python -> Rust"), "{out}");
 }
+
+#[test]
+fn demo_streams_through_the_pair_and_verifies_every_byte() {
+    let out = run("demo", &["--count", "20000", "--size", "256", "--no-bench"]);
+    assert!(out.contains("reader: 20000 messages"), "{out}");
+    assert!(out.contains("every byte verified"), "{out}");
+    assert!(out.contains("OK: 20000 messages arrived in order"), "{out}");
+}
+
+fn json_last_line(out: &str) -> serde_json::Value {
+    let last = out.lines().last().expect("some output");
+    serde_json::from_str(last).unwrap_or_else(|e| panic!("last line is not JSON ({e}): {last}"))
+}
+
+#[test]
+fn writer_and_reader_pair_in_either_order() {
+    for reader_first in [true, false] {
+        let name = format!("shmkit-t-pair-{}-{reader_first}", std::process::id());
+        let args = [
+            "--name", &name, "--count", "50000", "--size", "100", "--json",
+        ];
+        let start = |which: &str| {
+            Command::new(example(which))
+                .args(args)
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .expect("start")
+        };
+        let (reader, writer) = if reader_first {
+            let r = start("reader");
+            (r, start("writer"))
+        } else {
+            let w = start("writer");
+            (start("reader"), w)
+        };
+        let w = writer.wait_with_output().expect("writer");
+        let r = reader.wait_with_output().expect("reader");
+        let _ = shmkit::segment::remove(&name);
+        assert!(w.status.success(), "{}", String::from_utf8_lossy(&w.stderr));
+        assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+        let v = json_last_line(&String::from_utf8_lossy(&r.stdout));
+        assert_eq!(v["messages"], 50000);
+        assert_eq!(v["bytes"], 5_000_000);
+        assert_eq!(v["verified"], true);
+        assert!(v["seconds"].as_f64().is_some());
+        assert!(
+            !std::path::Path::new(&format!("/dev/shm/{name}")).exists(),
+            "the pair leaves no segment behind"
+        );
+    }
+}
+
+#[test]
+fn reader_reports_a_writer_that_stops_early() {
+    let name = format!("shmkit-t-pair-early-{}", std::process::id());
+    let reader = Command::new(example("reader"))
+        .args(["--name", &name, "--count", "1000", "--size", "64"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start reader");
+    let w = Command::new(example("writer"))
+        .args(["--name", &name, "--count", "10", "--size", "64"])
+        .output()
+        .expect("writer");
+    assert!(w.status.success());
+    let r = reader.wait_with_output().expect("reader");
+    let _ = shmkit::segment::remove(&name);
+    assert!(!r.status.success(), "10 of 1000 messages is a failure");
+    let err = String::from_utf8_lossy(&r.stderr);
+    assert!(err.contains("10 of 1000 messages arrived"), "{err}");
+}
