@@ -187,7 +187,7 @@ pub fn run_writer(name: &str, count: u64, size: usize, quiet: bool) -> Result<Re
             Ok(()) => {
                 start.get_or_insert_with(Instant::now);
                 seq += 1;
-                if seq % 4096 == 0 {
+                if seq.is_multiple_of(4096) {
                     progress.tick(seq, count, seq * size as u64);
                 }
             }
@@ -246,7 +246,7 @@ pub fn run_reader(name: &str, count: u64, size: usize, quiet: bool) -> Result<Re
                 start.get_or_insert_with(Instant::now);
                 seq += 1;
                 bytes += len as u64;
-                if seq % 4096 == 0 {
+                if seq.is_multiple_of(4096) {
                     progress.tick(seq, count, bytes);
                 }
             }
