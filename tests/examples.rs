@@ -87,7 +87,10 @@ fn python_interop_round_trips() {
         panic!("python3 is required for the interop example (CI installs it)");
     }
     let out = run("python_interop", &[]);
-    assert!(out.contains("python says the sum is 285"), "{out}");
+    assert!(
+        out.contains("python says the sum plus the value is 327"),
+        "{out}"
+    );
     assert!(out.contains("OK: Rust -> Python -> Rust"), "{out}");
 }
 
