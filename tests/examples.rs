@@ -166,3 +166,16 @@ fn reader_reports_a_writer_that_stops_early() {
     let err = String::from_utf8_lossy(&r.stderr);
     assert!(err.contains("10 of 1000 messages arrived"), "{err}");
 }
+
+#[test]
+fn producer_consumer_consumes_every_item_once() {
+    let out = run("producer_consumer", &[]);
+    assert!(
+        out.contains("5 producers put 100000 items; 2 consumers got 100000"),
+        "{out}"
+    );
+    assert!(
+        out.contains("OK: every item consumed exactly once"),
+        "{out}"
+    );
+}
