@@ -626,6 +626,21 @@ mod tests {
         assert!(m.try_lock().is_ok());
     }
 
+    /// (A unit test: this binary does not fork, so the panicking thread cannot leave
+    /// a forked child waiting on the panic-hook lock.)
+    #[test]
+    fn panicking_holder_poisons() {
+        let m = std::sync::Arc::new(Mutex::new(1u32));
+        let m2 = m.clone();
+        let r = std::thread::spawn(move || {
+            let _g = m2.lock().unwrap();
+            panic!("boom");
+        })
+        .join();
+        assert!(r.is_err());
+        assert!(m.lock().is_err_and(|e| e.is_poisoned()));
+    }
+
     #[test]
     fn zeroed_memory_is_an_unlocked_consistent_mutex() {
         let raw: RawMutex = unsafe_zeroed();
