@@ -159,6 +159,9 @@ impl Semaphore {
             if max != 0 && v >= max {
                 return Err(SemaphoreError::Overflow { max });
             }
+            if v == u32::MAX {
+                return Err(SemaphoreError::Overflow { max: u32::MAX });
+            }
             // Release: pairs with the acquirer's Acquire CAS.
             match self.value.compare_exchange_weak(v, v + 1, Release, Relaxed) {
                 Ok(_) => break,
