@@ -605,6 +605,44 @@ impl<T: ?Sized + fmt::Debug> fmt::Debug for MutexGuard<'_, T> {
     }
 }
 
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_thread_that_exits_holding_the_lock_counts_as_dead() {
+        let m = std::sync::Arc::new(Mutex::new(1u32));
+        let m2 = m.clone();
+        std::thread::spawn(move || std::mem::forget(m2.lock().unwrap()))
+            .join()
+            .unwrap();
+        assert!(m.raw().is_locked());
+        let g = m.lock().expect_err("the holder thread is gone");
+        assert!(g.is_owner_died());
+        let g = g.into_guard().unwrap();
+        assert_eq!(*g, 1);
+        g.make_consistent();
+        drop(g);
+        assert!(m.try_lock().is_ok());
+    }
+
+    #[test]
+    fn zeroed_memory_is_an_unlocked_consistent_mutex() {
+        let raw: RawMutex = unsafe_zeroed();
+        assert!(!raw.is_locked());
+        assert!(!raw.is_poisoned());
+        assert_eq!(raw.try_lock(), Ok(Acquired::Consistent));
+        // SAFETY: we hold it (just locked above).
+        unsafe { raw.unlock() };
+        assert!(!raw.is_locked());
+    }
+
+    fn unsafe_zeroed() -> RawMutex {
+        // SAFETY: RawMutex is three atomics, for which all-zero bytes are valid values.
+        unsafe { std::mem::zeroed() }
+    }
+}
+
 /// Loom model of the lock word's state machine (the futex is modelled in
 /// `wait::loom_model`). Run with:
 /// `RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR=target/loom cargo test -p shmkit-sync --release --lib loom`

@@ -13,7 +13,9 @@
 //! The test harness runs tests on several threads. A forked child must not rely on
 //! locks another thread might have held at the fork (stdout/stderr locks in particular):
 //! the child closure should report through its exit code or a [`Pipe`], never print.
-//! [`fork_child`] silences the panic hook in the child for this reason.
+//! [`fork_child`] does not touch the panic hook in the child: `set_hook` takes a global
+//! lock that a test panicking on another thread at the moment of the fork may hold,
+//! which would hang the child instead of failing the test.
 
 use std::ffi::CString;
 use std::process::Command;
@@ -171,7 +173,6 @@ pub fn fork_child<F: FnOnce() -> i32>(f: F) -> Child {
     let pid = unsafe { libc::fork() };
     assert!(pid >= 0, "fork failed: {}", std::io::Error::last_os_error());
     if pid == 0 {
-        std::panic::set_hook(Box::new(|_| {}));
         let code = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).unwrap_or(101);
         // SAFETY: _exit ends the child immediately; nothing after it runs.
         unsafe { libc::_exit(code) }
