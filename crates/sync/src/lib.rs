@@ -15,6 +15,26 @@
 //! | [`FileLock`], [`NamedLock`] | yes: the kernel releases them |
 //! | [`RwLock`], [`Semaphore`], [`Barrier`], [`Event`], [`Condvar`] | no: they have no owner identity (as Python's) |
 
+//!
+//! # Example: a lock whose holder may die
+//! ```
+//! use shmkit_sync::{LockError, Mutex};
+//!
+//! // In real use this lives in a shared segment; any suitably aligned memory works.
+//! let m = Mutex::new(0u64);
+//! let mut guard = match m.lock() {
+//!     Ok(g) => g,
+//!     // The previous holder died mid-update: repair, then mark consistent.
+//!     Err(LockError::OwnerDied(g)) | Err(LockError::Poisoned(g)) => {
+//!         g.make_consistent();
+//!         g
+//!     }
+//!     Err(e) => return Err(e.to_string().into()),
+//! };
+//! *guard += 1;
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
 mod atomic;
 mod barrier;
 mod condvar;

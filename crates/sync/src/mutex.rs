@@ -334,7 +334,10 @@ impl RawMutex {
                     }
                 }
             }
-            if yields < YIELDS {
+            // (YIELDS is 0 under loom, which clippy would flag as an absurd comparison.)
+            #[cfg_attr(loom, allow(clippy::absurd_extreme_comparisons))]
+            let yield_now = yields < YIELDS;
+            if yield_now {
                 yields += 1;
                 yield_cpu();
                 // Relaxed: a hint; the CAS above synchronises.
@@ -605,6 +608,59 @@ impl<T: ?Sized + fmt::Debug> fmt::Debug for MutexGuard<'_, T> {
     }
 }
 
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_thread_that_exits_holding_the_lock_counts_as_dead() {
+        let m = std::sync::Arc::new(Mutex::new(1u32));
+        let m2 = m.clone();
+        std::thread::spawn(move || std::mem::forget(m2.lock().unwrap()))
+            .join()
+            .unwrap();
+        assert!(m.raw().is_locked());
+        let g = m.lock().expect_err("the holder thread is gone");
+        assert!(g.is_owner_died());
+        let g = g.into_guard().unwrap();
+        assert_eq!(*g, 1);
+        g.make_consistent();
+        drop(g);
+        assert!(m.try_lock().is_ok());
+    }
+
+    /// (A unit test: this binary does not fork, so the panicking thread cannot leave
+    /// a forked child waiting on the panic-hook lock.)
+    #[test]
+    fn panicking_holder_poisons() {
+        let m = std::sync::Arc::new(Mutex::new(1u32));
+        let m2 = m.clone();
+        let r = std::thread::spawn(move || {
+            let _g = m2.lock().unwrap();
+            panic!("boom");
+        })
+        .join();
+        assert!(r.is_err());
+        assert!(m.lock().is_err_and(|e| e.is_poisoned()));
+    }
+
+    #[test]
+    fn zeroed_memory_is_an_unlocked_consistent_mutex() {
+        let raw: RawMutex = unsafe_zeroed();
+        assert!(!raw.is_locked());
+        assert!(!raw.is_poisoned());
+        assert_eq!(raw.try_lock(), Ok(Acquired::Consistent));
+        // SAFETY: we hold it (just locked above).
+        unsafe { raw.unlock() };
+        assert!(!raw.is_locked());
+    }
+
+    fn unsafe_zeroed() -> RawMutex {
+        // SAFETY: RawMutex is three atomics, for which all-zero bytes are valid values.
+        unsafe { std::mem::zeroed() }
+    }
+}
+
 /// Loom model of the lock word's state machine (the futex is modelled in
 /// `wait::loom_model`). Run with:
 /// `RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR=target/loom cargo test -p shmkit-sync --release --lib loom`
@@ -642,6 +698,7 @@ mod loom_tests {
                         };
                         assert_eq!(m.0.lock_with(&w, None), Ok(Acquired::Consistent));
                         // UnsafeCell access: loom reports a race if exclusion fails.
+                        // SAFETY: loom checks this access: the lock (or the joins) order it.
                         m.1.with_mut(|p| unsafe { *p += 1 });
                         m.0.unlock_with(&w, false);
                     })
@@ -652,11 +709,13 @@ mod loom_tests {
                 me: ident(3),
             };
             assert_eq!(m.0.lock_with(&w, None), Ok(Acquired::Consistent));
+            // SAFETY: loom checks this access: the lock (or the joins) order it.
             m.1.with_mut(|p| unsafe { *p += 1 });
             m.0.unlock_with(&w, false);
             for t in threads {
                 t.join().unwrap();
             }
+            // SAFETY: loom checks this access: the lock (or the joins) order it.
             assert_eq!(m.1.with(|p| unsafe { *p }), 3);
             assert_eq!(m.0.word.load(Relaxed), 0);
         });

@@ -42,8 +42,8 @@ fn parties_are_released_together_with_distinct_indices_every_round() {
     for c in children {
         c.join_ok();
     }
-    for r in 0..rounds {
-        assert_eq!(seen[r].load(Ordering::SeqCst), 0b1111, "round {r}");
+    for (r, mask) in seen.iter().take(rounds).enumerate() {
+        assert_eq!(mask.load(Ordering::SeqCst), 0b1111, "round {r}");
     }
 }
 

@@ -1,5 +1,8 @@
-//! Errors of creating and opening typed containers in named or anonymous segments.
-//! (Errors of the operations themselves live beside each container.)
+//! Errors of creating and opening typed containers in named or anonymous segments,
+//! and of element access on values and arrays. (Errors of the ring's and queue's own
+//! operations live beside them.)
+
+use shmkit_sync::LockError;
 
 use crate::queue::QueueLayoutError;
 use crate::ring::RingLayoutError;
@@ -17,12 +20,9 @@ pub enum CreateError {
     /// The queue's parameters are invalid.
     #[error(transparent)]
     Queue(#[from] QueueLayoutError),
-    /// The element type cannot be placed in a segment.
-    #[error("unsupported: {what}")]
-    Unsupported {
-        /// What is not supported.
-        what: &'static str,
-    },
+    /// An array of length zero was asked for.
+    #[error("a shared array needs at least one element: pass a length of 1 or more")]
+    ZeroLength,
     /// An array of this length does not fit in memory.
     #[error("an array of {len} elements of {elem_size} bytes is too large to map")]
     TooLarge {
@@ -55,13 +55,13 @@ pub enum OpenError {
         /// Length in the segment.
         found: usize,
     },
-    /// The segment's payload is smaller than the container needs.
-    #[error("the segment's payload has {found} bytes but the container needs {needed}: it was not made by this container type")]
-    TooSmall {
-        /// Bytes needed.
-        needed: usize,
-        /// Bytes found.
-        found: usize,
+    /// The segment's payload is inconsistent with its header (corrupted or hostile).
+    #[error("segment '{name}' is corrupt: {reason}; remove it with `shmkit rm {name}` and create it again")]
+    Corrupt {
+        /// The segment's name.
+        name: String,
+        /// What is wrong.
+        reason: String,
     },
     /// The segment could not be opened (not found, permission, not ready...).
     #[error(transparent)]
@@ -117,6 +117,68 @@ impl From<shmkit_segment::OpenOrCreateError> for OpenOrCreateError {
             shmkit_segment::OpenOrCreateError::Create(c) => OpenOrCreateError::Create(c.into()),
             shmkit_segment::OpenOrCreateError::Open(o) => OpenOrCreateError::Open(o.into()),
             other => OpenOrCreateError::Segment(other),
+        }
+    }
+}
+
+/// An index past the end of a [`SharedArray`](crate::SharedArray).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("index {index} is out of range for a shared array of length {len}")]
+pub struct IndexError {
+    /// The index asked for.
+    pub index: usize,
+    /// The array's length.
+    pub len: usize,
+}
+
+/// Why `get`, `set`, `update` or a copy on a [`SharedValue`](crate::SharedValue) or
+/// [`SharedArray`](crate::SharedArray) failed.
+///
+/// These convenience methods do not hand out the lock guard, so the error can travel
+/// with `?` anywhere. When the previous holder died (`OwnerDied`), the lock is released
+/// again *without* being marked consistent, so it stays poisoned: later calls get
+/// `Poisoned` until someone calls `lock()`, repairs the data through the guard the
+/// error carries there, and calls `make_consistent()`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum AccessError {
+    /// The index is past the end.
+    #[error(transparent)]
+    OutOfRange(#[from] IndexError),
+    /// A slice of the wrong length was given.
+    #[error("a slice of {found} elements was given for a shared array of {expected}: pass exactly {expected}")]
+    WrongLength {
+        /// The array's length.
+        expected: usize,
+        /// The slice's length.
+        found: usize,
+    },
+    /// The previous lock holder died mid-update; nothing was read or written. The data
+    /// may be half-updated: call `lock()`, repair it, then `make_consistent()`.
+    #[error("a process died while holding the lock, so the data may be half-updated: call lock(), repair it, then make_consistent()")]
+    OwnerDied,
+    /// An earlier holder died and nobody marked the data consistent since.
+    #[error("the lock is poisoned (an earlier holder died mid-update): call lock(), repair the data, then make_consistent()")]
+    Poisoned,
+    /// The timeout passed before the lock was free.
+    #[error("timed out waiting for the lock")]
+    Timeout,
+    /// The lock was busy (`try_` forms).
+    #[error("the lock is held by another process or thread")]
+    WouldBlock,
+    /// This thread already holds the lock (a guard is still alive).
+    #[error("this thread already holds the lock: drop the guard first")]
+    WouldDeadlock,
+}
+
+impl<G> From<LockError<G>> for AccessError {
+    fn from(e: LockError<G>) -> Self {
+        match e {
+            LockError::OwnerDied(_) => AccessError::OwnerDied,
+            LockError::Poisoned(_) => AccessError::Poisoned,
+            LockError::Timeout => AccessError::Timeout,
+            LockError::WouldBlock => AccessError::WouldBlock,
+            _ => AccessError::WouldDeadlock,
         }
     }
 }

@@ -15,19 +15,23 @@ use shmkit_segment::TypeTag;
 
 /// Tag kinds of the typed containers (the segment header's `type_tag.kind`).
 pub mod kind {
-    /// `SharedValue<T>` / `RawValue<T>`.
-    pub const VALUE: u32 = 0x5459_0001;
-    /// `SharedArray<T>`.
-    pub const ARRAY: u32 = 0x5459_0002;
+    /// `SharedValue<T>`: a `Mutex<T>`.
+    pub const SHARED_VALUE: u32 = 0x5459_0001;
+    /// `SharedArray<T>`: a length, then a `Mutex<[T]>`.
+    pub const SHARED_ARRAY: u32 = 0x5459_0002;
     /// `Ring`.
     pub const RING: u32 = 0x5459_0003;
     /// `Queue<T>`.
     pub const QUEUE: u32 = 0x5459_0004;
-    /// `RawValue<T>` (no lock).
+    /// `RawValue<T>`: a bare `T` (no lock).
     pub const RAW_VALUE: u32 = 0x5459_0005;
 }
 
 /// The tag of element type `T` in a container of `kind`.
+///
+/// `type_name` is stable for a given type and compiler; two programs built by very
+/// different compiler versions could in principle spell a name differently, in which
+/// case opening fails with `TypeMismatch` (safe) rather than succeeding wrongly.
 pub fn tag_of<T>(kind: u32) -> TypeTag {
     TypeTag::new(
         kind,
