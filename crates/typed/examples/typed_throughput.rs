@@ -130,6 +130,70 @@ fn ring_round_trip() -> Duration {
     rt
 }
 
+fn pipe_round_trip() -> Duration {
+    let (mut a, mut b) = ([0; 2], [0; 2]);
+    // SAFETY: valid arrays of two ints for pipe(2) to fill.
+    let rc = unsafe { (libc::pipe(a.as_mut_ptr()), libc::pipe(b.as_mut_ptr())) };
+    assert_eq!(rc, (0, 0));
+    let rounds = 20_000u32;
+    let echo = fork_child(|| {
+        let mut m = [0u8; 8];
+        for _ in 0..rounds {
+            // SAFETY: reading/writing 8 bytes of a live local through our pipes.
+            unsafe {
+                if libc::read(a[0], m.as_mut_ptr().cast(), 8) != 8
+                    || libc::write(b[1], m.as_ptr().cast(), 8) != 8
+                {
+                    return 1;
+                }
+            }
+        }
+        0
+    });
+    let mut m = [0u8; 8];
+    let start = Instant::now();
+    for _ in 0..rounds {
+        // SAFETY: as in the child.
+        unsafe {
+            assert_eq!(libc::write(a[1], m.as_ptr().cast(), 8), 8);
+            assert_eq!(libc::read(b[0], m.as_mut_ptr().cast(), 8), 8);
+        }
+    }
+    let rt = start.elapsed() / rounds;
+    echo.join_ok();
+    for fd in a.into_iter().chain(b) {
+        // SAFETY: closing fds we own.
+        unsafe { libc::close(fd) };
+    }
+    rt
+}
+
+/// CPU time (user + system) a reader spends blocked on an empty ring for `wait`.
+fn idle_reader_cpu(wait: Duration) -> Duration {
+    let mut ring = Ring::anonymous(1 << 16).unwrap();
+    let report = Pipe::new();
+    let reader = fork_child(|| {
+        let mut buf = Vec::new();
+        let r = ring.read_into_timeout(&mut buf, wait);
+        // SAFETY: getrusage fills a valid local struct.
+        let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+        // SAFETY: as above.
+        unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) };
+        let us = (ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) as u64 * 1_000_000
+            + (ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) as u64;
+        for b in us.to_le_bytes() {
+            report.send(b);
+        }
+        i32::from(r.is_ok())
+    });
+    let mut bytes = [0u8; 8];
+    for b in &mut bytes {
+        *b = report.recv().unwrap();
+    }
+    reader.join_ok();
+    Duration::from_micros(u64::from_le_bytes(bytes))
+}
+
 fn main() {
     for size in [8usize, 64, 1024, 65536] {
         let (rm, rb) = ring_rate(size);
@@ -148,5 +212,14 @@ fn main() {
         "queue 64 B items, 1 producer 1 consumer: {:.2} M items/s",
         q / 1e6
     );
-    println!("ring ping-pong round trip (8 B): {:?}", ring_round_trip());
+    let (rt, prt) = (ring_round_trip(), pipe_round_trip());
+    println!(
+        "ping-pong round trip (8 B): ring {rt:?}, pipe {prt:?} ({:.1}x)",
+        prt.as_secs_f64() / rt.as_secs_f64()
+    );
+    let wait = Duration::from_secs(1);
+    println!(
+        "reader blocked on an empty ring for {wait:?} used {:?} of CPU",
+        idle_reader_cpu(wait)
+    );
 }

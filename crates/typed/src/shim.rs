@@ -114,11 +114,12 @@ impl<T: Copy> DataCell<T> {
     }
 }
 
-/// How long a blocked side busy-waits before yielding and then sleeping: about the
-/// cost of a futex sleep + cross-CPU wake on the reference machine (~30 us), so that
-/// spinning never costs more than sleeping would, and a peer that answers within it
-/// (a ping-pong round trip is ~150 ns) is seen without any syscall.
-pub(crate) const SPIN_TIME: std::time::Duration = std::time::Duration::from_micros(20);
+/// How long a blocked side busy-waits before yielding and then sleeping. Short: a
+/// peer running on another CPU answers well within it (a shared-memory round trip is
+/// ~150 ns), and when the peer shares our CPU (2 vCPUs, other load) every spin only
+/// delays it; measured here, 20 us of spinning made a loaded ping-pong 4x slower than
+/// a pipe, 2 us made it faster than the pipe.
+pub(crate) const SPIN_TIME: std::time::Duration = std::time::Duration::from_micros(2);
 /// `sched_yield` calls after spinning, before sleeping.
 pub(crate) const YIELDS: u32 = 4;
 
