@@ -676,7 +676,10 @@ impl<T: bytemuck::Pod> Queue<T> {
         let me = process::current_pid();
         // Relaxed: the position is a hint validated by the slot's stamp.
         let mut pos = h.enq.pos.load(Ordering::Relaxed);
-        loop {
+        // Each retry means another process made progress; a corrupted region (stamps
+        // far ahead of the positions) could make us walk for billions of positions,
+        // so one attempt gives up after `retry_bound()` and reports "no room".
+        for _ in 0..self.retry_bound() {
             let slot = self.slot(pos);
             // Acquire: pairs with the consumer's Release of (p + cap, FREE): its read of
             // the old item happens-before our overwrite.
@@ -729,6 +732,12 @@ impl<T: bytemuck::Pod> Queue<T> {
                 return Err((v, Attempt::Blocked(blocker)));
             }
         }
+        Err((v, Attempt::Blocked(None)))
+    }
+
+    /// How many slot inspections one non-blocking attempt may make.
+    fn retry_bound(&self) -> u64 {
+        2 * u64::from(self.cap) + 1024
     }
 
     /// One non-blocking get attempt.
@@ -737,7 +746,8 @@ impl<T: bytemuck::Pod> Queue<T> {
         let me = process::current_pid();
         // Relaxed: a hint validated by the stamp.
         let mut pos = h.deq.pos.load(Ordering::Relaxed);
-        loop {
+        // Bounded as in `try_put_inner`.
+        for _ in 0..self.retry_bound() {
             let slot = self.slot(pos);
             // Acquire: pairs with the producer's Release of FULL.
             let s = slot.stamp.load(Ordering::Acquire);
@@ -783,6 +793,7 @@ impl<T: bytemuck::Pod> Queue<T> {
                 return Attempt::Blocked(None);
             }
         }
+        Attempt::Blocked(None)
     }
 
     /// After a state change that may unblock the other side: wake one sleeper if any.
@@ -1069,6 +1080,23 @@ mod tests {
         // try_get does not recover: the dead claim looks like an item in flight.
         assert_eq!(q.try_get(), Err(GetError::Empty));
         assert_eq!(q.get(), Ok(3));
+    }
+
+    #[test]
+    fn corrupted_stamps_do_not_make_an_attempt_spin_forever() {
+        let (_r, q) = queue::<u64>(8);
+        for i in 0..8u64 {
+            // Tickets far ahead of every position: each looks "already consumed".
+            q.slot(i)
+                .stamp
+                .store(stamp((1 << 30) + i as u32, FREE), Ordering::Relaxed);
+        }
+        assert!(matches!(q.try_put(1), Err(PutError::Full(1))));
+        assert_eq!(q.try_get(), Err(GetError::Empty));
+        assert!(matches!(
+            q.put_timeout(2, Duration::from_millis(30)),
+            Err(PutError::Timeout(2))
+        ));
     }
 
     #[test]
