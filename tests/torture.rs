@@ -82,14 +82,16 @@ fn main() {
     let start = Instant::now();
     let r = queue::run(&cfg, splitmix(cfg.seed ^ 2)).map(|t| {
         format!(
-            "rounds {}, kills {} (producer {}, consumer {}), items {}, lost {} (allowed <= {}: \
-             one per kill), duplicated 0",
+            "rounds {}, kills {} (producer {}, consumer {}), items {}, lost {} ({} in killed \
+             producers' puts, {} by killed consumers; allowed <= {}: one per kill), duplicated 0",
             t.t.rounds,
             t.t.kills,
             t.producer_kills,
             t.consumer_kills,
             t.t.moved,
             t.t.lost,
+            t.lost_by_producers,
+            t.t.lost - t.lost_by_producers,
             t.t.allowed
         )
     });

@@ -28,7 +28,9 @@ impl Config {
     /// Reads the environment. A seed may be decimal or `0x` hex.
     pub fn from_env() -> Result<Config, String> {
         let seed = match std::env::var("SHMKIT_TORTURE_SEED") {
-            Ok(s) => parse_u64(&s).ok_or_else(|| format!("SHMKIT_TORTURE_SEED={s:?} is not a number"))?,
+            Ok(s) => {
+                parse_u64(&s).ok_or_else(|| format!("SHMKIT_TORTURE_SEED={s:?} is not a number"))?
+            }
             Err(_) => {
                 let nanos = std::time::SystemTime::now()
                     .duration_since(std::time::UNIX_EPOCH)

@@ -17,12 +17,16 @@ use std::time::{Duration, Instant};
 use shmkit_testkit::{unique_name, ShmCleanup};
 use shmkit_typed::queue::{GetError, PutError, Queue};
 
-use crate::common::{code, ld, missing, spawn, AtomicsOnly, Config, Control, Fleet, Rng, Totals, Violation, DEADLINE};
+use crate::common::{
+    code, ld, spawn, AtomicsOnly, Config, Control, Fleet, Rng, Totals, Violation, DEADLINE,
+};
 
 /// Small, so producers often wait for room and slots are reused many laps.
 const CAPACITY: usize = 64;
 const PRODUCERS: usize = 2;
 const CONSUMERS: usize = 2;
+/// Largest pause before each kill (uniformly random below it).
+const KILL_GAP: Duration = Duration::from_millis(30);
 
 #[repr(C)]
 struct QueueCtl {
@@ -30,6 +34,8 @@ struct QueueCtl {
     p_next: [AtomicU64; PRODUCERS],
     /// Detail of a failure reported by a child's exit code.
     bad_id: AtomicU64,
+    /// Set by the harness after its last kill: producers stop putting.
+    stop: AtomicU64,
 }
 
 // SAFETY: repr(C), atomics only.
@@ -42,7 +48,7 @@ fn producer(name: &str, ctl: &QueueCtl, p: usize, per: u64) -> i32 {
     };
     loop {
         let i = ld(&ctl.p_next[p]);
-        if i >= per {
+        if i >= per || ld(&ctl.stop) != 0 {
             return code::OK;
         }
         // Intent first: a kill from here until `put` returns loses exactly this item.
@@ -87,12 +93,17 @@ pub struct QueueTotals {
     pub producer_kills: usize,
     /// Consumer kills.
     pub consumer_kills: usize,
+    /// Lost items that were in flight in a killed producer (the rest were lost by
+    /// killed consumers).
+    pub lost_by_producers: u64,
 }
 
 /// Runs the queue part.
 pub fn run(cfg: &Config, seed: u64) -> Result<QueueTotals, Violation> {
-    let rounds = cfg.rounds(6, 200);
-    let per = cfg.size(10_000, 50_000) as u64;
+    let rounds = cfg.rounds(25, 200);
+    // Upper bound of a producer's items per round (the harness stops them after its
+    // kills).
+    let per = 1 << 19;
     let kills = cfg.size(3, 6);
     let mut rng = Rng::new(seed);
     let mut tot = QueueTotals::default();
@@ -103,7 +114,12 @@ pub fn run(cfg: &Config, seed: u64) -> Result<QueueTotals, Violation> {
     Ok(tot)
 }
 
-fn one_round(rng: &mut Rng, per: u64, kills: usize, tot: &mut QueueTotals) -> Result<(), Violation> {
+fn one_round(
+    rng: &mut Rng,
+    per: u64,
+    kills: usize,
+    tot: &mut QueueTotals,
+) -> Result<(), Violation> {
     let name = unique_name("torture-queue");
     let _cleanup = ShmCleanup::new(&name);
     let q = Queue::<u64>::create(&name, CAPACITY).map_err(|e| format!("create queue: {e}"))?;
@@ -124,7 +140,7 @@ fn one_round(rng: &mut Rng, per: u64, kills: usize, tot: &mut QueueTotals) -> Re
     let mut inflight = HashSet::new();
     let (mut pk, mut ck) = (0, 0);
     for _ in 0..kills {
-        rng.pause(Duration::from_millis(40));
+        rng.pause(KILL_GAP);
         match fleet.kill_random(rng, &[], 0)? {
             Some(p) if p < PRODUCERS => {
                 pk += 1;
@@ -141,6 +157,8 @@ fn one_round(rng: &mut Rng, per: u64, kills: usize, tot: &mut QueueTotals) -> Re
             None => {}
         }
     }
+    rng.pause(KILL_GAP);
+    ctl.stop.store(1, Ordering::SeqCst);
     let deadline = Instant::now() + DEADLINE + DEADLINE;
     let detail = |e: Violation| format!("{e} (detail: id {})", ld(&ctl.bad_id));
     for p in 0..PRODUCERS {
@@ -153,10 +171,31 @@ fn one_round(rng: &mut Rng, per: u64, kills: usize, tot: &mut QueueTotals) -> Re
     }
     match q.try_get() {
         Err(GetError::Closed) => {}
-        other => return Err(format!("after the drain the queue answered {other:?}, not Closed")),
+        other => {
+            return Err(format!(
+                "after the drain the queue answered {other:?}, not Closed"
+            ))
+        }
     }
 
-    let lost = missing(got, total as usize, "item")?;
+    // Producer p put (or tried to put) its items 0..p_next[p].
+    let mut attempted = 0;
+    let mut lost = HashSet::new();
+    for p in 0..PRODUCERS {
+        let sent = ld(&ctl.p_next[p]);
+        attempted += sent;
+        for i in 0..per {
+            let id = p as u64 * per + i + 1;
+            match (got[id as usize].load(Ordering::SeqCst), i < sent) {
+                (0, true) => {
+                    lost.insert(id);
+                }
+                (0, false) | (1, true) => {}
+                (1, false) => return Err(format!("item {id} arrived but was never put")),
+                (k, _) => return Err(format!("item {id} was delivered {k} times")),
+            }
+        }
+    }
     let unexplained = lost.iter().filter(|id| !inflight.contains(id)).count();
     if unexplained > ck {
         return Err(format!(
@@ -169,8 +208,9 @@ fn one_round(rng: &mut Rng, per: u64, kills: usize, tot: &mut QueueTotals) -> Re
     tot.t.kills += pk + ck;
     tot.producer_kills += pk;
     tot.consumer_kills += ck;
-    tot.t.moved += total - lost.len() as u64;
+    tot.t.moved += attempted - lost.len() as u64;
     tot.t.lost += lost.len() as u64;
+    tot.lost_by_producers += (lost.len() - unexplained) as u64;
     tot.t.allowed += (pk + ck) as u64;
     Ok(())
 }

@@ -22,7 +22,10 @@ use std::time::{Duration, Instant};
 use shmkit_testkit::{unique_name, ShmCleanup};
 use shmkit_typed::ring::{ReadError, Ring, WriteError};
 
-use crate::common::{code, ld, missing, spawn, splitmix, AtomicsOnly, Config, Control, Fleet, Rng, Totals, Violation, DEADLINE};
+use crate::common::{
+    code, ld, missing, spawn, splitmix, AtomicsOnly, Config, Control, Fleet, Rng, Totals,
+    Violation, DEADLINE,
+};
 
 /// Data capacity: small, so the writer often waits for space and records wrap.
 const CAPACITY: usize = 16 << 10;
@@ -30,6 +33,8 @@ const CAPACITY: usize = 16 << 10;
 const MIN_LEN: usize = 24;
 /// Longest message.
 const MAX_LEN: usize = 1024;
+/// Largest pause before each kill (uniformly random below it).
+const KILL_GAP: Duration = Duration::from_millis(30);
 
 /// Shared bookkeeping of one round.
 #[repr(C)]
@@ -44,6 +49,9 @@ struct RingCtl {
     takeovers: AtomicU64,
     /// Detail of a failure reported by a child's exit code.
     bad_seq: AtomicU64,
+    /// Set by the harness after its last kill: the writer finishes its message,
+    /// closes the ring and exits; the reader drains and exits.
+    stop: AtomicU64,
 }
 
 // SAFETY: repr(C), atomics only.
@@ -74,18 +82,19 @@ fn checksum(bytes: &[u8]) -> u64 {
     })
 }
 
-/// The sequence number of a well-formed message, or `None` if it is torn/corrupted.
-fn verify(msg: &[u8], n: u64) -> Option<u64> {
-    if msg.len() < MIN_LEN {
-        return None;
-    }
-    let seq = u64::from_le_bytes(msg[0..8].try_into().ok()?);
-    if seq == 0 || seq > n || msg.len() != msg_len(seq) {
-        return None;
-    }
+/// The sequence number of a message whose header is well-formed (length as long as
+/// the sequence number says), or `None`.
+fn header_seq(msg: &[u8], n: u64) -> Option<u64> {
+    let seq = u64::from_le_bytes(msg.get(0..8)?.try_into().ok()?);
+    let len = u32::from_le_bytes(msg.get(8..12)?.try_into().ok()?);
+    (seq != 0 && seq <= n && msg.len() == msg_len(seq) && len as usize == msg.len()).then_some(seq)
+}
+
+/// Whether every byte of message `seq` is what the writer wrote (body and checksum).
+fn body_ok(seq: u64, msg: &[u8]) -> bool {
     let mut expect = vec![0u8; msg.len()];
     fill(seq, &mut expect);
-    (expect == msg).then_some(seq)
+    expect == msg && checksum(&msg[..msg.len() - 8]).to_le_bytes() == msg[msg.len() - 8..]
 }
 
 fn writer(name: &str, ctl: &RingCtl, n: u64) -> i32 {
@@ -97,7 +106,7 @@ fn writer(name: &str, ctl: &RingCtl, n: u64) -> i32 {
     }
     loop {
         let seq = ld(&ctl.w_next);
-        if seq > n {
+        if seq > n || ld(&ctl.stop) != 0 {
             break;
         }
         // Intent first: a kill from here until the publish loses exactly `seq`.
@@ -136,31 +145,36 @@ fn reader(name: &str, ctl: &RingCtl, received: &[std::sync::atomic::AtomicU8], n
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
         let r = ring.read_with_timeout(left, |msg| {
-            let Some(seq) = verify(msg, n) else {
-                ctl.bad_seq.store(
-                    msg.get(0..8)
-                        .map_or(0, |b| u64::from_le_bytes(b.try_into().unwrap())),
-                    Ordering::SeqCst,
-                );
+            let Some(seq) = header_seq(msg, n) else {
+                let seq = msg.get(0..8).and_then(|b| b.try_into().ok());
+                ctl.bad_seq
+                    .store(seq.map_or(0, u64::from_le_bytes), Ordering::SeqCst);
                 return Err(code::CORRUPT);
             };
             let last = ld(&ctl.r_last);
             let was_first = std::mem::replace(&mut first, false);
             if seq <= last {
-                if was_first && seq == last {
-                    // The predecessor recorded `seq` but died before the ring freed
-                    // it: the documented redelivery. Make sure it counts once.
-                    received[seq as usize].store(1, Ordering::SeqCst);
-                    ctl.redeliveries.fetch_add(1, Ordering::SeqCst);
-                    return Ok(());
+                if !(was_first && seq == last) {
+                    ctl.bad_seq.store(seq, Ordering::SeqCst);
+                    return Err(code::DUPLICATE);
                 }
-                ctl.bad_seq.store(seq, Ordering::SeqCst);
-                return Err(code::DUPLICATE);
+                // The predecessor recorded `seq` but died before the ring freed it:
+                // the documented redelivery. Make sure it counts once.
+                received[seq as usize].store(1, Ordering::SeqCst);
+                ctl.redeliveries.fetch_add(1, Ordering::SeqCst);
+            } else {
+                ctl.r_last.store(seq, Ordering::SeqCst);
+                if received[seq as usize].fetch_add(1, Ordering::SeqCst) != 0 {
+                    ctl.bad_seq.store(seq, Ordering::SeqCst);
+                    return Err(code::DUPLICATE);
+                }
             }
-            ctl.r_last.store(seq, Ordering::SeqCst);
-            if received[seq as usize].fetch_add(1, Ordering::SeqCst) != 0 {
+            // The full check comes after recording: it is the slowest part of a read,
+            // so a reader killed mid-read often leaves a recorded message that the
+            // ring has not freed yet, which exercises the redelivery above.
+            if !body_ok(seq, msg) {
                 ctl.bad_seq.store(seq, Ordering::SeqCst);
-                return Err(code::DUPLICATE);
+                return Err(code::CORRUPT);
             }
             Ok(())
         });
@@ -192,8 +206,9 @@ pub struct RingTotals {
 
 /// Runs the ring part.
 pub fn run(cfg: &Config, seed: u64) -> Result<RingTotals, Violation> {
-    let rounds = cfg.rounds(6, 200);
-    let n = cfg.size(40_000, 200_000) as u64;
+    let rounds = cfg.rounds(25, 200);
+    // Upper bound of a round's stream (the harness stops it after its kills).
+    let n = 1 << 20;
     let kills = cfg.size(3, 6);
     let mut rng = Rng::new(seed);
     let mut tot = RingTotals::default();
@@ -225,8 +240,7 @@ fn one_round(rng: &mut Rng, n: u64, kills: usize, tot: &mut RingTotals) -> Resul
     let mut inflight = HashSet::new();
     let (mut wk, mut rk) = (0, 0);
     for _ in 0..kills {
-        // A round streams for some tens of milliseconds; kill somewhere inside.
-        rng.pause(Duration::from_millis(40));
+        rng.pause(KILL_GAP);
         match fleet.kill_random(rng, &[], 0)? {
             Some(0) => {
                 wk += 1;
@@ -243,13 +257,24 @@ fn one_round(rng: &mut Rng, n: u64, kills: usize, tot: &mut RingTotals) -> Resul
             None => {}
         }
     }
+    // Let the restarted process work a little, then stop the stream.
+    rng.pause(KILL_GAP);
+    ctl.stop.store(1, Ordering::SeqCst);
     let deadline = Instant::now() + DEADLINE + DEADLINE;
-    let waited = fleet.wait(0, deadline).and_then(|()| fleet.wait(1, deadline));
+    let waited = fleet
+        .wait(0, deadline)
+        .and_then(|()| fleet.wait(1, deadline));
     if let Err(e) = waited {
         return Err(format!("{e} (detail: seq {})", ld(&ctl.bad_seq)));
     }
 
-    let lost = missing(received, n as usize, "message")?;
+    // Sequences the writers started: 1..=sent (a later one may be in the map only
+    // if something is badly wrong, which `missing` then reports as well).
+    let sent = (ld(&ctl.w_next) - 1).min(n);
+    if let Some(s) = (sent + 1..=n).find(|&s| received[s as usize].load(Ordering::SeqCst) != 0) {
+        return Err(format!("message {s} arrived but was never written"));
+    }
+    let lost = missing(received, sent as usize, "message")?;
     if let Some(bad) = lost.iter().find(|s| !inflight.contains(s)) {
         return Err(format!(
             "message {bad} never arrived, but no writer was killed while writing it \
@@ -265,7 +290,7 @@ fn one_round(rng: &mut Rng, n: u64, kills: usize, tot: &mut RingTotals) -> Resul
     tot.t.kills += wk + rk;
     tot.writer_kills += wk;
     tot.reader_kills += rk;
-    tot.t.moved += n - lost.len() as u64;
+    tot.t.moved += sent - lost.len() as u64;
     tot.t.lost += lost.len() as u64;
     tot.t.allowed += wk as u64;
     tot.t.recoveries += ld(&ctl.takeovers);
