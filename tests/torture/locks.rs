@@ -244,14 +244,12 @@ fn one_round(rng: &mut Rng, kills: usize, tot: &mut LockTotals) -> Result<(), Vi
         ));
     }
     let mut uncounted = 0;
-    for w in 0..WORKERS {
+    for (w, (&c, &k)) in l.commits.iter().zip(&killed).enumerate() {
         let done = ld(&ctl.done[w]);
-        let c = l.commits[w];
-        if c < done || c - done > killed[w] {
+        if c < done || c - done > k {
             return Err(format!(
-                "worker {w}: {c} committed, {done} counted, {} kills: committed must be \
-                 counted + at most one per kill",
-                killed[w]
+                "worker {w}: {c} committed, {done} counted, {k} kills: committed must be \
+                 counted + at most one per kill"
             ));
         }
         uncounted += c - done;
