@@ -21,11 +21,64 @@ use std::time::Instant;
 
 use common::{splitmix, Config};
 
+/// The parts, by the names that filters match.
+const PARTS: [&str; 3] = ["ring", "queue", "locks"];
+
+/// Which parts to run, from libtest-style arguments (so `cargo test FILTER`,
+/// `--exact`, `--skip` and `--list` behave as for other test binaries; other flags
+/// such as `--quiet` or `--test-threads N` are accepted and ignored).
+struct Selection {
+    filters: Vec<String>,
+    skips: Vec<String>,
+    exact: bool,
+    list: bool,
+}
+
+impl Selection {
+    fn from_args(args: impl Iterator<Item = String>) -> Selection {
+        let mut sel = Selection {
+            filters: Vec::new(),
+            skips: Vec::new(),
+            exact: false,
+            list: false,
+        };
+        let mut args = args.peekable();
+        while let Some(a) = args.next() {
+            match a.as_str() {
+                "--list" => sel.list = true,
+                "--exact" => sel.exact = true,
+                "--skip" => sel.skips.extend(args.next()),
+                // Flags that take a separate value.
+                "--test-threads" | "--format" | "--color" | "--logfile" | "-Z" => {
+                    args.next();
+                }
+                _ if a.starts_with('-') => {}
+                _ => sel.filters.push(a),
+            }
+        }
+        sel
+    }
+
+    fn matches(&self, part: &str, pattern: &str) -> bool {
+        if self.exact {
+            part == pattern
+        } else {
+            part.contains(pattern) || "torture".contains(pattern)
+        }
+    }
+
+    fn wants(&self, part: &str) -> bool {
+        (self.filters.is_empty() || self.filters.iter().any(|f| self.matches(part, f)))
+            && !self.skips.iter().any(|s| self.matches(part, s))
+    }
+}
+
 fn main() {
-    // libtest-style arguments (`--list`, filters, `--quiet`) from cargo: `--list`
-    // must print nothing, so `cargo test -- --list` and nextest see no tests to run.
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    if args.iter().any(|a| a == "--list") {
+    let sel = Selection::from_args(std::env::args().skip(1));
+    if sel.list {
+        for part in PARTS.iter().filter(|p| sel.wants(p)) {
+            println!("{part}: test");
+        }
         return;
     }
     let cfg = match Config::from_env() {
@@ -42,14 +95,15 @@ fn main() {
 
     let mut passed = 0;
     let mut failed = 0;
-    let mut report = |part: &str, start: Instant, r: Result<String, String>| {
+    let mut report = |part: &str, start: Instant, r: Option<Result<String, String>>| {
         let secs = start.elapsed().as_secs_f64();
         match r {
-            Ok(line) => {
+            None => {}
+            Some(Ok(line)) => {
                 passed += 1;
                 println!("{part}: {line}, {secs:.1} s: ok");
             }
-            Err(e) => {
+            Some(Err(e)) => {
                 failed += 1;
                 println!(
                     "{part}: FAILED after {secs:.1} s: {e} (seed {:#x})",
@@ -60,46 +114,51 @@ fn main() {
     };
 
     let start = Instant::now();
-    let r = ring::run(&cfg, splitmix(cfg.seed ^ 1)).map(|t| {
-        format!(
-            "rounds {}, kills {} (writer {}, reader {}), messages {}, lost {} (allowed <= {}: \
+    let r = sel.wants("ring").then(|| {
+        ring::run(&cfg, splitmix(cfg.seed ^ 1)).map(|t| {
+            format!(
+                "rounds {}, kills {} (writer {}, reader {}), messages {}, lost {} (allowed <= {}: \
              one per writer kill), redelivered {} (allowed <= {}: one per reader kill), \
              role takeovers {}",
-            t.t.rounds,
-            t.t.kills,
-            t.writer_kills,
-            t.reader_kills,
-            t.t.moved,
-            t.t.lost,
-            t.t.allowed,
-            t.redelivered,
-            t.reader_kills,
-            t.t.recoveries
-        )
+                t.t.rounds,
+                t.t.kills,
+                t.writer_kills,
+                t.reader_kills,
+                t.t.moved,
+                t.t.lost,
+                t.t.allowed,
+                t.redelivered,
+                t.reader_kills,
+                t.t.recoveries
+            )
+        })
     });
     report("ring", start, r);
 
     let start = Instant::now();
-    let r = queue::run(&cfg, splitmix(cfg.seed ^ 2)).map(|t| {
-        format!(
-            "rounds {}, kills {} (producer {}, consumer {}), items {}, lost {} ({} in killed \
+    let r = sel.wants("queue").then(|| {
+        queue::run(&cfg, splitmix(cfg.seed ^ 2)).map(|t| {
+            format!(
+                "rounds {}, kills {} (producer {}, consumer {}), items {}, lost {} ({} in killed \
              producers' puts, {} by killed consumers; allowed <= {}: one per kill), duplicated 0",
-            t.t.rounds,
-            t.t.kills,
-            t.producer_kills,
-            t.consumer_kills,
-            t.t.moved,
-            t.t.lost,
-            t.lost_by_producers,
-            t.t.lost - t.lost_by_producers,
-            t.t.allowed
-        )
+                t.t.rounds,
+                t.t.kills,
+                t.producer_kills,
+                t.consumer_kills,
+                t.t.moved,
+                t.t.lost,
+                t.lost_by_producers,
+                t.t.lost - t.lost_by_producers,
+                t.t.allowed
+            )
+        })
     });
     report("queue", start, r);
 
     let start = Instant::now();
-    let r = locks::run(&cfg, splitmix(cfg.seed ^ 3)).map(|t| {
-        format!(
+    let r = sel.wants("locks").then(|| {
+        locks::run(&cfg, splitmix(cfg.seed ^ 3)).map(|t| {
+            format!(
             "rounds {}, kills {} ({} holding the lock), increments {}, owner-died recoveries {} \
              ({} half-done rolled back), committed-but-uncounted {} (allowed <= kills), \
              lock free at the end",
@@ -111,6 +170,7 @@ fn main() {
             t.rollbacks,
             t.uncounted
         )
+        })
     });
     report("locks", start, r);
 
