@@ -9,7 +9,8 @@
 //! finds none), calls `make_consistent`, and carries on. At the end: the lock is free
 //! and consistent (`try_lock` succeeds), no increment is half-done, the counter equals
 //! the sum of committed increments, and each worker's commits match what it counted
-//! (allowing the one increment a worker can commit and then die before counting).
+//! (allowing the one increment a worker can commit and then die before counting),
+//! and no `OwnerDied` was reported more often than a process was killed.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -166,7 +167,8 @@ fn worker(name: &str, ctl: &LockCtl, w: usize) -> i32 {
 pub struct LockTotals {
     /// The common figures.
     pub t: Totals,
-    /// Kills of a process that had announced it held the lock.
+    /// Kills of a process that had announced it held the lock just before (it may
+    /// have released it by the time the signal landed: `recoveries` is exact).
     pub holder_kills: usize,
     /// Half-done increments rolled back.
     pub rollbacks: u64,
@@ -254,9 +256,17 @@ fn one_round(rng: &mut Rng, kills: usize, tot: &mut LockTotals) -> Result<(), Vi
         }
         uncounted += c - done;
     }
-    tot.t.kills += killed.iter().sum::<u64>() as usize;
+    let kills_made: u64 = killed.iter().sum();
+    let recoveries = ld(&ctl.recoveries);
+    if recoveries > kills_made {
+        return Err(format!(
+            "{recoveries} OwnerDied results for {kills_made} kills: owner death reported \
+             for a holder that did not die"
+        ));
+    }
+    tot.t.kills += kills_made as usize;
     tot.t.moved += l.counter;
-    tot.t.recoveries += ld(&ctl.recoveries);
+    tot.t.recoveries += recoveries;
     tot.rollbacks += ld(&ctl.rollbacks);
     tot.uncounted += uncounted;
     Ok(())
