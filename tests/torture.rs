@@ -92,6 +92,10 @@ fn main() {
         "torture: seed {:#x} (replay with SHMKIT_TORTURE_SEED={:#x}), stress {}",
         cfg.seed, cfg.seed, cfg.stress
     );
+    let stale = common::remove_stale_segments();
+    if stale > 0 {
+        println!("torture: removed {stale} segment(s) left by an earlier, killed run");
+    }
 
     let mut passed = 0;
     let mut failed = 0;

@@ -328,8 +328,23 @@ impl<'a> Fleet<'a> {
 
 /// Forks a child running `f` (see `shmkit_testkit::fork_child`). The harness binary
 /// runs without libtest's threads, so the child may allocate and open segments.
+///
+/// The child is SIGKILLed by the kernel if the harness dies (killed by a CI timeout,
+/// say), so no worker outlives a run.
 pub fn spawn(f: impl FnOnce() -> i32) -> Child {
-    fork_child(f)
+    // SAFETY: getpid has no preconditions.
+    let parent = unsafe { libc::getpid() };
+    fork_child(move || {
+        // SAFETY: PR_SET_PDEATHSIG with a valid signal number only sets an attribute
+        // of the calling process.
+        let rc = unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) };
+        // SAFETY: getppid has no preconditions.
+        if rc != 0 || unsafe { libc::getppid() } != parent {
+            // The harness died before the attribute was set: stop right away.
+            return code::ERROR;
+        }
+        f()
+    })
 }
 
 /// Totals of one part over all rounds, for the summary line.
@@ -369,4 +384,31 @@ pub fn missing(bytes: &[AtomicU8], n: usize, what: &str) -> Result<HashSet<u64>,
         }
     }
     Ok(lost)
+}
+
+/// Removes `/dev/shm/shmkit-t-torture-*-<pid>-<n>` left by an earlier run whose
+/// harness was itself killed (its guards never ran); only names of dead pids.
+/// Returns how many were removed.
+pub fn remove_stale_segments() -> usize {
+    let Ok(dir) = std::fs::read_dir("/dev/shm") else {
+        return 0;
+    };
+    let mut removed = 0;
+    for entry in dir.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(rest) = name.strip_prefix("shmkit-t-torture-") else {
+            continue;
+        };
+        // rest = "<part>-<pid>-<n>"
+        let mut fields = rest.rsplitn(3, '-');
+        let (_n, pid) = (fields.next(), fields.next());
+        let Some(pid) = pid.and_then(|p| p.parse::<u32>().ok()) else {
+            continue;
+        };
+        if !std::path::Path::new(&format!("/proc/{pid}")).exists() {
+            drop(shmkit_testkit::ShmCleanup::new(&name));
+            removed += 1;
+        }
+    }
+    removed
 }
