@@ -1,12 +1,13 @@
 """The Python side of examples/python_interop.rs.
 
 Attaches to a shmkit SharedArray<f64> by name with multiprocessing.shared_memory, reads
-it through the layout in docs/layout.md, and answers with a plain segment holding the
-sum (a little-endian f64) that the Rust side opens with Segment::open_raw.
+it through the layout in docs/layout.md, reads a SharedValue<i64> NAME-count with ctypes,
+and answers with a plain segment holding the sum plus that value (a little-endian f64) that the Rust side opens with Segment::open_raw.
 
 Usage: python3 examples/python_interop.py NAME
 """
 
+import ctypes
 import struct
 import sys
 from multiprocessing import resource_tracker, shared_memory
@@ -18,6 +19,27 @@ PAYLOAD_OFFSET_FIELD = 32 # u64 offset of the payload (128)
 ARRAY_LEN_OFFSET = 0      # payload offset of the u64 element count
 ARRAY_DATA_OFFSET = 64    # payload offset of the Mutex<[T]>
 LOCK_WORD_LEN = 16        # the robust mutex before the elements (f64: no padding)
+
+
+class RawMutex(ctypes.LittleEndianStructure):
+    _fields_ = [("word", ctypes.c_uint32), ("consistency", ctypes.c_uint32),
+                ("owner", ctypes.c_uint64)]
+
+
+class SharedValueI64(ctypes.LittleEndianStructure):  # Mutex<i64>
+    _fields_ = [("lock", RawMutex), ("value", ctypes.c_int64)]
+
+
+def read_value(name):
+    """Reads a SharedValue<i64> with ctypes, exactly as docs/layout.md shows."""
+    shm = attach(name)
+    payload_offset = int.from_bytes(shm.buf[32:40], "little")
+    v = SharedValueI64.from_buffer(shm.buf, payload_offset)
+    value, locked = v.value, v.lock.word != 0
+    del v
+    shm.close()
+    print(f"python: '{name}' holds {value} ({'locked' if locked else 'unlocked'})")
+    return value
 
 
 def attach(name):
@@ -49,8 +71,10 @@ def main():
     del buf
     shm.close()
 
+    value = read_value(f"{name}-count")
+
     reply = shared_memory.SharedMemory(name=f"{name}-reply", create=True, size=8)
-    struct.pack_into("<d", reply.buf, 0, total)
+    struct.pack_into("<d", reply.buf, 0, total + value)
     # The Rust side removes the reply segment; stop Python's tracker from doing it too.
     resource_tracker.unregister(reply._name, "shared_memory")
     reply.close()

@@ -87,7 +87,10 @@ fn python_interop_round_trips() {
         panic!("python3 is required for the interop example (CI installs it)");
     }
     let out = run("python_interop", &[]);
-    assert!(out.contains("python says the sum is 285"), "{out}");
+    assert!(
+        out.contains("python says the sum plus the value is 327"),
+        "{out}"
+    );
     assert!(out.contains("OK: Rust -> Python -> Rust"), "{out}");
 }
 
@@ -162,4 +165,17 @@ fn reader_reports_a_writer_that_stops_early() {
     assert!(!r.status.success(), "10 of 1000 messages is a failure");
     let err = String::from_utf8_lossy(&r.stderr);
     assert!(err.contains("10 of 1000 messages arrived"), "{err}");
+}
+
+#[test]
+fn producer_consumer_consumes_every_item_once() {
+    let out = run("producer_consumer", &[]);
+    assert!(
+        out.contains("5 producers put 100000 items; 2 consumers got 100000"),
+        "{out}"
+    );
+    assert!(
+        out.contains("OK: every item consumed exactly once"),
+        "{out}"
+    );
 }

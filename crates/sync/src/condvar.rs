@@ -128,9 +128,8 @@ impl Condvar {
         // Relaxed: the mutex orders this read before any notify that follows our
         // predicate check (see the module docs).
         let seq = self.seq.load(Relaxed);
-        // SeqCst: pairs with the SeqCst load in notify_with (a notifier that does not
-        // take the mutex still sees us, or we see its bump).
-        self.waiters.fetch_add(1, SeqCst);
+        // AcqRel RMW, paired with the notifier's RMW on `waiters` (see notify_with).
+        self.waiters.fetch_add(1, AcqRel);
         drop(guard);
         let out = Futex.wait(&self.seq, seq, deadline);
         // Relaxed: a hint for notifiers.
@@ -140,9 +139,12 @@ impl Condvar {
     }
 
     fn notify_with<W: Waiter>(&self, w: &W, n: u32) {
-        // SeqCst: see wait_until.
-        self.seq.fetch_add(1, SeqCst);
-        if self.waiters.load(SeqCst) > 0 {
+        // Release: orders the bump before our RMW on `waiters` below.
+        self.seq.fetch_add(1, Release);
+        // An RMW on `waiters` (AcqRel): either the sleeper's increment reads from it
+        // (then our bump happens-before the kernel's check of `seq` and it does not
+        // sleep) or we see its increment and wake it. See Semaphore::release_with.
+        if self.waiters.fetch_add(0, AcqRel) > 0 {
             w.wake(&self.seq, n);
         }
     }

@@ -127,7 +127,8 @@ pub enum SemaphoreError {
     #[error("no semaphore permit is available (try_acquire did not wait)")]
     WouldBlock,
     /// `release` would raise the value above the bounded semaphore's maximum (Python's
-    /// `BoundedSemaphore` raises `ValueError` here): a permit was released twice.
+    /// `BoundedSemaphore` raises `ValueError` here): a permit was released twice. An
+    /// unbounded semaphore reports this at `u32::MAX`.
     #[error("semaphore released too many times: value would exceed its maximum of {max}")]
     Overflow {
         /// The semaphore's maximum value.

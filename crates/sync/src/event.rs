@@ -103,11 +103,13 @@ impl Event {
     }
 
     pub(crate) fn set_with<W: Waiter>(&self, w: &W) {
-        // SeqCst: Release for the waiters' Acquire, and ordered before the `waiters`
-        // load (pairs with the SeqCst increment in wait_with: either we see the sleeper
-        // or the kernel's check sees the flag).
-        self.state.swap(1, SeqCst);
-        if self.waiters.load(SeqCst) > 0 {
+        // Release: pairs with the waiters' Acquire loads of `state`.
+        self.state.swap(1, Release);
+        // An RMW on `waiters` (AcqRel), paired with the sleeper's increment: either the
+        // sleeper's RMW reads from ours (then the flag happens-before the kernel's check
+        // and it does not sleep) or ours sees its increment and we wake it. See
+        // Semaphore::release_with for why an RMW and not a SeqCst load.
+        if self.waiters.fetch_add(0, AcqRel) > 0 {
             if self.is_auto() {
                 w.wake(&self.state, 1);
             } else {
@@ -121,8 +123,8 @@ impl Event {
             if self.try_take() {
                 return true;
             }
-            // SeqCst: see set_with.
-            self.waiters.fetch_add(1, SeqCst);
+            // AcqRel: see set_with.
+            self.waiters.fetch_add(1, AcqRel);
             let out = w.wait(&self.state, 0, deadline);
             // Relaxed: a hint for setters.
             self.waiters.fetch_sub(1, Relaxed);
@@ -130,5 +132,37 @@ impl Event {
                 return self.try_take();
             }
         }
+    }
+}
+
+/// Loom model of set/wait (no lost wake-up). Run with:
+/// `RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR=target/loom cargo test -p shmkit-sync --release --lib loom`
+#[cfg(all(test, loom))]
+mod loom_tests {
+    use super::*;
+    use crate::wait::loom_model::{Kernel, LoomWaiter};
+    use loom::sync::Arc;
+
+    #[test]
+    fn loom_event_set_wakes_every_waiter() {
+        let mut b = loom::model::Builder::new();
+        b.preemption_bound = Some(3);
+        b.check(|| {
+            let kernel = Kernel::with_dead(vec![]);
+            let ev = Arc::new(Event::new());
+            let waiters: Vec<_> = (1..=2)
+                .map(|tid| {
+                    let (ev, kernel) = (ev.clone(), kernel.clone());
+                    loom::thread::spawn(move || {
+                        let w = LoomWaiter { kernel, me: tid };
+                        assert!(ev.wait_with(&w, None));
+                    })
+                })
+                .collect();
+            ev.set_with(&LoomWaiter { kernel, me: 3 });
+            for t in waiters {
+                t.join().unwrap();
+            }
+        });
     }
 }

@@ -130,7 +130,14 @@ pub fn wait(word: &AtomicU32, expected: u32, deadline: Option<&Deadline>) -> Wai
         Some(libc::ETIMEDOUT) => WaitOutcome::TimedOut,
         // EINTR: a signal arrived; the caller re-checks and waits again with the same
         // absolute deadline.
-        _ => WaitOutcome::Woken,
+        Some(libc::EINTR) => WaitOutcome::Woken,
+        // EFAULT/EINVAL/ENOSYS mean a bug (an unmapped or misaligned word, a bad
+        // timespec) or a kernel without futexes: loud in debug builds; in release the
+        // caller re-checks its condition and retries, which is still correct.
+        other => {
+            debug_assert!(false, "futex wait failed unexpectedly: errno {other:?}");
+            WaitOutcome::Woken
+        }
     }
 }
 

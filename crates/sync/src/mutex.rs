@@ -334,7 +334,10 @@ impl RawMutex {
                     }
                 }
             }
-            if yields < YIELDS {
+            // (YIELDS is 0 under loom, which clippy would flag as an absurd comparison.)
+            #[cfg_attr(loom, allow(clippy::absurd_extreme_comparisons))]
+            let yield_now = yields < YIELDS;
+            if yield_now {
                 yields += 1;
                 yield_cpu();
                 // Relaxed: a hint; the CAS above synchronises.
@@ -626,6 +629,21 @@ mod tests {
         assert!(m.try_lock().is_ok());
     }
 
+    /// (A unit test: this binary does not fork, so the panicking thread cannot leave
+    /// a forked child waiting on the panic-hook lock.)
+    #[test]
+    fn panicking_holder_poisons() {
+        let m = std::sync::Arc::new(Mutex::new(1u32));
+        let m2 = m.clone();
+        let r = std::thread::spawn(move || {
+            let _g = m2.lock().unwrap();
+            panic!("boom");
+        })
+        .join();
+        assert!(r.is_err());
+        assert!(m.lock().is_err_and(|e| e.is_poisoned()));
+    }
+
     #[test]
     fn zeroed_memory_is_an_unlocked_consistent_mutex() {
         let raw: RawMutex = unsafe_zeroed();
@@ -680,6 +698,7 @@ mod loom_tests {
                         };
                         assert_eq!(m.0.lock_with(&w, None), Ok(Acquired::Consistent));
                         // UnsafeCell access: loom reports a race if exclusion fails.
+                        // SAFETY: loom checks this access: the lock (or the joins) order it.
                         m.1.with_mut(|p| unsafe { *p += 1 });
                         m.0.unlock_with(&w, false);
                     })
@@ -690,11 +709,13 @@ mod loom_tests {
                 me: ident(3),
             };
             assert_eq!(m.0.lock_with(&w, None), Ok(Acquired::Consistent));
+            // SAFETY: loom checks this access: the lock (or the joins) order it.
             m.1.with_mut(|p| unsafe { *p += 1 });
             m.0.unlock_with(&w, false);
             for t in threads {
                 t.join().unwrap();
             }
+            // SAFETY: loom checks this access: the lock (or the joins) order it.
             assert_eq!(m.1.with(|p| unsafe { *p }), 3);
             assert_eq!(m.0.word.load(Relaxed), 0);
         });

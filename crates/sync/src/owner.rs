@@ -90,6 +90,7 @@ fn current_slow() -> OwnerIdent {
     ident
 }
 
+#[cfg_attr(loom, allow(dead_code))] // loom models supply their own liveness
 struct Stat {
     /// The one-letter state (field 3).
     state: u8,
@@ -151,6 +152,7 @@ fn errno() -> i32 {
 
 /// Whether the thread `tid` still exists and (if `start` is known) is the same thread
 /// that recorded that start time. See the module docs.
+#[cfg_attr(loom, allow(dead_code))] // loom models supply their own liveness
 pub(crate) fn is_alive(tid: u32, start: Option<u32>) -> bool {
     let path = format!("/proc/{tid}/stat\0");
     match read_stat(path.as_bytes()) {

@@ -613,6 +613,7 @@ mod loom_tests {
                     let (l, w) = (l.clone(), waiter(&kernel, tid));
                     loom::thread::spawn(move || {
                         l.0.write_with(&w, None).unwrap();
+                        // SAFETY: loom checks this access: the lock (or the joins) order it.
                         l.1.with_mut(|p| unsafe { *p += 1 });
                         l.0.write_unlock_with(&w);
                     })
@@ -620,12 +621,14 @@ mod loom_tests {
                 .collect();
             let w = waiter(&kernel, 3);
             l.0.read_with(&w, None).unwrap();
+            // SAFETY: loom checks this access: the lock (or the joins) order it.
             let seen = l.1.with(|p| unsafe { *p });
             assert!(seen <= 2);
             l.0.read_unlock_with(&w);
             for t in writers {
                 t.join().unwrap();
             }
+            // SAFETY: loom checks this access: the lock (or the joins) order it.
             assert_eq!(l.1.with(|p| unsafe { *p }), 2);
             assert_eq!(l.0.state.load(Relaxed) & MASK, 0);
         });
@@ -642,6 +645,7 @@ mod loom_tests {
                     let (l, w) = (l.clone(), waiter(&kernel, tid));
                     loom::thread::spawn(move || {
                         l.0.read_with(&w, None).unwrap();
+                        // SAFETY: loom checks this access: the lock (or the joins) order it.
                         let v = l.1.with(|p| unsafe { *p });
                         l.0.read_unlock_with(&w);
                         v
@@ -650,6 +654,7 @@ mod loom_tests {
                 .collect();
             let w = waiter(&kernel, 3);
             l.0.write_with(&w, None).unwrap();
+            // SAFETY: loom checks this access: the lock (or the joins) order it.
             l.1.with_mut(|p| unsafe { *p = 7 });
             l.0.write_unlock_with(&w);
             for t in readers {

@@ -139,10 +139,8 @@ impl Semaphore {
                 crate::atomic::spin_hint();
                 continue;
             }
-            // SeqCst (with the SeqCst pair in `release_with`): either the releaser sees
-            // our increment and wakes us, or the kernel's check of `value` sees its
-            // permit and we do not sleep.
-            self.waiters.fetch_add(1, SeqCst);
+            // AcqRel RMW, paired with the releaser's RMW on `waiters` (see release_with).
+            self.waiters.fetch_add(1, AcqRel);
             let out = w.wait(&self.value, 0, deadline);
             // Relaxed: only a hint for releasers.
             self.waiters.fetch_sub(1, Relaxed);
@@ -161,16 +159,60 @@ impl Semaphore {
             if max != 0 && v >= max {
                 return Err(SemaphoreError::Overflow { max });
             }
-            // SeqCst: Release for the acquirer's Acquire, and ordered before the
-            // `waiters` load below (see acquire_with).
-            match self.value.compare_exchange_weak(v, v + 1, SeqCst, Relaxed) {
+            if v == u32::MAX {
+                return Err(SemaphoreError::Overflow { max: u32::MAX });
+            }
+            // Release: pairs with the acquirer's Acquire CAS.
+            match self.value.compare_exchange_weak(v, v + 1, Release, Relaxed) {
                 Ok(_) => break,
                 Err(e) => v = e,
             }
         }
-        if self.waiters.load(SeqCst) > 0 {
+        // An RMW (not a load) on `waiters`, AcqRel: the two RMWs (ours, the sleeper's
+        // increment) are ordered in `waiters`' modification order. If ours is first, the
+        // sleeper's increment reads from it, so our permit happens-before the kernel's
+        // check of `value` and it does not sleep; if the sleeper's is first, we see it
+        // and wake. (A plain SeqCst load would do on hardware, but RMWs make the
+        // argument one that loom can check: loom treats SeqCst as AcqRel.)
+        if self.waiters.fetch_add(0, AcqRel) > 0 {
             w.wake(&self.value, 1);
         }
         Ok(())
+    }
+}
+
+/// Loom model of acquire/release (no lost wake-up: loom reports a deadlock if every
+/// thread sleeps). Run with:
+/// `RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR=target/loom cargo test -p shmkit-sync --release --lib loom`
+#[cfg(all(test, loom))]
+mod loom_tests {
+    use super::*;
+    use crate::wait::loom_model::{Kernel, LoomWaiter};
+    use loom::sync::Arc;
+
+    #[test]
+    fn loom_semaphore_release_wakes_a_sleeper() {
+        let mut b = loom::model::Builder::new();
+        b.preemption_bound = Some(3);
+        b.check(|| {
+            let kernel = Kernel::with_dead(vec![]);
+            let sem = Arc::new(Semaphore::new(0));
+            let takers: Vec<_> = (1..=2)
+                .map(|tid| {
+                    let (sem, kernel) = (sem.clone(), kernel.clone());
+                    loom::thread::spawn(move || {
+                        let w = LoomWaiter { kernel, me: tid };
+                        sem.acquire_with(&w, None).unwrap();
+                    })
+                })
+                .collect();
+            let w = LoomWaiter { kernel, me: 3 };
+            sem.release_with(&w).unwrap();
+            sem.release_with(&w).unwrap();
+            for t in takers {
+                t.join().unwrap();
+            }
+            assert_eq!(sem.value(), 0);
+        });
     }
 }

@@ -13,9 +13,8 @@
 //! The test harness runs tests on several threads. A forked child must not rely on
 //! locks another thread might have held at the fork (stdout/stderr locks in particular):
 //! the child closure should report through its exit code or a [`Pipe`], never print.
-//! [`fork_child`] does not touch the panic hook in the child: `set_hook` takes a global
-//! lock that a test panicking on another thread at the moment of the fork may hold,
-//! which would hang the child instead of failing the test.
+//! [`fork_child`] points the child's stderr at `/dev/null` for this reason (without taking
+//! the panic-hook lock, which a panicking parent thread may hold at the fork).
 
 use std::ffi::CString;
 use std::process::Command;
@@ -173,11 +172,29 @@ pub fn fork_child<F: FnOnce() -> i32>(f: F) -> Child {
     let pid = unsafe { libc::fork() };
     assert!(pid >= 0, "fork failed: {}", std::io::Error::last_os_error());
     if pid == 0 {
+        silence_stderr();
         let code = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).unwrap_or(101);
         // SAFETY: _exit ends the child immediately; nothing after it runs.
         unsafe { libc::_exit(code) }
     }
     Child { pid, reaped: false }
+}
+
+/// Points the (forked) child's fd 2 at `/dev/null`, so a panic message goes nowhere.
+///
+/// This replaces `std::panic::set_hook` in the child: that takes the panic hook's write
+/// lock, and if another thread of the parent was panicking (holding the read lock) at
+/// the fork, the child waits for it forever.
+fn silence_stderr() {
+    // SAFETY: open/dup2/close with a static NUL-terminated path and our own fds; all
+    // async-signal-safe, as the child of a multithreaded fork requires.
+    unsafe {
+        let fd = libc::open(c"/dev/null".as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC);
+        if fd >= 0 {
+            libc::dup2(fd, 2);
+            libc::close(fd);
+        }
+    }
 }
 
 /// The role this process was re-executed in by [`spawn_role`], if any.

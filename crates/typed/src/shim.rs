@@ -12,7 +12,7 @@ pub(crate) use shmkit_sync::futex::Deadline;
 
 /// Under loom there is no clock: deadlines never pass.
 #[cfg(loom)]
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub(crate) struct Deadline;
 
 #[cfg(loom)]
