@@ -121,12 +121,13 @@ fn main() {
     let r = sel.wants("ring").then(|| {
         ring::run(&cfg, splitmix(cfg.seed ^ 1)).map(|t| {
             format!(
-                "rounds {}, kills {} (writer {}, reader {}), messages {}, lost {} (allowed <= {}: \
-             one per writer kill), redelivered {} (allowed <= {}: one per reader kill), \
-             role takeovers {}",
+                "rounds {}, kills {} (writer {}, {} of them mid-message; reader {}), \
+                 messages {}, lost {} (allowed <= {}: one per writer kill), redelivered {} \
+                 (allowed <= {}: one per reader kill), role takeovers {}, torn messages seen 0",
                 t.t.rounds,
                 t.t.kills,
                 t.writer_kills,
+                t.torn_kills,
                 t.reader_kills,
                 t.t.moved,
                 t.t.lost,

@@ -52,6 +52,9 @@ struct RingCtl {
     /// Set by the harness after its last kill: the writer finishes its message,
     /// closes the ring and exits; the reader drains and exits.
     stop: AtomicU64,
+    /// 1 while the writer fills a reserved record (between the ring writing the
+    /// record's length and publishing it): a kill then leaves a torn record behind.
+    w_filling: AtomicU64,
 }
 
 // SAFETY: repr(C), atomics only.
@@ -115,7 +118,12 @@ fn writer(name: &str, ctl: &RingCtl, n: u64) -> i32 {
         let deadline = Instant::now() + DEADLINE;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
-            match ring.write_with_timeout(len, left, |buf| fill(seq, buf)) {
+            let r = ring.write_with_timeout(len, left, |buf| {
+                ctl.w_filling.store(1, Ordering::SeqCst);
+                fill(seq, buf);
+            });
+            ctl.w_filling.store(0, Ordering::SeqCst);
+            match r {
                 Ok(()) => break,
                 // The reader was killed while the ring was full; the harness starts a
                 // new one, which takes the role over. Nothing was written: retry.
@@ -202,6 +210,9 @@ pub struct RingTotals {
     pub reader_kills: usize,
     /// Messages delivered twice after a reader kill (the documented redelivery).
     pub redelivered: u64,
+    /// Writer kills that landed while it was filling a reserved record (a torn
+    /// record was left beyond the published tail).
+    pub torn_kills: u64,
 }
 
 /// Runs the ring part.
@@ -244,6 +255,9 @@ fn one_round(rng: &mut Rng, n: u64, kills: usize, tot: &mut RingTotals) -> Resul
         match fleet.kill_random(rng, &[], 0)? {
             Some(0) => {
                 wk += 1;
+                if ctl.w_filling.swap(0, Ordering::SeqCst) != 0 {
+                    tot.torn_kills += 1;
+                }
                 let next = ld(&ctl.w_next);
                 if (2..=n + 1).contains(&next) {
                     inflight.insert(next - 1);
