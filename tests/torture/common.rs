@@ -370,8 +370,8 @@ pub fn ld(a: &AtomicU64) -> u64 {
     a.load(Ordering::SeqCst)
 }
 
-/// Counts the seeds of a set in `1..=n` whose byte in `bytes` is 0 (not delivered),
-/// checking that none is above 1 (delivered twice).
+/// The ids in `1..=n` whose byte in `bytes` is 0 (never delivered); an error if one is
+/// above 1 (delivered more than once).
 pub fn missing(bytes: &[AtomicU8], n: usize, what: &str) -> Result<HashSet<u64>, Violation> {
     let mut lost = HashSet::new();
     for (id, b) in bytes.iter().enumerate().take(n + 1).skip(1) {
