@@ -165,14 +165,15 @@ fn main() {
         locks::run(&cfg, splitmix(cfg.seed ^ 3)).map(|t| {
             format!(
             "rounds {}, kills {} ({} holding the lock), increments {}, owner-died recoveries {} \
-             ({} half-done rolled back), committed-but-uncounted {} (allowed <= kills), \
-             lock free at the end",
+             ({} half-done rolled back), slow holds by live holders {} (none taken over), \
+             committed-but-uncounted {} (allowed <= kills), lock free at the end",
             t.t.rounds,
             t.t.kills,
             t.holder_kills,
             t.t.moved,
             t.t.recoveries,
             t.rollbacks,
+            t.slow_holds,
             t.uncounted
         )
         })

@@ -21,10 +21,16 @@ use shmkit_testkit::{unique_name, ShmCleanup};
 use shmkit_typed::SharedValue;
 
 use crate::common::{
-    code, ld, spawn, AtomicsOnly, Config, Control, Fleet, Rng, Totals, Violation, DEADLINE,
+    code, ld, spawn, splitmix, AtomicsOnly, Config, Control, Fleet, Rng, Totals, Violation,
+    DEADLINE,
 };
 
 const WORKERS: usize = 4;
+/// Slow holds per round: a live worker keeps the lock for [`SLOW_HOLD`], longer than
+/// two of the mutex's owner-check slices (`OWNER_CHECK_INTERVAL`, 10 ms), so waiters
+/// check its liveness while it is alive and must not take the lock from it.
+const SLOW_HOLDS: u64 = 2;
+const SLOW_HOLD: Duration = Duration::from_millis(25);
 /// Largest pause before each kill (uniformly random below it).
 const KILL_GAP: Duration = Duration::from_millis(30);
 
@@ -64,6 +70,8 @@ struct LockCtl {
     recoveries: AtomicU64,
     /// Of those, half-done increments rolled back.
     rollbacks: AtomicU64,
+    /// Slow holds claimed this round (at most [`SLOW_HOLDS`] happen).
+    slow_holds: AtomicU64,
     /// Set by the harness after its last kill: workers finish and exit.
     stop: AtomicU64,
 }
@@ -109,7 +117,8 @@ fn repair(l: &mut Ledger) -> Result<bool, i32> {
     Ok(true)
 }
 
-fn increment(l: &mut Ledger, w: usize) {
+/// One increment; `slow` holds the lock (half-done) that long in the middle.
+fn increment(l: &mut Ledger, w: usize, slow: Option<Duration>) {
     put(&mut l.undo_counter, get(&l.counter));
     put(&mut l.undo_commit, get(&l.commits[w]));
     put(&mut l.marker, w as u64 + 1);
@@ -117,6 +126,11 @@ fn increment(l: &mut Ledger, w: usize) {
     // Widen the half-done window a little, as real work under a lock would.
     for _ in 0..64 {
         std::hint::spin_loop();
+    }
+    if let Some(d) = slow {
+        // A live holder that keeps the lock across several of the waiters' owner
+        // checks: they must keep waiting, never declare it dead.
+        std::thread::sleep(d);
     }
     put(&mut l.check, !get(&l.counter));
     let committed = get(&l.commits[w]) + 1;
@@ -128,6 +142,9 @@ fn worker(name: &str, ctl: &LockCtl, w: usize) -> i32 {
     let Ok(v) = SharedValue::<Ledger>::open(name) else {
         return code::OPEN;
     };
+    // Which of its increments this process makes slow (if the round still allows one).
+    let slow_at = splitmix(u64::from(std::process::id())) % 1000;
+    let mut i = 0u64;
     while ld(&ctl.stop) == 0 {
         let mut g = match v.lock_timeout(DEADLINE) {
             Ok(g) => {
@@ -154,7 +171,10 @@ fn worker(name: &str, ctl: &LockCtl, w: usize) -> i32 {
             Err(_) => return code::ERROR,
         };
         ctl.holding[w].store(1, Ordering::SeqCst);
-        increment(&mut g, w);
+        let slow = (i == slow_at && ctl.slow_holds.fetch_add(1, Ordering::SeqCst) < SLOW_HOLDS)
+            .then_some(SLOW_HOLD);
+        i += 1;
+        increment(&mut g, w, slow);
         ctl.holding[w].store(0, Ordering::SeqCst);
         drop(g);
         ctl.done[w].fetch_add(1, Ordering::SeqCst);
@@ -172,6 +192,8 @@ pub struct LockTotals {
     pub holder_kills: usize,
     /// Half-done increments rolled back.
     pub rollbacks: u64,
+    /// Slow holds started (the holder may have been killed during one).
+    pub slow_holds: u64,
     /// Increments committed whose worker died before counting them (allowed: one
     /// per kill).
     pub uncounted: u64,
@@ -268,6 +290,7 @@ fn one_round(rng: &mut Rng, kills: usize, tot: &mut LockTotals) -> Result<(), Vi
     tot.t.moved += l.counter;
     tot.t.recoveries += recoveries;
     tot.rollbacks += ld(&ctl.rollbacks);
+    tot.slow_holds += ld(&ctl.slow_holds).min(SLOW_HOLDS);
     tot.uncounted += uncounted;
     Ok(())
 }
