@@ -123,7 +123,8 @@ fn main() {
             format!(
                 "rounds {}, kills {} (writer {}, {} of them mid-message; reader {}), \
                  messages {}, lost {} (allowed <= {}: one per writer kill), redelivered {} \
-                 (allowed <= {}: one per reader kill), role takeovers {}, torn messages seen 0",
+                 (allowed <= {}: one per reader kill), role takeovers {}, slow live peers {} (no \
+                 false PeerDied), torn messages seen 0",
                 t.t.rounds,
                 t.t.kills,
                 t.writer_kills,
@@ -134,7 +135,8 @@ fn main() {
                 t.t.allowed,
                 t.redelivered,
                 t.reader_kills,
-                t.t.recoveries
+                t.t.recoveries,
+                t.slow_ops
             )
         })
     });

@@ -140,6 +140,8 @@ pub mod code {
     pub const INCONSISTENT: i32 = 7;
     /// A child could not open the shared object.
     pub const OPEN: i32 = 8;
+    /// shmkit said the peer died while the peer was running.
+    pub const FALSE_DEATH: i32 = 9;
 
     /// Human-readable meaning of a code.
     pub fn describe(code: i32) -> &'static str {
@@ -152,6 +154,7 @@ pub mod code {
             POISONED => "found the lock poisoned",
             INCONSISTENT => "found half-updated data behind a lock that reported no owner death",
             OPEN => "could not open the shared object",
+            FALSE_DEATH => "was told its peer died while the peer was still running",
             101 => "panicked",
             _ => "unknown exit code",
         }
@@ -411,4 +414,16 @@ pub fn remove_stale_segments() -> usize {
         }
     }
     removed
+}
+
+/// Whether process `pid` exists and is not a zombie (what a false "peer died" report
+/// would contradict). A killed process only goes from running to zombie to gone.
+pub fn running(pid: u32) -> bool {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return false;
+    };
+    let state = stat
+        .rfind(')')
+        .and_then(|i| stat[i + 1..].split_ascii_whitespace().next());
+    !matches!(state, None | Some("Z" | "X" | "x"))
 }

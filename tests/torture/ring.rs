@@ -23,7 +23,7 @@ use shmkit_testkit::{unique_name, ShmCleanup};
 use shmkit_typed::ring::{ReadError, Ring, WriteError};
 
 use crate::common::{
-    code, ld, missing, spawn, splitmix, AtomicsOnly, Config, Control, Fleet, Rng, Totals,
+    code, ld, missing, running, spawn, splitmix, AtomicsOnly, Config, Control, Fleet, Rng, Totals,
     Violation, DEADLINE,
 };
 
@@ -33,6 +33,12 @@ const CAPACITY: usize = 16 << 10;
 const MIN_LEN: usize = 24;
 /// Longest message.
 const MAX_LEN: usize = 1024;
+/// Slow operations per round: a live writer (mid-message) or reader (mid-read) stalls
+/// for [`SLOW_OP`], longer than two of the ring's liveness-check slices
+/// (`SLEEP_SLICE`, 20 ms), so its blocked peer checks it while it is alive and must
+/// not report `PeerDied`.
+const SLOW_OPS: u64 = 2;
+const SLOW_OP: Duration = Duration::from_millis(50);
 /// Largest pause before each kill (uniformly random below it).
 const KILL_GAP: Duration = Duration::from_millis(30);
 
@@ -47,7 +53,8 @@ struct RingCtl {
     redeliveries: AtomicU64,
     /// Role takeovers: a writer or reader that started after a predecessor died.
     takeovers: AtomicU64,
-    /// Detail of a failure reported by a child's exit code.
+    /// Detail of a failure reported by a child's exit code (a sequence number, or
+    /// the pid of a peer reported dead while alive).
     bad_seq: AtomicU64,
     /// Set by the harness after its last kill: the writer finishes its message,
     /// closes the ring and exits; the reader drains and exits.
@@ -55,6 +62,8 @@ struct RingCtl {
     /// 1 while the writer fills a reserved record (between the ring writing the
     /// record's length and publishing it): a kill then leaves a torn record behind.
     w_filling: AtomicU64,
+    /// Slow operations claimed this round (at most [`SLOW_OPS`] happen).
+    slow_ops: AtomicU64,
 }
 
 // SAFETY: repr(C), atomics only.
@@ -107,6 +116,8 @@ fn writer(name: &str, ctl: &RingCtl, n: u64) -> i32 {
     if ld(&ctl.w_next) > 1 {
         ctl.takeovers.fetch_add(1, Ordering::SeqCst);
     }
+    let slow_at = splitmix(u64::from(std::process::id()) ^ 0x57) % 2000;
+    let mut i = 0u64;
     loop {
         let seq = ld(&ctl.w_next);
         if seq > n || ld(&ctl.stop) != 0 {
@@ -121,12 +132,20 @@ fn writer(name: &str, ctl: &RingCtl, n: u64) -> i32 {
             let r = ring.write_with_timeout(len, left, |buf| {
                 ctl.w_filling.store(1, Ordering::SeqCst);
                 fill(seq, buf);
+                if i == slow_at && ctl.slow_ops.fetch_add(1, Ordering::SeqCst) < SLOW_OPS {
+                    std::thread::sleep(SLOW_OP);
+                }
             });
+            i += 1;
             ctl.w_filling.store(0, Ordering::SeqCst);
             match r {
                 Ok(()) => break,
                 // The reader was killed while the ring was full; the harness starts a
                 // new one, which takes the role over. Nothing was written: retry.
+                Err(WriteError::PeerDied { pid }) if running(pid) => {
+                    ctl.bad_seq.store(u64::from(pid), Ordering::SeqCst);
+                    return code::FALSE_DEATH;
+                }
                 Err(WriteError::PeerDied { .. }) if !left.is_zero() => {}
                 Err(WriteError::PeerDied { .. } | WriteError::Timeout) => return code::TIMEOUT,
                 Err(WriteError::Corrupt { .. }) => return code::CORRUPT,
@@ -149,6 +168,8 @@ fn reader(name: &str, ctl: &RingCtl, received: &[std::sync::atomic::AtomicU8], n
         ctl.takeovers.fetch_add(1, Ordering::SeqCst);
     }
     let mut first = true;
+    let slow_at = splitmix(u64::from(std::process::id()) ^ 0x52) % 2000;
+    let mut i = 0u64;
     let mut deadline = Instant::now() + DEADLINE;
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
@@ -177,6 +198,10 @@ fn reader(name: &str, ctl: &RingCtl, received: &[std::sync::atomic::AtomicU8], n
                     return Err(code::DUPLICATE);
                 }
             }
+            if i == slow_at && ctl.slow_ops.fetch_add(1, Ordering::SeqCst) < SLOW_OPS {
+                std::thread::sleep(SLOW_OP);
+            }
+            i += 1;
             // The full check comes after recording: it is the slowest part of a read,
             // so a reader killed mid-read often leaves a recorded message that the
             // ring has not freed yet, which exercises the redelivery above.
@@ -191,6 +216,10 @@ fn reader(name: &str, ctl: &RingCtl, received: &[std::sync::atomic::AtomicU8], n
             Ok(Err(c)) => return c,
             Err(ReadError::Closed) => return code::OK,
             // The writer was killed; the harness starts a new one. Keep reading.
+            Err(ReadError::PeerDied { pid }) if running(pid) => {
+                ctl.bad_seq.store(u64::from(pid), Ordering::SeqCst);
+                return code::FALSE_DEATH;
+            }
             Err(ReadError::PeerDied { .. }) if !left.is_zero() => {}
             Err(ReadError::PeerDied { .. } | ReadError::Timeout) => return code::TIMEOUT,
             Err(ReadError::Corrupt { .. }) => return code::CORRUPT,
@@ -213,6 +242,8 @@ pub struct RingTotals {
     /// Writer kills that landed while it was filling a reserved record (a torn
     /// record was left beyond the published tail).
     pub torn_kills: u64,
+    /// Slow operations by a live writer or reader (their peer must not see PeerDied).
+    pub slow_ops: u64,
 }
 
 /// Runs the ring part.
@@ -279,7 +310,10 @@ fn one_round(rng: &mut Rng, n: u64, kills: usize, tot: &mut RingTotals) -> Resul
         .wait(0, deadline)
         .and_then(|()| fleet.wait(1, deadline));
     if let Err(e) = waited {
-        return Err(format!("{e} (detail: seq {})", ld(&ctl.bad_seq)));
+        return Err(format!(
+            "{e} (detail: sequence or pid {})",
+            ld(&ctl.bad_seq)
+        ));
     }
 
     // Sequences the writers started: 1..=sent (a later one may be in the map only
@@ -309,5 +343,6 @@ fn one_round(rng: &mut Rng, n: u64, kills: usize, tot: &mut RingTotals) -> Resul
     tot.t.allowed += wk as u64;
     tot.t.recoveries += ld(&ctl.takeovers);
     tot.redelivered += redelivered;
+    tot.slow_ops += ld(&ctl.slow_ops).min(SLOW_OPS);
     Ok(())
 }
