@@ -137,11 +137,12 @@ fn one_round(
             spawn(|| consumer(name, ctl, got, total))
         }
     });
+    let detail = |e: Violation| format!("{e} (detail: id {})", ld(&ctl.bad_id));
     let mut inflight = HashSet::new();
     let (mut pk, mut ck) = (0, 0);
     for _ in 0..kills {
         rng.pause(KILL_GAP);
-        match fleet.kill_random(rng, &[], 0)? {
+        match fleet.kill_random(rng, &[], 0).map_err(detail)? {
             Some(p) if p < PRODUCERS => {
                 pk += 1;
                 let next = ld(&ctl.p_next[p]);
@@ -160,7 +161,6 @@ fn one_round(
     rng.pause(KILL_GAP);
     ctl.stop.store(1, Ordering::SeqCst);
     let deadline = Instant::now() + DEADLINE + DEADLINE;
-    let detail = |e: Violation| format!("{e} (detail: id {})", ld(&ctl.bad_id));
     for p in 0..PRODUCERS {
         fleet.wait(p, deadline).map_err(detail)?;
     }

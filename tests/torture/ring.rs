@@ -283,7 +283,10 @@ fn one_round(rng: &mut Rng, n: u64, kills: usize, tot: &mut RingTotals) -> Resul
     let (mut wk, mut rk) = (0, 0);
     for _ in 0..kills {
         rng.pause(KILL_GAP);
-        match fleet.kill_random(rng, &[], 0)? {
+        let killed = fleet.kill_random(rng, &[], 0);
+        let killed =
+            killed.map_err(|e| format!("{e} (detail: sequence or pid {})", ld(&ctl.bad_seq)))?;
+        match killed {
             Some(0) => {
                 wk += 1;
                 if ctl.w_filling.swap(0, Ordering::SeqCst) != 0 {
