@@ -28,7 +28,7 @@
 //! same PID namespace (TIDs are namespace-local).
 
 use std::cell::Cell;
-use std::sync::Once;
+use std::sync::atomic::{AtomicU8, Ordering};
 
 /// `start_time_low32 << 32 | tid` of a thread; 0 means "nobody".
 pub(crate) type OwnerIdent = u64;
@@ -52,7 +52,42 @@ thread_local! {
     static ME: Cell<OwnerIdent> = const { Cell::new(0) };
 }
 
-static ATFORK: Once = Once::new();
+/// Whether the fork handler is registered: `0` no, `1` a thread is registering it, `2`
+/// registered. Not a `std::sync::Once`: a `Once` that another thread of the parent was
+/// running at the moment of a `fork` stays "running" forever in the child, and every
+/// lock in the child would then hang on it (seen in the test suite). Nothing here ever
+/// waits.
+static ATFORK: AtomicU8 = AtomicU8::new(0);
+const ATFORK_NONE: u8 = 0;
+const ATFORK_REGISTERING: u8 = 1;
+const ATFORK_DONE: u8 = 2;
+
+/// Registers [`atfork_child`] once per process; returns whether it is registered.
+fn ensure_atfork() -> bool {
+    // Acquire: pairs with the Release store below (the registration happened-before).
+    if ATFORK.load(Ordering::Acquire) == ATFORK_DONE {
+        return true;
+    }
+    // Acquire/Relaxed: only one thread wins; the others go on without waiting.
+    if ATFORK
+        .compare_exchange(
+            ATFORK_NONE,
+            ATFORK_REGISTERING,
+            Ordering::Acquire,
+            Ordering::Relaxed,
+        )
+        .is_ok()
+    {
+        // SAFETY: registering a plain `extern "C" fn` that only touches a thread-local
+        // is allowed; the prepare and parent handlers are absent (None).
+        let rc = unsafe { libc::pthread_atfork(None, None, Some(atfork_child)) };
+        // pthread_atfork only fails on ENOMEM; then let a later call try again.
+        let next = if rc == 0 { ATFORK_DONE } else { ATFORK_NONE };
+        // Release: publishes the registration to the Acquire loads above.
+        ATFORK.store(next, Ordering::Release);
+    }
+    ATFORK.load(Ordering::Acquire) == ATFORK_DONE
+}
 
 extern "C" fn atfork_child() {
     // Runs in the child's only thread, the one that called fork: forget the parent's
@@ -72,21 +107,19 @@ pub(crate) fn current() -> OwnerIdent {
 
 #[cold]
 fn current_slow() -> OwnerIdent {
-    ATFORK.call_once(|| {
-        // SAFETY: registering a plain `extern "C" fn` that only touches a thread-local
-        // is allowed; the prepare and parent handlers are absent (None).
-        let rc = unsafe { libc::pthread_atfork(None, None, Some(atfork_child)) };
-        // Without the handler a forked child could lock with its parent's identity;
-        // pthread_atfork only fails on ENOMEM.
-        assert_eq!(rc, 0, "pthread_atfork failed: out of memory");
-    });
+    let handler = ensure_atfork();
     // SAFETY: gettid has no preconditions and cannot fail.
     let tid = unsafe { libc::gettid() } as u32;
     let start = read_stat(b"/proc/thread-self/stat\0")
         .map(|s| s.start)
         .unwrap_or(0);
     let ident = (u64::from(start) << 32) | u64::from(tid & TID_MASK);
-    let _ = ME.try_with(|me| me.set(ident));
+    // Cache only once the fork handler exists: it is what clears a cached identity
+    // that a forked child inherits. Until then (another thread is registering it right
+    // now), each call computes the identity afresh: slower, never wrong.
+    if handler {
+        let _ = ME.try_with(|me| me.set(ident));
+    }
     ident
 }
 

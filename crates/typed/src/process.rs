@@ -32,17 +32,27 @@ pub(crate) fn current_pid() -> u32 {
     if pid != 0 {
         return pid;
     }
-    static REGISTER: std::sync::Once = std::sync::Once::new();
-    REGISTER.call_once(|| {
+    // Not a `std::sync::Once`: a `Once` that another thread was running when the
+    // process forked stays "running" forever in the child, which would then hang here.
+    // 0 = not registered, 1 = a thread is registering, 2 = registered; nobody waits.
+    static REGISTER: AtomicU32 = AtomicU32::new(0);
+    // Acquire/Relaxed: one winner registers; the others go on without waiting.
+    if REGISTER
+        .compare_exchange(0, 1, Ordering::Acquire, Ordering::Relaxed)
+        .is_ok()
+    {
         // SAFETY: registering a child handler that only stores to two atomics (which
         // is async-signal-safe) has no other preconditions.
-        unsafe {
-            libc::pthread_atfork(None, None, Some(reset_after_fork));
-        }
-    });
+        let rc = unsafe { libc::pthread_atfork(None, None, Some(reset_after_fork)) };
+        // Release: pairs with the Acquire load below.
+        REGISTER.store(if rc == 0 { 2 } else { 0 }, Ordering::Release);
+    }
     // SAFETY: getpid has no preconditions and cannot fail.
     let pid = unsafe { libc::getpid() } as u32;
-    PID.store(pid, Ordering::Relaxed);
+    // Cache only once the handler that clears the cache in a forked child exists.
+    if REGISTER.load(Ordering::Acquire) == 2 {
+        PID.store(pid, Ordering::Relaxed);
+    }
     pid
 }
 
