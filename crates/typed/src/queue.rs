@@ -55,6 +55,22 @@
 //! [`GetError::Closed`]. A producer that claimed a slot before the close completes
 //! its item (consumers wait for it); one that claims after it skips the slot and gets
 //! its item back.
+//!
+//! # Example
+//! ```
+//! use shmkit_typed::{GetError, PutError, Queue};
+//!
+//! // Named queues: `Queue::<T>::create(name, capacity)` / `open(name)`.
+//! let q = Queue::<u64>::anonymous(2)?;
+//! q.put(1)?;
+//! q.put(2)?;
+//! assert!(matches!(q.try_put(3), Err(PutError::Full(3)))); // the item comes back
+//! q.close();
+//! assert_eq!(q.get()?, 1);
+//! assert_eq!(q.get()?, 2);
+//! assert_eq!(q.get(), Err(GetError::Closed));
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 
 use std::marker::PhantomData;
 use std::ptr::NonNull;

@@ -38,6 +38,23 @@
 //! handle that holds the writer role closes the ring; dropping the reader releases
 //! the reader role.
 //!
+//! # Example
+//! ```
+//! use shmkit_typed::{ReadError, Ring};
+//!
+//! // Anonymous memory: shared with children forked after this line. Named rings are
+//! // `Ring::create(name, capacity)` / `Ring::open(name)`.
+//! let mut ring = Ring::anonymous(1 << 20)?;
+//! ring.write(b"hello")?;
+//! ring.write_with(3, |buf| buf.copy_from_slice(b"abc"))?; // zero-copy
+//! ring.close()?;
+//! let mut buf = Vec::new();
+//! assert_eq!(ring.read_into(&mut buf)?, 5);
+//! assert_eq!(ring.read_with(|msg| msg.to_vec())?, b"abc");
+//! assert!(matches!(ring.read_into(&mut buf), Err(ReadError::Closed)));
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
 //! # Layout
 //! See `crates/typed/LAYOUT.md`: a 512-byte header of four 128-byte lines (metadata,
 //! tail, head, sleep flags), then the data buffer.
