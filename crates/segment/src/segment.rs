@@ -241,6 +241,37 @@ impl Segment {
         self.fd.as_ref().map(|f| f.as_fd())
     }
 
+    /// Maps every page of the segment into this process now, writable, instead of one
+    /// page fault at a time on first touch (`madvise(MADV_POPULATE_WRITE)`, Linux 5.14+;
+    /// on older kernels each page is touched once instead). Costs about 1 ms per 4 MiB
+    /// once; afterwards a hot loop over the memory (a ring buffer) takes no page faults.
+    /// The pages are already allocated (creation reserves them), so this allocates
+    /// nothing new.
+    ///
+    /// # Errors
+    /// The `madvise` error, other than "not supported" (which falls back to touching).
+    pub fn prefault(&self) -> std::io::Result<()> {
+        // SAFETY: `as_ptr()..as_ptr()+len()` is exactly this handle's live mapping,
+        // page-aligned at its start; MADV_POPULATE_WRITE only faults pages in.
+        let rc =
+            unsafe { libc::madvise(self.as_ptr().cast(), self.len(), libc::MADV_POPULATE_WRITE) };
+        if rc == 0 {
+            return Ok(());
+        }
+        let err = std::io::Error::last_os_error();
+        if err.raw_os_error() != Some(libc::EINVAL) {
+            return Err(err);
+        }
+        // An older kernel: read one byte per page (a read fault maps a shared page).
+        let page = 4096;
+        for off in (0..self.len()).step_by(page) {
+            // SAFETY: `off < len()`, inside the live mapping; a volatile read of one
+            // byte forms no reference to memory another process may write.
+            unsafe { self.as_ptr().add(off).read_volatile() };
+        }
+        Ok(())
+    }
+
     /// Keep the name when this handle is dropped.
     pub fn persist(&mut self) {
         self.unlink_on_drop = false;

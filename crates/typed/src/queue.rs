@@ -481,6 +481,8 @@ impl<T: bytemuck::Pod> Queue<T> {
         // SAFETY: the segment maps `len` bytes at `ptr` (128-byte aligned) while it
         // lives, and it moves into the handle's backing.
         let mut q = unsafe { Self::attach(ptr, len) }?;
+        // Best effort: map every slot now so puts and gets take no page faults.
+        let _ = seg.prefault();
         q._backing = Backing::Segment(seg);
         Ok(q)
     }

@@ -119,7 +119,7 @@ impl<T: Copy> DataCell<T> {
 /// ~150 ns), and when the peer shares our CPU (2 vCPUs, other load) every spin only
 /// delays it; measured here, 20 us of spinning made a loaded ping-pong 4x slower than
 /// a pipe, 2 us made it faster than the pipe.
-pub(crate) const SPIN_TIME: std::time::Duration = std::time::Duration::from_micros(2);
+pub(crate) const SPIN_TIME: std::time::Duration = std::time::Duration::from_micros(50);
 /// `sched_yield` calls after spinning, before sleeping.
 pub(crate) const YIELDS: u32 = 4;
 
