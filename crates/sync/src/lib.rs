@@ -45,6 +45,7 @@ pub mod futex;
 mod mutex;
 mod named_lock;
 mod owner;
+pub mod process;
 mod rwlock;
 mod semaphore;
 mod wait;

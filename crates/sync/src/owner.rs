@@ -89,10 +89,59 @@ fn ensure_atfork() -> bool {
     ATFORK.load(Ordering::Acquire) == ATFORK_DONE
 }
 
+/// This process's pid and start time (low 32 bits), cached by [`current_pid`] /
+/// [`current_start_time`]; 0 = not known yet. Cleared in a forked child.
+static PID: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+static START: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+
 extern "C" fn atfork_child() {
     // Runs in the child's only thread, the one that called fork: forget the parent's
     // identity. `try_with` because the thread-local may be in teardown.
     let _ = ME.try_with(|me| me.set(0));
+    // Relaxed: the child is single-threaded right after fork (atomic stores are
+    // async-signal-safe).
+    PID.store(0, Ordering::Relaxed);
+    START.store(0, Ordering::Relaxed);
+}
+
+/// This process's pid without a syscall on the fast path (glibc no longer caches
+/// `getpid`; a syscall costs ~220 ns here). Cleared in a forked child by the fork
+/// handler, so a handle inherited through `fork` notices it runs in another process.
+pub(crate) fn current_pid() -> u32 {
+    // Relaxed: the same value for every thread; a stale 0 only makes us ask the kernel.
+    let pid = PID.load(Ordering::Relaxed);
+    if pid != 0 {
+        return pid;
+    }
+    let handler = ensure_atfork();
+    // SAFETY: getpid has no preconditions and cannot fail.
+    let pid = unsafe { libc::getpid() } as u32;
+    // Cache only once the handler that clears the cache in a forked child exists.
+    if handler {
+        PID.store(pid, Ordering::Relaxed);
+    }
+    pid
+}
+
+/// This process's start time (low 32 bits of field 22 of `/proc/self/stat`; 0 if
+/// `/proc` cannot be read), cached like [`current_pid`].
+pub(crate) fn current_start_time() -> u32 {
+    let t = START.load(Ordering::Relaxed);
+    if t != 0 {
+        return t;
+    }
+    let handler = ensure_atfork();
+    let t = start_time(current_pid()).unwrap_or(0);
+    if handler {
+        START.store(t, Ordering::Relaxed);
+    }
+    t
+}
+
+/// The start time (low 32 bits) of process or thread `id`, if it exists.
+pub(crate) fn start_time(id: u32) -> Option<u32> {
+    let path = format!("/proc/{id}/stat\0");
+    read_stat(path.as_bytes()).ok().map(|s| s.start)
 }
 
 /// The calling thread's identity (cached; no syscall after the first call per thread).
