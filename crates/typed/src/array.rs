@@ -274,7 +274,7 @@ impl<T: Pod> SharedArray<T> {
     /// Locks the array; the guard derefs to `[T]`.
     ///
     /// # Errors
-    /// [`LockError::OwnerDied`] / [`LockError::Poisoned`] carry the guard.
+    /// [`LockError::OwnerDied`](shmkit_sync::LockError::OwnerDied) / [`LockError::Poisoned`](shmkit_sync::LockError::Poisoned) carry the guard.
     pub fn lock(&self) -> LockResult<'_, [T]> {
         self.mutex().lock()
     }
@@ -282,7 +282,7 @@ impl<T: Pod> SharedArray<T> {
     /// Locks, waiting at most `timeout`.
     ///
     /// # Errors
-    /// As [`lock`](Self::lock), plus [`LockError::Timeout`].
+    /// As [`lock`](Self::lock), plus [`LockError::Timeout`](shmkit_sync::LockError::Timeout).
     pub fn lock_timeout(&self, timeout: Duration) -> LockResult<'_, [T]> {
         self.mutex().lock_timeout(timeout)
     }

@@ -7,7 +7,7 @@
 //! struct. A file descriptor is a plain integer to `Pod` but means nothing in another
 //! process: do not share one this way.
 //!
-//! Each container records a [`TypeTag`](shmkit_segment::TypeTag) of its element type:
+//! Each container records a [`shmkit_segment::TypeTag`] of its element type:
 //! kind (which container), `std::any::type_name`, size and alignment; opening with
 //! another type is a `TypeMismatch` error naming both types.
 
