@@ -179,3 +179,103 @@ fn producer_consumer_consumes_every_item_once() {
         "{out}"
     );
 }
+
+/// Reads the child's stderr until a line containing `what` (a readiness signal through
+/// a pipe, not a sleep); returns the reader to keep the pipe open.
+fn wait_for_line(
+    child: &mut std::process::Child,
+    what: &str,
+) -> std::io::BufReader<std::process::ChildStderr> {
+    use std::io::BufRead;
+    let mut err = std::io::BufReader::new(child.stderr.take().expect("piped stderr"));
+    let mut line = String::new();
+    loop {
+        line.clear();
+        let n = err.read_line(&mut line).expect("read stderr");
+        assert!(n > 0, "the child ended before printing {what:?}");
+        if line.contains(what) {
+            return err;
+        }
+    }
+}
+
+fn rest_of(mut err: std::io::BufReader<std::process::ChildStderr>) -> String {
+    use std::io::Read;
+    let mut s = String::new();
+    err.read_to_string(&mut s).expect("read stderr");
+    s
+}
+
+fn interrupt(child: &std::process::Child) {
+    // SAFETY: kill(2) on our own live child with SIGINT, as Ctrl-C would.
+    let rc = unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGINT) };
+    assert_eq!(rc, 0);
+}
+
+/// Waits for a child, but kills it and fails after 60 s: a hang must fail the test,
+/// not CI (polling an exit status is a watchdog here, not synchronisation).
+fn wait_deadline(child: &mut std::process::Child, what: &str) -> std::process::ExitStatus {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        if let Some(status) = child.try_wait().expect("try_wait") {
+            return status;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("{what} did not exit within 60 s");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+}
+
+fn start_side(which: &str, name: &str) -> std::process::Child {
+    Command::new(example(which))
+        .args(["--name", name, "--count", "1000000000", "--size", "64"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start")
+}
+
+#[test]
+fn ctrl_c_on_the_writer_lets_the_reader_drain_and_leaves_no_segment() {
+    let name = format!("shmkit-t-pair-intw-{}", std::process::id());
+    let mut reader = start_side("reader", &name);
+    let r_err = wait_for_line(&mut reader, "attached");
+    let mut writer = start_side("writer", &name);
+    let w_err = wait_for_line(&mut writer, "attached");
+    interrupt(&writer);
+    let w = wait_deadline(&mut writer, "the interrupted writer");
+    let r = wait_deadline(&mut reader, "the reader");
+    let (w_text, r_text) = (rest_of(w_err), rest_of(r_err));
+    let _ = shmkit::segment::remove(&name);
+    assert!(
+        !w.success() && w_text.contains("interrupted after"),
+        "{w_text}"
+    );
+    assert!(!r.success(), "{r_text}");
+    assert!(r_text.contains("the writer stopped early"), "{r_text}");
+    assert!(r_text.contains("(all verified)"), "{r_text}");
+    assert!(!std::path::Path::new(&format!("/dev/shm/{name}")).exists());
+}
+
+#[test]
+fn ctrl_c_on_the_reader_is_reported_by_the_writer_and_leaves_no_segment() {
+    let name = format!("shmkit-t-pair-intr-{}", std::process::id());
+    let mut writer = start_side("writer", &name);
+    let w_err = wait_for_line(&mut writer, "attached");
+    let mut reader = start_side("reader", &name);
+    let r_err = wait_for_line(&mut reader, "attached");
+    interrupt(&reader);
+    let r = wait_deadline(&mut reader, "the interrupted reader");
+    let w = wait_deadline(&mut writer, "the writer");
+    let (w_text, r_text) = (rest_of(w_err), rest_of(r_err));
+    let _ = shmkit::segment::remove(&name);
+    assert!(
+        !r.success() && r_text.contains("interrupted after"),
+        "{r_text}"
+    );
+    assert!(!w.success(), "{w_text}");
+    assert!(w_text.contains("the reader (pid"), "{w_text}");
+    assert!(!std::path::Path::new(&format!("/dev/shm/{name}")).exists());
+}

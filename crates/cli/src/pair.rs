@@ -173,6 +173,7 @@ pub fn run_writer(name: &str, count: u64, size: usize, quiet: bool) -> Result<Re
         remove_name(name);
         ring = open_ring(name)?;
     }
+    let mut announce = !quiet;
     let pattern = Pattern::new(size);
     let mut progress = Progress::new("writer:", quiet);
     let mut start = None;
@@ -183,7 +184,12 @@ pub fn run_writer(name: &str, count: u64, size: usize, quiet: bool) -> Result<Re
             remove_name(name);
             return Err(PairError::Interrupted(seq));
         }
-        match ring.write_with_timeout(size, POLL, |buf| pattern.fill(buf, seq)) {
+        let written = ring.write_with_timeout(size, POLL, |buf| pattern.fill(buf, seq));
+        if std::mem::take(&mut announce) {
+            // After the first write attempt: this process now holds the writer role.
+            eprintln!("writer: attached to '{name}'");
+        }
+        match written {
             Ok(()) => {
                 start.get_or_insert_with(Instant::now);
                 seq += 1;
@@ -228,6 +234,7 @@ pub fn run_writer(name: &str, count: u64, size: usize, quiet: bool) -> Result<Re
 /// or stops early, or Ctrl-C.
 pub fn run_reader(name: &str, count: u64, size: usize, quiet: bool) -> Result<Report, PairError> {
     let mut ring = open_ring(name)?;
+    let mut announce = !quiet;
     let pattern = Pattern::new(size);
     let mut progress = Progress::new("reader:", quiet);
     let mut start = None;
@@ -241,7 +248,12 @@ pub fn run_reader(name: &str, count: u64, size: usize, quiet: bool) -> Result<Re
             std::mem::forget(ring);
             return Err(PairError::Interrupted(seq));
         }
-        match ring.read_with_timeout(POLL, |msg| (pattern.check(msg, seq), msg.len())) {
+        let read = ring.read_with_timeout(POLL, |msg| (pattern.check(msg, seq), msg.len()));
+        if std::mem::take(&mut announce) {
+            // After the first read attempt: this process now holds the reader role.
+            eprintln!("reader: attached to '{name}'");
+        }
+        match read {
             Ok((true, len)) => {
                 start.get_or_insert_with(Instant::now);
                 seq += 1;
