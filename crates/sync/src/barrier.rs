@@ -19,6 +19,27 @@ const ROUND: u32 = 2;
 /// A barrier for a fixed number of parties. `#[repr(C)]`, 16 bytes, pointer-free,
 /// `Sync`. Not valid when zeroed (0 parties): use [`Barrier::new`] or
 /// [`Barrier::init_in_place`].
+///
+/// # Examples
+/// ```
+/// use std::time::Duration;
+/// use shmkit_sync::{Barrier, BarrierError};
+///
+/// let b = Barrier::new(2);
+/// let (mine, theirs) = std::thread::scope(|s| {
+///     let other = s.spawn(|| b.wait());
+///     (b.wait(), other.join().unwrap())
+/// });
+/// let mut order = [mine?, theirs?];
+/// order.sort();
+/// assert_eq!(order, [0, 1]); // each party gets its arrival index
+/// // A party that waits in vain breaks the barrier for everyone, until `reset`.
+/// assert_eq!(b.wait_timeout(Duration::from_millis(10)), Err(BarrierError::Broken));
+/// assert!(b.is_broken());
+/// b.reset();
+/// assert!(!b.is_broken());
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[repr(C)]
 #[derive(Debug)]
 pub struct Barrier {

@@ -17,6 +17,23 @@ use crate::mutex::MutexGuard;
 use crate::wait::{Futex, Waiter};
 
 /// A condition variable. `#[repr(C)]`, 8 bytes, pointer-free, `Sync`; valid when zeroed.
+///
+/// # Examples
+/// ```
+/// use shmkit_sync::{Condvar, Mutex};
+///
+/// // In shared memory, put both in one `#[repr(C)]` struct in a segment.
+/// let (ready, cv) = (Mutex::new(false), Condvar::new());
+/// std::thread::scope(|s| {
+///     s.spawn(|| {
+///         *ready.lock().unwrap() = true;
+///         cv.notify_one();
+///     });
+///     // Sleeps until notified with the flag set (spurious wake-ups are handled).
+///     let guard = cv.wait_while(ready.lock().unwrap(), |r| !*r).unwrap();
+///     assert!(*guard);
+/// });
+/// ```
 #[repr(C)]
 #[derive(Debug, Default)]
 pub struct Condvar {
@@ -64,6 +81,22 @@ impl Condvar {
     ///
     /// # Errors
     /// As [`wait`](Self::wait).
+    ///
+    /// # Examples
+    /// ```
+    /// use std::time::Duration;
+    /// use shmkit_sync::{Condvar, Mutex};
+    ///
+    /// let (m, cv) = (Mutex::new(0u32), Condvar::new());
+    /// let guard = m.lock().map_err(|e| e.to_string())?;
+    /// // Nobody notifies: the wait times out, and the lock is held again.
+    /// let (guard, timed_out) = cv
+    ///     .wait_timeout(guard, Duration::from_millis(10))
+    ///     .map_err(|e| e.to_string())?;
+    /// assert!(timed_out);
+    /// assert_eq!(*guard, 0);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn wait_timeout<'a, T: ?Sized>(
         &self,
         guard: MutexGuard<'a, T>,

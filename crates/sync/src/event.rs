@@ -9,6 +9,22 @@ use crate::wait::{Futex, Waiter};
 
 /// An event. `#[repr(C)]`, 16 bytes, pointer-free, `Sync`; valid when zeroed (clear,
 /// manual reset).
+///
+/// # Examples
+/// ```
+/// use std::time::Duration;
+/// use shmkit_sync::Event;
+///
+/// let ready = Event::new();
+/// assert!(!ready.wait_timeout(Duration::from_millis(1))); // not set: times out
+/// std::thread::scope(|s| {
+///     s.spawn(|| ready.set());
+///     ready.wait(); // returns once set
+/// });
+/// assert!(ready.is_set()); // manual reset: stays set for every later waiter
+/// ready.clear();
+/// assert!(!ready.is_set());
+/// ```
 #[repr(C)]
 #[derive(Debug)]
 pub struct Event {
@@ -38,6 +54,18 @@ impl Event {
 
     /// A clear auto-reset event: each `set` releases exactly one waiter and the event
     /// is clear again.
+    ///
+    /// # Examples
+    /// ```
+    /// use std::time::Duration;
+    /// use shmkit_sync::Event;
+    ///
+    /// let e = Event::new_auto_reset();
+    /// e.set();
+    /// assert!(e.wait_timeout(Duration::ZERO)); // this waiter consumes the set...
+    /// assert!(!e.is_set()); // ...so the next one waits again
+    /// assert!(!e.wait_timeout(Duration::from_millis(1)));
+    /// ```
     pub fn new_auto_reset() -> Self {
         Self::make(1)
     }

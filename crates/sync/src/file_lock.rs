@@ -30,6 +30,22 @@ pub enum LockMode {
 }
 
 /// A file used as a lock.
+///
+/// # Examples
+/// ```
+/// use shmkit_sync::{FileLock, FileLockError, LockMode};
+///
+/// let path = std::env::temp_dir().join(format!("shmkit-doc-{}.lock", std::process::id()));
+/// let a = FileLock::open(&path)?;
+/// let b = FileLock::open(&path)?; // another open file description: they conflict
+/// let held = a.lock(LockMode::Exclusive)?;
+/// assert!(matches!(b.try_lock(LockMode::Shared), Err(FileLockError::WouldBlock)));
+/// drop(held);
+/// let _r1 = a.lock(LockMode::Shared)?;
+/// let _r2 = b.try_lock(LockMode::Shared)?; // shared holders coexist
+/// std::fs::remove_file(&path)?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Debug)]
 pub struct FileLock {
     file: File,
@@ -201,6 +217,20 @@ impl FileLock {
     ///
     /// # Errors
     /// [`FileLockError::Io`] if `fcntl` fails (e.g. `EDEADLK`).
+    ///
+    /// # Examples
+    /// ```
+    /// use shmkit_sync::{FileLock, FileLockError, LockMode};
+    ///
+    /// let path = std::env::temp_dir().join(format!("shmkit-doc-range-{}", std::process::id()));
+    /// let (a, b) = (FileLock::open(&path)?, FileLock::open(&path)?);
+    /// let _first = a.lock_range(0, 100, LockMode::Exclusive)?;
+    /// let _second = b.try_lock_range(100, 100, LockMode::Exclusive)?; // disjoint: fine
+    /// let overlap = b.try_lock_range(50, 10, LockMode::Shared);
+    /// assert!(matches!(overlap, Err(FileLockError::WouldBlock)));
+    /// std::fs::remove_file(&path)?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn lock_range(
         &self,
         start: u64,

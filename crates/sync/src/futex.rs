@@ -19,6 +19,20 @@ use std::time::Duration;
 
 /// An absolute point in time on `CLOCK_MONOTONIC`, the clock the kernel uses for
 /// `FUTEX_WAIT_BITSET` without `FUTEX_CLOCK_REALTIME`.
+///
+/// # Examples
+/// ```
+/// use std::time::Duration;
+/// use shmkit_sync::Deadline;
+///
+/// let later = Deadline::after(Duration::from_secs(60));
+/// assert!(!later.has_passed());
+/// assert!(later.remaining() <= Duration::from_secs(60));
+/// let now = Deadline::now();
+/// assert!(now.has_passed() && now < later);
+/// assert_eq!(now.remaining(), Duration::ZERO);
+/// assert_eq!(Deadline::from_timeout(None), None); // no timeout: wait forever
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Deadline {
     /// Nanoseconds since the (arbitrary) epoch of `CLOCK_MONOTONIC`.
@@ -96,6 +110,27 @@ pub enum WaitOutcome {
 /// Returns immediately with [`WaitOutcome::ValueChanged`] if the word already differs
 /// (the kernel compares atomically with enqueueing the waiter, so a wake between the
 /// caller's check and this call is never lost).
+///
+/// # Examples
+/// ```
+/// use std::sync::atomic::{AtomicU32, Ordering};
+/// use shmkit_sync::futex::{self, Deadline, WaitOutcome};
+///
+/// let word = AtomicU32::new(0);
+/// std::thread::scope(|s| {
+///     s.spawn(|| {
+///         word.store(1, Ordering::Release);
+///         futex::wake(&word, 1);
+///     });
+///     // Re-check after every return: a wait may also end spuriously.
+///     while word.load(Ordering::Acquire) == 0 {
+///         futex::wait(&word, 0, None);
+///     }
+/// });
+/// assert_eq!(futex::wait(&word, 0, None), WaitOutcome::ValueChanged);
+/// let past = Deadline::now();
+/// assert_eq!(futex::wait(&word, 1, Some(&past)), WaitOutcome::TimedOut);
+/// ```
 pub fn wait(word: &AtomicU32, expected: u32, deadline: Option<&Deadline>) -> WaitOutcome {
     if let Some(d) = deadline {
         if d.has_passed() {
@@ -145,6 +180,15 @@ pub fn wait(word: &AtomicU32, expected: u32, deadline: Option<&Deadline>) -> Wai
 ///
 /// This is a syscall (~450 ns with nobody waiting on this machine): callers keep a
 /// "someone sleeps" flag and call it only when it is set.
+///
+/// # Examples
+/// ```
+/// use std::sync::atomic::AtomicU32;
+/// use shmkit_sync::futex;
+///
+/// let word = AtomicU32::new(0);
+/// assert_eq!(futex::wake(&word, 1), 0); // nobody sleeps on it
+/// ```
 pub fn wake(word: &AtomicU32, n: u32) -> usize {
     let n = n.min(i32::MAX as u32) as i32;
     // SAFETY: `word` is a valid, aligned AtomicU32 (borrowed for the call); FUTEX_WAKE

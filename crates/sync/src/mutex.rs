@@ -97,6 +97,21 @@ pub enum Acquired {
 /// deliberately not padded to a cache line: the holder touches the lock and the data it
 /// protects together. Put it in a `#[repr(C, align(128))]` wrapper when several
 /// independent mutexes sit side by side.
+///
+/// # Examples
+/// ```
+/// use shmkit_sync::{Acquired, RawLockError, RawMutex};
+///
+/// let raw = RawMutex::new(); // or zeroed shared memory, or `RawMutex::init_in_place`
+/// assert_eq!(raw.lock()?, Acquired::Consistent);
+/// assert!(raw.is_locked());
+/// // The holder locking again is an error, not a deadlock.
+/// assert_eq!(raw.try_lock(), Err(RawLockError::WouldDeadlock));
+/// // SAFETY: this thread holds the lock (taken above) and unlocks it once.
+/// unsafe { raw.unlock() };
+/// assert!(!raw.is_locked());
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[repr(C)]
 pub struct RawMutex {
     /// The futex word: `0`, or `owner_tid | CONTENDED?` (see the module docs).
@@ -155,6 +170,23 @@ impl RawMutex {
     /// # Safety
     /// `ptr` must be valid for writes of `size_of::<RawMutex>()` bytes, 8-aligned, and no
     /// other process or thread may be using a mutex at that address.
+    ///
+    /// # Examples
+    /// ```
+    /// use shmkit_segment::Segment;
+    /// use shmkit_sync::RawMutex;
+    ///
+    /// let seg = Segment::options().anonymous().size(size_of::<RawMutex>()).create()?;
+    /// let ptr = seg.payload_ptr().cast::<RawMutex>();
+    /// // SAFETY: the payload is 128-byte aligned, large enough, and nobody uses it yet.
+    /// unsafe { RawMutex::init_in_place(ptr) };
+    /// // SAFETY: initialised above; `seg` keeps the memory mapped while `raw` is used.
+    /// let raw = unsafe { &*ptr };
+    /// assert!(raw.try_lock().is_ok());
+    /// // SAFETY: this thread holds the lock.
+    /// unsafe { raw.unlock() };
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub unsafe fn init_in_place(ptr: *mut Self) {
         // SAFETY: the caller guarantees `ptr` is valid, aligned and unused; all-zero
         // bytes are a valid unlocked RawMutex.
@@ -184,6 +216,23 @@ impl RawMutex {
     ///
     /// # Errors
     /// [`RawLockError::Timeout`] after at least `timeout`; `WouldDeadlock` as [`lock`](Self::lock).
+    ///
+    /// # Examples
+    /// ```
+    /// use std::time::Duration;
+    /// use shmkit_sync::{RawLockError, RawMutex};
+    ///
+    /// let raw = RawMutex::new();
+    /// raw.lock()?;
+    /// // Another thread finds it held and gives up after the timeout.
+    /// let r = std::thread::scope(|s| {
+    ///     s.spawn(|| raw.lock_timeout(Duration::from_millis(20))).join().unwrap()
+    /// });
+    /// assert_eq!(r, Err(RawLockError::Timeout));
+    /// // SAFETY: this thread holds the lock.
+    /// unsafe { raw.unlock() };
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     #[inline]
     pub fn lock_timeout(&self, timeout: Duration) -> Result<Acquired, RawLockError> {
         self.lock_with(&Futex, Some(&Deadline::after(timeout)))
@@ -429,6 +478,29 @@ impl RawMutex {
 ///
 /// `#[repr(C)]`: the raw mutex at offset 0, then the data. `T: ?Sized`, so `Mutex<[T]>`
 /// works. Valid when zeroed if `T` is.
+///
+/// # Examples
+/// A counter in an anonymous segment, shared with a forked child:
+/// ```
+/// use shmkit_segment::Segment;
+/// use shmkit_sync::Mutex;
+///
+/// let seg = Segment::options().anonymous().size(size_of::<Mutex<u64>>()).create()?;
+/// // SAFETY: the payload is 128-byte aligned, large enough and zeroed, which is an
+/// // unlocked `Mutex<u64>` holding 0; `seg` outlives every use of `counter`.
+/// let counter = unsafe { &*seg.payload_ptr().cast::<Mutex<u64>>() };
+/// // SAFETY: this example is single-threaded, so the child may run any code.
+/// let child = unsafe { libc::fork() };
+/// if child == 0 {
+///     *counter.lock().unwrap() += 1;
+///     // SAFETY: ends the child without running the parent's exit code.
+///     unsafe { libc::_exit(0) }
+/// }
+/// // SAFETY: `child` is our child's pid; a null status pointer is allowed.
+/// assert_eq!(unsafe { libc::waitpid(child, std::ptr::null_mut(), 0) }, child);
+/// assert_eq!(*counter.lock().unwrap(), 1);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[repr(C)]
 pub struct Mutex<T: ?Sized> {
     raw: RawMutex,
@@ -479,6 +551,29 @@ impl<T: ?Sized> Mutex<T> {
     /// `OwnerDied(guard)` if the previous holder died holding it, `Poisoned(guard)` if an
     /// earlier such event was never followed by `make_consistent`; in both cases the lock
     /// is held. `WouldDeadlock` if this thread already holds it.
+    ///
+    /// # Examples
+    /// Recovering from a holder that died mid-update (a thread that exits holding the
+    /// lock counts as dead, as a killed process does):
+    /// ```
+    /// use shmkit_sync::{LockError, Mutex};
+    ///
+    /// let m = Mutex::new(0u64);
+    /// std::thread::scope(|s| {
+    ///     s.spawn(|| std::mem::forget(m.lock().unwrap()));
+    /// });
+    /// let mut guard = match m.lock() {
+    ///     Ok(g) => g,
+    ///     Err(LockError::OwnerDied(g)) | Err(LockError::Poisoned(g)) => {
+    ///         // Repair the data here, then mark it consistent.
+    ///         g.make_consistent();
+    ///         g
+    ///     }
+    ///     Err(e) => return Err(e.to_string().into()),
+    /// };
+    /// *guard += 1;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     #[inline]
     pub fn lock(&self) -> Result<MutexGuard<'_, T>, LockError<MutexGuard<'_, T>>> {
         self.wrap(self.raw.lock())
@@ -488,6 +583,23 @@ impl<T: ?Sized> Mutex<T> {
     ///
     /// # Errors
     /// `WouldBlock` if a live holder has it; otherwise as [`lock`](Self::lock).
+    ///
+    /// # Examples
+    /// ```
+    /// use shmkit_sync::{LockError, Mutex};
+    ///
+    /// let m = Mutex::new(0u32);
+    /// let guard = m.try_lock().map_err(|e| e.to_string())?;
+    /// // Held by this thread: locking again would deadlock, so it is an error.
+    /// assert!(matches!(m.try_lock(), Err(LockError::WouldDeadlock)));
+    /// // Held by a live thread: another thread does not wait.
+    /// let blocked = std::thread::scope(|s| {
+    ///     s.spawn(|| matches!(m.try_lock(), Err(LockError::WouldBlock))).join().unwrap()
+    /// });
+    /// assert!(blocked);
+    /// drop(guard);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     #[inline]
     pub fn try_lock(&self) -> Result<MutexGuard<'_, T>, LockError<MutexGuard<'_, T>>> {
         self.wrap(self.raw.try_lock())
@@ -497,6 +609,24 @@ impl<T: ?Sized> Mutex<T> {
     ///
     /// # Errors
     /// `Timeout` after at least `timeout`; otherwise as [`lock`](Self::lock).
+    ///
+    /// # Examples
+    /// ```
+    /// use std::time::Duration;
+    /// use shmkit_sync::{LockError, Mutex};
+    ///
+    /// let m = Mutex::new(0u32);
+    /// let guard = m.lock().map_err(|e| e.to_string())?;
+    /// let timed_out = std::thread::scope(|s| {
+    ///     s.spawn(|| matches!(m.lock_timeout(Duration::from_millis(20)), Err(LockError::Timeout)))
+    ///         .join()
+    ///         .unwrap()
+    /// });
+    /// assert!(timed_out);
+    /// drop(guard);
+    /// assert_eq!(*m.lock_timeout(Duration::from_millis(20)).map_err(|e| e.to_string())?, 0);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     #[inline]
     pub fn lock_timeout(
         &self,

@@ -29,6 +29,22 @@ use crate::file_lock::poll_until;
 use crate::futex::Deadline;
 
 /// Entry point for named locks (see the module docs).
+///
+/// # Examples
+/// ```
+/// use std::time::Duration;
+/// use shmkit_sync::{NamedLock, NamedLockError};
+///
+/// let name = format!("shmkit-doc-{}", std::process::id());
+/// let guard = NamedLock::acquire(&name, Duration::from_secs(1))?;
+/// // Held: any other acquirer (here a second attempt in this process) fails.
+/// let again = NamedLock::try_acquire(&name);
+/// assert!(matches!(again, Err(NamedLockError::Timeout(_))));
+/// let file = guard.path().to_owned();
+/// drop(guard); // releases the lock and removes its file
+/// assert!(!file.exists());
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Debug)]
 pub struct NamedLock;
 

@@ -56,6 +56,22 @@ fn is_read_lockable(s: u32) -> bool {
 
 /// The lock words of a reader-writer lock. `#[repr(C)]`, 8 bytes, pointer-free,
 /// valid when zeroed, `Sync`.
+///
+/// # Examples
+/// ```
+/// use shmkit_sync::{RawLockError, RawRwLock};
+///
+/// let raw = RawRwLock::new();
+/// raw.try_read()?;
+/// raw.read_until(None)?; // readers share
+/// assert_eq!(raw.try_write(), Err(RawLockError::WouldBlock));
+/// // SAFETY: this thread holds both read locks taken above, and releases each once.
+/// unsafe { raw.read_unlock(); raw.read_unlock() };
+/// raw.try_write()?;
+/// // SAFETY: this thread holds the write lock.
+/// unsafe { raw.write_unlock() };
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[repr(C)]
 #[derive(Default)]
 pub struct RawRwLock {
@@ -376,6 +392,25 @@ impl RawRwLock {
 
 /// A value protected by a process-shared reader-writer lock; lives in shared memory.
 /// `#[repr(C)]`: the raw lock at offset 0, then the data; valid when zeroed if `T` is.
+///
+/// # Examples
+/// ```
+/// use std::time::Duration;
+/// use shmkit_sync::{LockError, RwLock};
+///
+/// let config = RwLock::new([0u32; 4]);
+/// config.write().map_err(|e| e.to_string())?[0] = 7;
+/// let r1 = config.read().map_err(|e| e.to_string())?;
+/// let r2 = config.try_read().map_err(|e| e.to_string())?; // readers share
+/// assert_eq!(r1[0] + r2[0], 14);
+/// // A writer waits for the readers to leave; here it gives up.
+/// let w = config.write_timeout(Duration::from_millis(10));
+/// assert!(matches!(w, Err(LockError::Timeout)));
+/// assert!(matches!(config.try_write(), Err(LockError::WouldBlock)));
+/// drop((r1, r2));
+/// assert!(config.try_write().is_ok());
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[repr(C)]
 pub struct RwLock<T: ?Sized> {
     raw: RawRwLock,

@@ -14,6 +14,23 @@ use crate::wait::{Futex, Waiter, SPIN_LIMIT};
 
 /// A counting semaphore. `#[repr(C)]`, 16 bytes, pointer-free, `Sync`; valid when
 /// zeroed (value 0, unbounded).
+///
+/// # Examples
+/// A bounded semaphore (Python's `BoundedSemaphore`) guarding two slots:
+/// ```
+/// use shmkit_sync::{Semaphore, SemaphoreError};
+///
+/// let slots = Semaphore::bounded(2, 2);
+/// slots.acquire()?;
+/// slots.try_acquire()?;
+/// assert_eq!(slots.try_acquire(), Err(SemaphoreError::WouldBlock));
+/// slots.release()?;
+/// slots.release()?;
+/// // One release too many is an error, not a silent third slot.
+/// assert_eq!(slots.release(), Err(SemaphoreError::Overflow { max: 2 }));
+/// assert_eq!(slots.value(), 2);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[repr(C)]
 #[derive(Debug)]
 pub struct Semaphore {
@@ -60,6 +77,21 @@ impl Semaphore {
     ///
     /// # Safety
     /// `ptr` must be valid for writes, 4-aligned, and not in use by anyone.
+    ///
+    /// # Examples
+    /// ```
+    /// use shmkit_segment::Segment;
+    /// use shmkit_sync::Semaphore;
+    ///
+    /// let seg = Segment::options().anonymous().size(size_of::<Semaphore>()).create()?;
+    /// let ptr = seg.payload_ptr().cast::<Semaphore>();
+    /// // SAFETY: the payload is 128-byte aligned, large enough, and nobody uses it yet.
+    /// unsafe { Semaphore::init_in_place(ptr, 3, Some(3)) };
+    /// // SAFETY: initialised above; `seg` keeps the memory mapped while `sem` is used.
+    /// let sem = unsafe { &*ptr };
+    /// assert_eq!((sem.value(), sem.max()), (3, Some(3)));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub unsafe fn init_in_place(ptr: *mut Self, initial: u32, max: Option<u32>) {
         let s = match max {
             Some(m) => Self::bounded(initial, m),
@@ -97,6 +129,19 @@ impl Semaphore {
     ///
     /// # Errors
     /// [`SemaphoreError::Timeout`] after at least `timeout`.
+    ///
+    /// # Examples
+    /// ```
+    /// use std::time::Duration;
+    /// use shmkit_sync::{Semaphore, SemaphoreError};
+    ///
+    /// let s = Semaphore::new(0);
+    /// let r = s.acquire_timeout(Duration::from_millis(10));
+    /// assert_eq!(r, Err(SemaphoreError::Timeout));
+    /// s.release()?;
+    /// s.acquire_timeout(Duration::from_millis(10))?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn acquire_timeout(&self, timeout: Duration) -> Result<(), SemaphoreError> {
         self.acquire_with(&Futex, Some(&Deadline::after(timeout)))
     }
