@@ -209,6 +209,22 @@ pub struct HeaderInfo {
 /// FNV-1a 64 over `kind`, `size`, `align` (little-endian) and the full name, so it is
 /// stable across builds, compilers and machines (unlike `TypeId`). Only the first
 /// [`TAG_NAME_LEN`] bytes of the name are kept for display.
+///
+/// # Examples
+/// ```
+/// use shmkit_segment::TypeTag;
+///
+/// #[repr(C)]
+/// struct Point { x: f32, y: f32 }
+/// const POINT: TypeTag = TypeTag::new(1, "myapp::Point", 8, 4);
+/// assert_eq!(POINT.size(), size_of::<Point>() as u64);
+/// assert_eq!((POINT.kind(), POINT.name(), POINT.align()), (1, "myapp::Point", 4));
+/// // Equal inputs give equal tags in every build; any difference tells them apart.
+/// assert_eq!(POINT, TypeTag::new(1, "myapp::Point", 8, 4));
+/// assert_ne!(POINT, TypeTag::new(1, "myapp::Point", 8, 8));
+/// assert_ne!(POINT.fingerprint(), TypeTag::BYTES.fingerprint());
+/// assert_eq!(TypeTag::default(), TypeTag::BYTES);
+/// ```
 #[derive(Clone, Copy)]
 pub struct TypeTag {
     kind: u32,

@@ -141,6 +141,19 @@ impl SegmentOptions {
     }
 
     /// A System V segment with an explicit key (not 0, which is `IPC_PRIVATE`).
+    ///
+    /// # Examples
+    /// ```
+    /// use shmkit_segment::{Backend, Segment};
+    ///
+    /// let key = 0x5348_0000 ^ std::process::id() as i32; // unique per process
+    /// let seg = Segment::options().sysv(key).size(4096).create()?; // removed on drop
+    /// assert_eq!(seg.backend(), Backend::SysV);
+    /// assert_eq!(seg.name(), Some(format!("{key:#010x}").as_str()));
+    /// let other = Segment::options().sysv(key).size(4096).open()?;
+    /// assert_eq!(other.payload_len(), 4096);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn sysv(mut self, key: i32) -> Self {
         self.target = Target::SysV(key);
         self
@@ -156,6 +169,20 @@ impl SegmentOptions {
     /// other backends, the creator does **not** remove the file on drop (opt in with
     /// `unlink_on_drop(true)`). A creation that fails half-way (including a panicking
     /// `init`) still removes the file it made.
+    ///
+    /// # Examples
+    /// ```
+    /// use shmkit_segment::{Backend, Segment};
+    ///
+    /// let path = std::env::temp_dir().join(format!("shmkit-doc-{}.seg", std::process::id()));
+    /// // Opt in to removal, so this example leaves no file behind.
+    /// let seg = Segment::options().file(&path).size(4096).unlink_on_drop(true).create()?;
+    /// assert_eq!(seg.backend(), Backend::File);
+    /// assert!(path.exists());
+    /// drop(seg);
+    /// assert!(!path.exists());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn file(mut self, path: impl AsRef<Path>) -> Self {
         self.target = Target::File(path.as_ref().to_owned());
         self
@@ -163,6 +190,23 @@ impl SegmentOptions {
 
     /// Anonymous shared memory (a memfd mapped `MAP_SHARED`): no name, shared with
     /// children forked after creation.
+    ///
+    /// # Examples
+    /// ```
+    /// use shmkit_segment::{Backend, Segment};
+    ///
+    /// let seg = Segment::options().anonymous().size(4096).create()?;
+    /// assert_eq!((seg.backend(), seg.name()), (Backend::Anonymous, None));
+    /// // Another handle on the same memory, from its memfd (as a process that received
+    /// // the fd over a Unix socket would open it).
+    /// let fd = seg.fd().expect("anonymous segments have a memfd").try_clone_to_owned()?;
+    /// let other = Segment::options().fd(fd).open()?;
+    /// // SAFETY: both pointers are in their live mappings; nobody else writes them.
+    /// unsafe { seg.payload_ptr().write(42) };
+    /// // SAFETY: as above.
+    /// assert_eq!(unsafe { other.payload_ptr().read() }, 42);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn anonymous(mut self) -> Self {
         self.target = Target::Anonymous;
         self
@@ -185,6 +229,18 @@ impl SegmentOptions {
 
     /// Permission bits for a new segment (default `0o600`), applied with `fchmod` so the
     /// umask does not change them (System V: given to `shmget`, which ignores the umask).
+    ///
+    /// # Examples
+    /// ```
+    /// use std::os::unix::fs::PermissionsExt;
+    /// use shmkit_segment::Segment;
+    ///
+    /// let name = format!("shmkit-doc-mode-{}", std::process::id());
+    /// let _seg = Segment::options().posix(&name).size(64).mode(0o640).create()?;
+    /// let meta = std::fs::metadata(format!("/dev/shm/{name}"))?;
+    /// assert_eq!(meta.permissions().mode() & 0o777, 0o640);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn mode(mut self, mode: u32) -> Self {
         self.mode = mode & 0o7777;
         self
@@ -192,6 +248,23 @@ impl SegmentOptions {
 
     /// The payload's type (default [`TypeTag::BYTES`]): stored on create, compared on
     /// open.
+    ///
+    /// # Examples
+    /// ```
+    /// use shmkit_segment::{OpenError, Segment, TypeTag};
+    ///
+    /// const POINT: TypeTag = TypeTag::new(1, "myapp::Point", 8, 4);
+    /// let name = format!("shmkit-doc-tag-{}", std::process::id());
+    /// let _seg = Segment::options().posix(&name).size(8).type_tag(POINT).create()?;
+    /// assert!(Segment::options().posix(&name).type_tag(POINT).open().is_ok());
+    /// // Opening it as something else is an error, not garbage.
+    /// let wrong = Segment::options().posix(&name).type_tag(TypeTag::BYTES).open();
+    /// assert!(matches!(wrong, Err(OpenError::TypeMismatch { .. })));
+    /// // `any_type` opens whatever is there (for tools); the header says what it is.
+    /// let any = Segment::options().posix(&name).any_type().open()?;
+    /// assert_eq!(any.header().map(|h| h.type_tag), Some(POINT));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn type_tag(mut self, tag: TypeTag) -> Self {
         self.type_tag = Some(tag);
         self
@@ -205,6 +278,20 @@ impl SegmentOptions {
     }
 
     /// How long `open` waits for the creator to publish READY (default 1 s).
+    ///
+    /// # Examples
+    /// ```
+    /// use std::time::Duration;
+    /// use shmkit_segment::{OpenError, Segment};
+    ///
+    /// // An object whose creator never finishes (here: an empty file in /dev/shm).
+    /// let name = format!("shmkit-doc-wait-{}", std::process::id());
+    /// std::fs::File::create(format!("/dev/shm/{name}"))?;
+    /// let r = Segment::options().posix(&name).open_timeout(Duration::from_millis(20)).open();
+    /// assert!(matches!(r, Err(OpenError::Timeout { .. })), "{r:?}");
+    /// shmkit_segment::remove(&name)?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn open_timeout(mut self, d: Duration) -> Self {
         self.open_timeout = d;
         self
@@ -213,6 +300,20 @@ impl SegmentOptions {
     /// Whether dropping the handle removes the name. Default: an opener never does; the
     /// creator does for POSIX and System V segments, but not for a file-backed one
     /// (files are meant to persist). Only ever in the process that made the handle.
+    ///
+    /// # Examples
+    /// ```
+    /// use shmkit_segment::{OpenError, Segment};
+    ///
+    /// let name = format!("shmkit-doc-keep-{}", std::process::id());
+    /// let seg = Segment::options().posix(&name).size(64).unlink_on_drop(false).create()?;
+    /// drop(seg); // the name stays for later openers...
+    /// let opened = Segment::options().posix(&name).unlink_on_drop(true).open()?;
+    /// drop(opened); // ...until a handle that owns it drops
+    /// let gone = Segment::options().posix(&name).open();
+    /// assert!(matches!(gone, Err(OpenError::NotFound { .. })));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn unlink_on_drop(mut self, yes: bool) -> Self {
         self.unlink_on_drop = Some(yes);
         self
@@ -222,6 +323,19 @@ impl SegmentOptions {
     ///
     /// # Errors
     /// See [`CreateError`]: bad name or size, name exists, no space, permission.
+    ///
+    /// # Examples
+    /// ```
+    /// use shmkit_segment::{CreateError, Segment};
+    ///
+    /// let name = format!("shmkit-doc-create-{}", std::process::id());
+    /// let seg = Segment::options().posix(&name).size(100).create()?;
+    /// assert!(seg.is_creator() && seg.unlinks_on_drop());
+    /// assert_eq!(seg.len(), 128 + 100); // header + payload
+    /// let again = Segment::options().posix(&name).size(100).create();
+    /// assert!(matches!(again, Err(CreateError::AlreadyExists { .. })));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn create(self) -> Result<Segment, CreateError> {
         self.create_with(|_, _| {})
     }
@@ -242,6 +356,21 @@ impl SegmentOptions {
     /// # Errors
     /// See [`OpenError`]: not found, permission, timeout, creator died, not shmkit,
     /// version, too small, size or type mismatch.
+    ///
+    /// # Examples
+    /// ```
+    /// use shmkit_segment::{OpenError, Segment};
+    ///
+    /// let name = format!("shmkit-doc-open-{}", std::process::id());
+    /// let missing = Segment::options().posix(&name).open();
+    /// assert!(matches!(missing, Err(OpenError::NotFound { .. })));
+    /// let _seg = Segment::options().posix(&name).size(64).create()?;
+    /// let wrong = Segment::options().posix(&name).size(32).open();
+    /// assert!(matches!(wrong, Err(OpenError::SizeMismatch { .. })));
+    /// let opened = Segment::options().posix(&name).open()?; // any size
+    /// assert_eq!(opened.payload_len(), 64);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn open(self) -> Result<Segment, OpenError> {
         self.open_inner()
     }
@@ -252,6 +381,17 @@ impl SegmentOptions {
     ///
     /// # Errors
     /// The error of the step that failed.
+    ///
+    /// # Examples
+    /// ```
+    /// use shmkit_segment::Segment;
+    ///
+    /// let name = format!("shmkit-doc-ooc-{}", std::process::id());
+    /// let first = Segment::options().posix(&name).size(64).open_or_create()?;
+    /// let second = Segment::options().posix(&name).size(64).open_or_create()?;
+    /// assert!(first.is_creator() && !second.is_creator());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn open_or_create(self) -> Result<Segment, OpenOrCreateError> {
         self.open_or_create_with(|_, _| {})
     }

@@ -71,6 +71,24 @@ pub(crate) enum Unlinker {
 /// creator of a POSIX or System V segment; a file-backed segment persists unless
 /// `unlink_on_drop(true)`) and only in the process that made the handle: a forked
 /// child never removes its parent's segment.
+///
+/// # Examples
+/// ```
+/// use shmkit_segment::{Backend, Segment};
+///
+/// let name = format!("shmkit-doc-seg-{}", std::process::id());
+/// let seg = Segment::options().posix(&name).size(4096).create()?;
+/// assert_eq!((seg.backend(), seg.name()), (Backend::Posix, Some(name.as_str())));
+/// let reader = Segment::options().posix(&name).open()?; // maps the same memory
+/// assert!(!reader.is_creator() && !reader.unlinks_on_drop());
+/// // SAFETY: in bounds of both mappings; no other process writes it meanwhile.
+/// unsafe { seg.payload_ptr().add(8).write(7) };
+/// // SAFETY: as above.
+/// assert_eq!(unsafe { reader.payload_ptr().add(8).read() }, 7);
+/// assert_eq!(reader.header().map(|h| h.creator_pid), Some(std::process::id()));
+/// drop(seg); // the creator removes the name; `reader` stays mapped
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub struct Segment {
     pub(crate) map: Mapping,
     pub(crate) ptr: *mut u8,
@@ -112,6 +130,22 @@ impl Segment {
     /// [`OpenError::InvalidName`], [`OpenError::NotFound`],
     /// [`OpenError::PermissionDenied`], [`OpenError::TooSmall`] for a 0-byte object,
     /// [`OpenError::Io`] otherwise.
+    ///
+    /// # Examples
+    /// ```
+    /// use shmkit_segment::Segment;
+    ///
+    /// // A foreign object, as `SharedMemory(name, create=True, size=4096)` makes one.
+    /// let name = format!("shmkit-doc-raw-{}", std::process::id());
+    /// std::fs::File::create(format!("/dev/shm/{name}"))?.set_len(4096)?;
+    /// let seg = Segment::open_raw(&name)?;
+    /// assert_eq!(seg.len(), 4096);
+    /// assert_eq!(seg.payload_ptr(), seg.as_ptr()); // no header
+    /// assert!(seg.header().is_none());
+    /// drop(seg); // never removes the name: the creator (or we) must
+    /// shmkit_segment::remove(&name)?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn open_raw(name: &str) -> Result<Segment, OpenError> {
         name::check_posix(name).map_err(|reason| OpenError::InvalidName {
             name: name.to_owned(),
@@ -273,6 +307,19 @@ impl Segment {
     }
 
     /// Keep the name when this handle is dropped.
+    ///
+    /// # Examples
+    /// ```
+    /// use shmkit_segment::Segment;
+    ///
+    /// let name = format!("shmkit-doc-persist-{}", std::process::id());
+    /// let mut seg = Segment::options().posix(&name).size(64).create()?;
+    /// seg.persist();
+    /// drop(seg);
+    /// assert!(Segment::options().posix(&name).open().is_ok()); // still there
+    /// shmkit_segment::remove(&name)?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn persist(&mut self) {
         self.unlink_on_drop = false;
     }
