@@ -101,6 +101,20 @@ impl<T: Pod> SharedArray<T> {
     ///
     /// # Errors
     /// As [`create`](Self::create).
+    ///
+    /// # Examples
+    /// ```
+    /// use shmkit_typed::{OpenError, SharedArray};
+    ///
+    /// let name = format!("shmkit-doc-array-{}", std::process::id());
+    /// let a = SharedArray::<i32>::create_from(&name, &[3, 1, 2])?;
+    /// let b = SharedArray::<i32>::open(&name, 3)?; // as another process would
+    /// b.update(|xs| xs.sort())?; // one locked step over the whole array
+    /// assert_eq!(a.copy_to_vec()?, [1, 2, 3]);
+    /// let wrong = SharedArray::<i32>::open(&name, 4);
+    /// assert!(matches!(wrong, Err(OpenError::LengthMismatch { expected: 4, found: 3 })));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn create_from(name: &str, data: &[T]) -> Result<Self, CreateError> {
         Self::create_from_in(Segment::options().posix(name), data)
     }

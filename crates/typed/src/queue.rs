@@ -302,6 +302,24 @@ enum Backing {
 /// may share one handle.
 ///
 /// See the [module docs](self) for the protocol and crash behaviour.
+///
+/// # Examples
+/// A named queue of `#[repr(C)]` jobs, with a producer and a consumer handle:
+/// ```
+/// use shmkit_typed::Queue;
+///
+/// #[derive(Clone, Copy, Debug, PartialEq, bytemuck::Pod, bytemuck::Zeroable)]
+/// #[repr(C)]
+/// struct Job { id: u32, cost: f32 }
+///
+/// let name = format!("shmkit-doc-queue-{}", std::process::id());
+/// let producer = Queue::<Job>::create(&name, 64)?; // removes the name on drop
+/// let consumer = Queue::<Job>::open(&name)?; // as another process would
+/// producer.put(Job { id: 1, cost: 0.5 })?;
+/// assert_eq!(consumer.len(), 1);
+/// assert_eq!(consumer.get()?, Job { id: 1, cost: 0.5 });
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub struct Queue<T: bytemuck::Pod> {
     hdr: NonNull<QueueHeader>,
     slots: NonNull<Slot<T>>,
@@ -352,6 +370,28 @@ impl<T: bytemuck::Pod> Queue<T> {
     ///
     /// # Errors
     /// [`QueueLayoutError`] for a bad capacity, a misaligned or too small region.
+    ///
+    /// # Examples
+    /// A queue at the start of a segment the caller manages itself:
+    /// ```
+    /// use shmkit_segment::Segment;
+    /// use shmkit_typed::Queue;
+    ///
+    /// let size = Queue::<u64>::region_size(8).expect("no overflow");
+    /// let seg = Segment::options().anonymous().size(size).create()?;
+    /// let (ptr, len) = (seg.payload_ptr(), seg.payload_len());
+    /// // SAFETY: the payload is ours alone now and stays mapped while `seg` lives,
+    /// // which outlives both handles.
+    /// let q = unsafe { Queue::<u64>::init(ptr, len, 8)? };
+    /// // SAFETY: as above; the region holds the queue just made.
+    /// let same = unsafe { Queue::<u64>::attach(ptr, len)? };
+    /// q.put(1)?;
+    /// assert_eq!(same.get()?, 1);
+    /// // Attaching with another element type is refused.
+    /// // SAFETY: as above.
+    /// assert!(unsafe { Queue::<u32>::attach(ptr, len) }.is_err());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     #[cfg(not(loom))]
     pub unsafe fn init(
         ptr: *mut u8,
@@ -872,6 +912,21 @@ impl<T: bytemuck::Pod> Queue<T> {
     ///
     /// # Errors
     /// [`PutError::Full`] or [`PutError::Closed`], with the item.
+    ///
+    /// # Examples
+    /// ```
+    /// use shmkit_typed::{PutError, Queue};
+    ///
+    /// let q = Queue::<[u8; 4]>::anonymous(1)?;
+    /// q.try_put(*b"job1")?;
+    /// // Full: the item comes back, so nothing is lost.
+    /// let back = q.try_put(*b"job2").unwrap_err();
+    /// assert!(matches!(back, PutError::Full(_)));
+    /// assert_eq!(back.into_inner(), *b"job2");
+    /// q.close();
+    /// assert!(matches!(q.try_put(*b"job3"), Err(PutError::Closed(item)) if item == *b"job3"));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn try_put(&self, v: T) -> Result<(), PutError<T>> {
         self.put_inner(v, None)
     }
@@ -888,6 +943,19 @@ impl<T: bytemuck::Pod> Queue<T> {
     ///
     /// # Errors
     /// [`GetError::Timeout`] or [`GetError::Closed`].
+    ///
+    /// # Examples
+    /// ```
+    /// use std::time::Duration;
+    /// use shmkit_typed::{GetError, Queue};
+    ///
+    /// let q = Queue::<u32>::anonymous(4)?;
+    /// assert_eq!(q.get_timeout(Duration::from_millis(10)), Err(GetError::Timeout));
+    /// assert_eq!(q.try_get(), Err(GetError::Empty));
+    /// q.put(7)?;
+    /// assert_eq!(q.get_timeout(Duration::from_millis(10))?, 7);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn get_timeout(&self, timeout: Duration) -> Result<T, GetError> {
         self.get_inner(Some(Some(Deadline::after(timeout))))
     }

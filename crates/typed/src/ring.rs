@@ -323,6 +323,24 @@ enum Backing {
 /// A handle to a single-producer single-consumer byte-message ring in shared memory.
 ///
 /// See the [module docs](self) for the protocol, roles and crash behaviour.
+///
+/// # Examples
+/// A named ring with a writer handle and a reader handle:
+/// ```
+/// use shmkit_typed::{ReadError, Ring, WriteError};
+///
+/// let name = format!("shmkit-doc-ring-{}", std::process::id());
+/// let mut writer = Ring::create(&name, 4096)?; // removes the name on drop
+/// let mut reader = Ring::open(&name)?; // as another process would
+/// writer.write(b"tick")?;
+/// assert_eq!(reader.read_with(|msg| msg == b"tick")?, true);
+/// assert!(matches!(reader.try_read_with(|_| ()), Err(ReadError::Empty)));
+/// // The reader role is taken by `reader`: a second reader is refused.
+/// assert!(matches!(writer.try_read_with(|_| ()), Err(ReadError::RoleTaken { .. })));
+/// let big = vec![0u8; 8192];
+/// assert!(matches!(writer.try_write(&big), Err(WriteError::TooLarge { .. })));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub struct Ring {
     hdr: NonNull<RingHeader>,
     data: *mut u8,
@@ -408,6 +426,24 @@ impl Ring {
     /// [`RingLayoutError`] if `capacity` is not a power of two in
     /// [`MIN_RING_CAPACITY`]..=[`MAX_RING_CAPACITY`], or the region is misaligned or
     /// too small.
+    ///
+    /// # Examples
+    /// A ring in a segment the caller manages itself:
+    /// ```
+    /// use shmkit_segment::Segment;
+    /// use shmkit_typed::Ring;
+    ///
+    /// let seg = Segment::options().anonymous().size(Ring::region_size(1024)).create()?;
+    /// let (ptr, len) = (seg.payload_ptr(), seg.payload_len());
+    /// // SAFETY: the payload is ours alone now and stays mapped while `seg` lives,
+    /// // which outlives both handles.
+    /// let mut writer = unsafe { Ring::init(ptr, len, 1024)? };
+    /// // SAFETY: as above; the region holds the ring just made.
+    /// let mut reader = unsafe { Ring::attach(ptr, len)? };
+    /// writer.write(b"hi")?;
+    /// assert_eq!(reader.read_with(|m| m.to_vec())?, b"hi");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     #[cfg(not(loom))]
     pub unsafe fn init(ptr: *mut u8, len: usize, capacity: usize) -> Result<Ring, RingLayoutError> {
         let cap = Self::check_capacity(capacity)?;
@@ -720,6 +756,19 @@ impl Ring {
     ///
     /// # Errors
     /// As [`Ring::write`], plus [`WriteError::Full`].
+    ///
+    /// # Examples
+    /// ```
+    /// use shmkit_typed::{Ring, WriteError};
+    ///
+    /// let mut ring = Ring::anonymous(64)?; // the smallest ring
+    /// let msg = [7u8; 16];
+    /// while ring.try_write(&msg).is_ok() {} // fill it
+    /// assert!(matches!(ring.try_write(&msg), Err(WriteError::Full)));
+    /// ring.read_with(|m| assert_eq!(m, msg))?; // the reader frees space
+    /// ring.try_write(&msg)?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn try_write(&mut self, msg: &[u8]) -> Result<(), WriteError> {
         self.write_impl(msg.len(), Wait::No, |b| b.copy_from_slice(msg))
     }
@@ -985,6 +1034,23 @@ impl Ring {
     ///
     /// # Errors
     /// As [`Ring::read_with`].
+    ///
+    /// # Examples
+    /// ```
+    /// use std::time::Duration;
+    /// use shmkit_typed::{ReadError, Ring};
+    ///
+    /// let mut ring = Ring::anonymous(4096)?;
+    /// ring.write(b"first")?;
+    /// ring.write(b"2nd")?;
+    /// let mut buf = Vec::with_capacity(64); // reused: no allocation per message
+    /// assert_eq!(ring.read_into(&mut buf)?, 5);
+    /// assert_eq!(ring.read_into(&mut buf)?, 3);
+    /// assert_eq!(buf, b"2nd"); // replaced, not appended
+    /// let r = ring.read_into_timeout(&mut buf, Duration::from_millis(10));
+    /// assert!(matches!(r, Err(ReadError::Timeout)));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn read_into(&mut self, buf: &mut Vec<u8>) -> Result<usize, ReadError> {
         self.read_impl(Wait::Until(None), |m| copy_into(buf, m))
     }

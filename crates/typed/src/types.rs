@@ -32,6 +32,18 @@ pub mod kind {
 /// `type_name` is stable for a given type and compiler; two programs built by very
 /// different compiler versions could in principle spell a name differently, in which
 /// case opening fails with `TypeMismatch` (safe) rather than succeeding wrongly.
+///
+/// # Examples
+/// ```
+/// use shmkit_typed::types::{kind, tag_of};
+/// use shmkit_typed::Queue;
+///
+/// let tag = tag_of::<u64>(kind::QUEUE);
+/// assert_eq!((tag.name(), tag.size(), tag.align()), ("u64", 8, 8));
+/// assert_eq!(tag, Queue::<u64>::type_tag()); // what a queue of u64 records
+/// assert_ne!(tag, tag_of::<i64>(kind::QUEUE)); // same layout, another type
+/// assert_ne!(tag, tag_of::<u64>(kind::SHARED_VALUE)); // same type, another container
+/// ```
 pub fn tag_of<T>(kind: u32) -> TypeTag {
     TypeTag::new(
         kind,

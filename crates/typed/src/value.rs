@@ -98,6 +98,20 @@ impl<T: Pod> SharedValue<T> {
     /// # Errors
     /// [`OpenError::TypeMismatch`] if it holds another type; [`OpenError::Segment`] if it
     /// is missing, not ready in time, or not a shmkit segment.
+    ///
+    /// # Examples
+    /// ```
+    /// use shmkit_typed::{OpenError, SharedValue};
+    ///
+    /// let name = format!("shmkit-doc-value-{}", std::process::id());
+    /// let created = SharedValue::<u64>::create(&name, 7)?; // removes the name on drop
+    /// let opened = SharedValue::<u64>::open(&name)?; // as another process would
+    /// opened.set(8)?;
+    /// assert_eq!(created.get()?, 8);
+    /// let wrong = SharedValue::<f64>::open(&name);
+    /// assert!(matches!(wrong, Err(OpenError::TypeMismatch { .. })));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn open(name: &str) -> Result<Self, OpenError> {
         Self::open_in(Segment::options().posix(name))
     }
@@ -120,6 +134,18 @@ impl<T: Pod> SharedValue<T> {
     /// # Errors
     /// [`OpenOrCreateError::Create`] or [`OpenOrCreateError::Open`] (as
     /// [`create`](Self::create) and [`open`](Self::open)).
+    ///
+    /// # Examples
+    /// ```
+    /// use shmkit_typed::SharedValue;
+    ///
+    /// let name = format!("shmkit-doc-ooc-value-{}", std::process::id());
+    /// let first = SharedValue::<i64>::open_or_create(&name, 10)?;
+    /// let second = SharedValue::<i64>::open_or_create(&name, 99)?; // opens: 99 unused
+    /// assert!(first.is_creator() && !second.is_creator());
+    /// assert_eq!(second.update(|v| { *v -= 1; *v })?, 9);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn open_or_create(name: &str, init: T) -> Result<Self, OpenOrCreateError> {
         let seg =
             Self::options(Segment::options().posix(name)).open_or_create_with(Self::init(init))?;
@@ -150,6 +176,26 @@ impl<T: Pod> SharedValue<T> {
     /// # Errors
     /// [`LockError::OwnerDied`] / [`LockError::Poisoned`] carry the guard (the lock is
     /// held; the value may need repair; see the sync crate).
+    ///
+    /// # Examples
+    /// ```
+    /// use shmkit_typed::{LockError, SharedValue};
+    ///
+    /// let v = SharedValue::<[u32; 2]>::anonymous([1, 2])?;
+    /// let mut guard = match v.lock() {
+    ///     Ok(g) => g,
+    ///     // A process died holding the lock: repair the value, then mark it consistent.
+    ///     Err(LockError::OwnerDied(g)) | Err(LockError::Poisoned(g)) => {
+    ///         g.make_consistent();
+    ///         g
+    ///     }
+    ///     Err(e) => return Err(e.to_string().into()),
+    /// };
+    /// guard.swap(0, 1); // several steps, seen as one by other processes
+    /// drop(guard);
+    /// assert_eq!(v.get()?, [2, 1]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn lock(&self) -> LockResult<'_, T> {
         self.mutex().lock()
     }
@@ -235,6 +281,24 @@ fn check_fits(seg: &Segment, need: usize) -> Result<(), OpenError> {
 ///
 /// A value wider than the machine's atomic width may be read torn while another process
 /// writes it; use [`SharedValue`] when readers must see whole updates.
+///
+/// # Examples
+/// ```
+/// use std::sync::atomic::{AtomicU64, Ordering};
+/// use shmkit_typed::RawValue;
+///
+/// let name = format!("shmkit-doc-raw-value-{}", std::process::id());
+/// let flag = RawValue::<u64>::create(&name, 0)?;
+/// let seen = RawValue::<u64>::open(&name)?; // as another process would
+/// flag.set(5); // one volatile write: no lock, no syscall
+/// assert_eq!(seen.get(), 5);
+/// // For read-modify-write without a lock, use an atomic through the pointer.
+/// // SAFETY: the payload is 128-byte aligned and shared only as a `u64`.
+/// let counter = unsafe { AtomicU64::from_ptr(seen.as_ptr()) };
+/// counter.fetch_add(1, Ordering::Relaxed);
+/// assert_eq!(flag.get(), 6);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub struct RawValue<T: Pod> {
     seg: Segment,
     ptr: NonNull<T>,
