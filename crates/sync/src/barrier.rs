@@ -77,6 +77,33 @@ impl Barrier {
     ///
     /// # Panics
     /// If `parties == 0`.
+    ///
+    /// # Examples
+    /// A parent and a forked child meet at a barrier in shared memory:
+    /// ```
+    /// use shmkit_segment::Segment;
+    /// use shmkit_sync::Barrier;
+    ///
+    /// let seg = Segment::options().anonymous().size(size_of::<Barrier>()).create()?;
+    /// let ptr = seg.payload_ptr().cast::<Barrier>();
+    /// // SAFETY: the payload is 128-byte aligned, large enough, and nobody uses it yet.
+    /// unsafe { Barrier::init_in_place(ptr, 2) };
+    /// // SAFETY: initialised above; `seg` keeps it mapped while `b` is used.
+    /// let b = unsafe { &*ptr };
+    /// // SAFETY: this example is single-threaded, so the child may run any code.
+    /// let child = unsafe { libc::fork() };
+    /// if child == 0 {
+    ///     let code = if b.wait().is_ok() { 0 } else { 1 };
+    ///     // SAFETY: ends the child without running the parent's exit code.
+    ///     unsafe { libc::_exit(code) }
+    /// }
+    /// b.wait()?;
+    /// let mut status = 0;
+    /// // SAFETY: `child` is our child's pid; `status` is a valid out-pointer.
+    /// assert_eq!(unsafe { libc::waitpid(child, &mut status, 0) }, child);
+    /// assert!(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub unsafe fn init_in_place(ptr: *mut Self, parties: u32) {
         let b = Self::new(parties);
         // SAFETY: the caller guarantees `ptr` is valid, aligned and unused.

@@ -148,6 +148,23 @@ impl Condvar {
     }
 
     /// Wakes every waiter.
+    ///
+    /// # Examples
+    /// ```
+    /// use shmkit_sync::{Condvar, Mutex};
+    ///
+    /// let (go, cv) = (Mutex::new(false), Condvar::new());
+    /// std::thread::scope(|s| {
+    ///     for _ in 0..3 {
+    ///         s.spawn(|| {
+    ///             let started = cv.wait_while(go.lock().unwrap(), |go| !*go).unwrap();
+    ///             assert!(*started);
+    ///         });
+    ///     }
+    ///     *go.lock().unwrap() = true;
+    ///     cv.notify_all(); // all three wake (one notify_one would wake only one)
+    /// });
+    /// ```
     pub fn notify_all(&self) {
         self.notify_with(&Futex, u32::MAX)
     }

@@ -9,6 +9,20 @@ use std::io;
 /// decides whether the protected data can be trusted. Written by hand rather than with
 /// `thiserror` so that `Display`, `Debug` and `Error` do not require `G: Debug`, which
 /// keeps `?` usable on any guard type.
+///
+/// # Examples
+/// ```
+/// use shmkit_sync::{LockError, Mutex};
+///
+/// let m = Mutex::new(1u8);
+/// let held = m.lock().map_err(|e| e.to_string())?;
+/// let err = m.try_lock().unwrap_err();
+/// assert!(matches!(err, LockError::WouldDeadlock));
+/// assert!(!err.is_owner_died() && !err.is_poisoned());
+/// assert!(err.into_guard().is_none()); // only OwnerDied and Poisoned hold the lock
+/// drop(held);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[non_exhaustive]
 pub enum LockError<G> {
     /// The previous holder died while holding the lock (the process was killed, or the

@@ -83,6 +83,31 @@ impl Event {
     ///
     /// # Safety
     /// `ptr` must be valid for writes, 4-aligned, and not in use by anyone.
+    ///
+    /// # Examples
+    /// A forked child signals its parent through an event in shared memory:
+    /// ```
+    /// use shmkit_segment::Segment;
+    /// use shmkit_sync::Event;
+    ///
+    /// let seg = Segment::options().anonymous().size(size_of::<Event>()).create()?;
+    /// let ptr = seg.payload_ptr().cast::<Event>();
+    /// // SAFETY: the payload is 128-byte aligned, large enough, and nobody uses it yet.
+    /// unsafe { Event::init_in_place(ptr, false) };
+    /// // SAFETY: initialised above; `seg` keeps it mapped while `done` is used.
+    /// let done = unsafe { &*ptr };
+    /// // SAFETY: this example is single-threaded, so the child may run any code.
+    /// let child = unsafe { libc::fork() };
+    /// if child == 0 {
+    ///     done.set(); // wakes the parent, in another process
+    ///     // SAFETY: ends the child without running the parent's exit code.
+    ///     unsafe { libc::_exit(0) }
+    /// }
+    /// done.wait();
+    /// // SAFETY: `child` is our child's pid; a null status pointer is allowed.
+    /// assert_eq!(unsafe { libc::waitpid(child, std::ptr::null_mut(), 0) }, child);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub unsafe fn init_in_place(ptr: *mut Self, auto_reset: bool) {
         // SAFETY: the caller guarantees `ptr` is valid, aligned and unused.
         unsafe { ptr.write(Self::make(u32::from(auto_reset))) }

@@ -155,6 +155,20 @@ impl FileLock {
     ///
     /// # Errors
     /// [`FileLockError::Timeout`] after at least `timeout`; `Io` if `flock` fails.
+    ///
+    /// # Examples
+    /// ```
+    /// use std::time::Duration;
+    /// use shmkit_sync::{FileLock, FileLockError, LockMode};
+    ///
+    /// let path = std::env::temp_dir().join(format!("shmkit-doc-wait-{}", std::process::id()));
+    /// let (a, b) = (FileLock::open(&path)?, FileLock::open(&path)?);
+    /// let _held = a.lock(LockMode::Exclusive)?;
+    /// let r = b.lock_timeout(LockMode::Shared, Duration::from_millis(20));
+    /// assert!(matches!(r, Err(FileLockError::Timeout)));
+    /// std::fs::remove_file(&path)?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn lock_timeout(
         &self,
         mode: LockMode,

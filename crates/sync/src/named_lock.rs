@@ -105,6 +105,21 @@ impl NamedLock {
     ///
     /// # Errors
     /// As [`acquire`](Self::acquire).
+    ///
+    /// # Examples
+    /// ```
+    /// use std::os::unix::fs::DirBuilderExt;
+    /// use std::time::Duration;
+    /// use shmkit_sync::NamedLock;
+    ///
+    /// let dir = std::env::temp_dir().join(format!("shmkit-doc-locks-{}", std::process::id()));
+    /// std::fs::DirBuilder::new().mode(0o700).create(&dir)?; // private to this user
+    /// let guard = NamedLock::acquire_in(&dir, "job-42", Duration::from_secs(1))?;
+    /// assert_eq!(guard.path(), dir.join("job-42.lock"));
+    /// drop(guard); // removes its file...
+    /// std::fs::remove_dir(&dir)?; // ...so the directory is empty again
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn acquire_in(
         dir: &Path,
         name: &str,

@@ -105,6 +105,19 @@ impl Semaphore {
     ///
     /// # Errors
     /// None today (the `Result` leaves room for future failure modes).
+    ///
+    /// # Examples
+    /// ```
+    /// use shmkit_sync::Semaphore;
+    ///
+    /// let done = Semaphore::new(0);
+    /// std::thread::scope(|s| {
+    ///     s.spawn(|| done.release());
+    ///     done.acquire() // waits for the release
+    /// })?;
+    /// assert_eq!(done.value(), 0);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn acquire(&self) -> Result<(), SemaphoreError> {
         self.acquire_with(&Futex, None)
     }
