@@ -160,6 +160,20 @@ impl SegmentOptions {
     }
 
     /// A System V segment whose key is `ftok(path, id)`.
+    ///
+    /// # Examples
+    /// ```
+    /// use shmkit_segment::Segment;
+    ///
+    /// let path = std::env::temp_dir().join(format!("shmkit-doc-ftok-{}", std::process::id()));
+    /// std::fs::File::create(&path)?; // ftok needs an existing file
+    /// let seg = Segment::options().sysv_ftok(&path, b'D').size(64).create()?;
+    /// let again = Segment::options().sysv_ftok(&path, b'D').open()?; // same key
+    /// assert_eq!(seg.name(), again.name());
+    /// drop((seg, again)); // the creator removes the segment
+    /// std::fs::remove_file(&path)?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn sysv_ftok(mut self, path: impl AsRef<Path>, id: u8) -> Self {
         self.target = Target::SysVFtok(path.as_ref().to_owned(), id);
         self
@@ -346,6 +360,22 @@ impl SegmentOptions {
     ///
     /// # Errors
     /// As [`create`](Self::create).
+    ///
+    /// # Examples
+    /// ```
+    /// use shmkit_segment::Segment;
+    ///
+    /// let name = format!("shmkit-doc-init-{}", std::process::id());
+    /// let _seg = Segment::options().posix(&name).size(8).create_with(|p, len| {
+    ///     // SAFETY: `p..p+len` is the zeroed, 128-byte aligned payload, ours alone
+    ///     // until READY is published after this closure returns.
+    ///     unsafe { p.cast::<u64>().write(len as u64) }
+    /// })?;
+    /// let opened = Segment::options().posix(&name).open()?; // waits for READY
+    /// // SAFETY: aligned and in bounds; nobody writes it any more.
+    /// assert_eq!(unsafe { opened.payload_ptr().cast::<u64>().read() }, 8);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn create_with(self, init: impl FnOnce(*mut u8, usize)) -> Result<Segment, CreateError> {
         let mut init = Some(init);
         self.create_inner(&mut init)

@@ -223,6 +223,21 @@ impl Segment {
     ///
     /// # Safety
     /// No process (this one included) may write the segment while the slice lives.
+    ///
+    /// # Examples
+    /// ```
+    /// use shmkit_segment::{Segment, HEADER_LEN};
+    ///
+    /// let seg = Segment::options().anonymous().size(16).create()?;
+    /// // SAFETY: no other process maps this segment and no other reference into it
+    /// // lives while the slice does.
+    /// unsafe { seg.as_mut_slice()[HEADER_LEN] = 9 };
+    /// // SAFETY: as above (and the mutable slice is gone).
+    /// let bytes = unsafe { seg.as_slice() };
+    /// assert_eq!(&bytes[..8], b"SHMKITSG"); // the header's magic
+    /// assert_eq!((bytes.len(), bytes[HEADER_LEN]), (seg.len(), 9));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub unsafe fn as_slice(&self) -> &[u8] {
         // SAFETY: `ptr..ptr+len` is our live mapping; the caller guarantees nobody
         // writes it while the slice lives.
@@ -258,6 +273,19 @@ impl Segment {
     }
 
     /// A copy of the header's fields; `None` for a raw segment.
+    ///
+    /// # Examples
+    /// ```
+    /// use shmkit_segment::{Segment, TypeTag, HEADER_LEN, LAYOUT_VERSION, MAGIC};
+    ///
+    /// let seg = Segment::options().anonymous().size(100).create()?;
+    /// let h = seg.header().expect("segments shmkit creates have a header");
+    /// assert!(h.ready);
+    /// assert_eq!((h.magic, h.version), (MAGIC, LAYOUT_VERSION));
+    /// assert_eq!((h.payload_offset, h.payload_size), (HEADER_LEN as u64, 100));
+    /// assert_eq!(h.type_tag, TypeTag::BYTES);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn header(&self) -> Option<HeaderInfo> {
         if self.raw {
             return None;
@@ -284,6 +312,15 @@ impl Segment {
     ///
     /// # Errors
     /// The `madvise` error, other than "not supported" (which falls back to touching).
+    ///
+    /// # Examples
+    /// ```
+    /// use shmkit_segment::Segment;
+    ///
+    /// let seg = Segment::options().anonymous().size(1 << 20).create()?;
+    /// seg.prefault()?; // before a hot loop: no page faults in it
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn prefault(&self) -> std::io::Result<()> {
         // SAFETY: `as_ptr()..as_ptr()+len()` is exactly this handle's live mapping,
         // page-aligned at its start; MADV_POPULATE_WRITE only faults pages in.

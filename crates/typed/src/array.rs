@@ -289,6 +289,20 @@ impl<T: Pod> SharedArray<T> {
     ///
     /// # Errors
     /// [`LockError::OwnerDied`](shmkit_sync::LockError::OwnerDied) / [`LockError::Poisoned`](shmkit_sync::LockError::Poisoned) carry the guard.
+    ///
+    /// # Examples
+    /// ```
+    /// use shmkit_typed::SharedArray;
+    ///
+    /// let a = SharedArray::<u32>::anonymous(4)?;
+    /// {
+    ///     let mut xs = a.lock().map_err(|e| e.to_string())?; // derefs to [u32]
+    ///     xs.copy_from_slice(&[4, 3, 2, 1]);
+    ///     xs.reverse(); // other processes see only the finished result
+    /// }
+    /// assert_eq!(a.copy_to_vec()?, [1, 2, 3, 4]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn lock(&self) -> LockResult<'_, [T]> {
         self.mutex().lock()
     }

@@ -712,6 +712,27 @@ impl<T: bytemuck::Pod> Queue<T> {
 
     /// Closes the queue: further puts fail with `Closed(item)`; consumers drain what
     /// is left, then get [`GetError::Closed`]. Wakes every sleeper.
+    ///
+    /// # Examples
+    /// Instead of Python's `None` sentinel:
+    /// ```
+    /// use shmkit_typed::{GetError, Queue};
+    ///
+    /// let q = Queue::<u32>::anonymous(8)?;
+    /// let total = std::thread::scope(|s| {
+    ///     let consumer = s.spawn(|| {
+    ///         let mut sum = 0;
+    ///         while let Ok(v) = q.get() { sum += v; } // ends at Closed, after draining
+    ///         sum
+    ///     });
+    ///     for v in 1..=4 { q.put(v).unwrap(); }
+    ///     q.close();
+    ///     consumer.join().unwrap()
+    /// });
+    /// assert_eq!(total, 10);
+    /// assert_eq!(q.get(), Err(GetError::Closed));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn close(&self) {
         let h = self.hdr();
         // SeqCst: ordered against producers' SeqCst claim CAS + load of `closed` and
@@ -904,6 +925,18 @@ impl<T: bytemuck::Pod> Queue<T> {
     ///
     /// # Errors
     /// [`PutError::Timeout`] or [`PutError::Closed`], with the item.
+    ///
+    /// # Examples
+    /// ```
+    /// use std::time::Duration;
+    /// use shmkit_typed::{PutError, Queue};
+    ///
+    /// let q = Queue::<u64>::anonymous(1)?;
+    /// q.put_timeout(1, Duration::from_millis(10))?;
+    /// let r = q.put_timeout(2, Duration::from_millis(10)); // full, nobody consumes
+    /// assert!(matches!(r, Err(PutError::Timeout(2))));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn put_timeout(&self, v: T, timeout: Duration) -> Result<(), PutError<T>> {
         self.put_inner(v, Some(Some(Deadline::after(timeout))))
     }

@@ -779,6 +779,23 @@ impl Ring {
     ///
     /// # Errors
     /// As [`Ring::write`].
+    ///
+    /// # Examples
+    /// ```
+    /// use shmkit_typed::Ring;
+    ///
+    /// let mut ring = Ring::anonymous(4096)?;
+    /// // Serialise straight into the ring: no intermediate buffer.
+    /// let n = ring.write_with(12, |buf| {
+    ///     buf[..4].copy_from_slice(&7u32.to_le_bytes());
+    ///     buf[4..].copy_from_slice(&2.5f64.to_le_bytes());
+    ///     buf.len()
+    /// })?;
+    /// assert_eq!(n, 12);
+    /// let id = ring.read_with(|m| u32::from_le_bytes(m[..4].try_into().unwrap()))?;
+    /// assert_eq!(id, 7);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn write_with<R>(
         &mut self,
         len: usize,

@@ -80,6 +80,20 @@ impl<T: Pod> SharedValue<T> {
     ///
     /// # Errors
     /// As [`create`](Self::create).
+    ///
+    /// # Examples
+    /// ```
+    /// use shmkit_segment::Segment;
+    /// use shmkit_typed::SharedValue;
+    ///
+    /// let name = format!("shmkit-doc-value-in-{}", std::process::id());
+    /// let options = Segment::options().posix(&name).mode(0o660); // group may open it
+    /// let v = SharedValue::create_in(options, 1.5f64)?;
+    /// let opened = SharedValue::<f64>::open_in(Segment::options().posix(&name))?;
+    /// assert_eq!(opened.get()?, 1.5);
+    /// assert!(v.is_creator() && !opened.is_creator());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn create_in(options: SegmentOptions, init: T) -> Result<Self, CreateError> {
         let seg = Self::options(options).create_with(Self::init(init))?;
         Ok(Self::from_segment(seg))
