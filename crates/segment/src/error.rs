@@ -5,6 +5,19 @@ use std::io;
 use std::time::Duration;
 
 /// Why a segment could not be created.
+///
+/// # Examples
+/// ```
+/// use shmkit_segment::{CreateError, Segment};
+///
+/// let e = Segment::options().size(64).create().unwrap_err();
+/// assert!(matches!(e, CreateError::NoBackend));
+/// let e = Segment::options().posix("a/b").size(64).create().unwrap_err();
+/// assert!(matches!(e, CreateError::InvalidName { .. }));
+/// let e = Segment::options().anonymous().size(0).create().unwrap_err();
+/// assert!(matches!(e, CreateError::ZeroSize));
+/// assert!(e.to_string().contains(".size(n)")); // messages say what to do
+/// ```
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum CreateError {
@@ -76,6 +89,20 @@ pub enum CreateError {
 }
 
 /// Why a segment could not be opened.
+///
+/// # Examples
+/// ```
+/// use shmkit_segment::{OpenError, Segment};
+///
+/// let name = format!("shmkit-doc-err-{}", std::process::id());
+/// match Segment::options().posix(&name).open() {
+///     Ok(_) => unreachable!("nobody created it"),
+///     // Not there (yet): create it, or wait for its creator.
+///     Err(OpenError::NotFound { name: missing }) => assert_eq!(missing, name),
+///     Err(e) => return Err(e.into()),
+/// }
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum OpenError {

@@ -431,6 +431,21 @@ impl SegmentOptions {
     ///
     /// # Errors
     /// The error of the step that failed.
+    ///
+    /// # Examples
+    /// ```
+    /// use shmkit_segment::Segment;
+    ///
+    /// let name = format!("shmkit-doc-oocw-{}", std::process::id());
+    /// let opts = Segment::options().posix(&name).size(1);
+    /// // SAFETY (both closures): the fresh payload is ours alone until READY.
+    /// let a = opts.clone().open_or_create_with(|p, _| unsafe { p.write(1) })?;
+    /// let b = opts.open_or_create_with(|_, _| unreachable!("only the creator runs init"))?;
+    /// assert!(a.is_creator() && !b.is_creator());
+    /// // SAFETY: in bounds; nobody writes it any more.
+    /// assert_eq!(unsafe { b.payload_ptr().read() }, 1);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn open_or_create_with(
         self,
         init: impl FnOnce(*mut u8, usize),

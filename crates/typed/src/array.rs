@@ -236,6 +236,19 @@ impl<T: Pod> SharedArray<T> {
     /// # Errors
     /// [`OpenOrCreateError::Create`] or [`OpenOrCreateError::Open`] (as
     /// [`create`](Self::create) and [`open`](Self::open)).
+    ///
+    /// # Examples
+    /// ```
+    /// use shmkit_typed::SharedArray;
+    ///
+    /// let name = format!("shmkit-doc-ooc-array-{}", std::process::id());
+    /// let first = SharedArray::<u16>::open_or_create(&name, 8)?;
+    /// let second = SharedArray::<u16>::open_or_create(&name, 8)?;
+    /// assert!(first.is_creator() && !second.is_creator());
+    /// second.set(0, 5)?;
+    /// assert_eq!(first.get(0)?, 5);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn open_or_create(name: &str, len: usize) -> Result<Self, OpenOrCreateError> {
         match Self::create(name, len) {
             Err(CreateError::Segment(shmkit_segment::CreateError::AlreadyExists { .. })) => {
@@ -359,6 +372,18 @@ impl<T: Pod> SharedArray<T> {
     /// # Errors
     /// [`AccessError::WrongLength`] if `data.len() != len()`; lock errors as
     /// [`get`](Self::get).
+    ///
+    /// # Examples
+    /// ```
+    /// use shmkit_typed::{AccessError, SharedArray};
+    ///
+    /// let a = SharedArray::<u8>::anonymous(3)?;
+    /// a.copy_from_slice(&[1, 2, 3])?; // all elements in one locked step
+    /// let short = a.copy_from_slice(&[9, 9]);
+    /// assert_eq!(short, Err(AccessError::WrongLength { expected: 3, found: 2 }));
+    /// assert_eq!(a.copy_to_vec()?, [1, 2, 3]); // unchanged
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn copy_from_slice(&self, data: &[T]) -> Result<(), AccessError> {
         if data.len() != self.len {
             return Err(AccessError::WrongLength {

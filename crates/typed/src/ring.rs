@@ -834,6 +834,20 @@ impl Ring {
     ///
     /// # Errors
     /// [`WriteError::RoleTaken`] if another live process is the writer.
+    ///
+    /// # Examples
+    /// ```
+    /// use shmkit_typed::{ReadError, Ring, WriteError};
+    ///
+    /// let mut ring = Ring::anonymous(4096)?;
+    /// ring.write(b"last")?;
+    /// ring.close()?;
+    /// assert!(ring.is_closed());
+    /// assert!(matches!(ring.write(b"more"), Err(WriteError::Closed)));
+    /// assert_eq!(ring.read_with(|m| m.len())?, 4); // drained first...
+    /// assert!(matches!(ring.read_with(|m| m.len()), Err(ReadError::Closed))); // ...then Closed
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn close(&mut self) -> Result<(), WriteError> {
         self.ensure_writer()?;
         let h = self.hdr();

@@ -218,6 +218,21 @@ impl<T: Pod> SharedValue<T> {
     ///
     /// # Errors
     /// As [`lock`](Self::lock), plus `WouldBlock`.
+    ///
+    /// # Examples
+    /// ```
+    /// use shmkit_typed::{LockError, SharedValue};
+    ///
+    /// let v = SharedValue::<u32>::anonymous(0)?;
+    /// let held = v.lock().map_err(|e| e.to_string())?;
+    /// let busy = std::thread::scope(|s| {
+    ///     s.spawn(|| matches!(v.try_lock(), Err(LockError::WouldBlock))).join().unwrap()
+    /// });
+    /// assert!(busy);
+    /// drop(held);
+    /// assert_eq!(*v.try_lock().map_err(|e| e.to_string())?, 0);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn try_lock(&self) -> LockResult<'_, T> {
         self.mutex().try_lock()
     }
