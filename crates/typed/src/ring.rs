@@ -56,7 +56,7 @@
 //! ```
 //!
 //! # Layout
-//! See `crates/typed/LAYOUT.md`: a 512-byte header of four 128-byte lines (metadata,
+//! See `docs/layout.md`: a 512-byte header of four 128-byte lines (metadata,
 //! tail, head, sleep flags), then the data buffer.
 
 use std::ptr::NonNull;
