@@ -10,6 +10,16 @@ use crate::options::SegmentOptions;
 use crate::{name, sys};
 
 /// Where a segment's memory comes from.
+///
+/// # Examples
+/// ```
+/// use shmkit_segment::{Backend, Segment};
+///
+/// let seg = Segment::options().anonymous().size(64).create()?;
+/// assert_eq!(seg.backend(), Backend::Anonymous);
+/// assert_eq!(seg.backend().to_string(), "anonymous"); // as `shmkit ls` prints it
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum Backend {
@@ -298,6 +308,22 @@ impl Segment {
     /// The memfd behind an anonymous segment, to hand to an unrelated process (over a
     /// Unix socket with `SCM_RIGHTS`, or inherited across `exec`), which opens it with
     /// [`SegmentOptions::fd`]. `None` for named backends: open those by name.
+    ///
+    /// # Examples
+    /// ```
+    /// use shmkit_segment::Segment;
+    ///
+    /// let seg = Segment::options().anonymous().size(64).create()?;
+    /// let fd = seg.fd().expect("an anonymous segment has a memfd");
+    /// // Pass `fd` over a Unix socket (SCM_RIGHTS); the receiver opens it with
+    /// // `Segment::options().fd(owned_fd).open()`.
+    /// let copy = Segment::options().fd(fd.try_clone_to_owned()?).open()?;
+    /// assert_eq!(copy.payload_len(), 64);
+    /// let name = format!("shmkit-doc-fd-{}", std::process::id());
+    /// let named = Segment::options().posix(&name).size(64).create()?;
+    /// assert!(named.fd().is_none()); // named segments are opened by name
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn fd(&self) -> Option<std::os::fd::BorrowedFd<'_>> {
         use std::os::fd::AsFd;
         self.fd.as_ref().map(|f| f.as_fd())

@@ -141,6 +141,17 @@ impl Barrier {
     }
 
     /// Breaks the barrier: current and future waiters get `Broken` until `reset`.
+    ///
+    /// # Examples
+    /// ```
+    /// use shmkit_sync::{Barrier, BarrierError};
+    ///
+    /// let b = Barrier::new(3);
+    /// b.abort(); // e.g. one party failed: release the others with an error
+    /// assert_eq!(b.wait(), Err(BarrierError::Broken));
+    /// b.reset();
+    /// assert!(!b.is_broken());
+    /// ```
     pub fn abort(&self) {
         self.abort_with(&Futex)
     }

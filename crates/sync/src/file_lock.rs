@@ -99,6 +99,19 @@ impl FileLock {
     }
 
     /// Uses an already open file.
+    ///
+    /// # Examples
+    /// ```
+    /// use shmkit_sync::{FileLock, LockMode};
+    ///
+    /// // Lock the data file itself rather than a separate lock file.
+    /// let path = std::env::temp_dir().join(format!("shmkit-doc-data-{}", std::process::id()));
+    /// let lock = FileLock::from_file(std::fs::File::create(&path)?);
+    /// let _held = lock.lock(LockMode::Exclusive)?;
+    /// assert_eq!(lock.file().metadata()?.len(), 0);
+    /// std::fs::remove_file(&path)?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn from_file(file: File) -> Self {
         FileLock { file }
     }

@@ -202,6 +202,25 @@ pub fn wake(word: &AtomicU32, n: u32) -> usize {
 }
 
 /// Wakes every waiter on `word`.
+///
+/// # Examples
+/// ```
+/// use std::sync::atomic::{AtomicU32, Ordering};
+/// use shmkit_sync::futex;
+///
+/// let gate = AtomicU32::new(0);
+/// std::thread::scope(|s| {
+///     for _ in 0..2 {
+///         s.spawn(|| {
+///             while gate.load(Ordering::Acquire) == 0 {
+///                 futex::wait(&gate, 0, None);
+///             }
+///         });
+///     }
+///     gate.store(1, Ordering::Release);
+///     futex::wake_all(&gate); // opens the gate for every sleeper
+/// });
+/// ```
 pub fn wake_all(word: &AtomicU32) -> usize {
     wake(word, u32::MAX)
 }

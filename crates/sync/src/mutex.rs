@@ -78,6 +78,25 @@ const YIELDS: u32 = 3;
 const YIELDS: u32 = 0;
 
 /// How a [`RawMutex`] was acquired.
+///
+/// # Examples
+/// ```
+/// use shmkit_sync::{Acquired, RawMutex};
+///
+/// let raw = RawMutex::new();
+/// // A holder that exits without unlocking (a killed process behaves the same).
+/// std::thread::scope(|s| {
+///     s.spawn(|| raw.lock().map(drop));
+/// });
+/// assert_eq!(raw.lock()?, Acquired::OwnerDied); // the lock is ours now
+/// raw.make_consistent(); // once the data is repaired
+/// // SAFETY: this thread holds the lock.
+/// unsafe { raw.unlock() };
+/// assert_eq!(raw.lock()?, Acquired::Consistent);
+/// # // SAFETY: this thread holds the lock.
+/// # unsafe { raw.unlock() };
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Acquired {
     /// Normally; the data is consistent.
@@ -242,6 +261,21 @@ impl RawMutex {
     ///
     /// # Errors
     /// As [`lock_timeout`](Self::lock_timeout).
+    ///
+    /// # Examples
+    /// ```
+    /// use std::time::Duration;
+    /// use shmkit_sync::{Deadline, RawMutex};
+    ///
+    /// // One deadline for several steps, however long each takes.
+    /// let deadline = Deadline::after(Duration::from_secs(1));
+    /// let (a, b) = (RawMutex::new(), RawMutex::new());
+    /// a.lock_until(Some(&deadline))?;
+    /// b.lock_until(Some(&deadline))?;
+    /// // SAFETY: this thread holds both locks.
+    /// unsafe { b.unlock(); a.unlock() };
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     #[inline]
     pub fn lock_until(&self, deadline: Option<&Deadline>) -> Result<Acquired, RawLockError> {
         self.lock_with(&Futex, deadline)
@@ -533,6 +567,15 @@ impl<T> Mutex<T> {
     }
 
     /// Consumes the mutex, returning the data.
+    ///
+    /// # Examples
+    /// ```
+    /// use shmkit_sync::Mutex;
+    ///
+    /// let mut m = Mutex::new(vec![1]);
+    /// m.get_mut().push(2); // `&mut` proves nobody else holds it: no locking
+    /// assert_eq!(m.into_inner(), [1, 2]);
+    /// ```
     pub fn into_inner(self) -> T {
         self.data.into_inner()
     }

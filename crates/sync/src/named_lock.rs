@@ -173,6 +173,15 @@ impl NamedLock {
     }
 
     /// The directory where lock files live (see the module docs).
+    ///
+    /// # Examples
+    /// ```
+    /// use shmkit_sync::NamedLock;
+    ///
+    /// // `$SHMKIT_LOCK_DIR`, else `$XDG_RUNTIME_DIR/shmkit-locks`, else /tmp/shmkit-locks-<uid>.
+    /// let dir = NamedLock::lock_dir();
+    /// assert!(dir.is_absolute());
+    /// ```
     pub fn lock_dir() -> PathBuf {
         if let Some(d) = std::env::var_os("SHMKIT_LOCK_DIR") {
             return PathBuf::from(d);

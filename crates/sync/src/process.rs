@@ -25,6 +25,14 @@ pub fn current_start_time() -> u32 {
 }
 
 /// The start time (low 32 bits) of process `pid`, or `None` if there is none.
+///
+/// # Examples
+/// ```
+/// use shmkit_sync::process::{current_pid, current_start_time, start_time};
+///
+/// assert_eq!(start_time(current_pid()), Some(current_start_time()));
+/// assert_eq!(start_time(u32::MAX), None); // no such process
+/// ```
 pub fn start_time(pid: u32) -> Option<u32> {
     owner::start_time(pid)
 }

@@ -577,6 +577,20 @@ impl<T: bytemuck::Pod> Queue<T> {
     ///
     /// # Errors
     /// As [`Queue::create`] and [`Queue::open`].
+    ///
+    /// # Examples
+    /// ```
+    /// use shmkit_typed::Queue;
+    ///
+    /// // Producers and consumers may start in any order: whoever comes first creates.
+    /// let name = format!("shmkit-doc-ooc-queue-{}", std::process::id());
+    /// let consumer = Queue::<u64>::open_or_create(&name, 16)?;
+    /// let producer = Queue::<u64>::open_or_create(&name, 16)?;
+    /// assert!(consumer.segment().is_some_and(|s| s.is_creator()));
+    /// producer.put(5)?;
+    /// assert_eq!(consumer.get()?, 5);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     #[cfg(not(loom))]
     pub fn open_or_create(name: &str, capacity: usize) -> Result<Self, crate::OpenOrCreateError> {
         let size = Self::sized(capacity).map_err(crate::CreateError::from)?;

@@ -596,6 +596,19 @@ impl Ring {
     ///
     /// # Errors
     /// As [`Ring::create`] and [`Ring::open`].
+    ///
+    /// # Examples
+    /// ```
+    /// use shmkit_typed::Ring;
+    ///
+    /// // Writer and reader may start in any order: whoever comes first creates.
+    /// let name = format!("shmkit-doc-ooc-ring-{}", std::process::id());
+    /// let mut reader = Ring::open_or_create(&name, 4096)?;
+    /// let mut writer = Ring::open_or_create(&name, 4096)?;
+    /// writer.write(b"up")?;
+    /// assert_eq!(reader.read_with(|m| m.to_vec())?, b"up");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     #[cfg(not(loom))]
     pub fn open_or_create(name: &str, capacity: usize) -> Result<Ring, crate::OpenOrCreateError> {
         Self::check_capacity(capacity).map_err(crate::CreateError::from)?;
@@ -746,6 +759,19 @@ impl Ring {
     ///
     /// # Errors
     /// As [`Ring::write`], plus [`WriteError::Timeout`].
+    ///
+    /// # Examples
+    /// ```
+    /// use std::time::Duration;
+    /// use shmkit_typed::{Ring, WriteError};
+    ///
+    /// let mut ring = Ring::anonymous(64)?;
+    /// let msg = [0u8; 24];
+    /// while ring.try_write(&msg).is_ok() {} // fill it; nobody reads
+    /// let r = ring.write_timeout(&msg, Duration::from_millis(10));
+    /// assert!(matches!(r, Err(WriteError::Timeout)));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn write_timeout(&mut self, msg: &[u8], timeout: Duration) -> Result<(), WriteError> {
         self.write_impl(msg.len(), Wait::timeout(timeout), |b| {
             b.copy_from_slice(msg)
@@ -1036,6 +1062,20 @@ impl Ring {
     /// [`ReadError::Closed`] once the ring is closed and drained,
     /// [`ReadError::PeerDied`] when the writer died (after every complete message was
     /// read), [`ReadError::RoleTaken`], [`ReadError::Corrupt`].
+    ///
+    /// # Examples
+    /// ```
+    /// use shmkit_typed::Ring;
+    ///
+    /// let mut ring = Ring::anonymous(4096)?;
+    /// ring.write(b"42,17")?;
+    /// // Parse in place: `msg` points into shared memory, released when the closure returns.
+    /// let sum: u32 = ring.read_with(|msg| {
+    ///     std::str::from_utf8(msg).unwrap().split(',').map(|n| n.parse::<u32>().unwrap()).sum()
+    /// })?;
+    /// assert_eq!(sum, 59);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn read_with<R>(&mut self, f: impl FnOnce(&[u8]) -> R) -> Result<R, ReadError> {
         self.read_impl(Wait::Until(None), f)
     }

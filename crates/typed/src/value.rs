@@ -241,6 +241,23 @@ impl<T: Pod> SharedValue<T> {
     ///
     /// # Errors
     /// As [`lock`](Self::lock), plus [`LockError::Timeout`].
+    ///
+    /// # Examples
+    /// ```
+    /// use std::time::Duration;
+    /// use shmkit_typed::{LockError, SharedValue};
+    ///
+    /// let v = SharedValue::<u8>::anonymous(1)?;
+    /// let held = v.lock().map_err(|e| e.to_string())?;
+    /// let timed_out = std::thread::scope(|s| {
+    ///     s.spawn(|| matches!(v.lock_timeout(Duration::from_millis(10)), Err(LockError::Timeout)))
+    ///         .join()
+    ///         .unwrap()
+    /// });
+    /// assert!(timed_out);
+    /// drop(held);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn lock_timeout(&self, timeout: Duration) -> LockResult<'_, T> {
         self.mutex().lock_timeout(timeout)
     }
