@@ -139,6 +139,27 @@ impl<T: Pod> SharedArray<T> {
     ///
     /// # Errors
     /// As [`create`](Self::create).
+    ///
+    /// # Examples
+    /// ```
+    /// use shmkit_typed::SharedArray;
+    ///
+    /// let results = SharedArray::<u64>::anonymous(2)?;
+    /// // SAFETY: this example is single-threaded, so the child may run any code.
+    /// let child = unsafe { libc::fork() };
+    /// if child == 0 {
+    ///     let ok = results.set(1, 7 * 6).is_ok(); // the child's share of the work
+    ///     // SAFETY: ends the child without running the parent's exit code.
+    ///     unsafe { libc::_exit(if ok { 0 } else { 1 }) }
+    /// }
+    /// results.set(0, 1)?;
+    /// let mut status = 0;
+    /// // SAFETY: `child` is our child's pid; `status` is a valid out-pointer.
+    /// assert_eq!(unsafe { libc::waitpid(child, &mut status, 0) }, child);
+    /// assert!(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0);
+    /// assert_eq!(results.copy_to_vec()?, [1, 42]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn anonymous(len: usize) -> Result<Self, CreateError> {
         Self::create_in(Segment::options().anonymous(), len)
     }

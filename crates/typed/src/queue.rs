@@ -607,6 +607,31 @@ impl<T: bytemuck::Pod> Queue<T> {
     ///
     /// # Errors
     /// As [`Queue::create`].
+    ///
+    /// # Examples
+    /// ```
+    /// use shmkit_typed::Queue;
+    ///
+    /// let q = Queue::<u32>::anonymous(4)?;
+    /// // SAFETY: this example is single-threaded, so the child may run any code.
+    /// let child = unsafe { libc::fork() };
+    /// if child == 0 {
+    ///     let ok = (1..=10).all(|v| q.put(v).is_ok()); // blocks while the queue is full
+    ///     q.close();
+    ///     // SAFETY: ends the child without running the parent's exit code.
+    ///     unsafe { libc::_exit(if ok { 0 } else { 1 }) }
+    /// }
+    /// let mut sum = 0;
+    /// while let Ok(v) = q.get() {
+    ///     sum += v;
+    /// }
+    /// assert_eq!(sum, 55); // every item exactly once, then Closed
+    /// let mut status = 0;
+    /// // SAFETY: `child` is our child's pid; `status` is a valid out-pointer.
+    /// assert_eq!(unsafe { libc::waitpid(child, &mut status, 0) }, child);
+    /// assert!(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     #[cfg(not(loom))]
     pub fn anonymous(capacity: usize) -> Result<Self, crate::CreateError> {
         let size = Self::sized(capacity)?;

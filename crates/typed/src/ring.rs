@@ -625,6 +625,28 @@ impl Ring {
     ///
     /// # Errors
     /// As [`Ring::create`].
+    ///
+    /// # Examples
+    /// ```
+    /// use shmkit_typed::{ReadError, Ring};
+    ///
+    /// let mut ring = Ring::anonymous(4096)?;
+    /// // SAFETY: this example is single-threaded, so the child may run any code.
+    /// let child = unsafe { libc::fork() };
+    /// if child == 0 {
+    ///     // The child's copy of the handle becomes the writer.
+    ///     let ok = ring.write(b"from the child").is_ok() && ring.close().is_ok();
+    ///     // SAFETY: ends the child without running the parent's exit code.
+    ///     unsafe { libc::_exit(if ok { 0 } else { 1 }) }
+    /// }
+    /// assert_eq!(ring.read_with(|m| m.to_vec())?, b"from the child");
+    /// assert!(matches!(ring.read_with(|_| ()), Err(ReadError::Closed)));
+    /// let mut status = 0;
+    /// // SAFETY: `child` is our child's pid; `status` is a valid out-pointer.
+    /// assert_eq!(unsafe { libc::waitpid(child, &mut status, 0) }, child);
+    /// assert!(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     #[cfg(not(loom))]
     pub fn anonymous(capacity: usize) -> Result<Ring, crate::CreateError> {
         Self::check_capacity(capacity)?;

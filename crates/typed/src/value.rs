@@ -72,6 +72,28 @@ impl<T: Pod> SharedValue<T> {
     ///
     /// # Errors
     /// [`CreateError::Segment`] if the name is taken or invalid, or memory runs out.
+    ///
+    /// # Examples
+    /// ```
+    /// use shmkit_typed::SharedValue;
+    ///
+    /// let name = format!("shmkit-doc-create-value-{}", std::process::id());
+    /// let hits = SharedValue::<u64>::create(&name, 0)?;
+    /// // SAFETY: this example is single-threaded, so the child may run any code.
+    /// let child = unsafe { libc::fork() };
+    /// if child == 0 {
+    ///     // The child opens the value by name, as an unrelated process would.
+    ///     let ok = SharedValue::<u64>::open(&name).is_ok_and(|v| v.update(|n| *n += 1).is_ok());
+    ///     // SAFETY: ends the child without running the parent's exit code.
+    ///     unsafe { libc::_exit(if ok { 0 } else { 1 }) }
+    /// }
+    /// let mut status = 0;
+    /// // SAFETY: `child` is our child's pid; `status` is a valid out-pointer.
+    /// assert_eq!(unsafe { libc::waitpid(child, &mut status, 0) }, child);
+    /// assert!(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0);
+    /// assert_eq!(hits.get()?, 1);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn create(name: &str, init: T) -> Result<Self, CreateError> {
         Self::create_in(Segment::options().posix(name), init)
     }
@@ -285,6 +307,21 @@ impl<T: Pod> SharedValue<T> {
     ///
     /// # Errors
     /// As [`get`](Self::get); on an error `f` is not run.
+    ///
+    /// # Examples
+    /// ```
+    /// use shmkit_typed::SharedValue;
+    ///
+    /// let tickets = SharedValue::<u32>::anonymous(100)?;
+    /// // Read-modify-write in one locked step (Python's `v.value += 1` races; this does not).
+    /// let mine = tickets.update(|next| {
+    ///     let t = *next;
+    ///     *next += 1;
+    ///     t
+    /// })?;
+    /// assert_eq!((mine, tickets.get()?), (100, 101));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn update<R>(&self, f: impl FnOnce(&mut T) -> R) -> Result<R, AccessError> {
         let mut guard = self.lock()?;
         Ok(f(&mut guard))
