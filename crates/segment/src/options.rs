@@ -236,6 +236,19 @@ impl SegmentOptions {
 
     /// Payload size in bytes (the 128-byte header is added on top). Required to create;
     /// when opening, if set, the segment's payload size must equal it.
+    ///
+    /// # Examples
+    /// ```
+    /// use shmkit_segment::{OpenError, Segment};
+    ///
+    /// let name = format!("shmkit-doc-size-{}", std::process::id());
+    /// let seg = Segment::options().posix(&name).size(1000).create()?;
+    /// assert_eq!((seg.payload_len(), seg.len()), (1000, 128 + 1000));
+    /// // When opening, a size is a check: the segment must have exactly that payload.
+    /// let r = Segment::options().posix(&name).size(999).open();
+    /// assert!(matches!(r, Err(OpenError::SizeMismatch { .. })));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn size(mut self, payload_bytes: usize) -> Self {
         self.size = Some(payload_bytes);
         self

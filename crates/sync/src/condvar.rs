@@ -126,6 +126,21 @@ impl Condvar {
     ///
     /// # Errors
     /// As [`wait`](Self::wait).
+    ///
+    /// # Examples
+    /// ```
+    /// use std::time::Duration;
+    /// use shmkit_sync::{Condvar, Mutex};
+    ///
+    /// let (items, cv) = (Mutex::new(0u32), Condvar::new());
+    /// let guard = items.lock().map_err(|e| e.to_string())?;
+    /// // Wait up to 10 ms for an item; nobody produces one, so it gives up.
+    /// let (guard, timed_out) = cv
+    ///     .wait_timeout_while(guard, Duration::from_millis(10), |n| *n == 0)
+    ///     .map_err(|e| e.to_string())?;
+    /// assert!(timed_out && *guard == 0);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn wait_timeout_while<'a, T: ?Sized>(
         &self,
         mut guard: MutexGuard<'a, T>,

@@ -689,6 +689,23 @@ impl<T: ?Sized> Mutex<T> {
     }
 
     /// Whether the mutex is poisoned (a snapshot).
+    ///
+    /// # Examples
+    /// ```
+    /// use shmkit_sync::{LockError, Mutex};
+    ///
+    /// let m = Mutex::new(0u32);
+    /// std::thread::scope(|s| {
+    ///     s.spawn(|| std::mem::forget(m.lock().unwrap())); // dies holding it
+    /// });
+    /// // Take it from the dead holder but do not call make_consistent: it stays poisoned.
+    /// assert!(matches!(m.lock(), Err(LockError::OwnerDied(_))));
+    /// assert!(m.is_poisoned());
+    /// let g = m.lock().unwrap_err().into_guard().expect("Poisoned still locks");
+    /// g.make_consistent();
+    /// drop(g);
+    /// assert!(!m.is_poisoned() && m.lock().is_ok());
+    /// ```
     pub fn is_poisoned(&self) -> bool {
         self.raw.is_poisoned()
     }

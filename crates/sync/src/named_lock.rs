@@ -88,6 +88,22 @@ impl NamedLock {
     /// # Errors
     /// [`NamedLockError::InvalidName`], [`NamedLockError::Timeout`],
     /// [`NamedLockError::UnsafeDir`], or [`NamedLockError::Io`].
+    ///
+    /// # Examples
+    /// ```
+    /// use std::time::Duration;
+    /// use shmkit_sync::NamedLock;
+    ///
+    /// let name = format!("shmkit-doc-acquire-{}", std::process::id());
+    /// let first = NamedLock::acquire(&name, Duration::from_secs(1))?;
+    /// std::thread::scope(|s| {
+    ///     // Waits (up to 10 s) until `first` is released below.
+    ///     let second = s.spawn(|| NamedLock::acquire(&name, Duration::from_secs(10)).is_ok());
+    ///     drop(first);
+    ///     assert!(second.join().unwrap());
+    /// });
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn acquire(name: &str, timeout: Duration) -> Result<NamedLockGuard, NamedLockError> {
         Self::acquire_in(&Self::lock_dir(), name, timeout)
     }

@@ -482,6 +482,20 @@ impl<T: ?Sized> RwLock<T> {
     ///
     /// # Errors
     /// `Timeout` after at least `timeout`.
+    ///
+    /// # Examples
+    /// ```
+    /// use std::time::Duration;
+    /// use shmkit_sync::{LockError, RwLock};
+    ///
+    /// let l = RwLock::new(5u32);
+    /// let w = l.write().map_err(|e| e.to_string())?;
+    /// let r = l.read_timeout(Duration::from_millis(10)); // the writer keeps it
+    /// assert!(matches!(r, Err(LockError::Timeout)));
+    /// drop(w);
+    /// assert_eq!(*l.read_timeout(Duration::from_millis(10)).map_err(|e| e.to_string())?, 5);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn read_timeout(&self, timeout: Duration) -> RwLockResult<RwLockReadGuard<'_, T>> {
         self.raw
             .read_until(Some(&Deadline::after(timeout)))

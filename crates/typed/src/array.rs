@@ -214,6 +214,17 @@ impl<T: Pod> SharedArray<T> {
     ///
     /// # Errors
     /// As [`open`](Self::open), without the length check.
+    ///
+    /// # Examples
+    /// ```
+    /// use shmkit_typed::SharedArray;
+    ///
+    /// let name = format!("shmkit-doc-any-len-{}", std::process::id());
+    /// let _made = SharedArray::<f32>::create(&name, 5)?;
+    /// let found = SharedArray::<f32>::open_any_len(&name)?; // the length comes from the segment
+    /// assert_eq!(found.len(), 5);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn open_any_len(name: &str) -> Result<Self, OpenError> {
         Self::open_in(Segment::options().posix(name))
     }

@@ -956,6 +956,20 @@ impl<T: bytemuck::Pod> Queue<T> {
     ///
     /// # Errors
     /// [`PutError::Closed`] (with the item) if the queue is closed.
+    ///
+    /// # Examples
+    /// ```
+    /// use shmkit_typed::{GetError, Queue};
+    ///
+    /// let q = Queue::<[u32; 2]>::anonymous(2)?; // Pod items: arrays, #[repr(C)] structs
+    /// q.put([1, 10])?;
+    /// q.put([2, 20])?;
+    /// assert!(q.is_full() && q.len() == 2 && q.capacity() == 2);
+    /// assert_eq!(q.get()?, [1, 10]); // first in, first out
+    /// assert_eq!(q.try_get()?, [2, 20]);
+    /// assert_eq!(q.try_get(), Err(GetError::Empty));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn put(&self, v: T) -> Result<(), PutError<T>> {
         self.put_inner(v, Some(None))
     }

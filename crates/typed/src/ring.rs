@@ -696,6 +696,19 @@ impl Ring {
     }
 
     /// The largest message this ring carries (capacity minus the 8-byte record header).
+    ///
+    /// # Examples
+    /// ```
+    /// use shmkit_typed::{Ring, WriteError};
+    ///
+    /// let mut ring = Ring::anonymous(1024)?;
+    /// assert_eq!(ring.capacity(), 1024);
+    /// let max = ring.max_message_len();
+    /// ring.write(&vec![1; max])?; // the largest message fits...
+    /// let r = ring.try_write(&vec![1; max + 1]); // ...one byte more never will
+    /// assert!(matches!(r, Err(WriteError::TooLarge { .. })));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn max_message_len(&self) -> usize {
         (self.cap - REC_HDR) as usize
     }
