@@ -135,6 +135,19 @@ fn create_io_error(name: &str, op: &'static str, size: u64, e: io::Error) -> Cre
 
 impl SegmentOptions {
     /// A POSIX named segment (`/dev/shm/<name>`); `name` without the leading `/`.
+    ///
+    /// # Examples
+    /// ```
+    /// use shmkit_segment::{CreateError, Segment};
+    ///
+    /// let name = format!("shmkit-doc-posix-{}", std::process::id()); // no leading '/'
+    /// let seg = Segment::options().posix(&name).size(64).create()?;
+    /// assert!(std::path::Path::new("/dev/shm").join(&name).exists());
+    /// // Names are checked before any system call.
+    /// let bad = Segment::options().posix("has/slash").size(64).create();
+    /// assert!(matches!(bad, Err(CreateError::InvalidName { .. })));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn posix(mut self, name: &str) -> Self {
         self.target = Target::Posix(name.to_owned());
         self

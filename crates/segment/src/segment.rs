@@ -219,6 +219,18 @@ impl Segment {
 
     /// First payload byte: 128-byte aligned; equal to [`Segment::as_ptr`] for a raw
     /// segment.
+    ///
+    /// # Examples
+    /// ```
+    /// use shmkit_segment::Segment;
+    ///
+    /// let seg = Segment::options().anonymous().size(256).create()?;
+    /// let p = seg.payload_ptr();
+    /// assert_eq!(p as usize % 128, 0); // room for any #[repr(C, align(128))] type
+    /// // SAFETY: `p..p+payload_len()` is this handle's live mapping; nobody else writes it.
+    /// unsafe { std::ptr::write_bytes(p, 0xAB, seg.payload_len()) };
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn payload_ptr(&self) -> *mut u8 {
         // In bounds: payload_offset <= len, checked when the segment was opened.
         self.ptr.wrapping_add(self.payload_offset)

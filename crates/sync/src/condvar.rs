@@ -73,6 +73,24 @@ impl Condvar {
     ///
     /// # Errors
     /// What re-locking the mutex returned (`OwnerDied`/`Poisoned` carry the guard).
+    ///
+    /// # Examples
+    /// ```
+    /// use shmkit_sync::{Condvar, Mutex};
+    ///
+    /// let (queue, cv) = (Mutex::new(Vec::new()), Condvar::new());
+    /// std::thread::scope(|s| {
+    ///     s.spawn(|| {
+    ///         queue.lock().unwrap().push(7);
+    ///         cv.notify_one();
+    ///     });
+    ///     let mut q = queue.lock().unwrap();
+    ///     while q.is_empty() {
+    ///         q = cv.wait(q).unwrap(); // unlocks while asleep; wake-ups may be spurious
+    ///     }
+    ///     assert_eq!(q.pop(), Some(7));
+    /// });
+    /// ```
     pub fn wait<'a, T: ?Sized>(&self, guard: MutexGuard<'a, T>) -> CondvarResult<'a, T> {
         self.wait_until(guard, None).0
     }

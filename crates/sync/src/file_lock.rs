@@ -85,6 +85,18 @@ impl FileLock {
     ///
     /// # Errors
     /// [`FileLockError::Io`] if the file cannot be opened.
+    ///
+    /// # Examples
+    /// ```
+    /// use std::os::unix::fs::PermissionsExt;
+    /// use shmkit_sync::FileLock;
+    ///
+    /// let path = std::env::temp_dir().join(format!("shmkit-doc-open-{}", std::process::id()));
+    /// let lock = FileLock::open(&path)?; // creates the file if missing
+    /// assert_eq!(lock.file().metadata()?.permissions().mode() & 0o777, 0o600);
+    /// std::fs::remove_file(&path)?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn open(path: impl AsRef<Path>) -> Result<Self, FileLockError> {
         let file = std::fs::OpenOptions::new()
             .read(true)

@@ -737,6 +737,20 @@ impl<T: ?Sized> fmt::Debug for Mutex<T> {
 /// Access to a [`Mutex`]'s data while it is locked; unlocks on drop.
 ///
 /// Not `Send`: the lock is owned by the thread that took it.
+///
+/// # Examples
+/// ```
+/// use shmkit_sync::Mutex;
+///
+/// let m = Mutex::new([0u8; 4]);
+/// {
+///     let mut g = m.lock().map_err(|e| e.to_string())?; // derefs to the data
+///     g[0] = 1;
+///     g[3] = 4;
+/// } // dropping the guard unlocks
+/// assert_eq!(*m.try_lock().map_err(|e| e.to_string())?, [1, 0, 0, 4]);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[must_use = "the mutex unlocks as soon as the guard is dropped"]
 pub struct MutexGuard<'a, T: ?Sized> {
     pub(crate) mutex: &'a Mutex<T>,

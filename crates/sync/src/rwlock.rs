@@ -507,6 +507,16 @@ impl<T: ?Sized> RwLock<T> {
     ///
     /// # Errors
     /// None today (kept a `Result` like [`Mutex::lock`](crate::Mutex::lock)).
+    ///
+    /// # Examples
+    /// ```
+    /// use shmkit_sync::RwLock;
+    ///
+    /// let table = RwLock::new([0u64; 8]);
+    /// table.write().map_err(|e| e.to_string())?[2] = 5; // exclusive: readers wait
+    /// assert_eq!(table.read().map_err(|e| e.to_string())?.iter().sum::<u64>(), 5);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn write(&self) -> RwLockResult<RwLockWriteGuard<'_, T>> {
         self.raw.write_until(None).map_err(map_err)?;
         Ok(RwLockWriteGuard::new(self))

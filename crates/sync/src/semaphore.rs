@@ -126,6 +126,18 @@ impl Semaphore {
     ///
     /// # Errors
     /// [`SemaphoreError::WouldBlock`] if none is.
+    ///
+    /// # Examples
+    /// ```
+    /// use shmkit_sync::{Semaphore, SemaphoreError};
+    ///
+    /// let s = Semaphore::new(1);
+    /// s.try_acquire()?;
+    /// assert_eq!(s.try_acquire(), Err(SemaphoreError::WouldBlock)); // does not wait
+    /// s.release()?;
+    /// assert_eq!(s.value(), 1);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn try_acquire(&self) -> Result<(), SemaphoreError> {
         let mut v = self.value.load(Relaxed);
         while v > 0 {
