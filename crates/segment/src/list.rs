@@ -13,6 +13,18 @@ pub const POSIX_SHM_DIR: &str = "/dev/shm";
 const SYSV_PROC: &str = "/proc/sysvipc/shm";
 
 /// One shmkit segment found by [`list`].
+///
+/// # Examples
+/// ```
+/// use shmkit_segment::{list, Segment};
+///
+/// let name = format!("shmkit-doc-info-{}", std::process::id());
+/// let _seg = Segment::options().posix(&name).size(64).mode(0o640).create()?;
+/// let info = list()?.into_iter().find(|s| s.name == name).expect("listed");
+/// assert_eq!((info.mode & 0o777, info.shmid), (0o640, None));
+/// assert_eq!(info.header.payload_size, 64);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct SegmentInfo {

@@ -127,6 +127,20 @@ impl Barrier {
     ///
     /// # Errors
     /// [`BarrierError::Broken`] if the barrier is or becomes broken.
+    ///
+    /// # Examples
+    /// ```
+    /// use shmkit_sync::Barrier;
+    ///
+    /// let b = Barrier::new(3);
+    /// let mut indices: Vec<usize> = std::thread::scope(|s| {
+    ///     let handles: Vec<_> = (0..3).map(|_| s.spawn(|| b.wait())).collect();
+    ///     handles.into_iter().map(|h| h.join().unwrap()).collect::<Result<_, _>>()
+    /// })?;
+    /// indices.sort();
+    /// assert_eq!(indices, [0, 1, 2]); // nobody passed before all three arrived
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn wait(&self) -> Result<usize, BarrierError> {
         self.wait_with(&Futex, None)
     }

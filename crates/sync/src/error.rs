@@ -182,6 +182,16 @@ pub enum FileLockError {
 }
 
 /// Errors of [`NamedLock::acquire`](crate::NamedLock::acquire).
+///
+/// # Examples
+/// ```
+/// use std::time::Duration;
+/// use shmkit_sync::{NamedLock, NamedLockError};
+///
+/// let e = NamedLock::acquire("no/slashes", Duration::ZERO).unwrap_err();
+/// assert!(matches!(e, NamedLockError::InvalidName(_)));
+/// assert!(e.to_string().contains("A-Z a-z 0-9")); // says what is allowed
+/// ```
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum NamedLockError {

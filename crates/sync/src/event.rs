@@ -142,6 +142,17 @@ impl Event {
 
     /// Waits at most `timeout`; returns whether the flag was set (as Python's
     /// `Event.wait(timeout)`).
+    ///
+    /// # Examples
+    /// ```
+    /// use std::time::Duration;
+    /// use shmkit_sync::Event;
+    ///
+    /// let e = Event::new();
+    /// assert!(!e.wait_timeout(Duration::from_millis(5))); // false: timed out
+    /// e.set();
+    /// assert!(e.wait_timeout(Duration::from_millis(5))); // true: set
+    /// ```
     pub fn wait_timeout(&self, timeout: Duration) -> bool {
         self.wait_with(&Futex, Some(&Deadline::after(timeout)))
     }

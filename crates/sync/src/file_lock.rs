@@ -309,6 +309,21 @@ impl FileLock {
     ///
     /// # Errors
     /// [`FileLockError::Timeout`] after at least `timeout`.
+    ///
+    /// # Examples
+    /// ```
+    /// use std::time::Duration;
+    /// use shmkit_sync::{FileLock, FileLockError, LockMode};
+    ///
+    /// let path = std::env::temp_dir().join(format!("shmkit-doc-rt-{}", std::process::id()));
+    /// let (a, b) = (FileLock::open(&path)?, FileLock::open(&path)?);
+    /// let _readers = a.lock_range(0, 10, LockMode::Shared)?;
+    /// let _also = b.lock_range_timeout(0, 10, LockMode::Shared, Duration::from_millis(20))?;
+    /// let w = b.lock_range_timeout(5, 1, LockMode::Exclusive, Duration::from_millis(20));
+    /// assert!(matches!(w, Err(FileLockError::Timeout))); // a's shared lock is in the way
+    /// std::fs::remove_file(&path)?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn lock_range_timeout(
         &self,
         start: u64,

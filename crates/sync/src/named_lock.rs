@@ -112,6 +112,18 @@ impl NamedLock {
     ///
     /// # Errors
     /// As [`acquire`](Self::acquire); `Timeout` means "held".
+    ///
+    /// # Examples
+    /// ```
+    /// use shmkit_sync::{NamedLock, NamedLockError};
+    ///
+    /// let name = format!("shmkit-doc-try-{}", std::process::id());
+    /// let guard = NamedLock::try_acquire(&name)?;
+    /// assert!(matches!(NamedLock::try_acquire(&name), Err(NamedLockError::Timeout(_))));
+    /// drop(guard);
+    /// let _again = NamedLock::try_acquire(&name)?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn try_acquire(name: &str) -> Result<NamedLockGuard, NamedLockError> {
         Self::acquire(name, Duration::ZERO)
     }

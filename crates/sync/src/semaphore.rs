@@ -48,6 +48,19 @@ const _: () = assert!(std::mem::size_of::<Semaphore>() == 16);
 
 impl Semaphore {
     /// An unbounded semaphore with `initial` permits.
+    ///
+    /// # Examples
+    /// ```
+    /// use shmkit_sync::Semaphore;
+    ///
+    /// let s = Semaphore::new(2);
+    /// assert_eq!((s.value(), s.max()), (2, None));
+    /// for _ in 0..3 {
+    ///     s.release()?; // unbounded: may grow past its start value
+    /// }
+    /// assert_eq!(s.value(), 5);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn new(initial: u32) -> Self {
         Self::make(initial, 0)
     }

@@ -222,6 +222,19 @@ pub enum QueueLayoutError {
 }
 
 /// Why a put failed; every variant hands the item back.
+///
+/// # Examples
+/// ```
+/// use shmkit_typed::{PutError, Queue};
+///
+/// let q = Queue::<u64>::anonymous(1)?;
+/// q.put(1)?;
+/// match q.try_put(2) {
+///     Err(PutError::Full(item)) => assert_eq!(item, 2), // keep it, retry later
+///     other => panic!("expected Full, got {other:?}"),
+/// }
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[non_exhaustive]
 pub enum PutError<T> {
     /// `try_put`: the queue is full.

@@ -219,6 +219,17 @@ pub enum RingLayoutError {
 }
 
 /// Why a write failed.
+///
+/// # Examples
+/// ```
+/// use shmkit_typed::{Ring, WriteError};
+///
+/// let mut ring = Ring::anonymous(64)?;
+/// let e = ring.write(&[0; 100]).unwrap_err();
+/// assert!(matches!(e, WriteError::TooLarge { len: 100, .. }));
+/// assert!(e.to_string().contains("larger ring")); // says what to do
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum WriteError {
@@ -260,6 +271,27 @@ pub enum WriteError {
 }
 
 /// Why a read failed.
+///
+/// # Examples
+/// ```
+/// use shmkit_typed::{ReadError, Ring};
+///
+/// let mut ring = Ring::anonymous(4096)?;
+/// // SAFETY: this example is single-threaded, so the child may run any code.
+/// let child = unsafe { libc::fork() };
+/// if child == 0 {
+///     let _ = ring.write(b"last words");
+///     // SAFETY: dies without closing the ring, as a crashed writer would.
+///     unsafe { libc::_exit(0) }
+/// }
+/// let mut status = 0;
+/// // SAFETY: `child` is our child's pid; `status` is a valid out-pointer.
+/// assert_eq!(unsafe { libc::waitpid(child, &mut status, 0) }, child);
+/// assert_eq!(ring.read_with(|m| m.to_vec())?, b"last words"); // complete messages first
+/// let e = ring.read_with(|_| ()).unwrap_err();
+/// assert!(matches!(e, ReadError::PeerDied { pid } if pid == child as u32)); // not a hang
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ReadError {

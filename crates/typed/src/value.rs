@@ -338,6 +338,19 @@ impl<T: Pod> SharedValue<T> {
     }
 
     /// The segment, mutably (e.g. to [`Segment::persist`] it).
+    ///
+    /// # Examples
+    /// ```
+    /// use shmkit_typed::SharedValue;
+    ///
+    /// let name = format!("shmkit-doc-keep-value-{}", std::process::id());
+    /// let mut v = SharedValue::<u64>::create(&name, 3)?;
+    /// v.segment_mut().persist(); // outlive this handle (e.g. a service's state)
+    /// drop(v);
+    /// assert_eq!(SharedValue::<u64>::open(&name)?.get()?, 3);
+    /// shmkit_segment::remove(&name)?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn segment_mut(&mut self) -> &mut Segment {
         &mut self.seg
     }
