@@ -123,6 +123,20 @@ impl<T: Pod> SharedArray<T> {
     ///
     /// # Errors
     /// As [`create`](Self::create).
+    ///
+    /// # Examples
+    /// ```
+    /// use shmkit_segment::Segment;
+    /// use shmkit_typed::SharedArray;
+    ///
+    /// let key = 0x5341_0000 ^ std::process::id() as i32;
+    /// // Any backend: here System V, for programs that only speak shmget.
+    /// let a = SharedArray::<i16>::create_in(Segment::options().sysv(key), 4)?;
+    /// let b = SharedArray::<i16>::open_in(Segment::options().sysv(key))?;
+    /// a.set(3, -1)?;
+    /// assert_eq!(b.get(3)?, -1);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn create_in(options: SegmentOptions, len: usize) -> Result<Self, CreateError> {
         Self::build(options, len, None)
     }
@@ -356,6 +370,19 @@ impl<T: Pod> SharedArray<T> {
     ///
     /// # Errors
     /// As [`lock`](Self::lock), plus [`LockError::Timeout`](shmkit_sync::LockError::Timeout).
+    ///
+    /// # Examples
+    /// ```
+    /// use std::time::Duration;
+    /// use shmkit_typed::SharedArray;
+    ///
+    /// let a = SharedArray::<u8>::anonymous(8)?;
+    /// let mut g = a.lock_timeout(Duration::from_secs(1)).map_err(|e| e.to_string())?;
+    /// g.fill(1);
+    /// drop(g);
+    /// assert_eq!(a.copy_to_vec()?, [1; 8]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn lock_timeout(&self, timeout: Duration) -> LockResult<'_, [T]> {
         self.mutex().lock_timeout(timeout)
     }
@@ -376,6 +403,17 @@ impl<T: Pod> SharedArray<T> {
     /// # Errors
     /// [`AccessError::OutOfRange`] past the end; [`AccessError::OwnerDied`] /
     /// [`AccessError::Poisoned`] (use [`lock`](Self::lock) to repair).
+    ///
+    /// # Examples
+    /// ```
+    /// use shmkit_typed::{AccessError, SharedArray};
+    ///
+    /// let a = SharedArray::<u64>::anonymous(3)?;
+    /// a.set(1, 10)?;
+    /// assert_eq!((a.get(0)?, a.get(1)?), (0, 10)); // zero-filled at creation
+    /// assert!(matches!(a.get(3), Err(AccessError::OutOfRange(_))));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn get(&self, index: usize) -> Result<T, AccessError> {
         self.check(index)?;
         Ok(self.lock()?[index])
@@ -431,6 +469,19 @@ impl<T: Pod> SharedArray<T> {
     ///
     /// # Errors
     /// As [`copy_to_vec`](Self::copy_to_vec); on an error `f` is not run.
+    ///
+    /// # Examples
+    /// ```
+    /// use shmkit_typed::SharedArray;
+    ///
+    /// let hist = SharedArray::<u32>::anonymous(4)?;
+    /// for sample in [0usize, 3, 3, 1] {
+    ///     hist.update(|bins| bins[sample] += 1)?; // one locked step per sample
+    /// }
+    /// let (max_bin, total) = hist.update(|bins| (bins[3], bins.iter().sum::<u32>()))?;
+    /// assert_eq!((max_bin, total), (2, 4));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn update<R>(&self, f: impl FnOnce(&mut [T]) -> R) -> Result<R, AccessError> {
         let mut guard = self.lock()?;
         Ok(f(&mut guard))

@@ -45,6 +45,20 @@ pub enum CreateError {
 }
 
 /// Why a container could not be opened.
+///
+/// # Examples
+/// ```
+/// use shmkit_typed::{OpenError, Queue, SharedValue};
+///
+/// let name = format!("shmkit-doc-typed-err-{}", std::process::id());
+/// let _q = Queue::<u64>::create(&name, 4)?;
+/// // The same name opened as another container (or element type) is refused by name.
+/// match SharedValue::<u64>::open(&name) {
+///     Err(OpenError::TypeMismatch { expected, found }) => assert_ne!(expected, found),
+///     _ => panic!("expected a type mismatch"),
+/// }
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum OpenError {

@@ -180,6 +180,21 @@ pub(crate) struct Slot<T> {
 }
 
 /// A queue region could not be initialised or attached.
+///
+/// # Examples
+/// ```
+/// use shmkit_typed::{Queue, QueueLayoutError};
+///
+/// let mut region = vec![0u64; 16]; // 128 bytes: too small for any queue
+/// let ptr = region.as_mut_ptr().cast::<u8>();
+/// // SAFETY: `region` is valid for 128 bytes and outlives the call; `init` checks the
+/// // alignment and size before writing anything.
+/// let r = unsafe { Queue::<u64>::init(ptr, 128, 4) };
+/// assert!(matches!(
+///     r,
+///     Err(QueueLayoutError::Misaligned(_) | QueueLayoutError::TooSmall { .. })
+/// ));
+/// ```
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum QueueLayoutError {

@@ -914,6 +914,20 @@ impl Ring {
     ///
     /// # Errors
     /// As [`Ring::try_write`].
+    ///
+    /// # Examples
+    /// ```
+    /// use shmkit_typed::{Ring, WriteError};
+    ///
+    /// let mut ring = Ring::anonymous(64)?;
+    /// let mut sent = 0;
+    /// while ring.try_write_with(8, |buf| buf.fill(sent)).is_ok() {
+    ///     sent += 1;
+    /// }
+    /// assert!(sent > 0);
+    /// assert!(matches!(ring.try_write_with(8, |_| ()), Err(WriteError::Full)));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn try_write_with<R>(
         &mut self,
         len: usize,
@@ -1164,6 +1178,18 @@ impl Ring {
     ///
     /// # Errors
     /// As [`Ring::read_with`] (except `PeerDied`), plus [`ReadError::Empty`].
+    ///
+    /// # Examples
+    /// ```
+    /// use shmkit_typed::{ReadError, Ring};
+    ///
+    /// let mut ring = Ring::anonymous(4096)?;
+    /// // A polling loop that never sleeps (e.g. inside an event loop).
+    /// assert!(matches!(ring.try_read_with(|m| m.len()), Err(ReadError::Empty)));
+    /// ring.write(b"x")?;
+    /// assert_eq!(ring.try_read_with(|m| m.len())?, 1);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn try_read_with<R>(&mut self, f: impl FnOnce(&[u8]) -> R) -> Result<R, ReadError> {
         self.read_impl(Wait::No, f)
     }
