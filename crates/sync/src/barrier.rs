@@ -60,6 +60,17 @@ impl Barrier {
     ///
     /// # Panics
     /// If `parties == 0`.
+    ///
+    /// # Examples
+    /// ```
+    /// use shmkit_sync::Barrier;
+    ///
+    /// let b = Barrier::new(1);
+    /// assert_eq!(b.parties(), 1);
+    /// assert_eq!(b.wait()?, 0); // one party: never waits
+    /// assert_eq!(b.wait()?, 0); // cyclic: usable again at once
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn new(parties: u32) -> Self {
         assert!(parties > 0, "a barrier needs at least one party");
         Barrier {
@@ -172,6 +183,22 @@ impl Barrier {
 
     /// Makes a broken (or used) barrier fresh again. Call it only while no party is
     /// waiting.
+    ///
+    /// # Examples
+    /// ```
+    /// use std::time::Duration;
+    /// use shmkit_sync::Barrier;
+    ///
+    /// let b = Barrier::new(2);
+    /// assert!(b.wait_timeout(Duration::from_millis(5)).is_err()); // breaks it
+    /// b.reset(); // with nobody waiting
+    /// let n = std::thread::scope(|s| {
+    ///     let other = s.spawn(|| b.wait());
+    ///     b.wait().and(other.join().unwrap())
+    /// })?;
+    /// assert!(n < 2);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn reset(&self) {
         // Relaxed: nobody is waiting (documented precondition); the Release below
         // publishes the reset count with the new round.

@@ -176,6 +176,24 @@ impl Condvar {
     }
 
     /// Wakes one waiter (if any sleeps).
+    ///
+    /// # Examples
+    /// ```
+    /// use shmkit_sync::{Condvar, Mutex};
+    ///
+    /// let (turn, cv) = (Mutex::new(0u32), Condvar::new());
+    /// std::thread::scope(|s| {
+    ///     s.spawn(|| {
+    ///         let mut t = cv.wait_while(turn.lock().unwrap(), |t| *t != 1).unwrap();
+    ///         *t = 2;
+    ///         cv.notify_one(); // hand the turn back
+    ///     });
+    ///     *turn.lock().unwrap() = 1;
+    ///     cv.notify_one(); // no syscall unless someone sleeps
+    ///     let t = cv.wait_while(turn.lock().unwrap(), |t| *t != 2).unwrap();
+    ///     assert_eq!(*t, 2);
+    /// });
+    /// ```
     pub fn notify_one(&self) {
         self.notify_with(&Futex, 1)
     }

@@ -161,6 +161,17 @@ pub enum BarrierError {
 }
 
 /// Errors of [`FileLock`](crate::FileLock) operations.
+///
+/// # Examples
+/// ```
+/// use shmkit_sync::{FileLock, FileLockError};
+///
+/// let e = FileLock::open("/nonexistent-dir/x.lock").unwrap_err();
+/// assert!(matches!(e, FileLockError::Io { op: "open", .. }));
+/// let os = std::error::Error::source(&e).expect("the io::Error is kept as the source");
+/// let io = os.downcast_ref::<std::io::Error>().map(|e| e.kind());
+/// assert_eq!(io, Some(std::io::ErrorKind::NotFound));
+/// ```
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum FileLockError {

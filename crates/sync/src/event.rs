@@ -119,6 +119,20 @@ impl Event {
     }
 
     /// Sets the flag and wakes the waiters (one, for an auto-reset event).
+    ///
+    /// # Examples
+    /// ```
+    /// use shmkit_sync::Event;
+    ///
+    /// let go = Event::new();
+    /// std::thread::scope(|s| {
+    ///     for _ in 0..3 {
+    ///         s.spawn(|| go.wait()); // all three wait...
+    ///     }
+    ///     go.set(); // ...and a manual-reset set releases them all
+    /// });
+    /// assert!(go.is_set());
+    /// ```
     pub fn set(&self) {
         self.set_with(&Futex)
     }

@@ -168,6 +168,21 @@ impl FileLock {
     ///
     /// # Errors
     /// [`FileLockError::WouldBlock`] if held elsewhere; `Io` if `flock` fails.
+    ///
+    /// # Examples
+    /// ```
+    /// use shmkit_sync::{FileLock, FileLockError, LockMode};
+    ///
+    /// let path = std::env::temp_dir().join(format!("shmkit-doc-try-{}", std::process::id()));
+    /// let (a, b) = (FileLock::open(&path)?, FileLock::open(&path)?);
+    /// let shared = a.try_lock(LockMode::Shared)?;
+    /// let w = b.try_lock(LockMode::Exclusive);
+    /// assert!(matches!(w, Err(FileLockError::WouldBlock)));
+    /// drop(shared);
+    /// let _w = b.try_lock(LockMode::Exclusive)?;
+    /// std::fs::remove_file(&path)?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn try_lock(&self, mode: LockMode) -> Result<FileLockGuard<'_>, FileLockError> {
         if self.flock(mode, true)? {
             Ok(FileLockGuard { lock: self })

@@ -95,6 +95,21 @@ impl Deadline {
 
 /// Why [`wait`] returned. Callers must re-check their condition in every case: a
 /// futex wait can also return spuriously.
+///
+/// # Examples
+/// ```
+/// use std::sync::atomic::AtomicU32;
+/// use shmkit_sync::futex::{self, Deadline, WaitOutcome};
+///
+/// let word = AtomicU32::new(5);
+/// assert_eq!(futex::wait(&word, 4, None), WaitOutcome::ValueChanged); // not 4: no sleep
+/// let soon = Deadline::after(std::time::Duration::from_millis(5));
+/// let mut out = futex::wait(&word, 5, Some(&soon));
+/// while out == WaitOutcome::Woken {
+///     out = futex::wait(&word, 5, Some(&soon)); // spurious: wait again, same deadline
+/// }
+/// assert_eq!(out, WaitOutcome::TimedOut);
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum WaitOutcome {
     /// Woken by [`wake`], or returned spuriously, or interrupted by a signal (EINTR).

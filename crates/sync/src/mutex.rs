@@ -217,6 +217,20 @@ impl RawMutex {
     ///
     /// # Errors
     /// [`RawLockError::WouldDeadlock`] if the calling thread already holds it.
+    ///
+    /// # Examples
+    /// ```
+    /// use shmkit_sync::{Acquired, RawMutex};
+    ///
+    /// let raw = RawMutex::new();
+    /// match raw.lock()? {
+    ///     Acquired::Consistent => {} // the usual case
+    ///     Acquired::OwnerDied | Acquired::Poisoned => raw.make_consistent(), // after repair
+    /// }
+    /// // SAFETY: this thread holds the lock.
+    /// unsafe { raw.unlock() };
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     #[inline]
     pub fn lock(&self) -> Result<Acquired, RawLockError> {
         self.lock_with(&Futex, None)
@@ -306,6 +320,24 @@ impl RawMutex {
 
     /// Marks the data inconsistent (used when a holder panics). Only meaningful while
     /// holding the lock.
+    ///
+    /// # Examples
+    /// ```
+    /// use shmkit_sync::{Acquired, RawMutex};
+    ///
+    /// let raw = RawMutex::new();
+    /// raw.lock()?;
+    /// raw.poison(); // e.g. the holder found its update failed half-way
+    /// // SAFETY: this thread holds the lock.
+    /// unsafe { raw.unlock() };
+    /// assert!(raw.is_poisoned() && !raw.is_locked());
+    /// assert_eq!(raw.lock()?, Acquired::Poisoned); // every later holder is told
+    /// raw.make_consistent();
+    /// // SAFETY: this thread holds the lock.
+    /// unsafe { raw.unlock() };
+    /// assert!(!raw.is_poisoned());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     #[inline]
     pub fn poison(&self) {
         // Relaxed: as in make_consistent.
@@ -549,6 +581,17 @@ unsafe impl<T: ?Sized + Send> Send for Mutex<T> {}
 
 impl<T> Mutex<T> {
     /// A new unlocked mutex holding `value`.
+    ///
+    /// # Examples
+    /// ```
+    /// use shmkit_sync::Mutex;
+    ///
+    /// // `const`: a Mutex can be a static (shared by threads; use a segment for processes).
+    /// static COUNTER: Mutex<u64> = Mutex::new(0);
+    /// *COUNTER.lock()? += 1; // a 'static guard, so its errors work with `?`
+    /// assert_eq!(*COUNTER.lock()?, 1);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     #[cfg(not(loom))]
     pub const fn new(value: T) -> Self {
         Mutex {

@@ -50,6 +50,19 @@ pub struct NamedLock;
 
 /// A held named lock; released (and its file removed) on drop, or by the kernel if the
 /// process dies.
+///
+/// # Examples
+/// ```
+/// use std::time::Duration;
+/// use shmkit_sync::NamedLock;
+///
+/// let name = format!("shmkit-doc-guard-{}", std::process::id());
+/// let guard = NamedLock::acquire(&name, Duration::from_secs(1))?;
+/// assert!(guard.path().ends_with(format!("{name}.lock")));
+/// assert!(guard.path().exists());
+/// drop(guard); // unlocks and removes the file
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Debug)]
 #[must_use = "the named lock is released as soon as the guard is dropped"]
 pub struct NamedLockGuard {

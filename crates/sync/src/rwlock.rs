@@ -142,6 +142,23 @@ impl RawRwLock {
     ///
     /// # Errors
     /// [`RawLockError::Timeout`] once the deadline passed.
+    ///
+    /// # Examples
+    /// ```
+    /// use std::time::Duration;
+    /// use shmkit_sync::{Deadline, RawLockError, RawRwLock};
+    ///
+    /// let raw = RawRwLock::new();
+    /// raw.read_until(None)?;
+    /// let soon = Deadline::after(Duration::from_millis(10));
+    /// assert_eq!(raw.write_until(Some(&soon)), Err(RawLockError::Timeout)); // a reader holds it
+    /// // SAFETY: this thread holds the read lock taken above.
+    /// unsafe { raw.read_unlock() };
+    /// raw.write_until(None)?;
+    /// // SAFETY: this thread holds the write lock.
+    /// unsafe { raw.write_unlock() };
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn write_until(&self, deadline: Option<&Deadline>) -> Result<(), RawLockError> {
         self.write_with(&Futex, deadline)
     }
@@ -473,6 +490,18 @@ impl<T: ?Sized> RwLock<T> {
     ///
     /// # Errors
     /// `WouldBlock` otherwise.
+    ///
+    /// # Examples
+    /// ```
+    /// use shmkit_sync::{LockError, RwLock};
+    ///
+    /// let l = RwLock::new(1u8);
+    /// let r = l.try_read().map_err(|e| e.to_string())?;
+    /// assert!(l.try_read().is_ok()); // readers share
+    /// assert!(matches!(l.try_write(), Err(LockError::WouldBlock)));
+    /// drop(r);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn try_read(&self) -> RwLockResult<RwLockReadGuard<'_, T>> {
         self.raw.try_read().map_err(map_err)?;
         Ok(RwLockReadGuard::new(self))

@@ -69,6 +69,16 @@ impl Semaphore {
     ///
     /// # Panics
     /// If `initial > max` or `max == 0`.
+    ///
+    /// # Examples
+    /// ```
+    /// use shmkit_sync::Semaphore;
+    ///
+    /// let pool = Semaphore::bounded(0, 4); // starts empty, at most 4 permits
+    /// pool.release()?;
+    /// assert_eq!((pool.value(), pool.max()), (1, Some(4)));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn bounded(initial: u32, max: u32) -> Self {
         assert!(
             max > 0 && initial <= max,
