@@ -223,6 +223,14 @@ pub enum OpenError {
 }
 
 /// Why `open_or_create` failed: the error of the step that failed.
+///
+/// # Examples
+/// ```
+/// use shmkit_segment::{OpenOrCreateError, Segment};
+///
+/// let e = Segment::options().posix("").size(8).open_or_create().unwrap_err();
+/// assert!(matches!(e, OpenOrCreateError::Create(_))); // which step failed, and why
+/// ```
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum OpenOrCreateError {
@@ -235,6 +243,17 @@ pub enum OpenOrCreateError {
 }
 
 /// Why a segment could not be removed.
+///
+/// # Examples
+/// ```
+/// use shmkit_segment::{remove, RemoveError};
+///
+/// let name = format!("shmkit-doc-absent-{}", std::process::id());
+/// match remove(&name) {
+///     Err(RemoveError::NotFound { .. }) => {} // already gone: often fine when cleaning up
+///     other => panic!("unexpected: {other:?}"),
+/// }
+/// ```
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum RemoveError {

@@ -177,6 +177,20 @@ fn valid_utf8_prefix(b: &[u8]) -> usize {
 }
 
 /// A plain copy of a segment's header fields (see `docs/layout.md`).
+///
+/// # Examples
+/// ```
+/// use shmkit_segment::{Segment, TypeTag};
+///
+/// let name = format!("shmkit-doc-header-{}", std::process::id());
+/// let tag = TypeTag::new(7, "demo::Reading", 16, 8);
+/// let _seg = Segment::options().posix(&name).size(16).type_tag(tag).create()?;
+/// // What `shmkit inspect` shows, read without knowing the type:
+/// let h = Segment::options().posix(&name).any_type().open()?.header().expect("shmkit");
+/// assert_eq!((h.type_tag.name(), h.payload_size, h.total_size), ("demo::Reading", 16, 144));
+/// assert_eq!(h.creator_pid, std::process::id());
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct HeaderInfo {

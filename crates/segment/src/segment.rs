@@ -126,6 +126,15 @@ unsafe impl Sync for Segment {}
 
 impl Segment {
     /// A builder: choose a backend, then create, open or open-or-create.
+    ///
+    /// # Examples
+    /// ```
+    /// use shmkit_segment::Segment;
+    ///
+    /// let seg = Segment::options().anonymous().size(32).create()?;
+    /// assert_eq!((seg.payload_len(), seg.len(), seg.is_empty()), (32, 160, false));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn options() -> SegmentOptions {
         SegmentOptions::default()
     }

@@ -93,6 +93,18 @@ impl<T: Pod> SharedArray<T> {
     /// # Errors
     /// [`CreateError::ZeroLength`]; [`CreateError::Segment`] if the name is taken or
     /// invalid, or memory runs out.
+    ///
+    /// # Examples
+    /// ```
+    /// use shmkit_typed::SharedArray;
+    ///
+    /// let name = format!("shmkit-doc-arr-create-{}", std::process::id());
+    /// let a = SharedArray::<f64>::create(&name, 1000)?; // zero-filled; removed on drop
+    /// assert_eq!((a.len(), a.get(999)?), (1000, 0.0));
+    /// let b = SharedArray::<f64>::open(&name, 1000)?;
+    /// assert!(a.is_creator() && !b.is_creator());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn create(name: &str, len: usize) -> Result<Self, CreateError> {
         Self::create_in(Segment::options().posix(name), len)
     }

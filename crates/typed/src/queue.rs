@@ -294,6 +294,19 @@ impl<T> std::fmt::Display for PutError<T> {
 impl<T> std::error::Error for PutError<T> {}
 
 /// Why a get failed.
+///
+/// # Examples
+/// ```
+/// use std::time::Duration;
+/// use shmkit_typed::{GetError, Queue};
+///
+/// let q = Queue::<u8>::anonymous(2)?;
+/// assert_eq!(q.try_get(), Err(GetError::Empty)); // try again later
+/// assert_eq!(q.get_timeout(Duration::from_millis(5)), Err(GetError::Timeout));
+/// q.close();
+/// assert_eq!(q.get(), Err(GetError::Closed)); // stop consuming
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum GetError {
@@ -373,6 +386,15 @@ impl<T: bytemuck::Pod> std::fmt::Debug for Queue<T> {
 
 impl<T: bytemuck::Pod> Queue<T> {
     /// Bytes a region must have for a queue of `capacity` items (`None` on overflow).
+    ///
+    /// # Examples
+    /// ```
+    /// use shmkit_typed::Queue;
+    ///
+    /// let bytes = Queue::<u64>::region_size(1024).expect("fits");
+    /// assert!(bytes > 1024 * 8); // header and per-slot stamps on top of the items
+    /// assert_eq!(Queue::<u64>::region_size(usize::MAX), None);
+    /// ```
     pub fn region_size(capacity: usize) -> Option<usize> {
         capacity
             .checked_mul(std::mem::size_of::<Slot<T>>())?
@@ -576,6 +598,18 @@ impl<T: bytemuck::Pod> Queue<T> {
     /// # Errors
     /// [`CreateError::Queue`](crate::CreateError::Queue) for a bad capacity,
     /// [`CreateError::Segment`](crate::CreateError::Segment) if the segment cannot be made.
+    ///
+    /// # Examples
+    /// ```
+    /// use shmkit_typed::{CreateError, Queue};
+    ///
+    /// let name = format!("shmkit-doc-q-create-{}", std::process::id());
+    /// let q = Queue::<u32>::create(&name, 256)?;
+    /// assert_eq!(q.capacity(), 256);
+    /// assert!(matches!(Queue::<u32>::create(&name, 256), Err(CreateError::Segment(_)))); // taken
+    /// assert!(matches!(Queue::<u32>::create("other", 100), Err(CreateError::Queue(_)))); // not 2^n
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     #[cfg(not(loom))]
     pub fn create(name: &str, capacity: usize) -> Result<Self, crate::CreateError> {
         let size = Self::sized(capacity)?;

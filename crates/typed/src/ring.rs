@@ -599,6 +599,19 @@ impl Ring {
     /// # Errors
     /// [`CreateError::Ring`](crate::CreateError::Ring) for a bad capacity,
     /// [`CreateError::Segment`](crate::CreateError::Segment) if the segment cannot be made.
+    ///
+    /// # Examples
+    /// ```
+    /// use shmkit_typed::ring::DEFAULT_RING_CAPACITY;
+    /// use shmkit_typed::Ring;
+    ///
+    /// let name = format!("shmkit-doc-ring-create-{}", std::process::id());
+    /// let ring = Ring::create(&name, DEFAULT_RING_CAPACITY)?; // 4 MiB; removed on drop
+    /// assert_eq!(ring.capacity(), DEFAULT_RING_CAPACITY);
+    /// let reader = Ring::open(&name)?;
+    /// assert_eq!(reader.capacity(), ring.capacity());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     #[cfg(not(loom))]
     pub fn create(name: &str, capacity: usize) -> Result<Ring, crate::CreateError> {
         Self::check_capacity(capacity)?;
@@ -818,6 +831,22 @@ impl Ring {
     /// [`WriteError::TooLarge`], [`WriteError::Closed`], [`WriteError::PeerDied`] (the
     /// reader died while the ring was full), [`WriteError::RoleTaken`],
     /// [`WriteError::Corrupt`].
+    ///
+    /// # Examples
+    /// ```
+    /// use shmkit_typed::Ring;
+    ///
+    /// let mut ring = Ring::anonymous(4096)?;
+    /// for line in ["one", "two", "three"] {
+    ///     ring.write(line.as_bytes())?; // one message each; blocks only while full
+    /// }
+    /// let mut got = Vec::new();
+    /// for _ in 0..3 {
+    ///     got.push(ring.read_with(|m| String::from_utf8_lossy(m).into_owned())?);
+    /// }
+    /// assert_eq!(got, ["one", "two", "three"]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn write(&mut self, msg: &[u8]) -> Result<(), WriteError> {
         self.write_impl(msg.len(), Wait::Until(None), |b| b.copy_from_slice(msg))
     }
@@ -1165,6 +1194,19 @@ impl Ring {
     ///
     /// # Errors
     /// As [`Ring::read_with`], plus [`ReadError::Timeout`].
+    ///
+    /// # Examples
+    /// ```
+    /// use std::time::Duration;
+    /// use shmkit_typed::{ReadError, Ring};
+    ///
+    /// let mut ring = Ring::anonymous(4096)?;
+    /// let r = ring.read_with_timeout(Duration::from_millis(10), |m| m.len());
+    /// assert!(matches!(r, Err(ReadError::Timeout))); // nothing written
+    /// ring.write(b"ok")?;
+    /// assert_eq!(ring.read_with_timeout(Duration::from_millis(10), |m| m.len())?, 2);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn read_with_timeout<R>(
         &mut self,
         timeout: Duration,

@@ -125,6 +125,20 @@ impl<T: Pod> SharedValue<T> {
     ///
     /// # Errors
     /// [`CreateError::Segment`] if memory runs out.
+    ///
+    /// # Examples
+    /// ```
+    /// use shmkit_typed::SharedValue;
+    ///
+    /// #[derive(Clone, Copy, Debug, PartialEq, bytemuck::Pod, bytemuck::Zeroable)]
+    /// #[repr(C)]
+    /// struct Stats { count: u64, sum: f64 }
+    ///
+    /// let stats = SharedValue::anonymous(Stats { count: 0, sum: 0.0 })?;
+    /// stats.update(|s| { s.count += 1; s.sum += 2.5 })?; // both fields in one step
+    /// assert_eq!(stats.get()?, Stats { count: 1, sum: 2.5 });
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn anonymous(init: T) -> Result<Self, CreateError> {
         Self::create_in(Segment::options().anonymous(), init)
     }
@@ -445,6 +459,17 @@ impl<T: Pod> RawValue<T> {
     ///
     /// # Errors
     /// [`CreateError::Segment`] if memory runs out.
+    ///
+    /// # Examples
+    /// ```
+    /// use shmkit_typed::RawValue;
+    ///
+    /// let flag = RawValue::<u32>::anonymous(0)?; // inherited by children forked later
+    /// flag.set(1);
+    /// assert_eq!(flag.get(), 1);
+    /// assert!(flag.segment().name().is_none());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn anonymous(init: T) -> Result<Self, CreateError> {
         Self::create_in(Segment::options().anonymous(), init)
     }
