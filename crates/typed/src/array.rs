@@ -157,6 +157,18 @@ impl<T: Pod> SharedArray<T> {
     ///
     /// # Errors
     /// As [`create`](Self::create).
+    ///
+    /// # Examples
+    /// ```
+    /// use shmkit_segment::Segment;
+    /// use shmkit_typed::SharedArray;
+    ///
+    /// let name = format!("shmkit-doc-arr-from-in-{}", std::process::id());
+    /// let opts = Segment::options().posix(&name).mode(0o660); // the group may open it too
+    /// let a = SharedArray::create_from_in(opts, &[1u8, 2, 3])?;
+    /// assert_eq!(a.copy_to_vec()?, [1, 2, 3]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn create_from_in(options: SegmentOptions, data: &[T]) -> Result<Self, CreateError> {
         Self::build(options, data.len(), Some(data))
     }
@@ -225,6 +237,17 @@ impl<T: Pod> SharedArray<T> {
     /// # Errors
     /// [`OpenError::TypeMismatch`], [`OpenError::LengthMismatch`], or
     /// [`OpenError::Segment`] if it is missing, not ready in time, or corrupt.
+    ///
+    /// # Examples
+    /// ```
+    /// use shmkit_typed::{OpenError, SharedArray};
+    ///
+    /// let name = format!("shmkit-doc-arr-open-{}", std::process::id());
+    /// let _a = SharedArray::<u32>::create(&name, 4)?;
+    /// assert_eq!(SharedArray::<u32>::open(&name, 4)?.len(), 4);
+    /// assert!(matches!(SharedArray::<u64>::open(&name, 4), Err(OpenError::TypeMismatch { .. })));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn open(name: &str, len: usize) -> Result<Self, OpenError> {
         let a = Self::open_any_len(name)?;
         if a.len != len {
@@ -435,6 +458,17 @@ impl<T: Pod> SharedArray<T> {
     ///
     /// # Errors
     /// As [`get`](Self::get).
+    ///
+    /// # Examples
+    /// ```
+    /// use shmkit_typed::SharedArray;
+    ///
+    /// let a = SharedArray::<i64>::anonymous(2)?;
+    /// a.set(0, -5)?;
+    /// assert_eq!(a.get(0)?, -5);
+    /// assert!(a.set(2, 1).is_err()); // out of range: an error, nothing written
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn set(&self, index: usize, value: T) -> Result<(), AccessError> {
         self.check(index)?;
         self.lock()?[index] = value;
@@ -445,6 +479,17 @@ impl<T: Pod> SharedArray<T> {
     ///
     /// # Errors
     /// As [`get`](Self::get), without `OutOfRange`.
+    ///
+    /// # Examples
+    /// ```
+    /// use shmkit_typed::SharedArray;
+    ///
+    /// let a = SharedArray::<u16>::anonymous(3)?;
+    /// a.copy_from_slice(&[5, 6, 7])?;
+    /// let snapshot = a.copy_to_vec()?; // consistent: taken under the lock
+    /// assert_eq!(snapshot, [5, 6, 7]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn copy_to_vec(&self) -> Result<Vec<T>, AccessError> {
         Ok(self.lock()?.to_vec())
     }

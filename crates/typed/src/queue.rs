@@ -501,6 +501,18 @@ impl<T: bytemuck::Pod> Queue<T> {
     ///
     /// # Errors
     /// [`QueueLayoutError`] if the region does not hold a queue of `T`.
+    ///
+    /// # Examples
+    /// ```
+    /// use shmkit_segment::Segment;
+    /// use shmkit_typed::{Queue, QueueLayoutError};
+    ///
+    /// let seg = Segment::options().anonymous().size(4096).create()?;
+    /// // SAFETY: the payload stays mapped while `seg` lives; nobody else uses it.
+    /// let r = unsafe { Queue::<u32>::attach(seg.payload_ptr(), seg.payload_len()) };
+    /// assert!(matches!(r, Err(QueueLayoutError::BadMagic { .. }))); // zeroes: no queue here
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     #[cfg(not(loom))]
     pub unsafe fn attach(ptr: *mut u8, len: usize) -> Result<Self, QueueLayoutError> {
         if ptr.is_null() || (ptr as usize) & 127 != 0 {
@@ -626,6 +638,18 @@ impl<T: bytemuck::Pod> Queue<T> {
     /// # Errors
     /// [`OpenError::TypeMismatch`](crate::OpenError::TypeMismatch) naming both types if
     /// it holds another type; other [`OpenError`](crate::OpenError)s from the segment.
+    ///
+    /// # Examples
+    /// ```
+    /// use shmkit_typed::{OpenError, Queue};
+    ///
+    /// let name = format!("shmkit-doc-q-open-{}", std::process::id());
+    /// let _q = Queue::<f64>::create(&name, 8)?;
+    /// assert_eq!(Queue::<f64>::open(&name)?.capacity(), 8);
+    /// let wrong = Queue::<u64>::open(&name); // same size, another type
+    /// assert!(matches!(wrong, Err(OpenError::TypeMismatch { .. })));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     #[cfg(not(loom))]
     pub fn open(name: &str) -> Result<Self, crate::OpenError> {
         let seg = shmkit_segment::Segment::options()
@@ -806,6 +830,19 @@ impl<T: bytemuck::Pod> Queue<T> {
     }
 
     /// Whether the queue was closed.
+    ///
+    /// # Examples
+    /// ```
+    /// use shmkit_typed::Queue;
+    ///
+    /// let q = Queue::<u8>::anonymous(2)?;
+    /// q.put(1)?;
+    /// q.close();
+    /// assert!(q.is_closed() && !q.is_empty()); // closed, but not yet drained
+    /// assert_eq!(q.get()?, 1);
+    /// assert!(q.is_empty());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn is_closed(&self) -> bool {
         // Acquire: pairs with the store in `close`.
         self.hdr().meta.closed.load(Ordering::Acquire) != 0
@@ -1083,6 +1120,20 @@ impl<T: bytemuck::Pod> Queue<T> {
     ///
     /// # Errors
     /// [`GetError::Closed`] once the queue is closed and drained.
+    ///
+    /// # Examples
+    /// ```
+    /// use shmkit_typed::Queue;
+    ///
+    /// let q = Queue::<u64>::anonymous(4)?;
+    /// let got = std::thread::scope(|s| {
+    ///     let consumer = s.spawn(|| q.get()); // sleeps until an item arrives
+    ///     q.put(11).unwrap();
+    ///     consumer.join().unwrap()
+    /// })?;
+    /// assert_eq!(got, 11);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn get(&self) -> Result<T, GetError> {
         self.get_inner(Some(None))
     }

@@ -503,6 +503,18 @@ impl Ring {
     ///
     /// # Errors
     /// [`RingLayoutError`] if the region does not hold a valid ring.
+    ///
+    /// # Examples
+    /// ```
+    /// use shmkit_segment::Segment;
+    /// use shmkit_typed::{Ring, RingLayoutError};
+    ///
+    /// let seg = Segment::options().anonymous().size(Ring::region_size(1024)).create()?;
+    /// // SAFETY: the payload stays mapped while `seg` lives; nobody else uses it.
+    /// let r = unsafe { Ring::attach(seg.payload_ptr(), seg.payload_len()) };
+    /// assert!(matches!(r, Err(RingLayoutError::BadMagic { .. }))); // zeroes: no ring here
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     #[cfg(not(loom))]
     pub unsafe fn attach(ptr: *mut u8, len: usize) -> Result<Ring, RingLayoutError> {
         Self::check_region(ptr, len, 0)?;
@@ -628,6 +640,19 @@ impl Ring {
     /// # Errors
     /// [`OpenError::TypeMismatch`](crate::OpenError::TypeMismatch) if the segment is not
     /// a ring; other [`OpenError`](crate::OpenError)s from the segment layer.
+    ///
+    /// # Examples
+    /// ```
+    /// use shmkit_typed::{OpenError, Ring, SharedValue};
+    ///
+    /// let name = format!("shmkit-doc-ring-open-{}", std::process::id());
+    /// let _writer = Ring::create(&name, 1024)?;
+    /// assert_eq!(Ring::open(&name)?.capacity(), 1024);
+    /// let _v = SharedValue::<u8>::create(&format!("{name}-v"), 0)?;
+    /// let wrong = Ring::open(&format!("{name}-v")); // not a ring
+    /// assert!(matches!(wrong, Err(OpenError::TypeMismatch { .. })));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     #[cfg(not(loom))]
     pub fn open(name: &str) -> Result<Ring, crate::OpenError> {
         let seg = shmkit_segment::Segment::options()
@@ -759,6 +784,17 @@ impl Ring {
     }
 
     /// Whether the writer has closed the ring (messages may still be unread).
+    ///
+    /// # Examples
+    /// ```
+    /// use shmkit_typed::Ring;
+    ///
+    /// let mut ring = Ring::anonymous(4096)?;
+    /// assert!(!ring.is_closed());
+    /// ring.close()?;
+    /// assert!(ring.is_closed());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn is_closed(&self) -> bool {
         // Acquire: pairs with the Release in `close`.
         self.hdr().meta.closed.load(Ordering::Acquire) != 0
@@ -930,6 +966,19 @@ impl Ring {
     ///
     /// # Errors
     /// As [`Ring::write_timeout`].
+    ///
+    /// # Examples
+    /// ```
+    /// use std::time::Duration;
+    /// use shmkit_typed::{Ring, WriteError};
+    ///
+    /// let mut ring = Ring::anonymous(64)?;
+    /// ring.write_with_timeout(40, Duration::from_millis(10), |buf| buf.fill(1))?;
+    /// // No room for another 40 bytes until the reader frees some.
+    /// let r = ring.write_with_timeout(40, Duration::from_millis(10), |buf| buf.fill(2));
+    /// assert!(matches!(r, Err(WriteError::Timeout)));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn write_with_timeout<R>(
         &mut self,
         len: usize,
@@ -1265,6 +1314,19 @@ impl Ring {
     ///
     /// # Errors
     /// As [`Ring::read_with_timeout`].
+    ///
+    /// # Examples
+    /// ```
+    /// use std::time::Duration;
+    /// use shmkit_typed::Ring;
+    ///
+    /// let mut ring = Ring::anonymous(4096)?;
+    /// ring.write(b"tick")?;
+    /// let mut buf = Vec::new();
+    /// assert_eq!(ring.read_into_timeout(&mut buf, Duration::from_millis(10))?, 4);
+    /// assert!(ring.read_into_timeout(&mut buf, Duration::from_millis(10)).is_err());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn read_into_timeout(
         &mut self,
         buf: &mut Vec<u8>,
@@ -1277,6 +1339,19 @@ impl Ring {
     ///
     /// # Errors
     /// As [`Ring::try_read_with`].
+    ///
+    /// # Examples
+    /// ```
+    /// use shmkit_typed::Ring;
+    ///
+    /// let mut ring = Ring::anonymous(4096)?;
+    /// let mut buf = Vec::new();
+    /// assert!(ring.try_read_into(&mut buf).is_err()); // empty: does not wait
+    /// ring.write(b"abc")?;
+    /// assert_eq!(ring.try_read_into(&mut buf)?, 3);
+    /// assert_eq!(buf, b"abc");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn try_read_into(&mut self, buf: &mut Vec<u8>) -> Result<usize, ReadError> {
         self.read_impl(Wait::No, |m| copy_into(buf, m))
     }

@@ -303,6 +303,15 @@ impl<T: Pod> SharedValue<T> {
     /// # Errors
     /// [`AccessError::OwnerDied`] / [`AccessError::Poisoned`] (nothing is read: use
     /// [`lock`](Self::lock) to repair), [`AccessError::WouldDeadlock`].
+    ///
+    /// # Examples
+    /// ```
+    /// use shmkit_typed::SharedValue;
+    ///
+    /// let v = SharedValue::<u8>::anonymous(42)?;
+    /// assert_eq!(v.get()?, 42); // a copy, read under the lock
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn get(&self) -> Result<T, AccessError> {
         Ok(*self.lock()?)
     }
@@ -311,6 +320,16 @@ impl<T: Pod> SharedValue<T> {
     ///
     /// # Errors
     /// As [`get`](Self::get); on an error the value is not changed.
+    ///
+    /// # Examples
+    /// ```
+    /// use shmkit_typed::SharedValue;
+    ///
+    /// let v = SharedValue::<[f32; 3]>::anonymous([0.0; 3])?;
+    /// v.set([1.0, 2.0, 3.0])?; // readers see all three or none
+    /// assert_eq!(v.get()?, [1.0, 2.0, 3.0]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn set(&self, value: T) -> Result<(), AccessError> {
         *self.lock()? = value;
         Ok(())
@@ -437,6 +456,17 @@ impl<T: Pod> RawValue<T> {
     ///
     /// # Errors
     /// [`CreateError::Segment`] if the name is taken or invalid, or memory runs out.
+    ///
+    /// # Examples
+    /// ```
+    /// use shmkit_typed::RawValue;
+    ///
+    /// let name = format!("shmkit-doc-raw-create-{}", std::process::id());
+    /// let v = RawValue::<i32>::create(&name, -1)?; // removes the name on drop
+    /// assert_eq!(v.get(), -1);
+    /// assert_eq!(v.segment().name(), Some(name.as_str()));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn create(name: &str, init: T) -> Result<Self, CreateError> {
         Self::create_in(Segment::options().posix(name), init)
     }
@@ -445,6 +475,19 @@ impl<T: Pod> RawValue<T> {
     ///
     /// # Errors
     /// As [`create`](Self::create).
+    ///
+    /// # Examples
+    /// ```
+    /// use shmkit_segment::Segment;
+    /// use shmkit_typed::RawValue;
+    ///
+    /// let path = std::env::temp_dir().join(format!("shmkit-doc-raw-file-{}", std::process::id()));
+    /// // File-backed: the value survives restarts (opt in to removal here).
+    /// let opts = Segment::options().file(&path).unlink_on_drop(true);
+    /// let v = RawValue::create_in(opts, 3.25f32)?;
+    /// assert_eq!(v.get(), 3.25);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn create_in(options: SegmentOptions, init: T) -> Result<Self, CreateError> {
         let seg = Self::options(options).create_with(|p, len| {
             assert!(len >= std::mem::size_of::<T>());
@@ -479,6 +522,19 @@ impl<T: Pod> RawValue<T> {
     /// # Errors
     /// [`OpenError::TypeMismatch`] if it holds another type; [`OpenError::Segment`]
     /// otherwise.
+    ///
+    /// # Examples
+    /// ```
+    /// use shmkit_typed::{OpenError, RawValue, SharedValue};
+    ///
+    /// let name = format!("shmkit-doc-raw-open-{}", std::process::id());
+    /// let _v = RawValue::<u64>::create(&name, 9)?;
+    /// assert_eq!(RawValue::<u64>::open(&name)?.get(), 9);
+    /// // A raw value is not a locked value, even of the same type.
+    /// let locked = SharedValue::<u64>::open(&name);
+    /// assert!(matches!(locked, Err(OpenError::TypeMismatch { .. })));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn open(name: &str) -> Result<Self, OpenError> {
         let seg = Segment::options()
             .posix(name)
@@ -503,12 +559,36 @@ impl<T: Pod> RawValue<T> {
     }
 
     /// Overwrites the value (one volatile write).
+    ///
+    /// # Examples
+    /// ```
+    /// use shmkit_typed::RawValue;
+    ///
+    /// let v = RawValue::<[u16; 2]>::anonymous([0, 0])?;
+    /// v.set([1, 2]); // one volatile write, no lock: readers may see it torn
+    /// assert_eq!(v.get(), [1, 2]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn set(&self, value: T) {
         // SAFETY: as in `get`; writing a Pod value cannot break any invariant.
         unsafe { self.ptr.as_ptr().write_volatile(value) }
     }
 
     /// The raw pointer to the value, for atomics or `ctypes`-style access.
+    ///
+    /// # Examples
+    /// ```
+    /// use std::sync::atomic::{AtomicU32, Ordering};
+    /// use shmkit_typed::RawValue;
+    ///
+    /// let v = RawValue::<u32>::anonymous(0)?;
+    /// // SAFETY: the value is 4-aligned (the payload is 128-aligned), lives as long as `v`,
+    /// // and is only ever accessed atomically from here on.
+    /// let a = unsafe { AtomicU32::from_ptr(v.as_ptr()) };
+    /// a.fetch_add(2, Ordering::AcqRel);
+    /// assert_eq!(a.load(Ordering::Acquire), 2);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn as_ptr(&self) -> *mut T {
         self.ptr.as_ptr()
     }
