@@ -268,6 +268,23 @@ impl TypeTag {
 
     /// A tag for a type: `kind` is a namespace chosen by the caller (e.g. which shmkit
     /// container), `name` a stable type name, `size`/`align` its layout.
+    ///
+    /// # Examples
+    /// ```
+    /// use shmkit_segment::TypeTag;
+    ///
+    /// #[repr(C)]
+    /// struct Sample { t: u64, v: [f32; 2] }
+    /// // `const`: compute it once; name it stably (not with `type_name`, if other
+    /// // languages or compilers must agree on it).
+    /// const SAMPLE: TypeTag = TypeTag::new(
+    ///     1,
+    ///     "acme::Sample v1",
+    ///     size_of::<Sample>() as u64,
+    ///     align_of::<Sample>() as u64,
+    /// );
+    /// assert_eq!((SAMPLE.size(), SAMPLE.align()), (16, 8));
+    /// ```
     pub const fn new(kind: u32, name: &str, size: u64, align: u64) -> TypeTag {
         let bytes = name.as_bytes();
         let mut h = fnv1a(FNV_OFFSET, &kind.to_le_bytes());

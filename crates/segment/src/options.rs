@@ -242,6 +242,18 @@ impl SegmentOptions {
     /// An anonymous segment received as a file descriptor (from [`Segment::fd`], passed
     /// over a Unix socket or inherited across `exec`): [`open`](Self::open) maps and
     /// validates it like a named segment. Creating from an fd is not supported.
+    ///
+    /// # Examples
+    /// ```
+    /// use shmkit_segment::Segment;
+    ///
+    /// let seg = Segment::options().anonymous().size(64).create()?;
+    /// // In real use the fd arrives over a Unix socket or across exec.
+    /// let fd = seg.fd().expect("anonymous").try_clone_to_owned()?;
+    /// let same = Segment::options().fd(fd).size(64).open()?; // validated like a named open
+    /// assert_eq!(same.header(), seg.header());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn fd(mut self, fd: OwnedFd) -> Self {
         self.target = Target::Fd(Arc::new(fd));
         self
@@ -312,6 +324,19 @@ impl SegmentOptions {
 
     /// Open whatever type the segment holds (for tools like `shmkit inspect`); create
     /// still stores [`TypeTag::BYTES`].
+    ///
+    /// # Examples
+    /// ```
+    /// use shmkit_segment::{Segment, TypeTag};
+    ///
+    /// let name = format!("shmkit-doc-any-{}", std::process::id());
+    /// let tag = TypeTag::new(3, "app::Thing", 4, 4);
+    /// let _seg = Segment::options().posix(&name).size(4).type_tag(tag).create()?;
+    /// assert!(Segment::options().posix(&name).open().is_err()); // default: expects bytes
+    /// let seg = Segment::options().posix(&name).any_type().open()?; // a tool: any type
+    /// assert_eq!(seg.header().map(|h| h.type_tag), Some(tag));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn any_type(mut self) -> Self {
         self.type_tag = None;
         self

@@ -35,6 +35,14 @@ pub enum Backend {
 
 impl Backend {
     /// Lower-case name, as in messages and `shmkit ls`.
+    ///
+    /// # Examples
+    /// ```
+    /// use shmkit_segment::Backend;
+    ///
+    /// assert_eq!(Backend::SysV.as_str(), "sysv");
+    /// assert_eq!(Backend::Posix.to_string(), "posix");
+    /// ```
     pub fn as_str(self) -> &'static str {
         match self {
             Backend::Posix => "posix",
@@ -409,6 +417,17 @@ impl Segment {
     }
 
     /// Whether dropping this handle (in this process) removes the name.
+    ///
+    /// # Examples
+    /// ```
+    /// use shmkit_segment::Segment;
+    ///
+    /// let name = format!("shmkit-doc-unlinks-{}", std::process::id());
+    /// let creator = Segment::options().posix(&name).size(8).create()?;
+    /// let opener = Segment::options().posix(&name).open()?;
+    /// assert!(creator.unlinks_on_drop() && !opener.unlinks_on_drop());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn unlinks_on_drop(&self) -> bool {
         self.unlink_on_drop && !matches!(self.unlinker, Unlinker::None)
     }

@@ -43,6 +43,20 @@ pub enum LockError<G> {
 
 impl<G> LockError<G> {
     /// The guard, for `OwnerDied` and `Poisoned`.
+    ///
+    /// # Examples
+    /// ```
+    /// use shmkit_sync::Mutex;
+    ///
+    /// let m = Mutex::new(1u32);
+    /// std::thread::scope(|s| {
+    ///     s.spawn(|| std::mem::forget(m.lock().unwrap()));
+    /// });
+    /// let err = m.lock().unwrap_err();
+    /// assert!(err.is_owner_died());
+    /// let guard = err.into_guard().expect("OwnerDied carries the held lock");
+    /// guard.make_consistent();
+    /// ```
     pub fn into_guard(self) -> Option<G> {
         match self {
             LockError::OwnerDied(g) | LockError::Poisoned(g) => Some(g),
@@ -61,6 +75,18 @@ impl<G> LockError<G> {
     }
 
     /// Applies `f` to the carried guard, if any.
+    ///
+    /// # Examples
+    /// ```
+    /// use shmkit_sync::{LockError, Mutex};
+    ///
+    /// let m = Mutex::new(0u8);
+    /// let _held = m.lock().map_err(|e| e.to_string())?;
+    /// // Drop the guard type to get an error that can outlive the mutex (and use `?`).
+    /// let e: LockError<()> = m.try_lock().map_err(|e| e.map(drop)).unwrap_err();
+    /// assert!(matches!(e, LockError::WouldDeadlock));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn map<H>(self, f: impl FnOnce(G) -> H) -> LockError<H> {
         match self {
             LockError::OwnerDied(g) => LockError::OwnerDied(f(g)),
@@ -116,6 +142,18 @@ impl<G> fmt::Display for LockError<G> {
 impl<G> std::error::Error for LockError<G> {}
 
 /// Errors of [`RawMutex`](crate::RawMutex) lock calls (no guard to carry).
+///
+/// # Examples
+/// ```
+/// use shmkit_sync::{RawLockError, RawMutex};
+///
+/// let raw = RawMutex::new();
+/// raw.lock()?;
+/// assert_eq!(raw.lock(), Err(RawLockError::WouldDeadlock)); // not a hang
+/// // SAFETY: this thread holds the lock.
+/// unsafe { raw.unlock() };
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum RawLockError {
@@ -131,6 +169,16 @@ pub enum RawLockError {
 }
 
 /// Errors of [`Semaphore`](crate::Semaphore) operations.
+///
+/// # Examples
+/// ```
+/// use shmkit_sync::{Semaphore, SemaphoreError};
+///
+/// let s = Semaphore::bounded(1, 1);
+/// let e = s.release().unwrap_err();
+/// assert_eq!(e, SemaphoreError::Overflow { max: 1 });
+/// assert!(e.to_string().contains("released too many times"));
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum SemaphoreError {
@@ -151,6 +199,16 @@ pub enum SemaphoreError {
 }
 
 /// Errors of [`Barrier`](crate::Barrier) waits.
+///
+/// # Examples
+/// ```
+/// use std::time::Duration;
+/// use shmkit_sync::{Barrier, BarrierError};
+///
+/// let b = Barrier::new(2);
+/// assert_eq!(b.wait_timeout(Duration::from_millis(5)), Err(BarrierError::Broken));
+/// assert_eq!(b.wait(), Err(BarrierError::Broken)); // stays broken until reset()
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum BarrierError {

@@ -138,6 +138,16 @@ impl Event {
     }
 
     /// Clears the flag.
+    ///
+    /// # Examples
+    /// ```
+    /// use shmkit_sync::Event;
+    ///
+    /// let e = Event::new();
+    /// e.set();
+    /// e.clear();
+    /// assert!(!e.is_set()); // the next wait() sleeps again
+    /// ```
     pub fn clear(&self) {
         // Relaxed: clearing publishes nothing.
         self.state.store(0, Relaxed);
@@ -150,6 +160,18 @@ impl Event {
     }
 
     /// Waits until the flag is set (and, for auto reset, consumes it).
+    ///
+    /// # Examples
+    /// ```
+    /// use shmkit_sync::Event;
+    ///
+    /// let ready = Event::new_auto_reset();
+    /// std::thread::scope(|s| {
+    ///     s.spawn(|| ready.set());
+    ///     ready.wait(); // sleeps until set; auto reset: consumes it
+    /// });
+    /// assert!(!ready.is_set());
+    /// ```
     pub fn wait(&self) {
         self.wait_with(&Futex, None);
     }

@@ -159,6 +159,20 @@ impl FileLock {
     ///
     /// # Errors
     /// [`FileLockError::Io`] if `flock` fails.
+    ///
+    /// # Examples
+    /// ```
+    /// use shmkit_sync::{FileLock, LockMode};
+    ///
+    /// let path = std::env::temp_dir().join(format!("shmkit-doc-lock-{}", std::process::id()));
+    /// let lock = FileLock::open(&path)?;
+    /// {
+    ///     let _guard = lock.lock(LockMode::Exclusive)?; // waits while another holds it
+    ///     // ... the critical section; released when `_guard` drops, or when we die
+    /// }
+    /// std::fs::remove_file(&path)?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn lock(&self, mode: LockMode) -> Result<FileLockGuard<'_>, FileLockError> {
         self.flock(mode, false)?;
         Ok(FileLockGuard { lock: self })
@@ -303,6 +317,20 @@ impl FileLock {
     ///
     /// # Errors
     /// [`FileLockError::WouldBlock`] if a conflicting lock is held elsewhere.
+    ///
+    /// # Examples
+    /// ```
+    /// use shmkit_sync::{FileLock, LockMode};
+    ///
+    /// let path = std::env::temp_dir().join(format!("shmkit-doc-tlr-{}", std::process::id()));
+    /// let (a, b) = (FileLock::open(&path)?, FileLock::open(&path)?);
+    /// // One record per 64 bytes: writers of different records do not block each other.
+    /// let _rec0 = a.try_lock_range(0, 64, LockMode::Exclusive)?;
+    /// let _rec1 = b.try_lock_range(64, 64, LockMode::Exclusive)?;
+    /// assert!(b.try_lock_range(0, 64, LockMode::Shared).is_err());
+    /// std::fs::remove_file(&path)?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn try_lock_range(
         &self,
         start: u64,

@@ -60,6 +60,17 @@ impl Deadline {
     }
 
     /// The point `timeout` from now. Saturates instead of overflowing for huge timeouts.
+    ///
+    /// # Examples
+    /// ```
+    /// use std::time::Duration;
+    /// use shmkit_sync::Deadline;
+    ///
+    /// let d = Deadline::after(Duration::from_secs(5));
+    /// assert!(d > Deadline::now() && d.remaining() <= Duration::from_secs(5));
+    /// let forever = Deadline::after(Duration::MAX); // saturates: effectively no deadline
+    /// assert!(!forever.has_passed());
+    /// ```
     pub fn after(timeout: Duration) -> Self {
         Deadline {
             nanos: monotonic_now_nanos().saturating_add(timeout.as_nanos()),

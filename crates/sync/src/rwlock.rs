@@ -481,6 +481,19 @@ impl<T: ?Sized> RwLock<T> {
     ///
     /// # Errors
     /// None today (kept a `Result` like [`Mutex::lock`](crate::Mutex::lock)).
+    ///
+    /// # Examples
+    /// ```
+    /// use shmkit_sync::RwLock;
+    ///
+    /// let config = RwLock::new((1u32, 2u32));
+    /// let total = std::thread::scope(|s| {
+    ///     let a = s.spawn(|| config.read().map(|c| c.0 + c.1).unwrap_or(0));
+    ///     let b = s.spawn(|| config.read().map(|c| c.0 * c.1).unwrap_or(0));
+    ///     a.join().unwrap() + b.join().unwrap() // readers run side by side
+    /// });
+    /// assert_eq!(total, 5);
+    /// ```
     pub fn read(&self) -> RwLockResult<RwLockReadGuard<'_, T>> {
         self.raw.read_until(None).map_err(map_err)?;
         Ok(RwLockReadGuard::new(self))

@@ -198,6 +198,18 @@ impl Semaphore {
     ///
     /// # Errors
     /// [`SemaphoreError::Overflow`] if a bounded semaphore is already at its maximum.
+    ///
+    /// # Examples
+    /// ```
+    /// use shmkit_sync::Semaphore;
+    ///
+    /// let slots = Semaphore::new(1);
+    /// slots.acquire()?;
+    /// // ... use the slot ...
+    /// slots.release()?; // wakes one waiter, if any sleeps (no syscall otherwise)
+    /// assert_eq!(slots.value(), 1);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn release(&self) -> Result<(), SemaphoreError> {
         self.release_with(&Futex)
     }
