@@ -161,6 +161,19 @@ impl Barrier {
     ///
     /// # Errors
     /// [`BarrierError::Broken`] on timeout or if the barrier is broken.
+    ///
+    /// # Examples
+    /// ```
+    /// use std::time::Duration;
+    /// use shmkit_sync::Barrier;
+    ///
+    /// let b = Barrier::new(2);
+    /// let r = std::thread::scope(|s| {
+    ///     let other = s.spawn(|| b.wait_timeout(Duration::from_secs(10)));
+    ///     (b.wait_timeout(Duration::from_secs(10)), other.join().unwrap())
+    /// });
+    /// assert!(r.0.is_ok() && r.1.is_ok()); // both arrived in time
+    /// ```
     pub fn wait_timeout(&self, timeout: Duration) -> Result<usize, BarrierError> {
         self.wait_with(&Futex, Some(&Deadline::after(timeout)))
     }

@@ -128,6 +128,21 @@ impl Condvar {
     ///
     /// # Errors
     /// As [`wait`](Self::wait).
+    ///
+    /// # Examples
+    /// ```
+    /// use shmkit_sync::{Condvar, Mutex};
+    ///
+    /// let (jobs, cv) = (Mutex::new(Vec::<u32>::new()), Condvar::new());
+    /// std::thread::scope(|s| {
+    ///     s.spawn(|| {
+    ///         jobs.lock().unwrap().extend([1, 2]);
+    ///         cv.notify_all();
+    ///     });
+    ///     let mut ready = cv.wait_while(jobs.lock().unwrap(), |j| j.len() < 2).unwrap();
+    ///     assert_eq!(ready.drain(..).sum::<u32>(), 3);
+    /// });
+    /// ```
     pub fn wait_while<'a, T: ?Sized>(
         &self,
         mut guard: MutexGuard<'a, T>,

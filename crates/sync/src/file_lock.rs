@@ -21,6 +21,19 @@ use crate::error::FileLockError;
 use crate::futex::Deadline;
 
 /// Shared (many holders) or exclusive (one holder).
+///
+/// # Examples
+/// ```
+/// use shmkit_sync::{FileLock, LockMode};
+///
+/// let path = std::env::temp_dir().join(format!("shmkit-doc-mode-{}", std::process::id()));
+/// let (a, b) = (FileLock::open(&path)?, FileLock::open(&path)?);
+/// let _r1 = a.lock(LockMode::Shared)?; // readers: any number
+/// let _r2 = b.lock(LockMode::Shared)?;
+/// assert!(a.try_lock(LockMode::Exclusive).is_err()); // a writer: alone
+/// std::fs::remove_file(&path)?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LockMode {
     /// A read lock: any number of shared holders, no exclusive one.
@@ -129,6 +142,19 @@ impl FileLock {
     }
 
     /// The underlying file.
+    ///
+    /// # Examples
+    /// ```
+    /// use std::io::Write;
+    /// use shmkit_sync::{FileLock, LockMode};
+    ///
+    /// let path = std::env::temp_dir().join(format!("shmkit-doc-file-{}", std::process::id()));
+    /// let lock = FileLock::open(&path)?;
+    /// let _g = lock.lock(LockMode::Exclusive)?;
+    /// (&*lock.file()).write_all(b"pid file contents")?; // write while holding it
+    /// std::fs::remove_file(&path)?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn file(&self) -> &File {
         &self.file
     }
@@ -390,6 +416,20 @@ impl FileLock {
 }
 
 /// A whole-file lock; released on drop.
+///
+/// # Examples
+/// ```
+/// use shmkit_sync::{FileLock, LockMode};
+///
+/// let path = std::env::temp_dir().join(format!("shmkit-doc-guard-{}", std::process::id()));
+/// let (a, b) = (FileLock::open(&path)?, FileLock::open(&path)?);
+/// let guard = a.lock(LockMode::Exclusive)?;
+/// assert!(b.try_lock(LockMode::Exclusive).is_err());
+/// drop(guard); // unlocks
+/// assert!(b.try_lock(LockMode::Exclusive).is_ok());
+/// std::fs::remove_file(&path)?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Debug)]
 #[must_use = "the file lock is released as soon as the guard is dropped"]
 pub struct FileLockGuard<'a> {
@@ -405,6 +445,20 @@ impl Drop for FileLockGuard<'_> {
 }
 
 /// A byte-range lock; released on drop.
+///
+/// # Examples
+/// ```
+/// use shmkit_sync::{FileLock, LockMode};
+///
+/// let path = std::env::temp_dir().join(format!("shmkit-doc-rg-{}", std::process::id()));
+/// let (a, b) = (FileLock::open(&path)?, FileLock::open(&path)?);
+/// let range = a.lock_range(0, 8, LockMode::Exclusive)?;
+/// assert!(b.try_lock_range(4, 4, LockMode::Shared).is_err());
+/// drop(range); // unlocks just that range
+/// assert!(b.try_lock_range(4, 4, LockMode::Shared).is_ok());
+/// std::fs::remove_file(&path)?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Debug)]
 #[must_use = "the range lock is released as soon as the guard is dropped"]
 pub struct RangeGuard<'a> {

@@ -78,6 +78,16 @@ impl Deadline {
     }
 
     /// `None` → no deadline; `Some(d)` → `Deadline::after(d)`.
+    ///
+    /// # Examples
+    /// ```
+    /// use std::time::Duration;
+    /// use shmkit_sync::Deadline;
+    ///
+    /// assert_eq!(Deadline::from_timeout(None), None); // wait forever
+    /// let d = Deadline::from_timeout(Some(Duration::from_secs(1))).expect("some");
+    /// assert!(!d.has_passed());
+    /// ```
     pub fn from_timeout(timeout: Option<Duration>) -> Option<Self> {
         timeout.map(Self::after)
     }
@@ -88,6 +98,16 @@ impl Deadline {
     }
 
     /// Time left until the deadline (zero once it has passed).
+    ///
+    /// # Examples
+    /// ```
+    /// use std::time::Duration;
+    /// use shmkit_sync::Deadline;
+    ///
+    /// let d = Deadline::after(Duration::from_secs(30));
+    /// assert!(d.remaining() > Duration::ZERO && d.remaining() <= Duration::from_secs(30));
+    /// assert_eq!(Deadline::now().remaining(), Duration::ZERO); // passed: zero, not negative
+    /// ```
     pub fn remaining(&self) -> Duration {
         let now = monotonic_now_nanos();
         let left = self.nanos.saturating_sub(now);

@@ -240,6 +240,19 @@ impl RawMutex {
     ///
     /// # Errors
     /// [`RawLockError::WouldBlock`] if someone alive holds it.
+    ///
+    /// # Examples
+    /// ```
+    /// use shmkit_sync::{Acquired, RawLockError, RawMutex};
+    ///
+    /// let raw = RawMutex::new();
+    /// assert_eq!(raw.try_lock()?, Acquired::Consistent);
+    /// let other = std::thread::scope(|s| s.spawn(|| raw.try_lock()).join().unwrap());
+    /// assert_eq!(other, Err(RawLockError::WouldBlock)); // a live holder: no waiting
+    /// // SAFETY: this thread holds the lock.
+    /// unsafe { raw.unlock() };
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     #[inline]
     pub fn try_lock(&self) -> Result<Acquired, RawLockError> {
         self.try_lock_with(&Futex)
@@ -304,6 +317,18 @@ impl RawMutex {
     /// # Safety
     /// The calling thread must hold the lock (every `lock` success is matched by at most
     /// one `unlock`); otherwise the protected data may be accessed concurrently.
+    ///
+    /// # Examples
+    /// ```
+    /// use shmkit_sync::RawMutex;
+    ///
+    /// let raw = RawMutex::new();
+    /// raw.lock()?;
+    /// // SAFETY: this thread took the lock just above and unlocks it once.
+    /// unsafe { raw.unlock() };
+    /// assert!(!raw.is_locked());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     #[inline]
     pub unsafe fn unlock(&self) {
         self.unlock_with(&Futex, false)
@@ -311,6 +336,22 @@ impl RawMutex {
 
     /// Marks the protected data consistent again after `OwnerDied` or `Poisoned`.
     /// Only meaningful while holding the lock.
+    ///
+    /// # Examples
+    /// ```
+    /// use shmkit_sync::{Acquired, RawMutex};
+    ///
+    /// let raw = RawMutex::new();
+    /// std::thread::scope(|s| {
+    ///     s.spawn(|| raw.lock().map(drop)); // exits holding it
+    /// });
+    /// assert_eq!(raw.lock()?, Acquired::OwnerDied);
+    /// raw.make_consistent(); // while holding it, once the data is repaired
+    /// // SAFETY: this thread holds the lock.
+    /// unsafe { raw.unlock() };
+    /// assert!(!raw.is_poisoned());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     #[inline]
     pub fn make_consistent(&self) {
         // Relaxed: written while holding the lock; the next holder reads it after its
@@ -351,6 +392,19 @@ impl RawMutex {
     }
 
     /// Whether someone holds the lock (a snapshot).
+    ///
+    /// # Examples
+    /// ```
+    /// use shmkit_sync::RawMutex;
+    ///
+    /// let raw = RawMutex::new();
+    /// assert!(!raw.is_locked());
+    /// raw.lock()?;
+    /// assert!(raw.is_locked()); // a snapshot, for diagnostics only
+    /// // SAFETY: this thread holds the lock.
+    /// unsafe { raw.unlock() };
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn is_locked(&self) -> bool {
         // Relaxed: a snapshot for diagnostics.
         self.word.load(Relaxed) != 0
@@ -722,11 +776,33 @@ impl<T: ?Sized> Mutex<T> {
     }
 
     /// Mutable access without locking (the `&mut` proves exclusivity).
+    ///
+    /// # Examples
+    /// ```
+    /// use shmkit_sync::Mutex;
+    ///
+    /// let mut m = Mutex::new(0u32);
+    /// *m.get_mut() = 5; // exclusive `&mut`: e.g. while initialising, before sharing
+    /// assert_eq!(*m.lock().map_err(|e| e.to_string())?, 5);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn get_mut(&mut self) -> &mut T {
         self.data.get_mut()
     }
 
     /// The raw mutex inside.
+    ///
+    /// # Examples
+    /// ```
+    /// use shmkit_sync::Mutex;
+    ///
+    /// let m = Mutex::new(());
+    /// let g = m.lock().map_err(|e| e.to_string())?;
+    /// assert!(m.raw().is_locked()); // e.g. for diagnostics
+    /// drop(g);
+    /// assert!(!m.raw().is_locked());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn raw(&self) -> &RawMutex {
         &self.raw
     }
@@ -818,6 +894,26 @@ impl<'a, T: ?Sized> MutexGuard<'a, T> {
 
     /// Marks the data consistent after `OwnerDied` or `Poisoned`: later lockers get
     /// plain guards again.
+    ///
+    /// # Examples
+    /// ```
+    /// use shmkit_sync::{LockError, Mutex};
+    ///
+    /// let m = Mutex::new(10u32);
+    /// std::thread::scope(|s| {
+    ///     s.spawn(|| {
+    ///         let mut g = m.lock().unwrap();
+    ///         *g = 999; // a half-done update...
+    ///         std::mem::forget(g); // ...and the holder dies
+    ///     });
+    /// });
+    /// if let Err(LockError::OwnerDied(mut g)) = m.lock() {
+    ///     *g = 10; // repair from what we know
+    ///     g.make_consistent(); // later lockers get plain guards again
+    /// }
+    /// assert_eq!(*m.lock().map_err(|e| e.to_string())?, 10);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn make_consistent(&self) {
         self.mutex.raw.make_consistent();
     }

@@ -123,6 +123,21 @@ impl RawRwLock {
     ///
     /// # Errors
     /// [`RawLockError::WouldBlock`] if a writer holds or waits for it.
+    ///
+    /// # Examples
+    /// ```
+    /// use shmkit_sync::{RawLockError, RawRwLock};
+    ///
+    /// let raw = RawRwLock::new();
+    /// raw.try_write()?;
+    /// assert_eq!(raw.try_read(), Err(RawLockError::WouldBlock));
+    /// // SAFETY: this thread holds the write lock.
+    /// unsafe { raw.write_unlock() };
+    /// raw.try_read()?;
+    /// // SAFETY: this thread holds a read lock.
+    /// unsafe { raw.read_unlock() };
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn try_read(&self) -> Result<(), RawLockError> {
         let s = self.state.load(Relaxed);
         // Acquire: pairs with the Release in write_unlock.
@@ -463,6 +478,15 @@ impl<T> RwLock<T> {
     }
 
     /// Consumes the lock, returning the data.
+    ///
+    /// # Examples
+    /// ```
+    /// use shmkit_sync::RwLock;
+    ///
+    /// let mut l = RwLock::new(vec![1]);
+    /// l.get_mut().push(2); // no locking through `&mut`
+    /// assert_eq!(l.into_inner(), [1, 2]);
+    /// ```
     pub fn into_inner(self) -> T {
         self.data.into_inner()
     }
@@ -568,6 +592,17 @@ impl<T: ?Sized> RwLock<T> {
     ///
     /// # Errors
     /// `WouldBlock` otherwise.
+    ///
+    /// # Examples
+    /// ```
+    /// use shmkit_sync::{LockError, RwLock};
+    ///
+    /// let l = RwLock::new(0u8);
+    /// let w = l.try_write().map_err(|e| e.to_string())?;
+    /// assert!(matches!(l.try_read(), Err(LockError::WouldBlock)));
+    /// drop(w);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn try_write(&self) -> RwLockResult<RwLockWriteGuard<'_, T>> {
         self.raw.try_write().map_err(map_err)?;
         Ok(RwLockWriteGuard::new(self))
@@ -577,6 +612,17 @@ impl<T: ?Sized> RwLock<T> {
     ///
     /// # Errors
     /// `Timeout` after at least `timeout`.
+    ///
+    /// # Examples
+    /// ```
+    /// use std::time::Duration;
+    /// use shmkit_sync::RwLock;
+    ///
+    /// let l = RwLock::new(String::new());
+    /// l.write_timeout(Duration::from_secs(1)).map_err(|e| e.to_string())?.push_str("hi");
+    /// assert_eq!(*l.read().map_err(|e| e.to_string())?, "hi");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn write_timeout(&self, timeout: Duration) -> RwLockResult<RwLockWriteGuard<'_, T>> {
         self.raw
             .write_until(Some(&Deadline::after(timeout)))
@@ -590,6 +636,17 @@ impl<T: ?Sized> RwLock<T> {
     }
 
     /// The raw lock inside.
+    ///
+    /// # Examples
+    /// ```
+    /// use shmkit_sync::RwLock;
+    ///
+    /// let l = RwLock::new(0u8);
+    /// let r = l.read().map_err(|e| e.to_string())?;
+    /// assert!(l.raw().try_write().is_err()); // the raw words underneath
+    /// drop(r);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn raw(&self) -> &RawRwLock {
         &self.raw
     }

@@ -221,6 +221,14 @@ impl Semaphore {
     }
 
     /// The maximum of a bounded semaphore (`None`: unbounded).
+    ///
+    /// # Examples
+    /// ```
+    /// use shmkit_sync::Semaphore;
+    ///
+    /// assert_eq!(Semaphore::new(0).max(), None);
+    /// assert_eq!(Semaphore::bounded(0, 8).max(), Some(8));
+    /// ```
     pub fn max(&self) -> Option<u32> {
         // Relaxed: set at initialisation, before the semaphore was shared.
         match self.max.load(Relaxed) {
