@@ -292,6 +292,18 @@ pub enum RemoveError {
 }
 
 /// Why segments could not be listed.
+///
+/// # Examples
+/// ```
+/// use shmkit_segment::{list, ListError};
+///
+/// match list() {
+///     Ok(segments) => println!("{} shmkit segments", segments.len()),
+///     Err(ListError::Io { path, .. }) => eprintln!("cannot read {path}"), // e.g. no /dev/shm
+///     Err(e) => return Err(e.into()),
+/// }
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ListError {

@@ -323,6 +323,16 @@ impl TypeTag {
     }
 
     /// The type name (at most the first [`TAG_NAME_LEN`] bytes).
+    ///
+    /// # Examples
+    /// ```
+    /// use shmkit_segment::TypeTag;
+    ///
+    /// let long = "a::very::long::module::path::to::SomeTypeWithALongName";
+    /// let tag = TypeTag::new(0, long, 1, 1);
+    /// assert!(long.starts_with(tag.name()) && tag.name().len() <= 40); // kept for display
+    /// assert_ne!(tag, TypeTag::new(0, &long[..40], 1, 1)); // but the full name is compared
+    /// ```
     pub fn name(&self) -> &str {
         // The constructors only keep whole UTF-8 characters.
         std::str::from_utf8(&self.name[..self.name_len]).unwrap_or("")
@@ -339,6 +349,16 @@ impl TypeTag {
     }
 
     /// FNV-1a 64 of kind, size, align and the full name.
+    ///
+    /// # Examples
+    /// ```
+    /// use shmkit_segment::TypeTag;
+    ///
+    /// let a = TypeTag::new(1, "app::Point", 8, 4);
+    /// // Stable across builds and machines: a C or Python reader can compute it too.
+    /// assert_eq!(a.fingerprint(), TypeTag::new(1, "app::Point", 8, 4).fingerprint());
+    /// assert_ne!(a.fingerprint(), TypeTag::new(2, "app::Point", 8, 4).fingerprint());
+    /// ```
     pub fn fingerprint(&self) -> u64 {
         self.fingerprint
     }

@@ -49,6 +49,18 @@ pub struct SegmentInfo {
 
 impl SegmentInfo {
     /// Pid of the process that created the segment.
+    ///
+    /// # Examples
+    /// ```
+    /// use shmkit_segment::{list, Segment};
+    ///
+    /// let name = format!("shmkit-doc-pid-{}", std::process::id());
+    /// let _seg = Segment::options().posix(&name).size(8).create()?;
+    /// let info = list()?.into_iter().find(|s| s.name == name).expect("listed");
+    /// assert_eq!(info.creator_pid(), std::process::id());
+    /// assert!(info.ready()); // READY was published
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn creator_pid(&self) -> u32 {
         self.header.creator_pid
     }

@@ -220,6 +220,17 @@ impl Segment {
     }
 
     /// Start of the mapping (the header, unless attached with [`Segment::open_raw`]).
+    ///
+    /// # Examples
+    /// ```
+    /// use shmkit_segment::{Segment, MAGIC};
+    ///
+    /// let seg = Segment::options().anonymous().size(8).create()?;
+    /// // SAFETY: the header's first 8 bytes are in bounds, aligned, and no longer written.
+    /// let magic = unsafe { seg.as_ptr().cast::<u64>().read_volatile() };
+    /// assert_eq!(u64::from_le(magic), MAGIC);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn as_ptr(&self) -> *mut u8 {
         self.ptr
     }
@@ -254,6 +265,16 @@ impl Segment {
     }
 
     /// Usable payload bytes.
+    ///
+    /// # Examples
+    /// ```
+    /// use shmkit_segment::Segment;
+    ///
+    /// let seg = Segment::options().anonymous().size(1000).create()?;
+    /// assert_eq!(seg.payload_len(), 1000);
+    /// assert_eq!(seg.len() - seg.payload_len(), shmkit_segment::HEADER_LEN);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn payload_len(&self) -> usize {
         self.payload_len
     }
@@ -297,6 +318,17 @@ impl Segment {
 
     /// The name: POSIX name (no leading `/`), SysV key as `0x%08x`, or file path;
     /// `None` for anonymous segments.
+    ///
+    /// # Examples
+    /// ```
+    /// use shmkit_segment::Segment;
+    ///
+    /// let name = format!("shmkit-doc-name-{}", std::process::id());
+    /// let seg = Segment::options().posix(&name).size(8).create()?;
+    /// assert_eq!(seg.name(), Some(name.as_str()));
+    /// assert_eq!(Segment::options().anonymous().size(8).create()?.name(), None);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn name(&self) -> Option<&str> {
         self.name.as_deref()
     }
@@ -307,6 +339,19 @@ impl Segment {
     }
 
     /// Whether this handle created the segment (e.g. won `open_or_create`).
+    ///
+    /// # Examples
+    /// ```
+    /// use shmkit_segment::Segment;
+    ///
+    /// let name = format!("shmkit-doc-creator-{}", std::process::id());
+    /// let seg = Segment::options().posix(&name).size(8).open_or_create()?;
+    /// if seg.is_creator() {
+    ///     // We made it: set up what openers expect (or use `open_or_create_with`).
+    /// }
+    /// assert!(seg.is_creator());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn is_creator(&self) -> bool {
         self.creator
     }

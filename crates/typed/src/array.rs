@@ -18,6 +18,16 @@ use crate::types::{kind, tag_of};
 use crate::value::LockResult;
 
 /// Where the `Mutex<[T]>` starts in the payload: 64, or `T`'s alignment if larger.
+///
+/// # Examples
+/// ```
+/// use shmkit_typed::{data_offset, mutex_size};
+///
+/// // Byte layout of a SharedArray<u32> payload (see docs/layout.md), e.g. for a C reader:
+/// assert_eq!(data_offset::<u32>(), 64);
+/// assert_eq!(mutex_size::<u32>(10), Some(16 + 40)); // lock word + elements
+/// assert_eq!(mutex_size::<u64>(usize::MAX), None);
+/// ```
 pub const fn data_offset<T>() -> usize {
     let a = std::mem::align_of::<T>();
     if a > 64 {

@@ -122,6 +122,18 @@ impl From<QueueLayoutError> for OpenError {
 }
 
 /// Why `open_or_create` failed: the error of the step that failed.
+///
+/// # Examples
+/// ```
+/// use shmkit_typed::{OpenOrCreateError, SharedValue};
+///
+/// let name = format!("shmkit-doc-ooce-{}", std::process::id());
+/// let _other = SharedValue::<u8>::create(&name, 0)?;
+/// // Exists, but holds another type: the open step fails.
+/// let e = SharedValue::<u64>::open_or_create(&name, 0).err().expect("mismatch");
+/// assert!(matches!(e, OpenOrCreateError::Open(_)), "{e:?}");
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum OpenOrCreateError {

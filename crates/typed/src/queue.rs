@@ -262,6 +262,17 @@ pub enum PutError<T> {
 
 impl<T> PutError<T> {
     /// The item that was not put.
+    ///
+    /// # Examples
+    /// ```
+    /// use shmkit_typed::Queue;
+    ///
+    /// let q = Queue::<u32>::anonymous(1)?;
+    /// q.put(1)?;
+    /// let item = q.try_put(2).map_err(|e| e.into_inner()); // keep the item to retry
+    /// assert_eq!(item, Err(2));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn into_inner(self) -> T {
         match self {
             PutError::Full(v) | PutError::Closed(v) | PutError::Timeout(v) => v,
@@ -573,6 +584,14 @@ impl<T: bytemuck::Pod> Queue<T> {
     }
 
     /// The type tag of a `Queue<T>` in segment headers.
+    ///
+    /// # Examples
+    /// ```
+    /// use shmkit_typed::Queue;
+    ///
+    /// assert_ne!(Queue::<u32>::type_tag(), Queue::<i32>::type_tag()); // element types differ
+    /// assert_eq!(Queue::<u32>::type_tag().size(), 4);
+    /// ```
     pub fn type_tag() -> shmkit_segment::TypeTag {
         tag_of::<T>(kind::QUEUE)
     }
@@ -825,6 +844,18 @@ impl<T: bytemuck::Pod> Queue<T> {
     }
 
     /// Whether [`len`](Queue::len) equals the capacity.
+    ///
+    /// # Examples
+    /// ```
+    /// use shmkit_typed::Queue;
+    ///
+    /// let q = Queue::<u8>::anonymous(2)?;
+    /// assert!(q.is_empty() && !q.is_full());
+    /// q.put(1)?;
+    /// q.put(2)?;
+    /// assert!(q.is_full() && q.len() == q.capacity()); // snapshots: may change at once
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn is_full(&self) -> bool {
         self.len() == self.capacity()
     }

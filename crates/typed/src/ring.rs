@@ -183,6 +183,15 @@ impl RingHeader {
 }
 
 /// A ring region could not be initialised or attached.
+///
+/// # Examples
+/// ```
+/// use shmkit_typed::{CreateError, Ring, RingLayoutError};
+///
+/// let e = Ring::anonymous(1000).err().expect("not a power of two");
+/// assert!(matches!(e, CreateError::Ring(RingLayoutError::BadCapacity(1000))));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum RingLayoutError {
@@ -422,6 +431,14 @@ fn owner_alive(word: u64) -> bool {
 
 impl Ring {
     /// Bytes a region must have to hold a ring of `capacity` data bytes.
+    ///
+    /// # Examples
+    /// ```
+    /// use shmkit_typed::ring::RING_HEADER_SIZE;
+    /// use shmkit_typed::Ring;
+    ///
+    /// assert_eq!(Ring::region_size(4096), RING_HEADER_SIZE + 4096); // for `Ring::init`
+    /// ```
     pub fn region_size(capacity: usize) -> usize {
         RING_HEADER_SIZE + capacity
     }
@@ -580,6 +597,16 @@ impl Ring {
     }
 
     /// The type tag of rings in segment headers.
+    ///
+    /// # Examples
+    /// ```
+    /// use shmkit_typed::Ring;
+    ///
+    /// let ring = Ring::anonymous(1024)?;
+    /// let tag = ring.segment().and_then(|s| s.header()).map(|h| h.type_tag);
+    /// assert_eq!(tag, Some(Ring::type_tag())); // what `shmkit inspect` reports
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     #[cfg(not(loom))]
     pub fn type_tag() -> shmkit_segment::TypeTag {
         shmkit_segment::TypeTag::new(crate::types::kind::RING, "shmkit_typed::Ring", 1, 1)

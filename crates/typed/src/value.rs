@@ -170,6 +170,20 @@ impl<T: Pod> SharedValue<T> {
     ///
     /// # Errors
     /// As [`open`](Self::open).
+    ///
+    /// # Examples
+    /// ```
+    /// use std::time::Duration;
+    /// use shmkit_segment::Segment;
+    /// use shmkit_typed::SharedValue;
+    ///
+    /// let name = format!("shmkit-doc-open-in-{}", std::process::id());
+    /// let _v = SharedValue::create(&name, 5u16)?;
+    /// // Any segment option: here a longer wait for a creator that is still initialising.
+    /// let opts = Segment::options().posix(&name).open_timeout(Duration::from_secs(5));
+    /// assert_eq!(SharedValue::<u16>::open_in(opts)?.get()?, 5);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn open_in(options: SegmentOptions) -> Result<Self, OpenError> {
         // No `.size()` here: the type tag is checked first (a clearer error than a size
         // mismatch), and the payload size after.
