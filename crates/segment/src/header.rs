@@ -318,6 +318,14 @@ impl TypeTag {
     }
 
     /// The caller-chosen kind.
+    ///
+    /// # Examples
+    /// ```
+    /// use shmkit_segment::TypeTag;
+    ///
+    /// let tag = TypeTag::new(0x10, "app::Frame", 64, 8);
+    /// assert_eq!((tag.kind(), tag.size(), tag.align()), (0x10, 64, 8));
+    /// ```
     pub fn kind(&self) -> u32 {
         self.kind
     }
@@ -339,11 +347,25 @@ impl TypeTag {
     }
 
     /// The type's size in bytes.
+    ///
+    /// # Examples
+    /// ```
+    /// use shmkit_segment::TypeTag;
+    ///
+    /// assert_eq!(TypeTag::new(0, "u32", 4, 4).size(), 4);
+    /// ```
     pub fn size(&self) -> u64 {
         self.size
     }
 
     /// The type's alignment in bytes.
+    ///
+    /// # Examples
+    /// ```
+    /// use shmkit_segment::TypeTag;
+    ///
+    /// assert_eq!(TypeTag::new(0, "u32", 4, 4).align(), 4);
+    /// ```
     pub fn align(&self) -> u64 {
         self.align
     }

@@ -66,6 +66,17 @@ impl SegmentInfo {
     }
 
     /// Whether the creator published READY.
+    ///
+    /// # Examples
+    /// ```
+    /// use shmkit_segment::{list, Segment};
+    ///
+    /// let name = format!("shmkit-doc-ready-{}", std::process::id());
+    /// let _seg = Segment::options().posix(&name).size(8).create()?;
+    /// let info = list()?.into_iter().find(|s| s.name == name).expect("listed");
+    /// assert!(info.ready()); // `false` would mean a creator still initialising, or dead
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn ready(&self) -> bool {
         self.header.ready
     }

@@ -236,11 +236,29 @@ impl Segment {
     }
 
     /// Length of the mapping in bytes (header included).
+    ///
+    /// # Examples
+    /// ```
+    /// use shmkit_segment::{Segment, HEADER_LEN};
+    ///
+    /// let seg = Segment::options().anonymous().size(10).create()?;
+    /// assert_eq!(seg.len(), HEADER_LEN + 10);
+    /// assert!(!seg.is_empty());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn len(&self) -> usize {
         self.len
     }
 
     /// Whether the mapping is empty (never, for a segment that opened).
+    ///
+    /// # Examples
+    /// ```
+    /// use shmkit_segment::Segment;
+    ///
+    /// assert!(!Segment::options().anonymous().size(1).create()?.is_empty());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn is_empty(&self) -> bool {
         self.len == 0
     }
@@ -309,6 +327,19 @@ impl Segment {
     /// # Safety
     /// The caller must have exclusive access: no other reference into the segment, and
     /// no other process reading or writing it, while the slice lives.
+    ///
+    /// # Examples
+    /// ```
+    /// use shmkit_segment::Segment;
+    ///
+    /// let seg = Segment::options().anonymous().size(4).create()?;
+    /// // SAFETY: no other process maps this segment; no other reference into it lives.
+    /// let bytes = unsafe { seg.as_mut_slice() };
+    /// bytes[bytes.len() - 1] = 0xFF; // the last payload byte
+    /// // SAFETY: in bounds; nobody writes it meanwhile.
+    /// assert_eq!(unsafe { seg.payload_ptr().add(3).read() }, 0xFF);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     #[allow(clippy::mut_from_ref)]
     pub unsafe fn as_mut_slice(&self) -> &mut [u8] {
         // SAFETY: `ptr..ptr+len` is our live, writable mapping; the caller guarantees
@@ -334,6 +365,16 @@ impl Segment {
     }
 
     /// Which backend holds the memory.
+    ///
+    /// # Examples
+    /// ```
+    /// use shmkit_segment::{Backend, Segment};
+    ///
+    /// let path = std::env::temp_dir().join(format!("shmkit-doc-backend-{}", std::process::id()));
+    /// let seg = Segment::options().file(&path).size(8).unlink_on_drop(true).create()?;
+    /// assert_eq!(seg.backend(), Backend::File);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn backend(&self) -> Backend {
         self.backend
     }

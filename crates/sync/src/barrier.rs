@@ -122,12 +122,29 @@ impl Barrier {
     }
 
     /// The number of parties.
+    ///
+    /// # Examples
+    /// ```
+    /// use shmkit_sync::Barrier;
+    ///
+    /// assert_eq!(Barrier::new(4).parties(), 4);
+    /// ```
     pub fn parties(&self) -> u32 {
         // Relaxed: fixed since initialisation.
         self.parties.load(Relaxed)
     }
 
     /// Whether the barrier is broken.
+    ///
+    /// # Examples
+    /// ```
+    /// use shmkit_sync::Barrier;
+    ///
+    /// let b = Barrier::new(2);
+    /// assert!(!b.is_broken());
+    /// b.abort();
+    /// assert!(b.is_broken());
+    /// ```
     pub fn is_broken(&self) -> bool {
         // Relaxed: a snapshot.
         self.generation.load(Relaxed) & BROKEN != 0

@@ -48,10 +48,34 @@ const _: () = assert!(std::mem::size_of::<Condvar>() == 8);
 
 /// The result of [`Condvar::wait`] and friends: the re-locked guard, or the mutex's
 /// `OwnerDied`/`Poisoned` (still carrying the guard).
+///
+/// # Examples
+/// ```
+/// use shmkit_sync::{Condvar, CondvarResult, Mutex};
+///
+/// fn wait_for_flag<'a>(cv: &Condvar, m: &'a Mutex<bool>) -> CondvarResult<'a, bool> {
+///     let g = m.lock()?;
+///     cv.wait_while(g, |set| !*set)
+/// }
+/// let (m, cv) = (Mutex::new(true), Condvar::new());
+/// assert!(*wait_for_flag(&cv, &m).unwrap()); // already set: returns at once
+/// ```
 pub type CondvarResult<'a, T> = Result<MutexGuard<'a, T>, LockError<MutexGuard<'a, T>>>;
 
 impl Condvar {
     /// A new condition variable.
+    ///
+    /// # Examples
+    /// ```
+    /// use shmkit_sync::{Condvar, Mutex};
+    ///
+    /// // `const`: both can be statics (for threads; use a segment for processes).
+    /// static READY: Mutex<bool> = Mutex::new(false);
+    /// static CV: Condvar = Condvar::new();
+    /// *READY.lock()? = true;
+    /// CV.notify_all();
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     #[cfg(not(loom))]
     pub const fn new() -> Self {
         Condvar {

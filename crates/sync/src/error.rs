@@ -65,11 +65,35 @@ impl<G> LockError<G> {
     }
 
     /// Whether this is `OwnerDied`.
+    ///
+    /// # Examples
+    /// ```
+    /// use shmkit_sync::Mutex;
+    ///
+    /// let m = Mutex::new(0u8);
+    /// std::thread::scope(|s| {
+    ///     s.spawn(|| std::mem::forget(m.lock().unwrap()));
+    /// });
+    /// let e = m.lock().unwrap_err();
+    /// assert!(e.is_owner_died() && !e.is_poisoned());
+    /// ```
     pub fn is_owner_died(&self) -> bool {
         matches!(self, LockError::OwnerDied(_))
     }
 
     /// Whether this is `Poisoned`.
+    ///
+    /// # Examples
+    /// ```
+    /// use shmkit_sync::Mutex;
+    ///
+    /// let m = Mutex::new(0u8);
+    /// std::thread::scope(|s| {
+    ///     s.spawn(|| std::mem::forget(m.lock().unwrap()));
+    /// });
+    /// drop(m.lock()); // OwnerDied, dropped without make_consistent
+    /// assert!(m.lock().unwrap_err().is_poisoned());
+    /// ```
     pub fn is_poisoned(&self) -> bool {
         matches!(self, LockError::Poisoned(_))
     }

@@ -48,6 +48,14 @@ impl Default for Event {
 
 impl Event {
     /// A clear manual-reset event (stays set until `clear`, wakes every waiter).
+    ///
+    /// # Examples
+    /// ```
+    /// use shmkit_sync::Event;
+    ///
+    /// let e = Event::new(); // clear, manual reset; `Event::default()` is the same
+    /// assert!(!e.is_set());
+    /// ```
     pub fn new() -> Self {
         Self::make(0)
     }
@@ -154,6 +162,15 @@ impl Event {
     }
 
     /// Whether the flag is set (a snapshot).
+    ///
+    /// # Examples
+    /// ```
+    /// use shmkit_sync::Event;
+    ///
+    /// let e = Event::new();
+    /// e.set();
+    /// assert!(e.is_set()); // a snapshot; `wait` is how to block on it
+    /// ```
     pub fn is_set(&self) -> bool {
         // Acquire: a `true` answer orders later reads after the setter's writes.
         self.state.load(Acquire) != 0

@@ -53,6 +53,15 @@ fn monotonic_now_nanos() -> u128 {
 
 impl Deadline {
     /// The current time.
+    ///
+    /// # Examples
+    /// ```
+    /// use shmkit_sync::Deadline;
+    ///
+    /// let a = Deadline::now();
+    /// let b = Deadline::now();
+    /// assert!(a <= b && a.has_passed()); // monotonic: never goes backwards
+    /// ```
     pub fn now() -> Self {
         Deadline {
             nanos: monotonic_now_nanos(),
@@ -93,6 +102,15 @@ impl Deadline {
     }
 
     /// Whether the deadline is now or in the past.
+    ///
+    /// # Examples
+    /// ```
+    /// use std::time::Duration;
+    /// use shmkit_sync::Deadline;
+    ///
+    /// assert!(!Deadline::after(Duration::from_secs(60)).has_passed());
+    /// assert!(Deadline::after(Duration::ZERO).has_passed());
+    /// ```
     pub fn has_passed(&self) -> bool {
         monotonic_now_nanos() >= self.nanos
     }

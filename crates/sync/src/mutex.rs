@@ -165,6 +165,15 @@ impl fmt::Debug for RawMutex {
 
 impl RawMutex {
     /// An unlocked, consistent mutex (all zero bytes).
+    ///
+    /// # Examples
+    /// ```
+    /// use shmkit_sync::RawMutex;
+    ///
+    /// // `const`: usable in statics; all zero bytes, like a zeroed segment.
+    /// static RAW: RawMutex = RawMutex::new();
+    /// assert!(!RAW.is_locked() && !RAW.is_poisoned());
+    /// ```
     #[cfg(not(loom))]
     pub const fn new() -> Self {
         RawMutex {
@@ -386,6 +395,20 @@ impl RawMutex {
     }
 
     /// Whether the mutex is poisoned (a snapshot).
+    ///
+    /// # Examples
+    /// ```
+    /// use shmkit_sync::RawMutex;
+    ///
+    /// let raw = RawMutex::new();
+    /// assert!(!raw.is_poisoned());
+    /// raw.lock()?;
+    /// raw.poison();
+    /// // SAFETY: this thread holds the lock.
+    /// unsafe { raw.unlock() };
+    /// assert!(raw.is_poisoned());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn is_poisoned(&self) -> bool {
         // Relaxed: a snapshot for diagnostics.
         self.consistency.load(Relaxed) != CONSISTENT

@@ -72,6 +72,17 @@ pub struct NamedLockGuard {
 
 impl NamedLockGuard {
     /// The lock file's path.
+    ///
+    /// # Examples
+    /// ```
+    /// use std::time::Duration;
+    /// use shmkit_sync::NamedLock;
+    ///
+    /// let name = format!("shmkit-doc-path-{}", std::process::id());
+    /// let g = NamedLock::acquire(&name, Duration::from_secs(1))?;
+    /// assert_eq!(g.path(), NamedLock::lock_dir().join(format!("{name}.lock")));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn path(&self) -> &Path {
         &self.path
     }

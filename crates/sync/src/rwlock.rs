@@ -94,6 +94,17 @@ impl fmt::Debug for RawRwLock {
 
 impl RawRwLock {
     /// An unlocked lock (all zero bytes).
+    ///
+    /// # Examples
+    /// ```
+    /// use shmkit_sync::RawRwLock;
+    ///
+    /// static RAW: RawRwLock = RawRwLock::new(); // `const`: all zero bytes
+    /// RAW.try_read()?;
+    /// // SAFETY: this thread holds the read lock.
+    /// unsafe { RAW.read_unlock() };
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     #[cfg(not(loom))]
     pub const fn new() -> Self {
         RawRwLock {
@@ -115,6 +126,23 @@ impl RawRwLock {
     ///
     /// # Errors
     /// [`RawLockError::Timeout`] once the deadline passed.
+    ///
+    /// # Examples
+    /// ```
+    /// use std::time::Duration;
+    /// use shmkit_sync::{Deadline, RawLockError, RawRwLock};
+    ///
+    /// let raw = RawRwLock::new();
+    /// raw.try_write()?;
+    /// let soon = Deadline::after(Duration::from_millis(10));
+    /// assert_eq!(raw.read_until(Some(&soon)), Err(RawLockError::Timeout));
+    /// // SAFETY: this thread holds the write lock.
+    /// unsafe { raw.write_unlock() };
+    /// raw.read_until(None)?;
+    /// // SAFETY: this thread holds a read lock.
+    /// unsafe { raw.read_unlock() };
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn read_until(&self, deadline: Option<&Deadline>) -> Result<(), RawLockError> {
         self.read_with(&Futex, deadline)
     }
@@ -182,6 +210,18 @@ impl RawRwLock {
     ///
     /// # Errors
     /// [`RawLockError::WouldBlock`] otherwise.
+    ///
+    /// # Examples
+    /// ```
+    /// use shmkit_sync::{RawLockError, RawRwLock};
+    ///
+    /// let raw = RawRwLock::new();
+    /// raw.try_write()?;
+    /// assert_eq!(raw.try_write(), Err(RawLockError::WouldBlock));
+    /// // SAFETY: this thread holds the write lock.
+    /// unsafe { raw.write_unlock() };
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn try_write(&self) -> Result<(), RawLockError> {
         let s = self.state.load(Relaxed);
         // Acquire: pairs with the Release in both unlocks.
@@ -201,6 +241,21 @@ impl RawRwLock {
     ///
     /// # Safety
     /// The caller must hold a read lock.
+    ///
+    /// # Examples
+    /// ```
+    /// use shmkit_sync::RawRwLock;
+    ///
+    /// let raw = RawRwLock::new();
+    /// raw.try_read()?;
+    /// raw.try_read()?;
+    /// // SAFETY: this thread took two read locks above; each is released once.
+    /// unsafe { raw.read_unlock(); raw.read_unlock() };
+    /// raw.try_write()?; // free again
+    /// // SAFETY: this thread holds the write lock.
+    /// unsafe { raw.write_unlock() };
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub unsafe fn read_unlock(&self) {
         self.read_unlock_with(&Futex)
     }
@@ -209,6 +264,20 @@ impl RawRwLock {
     ///
     /// # Safety
     /// The caller must hold the write lock.
+    ///
+    /// # Examples
+    /// ```
+    /// use shmkit_sync::RawRwLock;
+    ///
+    /// let raw = RawRwLock::new();
+    /// raw.write_until(None)?;
+    /// // SAFETY: this thread holds the write lock and releases it once.
+    /// unsafe { raw.write_unlock() };
+    /// raw.try_read()?;
+    /// // SAFETY: this thread holds a read lock.
+    /// unsafe { raw.read_unlock() };
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub unsafe fn write_unlock(&self) {
         self.write_unlock_with(&Futex)
     }
@@ -456,10 +525,32 @@ unsafe impl<T: ?Sized + Send + Sync> Sync for RwLock<T> {}
 unsafe impl<T: ?Sized + Send> Send for RwLock<T> {}
 
 /// Lock results of [`RwLock`] (the `LockError` variants used: `Timeout`, `WouldBlock`).
+///
+/// # Examples
+/// ```
+/// use shmkit_sync::{RwLock, RwLockReadGuard, RwLockResult};
+///
+/// fn first(l: &RwLock<[u8; 2]>) -> RwLockResult<RwLockReadGuard<'_, [u8; 2]>> {
+///     l.read()
+/// }
+/// let l = RwLock::new([7, 8]);
+/// assert_eq!(first(&l).map_err(|e| e.to_string())?[0], 7);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub type RwLockResult<G> = Result<G, LockError<G>>;
 
 impl<T> RwLock<T> {
     /// A new unlocked lock holding `value`.
+    ///
+    /// # Examples
+    /// ```
+    /// use shmkit_sync::RwLock;
+    ///
+    /// static TABLE: RwLock<[u32; 4]> = RwLock::new([0; 4]); // `const`: usable in statics
+    /// TABLE.write()?[1] = 9; // a 'static guard, so errors work with `?`
+    /// assert_eq!(TABLE.read()?[1], 9);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     #[cfg(not(loom))]
     pub const fn new(value: T) -> Self {
         RwLock {
@@ -631,6 +722,15 @@ impl<T: ?Sized> RwLock<T> {
     }
 
     /// Mutable access without locking (the `&mut` proves exclusivity).
+    ///
+    /// # Examples
+    /// ```
+    /// use shmkit_sync::RwLock;
+    ///
+    /// let mut l = RwLock::new(1u8);
+    /// *l.get_mut() += 1; // `&mut`: no locking needed
+    /// assert_eq!(l.into_inner(), 2);
+    /// ```
     pub fn get_mut(&mut self) -> &mut T {
         self.data.get_mut()
     }
@@ -661,6 +761,17 @@ impl<T: ?Sized> fmt::Debug for RwLock<T> {
 }
 
 /// Shared access to an [`RwLock`]'s data; releases on drop. Not `Send`.
+///
+/// # Examples
+/// ```
+/// use shmkit_sync::RwLock;
+///
+/// let l = RwLock::new(3u8);
+/// let (a, b) = (l.read().map_err(|e| e.to_string())?, l.read().map_err(|e| e.to_string())?);
+/// assert_eq!(*a + *b, 6); // shared guards deref to &T
+/// drop((a, b)); // each releases its read lock
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[must_use = "the read lock is released as soon as the guard is dropped"]
 pub struct RwLockReadGuard<'a, T: ?Sized> {
     lock: &'a RwLock<T>,
@@ -695,6 +806,18 @@ impl<T: ?Sized> Drop for RwLockReadGuard<'_, T> {
 }
 
 /// Exclusive access to an [`RwLock`]'s data; releases on drop. Not `Send`.
+///
+/// # Examples
+/// ```
+/// use shmkit_sync::RwLock;
+///
+/// let l = RwLock::new(3u8);
+/// let mut w = l.write().map_err(|e| e.to_string())?;
+/// *w += 1; // derefs to &mut T
+/// drop(w); // releases
+/// assert_eq!(*l.read().map_err(|e| e.to_string())?, 4);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[must_use = "the write lock is released as soon as the guard is dropped"]
 pub struct RwLockWriteGuard<'a, T: ?Sized> {
     lock: &'a RwLock<T>,

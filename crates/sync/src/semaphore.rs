@@ -215,6 +215,16 @@ impl Semaphore {
     }
 
     /// The number of permits available now (a snapshot).
+    ///
+    /// # Examples
+    /// ```
+    /// use shmkit_sync::Semaphore;
+    ///
+    /// let s = Semaphore::new(2);
+    /// s.acquire()?;
+    /// assert_eq!(s.value(), 1); // a snapshot
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn value(&self) -> u32 {
         // Relaxed: a snapshot.
         self.value.load(Relaxed)

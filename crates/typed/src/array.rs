@@ -43,6 +43,14 @@ const fn round_up(n: usize, to: usize) -> usize {
 
 /// Bytes taken by a `Mutex<[T]>` of `len` elements (lock word, padding, elements,
 /// trailing padding), or `None` on overflow.
+///
+/// # Examples
+/// ```
+/// use shmkit_typed::mutex_size;
+///
+/// assert_eq!(mutex_size::<u8>(3), Some(24)); // 16-byte lock word, 3 bytes, padding to 8
+/// assert_eq!(mutex_size::<u64>(usize::MAX), None);
+/// ```
 pub const fn mutex_size<T>(len: usize) -> Option<usize> {
     let a = std::mem::align_of::<T>();
     let lock = std::mem::size_of::<RawMutex>();
@@ -292,6 +300,18 @@ impl<T: Pod> SharedArray<T> {
     ///
     /// # Errors
     /// As [`open_any_len`](Self::open_any_len).
+    ///
+    /// # Examples
+    /// ```
+    /// use shmkit_segment::Segment;
+    /// use shmkit_typed::SharedArray;
+    ///
+    /// let name = format!("shmkit-doc-arr-open-in-{}", std::process::id());
+    /// let _a = SharedArray::<u8>::create(&name, 3)?;
+    /// let b = SharedArray::<u8>::open_in(Segment::options().posix(&name))?;
+    /// assert_eq!(b.len(), 3);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn open_in(options: SegmentOptions) -> Result<Self, OpenError> {
         let seg = options.type_tag(tag_of::<T>(kind::SHARED_ARRAY)).open()?;
         // The length is written before READY and never changes; still, it comes from
@@ -380,11 +400,27 @@ impl<T: Pod> SharedArray<T> {
     }
 
     /// Number of elements (fixed at creation).
+    ///
+    /// # Examples
+    /// ```
+    /// use shmkit_typed::SharedArray;
+    ///
+    /// assert_eq!(SharedArray::<u8>::anonymous(7)?.len(), 7); // fixed at creation
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn len(&self) -> usize {
         self.len
     }
 
     /// Always `false`: arrays have at least one element.
+    ///
+    /// # Examples
+    /// ```
+    /// use shmkit_typed::SharedArray;
+    ///
+    /// assert!(!SharedArray::<u8>::anonymous(1)?.is_empty()); // length 0 is refused
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn is_empty(&self) -> bool {
         self.len == 0
     }
@@ -555,16 +591,48 @@ impl<T: Pod> SharedArray<T> {
     }
 
     /// Whether this handle created the segment.
+    ///
+    /// # Examples
+    /// ```
+    /// use shmkit_typed::SharedArray;
+    ///
+    /// let name = format!("shmkit-doc-arr-creator-{}", std::process::id());
+    /// let a = SharedArray::<u8>::open_or_create(&name, 2)?;
+    /// assert!(a.is_creator());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn is_creator(&self) -> bool {
         self.seg.is_creator()
     }
 
     /// The segment holding the array.
+    ///
+    /// # Examples
+    /// ```
+    /// use shmkit_typed::SharedArray;
+    ///
+    /// let a = SharedArray::<u32>::anonymous(4)?;
+    /// assert!(a.segment().payload_len() >= 4 * 4); // the segment behind it
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn segment(&self) -> &Segment {
         &self.seg
     }
 
     /// The segment, mutably (e.g. to [`Segment::persist`] it).
+    ///
+    /// # Examples
+    /// ```
+    /// use shmkit_typed::SharedArray;
+    ///
+    /// let name = format!("shmkit-doc-arr-persist-{}", std::process::id());
+    /// let mut a = SharedArray::<u8>::create(&name, 2)?;
+    /// a.segment_mut().persist(); // keep it after this handle drops
+    /// drop(a);
+    /// assert_eq!(SharedArray::<u8>::open(&name, 2)?.len(), 2);
+    /// shmkit_segment::remove(&name)?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn segment_mut(&mut self) -> &mut Segment {
         &mut self.seg
     }

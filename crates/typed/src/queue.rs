@@ -749,6 +749,15 @@ impl<T: bytemuck::Pod> Queue<T> {
     }
 
     /// The segment behind this queue, if it was made by `create`/`open`/`anonymous`.
+    ///
+    /// # Examples
+    /// ```
+    /// use shmkit_typed::Queue;
+    ///
+    /// let q = Queue::<u8>::anonymous(4)?;
+    /// assert!(q.segment().is_some_and(|s| s.name().is_none())); // anonymous
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     #[cfg(not(loom))]
     pub fn segment(&self) -> Option<&shmkit_segment::Segment> {
         match &self._backing {
@@ -826,11 +835,29 @@ impl<T: bytemuck::Pod> Queue<T> {
     }
 
     /// Number of slots.
+    ///
+    /// # Examples
+    /// ```
+    /// use shmkit_typed::Queue;
+    ///
+    /// assert_eq!(Queue::<u8>::anonymous(16)?.capacity(), 16);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn capacity(&self) -> usize {
         self.cap as usize
     }
 
     /// Items in the queue (a snapshot; includes items being put or got right now).
+    ///
+    /// # Examples
+    /// ```
+    /// use shmkit_typed::Queue;
+    ///
+    /// let q = Queue::<u8>::anonymous(4)?;
+    /// q.put(1)?;
+    /// assert_eq!(q.len(), 1); // a snapshot
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn len(&self) -> usize {
         // Relaxed: a snapshot of two hints; clamped because they are read apart.
         let deq = self.hdr().deq.pos.load(Ordering::Relaxed);
@@ -839,6 +866,15 @@ impl<T: bytemuck::Pod> Queue<T> {
     }
 
     /// Whether [`len`](Queue::len) is 0.
+    ///
+    /// # Examples
+    /// ```
+    /// use shmkit_typed::Queue;
+    ///
+    /// let q = Queue::<u8>::anonymous(4)?;
+    /// assert!(q.is_empty());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
@@ -1194,6 +1230,17 @@ impl<T: bytemuck::Pod> Queue<T> {
     ///
     /// # Errors
     /// [`GetError::Empty`] or [`GetError::Closed`].
+    ///
+    /// # Examples
+    /// ```
+    /// use shmkit_typed::{GetError, Queue};
+    ///
+    /// let q = Queue::<u8>::anonymous(4)?;
+    /// assert_eq!(q.try_get(), Err(GetError::Empty)); // never waits
+    /// q.put(3)?;
+    /// assert_eq!(q.try_get()?, 3);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn try_get(&self) -> Result<T, GetError> {
         self.get_inner(None)
     }

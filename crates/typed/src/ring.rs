@@ -756,6 +756,16 @@ impl Ring {
     }
 
     /// The segment behind this ring, if it was made by `create`/`open`/`anonymous`.
+    ///
+    /// # Examples
+    /// ```
+    /// use shmkit_typed::Ring;
+    ///
+    /// let name = format!("shmkit-doc-ring-seg-{}", std::process::id());
+    /// let ring = Ring::create(&name, 1024)?;
+    /// assert_eq!(ring.segment().and_then(|s| s.name()), Some(name.as_str()));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     #[cfg(not(loom))]
     pub fn segment(&self) -> Option<&shmkit_segment::Segment> {
         match &self._backing {
@@ -788,6 +798,14 @@ impl Ring {
     }
 
     /// Data capacity in bytes.
+    ///
+    /// # Examples
+    /// ```
+    /// use shmkit_typed::Ring;
+    ///
+    /// assert_eq!(Ring::anonymous(2048)?.capacity(), 2048);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn capacity(&self) -> usize {
         self.cap as usize
     }

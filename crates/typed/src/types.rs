@@ -14,6 +14,17 @@
 use shmkit_segment::TypeTag;
 
 /// Tag kinds of the typed containers (the segment header's `type_tag.kind`).
+///
+/// # Examples
+/// ```
+/// use shmkit_typed::types::kind;
+/// use shmkit_typed::SharedValue;
+///
+/// let v = SharedValue::<u8>::anonymous(0)?;
+/// let tag = v.segment().header().expect("header").type_tag;
+/// assert_eq!(tag.kind(), kind::SHARED_VALUE);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub mod kind {
     /// `SharedValue<T>`: a `Mutex<T>`.
     pub const SHARED_VALUE: u32 = 0x5459_0001;

@@ -20,6 +20,18 @@ use crate::types::{kind, tag_of};
 
 /// The result of locking a shared value or array: the guard, or why there is none (or
 /// why it comes with a warning: `OwnerDied` and `Poisoned` carry it).
+///
+/// # Examples
+/// ```
+/// use shmkit_typed::{LockResult, SharedValue};
+///
+/// fn locked(v: &SharedValue<u32>) -> LockResult<'_, u32> {
+///     v.lock()
+/// }
+/// let v = SharedValue::<u32>::anonymous(4)?;
+/// assert_eq!(*locked(&v).map_err(|e| e.to_string())?, 4);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub type LockResult<'a, T> = Result<MutexGuard<'a, T>, LockError<MutexGuard<'a, T>>>;
 
 /// One `T` in shared memory behind a process-shared, owner-death-aware mutex.
@@ -375,11 +387,31 @@ impl<T: Pod> SharedValue<T> {
     }
 
     /// Whether this handle created the segment.
+    ///
+    /// # Examples
+    /// ```
+    /// use shmkit_typed::SharedValue;
+    ///
+    /// let name = format!("shmkit-doc-val-creator-{}", std::process::id());
+    /// let a = SharedValue::<u8>::open_or_create(&name, 1)?;
+    /// let b = SharedValue::<u8>::open_or_create(&name, 1)?;
+    /// assert!(a.is_creator() && !b.is_creator());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn is_creator(&self) -> bool {
         self.seg.is_creator()
     }
 
     /// The segment holding the value.
+    ///
+    /// # Examples
+    /// ```
+    /// use shmkit_typed::SharedValue;
+    ///
+    /// let v = SharedValue::<u64>::anonymous(0)?;
+    /// assert!(v.segment().payload_len() >= 16 + 8); // lock word + value
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn segment(&self) -> &Segment {
         &self.seg
     }
@@ -566,6 +598,15 @@ impl<T: Pod> RawValue<T> {
 
     /// A copy of the value (one volatile read; may be torn if another process writes
     /// concurrently and `T` is wider than an atomic word).
+    ///
+    /// # Examples
+    /// ```
+    /// use shmkit_typed::RawValue;
+    ///
+    /// let v = RawValue::<f64>::anonymous(0.5)?;
+    /// assert_eq!(v.get(), 0.5); // one volatile read, no lock
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn get(&self) -> T {
         // SAFETY: `ptr` is aligned, inside the live mapping, and any bytes are a valid
         // `T` (Pod); a volatile read forms no reference to memory others write.
@@ -608,6 +649,15 @@ impl<T: Pod> RawValue<T> {
     }
 
     /// The segment holding the value.
+    ///
+    /// # Examples
+    /// ```
+    /// use shmkit_typed::RawValue;
+    ///
+    /// let v = RawValue::<u8>::anonymous(0)?;
+    /// assert_eq!(v.segment().payload_len(), 1);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn segment(&self) -> &Segment {
         &self.seg
     }
