@@ -5,6 +5,19 @@ use std::io;
 use std::time::Duration;
 
 /// Why a segment could not be created.
+///
+/// # Examples
+/// ```
+/// use shmkit_segment::{CreateError, Segment};
+///
+/// let e = Segment::options().size(64).create().unwrap_err();
+/// assert!(matches!(e, CreateError::NoBackend));
+/// let e = Segment::options().posix("a/b").size(64).create().unwrap_err();
+/// assert!(matches!(e, CreateError::InvalidName { .. }));
+/// let e = Segment::options().anonymous().size(0).create().unwrap_err();
+/// assert!(matches!(e, CreateError::ZeroSize));
+/// assert!(e.to_string().contains(".size(n)")); // messages say what to do
+/// ```
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum CreateError {
@@ -76,6 +89,20 @@ pub enum CreateError {
 }
 
 /// Why a segment could not be opened.
+///
+/// # Examples
+/// ```
+/// use shmkit_segment::{OpenError, Segment};
+///
+/// let name = format!("shmkit-doc-err-{}", std::process::id());
+/// match Segment::options().posix(&name).open() {
+///     Ok(_) => unreachable!("nobody created it"),
+///     // Not there (yet): create it, or wait for its creator.
+///     Err(OpenError::NotFound { name: missing }) => assert_eq!(missing, name),
+///     Err(e) => return Err(e.into()),
+/// }
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum OpenError {
@@ -196,6 +223,14 @@ pub enum OpenError {
 }
 
 /// Why `open_or_create` failed: the error of the step that failed.
+///
+/// # Examples
+/// ```
+/// use shmkit_segment::{OpenOrCreateError, Segment};
+///
+/// let e = Segment::options().posix("").size(8).open_or_create().unwrap_err();
+/// assert!(matches!(e, OpenOrCreateError::Create(_))); // which step failed, and why
+/// ```
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum OpenOrCreateError {
@@ -208,6 +243,17 @@ pub enum OpenOrCreateError {
 }
 
 /// Why a segment could not be removed.
+///
+/// # Examples
+/// ```
+/// use shmkit_segment::{remove, RemoveError};
+///
+/// let name = format!("shmkit-doc-absent-{}", std::process::id());
+/// match remove(&name) {
+///     Err(RemoveError::NotFound { .. }) => {} // already gone: often fine when cleaning up
+///     other => panic!("unexpected: {other:?}"),
+/// }
+/// ```
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum RemoveError {
@@ -246,6 +292,18 @@ pub enum RemoveError {
 }
 
 /// Why segments could not be listed.
+///
+/// # Examples
+/// ```
+/// use shmkit_segment::{list, ListError};
+///
+/// match list() {
+///     Ok(segments) => println!("{} shmkit segments", segments.len()),
+///     Err(ListError::Io { path, .. }) => eprintln!("cannot read {path}"), // e.g. no /dev/shm
+///     Err(e) => return Err(e.into()),
+/// }
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ListError {

@@ -13,6 +13,18 @@ pub const POSIX_SHM_DIR: &str = "/dev/shm";
 const SYSV_PROC: &str = "/proc/sysvipc/shm";
 
 /// One shmkit segment found by [`list`].
+///
+/// # Examples
+/// ```
+/// use shmkit_segment::{list, Segment};
+///
+/// let name = format!("shmkit-doc-info-{}", std::process::id());
+/// let _seg = Segment::options().posix(&name).size(64).mode(0o640).create()?;
+/// let info = list()?.into_iter().find(|s| s.name == name).expect("listed");
+/// assert_eq!((info.mode & 0o777, info.shmid), (0o640, None));
+/// assert_eq!(info.header.payload_size, 64);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct SegmentInfo {
@@ -37,11 +49,34 @@ pub struct SegmentInfo {
 
 impl SegmentInfo {
     /// Pid of the process that created the segment.
+    ///
+    /// # Examples
+    /// ```
+    /// use shmkit_segment::{list, Segment};
+    ///
+    /// let name = format!("shmkit-doc-pid-{}", std::process::id());
+    /// let _seg = Segment::options().posix(&name).size(8).create()?;
+    /// let info = list()?.into_iter().find(|s| s.name == name).expect("listed");
+    /// assert_eq!(info.creator_pid(), std::process::id());
+    /// assert!(info.ready()); // READY was published
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn creator_pid(&self) -> u32 {
         self.header.creator_pid
     }
 
     /// Whether the creator published READY.
+    ///
+    /// # Examples
+    /// ```
+    /// use shmkit_segment::{list, Segment};
+    ///
+    /// let name = format!("shmkit-doc-ready-{}", std::process::id());
+    /// let _seg = Segment::options().posix(&name).size(8).create()?;
+    /// let info = list()?.into_iter().find(|s| s.name == name).expect("listed");
+    /// assert!(info.ready()); // `false` would mean a creator still initialising, or dead
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn ready(&self) -> bool {
         self.header.ready
     }
@@ -54,6 +89,20 @@ impl SegmentInfo {
 /// # Errors
 /// [`ListError::Io`] if `/dev/shm` cannot be read. A missing `/proc/sysvipc/shm` just
 /// means no System V segments.
+///
+/// # Examples
+/// ```
+/// use shmkit_segment::{list, Backend, Segment};
+///
+/// let name = format!("shmkit-doc-list-{}", std::process::id());
+/// let _seg = Segment::options().posix(&name).size(64).create()?;
+/// let info = list()?.into_iter().find(|s| s.name == name).expect("listed");
+/// assert_eq!(info.backend, Backend::Posix);
+/// assert_eq!(info.size, 128 + 64);
+/// assert_eq!(info.creator_pid(), std::process::id());
+/// assert!(info.creator_alive && info.ready());
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub fn list() -> Result<Vec<SegmentInfo>, ListError> {
     let mut out = Vec::new();
     let dir = std::fs::read_dir(POSIX_SHM_DIR).map_err(|source| ListError::Io {
@@ -167,6 +216,19 @@ fn sysv_info(line: &str) -> Option<SegmentInfo> {
 /// # Errors
 /// [`RemoveError::InvalidName`], [`RemoveError::NotFound`],
 /// [`RemoveError::PermissionDenied`], [`RemoveError::Io`].
+///
+/// # Examples
+/// ```
+/// use shmkit_segment::{remove, RemoveError, Segment};
+///
+/// let name = format!("shmkit-doc-rm-{}", std::process::id());
+/// let seg = Segment::options().posix(&name).size(64).create()?;
+/// remove(&name)?; // the name is gone; `seg` stays mapped and usable
+/// assert!(matches!(remove(&name), Err(RemoveError::NotFound { .. })));
+/// assert!(matches!(remove("a/b"), Err(RemoveError::InvalidName { .. })));
+/// drop(seg); // finds nothing to remove, and removes nothing else
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub fn remove(name: &str) -> Result<(), RemoveError> {
     name::check_posix(name).map_err(|reason| RemoveError::InvalidName {
         name: name.to_owned(),
@@ -180,6 +242,19 @@ pub fn remove(name: &str) -> Result<(), RemoveError> {
 ///
 /// # Errors
 /// As [`remove`].
+///
+/// # Examples
+/// ```
+/// use shmkit_segment::{remove_sysv, Segment};
+///
+/// let key = 0x5352_0000 ^ std::process::id() as i32;
+/// let mut seg = Segment::options().sysv(key).size(64).create()?;
+/// seg.persist();
+/// drop(seg);
+/// remove_sysv(key)?;
+/// assert!(Segment::options().sysv(key).open().is_err());
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub fn remove_sysv(key: i32) -> Result<(), RemoveError> {
     let name = format!("{key:#010x}");
     if key == libc::IPC_PRIVATE {

@@ -17,6 +17,23 @@ use crate::mutex::MutexGuard;
 use crate::wait::{Futex, Waiter};
 
 /// A condition variable. `#[repr(C)]`, 8 bytes, pointer-free, `Sync`; valid when zeroed.
+///
+/// # Examples
+/// ```
+/// use shmkit_sync::{Condvar, Mutex};
+///
+/// // In shared memory, put both in one `#[repr(C)]` struct in a segment.
+/// let (ready, cv) = (Mutex::new(false), Condvar::new());
+/// std::thread::scope(|s| {
+///     s.spawn(|| {
+///         *ready.lock().unwrap() = true;
+///         cv.notify_one();
+///     });
+///     // Sleeps until notified with the flag set (spurious wake-ups are handled).
+///     let guard = cv.wait_while(ready.lock().unwrap(), |r| !*r).unwrap();
+///     assert!(*guard);
+/// });
+/// ```
 #[repr(C)]
 #[derive(Debug, Default)]
 pub struct Condvar {
@@ -31,10 +48,34 @@ const _: () = assert!(std::mem::size_of::<Condvar>() == 8);
 
 /// The result of [`Condvar::wait`] and friends: the re-locked guard, or the mutex's
 /// `OwnerDied`/`Poisoned` (still carrying the guard).
+///
+/// # Examples
+/// ```
+/// use shmkit_sync::{Condvar, CondvarResult, Mutex};
+///
+/// fn wait_for_flag<'a>(cv: &Condvar, m: &'a Mutex<bool>) -> CondvarResult<'a, bool> {
+///     let g = m.lock()?;
+///     cv.wait_while(g, |set| !*set)
+/// }
+/// let (m, cv) = (Mutex::new(true), Condvar::new());
+/// assert!(*wait_for_flag(&cv, &m).unwrap()); // already set: returns at once
+/// ```
 pub type CondvarResult<'a, T> = Result<MutexGuard<'a, T>, LockError<MutexGuard<'a, T>>>;
 
 impl Condvar {
     /// A new condition variable.
+    ///
+    /// # Examples
+    /// ```
+    /// use shmkit_sync::{Condvar, Mutex};
+    ///
+    /// // `const`: both can be statics (for threads; use a segment for processes).
+    /// static READY: Mutex<bool> = Mutex::new(false);
+    /// static CV: Condvar = Condvar::new();
+    /// *READY.lock()? = true;
+    /// CV.notify_all();
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     #[cfg(not(loom))]
     pub const fn new() -> Self {
         Condvar {
@@ -56,6 +97,24 @@ impl Condvar {
     ///
     /// # Errors
     /// What re-locking the mutex returned (`OwnerDied`/`Poisoned` carry the guard).
+    ///
+    /// # Examples
+    /// ```
+    /// use shmkit_sync::{Condvar, Mutex};
+    ///
+    /// let (queue, cv) = (Mutex::new(Vec::new()), Condvar::new());
+    /// std::thread::scope(|s| {
+    ///     s.spawn(|| {
+    ///         queue.lock().unwrap().push(7);
+    ///         cv.notify_one();
+    ///     });
+    ///     let mut q = queue.lock().unwrap();
+    ///     while q.is_empty() {
+    ///         q = cv.wait(q).unwrap(); // unlocks while asleep; wake-ups may be spurious
+    ///     }
+    ///     assert_eq!(q.pop(), Some(7));
+    /// });
+    /// ```
     pub fn wait<'a, T: ?Sized>(&self, guard: MutexGuard<'a, T>) -> CondvarResult<'a, T> {
         self.wait_until(guard, None).0
     }
@@ -64,6 +123,22 @@ impl Condvar {
     ///
     /// # Errors
     /// As [`wait`](Self::wait).
+    ///
+    /// # Examples
+    /// ```
+    /// use std::time::Duration;
+    /// use shmkit_sync::{Condvar, Mutex};
+    ///
+    /// let (m, cv) = (Mutex::new(0u32), Condvar::new());
+    /// let guard = m.lock().map_err(|e| e.to_string())?;
+    /// // Nobody notifies: the wait times out, and the lock is held again.
+    /// let (guard, timed_out) = cv
+    ///     .wait_timeout(guard, Duration::from_millis(10))
+    ///     .map_err(|e| e.to_string())?;
+    /// assert!(timed_out);
+    /// assert_eq!(*guard, 0);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn wait_timeout<'a, T: ?Sized>(
         &self,
         guard: MutexGuard<'a, T>,
@@ -77,6 +152,21 @@ impl Condvar {
     ///
     /// # Errors
     /// As [`wait`](Self::wait).
+    ///
+    /// # Examples
+    /// ```
+    /// use shmkit_sync::{Condvar, Mutex};
+    ///
+    /// let (jobs, cv) = (Mutex::new(Vec::<u32>::new()), Condvar::new());
+    /// std::thread::scope(|s| {
+    ///     s.spawn(|| {
+    ///         jobs.lock().unwrap().extend([1, 2]);
+    ///         cv.notify_all();
+    ///     });
+    ///     let mut ready = cv.wait_while(jobs.lock().unwrap(), |j| j.len() < 2).unwrap();
+    ///     assert_eq!(ready.drain(..).sum::<u32>(), 3);
+    /// });
+    /// ```
     pub fn wait_while<'a, T: ?Sized>(
         &self,
         mut guard: MutexGuard<'a, T>,
@@ -93,6 +183,21 @@ impl Condvar {
     ///
     /// # Errors
     /// As [`wait`](Self::wait).
+    ///
+    /// # Examples
+    /// ```
+    /// use std::time::Duration;
+    /// use shmkit_sync::{Condvar, Mutex};
+    ///
+    /// let (items, cv) = (Mutex::new(0u32), Condvar::new());
+    /// let guard = items.lock().map_err(|e| e.to_string())?;
+    /// // Wait up to 10 ms for an item; nobody produces one, so it gives up.
+    /// let (guard, timed_out) = cv
+    ///     .wait_timeout_while(guard, Duration::from_millis(10), |n| *n == 0)
+    ///     .map_err(|e| e.to_string())?;
+    /// assert!(timed_out && *guard == 0);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn wait_timeout_while<'a, T: ?Sized>(
         &self,
         mut guard: MutexGuard<'a, T>,
@@ -110,11 +215,46 @@ impl Condvar {
     }
 
     /// Wakes one waiter (if any sleeps).
+    ///
+    /// # Examples
+    /// ```
+    /// use shmkit_sync::{Condvar, Mutex};
+    ///
+    /// let (turn, cv) = (Mutex::new(0u32), Condvar::new());
+    /// std::thread::scope(|s| {
+    ///     s.spawn(|| {
+    ///         let mut t = cv.wait_while(turn.lock().unwrap(), |t| *t != 1).unwrap();
+    ///         *t = 2;
+    ///         cv.notify_one(); // hand the turn back
+    ///     });
+    ///     *turn.lock().unwrap() = 1;
+    ///     cv.notify_one(); // no syscall unless someone sleeps
+    ///     let t = cv.wait_while(turn.lock().unwrap(), |t| *t != 2).unwrap();
+    ///     assert_eq!(*t, 2);
+    /// });
+    /// ```
     pub fn notify_one(&self) {
         self.notify_with(&Futex, 1)
     }
 
     /// Wakes every waiter.
+    ///
+    /// # Examples
+    /// ```
+    /// use shmkit_sync::{Condvar, Mutex};
+    ///
+    /// let (go, cv) = (Mutex::new(false), Condvar::new());
+    /// std::thread::scope(|s| {
+    ///     for _ in 0..3 {
+    ///         s.spawn(|| {
+    ///             let started = cv.wait_while(go.lock().unwrap(), |go| !*go).unwrap();
+    ///             assert!(*started);
+    ///         });
+    ///     }
+    ///     *go.lock().unwrap() = true;
+    ///     cv.notify_all(); // all three wake (one notify_one would wake only one)
+    /// });
+    /// ```
     pub fn notify_all(&self) {
         self.notify_with(&Futex, u32::MAX)
     }

@@ -9,6 +9,20 @@ use std::io;
 /// decides whether the protected data can be trusted. Written by hand rather than with
 /// `thiserror` so that `Display`, `Debug` and `Error` do not require `G: Debug`, which
 /// keeps `?` usable on any guard type.
+///
+/// # Examples
+/// ```
+/// use shmkit_sync::{LockError, Mutex};
+///
+/// let m = Mutex::new(1u8);
+/// let held = m.lock().map_err(|e| e.to_string())?;
+/// let err = m.try_lock().unwrap_err();
+/// assert!(matches!(err, LockError::WouldDeadlock));
+/// assert!(!err.is_owner_died() && !err.is_poisoned());
+/// assert!(err.into_guard().is_none()); // only OwnerDied and Poisoned hold the lock
+/// drop(held);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[non_exhaustive]
 pub enum LockError<G> {
     /// The previous holder died while holding the lock (the process was killed, or the
@@ -29,6 +43,20 @@ pub enum LockError<G> {
 
 impl<G> LockError<G> {
     /// The guard, for `OwnerDied` and `Poisoned`.
+    ///
+    /// # Examples
+    /// ```
+    /// use shmkit_sync::Mutex;
+    ///
+    /// let m = Mutex::new(1u32);
+    /// std::thread::scope(|s| {
+    ///     s.spawn(|| std::mem::forget(m.lock().unwrap()));
+    /// });
+    /// let err = m.lock().unwrap_err();
+    /// assert!(err.is_owner_died());
+    /// let guard = err.into_guard().expect("OwnerDied carries the held lock");
+    /// guard.make_consistent();
+    /// ```
     pub fn into_guard(self) -> Option<G> {
         match self {
             LockError::OwnerDied(g) | LockError::Poisoned(g) => Some(g),
@@ -37,16 +65,52 @@ impl<G> LockError<G> {
     }
 
     /// Whether this is `OwnerDied`.
+    ///
+    /// # Examples
+    /// ```
+    /// use shmkit_sync::Mutex;
+    ///
+    /// let m = Mutex::new(0u8);
+    /// std::thread::scope(|s| {
+    ///     s.spawn(|| std::mem::forget(m.lock().unwrap()));
+    /// });
+    /// let e = m.lock().unwrap_err();
+    /// assert!(e.is_owner_died() && !e.is_poisoned());
+    /// ```
     pub fn is_owner_died(&self) -> bool {
         matches!(self, LockError::OwnerDied(_))
     }
 
     /// Whether this is `Poisoned`.
+    ///
+    /// # Examples
+    /// ```
+    /// use shmkit_sync::Mutex;
+    ///
+    /// let m = Mutex::new(0u8);
+    /// std::thread::scope(|s| {
+    ///     s.spawn(|| std::mem::forget(m.lock().unwrap()));
+    /// });
+    /// drop(m.lock()); // OwnerDied, dropped without make_consistent
+    /// assert!(m.lock().unwrap_err().is_poisoned());
+    /// ```
     pub fn is_poisoned(&self) -> bool {
         matches!(self, LockError::Poisoned(_))
     }
 
     /// Applies `f` to the carried guard, if any.
+    ///
+    /// # Examples
+    /// ```
+    /// use shmkit_sync::{LockError, Mutex};
+    ///
+    /// let m = Mutex::new(0u8);
+    /// let _held = m.lock().map_err(|e| e.to_string())?;
+    /// // Drop the guard type to get an error that can outlive the mutex (and use `?`).
+    /// let e: LockError<()> = m.try_lock().map_err(|e| e.map(drop)).unwrap_err();
+    /// assert!(matches!(e, LockError::WouldDeadlock));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn map<H>(self, f: impl FnOnce(G) -> H) -> LockError<H> {
         match self {
             LockError::OwnerDied(g) => LockError::OwnerDied(f(g)),
@@ -102,6 +166,18 @@ impl<G> fmt::Display for LockError<G> {
 impl<G> std::error::Error for LockError<G> {}
 
 /// Errors of [`RawMutex`](crate::RawMutex) lock calls (no guard to carry).
+///
+/// # Examples
+/// ```
+/// use shmkit_sync::{RawLockError, RawMutex};
+///
+/// let raw = RawMutex::new();
+/// raw.lock()?;
+/// assert_eq!(raw.lock(), Err(RawLockError::WouldDeadlock)); // not a hang
+/// // SAFETY: this thread holds the lock.
+/// unsafe { raw.unlock() };
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum RawLockError {
@@ -117,6 +193,16 @@ pub enum RawLockError {
 }
 
 /// Errors of [`Semaphore`](crate::Semaphore) operations.
+///
+/// # Examples
+/// ```
+/// use shmkit_sync::{Semaphore, SemaphoreError};
+///
+/// let s = Semaphore::bounded(1, 1);
+/// let e = s.release().unwrap_err();
+/// assert_eq!(e, SemaphoreError::Overflow { max: 1 });
+/// assert!(e.to_string().contains("released too many times"));
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum SemaphoreError {
@@ -137,6 +223,16 @@ pub enum SemaphoreError {
 }
 
 /// Errors of [`Barrier`](crate::Barrier) waits.
+///
+/// # Examples
+/// ```
+/// use std::time::Duration;
+/// use shmkit_sync::{Barrier, BarrierError};
+///
+/// let b = Barrier::new(2);
+/// assert_eq!(b.wait_timeout(Duration::from_millis(5)), Err(BarrierError::Broken));
+/// assert_eq!(b.wait(), Err(BarrierError::Broken)); // stays broken until reset()
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum BarrierError {
@@ -147,6 +243,17 @@ pub enum BarrierError {
 }
 
 /// Errors of [`FileLock`](crate::FileLock) operations.
+///
+/// # Examples
+/// ```
+/// use shmkit_sync::{FileLock, FileLockError};
+///
+/// let e = FileLock::open("/nonexistent-dir/x.lock").unwrap_err();
+/// assert!(matches!(e, FileLockError::Io { op: "open", .. }));
+/// let os = std::error::Error::source(&e).expect("the io::Error is kept as the source");
+/// let io = os.downcast_ref::<std::io::Error>().map(|e| e.kind());
+/// assert_eq!(io, Some(std::io::ErrorKind::NotFound));
+/// ```
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum FileLockError {
@@ -168,6 +275,16 @@ pub enum FileLockError {
 }
 
 /// Errors of [`NamedLock::acquire`](crate::NamedLock::acquire).
+///
+/// # Examples
+/// ```
+/// use std::time::Duration;
+/// use shmkit_sync::{NamedLock, NamedLockError};
+///
+/// let e = NamedLock::acquire("no/slashes", Duration::ZERO).unwrap_err();
+/// assert!(matches!(e, NamedLockError::InvalidName(_)));
+/// assert!(e.to_string().contains("A-Z a-z 0-9")); // says what is allowed
+/// ```
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum NamedLockError {

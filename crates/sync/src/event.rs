@@ -9,6 +9,22 @@ use crate::wait::{Futex, Waiter};
 
 /// An event. `#[repr(C)]`, 16 bytes, pointer-free, `Sync`; valid when zeroed (clear,
 /// manual reset).
+///
+/// # Examples
+/// ```
+/// use std::time::Duration;
+/// use shmkit_sync::Event;
+///
+/// let ready = Event::new();
+/// assert!(!ready.wait_timeout(Duration::from_millis(1))); // not set: times out
+/// std::thread::scope(|s| {
+///     s.spawn(|| ready.set());
+///     ready.wait(); // returns once set
+/// });
+/// assert!(ready.is_set()); // manual reset: stays set for every later waiter
+/// ready.clear();
+/// assert!(!ready.is_set());
+/// ```
 #[repr(C)]
 #[derive(Debug)]
 pub struct Event {
@@ -32,12 +48,32 @@ impl Default for Event {
 
 impl Event {
     /// A clear manual-reset event (stays set until `clear`, wakes every waiter).
+    ///
+    /// # Examples
+    /// ```
+    /// use shmkit_sync::Event;
+    ///
+    /// let e = Event::new(); // clear, manual reset; `Event::default()` is the same
+    /// assert!(!e.is_set());
+    /// ```
     pub fn new() -> Self {
         Self::make(0)
     }
 
     /// A clear auto-reset event: each `set` releases exactly one waiter and the event
     /// is clear again.
+    ///
+    /// # Examples
+    /// ```
+    /// use std::time::Duration;
+    /// use shmkit_sync::Event;
+    ///
+    /// let e = Event::new_auto_reset();
+    /// e.set();
+    /// assert!(e.wait_timeout(Duration::ZERO)); // this waiter consumes the set...
+    /// assert!(!e.is_set()); // ...so the next one waits again
+    /// assert!(!e.wait_timeout(Duration::from_millis(1)));
+    /// ```
     pub fn new_auto_reset() -> Self {
         Self::make(1)
     }
@@ -55,6 +91,31 @@ impl Event {
     ///
     /// # Safety
     /// `ptr` must be valid for writes, 4-aligned, and not in use by anyone.
+    ///
+    /// # Examples
+    /// A forked child signals its parent through an event in shared memory:
+    /// ```
+    /// use shmkit_segment::Segment;
+    /// use shmkit_sync::Event;
+    ///
+    /// let seg = Segment::options().anonymous().size(size_of::<Event>()).create()?;
+    /// let ptr = seg.payload_ptr().cast::<Event>();
+    /// // SAFETY: the payload is 128-byte aligned, large enough, and nobody uses it yet.
+    /// unsafe { Event::init_in_place(ptr, false) };
+    /// // SAFETY: initialised above; `seg` keeps it mapped while `done` is used.
+    /// let done = unsafe { &*ptr };
+    /// // SAFETY: this example is single-threaded, so the child may run any code.
+    /// let child = unsafe { libc::fork() };
+    /// if child == 0 {
+    ///     done.set(); // wakes the parent, in another process
+    ///     // SAFETY: ends the child without running the parent's exit code.
+    ///     unsafe { libc::_exit(0) }
+    /// }
+    /// done.wait();
+    /// // SAFETY: `child` is our child's pid; a null status pointer is allowed.
+    /// assert_eq!(unsafe { libc::waitpid(child, std::ptr::null_mut(), 0) }, child);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub unsafe fn init_in_place(ptr: *mut Self, auto_reset: bool) {
         // SAFETY: the caller guarantees `ptr` is valid, aligned and unused.
         unsafe { ptr.write(Self::make(u32::from(auto_reset))) }
@@ -66,29 +127,85 @@ impl Event {
     }
 
     /// Sets the flag and wakes the waiters (one, for an auto-reset event).
+    ///
+    /// # Examples
+    /// ```
+    /// use shmkit_sync::Event;
+    ///
+    /// let go = Event::new();
+    /// std::thread::scope(|s| {
+    ///     for _ in 0..3 {
+    ///         s.spawn(|| go.wait()); // all three wait...
+    ///     }
+    ///     go.set(); // ...and a manual-reset set releases them all
+    /// });
+    /// assert!(go.is_set());
+    /// ```
     pub fn set(&self) {
         self.set_with(&Futex)
     }
 
     /// Clears the flag.
+    ///
+    /// # Examples
+    /// ```
+    /// use shmkit_sync::Event;
+    ///
+    /// let e = Event::new();
+    /// e.set();
+    /// e.clear();
+    /// assert!(!e.is_set()); // the next wait() sleeps again
+    /// ```
     pub fn clear(&self) {
         // Relaxed: clearing publishes nothing.
         self.state.store(0, Relaxed);
     }
 
     /// Whether the flag is set (a snapshot).
+    ///
+    /// # Examples
+    /// ```
+    /// use shmkit_sync::Event;
+    ///
+    /// let e = Event::new();
+    /// e.set();
+    /// assert!(e.is_set()); // a snapshot; `wait` is how to block on it
+    /// ```
     pub fn is_set(&self) -> bool {
         // Acquire: a `true` answer orders later reads after the setter's writes.
         self.state.load(Acquire) != 0
     }
 
     /// Waits until the flag is set (and, for auto reset, consumes it).
+    ///
+    /// # Examples
+    /// ```
+    /// use shmkit_sync::Event;
+    ///
+    /// let ready = Event::new_auto_reset();
+    /// std::thread::scope(|s| {
+    ///     s.spawn(|| ready.set());
+    ///     ready.wait(); // sleeps until set; auto reset: consumes it
+    /// });
+    /// assert!(!ready.is_set());
+    /// ```
     pub fn wait(&self) {
         self.wait_with(&Futex, None);
     }
 
     /// Waits at most `timeout`; returns whether the flag was set (as Python's
     /// `Event.wait(timeout)`).
+    ///
+    /// # Examples
+    /// ```
+    /// use std::time::Duration;
+    /// use shmkit_sync::Event;
+    ///
+    /// let e = Event::new();
+    /// assert!(!e.wait_timeout(Duration::from_millis(5))); // false: timed out
+    /// e.set();
+    /// assert!(e.wait_timeout(Duration::from_millis(5))); // true: set
+    /// ```
     pub fn wait_timeout(&self, timeout: Duration) -> bool {
         self.wait_with(&Futex, Some(&Deadline::after(timeout)))
     }

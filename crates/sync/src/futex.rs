@@ -19,6 +19,20 @@ use std::time::Duration;
 
 /// An absolute point in time on `CLOCK_MONOTONIC`, the clock the kernel uses for
 /// `FUTEX_WAIT_BITSET` without `FUTEX_CLOCK_REALTIME`.
+///
+/// # Examples
+/// ```
+/// use std::time::Duration;
+/// use shmkit_sync::Deadline;
+///
+/// let later = Deadline::after(Duration::from_secs(60));
+/// assert!(!later.has_passed());
+/// assert!(later.remaining() <= Duration::from_secs(60));
+/// let now = Deadline::now();
+/// assert!(now.has_passed() && now < later);
+/// assert_eq!(now.remaining(), Duration::ZERO);
+/// assert_eq!(Deadline::from_timeout(None), None); // no timeout: wait forever
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Deadline {
     /// Nanoseconds since the (arbitrary) epoch of `CLOCK_MONOTONIC`.
@@ -39,6 +53,15 @@ fn monotonic_now_nanos() -> u128 {
 
 impl Deadline {
     /// The current time.
+    ///
+    /// # Examples
+    /// ```
+    /// use shmkit_sync::Deadline;
+    ///
+    /// let a = Deadline::now();
+    /// let b = Deadline::now();
+    /// assert!(a <= b && a.has_passed()); // monotonic: never goes backwards
+    /// ```
     pub fn now() -> Self {
         Deadline {
             nanos: monotonic_now_nanos(),
@@ -46,6 +69,17 @@ impl Deadline {
     }
 
     /// The point `timeout` from now. Saturates instead of overflowing for huge timeouts.
+    ///
+    /// # Examples
+    /// ```
+    /// use std::time::Duration;
+    /// use shmkit_sync::Deadline;
+    ///
+    /// let d = Deadline::after(Duration::from_secs(5));
+    /// assert!(d > Deadline::now() && d.remaining() <= Duration::from_secs(5));
+    /// let forever = Deadline::after(Duration::MAX); // saturates: effectively no deadline
+    /// assert!(!forever.has_passed());
+    /// ```
     pub fn after(timeout: Duration) -> Self {
         Deadline {
             nanos: monotonic_now_nanos().saturating_add(timeout.as_nanos()),
@@ -53,16 +87,45 @@ impl Deadline {
     }
 
     /// `None` → no deadline; `Some(d)` → `Deadline::after(d)`.
+    ///
+    /// # Examples
+    /// ```
+    /// use std::time::Duration;
+    /// use shmkit_sync::Deadline;
+    ///
+    /// assert_eq!(Deadline::from_timeout(None), None); // wait forever
+    /// let d = Deadline::from_timeout(Some(Duration::from_secs(1))).expect("some");
+    /// assert!(!d.has_passed());
+    /// ```
     pub fn from_timeout(timeout: Option<Duration>) -> Option<Self> {
         timeout.map(Self::after)
     }
 
     /// Whether the deadline is now or in the past.
+    ///
+    /// # Examples
+    /// ```
+    /// use std::time::Duration;
+    /// use shmkit_sync::Deadline;
+    ///
+    /// assert!(!Deadline::after(Duration::from_secs(60)).has_passed());
+    /// assert!(Deadline::after(Duration::ZERO).has_passed());
+    /// ```
     pub fn has_passed(&self) -> bool {
         monotonic_now_nanos() >= self.nanos
     }
 
     /// Time left until the deadline (zero once it has passed).
+    ///
+    /// # Examples
+    /// ```
+    /// use std::time::Duration;
+    /// use shmkit_sync::Deadline;
+    ///
+    /// let d = Deadline::after(Duration::from_secs(30));
+    /// assert!(d.remaining() > Duration::ZERO && d.remaining() <= Duration::from_secs(30));
+    /// assert_eq!(Deadline::now().remaining(), Duration::ZERO); // passed: zero, not negative
+    /// ```
     pub fn remaining(&self) -> Duration {
         let now = monotonic_now_nanos();
         let left = self.nanos.saturating_sub(now);
@@ -81,6 +144,21 @@ impl Deadline {
 
 /// Why [`wait`] returned. Callers must re-check their condition in every case: a
 /// futex wait can also return spuriously.
+///
+/// # Examples
+/// ```
+/// use std::sync::atomic::AtomicU32;
+/// use shmkit_sync::futex::{self, Deadline, WaitOutcome};
+///
+/// let word = AtomicU32::new(5);
+/// assert_eq!(futex::wait(&word, 4, None), WaitOutcome::ValueChanged); // not 4: no sleep
+/// let soon = Deadline::after(std::time::Duration::from_millis(5));
+/// let mut out = futex::wait(&word, 5, Some(&soon));
+/// while out == WaitOutcome::Woken {
+///     out = futex::wait(&word, 5, Some(&soon)); // spurious: wait again, same deadline
+/// }
+/// assert_eq!(out, WaitOutcome::TimedOut);
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum WaitOutcome {
     /// Woken by [`wake`], or returned spuriously, or interrupted by a signal (EINTR).
@@ -96,6 +174,27 @@ pub enum WaitOutcome {
 /// Returns immediately with [`WaitOutcome::ValueChanged`] if the word already differs
 /// (the kernel compares atomically with enqueueing the waiter, so a wake between the
 /// caller's check and this call is never lost).
+///
+/// # Examples
+/// ```
+/// use std::sync::atomic::{AtomicU32, Ordering};
+/// use shmkit_sync::futex::{self, Deadline, WaitOutcome};
+///
+/// let word = AtomicU32::new(0);
+/// std::thread::scope(|s| {
+///     s.spawn(|| {
+///         word.store(1, Ordering::Release);
+///         futex::wake(&word, 1);
+///     });
+///     // Re-check after every return: a wait may also end spuriously.
+///     while word.load(Ordering::Acquire) == 0 {
+///         futex::wait(&word, 0, None);
+///     }
+/// });
+/// assert_eq!(futex::wait(&word, 0, None), WaitOutcome::ValueChanged);
+/// let past = Deadline::now();
+/// assert_eq!(futex::wait(&word, 1, Some(&past)), WaitOutcome::TimedOut);
+/// ```
 pub fn wait(word: &AtomicU32, expected: u32, deadline: Option<&Deadline>) -> WaitOutcome {
     if let Some(d) = deadline {
         if d.has_passed() {
@@ -145,6 +244,15 @@ pub fn wait(word: &AtomicU32, expected: u32, deadline: Option<&Deadline>) -> Wai
 ///
 /// This is a syscall (~450 ns with nobody waiting on this machine): callers keep a
 /// "someone sleeps" flag and call it only when it is set.
+///
+/// # Examples
+/// ```
+/// use std::sync::atomic::AtomicU32;
+/// use shmkit_sync::futex;
+///
+/// let word = AtomicU32::new(0);
+/// assert_eq!(futex::wake(&word, 1), 0); // nobody sleeps on it
+/// ```
 pub fn wake(word: &AtomicU32, n: u32) -> usize {
     let n = n.min(i32::MAX as u32) as i32;
     // SAFETY: `word` is a valid, aligned AtomicU32 (borrowed for the call); FUTEX_WAKE
@@ -158,6 +266,25 @@ pub fn wake(word: &AtomicU32, n: u32) -> usize {
 }
 
 /// Wakes every waiter on `word`.
+///
+/// # Examples
+/// ```
+/// use std::sync::atomic::{AtomicU32, Ordering};
+/// use shmkit_sync::futex;
+///
+/// let gate = AtomicU32::new(0);
+/// std::thread::scope(|s| {
+///     for _ in 0..2 {
+///         s.spawn(|| {
+///             while gate.load(Ordering::Acquire) == 0 {
+///                 futex::wait(&gate, 0, None);
+///             }
+///         });
+///     }
+///     gate.store(1, Ordering::Release);
+///     futex::wake_all(&gate); // opens the gate for every sleeper
+/// });
+/// ```
 pub fn wake_all(word: &AtomicU32) -> usize {
     wake(word, u32::MAX)
 }

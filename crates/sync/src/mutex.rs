@@ -78,6 +78,25 @@ const YIELDS: u32 = 3;
 const YIELDS: u32 = 0;
 
 /// How a [`RawMutex`] was acquired.
+///
+/// # Examples
+/// ```
+/// use shmkit_sync::{Acquired, RawMutex};
+///
+/// let raw = RawMutex::new();
+/// // A holder that exits without unlocking (a killed process behaves the same).
+/// std::thread::scope(|s| {
+///     s.spawn(|| raw.lock().map(drop));
+/// });
+/// assert_eq!(raw.lock()?, Acquired::OwnerDied); // the lock is ours now
+/// raw.make_consistent(); // once the data is repaired
+/// // SAFETY: this thread holds the lock.
+/// unsafe { raw.unlock() };
+/// assert_eq!(raw.lock()?, Acquired::Consistent);
+/// # // SAFETY: this thread holds the lock.
+/// # unsafe { raw.unlock() };
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Acquired {
     /// Normally; the data is consistent.
@@ -97,6 +116,21 @@ pub enum Acquired {
 /// deliberately not padded to a cache line: the holder touches the lock and the data it
 /// protects together. Put it in a `#[repr(C, align(128))]` wrapper when several
 /// independent mutexes sit side by side.
+///
+/// # Examples
+/// ```
+/// use shmkit_sync::{Acquired, RawLockError, RawMutex};
+///
+/// let raw = RawMutex::new(); // or zeroed shared memory, or `RawMutex::init_in_place`
+/// assert_eq!(raw.lock()?, Acquired::Consistent);
+/// assert!(raw.is_locked());
+/// // The holder locking again is an error, not a deadlock.
+/// assert_eq!(raw.try_lock(), Err(RawLockError::WouldDeadlock));
+/// // SAFETY: this thread holds the lock (taken above) and unlocks it once.
+/// unsafe { raw.unlock() };
+/// assert!(!raw.is_locked());
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[repr(C)]
 pub struct RawMutex {
     /// The futex word: `0`, or `owner_tid | CONTENDED?` (see the module docs).
@@ -131,6 +165,15 @@ impl fmt::Debug for RawMutex {
 
 impl RawMutex {
     /// An unlocked, consistent mutex (all zero bytes).
+    ///
+    /// # Examples
+    /// ```
+    /// use shmkit_sync::RawMutex;
+    ///
+    /// // `const`: usable in statics; all zero bytes, like a zeroed segment.
+    /// static RAW: RawMutex = RawMutex::new();
+    /// assert!(!RAW.is_locked() && !RAW.is_poisoned());
+    /// ```
     #[cfg(not(loom))]
     pub const fn new() -> Self {
         RawMutex {
@@ -155,6 +198,23 @@ impl RawMutex {
     /// # Safety
     /// `ptr` must be valid for writes of `size_of::<RawMutex>()` bytes, 8-aligned, and no
     /// other process or thread may be using a mutex at that address.
+    ///
+    /// # Examples
+    /// ```
+    /// use shmkit_segment::Segment;
+    /// use shmkit_sync::RawMutex;
+    ///
+    /// let seg = Segment::options().anonymous().size(size_of::<RawMutex>()).create()?;
+    /// let ptr = seg.payload_ptr().cast::<RawMutex>();
+    /// // SAFETY: the payload is 128-byte aligned, large enough, and nobody uses it yet.
+    /// unsafe { RawMutex::init_in_place(ptr) };
+    /// // SAFETY: initialised above; `seg` keeps the memory mapped while `raw` is used.
+    /// let raw = unsafe { &*ptr };
+    /// assert!(raw.try_lock().is_ok());
+    /// // SAFETY: this thread holds the lock.
+    /// unsafe { raw.unlock() };
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub unsafe fn init_in_place(ptr: *mut Self) {
         // SAFETY: the caller guarantees `ptr` is valid, aligned and unused; all-zero
         // bytes are a valid unlocked RawMutex.
@@ -166,6 +226,20 @@ impl RawMutex {
     ///
     /// # Errors
     /// [`RawLockError::WouldDeadlock`] if the calling thread already holds it.
+    ///
+    /// # Examples
+    /// ```
+    /// use shmkit_sync::{Acquired, RawMutex};
+    ///
+    /// let raw = RawMutex::new();
+    /// match raw.lock()? {
+    ///     Acquired::Consistent => {} // the usual case
+    ///     Acquired::OwnerDied | Acquired::Poisoned => raw.make_consistent(), // after repair
+    /// }
+    /// // SAFETY: this thread holds the lock.
+    /// unsafe { raw.unlock() };
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     #[inline]
     pub fn lock(&self) -> Result<Acquired, RawLockError> {
         self.lock_with(&Futex, None)
@@ -175,6 +249,19 @@ impl RawMutex {
     ///
     /// # Errors
     /// [`RawLockError::WouldBlock`] if someone alive holds it.
+    ///
+    /// # Examples
+    /// ```
+    /// use shmkit_sync::{Acquired, RawLockError, RawMutex};
+    ///
+    /// let raw = RawMutex::new();
+    /// assert_eq!(raw.try_lock()?, Acquired::Consistent);
+    /// let other = std::thread::scope(|s| s.spawn(|| raw.try_lock()).join().unwrap());
+    /// assert_eq!(other, Err(RawLockError::WouldBlock)); // a live holder: no waiting
+    /// // SAFETY: this thread holds the lock.
+    /// unsafe { raw.unlock() };
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     #[inline]
     pub fn try_lock(&self) -> Result<Acquired, RawLockError> {
         self.try_lock_with(&Futex)
@@ -184,6 +271,23 @@ impl RawMutex {
     ///
     /// # Errors
     /// [`RawLockError::Timeout`] after at least `timeout`; `WouldDeadlock` as [`lock`](Self::lock).
+    ///
+    /// # Examples
+    /// ```
+    /// use std::time::Duration;
+    /// use shmkit_sync::{RawLockError, RawMutex};
+    ///
+    /// let raw = RawMutex::new();
+    /// raw.lock()?;
+    /// // Another thread finds it held and gives up after the timeout.
+    /// let r = std::thread::scope(|s| {
+    ///     s.spawn(|| raw.lock_timeout(Duration::from_millis(20))).join().unwrap()
+    /// });
+    /// assert_eq!(r, Err(RawLockError::Timeout));
+    /// // SAFETY: this thread holds the lock.
+    /// unsafe { raw.unlock() };
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     #[inline]
     pub fn lock_timeout(&self, timeout: Duration) -> Result<Acquired, RawLockError> {
         self.lock_with(&Futex, Some(&Deadline::after(timeout)))
@@ -193,6 +297,21 @@ impl RawMutex {
     ///
     /// # Errors
     /// As [`lock_timeout`](Self::lock_timeout).
+    ///
+    /// # Examples
+    /// ```
+    /// use std::time::Duration;
+    /// use shmkit_sync::{Deadline, RawMutex};
+    ///
+    /// // One deadline for several steps, however long each takes.
+    /// let deadline = Deadline::after(Duration::from_secs(1));
+    /// let (a, b) = (RawMutex::new(), RawMutex::new());
+    /// a.lock_until(Some(&deadline))?;
+    /// b.lock_until(Some(&deadline))?;
+    /// // SAFETY: this thread holds both locks.
+    /// unsafe { b.unlock(); a.unlock() };
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     #[inline]
     pub fn lock_until(&self, deadline: Option<&Deadline>) -> Result<Acquired, RawLockError> {
         self.lock_with(&Futex, deadline)
@@ -207,6 +326,18 @@ impl RawMutex {
     /// # Safety
     /// The calling thread must hold the lock (every `lock` success is matched by at most
     /// one `unlock`); otherwise the protected data may be accessed concurrently.
+    ///
+    /// # Examples
+    /// ```
+    /// use shmkit_sync::RawMutex;
+    ///
+    /// let raw = RawMutex::new();
+    /// raw.lock()?;
+    /// // SAFETY: this thread took the lock just above and unlocks it once.
+    /// unsafe { raw.unlock() };
+    /// assert!(!raw.is_locked());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     #[inline]
     pub unsafe fn unlock(&self) {
         self.unlock_with(&Futex, false)
@@ -214,6 +345,22 @@ impl RawMutex {
 
     /// Marks the protected data consistent again after `OwnerDied` or `Poisoned`.
     /// Only meaningful while holding the lock.
+    ///
+    /// # Examples
+    /// ```
+    /// use shmkit_sync::{Acquired, RawMutex};
+    ///
+    /// let raw = RawMutex::new();
+    /// std::thread::scope(|s| {
+    ///     s.spawn(|| raw.lock().map(drop)); // exits holding it
+    /// });
+    /// assert_eq!(raw.lock()?, Acquired::OwnerDied);
+    /// raw.make_consistent(); // while holding it, once the data is repaired
+    /// // SAFETY: this thread holds the lock.
+    /// unsafe { raw.unlock() };
+    /// assert!(!raw.is_poisoned());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     #[inline]
     pub fn make_consistent(&self) {
         // Relaxed: written while holding the lock; the next holder reads it after its
@@ -223,6 +370,24 @@ impl RawMutex {
 
     /// Marks the data inconsistent (used when a holder panics). Only meaningful while
     /// holding the lock.
+    ///
+    /// # Examples
+    /// ```
+    /// use shmkit_sync::{Acquired, RawMutex};
+    ///
+    /// let raw = RawMutex::new();
+    /// raw.lock()?;
+    /// raw.poison(); // e.g. the holder found its update failed half-way
+    /// // SAFETY: this thread holds the lock.
+    /// unsafe { raw.unlock() };
+    /// assert!(raw.is_poisoned() && !raw.is_locked());
+    /// assert_eq!(raw.lock()?, Acquired::Poisoned); // every later holder is told
+    /// raw.make_consistent();
+    /// // SAFETY: this thread holds the lock.
+    /// unsafe { raw.unlock() };
+    /// assert!(!raw.is_poisoned());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     #[inline]
     pub fn poison(&self) {
         // Relaxed: as in make_consistent.
@@ -230,12 +395,39 @@ impl RawMutex {
     }
 
     /// Whether the mutex is poisoned (a snapshot).
+    ///
+    /// # Examples
+    /// ```
+    /// use shmkit_sync::RawMutex;
+    ///
+    /// let raw = RawMutex::new();
+    /// assert!(!raw.is_poisoned());
+    /// raw.lock()?;
+    /// raw.poison();
+    /// // SAFETY: this thread holds the lock.
+    /// unsafe { raw.unlock() };
+    /// assert!(raw.is_poisoned());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn is_poisoned(&self) -> bool {
         // Relaxed: a snapshot for diagnostics.
         self.consistency.load(Relaxed) != CONSISTENT
     }
 
     /// Whether someone holds the lock (a snapshot).
+    ///
+    /// # Examples
+    /// ```
+    /// use shmkit_sync::RawMutex;
+    ///
+    /// let raw = RawMutex::new();
+    /// assert!(!raw.is_locked());
+    /// raw.lock()?;
+    /// assert!(raw.is_locked()); // a snapshot, for diagnostics only
+    /// // SAFETY: this thread holds the lock.
+    /// unsafe { raw.unlock() };
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn is_locked(&self) -> bool {
         // Relaxed: a snapshot for diagnostics.
         self.word.load(Relaxed) != 0
@@ -429,6 +621,29 @@ impl RawMutex {
 ///
 /// `#[repr(C)]`: the raw mutex at offset 0, then the data. `T: ?Sized`, so `Mutex<[T]>`
 /// works. Valid when zeroed if `T` is.
+///
+/// # Examples
+/// A counter in an anonymous segment, shared with a forked child:
+/// ```
+/// use shmkit_segment::Segment;
+/// use shmkit_sync::Mutex;
+///
+/// let seg = Segment::options().anonymous().size(size_of::<Mutex<u64>>()).create()?;
+/// // SAFETY: the payload is 128-byte aligned, large enough and zeroed, which is an
+/// // unlocked `Mutex<u64>` holding 0; `seg` outlives every use of `counter`.
+/// let counter = unsafe { &*seg.payload_ptr().cast::<Mutex<u64>>() };
+/// // SAFETY: this example is single-threaded, so the child may run any code.
+/// let child = unsafe { libc::fork() };
+/// if child == 0 {
+///     *counter.lock().unwrap() += 1;
+///     // SAFETY: ends the child without running the parent's exit code.
+///     unsafe { libc::_exit(0) }
+/// }
+/// // SAFETY: `child` is our child's pid; a null status pointer is allowed.
+/// assert_eq!(unsafe { libc::waitpid(child, std::ptr::null_mut(), 0) }, child);
+/// assert_eq!(*counter.lock().unwrap(), 1);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[repr(C)]
 pub struct Mutex<T: ?Sized> {
     raw: RawMutex,
@@ -443,6 +658,17 @@ unsafe impl<T: ?Sized + Send> Send for Mutex<T> {}
 
 impl<T> Mutex<T> {
     /// A new unlocked mutex holding `value`.
+    ///
+    /// # Examples
+    /// ```
+    /// use shmkit_sync::Mutex;
+    ///
+    /// // `const`: a Mutex can be a static (shared by threads; use a segment for processes).
+    /// static COUNTER: Mutex<u64> = Mutex::new(0);
+    /// *COUNTER.lock()? += 1; // a 'static guard, so its errors work with `?`
+    /// assert_eq!(*COUNTER.lock()?, 1);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     #[cfg(not(loom))]
     pub const fn new(value: T) -> Self {
         Mutex {
@@ -461,6 +687,15 @@ impl<T> Mutex<T> {
     }
 
     /// Consumes the mutex, returning the data.
+    ///
+    /// # Examples
+    /// ```
+    /// use shmkit_sync::Mutex;
+    ///
+    /// let mut m = Mutex::new(vec![1]);
+    /// m.get_mut().push(2); // `&mut` proves nobody else holds it: no locking
+    /// assert_eq!(m.into_inner(), [1, 2]);
+    /// ```
     pub fn into_inner(self) -> T {
         self.data.into_inner()
     }
@@ -479,6 +714,29 @@ impl<T: ?Sized> Mutex<T> {
     /// `OwnerDied(guard)` if the previous holder died holding it, `Poisoned(guard)` if an
     /// earlier such event was never followed by `make_consistent`; in both cases the lock
     /// is held. `WouldDeadlock` if this thread already holds it.
+    ///
+    /// # Examples
+    /// Recovering from a holder that died mid-update (a thread that exits holding the
+    /// lock counts as dead, as a killed process does):
+    /// ```
+    /// use shmkit_sync::{LockError, Mutex};
+    ///
+    /// let m = Mutex::new(0u64);
+    /// std::thread::scope(|s| {
+    ///     s.spawn(|| std::mem::forget(m.lock().unwrap()));
+    /// });
+    /// let mut guard = match m.lock() {
+    ///     Ok(g) => g,
+    ///     Err(LockError::OwnerDied(g)) | Err(LockError::Poisoned(g)) => {
+    ///         // Repair the data here, then mark it consistent.
+    ///         g.make_consistent();
+    ///         g
+    ///     }
+    ///     Err(e) => return Err(e.to_string().into()),
+    /// };
+    /// *guard += 1;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     #[inline]
     pub fn lock(&self) -> Result<MutexGuard<'_, T>, LockError<MutexGuard<'_, T>>> {
         self.wrap(self.raw.lock())
@@ -488,6 +746,23 @@ impl<T: ?Sized> Mutex<T> {
     ///
     /// # Errors
     /// `WouldBlock` if a live holder has it; otherwise as [`lock`](Self::lock).
+    ///
+    /// # Examples
+    /// ```
+    /// use shmkit_sync::{LockError, Mutex};
+    ///
+    /// let m = Mutex::new(0u32);
+    /// let guard = m.try_lock().map_err(|e| e.to_string())?;
+    /// // Held by this thread: locking again would deadlock, so it is an error.
+    /// assert!(matches!(m.try_lock(), Err(LockError::WouldDeadlock)));
+    /// // Held by a live thread: another thread does not wait.
+    /// let blocked = std::thread::scope(|s| {
+    ///     s.spawn(|| matches!(m.try_lock(), Err(LockError::WouldBlock))).join().unwrap()
+    /// });
+    /// assert!(blocked);
+    /// drop(guard);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     #[inline]
     pub fn try_lock(&self) -> Result<MutexGuard<'_, T>, LockError<MutexGuard<'_, T>>> {
         self.wrap(self.raw.try_lock())
@@ -497,6 +772,24 @@ impl<T: ?Sized> Mutex<T> {
     ///
     /// # Errors
     /// `Timeout` after at least `timeout`; otherwise as [`lock`](Self::lock).
+    ///
+    /// # Examples
+    /// ```
+    /// use std::time::Duration;
+    /// use shmkit_sync::{LockError, Mutex};
+    ///
+    /// let m = Mutex::new(0u32);
+    /// let guard = m.lock().map_err(|e| e.to_string())?;
+    /// let timed_out = std::thread::scope(|s| {
+    ///     s.spawn(|| matches!(m.lock_timeout(Duration::from_millis(20)), Err(LockError::Timeout)))
+    ///         .join()
+    ///         .unwrap()
+    /// });
+    /// assert!(timed_out);
+    /// drop(guard);
+    /// assert_eq!(*m.lock_timeout(Duration::from_millis(20)).map_err(|e| e.to_string())?, 0);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     #[inline]
     pub fn lock_timeout(
         &self,
@@ -506,16 +799,55 @@ impl<T: ?Sized> Mutex<T> {
     }
 
     /// Mutable access without locking (the `&mut` proves exclusivity).
+    ///
+    /// # Examples
+    /// ```
+    /// use shmkit_sync::Mutex;
+    ///
+    /// let mut m = Mutex::new(0u32);
+    /// *m.get_mut() = 5; // exclusive `&mut`: e.g. while initialising, before sharing
+    /// assert_eq!(*m.lock().map_err(|e| e.to_string())?, 5);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn get_mut(&mut self) -> &mut T {
         self.data.get_mut()
     }
 
     /// The raw mutex inside.
+    ///
+    /// # Examples
+    /// ```
+    /// use shmkit_sync::Mutex;
+    ///
+    /// let m = Mutex::new(());
+    /// let g = m.lock().map_err(|e| e.to_string())?;
+    /// assert!(m.raw().is_locked()); // e.g. for diagnostics
+    /// drop(g);
+    /// assert!(!m.raw().is_locked());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn raw(&self) -> &RawMutex {
         &self.raw
     }
 
     /// Whether the mutex is poisoned (a snapshot).
+    ///
+    /// # Examples
+    /// ```
+    /// use shmkit_sync::{LockError, Mutex};
+    ///
+    /// let m = Mutex::new(0u32);
+    /// std::thread::scope(|s| {
+    ///     s.spawn(|| std::mem::forget(m.lock().unwrap())); // dies holding it
+    /// });
+    /// // Take it from the dead holder but do not call make_consistent: it stays poisoned.
+    /// assert!(matches!(m.lock(), Err(LockError::OwnerDied(_))));
+    /// assert!(m.is_poisoned());
+    /// let g = m.lock().unwrap_err().into_guard().expect("Poisoned still locks");
+    /// g.make_consistent();
+    /// drop(g);
+    /// assert!(!m.is_poisoned() && m.lock().is_ok());
+    /// ```
     pub fn is_poisoned(&self) -> bool {
         self.raw.is_poisoned()
     }
@@ -547,6 +879,20 @@ impl<T: ?Sized> fmt::Debug for Mutex<T> {
 /// Access to a [`Mutex`]'s data while it is locked; unlocks on drop.
 ///
 /// Not `Send`: the lock is owned by the thread that took it.
+///
+/// # Examples
+/// ```
+/// use shmkit_sync::Mutex;
+///
+/// let m = Mutex::new([0u8; 4]);
+/// {
+///     let mut g = m.lock().map_err(|e| e.to_string())?; // derefs to the data
+///     g[0] = 1;
+///     g[3] = 4;
+/// } // dropping the guard unlocks
+/// assert_eq!(*m.try_lock().map_err(|e| e.to_string())?, [1, 0, 0, 4]);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[must_use = "the mutex unlocks as soon as the guard is dropped"]
 pub struct MutexGuard<'a, T: ?Sized> {
     pub(crate) mutex: &'a Mutex<T>,
@@ -571,6 +917,26 @@ impl<'a, T: ?Sized> MutexGuard<'a, T> {
 
     /// Marks the data consistent after `OwnerDied` or `Poisoned`: later lockers get
     /// plain guards again.
+    ///
+    /// # Examples
+    /// ```
+    /// use shmkit_sync::{LockError, Mutex};
+    ///
+    /// let m = Mutex::new(10u32);
+    /// std::thread::scope(|s| {
+    ///     s.spawn(|| {
+    ///         let mut g = m.lock().unwrap();
+    ///         *g = 999; // a half-done update...
+    ///         std::mem::forget(g); // ...and the holder dies
+    ///     });
+    /// });
+    /// if let Err(LockError::OwnerDied(mut g)) = m.lock() {
+    ///     *g = 10; // repair from what we know
+    ///     g.make_consistent(); // later lockers get plain guards again
+    /// }
+    /// assert_eq!(*m.lock().map_err(|e| e.to_string())?, 10);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn make_consistent(&self) {
         self.mutex.raw.make_consistent();
     }

@@ -20,11 +20,27 @@ pub fn current_pid() -> u32 {
 }
 
 /// This process's start time (low 32 bits), cached; 0 if `/proc` cannot be read.
+///
+/// # Examples
+/// ```
+/// use shmkit_sync::process::{current_pid, current_start_time, is_alive};
+///
+/// let start = current_start_time(); // with the pid, names this process uniquely
+/// assert!(is_alive(current_pid(), Some(start)));
+/// ```
 pub fn current_start_time() -> u32 {
     owner::current_start_time()
 }
 
 /// The start time (low 32 bits) of process `pid`, or `None` if there is none.
+///
+/// # Examples
+/// ```
+/// use shmkit_sync::process::{current_pid, current_start_time, start_time};
+///
+/// assert_eq!(start_time(current_pid()), Some(current_start_time()));
+/// assert_eq!(start_time(u32::MAX), None); // no such process
+/// ```
 pub fn start_time(pid: u32) -> Option<u32> {
     owner::start_time(pid)
 }

@@ -56,6 +56,22 @@ fn is_read_lockable(s: u32) -> bool {
 
 /// The lock words of a reader-writer lock. `#[repr(C)]`, 8 bytes, pointer-free,
 /// valid when zeroed, `Sync`.
+///
+/// # Examples
+/// ```
+/// use shmkit_sync::{RawLockError, RawRwLock};
+///
+/// let raw = RawRwLock::new();
+/// raw.try_read()?;
+/// raw.read_until(None)?; // readers share
+/// assert_eq!(raw.try_write(), Err(RawLockError::WouldBlock));
+/// // SAFETY: this thread holds both read locks taken above, and releases each once.
+/// unsafe { raw.read_unlock(); raw.read_unlock() };
+/// raw.try_write()?;
+/// // SAFETY: this thread holds the write lock.
+/// unsafe { raw.write_unlock() };
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[repr(C)]
 #[derive(Default)]
 pub struct RawRwLock {
@@ -78,6 +94,17 @@ impl fmt::Debug for RawRwLock {
 
 impl RawRwLock {
     /// An unlocked lock (all zero bytes).
+    ///
+    /// # Examples
+    /// ```
+    /// use shmkit_sync::RawRwLock;
+    ///
+    /// static RAW: RawRwLock = RawRwLock::new(); // `const`: all zero bytes
+    /// RAW.try_read()?;
+    /// // SAFETY: this thread holds the read lock.
+    /// unsafe { RAW.read_unlock() };
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     #[cfg(not(loom))]
     pub const fn new() -> Self {
         RawRwLock {
@@ -99,6 +126,23 @@ impl RawRwLock {
     ///
     /// # Errors
     /// [`RawLockError::Timeout`] once the deadline passed.
+    ///
+    /// # Examples
+    /// ```
+    /// use std::time::Duration;
+    /// use shmkit_sync::{Deadline, RawLockError, RawRwLock};
+    ///
+    /// let raw = RawRwLock::new();
+    /// raw.try_write()?;
+    /// let soon = Deadline::after(Duration::from_millis(10));
+    /// assert_eq!(raw.read_until(Some(&soon)), Err(RawLockError::Timeout));
+    /// // SAFETY: this thread holds the write lock.
+    /// unsafe { raw.write_unlock() };
+    /// raw.read_until(None)?;
+    /// // SAFETY: this thread holds a read lock.
+    /// unsafe { raw.read_unlock() };
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn read_until(&self, deadline: Option<&Deadline>) -> Result<(), RawLockError> {
         self.read_with(&Futex, deadline)
     }
@@ -107,6 +151,21 @@ impl RawRwLock {
     ///
     /// # Errors
     /// [`RawLockError::WouldBlock`] if a writer holds or waits for it.
+    ///
+    /// # Examples
+    /// ```
+    /// use shmkit_sync::{RawLockError, RawRwLock};
+    ///
+    /// let raw = RawRwLock::new();
+    /// raw.try_write()?;
+    /// assert_eq!(raw.try_read(), Err(RawLockError::WouldBlock));
+    /// // SAFETY: this thread holds the write lock.
+    /// unsafe { raw.write_unlock() };
+    /// raw.try_read()?;
+    /// // SAFETY: this thread holds a read lock.
+    /// unsafe { raw.read_unlock() };
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn try_read(&self) -> Result<(), RawLockError> {
         let s = self.state.load(Relaxed);
         // Acquire: pairs with the Release in write_unlock.
@@ -126,6 +185,23 @@ impl RawRwLock {
     ///
     /// # Errors
     /// [`RawLockError::Timeout`] once the deadline passed.
+    ///
+    /// # Examples
+    /// ```
+    /// use std::time::Duration;
+    /// use shmkit_sync::{Deadline, RawLockError, RawRwLock};
+    ///
+    /// let raw = RawRwLock::new();
+    /// raw.read_until(None)?;
+    /// let soon = Deadline::after(Duration::from_millis(10));
+    /// assert_eq!(raw.write_until(Some(&soon)), Err(RawLockError::Timeout)); // a reader holds it
+    /// // SAFETY: this thread holds the read lock taken above.
+    /// unsafe { raw.read_unlock() };
+    /// raw.write_until(None)?;
+    /// // SAFETY: this thread holds the write lock.
+    /// unsafe { raw.write_unlock() };
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn write_until(&self, deadline: Option<&Deadline>) -> Result<(), RawLockError> {
         self.write_with(&Futex, deadline)
     }
@@ -134,6 +210,18 @@ impl RawRwLock {
     ///
     /// # Errors
     /// [`RawLockError::WouldBlock`] otherwise.
+    ///
+    /// # Examples
+    /// ```
+    /// use shmkit_sync::{RawLockError, RawRwLock};
+    ///
+    /// let raw = RawRwLock::new();
+    /// raw.try_write()?;
+    /// assert_eq!(raw.try_write(), Err(RawLockError::WouldBlock));
+    /// // SAFETY: this thread holds the write lock.
+    /// unsafe { raw.write_unlock() };
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn try_write(&self) -> Result<(), RawLockError> {
         let s = self.state.load(Relaxed);
         // Acquire: pairs with the Release in both unlocks.
@@ -153,6 +241,21 @@ impl RawRwLock {
     ///
     /// # Safety
     /// The caller must hold a read lock.
+    ///
+    /// # Examples
+    /// ```
+    /// use shmkit_sync::RawRwLock;
+    ///
+    /// let raw = RawRwLock::new();
+    /// raw.try_read()?;
+    /// raw.try_read()?;
+    /// // SAFETY: this thread took two read locks above; each is released once.
+    /// unsafe { raw.read_unlock(); raw.read_unlock() };
+    /// raw.try_write()?; // free again
+    /// // SAFETY: this thread holds the write lock.
+    /// unsafe { raw.write_unlock() };
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub unsafe fn read_unlock(&self) {
         self.read_unlock_with(&Futex)
     }
@@ -161,6 +264,20 @@ impl RawRwLock {
     ///
     /// # Safety
     /// The caller must hold the write lock.
+    ///
+    /// # Examples
+    /// ```
+    /// use shmkit_sync::RawRwLock;
+    ///
+    /// let raw = RawRwLock::new();
+    /// raw.write_until(None)?;
+    /// // SAFETY: this thread holds the write lock and releases it once.
+    /// unsafe { raw.write_unlock() };
+    /// raw.try_read()?;
+    /// // SAFETY: this thread holds a read lock.
+    /// unsafe { raw.read_unlock() };
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub unsafe fn write_unlock(&self) {
         self.write_unlock_with(&Futex)
     }
@@ -376,6 +493,25 @@ impl RawRwLock {
 
 /// A value protected by a process-shared reader-writer lock; lives in shared memory.
 /// `#[repr(C)]`: the raw lock at offset 0, then the data; valid when zeroed if `T` is.
+///
+/// # Examples
+/// ```
+/// use std::time::Duration;
+/// use shmkit_sync::{LockError, RwLock};
+///
+/// let config = RwLock::new([0u32; 4]);
+/// config.write().map_err(|e| e.to_string())?[0] = 7;
+/// let r1 = config.read().map_err(|e| e.to_string())?;
+/// let r2 = config.try_read().map_err(|e| e.to_string())?; // readers share
+/// assert_eq!(r1[0] + r2[0], 14);
+/// // A writer waits for the readers to leave; here it gives up.
+/// let w = config.write_timeout(Duration::from_millis(10));
+/// assert!(matches!(w, Err(LockError::Timeout)));
+/// assert!(matches!(config.try_write(), Err(LockError::WouldBlock)));
+/// drop((r1, r2));
+/// assert!(config.try_write().is_ok());
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[repr(C)]
 pub struct RwLock<T: ?Sized> {
     raw: RawRwLock,
@@ -389,10 +525,32 @@ unsafe impl<T: ?Sized + Send + Sync> Sync for RwLock<T> {}
 unsafe impl<T: ?Sized + Send> Send for RwLock<T> {}
 
 /// Lock results of [`RwLock`] (the `LockError` variants used: `Timeout`, `WouldBlock`).
+///
+/// # Examples
+/// ```
+/// use shmkit_sync::{RwLock, RwLockReadGuard, RwLockResult};
+///
+/// fn first(l: &RwLock<[u8; 2]>) -> RwLockResult<RwLockReadGuard<'_, [u8; 2]>> {
+///     l.read()
+/// }
+/// let l = RwLock::new([7, 8]);
+/// assert_eq!(first(&l).map_err(|e| e.to_string())?[0], 7);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub type RwLockResult<G> = Result<G, LockError<G>>;
 
 impl<T> RwLock<T> {
     /// A new unlocked lock holding `value`.
+    ///
+    /// # Examples
+    /// ```
+    /// use shmkit_sync::RwLock;
+    ///
+    /// static TABLE: RwLock<[u32; 4]> = RwLock::new([0; 4]); // `const`: usable in statics
+    /// TABLE.write()?[1] = 9; // a 'static guard, so errors work with `?`
+    /// assert_eq!(TABLE.read()?[1], 9);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     #[cfg(not(loom))]
     pub const fn new(value: T) -> Self {
         RwLock {
@@ -411,6 +569,15 @@ impl<T> RwLock<T> {
     }
 
     /// Consumes the lock, returning the data.
+    ///
+    /// # Examples
+    /// ```
+    /// use shmkit_sync::RwLock;
+    ///
+    /// let mut l = RwLock::new(vec![1]);
+    /// l.get_mut().push(2); // no locking through `&mut`
+    /// assert_eq!(l.into_inner(), [1, 2]);
+    /// ```
     pub fn into_inner(self) -> T {
         self.data.into_inner()
     }
@@ -429,6 +596,19 @@ impl<T: ?Sized> RwLock<T> {
     ///
     /// # Errors
     /// None today (kept a `Result` like [`Mutex::lock`](crate::Mutex::lock)).
+    ///
+    /// # Examples
+    /// ```
+    /// use shmkit_sync::RwLock;
+    ///
+    /// let config = RwLock::new((1u32, 2u32));
+    /// let total = std::thread::scope(|s| {
+    ///     let a = s.spawn(|| config.read().map(|c| c.0 + c.1).unwrap_or(0));
+    ///     let b = s.spawn(|| config.read().map(|c| c.0 * c.1).unwrap_or(0));
+    ///     a.join().unwrap() + b.join().unwrap() // readers run side by side
+    /// });
+    /// assert_eq!(total, 5);
+    /// ```
     pub fn read(&self) -> RwLockResult<RwLockReadGuard<'_, T>> {
         self.raw.read_until(None).map_err(map_err)?;
         Ok(RwLockReadGuard::new(self))
@@ -438,6 +618,18 @@ impl<T: ?Sized> RwLock<T> {
     ///
     /// # Errors
     /// `WouldBlock` otherwise.
+    ///
+    /// # Examples
+    /// ```
+    /// use shmkit_sync::{LockError, RwLock};
+    ///
+    /// let l = RwLock::new(1u8);
+    /// let r = l.try_read().map_err(|e| e.to_string())?;
+    /// assert!(l.try_read().is_ok()); // readers share
+    /// assert!(matches!(l.try_write(), Err(LockError::WouldBlock)));
+    /// drop(r);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn try_read(&self) -> RwLockResult<RwLockReadGuard<'_, T>> {
         self.raw.try_read().map_err(map_err)?;
         Ok(RwLockReadGuard::new(self))
@@ -447,6 +639,20 @@ impl<T: ?Sized> RwLock<T> {
     ///
     /// # Errors
     /// `Timeout` after at least `timeout`.
+    ///
+    /// # Examples
+    /// ```
+    /// use std::time::Duration;
+    /// use shmkit_sync::{LockError, RwLock};
+    ///
+    /// let l = RwLock::new(5u32);
+    /// let w = l.write().map_err(|e| e.to_string())?;
+    /// let r = l.read_timeout(Duration::from_millis(10)); // the writer keeps it
+    /// assert!(matches!(r, Err(LockError::Timeout)));
+    /// drop(w);
+    /// assert_eq!(*l.read_timeout(Duration::from_millis(10)).map_err(|e| e.to_string())?, 5);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn read_timeout(&self, timeout: Duration) -> RwLockResult<RwLockReadGuard<'_, T>> {
         self.raw
             .read_until(Some(&Deadline::after(timeout)))
@@ -458,6 +664,16 @@ impl<T: ?Sized> RwLock<T> {
     ///
     /// # Errors
     /// None today (kept a `Result` like [`Mutex::lock`](crate::Mutex::lock)).
+    ///
+    /// # Examples
+    /// ```
+    /// use shmkit_sync::RwLock;
+    ///
+    /// let table = RwLock::new([0u64; 8]);
+    /// table.write().map_err(|e| e.to_string())?[2] = 5; // exclusive: readers wait
+    /// assert_eq!(table.read().map_err(|e| e.to_string())?.iter().sum::<u64>(), 5);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn write(&self) -> RwLockResult<RwLockWriteGuard<'_, T>> {
         self.raw.write_until(None).map_err(map_err)?;
         Ok(RwLockWriteGuard::new(self))
@@ -467,6 +683,17 @@ impl<T: ?Sized> RwLock<T> {
     ///
     /// # Errors
     /// `WouldBlock` otherwise.
+    ///
+    /// # Examples
+    /// ```
+    /// use shmkit_sync::{LockError, RwLock};
+    ///
+    /// let l = RwLock::new(0u8);
+    /// let w = l.try_write().map_err(|e| e.to_string())?;
+    /// assert!(matches!(l.try_read(), Err(LockError::WouldBlock)));
+    /// drop(w);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn try_write(&self) -> RwLockResult<RwLockWriteGuard<'_, T>> {
         self.raw.try_write().map_err(map_err)?;
         Ok(RwLockWriteGuard::new(self))
@@ -476,6 +703,17 @@ impl<T: ?Sized> RwLock<T> {
     ///
     /// # Errors
     /// `Timeout` after at least `timeout`.
+    ///
+    /// # Examples
+    /// ```
+    /// use std::time::Duration;
+    /// use shmkit_sync::RwLock;
+    ///
+    /// let l = RwLock::new(String::new());
+    /// l.write_timeout(Duration::from_secs(1)).map_err(|e| e.to_string())?.push_str("hi");
+    /// assert_eq!(*l.read().map_err(|e| e.to_string())?, "hi");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn write_timeout(&self, timeout: Duration) -> RwLockResult<RwLockWriteGuard<'_, T>> {
         self.raw
             .write_until(Some(&Deadline::after(timeout)))
@@ -484,11 +722,31 @@ impl<T: ?Sized> RwLock<T> {
     }
 
     /// Mutable access without locking (the `&mut` proves exclusivity).
+    ///
+    /// # Examples
+    /// ```
+    /// use shmkit_sync::RwLock;
+    ///
+    /// let mut l = RwLock::new(1u8);
+    /// *l.get_mut() += 1; // `&mut`: no locking needed
+    /// assert_eq!(l.into_inner(), 2);
+    /// ```
     pub fn get_mut(&mut self) -> &mut T {
         self.data.get_mut()
     }
 
     /// The raw lock inside.
+    ///
+    /// # Examples
+    /// ```
+    /// use shmkit_sync::RwLock;
+    ///
+    /// let l = RwLock::new(0u8);
+    /// let r = l.read().map_err(|e| e.to_string())?;
+    /// assert!(l.raw().try_write().is_err()); // the raw words underneath
+    /// drop(r);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn raw(&self) -> &RawRwLock {
         &self.raw
     }
@@ -503,6 +761,17 @@ impl<T: ?Sized> fmt::Debug for RwLock<T> {
 }
 
 /// Shared access to an [`RwLock`]'s data; releases on drop. Not `Send`.
+///
+/// # Examples
+/// ```
+/// use shmkit_sync::RwLock;
+///
+/// let l = RwLock::new(3u8);
+/// let (a, b) = (l.read().map_err(|e| e.to_string())?, l.read().map_err(|e| e.to_string())?);
+/// assert_eq!(*a + *b, 6); // shared guards deref to &T
+/// drop((a, b)); // each releases its read lock
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[must_use = "the read lock is released as soon as the guard is dropped"]
 pub struct RwLockReadGuard<'a, T: ?Sized> {
     lock: &'a RwLock<T>,
@@ -537,6 +806,18 @@ impl<T: ?Sized> Drop for RwLockReadGuard<'_, T> {
 }
 
 /// Exclusive access to an [`RwLock`]'s data; releases on drop. Not `Send`.
+///
+/// # Examples
+/// ```
+/// use shmkit_sync::RwLock;
+///
+/// let l = RwLock::new(3u8);
+/// let mut w = l.write().map_err(|e| e.to_string())?;
+/// *w += 1; // derefs to &mut T
+/// drop(w); // releases
+/// assert_eq!(*l.read().map_err(|e| e.to_string())?, 4);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[must_use = "the write lock is released as soon as the guard is dropped"]
 pub struct RwLockWriteGuard<'a, T: ?Sized> {
     lock: &'a RwLock<T>,

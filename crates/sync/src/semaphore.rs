@@ -14,6 +14,23 @@ use crate::wait::{Futex, Waiter, SPIN_LIMIT};
 
 /// A counting semaphore. `#[repr(C)]`, 16 bytes, pointer-free, `Sync`; valid when
 /// zeroed (value 0, unbounded).
+///
+/// # Examples
+/// A bounded semaphore (Python's `BoundedSemaphore`) guarding two slots:
+/// ```
+/// use shmkit_sync::{Semaphore, SemaphoreError};
+///
+/// let slots = Semaphore::bounded(2, 2);
+/// slots.acquire()?;
+/// slots.try_acquire()?;
+/// assert_eq!(slots.try_acquire(), Err(SemaphoreError::WouldBlock));
+/// slots.release()?;
+/// slots.release()?;
+/// // One release too many is an error, not a silent third slot.
+/// assert_eq!(slots.release(), Err(SemaphoreError::Overflow { max: 2 }));
+/// assert_eq!(slots.value(), 2);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[repr(C)]
 #[derive(Debug)]
 pub struct Semaphore {
@@ -31,6 +48,19 @@ const _: () = assert!(std::mem::size_of::<Semaphore>() == 16);
 
 impl Semaphore {
     /// An unbounded semaphore with `initial` permits.
+    ///
+    /// # Examples
+    /// ```
+    /// use shmkit_sync::Semaphore;
+    ///
+    /// let s = Semaphore::new(2);
+    /// assert_eq!((s.value(), s.max()), (2, None));
+    /// for _ in 0..3 {
+    ///     s.release()?; // unbounded: may grow past its start value
+    /// }
+    /// assert_eq!(s.value(), 5);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn new(initial: u32) -> Self {
         Self::make(initial, 0)
     }
@@ -39,6 +69,16 @@ impl Semaphore {
     ///
     /// # Panics
     /// If `initial > max` or `max == 0`.
+    ///
+    /// # Examples
+    /// ```
+    /// use shmkit_sync::Semaphore;
+    ///
+    /// let pool = Semaphore::bounded(0, 4); // starts empty, at most 4 permits
+    /// pool.release()?;
+    /// assert_eq!((pool.value(), pool.max()), (1, Some(4)));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn bounded(initial: u32, max: u32) -> Self {
         assert!(
             max > 0 && initial <= max,
@@ -60,6 +100,21 @@ impl Semaphore {
     ///
     /// # Safety
     /// `ptr` must be valid for writes, 4-aligned, and not in use by anyone.
+    ///
+    /// # Examples
+    /// ```
+    /// use shmkit_segment::Segment;
+    /// use shmkit_sync::Semaphore;
+    ///
+    /// let seg = Segment::options().anonymous().size(size_of::<Semaphore>()).create()?;
+    /// let ptr = seg.payload_ptr().cast::<Semaphore>();
+    /// // SAFETY: the payload is 128-byte aligned, large enough, and nobody uses it yet.
+    /// unsafe { Semaphore::init_in_place(ptr, 3, Some(3)) };
+    /// // SAFETY: initialised above; `seg` keeps the memory mapped while `sem` is used.
+    /// let sem = unsafe { &*ptr };
+    /// assert_eq!((sem.value(), sem.max()), (3, Some(3)));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub unsafe fn init_in_place(ptr: *mut Self, initial: u32, max: Option<u32>) {
         let s = match max {
             Some(m) => Self::bounded(initial, m),
@@ -73,6 +128,19 @@ impl Semaphore {
     ///
     /// # Errors
     /// None today (the `Result` leaves room for future failure modes).
+    ///
+    /// # Examples
+    /// ```
+    /// use shmkit_sync::Semaphore;
+    ///
+    /// let done = Semaphore::new(0);
+    /// std::thread::scope(|s| {
+    ///     s.spawn(|| done.release());
+    ///     done.acquire() // waits for the release
+    /// })?;
+    /// assert_eq!(done.value(), 0);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn acquire(&self) -> Result<(), SemaphoreError> {
         self.acquire_with(&Futex, None)
     }
@@ -81,6 +149,18 @@ impl Semaphore {
     ///
     /// # Errors
     /// [`SemaphoreError::WouldBlock`] if none is.
+    ///
+    /// # Examples
+    /// ```
+    /// use shmkit_sync::{Semaphore, SemaphoreError};
+    ///
+    /// let s = Semaphore::new(1);
+    /// s.try_acquire()?;
+    /// assert_eq!(s.try_acquire(), Err(SemaphoreError::WouldBlock)); // does not wait
+    /// s.release()?;
+    /// assert_eq!(s.value(), 1);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn try_acquire(&self) -> Result<(), SemaphoreError> {
         let mut v = self.value.load(Relaxed);
         while v > 0 {
@@ -97,6 +177,19 @@ impl Semaphore {
     ///
     /// # Errors
     /// [`SemaphoreError::Timeout`] after at least `timeout`.
+    ///
+    /// # Examples
+    /// ```
+    /// use std::time::Duration;
+    /// use shmkit_sync::{Semaphore, SemaphoreError};
+    ///
+    /// let s = Semaphore::new(0);
+    /// let r = s.acquire_timeout(Duration::from_millis(10));
+    /// assert_eq!(r, Err(SemaphoreError::Timeout));
+    /// s.release()?;
+    /// s.acquire_timeout(Duration::from_millis(10))?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn acquire_timeout(&self, timeout: Duration) -> Result<(), SemaphoreError> {
         self.acquire_with(&Futex, Some(&Deadline::after(timeout)))
     }
@@ -105,17 +198,47 @@ impl Semaphore {
     ///
     /// # Errors
     /// [`SemaphoreError::Overflow`] if a bounded semaphore is already at its maximum.
+    ///
+    /// # Examples
+    /// ```
+    /// use shmkit_sync::Semaphore;
+    ///
+    /// let slots = Semaphore::new(1);
+    /// slots.acquire()?;
+    /// // ... use the slot ...
+    /// slots.release()?; // wakes one waiter, if any sleeps (no syscall otherwise)
+    /// assert_eq!(slots.value(), 1);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn release(&self) -> Result<(), SemaphoreError> {
         self.release_with(&Futex)
     }
 
     /// The number of permits available now (a snapshot).
+    ///
+    /// # Examples
+    /// ```
+    /// use shmkit_sync::Semaphore;
+    ///
+    /// let s = Semaphore::new(2);
+    /// s.acquire()?;
+    /// assert_eq!(s.value(), 1); // a snapshot
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn value(&self) -> u32 {
         // Relaxed: a snapshot.
         self.value.load(Relaxed)
     }
 
     /// The maximum of a bounded semaphore (`None`: unbounded).
+    ///
+    /// # Examples
+    /// ```
+    /// use shmkit_sync::Semaphore;
+    ///
+    /// assert_eq!(Semaphore::new(0).max(), None);
+    /// assert_eq!(Semaphore::bounded(0, 8).max(), Some(8));
+    /// ```
     pub fn max(&self) -> Option<u32> {
         // Relaxed: set at initialisation, before the semaphore was shared.
         match self.max.load(Relaxed) {

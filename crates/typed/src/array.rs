@@ -18,6 +18,16 @@ use crate::types::{kind, tag_of};
 use crate::value::LockResult;
 
 /// Where the `Mutex<[T]>` starts in the payload: 64, or `T`'s alignment if larger.
+///
+/// # Examples
+/// ```
+/// use shmkit_typed::{data_offset, mutex_size};
+///
+/// // Byte layout of a SharedArray<u32> payload (see docs/layout.md), e.g. for a C reader:
+/// assert_eq!(data_offset::<u32>(), 64);
+/// assert_eq!(mutex_size::<u32>(10), Some(16 + 40)); // lock word + elements
+/// assert_eq!(mutex_size::<u64>(usize::MAX), None);
+/// ```
 pub const fn data_offset<T>() -> usize {
     let a = std::mem::align_of::<T>();
     if a > 64 {
@@ -33,6 +43,14 @@ const fn round_up(n: usize, to: usize) -> usize {
 
 /// Bytes taken by a `Mutex<[T]>` of `len` elements (lock word, padding, elements,
 /// trailing padding), or `None` on overflow.
+///
+/// # Examples
+/// ```
+/// use shmkit_typed::mutex_size;
+///
+/// assert_eq!(mutex_size::<u8>(3), Some(24)); // 16-byte lock word, 3 bytes, padding to 8
+/// assert_eq!(mutex_size::<u64>(usize::MAX), None);
+/// ```
 pub const fn mutex_size<T>(len: usize) -> Option<usize> {
     let a = std::mem::align_of::<T>();
     let lock = std::mem::size_of::<RawMutex>();
@@ -93,6 +111,18 @@ impl<T: Pod> SharedArray<T> {
     /// # Errors
     /// [`CreateError::ZeroLength`]; [`CreateError::Segment`] if the name is taken or
     /// invalid, or memory runs out.
+    ///
+    /// # Examples
+    /// ```
+    /// use shmkit_typed::SharedArray;
+    ///
+    /// let name = format!("shmkit-doc-arr-create-{}", std::process::id());
+    /// let a = SharedArray::<f64>::create(&name, 1000)?; // zero-filled; removed on drop
+    /// assert_eq!((a.len(), a.get(999)?), (1000, 0.0));
+    /// let b = SharedArray::<f64>::open(&name, 1000)?;
+    /// assert!(a.is_creator() && !b.is_creator());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn create(name: &str, len: usize) -> Result<Self, CreateError> {
         Self::create_in(Segment::options().posix(name), len)
     }
@@ -101,6 +131,20 @@ impl<T: Pod> SharedArray<T> {
     ///
     /// # Errors
     /// As [`create`](Self::create).
+    ///
+    /// # Examples
+    /// ```
+    /// use shmkit_typed::{OpenError, SharedArray};
+    ///
+    /// let name = format!("shmkit-doc-array-{}", std::process::id());
+    /// let a = SharedArray::<i32>::create_from(&name, &[3, 1, 2])?;
+    /// let b = SharedArray::<i32>::open(&name, 3)?; // as another process would
+    /// b.update(|xs| xs.sort())?; // one locked step over the whole array
+    /// assert_eq!(a.copy_to_vec()?, [1, 2, 3]);
+    /// let wrong = SharedArray::<i32>::open(&name, 4);
+    /// assert!(matches!(wrong, Err(OpenError::LengthMismatch { expected: 4, found: 3 })));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn create_from(name: &str, data: &[T]) -> Result<Self, CreateError> {
         Self::create_from_in(Segment::options().posix(name), data)
     }
@@ -109,6 +153,20 @@ impl<T: Pod> SharedArray<T> {
     ///
     /// # Errors
     /// As [`create`](Self::create).
+    ///
+    /// # Examples
+    /// ```
+    /// use shmkit_segment::Segment;
+    /// use shmkit_typed::SharedArray;
+    ///
+    /// let key = 0x5341_0000 ^ std::process::id() as i32;
+    /// // Any backend: here System V, for programs that only speak shmget.
+    /// let a = SharedArray::<i16>::create_in(Segment::options().sysv(key), 4)?;
+    /// let b = SharedArray::<i16>::open_in(Segment::options().sysv(key))?;
+    /// a.set(3, -1)?;
+    /// assert_eq!(b.get(3)?, -1);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn create_in(options: SegmentOptions, len: usize) -> Result<Self, CreateError> {
         Self::build(options, len, None)
     }
@@ -117,6 +175,18 @@ impl<T: Pod> SharedArray<T> {
     ///
     /// # Errors
     /// As [`create`](Self::create).
+    ///
+    /// # Examples
+    /// ```
+    /// use shmkit_segment::Segment;
+    /// use shmkit_typed::SharedArray;
+    ///
+    /// let name = format!("shmkit-doc-arr-from-in-{}", std::process::id());
+    /// let opts = Segment::options().posix(&name).mode(0o660); // the group may open it too
+    /// let a = SharedArray::create_from_in(opts, &[1u8, 2, 3])?;
+    /// assert_eq!(a.copy_to_vec()?, [1, 2, 3]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn create_from_in(options: SegmentOptions, data: &[T]) -> Result<Self, CreateError> {
         Self::build(options, data.len(), Some(data))
     }
@@ -125,6 +195,27 @@ impl<T: Pod> SharedArray<T> {
     ///
     /// # Errors
     /// As [`create`](Self::create).
+    ///
+    /// # Examples
+    /// ```
+    /// use shmkit_typed::SharedArray;
+    ///
+    /// let results = SharedArray::<u64>::anonymous(2)?;
+    /// // SAFETY: this example is single-threaded, so the child may run any code.
+    /// let child = unsafe { libc::fork() };
+    /// if child == 0 {
+    ///     let ok = results.set(1, 7 * 6).is_ok(); // the child's share of the work
+    ///     // SAFETY: ends the child without running the parent's exit code.
+    ///     unsafe { libc::_exit(if ok { 0 } else { 1 }) }
+    /// }
+    /// results.set(0, 1)?;
+    /// let mut status = 0;
+    /// // SAFETY: `child` is our child's pid; `status` is a valid out-pointer.
+    /// assert_eq!(unsafe { libc::waitpid(child, &mut status, 0) }, child);
+    /// assert!(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0);
+    /// assert_eq!(results.copy_to_vec()?, [1, 42]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn anonymous(len: usize) -> Result<Self, CreateError> {
         Self::create_in(Segment::options().anonymous(), len)
     }
@@ -164,6 +255,17 @@ impl<T: Pod> SharedArray<T> {
     /// # Errors
     /// [`OpenError::TypeMismatch`], [`OpenError::LengthMismatch`], or
     /// [`OpenError::Segment`] if it is missing, not ready in time, or corrupt.
+    ///
+    /// # Examples
+    /// ```
+    /// use shmkit_typed::{OpenError, SharedArray};
+    ///
+    /// let name = format!("shmkit-doc-arr-open-{}", std::process::id());
+    /// let _a = SharedArray::<u32>::create(&name, 4)?;
+    /// assert_eq!(SharedArray::<u32>::open(&name, 4)?.len(), 4);
+    /// assert!(matches!(SharedArray::<u64>::open(&name, 4), Err(OpenError::TypeMismatch { .. })));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn open(name: &str, len: usize) -> Result<Self, OpenError> {
         let a = Self::open_any_len(name)?;
         if a.len != len {
@@ -179,6 +281,17 @@ impl<T: Pod> SharedArray<T> {
     ///
     /// # Errors
     /// As [`open`](Self::open), without the length check.
+    ///
+    /// # Examples
+    /// ```
+    /// use shmkit_typed::SharedArray;
+    ///
+    /// let name = format!("shmkit-doc-any-len-{}", std::process::id());
+    /// let _made = SharedArray::<f32>::create(&name, 5)?;
+    /// let found = SharedArray::<f32>::open_any_len(&name)?; // the length comes from the segment
+    /// assert_eq!(found.len(), 5);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn open_any_len(name: &str) -> Result<Self, OpenError> {
         Self::open_in(Segment::options().posix(name))
     }
@@ -187,6 +300,18 @@ impl<T: Pod> SharedArray<T> {
     ///
     /// # Errors
     /// As [`open_any_len`](Self::open_any_len).
+    ///
+    /// # Examples
+    /// ```
+    /// use shmkit_segment::Segment;
+    /// use shmkit_typed::SharedArray;
+    ///
+    /// let name = format!("shmkit-doc-arr-open-in-{}", std::process::id());
+    /// let _a = SharedArray::<u8>::create(&name, 3)?;
+    /// let b = SharedArray::<u8>::open_in(Segment::options().posix(&name))?;
+    /// assert_eq!(b.len(), 3);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn open_in(options: SegmentOptions) -> Result<Self, OpenError> {
         let seg = options.type_tag(tag_of::<T>(kind::SHARED_ARRAY)).open()?;
         // The length is written before READY and never changes; still, it comes from
@@ -222,6 +347,19 @@ impl<T: Pod> SharedArray<T> {
     /// # Errors
     /// [`OpenOrCreateError::Create`] or [`OpenOrCreateError::Open`] (as
     /// [`create`](Self::create) and [`open`](Self::open)).
+    ///
+    /// # Examples
+    /// ```
+    /// use shmkit_typed::SharedArray;
+    ///
+    /// let name = format!("shmkit-doc-ooc-array-{}", std::process::id());
+    /// let first = SharedArray::<u16>::open_or_create(&name, 8)?;
+    /// let second = SharedArray::<u16>::open_or_create(&name, 8)?;
+    /// assert!(first.is_creator() && !second.is_creator());
+    /// second.set(0, 5)?;
+    /// assert_eq!(first.get(0)?, 5);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn open_or_create(name: &str, len: usize) -> Result<Self, OpenOrCreateError> {
         match Self::create(name, len) {
             Err(CreateError::Segment(shmkit_segment::CreateError::AlreadyExists { .. })) => {
@@ -262,11 +400,27 @@ impl<T: Pod> SharedArray<T> {
     }
 
     /// Number of elements (fixed at creation).
+    ///
+    /// # Examples
+    /// ```
+    /// use shmkit_typed::SharedArray;
+    ///
+    /// assert_eq!(SharedArray::<u8>::anonymous(7)?.len(), 7); // fixed at creation
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn len(&self) -> usize {
         self.len
     }
 
     /// Always `false`: arrays have at least one element.
+    ///
+    /// # Examples
+    /// ```
+    /// use shmkit_typed::SharedArray;
+    ///
+    /// assert!(!SharedArray::<u8>::anonymous(1)?.is_empty()); // length 0 is refused
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn is_empty(&self) -> bool {
         self.len == 0
     }
@@ -275,6 +429,20 @@ impl<T: Pod> SharedArray<T> {
     ///
     /// # Errors
     /// [`LockError::OwnerDied`](shmkit_sync::LockError::OwnerDied) / [`LockError::Poisoned`](shmkit_sync::LockError::Poisoned) carry the guard.
+    ///
+    /// # Examples
+    /// ```
+    /// use shmkit_typed::SharedArray;
+    ///
+    /// let a = SharedArray::<u32>::anonymous(4)?;
+    /// {
+    ///     let mut xs = a.lock().map_err(|e| e.to_string())?; // derefs to [u32]
+    ///     xs.copy_from_slice(&[4, 3, 2, 1]);
+    ///     xs.reverse(); // other processes see only the finished result
+    /// }
+    /// assert_eq!(a.copy_to_vec()?, [1, 2, 3, 4]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn lock(&self) -> LockResult<'_, [T]> {
         self.mutex().lock()
     }
@@ -283,6 +451,19 @@ impl<T: Pod> SharedArray<T> {
     ///
     /// # Errors
     /// As [`lock`](Self::lock), plus [`LockError::Timeout`](shmkit_sync::LockError::Timeout).
+    ///
+    /// # Examples
+    /// ```
+    /// use std::time::Duration;
+    /// use shmkit_typed::SharedArray;
+    ///
+    /// let a = SharedArray::<u8>::anonymous(8)?;
+    /// let mut g = a.lock_timeout(Duration::from_secs(1)).map_err(|e| e.to_string())?;
+    /// g.fill(1);
+    /// drop(g);
+    /// assert_eq!(a.copy_to_vec()?, [1; 8]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn lock_timeout(&self, timeout: Duration) -> LockResult<'_, [T]> {
         self.mutex().lock_timeout(timeout)
     }
@@ -303,6 +484,17 @@ impl<T: Pod> SharedArray<T> {
     /// # Errors
     /// [`AccessError::OutOfRange`] past the end; [`AccessError::OwnerDied`] /
     /// [`AccessError::Poisoned`] (use [`lock`](Self::lock) to repair).
+    ///
+    /// # Examples
+    /// ```
+    /// use shmkit_typed::{AccessError, SharedArray};
+    ///
+    /// let a = SharedArray::<u64>::anonymous(3)?;
+    /// a.set(1, 10)?;
+    /// assert_eq!((a.get(0)?, a.get(1)?), (0, 10)); // zero-filled at creation
+    /// assert!(matches!(a.get(3), Err(AccessError::OutOfRange(_))));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn get(&self, index: usize) -> Result<T, AccessError> {
         self.check(index)?;
         Ok(self.lock()?[index])
@@ -312,6 +504,17 @@ impl<T: Pod> SharedArray<T> {
     ///
     /// # Errors
     /// As [`get`](Self::get).
+    ///
+    /// # Examples
+    /// ```
+    /// use shmkit_typed::SharedArray;
+    ///
+    /// let a = SharedArray::<i64>::anonymous(2)?;
+    /// a.set(0, -5)?;
+    /// assert_eq!(a.get(0)?, -5);
+    /// assert!(a.set(2, 1).is_err()); // out of range: an error, nothing written
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn set(&self, index: usize, value: T) -> Result<(), AccessError> {
         self.check(index)?;
         self.lock()?[index] = value;
@@ -322,6 +525,17 @@ impl<T: Pod> SharedArray<T> {
     ///
     /// # Errors
     /// As [`get`](Self::get), without `OutOfRange`.
+    ///
+    /// # Examples
+    /// ```
+    /// use shmkit_typed::SharedArray;
+    ///
+    /// let a = SharedArray::<u16>::anonymous(3)?;
+    /// a.copy_from_slice(&[5, 6, 7])?;
+    /// let snapshot = a.copy_to_vec()?; // consistent: taken under the lock
+    /// assert_eq!(snapshot, [5, 6, 7]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn copy_to_vec(&self) -> Result<Vec<T>, AccessError> {
         Ok(self.lock()?.to_vec())
     }
@@ -331,6 +545,18 @@ impl<T: Pod> SharedArray<T> {
     /// # Errors
     /// [`AccessError::WrongLength`] if `data.len() != len()`; lock errors as
     /// [`get`](Self::get).
+    ///
+    /// # Examples
+    /// ```
+    /// use shmkit_typed::{AccessError, SharedArray};
+    ///
+    /// let a = SharedArray::<u8>::anonymous(3)?;
+    /// a.copy_from_slice(&[1, 2, 3])?; // all elements in one locked step
+    /// let short = a.copy_from_slice(&[9, 9]);
+    /// assert_eq!(short, Err(AccessError::WrongLength { expected: 3, found: 2 }));
+    /// assert_eq!(a.copy_to_vec()?, [1, 2, 3]); // unchanged
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn copy_from_slice(&self, data: &[T]) -> Result<(), AccessError> {
         if data.len() != self.len {
             return Err(AccessError::WrongLength {
@@ -346,22 +572,67 @@ impl<T: Pod> SharedArray<T> {
     ///
     /// # Errors
     /// As [`copy_to_vec`](Self::copy_to_vec); on an error `f` is not run.
+    ///
+    /// # Examples
+    /// ```
+    /// use shmkit_typed::SharedArray;
+    ///
+    /// let hist = SharedArray::<u32>::anonymous(4)?;
+    /// for sample in [0usize, 3, 3, 1] {
+    ///     hist.update(|bins| bins[sample] += 1)?; // one locked step per sample
+    /// }
+    /// let (max_bin, total) = hist.update(|bins| (bins[3], bins.iter().sum::<u32>()))?;
+    /// assert_eq!((max_bin, total), (2, 4));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn update<R>(&self, f: impl FnOnce(&mut [T]) -> R) -> Result<R, AccessError> {
         let mut guard = self.lock()?;
         Ok(f(&mut guard))
     }
 
     /// Whether this handle created the segment.
+    ///
+    /// # Examples
+    /// ```
+    /// use shmkit_typed::SharedArray;
+    ///
+    /// let name = format!("shmkit-doc-arr-creator-{}", std::process::id());
+    /// let a = SharedArray::<u8>::open_or_create(&name, 2)?;
+    /// assert!(a.is_creator());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn is_creator(&self) -> bool {
         self.seg.is_creator()
     }
 
     /// The segment holding the array.
+    ///
+    /// # Examples
+    /// ```
+    /// use shmkit_typed::SharedArray;
+    ///
+    /// let a = SharedArray::<u32>::anonymous(4)?;
+    /// assert!(a.segment().payload_len() >= 4 * 4); // the segment behind it
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn segment(&self) -> &Segment {
         &self.seg
     }
 
     /// The segment, mutably (e.g. to [`Segment::persist`] it).
+    ///
+    /// # Examples
+    /// ```
+    /// use shmkit_typed::SharedArray;
+    ///
+    /// let name = format!("shmkit-doc-arr-persist-{}", std::process::id());
+    /// let mut a = SharedArray::<u8>::create(&name, 2)?;
+    /// a.segment_mut().persist(); // keep it after this handle drops
+    /// drop(a);
+    /// assert_eq!(SharedArray::<u8>::open(&name, 2)?.len(), 2);
+    /// shmkit_segment::remove(&name)?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn segment_mut(&mut self) -> &mut Segment {
         &mut self.seg
     }

@@ -14,6 +14,17 @@
 use shmkit_segment::TypeTag;
 
 /// Tag kinds of the typed containers (the segment header's `type_tag.kind`).
+///
+/// # Examples
+/// ```
+/// use shmkit_typed::types::kind;
+/// use shmkit_typed::SharedValue;
+///
+/// let v = SharedValue::<u8>::anonymous(0)?;
+/// let tag = v.segment().header().expect("header").type_tag;
+/// assert_eq!(tag.kind(), kind::SHARED_VALUE);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub mod kind {
     /// `SharedValue<T>`: a `Mutex<T>`.
     pub const SHARED_VALUE: u32 = 0x5459_0001;
@@ -32,6 +43,18 @@ pub mod kind {
 /// `type_name` is stable for a given type and compiler; two programs built by very
 /// different compiler versions could in principle spell a name differently, in which
 /// case opening fails with `TypeMismatch` (safe) rather than succeeding wrongly.
+///
+/// # Examples
+/// ```
+/// use shmkit_typed::types::{kind, tag_of};
+/// use shmkit_typed::Queue;
+///
+/// let tag = tag_of::<u64>(kind::QUEUE);
+/// assert_eq!((tag.name(), tag.size(), tag.align()), ("u64", 8, 8));
+/// assert_eq!(tag, Queue::<u64>::type_tag()); // what a queue of u64 records
+/// assert_ne!(tag, tag_of::<i64>(kind::QUEUE)); // same layout, another type
+/// assert_ne!(tag, tag_of::<u64>(kind::SHARED_VALUE)); // same type, another container
+/// ```
 pub fn tag_of<T>(kind: u32) -> TypeTag {
     TypeTag::new(
         kind,

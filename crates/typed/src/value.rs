@@ -20,6 +20,18 @@ use crate::types::{kind, tag_of};
 
 /// The result of locking a shared value or array: the guard, or why there is none (or
 /// why it comes with a warning: `OwnerDied` and `Poisoned` carry it).
+///
+/// # Examples
+/// ```
+/// use shmkit_typed::{LockResult, SharedValue};
+///
+/// fn locked(v: &SharedValue<u32>) -> LockResult<'_, u32> {
+///     v.lock()
+/// }
+/// let v = SharedValue::<u32>::anonymous(4)?;
+/// assert_eq!(*locked(&v).map_err(|e| e.to_string())?, 4);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub type LockResult<'a, T> = Result<MutexGuard<'a, T>, LockError<MutexGuard<'a, T>>>;
 
 /// One `T` in shared memory behind a process-shared, owner-death-aware mutex.
@@ -72,6 +84,28 @@ impl<T: Pod> SharedValue<T> {
     ///
     /// # Errors
     /// [`CreateError::Segment`] if the name is taken or invalid, or memory runs out.
+    ///
+    /// # Examples
+    /// ```
+    /// use shmkit_typed::SharedValue;
+    ///
+    /// let name = format!("shmkit-doc-create-value-{}", std::process::id());
+    /// let hits = SharedValue::<u64>::create(&name, 0)?;
+    /// // SAFETY: this example is single-threaded, so the child may run any code.
+    /// let child = unsafe { libc::fork() };
+    /// if child == 0 {
+    ///     // The child opens the value by name, as an unrelated process would.
+    ///     let ok = SharedValue::<u64>::open(&name).is_ok_and(|v| v.update(|n| *n += 1).is_ok());
+    ///     // SAFETY: ends the child without running the parent's exit code.
+    ///     unsafe { libc::_exit(if ok { 0 } else { 1 }) }
+    /// }
+    /// let mut status = 0;
+    /// // SAFETY: `child` is our child's pid; `status` is a valid out-pointer.
+    /// assert_eq!(unsafe { libc::waitpid(child, &mut status, 0) }, child);
+    /// assert!(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0);
+    /// assert_eq!(hits.get()?, 1);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn create(name: &str, init: T) -> Result<Self, CreateError> {
         Self::create_in(Segment::options().posix(name), init)
     }
@@ -80,6 +114,20 @@ impl<T: Pod> SharedValue<T> {
     ///
     /// # Errors
     /// As [`create`](Self::create).
+    ///
+    /// # Examples
+    /// ```
+    /// use shmkit_segment::Segment;
+    /// use shmkit_typed::SharedValue;
+    ///
+    /// let name = format!("shmkit-doc-value-in-{}", std::process::id());
+    /// let options = Segment::options().posix(&name).mode(0o660); // group may open it
+    /// let v = SharedValue::create_in(options, 1.5f64)?;
+    /// let opened = SharedValue::<f64>::open_in(Segment::options().posix(&name))?;
+    /// assert_eq!(opened.get()?, 1.5);
+    /// assert!(v.is_creator() && !opened.is_creator());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn create_in(options: SegmentOptions, init: T) -> Result<Self, CreateError> {
         let seg = Self::options(options).create_with(Self::init(init))?;
         Ok(Self::from_segment(seg))
@@ -89,6 +137,20 @@ impl<T: Pod> SharedValue<T> {
     ///
     /// # Errors
     /// [`CreateError::Segment`] if memory runs out.
+    ///
+    /// # Examples
+    /// ```
+    /// use shmkit_typed::SharedValue;
+    ///
+    /// #[derive(Clone, Copy, Debug, PartialEq, bytemuck::Pod, bytemuck::Zeroable)]
+    /// #[repr(C)]
+    /// struct Stats { count: u64, sum: f64 }
+    ///
+    /// let stats = SharedValue::anonymous(Stats { count: 0, sum: 0.0 })?;
+    /// stats.update(|s| { s.count += 1; s.sum += 2.5 })?; // both fields in one step
+    /// assert_eq!(stats.get()?, Stats { count: 1, sum: 2.5 });
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn anonymous(init: T) -> Result<Self, CreateError> {
         Self::create_in(Segment::options().anonymous(), init)
     }
@@ -98,6 +160,20 @@ impl<T: Pod> SharedValue<T> {
     /// # Errors
     /// [`OpenError::TypeMismatch`] if it holds another type; [`OpenError::Segment`] if it
     /// is missing, not ready in time, or not a shmkit segment.
+    ///
+    /// # Examples
+    /// ```
+    /// use shmkit_typed::{OpenError, SharedValue};
+    ///
+    /// let name = format!("shmkit-doc-value-{}", std::process::id());
+    /// let created = SharedValue::<u64>::create(&name, 7)?; // removes the name on drop
+    /// let opened = SharedValue::<u64>::open(&name)?; // as another process would
+    /// opened.set(8)?;
+    /// assert_eq!(created.get()?, 8);
+    /// let wrong = SharedValue::<f64>::open(&name);
+    /// assert!(matches!(wrong, Err(OpenError::TypeMismatch { .. })));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn open(name: &str) -> Result<Self, OpenError> {
         Self::open_in(Segment::options().posix(name))
     }
@@ -106,6 +182,20 @@ impl<T: Pod> SharedValue<T> {
     ///
     /// # Errors
     /// As [`open`](Self::open).
+    ///
+    /// # Examples
+    /// ```
+    /// use std::time::Duration;
+    /// use shmkit_segment::Segment;
+    /// use shmkit_typed::SharedValue;
+    ///
+    /// let name = format!("shmkit-doc-open-in-{}", std::process::id());
+    /// let _v = SharedValue::create(&name, 5u16)?;
+    /// // Any segment option: here a longer wait for a creator that is still initialising.
+    /// let opts = Segment::options().posix(&name).open_timeout(Duration::from_secs(5));
+    /// assert_eq!(SharedValue::<u16>::open_in(opts)?.get()?, 5);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn open_in(options: SegmentOptions) -> Result<Self, OpenError> {
         // No `.size()` here: the type tag is checked first (a clearer error than a size
         // mismatch), and the payload size after.
@@ -120,6 +210,18 @@ impl<T: Pod> SharedValue<T> {
     /// # Errors
     /// [`OpenOrCreateError::Create`] or [`OpenOrCreateError::Open`] (as
     /// [`create`](Self::create) and [`open`](Self::open)).
+    ///
+    /// # Examples
+    /// ```
+    /// use shmkit_typed::SharedValue;
+    ///
+    /// let name = format!("shmkit-doc-ooc-value-{}", std::process::id());
+    /// let first = SharedValue::<i64>::open_or_create(&name, 10)?;
+    /// let second = SharedValue::<i64>::open_or_create(&name, 99)?; // opens: 99 unused
+    /// assert!(first.is_creator() && !second.is_creator());
+    /// assert_eq!(second.update(|v| { *v -= 1; *v })?, 9);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn open_or_create(name: &str, init: T) -> Result<Self, OpenOrCreateError> {
         let seg =
             Self::options(Segment::options().posix(name)).open_or_create_with(Self::init(init))?;
@@ -150,6 +252,26 @@ impl<T: Pod> SharedValue<T> {
     /// # Errors
     /// [`LockError::OwnerDied`] / [`LockError::Poisoned`] carry the guard (the lock is
     /// held; the value may need repair; see the sync crate).
+    ///
+    /// # Examples
+    /// ```
+    /// use shmkit_typed::{LockError, SharedValue};
+    ///
+    /// let v = SharedValue::<[u32; 2]>::anonymous([1, 2])?;
+    /// let mut guard = match v.lock() {
+    ///     Ok(g) => g,
+    ///     // A process died holding the lock: repair the value, then mark it consistent.
+    ///     Err(LockError::OwnerDied(g)) | Err(LockError::Poisoned(g)) => {
+    ///         g.make_consistent();
+    ///         g
+    ///     }
+    ///     Err(e) => return Err(e.to_string().into()),
+    /// };
+    /// guard.swap(0, 1); // several steps, seen as one by other processes
+    /// drop(guard);
+    /// assert_eq!(v.get()?, [2, 1]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn lock(&self) -> LockResult<'_, T> {
         self.mutex().lock()
     }
@@ -158,6 +280,21 @@ impl<T: Pod> SharedValue<T> {
     ///
     /// # Errors
     /// As [`lock`](Self::lock), plus `WouldBlock`.
+    ///
+    /// # Examples
+    /// ```
+    /// use shmkit_typed::{LockError, SharedValue};
+    ///
+    /// let v = SharedValue::<u32>::anonymous(0)?;
+    /// let held = v.lock().map_err(|e| e.to_string())?;
+    /// let busy = std::thread::scope(|s| {
+    ///     s.spawn(|| matches!(v.try_lock(), Err(LockError::WouldBlock))).join().unwrap()
+    /// });
+    /// assert!(busy);
+    /// drop(held);
+    /// assert_eq!(*v.try_lock().map_err(|e| e.to_string())?, 0);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn try_lock(&self) -> LockResult<'_, T> {
         self.mutex().try_lock()
     }
@@ -166,6 +303,23 @@ impl<T: Pod> SharedValue<T> {
     ///
     /// # Errors
     /// As [`lock`](Self::lock), plus [`LockError::Timeout`].
+    ///
+    /// # Examples
+    /// ```
+    /// use std::time::Duration;
+    /// use shmkit_typed::{LockError, SharedValue};
+    ///
+    /// let v = SharedValue::<u8>::anonymous(1)?;
+    /// let held = v.lock().map_err(|e| e.to_string())?;
+    /// let timed_out = std::thread::scope(|s| {
+    ///     s.spawn(|| matches!(v.lock_timeout(Duration::from_millis(10)), Err(LockError::Timeout)))
+    ///         .join()
+    ///         .unwrap()
+    /// });
+    /// assert!(timed_out);
+    /// drop(held);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn lock_timeout(&self, timeout: Duration) -> LockResult<'_, T> {
         self.mutex().lock_timeout(timeout)
     }
@@ -175,6 +329,15 @@ impl<T: Pod> SharedValue<T> {
     /// # Errors
     /// [`AccessError::OwnerDied`] / [`AccessError::Poisoned`] (nothing is read: use
     /// [`lock`](Self::lock) to repair), [`AccessError::WouldDeadlock`].
+    ///
+    /// # Examples
+    /// ```
+    /// use shmkit_typed::SharedValue;
+    ///
+    /// let v = SharedValue::<u8>::anonymous(42)?;
+    /// assert_eq!(v.get()?, 42); // a copy, read under the lock
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn get(&self) -> Result<T, AccessError> {
         Ok(*self.lock()?)
     }
@@ -183,6 +346,16 @@ impl<T: Pod> SharedValue<T> {
     ///
     /// # Errors
     /// As [`get`](Self::get); on an error the value is not changed.
+    ///
+    /// # Examples
+    /// ```
+    /// use shmkit_typed::SharedValue;
+    ///
+    /// let v = SharedValue::<[f32; 3]>::anonymous([0.0; 3])?;
+    /// v.set([1.0, 2.0, 3.0])?; // readers see all three or none
+    /// assert_eq!(v.get()?, [1.0, 2.0, 3.0]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn set(&self, value: T) -> Result<(), AccessError> {
         *self.lock()? = value;
         Ok(())
@@ -193,22 +366,70 @@ impl<T: Pod> SharedValue<T> {
     ///
     /// # Errors
     /// As [`get`](Self::get); on an error `f` is not run.
+    ///
+    /// # Examples
+    /// ```
+    /// use shmkit_typed::SharedValue;
+    ///
+    /// let tickets = SharedValue::<u32>::anonymous(100)?;
+    /// // Read-modify-write in one locked step (Python's `v.value += 1` races; this does not).
+    /// let mine = tickets.update(|next| {
+    ///     let t = *next;
+    ///     *next += 1;
+    ///     t
+    /// })?;
+    /// assert_eq!((mine, tickets.get()?), (100, 101));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn update<R>(&self, f: impl FnOnce(&mut T) -> R) -> Result<R, AccessError> {
         let mut guard = self.lock()?;
         Ok(f(&mut guard))
     }
 
     /// Whether this handle created the segment.
+    ///
+    /// # Examples
+    /// ```
+    /// use shmkit_typed::SharedValue;
+    ///
+    /// let name = format!("shmkit-doc-val-creator-{}", std::process::id());
+    /// let a = SharedValue::<u8>::open_or_create(&name, 1)?;
+    /// let b = SharedValue::<u8>::open_or_create(&name, 1)?;
+    /// assert!(a.is_creator() && !b.is_creator());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn is_creator(&self) -> bool {
         self.seg.is_creator()
     }
 
     /// The segment holding the value.
+    ///
+    /// # Examples
+    /// ```
+    /// use shmkit_typed::SharedValue;
+    ///
+    /// let v = SharedValue::<u64>::anonymous(0)?;
+    /// assert!(v.segment().payload_len() >= 16 + 8); // lock word + value
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn segment(&self) -> &Segment {
         &self.seg
     }
 
     /// The segment, mutably (e.g. to [`Segment::persist`] it).
+    ///
+    /// # Examples
+    /// ```
+    /// use shmkit_typed::SharedValue;
+    ///
+    /// let name = format!("shmkit-doc-keep-value-{}", std::process::id());
+    /// let mut v = SharedValue::<u64>::create(&name, 3)?;
+    /// v.segment_mut().persist(); // outlive this handle (e.g. a service's state)
+    /// drop(v);
+    /// assert_eq!(SharedValue::<u64>::open(&name)?.get()?, 3);
+    /// shmkit_segment::remove(&name)?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn segment_mut(&mut self) -> &mut Segment {
         &mut self.seg
     }
@@ -235,6 +456,24 @@ fn check_fits(seg: &Segment, need: usize) -> Result<(), OpenError> {
 ///
 /// A value wider than the machine's atomic width may be read torn while another process
 /// writes it; use [`SharedValue`] when readers must see whole updates.
+///
+/// # Examples
+/// ```
+/// use std::sync::atomic::{AtomicU64, Ordering};
+/// use shmkit_typed::RawValue;
+///
+/// let name = format!("shmkit-doc-raw-value-{}", std::process::id());
+/// let flag = RawValue::<u64>::create(&name, 0)?;
+/// let seen = RawValue::<u64>::open(&name)?; // as another process would
+/// flag.set(5); // one volatile write: no lock, no syscall
+/// assert_eq!(seen.get(), 5);
+/// // For read-modify-write without a lock, use an atomic through the pointer.
+/// // SAFETY: the payload is 128-byte aligned and shared only as a `u64`.
+/// let counter = unsafe { AtomicU64::from_ptr(seen.as_ptr()) };
+/// counter.fetch_add(1, Ordering::Relaxed);
+/// assert_eq!(flag.get(), 6);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub struct RawValue<T: Pod> {
     seg: Segment,
     ptr: NonNull<T>,
@@ -263,6 +502,17 @@ impl<T: Pod> RawValue<T> {
     ///
     /// # Errors
     /// [`CreateError::Segment`] if the name is taken or invalid, or memory runs out.
+    ///
+    /// # Examples
+    /// ```
+    /// use shmkit_typed::RawValue;
+    ///
+    /// let name = format!("shmkit-doc-raw-create-{}", std::process::id());
+    /// let v = RawValue::<i32>::create(&name, -1)?; // removes the name on drop
+    /// assert_eq!(v.get(), -1);
+    /// assert_eq!(v.segment().name(), Some(name.as_str()));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn create(name: &str, init: T) -> Result<Self, CreateError> {
         Self::create_in(Segment::options().posix(name), init)
     }
@@ -271,6 +521,19 @@ impl<T: Pod> RawValue<T> {
     ///
     /// # Errors
     /// As [`create`](Self::create).
+    ///
+    /// # Examples
+    /// ```
+    /// use shmkit_segment::Segment;
+    /// use shmkit_typed::RawValue;
+    ///
+    /// let path = std::env::temp_dir().join(format!("shmkit-doc-raw-file-{}", std::process::id()));
+    /// // File-backed: the value survives restarts (opt in to removal here).
+    /// let opts = Segment::options().file(&path).unlink_on_drop(true);
+    /// let v = RawValue::create_in(opts, 3.25f32)?;
+    /// assert_eq!(v.get(), 3.25);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn create_in(options: SegmentOptions, init: T) -> Result<Self, CreateError> {
         let seg = Self::options(options).create_with(|p, len| {
             assert!(len >= std::mem::size_of::<T>());
@@ -285,6 +548,17 @@ impl<T: Pod> RawValue<T> {
     ///
     /// # Errors
     /// [`CreateError::Segment`] if memory runs out.
+    ///
+    /// # Examples
+    /// ```
+    /// use shmkit_typed::RawValue;
+    ///
+    /// let flag = RawValue::<u32>::anonymous(0)?; // inherited by children forked later
+    /// flag.set(1);
+    /// assert_eq!(flag.get(), 1);
+    /// assert!(flag.segment().name().is_none());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn anonymous(init: T) -> Result<Self, CreateError> {
         Self::create_in(Segment::options().anonymous(), init)
     }
@@ -294,6 +568,19 @@ impl<T: Pod> RawValue<T> {
     /// # Errors
     /// [`OpenError::TypeMismatch`] if it holds another type; [`OpenError::Segment`]
     /// otherwise.
+    ///
+    /// # Examples
+    /// ```
+    /// use shmkit_typed::{OpenError, RawValue, SharedValue};
+    ///
+    /// let name = format!("shmkit-doc-raw-open-{}", std::process::id());
+    /// let _v = RawValue::<u64>::create(&name, 9)?;
+    /// assert_eq!(RawValue::<u64>::open(&name)?.get(), 9);
+    /// // A raw value is not a locked value, even of the same type.
+    /// let locked = SharedValue::<u64>::open(&name);
+    /// assert!(matches!(locked, Err(OpenError::TypeMismatch { .. })));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn open(name: &str) -> Result<Self, OpenError> {
         let seg = Segment::options()
             .posix(name)
@@ -311,6 +598,15 @@ impl<T: Pod> RawValue<T> {
 
     /// A copy of the value (one volatile read; may be torn if another process writes
     /// concurrently and `T` is wider than an atomic word).
+    ///
+    /// # Examples
+    /// ```
+    /// use shmkit_typed::RawValue;
+    ///
+    /// let v = RawValue::<f64>::anonymous(0.5)?;
+    /// assert_eq!(v.get(), 0.5); // one volatile read, no lock
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn get(&self) -> T {
         // SAFETY: `ptr` is aligned, inside the live mapping, and any bytes are a valid
         // `T` (Pod); a volatile read forms no reference to memory others write.
@@ -318,17 +614,50 @@ impl<T: Pod> RawValue<T> {
     }
 
     /// Overwrites the value (one volatile write).
+    ///
+    /// # Examples
+    /// ```
+    /// use shmkit_typed::RawValue;
+    ///
+    /// let v = RawValue::<[u16; 2]>::anonymous([0, 0])?;
+    /// v.set([1, 2]); // one volatile write, no lock: readers may see it torn
+    /// assert_eq!(v.get(), [1, 2]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn set(&self, value: T) {
         // SAFETY: as in `get`; writing a Pod value cannot break any invariant.
         unsafe { self.ptr.as_ptr().write_volatile(value) }
     }
 
     /// The raw pointer to the value, for atomics or `ctypes`-style access.
+    ///
+    /// # Examples
+    /// ```
+    /// use std::sync::atomic::{AtomicU32, Ordering};
+    /// use shmkit_typed::RawValue;
+    ///
+    /// let v = RawValue::<u32>::anonymous(0)?;
+    /// // SAFETY: the value is 4-aligned (the payload is 128-aligned), lives as long as `v`,
+    /// // and is only ever accessed atomically from here on.
+    /// let a = unsafe { AtomicU32::from_ptr(v.as_ptr()) };
+    /// a.fetch_add(2, Ordering::AcqRel);
+    /// assert_eq!(a.load(Ordering::Acquire), 2);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn as_ptr(&self) -> *mut T {
         self.ptr.as_ptr()
     }
 
     /// The segment holding the value.
+    ///
+    /// # Examples
+    /// ```
+    /// use shmkit_typed::RawValue;
+    ///
+    /// let v = RawValue::<u8>::anonymous(0)?;
+    /// assert_eq!(v.segment().payload_len(), 1);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn segment(&self) -> &Segment {
         &self.seg
     }
