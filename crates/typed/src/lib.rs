@@ -17,6 +17,8 @@
 #[cfg(not(loom))]
 mod array;
 mod error;
+#[cfg(not(loom))]
+mod in_segment;
 pub mod queue;
 pub mod ring;
 pub mod types;

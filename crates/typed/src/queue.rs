@@ -386,6 +386,30 @@ unsafe impl<T: bytemuck::Pod> Send for Queue<T> {}
 // SAFETY: as above; every method takes `&self` and synchronises through the stamps.
 unsafe impl<T: bytemuck::Pod> Sync for Queue<T> {}
 
+#[cfg(not(loom))]
+impl<T: bytemuck::Pod> crate::in_segment::InSegment for Queue<T> {
+    type LayoutError = QueueLayoutError;
+
+    fn tag() -> shmkit_segment::TypeTag {
+        Self::type_tag()
+    }
+
+    fn payload_size(capacity: usize) -> Result<usize, QueueLayoutError> {
+        Self::check_capacity(capacity)?;
+        Self::region_size(capacity).ok_or(QueueLayoutError::BadCapacity(capacity))
+    }
+
+    unsafe fn init_payload(ptr: *mut u8, len: usize, capacity: usize) {
+        // SAFETY: the trait's contract: a fresh, private, large enough payload; the
+        // capacity was validated by `payload_size`.
+        let _ = unsafe { Self::init(ptr, len, capacity) };
+    }
+
+    fn from_segment(seg: shmkit_segment::Segment) -> Result<Self, QueueLayoutError> {
+        Self::from_segment(seg)
+    }
+}
+
 impl<T: bytemuck::Pod> std::fmt::Debug for Queue<T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Queue")
@@ -608,21 +632,6 @@ impl<T: bytemuck::Pod> Queue<T> {
         Ok(q)
     }
 
-    #[cfg(not(loom))]
-    fn sized(capacity: usize) -> Result<usize, QueueLayoutError> {
-        Self::check_capacity(capacity)?;
-        Self::region_size(capacity).ok_or(QueueLayoutError::BadCapacity(capacity))
-    }
-
-    #[cfg(not(loom))]
-    fn init_payload(capacity: usize) -> impl FnOnce(*mut u8, usize) {
-        move |ptr, len| {
-            // SAFETY: the fresh payload is ours alone until READY; the capacity was
-            // validated before.
-            let _ = unsafe { Self::init(ptr, len, capacity) };
-        }
-    }
-
     /// Creates a named queue (`/dev/shm/<name>`) of `capacity` items (a power of two).
     /// The name is removed when this handle drops.
     ///
@@ -643,13 +652,45 @@ impl<T: bytemuck::Pod> Queue<T> {
     /// ```
     #[cfg(not(loom))]
     pub fn create(name: &str, capacity: usize) -> Result<Self, crate::CreateError> {
-        let size = Self::sized(capacity)?;
-        let seg = shmkit_segment::Segment::options()
-            .posix(name)
-            .size(size)
-            .type_tag(Self::type_tag())
-            .create_with(Self::init_payload(capacity))?;
-        Ok(Self::from_segment(seg)?)
+        Self::create_in(shmkit_segment::Segment::options().posix(name), capacity)
+    }
+
+    /// Creates a queue in the segment described by `options`: any backend (POSIX,
+    /// System V, file, anonymous), mode, ownership.
+    ///
+    /// # Errors
+    /// As [`Queue::create`].
+    ///
+    /// # Examples
+    /// ```
+    /// use shmkit_segment::Segment;
+    /// use shmkit_typed::Queue;
+    ///
+    /// let name = format!("shmkit-doc-queue-in-{}", std::process::id());
+    /// let q = Queue::<u32>::create_in(Segment::options().posix(&name).mode(0o660), 8)?;
+    /// q.put(5)?;
+    /// let same = Queue::<u32>::open_in(Segment::options().posix(&name))?;
+    /// assert_eq!(same.get()?, 5);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    #[cfg(not(loom))]
+    pub fn create_in(
+        options: shmkit_segment::SegmentOptions,
+        capacity: usize,
+    ) -> Result<Self, crate::CreateError> {
+        crate::in_segment::create(options, capacity)
+    }
+
+    /// Opens the queue in the segment described by `options`.
+    ///
+    /// # Errors
+    /// As [`Queue::open`].
+    ///
+    /// # Examples
+    /// See [`Queue::create_in`].
+    #[cfg(not(loom))]
+    pub fn open_in(options: shmkit_segment::SegmentOptions) -> Result<Self, crate::OpenError> {
+        crate::in_segment::open(options)
     }
 
     /// Opens the named queue of `T` another process created.
@@ -671,11 +712,7 @@ impl<T: bytemuck::Pod> Queue<T> {
     /// ```
     #[cfg(not(loom))]
     pub fn open(name: &str) -> Result<Self, crate::OpenError> {
-        let seg = shmkit_segment::Segment::options()
-            .posix(name)
-            .type_tag(Self::type_tag())
-            .open()?;
-        Ok(Self::from_segment(seg)?)
+        Self::open_in(shmkit_segment::Segment::options().posix(name))
     }
 
     /// Opens the named queue, or creates it with `capacity` if it does not exist.
@@ -698,13 +735,7 @@ impl<T: bytemuck::Pod> Queue<T> {
     /// ```
     #[cfg(not(loom))]
     pub fn open_or_create(name: &str, capacity: usize) -> Result<Self, crate::OpenOrCreateError> {
-        let size = Self::sized(capacity).map_err(crate::CreateError::from)?;
-        let seg = shmkit_segment::Segment::options()
-            .posix(name)
-            .size(size)
-            .type_tag(Self::type_tag())
-            .open_or_create_with(Self::init_payload(capacity))?;
-        Ok(Self::from_segment(seg).map_err(crate::OpenError::from)?)
+        crate::in_segment::open_or_create(shmkit_segment::Segment::options().posix(name), capacity)
     }
 
     /// Creates a queue in anonymous shared memory, shared with children forked after
@@ -739,13 +770,7 @@ impl<T: bytemuck::Pod> Queue<T> {
     /// ```
     #[cfg(not(loom))]
     pub fn anonymous(capacity: usize) -> Result<Self, crate::CreateError> {
-        let size = Self::sized(capacity)?;
-        let seg = shmkit_segment::Segment::options()
-            .anonymous()
-            .size(size)
-            .type_tag(Self::type_tag())
-            .create_with(Self::init_payload(capacity))?;
-        Ok(Self::from_segment(seg)?)
+        Self::create_in(shmkit_segment::Segment::options().anonymous(), capacity)
     }
 
     /// The segment behind this queue, if it was made by `create`/`open`/`anonymous`.

@@ -622,15 +622,6 @@ impl Ring {
         Ok(ring)
     }
 
-    #[cfg(not(loom))]
-    fn init_payload(capacity: usize) -> impl FnOnce(*mut u8, usize) {
-        move |ptr, len| {
-            // SAFETY: the segment layer hands us its fresh payload, ours alone until
-            // READY; the capacity was validated before.
-            let _ = unsafe { Ring::init(ptr, len, capacity) };
-        }
-    }
-
     /// Creates a named ring (POSIX shared memory `/dev/shm/<name>`) of `capacity` data
     /// bytes ([`DEFAULT_RING_CAPACITY`] is a good default). The name is removed when
     /// this handle drops.
@@ -653,13 +644,44 @@ impl Ring {
     /// ```
     #[cfg(not(loom))]
     pub fn create(name: &str, capacity: usize) -> Result<Ring, crate::CreateError> {
-        Self::check_capacity(capacity)?;
-        let seg = shmkit_segment::Segment::options()
-            .posix(name)
-            .size(Self::region_size(capacity))
-            .type_tag(Self::type_tag())
-            .create_with(Self::init_payload(capacity))?;
-        Ok(Self::from_segment(seg)?)
+        Self::create_in(shmkit_segment::Segment::options().posix(name), capacity)
+    }
+
+    /// Creates a ring in the segment described by `options`: any backend (POSIX,
+    /// System V, file, anonymous), mode, ownership.
+    ///
+    /// # Errors
+    /// As [`Ring::create`].
+    ///
+    /// # Examples
+    /// ```
+    /// use shmkit_segment::Segment;
+    /// use shmkit_typed::Ring;
+    ///
+    /// let name = format!("shmkit-doc-ring-in-{}", std::process::id());
+    /// let ring = Ring::create_in(Segment::options().posix(&name).mode(0o660), 4096)?;
+    /// let other = Ring::open_in(Segment::options().posix(&name))?;
+    /// assert_eq!(other.capacity(), ring.capacity());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    #[cfg(not(loom))]
+    pub fn create_in(
+        options: shmkit_segment::SegmentOptions,
+        capacity: usize,
+    ) -> Result<Ring, crate::CreateError> {
+        crate::in_segment::create(options, capacity)
+    }
+
+    /// Opens the ring in the segment described by `options`.
+    ///
+    /// # Errors
+    /// As [`Ring::open`].
+    ///
+    /// # Examples
+    /// See [`Ring::create_in`].
+    #[cfg(not(loom))]
+    pub fn open_in(options: shmkit_segment::SegmentOptions) -> Result<Ring, crate::OpenError> {
+        crate::in_segment::open(options)
     }
 
     /// Opens the named ring another process created.
@@ -682,11 +704,7 @@ impl Ring {
     /// ```
     #[cfg(not(loom))]
     pub fn open(name: &str) -> Result<Ring, crate::OpenError> {
-        let seg = shmkit_segment::Segment::options()
-            .posix(name)
-            .type_tag(Self::type_tag())
-            .open()?;
-        Ok(Self::from_segment(seg)?)
+        Self::open_in(shmkit_segment::Segment::options().posix(name))
     }
 
     /// Opens the named ring, or creates it with `capacity` if it does not exist.
@@ -708,13 +726,7 @@ impl Ring {
     /// ```
     #[cfg(not(loom))]
     pub fn open_or_create(name: &str, capacity: usize) -> Result<Ring, crate::OpenOrCreateError> {
-        Self::check_capacity(capacity).map_err(crate::CreateError::from)?;
-        let seg = shmkit_segment::Segment::options()
-            .posix(name)
-            .size(Self::region_size(capacity))
-            .type_tag(Self::type_tag())
-            .open_or_create_with(Self::init_payload(capacity))?;
-        Ok(Self::from_segment(seg).map_err(crate::OpenError::from)?)
+        crate::in_segment::open_or_create(shmkit_segment::Segment::options().posix(name), capacity)
     }
 
     /// Creates a ring in anonymous shared memory, shared with children forked after
@@ -746,13 +758,7 @@ impl Ring {
     /// ```
     #[cfg(not(loom))]
     pub fn anonymous(capacity: usize) -> Result<Ring, crate::CreateError> {
-        Self::check_capacity(capacity)?;
-        let seg = shmkit_segment::Segment::options()
-            .anonymous()
-            .size(Self::region_size(capacity))
-            .type_tag(Self::type_tag())
-            .create_with(Self::init_payload(capacity))?;
-        Ok(Self::from_segment(seg)?)
+        Self::create_in(shmkit_segment::Segment::options().anonymous(), capacity)
     }
 
     /// The segment behind this ring, if it was made by `create`/`open`/`anonymous`.
@@ -1540,6 +1546,30 @@ fn copy_into(buf: &mut Vec<u8>, msg: &[u8]) -> usize {
     buf.clear();
     buf.extend_from_slice(msg);
     msg.len()
+}
+
+#[cfg(not(loom))]
+impl crate::in_segment::InSegment for Ring {
+    type LayoutError = RingLayoutError;
+
+    fn tag() -> shmkit_segment::TypeTag {
+        Ring::type_tag()
+    }
+
+    fn payload_size(capacity: usize) -> Result<usize, RingLayoutError> {
+        Ring::check_capacity(capacity)?;
+        Ok(Ring::region_size(capacity))
+    }
+
+    unsafe fn init_payload(ptr: *mut u8, len: usize, capacity: usize) {
+        // SAFETY: the trait's contract: a fresh, private, large enough payload; the
+        // capacity was validated by `payload_size`.
+        let _ = unsafe { Ring::init(ptr, len, capacity) };
+    }
+
+    fn from_segment(seg: shmkit_segment::Segment) -> Result<Ring, RingLayoutError> {
+        Ring::from_segment(seg)
+    }
 }
 
 impl Drop for Ring {
