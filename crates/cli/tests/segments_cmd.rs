@@ -101,3 +101,54 @@ fn rm_dead_removes_segments_whose_creator_is_gone() {
     assert!(out.contains(&name), "{out}");
     assert!(!std::path::Path::new(&format!("/dev/shm/{name}")).exists());
 }
+
+#[test]
+fn bench_quick_json_has_every_transport_and_verifies() {
+    let dir = std::env::temp_dir().join(unique_name("bench-json"));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let json = dir.join("bench.json");
+    let svg = dir.join("bench.svg");
+    let (ok, out, err) = shmkit(&[
+        "bench",
+        "--quick",
+        "--size",
+        "64,65536",
+        "--repeats",
+        "1",
+        "--json",
+        json.to_str().expect("utf-8"),
+        "--plot",
+        svg.to_str().expect("utf-8"),
+    ]);
+    assert!(ok, "bench failed: {err}");
+    assert!(out.contains("× pipe"), "{out}");
+    let text = std::fs::read_to_string(&json).expect("json written");
+    let svg_text = std::fs::read_to_string(&svg).expect("svg written");
+    let _ = std::fs::remove_dir_all(&dir);
+    let v: serde_json::Value = serde_json::from_str(&text).expect("valid JSON");
+    let rows = v.as_array().expect("an array");
+    assert_eq!(rows.len(), 8, "4 transports x 2 sizes");
+    for t in ["ring", "queue", "pipe", "unix-socket"] {
+        for size in [64, 65536] {
+            let row = rows
+                .iter()
+                .find(|r| r["transport"] == t && r["size"] == size)
+                .unwrap_or_else(|| panic!("{t} {size} missing from {text}"));
+            for field in [
+                "messages_per_s",
+                "bytes_per_s",
+                "rtt_median_ns",
+                "rtt_p99_ns",
+            ] {
+                assert!(
+                    row[field].as_f64().is_some_and(|x| x > 0.0),
+                    "{field} in {row}"
+                );
+            }
+        }
+    }
+    assert!(
+        svg_text.starts_with("<svg") && svg_text.contains("ring"),
+        "an SVG plot"
+    );
+}

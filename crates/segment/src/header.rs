@@ -22,7 +22,7 @@
 //! All integers are little-endian (the host order on every Linux target we build for).
 
 use std::fmt;
-use std::ptr::{addr_of, addr_of_mut};
+use std::ptr::addr_of_mut;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 /// The first 8 bytes of every shmkit segment.
@@ -111,39 +111,33 @@ impl Header {
         }
     }
 
-    /// Plain copy of the fields. Volatile reads: another process could (wrongly)
-    /// write them; we never form references to memory another process writes.
+    /// A copy of the header's 128 bytes, read as 16 volatile `u64` words: another
+    /// process may (wrongly) write them at any time, so we never form references to
+    /// them, and everything an opener decides is decided on this one copy (a peer that
+    /// changes the header after the copy cannot make a checked value unchecked).
+    ///
+    /// # Safety
+    /// `h` points to at least [`HEADER_LEN`] readable bytes, 8-aligned.
+    pub(crate) unsafe fn read_bytes(h: *const Header) -> [u8; HEADER_LEN] {
+        let words = h.cast::<u64>();
+        let mut out = [0u8; HEADER_LEN];
+        for (i, chunk) in out.chunks_exact_mut(8).enumerate() {
+            // SAFETY: the caller guarantees HEADER_LEN readable, 8-aligned bytes at `h`;
+            // word `i` < 16 lies inside them. Volatile: the memory is shared.
+            let w = unsafe { words.add(i).read_volatile() };
+            chunk.copy_from_slice(&w.to_le_bytes());
+        }
+        out
+    }
+
+    /// Plain copy of the fields, decoded from [`Header::read_bytes`].
     ///
     /// # Safety
     /// `h` points to at least [`HEADER_LEN`] readable bytes, 8-aligned, and the caller
     /// has Acquired a non-zero `creator_pid` or READY.
     pub(crate) unsafe fn snapshot(h: *const Header) -> HeaderInfo {
-        // SAFETY: the caller guarantees `h` is valid for reads of a whole header; the
-        // atomics are read as atomics, the rest volatile.
-        unsafe {
-            let name = addr_of!((*h).tag_name).read_volatile();
-            let name_len = (addr_of!((*h).tag_name_len).read_volatile() as usize).min(TAG_NAME_LEN);
-            HeaderInfo {
-                magic: (*h).magic.load(Ordering::Relaxed),
-                version: addr_of!((*h).version).read_volatile(),
-                // Relaxed: informational copy; synchronisation was done by the caller.
-                ready: (*h).state.load(Ordering::Relaxed) == STATE_READY,
-                creator_pid: (*h).creator_pid.load(Ordering::Relaxed),
-                creator_pidns: addr_of!((*h).creator_pidns).read_volatile(),
-                header_len: addr_of!((*h).header_len).read_volatile(),
-                total_size: addr_of!((*h).total_size).read_volatile(),
-                payload_offset: addr_of!((*h).payload_offset).read_volatile(),
-                payload_size: addr_of!((*h).payload_size).read_volatile(),
-                type_tag: TypeTag {
-                    kind: addr_of!((*h).tag_kind).read_volatile(),
-                    size: addr_of!((*h).tag_size).read_volatile(),
-                    align: addr_of!((*h).tag_align).read_volatile(),
-                    fingerprint: addr_of!((*h).tag_fingerprint).read_volatile(),
-                    name,
-                    name_len: valid_utf8_prefix(&name[..name_len]),
-                },
-            }
-        }
+        // SAFETY: forwarded from the caller.
+        Header::from_bytes(&unsafe { Header::read_bytes(h) })
     }
 
     /// Decodes a header from bytes read with `pread` (no mapping), e.g. for `list()`.

@@ -18,8 +18,10 @@
 //! | [`Backend::File`] | `.file(path)` | the path | `open(O_CREAT\|O_EXCL)`, `fchmod`, `fallocate` |
 //! | [`Backend::Anonymous`] | `.anonymous()`; `.fd(fd)` to open | none | `memfd_create`, `fallocate`; shared with `fork` children, or pass [`Segment::fd`] |
 //!
-//! Ownership: the creator removes the name when its handle drops (unless
-//! [`Segment::persist`] or `unlink_on_drop(false)`); an opener never does (unless
+//! Ownership: for POSIX and System V segments the creator removes the name when its
+//! handle drops (unless [`Segment::persist`] or `unlink_on_drop(false)`); a file-backed
+//! segment is meant to persist across restarts, so its creator keeps the file unless
+//! it opts in with `unlink_on_drop(true)`. An opener never removes the name (unless
 //! `unlink_on_drop(true)`). Removal happens only in the process that made the handle,
 //! so a forked child never removes its parent's segment, and only if the name still
 //! names the object this handle made.
@@ -48,12 +50,15 @@
 //! ```
 
 mod error;
+#[doc(hidden)]
+pub mod fuzz;
 pub mod header;
 mod list;
 mod name;
 mod options;
 mod segment;
 mod sys;
+mod validate;
 mod wait;
 
 pub use error::{CreateError, ListError, OpenError, OpenOrCreateError, RemoveError};

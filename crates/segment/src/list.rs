@@ -1,8 +1,7 @@
 //! [`list`] the shmkit segments on this machine and [`remove`] them by name.
 
-use std::fs::File;
 use std::io;
-use std::os::unix::fs::{FileExt, MetadataExt};
+use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt};
 
 use crate::error::{ListError, RemoveError};
 use crate::header::{Header, HeaderInfo, HEADER_LEN, MAGIC};
@@ -85,9 +84,14 @@ pub fn list() -> Result<Vec<SegmentInfo>, ListError> {
 
 fn posix_info(name: &str) -> Option<SegmentInfo> {
     let path = format!("{POSIX_SHM_DIR}/{name}");
-    // O_NOFOLLOW-free plain read: pread never faults, unlike a mapping of an object
-    // another process may shrink.
-    let file = File::open(&path).ok()?;
+    // Read with pread, not a mapping: pread never faults, even on an object another
+    // process shrinks. /dev/shm is world-writable: never follow a planted symlink, and
+    // never block opening a planted FIFO (O_NONBLOCK); only regular files are read.
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(&path)
+        .ok()?;
     let meta = file.metadata().ok()?;
     if !meta.is_file() || meta.len() < HEADER_LEN as u64 {
         return None;

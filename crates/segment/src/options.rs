@@ -20,11 +20,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::error::{CreateError, OpenError, OpenOrCreateError};
-use crate::header::{
-    Header, HeaderInfo, TypeTag, HEADER_LEN, LAYOUT_VERSION, MAGIC, STATE_FAILED, STATE_READY,
-};
+use crate::header::{Header, TypeTag, HEADER_LEN, STATE_FAILED, STATE_READY};
 use crate::segment::{Backend, Mapping, Segment, Unlinker};
-use crate::wait::{wait_for_size, wait_ready};
+use crate::validate::{open_header, Expect};
+use crate::wait::wait_for_size;
 use crate::{name, sys};
 
 /// Default time `open` waits for the creator to publish READY.
@@ -153,8 +152,10 @@ impl SegmentOptions {
         self
     }
 
-    /// A file-backed segment at `path`. Like every backend, the creator removes the file
-    /// on drop unless told not to ([`Segment::persist`] or `unlink_on_drop(false)`).
+    /// A file-backed segment at `path`, meant to persist across restarts: unlike the
+    /// other backends, the creator does **not** remove the file on drop (opt in with
+    /// `unlink_on_drop(true)`). A creation that fails half-way (including a panicking
+    /// `init`) still removes the file it made.
     pub fn file(mut self, path: impl AsRef<Path>) -> Self {
         self.target = Target::File(path.as_ref().to_owned());
         self
@@ -209,8 +210,9 @@ impl SegmentOptions {
         self
     }
 
-    /// Whether dropping the handle removes the name (default: yes for the creator, no
-    /// for an opener). Only ever in the process that made the handle.
+    /// Whether dropping the handle removes the name. Default: an opener never does; the
+    /// creator does for POSIX and System V segments, but not for a file-backed one
+    /// (files are meant to persist). Only ever in the process that made the handle.
     pub fn unlink_on_drop(mut self, yes: bool) -> Self {
         self.unlink_on_drop = Some(yes);
         self
@@ -342,7 +344,7 @@ impl SegmentOptions {
                     "key 0 is IPC_PRIVATE, not a shared key",
                 ))
             }
-            Target::File(p) => {
+            Target::File(p) | Target::SysVFtok(p, _) => {
                 name::check_path(p).map_err(|r| invalid(p.display().to_string(), r))?;
             }
             _ => {}
@@ -420,7 +422,9 @@ impl SegmentOptions {
         // Release: pairs with the Acquire in `wait_ready`; publishes the payload written
         // by `init`.
         unsafe { (*h).state.store(STATE_READY, Ordering::Release) };
-        seg.set_unlink_on_drop(self.unlink_on_drop.unwrap_or(true));
+        // The creator owns the name, except for files, which are meant to outlive it.
+        let default = backend != Backend::File;
+        seg.set_unlink_on_drop(self.unlink_on_drop.unwrap_or(default));
         Ok(seg)
     }
 
@@ -529,10 +533,10 @@ impl SegmentOptions {
                     "key 0 is IPC_PRIVATE, not a shared key",
                 ))
             }
-            Target::File(p) => {
+            Target::File(p) | Target::SysVFtok(p, _) => {
                 name::check_path(p).map_err(|r| invalid(p.display().to_string(), r))?;
             }
-            Target::SysV(_) | Target::SysVFtok(..) | Target::Fd(_) => {}
+            Target::SysV(_) | Target::Fd(_) => {}
         }
         let name = self.display_name();
         let start = Instant::now();
@@ -607,68 +611,19 @@ impl SegmentOptions {
             unlinker: mapped.unlinker,
             fd: kept_fd,
         };
-        wait_ready(seg.ptr, &name, start, deadline)?;
-        // SAFETY: the mapping is at least HEADER_LEN long and page aligned, and READY
-        // was Acquired in `wait_ready`.
-        let info = unsafe { Header::snapshot(seg.ptr.cast::<Header>()) };
-        let payload_len = self.validate(&info, seg.len, &name)?;
+        let expect = Expect {
+            payload_size: self.size.map(|n| n as u64),
+            type_tag: self.type_tag,
+        };
+        // SAFETY: `seg.ptr` is our live mapping of `seg.len >= HEADER_LEN` bytes (the
+        // size waits above ensure it), page aligned.
+        let info =
+            unsafe { open_header(seg.ptr, seg.len as u64, &expect, &name, start, deadline) }?;
         let mut seg = seg;
-        seg.payload_len = payload_len;
+        // Fits: validate checked 128 + payload_size <= seg.len, a usize.
+        seg.payload_len = info.payload_size as usize;
         seg.set_unlink_on_drop(self.unlink_on_drop.unwrap_or(false));
         Ok(seg)
-    }
-
-    /// Checks a READY header against the mapping and the options; returns the payload
-    /// length.
-    fn validate(&self, info: &HeaderInfo, len: usize, name: &str) -> Result<usize, OpenError> {
-        let corrupt = |reason| OpenError::Corrupt {
-            name: name.to_owned(),
-            reason,
-        };
-        if info.magic != MAGIC {
-            return Err(OpenError::NotShmkit {
-                name: name.to_owned(),
-                found: info.magic,
-            });
-        }
-        if info.version != LAYOUT_VERSION {
-            return Err(OpenError::Version {
-                found: info.version,
-                supported: LAYOUT_VERSION,
-            });
-        }
-        if info.header_len as usize != HEADER_LEN || info.payload_offset != HEADER_LEN as u64 {
-            return Err(corrupt("header length or payload offset is not 128"));
-        }
-        if info.total_size > len as u64 {
-            return Err(OpenError::TooSmall {
-                name: name.to_owned(),
-                len: len as u64,
-                needed: info.total_size,
-            });
-        }
-        if info.payload_offset.checked_add(info.payload_size) != Some(info.total_size) {
-            return Err(corrupt("payload offset + payload size != total size"));
-        }
-        if let Some(want) = self.size {
-            if want as u64 != info.payload_size {
-                return Err(OpenError::SizeMismatch {
-                    name: name.to_owned(),
-                    expected: want as u64,
-                    found: info.payload_size,
-                });
-            }
-        }
-        if let Some(want) = &self.type_tag {
-            if *want != info.type_tag {
-                return Err(OpenError::TypeMismatch {
-                    expected: want.to_string(),
-                    found: info.type_tag.to_string(),
-                });
-            }
-        }
-        // Fits: total_size <= len, a usize.
-        Ok(info.payload_size as usize)
     }
 }
 

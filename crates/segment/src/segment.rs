@@ -67,9 +67,10 @@ pub(crate) enum Unlinker {
 ///
 /// It hands out raw pointers only: memory another process may write must not sit
 /// behind `&[u8]` (see [`Segment::as_slice`] for the exception and its contract).
-/// Dropping it unmaps; it also removes the name if this handle owns it (the creator,
-/// by default) and only in the process that made the handle: a forked child never
-/// removes its parent's segment.
+/// Dropping it unmaps; it also removes the name if this handle owns it (by default the
+/// creator of a POSIX or System V segment; a file-backed segment persists unless
+/// `unlink_on_drop(true)`) and only in the process that made the handle: a forked
+/// child never removes its parent's segment.
 pub struct Segment {
     pub(crate) map: Mapping,
     pub(crate) ptr: *mut u8,

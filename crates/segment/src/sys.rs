@@ -134,7 +134,8 @@ pub(crate) fn shm_unlink_if_same(name: &CStr, id: Option<FileId>) {
         let _ = shm_unlink(name);
         return;
     };
-    match shm_open(name, libc::O_RDONLY, 0) {
+    // O_NONBLOCK: if a FIFO replaced our object, opening it must not block.
+    match shm_open(name, libc::O_RDONLY | libc::O_NONBLOCK, 0) {
         Ok(f) => {
             if file_id(&f) == Some(id) {
                 let _ = shm_unlink(name);

@@ -56,6 +56,17 @@ pub(crate) fn wait_for_size(
     start: Instant,
     deadline: Option<Instant>,
 ) -> Result<usize, OpenError> {
+    // A FIFO, device or directory planted under the name is never a segment: say so
+    // instead of waiting for it to grow.
+    let meta = file
+        .metadata()
+        .map_err(|e| open_io_error(name, "fstat", e))?;
+    if !meta.file_type().is_file() {
+        return Err(OpenError::Corrupt {
+            name: name.to_owned(),
+            reason: "it is not a regular file (a FIFO, device or directory under this name?)",
+        });
+    }
     let mut backoff = Backoff::new();
     loop {
         let len = sys::fsize(file).map_err(|e| open_io_error(name, "fstat", e))?;

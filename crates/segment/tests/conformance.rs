@@ -126,11 +126,38 @@ fn forked_child_drop_keeps_segment(kind: Kind) {
     }
 }
 
-fn creator_drop_unlinks(kind: Kind) {
+/// POSIX and System V: the creator's drop removes the name. File: the file persists
+/// (it is meant to survive restarts) unless the creator opted in with
+/// `unlink_on_drop(true)`.
+fn creator_drop_follows_backend_default(kind: Kind) {
     let (t, _c) = Target::new(kind, "conf-drop");
-    let seg = t.options().size(64).create().expect("create");
-    assert!(seg.unlinks_on_drop());
+    let seg = create_with_msg(&t);
     assert!(t.exists());
+    if kind == Kind::File {
+        assert!(!seg.unlinks_on_drop(), "a file creator keeps the file");
+        drop(seg);
+        assert!(t.exists(), "the file outlived its creator's handle");
+        let again = t.options().open().expect("reopen the persisted file");
+        assert_eq!(read_payload(&again, MSG.len()), MSG, "data persisted");
+        drop(again);
+        assert!(t.exists(), "an opener never removes it");
+        std::fs::remove_file(match &t {
+            Target::File(p) => p,
+            _ => unreachable!(),
+        })
+        .unwrap();
+        let seg = t
+            .options()
+            .size(64)
+            .unlink_on_drop(true)
+            .create()
+            .expect("create");
+        assert!(seg.unlinks_on_drop(), "opted in");
+        drop(seg);
+        assert!(!t.exists(), "unlink_on_drop(true) removes the file");
+        return;
+    }
+    assert!(seg.unlinks_on_drop());
     drop(seg);
     assert!(!t.exists());
     assert!(matches!(
@@ -150,7 +177,8 @@ fn opener_drop_keeps(kind: Kind) {
     let again = t.options().size(64).open().expect("open again");
     drop(again);
     drop(seg);
-    assert!(!t.exists());
+    // The creator removes it, except a file, which persists by default.
+    assert_eq!(t.exists(), kind == Kind::File);
 }
 
 fn persist_keeps(kind: Kind) {
@@ -201,7 +229,13 @@ fn create_existing_and_open_missing(kind: Kind) {
 /// re-created by someone else meanwhile, the new segment survives.
 fn drop_spares_a_replacement(kind: Kind) {
     let (t, _c) = Target::new(kind, "conf-replace");
-    let first = t.options().size(64).create().expect("create");
+    // Opt in explicitly: a file creator does not remove the file by default.
+    let first = t
+        .options()
+        .size(64)
+        .unlink_on_drop(true)
+        .create()
+        .expect("create");
     match &t {
         Target::Posix(n) => shmkit_segment::remove(n).unwrap(),
         Target::SysV(k) => shmkit_segment::remove_sysv(*k).unwrap(),
@@ -254,8 +288,8 @@ macro_rules! conformance_named {
             use super::*;
 
             #[test]
-            fn creator_drop_unlinks_name() {
-                creator_drop_unlinks($kind);
+            fn creator_drop_follows_backend_default() {
+                super::creator_drop_follows_backend_default($kind);
             }
 
             #[test]

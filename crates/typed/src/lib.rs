@@ -1,4 +1,38 @@
 //! # shmkit-typed
 //!
-//! Typed shared memory: `SharedValue<T>`, `SharedArray<T>`, an SPSC `Ring` of byte
-//! messages and a bounded MPMC `Queue<T>`.
+//! Typed shared memory: [`SharedValue<T>`] and [`RawValue<T>`] (Python's
+//! `multiprocessing.Value`), [`SharedArray<T>`] (`multiprocessing.Array`), an SPSC
+//! [`Ring`] of byte messages and a bounded MPMC [`Queue<T>`].
+//!
+//! What may live in shared memory: `T: bytemuck::Pod` (see [`types`]): `#[repr(C)]` or
+//! primitive, no pointers, references or file descriptors, valid for any bytes (so a
+//! value written by another process, or a zeroed one, is always a valid `T`). Every
+//! object records its `T` in the segment header's type tag, so opening with another type
+//! is an error.
+
+// Under loom only the algorithms are built and checked; the constructors over raw
+// memory and segments, and the lock-based values, are not.
+#![cfg_attr(loom, allow(dead_code))]
+
+#[cfg(not(loom))]
+mod array;
+mod error;
+pub mod queue;
+pub mod ring;
+pub mod types;
+#[cfg(not(loom))]
+mod value;
+
+#[cfg(all(test, loom))]
+mod loom_tests;
+mod process;
+mod shim;
+
+#[cfg(not(loom))]
+pub use array::{data_offset, mutex_size, SharedArray};
+pub use error::{AccessError, CreateError, IndexError, OpenError, OpenOrCreateError};
+pub use queue::{GetError, PutError, Queue, QueueLayoutError};
+pub use ring::{ReadError, Ring, RingLayoutError, WriteError};
+pub use shmkit_sync::{LockError, MutexGuard};
+#[cfg(not(loom))]
+pub use value::{LockResult, RawValue, SharedValue};

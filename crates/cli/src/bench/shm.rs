@@ -1,13 +1,106 @@
 //! shmkit's own transports for the comparison: the ring and the queue.
+//!
+//! Both are made in anonymous shared memory before the `fork`; parent and child each
+//! use their inherited copy of the one handle (the sending half in one process, the
+//! receiving half in the other), which is how a ring or queue is shared with a forked
+//! child.
 
+use std::cell::RefCell;
 use std::io;
+use std::rc::Rc;
 
-use super::transport::{Channel, Transport};
+use shmkit_typed::{Queue, Ring};
+
+use super::transport::{Channel, MsgReceiver, MsgSender, Transport};
+
+/// Ring data capacity: 4 MiB, twice the largest benchmark message and well above L2.
+const RING_CAPACITY: usize = 4 << 20;
+/// Queue capacity in bytes of items (the item count follows from the size).
+const QUEUE_BYTES: usize = 4 << 20;
+
+fn other(e: impl std::error::Error + Send + Sync + 'static) -> io::Error {
+    io::Error::other(e)
+}
+
+struct RingEnd(Rc<RefCell<Ring>>);
+
+impl MsgSender for RingEnd {
+    fn send_with(&mut self, len: usize, fill: &mut dyn FnMut(&mut [u8])) -> io::Result<()> {
+        self.0.borrow_mut().write_with(len, fill).map_err(other)
+    }
+
+    fn finish(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl MsgReceiver for RingEnd {
+    fn recv_with(&mut self, check: &mut dyn FnMut(&[u8]) -> bool) -> io::Result<bool> {
+        self.0.borrow_mut().read_with(check).map_err(other)
+    }
+}
+
+struct QueueEnd<const N: usize> {
+    queue: Rc<Queue<[u8; N]>>,
+    item: Box<[u8; N]>,
+}
+
+impl<const N: usize> MsgSender for QueueEnd<N> {
+    fn send_with(&mut self, len: usize, fill: &mut dyn FnMut(&mut [u8])) -> io::Result<()> {
+        debug_assert_eq!(len, N);
+        fill(&mut self.item[..]);
+        self.queue
+            .put(*self.item)
+            .map_err(|e| io::Error::other(e.to_string()))
+    }
+}
+
+impl<const N: usize> MsgReceiver for QueueEnd<N> {
+    fn recv_with(&mut self, check: &mut dyn FnMut(&[u8]) -> bool) -> io::Result<bool> {
+        let item = self.queue.get().map_err(other)?;
+        Ok(check(&item[..]))
+    }
+}
+
+fn queue_channel<const N: usize>() -> io::Result<Channel> {
+    let capacity = (QUEUE_BYTES / N).next_power_of_two().max(4);
+    let queue = Rc::new(Queue::<[u8; N]>::anonymous(capacity).map_err(other)?);
+    Ok(Channel {
+        tx: Box::new(QueueEnd {
+            queue: queue.clone(),
+            item: bytemuck::zeroed_box(),
+        }),
+        rx: Box::new(QueueEnd {
+            queue,
+            item: bytemuck::zeroed_box(),
+        }),
+    })
+}
 
 /// Makes a ring or queue channel for `size`-byte messages.
-pub fn channel(transport: Transport, _size: usize) -> io::Result<Channel> {
-    Err(io::Error::new(
-        io::ErrorKind::Unsupported,
-        format!("{} transport not built yet", transport.name()),
-    ))
+pub fn channel(transport: Transport, size: usize) -> io::Result<Channel> {
+    match transport {
+        Transport::Ring => {
+            let ring = Rc::new(RefCell::new(Ring::anonymous(RING_CAPACITY).map_err(other)?));
+            Ok(Channel {
+                tx: Box::new(RingEnd(ring.clone())),
+                rx: Box::new(RingEnd(ring)),
+            })
+        }
+        Transport::Queue => match size {
+            8 => queue_channel::<8>(),
+            64 => queue_channel::<64>(),
+            1024 => queue_channel::<1024>(),
+            4096 => queue_channel::<4096>(),
+            65536 => queue_channel::<65536>(),
+            1048576 => queue_channel::<1048576>(),
+            _ => Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                format!(
+                    "the queue carries fixed-size items; the benchmark has items of 8, 64, 1024, 4096, 65536 and 1048576 bytes, not {size}"
+                ),
+            )),
+        },
+        _ => unreachable!("stream transports are made in transport.rs"),
+    }
 }

@@ -1,0 +1,184 @@
+//! Errors of creating and opening typed containers in named or anonymous segments,
+//! and of element access on values and arrays. (Errors of the ring's and queue's own
+//! operations live beside them.)
+
+use shmkit_sync::LockError;
+
+use crate::queue::QueueLayoutError;
+use crate::ring::RingLayoutError;
+
+/// Why a container could not be created.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum CreateError {
+    /// The segment could not be created (name taken, no space, permission...).
+    #[error(transparent)]
+    Segment(#[from] shmkit_segment::CreateError),
+    /// The ring's parameters are invalid.
+    #[error(transparent)]
+    Ring(#[from] RingLayoutError),
+    /// The queue's parameters are invalid.
+    #[error(transparent)]
+    Queue(#[from] QueueLayoutError),
+    /// An array of length zero was asked for.
+    #[error("a shared array needs at least one element: pass a length of 1 or more")]
+    ZeroLength,
+    /// An array of this length does not fit in memory.
+    #[error("an array of {len} elements of {elem_size} bytes is too large to map")]
+    TooLarge {
+        /// Elements asked for.
+        len: usize,
+        /// Bytes per element.
+        elem_size: usize,
+    },
+}
+
+/// Why a container could not be opened.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum OpenError {
+    /// The segment holds another type (or another kind of container).
+    #[error(
+        "the segment holds {found}, not {expected}: open it with the type it was created with"
+    )]
+    TypeMismatch {
+        /// What the caller asked for.
+        expected: String,
+        /// What the segment's header records.
+        found: String,
+    },
+    /// The array has another length than the one asked for.
+    #[error("the array has {found} elements, not {expected}: open it with its length, or with `open` to take it from the segment")]
+    LengthMismatch {
+        /// Length asked for.
+        expected: usize,
+        /// Length in the segment.
+        found: usize,
+    },
+    /// The segment's payload is inconsistent with its header (corrupted or hostile).
+    #[error("segment '{name}' is corrupt: {reason}; remove it with `shmkit rm {name}` and create it again")]
+    Corrupt {
+        /// The segment's name.
+        name: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The segment could not be opened (not found, permission, not ready...).
+    #[error(transparent)]
+    Segment(shmkit_segment::OpenError),
+    /// The segment does not hold a valid ring.
+    #[error(transparent)]
+    Ring(#[from] RingLayoutError),
+    /// The segment does not hold a valid queue.
+    #[error(transparent)]
+    Queue(QueueLayoutError),
+}
+
+impl From<shmkit_segment::OpenError> for OpenError {
+    fn from(e: shmkit_segment::OpenError) -> Self {
+        match e {
+            shmkit_segment::OpenError::TypeMismatch { expected, found } => {
+                OpenError::TypeMismatch { expected, found }
+            }
+            e => OpenError::Segment(e),
+        }
+    }
+}
+
+impl From<QueueLayoutError> for OpenError {
+    fn from(e: QueueLayoutError) -> Self {
+        match e {
+            QueueLayoutError::TypeMismatch { expected, found } => {
+                OpenError::TypeMismatch { expected, found }
+            }
+            e => OpenError::Queue(e),
+        }
+    }
+}
+
+/// Why `open_or_create` failed: the error of the step that failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum OpenOrCreateError {
+    /// Creating failed.
+    #[error(transparent)]
+    Create(#[from] CreateError),
+    /// The container existed and opening it failed.
+    #[error(transparent)]
+    Open(#[from] OpenError),
+    /// Another failure of the segment layer.
+    #[error(transparent)]
+    Segment(shmkit_segment::OpenOrCreateError),
+}
+
+impl From<shmkit_segment::OpenOrCreateError> for OpenOrCreateError {
+    fn from(e: shmkit_segment::OpenOrCreateError) -> Self {
+        match e {
+            shmkit_segment::OpenOrCreateError::Create(c) => OpenOrCreateError::Create(c.into()),
+            shmkit_segment::OpenOrCreateError::Open(o) => OpenOrCreateError::Open(o.into()),
+            other => OpenOrCreateError::Segment(other),
+        }
+    }
+}
+
+/// An index past the end of a [`SharedArray`](crate::SharedArray).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("index {index} is out of range for a shared array of length {len}")]
+pub struct IndexError {
+    /// The index asked for.
+    pub index: usize,
+    /// The array's length.
+    pub len: usize,
+}
+
+/// Why `get`, `set`, `update` or a copy on a [`SharedValue`](crate::SharedValue) or
+/// [`SharedArray`](crate::SharedArray) failed.
+///
+/// These convenience methods do not hand out the lock guard, so the error can travel
+/// with `?` anywhere. When the previous holder died (`OwnerDied`), the lock is released
+/// again *without* being marked consistent, so it stays poisoned: later calls get
+/// `Poisoned` until someone calls `lock()`, repairs the data through the guard the
+/// error carries there, and calls `make_consistent()`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum AccessError {
+    /// The index is past the end.
+    #[error(transparent)]
+    OutOfRange(#[from] IndexError),
+    /// A slice of the wrong length was given.
+    #[error("a slice of {found} elements was given for a shared array of {expected}: pass exactly {expected}")]
+    WrongLength {
+        /// The array's length.
+        expected: usize,
+        /// The slice's length.
+        found: usize,
+    },
+    /// The previous lock holder died mid-update; nothing was read or written. The data
+    /// may be half-updated: call `lock()`, repair it, then `make_consistent()`.
+    #[error("a process died while holding the lock, so the data may be half-updated: call lock(), repair it, then make_consistent()")]
+    OwnerDied,
+    /// An earlier holder died and nobody marked the data consistent since.
+    #[error("the lock is poisoned (an earlier holder died mid-update): call lock(), repair the data, then make_consistent()")]
+    Poisoned,
+    /// The timeout passed before the lock was free.
+    #[error("timed out waiting for the lock")]
+    Timeout,
+    /// The lock was busy (`try_` forms).
+    #[error("the lock is held by another process or thread")]
+    WouldBlock,
+    /// This thread already holds the lock (a guard is still alive).
+    #[error("this thread already holds the lock: drop the guard first")]
+    WouldDeadlock,
+}
+
+impl<G> From<LockError<G>> for AccessError {
+    fn from(e: LockError<G>) -> Self {
+        match e {
+            LockError::OwnerDied(_) => AccessError::OwnerDied,
+            LockError::Poisoned(_) => AccessError::Poisoned,
+            LockError::Timeout => AccessError::Timeout,
+            LockError::WouldBlock => AccessError::WouldBlock,
+            _ => AccessError::WouldDeadlock,
+        }
+    }
+}

@@ -1,0 +1,1110 @@
+//! [`Queue<T>`]: a bounded multi-producer multi-consumer queue in shared memory,
+//! every item delivered exactly once, that survives a producer or consumer killed in
+//! the middle of an operation.
+//!
+//! # Protocol
+//! A Vyukov-style array of `capacity` (a power of two) slots, each with a 64-bit
+//! *stamp* and the item. Positions `enqueue_pos` and `dequeue_pos` count items ever
+//! claimed; position `p` uses slot `p % capacity` in lap `p / capacity`.
+//!
+//! Stamp encoding: high 32 bits = *ticket* (the position, mod 2^32, the slot serves
+//! next); low 32 bits = state:
+//!
+//! | low bits | state | meaning |
+//! |---|---|---|
+//! | `0` | FREE | empty, waiting for the producer of `ticket` |
+//! | `1` | FULL | holds the item of `ticket`, waiting for a consumer |
+//! | `pid << 2 \| 2` | WRITING | producer `pid` claimed it for `ticket` and is writing |
+//! | `pid << 2 \| 3` | READING | consumer `pid` claimed it for `ticket` and is reading |
+//!
+//! A producer at position `p` claims the slot by a CAS of its stamp from
+//! `(p, FREE)` to `(p, WRITING|pid)`, then advances `enqueue_pos` (a hint that any
+//! thread that sees a claimed slot helps to advance), writes the item and stores
+//! `(p, FULL)` with Release. A consumer claims `(p, FULL)` → `(p, READING|pid)`,
+//! advances `dequeue_pos`, reads the item and stores `(p + capacity, FREE)` with
+//! Release, freeing the slot for the next lap. The claim CAS is what makes delivery
+//! exactly-once; the stamp carries the claimer's pid so a claim left by a dead process
+//! can be recognised.
+//!
+//! # Crash recovery and what can be lost
+//! A process killed between its claim and its final store leaves a slot WRITING or
+//! READING forever. A blocking [`put`](Queue::put) / [`get`](Queue::get) that is held
+//! up by such a slot for longer than its spin phase checks whether the claimer is
+//! alive (a `/proc` read) and, if it is dead, *skips* the slot: it stores
+//! `(ticket + capacity, FREE)`, so consumers pass over that position and producers
+//! reuse the slot. Consequences, exactly:
+//! - a producer killed while putting loses the item it was putting (its `put` never
+//!   returned, so it never counted as sent);
+//! - a consumer killed while getting loses the item it was getting (it was removed
+//!   from the queue but never returned to the caller);
+//! - nothing else: every other item is delivered exactly once, and the queue keeps
+//!   working. At most one item per killed process is lost, and only if it was killed
+//!   inside `put`/`get` (the window is a few hundred nanoseconds per operation).
+//!
+//! The `try_` forms never block and never run liveness checks: a slot left by a dead
+//! process looks busy to them (`Empty`/`Full`) until a blocking call recovers it.
+//! Liveness is judged by pid alone (the stamp has no room for a start time): a pid
+//! reused by a new process within the recovery window would delay recovery, never
+//! corrupt the queue.
+//!
+//! # Waiting and closing
+//! Blocked callers spin, yield, then sleep on `get_event` / `put_event` after
+//! incrementing a waiter count; the other side makes the `FUTEX_WAKE` syscall only if
+//! the count is non-zero. [`close`](Queue::close) replaces Python's `None` sentinel:
+//! `put` then fails with `Closed(item)`, and consumers drain the queue, then get
+//! [`GetError::Closed`]. A producer that claimed a slot before the close completes
+//! its item (consumers wait for it); one that claims after it skips the slot and gets
+//! its item back.
+
+use std::marker::PhantomData;
+use std::ptr::NonNull;
+use std::time::Duration;
+
+use crate::process;
+use crate::shim::{fence, futex_wait, futex_wake, spin_hint, yield_now, AtomicU32, AtomicU64};
+use crate::shim::{DataCell, Deadline, Ordering};
+use crate::types::{kind, tag_of};
+
+/// Magic number at offset 0 of a queue ("SQUE" little-endian).
+pub const QUEUE_MAGIC: u32 = u32::from_le_bytes(*b"SQUE");
+/// Layout version of the queue header.
+pub const QUEUE_VERSION: u32 = 1;
+/// Bytes of the queue header before the slots.
+pub const QUEUE_HEADER_SIZE: usize = 512;
+/// Largest capacity accepted.
+pub const MAX_QUEUE_CAPACITY: usize = 1 << 28;
+/// How long a sleeping caller sleeps before it re-checks (and recovers slots of dead
+/// processes).
+pub const QUEUE_SLEEP_SLICE: Duration = Duration::from_millis(20);
+
+const SPINS: u32 = 100;
+const YIELDS: u32 = 4;
+
+const FREE: u32 = 0;
+const FULL: u32 = 1;
+const WRITING: u32 = 2;
+const READING: u32 = 3;
+
+fn stamp(ticket: u32, state: u32) -> u64 {
+    (u64::from(ticket) << 32) | u64::from(state)
+}
+fn ticket(s: u64) -> u32 {
+    (s >> 32) as u32
+}
+fn state(s: u64) -> u32 {
+    s as u32 & 3
+}
+fn claimer(s: u64) -> u32 {
+    s as u32 >> 2
+}
+
+/// Line 0: fixed at init except `closed`.
+#[repr(C, align(128))]
+struct MetaLine {
+    /// [`QUEUE_MAGIC`], stored last at init with Release.
+    magic: AtomicU32,
+    /// [`QUEUE_VERSION`].
+    version: AtomicU32,
+    /// Number of slots (power of two).
+    capacity: AtomicU32,
+    /// Bytes per slot (`size_of::<Slot<T>>()`).
+    slot_size: AtomicU32,
+    /// `size_of::<T>()`.
+    elem_size: AtomicU32,
+    /// `align_of::<T>()`.
+    elem_align: AtomicU32,
+    /// 1 once closed.
+    closed: AtomicU32,
+    _reserved: AtomicU32,
+    /// Fingerprint of the element type (see [`crate::types`]).
+    fingerprint: AtomicU64,
+}
+
+/// Line 1.
+#[repr(C, align(128))]
+struct EnqLine {
+    /// Hint: positions below it are claimed by producers.
+    pos: AtomicU64,
+}
+
+/// Line 2.
+#[repr(C, align(128))]
+struct DeqLine {
+    /// Hint: positions below it are claimed by consumers.
+    pos: AtomicU64,
+}
+
+/// Line 3: written only on the sleep path.
+#[repr(C, align(128))]
+struct WaitLine {
+    /// Consumers (about to be) asleep on `get_event`.
+    getters: AtomicU32,
+    /// Futex word for consumers; bumped by producers before a wake.
+    get_event: AtomicU32,
+    /// Producers (about to be) asleep on `put_event`.
+    putters: AtomicU32,
+    /// Futex word for producers; bumped by consumers before a wake.
+    put_event: AtomicU32,
+}
+
+/// The queue header at offset 0 of the region.
+#[repr(C)]
+pub(crate) struct QueueHeader {
+    meta: MetaLine,
+    enq: EnqLine,
+    deq: DeqLine,
+    wait: WaitLine,
+}
+
+#[cfg(not(loom))]
+const _: () = assert!(std::mem::size_of::<QueueHeader>() == QUEUE_HEADER_SIZE);
+
+/// One slot: the stamp, then the item.
+#[repr(C)]
+pub(crate) struct Slot<T> {
+    stamp: AtomicU64,
+    data: DataCell<T>,
+}
+
+/// A queue region could not be initialised or attached.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum QueueLayoutError {
+    /// The capacity is not a power of two in 1..=2^28.
+    #[error("queue capacity {0} is not a power of two between 1 and 2^28: pick one such as 1024")]
+    BadCapacity(usize),
+    /// The region is smaller than the queue needs.
+    #[error("region of {len} bytes is too small for this queue, which needs {needed} bytes: map a larger region")]
+    TooSmall {
+        /// Bytes available.
+        len: usize,
+        /// Bytes needed.
+        needed: usize,
+    },
+    /// The region does not start on a 128-byte boundary.
+    #[error("region start {0:#x} is not 128-byte aligned: use a segment payload or a page-aligned mapping")]
+    Misaligned(usize),
+    /// The region does not hold an initialised queue.
+    #[error("no shmkit queue here (magic {found:#x}): the region holds something else or was never initialised")]
+    BadMagic {
+        /// The magic word found.
+        found: u32,
+    },
+    /// The queue was made by an incompatible version.
+    #[error("queue layout version {found} is not supported (this build reads {expected}): use the same shmkit version on both sides")]
+    BadVersion {
+        /// Version found.
+        found: u32,
+        /// Version this build reads.
+        expected: u32,
+    },
+    /// The queue holds another element type.
+    #[error("the queue holds {found}, not {expected}: open it with the type it was created with")]
+    TypeMismatch {
+        /// The type asked for.
+        expected: String,
+        /// The type recorded in the queue.
+        found: String,
+    },
+}
+
+/// Why a put failed; every variant hands the item back.
+#[non_exhaustive]
+pub enum PutError<T> {
+    /// `try_put`: the queue is full.
+    Full(T),
+    /// The queue is closed.
+    Closed(T),
+    /// No room became free before the timeout.
+    Timeout(T),
+}
+
+impl<T> PutError<T> {
+    /// The item that was not put.
+    pub fn into_inner(self) -> T {
+        match self {
+            PutError::Full(v) | PutError::Closed(v) | PutError::Timeout(v) => v,
+        }
+    }
+}
+
+impl<T> std::fmt::Debug for PutError<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            PutError::Full(_) => f.write_str("Full(..)"),
+            PutError::Closed(_) => f.write_str("Closed(..)"),
+            PutError::Timeout(_) => f.write_str("Timeout(..)"),
+        }
+    }
+}
+
+impl<T> std::fmt::Display for PutError<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            PutError::Full(_) => "the queue is full: retry later or use the blocking put",
+            PutError::Closed(_) => "the queue is closed: no more items can be put",
+            PutError::Timeout(_) => {
+                "timed out waiting for room in the queue: consumers are slow or stopped"
+            }
+        })
+    }
+}
+
+impl<T> std::error::Error for PutError<T> {}
+
+/// Why a get failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum GetError {
+    /// `try_get`: the queue is empty.
+    #[error("the queue is empty: retry later or use the blocking get")]
+    Empty,
+    /// The queue is closed and drained.
+    #[error("the queue is closed and drained")]
+    Closed,
+    /// No item arrived before the timeout.
+    #[error("timed out waiting for an item")]
+    Timeout,
+}
+
+/// What one non-blocking attempt found.
+enum Attempt<T> {
+    Done(T),
+    /// Nothing to do now; `Some(stamp)` if a slot claimed by another process is in the way.
+    Blocked(Option<u64>),
+    Closed,
+}
+
+/// What keeps the queue's memory mapped.
+enum Backing {
+    Raw,
+    #[cfg(not(loom))]
+    Segment(shmkit_segment::Segment),
+    #[cfg(loom)]
+    #[allow(dead_code)]
+    Loom(std::sync::Arc<dyn std::any::Any + Send + Sync>),
+}
+
+/// A handle to a bounded MPMC queue of `T` in shared memory. `Send + Sync`: threads
+/// may share one handle.
+///
+/// See the [module docs](self) for the protocol and crash behaviour.
+pub struct Queue<T: bytemuck::Pod> {
+    hdr: NonNull<QueueHeader>,
+    slots: NonNull<Slot<T>>,
+    cap: u32,
+    _backing: Backing,
+    _t: PhantomData<T>,
+}
+
+// SAFETY: all shared state is reached through atomics and through slot data guarded
+// by the stamp protocol; `T: Pod` is plain data that may move between threads.
+unsafe impl<T: bytemuck::Pod> Send for Queue<T> {}
+// SAFETY: as above; every method takes `&self` and synchronises through the stamps.
+unsafe impl<T: bytemuck::Pod> Sync for Queue<T> {}
+
+impl<T: bytemuck::Pod> std::fmt::Debug for Queue<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Queue")
+            .field("capacity", &self.cap)
+            .field("len", &self.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<T: bytemuck::Pod> Queue<T> {
+    /// Bytes a region must have for a queue of `capacity` items (`None` on overflow).
+    pub fn region_size(capacity: usize) -> Option<usize> {
+        capacity
+            .checked_mul(std::mem::size_of::<Slot<T>>())?
+            .checked_add(QUEUE_HEADER_SIZE)
+    }
+
+    fn fingerprint() -> u64 {
+        tag_of::<T>(kind::QUEUE).fingerprint()
+    }
+
+    fn check_capacity(capacity: usize) -> Result<u32, QueueLayoutError> {
+        if !capacity.is_power_of_two() || capacity > MAX_QUEUE_CAPACITY {
+            return Err(QueueLayoutError::BadCapacity(capacity));
+        }
+        Ok(capacity as u32)
+    }
+
+    /// Initialises a new, empty queue of `capacity` items at `ptr`.
+    ///
+    /// # Safety
+    /// `ptr..ptr+len` must be valid, writable memory, not accessed by anyone else
+    /// during this call, that stays mapped while this and every attached handle live.
+    ///
+    /// # Errors
+    /// [`QueueLayoutError`] for a bad capacity, a misaligned or too small region.
+    #[cfg(not(loom))]
+    pub unsafe fn init(
+        ptr: *mut u8,
+        len: usize,
+        capacity: usize,
+    ) -> Result<Self, QueueLayoutError> {
+        let cap = Self::check_capacity(capacity)?;
+        let needed = Self::region_size(capacity).ok_or(QueueLayoutError::BadCapacity(capacity))?;
+        if ptr.is_null() || (ptr as usize) & 127 != 0 {
+            return Err(QueueLayoutError::Misaligned(ptr as usize));
+        }
+        if len < needed {
+            return Err(QueueLayoutError::TooSmall { len, needed });
+        }
+        // SAFETY: exclusive access to `len >= QUEUE_HEADER_SIZE` bytes (caller); zero
+        // is valid for every atomic.
+        unsafe { std::ptr::write_bytes(ptr, 0, QUEUE_HEADER_SIZE) };
+        // SAFETY: aligned, large enough, now a valid all-zero header.
+        let hdr = unsafe { &*(ptr as *const QueueHeader) };
+        // SAFETY: the slots start at QUEUE_HEADER_SIZE (a multiple of 128, hence of
+        // align_of::<Slot<T>>() for any T up to 128-byte alignment) inside the region.
+        let slots = unsafe { ptr.add(QUEUE_HEADER_SIZE) } as *mut Slot<T>;
+        for i in 0..cap {
+            // SAFETY: slot `i < cap` lies inside the region (len >= needed); writing
+            // its stamp word in place.
+            unsafe {
+                std::ptr::addr_of_mut!((*slots.add(i as usize)).stamp)
+                    .write(AtomicU64::new(stamp(i, FREE)))
+            };
+        }
+        hdr.meta.version.store(QUEUE_VERSION, Ordering::Relaxed);
+        hdr.meta.capacity.store(cap, Ordering::Relaxed);
+        hdr.meta
+            .slot_size
+            .store(std::mem::size_of::<Slot<T>>() as u32, Ordering::Relaxed);
+        hdr.meta
+            .elem_size
+            .store(std::mem::size_of::<T>() as u32, Ordering::Relaxed);
+        hdr.meta
+            .elem_align
+            .store(std::mem::align_of::<T>() as u32, Ordering::Relaxed);
+        hdr.meta
+            .fingerprint
+            .store(Self::fingerprint(), Ordering::Relaxed);
+        // Release: publishes everything above to `attach`'s Acquire of the magic.
+        hdr.meta.magic.store(QUEUE_MAGIC, Ordering::Release);
+        // SAFETY: just initialised; the caller's guarantees carry over.
+        unsafe { Self::attach(ptr, len) }
+    }
+
+    /// Attaches to a queue initialised at `ptr` (possibly by another process),
+    /// validating every field.
+    ///
+    /// # Safety
+    /// `ptr..ptr+len` must be valid memory that stays mapped while the handle lives,
+    /// accessed by others only through shmkit queue handles.
+    ///
+    /// # Errors
+    /// [`QueueLayoutError`] if the region does not hold a queue of `T`.
+    #[cfg(not(loom))]
+    pub unsafe fn attach(ptr: *mut u8, len: usize) -> Result<Self, QueueLayoutError> {
+        if ptr.is_null() || (ptr as usize) & 127 != 0 {
+            return Err(QueueLayoutError::Misaligned(ptr as usize));
+        }
+        if len < QUEUE_HEADER_SIZE {
+            return Err(QueueLayoutError::TooSmall {
+                len,
+                needed: QUEUE_HEADER_SIZE,
+            });
+        }
+        if std::mem::align_of::<Slot<T>>() > 128 {
+            return Err(QueueLayoutError::Misaligned(ptr as usize));
+        }
+        // SAFETY: aligned and large enough (checked); the header holds only atomics.
+        let hdr = unsafe { &*(ptr as *const QueueHeader) };
+        // Acquire: pairs with the Release of the magic in `init`.
+        let magic = hdr.meta.magic.load(Ordering::Acquire);
+        if magic != QUEUE_MAGIC {
+            return Err(QueueLayoutError::BadMagic { found: magic });
+        }
+        let version = hdr.meta.version.load(Ordering::Relaxed);
+        if version != QUEUE_VERSION {
+            return Err(QueueLayoutError::BadVersion {
+                found: version,
+                expected: QUEUE_VERSION,
+            });
+        }
+        let size = hdr.meta.elem_size.load(Ordering::Relaxed);
+        let align = hdr.meta.elem_align.load(Ordering::Relaxed);
+        let slot_size = hdr.meta.slot_size.load(Ordering::Relaxed);
+        let fp = hdr.meta.fingerprint.load(Ordering::Relaxed);
+        if size as usize != std::mem::size_of::<T>()
+            || align as usize != std::mem::align_of::<T>()
+            || slot_size as usize != std::mem::size_of::<Slot<T>>()
+            || fp != Self::fingerprint()
+        {
+            return Err(QueueLayoutError::TypeMismatch {
+                expected: crate::types::describe(&tag_of::<T>(kind::QUEUE)),
+                found: format!("a type of size {size}, align {align}, fingerprint {fp:#018x}"),
+            });
+        }
+        let capacity = hdr.meta.capacity.load(Ordering::Relaxed) as usize;
+        let cap = Self::check_capacity(capacity)?;
+        let needed = Self::region_size(capacity).ok_or(QueueLayoutError::BadCapacity(capacity))?;
+        if len < needed {
+            return Err(QueueLayoutError::TooSmall { len, needed });
+        }
+        // SAFETY: QUEUE_HEADER_SIZE < len, inside the region; non-null.
+        let slots = unsafe { NonNull::new_unchecked(ptr.add(QUEUE_HEADER_SIZE) as *mut Slot<T>) };
+        Ok(Queue {
+            hdr: NonNull::from(hdr),
+            slots,
+            cap,
+            _backing: Backing::Raw,
+            _t: PhantomData,
+        })
+    }
+
+    /// The type tag of a `Queue<T>` in segment headers.
+    pub fn type_tag() -> shmkit_segment::TypeTag {
+        tag_of::<T>(kind::QUEUE)
+    }
+
+    #[cfg(not(loom))]
+    fn from_segment(seg: shmkit_segment::Segment) -> Result<Self, QueueLayoutError> {
+        let (ptr, len) = (seg.payload_ptr(), seg.payload_len());
+        // SAFETY: the segment maps `len` bytes at `ptr` (128-byte aligned) while it
+        // lives, and it moves into the handle's backing.
+        let mut q = unsafe { Self::attach(ptr, len) }?;
+        q._backing = Backing::Segment(seg);
+        Ok(q)
+    }
+
+    #[cfg(not(loom))]
+    fn sized(capacity: usize) -> Result<usize, QueueLayoutError> {
+        Self::check_capacity(capacity)?;
+        Self::region_size(capacity).ok_or(QueueLayoutError::BadCapacity(capacity))
+    }
+
+    #[cfg(not(loom))]
+    fn init_payload(capacity: usize) -> impl FnOnce(*mut u8, usize) {
+        move |ptr, len| {
+            // SAFETY: the fresh payload is ours alone until READY; the capacity was
+            // validated before.
+            let _ = unsafe { Self::init(ptr, len, capacity) };
+        }
+    }
+
+    /// Creates a named queue (`/dev/shm/<name>`) of `capacity` items (a power of two).
+    /// The name is removed when this handle drops.
+    ///
+    /// # Errors
+    /// [`CreateError::Queue`](crate::CreateError::Queue) for a bad capacity,
+    /// [`CreateError::Segment`](crate::CreateError::Segment) if the segment cannot be made.
+    #[cfg(not(loom))]
+    pub fn create(name: &str, capacity: usize) -> Result<Self, crate::CreateError> {
+        let size = Self::sized(capacity)?;
+        let seg = shmkit_segment::Segment::options()
+            .posix(name)
+            .size(size)
+            .type_tag(Self::type_tag())
+            .create_with(Self::init_payload(capacity))?;
+        Ok(Self::from_segment(seg)?)
+    }
+
+    /// Opens the named queue of `T` another process created.
+    ///
+    /// # Errors
+    /// [`OpenError::TypeMismatch`](crate::OpenError::TypeMismatch) naming both types if
+    /// it holds another type; other [`OpenError`](crate::OpenError)s from the segment.
+    #[cfg(not(loom))]
+    pub fn open(name: &str) -> Result<Self, crate::OpenError> {
+        let seg = shmkit_segment::Segment::options()
+            .posix(name)
+            .type_tag(Self::type_tag())
+            .open()?;
+        Ok(Self::from_segment(seg)?)
+    }
+
+    /// Opens the named queue, or creates it with `capacity` if it does not exist.
+    ///
+    /// # Errors
+    /// As [`Queue::create`] and [`Queue::open`].
+    #[cfg(not(loom))]
+    pub fn open_or_create(name: &str, capacity: usize) -> Result<Self, crate::OpenOrCreateError> {
+        let size = Self::sized(capacity).map_err(crate::CreateError::from)?;
+        let seg = shmkit_segment::Segment::options()
+            .posix(name)
+            .size(size)
+            .type_tag(Self::type_tag())
+            .open_or_create_with(Self::init_payload(capacity))?;
+        Ok(Self::from_segment(seg).map_err(crate::OpenError::from)?)
+    }
+
+    /// Creates a queue in anonymous shared memory, shared with children forked after
+    /// this call.
+    ///
+    /// # Errors
+    /// As [`Queue::create`].
+    #[cfg(not(loom))]
+    pub fn anonymous(capacity: usize) -> Result<Self, crate::CreateError> {
+        let size = Self::sized(capacity)?;
+        let seg = shmkit_segment::Segment::options()
+            .anonymous()
+            .size(size)
+            .type_tag(Self::type_tag())
+            .create_with(Self::init_payload(capacity))?;
+        Ok(Self::from_segment(seg)?)
+    }
+
+    /// The segment behind this queue, if it was made by `create`/`open`/`anonymous`.
+    #[cfg(not(loom))]
+    pub fn segment(&self) -> Option<&shmkit_segment::Segment> {
+        match &self._backing {
+            Backing::Segment(s) => Some(s),
+            _ => None,
+        }
+    }
+
+    /// Two handles on one heap queue, for loom models.
+    #[cfg(loom)]
+    pub(crate) fn new_for_loom(capacity: u32) -> (Self, Self)
+    where
+        T: Send + Sync,
+    {
+        struct Heap<T> {
+            hdr: QueueHeader,
+            slots: Vec<Slot<T>>,
+        }
+        // SAFETY (loom only): the heap queue is shared exactly as shared memory is.
+        unsafe impl<T> Send for Heap<T> {}
+        // SAFETY: as above.
+        unsafe impl<T> Sync for Heap<T> {}
+        let z = || AtomicU32::new(0);
+        let hdr = QueueHeader {
+            meta: MetaLine {
+                magic: AtomicU32::new(QUEUE_MAGIC),
+                version: AtomicU32::new(QUEUE_VERSION),
+                capacity: AtomicU32::new(capacity),
+                slot_size: z(),
+                elem_size: z(),
+                elem_align: z(),
+                closed: z(),
+                _reserved: z(),
+                fingerprint: AtomicU64::new(0),
+            },
+            enq: EnqLine {
+                pos: AtomicU64::new(0),
+            },
+            deq: DeqLine {
+                pos: AtomicU64::new(0),
+            },
+            wait: WaitLine {
+                getters: z(),
+                get_event: z(),
+                putters: z(),
+                put_event: z(),
+            },
+        };
+        let slots = (0..capacity)
+            .map(|i| Slot {
+                stamp: AtomicU64::new(stamp(i, FREE)),
+                data: DataCell::new(),
+            })
+            .collect();
+        let heap = std::sync::Arc::new(Heap { hdr, slots });
+        let make = |h: &std::sync::Arc<Heap<T>>| Queue {
+            hdr: NonNull::from(&h.hdr),
+            slots: NonNull::new(h.slots.as_ptr() as *mut Slot<T>).unwrap(),
+            cap: capacity,
+            _backing: Backing::Loom(h.clone()),
+            _t: PhantomData,
+        };
+        (make(&heap), make(&heap))
+    }
+
+    fn hdr(&self) -> &QueueHeader {
+        // SAFETY: valid while the handle lives (constructor contracts).
+        unsafe { self.hdr.as_ref() }
+    }
+
+    fn slot(&self, pos: u64) -> &Slot<T> {
+        let i = (pos & u64::from(self.cap - 1)) as usize;
+        // SAFETY: `i < cap` and the region holds `cap` slots (validated at attach).
+        unsafe { &*self.slots.as_ptr().add(i) }
+    }
+
+    /// Number of slots.
+    pub fn capacity(&self) -> usize {
+        self.cap as usize
+    }
+
+    /// Items in the queue (a snapshot; includes items being put or got right now).
+    pub fn len(&self) -> usize {
+        // Relaxed: a snapshot of two hints; clamped because they are read apart.
+        let deq = self.hdr().deq.pos.load(Ordering::Relaxed);
+        let enq = self.hdr().enq.pos.load(Ordering::Relaxed);
+        (enq.wrapping_sub(deq) as i64).clamp(0, i64::from(self.cap)) as usize
+    }
+
+    /// Whether [`len`](Queue::len) is 0.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Whether [`len`](Queue::len) equals the capacity.
+    pub fn is_full(&self) -> bool {
+        self.len() == self.capacity()
+    }
+
+    /// Whether the queue was closed.
+    pub fn is_closed(&self) -> bool {
+        // Acquire: pairs with the store in `close`.
+        self.hdr().meta.closed.load(Ordering::Acquire) != 0
+    }
+
+    /// Closes the queue: further puts fail with `Closed(item)`; consumers drain what
+    /// is left, then get [`GetError::Closed`]. Wakes every sleeper.
+    pub fn close(&self) {
+        let h = self.hdr();
+        // SeqCst: ordered against producers' SeqCst claim CAS + load of `closed` and
+        // consumers' SeqCst load + fence (see `get_inner`).
+        h.meta.closed.store(1, Ordering::SeqCst);
+        // Release: sleepers that see the new event values also see `closed`.
+        h.wait.get_event.fetch_add(1, Ordering::Release);
+        h.wait.put_event.fetch_add(1, Ordering::Release);
+        futex_wake(&h.wait.get_event, u32::MAX);
+        futex_wake(&h.wait.put_event, u32::MAX);
+    }
+
+    /// One non-blocking put attempt; on failure the item comes back.
+    fn try_put_inner(&self, v: T) -> Result<(), (T, Attempt<()>)> {
+        let h = self.hdr();
+        // Relaxed: an early exit only; the authoritative check follows the claim.
+        if h.meta.closed.load(Ordering::Relaxed) != 0 {
+            return Err((v, Attempt::Closed));
+        }
+        let me = process::current_pid();
+        // Relaxed: the position is a hint validated by the slot's stamp.
+        let mut pos = h.enq.pos.load(Ordering::Relaxed);
+        loop {
+            let slot = self.slot(pos);
+            // Acquire: pairs with the consumer's Release of (p + cap, FREE): its read of
+            // the old item happens-before our overwrite.
+            let s = slot.stamp.load(Ordering::Acquire);
+            let d = ticket(s).wrapping_sub(pos as u32) as i32;
+            if d == 0 && state(s) == FREE {
+                let claim = stamp(ticket(s), (me << 2) | WRITING);
+                // SeqCst: the claim and the following load of `closed` are ordered
+                // against `close` (a claim before the close is seen by draining
+                // consumers; one after it sees `closed`).
+                if slot
+                    .stamp
+                    .compare_exchange(s, claim, Ordering::SeqCst, Ordering::Relaxed)
+                    .is_err()
+                {
+                    continue;
+                }
+                // Relaxed: a hint; failure means someone helped already.
+                let _ =
+                    h.enq
+                        .pos
+                        .compare_exchange(pos, pos + 1, Ordering::Relaxed, Ordering::Relaxed);
+                if h.meta.closed.load(Ordering::SeqCst) != 0 {
+                    // Skip the slot: consumers pass over this position.
+                    // Release: as for a consumed slot.
+                    slot.stamp.store(
+                        stamp(ticket(s).wrapping_add(self.cap), FREE),
+                        Ordering::Release,
+                    );
+                    self.notify(&h.wait.putters, &h.wait.put_event);
+                    return Err((v, Attempt::Closed));
+                }
+                // SAFETY: we hold the WRITING claim: no one else touches the data.
+                unsafe { slot.data.write(v) };
+                // Release: the item happens-before a consumer's Acquire of FULL.
+                slot.stamp.store(stamp(ticket(s), FULL), Ordering::Release);
+                self.notify(&h.wait.getters, &h.wait.get_event);
+                return Ok(());
+            } else if d >= 0 {
+                // Claimed by another producer (d == 0) or already past (d > 0): help
+                // the hint along and retry at the next position.
+                let _ =
+                    h.enq
+                        .pos
+                        .compare_exchange(pos, pos + 1, Ordering::Relaxed, Ordering::Relaxed);
+                pos = h.enq.pos.load(Ordering::Relaxed);
+            } else {
+                // The slot still serves the previous lap: full.
+                let blocker = (state(s) == READING).then_some(s);
+                return Err((v, Attempt::Blocked(blocker)));
+            }
+        }
+    }
+
+    /// One non-blocking get attempt.
+    fn try_get_inner(&self) -> Attempt<T> {
+        let h = self.hdr();
+        let me = process::current_pid();
+        // Relaxed: a hint validated by the stamp.
+        let mut pos = h.deq.pos.load(Ordering::Relaxed);
+        loop {
+            let slot = self.slot(pos);
+            // Acquire: pairs with the producer's Release of FULL.
+            let s = slot.stamp.load(Ordering::Acquire);
+            let d = ticket(s).wrapping_sub(pos as u32) as i32;
+            if d == 0 && state(s) == FULL {
+                let claim = stamp(ticket(s), (me << 2) | READING);
+                // Acquire: as the load above (the CAS may read a newer FULL).
+                if slot
+                    .stamp
+                    .compare_exchange(s, claim, Ordering::Acquire, Ordering::Relaxed)
+                    .is_err()
+                {
+                    continue;
+                }
+                // Relaxed: a hint.
+                let _ =
+                    h.deq
+                        .pos
+                        .compare_exchange(pos, pos + 1, Ordering::Relaxed, Ordering::Relaxed);
+                // SAFETY: we hold the READING claim and the producer's write
+                // happens-before it (Acquire on FULL).
+                let v = unsafe { slot.data.read() };
+                // Release: our read happens-before the next producer's overwrite.
+                slot.stamp.store(
+                    stamp(ticket(s).wrapping_add(self.cap), FREE),
+                    Ordering::Release,
+                );
+                self.notify(&h.wait.putters, &h.wait.put_event);
+                return Attempt::Done(v);
+            } else if (d == 0 && state(s) == READING) || d > 0 {
+                // Another consumer has it, or it is already consumed or skipped.
+                let _ =
+                    h.deq
+                        .pos
+                        .compare_exchange(pos, pos + 1, Ordering::Relaxed, Ordering::Relaxed);
+                pos = h.deq.pos.load(Ordering::Relaxed);
+            } else if d == 0 && state(s) == WRITING {
+                return Attempt::Blocked(Some(s));
+            } else if d < 0 && state(s) == READING {
+                // A consumer of the previous lap still holds the slot: empty for us.
+                return Attempt::Blocked(Some(s));
+            } else {
+                return Attempt::Blocked(None);
+            }
+        }
+    }
+
+    /// After a state change that may unblock the other side: wake one sleeper if any.
+    #[inline]
+    fn notify(&self, waiters: &AtomicU32, event: &AtomicU32) {
+        // SeqCst fence: Dekker with the sleeper's waiter increment + fence + re-check.
+        fence(Ordering::SeqCst);
+        if waiters.load(Ordering::Relaxed) != 0 {
+            // Release: a sleeper that Acquires the new value sees our change.
+            event.fetch_add(1, Ordering::Release);
+            futex_wake(event, 1);
+        }
+    }
+
+    /// Frees a slot held by a dead process. Returns whether it did.
+    fn recover(&self, blocker: u64) -> bool {
+        let pid = claimer(blocker);
+        if process::is_alive(pid, 0) {
+            return false;
+        }
+        let pos_ticket = ticket(blocker);
+        let slot = self.slot(u64::from(pos_ticket));
+        // Release: like any freeing store. The CAS fails harmlessly if the slot moved on.
+        let freed = slot
+            .stamp
+            .compare_exchange(
+                blocker,
+                stamp(pos_ticket.wrapping_add(self.cap), FREE),
+                Ordering::Release,
+                Ordering::Relaxed,
+            )
+            .is_ok();
+        if freed {
+            let h = self.hdr();
+            self.notify(&h.wait.putters, &h.wait.put_event);
+            self.notify(&h.wait.getters, &h.wait.get_event);
+        }
+        freed
+    }
+
+    /// Puts `v`, blocking while the queue is full.
+    ///
+    /// # Errors
+    /// [`PutError::Closed`] (with the item) if the queue is closed.
+    pub fn put(&self, v: T) -> Result<(), PutError<T>> {
+        self.put_inner(v, Some(None))
+    }
+
+    /// Puts `v`, waiting at most `timeout` for room.
+    ///
+    /// # Errors
+    /// [`PutError::Timeout`] or [`PutError::Closed`], with the item.
+    pub fn put_timeout(&self, v: T, timeout: Duration) -> Result<(), PutError<T>> {
+        self.put_inner(v, Some(Some(Deadline::after(timeout))))
+    }
+
+    /// Puts `v` if there is room now.
+    ///
+    /// # Errors
+    /// [`PutError::Full`] or [`PutError::Closed`], with the item.
+    pub fn try_put(&self, v: T) -> Result<(), PutError<T>> {
+        self.put_inner(v, None)
+    }
+
+    /// Takes the oldest item, blocking while the queue is empty.
+    ///
+    /// # Errors
+    /// [`GetError::Closed`] once the queue is closed and drained.
+    pub fn get(&self) -> Result<T, GetError> {
+        self.get_inner(Some(None))
+    }
+
+    /// Takes the oldest item, waiting at most `timeout`.
+    ///
+    /// # Errors
+    /// [`GetError::Timeout`] or [`GetError::Closed`].
+    pub fn get_timeout(&self, timeout: Duration) -> Result<T, GetError> {
+        self.get_inner(Some(Some(Deadline::after(timeout))))
+    }
+
+    /// Takes the oldest item if there is one now.
+    ///
+    /// # Errors
+    /// [`GetError::Empty`] or [`GetError::Closed`].
+    pub fn try_get(&self) -> Result<T, GetError> {
+        self.get_inner(None)
+    }
+
+    /// `wait`: `None` = try once; `Some(None)` = forever; `Some(Some(d))` = until `d`.
+    fn put_inner(&self, mut v: T, wait: Option<Option<Deadline>>) -> Result<(), PutError<T>> {
+        let mut spins = 0u32;
+        loop {
+            let blocker = match self.try_put_inner(v) {
+                Ok(()) => return Ok(()),
+                Err((back, Attempt::Closed)) => return Err(PutError::Closed(back)),
+                Err((back, Attempt::Blocked(b))) => {
+                    v = back;
+                    b
+                }
+                Err((back, Attempt::Done(()))) => {
+                    v = back;
+                    None
+                }
+            };
+            let deadline = match wait {
+                None => return Err(PutError::Full(v)),
+                Some(d) => d,
+            };
+            if deadline.is_some_and(|d| d.has_passed()) {
+                return Err(PutError::Timeout(v));
+            }
+            if spins < SPINS {
+                spins += 1;
+                spin_hint();
+                continue;
+            }
+            if spins < SPINS + YIELDS {
+                spins += 1;
+                yield_now();
+                continue;
+            }
+            if let Some(b) = blocker {
+                if self.recover(b) {
+                    continue;
+                }
+            }
+            let h = self.hdr();
+            self.sleep(&h.wait.putters, &h.wait.put_event, deadline, || {
+                // The re-check: is the slot at the enqueue position free for it?
+                let pos = h.enq.pos.load(Ordering::Relaxed);
+                let s = self.slot(pos).stamp.load(Ordering::Acquire);
+                ticket(s).wrapping_sub(pos as u32) as i32 >= 0
+                    || h.meta.closed.load(Ordering::Relaxed) != 0
+            });
+        }
+    }
+
+    fn get_inner(&self, wait: Option<Option<Deadline>>) -> Result<T, GetError> {
+        let mut spins = 0u32;
+        loop {
+            let blocker = match self.try_get_inner() {
+                Attempt::Done(v) => return Ok(v),
+                Attempt::Closed => return Err(GetError::Closed),
+                Attempt::Blocked(b) => b,
+            };
+            let h = self.hdr();
+            // Drained and closed? Only when no producer is in the middle of a put
+            // (WRITING blocks `Closed`: that item will still arrive).
+            if !matches!(blocker, Some(b) if state(b) == WRITING)
+                && h.meta.closed.load(Ordering::SeqCst) != 0
+            {
+                // SeqCst fence: a claim made before the close is visible now.
+                fence(Ordering::SeqCst);
+                match self.try_get_inner() {
+                    Attempt::Done(v) => return Ok(v),
+                    Attempt::Blocked(Some(b)) if state(b) == WRITING => {}
+                    _ => return Err(GetError::Closed),
+                }
+            }
+            let deadline = match wait {
+                None => return Err(GetError::Empty),
+                Some(d) => d,
+            };
+            if deadline.is_some_and(|d| d.has_passed()) {
+                return Err(GetError::Timeout);
+            }
+            if spins < SPINS {
+                spins += 1;
+                spin_hint();
+                continue;
+            }
+            if spins < SPINS + YIELDS {
+                spins += 1;
+                yield_now();
+                continue;
+            }
+            if let Some(b) = blocker {
+                if self.recover(b) {
+                    continue;
+                }
+            }
+            self.sleep(&h.wait.getters, &h.wait.get_event, deadline, || {
+                let pos = h.deq.pos.load(Ordering::Relaxed);
+                let s = self.slot(pos).stamp.load(Ordering::Acquire);
+                let d = ticket(s).wrapping_sub(pos as u32) as i32;
+                d > 0 || (d == 0 && state(s) != FREE) || h.meta.closed.load(Ordering::Relaxed) != 0
+            });
+        }
+    }
+
+    /// Registers as a waiter, re-checks, sleeps one slice at most.
+    fn sleep(
+        &self,
+        waiters: &AtomicU32,
+        event: &AtomicU32,
+        deadline: Option<Deadline>,
+        ready: impl Fn() -> bool,
+    ) {
+        // The fetch_add and fence pair with `notify`'s fence (Dekker).
+        waiters.fetch_add(1, Ordering::SeqCst);
+        fence(Ordering::SeqCst);
+        // Acquire: pairs with the Release bump in `notify`.
+        let ev = event.load(Ordering::Acquire);
+        if !ready() {
+            let slice = Deadline::after(QUEUE_SLEEP_SLICE);
+            let until = match deadline {
+                Some(d) if d < slice => d,
+                _ => slice,
+            };
+            futex_wait(event, ev, Some(&until));
+        }
+        // Relaxed: a stale count only costs one unneeded wake.
+        waiters.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+
+    struct Region {
+        ptr: *mut u8,
+        layout: std::alloc::Layout,
+    }
+    impl Region {
+        fn new(len: usize) -> Self {
+            let layout = std::alloc::Layout::from_size_align(len, 128).unwrap();
+            // SAFETY: non-zero size.
+            let ptr = unsafe { std::alloc::alloc_zeroed(layout) };
+            assert!(!ptr.is_null());
+            Region { ptr, layout }
+        }
+    }
+    impl Drop for Region {
+        fn drop(&mut self) {
+            // SAFETY: allocated with this layout.
+            unsafe { std::alloc::dealloc(self.ptr, self.layout) }
+        }
+    }
+
+    fn queue<T: bytemuck::Pod>(cap: usize) -> (Region, Queue<T>) {
+        let r = Region::new(Queue::<T>::region_size(cap).unwrap());
+        // SAFETY: fresh heap region outliving the queue.
+        let q = unsafe { Queue::init(r.ptr, r.layout.size(), cap) }.unwrap();
+        (r, q)
+    }
+
+    #[test]
+    fn fifo_full_empty_and_laps() {
+        let (_r, q) = queue::<u64>(4);
+        assert!(q.is_empty());
+        for lap in 0..10u64 {
+            for i in 0..4 {
+                q.try_put(lap * 10 + i).unwrap();
+            }
+            assert!(q.is_full());
+            assert_eq!(q.try_put(99).unwrap_err().into_inner(), 99);
+            assert!(matches!(
+                q.put_timeout(98, Duration::from_millis(20)),
+                Err(PutError::Timeout(98))
+            ));
+            for i in 0..4 {
+                assert_eq!(q.try_get().unwrap(), lap * 10 + i);
+            }
+            assert_eq!(q.try_get(), Err(GetError::Empty));
+            assert_eq!(
+                q.get_timeout(Duration::from_millis(20)),
+                Err(GetError::Timeout)
+            );
+        }
+    }
+
+    #[test]
+    fn close_drains_then_reports_closed() {
+        let (_r, q) = queue::<u32>(8);
+        q.put(1).unwrap();
+        q.put(2).unwrap();
+        q.close();
+        assert!(matches!(q.put(3), Err(PutError::Closed(3))));
+        assert_eq!(q.get(), Ok(1));
+        assert_eq!(q.get(), Ok(2));
+        assert_eq!(q.get(), Err(GetError::Closed));
+        assert_eq!(q.try_get(), Err(GetError::Closed));
+    }
+
+    #[test]
+    fn slot_abandoned_by_a_dead_process_is_skipped() {
+        let (_r, q) = queue::<u32>(4);
+        q.put(1).unwrap();
+        // Simulate a producer that died after claiming position 1.
+        let dead = 4_194_305 + 11; // above pid_max: never alive
+        let s = q.slot(1);
+        s.stamp
+            .store(stamp(1, (dead << 2) | WRITING), Ordering::Relaxed);
+        q.hdr().enq.pos.store(2, Ordering::Relaxed);
+        q.put(3).unwrap();
+        assert_eq!(q.get(), Ok(1));
+        // try_get does not recover: the dead claim looks like an item in flight.
+        assert_eq!(q.try_get(), Err(GetError::Empty));
+        assert_eq!(q.get(), Ok(3));
+    }
+
+    #[test]
+    fn wrong_type_is_refused() {
+        let (r, _q) = queue::<u64>(4);
+        // SAFETY: the region outlives the attempt.
+        let err = unsafe { Queue::<f64>::attach(r.ptr, r.layout.size()) }.unwrap_err();
+        assert!(
+            matches!(err, QueueLayoutError::TypeMismatch { .. }),
+            "{err}"
+        );
+        // SAFETY: as above.
+        let err = unsafe { Queue::<u32>::attach(r.ptr, r.layout.size()) }.unwrap_err();
+        assert!(
+            matches!(err, QueueLayoutError::TypeMismatch { .. }),
+            "{err}"
+        );
+        // SAFETY: a region too short for the recorded capacity.
+        let err = unsafe { Queue::<u64>::attach(r.ptr, QUEUE_HEADER_SIZE + 8) }.unwrap_err();
+        assert!(matches!(err, QueueLayoutError::TooSmall { .. }), "{err}");
+    }
+}

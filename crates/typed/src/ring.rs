@@ -1,0 +1,1331 @@
+//! [`Ring`]: a single-producer single-consumer ring of variable-length byte messages
+//! in shared memory.
+//!
+//! # Protocol
+//! The ring is a power-of-two byte buffer with two free-running `u32` positions:
+//! `tail` (bytes ever written, advanced only by the writer) and `head` (bytes ever
+//! consumed, advanced only by the reader); `tail - head` (wrapping) is the number of
+//! unread bytes and never exceeds the capacity. Each message is a record: an 8-byte
+//! header (`u32` length, `u32` reserved) followed by the payload, padded to a multiple
+//! of 8 bytes. A record never wraps around the end of the buffer: when it does not
+//! fit before the end, the writer stores a *wrap marker* (length `u32::MAX`) and
+//! continues at offset 0, so both sides see every payload as one contiguous slice
+//! (zero-copy [`Ring::write_with`] / [`Ring::read_with`]).
+//!
+//! The writer fills the record completely, then publishes it by storing `tail` with
+//! Release; the reader loads `tail` with Acquire before looking at the record. A
+//! writer that dies in the middle of a record therefore never exposes it: the torn
+//! bytes lie beyond the published `tail`. Symmetrically the reader stores `head` with
+//! Release after it has finished with a record, and the writer loads it with Acquire
+//! before overwriting that space.
+//!
+//! # Waiting
+//! A side that cannot proceed spins briefly, yields a few times, then sleeps on a
+//! futex (`data_event` for the reader, `space_event` for the writer) after raising
+//! its `*_sleeping` flag. The peer reads the flag after each publish (behind a SeqCst
+//! fence, the Dekker pattern) and makes the `FUTEX_WAKE` syscall only when the flag is
+//! set: while both sides are awake no syscall is made. Sleeps are cut into slices of
+//! [`SLEEP_SLICE`]; after each slice the sleeper checks that its peer is still alive
+//! (pid + process start time recorded in the header), so a reader learns that its
+//! writer was killed ([`ReadError::PeerDied`], after every complete message has been
+//! read) and a writer that its reader was killed ([`WriteError::PeerDied`]).
+//!
+//! # Roles
+//! The first write through a handle claims the writer role, the first read the
+//! reader role (one handle may hold both). A role held by a live process cannot be
+//! taken ([`WriteError::RoleTaken`] / [`ReadError::RoleTaken`]); a role whose holder
+//! died is taken over, so a restarted writer or reader can continue. Dropping the
+//! handle that holds the writer role closes the ring; dropping the reader releases
+//! the reader role.
+//!
+//! # Layout
+//! See `crates/typed/LAYOUT.md`: a 512-byte header of four 128-byte lines (metadata,
+//! tail, head, sleep flags), then the data buffer.
+
+use std::ptr::NonNull;
+use std::time::Duration;
+
+use crate::process;
+use crate::shim::{fence, futex_wait, futex_wake, spin_hint, yield_now, AtomicU32, AtomicU64};
+use crate::shim::{Deadline, Ordering};
+
+/// Magic number at offset 0 of a ring ("SRNG" little-endian).
+pub const RING_MAGIC: u32 = u32::from_le_bytes(*b"SRNG");
+/// Layout version of the ring header.
+pub const RING_VERSION: u32 = 1;
+/// Bytes of the ring header before the data buffer.
+pub const RING_HEADER_SIZE: usize = 512;
+/// Default data capacity: 4 MiB (a ring that fits in L2 is ~3x slower for large
+/// messages on the reference machine).
+pub const DEFAULT_RING_CAPACITY: usize = 4 << 20;
+/// Smallest capacity accepted.
+pub const MIN_RING_CAPACITY: usize = 64;
+/// Largest capacity accepted (positions are `u32` and wrap).
+pub const MAX_RING_CAPACITY: usize = 1 << 30;
+/// How long a sleeping side sleeps before it checks that its peer is alive.
+pub const SLEEP_SLICE: Duration = Duration::from_millis(20);
+
+/// Length word of a wrap marker.
+const WRAP: u32 = u32::MAX;
+/// Bytes of a record header.
+const REC_HDR: u32 = 8;
+/// Busy-wait iterations before yielding.
+const SPINS: u32 = 200;
+/// `sched_yield` calls before sleeping.
+const YIELDS: u32 = 4;
+
+/// Who holds a role: `pid | (start_time as u32) << 32`, 0 = nobody. One word, so a
+/// takeover replaces pid and start time at once.
+#[repr(C)]
+struct Owner {
+    word: AtomicU64,
+}
+
+/// Line 0: written at init and on role changes and close; read-mostly.
+#[repr(C, align(128))]
+struct MetaLine {
+    /// [`RING_MAGIC`], stored last at init with Release.
+    magic: AtomicU32,
+    /// [`RING_VERSION`].
+    version: AtomicU32,
+    /// Data capacity in bytes (power of two).
+    capacity: AtomicU32,
+    /// 1 once the writer closed the ring.
+    closed: AtomicU32,
+    /// Writer role.
+    writer: Owner,
+    /// Reader role.
+    reader: Owner,
+}
+
+/// Line 1: written by the writer on every message.
+#[repr(C, align(128))]
+struct TailLine {
+    /// Bytes ever written (wrapping); see the module docs.
+    tail: AtomicU32,
+}
+
+/// Line 2: written by the reader on every message.
+#[repr(C, align(128))]
+struct HeadLine {
+    /// Bytes ever consumed (wrapping).
+    head: AtomicU32,
+}
+
+/// Line 3: written only on the sleep path, so it stays shared in both caches.
+#[repr(C, align(128))]
+struct SleepLine {
+    /// 1 while the reader is (about to be) asleep on `data_event`.
+    reader_sleeping: AtomicU32,
+    /// Futex word the reader sleeps on; bumped by the writer before a wake.
+    data_event: AtomicU32,
+    /// 1 while the writer is (about to be) asleep on `space_event`.
+    writer_sleeping: AtomicU32,
+    /// Futex word the writer sleeps on; bumped by the reader before a wake.
+    space_event: AtomicU32,
+}
+
+/// The ring header at offset 0 of the region.
+#[repr(C)]
+pub(crate) struct RingHeader {
+    meta: MetaLine,
+    tail: TailLine,
+    head: HeadLine,
+    sleep: SleepLine,
+}
+
+#[cfg(not(loom))]
+const _: () = assert!(std::mem::size_of::<RingHeader>() == RING_HEADER_SIZE);
+#[cfg(not(loom))]
+const _: () = assert!(std::mem::align_of::<RingHeader>() == 128);
+
+#[cfg(loom)]
+impl RingHeader {
+    /// A fresh header for loom models (loom atomics cannot live in raw memory).
+    pub(crate) fn new_for_loom(capacity: u32) -> Self {
+        let z32 = || AtomicU32::new(0);
+        RingHeader {
+            meta: MetaLine {
+                magic: AtomicU32::new(RING_MAGIC),
+                version: AtomicU32::new(RING_VERSION),
+                capacity: AtomicU32::new(capacity),
+                closed: z32(),
+                writer: Owner {
+                    word: AtomicU64::new(0),
+                },
+                reader: Owner {
+                    word: AtomicU64::new(0),
+                },
+            },
+            tail: TailLine { tail: z32() },
+            head: HeadLine { head: z32() },
+            sleep: SleepLine {
+                reader_sleeping: z32(),
+                data_event: z32(),
+                writer_sleeping: z32(),
+                space_event: z32(),
+            },
+        }
+    }
+}
+
+/// A ring region could not be initialised or attached.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RingLayoutError {
+    /// The capacity is not a power of two in the accepted range.
+    #[error(
+        "ring capacity {0} is not a power of two between 64 B and 1 GiB: pick one such as 4 MiB"
+    )]
+    BadCapacity(usize),
+    /// The region is smaller than the ring needs.
+    #[error("region of {len} bytes is too small for this ring, which needs {needed} bytes: map a larger region")]
+    TooSmall {
+        /// Bytes available.
+        len: usize,
+        /// Bytes needed.
+        needed: usize,
+    },
+    /// The region does not start on a 128-byte boundary.
+    #[error("region start {0:#x} is not 128-byte aligned: use a segment payload or a page-aligned mapping")]
+    Misaligned(usize),
+    /// The region does not hold an initialised ring.
+    #[error("no shmkit ring here (magic {found:#x}): the region holds something else or was never initialised")]
+    BadMagic {
+        /// The magic word found.
+        found: u32,
+    },
+    /// The ring was made by an incompatible version.
+    #[error("ring layout version {found} is not supported (this build reads {expected}): use the same shmkit version on both sides")]
+    BadVersion {
+        /// Version found.
+        found: u32,
+        /// Version this build reads.
+        expected: u32,
+    },
+}
+
+/// Why a write failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum WriteError {
+    /// The message can never fit in this ring.
+    #[error("message of {len} bytes is larger than the ring's maximum of {max} bytes: create a larger ring or split the message")]
+    TooLarge {
+        /// Length asked for.
+        len: usize,
+        /// Largest message this ring carries.
+        max: usize,
+    },
+    /// `try_` form: not enough free space right now.
+    #[error("the ring is full: retry later or use the blocking form")]
+    Full,
+    /// No space became free before the timeout.
+    #[error("timed out waiting for space in the ring: the reader is slow or stopped")]
+    Timeout,
+    /// The ring was closed by its writer.
+    #[error("the ring is closed: no more messages can be written")]
+    Closed,
+    /// The reader died while the ring was full.
+    #[error("the reader (pid {pid}) died while the ring was full: start a new reader to continue")]
+    PeerDied {
+        /// The dead reader's pid.
+        pid: u32,
+    },
+    /// Another live process (or handle) holds the writer role.
+    #[error("process {pid} is already the writer of this ring: a ring has one writer")]
+    RoleTaken {
+        /// The holder's pid.
+        pid: u32,
+    },
+    /// The shared indices are inconsistent (memory corrupted or written by a foreign program).
+    #[error("the ring's shared state is corrupt ({what}): recreate the ring")]
+    Corrupt {
+        /// What was found wrong.
+        what: &'static str,
+    },
+}
+
+/// Why a read failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ReadError {
+    /// `try_` form: no message right now.
+    #[error("the ring is empty: retry later or use the blocking form")]
+    Empty,
+    /// No message arrived before the timeout.
+    #[error("timed out waiting for a message")]
+    Timeout,
+    /// The writer closed the ring and every message has been read.
+    #[error("the ring is closed and drained")]
+    Closed,
+    /// The writer died; every message it completed has been read.
+    #[error("the writer (pid {pid}) died; every message it completed has been read")]
+    PeerDied {
+        /// The dead writer's pid.
+        pid: u32,
+    },
+    /// Another live process (or handle) holds the reader role.
+    #[error("process {pid} is already the reader of this ring: a ring has one reader")]
+    RoleTaken {
+        /// The holder's pid.
+        pid: u32,
+    },
+    /// A length or index read from shared memory is impossible.
+    #[error("the ring's shared state is corrupt ({what}): recreate the ring")]
+    Corrupt {
+        /// What was found wrong.
+        what: &'static str,
+    },
+}
+
+/// How long an operation may wait.
+#[derive(Clone, Copy)]
+enum Wait {
+    /// Do not wait (`try_` forms).
+    No,
+    /// Wait until the deadline, or forever for `None`.
+    Until(Option<Deadline>),
+}
+
+impl Wait {
+    fn timeout(t: Duration) -> Self {
+        Wait::Until(Some(Deadline::after(t)))
+    }
+}
+
+/// What keeps the ring's memory mapped.
+enum Backing {
+    /// Memory owned by the caller of [`Ring::init`] / [`Ring::attach`].
+    Raw,
+    /// A segment this handle maps.
+    #[cfg(not(loom))]
+    Segment(shmkit_segment::Segment),
+    /// Heap memory of a loom model.
+    #[cfg(loom)]
+    #[allow(dead_code)]
+    Loom(std::sync::Arc<(RingHeader, Vec<std::cell::UnsafeCell<u64>>)>),
+}
+
+/// A handle to a single-producer single-consumer byte-message ring in shared memory.
+///
+/// See the [module docs](self) for the protocol, roles and crash behaviour.
+pub struct Ring {
+    hdr: NonNull<RingHeader>,
+    data: *mut u8,
+    cap: u32,
+    /// Pid under which this handle holds the writer role (0: not held).
+    writer_pid: u32,
+    /// Pid under which this handle holds the reader role (0: not held).
+    reader_pid: u32,
+    /// Writer: its own tail (it is the only one writing it).
+    tail: u32,
+    /// Writer: last head seen.
+    cached_head: u32,
+    /// Reader: its own head.
+    head: u32,
+    /// Reader: last tail seen.
+    cached_tail: u32,
+    _backing: Backing,
+}
+
+// SAFETY: the handle only points into shared memory that every process and thread may
+// access through atomics; the per-handle caches move with it. It is not `Sync`: the
+// `&mut self` methods keep one thread per handle.
+unsafe impl Send for Ring {}
+
+impl std::fmt::Debug for Ring {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Ring")
+            .field("capacity", &self.cap)
+            .field("writer", &(self.writer_pid != 0))
+            .field("reader", &(self.reader_pid != 0))
+            .finish_non_exhaustive()
+    }
+}
+
+fn round8(n: u32) -> u32 {
+    (n + 7) & !7
+}
+
+fn owner_word() -> u64 {
+    u64::from(process::current_pid()) | (process::current_start_time() << 32)
+}
+
+fn owner_alive(word: u64) -> bool {
+    // The start time was truncated to its low 32 bits; `is_alive` compares those.
+    process::is_alive(word as u32, word >> 32)
+}
+
+impl Ring {
+    /// Bytes a region must have to hold a ring of `capacity` data bytes.
+    pub fn region_size(capacity: usize) -> usize {
+        RING_HEADER_SIZE + capacity
+    }
+
+    fn check_capacity(capacity: usize) -> Result<u32, RingLayoutError> {
+        if !capacity.is_power_of_two()
+            || !(MIN_RING_CAPACITY..=MAX_RING_CAPACITY).contains(&capacity)
+        {
+            return Err(RingLayoutError::BadCapacity(capacity));
+        }
+        Ok(capacity as u32)
+    }
+
+    fn check_region(ptr: *mut u8, len: usize, capacity: usize) -> Result<(), RingLayoutError> {
+        if (ptr as usize) & 127 != 0 || ptr.is_null() {
+            return Err(RingLayoutError::Misaligned(ptr as usize));
+        }
+        let needed = Self::region_size(capacity);
+        if len < needed {
+            return Err(RingLayoutError::TooSmall { len, needed });
+        }
+        Ok(())
+    }
+
+    /// Initialises a new, empty ring of `capacity` data bytes at `ptr` and returns a
+    /// handle to it.
+    ///
+    /// # Safety
+    /// `ptr..ptr+len` must be valid, writable memory (typically shared), not accessed
+    /// by anyone else during this call, that stays mapped for as long as this handle
+    /// and every handle [attached](Ring::attach) to it live.
+    ///
+    /// # Errors
+    /// [`RingLayoutError`] if `capacity` is not a power of two in
+    /// [`MIN_RING_CAPACITY`]..=[`MAX_RING_CAPACITY`], or the region is misaligned or
+    /// too small.
+    #[cfg(not(loom))]
+    pub unsafe fn init(ptr: *mut u8, len: usize, capacity: usize) -> Result<Ring, RingLayoutError> {
+        let cap = Self::check_capacity(capacity)?;
+        Self::check_region(ptr, len, capacity)?;
+        // SAFETY: the caller gives us exclusive, writable access to `len >=
+        // RING_HEADER_SIZE` bytes at `ptr`; zero is a valid value for every atomic.
+        unsafe { std::ptr::write_bytes(ptr, 0, RING_HEADER_SIZE) };
+        // SAFETY: `ptr` is 128-byte aligned (checked) and holds RING_HEADER_SIZE bytes
+        // that now form a valid all-zero RingHeader (only atomics).
+        let hdr = unsafe { &*(ptr as *const RingHeader) };
+        hdr.meta.version.store(RING_VERSION, Ordering::Relaxed);
+        hdr.meta.capacity.store(cap, Ordering::Relaxed);
+        // Release: publishes the fields above to an `attach` that Acquires the magic.
+        hdr.meta.magic.store(RING_MAGIC, Ordering::Release);
+        // SAFETY: the region was just initialised; the caller's guarantees carry over.
+        unsafe { Self::attach(ptr, len) }
+    }
+
+    /// Attaches to a ring that [`Ring::init`] initialised at `ptr` (possibly in another
+    /// process). Every value read from the region is validated.
+    ///
+    /// # Safety
+    /// `ptr..ptr+len` must be valid memory that stays mapped while the handle lives,
+    /// and be accessed by others only through shmkit ring handles.
+    ///
+    /// # Errors
+    /// [`RingLayoutError`] if the region does not hold a valid ring.
+    #[cfg(not(loom))]
+    pub unsafe fn attach(ptr: *mut u8, len: usize) -> Result<Ring, RingLayoutError> {
+        Self::check_region(ptr, len, 0)?;
+        if len < RING_HEADER_SIZE {
+            return Err(RingLayoutError::TooSmall {
+                len,
+                needed: RING_HEADER_SIZE,
+            });
+        }
+        // SAFETY: aligned (checked), at least RING_HEADER_SIZE valid bytes (checked and
+        // the caller's promise); RingHeader holds only atomics, valid for any bytes.
+        let hdr = unsafe { &*(ptr as *const RingHeader) };
+        // SAFETY: RING_HEADER_SIZE <= len, so the data start is inside the region.
+        let data = unsafe { ptr.add(RING_HEADER_SIZE) };
+        // SAFETY: as above, `hdr` is a valid header reference.
+        unsafe { Self::from_parts(hdr.into(), data, len - RING_HEADER_SIZE, Backing::Raw) }
+    }
+
+    /// Validates the header and builds a handle.
+    ///
+    /// # Safety
+    /// `hdr` valid for the handle's life; `data` valid for `data_len` bytes.
+    unsafe fn from_parts(
+        hdr: NonNull<RingHeader>,
+        data: *mut u8,
+        data_len: usize,
+        backing: Backing,
+    ) -> Result<Ring, RingLayoutError> {
+        // SAFETY: the caller guarantees `hdr` is valid.
+        let h = unsafe { hdr.as_ref() };
+        // Acquire: pairs with the Release store of the magic in `init`.
+        let magic = h.meta.magic.load(Ordering::Acquire);
+        if magic != RING_MAGIC {
+            return Err(RingLayoutError::BadMagic { found: magic });
+        }
+        let version = h.meta.version.load(Ordering::Relaxed);
+        if version != RING_VERSION {
+            return Err(RingLayoutError::BadVersion {
+                found: version,
+                expected: RING_VERSION,
+            });
+        }
+        let cap = h.meta.capacity.load(Ordering::Relaxed) as usize;
+        let cap = Self::check_capacity(cap)?;
+        if data_len < cap as usize {
+            return Err(RingLayoutError::TooSmall {
+                len: data_len + RING_HEADER_SIZE,
+                needed: Self::region_size(cap as usize),
+            });
+        }
+        Ok(Ring {
+            hdr,
+            data,
+            cap,
+            writer_pid: 0,
+            reader_pid: 0,
+            tail: 0,
+            cached_head: 0,
+            head: 0,
+            cached_tail: 0,
+            _backing: backing,
+        })
+    }
+
+    /// The type tag of rings in segment headers.
+    #[cfg(not(loom))]
+    pub fn type_tag() -> shmkit_segment::TypeTag {
+        shmkit_segment::TypeTag::new(crate::types::kind::RING, "shmkit_typed::Ring", 1, 1)
+    }
+
+    #[cfg(not(loom))]
+    fn from_segment(seg: shmkit_segment::Segment) -> Result<Ring, RingLayoutError> {
+        let (ptr, len) = (seg.payload_ptr(), seg.payload_len());
+        // SAFETY: the segment maps `len` bytes at `ptr` (128-byte aligned) for as long
+        // as it lives, and it moves into the handle's backing.
+        let mut ring = unsafe { Ring::attach(ptr, len) }?;
+        ring._backing = Backing::Segment(seg);
+        Ok(ring)
+    }
+
+    #[cfg(not(loom))]
+    fn init_payload(capacity: usize) -> impl FnOnce(*mut u8, usize) {
+        move |ptr, len| {
+            // SAFETY: the segment layer hands us its fresh payload, ours alone until
+            // READY; the capacity was validated before.
+            let _ = unsafe { Ring::init(ptr, len, capacity) };
+        }
+    }
+
+    /// Creates a named ring (POSIX shared memory `/dev/shm/<name>`) of `capacity` data
+    /// bytes ([`DEFAULT_RING_CAPACITY`] is a good default). The name is removed when
+    /// this handle drops.
+    ///
+    /// # Errors
+    /// [`CreateError::Ring`](crate::CreateError::Ring) for a bad capacity,
+    /// [`CreateError::Segment`](crate::CreateError::Segment) if the segment cannot be made.
+    #[cfg(not(loom))]
+    pub fn create(name: &str, capacity: usize) -> Result<Ring, crate::CreateError> {
+        Self::check_capacity(capacity)?;
+        let seg = shmkit_segment::Segment::options()
+            .posix(name)
+            .size(Self::region_size(capacity))
+            .type_tag(Self::type_tag())
+            .create_with(Self::init_payload(capacity))?;
+        Ok(Self::from_segment(seg)?)
+    }
+
+    /// Opens the named ring another process created.
+    ///
+    /// # Errors
+    /// [`OpenError::TypeMismatch`](crate::OpenError::TypeMismatch) if the segment is not
+    /// a ring; other [`OpenError`](crate::OpenError)s from the segment layer.
+    #[cfg(not(loom))]
+    pub fn open(name: &str) -> Result<Ring, crate::OpenError> {
+        let seg = shmkit_segment::Segment::options()
+            .posix(name)
+            .type_tag(Self::type_tag())
+            .open()?;
+        Ok(Self::from_segment(seg)?)
+    }
+
+    /// Opens the named ring, or creates it with `capacity` if it does not exist.
+    ///
+    /// # Errors
+    /// As [`Ring::create`] and [`Ring::open`].
+    #[cfg(not(loom))]
+    pub fn open_or_create(name: &str, capacity: usize) -> Result<Ring, crate::OpenOrCreateError> {
+        Self::check_capacity(capacity).map_err(crate::CreateError::from)?;
+        let seg = shmkit_segment::Segment::options()
+            .posix(name)
+            .size(Self::region_size(capacity))
+            .type_tag(Self::type_tag())
+            .open_or_create_with(Self::init_payload(capacity))?;
+        Ok(Self::from_segment(seg).map_err(crate::OpenError::from)?)
+    }
+
+    /// Creates a ring in anonymous shared memory, shared with children forked after
+    /// this call (each child uses its inherited copy of the handle).
+    ///
+    /// # Errors
+    /// As [`Ring::create`].
+    #[cfg(not(loom))]
+    pub fn anonymous(capacity: usize) -> Result<Ring, crate::CreateError> {
+        Self::check_capacity(capacity)?;
+        let seg = shmkit_segment::Segment::options()
+            .anonymous()
+            .size(Self::region_size(capacity))
+            .type_tag(Self::type_tag())
+            .create_with(Self::init_payload(capacity))?;
+        Ok(Self::from_segment(seg)?)
+    }
+
+    /// The segment behind this ring, if it was made by `create`/`open`/`anonymous`.
+    #[cfg(not(loom))]
+    pub fn segment(&self) -> Option<&shmkit_segment::Segment> {
+        match &self._backing {
+            Backing::Segment(s) => Some(s),
+            _ => None,
+        }
+    }
+
+    /// A handle on a heap ring for loom models.
+    #[cfg(loom)]
+    pub(crate) fn new_for_loom(capacity: u32) -> (Ring, Ring) {
+        let words = (capacity as usize) / 8;
+        let cells = (0..words)
+            .map(|_| std::cell::UnsafeCell::new(0u64))
+            .collect();
+        let shared = std::sync::Arc::new((RingHeader::new_for_loom(capacity), cells));
+        let make = |s: &std::sync::Arc<(RingHeader, Vec<std::cell::UnsafeCell<u64>>)>| {
+            let hdr = NonNull::from(&s.0);
+            let data = s.1.as_ptr() as *mut u8;
+            // SAFETY: the Arc in the backing keeps header and buffer alive.
+            unsafe { Ring::from_parts(hdr, data, capacity as usize, Backing::Loom(s.clone())) }
+                .expect("valid loom ring")
+        };
+        (make(&shared), make(&shared))
+    }
+
+    fn hdr(&self) -> &RingHeader {
+        // SAFETY: `hdr` stays valid while the handle lives (constructor contracts).
+        unsafe { self.hdr.as_ref() }
+    }
+
+    /// Data capacity in bytes.
+    pub fn capacity(&self) -> usize {
+        self.cap as usize
+    }
+
+    /// The largest message this ring carries (capacity minus the 8-byte record header).
+    pub fn max_message_len(&self) -> usize {
+        (self.cap - REC_HDR) as usize
+    }
+
+    /// Whether the writer has closed the ring (messages may still be unread).
+    pub fn is_closed(&self) -> bool {
+        // Acquire: pairs with the Release in `close`.
+        self.hdr().meta.closed.load(Ordering::Acquire) != 0
+    }
+
+    /// Takes `owner` for this process. Returns the pid of a live holder on failure.
+    fn claim(owner: &Owner) -> Result<u32, u32> {
+        let me = owner_word();
+        let my_pid = me as u32;
+        // Acquire on every load/CAS: a takeover must see the state the dead holder left.
+        let mut cur = owner.word.load(Ordering::Acquire);
+        loop {
+            if cur != 0 && (cur as u32 == my_pid || owner_alive(cur)) {
+                return Err(cur as u32);
+            }
+            match owner
+                .word
+                .compare_exchange(cur, me, Ordering::AcqRel, Ordering::Acquire)
+            {
+                Ok(_) => return Ok(my_pid),
+                Err(now) => cur = now,
+            }
+        }
+    }
+
+    fn ensure_writer(&mut self) -> Result<(), WriteError> {
+        if self.writer_pid != 0 && self.writer_pid == process::current_pid() {
+            return Ok(());
+        }
+        let pid =
+            Self::claim(&self.hdr().meta.writer).map_err(|pid| WriteError::RoleTaken { pid })?;
+        self.writer_pid = pid;
+        // Acquire: a new writer continues after the last record its predecessor
+        // published; the reader's head likewise.
+        self.tail = self.hdr().tail.tail.load(Ordering::Acquire);
+        self.cached_head = self.hdr().head.head.load(Ordering::Acquire);
+        Ok(())
+    }
+
+    fn ensure_reader(&mut self) -> Result<(), ReadError> {
+        if self.reader_pid != 0 && self.reader_pid == process::current_pid() {
+            return Ok(());
+        }
+        let pid =
+            Self::claim(&self.hdr().meta.reader).map_err(|pid| ReadError::RoleTaken { pid })?;
+        self.reader_pid = pid;
+        // Acquire: pairs with the previous reader's / writer's Release stores.
+        self.head = self.hdr().head.head.load(Ordering::Acquire);
+        self.cached_tail = self.hdr().tail.tail.load(Ordering::Acquire);
+        Ok(())
+    }
+
+    // ----- writer -----
+
+    /// Writes `msg` as one message, blocking while the ring is full.
+    ///
+    /// # Errors
+    /// [`WriteError::TooLarge`], [`WriteError::Closed`], [`WriteError::PeerDied`] (the
+    /// reader died while the ring was full), [`WriteError::RoleTaken`],
+    /// [`WriteError::Corrupt`].
+    pub fn write(&mut self, msg: &[u8]) -> Result<(), WriteError> {
+        self.write_impl(msg.len(), Wait::Until(None), |b| b.copy_from_slice(msg))
+    }
+
+    /// As [`Ring::write`], giving up with [`WriteError::Timeout`] after `timeout`.
+    ///
+    /// # Errors
+    /// As [`Ring::write`], plus [`WriteError::Timeout`].
+    pub fn write_timeout(&mut self, msg: &[u8], timeout: Duration) -> Result<(), WriteError> {
+        self.write_impl(msg.len(), Wait::timeout(timeout), |b| {
+            b.copy_from_slice(msg)
+        })
+    }
+
+    /// As [`Ring::write`], failing with [`WriteError::Full`] instead of waiting.
+    ///
+    /// # Errors
+    /// As [`Ring::write`], plus [`WriteError::Full`].
+    pub fn try_write(&mut self, msg: &[u8]) -> Result<(), WriteError> {
+        self.write_impl(msg.len(), Wait::No, |b| b.copy_from_slice(msg))
+    }
+
+    /// Reserves `len` bytes in the ring, lets `f` fill them in place (zero-copy), then
+    /// publishes them as one message. Blocks while the ring is full. If `f` panics,
+    /// nothing is published.
+    ///
+    /// # Errors
+    /// As [`Ring::write`].
+    pub fn write_with<R>(
+        &mut self,
+        len: usize,
+        f: impl FnOnce(&mut [u8]) -> R,
+    ) -> Result<R, WriteError> {
+        self.write_impl(len, Wait::Until(None), f)
+    }
+
+    /// As [`Ring::write_with`] with a timeout.
+    ///
+    /// # Errors
+    /// As [`Ring::write_timeout`].
+    pub fn write_with_timeout<R>(
+        &mut self,
+        len: usize,
+        timeout: Duration,
+        f: impl FnOnce(&mut [u8]) -> R,
+    ) -> Result<R, WriteError> {
+        self.write_impl(len, Wait::timeout(timeout), f)
+    }
+
+    /// As [`Ring::write_with`] without waiting.
+    ///
+    /// # Errors
+    /// As [`Ring::try_write`].
+    pub fn try_write_with<R>(
+        &mut self,
+        len: usize,
+        f: impl FnOnce(&mut [u8]) -> R,
+    ) -> Result<R, WriteError> {
+        self.write_impl(len, Wait::No, f)
+    }
+
+    /// Closes the ring: the reader reads what is left, then gets [`ReadError::Closed`].
+    /// Takes the writer role if this handle does not hold it yet.
+    ///
+    /// # Errors
+    /// [`WriteError::RoleTaken`] if another live process is the writer.
+    pub fn close(&mut self) -> Result<(), WriteError> {
+        self.ensure_writer()?;
+        let h = self.hdr();
+        // Release: pairs with the reader's Acquire of `closed`, after which it reloads
+        // `tail` and sees every record published before the close.
+        h.meta.closed.store(1, Ordering::Release);
+        Self::wake_if_sleeping(&h.sleep.reader_sleeping, &h.sleep.data_event);
+        Ok(())
+    }
+
+    fn write_impl<R>(
+        &mut self,
+        len: usize,
+        wait: Wait,
+        f: impl FnOnce(&mut [u8]) -> R,
+    ) -> Result<R, WriteError> {
+        self.ensure_writer()?;
+        // Relaxed: only this writer sets `closed`; another handle's close in this
+        // process would have required the writer role.
+        if self.hdr().meta.closed.load(Ordering::Relaxed) != 0 {
+            return Err(WriteError::Closed);
+        }
+        if len > self.max_message_len() {
+            return Err(WriteError::TooLarge {
+                len,
+                max: self.max_message_len(),
+            });
+        }
+        let rec = REC_HDR + round8(len as u32);
+        let mask = self.cap - 1;
+        let mut off = self.tail & mask;
+        let contiguous = self.cap - off;
+        if rec > contiguous {
+            // Skip to the start: the skipped bytes must be free first.
+            self.wait_for_space(contiguous, wait)?;
+            self.store_len(off, WRAP);
+            self.tail = self.tail.wrapping_add(contiguous);
+            self.publish_tail();
+            off = 0;
+        }
+        self.wait_for_space(rec, wait)?;
+        self.store_len(off, len as u32);
+        // SAFETY: `off + 8 + len <= cap` (the record fits before the end, ensured
+        // above) and the bytes lie in free space that the reader does not touch until
+        // `tail` is published past them; `self` is borrowed mutably, so no other
+        // slice into the ring exists in this process.
+        let buf =
+            unsafe { std::slice::from_raw_parts_mut(self.data.add((off + REC_HDR) as usize), len) };
+        let r = f(buf);
+        self.tail = self.tail.wrapping_add(rec);
+        self.publish_tail();
+        Ok(r)
+    }
+
+    /// Stores a record's length word at `off` (8-aligned, `off + 8 <= cap`).
+    fn store_len(&self, off: u32, len: u32) {
+        // SAFETY: `off` is 8-aligned and `off + 8 <= cap` inside the data buffer, which
+        // the handle's constructor contract keeps valid; the word is accessed only
+        // atomically by both sides.
+        let word =
+            unsafe { std::sync::atomic::AtomicU32::from_ptr(self.data.add(off as usize).cast()) };
+        // Relaxed: published by the Release store of `tail` that follows.
+        word.store(len, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    fn load_len(&self, off: u32) -> u32 {
+        // SAFETY: as in `store_len`.
+        let word =
+            unsafe { std::sync::atomic::AtomicU32::from_ptr(self.data.add(off as usize).cast()) };
+        // Relaxed: ordered after the Acquire load of `tail` that covered this record.
+        word.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    fn publish_tail(&self) {
+        let h = self.hdr();
+        // Release: the record's bytes happen-before the reader's Acquire of `tail`.
+        h.tail.tail.store(self.tail, Ordering::Release);
+        Self::wake_if_sleeping(&h.sleep.reader_sleeping, &h.sleep.data_event);
+    }
+
+    /// After a publish: wakes the peer only if it announced that it sleeps.
+    #[inline]
+    fn wake_if_sleeping(flag: &AtomicU32, event: &AtomicU32) {
+        // SeqCst fence: orders our publish before the flag load, against the peer's
+        // flag store, SeqCst fence and index load in `sleep_until` (Dekker): either
+        // the peer sees our index, or we see its flag.
+        fence(Ordering::SeqCst);
+        if flag.load(Ordering::Relaxed) != 0 {
+            // Release: a sleeper that Acquires the new event value also sees our index.
+            event.fetch_add(1, Ordering::Release);
+            futex_wake(event, 1);
+        }
+    }
+
+    fn free_space(&self) -> Result<u32, WriteError> {
+        let used = self.tail.wrapping_sub(self.cached_head);
+        if used > self.cap || used & 7 != 0 {
+            return Err(WriteError::Corrupt {
+                what: "head is outside the written range",
+            });
+        }
+        Ok(self.cap - used)
+    }
+
+    fn refresh_head(&mut self) -> Result<u32, WriteError> {
+        // Acquire: pairs with the reader's Release of `head`, so its reads of the
+        // freed bytes happen-before our overwrite.
+        self.cached_head = self.hdr().head.head.load(Ordering::Acquire);
+        self.free_space()
+    }
+
+    fn wait_for_space(&mut self, need: u32, wait: Wait) -> Result<(), WriteError> {
+        if self.free_space()? >= need || self.refresh_head()? >= need {
+            return Ok(());
+        }
+        let deadline = match wait {
+            Wait::No => return Err(WriteError::Full),
+            Wait::Until(d) => d,
+        };
+        for i in 0..SPINS + YIELDS {
+            if i < SPINS {
+                spin_hint();
+            } else {
+                yield_now();
+            }
+            if self.refresh_head()? >= need {
+                return Ok(());
+            }
+        }
+        loop {
+            let h = self.hdr();
+            let reader = h.meta.reader.word.load(Ordering::Acquire);
+            let ready = Self::sleep_until(
+                &h.sleep.writer_sleeping,
+                &h.sleep.space_event,
+                deadline,
+                || {
+                    // Acquire: as in `refresh_head`.
+                    let head = h.head.head.load(Ordering::Acquire);
+                    self.cap.wrapping_sub(self.tail.wrapping_sub(head)) >= need
+                },
+            );
+            if self.refresh_head()? >= need {
+                return Ok(());
+            }
+            let _ = ready;
+            if deadline.is_some_and(|d| d.has_passed()) {
+                return Err(WriteError::Timeout);
+            }
+            if reader != 0 && !owner_alive(reader) {
+                return Err(WriteError::PeerDied { pid: reader as u32 });
+            }
+        }
+    }
+
+    /// Raises `flag`, re-checks `ready`, and sleeps on `event` for at most one slice
+    /// (or until `deadline`). Returns whether `ready` held before sleeping.
+    fn sleep_until(
+        flag: &AtomicU32,
+        event: &AtomicU32,
+        deadline: Option<Deadline>,
+        ready: impl Fn() -> bool,
+    ) -> bool {
+        flag.store(1, Ordering::Relaxed);
+        // SeqCst fence: pairs with the one in `wake_if_sleeping` (see there).
+        fence(Ordering::SeqCst);
+        // Acquire: pairs with the Release bump in `wake_if_sleeping`; loaded before
+        // the re-check so that a wake after the re-check changes the value we sleep on.
+        let ev = event.load(Ordering::Acquire);
+        let was_ready = ready();
+        if !was_ready {
+            let slice = Deadline::after(SLEEP_SLICE);
+            let until = match deadline {
+                Some(d) if d < slice => d,
+                _ => slice,
+            };
+            futex_wait(event, ev, Some(&until));
+        }
+        // Relaxed: a stale 1 only costs the peer one unneeded wake.
+        flag.store(0, Ordering::Relaxed);
+        was_ready
+    }
+
+    // ----- reader -----
+
+    /// Reads the next message in place: `f` sees it as one contiguous slice, and the
+    /// space is released when `f` returns. Blocks while the ring is empty.
+    ///
+    /// # Errors
+    /// [`ReadError::Closed`] once the ring is closed and drained,
+    /// [`ReadError::PeerDied`] when the writer died (after every complete message was
+    /// read), [`ReadError::RoleTaken`], [`ReadError::Corrupt`].
+    pub fn read_with<R>(&mut self, f: impl FnOnce(&[u8]) -> R) -> Result<R, ReadError> {
+        self.read_impl(Wait::Until(None), f)
+    }
+
+    /// As [`Ring::read_with`], giving up with [`ReadError::Timeout`] after `timeout`.
+    ///
+    /// # Errors
+    /// As [`Ring::read_with`], plus [`ReadError::Timeout`].
+    pub fn read_with_timeout<R>(
+        &mut self,
+        timeout: Duration,
+        f: impl FnOnce(&[u8]) -> R,
+    ) -> Result<R, ReadError> {
+        self.read_impl(Wait::timeout(timeout), f)
+    }
+
+    /// As [`Ring::read_with`], failing with [`ReadError::Empty`] instead of waiting
+    /// (it does not check the writer's liveness).
+    ///
+    /// # Errors
+    /// As [`Ring::read_with`] (except `PeerDied`), plus [`ReadError::Empty`].
+    pub fn try_read_with<R>(&mut self, f: impl FnOnce(&[u8]) -> R) -> Result<R, ReadError> {
+        self.read_impl(Wait::No, f)
+    }
+
+    /// Reads the next message into `buf` (replacing its contents); returns its length.
+    ///
+    /// # Errors
+    /// As [`Ring::read_with`].
+    pub fn read_into(&mut self, buf: &mut Vec<u8>) -> Result<usize, ReadError> {
+        self.read_impl(Wait::Until(None), |m| copy_into(buf, m))
+    }
+
+    /// As [`Ring::read_into`] with a timeout.
+    ///
+    /// # Errors
+    /// As [`Ring::read_with_timeout`].
+    pub fn read_into_timeout(
+        &mut self,
+        buf: &mut Vec<u8>,
+        timeout: Duration,
+    ) -> Result<usize, ReadError> {
+        self.read_impl(Wait::timeout(timeout), |m| copy_into(buf, m))
+    }
+
+    /// As [`Ring::read_into`] without waiting.
+    ///
+    /// # Errors
+    /// As [`Ring::try_read_with`].
+    pub fn try_read_into(&mut self, buf: &mut Vec<u8>) -> Result<usize, ReadError> {
+        self.read_impl(Wait::No, |m| copy_into(buf, m))
+    }
+
+    fn available(&self) -> Result<u32, ReadError> {
+        let avail = self.cached_tail.wrapping_sub(self.head);
+        if avail > self.cap || avail & 7 != 0 {
+            return Err(ReadError::Corrupt {
+                what: "tail is outside the ring",
+            });
+        }
+        Ok(avail)
+    }
+
+    fn refresh_tail(&mut self) -> Result<u32, ReadError> {
+        // Acquire: pairs with the writer's Release of `tail`: the records below it are
+        // completely written.
+        self.cached_tail = self.hdr().tail.tail.load(Ordering::Acquire);
+        self.available()
+    }
+
+    fn read_impl<R>(&mut self, wait: Wait, f: impl FnOnce(&[u8]) -> R) -> Result<R, ReadError> {
+        self.ensure_reader()?;
+        let mask = self.cap - 1;
+        loop {
+            let mut avail = self.available()?;
+            if avail == 0 {
+                avail = self.refresh_tail()?;
+                if avail == 0 {
+                    self.wait_for_data(wait)?;
+                    avail = self.available()?;
+                }
+            }
+            let off = self.head & mask;
+            let len = self.load_len(off);
+            if len == WRAP {
+                let skip = self.cap - off;
+                if skip > avail {
+                    return Err(ReadError::Corrupt {
+                        what: "wrap marker beyond the written range",
+                    });
+                }
+                self.head = self.head.wrapping_add(skip);
+                self.publish_head();
+                continue;
+            }
+            if len > self.cap - REC_HDR {
+                return Err(ReadError::Corrupt {
+                    what: "message length larger than the ring",
+                });
+            }
+            let rec = REC_HDR + round8(len);
+            if rec > self.cap - off || rec > avail {
+                return Err(ReadError::Corrupt {
+                    what: "message extends beyond the written range",
+                });
+            }
+            // SAFETY: `off + 8 + len <= cap` (checked just above), inside the data
+            // buffer; the writer published these bytes (Acquire of `tail`) and does not
+            // touch them again until `head` moves past them, which happens after `f`.
+            let msg = unsafe {
+                std::slice::from_raw_parts(self.data.add((off + REC_HDR) as usize), len as usize)
+            };
+            let r = f(msg);
+            self.head = self.head.wrapping_add(rec);
+            self.publish_head();
+            return Ok(r);
+        }
+    }
+
+    fn publish_head(&self) {
+        let h = self.hdr();
+        // Release: our reads of the record happen-before the writer's Acquire of
+        // `head` and its overwrite.
+        h.head.head.store(self.head, Ordering::Release);
+        Self::wake_if_sleeping(&h.sleep.writer_sleeping, &h.sleep.space_event);
+    }
+
+    /// Waits until at least one byte is available (then `cached_tail` is fresh).
+    fn wait_for_data(&mut self, wait: Wait) -> Result<(), ReadError> {
+        let deadline = match wait {
+            Wait::No => {
+                if self.is_closed() && self.refresh_tail()? == 0 {
+                    return Err(ReadError::Closed);
+                }
+                return if self.available()? > 0 {
+                    Ok(())
+                } else {
+                    Err(ReadError::Empty)
+                };
+            }
+            Wait::Until(d) => d,
+        };
+        for i in 0..SPINS + YIELDS {
+            if i < SPINS {
+                spin_hint();
+            } else {
+                yield_now();
+            }
+            if self.refresh_tail()? > 0 {
+                return Ok(());
+            }
+        }
+        loop {
+            let h = self.hdr();
+            let head = self.head;
+            let writer = h.meta.writer.word.load(Ordering::Acquire);
+            let _ = Self::sleep_until(
+                &h.sleep.reader_sleeping,
+                &h.sleep.data_event,
+                deadline,
+                || {
+                    // Acquire: as in `refresh_tail`; `closed` Acquire pairs with `close`.
+                    h.tail.tail.load(Ordering::Acquire) != head
+                        || h.meta.closed.load(Ordering::Acquire) != 0
+                },
+            );
+            if self.refresh_tail()? > 0 {
+                return Ok(());
+            }
+            if self.is_closed() {
+                // `closed` was stored after the last `tail`: reload once more.
+                return if self.refresh_tail()? > 0 {
+                    Ok(())
+                } else {
+                    Err(ReadError::Closed)
+                };
+            }
+            if writer != 0 && !owner_alive(writer) {
+                // A dead writer publishes nothing more; what it published is visible.
+                return if self.refresh_tail()? > 0 {
+                    Ok(())
+                } else {
+                    Err(ReadError::PeerDied { pid: writer as u32 })
+                };
+            }
+            if deadline.is_some_and(|d| d.has_passed()) {
+                return Err(ReadError::Timeout);
+            }
+        }
+    }
+}
+
+fn copy_into(buf: &mut Vec<u8>, msg: &[u8]) -> usize {
+    buf.clear();
+    buf.extend_from_slice(msg);
+    msg.len()
+}
+
+impl Drop for Ring {
+    fn drop(&mut self) {
+        let me = process::current_pid();
+        if self.writer_pid != 0 && self.writer_pid == me {
+            let _ = self.close();
+            let h = self.hdr();
+            // Release: hands the role over with the state we leave.
+            let w = h.meta.writer.word.load(Ordering::Relaxed);
+            if w as u32 == me {
+                let _ =
+                    h.meta
+                        .writer
+                        .word
+                        .compare_exchange(w, 0, Ordering::Release, Ordering::Relaxed);
+            }
+        }
+        if self.reader_pid != 0 && self.reader_pid == me {
+            let h = self.hdr();
+            let r = h.meta.reader.word.load(Ordering::Relaxed);
+            if r as u32 == me {
+                // Release: the next reader's Acquire sees the head we published.
+                let _ =
+                    h.meta
+                        .reader
+                        .word
+                        .compare_exchange(r, 0, Ordering::Release, Ordering::Relaxed);
+            }
+        }
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+
+    struct Region {
+        ptr: *mut u8,
+        layout: std::alloc::Layout,
+    }
+    impl Region {
+        fn new(len: usize) -> Self {
+            let layout = std::alloc::Layout::from_size_align(len, 128).unwrap();
+            // SAFETY: non-zero size layout.
+            let ptr = unsafe { std::alloc::alloc_zeroed(layout) };
+            assert!(!ptr.is_null());
+            Region { ptr, layout }
+        }
+    }
+    impl Drop for Region {
+        fn drop(&mut self) {
+            // SAFETY: allocated with this layout in `new`.
+            unsafe { std::alloc::dealloc(self.ptr, self.layout) }
+        }
+    }
+
+    fn ring(cap: usize) -> (Region, Ring) {
+        let r = Region::new(Ring::region_size(cap));
+        // SAFETY: fresh exclusive heap region that outlives the ring in each test.
+        let ring = unsafe { Ring::init(r.ptr, r.layout.size(), cap) }.unwrap();
+        (r, ring)
+    }
+
+    #[test]
+    fn messages_round_trip_in_order_across_wraps() {
+        let (_r, mut ring) = ring(256);
+        let mut buf = Vec::new();
+        for i in 0..1000u32 {
+            let len = (i as usize * 7) % 100;
+            let msg: Vec<u8> = (0..len).map(|j| (i as usize + j) as u8).collect();
+            ring.try_write(&msg).unwrap();
+            assert_eq!(ring.try_read_into(&mut buf).unwrap(), len);
+            assert_eq!(buf, msg);
+        }
+        assert!(matches!(
+            ring.try_read_into(&mut buf),
+            Err(ReadError::Empty)
+        ));
+    }
+
+    #[test]
+    fn full_ring_refuses_and_too_large_is_an_error() {
+        let (_r, mut ring) = ring(64);
+        assert_eq!(ring.max_message_len(), 56);
+        assert!(matches!(
+            ring.try_write(&[0; 57]),
+            Err(WriteError::TooLarge { len: 57, max: 56 })
+        ));
+        ring.try_write(&[1; 24]).unwrap();
+        ring.try_write(&[2; 24]).unwrap();
+        assert!(matches!(ring.try_write(&[3; 1]), Err(WriteError::Full)));
+        assert!(matches!(
+            ring.write_timeout(&[3; 1], Duration::from_millis(30)),
+            Err(WriteError::Timeout)
+        ));
+        // The largest message fits once the ring is empty, wherever the head is.
+        let mut buf = Vec::new();
+        ring.try_read_into(&mut buf).unwrap();
+        ring.try_read_into(&mut buf).unwrap();
+        ring.try_write(&[9; 56]).unwrap();
+        assert_eq!(ring.try_read_into(&mut buf).unwrap(), 56);
+        assert_eq!(buf, [9; 56]);
+    }
+
+    #[test]
+    fn close_then_drain_then_closed() {
+        let (_r, mut ring) = ring(1024);
+        ring.write(b"a").unwrap();
+        ring.write(b"bc").unwrap();
+        ring.close().unwrap();
+        assert!(matches!(ring.write(b"x"), Err(WriteError::Closed)));
+        let mut buf = Vec::new();
+        assert_eq!(ring.read_into(&mut buf).unwrap(), 1);
+        assert_eq!(ring.read_into(&mut buf).unwrap(), 2);
+        assert!(matches!(ring.read_into(&mut buf), Err(ReadError::Closed)));
+    }
+
+    #[test]
+    fn read_times_out_when_empty() {
+        let (_r, mut ring) = ring(1024);
+        let mut buf = Vec::new();
+        let start = std::time::Instant::now();
+        assert!(matches!(
+            ring.read_into_timeout(&mut buf, Duration::from_millis(50)),
+            Err(ReadError::Timeout)
+        ));
+        assert!(start.elapsed() >= Duration::from_millis(50));
+    }
+
+    #[test]
+    fn layout_errors() {
+        let r = Region::new(4096);
+        // SAFETY: the region is valid for 4096 bytes.
+        unsafe {
+            assert!(matches!(
+                Ring::attach(r.ptr, 4096),
+                Err(RingLayoutError::BadMagic { found: 0 })
+            ));
+            assert!(matches!(
+                Ring::init(r.ptr, 4096, 1000),
+                Err(RingLayoutError::BadCapacity(1000))
+            ));
+            assert!(matches!(
+                Ring::init(r.ptr, 4096, 4096),
+                Err(RingLayoutError::TooSmall { .. })
+            ));
+            assert!(matches!(
+                Ring::init(r.ptr.add(8), 4000, 1024),
+                Err(RingLayoutError::Misaligned(_))
+            ));
+            Ring::init(r.ptr, 4096, 2048).unwrap();
+            // A capacity corrupted to something larger than the region is refused.
+            (r.ptr.add(8) as *mut u32).write(1 << 20);
+            assert!(matches!(
+                Ring::attach(r.ptr, 4096),
+                Err(RingLayoutError::TooSmall { .. })
+            ));
+        }
+    }
+
+    #[test]
+    fn corrupt_length_is_an_error_not_ub() {
+        let (r, mut ring) = ring(256);
+        ring.try_write(b"hello").unwrap();
+        // SAFETY: the first record's length word is at the start of the data buffer.
+        unsafe { (r.ptr.add(RING_HEADER_SIZE) as *mut u32).write(200) };
+        let mut buf = Vec::new();
+        assert!(matches!(
+            ring.try_read_into(&mut buf),
+            Err(ReadError::Corrupt { .. })
+        ));
+        // SAFETY: as above; a length larger than the ring.
+        unsafe { (r.ptr.add(RING_HEADER_SIZE) as *mut u32).write(100_000) };
+        assert!(matches!(
+            ring.try_read_into(&mut buf),
+            Err(ReadError::Corrupt { .. })
+        ));
+    }
+
+    #[test]
+    fn second_handle_in_same_process_cannot_take_a_held_role() {
+        let (r, mut ring) = ring(256);
+        ring.try_write(b"x").unwrap();
+        // SAFETY: the region outlives both handles.
+        let mut other = unsafe { Ring::attach(r.ptr, r.layout.size()) }.unwrap();
+        assert!(matches!(
+            other.try_write(b"y"),
+            Err(WriteError::RoleTaken { .. })
+        ));
+        let mut buf = Vec::new();
+        assert_eq!(other.try_read_into(&mut buf).unwrap(), 1);
+        assert!(matches!(
+            ring.try_read_into(&mut buf),
+            Err(ReadError::RoleTaken { .. })
+        ));
+    }
+}

@@ -1,0 +1,297 @@
+//! Cross-process tests of `Ring`: a writer and a reader in separate real processes
+//! (forked children sharing a `MAP_SHARED` anonymous region).
+
+use std::time::Duration;
+
+use shmkit_testkit::{fork_child, stress, Exit, Pipe, SharedRegion};
+use shmkit_typed::ring::DEFAULT_RING_CAPACITY;
+use shmkit_typed::{ReadError, Ring, WriteError};
+
+fn new_ring(capacity: usize) -> SharedRegion {
+    let region = SharedRegion::new(Ring::region_size(capacity));
+    // SAFETY: a fresh, exclusive, page-aligned mapping that outlives every handle.
+    unsafe { Ring::init(region.as_ptr(), region.len(), capacity) }.expect("init ring");
+    region
+}
+
+fn attach(region: &SharedRegion) -> Ring {
+    // SAFETY: the region holds an initialised ring and outlives the handle.
+    unsafe { Ring::attach(region.as_ptr(), region.len()) }.expect("attach ring")
+}
+
+/// Deterministic message number `seq`: length 1..=4096 from a hash of `seq`, first
+/// bytes the sequence number, the rest a pattern derived from it.
+fn msg_len(seq: u64) -> usize {
+    let mut x = seq.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ 0xD1B5_4A32_D192_ED03;
+    x ^= x >> 29;
+    x = x.wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    x ^= x >> 32;
+    1 + (x % 4096) as usize
+}
+
+fn fill(seq: u64, buf: &mut [u8]) {
+    let s = seq.to_le_bytes();
+    let k = buf.len().min(8);
+    buf[..k].copy_from_slice(&s[..k]);
+    for (i, b) in buf.iter_mut().enumerate().skip(8) {
+        *b = (seq as u8).wrapping_add((i as u8).wrapping_mul(31));
+    }
+}
+
+/// Checks every byte of message `seq`.
+fn check(seq: u64, msg: &[u8]) -> bool {
+    if msg.len() != msg_len(seq) {
+        return false;
+    }
+    let s = seq.to_le_bytes();
+    let k = msg.len().min(8);
+    if msg[..k] != s[..k] {
+        return false;
+    }
+    msg.iter()
+        .enumerate()
+        .skip(8)
+        .all(|(i, &b)| b == (seq as u8).wrapping_add((i as u8).wrapping_mul(31)))
+}
+
+#[test]
+fn ten_million_random_length_messages_arrive_intact_and_in_order() {
+    let n = stress(200_000, 10_000_000) as u64;
+    let region = new_ring(DEFAULT_RING_CAPACITY);
+    let writer = fork_child(|| {
+        let mut ring = attach(&region);
+        for seq in 0..n {
+            if ring.write_with(msg_len(seq), |buf| fill(seq, buf)).is_err() {
+                return 1;
+            }
+        }
+        if ring.close().is_err() {
+            return 2;
+        }
+        0
+    });
+    let mut ring = attach(&region);
+    let mut seq = 0u64;
+    loop {
+        match ring.read_with(|msg| check(seq, msg)) {
+            Ok(ok) => {
+                assert!(ok, "message {seq} is wrong");
+                seq += 1;
+            }
+            Err(ReadError::Closed) => break,
+            Err(e) => panic!("read failed after {seq} messages: {e}"),
+        }
+    }
+    assert_eq!(seq, n);
+    writer.join_ok();
+}
+
+#[test]
+fn close_lets_the_reader_drain_then_reports_closed() {
+    // Large enough for all 1000 messages: the reader starts only after the close.
+    let region = new_ring(256 * 1024);
+    let done = Pipe::new();
+    let release = Pipe::new();
+    let writer = fork_child(|| {
+        let mut ring = attach(&region);
+        for seq in 0..1000u64 {
+            if ring
+                .write_with(msg_len(seq) % 100 + 1, |b| b.fill(seq as u8))
+                .is_err()
+            {
+                return 1;
+            }
+        }
+        if ring.close().is_err() {
+            return 2;
+        }
+        done.send(1);
+        // Stay alive so the reader sees `Closed`, not a dead writer.
+        release.recv();
+        0
+    });
+    // Wait until the writer has closed, so the reader starts on a closed ring.
+    done.recv_n(1);
+    let mut ring = attach(&region);
+    assert!(ring.is_closed());
+    let mut buf = Vec::new();
+    for seq in 0..1000u64 {
+        let len = ring.read_into(&mut buf).expect("message before Closed");
+        assert_eq!(len, msg_len(seq) % 100 + 1);
+        assert!(buf.iter().all(|&b| b == seq as u8));
+    }
+    assert!(matches!(ring.read_into(&mut buf), Err(ReadError::Closed)));
+    assert!(matches!(
+        ring.try_read_into(&mut buf),
+        Err(ReadError::Closed)
+    ));
+    release.send(0);
+    writer.join_ok();
+}
+
+#[test]
+fn writer_killed_mid_stream_gives_peer_died_after_the_last_complete_message() {
+    let region = new_ring(256 * 1024);
+    let started = Pipe::new();
+    let mut writer = fork_child(|| {
+        let mut ring = attach(&region);
+        let mut seq = 0u64;
+        loop {
+            // Large records filled byte by byte: the kill lands inside one often.
+            let r = ring.write_with(msg_len(seq), |buf| fill(seq, buf));
+            if r.is_err() {
+                return 1;
+            }
+            if seq == 10 {
+                started.send(1);
+            }
+            seq += 1;
+        }
+    });
+    started.recv_n(1);
+    let mut ring = attach(&region);
+    let mut seq = 0u64;
+    // Read part of the stream, kill the writer while it writes, then drain.
+    while seq < 3000 {
+        assert!(
+            ring.read_with(|m| check(seq, m)).unwrap(),
+            "message {seq} is wrong"
+        );
+        seq += 1;
+    }
+    writer.kill();
+    let pid = writer.pid() as u32;
+    let err = loop {
+        match ring.read_with(|m| check(seq, m)) {
+            Ok(ok) => {
+                assert!(ok, "message {seq} is torn or wrong");
+                seq += 1;
+            }
+            Err(e) => break e,
+        }
+    };
+    assert!(
+        matches!(err, ReadError::PeerDied { pid: p } if p == pid),
+        "{err:?}"
+    );
+    assert!(seq >= 3000, "only {seq} messages before PeerDied");
+    assert_eq!(writer.wait(), Exit::Signal(libc::SIGKILL));
+}
+
+#[test]
+fn reader_killed_while_the_ring_is_full_gives_writer_peer_died() {
+    let region = new_ring(4096);
+    let ready = Pipe::new();
+    let hold = Pipe::new();
+    let mut reader = fork_child(|| {
+        let mut ring = attach(&region);
+        let mut buf = Vec::new();
+        if ring.read_into(&mut buf).is_err() {
+            return 1;
+        }
+        ready.send(1);
+        hold.recv();
+        0
+    });
+    let mut ring = attach(&region);
+    ring.write(b"first").unwrap();
+    ready.recv_n(1);
+    while ring.try_write(&[7; 100]).is_ok() {}
+    reader.kill();
+    assert_eq!(reader.wait(), Exit::Signal(libc::SIGKILL));
+    let err = ring.write(&[7; 100]).unwrap_err();
+    assert!(
+        matches!(err, WriteError::PeerDied { pid } if pid == reader.pid() as u32),
+        "{err:?}"
+    );
+}
+
+#[test]
+fn restarted_reader_takes_over_from_a_dead_one() {
+    let region = new_ring(4096);
+    let ready = Pipe::new();
+    let hold = Pipe::new();
+    let mut first = fork_child(|| {
+        let mut ring = attach(&region);
+        let mut buf = Vec::new();
+        if ring.read_into(&mut buf).is_err() {
+            return 1;
+        }
+        ready.send(1);
+        hold.recv();
+        0
+    });
+    let mut ring = attach(&region);
+    ring.write(b"one").unwrap();
+    ring.write(b"two").unwrap();
+    ready.recv_n(1);
+    first.kill();
+    assert_eq!(first.wait(), Exit::Signal(libc::SIGKILL));
+    let second = fork_child(|| {
+        let mut ring = attach(&region);
+        let mut buf = Vec::new();
+        match ring.read_into_timeout(&mut buf, Duration::from_secs(10)) {
+            Ok(3) if buf == b"two" => 0,
+            _ => 1,
+        }
+    });
+    second.join_ok();
+}
+
+#[test]
+fn named_ring_between_unrelated_processes() {
+    use shmkit_testkit::{child_role, spawn_role, unique_name, ShmCleanup};
+    if let Some(role) = child_role() {
+        // Re-executed as the writer: open by name, write, close.
+        assert_eq!(role, "writer");
+        let name = std::env::var("RING_NAME").unwrap();
+        let mut ring = Ring::open(&name).expect("open by name");
+        for seq in 0..1000u64 {
+            ring.write_with(msg_len(seq), |b| fill(seq, b)).unwrap();
+        }
+        ring.close().unwrap();
+        return;
+    }
+    let name = unique_name("ring");
+    let _cleanup = ShmCleanup::new(&name);
+    let mut ring = Ring::create(&name, 1 << 20).expect("create");
+    // A ring is not a queue, and vice versa.
+    assert!(matches!(
+        shmkit_typed::Queue::<u64>::open(&name),
+        Err(shmkit_typed::OpenError::TypeMismatch { .. })
+    ));
+    let mut child = spawn_role(
+        "named_ring_between_unrelated_processes",
+        "writer",
+        &[("RING_NAME", &name)],
+    );
+    for seq in 0..1000u64 {
+        assert!(ring.read_with(|m| check(seq, m)).unwrap(), "message {seq}");
+    }
+    assert!(matches!(ring.read_with(|_| ()), Err(ReadError::Closed)));
+    assert!(child.wait().unwrap().success());
+}
+
+#[test]
+fn anonymous_ring_is_shared_with_forked_children() {
+    let mut ring = Ring::anonymous(64 * 1024).expect("anonymous ring");
+    let writer = fork_child(|| {
+        // The child writes through its inherited copy of the handle.
+        for seq in 0..2000u64 {
+            if ring
+                .write_with(msg_len(seq) % 512 + 1, |b| b.fill(seq as u8))
+                .is_err()
+            {
+                return 1;
+            }
+        }
+        i32::from(ring.close().is_err())
+    });
+    let mut buf = Vec::new();
+    for seq in 0..2000u64 {
+        assert_eq!(ring.read_into(&mut buf).unwrap(), msg_len(seq) % 512 + 1);
+        assert!(buf.iter().all(|&b| b == seq as u8));
+    }
+    assert!(matches!(ring.read_into(&mut buf), Err(ReadError::Closed)));
+    writer.join_ok();
+}
