@@ -304,3 +304,39 @@ impl Barrier {
         }
     }
 }
+
+/// Loom model of a barrier round (no lost wake-up, distinct indices). Run with:
+/// `RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR=target/loom cargo test -p shmkit-sync --release --lib loom`
+#[cfg(all(test, loom))]
+mod loom_tests {
+    use super::*;
+    use crate::wait::loom_model::{Kernel, LoomWaiter};
+    use loom::sync::Arc;
+
+    #[test]
+    fn loom_barrier_releases_every_party_with_distinct_indices() {
+        let mut b = loom::model::Builder::new();
+        b.preemption_bound = Some(3);
+        b.check(|| {
+            let kernel = Kernel::with_dead(vec![]);
+            let barrier = Arc::new(Barrier::new(3));
+            let parties: Vec<_> = (1..=2)
+                .map(|tid| {
+                    let (barrier, kernel) = (barrier.clone(), kernel.clone());
+                    loom::thread::spawn(move || {
+                        let w = LoomWaiter { kernel, me: tid };
+                        barrier.wait_with(&w, None).unwrap()
+                    })
+                })
+                .collect();
+            let mine = barrier
+                .wait_with(&LoomWaiter { kernel, me: 3 }, None)
+                .unwrap();
+            let mut seen = 1u32 << mine;
+            for p in parties {
+                seen |= 1 << p.join().unwrap();
+            }
+            assert_eq!(seen, 0b111);
+        });
+    }
+}

@@ -165,7 +165,8 @@ impl<G> fmt::Display for LockError<G> {
 
 impl<G> std::error::Error for LockError<G> {}
 
-/// Errors of [`RawMutex`](crate::RawMutex) lock calls (no guard to carry).
+/// Errors of [`RawMutex`](crate::RawMutex) and [`RawRwLock`](crate::RawRwLock) lock calls
+/// (no guard to carry).
 ///
 /// # Examples
 /// ```

@@ -13,7 +13,8 @@
 //! |---|---|
 //! | [`Mutex`] / [`RawMutex`] | yes: `OwnerDied(guard)`, then `make_consistent()` or `Poisoned` |
 //! | [`FileLock`], [`NamedLock`] | yes: the kernel releases them |
-//! | [`RwLock`], [`Semaphore`], [`Barrier`], [`Event`], [`Condvar`] | no: they have no owner identity (as Python's) |
+//! | [`RwLock`] / [`RawRwLock`] | a dead *writer*: yes (`OwnerDied` to a waiting writer, else `Poisoned`); a dead reader: no |
+//! | [`Semaphore`], [`Barrier`], [`Event`], [`Condvar`] | no: they have no owner identity (as Python's) |
 
 //!
 //! # Example: a lock whose holder may die

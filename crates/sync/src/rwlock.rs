@@ -1,4 +1,5 @@
-//! A process-shared reader-writer lock without writer starvation.
+//! A process-shared reader-writer lock without writer starvation, that recovers from a
+//! dead writer.
 //!
 //! # The state word
 //! ```text
@@ -14,9 +15,21 @@
 //! (it timed out), it wakes the readers instead. Fast paths are one CAS / one RMW; wakes
 //! happen only when a `*_WAITING` bit is set.
 //!
-//! Owner death is **not** detected: a process killed while holding the lock leaves it
-//! held (readers are not tracked individually). Use [`Mutex`](crate::Mutex) where a
-//! holder may die.
+//! # A dead writer
+//! The write holder records its identity (TID + start time, as [`Mutex`](crate::Mutex)
+//! does) in `writer`. Waiters sleep in slices of
+//! [`OWNER_CHECK_INTERVAL`](crate::OWNER_CHECK_INTERVAL); when a slice ends with the lock
+//! still write-locked, a waiter checks the writer's liveness and, if it is dead, claims
+//! the write lock by CASing `writer` from the dead identity to its own (so exactly one
+//! waiter recovers). A waiting *writer* then returns `OwnerDied(guard)` and may repair
+//! the data and call `make_consistent()`; a waiting *reader* cannot repair, so it
+//! releases the write lock leaving the lock poisoned, and every later lock reports
+//! `Poisoned(guard)` until a writer calls `make_consistent()`.
+//!
+//! Not covered: a *reader* that dies holding a read lock (readers are counted, not
+//! named) leaves its count behind, so writers wait until their timeout; and a writer
+//! killed in the few instructions between taking the state word and recording its
+//! identity cannot be identified. Use [`Mutex`](crate::Mutex) where that matters.
 
 use std::cell::UnsafeCell;
 use std::fmt;
@@ -24,9 +37,11 @@ use std::marker::PhantomData;
 use std::ops::{Deref, DerefMut};
 use std::time::Duration;
 
-use crate::atomic::{AtomicU32, Ordering::*};
+use crate::atomic::{AtomicU32, AtomicU64, Ordering::*};
 use crate::error::{LockError, RawLockError};
 use crate::futex::{Deadline, WaitOutcome};
+use crate::mutex::{Acquired, OWNER_CHECK_INTERVAL};
+use crate::owner::{ident_start, ident_tid, OwnerIdent};
 use crate::wait::{spin_until, Futex, Waiter};
 
 const READ_LOCKED: u32 = 1;
@@ -35,6 +50,11 @@ const WRITE_LOCKED: u32 = MASK;
 const MAX_READERS: u32 = MASK - 1;
 const READERS_WAITING: u32 = 1 << 30;
 const WRITERS_WAITING: u32 = 1 << 31;
+
+/// `consistency` values (as in the mutex).
+const CONSISTENT: u32 = 0;
+const OWNER_DIED: u32 = 1;
+const POISONED: u32 = 2;
 
 fn is_unlocked(s: u32) -> bool {
     s & MASK == 0
@@ -54,8 +74,8 @@ fn is_read_lockable(s: u32) -> bool {
     s & MASK < MAX_READERS && s & (READERS_WAITING | WRITERS_WAITING) == 0
 }
 
-/// The lock words of a reader-writer lock. `#[repr(C)]`, 8 bytes, pointer-free,
-/// valid when zeroed, `Sync`.
+/// The lock words of a reader-writer lock. `#[repr(C)]`, 24 bytes, align 8,
+/// pointer-free, valid when zeroed, `Sync`.
 ///
 /// # Examples
 /// ```
@@ -79,15 +99,21 @@ pub struct RawRwLock {
     state: AtomicU32,
     /// Bumped to wake a writer (writers' futex word).
     writer_notify: AtomicU32,
+    /// The write holder's identity (`start_time_low32 << 32 | tid`), or 0.
+    writer: AtomicU64,
+    /// `CONSISTENT`, `OWNER_DIED` or `POISONED`; written only under the write lock.
+    consistency: AtomicU32,
+    _reserved: AtomicU32,
 }
 
 #[cfg(not(loom))]
-const _: () = assert!(std::mem::size_of::<RawRwLock>() == 8);
+const _: () = assert!(std::mem::size_of::<RawRwLock>() == 24);
 
 impl fmt::Debug for RawRwLock {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RawRwLock")
             .field("state", &format_args!("{:#x}", self.state.load(Relaxed)))
+            .field("consistency", &self.consistency.load(Relaxed))
             .finish()
     }
 }
@@ -110,6 +136,9 @@ impl RawRwLock {
         RawRwLock {
             state: AtomicU32::new(0),
             writer_notify: AtomicU32::new(0),
+            writer: AtomicU64::new(0),
+            consistency: AtomicU32::new(CONSISTENT),
+            _reserved: AtomicU32::new(0),
         }
     }
 
@@ -119,6 +148,9 @@ impl RawRwLock {
         RawRwLock {
             state: AtomicU32::new(0),
             writer_notify: AtomicU32::new(0),
+            writer: AtomicU64::new(0),
+            consistency: AtomicU32::new(CONSISTENT),
+            _reserved: AtomicU32::new(0),
         }
     }
 
@@ -143,7 +175,7 @@ impl RawRwLock {
     /// unsafe { raw.read_unlock() };
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
-    pub fn read_until(&self, deadline: Option<&Deadline>) -> Result<(), RawLockError> {
+    pub fn read_until(&self, deadline: Option<&Deadline>) -> Result<Acquired, RawLockError> {
         self.read_with(&Futex, deadline)
     }
 
@@ -166,7 +198,7 @@ impl RawRwLock {
     /// unsafe { raw.read_unlock() };
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
-    pub fn try_read(&self) -> Result<(), RawLockError> {
+    pub fn try_read(&self) -> Result<Acquired, RawLockError> {
         let s = self.state.load(Relaxed);
         // Acquire: pairs with the Release in write_unlock.
         if is_read_lockable(s)
@@ -175,7 +207,7 @@ impl RawRwLock {
                 .compare_exchange(s, s + READ_LOCKED, Acquire, Relaxed)
                 .is_ok()
         {
-            Ok(())
+            Ok(self.read_took())
         } else {
             Err(RawLockError::WouldBlock)
         }
@@ -202,7 +234,7 @@ impl RawRwLock {
     /// unsafe { raw.write_unlock() };
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
-    pub fn write_until(&self, deadline: Option<&Deadline>) -> Result<(), RawLockError> {
+    pub fn write_until(&self, deadline: Option<&Deadline>) -> Result<Acquired, RawLockError> {
         self.write_with(&Futex, deadline)
     }
 
@@ -222,7 +254,7 @@ impl RawRwLock {
     /// unsafe { raw.write_unlock() };
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
-    pub fn try_write(&self) -> Result<(), RawLockError> {
+    pub fn try_write(&self) -> Result<Acquired, RawLockError> {
         let s = self.state.load(Relaxed);
         // Acquire: pairs with the Release in both unlocks.
         if is_unlocked(s)
@@ -231,7 +263,7 @@ impl RawRwLock {
                 .compare_exchange(s, s | WRITE_LOCKED, Acquire, Relaxed)
                 .is_ok()
         {
-            Ok(())
+            Ok(self.write_took(Futex.me()))
         } else {
             Err(RawLockError::WouldBlock)
         }
@@ -260,7 +292,8 @@ impl RawRwLock {
         self.read_unlock_with(&Futex)
     }
 
-    /// Releases the write lock.
+    /// Releases the write lock. If it was taken as `OwnerDied` and not marked
+    /// consistent, the lock becomes poisoned.
     ///
     /// # Safety
     /// The caller must hold the write lock.
@@ -282,12 +315,38 @@ impl RawRwLock {
         self.write_unlock_with(&Futex)
     }
 
+    /// Marks the data consistent again. Only meaningful while holding the write lock.
+    pub fn make_consistent(&self) {
+        // Relaxed: written under the write lock; published by its Release unlock.
+        self.consistency.store(CONSISTENT, Relaxed);
+    }
+
+    /// Whether the lock is poisoned (a snapshot).
+    pub fn is_poisoned(&self) -> bool {
+        // Relaxed: a snapshot.
+        self.consistency.load(Relaxed) != CONSISTENT
+    }
+
+    fn read_took(&self) -> Acquired {
+        // Relaxed: written under the write lock, whose Release unlock our Acquire saw.
+        match self.consistency.load(Relaxed) {
+            CONSISTENT => Acquired::Consistent,
+            _ => Acquired::Poisoned,
+        }
+    }
+
+    fn write_took(&self, me: OwnerIdent) -> Acquired {
+        // Relaxed: only read by waiters for the liveness check.
+        self.writer.store(me, Relaxed);
+        self.read_took()
+    }
+
     #[inline]
     pub(crate) fn read_with<W: Waiter>(
         &self,
         w: &W,
         deadline: Option<&Deadline>,
-    ) -> Result<(), RawLockError> {
+    ) -> Result<Acquired, RawLockError> {
         let s = self.state.load(Relaxed);
         // Acquire: pairs with the Release in write_unlock.
         if is_read_lockable(s)
@@ -296,9 +355,32 @@ impl RawRwLock {
                 .compare_exchange_weak(s, s + READ_LOCKED, Acquire, Relaxed)
                 .is_ok()
         {
-            return Ok(());
+            return Ok(self.read_took());
         }
         self.read_contended(w, deadline)
+    }
+
+    /// One bounded sleep: until `deadline` or the next owner check, whichever is first.
+    /// `Err(Timeout)` if the caller's deadline passed; `Ok(true)` if the slice ended
+    /// (time to check the writer), `Ok(false)` otherwise.
+    fn sleep<W: Waiter>(
+        w: &W,
+        word: &AtomicU32,
+        expected: u32,
+        deadline: Option<&Deadline>,
+    ) -> Result<bool, RawLockError> {
+        let slice = Deadline::after(OWNER_CHECK_INTERVAL);
+        let until = match deadline {
+            Some(d) if *d < slice => d,
+            _ => &slice,
+        };
+        if w.wait(word, expected, Some(until)) != WaitOutcome::TimedOut {
+            return Ok(false);
+        }
+        if deadline.is_some_and(Deadline::has_passed) {
+            return Err(RawLockError::Timeout);
+        }
+        Ok(true)
     }
 
     #[cold]
@@ -306,7 +388,7 @@ impl RawRwLock {
         &self,
         w: &W,
         deadline: Option<&Deadline>,
-    ) -> Result<(), RawLockError> {
+    ) -> Result<Acquired, RawLockError> {
         let mut s = self.spin_read();
         loop {
             if is_read_lockable(s) {
@@ -315,7 +397,7 @@ impl RawRwLock {
                     .state
                     .compare_exchange_weak(s, s + READ_LOCKED, Acquire, Relaxed)
                 {
-                    Ok(_) => return Ok(()),
+                    Ok(_) => return Ok(self.read_took()),
                     Err(e) => {
                         s = e;
                         continue;
@@ -336,10 +418,12 @@ impl RawRwLock {
                     continue;
                 }
             }
-            if w.wait(&self.state, s | READERS_WAITING, deadline) == WaitOutcome::TimedOut
-                && deadline.is_some_and(Deadline::has_passed)
+            if Self::sleep(w, &self.state, s | READERS_WAITING, deadline)?
+                && self.claim_from_dead_writer(w).is_some()
             {
-                return Err(RawLockError::Timeout);
+                // A reader cannot repair the data: release the write lock it just
+                // inherited, leaving the lock poisoned, and take a read lock as usual.
+                self.write_unlock_with(w);
             }
             s = self.spin_read();
         }
@@ -347,8 +431,8 @@ impl RawRwLock {
 
     #[inline]
     pub(crate) fn read_unlock_with<W: Waiter>(&self, w: &W) {
-        // Release: publishes nothing written, but orders our reads before a writer's
-        // writes (pairs with the writer's Acquire).
+        // Release: orders our reads before a later writer's writes (pairs with the
+        // writer's Acquire).
         let s = self.state.fetch_sub(READ_LOCKED, Release) - READ_LOCKED;
         // A reader can only be asleep on a read-locked lock if a writer waits too.
         if is_unlocked(s) && has_writers_waiting(s) {
@@ -361,14 +445,14 @@ impl RawRwLock {
         &self,
         w: &W,
         deadline: Option<&Deadline>,
-    ) -> Result<(), RawLockError> {
+    ) -> Result<Acquired, RawLockError> {
         // Acquire: pairs with the Release in both unlocks.
         if self
             .state
             .compare_exchange_weak(0, WRITE_LOCKED, Acquire, Relaxed)
             .is_ok()
         {
-            return Ok(());
+            return Ok(self.write_took(w.me()));
         }
         self.write_contended(w, deadline)
     }
@@ -378,7 +462,8 @@ impl RawRwLock {
         &self,
         w: &W,
         deadline: Option<&Deadline>,
-    ) -> Result<(), RawLockError> {
+    ) -> Result<Acquired, RawLockError> {
+        let me = w.me();
         let mut s = self.spin_write();
         // Once we have slept, other writers may be asleep too: keep their flag when we
         // take the lock, so our unlock wakes the next one.
@@ -392,7 +477,7 @@ impl RawRwLock {
                     Acquire,
                     Relaxed,
                 ) {
-                    Ok(_) => return Ok(()),
+                    Ok(_) => return Ok(self.write_took(me)),
                     Err(e) => {
                         s = e;
                         continue;
@@ -417,17 +502,50 @@ impl RawRwLock {
             if is_unlocked(s) || !has_writers_waiting(s) {
                 continue;
             }
-            if w.wait(&self.writer_notify, seq, deadline) == WaitOutcome::TimedOut
-                && deadline.is_some_and(Deadline::has_passed)
-            {
-                return Err(RawLockError::Timeout);
+            if Self::sleep(w, &self.writer_notify, seq, deadline)? {
+                if let Some(a) = self.claim_from_dead_writer(w) {
+                    return Ok(a);
+                }
             }
             s = self.spin_write();
         }
     }
 
+    /// If the write holder is dead, makes the caller the write holder (exactly one
+    /// caller wins: the CAS on `writer`) and marks the data `OWNER_DIED`.
+    #[cold]
+    fn claim_from_dead_writer<W: Waiter>(&self, w: &W) -> Option<Acquired> {
+        // Relaxed: hints, validated by the CAS on `writer` below.
+        if !is_write_locked(self.state.load(Relaxed)) {
+            return None;
+        }
+        let ident = self.writer.load(Relaxed);
+        if ident == 0 {
+            return None; // unlocking, or died before recording itself (not covered)
+        }
+        let start = (ident_start(ident) != 0).then(|| ident_start(ident));
+        if w.owner_alive(ident_tid(ident), start) {
+            return None;
+        }
+        // Acquire: the dead writer never released; its stores reached memory before
+        // the kernel tore it down, and this keeps our data reads after the claim. The
+        // CAS fails if that writer had in fact unlocked (it clears `writer` first) or
+        // another waiter claimed first.
+        self.writer
+            .compare_exchange(ident, w.me(), Acquire, Relaxed)
+            .ok()?;
+        // Relaxed: we hold the write lock now.
+        self.consistency.store(OWNER_DIED, Relaxed);
+        Some(Acquired::OwnerDied)
+    }
+
     #[inline]
     pub(crate) fn write_unlock_with<W: Waiter>(&self, w: &W) {
+        // Relaxed: we hold the write lock; ordered before the Release below.
+        if self.consistency.load(Relaxed) == OWNER_DIED {
+            self.consistency.store(POISONED, Relaxed);
+        }
+        self.writer.store(0, Relaxed);
         // Release: publishes the writer's changes to the next locker's Acquire.
         let s = self.state.fetch_sub(WRITE_LOCKED, Release) - WRITE_LOCKED;
         if has_readers_waiting(s) || has_writers_waiting(s) {
@@ -524,7 +642,9 @@ unsafe impl<T: ?Sized + Send + Sync> Sync for RwLock<T> {}
 // SAFETY: moving the lock moves the `T` it owns.
 unsafe impl<T: ?Sized + Send> Send for RwLock<T> {}
 
-/// Lock results of [`RwLock`] (the `LockError` variants used: `Timeout`, `WouldBlock`).
+/// Lock results of [`RwLock`]: `Timeout`, `WouldBlock`; `OwnerDied(write guard)` when a
+/// writer inherits a dead writer's lock; `Poisoned(guard)` until a writer calls
+/// `make_consistent()`.
 ///
 /// # Examples
 /// ```
@@ -595,7 +715,8 @@ impl<T: ?Sized> RwLock<T> {
     /// Shared access, waiting as long as needed.
     ///
     /// # Errors
-    /// None today (kept a `Result` like [`Mutex::lock`](crate::Mutex::lock)).
+    /// `Poisoned(guard)` if a writer died and nobody marked the data consistent (the
+    /// read lock is held).
     ///
     /// # Examples
     /// ```
@@ -610,8 +731,7 @@ impl<T: ?Sized> RwLock<T> {
     /// assert_eq!(total, 5);
     /// ```
     pub fn read(&self) -> RwLockResult<RwLockReadGuard<'_, T>> {
-        self.raw.read_until(None).map_err(map_err)?;
-        Ok(RwLockReadGuard::new(self))
+        self.wrap_read(self.raw.read_until(None))
     }
 
     /// Shared access if no writer holds or waits for the lock.
@@ -631,8 +751,7 @@ impl<T: ?Sized> RwLock<T> {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn try_read(&self) -> RwLockResult<RwLockReadGuard<'_, T>> {
-        self.raw.try_read().map_err(map_err)?;
-        Ok(RwLockReadGuard::new(self))
+        self.wrap_read(self.raw.try_read())
     }
 
     /// Shared access, waiting at most `timeout`.
@@ -654,16 +773,14 @@ impl<T: ?Sized> RwLock<T> {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn read_timeout(&self, timeout: Duration) -> RwLockResult<RwLockReadGuard<'_, T>> {
-        self.raw
-            .read_until(Some(&Deadline::after(timeout)))
-            .map_err(map_err)?;
-        Ok(RwLockReadGuard::new(self))
+        self.wrap_read(self.raw.read_until(Some(&Deadline::after(timeout))))
     }
 
     /// Exclusive access, waiting as long as needed.
     ///
     /// # Errors
-    /// None today (kept a `Result` like [`Mutex::lock`](crate::Mutex::lock)).
+    /// `OwnerDied(guard)` if the previous writer died holding it; `Poisoned(guard)` if a
+    /// writer's death was never followed by `make_consistent()` (the lock is held).
     ///
     /// # Examples
     /// ```
@@ -675,8 +792,7 @@ impl<T: ?Sized> RwLock<T> {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn write(&self) -> RwLockResult<RwLockWriteGuard<'_, T>> {
-        self.raw.write_until(None).map_err(map_err)?;
-        Ok(RwLockWriteGuard::new(self))
+        self.wrap_write(self.raw.write_until(None))
     }
 
     /// Exclusive access if the lock is free now.
@@ -695,8 +811,7 @@ impl<T: ?Sized> RwLock<T> {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn try_write(&self) -> RwLockResult<RwLockWriteGuard<'_, T>> {
-        self.raw.try_write().map_err(map_err)?;
-        Ok(RwLockWriteGuard::new(self))
+        self.wrap_write(self.raw.try_write())
     }
 
     /// Exclusive access, waiting at most `timeout`.
@@ -715,10 +830,7 @@ impl<T: ?Sized> RwLock<T> {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn write_timeout(&self, timeout: Duration) -> RwLockResult<RwLockWriteGuard<'_, T>> {
-        self.raw
-            .write_until(Some(&Deadline::after(timeout)))
-            .map_err(map_err)?;
-        Ok(RwLockWriteGuard::new(self))
+        self.wrap_write(self.raw.write_until(Some(&Deadline::after(timeout))))
     }
 
     /// Mutable access without locking (the `&mut` proves exclusivity).
@@ -749,6 +861,33 @@ impl<T: ?Sized> RwLock<T> {
     /// ```
     pub fn raw(&self) -> &RawRwLock {
         &self.raw
+    }
+
+    /// Whether the lock is poisoned (a snapshot).
+    pub fn is_poisoned(&self) -> bool {
+        self.raw.is_poisoned()
+    }
+
+    fn wrap_read(&self, r: Result<Acquired, RawLockError>) -> RwLockResult<RwLockReadGuard<'_, T>> {
+        match r {
+            Ok(Acquired::Consistent) => Ok(RwLockReadGuard::new(self)),
+            // A reader never inherits a dead writer's lock (it releases it), so it only
+            // ever learns of a death as poison.
+            Ok(_) => Err(LockError::Poisoned(RwLockReadGuard::new(self))),
+            Err(e) => Err(map_err(e)),
+        }
+    }
+
+    fn wrap_write(
+        &self,
+        r: Result<Acquired, RawLockError>,
+    ) -> RwLockResult<RwLockWriteGuard<'_, T>> {
+        match r {
+            Ok(Acquired::Consistent) => Ok(RwLockWriteGuard::new(self)),
+            Ok(Acquired::OwnerDied) => Err(LockError::OwnerDied(RwLockWriteGuard::new(self))),
+            Ok(Acquired::Poisoned) => Err(LockError::Poisoned(RwLockWriteGuard::new(self))),
+            Err(e) => Err(map_err(e)),
+        }
     }
 }
 
@@ -834,6 +973,11 @@ impl<'a, T: ?Sized> RwLockWriteGuard<'a, T> {
             _not_send: PhantomData,
         }
     }
+
+    /// Marks the data consistent after `OwnerDied` or `Poisoned`.
+    pub fn make_consistent(&self) {
+        self.lock.raw.make_consistent();
+    }
 }
 
 impl<T: ?Sized> Deref for RwLockWriteGuard<'_, T> {
@@ -855,6 +999,18 @@ impl<T: ?Sized> Drop for RwLockWriteGuard<'_, T> {
     fn drop(&mut self) {
         // SAFETY: this guard holds the write lock, released exactly once here.
         unsafe { self.lock.raw.write_unlock() }
+    }
+}
+
+impl<T: ?Sized + fmt::Debug> fmt::Debug for RwLockReadGuard<'_, T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&**self, f)
+    }
+}
+
+impl<T: ?Sized + fmt::Debug> fmt::Debug for RwLockWriteGuard<'_, T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&**self, f)
     }
 }
 
@@ -943,6 +1099,43 @@ mod loom_tests {
                 assert!(v == 0 || v == 7);
             }
             assert_eq!(l.0.state.load(Relaxed), 0);
+        });
+    }
+
+    /// A writer died holding the lock while a reader and a writer wait: exactly one of
+    /// them claims it; the writer ends up with `OwnerDied` or `Poisoned`, repairs, and
+    /// the lock ends unlocked and consistent.
+    #[test]
+    fn loom_rwlock_dead_writer_is_recovered() {
+        model(|| {
+            const DEAD: u64 = 99;
+            let l = Arc::new(RawRwLock::new());
+            l.state.store(WRITE_LOCKED, Relaxed);
+            l.writer.store(DEAD, Relaxed);
+            let probe_lock = l.clone();
+            let kernel = Kernel::with_dead_probe(vec![DEAD as u32], move |_| {
+                probe_lock.writer.load(Relaxed) == DEAD
+            });
+            let reader = {
+                let (l, w) = (l.clone(), waiter(&kernel, 1));
+                loom::thread::spawn(move || {
+                    let a = l.read_with(&w, None).unwrap();
+                    l.read_unlock_with(&w);
+                    a
+                })
+            };
+            let w = waiter(&kernel, 2);
+            let a = l.write_with(&w, None).unwrap();
+            assert_ne!(a, Acquired::Consistent);
+            l.make_consistent();
+            l.write_unlock_with(&w);
+            let r = reader.join().unwrap();
+            // The reader either recovered (then read after the writer repaired, or
+            // before it: Poisoned) or read after the writer's repair.
+            assert!(r == Acquired::Consistent || r == Acquired::Poisoned);
+            assert!(!l.is_poisoned());
+            assert_eq!(l.state.load(Relaxed) & MASK, 0);
+            assert_eq!(l.writer.load(Relaxed), 0);
         });
     }
 }

@@ -124,6 +124,10 @@ pub(crate) mod loom_model {
         next_ticket: u64,
     }
 
+    /// Whether a dead owner still holds the lock under test (then timed waits end at
+    /// once, modelling "the next liveness check finds the holder dead").
+    type DeadHolds = Box<dyn Fn(u32) -> bool + Send + Sync>;
+
     /// The shared "kernel".
     #[derive(Default)]
     pub(crate) struct Kernel {
@@ -131,6 +135,9 @@ pub(crate) mod loom_model {
         cond: Condvar,
         /// TIDs of owners that are dead.
         dead: Vec<u32>,
+        /// Given the expected futex value, whether a dead owner holds the lock; `None`:
+        /// the value itself names the owner (the mutex word).
+        dead_holds: Option<DeadHolds>,
     }
 
     impl Kernel {
@@ -138,6 +145,18 @@ pub(crate) mod loom_model {
         pub(crate) fn with_dead(dead: Vec<u32>) -> Arc<Self> {
             Arc::new(Kernel {
                 dead,
+                ..Default::default()
+            })
+        }
+
+        /// As `with_dead`, with an explicit "a dead owner holds it" probe.
+        pub(crate) fn with_dead_probe(
+            dead: Vec<u32>,
+            probe: impl Fn(u32) -> bool + Send + Sync + 'static,
+        ) -> Arc<Self> {
+            Arc::new(Kernel {
+                dead,
+                dead_holds: Some(Box::new(probe)),
                 ..Default::default()
             })
         }
@@ -161,12 +180,14 @@ pub(crate) mod loom_model {
             if word.load(crate::atomic::Ordering::SeqCst) != expected {
                 return WaitOutcome::ValueChanged;
             }
-            if deadline.is_some()
-                && self
+            let dead_holds = match &self.kernel.dead_holds {
+                Some(probe) => probe(expected),
+                None => self
                     .kernel
                     .dead
-                    .contains(&(expected & crate::owner::TID_MASK))
-            {
+                    .contains(&(expected & crate::owner::TID_MASK)),
+            };
+            if deadline.is_some() && dead_holds {
                 return WaitOutcome::TimedOut;
             }
             let ticket = q.next_ticket;

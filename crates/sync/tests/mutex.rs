@@ -371,3 +371,68 @@ fn random_kills_under_contention_never_break_exclusion_or_wedge_the_lock() {
         g[0]
     );
 }
+
+#[test]
+fn lock_timeout_waiter_gets_the_lock_when_it_is_released_in_time() {
+    let region = SharedRegion::new(4096);
+    let m: &Mutex<u32> = shared(&region);
+    let ready = Pipe::new();
+    let release = Pipe::new();
+    let holder = fork_child(|| {
+        let Ok(mut g) = m.lock() else { return 2 };
+        ready.send(1);
+        release.recv();
+        *g = 3;
+        0
+    });
+    ready.recv_n(1);
+    let waiting = Pipe::new();
+    let waiter = fork_child(|| {
+        waiting.send(1);
+        match m.lock_timeout(Duration::from_secs(30)) {
+            Ok(g) if *g == 3 => 0,
+            _ => 1,
+        }
+    });
+    waiting.recv_n(1);
+    release.send(1);
+    holder.join_ok();
+    waiter.join_ok();
+}
+
+extern "C" fn ignore_signal(_: libc::c_int) {}
+
+/// Signals interrupting the futex wait (EINTR) neither end the wait early nor stretch
+/// it: the deadline is absolute.
+#[test]
+fn signals_during_lock_timeout_do_not_cut_the_wait_short() {
+    let region = SharedRegion::new(4096);
+    let m: &Mutex<u32> = shared(&region);
+    let g = m.lock().unwrap();
+    let waiting = Pipe::new();
+    let mut child = fork_child(|| {
+        // SAFETY: installing a no-op handler (async-signal-safe) without SA_RESTART, so
+        // the futex wait really returns EINTR.
+        unsafe {
+            let mut sa: libc::sigaction = std::mem::zeroed();
+            sa.sa_sigaction = ignore_signal as extern "C" fn(libc::c_int) as usize;
+            libc::sigaction(libc::SIGUSR1, &sa, std::ptr::null_mut());
+        }
+        waiting.send(1);
+        let d = Duration::from_millis(200);
+        let start = Instant::now();
+        match m.lock_timeout(d) {
+            Err(LockError::Timeout) if start.elapsed() >= d => 0,
+            Err(LockError::Timeout) => 3,
+            _ => 1,
+        }
+    });
+    waiting.recv_n(1);
+    for _ in 0..20 {
+        // SAFETY: signalling our own live child.
+        unsafe { libc::kill(child.pid(), libc::SIGUSR1) };
+        std::thread::yield_now();
+    }
+    assert_eq!(child.wait(), Exit::Code(0));
+    drop(g);
+}

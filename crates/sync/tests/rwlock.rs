@@ -4,7 +4,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use shmkit_sync::{LockError, RwLock};
-use shmkit_testkit::{fork_child, stress, Pipe, SharedRegion};
+use shmkit_testkit::{fork_child, stress, Exit, Pipe, SharedRegion};
 
 fn at<T>(region: &SharedRegion, offset: usize) -> &T {
     assert!(offset + std::mem::size_of::<T>() <= region.len());
@@ -120,4 +120,67 @@ fn a_sleeping_writer_is_woken_when_the_readers_leave() {
     reader.join_ok();
     writer.join_ok();
     assert_eq!(*lock.read().unwrap(), 9);
+}
+
+#[test]
+fn a_killed_writer_is_replaced_by_a_waiting_writer_with_owner_died() {
+    let region = SharedRegion::new(4096);
+    let lock: &RwLock<[u64; 2]> = at(&region, 0);
+    let ready = Pipe::new();
+    let mut writer = fork_child(|| {
+        let Ok(mut g) = lock.write() else { return 2 };
+        g[0] = 1; // half of an update
+        ready.send(1);
+        std::mem::forget(g);
+        loop {
+            std::hint::spin_loop();
+        }
+    });
+    ready.recv_n(1);
+    writer.kill();
+    assert_eq!(writer.wait(), Exit::Signal(libc::SIGKILL));
+    let mut g = match lock.write() {
+        Err(LockError::OwnerDied(g)) => g,
+        other => panic!("expected OwnerDied, got {:?}", other.map(|_| ())),
+    };
+    assert_eq!(*g, [1, 0]);
+    g[1] = 1;
+    g.make_consistent();
+    drop(g);
+    assert_eq!(*lock.read().expect("consistent"), [1, 1]);
+    assert!(lock.write().is_ok());
+}
+
+#[test]
+fn a_reader_waiting_on_a_killed_writer_sees_poison_until_a_writer_repairs() {
+    let region = SharedRegion::new(4096);
+    let lock: &RwLock<u32> = at(&region, 0);
+    let ready = Pipe::new();
+    let mut writer = fork_child(|| {
+        let g = lock.write();
+        ready.send(1);
+        std::mem::forget(g);
+        loop {
+            std::hint::spin_loop();
+        }
+    });
+    ready.recv_n(1);
+    let started = Pipe::new();
+    let reader = fork_child(|| {
+        started.send(1);
+        match lock.read() {
+            Err(LockError::Poisoned(_)) => 0,
+            _ => 1,
+        }
+    });
+    started.recv_n(1);
+    writer.kill();
+    assert_eq!(writer.wait(), Exit::Signal(libc::SIGKILL));
+    reader.join_ok();
+    assert!(lock.is_poisoned());
+    assert!(lock.read().is_err_and(|e| e.is_poisoned()));
+    let g = lock.write().expect_err("poisoned").into_guard().unwrap();
+    g.make_consistent();
+    drop(g);
+    assert!(lock.read().is_ok());
 }
