@@ -435,7 +435,7 @@ fn concurrently_rewritten_header_never_yields_an_out_of_bounds_payload() {
             };
             // SAFETY: word `i` < 16 is inside the header of the inherited mapping.
             unsafe { words.add(i).write_volatile(v) };
-            if (x >> 24) % 4 == 0 {
+            if (x >> 24) & 3 == 0 {
                 for (j, w) in valid.iter().enumerate() {
                     // SAFETY: as above.
                     unsafe { words.add(j).write_volatile(*w) };
