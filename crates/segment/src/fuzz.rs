@@ -162,3 +162,26 @@ pub fn header_validate_bytes(data: &[u8]) -> Result<HeaderInfo, OpenError> {
     let want_tag = (flags & 4 == 0).then_some(TypeTag::BYTES);
     header_validate(&header, mapping_len, want_size, want_tag)
 }
+
+/// Runs name validation on `name` and checks what acceptance promises: the name is a
+/// single entry directly inside `/dev/shm` (not empty, not `.` or `..`, no `/`, no NUL,
+/// at most 255 bytes), and turning it into the C string for `shm_open` cannot fail.
+/// Returns the refusal reason, if refused.
+///
+/// # Panics
+/// Only if an accepted name breaks that promise (a finding).
+pub fn name_validate(name: &str) -> Result<(), &'static str> {
+    crate::name::check_posix(name)?;
+    assert!(!name.is_empty() && name != "." && name != "..", "{name:?}");
+    assert!(!name.contains('/') && !name.contains('\0'), "{name:?}");
+    assert!(name.len() <= crate::name::MAX_NAME_LEN, "{name:?}");
+    let p = std::path::Path::new(crate::list::POSIX_SHM_DIR).join(name);
+    assert_eq!(
+        p.parent(),
+        Some(std::path::Path::new(crate::list::POSIX_SHM_DIR))
+    );
+    assert_eq!(p.file_name().and_then(|f| f.to_str()), Some(name));
+    let c = crate::name::posix_cstring(name);
+    assert_eq!(c.as_bytes().len(), name.len() + 1);
+    Ok(())
+}

@@ -397,7 +397,11 @@ impl Segment {
         self.creator
     }
 
-    /// A copy of the header's fields; `None` for a raw segment.
+    /// A fresh copy of the header's fields; `None` for a raw segment.
+    ///
+    /// Informational: a peer with write access may have rewritten the header since the
+    /// segment was opened. For bounds use [`Segment::payload_len`], which is the value
+    /// validated against the mapping at open and never re-read.
     ///
     /// # Examples
     /// ```

@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestRunner};
-use shmkit_segment::fuzz::{header_validate, header_validate_bytes, valid_header};
+use shmkit_segment::fuzz::{header_validate, header_validate_bytes, name_validate, valid_header};
 use shmkit_segment::{
     header::TAG_NAME_LEN, CreateError, OpenError, Segment, TypeTag, HEADER_LEN, LAYOUT_VERSION,
     MAGIC, MAX_NAME_LEN,
@@ -362,12 +362,15 @@ fn names_never_escape_dev_shm() {
     let strategy = prop_oneof![tricky, any::<String>()];
     runner
         .run(&strategy, |name| {
+            // The shared fuzz entry point checks acceptance's promises itself.
+            let checked = name_validate(&name);
             let r = Segment::options()
                 .posix(&name)
                 .open_timeout(Duration::ZERO)
                 .open();
             match r {
                 Err(OpenError::InvalidName { .. }) => {
+                    prop_assert!(checked.is_err(), "{:?}", name);
                     // Refused names are refused by every entry point.
                     let created = Segment::options().posix(&name).size(1).create();
                     let refused = matches!(created, Err(CreateError::InvalidName { .. }));
@@ -377,6 +380,7 @@ fn names_never_escape_dev_shm() {
                     prop_assert!(refused, "open_raw {:?}: {:?}", name, raw);
                 }
                 _ => {
+                    prop_assert!(checked.is_ok(), "{:?}", name);
                     let p = Path::new("/dev/shm").join(&name);
                     prop_assert_eq!(p.parent(), Some(Path::new("/dev/shm")), "{:?}", name);
                     prop_assert_eq!(p.file_name().and_then(|f| f.to_str()), Some(name.as_str()));
@@ -387,4 +391,87 @@ fn names_never_escape_dev_shm() {
             Ok(())
         })
         .unwrap();
+}
+
+/// A hostile peer rewrites the header *while* we open: a forked child keeps writing
+/// random words, edge values and the valid header back over it; the parent opens again
+/// and again. Every success hands out a payload inside the (never shrunk) object,
+/// because `open` validates one copy of the header and uses nothing else; every
+/// failure is an error within the timeout.
+#[test]
+fn concurrently_rewritten_header_never_yields_an_out_of_bounds_payload() {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    let name = unique_name("fuzz-race");
+    let _guard = ShmCleanup::new(&name);
+    let payload = 3 * 4096;
+    let total = payload + HEADER_LEN;
+    let seg = Segment::options()
+        .posix(&name)
+        .size(payload)
+        .create()
+        .unwrap();
+    let valid = {
+        let mut h = [0u64; HEADER_LEN / 8];
+        for (i, w) in h.iter_mut().enumerate() {
+            // SAFETY: word `i` < 16 is inside the header of our live mapping.
+            *w = unsafe { seg.as_ptr().cast::<u64>().add(i).read_volatile() };
+        }
+        h
+    };
+    // SAFETY: the payload is 128-aligned and at least 4 bytes; only atomics touch this
+    // word, in both processes.
+    let stop = unsafe { &*seg.payload_ptr().cast::<AtomicU32>() };
+    let words = seg.as_ptr().cast::<u64>();
+    let mut child = shmkit_testkit::fork_child(|| {
+        let mut x = 0x9e37_79b9_7f4a_7c15u64 ^ u64::from(std::process::id());
+        // Relaxed: a stop flag; nothing else is published through it.
+        while stop.load(Ordering::Relaxed) == 0 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let i = (x % 16) as usize;
+            let v = match (x >> 8) % 6 {
+                0 | 1 => valid[i],
+                2 => x,
+                3 => valid[i] ^ (1 << ((x >> 16) % 64)),
+                4 => u64::MAX,
+                _ => 0,
+            };
+            // SAFETY: word `i` < 16 is inside the header of the inherited mapping.
+            unsafe { words.add(i).write_volatile(v) };
+            if (x >> 24) & 3 == 0 {
+                for (j, w) in valid.iter().enumerate() {
+                    // SAFETY: as above.
+                    unsafe { words.add(j).write_volatile(*w) };
+                }
+            }
+        }
+        0
+    });
+    let rounds = stress(1000, 20_000);
+    let mut opened = 0;
+    for _ in 0..rounds {
+        let r = Segment::options()
+            .posix(&name)
+            .any_type()
+            .open_timeout(Duration::from_millis(1))
+            .open();
+        if let Ok(s) = r {
+            opened += 1;
+            assert!(HEADER_LEN + s.payload_len() <= total, "{s:?}");
+            assert!(s.len() <= total);
+            if let Some(last) = s.payload_len().checked_sub(1) {
+                // SAFETY: inside the validated payload, inside the object.
+                let _ = unsafe { s.payload_ptr().add(last).read_volatile() };
+            }
+        }
+    }
+    // Relaxed: see the child's load.
+    stop.store(1, Ordering::Relaxed);
+    assert_eq!(child.wait(), shmkit_testkit::Exit::Code(0));
+    assert!(
+        opened > 0,
+        "the valid header was never seen in {rounds} opens"
+    );
+    drop(seg);
 }
