@@ -193,6 +193,30 @@ pub enum RawLockError {
     WouldDeadlock,
 }
 
+impl<G> From<RawLockError> for LockError<G> {
+    fn from(e: RawLockError) -> Self {
+        match e {
+            RawLockError::Timeout => LockError::Timeout,
+            RawLockError::WouldBlock => LockError::WouldBlock,
+            RawLockError::WouldDeadlock => LockError::WouldDeadlock,
+        }
+    }
+}
+
+/// Turns how a raw lock was acquired into the guard-level result. `guard` builds the
+/// guard and is called only when the lock is held. Shared by [`Mutex`](crate::Mutex)
+/// and [`RwLock`](crate::RwLock)'s write side.
+pub(crate) fn acquired<G>(
+    r: Result<crate::Acquired, RawLockError>,
+    guard: impl FnOnce() -> G,
+) -> Result<G, LockError<G>> {
+    match r? {
+        crate::Acquired::Consistent => Ok(guard()),
+        crate::Acquired::OwnerDied => Err(LockError::OwnerDied(guard())),
+        crate::Acquired::Poisoned => Err(LockError::Poisoned(guard())),
+    }
+}
+
 /// Errors of [`Semaphore`](crate::Semaphore) operations.
 ///
 /// # Examples

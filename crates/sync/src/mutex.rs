@@ -857,14 +857,7 @@ impl<T: ?Sized> Mutex<T> {
         &self,
         r: Result<Acquired, RawLockError>,
     ) -> Result<MutexGuard<'_, T>, LockError<MutexGuard<'_, T>>> {
-        match r {
-            Ok(Acquired::Consistent) => Ok(MutexGuard::new(self)),
-            Ok(Acquired::OwnerDied) => Err(LockError::OwnerDied(MutexGuard::new(self))),
-            Ok(Acquired::Poisoned) => Err(LockError::Poisoned(MutexGuard::new(self))),
-            Err(RawLockError::Timeout) => Err(LockError::Timeout),
-            Err(RawLockError::WouldBlock) => Err(LockError::WouldBlock),
-            Err(RawLockError::WouldDeadlock) => Err(LockError::WouldDeadlock),
-        }
+        crate::error::acquired(r, || MutexGuard::new(self))
     }
 }
 

@@ -703,14 +703,6 @@ impl<T> RwLock<T> {
     }
 }
 
-fn map_err<G>(e: RawLockError) -> LockError<G> {
-    match e {
-        RawLockError::Timeout => LockError::Timeout,
-        RawLockError::WouldBlock => LockError::WouldBlock,
-        RawLockError::WouldDeadlock => LockError::WouldDeadlock,
-    }
-}
-
 impl<T: ?Sized> RwLock<T> {
     /// Shared access, waiting as long as needed.
     ///
@@ -874,7 +866,7 @@ impl<T: ?Sized> RwLock<T> {
             // A reader never inherits a dead writer's lock (it releases it), so it only
             // ever learns of a death as poison.
             Ok(_) => Err(LockError::Poisoned(RwLockReadGuard::new(self))),
-            Err(e) => Err(map_err(e)),
+            Err(e) => Err(e.into()),
         }
     }
 
@@ -882,12 +874,7 @@ impl<T: ?Sized> RwLock<T> {
         &self,
         r: Result<Acquired, RawLockError>,
     ) -> RwLockResult<RwLockWriteGuard<'_, T>> {
-        match r {
-            Ok(Acquired::Consistent) => Ok(RwLockWriteGuard::new(self)),
-            Ok(Acquired::OwnerDied) => Err(LockError::OwnerDied(RwLockWriteGuard::new(self))),
-            Ok(Acquired::Poisoned) => Err(LockError::Poisoned(RwLockWriteGuard::new(self))),
-            Err(e) => Err(map_err(e)),
-        }
+        crate::error::acquired(r, || RwLockWriteGuard::new(self))
     }
 }
 
