@@ -664,6 +664,23 @@ impl SegmentOptions {
         Ok(seg)
     }
 
+    /// What every named fd-backed create does once the object exists: the exact mode
+    /// (`fchmod`, so the umask cannot change it), the pages reserved (`fallocate`), the
+    /// mapping. On any failure `undo` removes the half-made object.
+    fn mode_size_map(
+        &self,
+        file: &File,
+        ctx: &CreateCtx,
+        undo: Undo,
+    ) -> Result<Mapped, CreateError> {
+        let guard = RemoveOnError(Some(undo));
+        sys::fchmod(file, self.mode).map_err(|e| ctx.err("fchmod", e))?;
+        sys::allocate(file, ctx.total as u64).map_err(|e| ctx.size_err(e))?;
+        let map = map_fd(file, ctx.total).map_err(|e| ctx.err("mmap", e))?;
+        guard.defuse();
+        Ok(map)
+    }
+
     /// POSIX: `shm_open(O_CREAT|O_EXCL)`, `fchmod`, `fallocate`, map.
     fn create_posix(&self, n: &str, ctx: &CreateCtx) -> Result<Mapped, CreateError> {
         // /dev/shm is memory: refuse what cannot fit before making anything.
@@ -675,12 +692,7 @@ impl SegmentOptions {
             self.mode,
         )
         .map_err(|e| ctx.err("shm_open", e))?;
-        // From here on, a failure removes what we made.
-        let guard = RemoveOnError(Some(Undo::Posix(cname.clone())));
-        sys::fchmod(&file, self.mode).map_err(|e| ctx.err("fchmod", e))?;
-        sys::allocate(&file, ctx.total as u64).map_err(|e| ctx.size_err(e))?;
-        let map = map_fd(&file, ctx.total).map_err(|e| ctx.err("mmap", e))?;
-        guard.defuse();
+        let map = self.mode_size_map(&file, ctx, Undo::Posix(cname.clone()))?;
         Ok(map.with_unlinker(Unlinker::Posix(cname, sys::file_id(&file))))
     }
 
@@ -693,11 +705,7 @@ impl SegmentOptions {
             self.mode,
         )
         .map_err(|e| ctx.err("open", e))?;
-        let guard = RemoveOnError(Some(Undo::File(p.to_owned())));
-        sys::fchmod(&file, self.mode).map_err(|e| ctx.err("fchmod", e))?;
-        sys::allocate(&file, ctx.total as u64).map_err(|e| ctx.size_err(e))?;
-        let map = map_fd(&file, ctx.total).map_err(|e| ctx.err("mmap", e))?;
-        guard.defuse();
+        let map = self.mode_size_map(&file, ctx, Undo::File(p.to_owned()))?;
         Ok(map.with_unlinker(Unlinker::File(p.to_owned(), sys::file_id(&file))))
     }
 
