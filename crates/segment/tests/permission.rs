@@ -12,11 +12,6 @@ use shmkit_testkit::{fork_child, Exit};
 
 const NOBODY: libc::uid_t = 65534;
 
-fn is_root() -> bool {
-    // SAFETY: geteuid has no preconditions.
-    unsafe { libc::geteuid() == 0 }
-}
-
 /// In a forked child: become `nobody` (raw syscalls: this thread only, which in a
 /// fork child is the whole process), open `t`, and exit 0 if the open was refused with
 /// PermissionDenied, 10 if it succeeded, 11 on another error, 12 if we could not drop
@@ -68,8 +63,10 @@ fn mode_of(t: &Target) -> u32 {
 
 #[test]
 fn mode_is_exact_and_enforced_for_other_users() {
-    if !is_root() {
-        eprintln!("not root: skipping the setuid(nobody) permission test");
+    if !shmkit_testkit::skip_or_fail(
+        shmkit_testkit::is_root(),
+        "not root: cannot switch to uid nobody",
+    ) {
         return;
     }
     // A strict umask: the modes below must survive it (fchmod).

@@ -14,8 +14,7 @@ fn python() -> Option<Command> {
         .arg("import multiprocessing.shared_memory")
         .status()
         .is_ok_and(|s| s.success());
-    if !ok {
-        eprintln!("python3 with multiprocessing.shared_memory not found: skipping");
+    if !shmkit_testkit::skip_or_fail(ok, "python3 with multiprocessing.shared_memory not found") {
         return None;
     }
     Some(Command::new("python3"))

@@ -351,6 +351,29 @@ impl Drop for SharedRegion {
     }
 }
 
+/// Whether a test that needs something this machine may lack can run.
+///
+/// Returns `true` when `available`. Otherwise prints why the test skips and returns
+/// `false`, unless `SHMKIT_CI=1` (set by `.ci/run`, whose machines have root and
+/// python3): there a missing requirement fails the test instead of passing silently.
+pub fn skip_or_fail(available: bool, what: &str) -> bool {
+    if available {
+        return true;
+    }
+    assert!(
+        std::env::var("SHMKIT_CI").map_or(true, |v| v != "1"),
+        "SHMKIT_CI=1 but this test cannot run: {what}"
+    );
+    eprintln!("skipping: {what} (set SHMKIT_CI=1 to make this a failure)");
+    false
+}
+
+/// Whether this process runs as root (some tests switch uid, mount or unshare).
+pub fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    unsafe { libc::geteuid() == 0 }
+}
+
 /// Scales a stress size: `quick` by default, `heavy` when `SHMKIT_STRESS=1`.
 pub fn stress(quick: usize, heavy: usize) -> usize {
     if std::env::var("SHMKIT_STRESS").is_ok_and(|v| v == "1") {
