@@ -418,3 +418,31 @@ fn a_new_process_with_the_dead_readers_pid_can_claim_the_role() {
     let r = ring.try_read_into(&mut buf);
     assert!(matches!(r, Err(ReadError::Empty)), "{r:?}");
 }
+
+#[test]
+fn writer_that_exits_without_close_gives_the_reader_closed_after_draining() {
+    let region = new_ring(4096);
+    let hold = Pipe::new();
+    let writer = fork_child(|| {
+        let mut ring = attach(&region);
+        for seq in 0..3u64 {
+            if ring.write(&seq.to_le_bytes()).is_err() {
+                return 1;
+            }
+        }
+        drop(ring); // exits cleanly without calling close()
+        hold.recv(); // stays alive: the reader must see Closed, not a dead writer
+        0
+    });
+    let mut ring = attach(&region);
+    for seq in 0..3u64 {
+        let got = ring.read_with_timeout(Duration::from_secs(10), |m| m.to_vec());
+        assert_eq!(got.unwrap(), seq.to_le_bytes());
+    }
+    let err = ring
+        .read_with_timeout(Duration::from_secs(10), |_| ())
+        .unwrap_err();
+    assert!(matches!(err, ReadError::Closed), "{err:?}");
+    hold.send(0);
+    writer.join_ok();
+}
