@@ -142,6 +142,9 @@ pub mod code {
     pub const OPEN: i32 = 8;
     /// shmkit said the peer died while the peer was running.
     pub const FALSE_DEATH: i32 = 9;
+    /// shmkit said the peer left cleanly, which no peer here does mid-stream (a reader
+    /// stops early only when it failed: its own exit code says why).
+    pub const PEER_LEFT: i32 = 10;
 
     /// Human-readable meaning of a code.
     pub fn describe(code: i32) -> &'static str {
@@ -155,6 +158,7 @@ pub mod code {
             INCONSISTENT => "found half-updated data behind a lock that reported no owner death",
             OPEN => "could not open the shared object",
             FALSE_DEATH => "was told its peer died while the peer was still running",
+            PEER_LEFT => "was told its peer left before the end of the stream",
             101 => "panicked",
             _ => "unknown exit code",
         }

@@ -148,6 +148,9 @@ fn writer(name: &str, ctl: &RingCtl, n: u64) -> i32 {
                 }
                 Err(WriteError::PeerDied { .. }) if !left.is_zero() => {}
                 Err(WriteError::PeerDied { .. } | WriteError::Timeout) => return code::TIMEOUT,
+                // The reader stopped early without being killed: it failed, and its
+                // exit code says why; this one only says the writer noticed.
+                Err(WriteError::ReaderLeft { .. }) => return code::PEER_LEFT,
                 Err(WriteError::Corrupt { .. }) => return code::CORRUPT,
                 Err(_) => return code::ERROR,
             }

@@ -37,13 +37,19 @@ pub(crate) fn futex_wake(word: &AtomicU32, n: u32) {
     let _ = shmkit_sync::futex::wake(word, n);
 }
 
-/// Under loom a wait is a yield (a spurious wake-up, which every caller tolerates).
+/// Under loom a wait returns only once `*word` changed (loom has no clock, so the
+/// deadline and the sleep slice never end it): a wake-up that the protocol loses then
+/// leaves the waiter spinning for ever, which loom reports (it exceeds the model's
+/// branch limit), instead of passing unnoticed as one more loop turn.
 #[cfg(loom)]
-pub(crate) fn futex_wait(_word: &AtomicU32, _expected: u32, _deadline: Option<&Deadline>) {
-    loom::thread::yield_now();
+pub(crate) fn futex_wait(word: &AtomicU32, expected: u32, _deadline: Option<&Deadline>) {
+    // Relaxed: the caller re-reads what it waits for after waking.
+    while word.load(Ordering::Relaxed) == expected {
+        loom::thread::yield_now();
+    }
 }
 
-/// Under loom a wake is a no-op (waits never block).
+/// Under loom a wake is a no-op: the waker's bump of the word is what ends a wait.
 #[cfg(loom)]
 pub(crate) fn futex_wake(_word: &AtomicU32, _n: u32) {}
 
