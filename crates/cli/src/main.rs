@@ -21,21 +21,35 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// List shmkit segments: name, backend, size, type, creator pid, alive/dead.
-    Ls,
-    /// Print every header field of one segment.
+    /// List shmkit segments: name, backend, size, type, creator pid, state
+    /// (alive, dead, initialising, abandoned, init failed, corrupt, removed).
+    Ls {
+        /// Also list the file-backed segments in DIR (may be repeated).
+        #[arg(long, value_name = "DIR")]
+        dir: Vec<PathBuf>,
+    },
+    /// Print every header field of one segment, and whether it is valid.
     Inspect {
-        /// POSIX name (no leading `/`) or System V key (`0x%08x`).
+        /// POSIX name (`name` or `/name`), System V key (`0x%08x`), `shmid:N`, or the
+        /// path of a file-backed segment (anything with a `/` past its first character).
         name: String,
     },
-    /// Remove a segment by name, or every segment whose creator is dead.
+    /// Remove a stale segment (its creator is gone) by name, or every stale segment.
+    /// Refuses anything else (in use, corrupt, not made by shmkit) unless --force.
     Rm {
-        /// POSIX name or System V key.
+        /// As for `inspect`.
         #[arg(required_unless_present = "dead", conflicts_with = "dead")]
         name: Option<String>,
         /// Remove every shmkit segment whose creating process is gone.
         #[arg(long)]
         dead: bool,
+        /// Remove NAME even if its creator lives, its header is corrupt, or it is not
+        /// a shmkit segment at all (never a directory).
+        #[arg(long, conflicts_with = "dead")]
+        force: bool,
+        /// With --dead: also the file-backed segments in DIR (may be repeated).
+        #[arg(long, value_name = "DIR", requires = "dead")]
+        dir: Vec<PathBuf>,
     },
     /// Benchmark shmkit's ring and queue against a pipe and a Unix socket (two processes).
     Bench {
@@ -63,7 +77,7 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Ls => match shmkit_segment::list() {
+        Command::Ls { dir } => match segments::list_all(&dir) {
             Ok(all) => {
                 print!("{}", segments::ls_table(&all));
                 ExitCode::SUCCESS
@@ -75,18 +89,22 @@ fn main() -> ExitCode {
                 print!("{}", segments::inspect_text(&s));
                 ExitCode::SUCCESS
             }
-            Err(e) => fail(e),
+            Err(e) => fail(segments::explain(&name, &e)),
         },
         Command::Rm {
-            name: Some(name), ..
-        } => match segments::remove_by_name(&name) {
+            name: Some(name),
+            force,
+            ..
+        } => match segments::remove_by_name(&name, force) {
             Ok(()) => {
                 println!("removed {name}");
                 ExitCode::SUCCESS
             }
             Err(e) => fail(e),
         },
-        Command::Rm { name: None, .. } => match segments::remove_dead() {
+        Command::Rm {
+            name: None, dir, ..
+        } => match segments::remove_dead(&dir) {
             Ok(names) => {
                 for n in &names {
                     println!("removed {n}");

@@ -128,6 +128,13 @@ pub enum OpenError {
         /// The name, key or path.
         name: String,
     },
+    /// Something other than a regular file (a directory, FIFO, socket or device) has
+    /// this name: it is no shared memory segment, whoever planted it.
+    #[error("'{name}' is not a regular file (a directory, FIFO or device under this name?), so it is not a segment: pick another name, or remove the stray object by hand")]
+    NotRegularFile {
+        /// The name or path.
+        name: String,
+    },
     /// The segment's mode forbids read-write access for this user.
     #[error("permission denied opening segment '{name}' read-write: its mode or owner forbids it for this user (create it with a wider .mode(), or run as its owner)")]
     PermissionDenied {
@@ -269,6 +276,13 @@ pub enum RemoveError {
     #[error("segment '{name}' does not exist (already removed?); see `shmkit ls`")]
     NotFound {
         /// The name or key.
+        name: String,
+    },
+    /// Something other than a regular file (e.g. a directory) has this name; nothing
+    /// was removed.
+    #[error("'{name}' is not a regular file (a directory under this name?), so it is not a segment; nothing was removed")]
+    NotRegularFile {
+        /// The name.
         name: String,
     },
     /// Not allowed to remove it.

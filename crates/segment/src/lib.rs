@@ -63,7 +63,10 @@ mod wait;
 
 pub use error::{CreateError, ListError, OpenError, OpenOrCreateError, RemoveError};
 pub use header::{HeaderInfo, TypeTag, HEADER_LEN, LAYOUT_VERSION, MAGIC};
-pub use list::{list, remove, remove_sysv, SegmentInfo, POSIX_SHM_DIR};
+pub use list::{
+    info, info_file, info_sysv, list, list_dir, remove, remove_sysv, SegmentInfo, SegmentState,
+    POSIX_SHM_DIR,
+};
 pub use name::MAX_NAME_LEN;
 pub use options::{SegmentOptions, DEFAULT_OPEN_TIMEOUT};
 pub use segment::{Backend, Segment};

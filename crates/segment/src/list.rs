@@ -1,36 +1,54 @@
-//! [`list`] the shmkit segments on this machine and [`remove`] them by name.
+//! [`list`] the shmkit segments on this machine (and [`list_dir`] the file-backed ones
+//! in a directory), look one up with [`info`], [`info_sysv`] or [`info_file`], and
+//! [`remove`] them by name.
+//!
+//! Every header is judged by the same validation `open` runs (one pure function over a
+//! copy of the 128 bytes): a header that fails it is reported as
+//! [`SegmentState::Corrupt`] with `open`'s reason, and nothing else in it (its pid in
+//! particular) is trusted.
 
+use std::fmt;
+use std::fs::File;
 use std::io;
 use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt};
+use std::path::Path;
 
-use crate::error::{ListError, RemoveError};
-use crate::header::{Header, HeaderInfo, HEADER_LEN, MAGIC};
+use crate::error::{ListError, OpenError, RemoveError};
+use crate::header::{
+    Header, HeaderInfo, HEADER_LEN, MAGIC, STATE_CREATING, STATE_FAILED, STATE_READY,
+};
 use crate::segment::Backend;
+use crate::validate::{validate, Expect};
 use crate::{name, sys};
 
 /// Where POSIX shared memory objects live on Linux.
 pub const POSIX_SHM_DIR: &str = "/dev/shm";
 const SYSV_PROC: &str = "/proc/sysvipc/shm";
+/// `SHM_DEST` in `/proc/sysvipc/shm`'s perms: marked for removal (`IPC_RMID`).
+const SHM_DEST: u32 = 0o1000;
 
-/// One shmkit segment found by [`list`].
+/// One shmkit segment found by [`list`], [`list_dir`] or [`info`].
 ///
 /// # Examples
 /// ```
-/// use shmkit_segment::{list, Segment};
+/// use shmkit_segment::{list, Segment, SegmentState};
 ///
 /// let name = format!("shmkit-doc-info-{}", std::process::id());
 /// let _seg = Segment::options().posix(&name).size(64).mode(0o640).create()?;
 /// let info = list()?.into_iter().find(|s| s.name == name).expect("listed");
 /// assert_eq!((info.mode & 0o777, info.shmid), (0o640, None));
 /// assert_eq!(info.header.payload_size, 64);
+/// assert_eq!(info.state(), SegmentState::Alive);
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct SegmentInfo {
-    /// POSIX name (no leading `/`), or the System V key as `0x%08x`.
+    /// POSIX name (no leading `/`); the System V key as `0x%08x`, or `shmid:N` for a
+    /// System V segment without a key (marked for removal, or `IPC_PRIVATE`); the path
+    /// of a file-backed segment.
     pub name: String,
-    /// [`Backend::Posix`] or [`Backend::SysV`].
+    /// [`Backend::Posix`], [`Backend::SysV`] or [`Backend::File`].
     pub backend: Backend,
     /// Size of the object in bytes (header included).
     pub size: u64,
@@ -38,13 +56,89 @@ pub struct SegmentInfo {
     pub uid: u32,
     /// Permission bits.
     pub mode: u32,
-    /// The System V id (`shmid`), for `ipcrm -m`; `None` for POSIX.
+    /// The System V id (`shmid`), for `ipcrm -m`; `None` for POSIX and files.
     pub shmid: Option<i32>,
-    /// The header, as found.
+    /// The header, as found. Only the magic is meaningful if [`corrupt`](Self::corrupt)
+    /// is set.
     pub header: HeaderInfo,
     /// Whether the creator's pid (from the header) is a live process. A creator in
-    /// another pid namespace cannot be checked and counts as alive.
+    /// another pid namespace cannot be checked and counts as alive. Always `false` for
+    /// a corrupt header (its pid means nothing).
     pub creator_alive: bool,
+    /// Why the header fails the checks `open` makes (the message `open` gives), if it
+    /// does.
+    pub corrupt: Option<String>,
+    /// System V: marked for removal (`IPC_RMID`, e.g. by `ipcrm`): the key is gone, and
+    /// the memory is freed when the last attached process detaches.
+    pub removed: bool,
+    /// System V: how many processes have it attached (`nattch`); `None` otherwise.
+    pub attached: Option<u64>,
+    /// The header's raw init state word (to tell FAILED apart).
+    state_word: u32,
+}
+
+/// What state a listed segment is in, from its header, its creator and the kernel.
+///
+/// # Examples
+/// ```
+/// use shmkit_segment::{info, Segment, SegmentState};
+///
+/// let name = format!("shmkit-doc-state-{}", std::process::id());
+/// let _seg = Segment::options().posix(&name).size(8).create()?;
+/// let state = info(&name)?.state();
+/// assert_eq!(state, SegmentState::Alive);
+/// assert!(!state.is_stale()); // in use: `shmkit rm` refuses it without --force
+/// assert_eq!(state.to_string(), "alive");
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SegmentState {
+    /// READY, and its creator lives (or is in another pid namespace, unknowable).
+    Alive,
+    /// READY, and its creator is gone: stale, unless others still use it.
+    Dead,
+    /// Its creator is still initialising it.
+    Initialising,
+    /// Its creator died before publishing READY.
+    Abandoned,
+    /// Its creator's `init` failed (state FAILED).
+    InitFailed,
+    /// The header fails the checks `open` makes (see [`SegmentInfo::corrupt`]).
+    Corrupt,
+    /// System V, marked for removal and still attached somewhere.
+    Removed,
+}
+
+impl SegmentState {
+    /// Whether nothing can be using it through shmkit: its creator is gone (dead,
+    /// abandoned, or failed). What `shmkit rm` removes without `--force`.
+    pub fn is_stale(self) -> bool {
+        matches!(
+            self,
+            SegmentState::Dead | SegmentState::Abandoned | SegmentState::InitFailed
+        )
+    }
+
+    /// A short lower-case word: `alive`, `dead`, `initialising`, `abandoned`,
+    /// `init failed`, `corrupt` or `removed`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SegmentState::Alive => "alive",
+            SegmentState::Dead => "dead",
+            SegmentState::Initialising => "initialising",
+            SegmentState::Abandoned => "abandoned",
+            SegmentState::InitFailed => "init failed",
+            SegmentState::Corrupt => "corrupt",
+            SegmentState::Removed => "removed",
+        }
+    }
+}
+
+impl fmt::Display for SegmentState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 impl SegmentInfo {
@@ -80,11 +174,34 @@ impl SegmentInfo {
     pub fn ready(&self) -> bool {
         self.header.ready
     }
+
+    /// The segment's state (see [`SegmentState`]).
+    pub fn state(&self) -> SegmentState {
+        if self.removed {
+            SegmentState::Removed
+        } else if self.corrupt.is_some() {
+            SegmentState::Corrupt
+        } else if self.init_failed() {
+            SegmentState::InitFailed
+        } else {
+            match (self.ready(), self.creator_alive) {
+                (true, true) => SegmentState::Alive,
+                (true, false) => SegmentState::Dead,
+                (false, true) => SegmentState::Initialising,
+                (false, false) => SegmentState::Abandoned,
+            }
+        }
+    }
+
+    fn init_failed(&self) -> bool {
+        self.state_word == STATE_FAILED
+    }
 }
 
 /// The shmkit segments on this machine (those starting with shmkit's magic): POSIX
 /// from `/dev/shm`, System V from `/proc/sysvipc/shm`. Objects this user cannot read
-/// are skipped.
+/// are skipped, and so are objects that are not regular files. File-backed segments
+/// live anywhere: list a directory of them with [`list_dir`].
 ///
 /// # Errors
 /// [`ListError::Io`] if `/dev/shm` cannot be read. A missing `/proc/sysvipc/shm` just
@@ -113,12 +230,16 @@ pub fn list() -> Result<Vec<SegmentInfo>, ListError> {
         let Ok(name) = entry.file_name().into_string() else {
             continue;
         };
-        if let Some(info) = posix_info(&name) {
+        if let Ok(info) = info(&name) {
             out.push(info);
         }
     }
     match std::fs::read_to_string(SYSV_PROC) {
-        Ok(text) => out.extend(text.lines().skip(1).filter_map(sysv_info)),
+        Ok(text) => out.extend(
+            text.lines()
+                .skip(1)
+                .filter_map(|l| sysv_info(l, |_, _| true)?.ok()),
+        ),
         Err(e) if e.kind() == io::ErrorKind::NotFound => {}
         Err(source) => {
             return Err(ListError::Io {
@@ -131,83 +252,338 @@ pub fn list() -> Result<Vec<SegmentInfo>, ListError> {
     Ok(out)
 }
 
-fn posix_info(name: &str) -> Option<SegmentInfo> {
-    let path = format!("{POSIX_SHM_DIR}/{name}");
-    // Read with pread, not a mapping: pread never faults, even on an object another
-    // process shrinks. /dev/shm is world-writable: never follow a planted symlink, and
-    // never block opening a planted FIFO (O_NONBLOCK); only regular files are read.
+/// The file-backed shmkit segments directly in `dir` (not in its subdirectories),
+/// named by their path (`dir` joined with the file name). Symlinks are not followed;
+/// files that are not segments are skipped.
+///
+/// # Errors
+/// [`ListError::Io`] if `dir` cannot be read.
+///
+/// # Examples
+/// ```
+/// use shmkit_segment::{list_dir, Backend, Segment};
+///
+/// let dir = std::env::temp_dir().join(format!("shmkit-doc-list-dir-{}", std::process::id()));
+/// std::fs::create_dir_all(&dir)?;
+/// let path = dir.join("state.seg");
+/// let _seg = Segment::options().file(&path).size(16).unlink_on_drop(true).create()?;
+/// let found = list_dir(&dir)?;
+/// assert_eq!(found.len(), 1);
+/// assert_eq!((found[0].backend, found[0].name.as_str()), (Backend::File, path.to_str().unwrap()));
+/// # drop(_seg);
+/// # std::fs::remove_dir(&dir)?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub fn list_dir(dir: impl AsRef<Path>) -> Result<Vec<SegmentInfo>, ListError> {
+    let dir = dir.as_ref();
+    let io_err = |source| ListError::Io {
+        path: dir.display().to_string(),
+        source,
+    };
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).map_err(io_err)?.flatten() {
+        let path = entry.path();
+        let shown = path.display().to_string();
+        let Ok(file) = open_nofollow(&path) else {
+            continue;
+        };
+        if let Ok(info) = file_info(&file, shown, Backend::File) {
+            out.push(info);
+        }
+    }
+    out.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(out)
+}
+
+/// The POSIX object `name` (no leading `/`) as a shmkit segment: its header judged by
+/// `open`'s validation (a bad header is `Ok` with [`SegmentState::Corrupt`]). Reads
+/// with `pread`, never maps; never follows a symlink and never blocks on a FIFO.
+///
+/// # Errors
+/// [`OpenError::NotFound`]; [`OpenError::NotRegularFile`] for a directory, FIFO,
+/// symlink or device under the name; [`OpenError::NotShmkit`] for an object without
+/// shmkit's magic (e.g. Python's `SharedMemory`), and [`OpenError::TooSmall`] for one
+/// shorter than a header (an empty one may be a creator that died before sizing it);
+/// [`OpenError::InvalidName`], [`OpenError::PermissionDenied`], [`OpenError::Io`].
+///
+/// # Examples
+/// ```
+/// use shmkit_segment::{info, OpenError, Segment, SegmentState};
+///
+/// let name = format!("shmkit-doc-info-fn-{}", std::process::id());
+/// let _seg = Segment::options().posix(&name).size(8).create()?;
+/// assert_eq!(info(&name)?.state(), SegmentState::Alive);
+/// // An object made without shmkit (as Python's SharedMemory makes them):
+/// let foreign = format!("shmkit-doc-foreign-{}", std::process::id());
+/// std::fs::write(format!("/dev/shm/{foreign}"), [1u8; 4096])?;
+/// assert!(matches!(info(&foreign), Err(OpenError::NotShmkit { .. })));
+/// shmkit_segment::remove(&foreign)?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub fn info(name: &str) -> Result<SegmentInfo, OpenError> {
+    name::check_posix(name).map_err(|reason| OpenError::InvalidName {
+        name: name.to_owned(),
+        reason,
+    })?;
+    let path = Path::new(POSIX_SHM_DIR).join(name);
+    let file = open_nofollow(&path).map_err(|e| open_error(name, e))?;
+    file_info(&file, name.to_owned(), Backend::Posix)
+}
+
+/// The file-backed segment at `path`, judged like [`info`]. Follows symlinks, as
+/// opening a file-backed segment does.
+///
+/// # Errors
+/// As [`info`].
+///
+/// # Examples
+/// ```
+/// use shmkit_segment::{info_file, Backend, Segment};
+///
+/// let path = std::env::temp_dir().join(format!("shmkit-doc-info-file-{}", std::process::id()));
+/// let _seg = Segment::options().file(&path).size(32).unlink_on_drop(true).create()?;
+/// let info = info_file(&path)?;
+/// assert_eq!((info.backend, info.header.payload_size), (Backend::File, 32));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub fn info_file(path: impl AsRef<Path>) -> Result<SegmentInfo, OpenError> {
+    let path = path.as_ref();
+    let shown = path.display().to_string();
     let file = std::fs::OpenOptions::new()
         .read(true)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
-        .open(&path)
-        .ok()?;
-    let meta = file.metadata().ok()?;
-    if !meta.is_file() || meta.len() < HEADER_LEN as u64 {
-        return None;
+        .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
+        .open(path)
+        .map_err(|e| open_error(&shown, e))?;
+    file_info(&file, shown, Backend::File)
+}
+
+/// The System V segment with this key, judged like [`info`] (found through
+/// `/proc/sysvipc/shm`, attached read-only for a moment to copy the header).
+///
+/// # Errors
+/// As [`info`]; [`OpenError::InvalidName`] for key 0 (`IPC_PRIVATE`).
+///
+/// # Examples
+/// ```
+/// use shmkit_segment::{info_sysv, Segment, SegmentState};
+///
+/// let key = 0x5349_0000 ^ (std::process::id() as i32 & 0xffff);
+/// let _seg = Segment::options().sysv(key).size(64).create()?;
+/// let info = info_sysv(key)?;
+/// assert_eq!((info.state(), info.attached), (SegmentState::Alive, Some(1)));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub fn info_sysv(key: i32) -> Result<SegmentInfo, OpenError> {
+    let name = format!("{key:#010x}");
+    if key == libc::IPC_PRIVATE {
+        return Err(OpenError::InvalidName {
+            name,
+            reason: "key 0 is IPC_PRIVATE, not a shared key",
+        });
     }
+    let text = std::fs::read_to_string(SYSV_PROC).map_err(|e| open_error(&name, e))?;
+    text.lines()
+        .skip(1)
+        .find_map(|l| sysv_info(l, |k, _| k == key))
+        .unwrap_or(Err(OpenError::NotFound { name }))
+}
+
+/// Opens `path` read-only for `pread`: never follows a symlink (`/dev/shm` is
+/// world-writable) and never blocks on a planted FIFO.
+fn open_nofollow(path: &Path) -> io::Result<File> {
+    std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
+        .open(path)
+}
+
+fn open_error(name: &str, e: io::Error) -> OpenError {
+    match e.raw_os_error() {
+        // O_NOFOLLOW on a symlink: whatever it points to, the name is not a segment.
+        Some(libc::ELOOP) => OpenError::NotRegularFile {
+            name: name.to_owned(),
+        },
+        _ => crate::options::open_io_error(name, "open", e),
+    }
+}
+
+/// Reads and judges the header of a regular file (POSIX object or file segment).
+fn file_info(file: &File, name: String, backend: Backend) -> Result<SegmentInfo, OpenError> {
+    let meta = file
+        .metadata()
+        .map_err(|e| crate::options::open_io_error(&name, "fstat", e))?;
+    if !meta.is_file() {
+        return Err(OpenError::NotRegularFile { name });
+    }
+    // Read with pread, not a mapping: pread never faults, even on an object another
+    // process shrinks.
     let mut buf = [0u8; HEADER_LEN];
-    file.read_exact_at(&mut buf, 0).ok()?;
-    let header = Header::from_bytes(&buf);
-    if header.magic != MAGIC {
-        return None;
-    }
-    Some(SegmentInfo {
-        name: name.to_owned(),
-        backend: Backend::Posix,
+    let n =
+        read_up_to(file, &mut buf).map_err(|e| crate::options::open_io_error(&name, "pread", e))?;
+    let raw = Raw {
+        name,
+        backend,
         size: meta.len(),
         uid: meta.uid(),
         mode: meta.mode() & 0o7777,
         shmid: None,
-        creator_alive: header.creator_pid != 0
-            && sys::creator_alive(header.creator_pid, header.creator_pidns),
+        removed: false,
+        attached: None,
+    };
+    judge(raw, &buf, n)
+}
+
+/// `pread`s as much of the header as there is; returns how many bytes were read.
+fn read_up_to(file: &File, buf: &mut [u8; HEADER_LEN]) -> io::Result<usize> {
+    let mut done = 0;
+    while done < HEADER_LEN {
+        match file.read_at(&mut buf[done..], done as u64) {
+            Ok(0) => break,
+            Ok(n) => done += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(done)
+}
+
+/// What the OS says of an object, before its header is judged.
+struct Raw {
+    name: String,
+    backend: Backend,
+    size: u64,
+    uid: u32,
+    mode: u32,
+    shmid: Option<i32>,
+    removed: bool,
+    attached: Option<u64>,
+}
+
+/// Judges a copy of the first `len` bytes (at most a header) of an object of
+/// `raw.size` bytes with the very validation `open` runs.
+fn judge(raw: Raw, bytes: &[u8; HEADER_LEN], len: usize) -> Result<SegmentInfo, OpenError> {
+    let magic = u64::from_le_bytes(bytes[..8].try_into().expect("8 bytes"));
+    if len < 8 || magic != MAGIC {
+        if len == 0 {
+            return Err(OpenError::TooSmall {
+                name: raw.name,
+                len: raw.size,
+                needed: HEADER_LEN as u64,
+            });
+        }
+        return Err(OpenError::NotShmkit {
+            name: raw.name,
+            found: magic,
+        });
+    }
+    if len < HEADER_LEN {
+        return Err(OpenError::TooSmall {
+            name: raw.name,
+            len: raw.size,
+            needed: HEADER_LEN as u64,
+        });
+    }
+    let header = Header::from_bytes(bytes);
+    let state = u32::from_le_bytes(bytes[12..16].try_into().expect("4 bytes"));
+    // `open` waits for READY before validating. A creator that is still initialising
+    // (or died doing so) has written every field but `state` once its pid is set, so
+    // judge those fields as if READY.
+    let mut probe = *bytes;
+    let mut corrupt = None;
+    if state == STATE_CREATING {
+        if header.creator_pid == 0 {
+            corrupt = Some(format!(
+                "segment '{}' has a corrupt header: its creator pid is 0 (the header was never finished); remove and recreate it",
+                raw.name
+            ));
+        }
+        probe[12..16].copy_from_slice(&STATE_READY.to_le_bytes());
+    }
+    if corrupt.is_none() {
+        match validate(&probe, raw.size, &Expect::default(), &raw.name) {
+            Ok(_) | Err(OpenError::InitFailed { .. }) => {}
+            Err(e) => corrupt = Some(e.to_string()),
+        }
+    }
+    let creator_alive = corrupt.is_none()
+        && header.creator_pid != 0
+        && sys::creator_alive(header.creator_pid, header.creator_pidns);
+    Ok(SegmentInfo {
+        name: raw.name,
+        backend: raw.backend,
+        size: raw.size,
+        uid: raw.uid,
+        mode: raw.mode,
+        shmid: raw.shmid,
         header,
+        creator_alive,
+        corrupt,
+        removed: raw.removed,
+        attached: raw.attached,
+        state_word: state,
     })
 }
 
 /// One line of `/proc/sysvipc/shm`:
 /// `key shmid perms size cpid lpid nattch uid gid cuid cgid atime dtime ctime rss swap`.
-fn sysv_info(line: &str) -> Option<SegmentInfo> {
+/// `None` for a line that is not wanted (by `(key, shmid)`) or cannot be parsed.
+fn sysv_info(
+    line: &str,
+    wanted: impl Fn(i32, i32) -> bool,
+) -> Option<Result<SegmentInfo, OpenError>> {
     let f: Vec<&str> = line.split_whitespace().collect();
     if f.len() < 8 {
         return None;
     }
     let key: i32 = f[0].parse().ok()?;
     let shmid: i32 = f[1].parse().ok()?;
-    let mode: u32 = u32::from_str_radix(f[2], 8).ok()?;
+    if !wanted(key, shmid) {
+        return None;
+    }
+    let perms: u32 = u32::from_str_radix(f[2], 8).ok()?;
     let size: u64 = f[3].parse().ok()?;
+    let attached: u64 = f[6].parse().ok()?;
     let uid: u32 = f[7].parse().ok()?;
-    if size < HEADER_LEN as u64 {
-        return None;
-    }
-    // SAFETY: attaching read-only at a kernel-chosen address touches no existing memory.
-    let p = unsafe { libc::shmat(shmid, std::ptr::null(), libc::SHM_RDONLY) };
-    if p as isize == -1 {
-        return None;
-    }
+    // A segment marked for removal has key 0 (IPC_PRIVATE) from then on; so has one
+    // made private: name those by their id.
+    let name = if key == libc::IPC_PRIVATE {
+        format!("shmid:{shmid}")
+    } else {
+        format!("{key:#010x}")
+    };
     let mut buf = [0u8; HEADER_LEN];
-    // SAFETY: the attachment is at least HEADER_LEN bytes (checked `size`) and readable;
-    // a volatile byte copy forms no reference to memory others write.
-    unsafe {
-        for (i, b) in buf.iter_mut().enumerate() {
-            *b = p.cast::<u8>().add(i).read_volatile();
+    let len = (size.min(HEADER_LEN as u64)) as usize;
+    if len > 0 {
+        // SAFETY: attaching read-only at a kernel-chosen address touches no existing
+        // memory.
+        let p = unsafe { libc::shmat(shmid, std::ptr::null(), libc::SHM_RDONLY) };
+        if p as isize == -1 {
+            return Some(Err(crate::options::open_io_error(
+                &name,
+                "shmat",
+                io::Error::last_os_error(),
+            )));
         }
-        libc::shmdt(p);
+        // SAFETY: the attachment is at least `len` bytes (`size`) and readable; a
+        // volatile byte copy forms no reference to memory others write.
+        unsafe {
+            for (i, b) in buf[..len].iter_mut().enumerate() {
+                *b = p.cast::<u8>().add(i).read_volatile();
+            }
+            libc::shmdt(p);
+        }
     }
-    let header = Header::from_bytes(&buf);
-    if header.magic != MAGIC {
-        return None;
-    }
-    Some(SegmentInfo {
-        name: format!("{key:#010x}"),
+    let raw = Raw {
+        name,
         backend: Backend::SysV,
         size,
         uid,
-        mode: mode & 0o777,
+        mode: perms & 0o777,
         shmid: Some(shmid),
-        creator_alive: header.creator_pid != 0
-            && sys::creator_alive(header.creator_pid, header.creator_pidns),
-        header,
-    })
+        removed: perms & SHM_DEST != 0,
+        attached: Some(attached),
+    };
+    Some(judge(raw, &buf, len))
 }
 
 /// Removes the POSIX segment `name` (no leading `/`). Processes that have it mapped
@@ -215,6 +591,7 @@ fn sysv_info(line: &str) -> Option<SegmentInfo> {
 ///
 /// # Errors
 /// [`RemoveError::InvalidName`], [`RemoveError::NotFound`],
+/// [`RemoveError::NotRegularFile`] (a directory under the name),
 /// [`RemoveError::PermissionDenied`], [`RemoveError::Io`].
 ///
 /// # Examples
@@ -277,6 +654,10 @@ pub fn remove_sysv(key: i32) -> Result<(), RemoveError> {
 fn remove_error(name: &str, e: io::Error) -> RemoveError {
     match e.raw_os_error() {
         Some(libc::ENOENT) | Some(libc::EIDRM) => RemoveError::NotFound {
+            name: name.to_owned(),
+        },
+        // glibc's `shm_unlink` is `unlink`: a directory under the name.
+        Some(libc::EISDIR) => RemoveError::NotRegularFile {
             name: name.to_owned(),
         },
         Some(libc::EACCES) | Some(libc::EPERM) => RemoveError::PermissionDenied {

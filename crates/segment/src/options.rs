@@ -99,12 +99,31 @@ pub(crate) fn open_io_error(name: &str, op: &'static str, e: io::Error) -> OpenE
             name: name.to_owned(),
             reason: "the name is too long for this system",
         },
+        // `open(O_RDWR)` of a directory (a file-backed segment's path).
+        Some(libc::EISDIR) => OpenError::NotRegularFile {
+            name: name.to_owned(),
+        },
         _ => OpenError::Io {
             op,
             name: name.to_owned(),
             source: e,
         },
     }
+}
+
+/// A `shm_open` error for the POSIX name `name`: glibc's `shm_open` turns `EISDIR`
+/// into a bare `EINVAL` (the name was validated before, so that is the only `EINVAL`
+/// left): tell a directory planted under the name apart with `lstat`.
+pub(crate) fn shm_open_error(name: &str, e: io::Error) -> OpenError {
+    if e.raw_os_error() == Some(libc::EINVAL) {
+        let path = std::path::Path::new(crate::list::POSIX_SHM_DIR).join(name);
+        if std::fs::symlink_metadata(path).is_ok_and(|m| !m.file_type().is_file()) {
+            return OpenError::NotRegularFile {
+                name: name.to_owned(),
+            };
+        }
+    }
+    open_io_error(name, "shm_open", e)
 }
 
 fn create_io_error(name: &str, op: &'static str, size: u64, e: io::Error) -> CreateError {
@@ -789,8 +808,8 @@ impl SegmentOptions {
         let mapped = match &self.target {
             Target::Posix(n) => {
                 let cname = name::posix_cstring(n);
-                let file = sys::shm_open(&cname, libc::O_RDWR, 0)
-                    .map_err(|e| open_io_error(&name, "shm_open", e))?;
+                let file =
+                    sys::shm_open(&cname, libc::O_RDWR, 0).map_err(|e| shm_open_error(&name, e))?;
                 let len = wait_for_size(&file, &name, start, deadline)?;
                 map_fd(&file, len)
                     .map_err(|e| open_io_error(&name, "mmap", e))?

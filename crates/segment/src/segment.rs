@@ -156,6 +156,7 @@ impl Segment {
     /// # Errors
     /// [`OpenError::InvalidName`], [`OpenError::NotFound`],
     /// [`OpenError::PermissionDenied`], [`OpenError::TooSmall`] for a 0-byte object,
+    /// [`OpenError::NotRegularFile`] for a directory, FIFO or device under the name,
     /// [`OpenError::Io`] otherwise.
     ///
     /// # Examples
@@ -179,13 +180,20 @@ impl Segment {
             reason,
         })?;
         let cname = name::posix_cstring(name);
-        let file = sys::shm_open(&cname, libc::O_RDWR, 0)
-            .map_err(|e| crate::options::open_io_error(name, "shm_open", e))?;
-        let len = sys::fsize(&file).map_err(|source| OpenError::Io {
+        // O_NONBLOCK: opening a FIFO planted under the name must not block.
+        let file = sys::shm_open(&cname, libc::O_RDWR | libc::O_NONBLOCK, 0)
+            .map_err(|e| crate::options::shm_open_error(name, e))?;
+        let meta = file.metadata().map_err(|source| OpenError::Io {
             op: "fstat",
             name: name.to_owned(),
             source,
         })?;
+        if !meta.file_type().is_file() {
+            return Err(OpenError::NotRegularFile {
+                name: name.to_owned(),
+            });
+        }
+        let len = meta.len();
         if len == 0 {
             return Err(OpenError::TooSmall {
                 name: name.to_owned(),

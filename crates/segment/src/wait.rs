@@ -62,9 +62,8 @@ pub(crate) fn wait_for_size(
         .metadata()
         .map_err(|e| open_io_error(name, "fstat", e))?;
     if !meta.file_type().is_file() {
-        return Err(OpenError::Corrupt {
+        return Err(OpenError::NotRegularFile {
             name: name.to_owned(),
-            reason: "it is not a regular file (a FIFO, device or directory under this name?)",
         });
     }
     let mut backoff = Backoff::new();

@@ -216,7 +216,7 @@ fn planted_fifo_neither_blocks_nor_opens() {
             .open_timeout(Duration::from_secs(30))
             .open()
         {
-            Err(OpenError::Corrupt { reason, .. }) if reason.contains("regular file") => {}
+            Err(OpenError::NotRegularFile { .. }) => {}
             _ => return 3,
         }
         if Segment::open_raw(&name).is_ok() {
@@ -235,6 +235,40 @@ fn planted_fifo_neither_blocks_nor_opens() {
             panic!("list()/open blocked on a FIFO planted in /dev/shm");
         }
     }
+}
+
+/// A directory planted in `/dev/shm` is "not a regular file" to `open`, `open_raw`
+/// and `remove` (glibc's `shm_open` turns `EISDIR` into a bare `EINVAL`).
+#[test]
+fn planted_directory_is_not_a_regular_file() {
+    let name = unique_name("sec-dir");
+    let path = format!("/dev/shm/{name}");
+    std::fs::create_dir(&path).unwrap();
+    struct Rmdir(String);
+    impl Drop for Rmdir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir(&self.0);
+        }
+    }
+    let _rmdir = Rmdir(path.clone());
+    let open = Segment::options().posix(&name).any_type().open();
+    assert!(
+        matches!(&open, Err(OpenError::NotRegularFile { name: n }) if *n == name),
+        "{open:?}"
+    );
+    assert!(open.unwrap_err().to_string().contains("not a regular file"));
+    let raw = Segment::open_raw(&name);
+    assert!(
+        matches!(raw, Err(OpenError::NotRegularFile { .. })),
+        "{raw:?}"
+    );
+    let rm = remove(&name);
+    assert!(
+        matches!(&rm, Err(RemoveError::NotRegularFile { .. })),
+        "{rm:?}"
+    );
+    assert!(rm.unwrap_err().to_string().contains("not a regular file"));
+    assert!(Path::new(&path).is_dir());
 }
 
 /// Opens `t` in a forked child and reports the outcome as an exit code: 0 TooSmall,

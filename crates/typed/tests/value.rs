@@ -185,3 +185,115 @@ fn get_after_a_holder_died_reports_it_then_poisoned_until_repaired() {
     }
     assert_eq!(v.get(), Ok(1), "the failed set changed nothing");
 }
+
+/// A forked writer flips `v` between `a` and `b` until told to stop, while this process
+/// reads it `reads` times and hands every read to `check`.
+fn flip_while_reading<T: bytemuck::Pod + PartialEq + std::fmt::Debug>(
+    v: &RawValue<T>,
+    a: T,
+    b: T,
+    reads: usize,
+    mut check: impl FnMut(T),
+) {
+    let stop = RawValue::<u32>::anonymous(0).expect("stop flag");
+    let started = Pipe::new();
+    let mut child = {
+        let (v, stop, started) = (v, &stop, &started);
+        fork_child(move || {
+            v.set(b);
+            started.send(1);
+            while stop.get() == 0 {
+                v.set(a);
+                v.set(b);
+            }
+            0
+        })
+    };
+    started.recv_n(1);
+    for _ in 0..reads {
+        check(v.get());
+    }
+    stop.set(1);
+    assert_eq!(child.wait(), Exit::Code(0));
+}
+
+/// An 8-byte value is one atomic word: a reader sees one write or the other, never the
+/// low half of one and the high half of the other (the halves of the two patterns
+/// differ, so any mix is a third value).
+#[test]
+fn raw_u64_is_never_seen_half_written_across_processes() {
+    const A: u64 = 0x0000_0000_ffff_ffff;
+    const B: u64 = 0xffff_ffff_0000_0000;
+    let v = RawValue::<u64>::anonymous(A).expect("anonymous");
+    let (mut saw_a, mut saw_b) = (0usize, 0usize);
+    flip_while_reading(&v, A, B, stress(200_000, 20_000_000), |x| {
+        assert!(x == A || x == B, "torn u64: {x:#018x}");
+        if x == A {
+            saw_a += 1;
+        } else {
+            saw_b += 1;
+        }
+    });
+    assert_eq!(saw_a + saw_b, stress(200_000, 20_000_000));
+}
+
+/// The same for every width that fits one atomic: 1, 2 and 4 bytes (as `[u8; N]`, so
+/// a byte-wise copy would show).
+#[test]
+fn raw_values_of_one_atomic_width_are_never_torn_across_processes() {
+    let reads = stress(50_000, 5_000_000);
+    let v2 = RawValue::<[u8; 2]>::anonymous([0; 2]).expect("anonymous");
+    flip_while_reading(&v2, [0; 2], [0xff; 2], reads, |x| {
+        assert!(x == [0; 2] || x == [0xff; 2], "torn [u8; 2]: {x:?}");
+    });
+    let v4 = RawValue::<[u8; 4]>::anonymous([0; 4]).expect("anonymous");
+    flip_while_reading(&v4, [0; 4], [0xff; 4], reads, |x| {
+        assert!(x == [0; 4] || x == [0xff; 4], "torn [u8; 4]: {x:?}");
+    });
+    let v1 = RawValue::<u8>::anonymous(0).expect("anonymous");
+    flip_while_reading(&v1, 0, 0xff, reads, |x| assert!(x == 0 || x == 0xff));
+}
+
+/// A 24-byte value is three atomic words: a reader MAY see a mix of two writes (this
+/// is the documented tearing; use `SharedValue` when it matters). What is promised is
+/// per word: each 8-byte word is one write's word, never a mix within a word. The test
+/// counts mixes but does not require any.
+#[test]
+fn raw_value_wider_than_a_word_may_tear_but_each_word_is_whole() {
+    const A: u64 = 0x0000_0000_ffff_ffff;
+    const B: u64 = 0xffff_ffff_0000_0000;
+    let v = RawValue::<[u64; 3]>::anonymous([A; 3]).expect("anonymous");
+    let mut mixed = 0usize;
+    flip_while_reading(&v, [A; 3], [B; 3], stress(100_000, 10_000_000), |x| {
+        for w in x {
+            assert!(w == A || w == B, "torn word in {x:#018x?}");
+        }
+        if x != [A; 3] && x != [B; 3] {
+            mixed += 1;
+        }
+    });
+    eprintln!("24-byte RawValue: {mixed} reads saw a mix of two writes (allowed)");
+}
+
+/// Odd sizes (3, 7, 13 bytes: pieces of 2 and 1 bytes, 4+2+1, 8+4+1) round-trip
+/// between processes byte for byte.
+#[test]
+fn raw_values_of_odd_sizes_round_trip_across_processes() {
+    let v3 = RawValue::<[u8; 3]>::anonymous([1, 2, 3]).expect("anonymous");
+    let v7 = RawValue::<[u8; 7]>::anonymous([0; 7]).expect("anonymous");
+    let v13 = RawValue::<[u8; 13]>::anonymous([0; 13]).expect("anonymous");
+    let mut child = {
+        let (v3, v7, v13) = (&v3, &v7, &v13);
+        fork_child(move || {
+            let [a, b, c] = v3.get();
+            v3.set([c, b, a]);
+            v7.set(*b"shmkit!");
+            v13.set(*b"hello, world!");
+            0
+        })
+    };
+    assert_eq!(child.wait(), Exit::Code(0));
+    assert_eq!(v3.get(), [3, 2, 1]);
+    assert_eq!(&v7.get(), b"shmkit!");
+    assert_eq!(&v13.get(), b"hello, world!");
+}
