@@ -206,25 +206,30 @@ pub fn wait(word: &AtomicU32, expected: u32, deadline: Option<&Deadline>) -> Wai
         Some(t) => t,
         None => std::ptr::null(),
     };
-    // SAFETY: `word` is a valid, aligned AtomicU32 for the duration of the call (it is
-    // borrowed); the kernel only reads it. `ts_ptr` is null or points to `ts`, which
-    // outlives the call. FUTEX_WAIT_BITSET with FUTEX_BITSET_MATCH_ANY behaves as
-    // FUTEX_WAIT with an absolute CLOCK_MONOTONIC timeout.
-    let rc = unsafe {
-        libc::syscall(
-            libc::SYS_futex,
-            word.as_ptr(),
-            libc::FUTEX_WAIT_BITSET,
-            expected,
-            ts_ptr,
-            std::ptr::null::<u32>(),
-            libc::FUTEX_BITSET_MATCH_ANY,
-        )
+    let errno = if let Some(errno) = fault::take() {
+        Some(errno)
+    } else {
+        // SAFETY: `word` is a valid, aligned AtomicU32 for the duration of the call (it
+        // is borrowed); the kernel only reads it. `ts_ptr` is null or points to `ts`,
+        // which outlives the call. FUTEX_WAIT_BITSET with FUTEX_BITSET_MATCH_ANY behaves
+        // as FUTEX_WAIT with an absolute CLOCK_MONOTONIC timeout.
+        let rc = unsafe {
+            libc::syscall(
+                libc::SYS_futex,
+                word.as_ptr(),
+                libc::FUTEX_WAIT_BITSET,
+                expected,
+                ts_ptr,
+                std::ptr::null::<u32>(),
+                libc::FUTEX_BITSET_MATCH_ANY,
+            )
+        };
+        if rc == 0 {
+            return WaitOutcome::Woken;
+        }
+        std::io::Error::last_os_error().raw_os_error()
     };
-    if rc == 0 {
-        return WaitOutcome::Woken;
-    }
-    match std::io::Error::last_os_error().raw_os_error() {
+    match errno {
         Some(libc::EAGAIN) => WaitOutcome::ValueChanged,
         Some(libc::ETIMEDOUT) => WaitOutcome::TimedOut,
         // EINTR: a signal arrived; the caller re-checks and waits again with the same
@@ -237,6 +242,68 @@ pub fn wait(word: &AtomicU32, expected: u32, deadline: Option<&Deadline>) -> Wai
             debug_assert!(false, "futex wait failed unexpectedly: errno {other:?}");
             WaitOutcome::Woken
         }
+    }
+}
+
+/// Fault injection for tests of the error paths: makes the next `n` calls of [`wait`]
+/// in this process fail with a chosen errno *without* calling the kernel, exactly as
+/// if `futex(2)` had returned -1 with that errno.
+///
+/// Not part of the API (hidden from the docs, may change at any time). It is always
+/// compiled in because integration tests and other crates' tests need it: its cost
+/// is one relaxed atomic load per futex wait, next to a syscall. The state is
+/// process-global, so a test that uses it should be alone in its test binary (or
+/// serialise with the other tests there) and call [`fault::reset`] when done.
+#[doc(hidden)]
+pub mod fault {
+    use std::sync::atomic::{AtomicI32, AtomicU32, Ordering::Relaxed};
+
+    /// Waits still to fail (`u32::MAX`: every one, for ever).
+    static REMAINING: AtomicU32 = AtomicU32::new(0);
+    /// The errno the failing waits report.
+    static ERRNO: AtomicI32 = AtomicI32::new(0);
+    /// How many waits failed because of this hook since the last [`reset`].
+    static INJECTED: AtomicU32 = AtomicU32::new(0);
+
+    /// Makes the next `n` futex waits of this process fail with `errno`
+    /// (`n == u32::MAX`: every wait until [`reset`]).
+    pub fn fail_next_waits(n: u32, errno: i32) {
+        // Relaxed (all three): test control state, set by the test thread before it
+        // calls the code under test (program order), read by the same or a thread it
+        // spawns afterwards (spawn synchronises).
+        ERRNO.store(errno, Relaxed);
+        INJECTED.store(0, Relaxed);
+        REMAINING.store(n, Relaxed);
+    }
+
+    /// How many waits failed through this hook since it was last armed.
+    pub fn injected() -> u32 {
+        // Relaxed: a counter read after the code under test returned.
+        INJECTED.load(Relaxed)
+    }
+
+    /// Disarms the hook.
+    pub fn reset() {
+        // Relaxed: as in fail_next_waits.
+        REMAINING.store(0, Relaxed);
+    }
+
+    /// The errno the current wait must fail with, if the hook is armed.
+    #[inline]
+    pub(super) fn take() -> Option<i32> {
+        // Relaxed: see fail_next_waits; the common case is a single load of 0.
+        if REMAINING.load(Relaxed) == 0 {
+            return None;
+        }
+        REMAINING
+            .fetch_update(Relaxed, Relaxed, |n| match n {
+                0 => None,
+                u32::MAX => Some(u32::MAX),
+                n => Some(n - 1),
+            })
+            .ok()?;
+        INJECTED.fetch_add(1, Relaxed);
+        Some(ERRNO.load(Relaxed))
     }
 }
 
