@@ -151,13 +151,14 @@ impl Deadline {
 /// use shmkit_sync::futex::{self, Deadline, WaitOutcome};
 ///
 /// let word = AtomicU32::new(5);
-/// assert_eq!(futex::wait(&word, 4, None), WaitOutcome::ValueChanged); // not 4: no sleep
+/// assert_eq!(futex::wait(&word, 4, None)?, WaitOutcome::ValueChanged); // not 4: no sleep
 /// let soon = Deadline::after(std::time::Duration::from_millis(5));
-/// let mut out = futex::wait(&word, 5, Some(&soon));
+/// let mut out = futex::wait(&word, 5, Some(&soon))?;
 /// while out == WaitOutcome::Woken {
-///     out = futex::wait(&word, 5, Some(&soon)); // spurious: wait again, same deadline
+///     out = futex::wait(&word, 5, Some(&soon))?; // spurious: wait again, same deadline
 /// }
 /// assert_eq!(out, WaitOutcome::TimedOut);
+/// # Ok::<(), std::io::Error>(())
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum WaitOutcome {
@@ -175,6 +176,12 @@ pub enum WaitOutcome {
 /// (the kernel compares atomically with enqueueing the waiter, so a wake between the
 /// caller's check and this call is never lost).
 ///
+/// # Errors
+/// Any other failure of `futex(2)` (`EFAULT`, `EINVAL`, `ENOSYS`, ...: an unmapped or
+/// misaligned word, a kernel without futexes). It is returned as it is, never mapped
+/// to "woken": a caller that retried it would spin on the CPU for ever. Every blocking
+/// call of shmkit passes it on as its error type's `Os` variant.
+///
 /// # Examples
 /// ```
 /// use std::sync::atomic::{AtomicU32, Ordering};
@@ -188,17 +195,23 @@ pub enum WaitOutcome {
 ///     });
 ///     // Re-check after every return: a wait may also end spuriously.
 ///     while word.load(Ordering::Acquire) == 0 {
-///         futex::wait(&word, 0, None);
+///         futex::wait(&word, 0, None)?;
 ///     }
-/// });
-/// assert_eq!(futex::wait(&word, 0, None), WaitOutcome::ValueChanged);
+///     Ok::<(), std::io::Error>(())
+/// })?;
+/// assert_eq!(futex::wait(&word, 0, None)?, WaitOutcome::ValueChanged);
 /// let past = Deadline::now();
-/// assert_eq!(futex::wait(&word, 1, Some(&past)), WaitOutcome::TimedOut);
+/// assert_eq!(futex::wait(&word, 1, Some(&past))?, WaitOutcome::TimedOut);
+/// # Ok::<(), std::io::Error>(())
 /// ```
-pub fn wait(word: &AtomicU32, expected: u32, deadline: Option<&Deadline>) -> WaitOutcome {
+pub fn wait(
+    word: &AtomicU32,
+    expected: u32,
+    deadline: Option<&Deadline>,
+) -> std::io::Result<WaitOutcome> {
     if let Some(d) = deadline {
         if d.has_passed() {
-            return WaitOutcome::TimedOut;
+            return Ok(WaitOutcome::TimedOut);
         }
     }
     let ts = deadline.map(Deadline::as_timespec);
@@ -225,23 +238,21 @@ pub fn wait(word: &AtomicU32, expected: u32, deadline: Option<&Deadline>) -> Wai
             )
         };
         if rc == 0 {
-            return WaitOutcome::Woken;
+            return Ok(WaitOutcome::Woken);
         }
         std::io::Error::last_os_error().raw_os_error()
     };
     match errno {
-        Some(libc::EAGAIN) => WaitOutcome::ValueChanged,
-        Some(libc::ETIMEDOUT) => WaitOutcome::TimedOut,
+        Some(libc::EAGAIN) => Ok(WaitOutcome::ValueChanged),
+        Some(libc::ETIMEDOUT) => Ok(WaitOutcome::TimedOut),
         // EINTR: a signal arrived; the caller re-checks and waits again with the same
         // absolute deadline.
-        Some(libc::EINTR) => WaitOutcome::Woken,
+        Some(libc::EINTR) => Ok(WaitOutcome::Woken),
         // EFAULT/EINVAL/ENOSYS mean a bug (an unmapped or misaligned word, a bad
-        // timespec) or a kernel without futexes: loud in debug builds; in release the
-        // caller re-checks its condition and retries, which is still correct.
-        other => {
-            debug_assert!(false, "futex wait failed unexpectedly: errno {other:?}");
-            WaitOutcome::Woken
-        }
+        // timespec) or a kernel without futexes. Retrying would never sleep again (the
+        // same call fails at once), so the caller must give up: return the error.
+        Some(errno) => Err(std::io::Error::from_raw_os_error(errno)),
+        None => Err(std::io::Error::other("futex wait failed without an errno")),
     }
 }
 
@@ -344,7 +355,7 @@ pub fn wake(word: &AtomicU32, n: u32) -> usize {
 ///     for _ in 0..2 {
 ///         s.spawn(|| {
 ///             while gate.load(Ordering::Acquire) == 0 {
-///                 futex::wait(&gate, 0, None);
+///                 futex::wait(&gate, 0, None).expect("a valid, mapped futex word");
 ///             }
 ///         });
 ///     }
@@ -364,7 +375,7 @@ mod tests {
     #[test]
     fn wait_returns_when_value_differs() {
         let w = AtomicU32::new(1);
-        assert_eq!(wait(&w, 0, None), WaitOutcome::ValueChanged);
+        assert_eq!(wait(&w, 0, None).unwrap(), WaitOutcome::ValueChanged);
     }
 
     #[test]
@@ -374,7 +385,7 @@ mod tests {
         let d = Deadline::after(Duration::from_millis(20));
         let mut outcome = WaitOutcome::Woken;
         while outcome == WaitOutcome::Woken {
-            outcome = wait(&w, 0, Some(&d));
+            outcome = wait(&w, 0, Some(&d)).unwrap();
         }
         assert_eq!(outcome, WaitOutcome::TimedOut);
         assert!(start.elapsed() >= Duration::from_millis(20));

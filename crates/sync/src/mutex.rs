@@ -554,7 +554,12 @@ impl RawMutex {
                 Some(d) if *d < slice => d,
                 _ => &slice,
             };
-            if w.wait(&self.word, state, Some(until)) == WaitOutcome::TimedOut {
+            // A failing wait is returned, never retried: a retry would fail at once
+            // again and spin on the CPU.
+            let out = w
+                .wait(&self.word, state, Some(until))
+                .map_err(RawLockError::Os)?;
+            if out == WaitOutcome::TimedOut {
                 if deadline.is_some_and(Deadline::has_passed) {
                     return Err(RawLockError::Timeout);
                 }

@@ -374,7 +374,11 @@ impl RawRwLock {
             Some(d) if *d < slice => d,
             _ => &slice,
         };
-        if w.wait(word, expected, Some(until)) != WaitOutcome::TimedOut {
+        // A failing wait is returned, never retried (a retry would fail at once again).
+        let out = w
+            .wait(word, expected, Some(until))
+            .map_err(RawLockError::Os)?;
+        if out != WaitOutcome::TimedOut {
             return Ok(false);
         }
         if deadline.is_some_and(Deadline::has_passed) {
