@@ -26,9 +26,15 @@ impl Deadline {
 }
 
 /// Sleeps while `*word == expected` (or until `deadline`); spurious returns allowed.
+/// An error means the futex cannot be slept on at all: callers return it as their
+/// `Os` error and never retry it (a retry fails at once again: a hot loop).
 #[cfg(not(loom))]
-pub(crate) fn futex_wait(word: &AtomicU32, expected: u32, deadline: Option<&Deadline>) {
-    let _ = shmkit_sync::futex::wait(word, expected, deadline);
+pub(crate) fn futex_wait(
+    word: &AtomicU32,
+    expected: u32,
+    deadline: Option<&Deadline>,
+) -> std::io::Result<()> {
+    shmkit_sync::futex::wait(word, expected, deadline).map(drop)
 }
 
 /// Wakes up to `n` sleepers on `word`.
@@ -39,8 +45,13 @@ pub(crate) fn futex_wake(word: &AtomicU32, n: u32) {
 
 /// Under loom a wait is a yield (a spurious wake-up, which every caller tolerates).
 #[cfg(loom)]
-pub(crate) fn futex_wait(_word: &AtomicU32, _expected: u32, _deadline: Option<&Deadline>) {
+pub(crate) fn futex_wait(
+    _word: &AtomicU32,
+    _expected: u32,
+    _deadline: Option<&Deadline>,
+) -> std::io::Result<()> {
     loom::thread::yield_now();
+    Ok(())
 }
 
 /// Under loom a wake is a no-op (waits never block).
