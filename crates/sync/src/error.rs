@@ -491,6 +491,9 @@ pub enum NamedLockError {
     /// The timeout passed while another process held the lock.
     #[error("timed out waiting for the named lock {0:?}; another process holds it")]
     Timeout(String),
+    /// `try_acquire`: another holder has the lock right now.
+    #[error("the named lock {0:?} is held by another holder (try_acquire did not wait); retry later or use acquire with a timeout")]
+    WouldBlock(String),
     /// The lock directory is unsafe to use (not a directory we own, a symlink, or
     /// accessible by others).
     #[error("the lock directory {path} is unsafe: {why}; remove it or set SHMKIT_LOCK_DIR")]
