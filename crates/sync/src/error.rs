@@ -290,6 +290,23 @@ pub(crate) fn acquired<G>(
     }
 }
 
+/// [`RawMutex::make_consistent`](crate::RawMutex::make_consistent),
+/// [`RawMutex::poison`](crate::RawMutex::poison) or
+/// [`RawRwLock::make_consistent`](crate::RawRwLock::make_consistent) was called by a
+/// thread that does not hold the lock; nothing was changed.
+///
+/// # Examples
+/// ```
+/// use shmkit_sync::{NotHeld, RawMutex};
+///
+/// let raw = RawMutex::new();
+/// assert_eq!(raw.make_consistent(), Err(NotHeld)); // unlocked: nobody's to repair
+/// assert!(NotHeld.to_string().contains("does not hold"));
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the calling thread does not hold this lock: only the holder may mark its data consistent or poisoned (lock it first); nothing was changed")]
+pub struct NotHeld;
+
 /// Errors of [`Semaphore`](crate::Semaphore) operations.
 ///
 /// # Examples

@@ -54,7 +54,7 @@ mod wait;
 pub use barrier::Barrier;
 pub use condvar::{Condvar, CondvarResult};
 pub use error::{
-    BarrierError, EventError, FileLockError, LockError, NamedLockError, RawLockError,
+    BarrierError, EventError, FileLockError, LockError, NamedLockError, NotHeld, RawLockError,
     SemaphoreError,
 };
 pub use event::Event;
