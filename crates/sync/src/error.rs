@@ -153,9 +153,6 @@ impl<G> fmt::Debug for LockError<G> {
 
 impl<G> fmt::Display for LockError<G> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if let LockError::Os(e) = self {
-            return write!(f, "{}: {e}", OS_WAIT_FAILED);
-        }
         f.write_str(match self {
             LockError::OwnerDied(_) => {
                 "the previous lock holder died while holding the lock; the lock is now held: \
