@@ -285,21 +285,28 @@ impl Barrier {
                 let _ = self.generation.load(Acquire);
                 return Ok(idx as usize);
             }
-            if w.wait(&self.generation, gen, deadline) == WaitOutcome::TimedOut
-                && deadline.is_some_and(Deadline::has_passed)
-            {
-                // Break it only if our round is still current.
-                // Relaxed: breaking publishes no data.
-                match self
-                    .generation
-                    .compare_exchange(gen, gen | BROKEN, Relaxed, Relaxed)
-                {
-                    Ok(_) => {
-                        w.wake(&self.generation, u32::MAX);
-                        return Err(BarrierError::Broken);
-                    }
-                    Err(_) => continue,
+            let out = w.wait(&self.generation, gen, deadline);
+            let give_up = match out {
+                Ok(WaitOutcome::TimedOut) if deadline.is_some_and(Deadline::has_passed) => {
+                    BarrierError::Broken
                 }
+                Ok(_) => continue,
+                // A failing wait is never retried (a retry would fail at once): leave
+                // as a timeout does, breaking the round so no party waits for us.
+                Err(e) => BarrierError::Os(e),
+            };
+            // Break it only if our round is still current.
+            // Relaxed: breaking publishes no data.
+            match self
+                .generation
+                .compare_exchange(gen, gen | BROKEN, Relaxed, Relaxed)
+            {
+                Ok(_) => {
+                    w.wake(&self.generation, u32::MAX);
+                    return Err(give_up);
+                }
+                // The round completed (or broke) meanwhile: the next pass reports it.
+                Err(_) => continue,
             }
         }
     }

@@ -97,6 +97,8 @@ impl Condvar {
     ///
     /// # Errors
     /// What re-locking the mutex returned (`OwnerDied`/`Poisoned` carry the guard).
+    /// [`LockError::Os`] if sleeping failed in the kernel: the mutex is then *not*
+    /// locked again (the guard was given up to sleep), so the caller must lock anew.
     ///
     /// # Examples
     /// ```
@@ -274,8 +276,12 @@ impl Condvar {
         let out = Futex.wait(&self.seq, seq, deadline);
         // Relaxed: a hint for notifiers.
         self.waiters.fetch_sub(1, Relaxed);
-        let timed_out = out == WaitOutcome::TimedOut;
-        (mutex.lock(), timed_out)
+        match out {
+            Ok(out) => (mutex.lock(), out == WaitOutcome::TimedOut),
+            // Returned, not retried: a retry would fail at once again. The mutex stays
+            // unlocked; the caller gets no guard (see `wait`).
+            Err(e) => (Err(LockError::Os(e)), false),
+        }
     }
 
     fn notify_with<W: Waiter>(&self, w: &W, n: u32) {

@@ -39,6 +39,11 @@ pub enum LockError<G> {
     WouldBlock,
     /// The calling thread already holds this lock; waiting would never end.
     WouldDeadlock,
+    /// Sleeping on the lock failed in the kernel (`futex(2)` returned an unexpected
+    /// error such as `EFAULT`, `EINVAL` or `ENOSYS`). The lock was *not* taken. Retrying
+    /// is unlikely to help: the lock's memory is not usable as a futex word (unmapped,
+    /// misaligned) or the system lacks futexes. The `io::Error` is the source.
+    Os(io::Error),
 }
 
 impl<G> LockError<G> {
@@ -118,6 +123,7 @@ impl<G> LockError<G> {
             LockError::Timeout => LockError::Timeout,
             LockError::WouldBlock => LockError::WouldBlock,
             LockError::WouldDeadlock => LockError::WouldDeadlock,
+            LockError::Os(e) => LockError::Os(e),
         }
     }
 
@@ -128,6 +134,7 @@ impl<G> LockError<G> {
             LockError::Timeout => "Timeout",
             LockError::WouldBlock => "WouldBlock",
             LockError::WouldDeadlock => "WouldDeadlock",
+            LockError::Os(_) => "Os",
         }
     }
 }
@@ -138,6 +145,7 @@ impl<G> fmt::Debug for LockError<G> {
             LockError::OwnerDied(_) | LockError::Poisoned(_) => {
                 write!(f, "{}(..)", self.name())
             }
+            LockError::Os(e) => f.debug_tuple("Os").field(e).finish(),
             _ => f.write_str(self.name()),
         }
     }
@@ -159,11 +167,24 @@ impl<G> fmt::Display for LockError<G> {
             LockError::WouldDeadlock => {
                 "the calling thread already holds this lock; drop the first guard before locking again"
             }
+            LockError::Os(_) => OS_WAIT_FAILED,
         })
     }
 }
 
-impl<G> std::error::Error for LockError<G> {}
+impl<G> std::error::Error for LockError<G> {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            LockError::Os(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+/// The message of every `Os` variant: what failed, what it means, what to do.
+const OS_WAIT_FAILED: &str = "sleeping on the shared-memory word failed in the kernel \
+     (futex); the wait was abandoned and nothing was acquired: the memory is not usable \
+     as a futex word (unmapped, misaligned?) or the system lacks futexes";
 
 /// Errors of [`RawMutex`](crate::RawMutex) and [`RawRwLock`](crate::RawRwLock) lock calls
 /// (no guard to carry).
@@ -179,7 +200,10 @@ impl<G> std::error::Error for LockError<G> {}
 /// unsafe { raw.unlock() };
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+///
+/// `Clone` and `PartialEq` compare and copy an `Os` error by its OS error code (every
+/// `Os` error shmkit makes has one).
+#[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum RawLockError {
     /// The timeout passed before the lock became free.
@@ -191,6 +215,10 @@ pub enum RawLockError {
     /// The calling thread already holds this lock.
     #[error("the calling thread already holds this lock; unlock it before locking again")]
     WouldDeadlock,
+    /// Sleeping on the lock failed in the kernel; the lock was not taken. See
+    /// [`LockError::Os`].
+    #[error("{OS_WAIT_FAILED}")]
+    Os(#[source] io::Error),
 }
 
 impl<G> From<RawLockError> for LockError<G> {
@@ -199,9 +227,51 @@ impl<G> From<RawLockError> for LockError<G> {
             RawLockError::Timeout => LockError::Timeout,
             RawLockError::WouldBlock => LockError::WouldBlock,
             RawLockError::WouldDeadlock => LockError::WouldDeadlock,
+            RawLockError::Os(e) => LockError::Os(e),
         }
     }
 }
+
+/// A copy of an `Os` error: the same OS error code (the kind and message follow from
+/// it). Errors without a code keep their kind and message.
+pub(crate) fn clone_os(e: &io::Error) -> io::Error {
+    match e.raw_os_error() {
+        Some(code) => io::Error::from_raw_os_error(code),
+        None => io::Error::new(e.kind(), e.to_string()),
+    }
+}
+
+/// Whether two `Os` errors are the same: the same OS error code, or (without codes)
+/// the same kind and message.
+pub(crate) fn same_os(a: &io::Error, b: &io::Error) -> bool {
+    match (a.raw_os_error(), b.raw_os_error()) {
+        (Some(x), Some(y)) => x == y,
+        (None, None) => a.kind() == b.kind() && a.to_string() == b.to_string(),
+        _ => false,
+    }
+}
+
+impl Clone for RawLockError {
+    fn clone(&self) -> Self {
+        match self {
+            RawLockError::Timeout => RawLockError::Timeout,
+            RawLockError::WouldBlock => RawLockError::WouldBlock,
+            RawLockError::WouldDeadlock => RawLockError::WouldDeadlock,
+            RawLockError::Os(e) => RawLockError::Os(clone_os(e)),
+        }
+    }
+}
+
+impl PartialEq for RawLockError {
+    fn eq(&self, other: &Self) -> bool {
+        match (self, other) {
+            (RawLockError::Os(a), RawLockError::Os(b)) => same_os(a, b),
+            _ => std::mem::discriminant(self) == std::mem::discriminant(other),
+        }
+    }
+}
+
+impl Eq for RawLockError {}
 
 /// Turns how a raw lock was acquired into the guard-level result. `guard` builds the
 /// guard and is called only when the lock is held. Shared by [`Mutex`](crate::Mutex)
@@ -217,6 +287,23 @@ pub(crate) fn acquired<G>(
     }
 }
 
+/// [`RawMutex::make_consistent`](crate::RawMutex::make_consistent),
+/// [`RawMutex::poison`](crate::RawMutex::poison) or
+/// [`RawRwLock::make_consistent`](crate::RawRwLock::make_consistent) was called by a
+/// thread that does not hold the lock; nothing was changed.
+///
+/// # Examples
+/// ```
+/// use shmkit_sync::{NotHeld, RawMutex};
+///
+/// let raw = RawMutex::new();
+/// assert_eq!(raw.make_consistent(), Err(NotHeld)); // unlocked: nobody's to repair
+/// assert!(NotHeld.to_string().contains("does not hold"));
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the calling thread does not hold this lock: only the holder may mark its data consistent or poisoned (lock it first); nothing was changed")]
+pub struct NotHeld;
+
 /// Errors of [`Semaphore`](crate::Semaphore) operations.
 ///
 /// # Examples
@@ -228,7 +315,9 @@ pub(crate) fn acquired<G>(
 /// assert_eq!(e, SemaphoreError::Overflow { max: 1 });
 /// assert!(e.to_string().contains("released too many times"));
 /// ```
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+///
+/// `Clone` and `PartialEq` treat an `Os` error by its OS error code.
+#[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum SemaphoreError {
     /// The timeout passed before a permit became available.
@@ -245,7 +334,34 @@ pub enum SemaphoreError {
         /// The semaphore's maximum value.
         max: u32,
     },
+    /// Sleeping for a permit failed in the kernel; no permit was taken. See
+    /// [`LockError::Os`].
+    #[error("{OS_WAIT_FAILED}")]
+    Os(#[source] io::Error),
 }
+
+impl Clone for SemaphoreError {
+    fn clone(&self) -> Self {
+        match self {
+            SemaphoreError::Timeout => SemaphoreError::Timeout,
+            SemaphoreError::WouldBlock => SemaphoreError::WouldBlock,
+            SemaphoreError::Overflow { max } => SemaphoreError::Overflow { max: *max },
+            SemaphoreError::Os(e) => SemaphoreError::Os(clone_os(e)),
+        }
+    }
+}
+
+impl PartialEq for SemaphoreError {
+    fn eq(&self, other: &Self) -> bool {
+        match (self, other) {
+            (SemaphoreError::Overflow { max: a }, SemaphoreError::Overflow { max: b }) => a == b,
+            (SemaphoreError::Os(a), SemaphoreError::Os(b)) => same_os(a, b),
+            _ => std::mem::discriminant(self) == std::mem::discriminant(other),
+        }
+    }
+}
+
+impl Eq for SemaphoreError {}
 
 /// Errors of [`Barrier`](crate::Barrier) waits.
 ///
@@ -258,14 +374,82 @@ pub enum SemaphoreError {
 /// assert_eq!(b.wait_timeout(Duration::from_millis(5)), Err(BarrierError::Broken));
 /// assert_eq!(b.wait(), Err(BarrierError::Broken)); // stays broken until reset()
 /// ```
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+///
+/// `Clone` and `PartialEq` treat an `Os` error by its OS error code.
+#[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum BarrierError {
     /// The barrier is broken: a waiter timed out (or `abort` was called) before every
     /// party arrived, like Python's `BrokenBarrierError`. Call `reset()` to reuse it.
     #[error("the barrier is broken (a party timed out or aborted); reset() it before reuse")]
     Broken,
+    /// Sleeping at the barrier failed in the kernel. The caller broke the round (as a
+    /// timeout does), so the other parties get `Broken` instead of waiting for it. See
+    /// [`LockError::Os`].
+    #[error("{OS_WAIT_FAILED}")]
+    Os(#[source] io::Error),
 }
+
+impl Clone for BarrierError {
+    fn clone(&self) -> Self {
+        match self {
+            BarrierError::Broken => BarrierError::Broken,
+            BarrierError::Os(e) => BarrierError::Os(clone_os(e)),
+        }
+    }
+}
+
+impl PartialEq for BarrierError {
+    fn eq(&self, other: &Self) -> bool {
+        match (self, other) {
+            (BarrierError::Broken, BarrierError::Broken) => true,
+            (BarrierError::Os(a), BarrierError::Os(b)) => same_os(a, b),
+            _ => false,
+        }
+    }
+}
+
+impl Eq for BarrierError {}
+
+/// Errors of [`Event`](crate::Event) waits.
+///
+/// # Examples
+/// ```
+/// use std::time::Duration;
+/// use shmkit_sync::{Event, EventError};
+///
+/// let e = Event::new();
+/// e.set();
+/// let r: Result<(), EventError> = e.wait(); // set: returns at once
+/// assert!(r.is_ok());
+/// assert_eq!(e.wait_timeout(Duration::ZERO), Ok(true));
+/// ```
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum EventError {
+    /// Sleeping on the event failed in the kernel; the flag was not consumed. See
+    /// [`LockError::Os`].
+    #[error("{OS_WAIT_FAILED}")]
+    Os(#[source] io::Error),
+}
+
+impl Clone for EventError {
+    fn clone(&self) -> Self {
+        match self {
+            EventError::Os(e) => EventError::Os(clone_os(e)),
+        }
+    }
+}
+
+impl PartialEq for EventError {
+    fn eq(&self, other: &Self) -> bool {
+        match (self, other) {
+            (EventError::Os(a), EventError::Os(b)) => same_os(a, b),
+        }
+    }
+}
+
+impl Eq for EventError {}
 
 /// Errors of [`FileLock`](crate::FileLock) operations.
 ///
@@ -321,6 +505,9 @@ pub enum NamedLockError {
     /// The timeout passed while another process held the lock.
     #[error("timed out waiting for the named lock {0:?}; another process holds it")]
     Timeout(String),
+    /// `try_acquire`: another holder has the lock right now.
+    #[error("the named lock {0:?} is held by another holder (try_acquire did not wait); retry later or use acquire with a timeout")]
+    WouldBlock(String),
     /// The lock directory is unsafe to use (not a directory we own, a symlink, or
     /// accessible by others).
     #[error("the lock directory {path} is unsafe: {why}; remove it or set SHMKIT_LOCK_DIR")]

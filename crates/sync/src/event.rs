@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use crate::atomic::{AtomicU32, Ordering::*};
+use crate::error::EventError;
 use crate::futex::{Deadline, WaitOutcome};
 use crate::wait::{Futex, Waiter};
 
@@ -16,14 +17,15 @@ use crate::wait::{Futex, Waiter};
 /// use shmkit_sync::Event;
 ///
 /// let ready = Event::new();
-/// assert!(!ready.wait_timeout(Duration::from_millis(1))); // not set: times out
+/// assert!(!ready.wait_timeout(Duration::from_millis(1))?); // not set: times out
 /// std::thread::scope(|s| {
 ///     s.spawn(|| ready.set());
-///     ready.wait(); // returns once set
-/// });
+///     ready.wait() // returns once set
+/// })?;
 /// assert!(ready.is_set()); // manual reset: stays set for every later waiter
 /// ready.clear();
 /// assert!(!ready.is_set());
+/// # Ok::<(), shmkit_sync::EventError>(())
 /// ```
 #[repr(C)]
 #[derive(Debug)]
@@ -70,9 +72,10 @@ impl Event {
     ///
     /// let e = Event::new_auto_reset();
     /// e.set();
-    /// assert!(e.wait_timeout(Duration::ZERO)); // this waiter consumes the set...
+    /// assert!(e.wait_timeout(Duration::ZERO)?); // this waiter consumes the set...
     /// assert!(!e.is_set()); // ...so the next one waits again
-    /// assert!(!e.wait_timeout(Duration::from_millis(1)));
+    /// assert!(!e.wait_timeout(Duration::from_millis(1))?);
+    /// # Ok::<(), shmkit_sync::EventError>(())
     /// ```
     pub fn new_auto_reset() -> Self {
         Self::make(1)
@@ -111,7 +114,7 @@ impl Event {
     ///     // SAFETY: ends the child without running the parent's exit code.
     ///     unsafe { libc::_exit(0) }
     /// }
-    /// done.wait();
+    /// done.wait()?;
     /// // SAFETY: `child` is our child's pid; a null status pointer is allowed.
     /// assert_eq!(unsafe { libc::waitpid(child, std::ptr::null_mut(), 0) }, child);
     /// # Ok::<(), Box<dyn std::error::Error>>(())
@@ -135,7 +138,7 @@ impl Event {
     /// let go = Event::new();
     /// std::thread::scope(|s| {
     ///     for _ in 0..3 {
-    ///         s.spawn(|| go.wait()); // all three wait...
+    ///         s.spawn(|| go.wait().expect("a futex wait on valid memory")); // all three wait...
     ///     }
     ///     go.set(); // ...and a manual-reset set releases them all
     /// });
@@ -178,6 +181,9 @@ impl Event {
 
     /// Waits until the flag is set (and, for auto reset, consumes it).
     ///
+    /// # Errors
+    /// [`EventError::Os`] if sleeping failed in the kernel (never in normal use).
+    ///
     /// # Examples
     /// ```
     /// use shmkit_sync::Event;
@@ -185,16 +191,20 @@ impl Event {
     /// let ready = Event::new_auto_reset();
     /// std::thread::scope(|s| {
     ///     s.spawn(|| ready.set());
-    ///     ready.wait(); // sleeps until set; auto reset: consumes it
-    /// });
+    ///     ready.wait() // sleeps until set; auto reset: consumes it
+    /// })?;
     /// assert!(!ready.is_set());
+    /// # Ok::<(), shmkit_sync::EventError>(())
     /// ```
-    pub fn wait(&self) {
-        self.wait_with(&Futex, None);
+    pub fn wait(&self) -> Result<(), EventError> {
+        self.wait_with(&Futex, None).map(drop)
     }
 
     /// Waits at most `timeout`; returns whether the flag was set (as Python's
     /// `Event.wait(timeout)`).
+    ///
+    /// # Errors
+    /// As [`wait`](Self::wait).
     ///
     /// # Examples
     /// ```
@@ -202,11 +212,12 @@ impl Event {
     /// use shmkit_sync::Event;
     ///
     /// let e = Event::new();
-    /// assert!(!e.wait_timeout(Duration::from_millis(5))); // false: timed out
+    /// assert!(!e.wait_timeout(Duration::from_millis(5))?); // false: timed out
     /// e.set();
-    /// assert!(e.wait_timeout(Duration::from_millis(5))); // true: set
+    /// assert!(e.wait_timeout(Duration::from_millis(5))?); // true: set
+    /// # Ok::<(), shmkit_sync::EventError>(())
     /// ```
-    pub fn wait_timeout(&self, timeout: Duration) -> bool {
+    pub fn wait_timeout(&self, timeout: Duration) -> Result<bool, EventError> {
         self.wait_with(&Futex, Some(&Deadline::after(timeout)))
     }
 
@@ -235,18 +246,24 @@ impl Event {
         }
     }
 
-    pub(crate) fn wait_with<W: Waiter>(&self, w: &W, deadline: Option<&Deadline>) -> bool {
+    pub(crate) fn wait_with<W: Waiter>(
+        &self,
+        w: &W,
+        deadline: Option<&Deadline>,
+    ) -> Result<bool, EventError> {
         loop {
             if self.try_take() {
-                return true;
+                return Ok(true);
             }
             // AcqRel: see set_with.
             self.waiters.fetch_add(1, AcqRel);
             let out = w.wait(&self.state, 0, deadline);
             // Relaxed: a hint for setters.
             self.waiters.fetch_sub(1, Relaxed);
+            // A failing wait is returned, never retried (a retry would fail at once).
+            let out = out.map_err(EventError::Os)?;
             if out == WaitOutcome::TimedOut && deadline.is_some_and(Deadline::has_passed) {
-                return self.try_take();
+                return Ok(self.try_take());
             }
         }
     }
@@ -272,7 +289,7 @@ mod loom_tests {
                     let (ev, kernel) = (ev.clone(), kernel.clone());
                     loom::thread::spawn(move || {
                         let w = LoomWaiter { kernel, me: tid };
-                        assert!(ev.wait_with(&w, None));
+                        assert_eq!(ev.wait_with(&w, None), Ok(true));
                     })
                 })
                 .collect();

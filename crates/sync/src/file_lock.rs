@@ -7,6 +7,16 @@
 //! process dies, SIGKILL included. (A forked child shares its parent's descriptions, so
 //! a lock is released only once both have closed it; files are opened close-on-exec.)
 //!
+//! # Which lock another program sees
+//! Linux keeps `flock` locks and POSIX record locks in separate tables: a `flock` does
+//! not conflict with a record lock and vice versa. Python's usual file lock,
+//! `fcntl.lockf` (as `fcntl(F_SETLK)` in C, Perl's and many tools' "lockf"), is a
+//! record lock, so [`FileLock::lock`] does **not** exclude it. To exclude such a
+//! program use the range locks, [`FileLock::lock_range`]`(0, 0, mode)` for the whole
+//! file: open-file-description locks and classic record locks are the same kind of
+//! lock to the kernel and conflict both ways (tests/python_lockf.rs checks this
+//! against `fcntl.lockf`). Python's `fcntl.flock` is the one that meets [`FileLock::lock`].
+//!
 //! The kernel has no timed variant of either call: `*_timeout` retries the non-blocking
 //! call with a short backoff (1 ms growing to 10 ms), so a timed acquisition can lag
 //! the release by up to ~10 ms.
@@ -183,6 +193,11 @@ impl FileLock {
 
     /// Locks the whole file, waiting as long as needed.
     ///
+    /// This is `flock(2)`: it excludes other `flock` users (Python's `fcntl.flock`, the
+    /// `flock(1)` command) but not POSIX record locks such as Python's `fcntl.lockf`;
+    /// for those use [`lock_range`](Self::lock_range)`(0, 0, mode)` (see the module
+    /// docs).
+    ///
     /// # Errors
     /// [`FileLockError::Io`] if `flock` fails.
     ///
@@ -308,6 +323,12 @@ impl FileLock {
 
     /// Locks bytes `start..start+len` (`len == 0`: to the end of the file, however it
     /// grows), waiting as long as needed.
+    ///
+    /// An open-file-description lock (`F_OFD_SETLKW`): it conflicts with POSIX record
+    /// locks taken by other programs (Python's `fcntl.lockf`, C's `fcntl(F_SETLK)` and
+    /// `lockf(3)`), so `lock_range(0, 0, mode)` is the whole-file lock that excludes
+    /// them. Unlike those classic locks it is not dropped when the process closes some
+    /// *other* descriptor of the file.
     ///
     /// # Errors
     /// [`FileLockError::Io`] if `fcntl` fails (e.g. `EDEADLK`).

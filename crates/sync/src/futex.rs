@@ -151,13 +151,14 @@ impl Deadline {
 /// use shmkit_sync::futex::{self, Deadline, WaitOutcome};
 ///
 /// let word = AtomicU32::new(5);
-/// assert_eq!(futex::wait(&word, 4, None), WaitOutcome::ValueChanged); // not 4: no sleep
+/// assert_eq!(futex::wait(&word, 4, None)?, WaitOutcome::ValueChanged); // not 4: no sleep
 /// let soon = Deadline::after(std::time::Duration::from_millis(5));
-/// let mut out = futex::wait(&word, 5, Some(&soon));
+/// let mut out = futex::wait(&word, 5, Some(&soon))?;
 /// while out == WaitOutcome::Woken {
-///     out = futex::wait(&word, 5, Some(&soon)); // spurious: wait again, same deadline
+///     out = futex::wait(&word, 5, Some(&soon))?; // spurious: wait again, same deadline
 /// }
 /// assert_eq!(out, WaitOutcome::TimedOut);
+/// # Ok::<(), std::io::Error>(())
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum WaitOutcome {
@@ -175,6 +176,12 @@ pub enum WaitOutcome {
 /// (the kernel compares atomically with enqueueing the waiter, so a wake between the
 /// caller's check and this call is never lost).
 ///
+/// # Errors
+/// Any other failure of `futex(2)` (`EFAULT`, `EINVAL`, `ENOSYS`, ...: an unmapped or
+/// misaligned word, a kernel without futexes). It is returned as it is, never mapped
+/// to "woken": a caller that retried it would spin on the CPU for ever. Every blocking
+/// call of shmkit passes it on as its error type's `Os` variant.
+///
 /// # Examples
 /// ```
 /// use std::sync::atomic::{AtomicU32, Ordering};
@@ -188,17 +195,23 @@ pub enum WaitOutcome {
 ///     });
 ///     // Re-check after every return: a wait may also end spuriously.
 ///     while word.load(Ordering::Acquire) == 0 {
-///         futex::wait(&word, 0, None);
+///         futex::wait(&word, 0, None)?;
 ///     }
-/// });
-/// assert_eq!(futex::wait(&word, 0, None), WaitOutcome::ValueChanged);
+///     Ok::<(), std::io::Error>(())
+/// })?;
+/// assert_eq!(futex::wait(&word, 0, None)?, WaitOutcome::ValueChanged);
 /// let past = Deadline::now();
-/// assert_eq!(futex::wait(&word, 1, Some(&past)), WaitOutcome::TimedOut);
+/// assert_eq!(futex::wait(&word, 1, Some(&past))?, WaitOutcome::TimedOut);
+/// # Ok::<(), std::io::Error>(())
 /// ```
-pub fn wait(word: &AtomicU32, expected: u32, deadline: Option<&Deadline>) -> WaitOutcome {
+pub fn wait(
+    word: &AtomicU32,
+    expected: u32,
+    deadline: Option<&Deadline>,
+) -> std::io::Result<WaitOutcome> {
     if let Some(d) = deadline {
         if d.has_passed() {
-            return WaitOutcome::TimedOut;
+            return Ok(WaitOutcome::TimedOut);
         }
     }
     let ts = deadline.map(Deadline::as_timespec);
@@ -206,37 +219,102 @@ pub fn wait(word: &AtomicU32, expected: u32, deadline: Option<&Deadline>) -> Wai
         Some(t) => t,
         None => std::ptr::null(),
     };
-    // SAFETY: `word` is a valid, aligned AtomicU32 for the duration of the call (it is
-    // borrowed); the kernel only reads it. `ts_ptr` is null or points to `ts`, which
-    // outlives the call. FUTEX_WAIT_BITSET with FUTEX_BITSET_MATCH_ANY behaves as
-    // FUTEX_WAIT with an absolute CLOCK_MONOTONIC timeout.
-    let rc = unsafe {
-        libc::syscall(
-            libc::SYS_futex,
-            word.as_ptr(),
-            libc::FUTEX_WAIT_BITSET,
-            expected,
-            ts_ptr,
-            std::ptr::null::<u32>(),
-            libc::FUTEX_BITSET_MATCH_ANY,
-        )
+    let errno = if let Some(errno) = fault::take() {
+        Some(errno)
+    } else {
+        // SAFETY: `word` is a valid, aligned AtomicU32 for the duration of the call (it
+        // is borrowed); the kernel only reads it. `ts_ptr` is null or points to `ts`,
+        // which outlives the call. FUTEX_WAIT_BITSET with FUTEX_BITSET_MATCH_ANY behaves
+        // as FUTEX_WAIT with an absolute CLOCK_MONOTONIC timeout.
+        let rc = unsafe {
+            libc::syscall(
+                libc::SYS_futex,
+                word.as_ptr(),
+                libc::FUTEX_WAIT_BITSET,
+                expected,
+                ts_ptr,
+                std::ptr::null::<u32>(),
+                libc::FUTEX_BITSET_MATCH_ANY,
+            )
+        };
+        if rc == 0 {
+            return Ok(WaitOutcome::Woken);
+        }
+        std::io::Error::last_os_error().raw_os_error()
     };
-    if rc == 0 {
-        return WaitOutcome::Woken;
-    }
-    match std::io::Error::last_os_error().raw_os_error() {
-        Some(libc::EAGAIN) => WaitOutcome::ValueChanged,
-        Some(libc::ETIMEDOUT) => WaitOutcome::TimedOut,
+    match errno {
+        Some(libc::EAGAIN) => Ok(WaitOutcome::ValueChanged),
+        Some(libc::ETIMEDOUT) => Ok(WaitOutcome::TimedOut),
         // EINTR: a signal arrived; the caller re-checks and waits again with the same
         // absolute deadline.
-        Some(libc::EINTR) => WaitOutcome::Woken,
+        Some(libc::EINTR) => Ok(WaitOutcome::Woken),
         // EFAULT/EINVAL/ENOSYS mean a bug (an unmapped or misaligned word, a bad
-        // timespec) or a kernel without futexes: loud in debug builds; in release the
-        // caller re-checks its condition and retries, which is still correct.
-        other => {
-            debug_assert!(false, "futex wait failed unexpectedly: errno {other:?}");
-            WaitOutcome::Woken
+        // timespec) or a kernel without futexes. Retrying would never sleep again (the
+        // same call fails at once), so the caller must give up: return the error.
+        Some(errno) => Err(std::io::Error::from_raw_os_error(errno)),
+        None => Err(std::io::Error::other("futex wait failed without an errno")),
+    }
+}
+
+/// Fault injection for tests of the error paths: makes the next `n` calls of [`wait`]
+/// in this process fail with a chosen errno *without* calling the kernel, exactly as
+/// if `futex(2)` had returned -1 with that errno.
+///
+/// Not part of the API (hidden from the docs, may change at any time). It is always
+/// compiled in because integration tests and other crates' tests need it: its cost
+/// is one relaxed atomic load per futex wait, next to a syscall. The state is
+/// process-global, so a test that uses it should be alone in its test binary (or
+/// serialise with the other tests there) and call [`fault::reset`] when done.
+#[doc(hidden)]
+pub mod fault {
+    use std::sync::atomic::{AtomicI32, AtomicU32, Ordering::Relaxed};
+
+    /// Waits still to fail (`u32::MAX`: every one, for ever).
+    static REMAINING: AtomicU32 = AtomicU32::new(0);
+    /// The errno the failing waits report.
+    static ERRNO: AtomicI32 = AtomicI32::new(0);
+    /// How many waits failed because of this hook since the last [`reset`].
+    static INJECTED: AtomicU32 = AtomicU32::new(0);
+
+    /// Makes the next `n` futex waits of this process fail with `errno`
+    /// (`n == u32::MAX`: every wait until [`reset`]).
+    pub fn fail_next_waits(n: u32, errno: i32) {
+        // Relaxed (all three): test control state, set by the test thread before it
+        // calls the code under test (program order), read by the same or a thread it
+        // spawns afterwards (spawn synchronises).
+        ERRNO.store(errno, Relaxed);
+        INJECTED.store(0, Relaxed);
+        REMAINING.store(n, Relaxed);
+    }
+
+    /// How many waits failed through this hook since it was last armed.
+    pub fn injected() -> u32 {
+        // Relaxed: a counter read after the code under test returned.
+        INJECTED.load(Relaxed)
+    }
+
+    /// Disarms the hook.
+    pub fn reset() {
+        // Relaxed: as in fail_next_waits.
+        REMAINING.store(0, Relaxed);
+    }
+
+    /// The errno the current wait must fail with, if the hook is armed.
+    #[inline]
+    pub(super) fn take() -> Option<i32> {
+        // Relaxed: see fail_next_waits; the common case is a single load of 0.
+        if REMAINING.load(Relaxed) == 0 {
+            return None;
         }
+        REMAINING
+            .fetch_update(Relaxed, Relaxed, |n| match n {
+                0 => None,
+                u32::MAX => Some(u32::MAX),
+                n => Some(n - 1),
+            })
+            .ok()?;
+        INJECTED.fetch_add(1, Relaxed);
+        Some(ERRNO.load(Relaxed))
     }
 }
 
@@ -277,7 +355,7 @@ pub fn wake(word: &AtomicU32, n: u32) -> usize {
 ///     for _ in 0..2 {
 ///         s.spawn(|| {
 ///             while gate.load(Ordering::Acquire) == 0 {
-///                 futex::wait(&gate, 0, None);
+///                 futex::wait(&gate, 0, None).expect("a valid, mapped futex word");
 ///             }
 ///         });
 ///     }
@@ -297,7 +375,7 @@ mod tests {
     #[test]
     fn wait_returns_when_value_differs() {
         let w = AtomicU32::new(1);
-        assert_eq!(wait(&w, 0, None), WaitOutcome::ValueChanged);
+        assert_eq!(wait(&w, 0, None).unwrap(), WaitOutcome::ValueChanged);
     }
 
     #[test]
@@ -307,7 +385,7 @@ mod tests {
         let d = Deadline::after(Duration::from_millis(20));
         let mut outcome = WaitOutcome::Woken;
         while outcome == WaitOutcome::Woken {
-            outcome = wait(&w, 0, Some(&d));
+            outcome = wait(&w, 0, Some(&d)).unwrap();
         }
         assert_eq!(outcome, WaitOutcome::TimedOut);
         assert!(start.elapsed() >= Duration::from_millis(20));

@@ -54,7 +54,8 @@ mod wait;
 pub use barrier::Barrier;
 pub use condvar::{Condvar, CondvarResult};
 pub use error::{
-    BarrierError, FileLockError, LockError, NamedLockError, RawLockError, SemaphoreError,
+    BarrierError, EventError, FileLockError, LockError, NamedLockError, NotHeld, RawLockError,
+    SemaphoreError,
 };
 pub use event::Event;
 pub use file_lock::{FileLock, FileLockGuard, LockMode, RangeGuard};

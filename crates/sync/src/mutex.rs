@@ -50,7 +50,7 @@ use std::ops::{Deref, DerefMut};
 use std::time::Duration;
 
 use crate::atomic::{AtomicU32, AtomicU64, Ordering::*};
-use crate::error::{LockError, RawLockError};
+use crate::error::{LockError, NotHeld, RawLockError};
 use crate::futex::{Deadline, WaitOutcome};
 use crate::owner::{ident_start, ident_tid, OwnerIdent, TID_MASK};
 use crate::wait::{spin_until, yield_cpu, Futex, Waiter};
@@ -89,7 +89,7 @@ const YIELDS: u32 = 0;
 ///     s.spawn(|| raw.lock().map(drop));
 /// });
 /// assert_eq!(raw.lock()?, Acquired::OwnerDied); // the lock is ours now
-/// raw.make_consistent(); // once the data is repaired
+/// raw.make_consistent()?; // once the data is repaired
 /// // SAFETY: this thread holds the lock.
 /// unsafe { raw.unlock() };
 /// assert_eq!(raw.lock()?, Acquired::Consistent);
@@ -234,7 +234,7 @@ impl RawMutex {
     /// let raw = RawMutex::new();
     /// match raw.lock()? {
     ///     Acquired::Consistent => {} // the usual case
-    ///     Acquired::OwnerDied | Acquired::Poisoned => raw.make_consistent(), // after repair
+    ///     Acquired::OwnerDied | Acquired::Poisoned => raw.make_consistent()?, // after repair
     /// }
     /// // SAFETY: this thread holds the lock.
     /// unsafe { raw.unlock() };
@@ -344,54 +344,87 @@ impl RawMutex {
     }
 
     /// Marks the protected data consistent again after `OwnerDied` or `Poisoned`.
-    /// Only meaningful while holding the lock.
+    ///
+    /// Only the thread that holds the lock may: any other caller (the lock is free, or
+    /// held by another thread or process) gets [`NotHeld`] and changes nothing, so a
+    /// stray call cannot declare someone else's half-made update repaired.
+    ///
+    /// # Errors
+    /// [`NotHeld`] if the calling thread does not hold the lock.
     ///
     /// # Examples
     /// ```
-    /// use shmkit_sync::{Acquired, RawMutex};
+    /// use shmkit_sync::{Acquired, NotHeld, RawMutex};
     ///
     /// let raw = RawMutex::new();
     /// std::thread::scope(|s| {
     ///     s.spawn(|| raw.lock().map(drop)); // exits holding it
     /// });
+    /// assert_eq!(raw.make_consistent(), Err(NotHeld)); // not ours (yet): refused
     /// assert_eq!(raw.lock()?, Acquired::OwnerDied);
-    /// raw.make_consistent(); // while holding it, once the data is repaired
+    /// raw.make_consistent()?; // while holding it, once the data is repaired
     /// // SAFETY: this thread holds the lock.
     /// unsafe { raw.unlock() };
     /// assert!(!raw.is_poisoned());
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     #[inline]
-    pub fn make_consistent(&self) {
+    pub fn make_consistent(&self) -> Result<(), NotHeld> {
+        self.make_consistent_with(&Futex)
+    }
+
+    pub(crate) fn make_consistent_with<W: Waiter>(&self, w: &W) -> Result<(), NotHeld> {
+        self.check_held(w)?;
         // Relaxed: written while holding the lock; the next holder reads it after its
         // Acquire of the word, which pairs with our Release in unlock.
         self.consistency.store(CONSISTENT, Relaxed);
+        Ok(())
     }
 
-    /// Marks the data inconsistent (used when a holder panics). Only meaningful while
-    /// holding the lock.
+    /// `Ok` if the calling thread holds the lock.
+    #[inline]
+    fn check_held<W: Waiter>(&self, w: &W) -> Result<(), NotHeld> {
+        // Relaxed: see is_mine; only the holder can make the word name it.
+        if self.is_mine(self.word.load(Relaxed), w.me()) {
+            Ok(())
+        } else {
+            Err(NotHeld)
+        }
+    }
+
+    /// Marks the data inconsistent (as a panicking holder does): every later holder is
+    /// told `Poisoned` until one calls [`make_consistent`](Self::make_consistent).
+    ///
+    /// Only the thread that holds the lock may; see `make_consistent`.
+    ///
+    /// # Errors
+    /// [`NotHeld`] if the calling thread does not hold the lock.
     ///
     /// # Examples
     /// ```
-    /// use shmkit_sync::{Acquired, RawMutex};
+    /// use shmkit_sync::{Acquired, NotHeld, RawMutex};
     ///
     /// let raw = RawMutex::new();
+    /// assert_eq!(raw.poison(), Err(NotHeld)); // not held: refused, nothing changes
+    /// assert!(!raw.is_poisoned());
     /// raw.lock()?;
-    /// raw.poison(); // e.g. the holder found its update failed half-way
+    /// raw.poison()?; // e.g. the holder found its update failed half-way
     /// // SAFETY: this thread holds the lock.
     /// unsafe { raw.unlock() };
     /// assert!(raw.is_poisoned() && !raw.is_locked());
     /// assert_eq!(raw.lock()?, Acquired::Poisoned); // every later holder is told
-    /// raw.make_consistent();
+    /// raw.make_consistent()?;
     /// // SAFETY: this thread holds the lock.
     /// unsafe { raw.unlock() };
     /// assert!(!raw.is_poisoned());
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     #[inline]
-    pub fn poison(&self) {
+    pub fn poison(&self) -> Result<(), NotHeld> {
+        self.check_held(&Futex)?;
         // Relaxed: as in make_consistent.
         self.consistency.store(POISONED, Relaxed);
+        Ok(())
     }
 
     /// Whether the mutex is poisoned (a snapshot).
@@ -403,7 +436,7 @@ impl RawMutex {
     /// let raw = RawMutex::new();
     /// assert!(!raw.is_poisoned());
     /// raw.lock()?;
-    /// raw.poison();
+    /// raw.poison()?;
     /// // SAFETY: this thread holds the lock.
     /// unsafe { raw.unlock() };
     /// assert!(raw.is_poisoned());
@@ -554,7 +587,12 @@ impl RawMutex {
                 Some(d) if *d < slice => d,
                 _ => &slice,
             };
-            if w.wait(&self.word, state, Some(until)) == WaitOutcome::TimedOut {
+            // A failing wait is returned, never retried: a retry would fail at once
+            // again and spin on the CPU.
+            let out = w
+                .wait(&self.word, state, Some(until))
+                .map_err(RawLockError::Os)?;
+            if out == WaitOutcome::TimedOut {
                 if deadline.is_some_and(Deadline::has_passed) {
                     return Err(RawLockError::Timeout);
                 }
@@ -931,7 +969,9 @@ impl<'a, T: ?Sized> MutexGuard<'a, T> {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn make_consistent(&self) {
-        self.mutex.raw.make_consistent();
+        // Cannot fail while this thread holds the guard (a guard inherited across fork
+        // does not hold the parent's lock: then this does nothing, as its drop does).
+        let _ = self.mutex.raw.make_consistent();
     }
 }
 
@@ -1099,7 +1139,7 @@ mod loom_tests {
                         };
                         let a = m.lock_with(&w, None).unwrap();
                         if a == Acquired::OwnerDied {
-                            m.make_consistent();
+                            m.make_consistent_with(&w).unwrap();
                         }
                         m.unlock_with(&w, false);
                         a

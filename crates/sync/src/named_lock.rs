@@ -39,7 +39,7 @@ use crate::futex::Deadline;
 /// let guard = NamedLock::acquire(&name, Duration::from_secs(1))?;
 /// // Held: any other acquirer (here a second attempt in this process) fails.
 /// let again = NamedLock::try_acquire(&name);
-/// assert!(matches!(again, Err(NamedLockError::Timeout(_))));
+/// assert!(matches!(again, Err(NamedLockError::WouldBlock(_))));
 /// let file = guard.path().to_owned();
 /// drop(guard); // releases the lock and removes its file
 /// assert!(!file.exists());
@@ -135,7 +135,8 @@ impl NamedLock {
     /// Takes the lock `name` if nobody holds it now.
     ///
     /// # Errors
-    /// As [`acquire`](Self::acquire); `Timeout` means "held".
+    /// [`NamedLockError::WouldBlock`] if another holder has it; otherwise as
+    /// [`acquire`](Self::acquire) (never `Timeout`).
     ///
     /// # Examples
     /// ```
@@ -143,13 +144,13 @@ impl NamedLock {
     ///
     /// let name = format!("shmkit-doc-try-{}", std::process::id());
     /// let guard = NamedLock::try_acquire(&name)?;
-    /// assert!(matches!(NamedLock::try_acquire(&name), Err(NamedLockError::Timeout(_))));
+    /// assert!(matches!(NamedLock::try_acquire(&name), Err(NamedLockError::WouldBlock(_))));
     /// drop(guard);
     /// let _again = NamedLock::try_acquire(&name)?;
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn try_acquire(name: &str) -> Result<NamedLockGuard, NamedLockError> {
-        Self::acquire(name, Duration::ZERO)
+        Self::acquire_impl(&Self::lock_dir(), name, Duration::ZERO, true)
     }
 
     /// As [`acquire`](Self::acquire), with lock files in `dir` instead of the default
@@ -176,6 +177,17 @@ impl NamedLock {
         dir: &Path,
         name: &str,
         timeout: Duration,
+    ) -> Result<NamedLockGuard, NamedLockError> {
+        Self::acquire_impl(dir, name, timeout, false)
+    }
+
+    /// `try_`: a busy lock is `WouldBlock` (the caller did not ask to wait), else
+    /// `Timeout`.
+    fn acquire_impl(
+        dir: &Path,
+        name: &str,
+        timeout: Duration,
+        try_: bool,
     ) -> Result<NamedLockGuard, NamedLockError> {
         validate(name)?;
         ensure_dir(dir)?;
@@ -207,7 +219,13 @@ impl NamedLock {
                         _ => return Err(io("flock", &path, e)),
                     }
                 },
-                || NamedLockError::Timeout(name.to_owned()),
+                || {
+                    if try_ {
+                        NamedLockError::WouldBlock(name.to_owned())
+                    } else {
+                        NamedLockError::Timeout(name.to_owned())
+                    }
+                },
             )?;
             // We hold a lock on *this* inode; it is the named lock only if the path
             // still names it (a releaser unlinks the file before unlocking).

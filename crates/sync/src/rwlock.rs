@@ -38,7 +38,7 @@ use std::ops::{Deref, DerefMut};
 use std::time::Duration;
 
 use crate::atomic::{AtomicU32, AtomicU64, Ordering::*};
-use crate::error::{LockError, RawLockError};
+use crate::error::{LockError, NotHeld, RawLockError};
 use crate::futex::{Deadline, WaitOutcome};
 use crate::mutex::{Acquired, OWNER_CHECK_INTERVAL};
 use crate::owner::{ident_start, ident_tid, OwnerIdent};
@@ -315,10 +315,39 @@ impl RawRwLock {
         self.write_unlock_with(&Futex)
     }
 
-    /// Marks the data consistent again. Only meaningful while holding the write lock.
-    pub fn make_consistent(&self) {
+    /// Marks the data consistent again after a writer died holding the lock.
+    ///
+    /// Only the thread that holds the *write* lock may: any other caller gets
+    /// [`NotHeld`] and changes nothing.
+    ///
+    /// # Errors
+    /// [`NotHeld`] if the calling thread does not hold the write lock.
+    ///
+    /// # Examples
+    /// ```
+    /// use shmkit_sync::{NotHeld, RawRwLock};
+    ///
+    /// let raw = RawRwLock::new();
+    /// assert_eq!(raw.make_consistent(), Err(NotHeld)); // not write-locked by us
+    /// raw.write_until(None)?;
+    /// raw.make_consistent()?; // the writer may
+    /// // SAFETY: this thread holds the write lock.
+    /// unsafe { raw.write_unlock() };
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn make_consistent(&self) -> Result<(), NotHeld> {
+        self.make_consistent_with(&Futex)
+    }
+
+    pub(crate) fn make_consistent_with<W: Waiter>(&self, w: &W) -> Result<(), NotHeld> {
+        // Relaxed: only the write holder stores its identity in `writer` (and the
+        // state's write bit); our own earlier stores are seen in program order.
+        if !is_write_locked(self.state.load(Relaxed)) || self.writer.load(Relaxed) != w.me() {
+            return Err(NotHeld);
+        }
         // Relaxed: written under the write lock; published by its Release unlock.
         self.consistency.store(CONSISTENT, Relaxed);
+        Ok(())
     }
 
     /// Whether the lock is poisoned (a snapshot).
@@ -374,7 +403,11 @@ impl RawRwLock {
             Some(d) if *d < slice => d,
             _ => &slice,
         };
-        if w.wait(word, expected, Some(until)) != WaitOutcome::TimedOut {
+        // A failing wait is returned, never retried (a retry would fail at once again).
+        let out = w
+            .wait(word, expected, Some(until))
+            .map_err(RawLockError::Os)?;
+        if out != WaitOutcome::TimedOut {
             return Ok(false);
         }
         if deadline.is_some_and(Deadline::has_passed) {
@@ -963,7 +996,9 @@ impl<'a, T: ?Sized> RwLockWriteGuard<'a, T> {
 
     /// Marks the data consistent after `OwnerDied` or `Poisoned`.
     pub fn make_consistent(&self) {
-        self.lock.raw.make_consistent();
+        // Cannot fail while this thread holds the write guard (a guard inherited
+        // across fork does not hold the parent's lock: then this does nothing).
+        let _ = self.lock.raw.make_consistent();
     }
 }
 
@@ -1114,7 +1149,7 @@ mod loom_tests {
             let w = waiter(&kernel, 2);
             let a = l.write_with(&w, None).unwrap();
             assert_ne!(a, Acquired::Consistent);
-            l.make_consistent();
+            l.make_consistent_with(&w).unwrap();
             l.write_unlock_with(&w);
             let r = reader.join().unwrap();
             // The reader either recovered (then read after the writer repaired, or

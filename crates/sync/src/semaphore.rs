@@ -267,6 +267,8 @@ impl Semaphore {
             let out = w.wait(&self.value, 0, deadline);
             // Relaxed: only a hint for releasers.
             self.waiters.fetch_sub(1, Relaxed);
+            // A failing wait is returned, never retried (a retry would fail at once).
+            let out = out.map_err(SemaphoreError::Os)?;
             if out == WaitOutcome::TimedOut && deadline.is_some_and(Deadline::has_passed) {
                 // A permit may have arrived just now: one last try.
                 return self.try_acquire().map_err(|_| SemaphoreError::Timeout);

@@ -13,8 +13,14 @@ use crate::owner::OwnerIdent;
 /// The waiting strategy an algorithm uses.
 pub(crate) trait Waiter {
     /// Sleeps while `*word == expected`, at most until `deadline`. May return early for
-    /// any reason; callers re-check their condition.
-    fn wait(&self, word: &AtomicU32, expected: u32, deadline: Option<&Deadline>) -> WaitOutcome;
+    /// any reason; callers re-check their condition. An error means sleeping is not
+    /// possible at all: callers give up and return it (never retry it in a loop).
+    fn wait(
+        &self,
+        word: &AtomicU32,
+        expected: u32,
+        deadline: Option<&Deadline>,
+    ) -> std::io::Result<WaitOutcome>;
     /// Wakes up to `n` sleepers on `word`; returns how many were woken.
     fn wake(&self, word: &AtomicU32, n: u32) -> usize;
     /// Whether the lock holder `tid` (with start time `start`, if known) still exists.
@@ -31,7 +37,12 @@ pub(crate) struct Futex;
 #[cfg(not(loom))]
 impl Waiter for Futex {
     #[inline]
-    fn wait(&self, word: &AtomicU32, expected: u32, deadline: Option<&Deadline>) -> WaitOutcome {
+    fn wait(
+        &self,
+        word: &AtomicU32,
+        expected: u32,
+        deadline: Option<&Deadline>,
+    ) -> std::io::Result<WaitOutcome> {
         crate::futex::wait(word, expected, deadline)
     }
     #[inline]
@@ -55,9 +66,9 @@ pub(crate) struct Futex;
 
 #[cfg(loom)]
 impl Waiter for Futex {
-    fn wait(&self, _: &AtomicU32, _: u32, _: Option<&Deadline>) -> WaitOutcome {
+    fn wait(&self, _: &AtomicU32, _: u32, _: Option<&Deadline>) -> std::io::Result<WaitOutcome> {
         loom::thread::yield_now();
-        WaitOutcome::Woken
+        Ok(WaitOutcome::Woken)
     }
     fn wake(&self, _: &AtomicU32, _: u32) -> usize {
         0
@@ -174,11 +185,11 @@ pub(crate) mod loom_model {
             word: &AtomicU32,
             expected: u32,
             deadline: Option<&Deadline>,
-        ) -> WaitOutcome {
+        ) -> std::io::Result<WaitOutcome> {
             let addr = word as *const AtomicU32 as usize;
             let mut q = self.kernel.queue.lock().unwrap();
             if word.load(crate::atomic::Ordering::SeqCst) != expected {
-                return WaitOutcome::ValueChanged;
+                return Ok(WaitOutcome::ValueChanged);
             }
             let dead_holds = match &self.kernel.dead_holds {
                 Some(probe) => probe(expected),
@@ -188,7 +199,7 @@ pub(crate) mod loom_model {
                     .contains(&(expected & crate::owner::TID_MASK)),
             };
             if deadline.is_some() && dead_holds {
-                return WaitOutcome::TimedOut;
+                return Ok(WaitOutcome::TimedOut);
             }
             let ticket = q.next_ticket;
             q.next_ticket += 1;
@@ -196,7 +207,7 @@ pub(crate) mod loom_model {
             while q.sleepers.iter().any(|&(_, t)| t == ticket) {
                 q = self.kernel.cond.wait(q).unwrap();
             }
-            WaitOutcome::Woken
+            Ok(WaitOutcome::Woken)
         }
 
         fn wake(&self, word: &AtomicU32, n: u32) -> usize {

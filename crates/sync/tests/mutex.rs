@@ -436,3 +436,54 @@ fn signals_during_lock_timeout_do_not_cut_the_wait_short() {
     assert_eq!(child.wait(), Exit::Code(0));
     drop(g);
 }
+
+/// `make_consistent` and `poison` act only for the thread that holds the lock: a
+/// caller that does not hold it (unlocked, or held by another process) gets `NotHeld`
+/// and changes nothing. (Before, both stored their word regardless.)
+#[test]
+fn make_consistent_and_poison_refuse_a_caller_that_does_not_hold_the_lock() {
+    use shmkit_sync::{Acquired, NotHeld, RawMutex};
+    let region = SharedRegion::new(4096);
+    let raw: &RawMutex = shared(&region);
+    // Poisoned and unlocked.
+    assert_eq!(raw.lock(), Ok(Acquired::Consistent));
+    assert_eq!(raw.poison(), Ok(()));
+    // SAFETY: this thread holds the lock.
+    unsafe { raw.unlock() };
+    assert!(raw.is_poisoned());
+    // Not held: refused.
+    assert_eq!(raw.make_consistent(), Err(NotHeld));
+    assert!(
+        raw.is_poisoned(),
+        "make_consistent without the lock cleared the poison"
+    );
+    // Held by another process: refused too.
+    let (held, release) = (Pipe::new(), Pipe::new());
+    let child = fork_child(|| {
+        let code = match raw.lock() {
+            Ok(Acquired::Poisoned) => 0,
+            _ => 2,
+        };
+        held.send(1);
+        release.recv();
+        let code = if raw.make_consistent().is_ok() {
+            code
+        } else {
+            3
+        }; // the holder may
+           // SAFETY: this process holds the lock.
+        unsafe { raw.unlock() };
+        code
+    });
+    held.recv_n(1);
+    assert_eq!(raw.make_consistent(), Err(NotHeld));
+    assert!(
+        raw.is_poisoned(),
+        "a non-holder cleared the holder's poison"
+    );
+    release.send(1);
+    child.join_ok();
+    assert!(!raw.is_poisoned(), "the holder's make_consistent works");
+    assert_eq!(raw.poison(), Err(NotHeld));
+    assert!(!raw.is_poisoned(), "poison without the lock poisoned it");
+}

@@ -55,10 +55,13 @@ fn named_lock_is_released_by_the_kernel_when_an_unrelated_holder_is_killed() {
             .read_exact(&mut byte)
             .expect("the holder signals once it holds the lock");
     }
-    assert!(matches!(
-        NamedLock::try_acquire(&name),
-        Err(NamedLockError::Timeout(_))
-    ));
+    // Busy is not a timeout: `try_acquire` did not wait.
+    let busy = NamedLock::try_acquire(&name).expect_err("held by the child");
+    assert!(
+        matches!(busy, NamedLockError::WouldBlock(ref n) if *n == name),
+        "{busy:?}"
+    );
+    assert!(busy.to_string().contains("did not wait"), "{busy}");
     let d = Duration::from_millis(50);
     let start = Instant::now();
     assert!(matches!(

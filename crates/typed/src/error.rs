@@ -204,7 +204,9 @@ pub struct IndexError {
 /// assert_eq!(v.get()?, 0);
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+///
+/// `Clone` and `PartialEq` treat an `Os` error by its OS error code.
+#[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum AccessError {
     /// The index is past the end.
@@ -234,7 +236,49 @@ pub enum AccessError {
     /// This thread already holds the lock (a guard is still alive).
     #[error("this thread already holds the lock: drop the guard first")]
     WouldDeadlock,
+    /// Sleeping on the lock failed in the kernel (`futex(2)` returned an unexpected
+    /// error); nothing was read or written. See [`LockError::Os`].
+    #[error("sleeping on the lock failed in the kernel (futex); nothing was read or written")]
+    Os(#[source] std::io::Error),
 }
+
+impl Clone for AccessError {
+    fn clone(&self) -> Self {
+        match self {
+            AccessError::OutOfRange(e) => AccessError::OutOfRange(*e),
+            AccessError::WrongLength { expected, found } => AccessError::WrongLength {
+                expected: *expected,
+                found: *found,
+            },
+            AccessError::OwnerDied => AccessError::OwnerDied,
+            AccessError::Poisoned => AccessError::Poisoned,
+            AccessError::Timeout => AccessError::Timeout,
+            AccessError::WouldBlock => AccessError::WouldBlock,
+            AccessError::WouldDeadlock => AccessError::WouldDeadlock,
+            AccessError::Os(e) => AccessError::Os(clone_os(e)),
+        }
+    }
+}
+
+impl PartialEq for AccessError {
+    fn eq(&self, other: &Self) -> bool {
+        use AccessError::*;
+        match (self, other) {
+            (OutOfRange(a), OutOfRange(b)) => a == b,
+            (
+                WrongLength { expected, found },
+                WrongLength {
+                    expected: e2,
+                    found: f2,
+                },
+            ) => expected == e2 && found == f2,
+            (Os(a), Os(b)) => same_os(a, b),
+            _ => std::mem::discriminant(self) == std::mem::discriminant(other),
+        }
+    }
+}
+
+impl Eq for AccessError {}
 
 impl<G> From<LockError<G>> for AccessError {
     fn from(e: LockError<G>) -> Self {
@@ -243,7 +287,26 @@ impl<G> From<LockError<G>> for AccessError {
             LockError::Poisoned(_) => AccessError::Poisoned,
             LockError::Timeout => AccessError::Timeout,
             LockError::WouldBlock => AccessError::WouldBlock,
+            LockError::Os(e) => AccessError::Os(e),
             _ => AccessError::WouldDeadlock,
         }
+    }
+}
+
+/// A copy of an `Os` error: the same OS error code (kind and message follow from it).
+pub(crate) fn clone_os(e: &std::io::Error) -> std::io::Error {
+    match e.raw_os_error() {
+        Some(code) => std::io::Error::from_raw_os_error(code),
+        None => std::io::Error::new(e.kind(), e.to_string()),
+    }
+}
+
+/// Whether two `Os` errors are the same: the same OS error code, or (without codes)
+/// the same kind and message.
+pub(crate) fn same_os(a: &std::io::Error, b: &std::io::Error) -> bool {
+    match (a.raw_os_error(), b.raw_os_error()) {
+        (Some(x), Some(y)) => x == y,
+        (None, None) => a.kind() == b.kind() && a.to_string() == b.to_string(),
+        _ => false,
     }
 }

@@ -271,6 +271,10 @@ pub enum PutError<T> {
     /// rewound), but the put may have overwritten an item in flight of another
     /// producer. Make every process of the queue share one pid namespace.
     ClaimLost(T),
+    /// Sleeping until room is free failed in the kernel (`futex(2)` returned an
+    /// unexpected error); the item was not put. The `io::Error` is the source; see
+    /// [`shmkit_sync::LockError::Os`].
+    Os(T, std::io::Error),
 }
 
 impl<T> PutError<T> {
@@ -292,6 +296,7 @@ impl<T> PutError<T> {
             | PutError::Closed(v)
             | PutError::Timeout(v)
             | PutError::ClaimLost(v) => v,
+            PutError::Os(v, _) => v,
         }
     }
 }
@@ -303,6 +308,7 @@ impl<T> std::fmt::Debug for PutError<T> {
             PutError::Closed(_) => f.write_str("Closed(..)"),
             PutError::Timeout(_) => f.write_str("Timeout(..)"),
             PutError::ClaimLost(_) => f.write_str("ClaimLost(..)"),
+            PutError::Os(_, e) => f.debug_tuple("Os").field(&"..").field(e).finish(),
         }
     }
 }
@@ -320,11 +326,21 @@ impl<T> std::fmt::Display for PutError<T> {
                  filling, so the item was not put: make every process of the queue share \
                  one pid namespace"
             }
+            PutError::Os(..) => {
+                "sleeping until the queue has room failed in the kernel (futex); the item was not put"
+            }
         })
     }
 }
 
-impl<T> std::error::Error for PutError<T> {}
+impl<T> std::error::Error for PutError<T> {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            PutError::Os(_, e) => Some(e),
+            _ => None,
+        }
+    }
+}
 
 /// Why a get failed.
 ///
@@ -340,7 +356,9 @@ impl<T> std::error::Error for PutError<T> {}
 /// assert_eq!(q.get(), Err(GetError::Closed)); // stop consuming
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+///
+/// `Clone` and `PartialEq` treat an `Os` error by its OS error code.
+#[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum GetError {
     /// `try_get`: the queue is empty.
@@ -359,7 +377,34 @@ pub enum GetError {
     /// rewound). Make every process of the queue share one pid namespace.
     #[error("another process judged this one dead and took over the queue slot it was reading, so its item was given up as lost: make every process of the queue share one pid namespace")]
     ClaimLost,
+    /// Sleeping until an item arrives failed in the kernel (`futex(2)` returned an
+    /// unexpected error); nothing was taken. See [`shmkit_sync::LockError::Os`].
+    #[error("sleeping until an item arrives failed in the kernel (futex); nothing was taken")]
+    Os(#[source] std::io::Error),
 }
+
+impl Clone for GetError {
+    fn clone(&self) -> Self {
+        match self {
+            GetError::Empty => GetError::Empty,
+            GetError::Closed => GetError::Closed,
+            GetError::Timeout => GetError::Timeout,
+            GetError::ClaimLost => GetError::ClaimLost,
+            GetError::Os(e) => GetError::Os(crate::error::clone_os(e)),
+        }
+    }
+}
+
+impl PartialEq for GetError {
+    fn eq(&self, other: &Self) -> bool {
+        match (self, other) {
+            (GetError::Os(a), GetError::Os(b)) => crate::error::same_os(a, b),
+            _ => std::mem::discriminant(self) == std::mem::discriminant(other),
+        }
+    }
+}
+
+impl Eq for GetError {}
 
 /// What one non-blocking attempt found.
 enum Attempt<T> {
@@ -1392,13 +1437,16 @@ impl<T: bytemuck::Pod> Queue<T> {
                 }
             }
             let h = self.hdr();
-            self.sleep(&h.wait.putters, &h.wait.put_event, deadline, || {
+            let slept = self.sleep(&h.wait.putters, &h.wait.put_event, deadline, || {
                 // The re-check: is the slot at the enqueue position free for it?
                 let pos = h.enq.pos.load(Ordering::Relaxed);
                 let s = self.slot(pos).stamp.load(Ordering::Acquire);
                 ticket(s).wrapping_sub(pos as u32) as i32 >= 0
                     || h.meta.closed.load(Ordering::Relaxed) != 0
             });
+            if let Err(e) = slept {
+                return Err(PutError::Os(v, e));
+            }
         }
     }
 
@@ -1445,33 +1493,38 @@ impl<T: bytemuck::Pod> Queue<T> {
                 let s = self.slot(pos).stamp.load(Ordering::Acquire);
                 let d = ticket(s).wrapping_sub(pos as u32) as i32;
                 d > 0 || (d == 0 && state(s) != FREE) || h.meta.closed.load(Ordering::Relaxed) != 0
-            });
+            })
+            .map_err(GetError::Os)?;
         }
     }
 
-    /// Registers as a waiter, re-checks, sleeps one slice at most.
+    /// Registers as a waiter, re-checks, sleeps one slice at most. An error is the
+    /// futex's, which the caller returns (retrying it would spin).
     fn sleep(
         &self,
         waiters: &AtomicU32,
         event: &AtomicU32,
         deadline: Option<Deadline>,
         ready: impl Fn() -> bool,
-    ) {
+    ) -> std::io::Result<()> {
         // The fetch_add and fence pair with `notify`'s fence (Dekker).
         waiters.fetch_add(1, Ordering::SeqCst);
         fence(Ordering::SeqCst);
         // Acquire: pairs with the Release bump in `notify`.
         let ev = event.load(Ordering::Acquire);
-        if !ready() {
+        let slept = if ready() {
+            Ok(())
+        } else {
             let slice = Deadline::after(QUEUE_SLEEP_SLICE);
             let until = match deadline {
                 Some(d) if d < slice => d,
                 _ => slice,
             };
-            futex_wait(event, ev, Some(&until));
-        }
+            futex_wait(event, ev, Some(&until))
+        };
         // Relaxed: a stale count only costs one unneeded wake.
         waiters.fetch_sub(1, Ordering::Relaxed);
+        slept
     }
 }
 

@@ -293,6 +293,10 @@ pub enum WriteError {
         /// What was found wrong.
         what: &'static str,
     },
+    /// Sleeping until space is free failed in the kernel (`futex(2)` returned an
+    /// unexpected error); nothing was written. See [`shmkit_sync::LockError::Os`].
+    #[error("sleeping until the ring has space failed in the kernel (futex); nothing was written")]
+    Os(#[source] std::io::Error),
 }
 
 /// Why a read failed.
@@ -347,6 +351,10 @@ pub enum ReadError {
         /// What was found wrong.
         what: &'static str,
     },
+    /// Sleeping until a message arrives failed in the kernel (`futex(2)` returned an
+    /// unexpected error); nothing was read. See [`shmkit_sync::LockError::Os`].
+    #[error("sleeping until a message arrives failed in the kernel (futex); nothing was read")]
+    Os(#[source] std::io::Error),
 }
 
 /// How long an operation may wait.
@@ -1322,7 +1330,8 @@ impl Ring {
                     self.cap.wrapping_sub(self.tail.wrapping_sub(head)) >= need
                         || h.meta.reader.word() != reader
                 },
-            );
+            )
+            .map_err(WriteError::Os)?;
             if self.refresh_head()? >= need {
                 return Ok(());
             }
@@ -1330,13 +1339,14 @@ impl Ring {
     }
 
     /// Raises `flag`, re-checks `ready`, and sleeps on `event` for at most one slice
-    /// (or until `deadline`). Returns whether `ready` held before sleeping.
+    /// (or until `deadline`). Returns whether `ready` held before sleeping, or the
+    /// futex's error (which the caller returns: retrying it would spin).
     fn sleep_until(
         flag: &AtomicU32,
         event: &AtomicU32,
         deadline: Option<Deadline>,
         ready: impl Fn() -> bool,
-    ) -> bool {
+    ) -> std::io::Result<bool> {
         flag.store(1, Ordering::Relaxed);
         // SeqCst fence: pairs with the one in `wake_if_sleeping` (see there).
         fence(Ordering::SeqCst);
@@ -1344,17 +1354,19 @@ impl Ring {
         // the re-check so that a wake after the re-check changes the value we sleep on.
         let ev = event.load(Ordering::Acquire);
         let was_ready = ready();
-        if !was_ready {
+        let slept = if was_ready {
+            Ok(())
+        } else {
             let slice = Deadline::after(SLEEP_SLICE);
             let until = match deadline {
                 Some(d) if d < slice => d,
                 _ => slice,
             };
-            futex_wait(event, ev, Some(&until));
-        }
+            futex_wait(event, ev, Some(&until))
+        };
         // Relaxed: a stale 1 only costs the peer one unneeded wake.
         flag.store(0, Ordering::Relaxed);
-        was_ready
+        slept.map(|()| was_ready)
     }
 
     // ----- reader -----
@@ -1600,7 +1612,7 @@ impl Ring {
         loop {
             let h = self.hdr();
             let head = self.head;
-            let _ = Self::sleep_until(
+            Self::sleep_until(
                 &h.sleep.reader_sleeping,
                 &h.sleep.data_event,
                 deadline,
@@ -1609,7 +1621,8 @@ impl Ring {
                     h.tail.tail.load(Ordering::Acquire) != head
                         || h.meta.closed.load(Ordering::Acquire) != 0
                 },
-            );
+            )
+            .map_err(ReadError::Os)?;
             if self.refresh_tail()? > 0 {
                 return Ok(());
             }

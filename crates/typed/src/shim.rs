@@ -26,9 +26,15 @@ impl Deadline {
 }
 
 /// Sleeps while `*word == expected` (or until `deadline`); spurious returns allowed.
+/// An error means the futex cannot be slept on at all: callers return it as their
+/// `Os` error and never retry it (a retry fails at once again: a hot loop).
 #[cfg(not(loom))]
-pub(crate) fn futex_wait(word: &AtomicU32, expected: u32, deadline: Option<&Deadline>) {
-    let _ = shmkit_sync::futex::wait(word, expected, deadline);
+pub(crate) fn futex_wait(
+    word: &AtomicU32,
+    expected: u32,
+    deadline: Option<&Deadline>,
+) -> std::io::Result<()> {
+    shmkit_sync::futex::wait(word, expected, deadline).map(drop)
 }
 
 /// Wakes up to `n` sleepers on `word`.
@@ -42,11 +48,16 @@ pub(crate) fn futex_wake(word: &AtomicU32, n: u32) {
 /// leaves the waiter spinning for ever, which loom reports (it exceeds the model's
 /// branch limit), instead of passing unnoticed as one more loop turn.
 #[cfg(loom)]
-pub(crate) fn futex_wait(word: &AtomicU32, expected: u32, _deadline: Option<&Deadline>) {
+pub(crate) fn futex_wait(
+    word: &AtomicU32,
+    expected: u32,
+    _deadline: Option<&Deadline>,
+) -> std::io::Result<()> {
     // Relaxed: the caller re-reads what it waits for after waking.
     while word.load(Ordering::Relaxed) == expected {
         loom::thread::yield_now();
     }
+    Ok(())
 }
 
 /// Under loom a wake is a no-op: the waker's bump of the word is what ends a wait.

@@ -141,3 +141,83 @@ fn a_corrupted_length_is_reported_not_trusted() {
         Err(OpenError::Corrupt { .. })
     ));
 }
+
+/// docs/layout.md's formula for a `SharedArray<T>` of `n` elements, spelled exactly as
+/// written there: `D = max(64, A)`, elements at `D + round_up(16, A)`,
+/// `payload_size = D + round_up(round_up(16, A) + n * S, max(8, A))`.
+fn documented_layout<T>(n: usize) -> (usize, usize) {
+    let round_up = |x: usize, to: usize| x.div_ceil(to) * to;
+    let (a, s) = (std::mem::align_of::<T>(), std::mem::size_of::<T>());
+    let d = a.max(64);
+    let elements_at = d + round_up(16, a);
+    let payload_size = d + round_up(round_up(16, a) + n * s, a.max(8));
+    (elements_at, payload_size)
+}
+
+/// Where the elements start and how large the payload is, as the code lays them out.
+fn actual_layout<T: bytemuck::Pod>(n: usize) -> (usize, usize) {
+    let a = SharedArray::<T>::anonymous(n).expect("anonymous array");
+    let base = a.segment().payload_ptr() as usize;
+    let guard = a.lock().map_err(|e| e.to_string()).expect("lock");
+    let elements_at = guard.as_ptr() as usize - base;
+    drop(guard);
+    (elements_at, a.segment().payload_len())
+}
+
+#[test]
+fn payload_size_is_the_documented_formula() {
+    #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+    #[repr(C, align(32))]
+    struct Align32([u8; 32]);
+    #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+    #[repr(C, align(128))]
+    struct Align128([u8; 128]);
+    #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+    #[repr(C)]
+    struct Odd([u8; 3]);
+    for n in [1, 2, 3, 5, 8, 100, 1001] {
+        assert_eq!(
+            actual_layout::<u8>(n),
+            documented_layout::<u8>(n),
+            "u8 x {n}"
+        );
+        assert_eq!(
+            actual_layout::<u16>(n),
+            documented_layout::<u16>(n),
+            "u16 x {n}"
+        );
+        assert_eq!(
+            actual_layout::<u32>(n),
+            documented_layout::<u32>(n),
+            "u32 x {n}"
+        );
+        assert_eq!(
+            actual_layout::<f64>(n),
+            documented_layout::<f64>(n),
+            "f64 x {n}"
+        );
+        assert_eq!(
+            actual_layout::<u128>(n),
+            documented_layout::<u128>(n),
+            "u128 x {n}"
+        );
+        assert_eq!(
+            actual_layout::<Odd>(n),
+            documented_layout::<Odd>(n),
+            "[u8; 3] x {n}"
+        );
+        assert_eq!(
+            actual_layout::<Align32>(n),
+            documented_layout::<Align32>(n),
+            "align 32 x {n}"
+        );
+        assert_eq!(
+            actual_layout::<Align128>(n),
+            documented_layout::<Align128>(n),
+            "align 128 x {n}"
+        );
+    }
+    // Spot values a C or Python reader can check by hand.
+    assert_eq!(documented_layout::<f64>(10), (80, 64 + 96));
+    assert_eq!(documented_layout::<u8>(3), (80, 64 + 24));
+}
