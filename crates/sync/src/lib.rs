@@ -62,4 +62,4 @@ pub use futex::Deadline;
 pub use mutex::{Acquired, Mutex, MutexGuard, RawMutex, OWNER_CHECK_INTERVAL};
 pub use named_lock::{NamedLock, NamedLockGuard};
 pub use rwlock::{RawRwLock, RwLock, RwLockReadGuard, RwLockResult, RwLockWriteGuard};
-pub use semaphore::Semaphore;
+pub use semaphore::{Semaphore, SemaphorePermit};
