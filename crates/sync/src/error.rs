@@ -265,6 +265,17 @@ pub enum BarrierError {
     /// party arrived, like Python's `BrokenBarrierError`. Call `reset()` to reuse it.
     #[error("the barrier is broken (a party timed out or aborted); reset() it before reuse")]
     Broken,
+    /// A party process (recorded when it first waited) died, exited or was replaced
+    /// by another process under its pid before arriving, so the round can never
+    /// complete. The barrier is broken (later waits report this too) until `reset()`.
+    #[error(
+        "a barrier party (pid {pid}) died before arriving; the barrier is broken: reset() it \
+         (while nobody waits) before reuse"
+    )]
+    PartyDied {
+        /// The pid of the dead party.
+        pid: u32,
+    },
 }
 
 /// Errors of [`FileLock`](crate::FileLock) operations.
