@@ -1290,15 +1290,16 @@ mod loom_tests {
     fn loom_rwlock_dead_reader_is_reclaimed_once() {
         model(|| {
             const DEAD: u64 = 99;
-            let l = Arc::new((RawRwLock::new(), UnsafeCell::new(0u32)));
-            l.0.state.store(READ_LOCKED, Relaxed);
-            l.0.readers[0].store(DEAD, Relaxed);
-            let probe_lock = l.clone();
+            let lock = Arc::new(RawRwLock::new());
+            lock.state.store(READ_LOCKED, Relaxed);
+            lock.readers[0].store(DEAD, Relaxed);
+            let probe_lock = lock.clone();
             // A timed sleep ends at once while the dead reader's slot is still there
             // ("the next liveness check finds it dead").
             let kernel = Kernel::with_dead_probe(vec![DEAD as u32], move |_| {
-                probe_lock.0.readers[0].load(Relaxed) == DEAD
+                probe_lock.readers[0].load(Relaxed) == DEAD
             });
+            let l = Arc::new((lock, UnsafeCell::new(0u32)));
             let reader = {
                 let (l, w) = (l.clone(), waiter(&kernel, 1));
                 loom::thread::spawn(move || {
