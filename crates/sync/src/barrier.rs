@@ -340,21 +340,24 @@ impl Barrier {
         {
             return Some(s);
         }
+        // `arrived_in` is reset only once the slot is ours (never in a slot another
+        // process may have just won).
         for s in &self.party_slots {
-            if s.ident.load(Relaxed) == 0 {
+            if s.ident.load(Relaxed) == 0
+                && s.ident.compare_exchange(0, me, Relaxed, Relaxed).is_ok()
+            {
                 s.arrived_in.store(0, Relaxed);
-                if s.ident.compare_exchange(0, me, Relaxed, Relaxed).is_ok() {
-                    return Some(s);
-                }
+                return Some(s);
             }
         }
         for s in &self.party_slots {
             let v = s.ident.load(Relaxed);
-            if v != 0 && !Self::alive(w, v) {
+            if v != 0
+                && !Self::alive(w, v)
+                && s.ident.compare_exchange(v, me, Relaxed, Relaxed).is_ok()
+            {
                 s.arrived_in.store(0, Relaxed);
-                if s.ident.compare_exchange(v, me, Relaxed, Relaxed).is_ok() {
-                    return Some(s);
-                }
+                return Some(s);
             }
         }
         None
