@@ -5,20 +5,70 @@
 //! `generation` is the futex word: `round << 1 | BROKEN`. The last arrival resets the
 //! count and advances the round (Release), waking all; a waiter that times out sets
 //! `BROKEN` (only if its round is still current), waking all.
+//!
+//! # A party that dies
+//! A barrier learns its parties as they wait: each waiting *process* (pid + start
+//! time; threads of one process share it) records itself in one of
+//! [`PARTY_SLOTS`](Barrier::PARTY_SLOTS) (16) party slots on its first wait (or on
+//! [`register`](Barrier::register)), and on every wait notes the round it arrived in.
+//! Waiters sleep in slices of [`OWNER_CHECK_INTERVAL`](crate::OWNER_CHECK_INTERVAL), as
+//! the [`Mutex`](crate::Mutex)'s do; when a slice ends with the round still open, a
+//! waiter checks the recorded parties that have not arrived in this round, and if one
+//! is dead (killed, exited, or its pid now names another process) it breaks the
+//! barrier: every waiter gets [`BarrierError::PartyDied`] naming that pid, and so does
+//! every later `wait` until [`reset`](Barrier::reset), like a timed-out barrier.
+//!
+//! Not covered (docs/reliability.md): a process that dies before its first wait (and
+//! did not `register`) is unknown, so waiters wait until their timeout; so is a 17th
+//! and later process when 16 others hold the slots; a process killed in the few
+//! instructions between noting its round and counting its arrival looks arrived. A
+//! party that leaves for good is reported as dead too: to replace a party by a new
+//! process, `reset` the barrier while nobody waits (reset forgets the parties).
 
 use std::time::Duration;
 
-use crate::atomic::{AtomicU32, Ordering::*};
+use crate::atomic::{AtomicU32, AtomicU64, Ordering::*};
 use crate::error::BarrierError;
 use crate::futex::{Deadline, WaitOutcome};
+use crate::mutex::OWNER_CHECK_INTERVAL;
+use crate::owner::{ident_start, OwnerIdent};
 use crate::wait::{spin_until, Futex, Waiter};
 
 const BROKEN: u32 = 1;
 const ROUND: u32 = 2;
+/// Set in a party slot's `arrived_in` (whose generation never has `BROKEN` set), so
+/// that the zeroed "never arrived" value never equals an arrival.
+const ARRIVED: u32 = 1;
 
-/// A barrier for a fixed number of parties. `#[repr(C)]`, 16 bytes, pointer-free,
-/// `Sync`. Not valid when zeroed (0 parties): use [`Barrier::new`] or
-/// [`Barrier::init_in_place`].
+/// One party slot. `#[repr(C)]`, 16 bytes, align 8.
+#[repr(C)]
+#[derive(Debug)]
+struct PartySlot {
+    /// `start_time_low32 << 32 | pid` of a process that waits on the barrier; 0 = free.
+    ident: AtomicU64,
+    /// `generation | ARRIVED` of the round it last arrived in; 0 = none yet.
+    arrived_in: AtomicU32,
+    _reserved: AtomicU32,
+}
+
+impl PartySlot {
+    fn new() -> Self {
+        PartySlot {
+            ident: AtomicU64::new(0),
+            arrived_in: AtomicU32::new(0),
+            _reserved: AtomicU32::new(0),
+        }
+    }
+}
+
+/// A barrier for a fixed number of parties. `#[repr(C)]`, 272 bytes, align 8,
+/// pointer-free, `Sync`: the 16-byte counter words, then
+/// [`PARTY_SLOTS`](Self::PARTY_SLOTS) 16-byte party slots (docs/layout.md; the layout
+/// grew from 16 bytes when party slots were added). Not valid when zeroed (0 parties):
+/// use [`Barrier::new`] or [`Barrier::init_in_place`].
+///
+/// A party process that dies before arriving breaks the barrier with
+/// [`BarrierError::PartyDied`] (see the module docs).
 ///
 /// # Examples
 /// ```
@@ -49,13 +99,25 @@ pub struct Barrier {
     generation: AtomicU32,
     /// Number of parties.
     parties: AtomicU32,
-    _reserved: AtomicU32,
+    /// The pid of the party whose death broke the barrier; 0 = none.
+    dead_party: AtomicU32,
+    /// The processes known to wait on this barrier.
+    party_slots: [PartySlot; Barrier::PARTY_SLOTS],
 }
 
 #[cfg(not(loom))]
-const _: () = assert!(std::mem::size_of::<Barrier>() == 16);
+const _: () = assert!(std::mem::size_of::<Barrier>() == 16 + 16 * Barrier::PARTY_SLOTS);
+#[cfg(not(loom))]
+const _: () = assert!(std::mem::align_of::<Barrier>() == 8);
 
 impl Barrier {
+    /// How many party processes are recorded (and so reported if they die).
+    #[cfg(not(loom))]
+    pub const PARTY_SLOTS: usize = 16;
+    /// Under loom every slot probe is a schedule point: keep models small.
+    #[cfg(loom)]
+    pub const PARTY_SLOTS: usize = 3;
+
     /// A barrier for `parties` parties.
     ///
     /// # Panics
@@ -77,7 +139,8 @@ impl Barrier {
             arrived: AtomicU32::new(0),
             generation: AtomicU32::new(0),
             parties: AtomicU32::new(parties),
-            _reserved: AtomicU32::new(0),
+            dead_party: AtomicU32::new(0),
+            party_slots: std::array::from_fn(|_| PartySlot::new()),
         }
     }
 
@@ -154,7 +217,9 @@ impl Barrier {
     /// (`0..parties`).
     ///
     /// # Errors
-    /// [`BarrierError::Broken`] if the barrier is or becomes broken.
+    /// [`BarrierError::PartyDied`] if a party process died before arriving (now or
+    /// since the barrier broke); [`BarrierError::Broken`] if the barrier is or becomes
+    /// broken otherwise.
     ///
     /// # Examples
     /// ```
@@ -177,7 +242,8 @@ impl Barrier {
     /// parties do not arrive within `timeout`.
     ///
     /// # Errors
-    /// [`BarrierError::Broken`] on timeout or if the barrier is broken.
+    /// [`BarrierError::Broken`] on timeout or if the barrier is broken;
+    /// [`BarrierError::PartyDied`] as for [`wait`](Self::wait).
     ///
     /// # Examples
     /// ```
@@ -211,8 +277,8 @@ impl Barrier {
         self.abort_with(&Futex)
     }
 
-    /// Makes a broken (or used) barrier fresh again. Call it only while no party is
-    /// waiting.
+    /// Makes a broken (or used) barrier fresh again, and forgets its parties (they are
+    /// learned again from their next wait). Call it only while no party is waiting.
     ///
     /// # Examples
     /// ```
@@ -233,16 +299,135 @@ impl Barrier {
         // Relaxed: nobody is waiting (documented precondition); the Release below
         // publishes the reset count with the new round.
         self.arrived.store(0, Relaxed);
+        self.dead_party.store(0, Relaxed);
+        for slot in &self.party_slots {
+            slot.ident.store(0, Relaxed);
+            slot.arrived_in.store(0, Relaxed);
+        }
         let g = self.generation.load(Relaxed);
         self.generation
             .store((g & !BROKEN).wrapping_add(ROUND), Release);
         Futex.wake(&self.generation, u32::MAX);
     }
 
+    /// Records this process as a party before its first wait, so that its death is
+    /// reported to the waiters even if it dies before ever waiting. Waiting records it
+    /// too; calling this again does nothing. Returns false if all
+    /// [`PARTY_SLOTS`](Self::PARTY_SLOTS) hold other live processes (then its death is
+    /// not reported).
+    ///
+    /// # Examples
+    /// ```
+    /// use shmkit_sync::Barrier;
+    ///
+    /// let b = Barrier::new(2);
+    /// assert!(b.register()); // known as a party from now on
+    /// assert!(b.register()); // idempotent
+    /// ```
+    pub fn register(&self) -> bool {
+        self.party_slot(&Futex, Futex.process()).is_some()
+    }
+
+    /// The party slot of process `me`: its own, else a free one, else one whose process
+    /// is dead (a replacement takes its place). `None` if all hold live others.
+    fn party_slot<W: Waiter>(&self, w: &W, me: OwnerIdent) -> Option<&PartySlot> {
+        // Relaxed throughout: the slots publish no data; a party's own slot is only
+        // ever written by that party's process (or a reclaimer once it is dead).
+        if let Some(s) = self
+            .party_slots
+            .iter()
+            .find(|s| s.ident.load(Relaxed) == me)
+        {
+            return Some(s);
+        }
+        // `arrived_in` is reset only once the slot is ours (never in a slot another
+        // process may have just won).
+        for s in &self.party_slots {
+            if s.ident.load(Relaxed) == 0
+                && s.ident.compare_exchange(0, me, Relaxed, Relaxed).is_ok()
+            {
+                s.arrived_in.store(0, Relaxed);
+                return Some(s);
+            }
+        }
+        for s in &self.party_slots {
+            let v = s.ident.load(Relaxed);
+            if v != 0
+                && !Self::alive(w, v)
+                && s.ident.compare_exchange(v, me, Relaxed, Relaxed).is_ok()
+            {
+                s.arrived_in.store(0, Relaxed);
+                return Some(s);
+            }
+        }
+        None
+    }
+
+    fn alive<W: Waiter>(w: &W, ident: OwnerIdent) -> bool {
+        let start = (ident_start(ident) != 0).then(|| ident_start(ident));
+        w.owner_alive(ident as u32, start)
+    }
+
+    /// A recorded party that has not arrived in round `gen` and is dead, if any: its pid.
+    #[cold]
+    fn dead_party_in<W: Waiter>(&self, w: &W, gen: u32) -> Option<u32> {
+        for s in &self.party_slots {
+            // Relaxed: a dead process's stores were made before the kernel tore it
+            // down, and the /proc read that tells us it is dead comes after; a live
+            // party's slot is only a hint here (it is re-read below).
+            let v = s.ident.load(Relaxed);
+            if v == 0 || s.arrived_in.load(Relaxed) == gen | ARRIVED || Self::alive(w, v) {
+                continue;
+            }
+            // Still that dead process, still not arrived (a replacement may have taken
+            // the slot meanwhile).
+            if s.ident.load(Relaxed) == v && s.arrived_in.load(Relaxed) != gen | ARRIVED {
+                return Some(v as u32);
+            }
+        }
+        None
+    }
+
+    /// The error for a broken barrier: `PartyDied` if a death broke it.
+    fn broken_error(&self) -> BarrierError {
+        // Relaxed: stored before the Release CAS that set BROKEN, which the caller's
+        // Acquire load of `generation` saw.
+        match self.dead_party.load(Relaxed) {
+            0 => BarrierError::Broken,
+            pid => BarrierError::PartyDied { pid },
+        }
+    }
+
     fn abort_with<W: Waiter>(&self, w: &W) {
         // Relaxed: breaking publishes no data.
         self.generation.fetch_or(BROKEN, Relaxed);
         w.wake(&self.generation, u32::MAX);
+    }
+
+    /// Breaks round `gen` because party `pid` died; `None` if the round had already
+    /// ended or broken (the caller's loop then sees how).
+    fn break_for_death<W: Waiter>(&self, w: &W, gen: u32, pid: u32) -> Option<BarrierError> {
+        // Relaxed: published by the Release CAS below. Only the first death is kept.
+        let _ = self.dead_party.compare_exchange(0, pid, Relaxed, Relaxed);
+        // Release: publishes `dead_party` to the waiters' Acquire load of the BROKEN
+        // generation.
+        match self
+            .generation
+            .compare_exchange(gen, gen | BROKEN, Release, Relaxed)
+        {
+            Ok(_) => {
+                w.wake(&self.generation, u32::MAX);
+                Some(self.broken_error())
+            }
+            Err(g) => {
+                if g & BROKEN == 0 {
+                    // The round completed after all (the party had arrived): forget
+                    // the death we noted. (Relaxed: as above.)
+                    let _ = self.dead_party.compare_exchange(pid, 0, Relaxed, Relaxed);
+                }
+                None
+            }
+        }
     }
 
     pub(crate) fn wait_with<W: Waiter>(
@@ -254,7 +439,12 @@ impl Barrier {
         // count reset is visible before we add to it.
         let gen = self.generation.load(Acquire);
         if gen & BROKEN != 0 {
-            return Err(BarrierError::Broken);
+            return Err(self.broken_error());
+        }
+        if let Some(slot) = self.party_slot(w, w.process()) {
+            // Relaxed: published with our arrival by the AcqRel fetch_add below; a
+            // checker reads it only for a dead party (see dead_party_in).
+            slot.arrived_in.store(gen | ARRIVED, Relaxed);
         }
         // AcqRel: Release publishes our pre-barrier writes to the last arrival, Acquire
         // lets the last arrival see everyone's.
@@ -278,17 +468,33 @@ impl Barrier {
         loop {
             let g = spin_until(&self.generation, |g| g != gen);
             if g == gen | BROKEN {
-                return Err(BarrierError::Broken);
+                // Acquire: pairs with the breaker's Release, for `dead_party`.
+                let _ = self.generation.load(Acquire);
+                return Err(self.broken_error());
             }
             if g != gen {
                 // Acquire: pairs with the last arrival's Release.
                 let _ = self.generation.load(Acquire);
                 return Ok(idx as usize);
             }
-            let out = w.wait(&self.generation, gen, deadline);
-            let give_up = match out {
+            // Sleep in slices, as the Mutex's waiters do, to check the parties.
+            let slice = Deadline::after(OWNER_CHECK_INTERVAL);
+            let until = match deadline {
+                Some(d) if *d < slice => d,
+                _ => &slice,
+            };
+            let give_up = match w.wait(&self.generation, gen, Some(until)) {
                 Ok(WaitOutcome::TimedOut) if deadline.is_some_and(Deadline::has_passed) => {
                     BarrierError::Broken
+                }
+                Ok(WaitOutcome::TimedOut) => {
+                    // A slice ended: is a party that has not arrived dead?
+                    if let Some(pid) = self.dead_party_in(w, gen) {
+                        if let Some(e) = self.break_for_death(w, gen, pid) {
+                            return Err(e);
+                        }
+                    }
+                    continue;
                 }
                 Ok(_) => continue,
                 // A failing wait is never retried (a retry would fail at once): leave
@@ -344,6 +550,31 @@ mod loom_tests {
                 seen |= 1 << p.join().unwrap();
             }
             assert_eq!(seen, 0b111);
+        });
+    }
+
+    /// A recorded party is dead and has not arrived: both live waiters are released
+    /// with `PartyDied` naming it (one breaks the barrier, the other sees why), and
+    /// the barrier stays broken.
+    #[test]
+    fn loom_barrier_dead_party_is_reported_to_every_waiter() {
+        let mut b = loom::model::Builder::new();
+        b.preemption_bound = Some(3);
+        b.check(|| {
+            const DEAD: u64 = 99;
+            // Timed sleeps end at once: every liveness check finds the dead party.
+            let kernel = Kernel::with_dead_probe(vec![DEAD as u32], |_| true);
+            let barrier = Arc::new(Barrier::new(3));
+            barrier.party_slots[0].ident.store(DEAD, Relaxed);
+            let other = {
+                let (barrier, kernel) = (barrier.clone(), kernel.clone());
+                loom::thread::spawn(move || barrier.wait_with(&LoomWaiter { kernel, me: 1 }, None))
+            };
+            let mine = barrier.wait_with(&LoomWaiter { kernel, me: 2 }, None);
+            let died = Err(BarrierError::PartyDied { pid: DEAD as u32 });
+            assert_eq!(mine, died);
+            assert_eq!(other.join().unwrap(), died);
+            assert!(barrier.is_broken());
         });
     }
 }

@@ -388,12 +388,24 @@ pub enum BarrierError {
     /// [`LockError::Os`].
     #[error("{OS_WAIT_FAILED}")]
     Os(#[source] io::Error),
+    /// A party process (recorded when it first waited) died, exited or was replaced
+    /// by another process under its pid before arriving, so the round can never
+    /// complete. The barrier is broken (later waits report this too) until `reset()`.
+    #[error(
+        "a barrier party (pid {pid}) died before arriving; the barrier is broken: reset() it \
+         (while nobody waits) before reuse"
+    )]
+    PartyDied {
+        /// The pid of the dead party.
+        pid: u32,
+    },
 }
 
 impl Clone for BarrierError {
     fn clone(&self) -> Self {
         match self {
             BarrierError::Broken => BarrierError::Broken,
+            BarrierError::PartyDied { pid } => BarrierError::PartyDied { pid: *pid },
             BarrierError::Os(e) => BarrierError::Os(clone_os(e)),
         }
     }
@@ -403,6 +415,7 @@ impl PartialEq for BarrierError {
     fn eq(&self, other: &Self) -> bool {
         match (self, other) {
             (BarrierError::Broken, BarrierError::Broken) => true,
+            (BarrierError::PartyDied { pid: a }, BarrierError::PartyDied { pid: b }) => a == b,
             (BarrierError::Os(a), BarrierError::Os(b)) => same_os(a, b),
             _ => false,
         }

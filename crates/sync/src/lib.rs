@@ -13,8 +13,10 @@
 //! |---|---|
 //! | [`Mutex`] / [`RawMutex`] | yes: `OwnerDied(guard)`, then `make_consistent()` or `Poisoned` |
 //! | [`FileLock`], [`NamedLock`] | yes: the kernel releases them |
-//! | [`RwLock`] / [`RawRwLock`] | a dead *writer*: yes (`OwnerDied` to a waiting writer, else `Poisoned`); a dead reader: no |
-//! | [`Semaphore`], [`Barrier`], [`Event`], [`Condvar`] | no: they have no owner identity (as Python's) |
+//! | [`RwLock`] / [`RawRwLock`] | a dead *writer*: yes (`OwnerDied` to a waiting writer, else `Poisoned`); a dead *reader*: its read lock is given back (up to 16 read holders at once are recorded) |
+//! | [`Semaphore`] | permits taken with [`acquire_permit`](Semaphore::acquire_permit) come back when their process dies; plain `acquire` permits are ownerless (as Python's) |
+//! | [`Barrier`] | a party process that dies before arriving breaks it with [`BarrierError::PartyDied`] |
+//! | [`Event`], [`Condvar`] | no: they have no owner identity (as Python's) |
 
 //!
 //! # Example: a lock whose holder may die
@@ -63,4 +65,4 @@ pub use futex::Deadline;
 pub use mutex::{Acquired, Mutex, MutexGuard, RawMutex, OWNER_CHECK_INTERVAL};
 pub use named_lock::{NamedLock, NamedLockGuard};
 pub use rwlock::{RawRwLock, RwLock, RwLockReadGuard, RwLockResult, RwLockWriteGuard};
-pub use semaphore::Semaphore;
+pub use semaphore::{Semaphore, SemaphorePermit};

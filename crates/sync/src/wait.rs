@@ -27,6 +27,10 @@ pub(crate) trait Waiter {
     fn owner_alive(&self, tid: u32, start: Option<u32>) -> bool;
     /// The calling thread's identity.
     fn me(&self) -> OwnerIdent;
+    /// The calling process's identity, encoded as a thread's (`start_time_low32 << 32 |
+    /// pid`), for objects held by a process rather than a thread (semaphore permits,
+    /// barrier parties). Its liveness is checked with [`owner_alive`](Self::owner_alive).
+    fn process(&self) -> OwnerIdent;
 }
 
 /// The production waiter: shared futexes, `/proc` liveness, the cached thread identity.
@@ -56,6 +60,11 @@ impl Waiter for Futex {
     fn me(&self) -> OwnerIdent {
         crate::owner::current()
     }
+    #[inline]
+    fn process(&self) -> OwnerIdent {
+        (u64::from(crate::owner::current_start_time()) << 32)
+            | u64::from(crate::owner::current_pid())
+    }
 }
 
 /// Under loom the public API (which uses the default waiter) must still compile; it is
@@ -77,6 +86,9 @@ impl Waiter for Futex {
         true
     }
     fn me(&self) -> OwnerIdent {
+        crate::owner::current()
+    }
+    fn process(&self) -> OwnerIdent {
         crate::owner::current()
     }
 }
@@ -233,6 +245,11 @@ pub(crate) mod loom_model {
         }
 
         fn me(&self) -> OwnerIdent {
+            self.me
+        }
+
+        /// Each model thread stands for a process of its own.
+        fn process(&self) -> OwnerIdent {
             self.me
         }
     }

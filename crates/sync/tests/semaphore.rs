@@ -19,8 +19,9 @@ fn at_most_max_processes_are_inside_at_once() {
     // SAFETY: offset 0 of the region is ours, aligned and unused.
     unsafe { Semaphore::init_in_place(region.as_ptr().cast(), 2, Some(2)) };
     let sem: &Semaphore = at(&region, 0);
-    let inside: &AtomicU32 = at(&region, 64);
-    let most: &AtomicU32 = at(&region, 128);
+    // After the semaphore (144 bytes with its holder slots).
+    let inside: &AtomicU32 = at(&region, 256);
+    let most: &AtomicU32 = at(&region, 320);
     let rounds = stress(2_000, 50_000);
     let children: Vec<_> = (0..6)
         .map(|_| {
@@ -93,4 +94,102 @@ fn a_release_in_one_process_wakes_a_sleeper_in_another() {
         c.join_ok();
     }
     assert_eq!(sem.value(), 0);
+}
+
+#[test]
+fn a_permit_held_by_a_killed_process_is_given_back_to_a_waiter() {
+    let region = SharedRegion::new(4096);
+    // SAFETY: offset 0 of the region is ours, aligned and unused.
+    unsafe { Semaphore::init_in_place(region.as_ptr().cast(), 2, Some(2)) };
+    let sem: &Semaphore = at(&region, 0);
+    let ready = Pipe::new();
+    // The victim holds both permits (two permits of one process share one slot).
+    let mut victim = fork_child(|| {
+        let (Ok(a), Ok(b)) = (sem.acquire_permit(), sem.acquire_permit()) else {
+            return 2;
+        };
+        ready.send(u8::from(a.is_tracked() && b.is_tracked()));
+        std::mem::forget((a, b));
+        loop {
+            std::hint::spin_loop();
+        }
+    });
+    assert_eq!(ready.recv(), Some(1), "the victim's permits are tracked");
+    // A waiter that is already asleep when the holder dies.
+    let started = Pipe::new();
+    let waiter = fork_child(|| {
+        started.send(1);
+        match sem.acquire_permit_timeout(Duration::from_secs(30)) {
+            Ok(_) => 0,
+            Err(_) => 1,
+        }
+    });
+    started.recv_n(1);
+    victim.kill();
+    let _ = victim.wait();
+    waiter.join_ok();
+    // Both permits came back (and the waiter's went back when it dropped it).
+    let p = sem
+        .acquire_permit_timeout(Duration::from_secs(30))
+        .expect("the dead holder's permits are back");
+    assert_eq!(sem.value(), 1);
+    drop(p);
+    assert_eq!(sem.value(), 2);
+}
+
+#[test]
+fn a_permit_holder_that_exits_without_releasing_gives_it_back() {
+    let region = SharedRegion::new(4096);
+    // SAFETY: offset 0 of the region is ours, aligned and unused.
+    unsafe { Semaphore::init_in_place(region.as_ptr().cast(), 1, Some(1)) };
+    let sem: &Semaphore = at(&region, 0);
+    fork_child(|| match sem.acquire_permit() {
+        Ok(p) => {
+            std::mem::forget(p); // exits cleanly with the permit held
+            0
+        }
+        Err(_) => 1,
+    })
+    .join_ok();
+    assert_eq!(sem.try_acquire(), Err(SemaphoreError::WouldBlock));
+    sem.acquire_timeout(Duration::from_secs(30))
+        .expect("the exited holder's permit is back");
+}
+
+#[test]
+fn plain_permits_stay_consumed_when_their_taker_exits() {
+    // `acquire` without a guard is Python's semaphore: a signal consumed by a process
+    // that then exits must not come back.
+    let region = SharedRegion::new(4096);
+    let sem: &Semaphore = at(&region, 0);
+    sem.release().unwrap();
+    fork_child(|| if sem.acquire().is_ok() { 0 } else { 1 }).join_ok();
+    assert_eq!(
+        sem.acquire_timeout(Duration::from_millis(100)),
+        Err(SemaphoreError::Timeout)
+    );
+    assert_eq!(sem.value(), 0);
+}
+
+#[test]
+fn a_permit_copied_into_a_forked_child_is_given_back_once() {
+    let region = SharedRegion::new(4096);
+    // SAFETY: offset 0 of the region is ours, aligned and unused.
+    unsafe { Semaphore::init_in_place(region.as_ptr().cast(), 1, Some(1)) };
+    let sem: &Semaphore = at(&region, 0);
+    let p = sem.acquire_permit().unwrap();
+    let p_ref = &p;
+    // The child drops its copy of the guard: that must not give back the parent's
+    // permit.
+    fork_child(|| {
+        // SAFETY: the child's memory is a copy of the parent's; this moves the child's
+        // copy of the guard out once and drops it (the child `_exit`s, so its `p` is
+        // never dropped a second time).
+        drop(unsafe { std::ptr::read(p_ref) });
+        i32::from(sem.value() != 0)
+    })
+    .join_ok();
+    assert_eq!(sem.value(), 0, "the child's copy gave the permit back");
+    drop(p);
+    assert_eq!(sem.value(), 1);
 }
