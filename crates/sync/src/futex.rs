@@ -257,64 +257,61 @@ pub fn wait(
 }
 
 /// Fault injection for tests of the error paths: makes the next `n` calls of [`wait`]
-/// in this process fail with a chosen errno *without* calling the kernel, exactly as
-/// if `futex(2)` had returned -1 with that errno.
+/// on the calling thread fail with a chosen errno *without* calling the kernel, exactly
+/// as if `futex(2)` had returned -1 with that errno.
 ///
 /// Not part of the API (hidden from the docs, may change at any time). It is always
 /// compiled in because integration tests and other crates' tests need it: its cost
-/// is one relaxed atomic load per futex wait, next to a syscall. The state is
-/// process-global, so a test that uses it should be alone in its test binary (or
-/// serialise with the other tests there) and call [`fault::reset`] when done.
+/// is one thread-local load per futex wait, next to a syscall.
+///
+/// The state is per thread, so a test arming it fails only its own thread's waits,
+/// never those of other tests running beside it in the same test binary (each crate's
+/// integration tests share one binary). A forked child inherits the forking thread's
+/// state, as fork copies that thread. Call [`fault::reset`] when done.
 #[doc(hidden)]
 pub mod fault {
-    use std::sync::atomic::{AtomicI32, AtomicU32, Ordering::Relaxed};
+    use std::cell::Cell;
 
-    /// Waits still to fail (`u32::MAX`: every one, for ever).
-    static REMAINING: AtomicU32 = AtomicU32::new(0);
-    /// The errno the failing waits report.
-    static ERRNO: AtomicI32 = AtomicI32::new(0);
-    /// How many waits failed because of this hook since the last [`reset`].
-    static INJECTED: AtomicU32 = AtomicU32::new(0);
+    thread_local! {
+        /// Waits still to fail (`u32::MAX`: every one, for ever).
+        static REMAINING: Cell<u32> = const { Cell::new(0) };
+        /// The errno the failing waits report.
+        static ERRNO: Cell<i32> = const { Cell::new(0) };
+        /// How many waits failed because of this hook since it was last armed.
+        static INJECTED: Cell<u32> = const { Cell::new(0) };
+    }
 
-    /// Makes the next `n` futex waits of this process fail with `errno`
+    /// Makes the next `n` futex waits of the calling thread fail with `errno`
     /// (`n == u32::MAX`: every wait until [`reset`]).
     pub fn fail_next_waits(n: u32, errno: i32) {
-        // Relaxed (all three): test control state, set by the test thread before it
-        // calls the code under test (program order), read by the same or a thread it
-        // spawns afterwards (spawn synchronises).
-        ERRNO.store(errno, Relaxed);
-        INJECTED.store(0, Relaxed);
-        REMAINING.store(n, Relaxed);
+        ERRNO.set(errno);
+        INJECTED.set(0);
+        REMAINING.set(n);
     }
 
-    /// How many waits failed through this hook since it was last armed.
+    /// How many of the calling thread's waits failed through this hook since it was
+    /// last armed.
     pub fn injected() -> u32 {
-        // Relaxed: a counter read after the code under test returned.
-        INJECTED.load(Relaxed)
+        INJECTED.get()
     }
 
-    /// Disarms the hook.
+    /// Disarms the hook for the calling thread.
     pub fn reset() {
-        // Relaxed: as in fail_next_waits.
-        REMAINING.store(0, Relaxed);
+        REMAINING.set(0);
     }
 
-    /// The errno the current wait must fail with, if the hook is armed.
+    /// The errno the current wait must fail with, if the hook is armed on this thread.
     #[inline]
     pub(super) fn take() -> Option<i32> {
-        // Relaxed: see fail_next_waits; the common case is a single load of 0.
-        if REMAINING.load(Relaxed) == 0 {
+        let n = REMAINING.get();
+        if n == 0 {
             return None;
         }
-        REMAINING
-            .fetch_update(Relaxed, Relaxed, |n| match n {
-                0 => None,
-                u32::MAX => Some(u32::MAX),
-                n => Some(n - 1),
-            })
-            .ok()?;
-        INJECTED.fetch_add(1, Relaxed);
-        Some(ERRNO.load(Relaxed))
+        if n != u32::MAX {
+            REMAINING.set(n - 1);
+        }
+        INJECTED.set(INJECTED.get() + 1);
+        Some(ERRNO.get())
     }
 }
 

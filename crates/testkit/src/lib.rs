@@ -5,7 +5,8 @@
 //! - [`fork_child`]: run a closure in a forked child (real process, shared anonymous
 //!   memory inherited), with [`Child`] to wait for or SIGKILL it.
 //! - [`spawn_role`] / [`child_role`]: re-execute the current test binary as an unrelated
-//!   process that runs one test in a named role (for named segments and locks).
+//!   process that runs one test in a named role (for named segments and locks);
+//!   [`test_path!`] names that test wherever its file lives.
 //! - [`Pipe`]: a one-way byte pipe for "I'm ready" / "go" signals: no sleeps as
 //!   synchronisation.
 //!
@@ -203,9 +204,10 @@ pub fn child_role() -> Option<String> {
 }
 
 /// Re-executes the current test binary to run exactly the test `test_name` (its full
-/// path inside the test binary, e.g. `open_or_create_race`) with [`ROLE_ENV`] set to
-/// `role` and the extra environment `env`. The test checks [`child_role`] first thing
-/// and, in a child, does the child's work and returns.
+/// path inside the test binary, e.g. `race::open_or_create_race`: write it
+/// [`test_path!`]`(open_or_create_race)`) with [`ROLE_ENV`] set to `role` and the extra
+/// environment `env`. The test checks [`child_role`] first thing and, in a child, does
+/// the child's work and returns.
 pub fn spawn_role(test_name: &str, role: &str, env: &[(&str, &str)]) -> std::process::Child {
     let exe = std::env::current_exe().expect("current test binary");
     let mut cmd = Command::new(exe);
@@ -217,6 +219,27 @@ pub fn spawn_role(test_name: &str, role: &str, env: &[(&str, &str)]) -> std::pro
         cmd.env(k, v);
     }
     cmd.spawn().expect("re-execute the test binary")
+}
+
+/// The name the test harness gives the test function `f` of the calling module: its
+/// path inside the test binary without the crate name (`race::open_or_create_race` for
+/// `fn open_or_create_race` in `tests/integration/race.rs`), as [`spawn_role`] needs it.
+///
+/// Each crate's integration tests share one binary, one module per file, so a test's
+/// name depends on where it lives; this macro keeps a re-executed child pointed at the
+/// right test when files move. `f` must be a `fn()` in scope (checked at compile time).
+#[macro_export]
+macro_rules! test_path {
+    ($f:ident) => {{
+        let _: fn() = $f;
+        $crate::path_in_binary(concat!(module_path!(), "::", stringify!($f)))
+    }};
+}
+
+/// `path` without its first segment (the crate name): see [`test_path!`].
+#[doc(hidden)]
+pub fn path_in_binary(path: &'static str) -> &'static str {
+    path.split_once("::").map_or(path, |(_, rest)| rest)
 }
 
 /// A one-way pipe for readiness signals between processes.
@@ -387,6 +410,14 @@ pub fn stress(quick: usize, heavy: usize) -> usize {
 mod tests {
     use super::*;
     use std::sync::atomic::AtomicU64;
+
+    #[test]
+    fn test_path_is_the_harness_name_without_the_crate() {
+        assert_eq!(
+            test_path!(test_path_is_the_harness_name_without_the_crate),
+            "tests::test_path_is_the_harness_name_without_the_crate"
+        );
+    }
 
     #[test]
     fn names_are_unique() {

@@ -3,7 +3,7 @@
 //! In its own test binary: a panic on one harness thread while another test forks can
 //! leave the forked child blocked on the panic-hook lock (see testkit's fork notes).
 
-mod common;
+use crate::common;
 
 use common::{Kind, Target};
 

@@ -2,7 +2,7 @@
 //! the creator's data. Children are re-executions of this test binary, started together
 //! through a ready/go barrier on their stdin/stdout pipes.
 
-mod common;
+use crate::common;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::process::{Command, Stdio};
@@ -79,7 +79,7 @@ fn race(kind: Kind) {
         .map(|_| {
             Command::new(&exe)
                 .args([
-                    "open_or_create_race_8_processes",
+                    shmkit_testkit::test_path!(open_or_create_race_8_processes),
                     "--exact",
                     "--test-threads=1",
                     "--quiet",

@@ -5,8 +5,8 @@
 //! queue after ~500 000 (release build).
 //!
 //! The failure is injected with the hidden `shmkit_sync::futex::fault` hook (it fails
-//! the next waits as if `futex(2)` had returned that errno, and counts them). It is
-//! process-global, so every test here takes `SERIAL`.
+//! the calling thread's next waits as if `futex(2)` had returned that errno, and counts
+//! them). It is per thread, so these tests run beside the others in this binary.
 
 use std::time::{Duration, Instant};
 
@@ -15,8 +15,6 @@ use shmkit_testkit::{fork_child, Pipe};
 use shmkit_typed::{
     AccessError, GetError, PutError, Queue, ReadError, Ring, SharedArray, SharedValue, WriteError,
 };
-
-static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 /// Far longer than a correct implementation takes (it returns after the first failed
 /// wait); a retry loop would spin for all of it.
@@ -38,7 +36,6 @@ fn os_errno(e: &(dyn std::error::Error + 'static)) -> Option<i32> {
 
 #[test]
 fn ring_reader_on_an_empty_ring_and_writer_on_a_full_one_get_os() {
-    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let mut ring = Ring::anonymous(4096).expect("ring");
     let (r, waits) = with_failing_futex(libc::EINVAL, || {
         ring.read_with_timeout(PATIENCE, |m| m.len())
@@ -65,7 +62,6 @@ fn ring_reader_on_an_empty_ring_and_writer_on_a_full_one_get_os() {
 
 #[test]
 fn queue_get_on_empty_and_put_on_full_get_os_and_keep_the_item() {
-    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let q = Queue::<u64>::anonymous(2).expect("queue");
     let (r, waits) = with_failing_futex(libc::EINVAL, || q.get_timeout(PATIENCE));
     assert_eq!(
@@ -95,7 +91,6 @@ fn queue_get_on_empty_and_put_on_full_get_os_and_keep_the_item() {
 
 #[test]
 fn shared_value_and_array_locked_by_another_process_get_os() {
-    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let v = SharedValue::<u64>::anonymous(5).expect("value");
     let a = SharedArray::<u32>::anonymous(3).expect("array");
     let (held, release) = (Pipe::new(), Pipe::new());
@@ -109,20 +104,26 @@ fn shared_value_and_array_locked_by_another_process_get_os() {
     });
     held.recv_n(1);
 
-    fault::fail_next_waits(u32::MAX, libc::EINVAL);
     // `get`/`set` wait without a timeout; a retry loop would never return while the
-    // child holds the locks. Run them on a thread and give up on them after PATIENCE.
+    // child holds the locks. Run them on a thread (the hook is per thread: armed there)
+    // and give up on them after PATIENCE.
     let (got, set, waits) = std::thread::scope(|s| {
-        let t = s.spawn(|| (v.get(), a.set(0, 9)));
+        let t = s.spawn(|| {
+            fault::fail_next_waits(u32::MAX, libc::EINVAL);
+            let r = (v.get(), a.set(0, 9));
+            let waits = fault::injected();
+            fault::reset();
+            (r, waits)
+        });
         let deadline = Instant::now() + PATIENCE;
         while !t.is_finished() && Instant::now() < deadline {
             std::thread::yield_now();
         }
         let stuck = !t.is_finished();
-        let waits = fault::injected();
-        fault::reset();
-        release.send(1); // lets a stuck thread finish, so the scope can end
-        let (got, set) = t.join().expect("no panic");
+        // Lets a stuck thread finish (its next attempt finds the locks free), so the
+        // scope can end.
+        release.send(1);
+        let ((got, set), waits) = t.join().expect("no panic");
         assert!(
             !stuck,
             "get/set were still looping after {PATIENCE:?} ({waits} failed waits)"

@@ -7,7 +7,7 @@
 //! seen as the child's signal instead of killing the test binary, and a block as a
 //! child that does not exit.
 
-mod common;
+use crate::common;
 
 use std::ffi::CString;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};

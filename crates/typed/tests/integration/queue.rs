@@ -208,7 +208,7 @@ fn named_queue_between_unrelated_processes_and_type_check() {
         other => panic!("expected TypeMismatch, got {other:?}"),
     }
     let mut child = spawn_role(
-        "named_queue_between_unrelated_processes_and_type_check",
+        shmkit_testkit::test_path!(named_queue_between_unrelated_processes_and_type_check),
         "producer",
         &[("QUEUE_NAME", &name)],
     );

@@ -261,7 +261,7 @@ fn named_ring_between_unrelated_processes() {
         Err(shmkit_typed::OpenError::TypeMismatch { .. })
     ));
     let mut child = spawn_role(
-        "named_ring_between_unrelated_processes",
+        shmkit_testkit::test_path!(named_ring_between_unrelated_processes),
         "writer",
         &[("RING_NAME", &name)],
     );

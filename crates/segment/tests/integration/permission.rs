@@ -2,7 +2,7 @@
 //! mode excludes gets `PermissionDenied`. The opener is a forked child that drops to
 //! `nobody`; this needs root, and is skipped otherwise.
 
-mod common;
+use crate::common;
 
 use std::os::unix::fs::PermissionsExt;
 
@@ -69,32 +69,58 @@ fn mode_is_exact_and_enforced_for_other_users() {
     ) {
         return;
     }
-    // A strict umask: the modes below must survive it (fchmod).
-    // SAFETY: umask has no preconditions; this test binary has no other test.
-    let old = unsafe { libc::umask(0o077) };
-    for kind in [Kind::Posix, Kind::SysV, Kind::File] {
-        // Default 0600: nobody may not open it.
-        let (t, _c) = Target::new(kind, "perm-600");
-        let _seg = t.options().size(64).create().unwrap();
-        assert_eq!(mode_of(&t), 0o600, "{kind:?}: default mode");
-        assert_eq!(open_as_nobody(&t), Exit::Code(0), "{kind:?}: 0600 refused");
-
-        // 0644: readable, but read-write open is refused.
-        let (t, _c) = Target::new(kind, "perm-644");
-        let _seg = t.options().size(64).mode(0o644).create().unwrap();
-        assert_eq!(mode_of(&t), 0o644, "{kind:?}");
+    // The segments are created under a strict umask, which the modes must survive
+    // (fchmod). umask is process-wide and the other tests of this binary run beside
+    // this one, so only a forked child changes it: it creates the segments and leaves
+    // them (the guards here remove them); this process checks them.
+    let cases: Vec<(Kind, Option<u32>, u32, Exit)> = [Kind::Posix, Kind::SysV, Kind::File]
+        .into_iter()
+        .flat_map(|kind| {
+            [
+                // Default 0600: nobody may not open it.
+                (kind, None, 0o600, Exit::Code(0)),
+                // 0644: readable, but read-write open is refused.
+                (kind, Some(0o644), 0o644, Exit::Code(0)),
+                // 0666 despite umask 077: nobody opens it.
+                (kind, Some(0o666), 0o666, Exit::Code(10)),
+            ]
+        })
+        .collect();
+    let targets: Vec<(Target, common::Cleanup)> = cases
+        .iter()
+        .map(|&(kind, ..)| Target::new(kind, "perm"))
+        .collect();
+    let mut creator = fork_child(|| {
+        // SAFETY: umask has no preconditions; it changes only this forked child.
+        unsafe { libc::umask(0o077) };
+        for ((t, _), &(_, mode, ..)) in targets.iter().zip(&cases) {
+            let mut options = t.options().size(64);
+            if let Some(mode) = mode {
+                options = options.mode(mode);
+            }
+            match options.create() {
+                // Left for the parent to check; its guard removes the name.
+                Ok(seg) => std::mem::forget(seg),
+                Err(_) => return 1,
+            }
+        }
+        0
+    });
+    assert_eq!(
+        creator.wait(),
+        Exit::Code(0),
+        "creating the segments failed"
+    );
+    for ((t, _), &(kind, _, mode, nobody)) in targets.iter().zip(&cases) {
         assert_eq!(
-            open_as_nobody(&t),
-            Exit::Code(0),
-            "{kind:?}: 0644 refused rw"
+            mode_of(t),
+            mode,
+            "{kind:?}: mode {mode:o} (umask 077 must not apply)"
         );
-
-        // 0666 despite umask 077: nobody opens it.
-        let (t, _c) = Target::new(kind, "perm-666");
-        let _seg = t.options().size(64).mode(0o666).create().unwrap();
-        assert_eq!(mode_of(&t), 0o666, "{kind:?}: umask did not apply");
-        assert_eq!(open_as_nobody(&t), Exit::Code(10), "{kind:?}: 0666 opens");
+        assert_eq!(
+            open_as_nobody(t),
+            nobody,
+            "{kind:?}: mode {mode:o}: open as nobody"
+        );
     }
-    // SAFETY: as above.
-    unsafe { libc::umask(old) };
 }

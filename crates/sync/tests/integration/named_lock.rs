@@ -40,7 +40,9 @@ fn named_lock_is_released_by_the_kernel_when_an_unrelated_holder_is_killed() {
     }
     let name = unique_name("named");
     let mut child = KillOnDrop(spawn_role(
-        "named_lock_is_released_by_the_kernel_when_an_unrelated_holder_is_killed",
+        shmkit_testkit::test_path!(
+            named_lock_is_released_by_the_kernel_when_an_unrelated_holder_is_killed
+        ),
         "holder",
         &[("SHMKIT_TEST_LOCK", &name)],
     ));

@@ -3,8 +3,8 @@
 //! the timeout, or for ever without one).
 //!
 //! The failure is injected with the hidden `futex::fault` hook: it fails the next waits
-//! exactly as if `futex(2)` had returned that errno, and counts them. The hook is
-//! process-global, so every test here takes `SERIAL`. Each test arms it for *every*
+//! exactly as if `futex(2)` had returned that errno, and counts them. The hook is per
+//! thread, so these tests run beside the others in this binary. Each test arms it for *every*
 //! wait and asserts that exactly one wait was attempted: a caller that retried would
 //! count thousands (before the fix: `lock_timeout(1s)` returned `Timeout` after
 //! ~390 000 failed waits in release builds; debug builds panicked in futex.rs).
@@ -17,8 +17,6 @@ use shmkit_sync::{
     SemaphoreError,
 };
 use shmkit_testkit::{fork_child, Pipe, SharedRegion};
-
-static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 /// Long enough that a retry loop would be caught spinning, never reached by a correct
 /// implementation (it returns after the first failed wait).
@@ -52,7 +50,6 @@ fn errno_of(e: &(dyn std::error::Error + 'static)) -> Option<i32> {
 
 #[test]
 fn mutex_held_by_another_process_wait_failure_is_returned_not_looped_on() {
-    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let region = SharedRegion::new(4096);
     let m: &Mutex<u64> = at(&region, 0);
     let rw: &RwLock<u64> = at(&region, 128);
@@ -111,8 +108,6 @@ fn mutex_held_by_another_process_wait_failure_is_returned_not_looped_on() {
 
 #[test]
 fn semaphore_event_barrier_wait_failures_are_returned_not_looped_on() {
-    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-
     let sem = Semaphore::new(0);
     let (r, waits) = with_failing_futex(libc::EFAULT, || sem.acquire_timeout(PATIENCE));
     assert_eq!(
@@ -149,7 +144,6 @@ fn semaphore_event_barrier_wait_failures_are_returned_not_looped_on() {
 
 #[test]
 fn condvar_wait_failure_is_returned_with_the_mutex_unlocked() {
-    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let (m, cv) = (Mutex::new(5u32), Condvar::new());
     let guard = m.lock().map_err(|e| e.to_string()).unwrap();
     let (r, waits) =

@@ -87,7 +87,7 @@ fn anonymous_segment_opens_from_a_passed_fd() {
     // SAFETY: `inheritable` is a fresh fd we own.
     let inheritable = unsafe { OwnedFd::from_raw_fd(inheritable) };
     let child = spawn_role(
-        "anonymous_segment_opens_from_a_passed_fd",
+        shmkit_testkit::test_path!(anonymous_segment_opens_from_a_passed_fd),
         "fd-reader",
         &[(FD_ENV, &inheritable.as_raw_fd().to_string())],
     );

@@ -1,7 +1,7 @@
 //! One conformance suite, instantiated for every backend: create/write in one process,
 //! open/read in another, header contents, unlink and drop semantics.
 
-mod common;
+use crate::common;
 
 use common::{read_payload, run_role, write_payload, Kind, Target};
 use shmkit_segment::{Backend, OpenError, Segment, TypeTag, HEADER_LEN, LAYOUT_VERSION, MAGIC};
@@ -266,7 +266,7 @@ macro_rules! conformance_all {
 
             #[test]
             fn cross_process_roundtrip() {
-                roundtrip($kind, concat!(stringify!($m), "::cross_process_roundtrip"));
+                roundtrip($kind, shmkit_testkit::test_path!(cross_process_roundtrip));
             }
 
             #[test]

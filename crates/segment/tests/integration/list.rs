@@ -1,7 +1,7 @@
 //! `list()` finds shmkit segments (POSIX and System V) with their header, owner and
 //! whether the creator lives; `remove()` / `remove_sysv()` remove them.
 
-mod common;
+use crate::common;
 
 use common::{Kind, Target};
 use shmkit_segment::{list, remove, remove_sysv, Backend, RemoveError, TypeTag};

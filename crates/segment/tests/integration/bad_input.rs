@@ -1,6 +1,6 @@
 //! Every bad input from issue 2 gets a clear, typed error (and leaves nothing behind).
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant};
 
