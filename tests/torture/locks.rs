@@ -15,7 +15,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use bytemuck::{Pod, Zeroable};
+use shmkit::{Pod, Zeroable};
 use shmkit_sync::LockError;
 use shmkit_testkit::{unique_name, ShmCleanup};
 use shmkit_typed::SharedValue;
@@ -37,6 +37,7 @@ const KILL_GAP: Duration = Duration::from_millis(30);
 /// The data behind the lock.
 #[repr(C)]
 #[derive(Clone, Copy, Pod, Zeroable)]
+#[bytemuck(crate = "shmkit::bytemuck")]
 struct Ledger {
     counter: u64,
     /// `!counter` when consistent.

@@ -33,6 +33,11 @@ mod shim;
 
 #[cfg(not(loom))]
 pub use array::{data_offset, mutex_size, SharedArray};
+/// The `bytemuck` this crate is built with, for `#[bytemuck(crate = "…")]` in a crate
+/// that derives [`Pod`] without depending on bytemuck itself (see [`types`]).
+pub use bytemuck;
+/// What may live in shared memory (trait and derive): see [`types`].
+pub use bytemuck::{Pod, Zeroable};
 pub use error::{AccessError, CreateError, IndexError, OpenError, OpenOrCreateError};
 pub use queue::{GetError, PutError, Queue, QueueLayoutError};
 pub use ring::{ReadError, Ring, RingLayoutError, WriteError};

@@ -1,11 +1,14 @@
 //! What may live in shared memory, and how its type is recorded.
 //!
-//! Element types are bounded by [`bytemuck::Pod`]: `Copy`, `'static`, no padding, no
-//! pointers or references, valid for any bit pattern (so a value another process
-//! wrote, or a zeroed segment, is never undefined behaviour to read). Derive it with
-//! `#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]` on a `#[repr(C)]`
-//! struct. A file descriptor is a plain integer to `Pod` but means nothing in another
-//! process: do not share one this way.
+//! Element types are bounded by [`Pod`](crate::Pod) (bytemuck's, re-exported here and
+//! as `shmkit::Pod`): `Copy`, `'static`, no padding, no pointers or references, valid
+//! for any bit pattern (so a value another process wrote, or a zeroed segment, is never
+//! undefined behaviour to read). Derive it with `#[derive(Clone, Copy, Pod, Zeroable)]`
+//! on a `#[repr(C)]` struct; a crate without a bytemuck dependency of its own points the
+//! derive at the re-export with `#[bytemuck(crate = "shmkit::bytemuck")]` (or
+//! `"shmkit_typed::bytemuck"`), as the example of `shmkit::Pod` shows. A file
+//! descriptor is a plain integer to `Pod` but means nothing in another process: do not
+//! share one this way.
 //!
 //! Each container records a [`shmkit_segment::TypeTag`] of its element type:
 //! kind (which container), `std::any::type_name`, size and alignment; opening with
