@@ -8,7 +8,7 @@
 //!   lock + increment + unlock on the same lock; the time reported per iteration is
 //!   the wall time for both processes' `iters` rounds divided by `iters`.
 //!
-//! Run briefly: `cargo bench -p shmkit-benches --bench mutex -- --warm-up-time 1 --measurement-time 2`
+//! Run briefly: `cargo bench -p shmkit-benches --features bench --bench mutex -- --warm-up-time 1 --measurement-time 2`
 
 use std::time::{Duration, Instant};
 

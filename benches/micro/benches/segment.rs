@@ -1,7 +1,7 @@
 //! What a segment costs to make and to attach, per backend: `create` + drop (which
 //! removes the name) and `open` + drop of an existing segment, 4 KiB payload.
 //! Quick settings (short warm-up and measurement): run with
-//! `cargo bench -p shmkit-benches --bench segment`.
+//! `cargo bench -p shmkit-benches --features bench --bench segment`.
 
 use std::time::Duration;
 
