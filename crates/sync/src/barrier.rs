@@ -368,20 +368,20 @@ impl Barrier {
         w.owner_alive(ident as u32, start)
     }
 
-    /// A recorded party that has not arrived in round `gen` and is dead, if any: its pid.
+    /// A recorded party that has not arrived in round `current` and is dead, if any: its pid.
     #[cold]
-    fn dead_party_in<W: Waiter>(&self, w: &W, gen: u32) -> Option<u32> {
+    fn dead_party_in<W: Waiter>(&self, w: &W, current: u32) -> Option<u32> {
         for s in &self.party_slots {
             // Relaxed: a dead process's stores were made before the kernel tore it
             // down, and the /proc read that tells us it is dead comes after; a live
             // party's slot is only a hint here (it is re-read below).
             let v = s.ident.load(Relaxed);
-            if v == 0 || s.arrived_in.load(Relaxed) == gen | ARRIVED || Self::alive(w, v) {
+            if v == 0 || s.arrived_in.load(Relaxed) == current | ARRIVED || Self::alive(w, v) {
                 continue;
             }
             // Still that dead process, still not arrived (a replacement may have taken
             // the slot meanwhile).
-            if s.ident.load(Relaxed) == v && s.arrived_in.load(Relaxed) != gen | ARRIVED {
+            if s.ident.load(Relaxed) == v && s.arrived_in.load(Relaxed) != current | ARRIVED {
                 return Some(v as u32);
             }
         }
@@ -404,16 +404,16 @@ impl Barrier {
         w.wake(&self.generation, u32::MAX);
     }
 
-    /// Breaks round `gen` because party `pid` died; `None` if the round had already
+    /// Breaks round `current` because party `pid` died; `None` if the round had already
     /// ended or broken (the caller's loop then sees how).
-    fn break_for_death<W: Waiter>(&self, w: &W, gen: u32, pid: u32) -> Option<BarrierError> {
+    fn break_for_death<W: Waiter>(&self, w: &W, current: u32, pid: u32) -> Option<BarrierError> {
         // Relaxed: published by the Release CAS below. Only the first death is kept.
         let _ = self.dead_party.compare_exchange(0, pid, Relaxed, Relaxed);
         // Release: publishes `dead_party` to the waiters' Acquire load of the BROKEN
         // generation.
         match self
             .generation
-            .compare_exchange(gen, gen | BROKEN, Release, Relaxed)
+            .compare_exchange(current, current | BROKEN, Release, Relaxed)
         {
             Ok(_) => {
                 w.wake(&self.generation, u32::MAX);
@@ -437,14 +437,14 @@ impl Barrier {
     ) -> Result<usize, BarrierError> {
         // Acquire: pairs with the Release round advance of the previous round, so the
         // count reset is visible before we add to it.
-        let gen = self.generation.load(Acquire);
-        if gen & BROKEN != 0 {
+        let current = self.generation.load(Acquire);
+        if current & BROKEN != 0 {
             return Err(self.broken_error());
         }
         if let Some(slot) = self.party_slot(w, w.process()) {
             // Relaxed: published with our arrival by the AcqRel fetch_add below; a
             // checker reads it only for a dead party (see dead_party_in).
-            slot.arrived_in.store(gen | ARRIVED, Relaxed);
+            slot.arrived_in.store(current | ARRIVED, Relaxed);
         }
         // AcqRel: Release publishes our pre-barrier writes to the last arrival, Acquire
         // lets the last arrival see everyone's.
@@ -456,7 +456,7 @@ impl Barrier {
             // counts) to the waiters' Acquire loads.
             let advanced = self
                 .generation
-                .compare_exchange(gen, gen.wrapping_add(ROUND), Release, Relaxed)
+                .compare_exchange(current, current.wrapping_add(ROUND), Release, Relaxed)
                 .is_ok();
             w.wake(&self.generation, u32::MAX);
             return if advanced {
@@ -466,13 +466,13 @@ impl Barrier {
             };
         }
         loop {
-            let g = spin_until(&self.generation, |g| g != gen);
-            if g == gen | BROKEN {
+            let g = spin_until(&self.generation, |g| g != current);
+            if g == current | BROKEN {
                 // Acquire: pairs with the breaker's Release, for `dead_party`.
                 let _ = self.generation.load(Acquire);
                 return Err(self.broken_error());
             }
-            if g != gen {
+            if g != current {
                 // Acquire: pairs with the last arrival's Release.
                 let _ = self.generation.load(Acquire);
                 return Ok(idx as usize);
@@ -483,14 +483,14 @@ impl Barrier {
                 Some(d) if *d < slice => d,
                 _ => &slice,
             };
-            let give_up = match w.wait(&self.generation, gen, Some(until)) {
+            let give_up = match w.wait(&self.generation, current, Some(until)) {
                 Ok(WaitOutcome::TimedOut) if deadline.is_some_and(Deadline::has_passed) => {
                     BarrierError::Broken
                 }
                 Ok(WaitOutcome::TimedOut) => {
                     // A slice ended: is a party that has not arrived dead?
-                    if let Some(pid) = self.dead_party_in(w, gen) {
-                        if let Some(e) = self.break_for_death(w, gen, pid) {
+                    if let Some(pid) = self.dead_party_in(w, current) {
+                        if let Some(e) = self.break_for_death(w, current, pid) {
                             return Err(e);
                         }
                     }
@@ -505,7 +505,7 @@ impl Barrier {
             // Relaxed: breaking publishes no data.
             match self
                 .generation
-                .compare_exchange(gen, gen | BROKEN, Relaxed, Relaxed)
+                .compare_exchange(current, current | BROKEN, Relaxed, Relaxed)
             {
                 Ok(_) => {
                     w.wake(&self.generation, u32::MAX);
