@@ -1,5 +1,5 @@
 //! Fuzzing entry points: not part of the API (hidden from the docs, no stability
-//! promise). The `proptest` harness (`tests/fuzz.rs`) and the `cargo fuzz` target
+//! promise). The `proptest` harness (`tests/integration/fuzz.rs`) and the `cargo fuzz` target
 //! (`fuzz/fuzz_targets/header_validate.rs`) both call [`header_validate_bytes`] /
 //! [`header_validate`], which run the very code `open` runs on a mapped header and
 //! panic if its result breaks a promise. A panic is a finding.

@@ -1,6 +1,6 @@
 //! Header validation: everything an opener decides from bytes another process
 //! controls, as one pure function over a 128-byte copy of the header, so it can be
-//! fuzzed directly (`tests/fuzz_header.rs`, `fuzz/fuzz_targets/header_validate.rs`)
+//! fuzzed directly (`tests/integration/fuzz.rs`, `fuzz/fuzz_targets/header_validate.rs`)
 //! and is the very code `open` runs.
 //!
 //! The rule: no length, offset or size is taken from the header unless it is checked

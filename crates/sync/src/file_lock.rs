@@ -14,7 +14,7 @@
 //! record lock, so [`FileLock::lock`] does **not** exclude it. To exclude such a
 //! program use the range locks, [`FileLock::lock_range`]`(0, 0, mode)` for the whole
 //! file: open-file-description locks and classic record locks are the same kind of
-//! lock to the kernel and conflict both ways (tests/python_lockf.rs checks this
+//! lock to the kernel and conflict both ways (tests/integration/python_lockf.rs checks this
 //! against `fcntl.lockf`). Python's `fcntl.flock` is the one that meets [`FileLock::lock`].
 //!
 //! The kernel has no timed variant of either call: `*_timeout` retries the non-blocking
