@@ -1,21 +1,74 @@
 //! Runs every non-interactive example as a user would and checks what it prints.
 //!
-//! `cargo test` builds the examples next to the test binaries
-//! (`target/<profile>/examples/`), so the tests run those binaries directly.
+//! The examples run as the programs `cargo run --example NAME` builds. Plain
+//! `cargo test` builds those programs next to the test binaries, but
+//! `cargo test --all-targets` (or `--examples`) builds examples as test harnesses
+//! instead, and a program left there by an earlier run may be stale; so the first test
+//! that needs one asks cargo to build them (a no-op when they are up to date), with the
+//! profile, target directory and target triple this test binary was built with.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::OnceLock;
+
+/// `target/[TRIPLE/]PROFILE/examples`, with every example built as a program.
+fn examples_dir() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let exe = std::env::current_exe().expect("test binary path");
+        // This binary is target/[TRIPLE/]PROFILE/deps/examples-HASH.
+        let profile_dir = exe
+            .parent()
+            .and_then(Path::parent)
+            .expect("target/<profile>/deps")
+            .to_path_buf();
+        let profile = profile_dir
+            .file_name()
+            .and_then(|p| p.to_str())
+            .expect("a profile directory name");
+        // Cargo gives integration tests TARGET_DIR/tmp; a `--target TRIPLE` build puts
+        // its profile directories under TARGET_DIR/TRIPLE.
+        let target_dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
+            .parent()
+            .expect("a target directory");
+        let above = profile_dir.parent().expect("a target directory");
+        let triple = if above == target_dir {
+            None
+        } else {
+            above.file_name().and_then(|t| t.to_str())
+        };
+        let mut cargo = Command::new(env!("CARGO"));
+        cargo
+            .args(["build", "--quiet", "--examples", "-p", "shmkit"])
+            .arg("--manifest-path")
+            .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("Cargo.toml"))
+            .arg("--target-dir")
+            .arg(target_dir);
+        match profile {
+            // `cargo test` builds with the test profile into target/debug.
+            "debug" => cargo.args(["--profile", "test"]),
+            "release" => cargo.arg("--release"),
+            other => cargo.args(["--profile", other]),
+        };
+        if let Some(triple) = triple {
+            cargo.args(["--target", triple]);
+        }
+        let out = cargo.output().expect("run cargo to build the examples");
+        assert!(
+            out.status.success(),
+            "building the examples failed ({:?}):\n{}",
+            cargo,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        profile_dir.join("examples")
+    })
+}
 
 fn example(name: &str) -> PathBuf {
-    let exe = std::env::current_exe().expect("test binary path");
-    let dir = exe
-        .parent()
-        .and_then(|deps| deps.parent())
-        .expect("target/<profile>/deps");
-    let path = dir.join("examples").join(name);
+    let path = examples_dir().join(name);
     assert!(
         path.exists(),
-        "{} is missing: run `cargo test -p shmkit` (or --workspace), which builds the examples first",
+        "{} is missing after building the examples",
         path.display()
     );
     path
