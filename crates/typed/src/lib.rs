@@ -27,6 +27,7 @@ mod value;
 
 #[cfg(all(test, loom))]
 mod loom_tests;
+mod peer;
 mod process;
 mod shim;
 

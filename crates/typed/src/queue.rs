@@ -47,6 +47,13 @@
 //! reused by a new process within the recovery window would delay recovery, never
 //! corrupt the queue.
 //!
+//! A claimer's final store is a compare-exchange from its claim (`(p, WRITING|pid)`
+//! → `(p, FULL)`, `(p, READING|pid)` → `(p + capacity, FREE)`). So if a liveness
+//! check ever misfires (a live claimer "recovered", e.g. across pid namespaces), the
+//! claimer fails loudly ([`PutError::ClaimLost`] with the item, [`GetError::ClaimLost`])
+//! instead of storing an old ticket over a slot that moved on, which would rewind the
+//! slot and lose or repeat items for good.
+//!
 //! # Waiting and closing
 //! Blocked callers spin, yield, then sleep on `get_event` / `put_event` after
 //! incrementing a waiter count; the other side makes the `FUTEX_WAKE` syscall only if
@@ -258,6 +265,12 @@ pub enum PutError<T> {
     Closed(T),
     /// No room became free before the timeout.
     Timeout(T),
+    /// The slot this put had claimed was taken over by another process that judged
+    /// this one dead (its liveness check misfired: e.g. processes in different pid
+    /// namespaces). The item was not put; the queue stays consistent (nothing was
+    /// rewound), but the put may have overwritten an item in flight of another
+    /// producer. Make every process of the queue share one pid namespace.
+    ClaimLost(T),
 }
 
 impl<T> PutError<T> {
@@ -275,7 +288,10 @@ impl<T> PutError<T> {
     /// ```
     pub fn into_inner(self) -> T {
         match self {
-            PutError::Full(v) | PutError::Closed(v) | PutError::Timeout(v) => v,
+            PutError::Full(v)
+            | PutError::Closed(v)
+            | PutError::Timeout(v)
+            | PutError::ClaimLost(v) => v,
         }
     }
 }
@@ -286,6 +302,7 @@ impl<T> std::fmt::Debug for PutError<T> {
             PutError::Full(_) => f.write_str("Full(..)"),
             PutError::Closed(_) => f.write_str("Closed(..)"),
             PutError::Timeout(_) => f.write_str("Timeout(..)"),
+            PutError::ClaimLost(_) => f.write_str("ClaimLost(..)"),
         }
     }
 }
@@ -297,6 +314,11 @@ impl<T> std::fmt::Display for PutError<T> {
             PutError::Closed(_) => "the queue is closed: no more items can be put",
             PutError::Timeout(_) => {
                 "timed out waiting for room in the queue: consumers are slow or stopped"
+            }
+            PutError::ClaimLost(_) => {
+                "another process judged this one dead and took over the queue slot it was \
+                 filling, so the item was not put: make every process of the queue share \
+                 one pid namespace"
             }
         })
     }
@@ -330,11 +352,20 @@ pub enum GetError {
     /// No item arrived before the timeout.
     #[error("timed out waiting for an item")]
     Timeout,
+    /// The slot this get had claimed was taken over by another process that judged
+    /// this one dead (its liveness check misfired: e.g. processes in different pid
+    /// namespaces). The item of that slot was given up as lost by the process that
+    /// took it over, so none is returned; the queue stays consistent (nothing was
+    /// rewound). Make every process of the queue share one pid namespace.
+    #[error("another process judged this one dead and took over the queue slot it was reading, so its item was given up as lost: make every process of the queue share one pid namespace")]
+    ClaimLost,
 }
 
 /// What one non-blocking attempt found.
 enum Attempt<T> {
     Done(T),
+    /// Our claim was taken over by another process that judged us dead.
+    Lost,
     /// Nothing to do now; `Some(stamp)` if a slot claimed by another process is in the way.
     Blocked(Option<u64>),
     Closed,
@@ -1011,22 +1042,7 @@ impl<T: bytemuck::Pod> Queue<T> {
                     h.enq
                         .pos
                         .compare_exchange(pos, pos + 1, Ordering::Relaxed, Ordering::Relaxed);
-                if h.meta.closed.load(Ordering::SeqCst) != 0 {
-                    // Skip the slot: consumers pass over this position.
-                    // Release: as for a consumed slot.
-                    slot.stamp.store(
-                        stamp(ticket(s).wrapping_add(self.cap), FREE),
-                        Ordering::Release,
-                    );
-                    self.notify(&h.wait.putters, &h.wait.put_event);
-                    return Err((v, Attempt::Closed));
-                }
-                // SAFETY: we hold the WRITING claim: no one else touches the data.
-                unsafe { slot.data.write(v) };
-                // Release: the item happens-before a consumer's Acquire of FULL.
-                slot.stamp.store(stamp(ticket(s), FULL), Ordering::Release);
-                self.notify(&h.wait.getters, &h.wait.get_event);
-                return Ok(());
+                return self.finish_put(pos, claim, v);
             } else if d >= 0 {
                 // Claimed by another producer (d == 0) or already past (d > 0): help
                 // the hint along and retry at the next position.
@@ -1042,6 +1058,53 @@ impl<T: bytemuck::Pod> Queue<T> {
             }
         }
         Err((v, Attempt::Blocked(None)))
+    }
+
+    /// Completes a put whose claim `claim` on position `pos` succeeded.
+    ///
+    /// Every store to the stamp here is a compare-exchange from `claim`: if another
+    /// process took the claim over (it judged us dead and skipped the slot, see
+    /// `recover`), the slot may already serve a later lap, and a plain store would
+    /// rewind it. Then the put fails with `Attempt::Lost` instead.
+    fn finish_put(&self, pos: u64, claim: u64, v: T) -> Result<(), (T, Attempt<()>)> {
+        let h = self.hdr();
+        let slot = self.slot(pos);
+        if h.meta.closed.load(Ordering::SeqCst) != 0 {
+            // Skip the slot: consumers pass over this position. If the claim was taken
+            // over, the slot was skipped already: the item comes back as `Closed` alike.
+            // Release: as for a consumed slot.
+            let _ = slot.stamp.compare_exchange(
+                claim,
+                stamp(ticket(claim).wrapping_add(self.cap), FREE),
+                Ordering::Release,
+                Ordering::Relaxed,
+            );
+            self.notify(&h.wait.putters, &h.wait.put_event);
+            return Err((v, Attempt::Closed));
+        }
+        // Relaxed: only narrows the window in which a claim that was taken over would
+        // write into a slot another producer now fills; the CAS below decides.
+        if slot.stamp.load(Ordering::Relaxed) != claim {
+            return Err((v, Attempt::Lost));
+        }
+        // SAFETY: we hold the WRITING claim (checked just above; only a process that
+        // wrongly judged us dead can take it, see `PutError::ClaimLost`).
+        unsafe { slot.data.write(v) };
+        // Release: the item happens-before a consumer's Acquire of FULL.
+        if slot
+            .stamp
+            .compare_exchange(
+                claim,
+                stamp(ticket(claim), FULL),
+                Ordering::Release,
+                Ordering::Relaxed,
+            )
+            .is_err()
+        {
+            return Err((v, Attempt::Lost));
+        }
+        self.notify(&h.wait.getters, &h.wait.get_event);
+        Ok(())
     }
 
     /// How many slot inspections one non-blocking attempt may make.
@@ -1076,16 +1139,7 @@ impl<T: bytemuck::Pod> Queue<T> {
                     h.deq
                         .pos
                         .compare_exchange(pos, pos + 1, Ordering::Relaxed, Ordering::Relaxed);
-                // SAFETY: we hold the READING claim and the producer's write
-                // happens-before it (Acquire on FULL).
-                let v = unsafe { slot.data.read() };
-                // Release: our read happens-before the next producer's overwrite.
-                slot.stamp.store(
-                    stamp(ticket(s).wrapping_add(self.cap), FREE),
-                    Ordering::Release,
-                );
-                self.notify(&h.wait.putters, &h.wait.put_event);
-                return Attempt::Done(v);
+                return self.finish_get(pos, claim);
             } else if (d == 0 && state(s) == READING) || d > 0 {
                 // Another consumer has it, or it is already consumed or skipped.
                 let _ =
@@ -1103,6 +1157,35 @@ impl<T: bytemuck::Pod> Queue<T> {
             }
         }
         Attempt::Blocked(None)
+    }
+
+    /// Completes a get whose claim `claim` on position `pos` succeeded. As in
+    /// `finish_put`, the freeing store is a compare-exchange from `claim`: a claim
+    /// that was taken over returns `Attempt::Lost` (the value read may be a later
+    /// lap's item, which its own consumer gets) instead of freeing a slot it no longer
+    /// holds.
+    fn finish_get(&self, pos: u64, claim: u64) -> Attempt<T> {
+        let h = self.hdr();
+        let slot = self.slot(pos);
+        // SAFETY: we hold the READING claim and the producer's write
+        // happens-before it (Acquire on FULL); a read races only when the claim was
+        // taken over, and that value is then discarded (`T: Pod`: any bytes are valid).
+        let v = unsafe { slot.data.read() };
+        // Release: our read happens-before the next producer's overwrite.
+        if slot
+            .stamp
+            .compare_exchange(
+                claim,
+                stamp(ticket(claim).wrapping_add(self.cap), FREE),
+                Ordering::Release,
+                Ordering::Relaxed,
+            )
+            .is_err()
+        {
+            return Attempt::Lost;
+        }
+        self.notify(&h.wait.putters, &h.wait.put_event);
+        Attempt::Done(v)
     }
 
     /// After a state change that may unblock the other side: wake one sleeper if any.
@@ -1123,6 +1206,12 @@ impl<T: bytemuck::Pod> Queue<T> {
         if process::is_alive(pid, 0) {
             return false;
         }
+        self.skip(blocker)
+    }
+
+    /// Frees the slot claimed by `blocker` for the next lap (consumers pass over its
+    /// position), if it still holds that claim. Returns whether it did.
+    fn skip(&self, blocker: u64) -> bool {
         let pos_ticket = ticket(blocker);
         let slot = self.slot(u64::from(pos_ticket));
         // Release: like any freeing store. The CAS fails harmlessly if the slot moved on.
@@ -1277,6 +1366,7 @@ impl<T: bytemuck::Pod> Queue<T> {
             let blocker = match self.try_put_inner(v) {
                 Ok(()) => return Ok(()),
                 Err((back, Attempt::Closed)) => return Err(PutError::Closed(back)),
+                Err((back, Attempt::Lost)) => return Err(PutError::ClaimLost(back)),
                 Err((back, Attempt::Blocked(b))) => {
                     v = back;
                     b
@@ -1318,6 +1408,7 @@ impl<T: bytemuck::Pod> Queue<T> {
             let blocker = match self.try_get_inner() {
                 Attempt::Done(v) => return Ok(v),
                 Attempt::Closed => return Err(GetError::Closed),
+                Attempt::Lost => return Err(GetError::ClaimLost),
                 Attempt::Blocked(b) => b,
             };
             let h = self.hdr();
@@ -1468,6 +1559,59 @@ mod tests {
         // try_get does not recover: the dead claim looks like an item in flight.
         assert_eq!(q.try_get(), Err(GetError::Empty));
         assert_eq!(q.get(), Ok(3));
+    }
+
+    /// Claims position `pos` for this process as a producer (WRITING) or consumer
+    /// (READING) the way `try_put_inner`/`try_get_inner` do, and advances the hint.
+    fn forge_claim<T: bytemuck::Pod>(q: &Queue<T>, pos: u64, role: u32) -> u64 {
+        let s = q.slot(pos).stamp.load(Ordering::Relaxed);
+        assert_eq!(ticket(s), pos as u32);
+        let claim = stamp(pos as u32, (process::current_pid() << 2) | role);
+        q.slot(pos).stamp.store(claim, Ordering::Relaxed);
+        let p = if role == WRITING {
+            &q.hdr().enq.pos
+        } else {
+            &q.hdr().deq.pos
+        };
+        p.store(pos + 1, Ordering::Relaxed);
+        claim
+    }
+
+    #[test]
+    fn a_producer_whose_claim_was_taken_over_fails_loudly_and_rewinds_nothing() {
+        let (_r, q) = queue::<u32>(2);
+        // A producer claims position 0, then another process wrongly judges it dead
+        // and skips the slot (what `recover` does), and the queue moves on: position 1
+        // and then position 2 (the same slot, next lap) are put.
+        let claim = forge_claim(&q, 0, WRITING);
+        assert!(q.skip(claim));
+        q.put(10).unwrap();
+        q.put(20).unwrap();
+        // The "dead" producer finishes its put.
+        let r = q.finish_put(0, claim, 99);
+        assert_eq!((q.get(), q.get()), (Ok(10), Ok(20)), "item lost or mixed");
+        assert_eq!(q.try_get(), Err(GetError::Empty));
+        assert!(matches!(r, Err((99, Attempt::Lost))), "the put must fail");
+        // And the queue keeps working.
+        q.put(30).unwrap();
+        assert_eq!(q.get(), Ok(30));
+    }
+
+    #[test]
+    fn a_consumer_whose_claim_was_taken_over_fails_loudly_and_rewinds_nothing() {
+        let (_r, q) = queue::<u32>(2);
+        q.put(1).unwrap();
+        q.put(2).unwrap();
+        let claim = forge_claim(&q, 0, READING);
+        assert!(q.skip(claim)); // item 1 is given up as lost with its "dead" consumer
+        assert_eq!(q.get(), Ok(2));
+        q.put(3).unwrap(); // position 2: the same slot, next lap
+                           // The "dead" consumer finishes its get: it must not take item 3 nor free
+                           // the slot under it.
+        let r = q.finish_get(0, claim);
+        assert!(matches!(r, Attempt::Lost), "the get must fail");
+        assert_eq!(q.get(), Ok(3));
+        assert_eq!(q.try_get(), Err(GetError::Empty));
     }
 
     #[test]

@@ -30,13 +30,26 @@
 //! writer was killed ([`ReadError::PeerDied`], after every complete message has been
 //! read) and a writer that its reader was killed ([`WriteError::PeerDied`]).
 //!
-//! # Roles
+//! # Roles and peers that leave
 //! The first write through a handle claims the writer role, the first read the
-//! reader role (one handle may hold both). A role held by a live process cannot be
-//! taken ([`WriteError::RoleTaken`] / [`ReadError::RoleTaken`]); a role whose holder
-//! died is taken over, so a restarted writer or reader can continue. Dropping the
-//! handle that holds the writer role closes the ring; dropping the reader releases
-//! the reader role.
+//! reader role (one handle may hold both). Each role is a peer slot (`crates/typed/src/peer.rs`) that
+//! tells apart *never attached*, *attached*, *left cleanly* and *died*. A role held by
+//! a live process cannot be taken ([`WriteError::RoleTaken`] /
+//! [`ReadError::RoleTaken`]); a role whose holder died is taken over, so a restarted
+//! writer or reader can continue. The holder is named by pid *and* start time, so a
+//! new process that reuses a dead holder's pid (pid 1 in a restarted container) takes
+//! the role over instead of being refused.
+//!
+//! Dropping the handle that holds the writer role closes the ring (the reader drains
+//! it, then gets [`ReadError::Closed`]). Dropping the reader releases the reader role
+//! as *left*, recording how many messages the ring's readers read, and wakes a writer
+//! that sleeps on a full ring. A writer that would have to wait for space then gets
+//! [`WriteError::ReaderLeft`] (or [`WriteError::PeerDied`] for a reader that was
+//! killed) instead of waiting for ever; while the reader has never attached, it
+//! waits. A new reader may attach at any time: it clears the *left* state, continues
+//! where the last one stopped, and the writer continues. [`Ring::wait_consumed`] lets
+//! a writer wait, before it exits, until its messages were read (or learn that the
+//! reader left first).
 //!
 //! # Example
 //! ```
@@ -56,20 +69,23 @@
 //! ```
 //!
 //! # Layout
-//! See `docs/layout.md`: a 512-byte header of four 128-byte lines (metadata,
-//! tail, head, sleep flags), then the data buffer.
+//! See `docs/layout.md`: a 512-byte header of four 128-byte lines (metadata with the
+//! two role slots, tail, head, sleep flags), then the data buffer. Version 2 (this
+//! one) replaced version 1's 8-byte role words at offsets 16 and 24 by 16-byte
+//! peer slot (`crates/typed/src/peer.rs`)s at 16 (writer) and 32 (reader).
 
 use std::ptr::NonNull;
 use std::time::Duration;
 
+use crate::peer::{PeerSlot, PeerState};
 use crate::process;
-use crate::shim::{fence, futex_wait, futex_wake, AtomicU32, AtomicU64, Backoff};
+use crate::shim::{fence, futex_wait, futex_wake, AtomicU32, Backoff};
 use crate::shim::{Deadline, Ordering};
 
 /// Magic number at offset 0 of a ring ("SRNG" little-endian).
 pub const RING_MAGIC: u32 = u32::from_le_bytes(*b"SRNG");
 /// Layout version of the ring header.
-pub const RING_VERSION: u32 = 1;
+pub const RING_VERSION: u32 = 2;
 /// Bytes of the ring header before the data buffer.
 pub const RING_HEADER_SIZE: usize = 512;
 /// Default data capacity: 4 MiB (a ring that fits in L2 is ~3x slower for large
@@ -87,13 +103,6 @@ const WRAP: u32 = u32::MAX;
 /// Bytes of a record header.
 const REC_HDR: u32 = 8;
 
-/// Who holds a role: `pid | (start_time as u32) << 32`, 0 = nobody. One word, so a
-/// takeover replaces pid and start time at once.
-#[repr(C)]
-struct Owner {
-    word: AtomicU64,
-}
-
 /// Line 0: written at init and on role changes and close; read-mostly.
 #[repr(C, align(128))]
 struct MetaLine {
@@ -105,10 +114,10 @@ struct MetaLine {
     capacity: AtomicU32,
     /// 1 once the writer closed the ring.
     closed: AtomicU32,
-    /// Writer role.
-    writer: Owner,
-    /// Reader role.
-    reader: Owner,
+    /// Writer role (see `crate::peer`).
+    writer: PeerSlot,
+    /// Reader role; its count is the number of messages read.
+    reader: PeerSlot,
 }
 
 /// Line 1: written by the writer on every message.
@@ -163,12 +172,8 @@ impl RingHeader {
                 version: AtomicU32::new(RING_VERSION),
                 capacity: AtomicU32::new(capacity),
                 closed: z32(),
-                writer: Owner {
-                    word: AtomicU64::new(0),
-                },
-                reader: Owner {
-                    word: AtomicU64::new(0),
-                },
+                writer: PeerSlot::new(),
+                reader: PeerSlot::new(),
             },
             tail: TailLine { tail: z32() },
             head: HeadLine { head: z32() },
@@ -259,11 +264,22 @@ pub enum WriteError {
     /// The ring was closed by its writer.
     #[error("the ring is closed: no more messages can be written")]
     Closed,
-    /// The reader died while the ring was full.
+    /// The reader died while the ring was full (or before it consumed what
+    /// [`Ring::wait_consumed`] waited for).
     #[error("the reader (pid {pid}) died while the ring was full: start a new reader to continue")]
     PeerDied {
         /// The dead reader's pid.
         pid: u32,
+    },
+    /// The reader released its role cleanly (its handle was dropped: it exited or
+    /// stopped reading) while the ring was full (or before it consumed what
+    /// [`Ring::wait_consumed`] waited for). Nothing was written; a new reader may
+    /// attach and the writer may retry.
+    #[error("the reader left after reading {messages_read} messages, with the ring full: start a new reader to continue, or stop writing")]
+    ReaderLeft {
+        /// Messages this ring's readers had read when the reader left, counted across
+        /// successive readers (a reader that was killed could not report its own).
+        messages_read: u64,
     },
     /// Another live process (or handle) holds the writer role.
     #[error("process {pid} is already the writer of this ring: a ring has one writer")]
@@ -398,6 +414,10 @@ pub struct Ring {
     head: u32,
     /// Reader: last tail seen.
     cached_tail: u32,
+    /// Writer: messages written by this ring's writers (stored in the role slot on leaving).
+    written: u64,
+    /// Reader: messages read by this ring's readers (stored in the role slot on leaving).
+    read: u64,
     _backing: Backing,
 }
 
@@ -418,15 +438,6 @@ impl std::fmt::Debug for Ring {
 
 fn round8(n: u32) -> u32 {
     (n + 7) & !7
-}
-
-fn owner_word() -> u64 {
-    u64::from(process::current_pid()) | (process::current_start_time() << 32)
-}
-
-fn owner_alive(word: u64) -> bool {
-    // The start time was truncated to its low 32 bits; `is_alive` compares those.
-    process::is_alive(word as u32, word >> 32)
 }
 
 impl Ring {
@@ -592,6 +603,8 @@ impl Ring {
             cached_head: 0,
             head: 0,
             cached_tail: 0,
+            written: 0,
+            read: 0,
             _backing: backing,
         })
     }
@@ -851,26 +864,6 @@ impl Ring {
         self.hdr().meta.closed.load(Ordering::Acquire) != 0
     }
 
-    /// Takes `owner` for this process. Returns the pid of a live holder on failure.
-    fn claim(owner: &Owner) -> Result<u32, u32> {
-        let me = owner_word();
-        let my_pid = me as u32;
-        // Acquire on every load/CAS: a takeover must see the state the dead holder left.
-        let mut cur = owner.word.load(Ordering::Acquire);
-        loop {
-            if cur != 0 && (cur as u32 == my_pid || owner_alive(cur)) {
-                return Err(cur as u32);
-            }
-            match owner
-                .word
-                .compare_exchange(cur, me, Ordering::AcqRel, Ordering::Acquire)
-            {
-                Ok(_) => return Ok(my_pid),
-                Err(now) => cur = now,
-            }
-        }
-    }
-
     /// Maps the whole ring into this process once, when it takes a role, so the hot
     /// path takes no page faults (a fresh 4 MiB ring otherwise faults 1024 times in
     /// each process on its first pass). Best effort: on failure pages fault in lazily.
@@ -885,9 +878,14 @@ impl Ring {
         if self.writer_pid != 0 && self.writer_pid == process::current_pid() {
             return Ok(());
         }
-        let pid =
-            Self::claim(&self.hdr().meta.writer).map_err(|pid| WriteError::RoleTaken { pid })?;
-        self.writer_pid = pid;
+        let written = self
+            .hdr()
+            .meta
+            .writer
+            .claim()
+            .map_err(|pid| WriteError::RoleTaken { pid })?;
+        self.writer_pid = process::current_pid();
+        self.written = written;
         self.prefault();
         // Acquire: a new writer continues after the last record its predecessor
         // published; the reader's head likewise.
@@ -900,9 +898,14 @@ impl Ring {
         if self.reader_pid != 0 && self.reader_pid == process::current_pid() {
             return Ok(());
         }
-        let pid =
-            Self::claim(&self.hdr().meta.reader).map_err(|pid| ReadError::RoleTaken { pid })?;
-        self.reader_pid = pid;
+        let read = self
+            .hdr()
+            .meta
+            .reader
+            .claim()
+            .map_err(|pid| ReadError::RoleTaken { pid })?;
+        self.reader_pid = process::current_pid();
+        self.read = read;
         self.prefault();
         // Acquire: pairs with the previous reader's / writer's Release stores.
         self.head = self.hdr().head.head.load(Ordering::Acquire);
@@ -1065,6 +1068,67 @@ impl Ring {
         self.write_impl(len, Wait::No, f)
     }
 
+    /// Blocks until the reader has consumed every message written so far (the ring is
+    /// empty), so that a writer can report truthfully what was delivered before it
+    /// exits. Takes the writer role if this handle does not hold it yet.
+    ///
+    /// Returns at once if nothing is unread. Waits while the reader has never attached
+    /// or is attached and alive.
+    ///
+    /// # Errors
+    /// [`WriteError::ReaderLeft`] / [`WriteError::PeerDied`] if the reader left or died
+    /// with messages unread, [`WriteError::RoleTaken`] if another live process is the
+    /// writer, [`WriteError::Corrupt`].
+    ///
+    /// # Examples
+    /// ```
+    /// use shmkit_typed::{Ring, WriteError};
+    ///
+    /// let name = format!("shmkit-doc-ring-consumed-{}", std::process::id());
+    /// let mut writer = Ring::create(&name, 4096)?;
+    /// let mut reader = Ring::open(&name)?; // another process, usually
+    /// writer.write(b"one")?;
+    /// writer.write(b"two")?;
+    /// let t = std::thread::spawn(move || {
+    ///     for _ in 0..2 {
+    ///         reader.read_with(|_| ()).unwrap();
+    ///     }
+    /// }); // the reader's handle drops here: it leaves cleanly
+    /// writer.wait_consumed()?; // both messages were read
+    /// t.join().unwrap();
+    /// writer.write(b"three")?; // fits, but nobody will read it:
+    /// let e = writer.wait_consumed().unwrap_err();
+    /// assert!(matches!(e, WriteError::ReaderLeft { messages_read: 2 }), "{e}");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn wait_consumed(&mut self) -> Result<(), WriteError> {
+        self.ensure_writer()?;
+        // The ring is empty exactly when all of it is free.
+        self.wait_for_space(self.cap, Wait::Until(None))
+    }
+
+    /// As [`Ring::wait_consumed`], giving up with [`WriteError::Timeout`] after `timeout`.
+    ///
+    /// # Errors
+    /// As [`Ring::wait_consumed`], plus [`WriteError::Timeout`].
+    ///
+    /// # Examples
+    /// ```
+    /// use std::time::Duration;
+    /// use shmkit_typed::{Ring, WriteError};
+    ///
+    /// let mut ring = Ring::anonymous(4096)?;
+    /// ring.wait_consumed_timeout(Duration::from_millis(10))?; // nothing written: done
+    /// ring.write(b"unread")?;
+    /// let r = ring.wait_consumed_timeout(Duration::from_millis(10)); // no reader yet
+    /// assert!(matches!(r, Err(WriteError::Timeout)));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn wait_consumed_timeout(&mut self, timeout: Duration) -> Result<(), WriteError> {
+        self.ensure_writer()?;
+        self.wait_for_space(self.cap, Wait::timeout(timeout))
+    }
+
     /// Closes the ring: the reader reads what is left, then gets [`ReadError::Closed`].
     /// Takes the writer role if this handle does not hold it yet.
     ///
@@ -1135,6 +1199,7 @@ impl Ring {
         let r = f(buf);
         self.tail = self.tail.wrapping_add(rec);
         self.publish_tail();
+        self.written = self.written.wrapping_add(1);
         Ok(r)
     }
 
@@ -1195,12 +1260,22 @@ impl Ring {
         self.free_space()
     }
 
+    /// Waits until `need` bytes are free. When they are not and cannot become free
+    /// (the reader left or died), returns that instead of waiting: this is where the
+    /// writer learns how its reader went (see `crate::peer`).
     fn wait_for_space(&mut self, need: u32, wait: Wait) -> Result<(), WriteError> {
         if self.free_space()? >= need || self.refresh_head()? >= need {
             return Ok(());
         }
         let deadline = match wait {
-            Wait::No => return Err(WriteError::Full),
+            Wait::No => {
+                // One atomic load, no `/proc` read: a try_ form reports a reader that
+                // left, not one that died.
+                return Err(match self.hdr().meta.reader.left_count() {
+                    Some(messages_read) => WriteError::ReaderLeft { messages_read },
+                    None => WriteError::Full,
+                });
+            }
             Wait::Until(d) => d,
         };
         let mut backoff = Backoff::new();
@@ -1211,8 +1286,33 @@ impl Ring {
         }
         loop {
             let h = self.hdr();
-            let reader = h.meta.reader.word.load(Ordering::Acquire);
-            let ready = Self::sleep_until(
+            // Kept for the re-check before sleeping: a reader that leaves (or a new
+            // one that attaches) after this load changes the word and wakes us (see
+            // `Drop`), so the change is never slept through.
+            let reader = h.meta.reader.word();
+            match h.meta.reader.state_of(reader) {
+                PeerState::Left { count } => {
+                    // Its last head is visible (Acquire of LEFT): space it freed
+                    // before leaving is not lost.
+                    if self.refresh_head()? >= need {
+                        return Ok(());
+                    }
+                    return Err(WriteError::ReaderLeft {
+                        messages_read: count,
+                    });
+                }
+                PeerState::Died { pid } => {
+                    if self.refresh_head()? >= need {
+                        return Ok(());
+                    }
+                    return Err(WriteError::PeerDied { pid });
+                }
+                PeerState::Vacant | PeerState::Attached { .. } => {}
+            }
+            if deadline.is_some_and(|d| d.has_passed()) {
+                return Err(WriteError::Timeout);
+            }
+            Self::sleep_until(
                 &h.sleep.writer_sleeping,
                 &h.sleep.space_event,
                 deadline,
@@ -1220,17 +1320,11 @@ impl Ring {
                     // Acquire: as in `refresh_head`.
                     let head = h.head.head.load(Ordering::Acquire);
                     self.cap.wrapping_sub(self.tail.wrapping_sub(head)) >= need
+                        || h.meta.reader.word() != reader
                 },
             );
             if self.refresh_head()? >= need {
                 return Ok(());
-            }
-            let _ = ready;
-            if deadline.is_some_and(|d| d.has_passed()) {
-                return Err(WriteError::Timeout);
-            }
-            if reader != 0 && !owner_alive(reader) {
-                return Err(WriteError::PeerDied { pid: reader as u32 });
             }
         }
     }
@@ -1469,6 +1563,7 @@ impl Ring {
             let r = f(msg);
             self.head = self.head.wrapping_add(rec);
             self.publish_head();
+            self.read = self.read.wrapping_add(1);
             return Ok(r);
         }
     }
@@ -1505,7 +1600,6 @@ impl Ring {
         loop {
             let h = self.hdr();
             let head = self.head;
-            let writer = h.meta.writer.word.load(Ordering::Acquire);
             let _ = Self::sleep_until(
                 &h.sleep.reader_sleeping,
                 &h.sleep.data_event,
@@ -1527,13 +1621,25 @@ impl Ring {
                     Err(ReadError::Closed)
                 };
             }
-            if writer != 0 && !owner_alive(writer) {
+            match self.hdr().meta.writer.state() {
                 // A dead writer publishes nothing more; what it published is visible.
-                return if self.refresh_tail()? > 0 {
-                    Ok(())
-                } else {
-                    Err(ReadError::PeerDied { pid: writer as u32 })
-                };
+                PeerState::Died { pid } => {
+                    return if self.refresh_tail()? > 0 {
+                        Ok(())
+                    } else {
+                        Err(ReadError::PeerDied { pid })
+                    };
+                }
+                // A writer leaves only through `Drop`, which closes first; a writer
+                // slot left without `closed` (another program's doing) reads the same.
+                PeerState::Left { .. } => {
+                    return if self.refresh_tail()? > 0 {
+                        Ok(())
+                    } else {
+                        Err(ReadError::Closed)
+                    };
+                }
+                PeerState::Vacant | PeerState::Attached { .. } => {}
             }
             if deadline.is_some_and(|d| d.has_passed()) {
                 return Err(ReadError::Timeout);
@@ -1577,27 +1683,16 @@ impl Drop for Ring {
         let me = process::current_pid();
         if self.writer_pid != 0 && self.writer_pid == me {
             let _ = self.close();
-            let h = self.hdr();
-            // Release: hands the role over with the state we leave.
-            let w = h.meta.writer.word.load(Ordering::Relaxed);
-            if w as u32 == me {
-                let _ =
-                    h.meta
-                        .writer
-                        .word
-                        .compare_exchange(w, 0, Ordering::Release, Ordering::Relaxed);
-            }
+            // After the close: a reader that sees the writer gone sees `closed`.
+            self.hdr().meta.writer.release(self.written);
         }
         if self.reader_pid != 0 && self.reader_pid == me {
             let h = self.hdr();
-            let r = h.meta.reader.word.load(Ordering::Relaxed);
-            if r as u32 == me {
-                // Release: the next reader's Acquire sees the head we published.
-                let _ =
-                    h.meta
-                        .reader
-                        .word
-                        .compare_exchange(r, 0, Ordering::Release, Ordering::Relaxed);
+            // Release (in `release`): the writer that sees LEFT sees the head we
+            // published, and the next reader continues from it.
+            if h.meta.reader.release(self.read) {
+                // A writer asleep on a full ring learns at once, not after a slice.
+                Self::wake_if_sleeping(&h.sleep.writer_sleeping, &h.sleep.space_event);
             }
         }
     }

@@ -295,3 +295,126 @@ fn anonymous_ring_is_shared_with_forked_children() {
     assert!(matches!(ring.read_into(&mut buf), Err(ReadError::Closed)));
     writer.join_ok();
 }
+
+#[test]
+fn reader_that_exits_cleanly_gives_the_writer_reader_left_not_a_hang() {
+    let region = new_ring(4096);
+    let reader = fork_child(|| {
+        let mut ring = attach(&region);
+        let mut buf = Vec::new();
+        for _ in 0..3 {
+            if ring.read_into(&mut buf).is_err() {
+                return 1;
+            }
+        }
+        // Leaves cleanly: the handle's drop releases the reader role.
+        drop(ring);
+        0
+    });
+    let mut ring = attach(&region);
+    // Bounded, so that a writer that is never told fails instead of hanging.
+    let mut written = 0;
+    let err = loop {
+        match ring.write_timeout(&[7; 100], Duration::from_secs(10)) {
+            Ok(()) => written += 1,
+            Err(e) => break e,
+        }
+    };
+    reader.join_ok();
+    assert!(
+        matches!(err, WriteError::ReaderLeft { messages_read: 3 }),
+        "{err:?}"
+    );
+    // Still nobody reading: the next blocking write says the same at once.
+    let err = ring.write(&[7; 100]).unwrap_err();
+    assert!(matches!(err, WriteError::ReaderLeft { .. }), "{err:?}");
+    let err = ring.try_write(&[7; 100]).unwrap_err();
+    assert!(matches!(err, WriteError::ReaderLeft { .. }), "{err:?}");
+
+    // A new reader attaches: the writer continues, and the count goes on.
+    let ready = Pipe::new();
+    let second = fork_child(|| {
+        let mut ring = attach(&region);
+        let mut buf = Vec::new();
+        let mut n = 0;
+        // Drain what the first reader left, then the 50 messages written below.
+        loop {
+            match ring.read_into_timeout(&mut buf, Duration::from_secs(10)) {
+                Ok(100) => n += 1,
+                Err(ReadError::Closed) => break,
+                _ => return 1,
+            }
+            if n == 1 {
+                ready.send(1);
+            }
+        }
+        i32::from(n != written - 3 + 50) * 2
+    });
+    ready.recv_n(1);
+    for _ in 0..50 {
+        ring.write_timeout(&[7; 100], Duration::from_secs(10))
+            .expect("a new reader clears the left state");
+    }
+    ring.close().unwrap();
+    second.join_ok();
+}
+
+#[test]
+fn wait_consumed_returns_when_all_is_read_and_reports_a_reader_that_left_first() {
+    let region = new_ring(4096);
+    let go_on = Pipe::new();
+    let reader = fork_child(|| {
+        let mut ring = attach(&region);
+        let mut buf = Vec::new();
+        for _ in 0..5 {
+            if ring.read_into(&mut buf).is_err() {
+                return 1;
+            }
+        }
+        // Wait until the writer saw everything consumed, then read one more and leave.
+        go_on.recv();
+        if ring.read_into(&mut buf).is_err() {
+            return 2;
+        }
+        0
+    });
+    let mut ring = attach(&region);
+    for _ in 0..5 {
+        ring.write(b"hello").unwrap();
+    }
+    ring.wait_consumed_timeout(Duration::from_secs(10))
+        .expect("all five read");
+    for _ in 0..3 {
+        ring.write(b"more").unwrap();
+    }
+    go_on.send(1);
+    // The reader reads one of the three and leaves: waiting would never end.
+    let err = ring
+        .wait_consumed_timeout(Duration::from_secs(10))
+        .unwrap_err();
+    reader.join_ok();
+    assert!(
+        matches!(err, WriteError::ReaderLeft { messages_read: 6 }),
+        "{err:?}"
+    );
+}
+
+/// Byte offset of the reader role's owner word in the ring header (docs/layout.md).
+const READER_WORD_OFFSET: usize = 32;
+
+#[test]
+fn a_new_process_with_the_dead_readers_pid_can_claim_the_role() {
+    let region = new_ring(4096);
+    // Forge the word a dead reader with our pid but another start time would have
+    // left (what a restarted container that reuses pid 1 finds).
+    let pid = u64::from(std::process::id());
+    let start = u64::from(shmkit_sync::process::current_start_time() ^ 1);
+    // SAFETY: the word is 8-aligned inside the mapped header; no handle is attached.
+    unsafe {
+        (region.as_ptr().add(READER_WORD_OFFSET) as *mut u64).write(pid | (start << 32));
+    }
+    let mut ring = attach(&region);
+    let mut buf = Vec::new();
+    let r = ring.try_read_into(&mut buf);
+    assert!(matches!(r, Err(ReadError::Empty)), "{r:?}");
+}

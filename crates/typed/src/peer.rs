@@ -1,0 +1,253 @@
+//! Peer roles in shared memory: which process holds a role of a shared object (the
+//! [`Ring`](crate::Ring)'s writer and reader), and, when nobody does, how the last
+//! holder went.
+//!
+//! A role is a [`PeerSlot`] in the object's header. It tells apart the four states a
+//! peer waiting on the other side must answer differently ([`PeerState`]):
+//!
+//! | state | the other side |
+//! |---|---|
+//! | *never attached* ([`PeerState::Vacant`]) | waits: the peer has not started yet |
+//! | *attached* ([`PeerState::Attached`]) | waits: the peer is alive and working |
+//! | *left cleanly* ([`PeerState::Left`]) | stops waiting with a typed error naming the peer's progress (e.g. `WriteError::ReaderLeft`) |
+//! | *died* ([`PeerState::Died`]) | stops waiting with `PeerDied { pid }` |
+//!
+//! A new process may [claim](PeerSlot::claim) the role again in any state but
+//! *attached*; it continues the predecessor's progress counter.
+//!
+//! # Word encoding
+//! `PeerSlot` is `#[repr(C)]`, 16 bytes, align 8: two `u64` words.
+//!
+//! `word` (offset 0):
+//! - bits 0..32: pid of the holder; `0` when nobody holds the role;
+//! - bits 32..64 with a holder: the low 32 bits of the holder's start time (clock
+//!   ticks since boot, field 22 of `/proc/<pid>/stat`), so a new process that reuses
+//!   the pid is told apart from the dead holder: the *whole* word names a process;
+//! - bits 32..64 without a holder: `0` = never attached ([`VACANT`]), `1` = the last
+//!   holder left cleanly ([`LEFT`]); any other value is read as *left*.
+//!
+//! `count` (offset 8): the role's progress counter (for the ring's reader: messages
+//! read), stored by a holder when it leaves, before `word` becomes [`LEFT`]; a
+//! holder counts locally in between, so the hot path never writes it. A holder that
+//! dies leaves the count of the last clean leave behind.
+//!
+//! # Orderings
+//! `claim` is a compare-exchange with AcqRel: Acquire so that a new holder sees the
+//! state its predecessor published (and the `count` stored before a leave); Release
+//! so that the role word orders after whatever the claimer initialised. `release`
+//! stores `count` (Relaxed), then moves `word` to [`LEFT`] with Release; a peer that
+//! loads [`LEFT`] with Acquire ([`PeerSlot::state`]) sees that count and everything
+//! the leaver published before leaving.
+
+use crate::process;
+use crate::shim::{AtomicU64, Ordering};
+
+/// `word` of a role that was never held.
+pub(crate) const VACANT: u64 = 0;
+/// `word` of a role whose last holder released it cleanly.
+pub(crate) const LEFT: u64 = 1 << 32;
+
+/// One role of a shared object: its holder and its progress counter. See the
+/// [module docs](self) for the encoding.
+#[repr(C)]
+pub(crate) struct PeerSlot {
+    /// Holder (pid + start time) or how the role was left.
+    word: AtomicU64,
+    /// Progress counter stored on a clean leave.
+    count: AtomicU64,
+}
+
+#[cfg(not(loom))]
+const _: () = assert!(std::mem::size_of::<PeerSlot>() == 16);
+#[cfg(not(loom))]
+const _: () = assert!(std::mem::align_of::<PeerSlot>() == 8);
+
+/// How a role stands, as seen by the other side.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum PeerState {
+    /// Nobody ever held the role.
+    Vacant,
+    /// A live process holds the role.
+    Attached {
+        /// The holder's pid.
+        pid: u32,
+    },
+    /// The last holder released the role cleanly.
+    Left {
+        /// Its progress counter when it left.
+        count: u64,
+    },
+    /// The recorded holder is dead (or its pid now names another process).
+    Died {
+        /// The dead holder's pid.
+        pid: u32,
+    },
+}
+
+/// The word naming this process (pid + low 32 bits of its start time).
+pub(crate) fn own_word() -> u64 {
+    u64::from(process::current_pid()) | (process::current_start_time() << 32)
+}
+
+/// The holder's pid in `word`, 0 for none.
+pub(crate) fn holder_pid(word: u64) -> u32 {
+    word as u32
+}
+
+/// Whether the holder recorded in `word` (which has one) still runs: same pid *and*
+/// same start time (a `/proc` read, slow paths only).
+fn holder_alive(word: u64) -> bool {
+    process::is_alive(holder_pid(word), word >> 32)
+}
+
+impl PeerSlot {
+    /// A vacant slot for loom models (loom atomics cannot live in raw memory).
+    #[cfg(loom)]
+    pub(crate) fn new() -> Self {
+        PeerSlot {
+            word: AtomicU64::new(VACANT),
+            count: AtomicU64::new(0),
+        }
+    }
+
+    /// Takes the role for this process unless a live process holds it (this process
+    /// through another handle included). On success returns the progress counter the
+    /// last clean leaver stored (0 if none), to continue from; on failure the
+    /// holder's pid.
+    ///
+    /// A word with this process's pid but another start time names a dead process
+    /// that had our pid (a restarted container reusing pid 1): it is taken over.
+    pub(crate) fn claim(&self) -> Result<u64, u32> {
+        let me = own_word();
+        // Acquire: a takeover sees the state the previous holder left (see the module
+        // docs); pairs with the Release of `release` and of a predecessor's claim.
+        let mut cur = self.word.load(Ordering::Acquire);
+        loop {
+            let pid = holder_pid(cur);
+            if pid != 0 && (cur == me || holder_alive(cur)) {
+                return Err(pid);
+            }
+            // AcqRel: Acquire as above; Release orders the claimer's prior setup
+            // before the role word others read.
+            match self
+                .word
+                .compare_exchange(cur, me, Ordering::AcqRel, Ordering::Acquire)
+            {
+                // Relaxed: ordered after the leaver's store by the Acquire above.
+                Ok(_) => return Ok(self.count.load(Ordering::Relaxed)),
+                Err(now) => cur = now,
+            }
+        }
+    }
+
+    /// Releases the role held by this process, recording `count` as its progress
+    /// (the state becomes [`PeerState::Left`]). Returns `false` (and changes nothing)
+    /// if this process does not hold it.
+    pub(crate) fn release(&self, count: u64) -> bool {
+        let me = own_word();
+        // Relaxed: only a check that we still hold the role; the CAS decides.
+        if self.word.load(Ordering::Relaxed) != me {
+            return false;
+        }
+        // Relaxed: published by the Release CAS below.
+        self.count.store(count, Ordering::Relaxed);
+        // Release: pairs with the Acquire in `state`/`claim`: the count and everything
+        // this holder published happen-before a peer's observation of LEFT.
+        self.word
+            .compare_exchange(me, LEFT, Ordering::Release, Ordering::Relaxed)
+            .is_ok()
+    }
+
+    /// The raw role word (Acquire: pairs with `release`/`claim`), for a cheap "did
+    /// anything change" re-check before sleeping.
+    pub(crate) fn word(&self) -> u64 {
+        self.word.load(Ordering::Acquire)
+    }
+
+    /// The count the last holder left with, if it left cleanly and nobody claimed the
+    /// role since (one atomic load, no `/proc` read).
+    pub(crate) fn left_count(&self) -> Option<u64> {
+        match self.word() {
+            // Relaxed: ordered after the leaver's store by the Acquire in `word`.
+            w if holder_pid(w) == 0 && w != VACANT => Some(self.count.load(Ordering::Relaxed)),
+            _ => None,
+        }
+    }
+
+    /// The role's state. Costs a `/proc` read when a holder is recorded: slow paths only.
+    pub(crate) fn state(&self) -> PeerState {
+        self.state_of(self.word())
+    }
+
+    /// The state that `w`, a value [`PeerSlot::word`] returned, stands for (a waiter
+    /// keeps `w` to notice a change before it sleeps). Costs a `/proc` read when `w`
+    /// records a holder.
+    pub(crate) fn state_of(&self, w: u64) -> PeerState {
+        let pid = holder_pid(w);
+        if pid != 0 {
+            if holder_alive(w) {
+                PeerState::Attached { pid }
+            } else {
+                PeerState::Died { pid }
+            }
+        } else if w == VACANT {
+            PeerState::Vacant
+        } else {
+            // Relaxed: ordered after the leaver's store by the Acquire in `word`.
+            PeerState::Left {
+                count: self.count.load(Ordering::Relaxed),
+            }
+        }
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+
+    fn slot() -> PeerSlot {
+        PeerSlot {
+            word: AtomicU64::new(VACANT),
+            count: AtomicU64::new(0),
+        }
+    }
+
+    #[test]
+    fn states_from_vacant_through_attached_and_left_back_to_attached() {
+        let s = slot();
+        assert_eq!(s.state(), PeerState::Vacant);
+        assert_eq!(s.left_count(), None);
+        assert_eq!(s.claim(), Ok(0));
+        let me = process::current_pid();
+        assert_eq!(s.state(), PeerState::Attached { pid: me });
+        // Held by this process: a second claim (another handle) is refused.
+        assert_eq!(s.claim(), Err(me));
+        assert!(s.release(42));
+        assert!(!s.release(7), "released twice");
+        assert_eq!(s.state(), PeerState::Left { count: 42 });
+        assert_eq!(s.left_count(), Some(42));
+        // A new holder continues the count.
+        assert_eq!(s.claim(), Ok(42));
+        assert_eq!(s.state(), PeerState::Attached { pid: me });
+    }
+
+    #[test]
+    fn a_dead_holder_is_reported_and_taken_over() {
+        let s = slot();
+        let dead = 4_194_305 + 13; // above the kernel's pid_max: never a process
+        s.word.store(u64::from(dead), Ordering::Relaxed);
+        assert_eq!(s.state(), PeerState::Died { pid: dead });
+        assert_eq!(s.claim(), Ok(0));
+    }
+
+    #[test]
+    fn our_pid_with_another_start_time_is_another_dead_process() {
+        let s = slot();
+        let forged =
+            u64::from(process::current_pid()) | ((process::current_start_time() ^ 1) << 32);
+        s.word.store(forged, Ordering::Relaxed);
+        assert!(matches!(s.state(), PeerState::Died { .. }));
+        assert_eq!(s.claim(), Ok(0));
+        assert_eq!(s.word(), own_word());
+    }
+}
