@@ -264,9 +264,16 @@ fn wait_deadline(child: &mut std::process::Child, what: &str) -> std::process::E
     }
 }
 
+/// A writer with far more to send than the test lets it, or a reader of it.
 fn start_side(which: &str, name: &str) -> std::process::Child {
+    let stream: &[&str] = if which == "writer" {
+        &["--count", "1000000000", "--size", "64"]
+    } else {
+        &[]
+    };
     Command::new(example(which))
-        .args(["--name", name, "--count", "1000000000", "--size", "64"])
+        .args(["--name", name])
+        .args(stream)
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
@@ -277,8 +284,9 @@ fn start_side(which: &str, name: &str) -> std::process::Child {
 fn ctrl_c_on_the_writer_lets_the_reader_drain_and_leaves_no_segment() {
     let name = format!("shmkit-t-pair-intw-{}", std::process::id());
     let mut reader = start_side("reader", &name);
-    let r_err = wait_for_line(&mut reader, "attached");
     let mut writer = start_side("writer", &name);
+    // The reader attaches once the writer's first message tells it what comes.
+    let r_err = wait_for_line(&mut reader, "attached");
     let w_err = wait_for_line(&mut writer, "attached");
     interrupt(&writer);
     let w = wait_deadline(&mut writer, "the interrupted writer");
@@ -312,7 +320,8 @@ fn ctrl_c_on_the_reader_is_reported_by_the_writer_and_leaves_no_segment() {
         "{r_text}"
     );
     assert!(!w.success(), "{w_text}");
-    assert!(w_text.contains("the reader (pid"), "{w_text}");
+    // The interrupted reader left cleanly, and the writer says so.
+    assert!(w_text.contains("the reader left after"), "{w_text}");
     assert!(!std::path::Path::new(&format!("/dev/shm/{name}")).exists());
 }
 
@@ -425,4 +434,24 @@ fn a_reader_with_flags_that_disagree_with_the_stream_says_so() {
             "{w_err}"
         );
     }
+}
+
+#[test]
+fn a_killed_reader_is_reported_by_the_writer() {
+    let name = shmkit_testkit::unique_name("pair-kill");
+    let _cleanup = shmkit_testkit::ShmCleanup::new(&name);
+    let mut writer = start_side("writer", &name);
+    let w_err = wait_for_line(&mut writer, "attached");
+    let mut reader = start_side("reader", &name);
+    let _r_err = wait_for_line(&mut reader, "attached");
+    reader.kill().expect("SIGKILL the reader");
+    let r = wait_deadline(&mut reader, "the killed reader");
+    let w = wait_deadline(&mut writer, "the writer");
+    let w_text = rest_of(w_err);
+    assert!(!r.success());
+    assert!(!w.success(), "{w_text}");
+    assert!(
+        w_text.contains(&format!("the reader (pid {}) died", reader.id())),
+        "{w_text}"
+    );
 }
