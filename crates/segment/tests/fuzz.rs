@@ -125,7 +125,8 @@ fn u64_at(b: &[u8; HEADER_LEN], o: usize) -> u64 {
 }
 
 /// The specification, written independently of the crate's code: a header opens iff
-/// it is shmkit's magic and version, READY, 128-byte header and offset, offset +
+/// it is shmkit's magic and version, READY (possibly flagged "shared across pid
+/// namespaces", bit 16), 128-byte header and offset, offset +
 /// payload == total without overflow, total fits in the mapping, and the tag equals
 /// the one asked for (`TypeTag::BYTES`: kind 0, size 1, align 1, its fingerprint).
 fn spec_ok(b: &[u8; HEADER_LEN], mapping_len: u64) -> bool {
@@ -133,7 +134,7 @@ fn spec_ok(b: &[u8; HEADER_LEN], mapping_len: u64) -> bool {
     mapping_len >= HEADER_LEN as u64
         && u64_at(b, 0) == MAGIC
         && u32_at(b, 8) == LAYOUT_VERSION
-        && u32_at(b, 12) == 1
+        && (u32_at(b, 12) == 1 || u32_at(b, 12) == 1 | 1 << 16)
         && u32_at(b, 20) == 128
         && u64_at(b, 32) == 128
         && 128u64.checked_add(u64_at(b, 40)) == Some(u64_at(b, 24))
