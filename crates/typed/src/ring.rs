@@ -424,9 +424,9 @@ fn owner_word() -> u64 {
     u64::from(process::current_pid()) | (process::current_start_time() << 32)
 }
 
-fn owner_alive(word: u64) -> bool {
+fn owner_alive(seg: Option<&shmkit_segment::Segment>, word: u64) -> bool {
     // The start time was truncated to its low 32 bits; `is_alive` compares those.
-    process::is_alive(word as u32, word >> 32)
+    process::is_alive_in(seg, word as u32, word >> 32)
 }
 
 impl Ring {
@@ -772,9 +772,9 @@ impl Ring {
     /// assert_eq!(ring.segment().and_then(|s| s.name()), Some(name.as_str()));
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
-    #[cfg(not(loom))]
     pub fn segment(&self) -> Option<&shmkit_segment::Segment> {
         match &self._backing {
+            #[cfg(not(loom))]
             Backing::Segment(s) => Some(s),
             _ => None,
         }
@@ -852,13 +852,13 @@ impl Ring {
     }
 
     /// Takes `owner` for this process. Returns the pid of a live holder on failure.
-    fn claim(owner: &Owner) -> Result<u32, u32> {
+    fn claim(seg: Option<&shmkit_segment::Segment>, owner: &Owner) -> Result<u32, u32> {
         let me = owner_word();
         let my_pid = me as u32;
         // Acquire on every load/CAS: a takeover must see the state the dead holder left.
         let mut cur = owner.word.load(Ordering::Acquire);
         loop {
-            if cur != 0 && (cur as u32 == my_pid || owner_alive(cur)) {
+            if cur != 0 && (cur as u32 == my_pid || owner_alive(seg, cur)) {
                 return Err(cur as u32);
             }
             match owner
@@ -885,8 +885,8 @@ impl Ring {
         if self.writer_pid != 0 && self.writer_pid == process::current_pid() {
             return Ok(());
         }
-        let pid =
-            Self::claim(&self.hdr().meta.writer).map_err(|pid| WriteError::RoleTaken { pid })?;
+        let pid = Self::claim(self.segment(), &self.hdr().meta.writer)
+            .map_err(|pid| WriteError::RoleTaken { pid })?;
         self.writer_pid = pid;
         self.prefault();
         // Acquire: a new writer continues after the last record its predecessor
@@ -900,8 +900,8 @@ impl Ring {
         if self.reader_pid != 0 && self.reader_pid == process::current_pid() {
             return Ok(());
         }
-        let pid =
-            Self::claim(&self.hdr().meta.reader).map_err(|pid| ReadError::RoleTaken { pid })?;
+        let pid = Self::claim(self.segment(), &self.hdr().meta.reader)
+            .map_err(|pid| ReadError::RoleTaken { pid })?;
         self.reader_pid = pid;
         self.prefault();
         // Acquire: pairs with the previous reader's / writer's Release stores.
@@ -1229,7 +1229,7 @@ impl Ring {
             if deadline.is_some_and(|d| d.has_passed()) {
                 return Err(WriteError::Timeout);
             }
-            if reader != 0 && !owner_alive(reader) {
+            if reader != 0 && !owner_alive(self.segment(), reader) {
                 return Err(WriteError::PeerDied { pid: reader as u32 });
             }
         }
@@ -1527,7 +1527,7 @@ impl Ring {
                     Err(ReadError::Closed)
                 };
             }
-            if writer != 0 && !owner_alive(writer) {
+            if writer != 0 && !owner_alive(self.segment(), writer) {
                 // A dead writer publishes nothing more; what it published is visible.
                 return if self.refresh_tail()? > 0 {
                     Ok(())
