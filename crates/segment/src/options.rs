@@ -700,14 +700,16 @@ impl SegmentOptions {
             f(seg.payload_ptr(), payload);
             std::mem::forget(failed);
         }
-        // SAFETY: `h` is our live, aligned mapping; `state` is an atomic.
-        // Release: pairs with the Acquire in `wait_ready`; publishes the payload written
-        // by `init`.
+        // A creator that allows peers from other pid namespaces flags the segment in
+        // the same store, so no opener ever sees it unflagged.
         let ready = if self.allow_foreign_pid_namespace {
             STATE_READY | STATE_SHARED_PID_NAMESPACES
         } else {
             STATE_READY
         };
+        // SAFETY: `h` is our live, aligned mapping; `state` is an atomic.
+        // Release: pairs with the Acquire in `wait_ready`; publishes the payload written
+        // by `init`.
         unsafe { (*h).state.store(ready, Ordering::Release) };
         // The creator owns the name, except for files, which are meant to outlive it.
         let default = backend != Backend::File;
