@@ -446,3 +446,36 @@ fn writer_that_exits_without_close_gives_the_reader_closed_after_draining() {
     hold.send(0);
     writer.join_ok();
 }
+
+/// A reader that is alive but hung (attached, never reads again) is neither dead nor
+/// gone: a writer on the full ring waits, and a timed write says `Timeout`, never
+/// `PeerDied` or `ReaderLeft`.
+#[test]
+fn a_hung_reader_makes_a_timed_write_time_out_not_report_a_departure() {
+    let region = new_ring(4096);
+    let attached = Pipe::new();
+    let release = Pipe::new();
+    let reader = fork_child(|| {
+        let mut ring = attach(&region);
+        let mut buf = Vec::new();
+        if ring.read_into(&mut buf).is_err() {
+            return 1;
+        }
+        attached.send(1);
+        // Hung: holds the reader role and reads nothing until told to go.
+        release.recv();
+        0
+    });
+    let mut ring = attach(&region);
+    ring.write(&[1; 64]).expect("first message");
+    attached.recv_n(1);
+    let err = loop {
+        match ring.write_timeout(&[2; 64], Duration::from_millis(50)) {
+            Ok(()) => {}
+            Err(e) => break e,
+        }
+    };
+    assert!(matches!(err, WriteError::Timeout), "{err:?}");
+    release.send(1);
+    reader.join_ok();
+}
