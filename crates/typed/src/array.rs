@@ -72,7 +72,9 @@ pub const fn mutex_size<T>(len: usize) -> Option<usize> {
     Some(round_up(end, struct_align))
 }
 
-/// A fixed-length array of `T` in shared memory.
+/// A fixed-length array of `T` in shared memory. Made and opened as every object is
+/// ([the family](crate::family); `init` is the length); `open(name, len)` also checks
+/// the length.
 ///
 /// # Examples
 /// ```

@@ -16,9 +16,9 @@
 //! | `anonymous(init)` | anonymous shared memory, shared with children forked afterwards |
 //! | `create_in(options, init)` / `open_in(options)` / `open_or_create_in(options, init)` | any [`SegmentOptions`]: System V, file-backed, mode, open timeout... |
 //!
-//! `init` is what creating needs ([`SharedObject::Init`]): the initial value of a
-//! value, the length of an array, the capacity of a ring or queue, the primitive
-//! itself (`Semaphore::bounded(2, 2)`, `Event::new()`...) for a sync object.
+//! `init` is what creating needs (the type `O::Init` in generic code): the initial
+//! value of a value, the length of an array, the capacity of a ring or queue, the
+//! primitive itself (`Semaphore::bounded(2, 2)`, `Event::new()`...) for a sync object.
 //!
 //! Each type also has these forms as inherent functions, so `Ring::create(&name, cap)`
 //! needs no trait import; the trait is there for code generic over objects.

@@ -429,7 +429,9 @@ enum Backing {
 /// A handle to a bounded MPMC queue of `T` in shared memory. `Send + Sync`: threads
 /// may share one handle.
 ///
-/// See the [module docs](self) for the protocol and crash behaviour.
+/// See the [module docs](self) for the protocol and crash behaviour, and
+/// [the family](crate::family) for `create`, `open`, `open_or_create`, `anonymous`
+/// (capacity in items) and their `*_in(options)` forms.
 ///
 /// # Examples
 /// A named queue of `#[repr(C)]` jobs, with a producer and a consumer handle:

@@ -387,7 +387,9 @@ enum Backing {
 
 /// A handle to a single-producer single-consumer byte-message ring in shared memory.
 ///
-/// See the [module docs](self) for the protocol, roles and crash behaviour.
+/// See the [module docs](self) for the protocol, roles and crash behaviour, and
+/// [the family](crate::family) for `create`, `open`, `open_or_create`, `anonymous`
+/// (capacity in bytes) and their `*_in(options)` forms.
 ///
 /// # Examples
 /// A named ring with a writer handle and a reader handle:

@@ -97,8 +97,10 @@ plain_object!(Event, kind::EVENT, "SharedEvent", "shmkit::Event");
 plain_object!(Barrier, kind::BARRIER, "SharedBarrier", "shmkit::Barrier");
 plain_object!(Condvar, kind::CONDVAR, "SharedCondvar", "shmkit::Condvar");
 
-/// A sync object `S` alone in a segment; derefs to `S`. See the [module docs](self)
-/// and the aliases below.
+/// A sync object `S` alone in a segment; derefs to `S`, so every method of the
+/// sync object is there. Made and opened with [the family](crate::family); see the
+/// aliases [`SharedValue`], [`SharedRwValue`], [`SharedSemaphore`], [`SharedEvent`],
+/// [`SharedBarrier`], [`SharedCondvar`].
 ///
 /// # Examples
 /// Two unrelated processes meet at a named barrier (here a forked child that opens it

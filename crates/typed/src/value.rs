@@ -47,6 +47,8 @@ pub(crate) fn check_fits(seg: &Segment, need: usize) -> Result<(), OpenError> {
 /// One `T` in shared memory without a lock (= `multiprocessing.Value(lock=False)` /
 /// `RawValue`): each [`get`](Self::get) and [`set`](Self::set) is a copy made of
 /// atomic loads or stores, never a plain access to memory other processes write.
+/// Made and opened as every object is ([the family](crate::family); `init` is the
+/// initial value).
 ///
 /// # What a reader sees
 /// - A `T` of 1, 2, 4 or 8 bytes (`u8`..`u64`, `f64`, `[u16; 2]`...) is one atomic
@@ -55,7 +57,7 @@ pub(crate) fn check_fits(seg: &Segment, need: usize) -> Result<(), OpenError> {
 /// - A larger (or odd-sized) `T` is copied in pieces: 8-byte words, then a 4-, 2- and
 ///   1-byte tail, each piece atomic. While another process `set`s it, a `get` **can
 ///   tear**: it may return some pieces of one write and some of another (each piece
-///   whole). Use [`SharedValue`] (locked) when readers must see whole updates.
+///   whole). Use [`SharedValue`](crate::SharedValue) (locked) when readers must see whole updates.
 /// - Ordering: a `set` is Release and a `get` Acquire (fences around the pieces): if a
 ///   `get` returns a piece some `set` wrote, whatever the writer did before that `set`
 ///   is visible after the `get`. So a `RawValue<u32>` works as a "data is ready" flag.
