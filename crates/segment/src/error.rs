@@ -216,6 +216,19 @@ pub enum OpenError {
         /// The type tag in the header.
         found: String,
     },
+    /// The segment was created in another pid namespace than this process's (a
+    /// container sharing `/dev/shm` or IPC with the host or another container). Process
+    /// ids do not cross pid namespaces, so the liveness checks that recover a lock or a
+    /// ring role from a dead holder could take it from a live one: refused by default.
+    #[error("segment '{name}' was created in pid namespace {creator}, but this process runs in pid namespace {ours}: process ids do not cross pid namespaces, so a live lock holder over there would look dead from here. Run both sides in one pid namespace (e.g. docker --pid=host or --pid=container:NAME), or open with .allow_foreign_pid_namespace(true) to accept that a holder that dies is then never recovered (waiters wait or time out)")]
+    ForeignPidNamespace {
+        /// The name, key or path.
+        name: String,
+        /// Inode of the creator's pid namespace (from the header).
+        creator: u64,
+        /// Inode of this process's pid namespace (`/proc/self/ns/pid`).
+        ours: u64,
+    },
     /// Another system call failed.
     #[error("opening segment '{name}' failed in {op}: {source}")]
     Io {

@@ -20,7 +20,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::error::{CreateError, OpenError, OpenOrCreateError};
-use crate::header::{Header, TypeTag, HEADER_LEN, STATE_FAILED, STATE_READY};
+use crate::header::{
+    Header, TypeTag, HEADER_LEN, STATE_FAILED, STATE_READY, STATE_SHARED_PID_NAMESPACES,
+};
 use crate::segment::{Backend, Mapping, Segment, Unlinker};
 use crate::validate::{open_header, Expect};
 use crate::wait::wait_for_size;
@@ -62,6 +64,7 @@ pub struct SegmentOptions {
     type_tag: Option<TypeTag>,
     open_timeout: Duration,
     unlink_on_drop: Option<bool>,
+    allow_foreign_pid_namespace: bool,
 }
 
 impl Default for SegmentOptions {
@@ -73,6 +76,7 @@ impl Default for SegmentOptions {
             type_tag: Some(TypeTag::BYTES),
             open_timeout: DEFAULT_OPEN_TIMEOUT,
             unlink_on_drop: None,
+            allow_foreign_pid_namespace: false,
         }
     }
 }
@@ -403,6 +407,48 @@ impl SegmentOptions {
         self
     }
 
+    /// Whether processes in different pid namespaces may share this segment (default
+    /// `false`).
+    ///
+    /// Process ids mean nothing across pid namespaces (containers sharing `/dev/shm`,
+    /// `--ipc=host`): a lock holder over there has no `/proc` entry here, or the entry of
+    /// an unrelated process, so the dead-holder recovery of shmkit's locks, ring roles
+    /// and queue slots would take what a live process holds. So by default `open`
+    /// refuses a segment created in another pid namespace
+    /// ([`OpenError::ForeignPidNamespace`]).
+    ///
+    /// With `true`, such an open succeeds and marks the segment "shared across pid
+    /// namespaces" in its header ([`HeaderInfo::shared_pid_namespaces`](crate::HeaderInfo::shared_pid_namespaces));
+    /// a creator that sets it marks the segment at creation. From then on, in *every*
+    /// process, liveness checks on the shmkit objects in the segment (the mutex of a
+    /// `SharedValue`/`SharedArray`, ring roles, queue slots) never declare an owner
+    /// dead: a holder that dies is not recovered, waiters wait or time out. Locks you
+    /// place in the payload yourself are only covered if you lock them inside
+    /// `shmkit_sync::process::with_pid_namespace_probe`. If either side's pid namespace
+    /// is unknown (no `/proc`), nothing is checked or refused.
+    ///
+    /// # Examples
+    /// ```
+    /// use shmkit_segment::Segment;
+    ///
+    /// let name = format!("shmkit-doc-pidns-{}", std::process::id());
+    /// // A creator that expects peers from another container says so up front.
+    /// let seg = Segment::options()
+    ///     .posix(&name)
+    ///     .size(64)
+    ///     .allow_foreign_pid_namespace(true)
+    ///     .create()?;
+    /// assert!(seg.shared_across_pid_namespaces());
+    /// // The opener in the other container must opt in too (here: same namespace).
+    /// let peer = Segment::options().posix(&name).allow_foreign_pid_namespace(true).open()?;
+    /// assert!(peer.header().is_some_and(|h| h.shared_pid_namespaces));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn allow_foreign_pid_namespace(mut self, yes: bool) -> Self {
+        self.allow_foreign_pid_namespace = yes;
+        self
+    }
+
     /// Creates a new segment with a zeroed payload; fails if the name exists.
     ///
     /// # Errors
@@ -673,10 +719,17 @@ impl SegmentOptions {
             f(seg.payload_ptr(), payload);
             std::mem::forget(failed);
         }
+        // A creator that allows peers from other pid namespaces flags the segment in
+        // the same store, so no opener ever sees it unflagged.
+        let ready = if self.allow_foreign_pid_namespace {
+            STATE_READY | STATE_SHARED_PID_NAMESPACES
+        } else {
+            STATE_READY
+        };
         // SAFETY: `h` is our live, aligned mapping; `state` is an atomic.
         // Release: pairs with the Acquire in `wait_ready`; publishes the payload written
         // by `init`.
-        unsafe { (*h).state.store(STATE_READY, Ordering::Release) };
+        unsafe { (*h).state.store(ready, Ordering::Release) };
         // The creator owns the name, except for files, which are meant to outlive it.
         let default = backend != Backend::File;
         seg.set_unlink_on_drop(self.unlink_on_drop.unwrap_or(default));
@@ -877,11 +930,19 @@ impl SegmentOptions {
         let expect = Expect {
             payload_size: self.size.map(|n| n as u64),
             type_tag: self.type_tag,
+            pid_namespace: sys::pid_namespace(),
+            allow_foreign_pid_namespace: self.allow_foreign_pid_namespace,
         };
         // SAFETY: `seg.ptr` is our live mapping of `seg.len >= HEADER_LEN` bytes (the
         // size waits above ensure it), page aligned.
         let info =
             unsafe { open_header(seg.ptr, seg.len as u64, &expect, &name, start, deadline) }?;
+        if expect.is_foreign(info.creator_pidns) {
+            // Allowed (validate refuses otherwise): tell every process, before we use
+            // any object in the segment, that its process ids cannot be checked.
+            // SAFETY: `seg.ptr` is our live, page-aligned mapping of a header.
+            unsafe { Header::mark_shared_pid_namespaces(seg.ptr.cast::<Header>()) };
+        }
         let mut seg = seg;
         // Fits: validate checked 128 + payload_size <= seg.len, a usize.
         seg.payload_len = info.payload_size as usize;

@@ -432,6 +432,30 @@ impl Segment {
         Some(unsafe { Header::snapshot(self.ptr.cast::<Header>()) })
     }
 
+    /// Whether the segment is shared across pid namespaces (see
+    /// [`SegmentOptions::allow_foreign_pid_namespace`]): then no process id in it can be
+    /// checked for liveness. Read fresh each call (another process may set it at any
+    /// time, never clear it), after a SeqCst fence: call it *after* reading the owner
+    /// word you are about to judge, so an owner from another namespace is never judged
+    /// without the flag it set before taking anything. `false` for a raw segment.
+    ///
+    /// # Examples
+    /// ```
+    /// use shmkit_segment::Segment;
+    ///
+    /// let seg = Segment::options().anonymous().size(64).create()?;
+    /// assert!(!seg.shared_across_pid_namespaces()); // the default: one pid namespace
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn shared_across_pid_namespaces(&self) -> bool {
+        if self.raw {
+            return false;
+        }
+        // SAFETY: a non-raw segment is at least a header long and page aligned, and
+        // stays mapped while `self` lives.
+        unsafe { Header::shared_pid_namespaces(self.ptr.cast::<Header>()) }
+    }
+
     /// The memfd behind an anonymous segment, to hand to an unrelated process (over a
     /// Unix socket with `SCM_RIGHTS`, or inherited across `exec`), which opens it with
     /// [`SegmentOptions::fd`]. `None` for named backends: open those by name.

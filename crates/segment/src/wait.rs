@@ -7,7 +7,9 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use crate::error::OpenError;
-use crate::header::{Header, HEADER_LEN, LAYOUT_VERSION, MAGIC, STATE_FAILED, STATE_READY};
+use crate::header::{
+    Header, HEADER_LEN, LAYOUT_VERSION, MAGIC, STATE_FAILED, STATE_INIT_MASK, STATE_READY,
+};
 use crate::options::open_io_error;
 use crate::sys;
 
@@ -108,7 +110,7 @@ pub(crate) fn wait_ready(
         // and payload written before it are visible after.
         // SAFETY: `h` points to our live mapping, at least HEADER_LEN long and page
         // aligned; only atomics are read before READY.
-        let state = unsafe { (*h).state.load(Ordering::Acquire) };
+        let state = unsafe { (*h).state.load(Ordering::Acquire) } & STATE_INIT_MASK;
         if state == STATE_READY {
             return Ok(());
         }
@@ -146,7 +148,7 @@ pub(crate) fn wait_ready(
                 // It may have published READY just before exiting.
                 // Acquire: as the first load.
                 // SAFETY: `h` is our live, aligned mapping of at least HEADER_LEN bytes.
-                if unsafe { (*h).state.load(Ordering::Acquire) } == STATE_READY {
+                if unsafe { (*h).state.load(Ordering::Acquire) } & STATE_INIT_MASK == STATE_READY {
                     return Ok(());
                 }
                 return Err(OpenError::CreatorDied { pid });

@@ -162,7 +162,10 @@ impl<G> fmt::Display for LockError<G> {
                 "the lock is poisoned: an earlier holder died or panicked and nobody marked \
                  the data consistent; the lock is held: repair the data and call make_consistent()"
             }
-            LockError::Timeout => "timed out waiting for the lock; retry or give up",
+            LockError::Timeout => {
+                "timed out waiting for the lock; retry or give up (in memory shared across pid \
+                 namespaces a holder that died is never detected, so it also looks like this)"
+            }
             LockError::WouldBlock => "the lock is held by someone else (try_lock did not wait)",
             LockError::WouldDeadlock => {
                 "the calling thread already holds this lock; drop the first guard before locking again"
@@ -207,7 +210,7 @@ const OS_WAIT_FAILED: &str = "sleeping on the shared-memory word failed in the k
 #[non_exhaustive]
 pub enum RawLockError {
     /// The timeout passed before the lock became free.
-    #[error("timed out waiting for the lock; retry or give up")]
+    #[error("timed out waiting for the lock; retry or give up (in memory shared across pid namespaces a holder that died is never detected, so it also looks like this)")]
     Timeout,
     /// `try_lock`: the lock is held by someone else.
     #[error("the lock is held by someone else (try_lock did not wait)")]

@@ -17,7 +17,21 @@
 //! | [`Semaphore`] | permits taken with [`acquire_permit`](Semaphore::acquire_permit) come back when their process dies; plain `acquire` permits are ownerless (as Python's) |
 //! | [`Barrier`] | a party process that dies before arriving breaks it with [`BarrierError::PartyDied`] |
 //! | [`Event`], [`Condvar`] | no: they have no owner identity (as Python's) |
-
+//!
+//! # Pid namespaces: types placed by hand are not protected
+//! A dead holder is recognised by its thread id and start time in `/proc`, and thread
+//! ids only mean something in one pid namespace: a live holder in another namespace (a
+//! container sharing `/dev/shm`, `--ipc=host`) looks dead from here, and its lock would
+//! be taken while it holds it. shmkit's typed objects are protected by their segment
+//! header: opening a segment from another pid namespace is refused unless allowed, and
+//! in a segment shared across pid namespaces their liveness checks never declare anyone
+//! dead. The types of this crate carry no header: placed by hand in memory (a segment's
+//! payload, your own `MAP_SHARED` mapping), nothing refuses a user from another pid
+//! namespace and holders are judged as if everyone shared one. If such memory is shared
+//! across pid namespaces, make every lock call inside
+//! [`process::with_pid_namespace_probe`] (with a probe that says so, e.g. from
+//! `Segment::shared_across_pid_namespaces`): a dead holder is then never recovered, and
+//! waiters wait or time out; otherwise keep all users in one pid namespace.
 //!
 //! # Example: a lock whose holder may die
 //! ```

@@ -24,8 +24,16 @@
 //! killed by SIGKILL stays a zombie until its parent waits); a start time different from
 //! the recorded one means the TID was reused by a new thread, so the recorded holder is
 //! gone. If `/proc` cannot be read, `kill(tid, 0)` is the fallback (`ESRCH` = gone),
-//! which cannot see zombies or reuse. All processes sharing a lock must live in the
-//! same PID namespace (TIDs are namespace-local).
+//! which cannot see zombies or reuse.
+//!
+//! # Pid namespaces
+//! TIDs are namespace-local: a holder in another pid namespace has no `/proc` entry
+//! here, or the entry of an unrelated thread, so it would look dead. A caller that
+//! knows the object may be shared across pid namespaces runs its lock calls inside
+//! [`with_probe`] (public as `process::with_pid_namespace_probe`); while the probe says
+//! "shared", [`is_alive`] answers "alive" for every owner: nothing is ever declared
+//! dead that might live elsewhere. Without a probe (raw memory), owners are judged as
+//! if everyone shared our pid namespace.
 
 use std::cell::Cell;
 use std::sync::atomic::{AtomicU8, Ordering};
@@ -232,10 +240,54 @@ fn errno() -> i32 {
     std::io::Error::last_os_error().raw_os_error().unwrap_or(0)
 }
 
+/// A probe asking "may the owners of this object live in another pid namespace?"; a
+/// raw pointer to a caller's closure, valid while [`with_probe`] runs.
+type Probe = *const (dyn Fn() -> bool + 'static);
+
+thread_local! {
+    /// The innermost probe of the [`with_probe`] calls running on this thread.
+    static PROBE: Cell<Option<Probe>> = const { Cell::new(None) };
+}
+
+/// Runs `f`; every [`is_alive`] this thread makes meanwhile first asks `shared`, and
+/// answers "alive" if it says the object may be shared across pid namespaces. Nests;
+/// the previous probe is restored on return and on unwinding.
+pub(crate) fn with_probe<R>(shared: &dyn Fn() -> bool, f: impl FnOnce() -> R) -> R {
+    struct Restore(Option<Probe>);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            let _ = PROBE.try_with(|p| p.set(self.0));
+        }
+    }
+    // SAFETY: only the lifetime of the trait object is erased (same fat pointer
+    // layout); the pointer is only dereferenced in `foreign_possible` while this
+    // call runs (it is restored by `Restore` before `shared`'s borrow ends).
+    let erased: Probe =
+        unsafe { std::mem::transmute::<*const (dyn Fn() -> bool + '_), Probe>(shared as *const _) };
+    let _restore = Restore(PROBE.with(|p| p.replace(Some(erased))));
+    f()
+}
+
+/// Whether the probe of the enclosing [`with_probe`], if any, says the owners may live
+/// in another pid namespace.
+fn foreign_possible() -> bool {
+    match PROBE.try_with(Cell::get) {
+        // SAFETY: a probe is only installed by `with_probe`, which removes it before
+        // the closure it points to goes away; we are inside that call on this thread.
+        Ok(Some(p)) => unsafe { (*p)() },
+        _ => false,
+    }
+}
+
 /// Whether the thread `tid` still exists and (if `start` is known) is the same thread
-/// that recorded that start time. See the module docs.
+/// that recorded that start time. Always `true` inside a [`with_probe`] whose probe
+/// says the object may be shared across pid namespaces. See the module docs.
 #[cfg_attr(loom, allow(dead_code))] // loom models supply their own liveness
 pub(crate) fn is_alive(tid: u32, start: Option<u32>) -> bool {
+    if foreign_possible() {
+        // A foreign owner cannot be told from a dead one: never declare it dead.
+        return true;
+    }
     let path = format!("/proc/{tid}/stat\0");
     match read_stat(path.as_bytes()) {
         Ok(stat) => {
@@ -283,6 +335,37 @@ mod tests {
             ident_tid(me),
             Some(ident_start(me).wrapping_add(1))
         ));
+    }
+
+    #[test]
+    fn inside_a_shared_probe_nobody_is_declared_dead() {
+        let me = current();
+        let gone = std::thread::spawn(current).join().unwrap();
+        let missing = 4_194_305 + 7; // above PID_MAX_LIMIT: never a thread
+        assert!(!is_alive(missing, None));
+        let shared = std::cell::Cell::new(true);
+        let probe = || shared.get();
+        with_probe(&probe, || {
+            // Missing, exited, or another start time: all could be a live thread in
+            // another pid namespace.
+            assert!(is_alive(missing, None));
+            assert!(is_alive(ident_tid(gone), Some(ident_start(gone))));
+            assert!(is_alive(
+                ident_tid(me),
+                Some(ident_start(me).wrapping_add(1))
+            ));
+            // The probe is asked at each check, not once.
+            shared.set(false);
+            assert!(!is_alive(missing, None));
+            shared.set(true);
+            // Nested probes: the inner one decides, the outer one comes back.
+            with_probe(&|| false, || assert!(!is_alive(missing, None)));
+            assert!(is_alive(missing, None));
+        });
+        assert!(!is_alive(missing, None), "the probe ends with its call");
+        let unwound = std::panic::catch_unwind(|| with_probe(&|| true, || panic!("boom")));
+        assert!(unwound.is_err());
+        assert!(!is_alive(missing, None), "and when its call unwinds");
     }
 
     #[test]

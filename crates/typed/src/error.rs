@@ -273,7 +273,7 @@ pub enum AccessError {
     #[error("the lock is poisoned (an earlier holder died mid-update): call lock(), repair the data, then make_consistent()")]
     Poisoned,
     /// The timeout passed before the lock was free.
-    #[error("timed out waiting for the lock")]
+    #[error("timed out waiting for the lock (in a segment shared across pid namespaces a holder that died is never detected, so it also looks like this)")]
     Timeout,
     /// The lock was busy (`try_` forms).
     #[error("the lock is held by another process or thread")]

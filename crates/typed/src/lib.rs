@@ -14,6 +14,14 @@
 //! value written by another process, or a zeroed one, is always a valid `T`). Every
 //! object records its `T` in the segment header's type tag, so opening with another type
 //! is an error.
+//!
+//! Pid namespaces: opening any of these from another pid namespace than the segment's
+//! creator is refused (`OpenError::Segment(ForeignPidNamespace { .. })`) unless the
+//! opener passes `SegmentOptions::allow_foreign_pid_namespace(true)` to an `open_in`;
+//! in a segment shared that way, a lock holder, ring peer or queue claimer is never
+//! declared dead (a dead one is never recovered: waits time out). A ring or queue
+//! placed on a raw region (`attach`/`init`, no segment header) is not protected: all
+//! its users must share one pid namespace. See `docs/reliability.md`.
 
 // Under loom only the algorithms are built and checked; the constructors over raw
 // memory and segments, and the lock-based values, are not.

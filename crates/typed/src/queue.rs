@@ -729,9 +729,9 @@ impl<T: bytemuck::Pod> Queue<T> {
     /// assert!(q.segment().is_some_and(|s| s.name().is_none())); // anonymous
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
-    #[cfg(not(loom))]
     pub fn segment(&self) -> Option<&shmkit_segment::Segment> {
         match &self._backing {
+            #[cfg(not(loom))]
             Backing::Segment(s) => Some(s),
             _ => None,
         }
@@ -1118,7 +1118,7 @@ impl<T: bytemuck::Pod> Queue<T> {
     /// Frees a slot held by a dead process. Returns whether it did.
     fn recover(&self, blocker: u64) -> bool {
         let pid = claimer(blocker);
-        if process::is_alive(pid, 0) {
+        if process::is_alive_in(self.segment(), pid, 0) {
             return false;
         }
         self.skip(blocker)

@@ -659,9 +659,9 @@ impl Ring {
     /// assert_eq!(ring.segment().and_then(|s| s.name()), Some(name.as_str()));
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
-    #[cfg(not(loom))]
     pub fn segment(&self) -> Option<&shmkit_segment::Segment> {
         match &self._backing {
+            #[cfg(not(loom))]
             Backing::Segment(s) => Some(s),
             _ => None,
         }
@@ -752,11 +752,8 @@ impl Ring {
         if self.writer_pid != 0 && self.writer_pid == process::current_pid() {
             return Ok(());
         }
-        let written = self
-            .hdr()
-            .meta
-            .writer
-            .claim()
+        // Liveness judged as the segment allows (never "dead" across pid namespaces).
+        let written = process::in_segment(self.segment(), || self.hdr().meta.writer.claim())
             .map_err(|pid| WriteError::RoleTaken { pid })?;
         self.writer_pid = process::current_pid();
         self.written = written;
@@ -772,11 +769,8 @@ impl Ring {
         if self.reader_pid != 0 && self.reader_pid == process::current_pid() {
             return Ok(());
         }
-        let read = self
-            .hdr()
-            .meta
-            .reader
-            .claim()
+        // Liveness judged as the segment allows (never "dead" across pid namespaces).
+        let read = process::in_segment(self.segment(), || self.hdr().meta.reader.claim())
             .map_err(|pid| ReadError::RoleTaken { pid })?;
         self.reader_pid = process::current_pid();
         self.read = read;
@@ -1164,7 +1158,7 @@ impl Ring {
             // one that attaches) after this load changes the word and wakes us (see
             // `Drop`), so the change is never slept through.
             let reader = h.meta.reader.word();
-            match h.meta.reader.state_of(reader) {
+            match process::in_segment(self.segment(), || h.meta.reader.state_of(reader)) {
                 PeerState::Left { count } => {
                     // Its last head is visible (Acquire of LEFT): space it freed
                     // before leaving is not lost.
@@ -1500,7 +1494,7 @@ impl Ring {
                     Err(ReadError::Closed)
                 };
             }
-            match self.hdr().meta.writer.state() {
+            match process::in_segment(self.segment(), || self.hdr().meta.writer.state()) {
                 // A dead writer publishes nothing more; what it published is visible.
                 PeerState::Died { pid } => {
                     return if self.refresh_tail()? > 0 {

@@ -4,8 +4,10 @@
 //! [`SharedEvent`], [`SharedBarrier`], [`SharedCondvar`].
 //!
 //! The payload is the object itself at offset 0 (see `docs/layout.md`); the handle
-//! derefs to it, so every method of the sync object (`lock`, `read`, `acquire`,
-//! `wait`...) is there, with its owner-death recovery. The constructors are the
+//! derefs to it, so every method of the sync object is there, with its owner-death
+//! recovery. The methods that judge a peer's liveness (`lock`, `read`, `write`,
+//! `acquire*`, barrier and condvar `wait*`) are also inherent methods of the home,
+//! which run them under the segment's pid-namespace rule (see the crate docs). The constructors are the
 //! [family](crate::family)'s: what creating needs is the initial value for the values,
 //! and the primitive itself for the others (`SharedSemaphore::create(&name,
 //! Semaphore::bounded(2, 2))`).
@@ -13,14 +15,19 @@
 use std::fmt;
 use std::ops::Deref;
 use std::ptr::NonNull;
+use std::time::Duration;
 
 use bytemuck::Pod;
 use shmkit_segment::{Segment, TypeTag};
-use shmkit_sync::{Barrier, Condvar, Event, Mutex, RwLock, Semaphore};
+use shmkit_sync::{
+    Barrier, BarrierError, Condvar, CondvarResult, Event, LockError, Mutex, MutexGuard, RwLock,
+    RwLockReadGuard, RwLockResult, RwLockWriteGuard, Semaphore, SemaphoreError, SemaphorePermit,
+};
 
 use crate::error::{AccessError, CreateError, OpenError};
 use crate::family::family_forms;
 use crate::types::{kind, tag_of};
+use crate::value::LockResult;
 
 mod private {
     pub trait Sealed {}
@@ -330,7 +337,33 @@ impl<S: SyncObject> fmt::Debug for Shared<S> {
     }
 }
 
+/// The methods of a sync object that judge whether a peer is alive, as inherent
+/// methods of its home (they take precedence over the ones reached through `Deref`):
+/// each runs under the segment's pid-namespace probe, so in a segment shared across pid
+/// namespaces nobody is declared dead (see the crate docs). Calling the object's own
+/// method on `&*home` skips the probe.
+macro_rules! probed {
+    ($($name:ident($($arg:ident: $ty:ty),*) -> $ret:ty;)*) => {$(
+        #[doc = concat!(
+            "The object's `", stringify!($name), "`, with peers' liveness judged as this ",
+            "segment allows."
+        )]
+        ///
+        /// # Errors
+        /// As the object's method of that name.
+        pub fn $name(&self $(, $arg: $ty)*) -> $ret {
+            crate::process::in_segment(Some(&self.seg), || (**self).$name($($arg),*))
+        }
+    )*};
+}
+
 impl<T: Pod + Send> Shared<Mutex<T>> {
+    probed! {
+        lock() -> LockResult<'_, T>;
+        try_lock() -> LockResult<'_, T>;
+        lock_timeout(timeout: Duration) -> LockResult<'_, T>;
+    }
+
     /// A copy of the value, read under the lock.
     ///
     /// # Errors
@@ -361,6 +394,15 @@ impl<T: Pod + Send> Shared<Mutex<T>> {
 }
 
 impl<T: Pod + Send + Sync> Shared<RwLock<T>> {
+    probed! {
+        read() -> RwLockResult<RwLockReadGuard<'_, T>>;
+        try_read() -> RwLockResult<RwLockReadGuard<'_, T>>;
+        read_timeout(timeout: Duration) -> RwLockResult<RwLockReadGuard<'_, T>>;
+        write() -> RwLockResult<RwLockWriteGuard<'_, T>>;
+        try_write() -> RwLockResult<RwLockWriteGuard<'_, T>>;
+        write_timeout(timeout: Duration) -> RwLockResult<RwLockWriteGuard<'_, T>>;
+    }
+
     /// A copy of the value, read under a read lock (other readers may read at once).
     ///
     /// # Errors
@@ -385,5 +427,78 @@ impl<T: Pod + Send + Sync> Shared<RwLock<T>> {
     pub fn update<R>(&self, f: impl FnOnce(&mut T) -> R) -> Result<R, AccessError> {
         let mut guard = self.write()?;
         Ok(f(&mut guard))
+    }
+}
+
+impl Shared<Semaphore> {
+    probed! {
+        acquire() -> Result<(), SemaphoreError>;
+        try_acquire() -> Result<(), SemaphoreError>;
+        acquire_timeout(timeout: Duration) -> Result<(), SemaphoreError>;
+        acquire_permit() -> Result<SemaphorePermit<'_>, SemaphoreError>;
+        try_acquire_permit() -> Result<SemaphorePermit<'_>, SemaphoreError>;
+        acquire_permit_timeout(timeout: Duration) -> Result<SemaphorePermit<'_>, SemaphoreError>;
+    }
+}
+
+impl Shared<Barrier> {
+    probed! {
+        wait() -> Result<usize, BarrierError>;
+        wait_timeout(timeout: Duration) -> Result<usize, BarrierError>;
+    }
+}
+
+impl Shared<Condvar> {
+    // The condvar re-locks the guard's mutex (which may live in another segment, e.g. a
+    // `SharedValue`'s): that lock's liveness checks run under this segment's probe.
+
+    /// The condvar's `wait`, with the mutex's liveness judged as this segment allows.
+    ///
+    /// # Errors
+    /// As [`Condvar::wait`].
+    pub fn wait<'a, T: ?Sized>(&self, guard: MutexGuard<'a, T>) -> CondvarResult<'a, T> {
+        crate::process::in_segment(Some(&self.seg), || (**self).wait(guard))
+    }
+
+    /// The condvar's `wait_timeout`, with the mutex's liveness judged as this segment
+    /// allows.
+    ///
+    /// # Errors
+    /// As [`Condvar::wait_timeout`].
+    pub fn wait_timeout<'a, T: ?Sized>(
+        &self,
+        guard: MutexGuard<'a, T>,
+        timeout: Duration,
+    ) -> Result<(MutexGuard<'a, T>, bool), LockError<MutexGuard<'a, T>>> {
+        crate::process::in_segment(Some(&self.seg), || (**self).wait_timeout(guard, timeout))
+    }
+
+    /// The condvar's `wait_while`, with the mutex's liveness judged as this segment
+    /// allows.
+    ///
+    /// # Errors
+    /// As [`Condvar::wait_while`].
+    pub fn wait_while<'a, T: ?Sized>(
+        &self,
+        guard: MutexGuard<'a, T>,
+        condition: impl FnMut(&mut T) -> bool,
+    ) -> CondvarResult<'a, T> {
+        crate::process::in_segment(Some(&self.seg), || (**self).wait_while(guard, condition))
+    }
+
+    /// The condvar's `wait_timeout_while`, with the mutex's liveness judged as this
+    /// segment allows.
+    ///
+    /// # Errors
+    /// As [`Condvar::wait_timeout_while`].
+    pub fn wait_timeout_while<'a, T: ?Sized>(
+        &self,
+        guard: MutexGuard<'a, T>,
+        timeout: Duration,
+        condition: impl FnMut(&mut T) -> bool,
+    ) -> Result<(MutexGuard<'a, T>, bool), LockError<MutexGuard<'a, T>>> {
+        crate::process::in_segment(Some(&self.seg), || {
+            (**self).wait_timeout_while(guard, timeout, condition)
+        })
     }
 }

@@ -205,3 +205,32 @@ fn named_rw_value_written_by_another_process_and_a_dead_writer_is_reported() {
         Err(OpenError::TypeMismatch { .. })
     ));
 }
+
+/// In a segment shared across pid namespaces (its creator opted in), a holder that
+/// looks dead may live in another namespace: the homes' lock and permit waits judge
+/// liveness as the segment allows, so nobody is declared dead (the wait times out).
+#[test]
+fn homes_in_a_segment_shared_across_pid_namespaces_declare_nobody_dead() {
+    use shmkit_segment::Segment;
+    use shmkit_testkit::fork_child;
+    let shared = || {
+        Segment::options()
+            .anonymous()
+            .allow_foreign_pid_namespace(true)
+    };
+    let v = SharedValue::<u32>::create_in(shared(), 0).expect("value");
+    let sem = SharedSemaphore::create_in(shared(), Semaphore::bounded(1, 1)).expect("sem");
+    let rw = SharedRwValue::<u32>::create_in(shared(), 0).expect("rw value");
+    fork_child(|| {
+        std::mem::forget(v.lock());
+        std::mem::forget(sem.acquire_permit());
+        std::mem::forget(rw.write());
+        0
+    })
+    .join_ok();
+    let short = Duration::from_millis(50);
+    assert!(matches!(v.lock_timeout(short), Err(LockError::Timeout)));
+    assert!(sem.acquire_timeout(short).is_err(), "the permit stays held");
+    assert_eq!(sem.value(), 0);
+    assert!(matches!(rw.write_timeout(short), Err(LockError::Timeout)));
+}
