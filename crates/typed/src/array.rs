@@ -10,10 +10,11 @@ use std::ptr::NonNull;
 use std::time::Duration;
 
 use bytemuck::Pod;
-use shmkit_segment::{Segment, SegmentOptions};
+use shmkit_segment::{Segment, SegmentOptions, TypeTag};
 use shmkit_sync::{Mutex, RawMutex};
 
-use crate::error::{AccessError, CreateError, IndexError, OpenError, OpenOrCreateError};
+use crate::error::{AccessError, CreateError, IndexError, OpenError};
+use crate::family::family_forms;
 use crate::process;
 use crate::types::{kind, tag_of};
 use crate::value::LockResult;
@@ -72,7 +73,9 @@ pub const fn mutex_size<T>(len: usize) -> Option<usize> {
     Some(round_up(end, struct_align))
 }
 
-/// A fixed-length array of `T` in shared memory.
+/// A fixed-length array of `T` in shared memory. Made and opened as every object is
+/// ([the family](crate::family); `init` is the length); `open(name, len)` also checks
+/// the length.
 ///
 /// # Examples
 /// ```
@@ -96,37 +99,91 @@ unsafe impl<T: Pod + Send> Send for SharedArray<T> {}
 // SAFETY: as above.
 unsafe impl<T: Pod + Send> Sync for SharedArray<T> {}
 
+impl<T: Pod> crate::family::sealed::Layout for SharedArray<T> {
+    type Init = usize;
+    const OBJECT: &'static str = "SharedArray";
+
+    fn tag() -> TypeTag {
+        tag_of::<T>(kind::SHARED_ARRAY)
+    }
+
+    fn payload_size(&len: &usize) -> Result<usize, CreateError> {
+        let () = Self::FITS;
+        if len == 0 {
+            return Err(CreateError::ZeroLength);
+        }
+        mutex_size::<T>(len)
+            .and_then(|m| m.checked_add(data_offset::<T>()))
+            .ok_or(CreateError::TooLarge {
+                len,
+                elem_size: std::mem::size_of::<T>(),
+            })
+    }
+
+    unsafe fn init_payload(ptr: *mut u8, _plen: usize, len: usize) {
+        // SAFETY: the trait's contract: the fresh, zeroed, 128-aligned payload laid out
+        // for `len` elements, private to us until READY. The zeroed Mutex<[T]> at
+        // data_offset is a valid unlocked mutex over zeroed Pod elements; the length
+        // goes at offset 0.
+        unsafe { ptr.cast::<u64>().write((len as u64).to_le()) }
+    }
+
+    fn from_segment(seg: Segment) -> Result<Self, OpenError> {
+        // The length is written before READY and never changes; still, it comes from
+        // shared memory, so check it against the real payload before trusting it.
+        let name = seg.name().unwrap_or("").to_owned();
+        if seg.payload_len() < 8 {
+            return Err(OpenError::Corrupt {
+                name,
+                reason: "payload too small for an array length".into(),
+            });
+        }
+        // SAFETY: the payload is at least 8 bytes (checked) and 128-aligned; a volatile
+        // read copies the length without forming a reference.
+        let raw_len = u64::from_le(unsafe { seg.payload_ptr().cast::<u64>().read_volatile() });
+        let len = usize::try_from(raw_len).ok();
+        let fits = len
+            .and_then(|l| Self::payload_size(&l).ok())
+            .is_some_and(|need| need <= seg.payload_len());
+        match len {
+            Some(len) if fits => {
+                // SAFETY: the payload holds `len` elements (checked just above).
+                let cell = unsafe { Self::cell_at(seg.payload_ptr(), len) };
+                Ok(SharedArray {
+                    seg,
+                    cell,
+                    len,
+                    _t: PhantomData,
+                })
+            }
+            _ => Err(OpenError::Corrupt {
+                name,
+                reason: format!(
+                    "length {raw_len} does not fit its {}-byte payload",
+                    seg.payload_len()
+                ),
+            }),
+        }
+    }
+
+    fn check_init(&self, &len: &usize) -> Result<(), OpenError> {
+        if self.len != len {
+            return Err(OpenError::LengthMismatch {
+                expected: len,
+                found: self.len,
+            });
+        }
+        Ok(())
+    }
+}
+
 impl<T: Pod> SharedArray<T> {
     const FITS: () = assert!(
         std::mem::align_of::<T>() <= 128,
         "a shared array's element type must have an alignment of at most 128"
     );
 
-    fn payload_size(len: usize) -> Option<usize> {
-        let () = Self::FITS;
-        mutex_size::<T>(len)?.checked_add(data_offset::<T>())
-    }
-
-    /// Creates the POSIX segment `name` holding `len` zeroed elements.
-    ///
-    /// # Errors
-    /// [`CreateError::ZeroLength`]; [`CreateError::Segment`] if the name is taken or
-    /// invalid, or memory runs out.
-    ///
-    /// # Examples
-    /// ```
-    /// use shmkit_typed::SharedArray;
-    ///
-    /// let name = format!("shmkit-doc-arr-create-{}", std::process::id());
-    /// let a = SharedArray::<f64>::create(&name, 1000)?; // zero-filled; removed on drop
-    /// assert_eq!((a.len(), a.get(999)?), (1000, 0.0));
-    /// let b = SharedArray::<f64>::open(&name, 1000)?;
-    /// assert!(a.is_creator() && !b.is_creator());
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
-    pub fn create(name: &str, len: usize) -> Result<Self, CreateError> {
-        Self::create_in(Segment::options().posix(name), len)
-    }
+    family_forms!(@create len: usize);
 
     /// Creates the POSIX segment `name` holding a copy of `data`.
     ///
@@ -150,224 +207,44 @@ impl<T: Pod> SharedArray<T> {
         Self::create_from_in(Segment::options().posix(name), data)
     }
 
-    /// Creates `len` zeroed elements in the segment described by `options`.
-    ///
-    /// # Errors
-    /// As [`create`](Self::create).
-    ///
-    /// # Examples
-    /// ```
-    /// use shmkit_segment::Segment;
-    /// use shmkit_typed::SharedArray;
-    ///
-    /// let key = 0x5341_0000 ^ std::process::id() as i32;
-    /// // Any backend: here System V, for programs that only speak shmget.
-    /// let a = SharedArray::<i16>::create_in(Segment::options().sysv(key), 4)?;
-    /// let b = SharedArray::<i16>::open_in(Segment::options().sysv(key))?;
-    /// a.set(3, -1)?;
-    /// assert_eq!(b.get(3)?, -1);
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
-    pub fn create_in(options: SegmentOptions, len: usize) -> Result<Self, CreateError> {
-        Self::build(options, len, None)
-    }
-
     /// Creates a copy of `data` in the segment described by `options`.
     ///
     /// # Errors
     /// As [`create`](Self::create).
-    ///
-    /// # Examples
-    /// ```
-    /// use shmkit_segment::Segment;
-    /// use shmkit_typed::SharedArray;
-    ///
-    /// let name = format!("shmkit-doc-arr-from-in-{}", std::process::id());
-    /// let opts = Segment::options().posix(&name).mode(0o660); // the group may open it too
-    /// let a = SharedArray::create_from_in(opts, &[1u8, 2, 3])?;
-    /// assert_eq!(a.copy_to_vec()?, [1, 2, 3]);
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
     pub fn create_from_in(options: SegmentOptions, data: &[T]) -> Result<Self, CreateError> {
-        Self::build(options, data.len(), Some(data))
-    }
-
-    /// `len` zeroed elements in anonymous shared memory, shared with forked children.
-    ///
-    /// # Errors
-    /// As [`create`](Self::create).
-    ///
-    /// # Examples
-    /// ```
-    /// use shmkit_typed::SharedArray;
-    ///
-    /// let results = SharedArray::<u64>::anonymous(2)?;
-    /// // SAFETY: this example is single-threaded, so the child may run any code.
-    /// let child = unsafe { libc::fork() };
-    /// if child == 0 {
-    ///     let ok = results.set(1, 7 * 6).is_ok(); // the child's share of the work
-    ///     // SAFETY: ends the child without running the parent's exit code.
-    ///     unsafe { libc::_exit(if ok { 0 } else { 1 }) }
-    /// }
-    /// results.set(0, 1)?;
-    /// let mut status = 0;
-    /// // SAFETY: `child` is our child's pid; `status` is a valid out-pointer.
-    /// assert_eq!(unsafe { libc::waitpid(child, &mut status, 0) }, child);
-    /// assert!(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0);
-    /// assert_eq!(results.copy_to_vec()?, [1, 42]);
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
-    pub fn anonymous(len: usize) -> Result<Self, CreateError> {
-        Self::create_in(Segment::options().anonymous(), len)
-    }
-
-    fn build(options: SegmentOptions, len: usize, data: Option<&[T]>) -> Result<Self, CreateError> {
-        if len == 0 {
-            return Err(CreateError::ZeroLength);
-        }
-        let size = Self::payload_size(len).ok_or(CreateError::TooLarge {
-            len,
-            elem_size: std::mem::size_of::<T>(),
-        })?;
-        let seg = options
-            .size(size)
-            .type_tag(tag_of::<T>(kind::SHARED_ARRAY))
-            .create_with(|p, plen| {
-                assert!(plen >= size);
-                // SAFETY: the fresh payload is zeroed, 128-aligned and `size` bytes
-                // (asserted), private to us until READY. The zeroed Mutex<[T]> at
-                // data_offset is a valid unlocked mutex (RawMutex is valid when zeroed)
-                // over zeroed Pod elements; the length goes at offset 0.
-                unsafe {
-                    p.cast::<u64>().write((len as u64).to_le());
-                    if let Some(data) = data {
-                        let m = Self::cell_at(p, len);
-                        let elems = (*m.as_ptr()).get_mut();
-                        elems.copy_from_slice(data);
-                    }
-                }
-            })?;
-        Ok(Self::from_segment(seg, len))
+        use crate::family::sealed::Layout;
+        let len = data.len();
+        let size = Self::payload_size(&len)?;
+        crate::family::create_raw(options, size, |p, plen| {
+            // SAFETY: `create_raw` passes the fresh payload of `size` bytes, private to
+            // us until READY: laid out as the module describes for `len` elements.
+            unsafe {
+                Self::init_payload(p, plen, len);
+                let m = Self::cell_at(p, len);
+                (*m.as_ptr()).get_mut().copy_from_slice(data);
+            }
+        })
     }
 
     /// Opens the POSIX segment `name`, which must hold a `SharedArray<T>` of `len`
     /// elements.
     ///
     /// # Errors
-    /// [`OpenError::TypeMismatch`], [`OpenError::LengthMismatch`], or
-    /// [`OpenError::Segment`] if it is missing, not ready in time, or corrupt.
-    ///
-    /// # Examples
-    /// ```
-    /// use shmkit_typed::{OpenError, SharedArray};
-    ///
-    /// let name = format!("shmkit-doc-arr-open-{}", std::process::id());
-    /// let _a = SharedArray::<u32>::create(&name, 4)?;
-    /// assert_eq!(SharedArray::<u32>::open(&name, 4)?.len(), 4);
-    /// assert!(matches!(SharedArray::<u64>::open(&name, 4), Err(OpenError::TypeMismatch { .. })));
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
+    /// [`OpenError::LengthMismatch`], or as [`SharedObject::open`](crate::SharedObject::open).
     pub fn open(name: &str, len: usize) -> Result<Self, OpenError> {
+        use crate::family::sealed::Layout;
         let a = Self::open_any_len(name)?;
-        if a.len != len {
-            return Err(OpenError::LengthMismatch {
-                expected: len,
-                found: a.len,
-            });
-        }
+        a.check_init(&len)?;
         Ok(a)
     }
 
-    /// Opens the POSIX segment `name` holding a `SharedArray<T>` of whatever length.
+    /// Opens the POSIX segment `name` holding a `SharedArray<T>` of whatever length
+    /// (the family's [`open`](crate::SharedObject::open)).
     ///
     /// # Errors
     /// As [`open`](Self::open), without the length check.
-    ///
-    /// # Examples
-    /// ```
-    /// use shmkit_typed::SharedArray;
-    ///
-    /// let name = format!("shmkit-doc-any-len-{}", std::process::id());
-    /// let _made = SharedArray::<f32>::create(&name, 5)?;
-    /// let found = SharedArray::<f32>::open_any_len(&name)?; // the length comes from the segment
-    /// assert_eq!(found.len(), 5);
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
     pub fn open_any_len(name: &str) -> Result<Self, OpenError> {
-        Self::open_in(Segment::options().posix(name))
-    }
-
-    /// Opens the array in the segment described by `options` (any length).
-    ///
-    /// # Errors
-    /// As [`open_any_len`](Self::open_any_len).
-    ///
-    /// # Examples
-    /// ```
-    /// use shmkit_segment::Segment;
-    /// use shmkit_typed::SharedArray;
-    ///
-    /// let name = format!("shmkit-doc-arr-open-in-{}", std::process::id());
-    /// let _a = SharedArray::<u8>::create(&name, 3)?;
-    /// let b = SharedArray::<u8>::open_in(Segment::options().posix(&name))?;
-    /// assert_eq!(b.len(), 3);
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
-    pub fn open_in(options: SegmentOptions) -> Result<Self, OpenError> {
-        let seg = options.type_tag(tag_of::<T>(kind::SHARED_ARRAY)).open()?;
-        // The length is written before READY and never changes; still, it comes from
-        // shared memory, so check it against the real payload before trusting it.
-        let name = seg.name().unwrap_or("").to_owned();
-        if seg.payload_len() < 8 {
-            return Err(OpenError::Corrupt {
-                name,
-                reason: "payload too small for an array length".into(),
-            });
-        }
-        // SAFETY: the payload is at least 8 bytes (checked) and 128-aligned; a volatile
-        // read copies the length without forming a reference.
-        let raw_len = u64::from_le(unsafe { seg.payload_ptr().cast::<u64>().read_volatile() });
-        let len = usize::try_from(raw_len).ok().filter(|&l| l > 0);
-        let fits = len
-            .and_then(Self::payload_size)
-            .is_some_and(|need| need <= seg.payload_len());
-        match len {
-            Some(len) if fits => Ok(Self::from_segment(seg, len)),
-            _ => Err(OpenError::Corrupt {
-                name,
-                reason: format!(
-                    "length {raw_len} does not fit its {}-byte payload",
-                    seg.payload_len()
-                ),
-            }),
-        }
-    }
-
-    /// Opens `name` if it exists (it must have `len` elements), or creates it zeroed.
-    ///
-    /// # Errors
-    /// [`OpenOrCreateError::Create`] or [`OpenOrCreateError::Open`] (as
-    /// [`create`](Self::create) and [`open`](Self::open)).
-    ///
-    /// # Examples
-    /// ```
-    /// use shmkit_typed::SharedArray;
-    ///
-    /// let name = format!("shmkit-doc-ooc-array-{}", std::process::id());
-    /// let first = SharedArray::<u16>::open_or_create(&name, 8)?;
-    /// let second = SharedArray::<u16>::open_or_create(&name, 8)?;
-    /// assert!(first.is_creator() && !second.is_creator());
-    /// second.set(0, 5)?;
-    /// assert_eq!(first.get(0)?, 5);
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
-    pub fn open_or_create(name: &str, len: usize) -> Result<Self, OpenOrCreateError> {
-        match Self::create(name, len) {
-            Err(CreateError::Segment(shmkit_segment::CreateError::AlreadyExists { .. })) => {
-                Ok(Self::open(name, len)?)
-            }
-            other => Ok(other?),
-        }
+        <Self as crate::SharedObject>::open(name)
     }
 
     /// # Safety
@@ -380,17 +257,6 @@ impl<T: Pod> SharedArray<T> {
         // unsized Mutex<[T]>.
         let fat = std::ptr::slice_from_raw_parts_mut(start, len) as *mut Mutex<[T]>;
         NonNull::new(fat).expect("a mapped payload is never null")
-    }
-
-    fn from_segment(seg: Segment, len: usize) -> Self {
-        // SAFETY: create/open checked that the payload holds `len` elements.
-        let cell = unsafe { Self::cell_at(seg.payload_ptr(), len) };
-        SharedArray {
-            seg,
-            cell,
-            len,
-            _t: PhantomData,
-        }
     }
 
     fn mutex(&self) -> &Mutex<[T]> {

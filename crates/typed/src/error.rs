@@ -31,6 +31,12 @@ pub enum CreateError {
     /// The queue's parameters are invalid.
     #[error(transparent)]
     Queue(#[from] QueueLayoutError),
+    /// The object was created, but reading it back failed: a bug in shmkit (or memory
+    /// changed under it); please report it.
+    #[error(
+        "the new object failed its own checks right after creation (please report this bug): {0}"
+    )]
+    Reopen(#[source] Box<OpenError>),
     /// An array of length zero was asked for.
     #[error("a shared array needs at least one element: pass a length of 1 or more")]
     ZeroLength,
@@ -44,15 +50,25 @@ pub enum CreateError {
     },
 }
 
-/// Why a container could not be opened.
+/// Why an object could not be opened.
+///
+/// One vocabulary with the segment layer: what went wrong with the segment itself (not
+/// found, permission, not ready, not shmkit...) is the segment's own
+/// [`SegmentOpenError`](crate::SegmentOpenError) inside [`OpenError::Segment`]; the
+/// other variants are about the object in it. Both names come from this crate.
 ///
 /// # Examples
 /// ```
-/// use shmkit_typed::{OpenError, Queue, SharedValue};
+/// use shmkit_typed::{OpenError, Queue, SegmentOpenError, SharedValue};
 ///
 /// let name = format!("shmkit-doc-typed-err-{}", std::process::id());
+/// // Not there yet: one pattern, one import.
+/// match SharedValue::<u64>::open(&name) {
+///     Err(OpenError::Segment(SegmentOpenError::NotFound { .. })) => {}
+///     other => panic!("expected NotFound, got {:?}", other.err()),
+/// }
 /// let _q = Queue::<u64>::create(&name, 4)?;
-/// // The same name opened as another container (or element type) is refused by name.
+/// // The same name opened as another object (or element type) is refused by name.
 /// match SharedValue::<u64>::open(&name) {
 ///     Err(OpenError::TypeMismatch { expected, found }) => assert_ne!(expected, found),
 ///     _ => panic!("expected a type mismatch"),
@@ -88,12 +104,23 @@ pub enum OpenError {
         /// What is wrong.
         reason: String,
     },
+    /// The object was made with another layout version (by an older or newer shmkit):
+    /// its bytes cannot be read by this build.
+    #[error("the {object} was made with layout version {found}, but this build reads version {expected}: use the same shmkit version in every process, or remove and recreate it")]
+    Version {
+        /// The object (`"SharedValue"`, `"Ring"`...).
+        object: &'static str,
+        /// The version recorded in the segment.
+        found: u32,
+        /// The version this build reads.
+        expected: u32,
+    },
     /// The segment could not be opened (not found, permission, not ready...).
     #[error(transparent)]
     Segment(shmkit_segment::OpenError),
     /// The segment does not hold a valid ring.
     #[error(transparent)]
-    Ring(#[from] RingLayoutError),
+    Ring(RingLayoutError),
     /// The segment does not hold a valid queue.
     #[error(transparent)]
     Queue(QueueLayoutError),
@@ -116,7 +143,25 @@ impl From<QueueLayoutError> for OpenError {
             QueueLayoutError::TypeMismatch { expected, found } => {
                 OpenError::TypeMismatch { expected, found }
             }
+            QueueLayoutError::BadVersion { found, expected } => OpenError::Version {
+                object: "Queue",
+                found,
+                expected,
+            },
             e => OpenError::Queue(e),
+        }
+    }
+}
+
+impl From<RingLayoutError> for OpenError {
+    fn from(e: RingLayoutError) -> Self {
+        match e {
+            RingLayoutError::BadVersion { found, expected } => OpenError::Version {
+                object: "Ring",
+                found,
+                expected,
+            },
+            e => OpenError::Ring(e),
         }
     }
 }

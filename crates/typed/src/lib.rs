@@ -2,7 +2,12 @@
 //!
 //! Typed shared memory: [`SharedValue<T>`] and [`RawValue<T>`] (Python's
 //! `multiprocessing.Value`), [`SharedArray<T>`] (`multiprocessing.Array`), an SPSC
-//! [`Ring`] of byte messages and a bounded MPMC [`Queue<T>`].
+//! [`Ring`] of byte messages, a bounded MPMC [`Queue<T>`], and named homes for the
+//! other sync objects: [`SharedRwValue<T>`], [`SharedSemaphore`], [`SharedEvent`],
+//! [`SharedBarrier`], [`SharedCondvar`] (all [`Shared<S>`]).
+//!
+//! Every object is made and opened the same way: `create`, `open`, `open_or_create`,
+//! `anonymous`, and `*_in(SegmentOptions)`; see [the family](family).
 //!
 //! What may live in shared memory: `T: bytemuck::Pod` (see [`types`]): `#[repr(C)]` or
 //! primitive, no pointers, references or file descriptors, valid for any bytes (so a
@@ -26,9 +31,11 @@
 mod array;
 mod error;
 #[cfg(not(loom))]
-mod in_segment;
+pub mod family;
 pub mod queue;
 pub mod ring;
+#[cfg(not(loom))]
+mod shared;
 pub mod types;
 #[cfg(not(loom))]
 mod value;
@@ -42,8 +49,18 @@ mod shim;
 #[cfg(not(loom))]
 pub use array::{data_offset, mutex_size, SharedArray};
 pub use error::{AccessError, CreateError, IndexError, OpenError, OpenOrCreateError};
+#[cfg(not(loom))]
+pub use family::SharedObject;
 pub use queue::{GetError, PutError, Queue, QueueLayoutError};
 pub use ring::{ReadError, Ring, RingLayoutError, WriteError};
+#[cfg(not(loom))]
+pub use shared::{
+    Shared, SharedBarrier, SharedCondvar, SharedEvent, SharedRwValue, SharedSemaphore, SharedValue,
+    SyncObject,
+};
+/// The segment layer's errors, under the names this crate's errors wrap them with
+/// ([`OpenError::Segment`], [`CreateError::Segment`]).
+pub use shmkit_segment::{CreateError as SegmentCreateError, OpenError as SegmentOpenError};
 pub use shmkit_sync::{LockError, MutexGuard};
 #[cfg(not(loom))]
-pub use value::{LockResult, RawValue, SharedValue};
+pub use value::{LockResult, RawValue};

@@ -429,7 +429,9 @@ enum Backing {
 /// A handle to a bounded MPMC queue of `T` in shared memory. `Send + Sync`: threads
 /// may share one handle.
 ///
-/// See the [module docs](self) for the protocol and crash behaviour.
+/// See the [module docs](self) for the protocol and crash behaviour, and
+/// [the family](crate::family) for `create`, `open`, `open_or_create`, `anonymous`
+/// (capacity in items) and their `*_in(options)` forms.
 ///
 /// # Examples
 /// A named queue of `#[repr(C)]` jobs, with a producer and a consumer handle:
@@ -463,16 +465,17 @@ unsafe impl<T: bytemuck::Pod> Send for Queue<T> {}
 unsafe impl<T: bytemuck::Pod> Sync for Queue<T> {}
 
 #[cfg(not(loom))]
-impl<T: bytemuck::Pod> crate::in_segment::InSegment for Queue<T> {
-    type LayoutError = QueueLayoutError;
+impl<T: bytemuck::Pod> crate::family::sealed::Layout for Queue<T> {
+    type Init = usize;
+    const OBJECT: &'static str = "Queue";
 
     fn tag() -> shmkit_segment::TypeTag {
         Self::type_tag()
     }
 
-    fn payload_size(capacity: usize) -> Result<usize, QueueLayoutError> {
-        Self::check_capacity(capacity)?;
-        Self::region_size(capacity).ok_or(QueueLayoutError::BadCapacity(capacity))
+    fn payload_size(capacity: &usize) -> Result<usize, crate::CreateError> {
+        Self::check_capacity(*capacity)?;
+        Ok(Self::region_size(*capacity).ok_or(QueueLayoutError::BadCapacity(*capacity))?)
     }
 
     unsafe fn init_payload(ptr: *mut u8, len: usize, capacity: usize) {
@@ -481,8 +484,13 @@ impl<T: bytemuck::Pod> crate::in_segment::InSegment for Queue<T> {
         let _ = unsafe { Self::init(ptr, len, capacity) };
     }
 
-    fn from_segment(seg: shmkit_segment::Segment) -> Result<Self, QueueLayoutError> {
-        Self::from_segment(seg)
+    fn from_segment(seg: shmkit_segment::Segment) -> Result<Self, crate::OpenError> {
+        Ok(Self::from_segment(seg)?)
+    }
+
+    fn check_init(&self, capacity: &usize) -> Result<(), crate::OpenError> {
+        let size = Self::region_size(*capacity).unwrap_or(usize::MAX);
+        crate::family::check_payload(self.segment(), size)
     }
 }
 
@@ -708,146 +716,8 @@ impl<T: bytemuck::Pod> Queue<T> {
         Ok(q)
     }
 
-    /// Creates a named queue (`/dev/shm/<name>`) of `capacity` items (a power of two).
-    /// The name is removed when this handle drops.
-    ///
-    /// # Errors
-    /// [`CreateError::Queue`](crate::CreateError::Queue) for a bad capacity,
-    /// [`CreateError::Segment`](crate::CreateError::Segment) if the segment cannot be made.
-    ///
-    /// # Examples
-    /// ```
-    /// use shmkit_typed::{CreateError, Queue};
-    ///
-    /// let name = format!("shmkit-doc-q-create-{}", std::process::id());
-    /// let q = Queue::<u32>::create(&name, 256)?;
-    /// assert_eq!(q.capacity(), 256);
-    /// assert!(matches!(Queue::<u32>::create(&name, 256), Err(CreateError::Segment(_)))); // taken
-    /// assert!(matches!(Queue::<u32>::create("other", 100), Err(CreateError::Queue(_)))); // not 2^n
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
     #[cfg(not(loom))]
-    pub fn create(name: &str, capacity: usize) -> Result<Self, crate::CreateError> {
-        Self::create_in(shmkit_segment::Segment::options().posix(name), capacity)
-    }
-
-    /// Creates a queue in the segment described by `options`: any backend (POSIX,
-    /// System V, file, anonymous), mode, ownership.
-    ///
-    /// # Errors
-    /// As [`Queue::create`].
-    ///
-    /// # Examples
-    /// ```
-    /// use shmkit_segment::Segment;
-    /// use shmkit_typed::Queue;
-    ///
-    /// let name = format!("shmkit-doc-queue-in-{}", std::process::id());
-    /// let q = Queue::<u32>::create_in(Segment::options().posix(&name).mode(0o660), 8)?;
-    /// q.put(5)?;
-    /// let same = Queue::<u32>::open_in(Segment::options().posix(&name))?;
-    /// assert_eq!(same.get()?, 5);
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
-    #[cfg(not(loom))]
-    pub fn create_in(
-        options: shmkit_segment::SegmentOptions,
-        capacity: usize,
-    ) -> Result<Self, crate::CreateError> {
-        crate::in_segment::create(options, capacity)
-    }
-
-    /// Opens the queue in the segment described by `options`.
-    ///
-    /// # Errors
-    /// As [`Queue::open`].
-    ///
-    /// # Examples
-    /// See [`Queue::create_in`].
-    #[cfg(not(loom))]
-    pub fn open_in(options: shmkit_segment::SegmentOptions) -> Result<Self, crate::OpenError> {
-        crate::in_segment::open(options)
-    }
-
-    /// Opens the named queue of `T` another process created.
-    ///
-    /// # Errors
-    /// [`OpenError::TypeMismatch`](crate::OpenError::TypeMismatch) naming both types if
-    /// it holds another type; other [`OpenError`](crate::OpenError)s from the segment.
-    ///
-    /// # Examples
-    /// ```
-    /// use shmkit_typed::{OpenError, Queue};
-    ///
-    /// let name = format!("shmkit-doc-q-open-{}", std::process::id());
-    /// let _q = Queue::<f64>::create(&name, 8)?;
-    /// assert_eq!(Queue::<f64>::open(&name)?.capacity(), 8);
-    /// let wrong = Queue::<u64>::open(&name); // same size, another type
-    /// assert!(matches!(wrong, Err(OpenError::TypeMismatch { .. })));
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
-    #[cfg(not(loom))]
-    pub fn open(name: &str) -> Result<Self, crate::OpenError> {
-        Self::open_in(shmkit_segment::Segment::options().posix(name))
-    }
-
-    /// Opens the named queue, or creates it with `capacity` if it does not exist.
-    ///
-    /// # Errors
-    /// As [`Queue::create`] and [`Queue::open`].
-    ///
-    /// # Examples
-    /// ```
-    /// use shmkit_typed::Queue;
-    ///
-    /// // Producers and consumers may start in any order: whoever comes first creates.
-    /// let name = format!("shmkit-doc-ooc-queue-{}", std::process::id());
-    /// let consumer = Queue::<u64>::open_or_create(&name, 16)?;
-    /// let producer = Queue::<u64>::open_or_create(&name, 16)?;
-    /// assert!(consumer.segment().is_some_and(|s| s.is_creator()));
-    /// producer.put(5)?;
-    /// assert_eq!(consumer.get()?, 5);
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
-    #[cfg(not(loom))]
-    pub fn open_or_create(name: &str, capacity: usize) -> Result<Self, crate::OpenOrCreateError> {
-        crate::in_segment::open_or_create(shmkit_segment::Segment::options().posix(name), capacity)
-    }
-
-    /// Creates a queue in anonymous shared memory, shared with children forked after
-    /// this call.
-    ///
-    /// # Errors
-    /// As [`Queue::create`].
-    ///
-    /// # Examples
-    /// ```
-    /// use shmkit_typed::Queue;
-    ///
-    /// let q = Queue::<u32>::anonymous(4)?;
-    /// // SAFETY: this example is single-threaded, so the child may run any code.
-    /// let child = unsafe { libc::fork() };
-    /// if child == 0 {
-    ///     let ok = (1..=10).all(|v| q.put(v).is_ok()); // blocks while the queue is full
-    ///     q.close();
-    ///     // SAFETY: ends the child without running the parent's exit code.
-    ///     unsafe { libc::_exit(if ok { 0 } else { 1 }) }
-    /// }
-    /// let mut sum = 0;
-    /// while let Ok(v) = q.get() {
-    ///     sum += v;
-    /// }
-    /// assert_eq!(sum, 55); // every item exactly once, then Closed
-    /// let mut status = 0;
-    /// // SAFETY: `child` is our child's pid; `status` is a valid out-pointer.
-    /// assert_eq!(unsafe { libc::waitpid(child, &mut status, 0) }, child);
-    /// assert!(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0);
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
-    #[cfg(not(loom))]
-    pub fn anonymous(capacity: usize) -> Result<Self, crate::CreateError> {
-        Self::create_in(shmkit_segment::Segment::options().anonymous(), capacity)
-    }
+    crate::family::family_forms!(capacity: usize);
 
     /// The segment behind this queue, if it was made by `create`/`open`/`anonymous`.
     ///

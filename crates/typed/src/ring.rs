@@ -387,7 +387,9 @@ enum Backing {
 
 /// A handle to a single-producer single-consumer byte-message ring in shared memory.
 ///
-/// See the [module docs](self) for the protocol, roles and crash behaviour.
+/// See the [module docs](self) for the protocol, roles and crash behaviour, and
+/// [the family](crate::family) for `create`, `open`, `open_or_create`, `anonymous`
+/// (capacity in bytes) and their `*_in(options)` forms.
 ///
 /// # Examples
 /// A named ring with a writer handle and a reader handle:
@@ -643,144 +645,8 @@ impl Ring {
         Ok(ring)
     }
 
-    /// Creates a named ring (POSIX shared memory `/dev/shm/<name>`) of `capacity` data
-    /// bytes ([`DEFAULT_RING_CAPACITY`] is a good default). The name is removed when
-    /// this handle drops.
-    ///
-    /// # Errors
-    /// [`CreateError::Ring`](crate::CreateError::Ring) for a bad capacity,
-    /// [`CreateError::Segment`](crate::CreateError::Segment) if the segment cannot be made.
-    ///
-    /// # Examples
-    /// ```
-    /// use shmkit_typed::ring::DEFAULT_RING_CAPACITY;
-    /// use shmkit_typed::Ring;
-    ///
-    /// let name = format!("shmkit-doc-ring-create-{}", std::process::id());
-    /// let ring = Ring::create(&name, DEFAULT_RING_CAPACITY)?; // 4 MiB; removed on drop
-    /// assert_eq!(ring.capacity(), DEFAULT_RING_CAPACITY);
-    /// let reader = Ring::open(&name)?;
-    /// assert_eq!(reader.capacity(), ring.capacity());
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
     #[cfg(not(loom))]
-    pub fn create(name: &str, capacity: usize) -> Result<Ring, crate::CreateError> {
-        Self::create_in(shmkit_segment::Segment::options().posix(name), capacity)
-    }
-
-    /// Creates a ring in the segment described by `options`: any backend (POSIX,
-    /// System V, file, anonymous), mode, ownership.
-    ///
-    /// # Errors
-    /// As [`Ring::create`].
-    ///
-    /// # Examples
-    /// ```
-    /// use shmkit_segment::Segment;
-    /// use shmkit_typed::Ring;
-    ///
-    /// let name = format!("shmkit-doc-ring-in-{}", std::process::id());
-    /// let ring = Ring::create_in(Segment::options().posix(&name).mode(0o660), 4096)?;
-    /// let other = Ring::open_in(Segment::options().posix(&name))?;
-    /// assert_eq!(other.capacity(), ring.capacity());
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
-    #[cfg(not(loom))]
-    pub fn create_in(
-        options: shmkit_segment::SegmentOptions,
-        capacity: usize,
-    ) -> Result<Ring, crate::CreateError> {
-        crate::in_segment::create(options, capacity)
-    }
-
-    /// Opens the ring in the segment described by `options`.
-    ///
-    /// # Errors
-    /// As [`Ring::open`].
-    ///
-    /// # Examples
-    /// See [`Ring::create_in`].
-    #[cfg(not(loom))]
-    pub fn open_in(options: shmkit_segment::SegmentOptions) -> Result<Ring, crate::OpenError> {
-        crate::in_segment::open(options)
-    }
-
-    /// Opens the named ring another process created.
-    ///
-    /// # Errors
-    /// [`OpenError::TypeMismatch`](crate::OpenError::TypeMismatch) if the segment is not
-    /// a ring; other [`OpenError`](crate::OpenError)s from the segment layer.
-    ///
-    /// # Examples
-    /// ```
-    /// use shmkit_typed::{OpenError, Ring, SharedValue};
-    ///
-    /// let name = format!("shmkit-doc-ring-open-{}", std::process::id());
-    /// let _writer = Ring::create(&name, 1024)?;
-    /// assert_eq!(Ring::open(&name)?.capacity(), 1024);
-    /// let _v = SharedValue::<u8>::create(&format!("{name}-v"), 0)?;
-    /// let wrong = Ring::open(&format!("{name}-v")); // not a ring
-    /// assert!(matches!(wrong, Err(OpenError::TypeMismatch { .. })));
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
-    #[cfg(not(loom))]
-    pub fn open(name: &str) -> Result<Ring, crate::OpenError> {
-        Self::open_in(shmkit_segment::Segment::options().posix(name))
-    }
-
-    /// Opens the named ring, or creates it with `capacity` if it does not exist.
-    ///
-    /// # Errors
-    /// As [`Ring::create`] and [`Ring::open`].
-    ///
-    /// # Examples
-    /// ```
-    /// use shmkit_typed::Ring;
-    ///
-    /// // Writer and reader may start in any order: whoever comes first creates.
-    /// let name = format!("shmkit-doc-ooc-ring-{}", std::process::id());
-    /// let mut reader = Ring::open_or_create(&name, 4096)?;
-    /// let mut writer = Ring::open_or_create(&name, 4096)?;
-    /// writer.write(b"up")?;
-    /// assert_eq!(reader.read_with(|m| m.to_vec())?, b"up");
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
-    #[cfg(not(loom))]
-    pub fn open_or_create(name: &str, capacity: usize) -> Result<Ring, crate::OpenOrCreateError> {
-        crate::in_segment::open_or_create(shmkit_segment::Segment::options().posix(name), capacity)
-    }
-
-    /// Creates a ring in anonymous shared memory, shared with children forked after
-    /// this call (each child uses its inherited copy of the handle).
-    ///
-    /// # Errors
-    /// As [`Ring::create`].
-    ///
-    /// # Examples
-    /// ```
-    /// use shmkit_typed::{ReadError, Ring};
-    ///
-    /// let mut ring = Ring::anonymous(4096)?;
-    /// // SAFETY: this example is single-threaded, so the child may run any code.
-    /// let child = unsafe { libc::fork() };
-    /// if child == 0 {
-    ///     // The child's copy of the handle becomes the writer.
-    ///     let ok = ring.write(b"from the child").is_ok() && ring.close().is_ok();
-    ///     // SAFETY: ends the child without running the parent's exit code.
-    ///     unsafe { libc::_exit(if ok { 0 } else { 1 }) }
-    /// }
-    /// assert_eq!(ring.read_with(|m| m.to_vec())?, b"from the child");
-    /// assert!(matches!(ring.read_with(|_| ()), Err(ReadError::Closed)));
-    /// let mut status = 0;
-    /// // SAFETY: `child` is our child's pid; `status` is a valid out-pointer.
-    /// assert_eq!(unsafe { libc::waitpid(child, &mut status, 0) }, child);
-    /// assert!(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0);
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
-    #[cfg(not(loom))]
-    pub fn anonymous(capacity: usize) -> Result<Ring, crate::CreateError> {
-        Self::create_in(shmkit_segment::Segment::options().anonymous(), capacity)
-    }
+    crate::family::family_forms!(capacity: usize);
 
     /// The segment behind this ring, if it was made by `create`/`open`/`anonymous`.
     ///
@@ -1662,16 +1528,17 @@ fn copy_into(buf: &mut Vec<u8>, msg: &[u8]) -> usize {
 }
 
 #[cfg(not(loom))]
-impl crate::in_segment::InSegment for Ring {
-    type LayoutError = RingLayoutError;
+impl crate::family::sealed::Layout for Ring {
+    type Init = usize;
+    const OBJECT: &'static str = "Ring";
 
     fn tag() -> shmkit_segment::TypeTag {
         Ring::type_tag()
     }
 
-    fn payload_size(capacity: usize) -> Result<usize, RingLayoutError> {
-        Ring::check_capacity(capacity)?;
-        Ok(Ring::region_size(capacity))
+    fn payload_size(capacity: &usize) -> Result<usize, crate::CreateError> {
+        Ring::check_capacity(*capacity)?;
+        Ok(Ring::region_size(*capacity))
     }
 
     unsafe fn init_payload(ptr: *mut u8, len: usize, capacity: usize) {
@@ -1680,8 +1547,12 @@ impl crate::in_segment::InSegment for Ring {
         let _ = unsafe { Ring::init(ptr, len, capacity) };
     }
 
-    fn from_segment(seg: shmkit_segment::Segment) -> Result<Ring, RingLayoutError> {
-        Ring::from_segment(seg)
+    fn from_segment(seg: shmkit_segment::Segment) -> Result<Ring, crate::OpenError> {
+        Ok(Ring::from_segment(seg)?)
+    }
+
+    fn check_init(&self, capacity: &usize) -> Result<(), crate::OpenError> {
+        crate::family::check_payload(self.segment(), Ring::region_size(*capacity))
     }
 }
 
