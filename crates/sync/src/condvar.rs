@@ -129,14 +129,14 @@ impl Condvar {
     /// # Examples
     /// ```
     /// use std::time::Duration;
-    /// use shmkit_sync::{Condvar, Mutex};
+    /// use shmkit_sync::{Condvar, LockError, Mutex};
     ///
     /// let (m, cv) = (Mutex::new(0u32), Condvar::new());
-    /// let guard = m.lock().map_err(|e| e.to_string())?;
+    /// let guard = m.lock().map_err(LockError::without_guard)?;
     /// // Nobody notifies: the wait times out, and the lock is held again.
     /// let (guard, timed_out) = cv
     ///     .wait_timeout(guard, Duration::from_millis(10))
-    ///     .map_err(|e| e.to_string())?;
+    ///     .map_err(LockError::without_guard)?;
     /// assert!(timed_out);
     /// assert_eq!(*guard, 0);
     /// # Ok::<(), Box<dyn std::error::Error>>(())
@@ -203,14 +203,14 @@ impl Condvar {
     /// # Examples
     /// ```
     /// use std::time::Duration;
-    /// use shmkit_sync::{Condvar, Mutex};
+    /// use shmkit_sync::{Condvar, LockError, Mutex};
     ///
     /// let (items, cv) = (Mutex::new(0u32), Condvar::new());
-    /// let guard = items.lock().map_err(|e| e.to_string())?;
+    /// let guard = items.lock().map_err(LockError::without_guard)?;
     /// // Wait up to 10 ms for an item; nobody produces one, so it gives up.
     /// let (guard, timed_out) = cv
     ///     .wait_timeout_while(guard, Duration::from_millis(10), |n| *n == 0)
-    ///     .map_err(|e| e.to_string())?;
+    ///     .map_err(LockError::without_guard)?;
     /// assert!(timed_out && *guard == 0);
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```

@@ -15,7 +15,7 @@ use std::io;
 /// use shmkit_sync::{LockError, Mutex};
 ///
 /// let m = Mutex::new(1u8);
-/// let held = m.lock().map_err(|e| e.to_string())?;
+/// let held = m.lock().map_err(LockError::without_guard)?;
 /// let err = m.try_lock().unwrap_err();
 /// assert!(matches!(err, LockError::WouldDeadlock));
 /// assert!(!err.is_owner_died() && !err.is_poisoned());
@@ -110,7 +110,7 @@ impl<G> LockError<G> {
     /// use shmkit_sync::{LockError, Mutex};
     ///
     /// let m = Mutex::new(0u8);
-    /// let _held = m.lock().map_err(|e| e.to_string())?;
+    /// let _held = m.lock().map_err(LockError::without_guard)?;
     /// // Drop the guard type to get an error that can outlive the mutex (and use `?`).
     /// let e: LockError<()> = m.try_lock().map_err(|e| e.map(drop)).unwrap_err();
     /// assert!(matches!(e, LockError::WouldDeadlock));

@@ -467,3 +467,301 @@ impl<H: Hold, T: ?Sized + fmt::Display> fmt::Display for LockGuard<'_, H, T> {
         fmt::Display::fmt(&**self, f)
     }
 }
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use std::error::Error;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::time::{Duration, Instant};
+
+    use crate::{
+        Acquired, Barrier, BarrierError, Condvar, Event, FileLock, FileLockError, LockError,
+        LockErrorKind, LockMode, Mutex, MutexGuard, NamedLock, NamedLockError, NotHeld, RawLock,
+        RawLockError, RawLockRepair, RawLockTimed, RawMutex, RawReadLock, RawRwLock, RwLock,
+        RwLockReadGuard, RwLockWriteGuard, Semaphore, SemaphoreError,
+    };
+
+    /// A `Mutex` whose holder thread exited holding it.
+    fn mutex_with_dead_holder<T: Send>(m: &Mutex<T>) {
+        std::thread::scope(|s| {
+            s.spawn(|| std::mem::forget(m.lock().unwrap()));
+        });
+    }
+
+    /// Far enough ahead that no wait reaches it (but `Instant` arithmetic still works).
+    fn far_future() -> Instant {
+        Instant::now() + Duration::from_secs(100 * 365 * 24 * 3600)
+    }
+
+    /// A unique path in the temp directory, removed (file or directory) on drop.
+    struct TempPath(std::path::PathBuf);
+    impl TempPath {
+        fn new(what: &str) -> Self {
+            static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+            let n = N.fetch_add(1, Ordering::Relaxed);
+            TempPath(std::env::temp_dir().join(format!(
+                "shmkit-guard-test-{what}-{}-{n}",
+                std::process::id()
+            )))
+        }
+    }
+    impl Drop for TempPath {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+            let _ = std::fs::remove_file(&self.0);
+        }
+    }
+
+    #[test]
+    fn map_narrows_a_mutex_guard_which_keeps_the_lock_until_dropped() {
+        let m = Mutex::new((1u32, 2u32));
+        let mut second = MutexGuard::map(m.lock().unwrap(), |v| &mut v.1);
+        *second += 40;
+        assert!(m.raw().is_locked());
+        assert!(matches!(m.try_lock(), Err(LockError::WouldDeadlock)));
+        assert_eq!(format!("{second:?}"), "42");
+        drop(second);
+        assert!(!m.raw().is_locked());
+        assert_eq!(*m.lock().unwrap(), (1, 42));
+    }
+
+    #[test]
+    fn map_narrows_rwlock_guards() {
+        let l = RwLock::new([1u8, 2, 3]);
+        let last = RwLockReadGuard::map(l.read().unwrap(), |v| &v[2]);
+        assert_eq!(*last, 3);
+        assert!(matches!(l.try_write(), Err(LockError::WouldBlock)));
+        assert!(l.try_read().is_ok()); // still only a read lock
+        drop(last);
+        let mut first = RwLockWriteGuard::map(l.write().unwrap(), |v| &mut v[0]);
+        *first = 9;
+        assert!(matches!(l.try_read(), Err(LockError::WouldBlock)));
+        drop(first);
+        assert_eq!(*l.read().unwrap(), [9, 2, 3]);
+    }
+
+    #[test]
+    fn a_mapped_guard_can_repair_after_owner_death() {
+        let m = Mutex::new((0u8, 7u8));
+        mutex_with_dead_holder(&m);
+        let Err(LockError::OwnerDied(g)) = m.lock() else {
+            panic!("expected OwnerDied");
+        };
+        let part = MutexGuard::map(g, |v| &mut v.1);
+        part.make_consistent();
+        drop(part);
+        assert!(!m.is_poisoned());
+        assert!(m.lock().is_ok());
+    }
+
+    #[test]
+    fn a_panic_inside_map_unlocks_and_poisons() {
+        let m = Mutex::new(0u8);
+        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            MutexGuard::map(m.lock().unwrap(), |_| -> &mut u8 { panic!("in map") })
+        }));
+        assert!(r.is_err());
+        assert!(!m.raw().is_locked());
+        assert!(m.lock().is_err_and(|e| e.is_poisoned()));
+    }
+
+    #[test]
+    fn a_panicking_writer_poisons_the_rwlock_as_a_mutex_holder_does() {
+        let l = RwLock::new(0u8);
+        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let _w = l.write().unwrap();
+            panic!("mid-update");
+        }));
+        assert!(r.is_err());
+        assert!(l.is_poisoned());
+        let g = l
+            .write()
+            .unwrap_err()
+            .into_guard()
+            .expect("Poisoned holds it");
+        g.make_consistent();
+        drop(g);
+        assert!(l.read().is_ok());
+    }
+
+    fn locked_via_question_mark(m: &Mutex<u32>) -> Result<u32, Box<dyn Error + Send + Sync>> {
+        let g = m.lock().map_err(LockError::without_guard)?;
+        Ok(*g)
+    }
+
+    fn locked_via_from(m: &Mutex<u32>) -> Result<u32, LockErrorKind> {
+        Ok(*m.lock()?)
+    }
+
+    #[test]
+    fn without_guard_goes_through_question_mark_into_a_boxed_send_sync_error() {
+        fn is_static_send_sync_error<E: Error + Send + Sync + 'static>() {}
+        is_static_send_sync_error::<LockErrorKind>();
+
+        let m = Mutex::new(5u32);
+        assert_eq!(locked_via_question_mark(&m).unwrap(), 5);
+        mutex_with_dead_holder(&m);
+        let e = locked_via_question_mark(&m).unwrap_err();
+        let kind = e.downcast_ref::<LockErrorKind>().expect("a LockErrorKind");
+        assert_eq!(*kind, LockErrorKind::OwnerDied);
+        assert!(e.to_string().contains("make_consistent"), "{e}");
+        // The guard was dropped: unlocked, and (no make_consistent) poisoned.
+        assert!(!m.raw().is_locked());
+        assert_eq!(locked_via_from(&m), Err(LockErrorKind::Poisoned));
+        let held = m.lock().unwrap_err().into_guard().unwrap();
+        held.make_consistent();
+        assert_eq!(
+            m.try_lock().map_err(LockError::without_guard).unwrap_err(),
+            LockErrorKind::WouldDeadlock
+        );
+        drop(held);
+        assert_eq!(locked_via_from(&m), Ok(5));
+    }
+
+    #[test]
+    fn deadline_forms_of_mutex_and_rwlock() {
+        let m = Mutex::new(0u8);
+        let l = RwLock::new(0u8);
+        assert!(m.lock_deadline(far_future()).is_ok()); // far ahead: no deadline
+        let held = m.lock().unwrap();
+        let w = l.write().unwrap();
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                let soon = Instant::now() + Duration::from_millis(10);
+                assert!(matches!(m.lock_deadline(soon), Err(LockError::Timeout)));
+                assert!(matches!(l.read_deadline(soon), Err(LockError::Timeout)));
+                assert!(matches!(l.write_deadline(soon), Err(LockError::Timeout)));
+                let past = Instant::now() - Duration::from_millis(1);
+                assert!(matches!(m.lock_deadline(past), Err(LockError::Timeout)));
+            });
+        });
+        drop((held, w));
+        assert!(l.read_deadline(Instant::now()).is_ok()); // free: no waiting needed
+        assert!(l.write_deadline(far_future()).is_ok());
+    }
+
+    #[test]
+    fn a_far_future_deadline_waits_until_the_lock_is_free() {
+        let m = Mutex::new(0u8);
+        let waiting = AtomicBool::new(false);
+        let g = m.lock().unwrap();
+        std::thread::scope(|s| {
+            let t = s.spawn(|| {
+                waiting.store(true, Ordering::Release);
+                m.lock_deadline(far_future()).map(|mut g| *g += 1).is_ok()
+            });
+            while !waiting.load(Ordering::Acquire) {
+                std::thread::yield_now();
+            }
+            drop(g);
+            assert!(t.join().unwrap());
+        });
+        assert_eq!(*m.lock().unwrap(), 1);
+    }
+
+    #[test]
+    fn raw_traits_for_both_raw_locks() {
+        fn exercise<R: RawLockTimed + RawLockRepair>(raw: &R) {
+            assert_eq!(raw.poison(), Err(NotHeld));
+            assert_eq!(raw.lock_deadline(far_future()), Ok(Acquired::Consistent));
+            assert!(raw.try_lock().is_err()); // held: not taken twice
+            raw.poison().unwrap();
+            // SAFETY: this thread holds the lock.
+            unsafe { raw.unlock() };
+            assert!(raw.is_poisoned());
+            assert_eq!(raw.lock_timeout(Duration::ZERO), Ok(Acquired::Poisoned));
+            raw.make_consistent().unwrap();
+            // SAFETY: as above.
+            unsafe { raw.unlock() };
+            assert!(!raw.is_poisoned());
+        }
+        exercise(&RawMutex::new());
+        let rw = RawRwLock::new();
+        exercise(&rw);
+        let (a, ticket) = rw.try_lock_shared().unwrap();
+        assert_eq!(a, Acquired::Consistent);
+        assert_eq!(RawLock::try_lock(&rw), Err(RawLockError::WouldBlock));
+        // SAFETY: this thread took the read lock just above.
+        unsafe { rw.unlock_shared(ticket) };
+        assert_eq!(RawLock::try_lock(&rw), Ok(Acquired::Consistent));
+        // SAFETY: this thread holds the write lock.
+        unsafe { RawLock::unlock(&rw) };
+    }
+
+    #[test]
+    fn deadline_forms_of_condvar_semaphore_event_barrier() {
+        let (m, cv) = (Mutex::new(0u8), Condvar::new());
+        let soon = || Instant::now() + Duration::from_millis(10);
+        let (g, timed_out) = cv.wait_deadline(m.lock().unwrap(), soon()).unwrap();
+        assert!(timed_out);
+        let (g, timed_out) = cv.wait_deadline_while(g, soon(), |v| *v == 0).unwrap();
+        assert!(timed_out && *g == 0);
+        drop(g);
+
+        let sem = Semaphore::new(1);
+        let permit = sem.acquire_permit_deadline(far_future()).unwrap();
+        assert_eq!(sem.acquire_deadline(soon()), Err(SemaphoreError::Timeout));
+        assert_eq!(
+            sem.acquire_permit_deadline(soon()).err(),
+            Some(SemaphoreError::Timeout)
+        );
+        drop(permit);
+        sem.acquire_deadline(soon()).unwrap();
+
+        let ev = Event::new();
+        assert_eq!(ev.wait_deadline(soon()), Ok(false));
+        ev.set();
+        assert_eq!(ev.wait_deadline(far_future()), Ok(true));
+
+        let b = Barrier::new(2);
+        assert_eq!(b.wait_deadline(soon()), Err(BarrierError::Broken));
+        b.reset();
+        let r = std::thread::scope(|s| {
+            let other = s.spawn(|| b.wait_deadline(far_future()));
+            (b.wait_deadline(far_future()), other.join().unwrap())
+        });
+        assert!(r.0.is_ok() && r.1.is_ok());
+    }
+
+    #[test]
+    fn deadline_forms_of_file_and_named_locks() {
+        let path = TempPath::new("file");
+        let (a, b) = (
+            FileLock::open(&path.0).unwrap(),
+            FileLock::open(&path.0).unwrap(),
+        );
+        let soon = || Instant::now() + Duration::from_millis(10);
+        let held = a.lock_deadline(LockMode::Exclusive, far_future()).unwrap();
+        assert!(matches!(
+            b.lock_deadline(LockMode::Shared, soon()),
+            Err(FileLockError::Timeout)
+        ));
+        drop(held);
+        let range = a
+            .lock_range_deadline(0, 4, LockMode::Exclusive, soon())
+            .unwrap();
+        assert!(matches!(
+            b.lock_range_deadline(2, 1, LockMode::Shared, soon()),
+            Err(FileLockError::Timeout)
+        ));
+        drop(range);
+
+        let dir = TempPath::new("named");
+        {
+            use std::os::unix::fs::DirBuilderExt;
+            std::fs::DirBuilder::new()
+                .mode(0o700)
+                .create(&dir.0)
+                .unwrap();
+        }
+        let first = NamedLock::acquire_in_deadline(&dir.0, "job", far_future()).unwrap();
+        let second = std::thread::scope(|s| {
+            s.spawn(|| NamedLock::acquire_in_deadline(&dir.0, "job", soon()))
+                .join()
+                .unwrap()
+        });
+        assert!(matches!(second, Err(NamedLockError::Timeout(_))));
+        drop(first);
+        assert!(NamedLock::acquire_in_deadline(&dir.0, "job", soon()).is_ok());
+    }
+}

@@ -32,7 +32,7 @@
 //!         g.make_consistent();
 //!         g
 //!     }
-//!     Err(e) => return Err(e.to_string().into()),
+//!     Err(e) => return Err(e.without_guard().into()),
 //! };
 //! *guard += 1;
 //! # Ok::<(), Box<dyn std::error::Error>>(())

@@ -770,7 +770,7 @@ impl<T: ?Sized> Mutex<T> {
     ///         g.make_consistent();
     ///         g
     ///     }
-    ///     Err(e) => return Err(e.to_string().into()),
+    ///     Err(e) => return Err(e.without_guard().into()),
     /// };
     /// *guard += 1;
     /// # Ok::<(), Box<dyn std::error::Error>>(())
@@ -790,7 +790,7 @@ impl<T: ?Sized> Mutex<T> {
     /// use shmkit_sync::{LockError, Mutex};
     ///
     /// let m = Mutex::new(0u32);
-    /// let guard = m.try_lock().map_err(|e| e.to_string())?;
+    /// let guard = m.try_lock().map_err(LockError::without_guard)?;
     /// // Held by this thread: locking again would deadlock, so it is an error.
     /// assert!(matches!(m.try_lock(), Err(LockError::WouldDeadlock)));
     /// // Held by a live thread: another thread does not wait.
@@ -856,11 +856,11 @@ impl<T: ?Sized> Mutex<T> {
     ///
     /// # Examples
     /// ```
-    /// use shmkit_sync::Mutex;
+    /// use shmkit_sync::{LockError, Mutex};
     ///
     /// let mut m = Mutex::new(0u32);
     /// *m.get_mut() = 5; // exclusive `&mut`: e.g. while initialising, before sharing
-    /// assert_eq!(*m.lock().map_err(|e| e.to_string())?, 5);
+    /// assert_eq!(*m.lock().map_err(LockError::without_guard)?, 5);
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn get_mut(&mut self) -> &mut T {
@@ -871,10 +871,10 @@ impl<T: ?Sized> Mutex<T> {
     ///
     /// # Examples
     /// ```
-    /// use shmkit_sync::Mutex;
+    /// use shmkit_sync::{LockError, Mutex};
     ///
     /// let m = Mutex::new(());
-    /// let g = m.lock().map_err(|e| e.to_string())?;
+    /// let g = m.lock().map_err(LockError::without_guard)?;
     /// assert!(m.raw().is_locked()); // e.g. for diagnostics
     /// drop(g);
     /// assert!(!m.raw().is_locked());

@@ -824,9 +824,9 @@ impl RawRwLock {
 /// use shmkit_sync::{LockError, RwLock};
 ///
 /// let config = RwLock::new([0u32; 4]);
-/// config.write().map_err(|e| e.to_string())?[0] = 7;
-/// let r1 = config.read().map_err(|e| e.to_string())?;
-/// let r2 = config.try_read().map_err(|e| e.to_string())?; // readers share
+/// config.write().map_err(LockError::without_guard)?[0] = 7;
+/// let r1 = config.read().map_err(LockError::without_guard)?;
+/// let r2 = config.try_read().map_err(LockError::without_guard)?; // readers share
 /// assert_eq!(r1[0] + r2[0], 14);
 /// // A writer waits for the readers to leave; here it gives up.
 /// let w = config.write_timeout(Duration::from_millis(10));
@@ -854,13 +854,13 @@ unsafe impl<T: ?Sized + Send> Send for RwLock<T> {}
 ///
 /// # Examples
 /// ```
-/// use shmkit_sync::{RwLock, RwLockReadGuard, RwLockResult};
+/// use shmkit_sync::{LockError, RwLock, RwLockReadGuard, RwLockResult};
 ///
 /// fn first(l: &RwLock<[u8; 2]>) -> RwLockResult<RwLockReadGuard<'_, [u8; 2]>> {
 ///     l.read()
 /// }
 /// let l = RwLock::new([7, 8]);
-/// assert_eq!(first(&l).map_err(|e| e.to_string())?[0], 7);
+/// assert_eq!(first(&l).map_err(LockError::without_guard)?[0], 7);
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub type RwLockResult<G> = Result<G, LockError<G>>;
@@ -942,7 +942,7 @@ impl<T: ?Sized> RwLock<T> {
     /// use shmkit_sync::{LockError, RwLock};
     ///
     /// let l = RwLock::new(1u8);
-    /// let r = l.try_read().map_err(|e| e.to_string())?;
+    /// let r = l.try_read().map_err(LockError::without_guard)?;
     /// assert!(l.try_read().is_ok()); // readers share
     /// assert!(matches!(l.try_write(), Err(LockError::WouldBlock)));
     /// drop(r);
@@ -963,11 +963,11 @@ impl<T: ?Sized> RwLock<T> {
     /// use shmkit_sync::{LockError, RwLock};
     ///
     /// let l = RwLock::new(5u32);
-    /// let w = l.write().map_err(|e| e.to_string())?;
+    /// let w = l.write().map_err(LockError::without_guard)?;
     /// let r = l.read_timeout(Duration::from_millis(10)); // the writer keeps it
     /// assert!(matches!(r, Err(LockError::Timeout)));
     /// drop(w);
-    /// assert_eq!(*l.read_timeout(Duration::from_millis(10)).map_err(|e| e.to_string())?, 5);
+    /// assert_eq!(*l.read_timeout(Duration::from_millis(10)).map_err(LockError::without_guard)?, 5);
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn read_timeout(&self, timeout: Duration) -> RwLockResult<RwLockReadGuard<'_, T>> {
@@ -991,11 +991,11 @@ impl<T: ?Sized> RwLock<T> {
     ///
     /// # Examples
     /// ```
-    /// use shmkit_sync::RwLock;
+    /// use shmkit_sync::{LockError, RwLock};
     ///
     /// let table = RwLock::new([0u64; 8]);
-    /// table.write().map_err(|e| e.to_string())?[2] = 5; // exclusive: readers wait
-    /// assert_eq!(table.read().map_err(|e| e.to_string())?.iter().sum::<u64>(), 5);
+    /// table.write().map_err(LockError::without_guard)?[2] = 5; // exclusive: readers wait
+    /// assert_eq!(table.read().map_err(LockError::without_guard)?.iter().sum::<u64>(), 5);
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn write(&self) -> RwLockResult<RwLockWriteGuard<'_, T>> {
@@ -1012,7 +1012,7 @@ impl<T: ?Sized> RwLock<T> {
     /// use shmkit_sync::{LockError, RwLock};
     ///
     /// let l = RwLock::new(0u8);
-    /// let w = l.try_write().map_err(|e| e.to_string())?;
+    /// let w = l.try_write().map_err(LockError::without_guard)?;
     /// assert!(matches!(l.try_read(), Err(LockError::WouldBlock)));
     /// drop(w);
     /// # Ok::<(), Box<dyn std::error::Error>>(())
@@ -1029,11 +1029,11 @@ impl<T: ?Sized> RwLock<T> {
     /// # Examples
     /// ```
     /// use std::time::Duration;
-    /// use shmkit_sync::RwLock;
+    /// use shmkit_sync::{LockError, RwLock};
     ///
     /// let l = RwLock::new(String::new());
-    /// l.write_timeout(Duration::from_secs(1)).map_err(|e| e.to_string())?.push_str("hi");
-    /// assert_eq!(*l.read().map_err(|e| e.to_string())?, "hi");
+    /// l.write_timeout(Duration::from_secs(1)).map_err(LockError::without_guard)?.push_str("hi");
+    /// assert_eq!(*l.read().map_err(LockError::without_guard)?, "hi");
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn write_timeout(&self, timeout: Duration) -> RwLockResult<RwLockWriteGuard<'_, T>> {
@@ -1067,10 +1067,10 @@ impl<T: ?Sized> RwLock<T> {
     ///
     /// # Examples
     /// ```
-    /// use shmkit_sync::RwLock;
+    /// use shmkit_sync::{LockError, RwLock};
     ///
     /// let l = RwLock::new(0u8);
-    /// let r = l.read().map_err(|e| e.to_string())?;
+    /// let r = l.read().map_err(LockError::without_guard)?;
     /// assert!(l.raw().try_write().is_err()); // the raw words underneath
     /// drop(r);
     /// # Ok::<(), Box<dyn std::error::Error>>(())

@@ -23,13 +23,13 @@ use crate::types::{kind, tag_of};
 ///
 /// # Examples
 /// ```
-/// use shmkit_typed::{LockResult, SharedValue};
+/// use shmkit_typed::{LockError, LockResult, SharedValue};
 ///
 /// fn locked(v: &SharedValue<u32>) -> LockResult<'_, u32> {
 ///     v.lock()
 /// }
 /// let v = SharedValue::<u32>::anonymous(4)?;
-/// assert_eq!(*locked(&v).map_err(|e| e.to_string())?, 4);
+/// assert_eq!(*locked(&v).map_err(LockError::without_guard)?, 4);
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub type LockResult<'a, T> = Result<MutexGuard<'a, T>, LockError<MutexGuard<'a, T>>>;
@@ -265,7 +265,7 @@ impl<T: Pod> SharedValue<T> {
     ///         g.make_consistent();
     ///         g
     ///     }
-    ///     Err(e) => return Err(e.to_string().into()),
+    ///     Err(e) => return Err(e.without_guard().into()),
     /// };
     /// guard.swap(0, 1); // several steps, seen as one by other processes
     /// drop(guard);
@@ -286,13 +286,13 @@ impl<T: Pod> SharedValue<T> {
     /// use shmkit_typed::{LockError, SharedValue};
     ///
     /// let v = SharedValue::<u32>::anonymous(0)?;
-    /// let held = v.lock().map_err(|e| e.to_string())?;
+    /// let held = v.lock().map_err(LockError::without_guard)?;
     /// let busy = std::thread::scope(|s| {
     ///     s.spawn(|| matches!(v.try_lock(), Err(LockError::WouldBlock))).join().unwrap()
     /// });
     /// assert!(busy);
     /// drop(held);
-    /// assert_eq!(*v.try_lock().map_err(|e| e.to_string())?, 0);
+    /// assert_eq!(*v.try_lock().map_err(LockError::without_guard)?, 0);
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn try_lock(&self) -> LockResult<'_, T> {
@@ -310,7 +310,7 @@ impl<T: Pod> SharedValue<T> {
     /// use shmkit_typed::{LockError, SharedValue};
     ///
     /// let v = SharedValue::<u8>::anonymous(1)?;
-    /// let held = v.lock().map_err(|e| e.to_string())?;
+    /// let held = v.lock().map_err(LockError::without_guard)?;
     /// let timed_out = std::thread::scope(|s| {
     ///     s.spawn(|| matches!(v.lock_timeout(Duration::from_millis(10)), Err(LockError::Timeout)))
     ///         .join()
