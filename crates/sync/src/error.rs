@@ -7,8 +7,10 @@ use std::io;
 ///
 /// `OwnerDied` and `Poisoned` still carry the guard: the lock *is* held, and the caller
 /// decides whether the protected data can be trusted. Written by hand rather than with
-/// `thiserror` so that `Display`, `Debug` and `Error` do not require `G: Debug`, which
-/// keeps `?` usable on any guard type.
+/// `thiserror` so that `Display`, `Debug` and `Error` do not require `G: Debug`. A guard
+/// borrows its lock, so the error is not `'static`: for `?` into
+/// `Box<dyn Error + Send + Sync>`, use [`without_guard`](Self::without_guard) (or `?`
+/// into a [`LockErrorKind`]).
 ///
 /// # Examples
 /// ```
@@ -111,7 +113,7 @@ impl<G> LockError<G> {
     ///
     /// let m = Mutex::new(0u8);
     /// let _held = m.lock().map_err(LockError::without_guard)?;
-    /// // Drop the guard type to get an error that can outlive the mutex (and use `?`).
+    /// // Change the guard type (to get a `'static` error for `?`, use `without_guard`).
     /// let e: LockError<()> = m.try_lock().map_err(|e| e.map(drop)).unwrap_err();
     /// assert!(matches!(e, LockError::WouldDeadlock));
     /// # Ok::<(), Box<dyn std::error::Error>>(())
