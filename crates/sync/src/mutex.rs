@@ -428,39 +428,12 @@ impl RawMutex {
     }
 
     /// Whether the mutex is poisoned (a snapshot).
-    ///
-    /// # Examples
-    /// ```
-    /// use shmkit_sync::RawMutex;
-    ///
-    /// let raw = RawMutex::new();
-    /// assert!(!raw.is_poisoned());
-    /// raw.lock()?;
-    /// raw.poison()?;
-    /// // SAFETY: this thread holds the lock.
-    /// unsafe { raw.unlock() };
-    /// assert!(raw.is_poisoned());
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
     pub fn is_poisoned(&self) -> bool {
         // Relaxed: a snapshot for diagnostics.
         self.consistency.load(Relaxed) != CONSISTENT
     }
 
     /// Whether someone holds the lock (a snapshot).
-    ///
-    /// # Examples
-    /// ```
-    /// use shmkit_sync::RawMutex;
-    ///
-    /// let raw = RawMutex::new();
-    /// assert!(!raw.is_locked());
-    /// raw.lock()?;
-    /// assert!(raw.is_locked()); // a snapshot, for diagnostics only
-    /// // SAFETY: this thread holds the lock.
-    /// unsafe { raw.unlock() };
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
     pub fn is_locked(&self) -> bool {
         // Relaxed: a snapshot for diagnostics.
         self.word.load(Relaxed) != 0
@@ -725,15 +698,6 @@ impl<T> Mutex<T> {
     }
 
     /// Consumes the mutex, returning the data.
-    ///
-    /// # Examples
-    /// ```
-    /// use shmkit_sync::Mutex;
-    ///
-    /// let mut m = Mutex::new(vec![1]);
-    /// m.get_mut().push(2); // `&mut` proves nobody else holds it: no locking
-    /// assert_eq!(m.into_inner(), [1, 2]);
-    /// ```
     pub fn into_inner(self) -> T {
         self.data.into_inner()
     }
@@ -853,55 +817,16 @@ impl<T: ?Sized> Mutex<T> {
     }
 
     /// Mutable access without locking (the `&mut` proves exclusivity).
-    ///
-    /// # Examples
-    /// ```
-    /// use shmkit_sync::{LockError, Mutex};
-    ///
-    /// let mut m = Mutex::new(0u32);
-    /// *m.get_mut() = 5; // exclusive `&mut`: e.g. while initialising, before sharing
-    /// assert_eq!(*m.lock().map_err(LockError::without_guard)?, 5);
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
     pub fn get_mut(&mut self) -> &mut T {
         self.data.get_mut()
     }
 
     /// The raw mutex inside.
-    ///
-    /// # Examples
-    /// ```
-    /// use shmkit_sync::{LockError, Mutex};
-    ///
-    /// let m = Mutex::new(());
-    /// let g = m.lock().map_err(LockError::without_guard)?;
-    /// assert!(m.raw().is_locked()); // e.g. for diagnostics
-    /// drop(g);
-    /// assert!(!m.raw().is_locked());
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
     pub fn raw(&self) -> &RawMutex {
         &self.raw
     }
 
     /// Whether the mutex is poisoned (a snapshot).
-    ///
-    /// # Examples
-    /// ```
-    /// use shmkit_sync::{LockError, Mutex};
-    ///
-    /// let m = Mutex::new(0u32);
-    /// std::thread::scope(|s| {
-    ///     s.spawn(|| std::mem::forget(m.lock().unwrap())); // dies holding it
-    /// });
-    /// // Take it from the dead holder but do not call make_consistent: it stays poisoned.
-    /// assert!(matches!(m.lock(), Err(LockError::OwnerDied(_))));
-    /// assert!(m.is_poisoned());
-    /// let g = m.lock().unwrap_err().into_guard().expect("Poisoned still locks");
-    /// g.make_consistent();
-    /// drop(g);
-    /// assert!(!m.is_poisoned() && m.lock().is_ok());
-    /// ```
     pub fn is_poisoned(&self) -> bool {
         self.raw.is_poisoned()
     }

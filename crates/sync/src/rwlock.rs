@@ -820,7 +820,7 @@ impl RawRwLock {
 ///
 /// # Examples
 /// ```
-/// use std::time::Duration;
+/// use std::time::{Duration, Instant};
 /// use shmkit_sync::{LockError, RwLock};
 ///
 /// let config = RwLock::new([0u32; 4]);
@@ -828,13 +828,17 @@ impl RawRwLock {
 /// let r1 = config.read().map_err(LockError::without_guard)?;
 /// let r2 = config.try_read().map_err(LockError::without_guard)?; // readers share
 /// assert_eq!(r1[0] + r2[0], 14);
-/// // A writer waits for the readers to leave; here it gives up.
+/// // A writer waits for the readers to leave; here it gives up (a timeout or a deadline).
 /// let w = config.write_timeout(Duration::from_millis(10));
+/// assert!(matches!(w, Err(LockError::Timeout)));
+/// let w = config.write_deadline(Instant::now() + Duration::from_millis(10));
 /// assert!(matches!(w, Err(LockError::Timeout)));
 /// assert!(matches!(config.try_write(), Err(LockError::WouldBlock)));
 /// drop((r1, r2));
 /// assert!(config.try_write().is_ok());
-/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// let r = config.read_timeout(Duration::from_secs(1)).map_err(LockError::without_guard)?;
+/// assert_eq!(r[0], 7);
+/// # Ok::<(), Box<dyn std::error::Error + Send + Sync>>(())
 /// ```
 #[repr(C)]
 pub struct RwLock<T: ?Sized> {
@@ -895,15 +899,6 @@ impl<T> RwLock<T> {
     }
 
     /// Consumes the lock, returning the data.
-    ///
-    /// # Examples
-    /// ```
-    /// use shmkit_sync::RwLock;
-    ///
-    /// let mut l = RwLock::new(vec![1]);
-    /// l.get_mut().push(2); // no locking through `&mut`
-    /// assert_eq!(l.into_inner(), [1, 2]);
-    /// ```
     pub fn into_inner(self) -> T {
         self.data.into_inner()
     }
@@ -936,18 +931,6 @@ impl<T: ?Sized> RwLock<T> {
     ///
     /// # Errors
     /// `WouldBlock` otherwise.
-    ///
-    /// # Examples
-    /// ```
-    /// use shmkit_sync::{LockError, RwLock};
-    ///
-    /// let l = RwLock::new(1u8);
-    /// let r = l.try_read().map_err(LockError::without_guard)?;
-    /// assert!(l.try_read().is_ok()); // readers share
-    /// assert!(matches!(l.try_write(), Err(LockError::WouldBlock)));
-    /// drop(r);
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
     pub fn try_read(&self) -> RwLockResult<RwLockReadGuard<'_, T>> {
         self.wrap_read(self.raw.try_lock_shared())
     }
@@ -956,20 +939,6 @@ impl<T: ?Sized> RwLock<T> {
     ///
     /// # Errors
     /// `Timeout` after at least `timeout`.
-    ///
-    /// # Examples
-    /// ```
-    /// use std::time::Duration;
-    /// use shmkit_sync::{LockError, RwLock};
-    ///
-    /// let l = RwLock::new(5u32);
-    /// let w = l.write().map_err(LockError::without_guard)?;
-    /// let r = l.read_timeout(Duration::from_millis(10)); // the writer keeps it
-    /// assert!(matches!(r, Err(LockError::Timeout)));
-    /// drop(w);
-    /// assert_eq!(*l.read_timeout(Duration::from_millis(10)).map_err(LockError::without_guard)?, 5);
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
     pub fn read_timeout(&self, timeout: Duration) -> RwLockResult<RwLockReadGuard<'_, T>> {
         self.wrap_read(self.raw.lock_shared_until(Some(&Deadline::after(timeout))))
     }
@@ -1006,17 +975,6 @@ impl<T: ?Sized> RwLock<T> {
     ///
     /// # Errors
     /// `WouldBlock` otherwise.
-    ///
-    /// # Examples
-    /// ```
-    /// use shmkit_sync::{LockError, RwLock};
-    ///
-    /// let l = RwLock::new(0u8);
-    /// let w = l.try_write().map_err(LockError::without_guard)?;
-    /// assert!(matches!(l.try_read(), Err(LockError::WouldBlock)));
-    /// drop(w);
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
     pub fn try_write(&self) -> RwLockResult<RwLockWriteGuard<'_, T>> {
         self.wrap_write(self.raw.try_write())
     }
@@ -1025,17 +983,6 @@ impl<T: ?Sized> RwLock<T> {
     ///
     /// # Errors
     /// `Timeout` after at least `timeout`.
-    ///
-    /// # Examples
-    /// ```
-    /// use std::time::Duration;
-    /// use shmkit_sync::{LockError, RwLock};
-    ///
-    /// let l = RwLock::new(String::new());
-    /// l.write_timeout(Duration::from_secs(1)).map_err(LockError::without_guard)?.push_str("hi");
-    /// assert_eq!(*l.read().map_err(LockError::without_guard)?, "hi");
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
     pub fn write_timeout(&self, timeout: Duration) -> RwLockResult<RwLockWriteGuard<'_, T>> {
         self.wrap_write(self.raw.lock_timeout(timeout))
     }
@@ -1050,31 +997,11 @@ impl<T: ?Sized> RwLock<T> {
     }
 
     /// Mutable access without locking (the `&mut` proves exclusivity).
-    ///
-    /// # Examples
-    /// ```
-    /// use shmkit_sync::RwLock;
-    ///
-    /// let mut l = RwLock::new(1u8);
-    /// *l.get_mut() += 1; // `&mut`: no locking needed
-    /// assert_eq!(l.into_inner(), 2);
-    /// ```
     pub fn get_mut(&mut self) -> &mut T {
         self.data.get_mut()
     }
 
     /// The raw lock inside.
-    ///
-    /// # Examples
-    /// ```
-    /// use shmkit_sync::{LockError, RwLock};
-    ///
-    /// let l = RwLock::new(0u8);
-    /// let r = l.read().map_err(LockError::without_guard)?;
-    /// assert!(l.raw().try_write().is_err()); // the raw words underneath
-    /// drop(r);
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
     pub fn raw(&self) -> &RawRwLock {
         &self.raw
     }
