@@ -25,7 +25,7 @@
 //! party that leaves for good is reported as dead too: to replace a party by a new
 //! process, `reset` the barrier while nobody waits (reset forgets the parties).
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::atomic::{AtomicU32, AtomicU64, Ordering::*};
 use crate::error::BarrierError;
@@ -259,6 +259,15 @@ impl Barrier {
     /// ```
     pub fn wait_timeout(&self, timeout: Duration) -> Result<usize, BarrierError> {
         self.wait_with(&Futex, Some(&Deadline::after(timeout)))
+    }
+
+    /// As [`wait_timeout`](Self::wait_timeout), until `deadline` at most (an `Instant`
+    /// too far ahead to reach means no deadline).
+    ///
+    /// # Errors
+    /// As [`wait_timeout`](Self::wait_timeout).
+    pub fn wait_deadline(&self, deadline: Instant) -> Result<usize, BarrierError> {
+        self.wait_with(&Futex, Some(&Deadline::at(deadline)))
     }
 
     /// Breaks the barrier: current and future waiters get `Broken` until `reset`.

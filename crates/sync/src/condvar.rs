@@ -8,7 +8,7 @@
 //! `notify_all` wakes every sleeper (no requeue onto the mutex: a thundering herd on
 //! broadcast, accepted for simplicity).
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::atomic::{AtomicU32, Ordering::*};
 use crate::error::LockError;
@@ -129,14 +129,14 @@ impl Condvar {
     /// # Examples
     /// ```
     /// use std::time::Duration;
-    /// use shmkit_sync::{Condvar, Mutex};
+    /// use shmkit_sync::{Condvar, LockError, Mutex};
     ///
     /// let (m, cv) = (Mutex::new(0u32), Condvar::new());
-    /// let guard = m.lock().map_err(|e| e.to_string())?;
+    /// let guard = m.lock().map_err(LockError::without_guard)?;
     /// // Nobody notifies: the wait times out, and the lock is held again.
     /// let (guard, timed_out) = cv
     ///     .wait_timeout(guard, Duration::from_millis(10))
-    ///     .map_err(|e| e.to_string())?;
+    ///     .map_err(LockError::without_guard)?;
     /// assert!(timed_out);
     /// assert_eq!(*guard, 0);
     /// # Ok::<(), Box<dyn std::error::Error>>(())
@@ -147,6 +147,20 @@ impl Condvar {
         timeout: Duration,
     ) -> Result<(MutexGuard<'a, T>, bool), LockError<MutexGuard<'a, T>>> {
         let (r, timed_out) = self.wait_until(guard, Some(&Deadline::after(timeout)));
+        r.map(|g| (g, timed_out))
+    }
+
+    /// As [`wait_timeout`](Self::wait_timeout), until `deadline` at most (an `Instant`
+    /// too far ahead to reach means no deadline).
+    ///
+    /// # Errors
+    /// As [`wait`](Self::wait).
+    pub fn wait_deadline<'a, T: ?Sized>(
+        &self,
+        guard: MutexGuard<'a, T>,
+        deadline: Instant,
+    ) -> Result<(MutexGuard<'a, T>, bool), LockError<MutexGuard<'a, T>>> {
+        let (r, timed_out) = self.wait_until(guard, Some(&Deadline::at(deadline)));
         r.map(|g| (g, timed_out))
     }
 
@@ -189,24 +203,61 @@ impl Condvar {
     /// # Examples
     /// ```
     /// use std::time::Duration;
-    /// use shmkit_sync::{Condvar, Mutex};
+    /// use shmkit_sync::{Condvar, LockError, Mutex};
     ///
     /// let (items, cv) = (Mutex::new(0u32), Condvar::new());
-    /// let guard = items.lock().map_err(|e| e.to_string())?;
+    /// let guard = items.lock().map_err(LockError::without_guard)?;
     /// // Wait up to 10 ms for an item; nobody produces one, so it gives up.
     /// let (guard, timed_out) = cv
     ///     .wait_timeout_while(guard, Duration::from_millis(10), |n| *n == 0)
-    ///     .map_err(|e| e.to_string())?;
+    ///     .map_err(LockError::without_guard)?;
     /// assert!(timed_out && *guard == 0);
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn wait_timeout_while<'a, T: ?Sized>(
         &self,
-        mut guard: MutexGuard<'a, T>,
+        guard: MutexGuard<'a, T>,
         timeout: Duration,
+        condition: impl FnMut(&mut T) -> bool,
+    ) -> Result<(MutexGuard<'a, T>, bool), LockError<MutexGuard<'a, T>>> {
+        self.wait_while_until(guard, Deadline::after(timeout), condition)
+    }
+
+    /// As [`wait_timeout_while`](Self::wait_timeout_while), until `deadline` at most
+    /// (an `Instant` too far ahead to reach means no deadline).
+    ///
+    /// # Errors
+    /// As [`wait`](Self::wait).
+    ///
+    /// # Examples
+    /// ```
+    /// use std::time::{Duration, Instant};
+    /// use shmkit_sync::{Condvar, LockError, Mutex};
+    ///
+    /// let (items, cv) = (Mutex::new(0u32), Condvar::new());
+    /// let deadline = Instant::now() + Duration::from_millis(10);
+    /// let guard = items.lock().map_err(LockError::without_guard)?;
+    /// let (guard, timed_out) = cv
+    ///     .wait_deadline_while(guard, deadline, |n| *n == 0)
+    ///     .map_err(LockError::without_guard)?;
+    /// assert!(timed_out && *guard == 0);
+    /// # Ok::<(), Box<dyn std::error::Error + Send + Sync>>(())
+    /// ```
+    pub fn wait_deadline_while<'a, T: ?Sized>(
+        &self,
+        guard: MutexGuard<'a, T>,
+        deadline: Instant,
+        condition: impl FnMut(&mut T) -> bool,
+    ) -> Result<(MutexGuard<'a, T>, bool), LockError<MutexGuard<'a, T>>> {
+        self.wait_while_until(guard, Deadline::at(deadline), condition)
+    }
+
+    fn wait_while_until<'a, T: ?Sized>(
+        &self,
+        mut guard: MutexGuard<'a, T>,
+        deadline: Deadline,
         mut condition: impl FnMut(&mut T) -> bool,
     ) -> Result<(MutexGuard<'a, T>, bool), LockError<MutexGuard<'a, T>>> {
-        let deadline = Deadline::after(timeout);
         while condition(&mut *guard) {
             if deadline.has_passed() {
                 return Ok((guard, true));
@@ -266,7 +317,7 @@ impl Condvar {
         guard: MutexGuard<'a, T>,
         deadline: Option<&Deadline>,
     ) -> (CondvarResult<'a, T>, bool) {
-        let mutex = guard.mutex;
+        let (raw, data) = MutexGuard::parts(&guard);
         // Relaxed: the mutex orders this read before any notify that follows our
         // predicate check (see the module docs).
         let seq = self.seq.load(Relaxed);
@@ -276,12 +327,17 @@ impl Condvar {
         let out = Futex.wait(&self.seq, seq, deadline);
         // Relaxed: a hint for notifiers.
         self.waiters.fetch_sub(1, Relaxed);
-        match out {
-            Ok(out) => (mutex.lock(), out == WaitOutcome::TimedOut),
+        let out = match out {
+            Ok(out) => out,
             // Returned, not retried: a retry would fail at once again. The mutex stays
             // unlocked; the caller gets no guard (see `wait`).
-            Err(e) => (Err(LockError::Os(e)), false),
-        }
+            Err(e) => return (Err(LockError::Os(e)), false),
+        };
+        // SAFETY: `acquired` makes the guard only once this thread holds the lock
+        // again, and `raw` protects `data` (both came from the guard we were given).
+        let relocked =
+            crate::error::acquired(raw.lock(), || unsafe { MutexGuard::exclusive(raw, data) });
+        (relocked, out == WaitOutcome::TimedOut)
     }
 
     fn notify_with<W: Waiter>(&self, w: &W, n: u32) {

@@ -7,15 +7,17 @@ use std::io;
 ///
 /// `OwnerDied` and `Poisoned` still carry the guard: the lock *is* held, and the caller
 /// decides whether the protected data can be trusted. Written by hand rather than with
-/// `thiserror` so that `Display`, `Debug` and `Error` do not require `G: Debug`, which
-/// keeps `?` usable on any guard type.
+/// `thiserror` so that `Display`, `Debug` and `Error` do not require `G: Debug`. A guard
+/// borrows its lock, so the error is not `'static`: for `?` into
+/// `Box<dyn Error + Send + Sync>`, use [`without_guard`](Self::without_guard) (or `?`
+/// into a [`LockErrorKind`]).
 ///
 /// # Examples
 /// ```
 /// use shmkit_sync::{LockError, Mutex};
 ///
 /// let m = Mutex::new(1u8);
-/// let held = m.lock().map_err(|e| e.to_string())?;
+/// let held = m.lock().map_err(LockError::without_guard)?;
 /// let err = m.try_lock().unwrap_err();
 /// assert!(matches!(err, LockError::WouldDeadlock));
 /// assert!(!err.is_owner_died() && !err.is_poisoned());
@@ -110,8 +112,8 @@ impl<G> LockError<G> {
     /// use shmkit_sync::{LockError, Mutex};
     ///
     /// let m = Mutex::new(0u8);
-    /// let _held = m.lock().map_err(|e| e.to_string())?;
-    /// // Drop the guard type to get an error that can outlive the mutex (and use `?`).
+    /// let _held = m.lock().map_err(LockError::without_guard)?;
+    /// // Change the guard type (to get a `'static` error for `?`, use `without_guard`).
     /// let e: LockError<()> = m.try_lock().map_err(|e| e.map(drop)).unwrap_err();
     /// assert!(matches!(e, LockError::WouldDeadlock));
     /// # Ok::<(), Box<dyn std::error::Error>>(())
@@ -124,6 +126,42 @@ impl<G> LockError<G> {
             LockError::WouldBlock => LockError::WouldBlock,
             LockError::WouldDeadlock => LockError::WouldDeadlock,
             LockError::Os(e) => LockError::Os(e),
+        }
+    }
+
+    /// The error without its guard: a `'static + Send + Sync` [`LockErrorKind`] that
+    /// goes through `?` into `Box<dyn Error + Send + Sync>`.
+    ///
+    /// For `OwnerDied` and `Poisoned` this **drops the guard, which unlocks**: after
+    /// `OwnerDied` the lock is then left poisoned (nobody called `make_consistent()`), so
+    /// the next holder is told `Poisoned`. Use it where the caller gives up on such a
+    /// lock anyway; match the error first where it should repair the data.
+    ///
+    /// # Examples
+    /// ```
+    /// use shmkit_sync::{LockError, LockErrorKind, Mutex};
+    ///
+    /// fn bump(m: &Mutex<u32>) -> Result<u32, Box<dyn std::error::Error + Send + Sync>> {
+    ///     let mut g = m.lock().map_err(LockError::without_guard)?;
+    ///     *g += 1;
+    ///     Ok(*g)
+    /// }
+    /// let m = Mutex::new(0);
+    /// assert_eq!(bump(&m)?, 1);
+    /// let held = m.lock().map_err(LockError::without_guard)?;
+    /// let e = m.try_lock().map_err(LockErrorKind::from).unwrap_err(); // `From` too
+    /// assert_eq!(e, LockErrorKind::WouldDeadlock);
+    /// drop(held);
+    /// # Ok::<(), Box<dyn std::error::Error + Send + Sync>>(())
+    /// ```
+    pub fn without_guard(self) -> LockErrorKind {
+        match self {
+            LockError::OwnerDied(_) => LockErrorKind::OwnerDied,
+            LockError::Poisoned(_) => LockErrorKind::Poisoned,
+            LockError::Timeout => LockErrorKind::Timeout,
+            LockError::WouldBlock => LockErrorKind::WouldBlock,
+            LockError::WouldDeadlock => LockErrorKind::WouldDeadlock,
+            LockError::Os(e) => LockErrorKind::Os(e),
         }
     }
 
@@ -183,6 +221,76 @@ impl<G> std::error::Error for LockError<G> {
         }
     }
 }
+
+/// A [`LockError`] without its guard (see [`LockError::without_guard`], which drops
+/// the guard and so unlocks): `'static + Send + Sync`, so it goes through `?` into
+/// `Box<dyn Error + Send + Sync>`. `From<LockError<G>>` makes plain `?` work in
+/// functions returning it.
+///
+/// `Clone` and `PartialEq` treat an `Os` error by its OS error code.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum LockErrorKind {
+    /// The previous holder died holding the lock. The guard that came with the error
+    /// was dropped, which unlocked the lock and left it poisoned.
+    #[error(
+        "the previous lock holder died while holding the lock; the guard was dropped, so the \
+         lock is free again but poisoned: lock it again, repair the data and call \
+         make_consistent() on the guard"
+    )]
+    OwnerDied,
+    /// The lock is poisoned; the guard that came with the error was dropped (unlocked).
+    #[error(
+        "the lock is poisoned (an earlier holder died or panicked and nobody marked the data \
+         consistent); the guard was dropped: lock it again, repair the data and call \
+         make_consistent() on the guard"
+    )]
+    Poisoned,
+    /// The timeout passed before the lock became free.
+    #[error("timed out waiting for the lock; retry or give up")]
+    Timeout,
+    /// A `try_` call: the lock is held by someone else.
+    #[error("the lock is held by someone else (try_lock did not wait)")]
+    WouldBlock,
+    /// The calling thread already holds this lock.
+    #[error(
+        "the calling thread already holds this lock; drop the first guard before locking again"
+    )]
+    WouldDeadlock,
+    /// Sleeping on the lock failed in the kernel; see [`LockError::Os`].
+    #[error("{OS_WAIT_FAILED}")]
+    Os(#[source] io::Error),
+}
+
+impl<G> From<LockError<G>> for LockErrorKind {
+    fn from(e: LockError<G>) -> Self {
+        e.without_guard()
+    }
+}
+
+impl Clone for LockErrorKind {
+    fn clone(&self) -> Self {
+        match self {
+            LockErrorKind::OwnerDied => LockErrorKind::OwnerDied,
+            LockErrorKind::Poisoned => LockErrorKind::Poisoned,
+            LockErrorKind::Timeout => LockErrorKind::Timeout,
+            LockErrorKind::WouldBlock => LockErrorKind::WouldBlock,
+            LockErrorKind::WouldDeadlock => LockErrorKind::WouldDeadlock,
+            LockErrorKind::Os(e) => LockErrorKind::Os(clone_os(e)),
+        }
+    }
+}
+
+impl PartialEq for LockErrorKind {
+    fn eq(&self, other: &Self) -> bool {
+        match (self, other) {
+            (LockErrorKind::Os(a), LockErrorKind::Os(b)) => same_os(a, b),
+            _ => std::mem::discriminant(self) == std::mem::discriminant(other),
+        }
+    }
+}
+
+impl Eq for LockErrorKind {}
 
 /// The message of every `Os` variant: what failed, what it means, what to do.
 const OS_WAIT_FAILED: &str = "sleeping on the shared-memory word failed in the kernel \

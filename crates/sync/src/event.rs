@@ -1,7 +1,7 @@
 //! An event flag in shared memory, as `multiprocessing.Event`, with an auto-reset mode
 //! (a `set` lets exactly one waiter through, then the flag is clear again).
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::atomic::{AtomicU32, Ordering::*};
 use crate::error::EventError;
@@ -219,6 +219,15 @@ impl Event {
     /// ```
     pub fn wait_timeout(&self, timeout: Duration) -> Result<bool, EventError> {
         self.wait_with(&Futex, Some(&Deadline::after(timeout)))
+    }
+
+    /// Waits until `deadline` at most (an `Instant` too far ahead to reach means no
+    /// deadline); returns whether the flag was set. See [`wait_timeout`](Self::wait_timeout).
+    ///
+    /// # Errors
+    /// As [`wait`](Self::wait).
+    pub fn wait_deadline(&self, deadline: Instant) -> Result<bool, EventError> {
+        self.wait_with(&Futex, Some(&Deadline::at(deadline)))
     }
 
     fn try_take(&self) -> bool {

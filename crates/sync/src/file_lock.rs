@@ -25,7 +25,7 @@ use std::fs::File;
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::error::FileLockError;
 use crate::futex::Deadline;
@@ -269,9 +269,29 @@ impl FileLock {
         mode: LockMode,
         timeout: Duration,
     ) -> Result<FileLockGuard<'_>, FileLockError> {
-        let deadline = Deadline::after(timeout);
+        self.lock_until(mode, &Deadline::after(timeout))
+    }
+
+    /// Locks the whole file, waiting until `deadline` at most (an `Instant` too far
+    /// ahead to reach means no deadline). See [`lock_timeout`](Self::lock_timeout).
+    ///
+    /// # Errors
+    /// [`FileLockError::Timeout`] once the deadline passed; `Io` if `flock` fails.
+    pub fn lock_deadline(
+        &self,
+        mode: LockMode,
+        deadline: Instant,
+    ) -> Result<FileLockGuard<'_>, FileLockError> {
+        self.lock_until(mode, &Deadline::at(deadline))
+    }
+
+    fn lock_until(
+        &self,
+        mode: LockMode,
+        deadline: &Deadline,
+    ) -> Result<FileLockGuard<'_>, FileLockError> {
         poll_until(
-            &deadline,
+            deadline,
             || self.flock(mode, true),
             || FileLockError::Timeout,
         )?;
@@ -421,10 +441,34 @@ impl FileLock {
         mode: LockMode,
         timeout: Duration,
     ) -> Result<RangeGuard<'_>, FileLockError> {
-        let deadline = Deadline::after(timeout);
+        self.lock_range_until(start, len, mode, &Deadline::after(timeout))
+    }
+
+    /// As [`lock_range_timeout`](Self::lock_range_timeout), waiting until `deadline` at
+    /// most (an `Instant` too far ahead to reach means no deadline).
+    ///
+    /// # Errors
+    /// [`FileLockError::Timeout`] once the deadline passed.
+    pub fn lock_range_deadline(
+        &self,
+        start: u64,
+        len: u64,
+        mode: LockMode,
+        deadline: Instant,
+    ) -> Result<RangeGuard<'_>, FileLockError> {
+        self.lock_range_until(start, len, mode, &Deadline::at(deadline))
+    }
+
+    fn lock_range_until(
+        &self,
+        start: u64,
+        len: u64,
+        mode: LockMode,
+        deadline: &Deadline,
+    ) -> Result<RangeGuard<'_>, FileLockError> {
         let ty = Self::range_type(mode);
         poll_until(
-            &deadline,
+            deadline,
             || self.ofd(libc::F_OFD_SETLK, ty, start, len),
             || FileLockError::Timeout,
         )?;

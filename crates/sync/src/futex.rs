@@ -15,7 +15,7 @@
 //! absolute monotonic deadline that we can use without pulling in a larger crate.
 
 use std::sync::atomic::AtomicU32;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// An absolute point in time on `CLOCK_MONOTONIC`, the clock the kernel uses for
 /// `FUTEX_WAIT_BITSET` without `FUTEX_CLOCK_REALTIME`.
@@ -84,6 +84,23 @@ impl Deadline {
         Deadline {
             nanos: monotonic_now_nanos().saturating_add(timeout.as_nanos()),
         }
+    }
+
+    /// The point `when`, read on the same clock (`Instant` is `CLOCK_MONOTONIC` on
+    /// Linux). An `Instant` in the past is a deadline that has passed; one too far
+    /// ahead to reach saturates, which means no deadline.
+    ///
+    /// # Examples
+    /// ```
+    /// use std::time::{Duration, Instant};
+    /// use shmkit_sync::Deadline;
+    ///
+    /// let d = Deadline::at(Instant::now() + Duration::from_secs(5));
+    /// assert!(!d.has_passed() && d.remaining() <= Duration::from_secs(5));
+    /// assert!(Deadline::at(Instant::now()).has_passed());
+    /// ```
+    pub fn at(when: Instant) -> Self {
+        Self::after(when.saturating_duration_since(Instant::now()))
     }
 
     /// `None` → no deadline; `Some(d)` → `Deadline::after(d)`.

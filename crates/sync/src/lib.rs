@@ -46,7 +46,7 @@
 //!         g.make_consistent();
 //!         g
 //!     }
-//!     Err(e) => return Err(e.to_string().into()),
+//!     Err(e) => return Err(e.without_guard().into()),
 //! };
 //! *guard += 1;
 //! # Ok::<(), Box<dyn std::error::Error>>(())
@@ -59,6 +59,7 @@ mod error;
 mod event;
 mod file_lock;
 pub mod futex;
+pub mod guard;
 mod mutex;
 mod named_lock;
 mod owner;
@@ -70,13 +71,14 @@ mod wait;
 pub use barrier::Barrier;
 pub use condvar::{Condvar, CondvarResult};
 pub use error::{
-    BarrierError, EventError, FileLockError, LockError, NamedLockError, NotHeld, RawLockError,
-    SemaphoreError,
+    BarrierError, EventError, FileLockError, LockError, LockErrorKind, NamedLockError, NotHeld,
+    RawLockError, SemaphoreError,
 };
 pub use event::Event;
 pub use file_lock::{FileLock, FileLockGuard, LockMode, RangeGuard};
 pub use futex::Deadline;
+pub use guard::{LockGuard, RawLock, RawLockRepair, RawLockTimed, RawReadLock};
 pub use mutex::{Acquired, Mutex, MutexGuard, RawMutex, OWNER_CHECK_INTERVAL};
 pub use named_lock::{NamedLock, NamedLockGuard};
-pub use rwlock::{RawRwLock, RwLock, RwLockReadGuard, RwLockResult, RwLockWriteGuard};
+pub use rwlock::{RawRwLock, ReaderSlot, RwLock, RwLockReadGuard, RwLockResult, RwLockWriteGuard};
 pub use semaphore::{Semaphore, SemaphorePermit};

@@ -45,13 +45,13 @@
 
 use std::cell::UnsafeCell;
 use std::fmt;
-use std::marker::PhantomData;
-use std::ops::{Deref, DerefMut};
-use std::time::Duration;
+use std::ptr::NonNull;
+use std::time::{Duration, Instant};
 
 use crate::atomic::{AtomicU32, AtomicU64, Ordering::*};
 use crate::error::{LockError, NotHeld, RawLockError};
 use crate::futex::{Deadline, WaitOutcome};
+use crate::guard::{Exclusive, LockGuard, RawLock, RawLockRepair, RawLockTimed};
 use crate::owner::{ident_start, ident_tid, OwnerIdent, TID_MASK};
 use crate::wait::{spin_until, yield_cpu, Futex, Waiter};
 
@@ -428,39 +428,12 @@ impl RawMutex {
     }
 
     /// Whether the mutex is poisoned (a snapshot).
-    ///
-    /// # Examples
-    /// ```
-    /// use shmkit_sync::RawMutex;
-    ///
-    /// let raw = RawMutex::new();
-    /// assert!(!raw.is_poisoned());
-    /// raw.lock()?;
-    /// raw.poison()?;
-    /// // SAFETY: this thread holds the lock.
-    /// unsafe { raw.unlock() };
-    /// assert!(raw.is_poisoned());
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
     pub fn is_poisoned(&self) -> bool {
         // Relaxed: a snapshot for diagnostics.
         self.consistency.load(Relaxed) != CONSISTENT
     }
 
     /// Whether someone holds the lock (a snapshot).
-    ///
-    /// # Examples
-    /// ```
-    /// use shmkit_sync::RawMutex;
-    ///
-    /// let raw = RawMutex::new();
-    /// assert!(!raw.is_locked());
-    /// raw.lock()?;
-    /// assert!(raw.is_locked()); // a snapshot, for diagnostics only
-    /// // SAFETY: this thread holds the lock.
-    /// unsafe { raw.unlock() };
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
     pub fn is_locked(&self) -> bool {
         // Relaxed: a snapshot for diagnostics.
         self.word.load(Relaxed) != 0
@@ -725,15 +698,6 @@ impl<T> Mutex<T> {
     }
 
     /// Consumes the mutex, returning the data.
-    ///
-    /// # Examples
-    /// ```
-    /// use shmkit_sync::Mutex;
-    ///
-    /// let mut m = Mutex::new(vec![1]);
-    /// m.get_mut().push(2); // `&mut` proves nobody else holds it: no locking
-    /// assert_eq!(m.into_inner(), [1, 2]);
-    /// ```
     pub fn into_inner(self) -> T {
         self.data.into_inner()
     }
@@ -770,7 +734,7 @@ impl<T: ?Sized> Mutex<T> {
     ///         g.make_consistent();
     ///         g
     ///     }
-    ///     Err(e) => return Err(e.to_string().into()),
+    ///     Err(e) => return Err(e.without_guard().into()),
     /// };
     /// *guard += 1;
     /// # Ok::<(), Box<dyn std::error::Error>>(())
@@ -790,7 +754,7 @@ impl<T: ?Sized> Mutex<T> {
     /// use shmkit_sync::{LockError, Mutex};
     ///
     /// let m = Mutex::new(0u32);
-    /// let guard = m.try_lock().map_err(|e| e.to_string())?;
+    /// let guard = m.try_lock().map_err(LockError::without_guard)?;
     /// // Held by this thread: locking again would deadlock, so it is an error.
     /// assert!(matches!(m.try_lock(), Err(LockError::WouldDeadlock)));
     /// // Held by a live thread: another thread does not wait.
@@ -812,12 +776,13 @@ impl<T: ?Sized> Mutex<T> {
     /// `Timeout` after at least `timeout`; otherwise as [`lock`](Self::lock).
     ///
     /// # Examples
+    /// `_timeout(Duration)` and `_deadline(Instant)`, as every blocking call here has:
     /// ```
-    /// use std::time::Duration;
+    /// use std::time::{Duration, Instant};
     /// use shmkit_sync::{LockError, Mutex};
     ///
     /// let m = Mutex::new(0u32);
-    /// let guard = m.lock().map_err(|e| e.to_string())?;
+    /// let guard = m.lock().map_err(LockError::without_guard)?;
     /// let timed_out = std::thread::scope(|s| {
     ///     s.spawn(|| matches!(m.lock_timeout(Duration::from_millis(20)), Err(LockError::Timeout)))
     ///         .join()
@@ -825,8 +790,10 @@ impl<T: ?Sized> Mutex<T> {
     /// });
     /// assert!(timed_out);
     /// drop(guard);
-    /// assert_eq!(*m.lock_timeout(Duration::from_millis(20)).map_err(|e| e.to_string())?, 0);
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// // One deadline for several steps, however long each takes.
+    /// let deadline = Instant::now() + Duration::from_secs(1);
+    /// assert_eq!(*m.lock_deadline(deadline).map_err(LockError::without_guard)?, 0);
+    /// # Ok::<(), Box<dyn std::error::Error + Send + Sync>>(())
     /// ```
     #[inline]
     pub fn lock_timeout(
@@ -836,56 +803,30 @@ impl<T: ?Sized> Mutex<T> {
         self.wrap(self.raw.lock_timeout(timeout))
     }
 
+    /// Locks, waiting until `deadline` at most (an `Instant` too far ahead to reach
+    /// means no deadline). See [`lock_timeout`](Self::lock_timeout).
+    ///
+    /// # Errors
+    /// `Timeout` once the deadline passed; otherwise as [`lock`](Self::lock).
+    #[inline]
+    pub fn lock_deadline(
+        &self,
+        deadline: Instant,
+    ) -> Result<MutexGuard<'_, T>, LockError<MutexGuard<'_, T>>> {
+        self.wrap(self.raw.lock_deadline(deadline))
+    }
+
     /// Mutable access without locking (the `&mut` proves exclusivity).
-    ///
-    /// # Examples
-    /// ```
-    /// use shmkit_sync::Mutex;
-    ///
-    /// let mut m = Mutex::new(0u32);
-    /// *m.get_mut() = 5; // exclusive `&mut`: e.g. while initialising, before sharing
-    /// assert_eq!(*m.lock().map_err(|e| e.to_string())?, 5);
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
     pub fn get_mut(&mut self) -> &mut T {
         self.data.get_mut()
     }
 
     /// The raw mutex inside.
-    ///
-    /// # Examples
-    /// ```
-    /// use shmkit_sync::Mutex;
-    ///
-    /// let m = Mutex::new(());
-    /// let g = m.lock().map_err(|e| e.to_string())?;
-    /// assert!(m.raw().is_locked()); // e.g. for diagnostics
-    /// drop(g);
-    /// assert!(!m.raw().is_locked());
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
     pub fn raw(&self) -> &RawMutex {
         &self.raw
     }
 
     /// Whether the mutex is poisoned (a snapshot).
-    ///
-    /// # Examples
-    /// ```
-    /// use shmkit_sync::{LockError, Mutex};
-    ///
-    /// let m = Mutex::new(0u32);
-    /// std::thread::scope(|s| {
-    ///     s.spawn(|| std::mem::forget(m.lock().unwrap())); // dies holding it
-    /// });
-    /// // Take it from the dead holder but do not call make_consistent: it stays poisoned.
-    /// assert!(matches!(m.lock(), Err(LockError::OwnerDied(_))));
-    /// assert!(m.is_poisoned());
-    /// let g = m.lock().unwrap_err().into_guard().expect("Poisoned still locks");
-    /// g.make_consistent();
-    /// drop(g);
-    /// assert!(!m.is_poisoned() && m.lock().is_ok());
-    /// ```
     pub fn is_poisoned(&self) -> bool {
         self.raw.is_poisoned()
     }
@@ -895,7 +836,12 @@ impl<T: ?Sized> Mutex<T> {
         &self,
         r: Result<Acquired, RawLockError>,
     ) -> Result<MutexGuard<'_, T>, LockError<MutexGuard<'_, T>>> {
-        crate::error::acquired(r, || MutexGuard::new(self))
+        // SAFETY: `acquired` makes the guard only when `r` says the lock is held (by
+        // this thread: it just took it), and `raw` protects `data`. `UnsafeCell::get`
+        // is never null.
+        crate::error::acquired(r, || unsafe {
+            LockGuard::exclusive(&self.raw, NonNull::new_unchecked(self.data.get()))
+        })
     }
 }
 
@@ -907,103 +853,49 @@ impl<T: ?Sized> fmt::Debug for Mutex<T> {
     }
 }
 
-/// Access to a [`Mutex`]'s data while it is locked; unlocks on drop.
+/// Access to a [`Mutex`]'s data while it is locked; unlocks on drop. Not `Send`.
 ///
-/// Not `Send`: the lock is owned by the thread that took it.
-///
-/// # Examples
-/// ```
-/// use shmkit_sync::Mutex;
-///
-/// let m = Mutex::new([0u8; 4]);
-/// {
-///     let mut g = m.lock().map_err(|e| e.to_string())?; // derefs to the data
-///     g[0] = 1;
-///     g[3] = 4;
-/// } // dropping the guard unlocks
-/// assert_eq!(*m.try_lock().map_err(|e| e.to_string())?, [1, 0, 0, 4]);
-/// # Ok::<(), Box<dyn std::error::Error>>(())
-/// ```
-#[must_use = "the mutex unlocks as soon as the guard is dropped"]
-pub struct MutexGuard<'a, T: ?Sized> {
-    pub(crate) mutex: &'a Mutex<T>,
-    /// Whether a panic was already in progress when the guard was made (then a panic
-    /// does not poison, as in std).
-    panicking: bool,
-    _not_send: PhantomData<*const ()>,
-}
+/// The exclusive [`LockGuard`]: it derefs to `&mut T`, offers
+/// [`make_consistent`](LockGuard::make_consistent) after `OwnerDied`/`Poisoned` and
+/// [`MutexGuard::map`](LockGuard::map) (see the [`guard`](crate::guard) module). A
+/// holder that panics poisons the mutex.
+pub type MutexGuard<'a, T> = LockGuard<'a, Exclusive<'a, RawMutex>, T>;
 
-// SAFETY: a shared guard only gives `&T`, which is fine to share if `T: Sync`.
-unsafe impl<T: ?Sized + Sync> Sync for MutexGuard<'_, T> {}
-
-impl<'a, T: ?Sized> MutexGuard<'a, T> {
+// SAFETY: `RawMutex` is exclusive: the lock word names one holder at a time (the CAS
+// from 0, or from a dead holder's word, which exactly one waiter wins).
+unsafe impl RawLock for RawMutex {
     #[inline]
-    fn new(mutex: &'a Mutex<T>) -> Self {
-        MutexGuard {
-            mutex,
-            panicking: std::thread::panicking(),
-            _not_send: PhantomData,
-        }
+    fn lock(&self) -> Result<Acquired, RawLockError> {
+        RawMutex::lock(self)
     }
-
-    /// Marks the data consistent after `OwnerDied` or `Poisoned`: later lockers get
-    /// plain guards again.
-    ///
-    /// # Examples
-    /// ```
-    /// use shmkit_sync::{LockError, Mutex};
-    ///
-    /// let m = Mutex::new(10u32);
-    /// std::thread::scope(|s| {
-    ///     s.spawn(|| {
-    ///         let mut g = m.lock().unwrap();
-    ///         *g = 999; // a half-done update...
-    ///         std::mem::forget(g); // ...and the holder dies
-    ///     });
-    /// });
-    /// if let Err(LockError::OwnerDied(mut g)) = m.lock() {
-    ///     *g = 10; // repair from what we know
-    ///     g.make_consistent(); // later lockers get plain guards again
-    /// }
-    /// assert_eq!(*m.lock().map_err(|e| e.to_string())?, 10);
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
-    pub fn make_consistent(&self) {
-        // Cannot fail while this thread holds the guard (a guard inherited across fork
-        // does not hold the parent's lock: then this does nothing, as its drop does).
-        let _ = self.mutex.raw.make_consistent();
-    }
-}
-
-impl<T: ?Sized> Deref for MutexGuard<'_, T> {
-    type Target = T;
     #[inline]
-    fn deref(&self) -> &T {
-        // SAFETY: the guard exists only while this thread holds the lock, so no one else
-        // accesses the data.
-        unsafe { &*self.mutex.data.get() }
+    fn try_lock(&self) -> Result<Acquired, RawLockError> {
+        RawMutex::try_lock(self)
     }
-}
-
-impl<T: ?Sized> DerefMut for MutexGuard<'_, T> {
     #[inline]
-    fn deref_mut(&mut self) -> &mut T {
-        // SAFETY: as in deref; `&mut self` makes this the only access through the guard.
-        unsafe { &mut *self.mutex.data.get() }
+    unsafe fn unlock(&self) {
+        // SAFETY: the caller holds the lock (this function's contract).
+        unsafe { RawMutex::unlock(self) }
     }
 }
 
-impl<T: ?Sized> Drop for MutexGuard<'_, T> {
+// SAFETY: as for `RawLock`: `lock_until` takes the same word the same way.
+unsafe impl RawLockTimed for RawMutex {
     #[inline]
-    fn drop(&mut self) {
-        let poison = !self.panicking && std::thread::panicking();
-        self.mutex.raw.unlock_with(&Futex, poison);
+    fn lock_until(&self, deadline: Option<&Deadline>) -> Result<Acquired, RawLockError> {
+        RawMutex::lock_until(self, deadline)
     }
 }
 
-impl<T: ?Sized + fmt::Debug> fmt::Debug for MutexGuard<'_, T> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Debug::fmt(&**self, f)
+impl RawLockRepair for RawMutex {
+    fn make_consistent(&self) -> Result<(), NotHeld> {
+        RawMutex::make_consistent(self)
+    }
+    fn poison(&self) -> Result<(), NotHeld> {
+        RawMutex::poison(self)
+    }
+    fn is_poisoned(&self) -> bool {
+        RawMutex::is_poisoned(self)
     }
 }
 

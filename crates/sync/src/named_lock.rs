@@ -22,7 +22,7 @@ use std::os::fd::AsRawFd;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::error::NamedLockError;
 use crate::file_lock::poll_until;
@@ -132,6 +132,18 @@ impl NamedLock {
         Self::acquire_in(&Self::lock_dir(), name, timeout)
     }
 
+    /// Takes the lock `name`, waiting until `deadline` at most (an `Instant` too far
+    /// ahead to reach means no deadline). See [`acquire`](Self::acquire).
+    ///
+    /// # Errors
+    /// As [`acquire`](Self::acquire).
+    pub fn acquire_deadline(
+        name: &str,
+        deadline: Instant,
+    ) -> Result<NamedLockGuard, NamedLockError> {
+        Self::acquire_impl(&Self::lock_dir(), name, &Deadline::at(deadline), false)
+    }
+
     /// Takes the lock `name` if nobody holds it now.
     ///
     /// # Errors
@@ -150,7 +162,7 @@ impl NamedLock {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn try_acquire(name: &str) -> Result<NamedLockGuard, NamedLockError> {
-        Self::acquire_impl(&Self::lock_dir(), name, Duration::ZERO, true)
+        Self::acquire_impl(&Self::lock_dir(), name, &Deadline::now(), true)
     }
 
     /// As [`acquire`](Self::acquire), with lock files in `dir` instead of the default
@@ -178,7 +190,19 @@ impl NamedLock {
         name: &str,
         timeout: Duration,
     ) -> Result<NamedLockGuard, NamedLockError> {
-        Self::acquire_impl(dir, name, timeout, false)
+        Self::acquire_impl(dir, name, &Deadline::after(timeout), false)
+    }
+
+    /// As [`acquire_in`](Self::acquire_in), waiting until `deadline` at most.
+    ///
+    /// # Errors
+    /// As [`acquire`](Self::acquire).
+    pub fn acquire_in_deadline(
+        dir: &Path,
+        name: &str,
+        deadline: Instant,
+    ) -> Result<NamedLockGuard, NamedLockError> {
+        Self::acquire_impl(dir, name, &Deadline::at(deadline), false)
     }
 
     /// `try_`: a busy lock is `WouldBlock` (the caller did not ask to wait), else
@@ -186,12 +210,11 @@ impl NamedLock {
     fn acquire_impl(
         dir: &Path,
         name: &str,
-        timeout: Duration,
+        deadline: &Deadline,
         try_: bool,
     ) -> Result<NamedLockGuard, NamedLockError> {
         validate(name)?;
         ensure_dir(dir)?;
-        let deadline = Deadline::after(timeout);
         let path = dir.join(format!("{name}.lock"));
         loop {
             let file = std::fs::OpenOptions::new()
@@ -205,7 +228,7 @@ impl NamedLock {
                 .map_err(|e| io("open", &path, e))?;
             let fd = file.as_raw_fd();
             poll_until(
-                &deadline,
+                deadline,
                 || loop {
                     // SAFETY: flock on a descriptor we own.
                     let rc = unsafe { libc::flock(fd, libc::LOCK_EX | libc::LOCK_NB) };

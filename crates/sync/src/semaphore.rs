@@ -32,7 +32,7 @@
 //! one permit.
 
 use std::fmt;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::atomic::{AtomicU32, AtomicU64, Ordering::*};
 use crate::error::SemaphoreError;
@@ -278,6 +278,15 @@ impl Semaphore {
     /// ```
     pub fn acquire_timeout(&self, timeout: Duration) -> Result<(), SemaphoreError> {
         self.acquire_with(&Futex, Some(&Deadline::after(timeout)))
+    }
+
+    /// Takes a permit, waiting until `deadline` at most (an `Instant` too far ahead to
+    /// reach means no deadline). See [`acquire_timeout`](Self::acquire_timeout).
+    ///
+    /// # Errors
+    /// [`SemaphoreError::Timeout`] once the deadline passed.
+    pub fn acquire_deadline(&self, deadline: Instant) -> Result<(), SemaphoreError> {
+        self.acquire_with(&Futex, Some(&Deadline::at(deadline)))
     }
 
     /// Gives a permit back and wakes one sleeper, if any.
@@ -550,6 +559,19 @@ impl Semaphore {
         timeout: Duration,
     ) -> Result<SemaphorePermit<'_>, SemaphoreError> {
         self.acquire_with(&Futex, Some(&Deadline::after(timeout)))?;
+        Ok(self.permit_taken(&Futex))
+    }
+
+    /// As [`acquire_permit`](Self::acquire_permit), waiting until `deadline` at most
+    /// (an `Instant` too far ahead to reach means no deadline).
+    ///
+    /// # Errors
+    /// [`SemaphoreError::Timeout`] once the deadline passed.
+    pub fn acquire_permit_deadline(
+        &self,
+        deadline: Instant,
+    ) -> Result<SemaphorePermit<'_>, SemaphoreError> {
+        self.acquire_with(&Futex, Some(&Deadline::at(deadline)))?;
         Ok(self.permit_taken(&Futex))
     }
 

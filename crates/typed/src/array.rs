@@ -299,11 +299,11 @@ impl<T: Pod> SharedArray<T> {
     ///
     /// # Examples
     /// ```
-    /// use shmkit_typed::SharedArray;
+    /// use shmkit_typed::{LockError, SharedArray};
     ///
     /// let a = SharedArray::<u32>::anonymous(4)?;
     /// {
-    ///     let mut xs = a.lock().map_err(|e| e.to_string())?; // derefs to [u32]
+    ///     let mut xs = a.lock().map_err(LockError::without_guard)?; // derefs to [u32]
     ///     xs.copy_from_slice(&[4, 3, 2, 1]);
     ///     xs.reverse(); // other processes see only the finished result
     /// }
@@ -322,10 +322,10 @@ impl<T: Pod> SharedArray<T> {
     /// # Examples
     /// ```
     /// use std::time::Duration;
-    /// use shmkit_typed::SharedArray;
+    /// use shmkit_typed::{LockError, SharedArray};
     ///
     /// let a = SharedArray::<u8>::anonymous(8)?;
-    /// let mut g = a.lock_timeout(Duration::from_secs(1)).map_err(|e| e.to_string())?;
+    /// let mut g = a.lock_timeout(Duration::from_secs(1)).map_err(LockError::without_guard)?;
     /// g.fill(1);
     /// drop(g);
     /// assert_eq!(a.copy_to_vec()?, [1; 8]);

@@ -171,13 +171,13 @@ pub type SharedValue<T> = Shared<Mutex<T>>;
 ///
 /// # Examples
 /// ```
-/// use shmkit_typed::SharedRwValue;
+/// use shmkit_typed::{LockError, SharedRwValue};
 ///
 /// let name = format!("shmkit-doc-rw-value-{}", std::process::id());
 /// let config = SharedRwValue::<[u32; 4]>::create(&name, [1, 2, 3, 4])?;
 /// let reader = SharedRwValue::<[u32; 4]>::open(&name)?; // as another process would
 /// config.update(|c| c[0] = 10)?; // a write lock
-/// let (a, b) = (reader.read().map_err(|e| e.to_string())?, config.get()?); // two readers at once
+/// let (a, b) = (reader.read().map_err(LockError::without_guard)?, config.get()?); // two readers at once
 /// assert_eq!((a[0], b[0]), (10, 10));
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
@@ -232,7 +232,7 @@ pub type SharedBarrier = Shared<Barrier>;
 /// ```
 /// use std::time::Duration;
 /// use shmkit_sync::Condvar;
-/// use shmkit_typed::{SharedCondvar, SharedValue};
+/// use shmkit_typed::{LockErrorKind, SharedCondvar, SharedValue};
 ///
 /// let name = format!("shmkit-doc-condvar-{}", std::process::id());
 /// let jobs = SharedValue::<u32>::create(&format!("{name}-jobs"), 0)?;
@@ -242,12 +242,12 @@ pub type SharedBarrier = Shared<Barrier>;
 ///         jobs.set(1).unwrap();
 ///         more.notify_all();
 ///     });
-///     let mut guard = jobs.lock().map_err(|e| e.to_string())?;
+///     let mut guard = jobs.lock()?; // LockError -> LockErrorKind through `?`
 ///     while *guard == 0 {
-///         guard = more.wait_timeout(guard, Duration::from_secs(5)).map_err(|e| e.to_string())?.0;
+///         guard = more.wait_timeout(guard, Duration::from_secs(5))?.0;
 ///     }
 ///     assert_eq!(*guard, 1);
-///     Ok::<(), String>(())
+///     Ok::<(), LockErrorKind>(())
 /// })?;
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```

@@ -17,13 +17,13 @@ use crate::types::{kind, tag_of};
 ///
 /// # Examples
 /// ```
-/// use shmkit_typed::{LockResult, SharedValue};
+/// use shmkit_typed::{LockError, LockResult, SharedValue};
 ///
 /// fn locked(v: &SharedValue<u32>) -> LockResult<'_, u32> {
 ///     v.lock()
 /// }
 /// let v = SharedValue::<u32>::anonymous(4)?;
-/// assert_eq!(*locked(&v).map_err(|e| e.to_string())?, 4);
+/// assert_eq!(*locked(&v).map_err(LockError::without_guard)?, 4);
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub type LockResult<'a, T> = Result<MutexGuard<'a, T>, LockError<MutexGuard<'a, T>>>;
