@@ -164,20 +164,20 @@ pub(crate) fn fsize(file: &File) -> io::Result<u64> {
     file.metadata().map(|m| m.len())
 }
 
-/// This process's pid.
+/// This process's pid (cached by the floor; correct in a forked child).
 pub(crate) fn getpid() -> u32 {
-    std::process::id()
+    shmkit_sys::owner::current_pid()
 }
 
-/// Inode of this process's pid namespace (`/proc/self/ns/pid`); 0 if unknown.
-pub(crate) fn pid_namespace() -> u64 {
-    use std::os::unix::fs::MetadataExt;
-    std::fs::metadata("/proc/self/ns/pid").map_or(0, |m| m.ino())
-}
+pub(crate) use shmkit_sys::owner::pid_namespace;
 
-/// Whether the creator recorded as (`pid`, `pidns`) may still be running. A pid from
-/// another pid namespace (a container sharing `/dev/shm`) cannot be checked from here:
-/// we then say "alive", so nothing live is ever reported dead or removed as stale.
+/// Whether the creator recorded as (`pid`, `pidns`) may still be running, judged as
+/// every shmkit layer judges a peer ([`shmkit_sys::owner::is_alive`]: a zombie counts
+/// as dead). The header keeps no start time of the creator, so a reused pid still
+/// counts as alive (the opener then times out instead of reporting `CreatorDied`). A
+/// pid from another pid namespace (a container sharing `/dev/shm`) cannot be checked
+/// from here: we then say "alive", so nothing live is ever reported dead or removed as
+/// stale.
 pub(crate) fn creator_alive(pid: u32, pidns: u64) -> bool {
     if pidns != 0 {
         let ours = pid_namespace();
@@ -185,20 +185,7 @@ pub(crate) fn creator_alive(pid: u32, pidns: u64) -> bool {
             return true;
         }
     }
-    pid_alive(pid)
-}
-
-/// Whether a process with this pid exists (EPERM means it exists but is not ours).
-pub(crate) fn pid_alive(pid: u32) -> bool {
-    let Ok(pid) = libc::pid_t::try_from(pid) else {
-        return false;
-    };
-    if pid <= 0 {
-        return false;
-    }
-    // SAFETY: kill with signal 0 only checks for existence and permission.
-    let rc = unsafe { libc::kill(pid, 0) };
-    rc == 0 || io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
+    pid != 0 && shmkit_sys::owner::is_alive(pid, None)
 }
 
 /// `shmat(id)` read-write at a kernel-chosen address.

@@ -62,8 +62,7 @@ impl Waiter for Futex {
     }
     #[inline]
     fn process(&self) -> OwnerIdent {
-        (u64::from(crate::owner::current_start_time()) << 32)
-            | u64::from(crate::owner::current_pid())
+        crate::owner::current_process()
     }
 }
 

@@ -14,7 +14,7 @@ use shmkit_segment::{Segment, SegmentOptions};
 use shmkit_sync::{Mutex, RawMutex};
 
 use crate::error::{AccessError, CreateError, IndexError, OpenError, OpenOrCreateError};
-use crate::process;
+use crate::peer::in_segment;
 use crate::types::{kind, tag_of};
 use crate::value::LockResult;
 
@@ -445,7 +445,7 @@ impl<T: Pod> SharedArray<T> {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn lock(&self) -> LockResult<'_, [T]> {
-        process::in_segment(Some(&self.seg), || self.mutex().lock())
+        in_segment(Some(&self.seg), || self.mutex().lock())
     }
 
     /// Locks, waiting at most `timeout`.
@@ -466,7 +466,7 @@ impl<T: Pod> SharedArray<T> {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn lock_timeout(&self, timeout: Duration) -> LockResult<'_, [T]> {
-        process::in_segment(Some(&self.seg), || self.mutex().lock_timeout(timeout))
+        in_segment(Some(&self.seg), || self.mutex().lock_timeout(timeout))
     }
 
     fn check(&self, index: usize) -> Result<(), IndexError> {

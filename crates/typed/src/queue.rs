@@ -83,10 +83,11 @@ use std::marker::PhantomData;
 use std::ptr::NonNull;
 use std::time::Duration;
 
-use crate::process;
+use crate::peer::is_alive_in;
 use crate::shim::{fence, futex_wait, futex_wake, AtomicU32, AtomicU64, Backoff};
 use crate::shim::{DataCell, Deadline, Ordering};
 use crate::types::{kind, tag_of};
+use shmkit_sys::owner;
 
 /// Magic number at offset 0 of a queue ("SQUE" little-endian).
 pub const QUEUE_MAGIC: u32 = u32::from_le_bytes(*b"SQUE");
@@ -1058,7 +1059,7 @@ impl<T: bytemuck::Pod> Queue<T> {
         if h.meta.closed.load(Ordering::Relaxed) != 0 {
             return Err((v, Attempt::Closed));
         }
-        let me = process::current_pid();
+        let me = owner::current_pid();
         // Relaxed: the position is a hint validated by the slot's stamp.
         let mut pos = h.enq.pos.load(Ordering::Relaxed);
         // Each retry means another process made progress; a corrupted region (stamps
@@ -1160,7 +1161,7 @@ impl<T: bytemuck::Pod> Queue<T> {
     /// One non-blocking get attempt.
     fn try_get_inner(&self) -> Attempt<T> {
         let h = self.hdr();
-        let me = process::current_pid();
+        let me = owner::current_pid();
         // Relaxed: a hint validated by the stamp.
         let mut pos = h.deq.pos.load(Ordering::Relaxed);
         // Bounded as in `try_put_inner`.
@@ -1248,7 +1249,7 @@ impl<T: bytemuck::Pod> Queue<T> {
     /// Frees a slot held by a dead process. Returns whether it did.
     fn recover(&self, blocker: u64) -> bool {
         let pid = claimer(blocker);
-        if process::is_alive_in(self.segment(), pid, 0) {
+        if is_alive_in(self.segment(), pid, 0) {
             return false;
         }
         self.skip(blocker)
@@ -1619,7 +1620,7 @@ mod tests {
     fn forge_claim<T: bytemuck::Pod>(q: &Queue<T>, pos: u64, role: u32) -> u64 {
         let s = q.slot(pos).stamp.load(Ordering::Relaxed);
         assert_eq!(ticket(s), pos as u32);
-        let claim = stamp(pos as u32, (process::current_pid() << 2) | role);
+        let claim = stamp(pos as u32, (owner::current_pid() << 2) | role);
         q.slot(pos).stamp.store(claim, Ordering::Relaxed);
         let p = if role == WRITING {
             &q.hdr().enq.pos

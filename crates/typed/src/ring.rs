@@ -77,10 +77,11 @@
 use std::ptr::NonNull;
 use std::time::Duration;
 
+use crate::peer::in_segment;
 use crate::peer::{PeerSlot, PeerState};
-use crate::process;
 use crate::shim::{fence, futex_wait, futex_wake, AtomicU32, Backoff};
 use crate::shim::{Deadline, Ordering};
+use shmkit_sys::owner;
 
 /// Magic number at offset 0 of a ring ("SRNG" little-endian).
 pub const RING_MAGIC: u32 = u32::from_le_bytes(*b"SRNG");
@@ -883,13 +884,13 @@ impl Ring {
     }
 
     fn ensure_writer(&mut self) -> Result<(), WriteError> {
-        if self.writer_pid != 0 && self.writer_pid == process::current_pid() {
+        if self.writer_pid != 0 && self.writer_pid == owner::current_pid() {
             return Ok(());
         }
         // Liveness judged as the segment allows (never "dead" across pid namespaces).
-        let written = process::in_segment(self.segment(), || self.hdr().meta.writer.claim())
+        let written = in_segment(self.segment(), || self.hdr().meta.writer.claim())
             .map_err(|pid| WriteError::RoleTaken { pid })?;
-        self.writer_pid = process::current_pid();
+        self.writer_pid = owner::current_pid();
         self.written = written;
         self.prefault();
         // Acquire: a new writer continues after the last record its predecessor
@@ -900,13 +901,13 @@ impl Ring {
     }
 
     fn ensure_reader(&mut self) -> Result<(), ReadError> {
-        if self.reader_pid != 0 && self.reader_pid == process::current_pid() {
+        if self.reader_pid != 0 && self.reader_pid == owner::current_pid() {
             return Ok(());
         }
         // Liveness judged as the segment allows (never "dead" across pid namespaces).
-        let read = process::in_segment(self.segment(), || self.hdr().meta.reader.claim())
+        let read = in_segment(self.segment(), || self.hdr().meta.reader.claim())
             .map_err(|pid| ReadError::RoleTaken { pid })?;
-        self.reader_pid = process::current_pid();
+        self.reader_pid = owner::current_pid();
         self.read = read;
         self.prefault();
         // Acquire: pairs with the previous reader's / writer's Release stores.
@@ -1292,7 +1293,7 @@ impl Ring {
             // one that attaches) after this load changes the word and wakes us (see
             // `Drop`), so the change is never slept through.
             let reader = h.meta.reader.word();
-            match process::in_segment(self.segment(), || h.meta.reader.state_of(reader)) {
+            match in_segment(self.segment(), || h.meta.reader.state_of(reader)) {
                 PeerState::Left { count } => {
                     // Its last head is visible (Acquire of LEFT): space it freed
                     // before leaving is not lost.
@@ -1628,7 +1629,7 @@ impl Ring {
                     Err(ReadError::Closed)
                 };
             }
-            match process::in_segment(self.segment(), || self.hdr().meta.writer.state()) {
+            match in_segment(self.segment(), || self.hdr().meta.writer.state()) {
                 // A dead writer publishes nothing more; what it published is visible.
                 PeerState::Died { pid } => {
                     return if self.refresh_tail()? > 0 {
@@ -1687,7 +1688,7 @@ impl crate::in_segment::InSegment for Ring {
 
 impl Drop for Ring {
     fn drop(&mut self) {
-        let me = process::current_pid();
+        let me = owner::current_pid();
         if self.writer_pid != 0 && self.writer_pid == me {
             let _ = self.close();
             // After the close: a reader that sees the writer gone sees `closed`.

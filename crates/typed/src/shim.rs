@@ -8,7 +8,7 @@ pub(crate) use loom::sync::atomic::{fence, AtomicU32, AtomicU64, Ordering};
 pub(crate) use std::sync::atomic::{fence, AtomicU32, AtomicU64, Ordering};
 
 #[cfg(not(loom))]
-pub(crate) use shmkit_sync::futex::Deadline;
+pub(crate) use shmkit_sys::futex::Deadline;
 
 /// Under loom there is no clock: deadlines never pass.
 #[cfg(loom)]
@@ -34,13 +34,13 @@ pub(crate) fn futex_wait(
     expected: u32,
     deadline: Option<&Deadline>,
 ) -> std::io::Result<()> {
-    shmkit_sync::futex::wait(word, expected, deadline).map(drop)
+    shmkit_sys::futex::wait(word, expected, deadline).map(drop)
 }
 
 /// Wakes up to `n` sleepers on `word`.
 #[cfg(not(loom))]
 pub(crate) fn futex_wake(word: &AtomicU32, n: u32) {
-    let _ = shmkit_sync::futex::wake(word, n);
+    let _ = shmkit_sys::futex::wake(word, n);
 }
 
 /// Under loom a wait returns only once `*word` changed (loom has no clock, so the

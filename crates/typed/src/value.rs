@@ -16,7 +16,7 @@ use shmkit_segment::{Segment, SegmentOptions};
 use shmkit_sync::{LockError, Mutex, MutexGuard};
 
 use crate::error::{AccessError, CreateError, OpenError, OpenOrCreateError};
-use crate::process;
+use crate::peer::in_segment;
 use crate::types::{kind, tag_of};
 
 /// The result of locking a shared value or array: the guard, or why there is none (or
@@ -274,7 +274,7 @@ impl<T: Pod> SharedValue<T> {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn lock(&self) -> LockResult<'_, T> {
-        process::in_segment(Some(&self.seg), || self.mutex().lock())
+        in_segment(Some(&self.seg), || self.mutex().lock())
     }
 
     /// Locks if free, else [`LockError::WouldBlock`].
@@ -297,7 +297,7 @@ impl<T: Pod> SharedValue<T> {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn try_lock(&self) -> LockResult<'_, T> {
-        process::in_segment(Some(&self.seg), || self.mutex().try_lock())
+        in_segment(Some(&self.seg), || self.mutex().try_lock())
     }
 
     /// Locks, waiting at most `timeout`.
@@ -322,7 +322,7 @@ impl<T: Pod> SharedValue<T> {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn lock_timeout(&self, timeout: Duration) -> LockResult<'_, T> {
-        process::in_segment(Some(&self.seg), || self.mutex().lock_timeout(timeout))
+        in_segment(Some(&self.seg), || self.mutex().lock_timeout(timeout))
     }
 
     /// A copy of the value, read under the lock.
