@@ -72,7 +72,7 @@ pub const OWNER_CHECK_INTERVAL: Duration = Duration::from_millis(10);
 
 /// `sched_yield`s between spinning and sleeping.
 #[cfg(not(loom))]
-const YIELDS: u32 = 3;
+const YIELDS: u32 = shmkit_sys::backoff::YIELD_LIMIT;
 /// Under loom every yield is a schedule point: keep the model small.
 #[cfg(loom)]
 const YIELDS: u32 = 0;

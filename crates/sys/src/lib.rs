@@ -5,6 +5,8 @@
 //!   ([`owner::is_alive`]), used by the segment crate (a creator that died before
 //!   READY), the locks (a dead holder) and the typed objects (a dead ring or queue peer).
 //! - [`futex`]: shared futex wait/wake with absolute `CLOCK_MONOTONIC` [`Deadline`]s.
+//! - [`backoff`]: the one [`Backoff`] (spin, yield, then sleep).
+//! - [`atomic`]: `std`'s atomics, or loom's under `cfg(loom)`.
 //!
 //! Syscalls go through `rustix`; `libc` only for `pthread_atfork` (a libc function,
 //! not a syscall). Linux only.
@@ -13,7 +15,10 @@
 //! shmkit's internal floor and follows their versions. Users normally need only
 //! [`Deadline`] (re-exported by `shmkit_sync`).
 
+pub mod atomic;
+pub mod backoff;
 pub mod futex;
 pub mod owner;
 
+pub use backoff::Backoff;
 pub use futex::Deadline;

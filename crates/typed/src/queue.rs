@@ -84,7 +84,7 @@ use std::ptr::NonNull;
 use std::time::Duration;
 
 use crate::peer::is_alive_in;
-use crate::shim::{fence, futex_wait, futex_wake, AtomicU32, AtomicU64, Backoff};
+use crate::shim::{fence, futex_wait, futex_wake, AtomicU32, AtomicU64};
 use crate::shim::{DataCell, Deadline, Ordering};
 use crate::types::{kind, tag_of};
 use shmkit_sys::owner;
@@ -1407,7 +1407,7 @@ impl<T: bytemuck::Pod> Queue<T> {
 
     /// `wait`: `None` = try once; `Some(None)` = forever; `Some(Some(d))` = until `d`.
     fn put_inner(&self, mut v: T, wait: Option<Option<Deadline>>) -> Result<(), PutError<T>> {
-        let mut backoff = Backoff::new();
+        let mut backoff = crate::shim::poll_backoff();
         loop {
             let blocker = match self.try_put_inner(v) {
                 Ok(()) => return Ok(()),
@@ -1452,7 +1452,7 @@ impl<T: bytemuck::Pod> Queue<T> {
     }
 
     fn get_inner(&self, wait: Option<Option<Deadline>>) -> Result<T, GetError> {
-        let mut backoff = Backoff::new();
+        let mut backoff = crate::shim::poll_backoff();
         loop {
             let blocker = match self.try_get_inner() {
                 Attempt::Done(v) => return Ok(v),

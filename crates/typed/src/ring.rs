@@ -79,7 +79,7 @@ use std::time::Duration;
 
 use crate::peer::in_segment;
 use crate::peer::{PeerSlot, PeerState};
-use crate::shim::{fence, futex_wait, futex_wake, AtomicU32, Backoff};
+use crate::shim::{fence, futex_wait, futex_wake, AtomicU32};
 use crate::shim::{Deadline, Ordering};
 use shmkit_sys::owner;
 
@@ -1281,7 +1281,7 @@ impl Ring {
             }
             Wait::Until(d) => d,
         };
-        let mut backoff = Backoff::new();
+        let mut backoff = crate::shim::poll_backoff();
         while backoff.snooze() {
             if self.refresh_head()? >= need {
                 return Ok(());
@@ -1598,7 +1598,7 @@ impl Ring {
             }
             Wait::Until(d) => d,
         };
-        let mut backoff = Backoff::new();
+        let mut backoff = crate::shim::poll_backoff();
         while backoff.snooze() {
             if self.refresh_tail()? > 0 {
                 return Ok(());

@@ -2,10 +2,7 @@
 //! (model checking, `--cfg loom`), so the index protocols of [`crate::ring`] and
 //! [`crate::queue`] are checked by loom without the `futex(2)` syscall.
 
-#[cfg(loom)]
-pub(crate) use loom::sync::atomic::{fence, AtomicU32, AtomicU64, Ordering};
-#[cfg(not(loom))]
-pub(crate) use std::sync::atomic::{fence, AtomicU32, AtomicU64, Ordering};
+pub(crate) use shmkit_sys::atomic::{fence, AtomicU32, AtomicU64, Ordering};
 
 #[cfg(not(loom))]
 pub(crate) use shmkit_sys::futex::Deadline;
@@ -64,23 +61,6 @@ pub(crate) fn futex_wait(
 #[cfg(loom)]
 pub(crate) fn futex_wake(_word: &AtomicU32, _n: u32) {}
 
-/// One step of a bounded busy-wait: a CPU pause hint (a loom yield under loom).
-#[inline]
-pub(crate) fn spin_hint() {
-    #[cfg(loom)]
-    loom::thread::yield_now();
-    #[cfg(not(loom))]
-    std::hint::spin_loop();
-}
-
-/// Gives the CPU to another runnable thread (a loom yield under loom).
-pub(crate) fn yield_now() {
-    #[cfg(loom)]
-    loom::thread::yield_now();
-    #[cfg(not(loom))]
-    std::thread::yield_now();
-}
-
 /// A cell holding one `T` in a queue slot; under loom, loom's `UnsafeCell` so the
 /// model also checks that data accesses are ordered by the slot stamps.
 #[cfg(not(loom))]
@@ -136,56 +116,10 @@ impl<T: Copy> DataCell<T> {
 /// cost" rule. Measured on the idle 2-vCPU machine: a 64 B ring ping-pong takes ~0.3 us
 /// with this, 44 us when every wait ended in a futex sleep after 2 us of polling.
 pub(crate) const POLL_TIME: std::time::Duration = std::time::Duration::from_micros(50);
-/// While polling, one `sched_yield` every this many spins (some 20-40 us): when the
-/// peer shares our CPU (2 vCPUs, other load), pure spinning would only delay it
-/// (measured under load: 20 us of pure spinning made a ping-pong 4x slower than a
-/// pipe); on an idle CPU the yield returns at once.
-pub(crate) const SPINS_PER_YIELD: u32 = 2048;
-/// `sched_yield` calls under loom (where time does not pass).
-#[cfg(loom)]
-pub(crate) const YIELDS: u32 = 4;
 
-/// Bounded spin-then-yield before a futex sleep.
-pub(crate) struct Backoff {
-    step: u32,
-    #[cfg(not(loom))]
-    start: Option<std::time::Instant>,
-}
-
-impl Backoff {
-    pub(crate) fn new() -> Self {
-        Backoff {
-            step: 0,
-            #[cfg(not(loom))]
-            start: None,
-        }
-    }
-
-    /// Waits a little; returns `false` once the caller should sleep instead.
-    pub(crate) fn snooze(&mut self) -> bool {
-        self.step += 1;
-        #[cfg(not(loom))]
-        {
-            // Read the clock (vDSO, ~20 ns) only every 32 spins.
-            if self.step % 32 == 1 {
-                let now = std::time::Instant::now();
-                if now.duration_since(*self.start.get_or_insert(now)) >= POLL_TIME {
-                    return false;
-                }
-            }
-            if self.step.is_multiple_of(SPINS_PER_YIELD) {
-                yield_now();
-            } else {
-                spin_hint();
-            }
-        }
-        #[cfg(loom)]
-        {
-            if self.step > YIELDS {
-                return false;
-            }
-            yield_now();
-        }
-        true
-    }
+/// The floor's [`Backoff`](shmkit_sys::Backoff), polling for [`POLL_TIME`] before a
+/// futex sleep (spinning, with a `sched_yield` every few thousand spins so a peer on
+/// our CPU can run).
+pub(crate) fn poll_backoff() -> shmkit_sys::Backoff {
+    shmkit_sys::Backoff::polling_for(POLL_TIME)
 }
