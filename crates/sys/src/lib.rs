@@ -6,6 +6,8 @@
 //!   READY), the locks (a dead holder) and the typed objects (a dead ring or queue peer).
 //! - [`futex`]: shared futex wait/wake with absolute `CLOCK_MONOTONIC` [`Deadline`]s.
 //! - [`backoff`]: the one [`Backoff`] (spin, yield, then sleep).
+//! - [`parker`]: the one [`Parker`] (sleepers count + event word, the Dekker
+//!   sleep/wake), with paced liveness checks of the peer a waiter depends on.
 //! - [`atomic`]: `std`'s atomics, or loom's under `cfg(loom)`.
 //!
 //! Syscalls go through `rustix`; `libc` only for `pthread_atfork` (a libc function,
@@ -19,6 +21,8 @@ pub mod atomic;
 pub mod backoff;
 pub mod futex;
 pub mod owner;
+pub mod parker;
 
 pub use backoff::Backoff;
 pub use futex::Deadline;
+pub use parker::Parker;
