@@ -41,6 +41,7 @@
 
 use shmkit_segment::Segment;
 use shmkit_sys::owner;
+use shmkit_sys::parker::PeerWatch;
 
 use crate::shim::{AtomicU64, Ordering};
 
@@ -110,6 +111,52 @@ pub(crate) enum PeerState {
 /// The word naming this process (pid + low 32 bits of its start time).
 pub(crate) fn own_word() -> u64 {
     u64::from(owner::current_pid()) | (u64::from(owner::current_start_time()) << 32)
+}
+
+/// A waiter's cached watch on the holder of a [`PeerSlot`]: the first look is the
+/// full judgement ([`PeerSlot::state_of`], a `/proc` read); while the slot keeps
+/// naming the same live holder, later looks are one `poll` of its pidfd
+/// ([`PeerWatch`]), so a waiter that sleeps for long costs almost nothing per check.
+pub(crate) struct HolderWatch {
+    word: u64,
+    watch: Option<PeerWatch>,
+}
+
+impl HolderWatch {
+    pub(crate) fn new() -> Self {
+        HolderWatch {
+            word: VACANT,
+            watch: None,
+        }
+    }
+
+    /// [`PeerSlot::state_of`]`(word)`, judged under `seg`'s pid-namespace probe.
+    pub(crate) fn state_of(
+        &mut self,
+        seg: Option<&Segment>,
+        slot: &PeerSlot,
+        word: u64,
+    ) -> PeerState {
+        if let Some(w) = &mut self.watch {
+            if self.word == word && in_segment(seg, || w.alive()) {
+                return PeerState::Attached {
+                    pid: holder_pid(word),
+                };
+            }
+        }
+        let state = in_segment(seg, || slot.state_of(word));
+        self.watch = match state {
+            PeerState::Attached { pid } => {
+                let mut w = PeerWatch::new(pid, word >> 32);
+                // Keeps the pidfd if this judges it alive outside a probe.
+                in_segment(seg, || w.alive());
+                Some(w)
+            }
+            _ => None,
+        };
+        self.word = word;
+        state
+    }
 }
 
 /// The holder's pid in `word`, 0 for none.
@@ -198,6 +245,7 @@ impl PeerSlot {
     }
 
     /// The role's state. Costs a `/proc` read when a holder is recorded: slow paths only.
+    #[cfg(test)]
     pub(crate) fn state(&self) -> PeerState {
         self.state_of(self.word())
     }

@@ -1,65 +1,14 @@
-//! Switches the atomics and the futex calls between `std` (normal builds) and `loom`
+//! Switches the atomics and the data cells between `std` (normal builds) and `loom`
 //! (model checking, `--cfg loom`), so the index protocols of [`crate::ring`] and
-//! [`crate::queue`] are checked by loom without the `futex(2)` syscall.
+//! [`crate::queue`] are checked by loom; their sleep/wake goes through the floor's
+//! [`Parker`](shmkit_sys::Parker), which has its own loom futex model.
 
 pub(crate) use shmkit_sys::atomic::{fence, AtomicU32, AtomicU64, Ordering};
 
-#[cfg(not(loom))]
+/// The floor's deadline (under loom too: the loom models pass no deadline, and the
+/// floor's [`Parker`](shmkit_sys::Parker) ignores its sleep slices under loom, where a
+/// wait returns only when the event word changes).
 pub(crate) use shmkit_sys::futex::Deadline;
-
-/// Under loom there is no clock: deadlines never pass.
-#[cfg(loom)]
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub(crate) struct Deadline;
-
-#[cfg(loom)]
-impl Deadline {
-    pub(crate) fn after(_: std::time::Duration) -> Self {
-        Deadline
-    }
-    pub(crate) fn has_passed(&self) -> bool {
-        false
-    }
-}
-
-/// Sleeps while `*word == expected` (or until `deadline`); spurious returns allowed.
-/// An error means the futex cannot be slept on at all: callers return it as their
-/// `Os` error and never retry it (a retry fails at once again: a hot loop).
-#[cfg(not(loom))]
-pub(crate) fn futex_wait(
-    word: &AtomicU32,
-    expected: u32,
-    deadline: Option<&Deadline>,
-) -> std::io::Result<()> {
-    shmkit_sys::futex::wait(word, expected, deadline).map(drop)
-}
-
-/// Wakes up to `n` sleepers on `word`.
-#[cfg(not(loom))]
-pub(crate) fn futex_wake(word: &AtomicU32, n: u32) {
-    let _ = shmkit_sys::futex::wake(word, n);
-}
-
-/// Under loom a wait returns only once `*word` changed (loom has no clock, so the
-/// deadline and the sleep slice never end it): a wake-up that the protocol loses then
-/// leaves the waiter spinning for ever, which loom reports (it exceeds the model's
-/// branch limit), instead of passing unnoticed as one more loop turn.
-#[cfg(loom)]
-pub(crate) fn futex_wait(
-    word: &AtomicU32,
-    expected: u32,
-    _deadline: Option<&Deadline>,
-) -> std::io::Result<()> {
-    // Relaxed: the caller re-reads what it waits for after waking.
-    while word.load(Ordering::Relaxed) == expected {
-        loom::thread::yield_now();
-    }
-    Ok(())
-}
-
-/// Under loom a wake is a no-op: the waker's bump of the word is what ends a wait.
-#[cfg(loom)]
-pub(crate) fn futex_wake(_word: &AtomicU32, _n: u32) {}
 
 /// A cell holding one `T` in a queue slot; under loom, loom's `UnsafeCell` so the
 /// model also checks that data accesses are ordered by the slot stamps.
