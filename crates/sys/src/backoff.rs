@@ -44,6 +44,7 @@ pub const YIELD_LIMIT: u32 = 0;
 
 /// While polling for a time budget, one `sched_yield` every this many spins (some
 /// 20-40 us): when the peer shares our CPU, pure spinning would only delay it.
+#[cfg(not(loom))]
 const SPINS_PER_YIELD: u32 = 2048;
 
 /// Spin, then yield; tells the caller when to sleep instead. See the
@@ -55,7 +56,7 @@ pub struct Backoff {
     #[cfg(not(loom))]
     budget: Option<(Duration, Option<std::time::Instant>)>,
     /// Next sleep of the sleeping stage.
-    #[cfg(not(loom))]
+    #[cfg_attr(loom, allow(dead_code))]
     nap: Duration,
 }
 
@@ -72,7 +73,6 @@ impl Backoff {
             step: 0,
             #[cfg(not(loom))]
             budget: None,
-            #[cfg(not(loom))]
             nap: Duration::from_micros(20),
         }
     }
@@ -141,12 +141,22 @@ impl Backoff {
 
     /// A step for a wait that has no futex to sleep on: [`snooze`](Self::snooze) while
     /// it lasts, then sleeps in doubling steps from 20 us up to `cap`, never past
-    /// `deadline`.
-    #[cfg(not(loom))]
+    /// `deadline` (under loom: yields instead, as time does not pass).
     pub fn snooze_or_sleep(&mut self, cap: Duration, deadline: Option<std::time::Instant>) {
         if self.snooze() {
             return;
         }
+        #[cfg(loom)]
+        {
+            let _ = (cap, deadline);
+            yield_now();
+        }
+        #[cfg(not(loom))]
+        self.sleep_step(cap, deadline);
+    }
+
+    #[cfg(not(loom))]
+    fn sleep_step(&mut self, cap: Duration, deadline: Option<std::time::Instant>) {
         let mut d = self.nap.min(cap);
         if let Some(dl) = deadline {
             d = d.min(dl.saturating_duration_since(std::time::Instant::now()));
