@@ -301,10 +301,11 @@ pub fn with_pid_namespace_probe<R>(shared: &dyn Fn() -> bool, f: impl FnOnce() -
     f()
 }
 
-/// Whether a [`with_pid_namespace_probe`] runs on this thread (then liveness answers
-/// may be "alive" for ids that exist nowhere here: do not cache them).
-pub fn probe_active() -> bool {
-    matches!(PROBE.try_with(Cell::get), Ok(Some(_)))
+/// Whether the probe of an enclosing [`with_pid_namespace_probe`] says, right now,
+/// that owners may live in another pid namespace (then liveness answers are "alive"
+/// even for ids that exist nowhere here: do not cache them).
+pub fn probe_says_shared() -> bool {
+    foreign_possible()
 }
 
 /// Whether the probe of the enclosing [`with_pid_namespace_probe`], if any, says the owners may live

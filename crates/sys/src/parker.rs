@@ -294,7 +294,7 @@ impl PeerWatch {
         if !crate::owner::process_alive(self.pid, self.start) {
             return false;
         }
-        if self.pid != 0 && !crate::owner::probe_active() {
+        if self.pid != 0 && !crate::owner::probe_says_shared() {
             self.pidfd = open_verified_pidfd(self.pid, self.start);
         }
         true
