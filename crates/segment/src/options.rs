@@ -424,7 +424,7 @@ impl SegmentOptions {
     /// `SharedValue`/`SharedArray`, ring roles, queue slots) never declare an owner
     /// dead: a holder that dies is not recovered, waiters wait or time out. Locks you
     /// place in the payload yourself are only covered if you lock them inside
-    /// `shmkit_sync::process::with_pid_namespace_probe`. If either side's pid namespace
+    /// `shmkit_sys::owner::with_pid_namespace_probe`. If either side's pid namespace
     /// is unknown (no `/proc`), nothing is checked or refused.
     ///
     /// # Examples

@@ -30,7 +30,6 @@ use std::time::{Duration, Instant};
 use crate::atomic::{AtomicU32, AtomicU64, Ordering::*};
 use crate::error::BarrierError;
 use crate::futex::{Deadline, WaitOutcome};
-use crate::mutex::OWNER_CHECK_INTERVAL;
 use crate::owner::{ident_start, OwnerIdent};
 use crate::wait::{spin_until, Futex, Waiter};
 
@@ -474,6 +473,7 @@ impl Barrier {
                 Err(BarrierError::Broken)
             };
         }
+        let mut pace = shmkit_sys::parker::CheckPace::new();
         loop {
             let g = spin_until(&self.generation, |g| g != gen);
             if g == gen | BROKEN {
@@ -487,7 +487,7 @@ impl Barrier {
                 return Ok(idx as usize);
             }
             // Sleep in slices, as the Mutex's waiters do, to check the parties.
-            let slice = Deadline::after(OWNER_CHECK_INTERVAL);
+            let slice = pace.next_slice(None);
             let until = match deadline {
                 Some(d) if *d < slice => d,
                 _ => &slice,

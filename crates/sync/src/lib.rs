@@ -29,7 +29,7 @@
 //! payload, your own `MAP_SHARED` mapping), nothing refuses a user from another pid
 //! namespace and holders are judged as if everyone shared one. If such memory is shared
 //! across pid namespaces, make every lock call inside
-//! [`process::with_pid_namespace_probe`] (with a probe that says so, e.g. from
+//! [`with_pid_namespace_probe`] (with a probe that says so, e.g. from
 //! `Segment::shared_across_pid_namespaces`): a dead holder is then never recovered, and
 //! waiters wait or time out; otherwise keep all users in one pid namespace.
 //!
@@ -58,15 +58,17 @@ mod condvar;
 mod error;
 mod event;
 mod file_lock;
-pub mod futex;
 pub mod guard;
 mod mutex;
 mod named_lock;
-mod owner;
-pub mod process;
 mod rwlock;
 mod semaphore;
 mod wait;
+
+// The floor: futex wait/wake and owner identity/liveness live in `shmkit_sys`, shared
+// with the segment and typed crates (imported here so the algorithms say `futex::` and
+// `owner::`).
+use shmkit_sys::{futex, owner};
 
 pub use barrier::Barrier;
 pub use condvar::{Condvar, CondvarResult};
@@ -76,9 +78,10 @@ pub use error::{
 };
 pub use event::Event;
 pub use file_lock::{FileLock, FileLockGuard, LockMode, RangeGuard};
-pub use futex::Deadline;
 pub use guard::{LockGuard, RawLock, RawLockRepair, RawLockTimed, RawReadLock};
 pub use mutex::{Acquired, Mutex, MutexGuard, RawMutex, OWNER_CHECK_INTERVAL};
 pub use named_lock::{NamedLock, NamedLockGuard};
 pub use rwlock::{RawRwLock, ReaderSlot, RwLock, RwLockReadGuard, RwLockResult, RwLockWriteGuard};
 pub use semaphore::{Semaphore, SemaphorePermit};
+pub use shmkit_sys::owner::with_pid_namespace_probe;
+pub use shmkit_sys::Deadline;

@@ -54,6 +54,7 @@ use crate::futex::{Deadline, WaitOutcome};
 use crate::guard::{Exclusive, LockGuard, RawLock, RawLockRepair, RawLockTimed};
 use crate::owner::{ident_start, ident_tid, OwnerIdent, TID_MASK};
 use crate::wait::{spin_until, yield_cpu, Futex, Waiter};
+use shmkit_sys::parker::CheckPace;
 
 /// Set in the lock word when a waiter may be asleep on it.
 const CONTENDED: u32 = 1 << 31;
@@ -67,12 +68,15 @@ const OWNER_DIED: u32 = 1;
 /// `make_consistent`.
 const POISONED: u32 = 2;
 
-/// How long a waiter sleeps before checking whether the holder is still alive.
-pub const OWNER_CHECK_INTERVAL: Duration = Duration::from_millis(10);
+/// How long a waiter first sleeps before checking whether the holder is still alive;
+/// the lock waiters' later slices double up to
+/// [`CHECK_CAP`](shmkit_sys::parker::CHECK_CAP) (80 ms), so a long wait costs little
+/// CPU and a dead holder is still found within 80 ms.
+pub const OWNER_CHECK_INTERVAL: Duration = shmkit_sys::parker::FIRST_CHECK;
 
 /// `sched_yield`s between spinning and sleeping.
 #[cfg(not(loom))]
-const YIELDS: u32 = 3;
+const YIELDS: u32 = shmkit_sys::backoff::YIELD_LIMIT;
 /// Under loom every yield is a schedule point: keep the model small.
 #[cfg(loom)]
 const YIELDS: u32 = 0;
@@ -517,6 +521,7 @@ impl RawMutex {
             return Err(RawLockError::WouldDeadlock);
         }
         let mut yields = 0;
+        let mut pace = CheckPace::new();
         loop {
             if state == 0 {
                 // Others may be asleep, so take it as contended: our unlock will wake one.
@@ -555,7 +560,7 @@ impl RawMutex {
                     }
                 }
             }
-            let slice = Deadline::after(OWNER_CHECK_INTERVAL);
+            let slice = pace.next_slice(None);
             let until = match deadline {
                 Some(d) if *d < slice => d,
                 _ => &slice,

@@ -37,7 +37,6 @@ use std::time::{Duration, Instant};
 use crate::atomic::{AtomicU32, AtomicU64, Ordering::*};
 use crate::error::SemaphoreError;
 use crate::futex::{Deadline, WaitOutcome};
-use crate::mutex::OWNER_CHECK_INTERVAL;
 use crate::owner::{ident_start, OwnerIdent};
 use crate::wait::{Futex, Waiter, SPIN_LIMIT};
 
@@ -348,6 +347,7 @@ impl Semaphore {
         deadline: Option<&Deadline>,
     ) -> Result<(), SemaphoreError> {
         let mut spins = SPIN_LIMIT;
+        let mut pace = shmkit_sys::parker::CheckPace::new();
         loop {
             if self.try_acquire().is_ok() {
                 return Ok(());
@@ -360,7 +360,7 @@ impl Semaphore {
             // AcqRel RMW, paired with the releaser's RMW on `waiters` (see release_with).
             self.waiters.fetch_add(1, AcqRel);
             // Sleep in slices, as the Mutex's waiters do, to check recorded holders.
-            let slice = Deadline::after(OWNER_CHECK_INTERVAL);
+            let slice = pace.next_slice(None);
             let until = match deadline {
                 Some(d) if *d < slice => d,
                 _ => &slice,

@@ -498,7 +498,7 @@ fn a_lock_left_under_a_reused_thread_id_is_recovered_by_the_new_thread() {
     let child = fork_child(|| {
         // The forked child's only thread has tid == pid.
         let tid = std::process::id();
-        let start = u64::from(shmkit_sync::process::current_start_time());
+        let start = u64::from(shmkit_sys::owner::current_start_time());
         let other_start = if start == 0 { 1 } else { start - 1 };
         // Forge "held by a dead thread that had our tid": the lock word names our tid,
         // the owner word our tid with another start time (offsets 0 and 8 of RawMutex).

@@ -15,7 +15,7 @@ use shmkit_sync::{Mutex, RawMutex};
 
 use crate::error::{AccessError, CreateError, IndexError, OpenError};
 use crate::family::family_forms;
-use crate::process;
+use crate::peer::in_segment;
 use crate::types::{kind, tag_of};
 use crate::value::LockResult;
 
@@ -311,7 +311,7 @@ impl<T: Pod> SharedArray<T> {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn lock(&self) -> LockResult<'_, [T]> {
-        process::in_segment(Some(&self.seg), || self.mutex().lock())
+        in_segment(Some(&self.seg), || self.mutex().lock())
     }
 
     /// Locks, waiting at most `timeout`.
@@ -332,7 +332,7 @@ impl<T: Pod> SharedArray<T> {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn lock_timeout(&self, timeout: Duration) -> LockResult<'_, [T]> {
-        process::in_segment(Some(&self.seg), || self.mutex().lock_timeout(timeout))
+        in_segment(Some(&self.seg), || self.mutex().lock_timeout(timeout))
     }
 
     fn check(&self, index: usize) -> Result<(), IndexError> {

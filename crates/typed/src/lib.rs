@@ -43,7 +43,6 @@ mod value;
 #[cfg(all(test, loom))]
 mod loom_tests;
 mod peer;
-mod process;
 mod shim;
 
 #[cfg(not(loom))]

@@ -55,9 +55,11 @@
 //! slot and lose or repeat items for good.
 //!
 //! # Waiting and closing
-//! Blocked callers spin, yield, then sleep on `get_event` / `put_event` after
-//! incrementing a waiter count; the other side makes the `FUTEX_WAKE` syscall only if
-//! the count is non-zero. [`close`](Queue::close) replaces Python's `None` sentinel:
+//! Blocked callers spin, yield, then sleep on the floor's [`Parker`] (`get` /
+//! `put`: a sleepers count and an event word); the other side makes the `FUTEX_WAKE`
+//! syscall only if the count is non-zero. Sleeps are cut into slices from
+//! [`QUEUE_SLEEP_SLICE`] (10 ms) doubling up to 80 ms, after each of which a slot
+//! blocked by a dead process is recovered. [`close`](Queue::close) replaces Python's `None` sentinel:
 //! `put` then fails with `Closed(item)`, and consumers drain the queue, then get
 //! [`GetError::Closed`]. A producer that claimed a slot before the close completes
 //! its item (consumers wait for it); one that claims after it skips the slot and gets
@@ -83,10 +85,12 @@ use std::marker::PhantomData;
 use std::ptr::NonNull;
 use std::time::Duration;
 
-use crate::process;
-use crate::shim::{fence, futex_wait, futex_wake, AtomicU32, AtomicU64, Backoff};
+use crate::peer::is_alive_in;
+use crate::shim::{fence, AtomicU32, AtomicU64};
 use crate::shim::{DataCell, Deadline, Ordering};
 use crate::types::{kind, tag_of};
+use shmkit_sys::owner;
+use shmkit_sys::parker::{CheckPace, Parker};
 
 /// Magic number at offset 0 of a queue ("SQUE" little-endian).
 pub const QUEUE_MAGIC: u32 = u32::from_le_bytes(*b"SQUE");
@@ -96,9 +100,10 @@ pub const QUEUE_VERSION: u32 = 1;
 pub const QUEUE_HEADER_SIZE: usize = 512;
 /// Largest capacity accepted.
 pub const MAX_QUEUE_CAPACITY: usize = 1 << 28;
-/// How long a sleeping caller sleeps before it re-checks (and recovers slots of dead
-/// processes).
-pub const QUEUE_SLEEP_SLICE: Duration = Duration::from_millis(20);
+/// How long a sleeping caller first sleeps before it re-checks (and recovers slots of
+/// dead processes); later slices double up to
+/// [`CHECK_CAP`](shmkit_sys::parker::CHECK_CAP) (80 ms).
+pub const QUEUE_SLEEP_SLICE: Duration = shmkit_sys::parker::FIRST_CHECK;
 
 const FREE: u32 = 0;
 const FULL: u32 = 1;
@@ -157,14 +162,10 @@ struct DeqLine {
 /// Line 3: written only on the sleep path.
 #[repr(C, align(128))]
 struct WaitLine {
-    /// Consumers (about to be) asleep on `get_event`.
-    getters: AtomicU32,
-    /// Futex word for consumers; bumped by producers before a wake.
-    get_event: AtomicU32,
-    /// Producers (about to be) asleep on `put_event`.
-    putters: AtomicU32,
-    /// Futex word for producers; bumped by consumers before a wake.
-    put_event: AtomicU32,
+    /// Where consumers sleep (sleepers at 384, event at 388); producers wake them.
+    get: Parker,
+    /// Where producers sleep (sleepers at 392, event at 396); consumers wake them.
+    put: Parker,
 }
 
 /// The queue header at offset 0 of the region.
@@ -771,10 +772,8 @@ impl<T: bytemuck::Pod> Queue<T> {
                 pos: AtomicU64::new(0),
             },
             wait: WaitLine {
-                getters: z(),
-                get_event: z(),
-                putters: z(),
-                put_event: z(),
+                get: Parker::new(),
+                put: Parker::new(),
             },
         };
         let slots = (0..capacity)
@@ -914,11 +913,9 @@ impl<T: bytemuck::Pod> Queue<T> {
         // SeqCst: ordered against producers' SeqCst claim CAS + load of `closed` and
         // consumers' SeqCst load + fence (see `get_inner`).
         h.meta.closed.store(1, Ordering::SeqCst);
-        // Release: sleepers that see the new event values also see `closed`.
-        h.wait.get_event.fetch_add(1, Ordering::Release);
-        h.wait.put_event.fetch_add(1, Ordering::Release);
-        futex_wake(&h.wait.get_event, u32::MAX);
-        futex_wake(&h.wait.put_event, u32::MAX);
+        // Sleepers that see the new event values also see `closed` (Release bump).
+        h.wait.get.bump_and_wake(u32::MAX);
+        h.wait.put.bump_and_wake(u32::MAX);
     }
 
     /// One non-blocking put attempt; on failure the item comes back.
@@ -928,7 +925,7 @@ impl<T: bytemuck::Pod> Queue<T> {
         if h.meta.closed.load(Ordering::Relaxed) != 0 {
             return Err((v, Attempt::Closed));
         }
-        let me = process::current_pid();
+        let me = owner::current_pid();
         // Relaxed: the position is a hint validated by the slot's stamp.
         let mut pos = h.enq.pos.load(Ordering::Relaxed);
         // Each retry means another process made progress; a corrupted region (stamps
@@ -994,7 +991,7 @@ impl<T: bytemuck::Pod> Queue<T> {
                 Ordering::Release,
                 Ordering::Relaxed,
             );
-            self.notify(&h.wait.putters, &h.wait.put_event);
+            h.wait.put.wake(1);
             return Err((v, Attempt::Closed));
         }
         // Relaxed: only narrows the window in which a claim that was taken over would
@@ -1018,7 +1015,7 @@ impl<T: bytemuck::Pod> Queue<T> {
         {
             return Err((v, Attempt::Lost));
         }
-        self.notify(&h.wait.getters, &h.wait.get_event);
+        h.wait.get.wake(1);
         Ok(())
     }
 
@@ -1030,7 +1027,7 @@ impl<T: bytemuck::Pod> Queue<T> {
     /// One non-blocking get attempt.
     fn try_get_inner(&self) -> Attempt<T> {
         let h = self.hdr();
-        let me = process::current_pid();
+        let me = owner::current_pid();
         // Relaxed: a hint validated by the stamp.
         let mut pos = h.deq.pos.load(Ordering::Relaxed);
         // Bounded as in `try_put_inner`.
@@ -1099,26 +1096,14 @@ impl<T: bytemuck::Pod> Queue<T> {
         {
             return Attempt::Lost;
         }
-        self.notify(&h.wait.putters, &h.wait.put_event);
+        h.wait.put.wake(1);
         Attempt::Done(v)
-    }
-
-    /// After a state change that may unblock the other side: wake one sleeper if any.
-    #[inline]
-    fn notify(&self, waiters: &AtomicU32, event: &AtomicU32) {
-        // SeqCst fence: Dekker with the sleeper's waiter increment + fence + re-check.
-        fence(Ordering::SeqCst);
-        if waiters.load(Ordering::Relaxed) != 0 {
-            // Release: a sleeper that Acquires the new value sees our change.
-            event.fetch_add(1, Ordering::Release);
-            futex_wake(event, 1);
-        }
     }
 
     /// Frees a slot held by a dead process. Returns whether it did.
     fn recover(&self, blocker: u64) -> bool {
         let pid = claimer(blocker);
-        if process::is_alive_in(self.segment(), pid, 0) {
+        if is_alive_in(self.segment(), pid, 0) {
             return false;
         }
         self.skip(blocker)
@@ -1141,8 +1126,8 @@ impl<T: bytemuck::Pod> Queue<T> {
             .is_ok();
         if freed {
             let h = self.hdr();
-            self.notify(&h.wait.putters, &h.wait.put_event);
-            self.notify(&h.wait.getters, &h.wait.get_event);
+            h.wait.put.wake(1);
+            h.wait.get.wake(1);
         }
         freed
     }
@@ -1276,7 +1261,8 @@ impl<T: bytemuck::Pod> Queue<T> {
 
     /// `wait`: `None` = try once; `Some(None)` = forever; `Some(Some(d))` = until `d`.
     fn put_inner(&self, mut v: T, wait: Option<Option<Deadline>>) -> Result<(), PutError<T>> {
-        let mut backoff = Backoff::new();
+        let mut backoff = crate::shim::poll_backoff();
+        let mut pace = CheckPace::new();
         loop {
             let blocker = match self.try_put_inner(v) {
                 Ok(()) => return Ok(()),
@@ -1307,7 +1293,7 @@ impl<T: bytemuck::Pod> Queue<T> {
                 }
             }
             let h = self.hdr();
-            let slept = self.sleep(&h.wait.putters, &h.wait.put_event, deadline, || {
+            let slept = h.wait.put.park(Some(&pace.next_slice(deadline)), || {
                 // The re-check: is the slot at the enqueue position free for it?
                 let pos = h.enq.pos.load(Ordering::Relaxed);
                 let s = self.slot(pos).stamp.load(Ordering::Acquire);
@@ -1321,7 +1307,8 @@ impl<T: bytemuck::Pod> Queue<T> {
     }
 
     fn get_inner(&self, wait: Option<Option<Deadline>>) -> Result<T, GetError> {
-        let mut backoff = Backoff::new();
+        let mut backoff = crate::shim::poll_backoff();
+        let mut pace = CheckPace::new();
         loop {
             let blocker = match self.try_get_inner() {
                 Attempt::Done(v) => return Ok(v),
@@ -1358,43 +1345,18 @@ impl<T: bytemuck::Pod> Queue<T> {
                     continue;
                 }
             }
-            self.sleep(&h.wait.getters, &h.wait.get_event, deadline, || {
-                let pos = h.deq.pos.load(Ordering::Relaxed);
-                let s = self.slot(pos).stamp.load(Ordering::Acquire);
-                let d = ticket(s).wrapping_sub(pos as u32) as i32;
-                d > 0 || (d == 0 && state(s) != FREE) || h.meta.closed.load(Ordering::Relaxed) != 0
-            })
-            .map_err(GetError::Os)?;
+            h.wait
+                .get
+                .park(Some(&pace.next_slice(deadline)), || {
+                    let pos = h.deq.pos.load(Ordering::Relaxed);
+                    let s = self.slot(pos).stamp.load(Ordering::Acquire);
+                    let d = ticket(s).wrapping_sub(pos as u32) as i32;
+                    d > 0
+                        || (d == 0 && state(s) != FREE)
+                        || h.meta.closed.load(Ordering::Relaxed) != 0
+                })
+                .map_err(GetError::Os)?;
         }
-    }
-
-    /// Registers as a waiter, re-checks, sleeps one slice at most. An error is the
-    /// futex's, which the caller returns (retrying it would spin).
-    fn sleep(
-        &self,
-        waiters: &AtomicU32,
-        event: &AtomicU32,
-        deadline: Option<Deadline>,
-        ready: impl Fn() -> bool,
-    ) -> std::io::Result<()> {
-        // The fetch_add and fence pair with `notify`'s fence (Dekker).
-        waiters.fetch_add(1, Ordering::SeqCst);
-        fence(Ordering::SeqCst);
-        // Acquire: pairs with the Release bump in `notify`.
-        let ev = event.load(Ordering::Acquire);
-        let slept = if ready() {
-            Ok(())
-        } else {
-            let slice = Deadline::after(QUEUE_SLEEP_SLICE);
-            let until = match deadline {
-                Some(d) if d < slice => d,
-                _ => slice,
-            };
-            futex_wait(event, ev, Some(&until))
-        };
-        // Relaxed: a stale count only costs one unneeded wake.
-        waiters.fetch_sub(1, Ordering::Relaxed);
-        slept
     }
 }
 
@@ -1489,7 +1451,7 @@ mod tests {
     fn forge_claim<T: bytemuck::Pod>(q: &Queue<T>, pos: u64, role: u32) -> u64 {
         let s = q.slot(pos).stamp.load(Ordering::Relaxed);
         assert_eq!(ticket(s), pos as u32);
-        let claim = stamp(pos as u32, (process::current_pid() << 2) | role);
+        let claim = stamp(pos as u32, (owner::current_pid() << 2) | role);
         q.slot(pos).stamp.store(claim, Ordering::Relaxed);
         let p = if role == WRITING {
             &q.hdr().enq.pos

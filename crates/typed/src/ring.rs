@@ -21,11 +21,11 @@
 //!
 //! # Waiting
 //! A side that cannot proceed spins briefly, yields a few times, then sleeps on a
-//! futex (`data_event` for the reader, `space_event` for the writer) after raising
-//! its `*_sleeping` flag. The peer reads the flag after each publish (behind a SeqCst
-//! fence, the Dekker pattern) and makes the `FUTEX_WAKE` syscall only when the flag is
-//! set: while both sides are awake no syscall is made. Sleeps are cut into slices of
-//! [`SLEEP_SLICE`]; after each slice the sleeper checks that its peer is still alive
+//! futex: the floor's [`Parker`] (`data` for the reader, `space` for the writer:
+//! a sleepers count and an event word). The peer reads the count after each publish
+//! (behind a SeqCst fence, the Dekker pattern) and makes the `FUTEX_WAKE` syscall only
+//! when it is non-zero: while both sides are awake no syscall is made. Sleeps are cut into slices, from
+//! [`SLEEP_SLICE`] (10 ms) doubling up to 80 ms; after each slice the sleeper checks that its peer is still alive
 //! (pid + process start time recorded in the header), so a reader learns that its
 //! writer was killed ([`ReadError::PeerDied`], after every complete message has been
 //! read) and a writer that its reader was killed ([`WriteError::PeerDied`]).
@@ -77,10 +77,12 @@
 use std::ptr::NonNull;
 use std::time::Duration;
 
+use crate::peer::{in_segment, HolderWatch};
 use crate::peer::{PeerSlot, PeerState};
-use crate::process;
-use crate::shim::{fence, futex_wait, futex_wake, AtomicU32, Backoff};
+use crate::shim::AtomicU32;
 use crate::shim::{Deadline, Ordering};
+use shmkit_sys::owner;
+use shmkit_sys::parker::{CheckPace, Parker};
 
 /// Magic number at offset 0 of a ring ("SRNG" little-endian).
 pub const RING_MAGIC: u32 = u32::from_le_bytes(*b"SRNG");
@@ -95,8 +97,10 @@ pub const DEFAULT_RING_CAPACITY: usize = 4 << 20;
 pub const MIN_RING_CAPACITY: usize = 64;
 /// Largest capacity accepted (positions are `u32` and wrap).
 pub const MAX_RING_CAPACITY: usize = 1 << 30;
-/// How long a sleeping side sleeps before it checks that its peer is alive.
-pub const SLEEP_SLICE: Duration = Duration::from_millis(20);
+/// How long a sleeping side first sleeps before it checks that its peer is alive;
+/// later slices double up to [`CHECK_CAP`](shmkit_sys::parker::CHECK_CAP) (80 ms),
+/// and a live peer is then checked with one `poll` of its pidfd.
+pub const SLEEP_SLICE: Duration = shmkit_sys::parker::FIRST_CHECK;
 
 /// Length word of a wrap marker.
 const WRAP: u32 = u32::MAX;
@@ -137,14 +141,12 @@ struct HeadLine {
 /// Line 3: written only on the sleep path, so it stays shared in both caches.
 #[repr(C, align(128))]
 struct SleepLine {
-    /// 1 while the reader is (about to be) asleep on `data_event`.
-    reader_sleeping: AtomicU32,
-    /// Futex word the reader sleeps on; bumped by the writer before a wake.
-    data_event: AtomicU32,
-    /// 1 while the writer is (about to be) asleep on `space_event`.
-    writer_sleeping: AtomicU32,
-    /// Futex word the writer sleeps on; bumped by the reader before a wake.
-    space_event: AtomicU32,
+    /// Where the reader sleeps for data (sleepers at 384, event at 388); the writer
+    /// wakes it.
+    data: Parker,
+    /// Where the writer sleeps for space (sleepers at 392, event at 396); the reader
+    /// wakes it.
+    space: Parker,
 }
 
 /// The ring header at offset 0 of the region.
@@ -178,10 +180,8 @@ impl RingHeader {
             tail: TailLine { tail: z32() },
             head: HeadLine { head: z32() },
             sleep: SleepLine {
-                reader_sleeping: z32(),
-                data_event: z32(),
-                writer_sleeping: z32(),
-                space_event: z32(),
+                data: Parker::new(),
+                space: Parker::new(),
             },
         }
     }
@@ -749,13 +749,13 @@ impl Ring {
     }
 
     fn ensure_writer(&mut self) -> Result<(), WriteError> {
-        if self.writer_pid != 0 && self.writer_pid == process::current_pid() {
+        if self.writer_pid != 0 && self.writer_pid == owner::current_pid() {
             return Ok(());
         }
         // Liveness judged as the segment allows (never "dead" across pid namespaces).
-        let written = process::in_segment(self.segment(), || self.hdr().meta.writer.claim())
+        let written = in_segment(self.segment(), || self.hdr().meta.writer.claim())
             .map_err(|pid| WriteError::RoleTaken { pid })?;
-        self.writer_pid = process::current_pid();
+        self.writer_pid = owner::current_pid();
         self.written = written;
         self.prefault();
         // Acquire: a new writer continues after the last record its predecessor
@@ -766,13 +766,13 @@ impl Ring {
     }
 
     fn ensure_reader(&mut self) -> Result<(), ReadError> {
-        if self.reader_pid != 0 && self.reader_pid == process::current_pid() {
+        if self.reader_pid != 0 && self.reader_pid == owner::current_pid() {
             return Ok(());
         }
         // Liveness judged as the segment allows (never "dead" across pid namespaces).
-        let read = process::in_segment(self.segment(), || self.hdr().meta.reader.claim())
+        let read = in_segment(self.segment(), || self.hdr().meta.reader.claim())
             .map_err(|pid| ReadError::RoleTaken { pid })?;
-        self.reader_pid = process::current_pid();
+        self.reader_pid = owner::current_pid();
         self.read = read;
         self.prefault();
         // Acquire: pairs with the previous reader's / writer's Release stores.
@@ -1022,7 +1022,7 @@ impl Ring {
         // Release: pairs with the reader's Acquire of `closed`, after which it reloads
         // `tail` and sees every record published before the close.
         h.meta.closed.store(1, Ordering::Release);
-        Self::wake_if_sleeping(&h.sleep.reader_sleeping, &h.sleep.data_event);
+        h.sleep.data.wake(1);
         Ok(())
     }
 
@@ -1094,21 +1094,7 @@ impl Ring {
         let h = self.hdr();
         // Release: the record's bytes happen-before the reader's Acquire of `tail`.
         h.tail.tail.store(self.tail, Ordering::Release);
-        Self::wake_if_sleeping(&h.sleep.reader_sleeping, &h.sleep.data_event);
-    }
-
-    /// After a publish: wakes the peer only if it announced that it sleeps.
-    #[inline]
-    fn wake_if_sleeping(flag: &AtomicU32, event: &AtomicU32) {
-        // SeqCst fence: orders our publish before the flag load, against the peer's
-        // flag store, SeqCst fence and index load in `sleep_until` (Dekker): either
-        // the peer sees our index, or we see its flag.
-        fence(Ordering::SeqCst);
-        if flag.load(Ordering::Relaxed) != 0 {
-            // Release: a sleeper that Acquires the new event value also sees our index.
-            event.fetch_add(1, Ordering::Release);
-            futex_wake(event, 1);
-        }
+        h.sleep.data.wake(1);
     }
 
     fn free_space(&self) -> Result<u32, WriteError> {
@@ -1146,7 +1132,9 @@ impl Ring {
             }
             Wait::Until(d) => d,
         };
-        let mut backoff = Backoff::new();
+        let mut backoff = crate::shim::poll_backoff();
+        let mut pace = CheckPace::new();
+        let mut peer_watch = HolderWatch::new();
         while backoff.snooze() {
             if self.refresh_head()? >= need {
                 return Ok(());
@@ -1158,7 +1146,7 @@ impl Ring {
             // one that attaches) after this load changes the word and wakes us (see
             // `Drop`), so the change is never slept through.
             let reader = h.meta.reader.word();
-            match process::in_segment(self.segment(), || h.meta.reader.state_of(reader)) {
+            match peer_watch.state_of(self.segment(), &h.meta.reader, reader) {
                 PeerState::Left { count } => {
                     // Its last head is visible (Acquire of LEFT): space it freed
                     // before leaving is not lost.
@@ -1180,53 +1168,19 @@ impl Ring {
             if deadline.is_some_and(|d| d.has_passed()) {
                 return Err(WriteError::Timeout);
             }
-            Self::sleep_until(
-                &h.sleep.writer_sleeping,
-                &h.sleep.space_event,
-                deadline,
-                || {
+            h.sleep
+                .space
+                .park(Some(&pace.next_slice(deadline)), || {
                     // Acquire: as in `refresh_head`.
                     let head = h.head.head.load(Ordering::Acquire);
                     self.cap.wrapping_sub(self.tail.wrapping_sub(head)) >= need
                         || h.meta.reader.word() != reader
-                },
-            )
-            .map_err(WriteError::Os)?;
+                })
+                .map_err(WriteError::Os)?;
             if self.refresh_head()? >= need {
                 return Ok(());
             }
         }
-    }
-
-    /// Raises `flag`, re-checks `ready`, and sleeps on `event` for at most one slice
-    /// (or until `deadline`). Returns whether `ready` held before sleeping, or the
-    /// futex's error (which the caller returns: retrying it would spin).
-    fn sleep_until(
-        flag: &AtomicU32,
-        event: &AtomicU32,
-        deadline: Option<Deadline>,
-        ready: impl Fn() -> bool,
-    ) -> std::io::Result<bool> {
-        flag.store(1, Ordering::Relaxed);
-        // SeqCst fence: pairs with the one in `wake_if_sleeping` (see there).
-        fence(Ordering::SeqCst);
-        // Acquire: pairs with the Release bump in `wake_if_sleeping`; loaded before
-        // the re-check so that a wake after the re-check changes the value we sleep on.
-        let ev = event.load(Ordering::Acquire);
-        let was_ready = ready();
-        let slept = if was_ready {
-            Ok(())
-        } else {
-            let slice = Deadline::after(SLEEP_SLICE);
-            let until = match deadline {
-                Some(d) if d < slice => d,
-                _ => slice,
-            };
-            futex_wait(event, ev, Some(&until))
-        };
-        // Relaxed: a stale 1 only costs the peer one unneeded wake.
-        flag.store(0, Ordering::Relaxed);
-        slept.map(|()| was_ready)
     }
 
     // ----- reader -----
@@ -1445,7 +1399,7 @@ impl Ring {
         // Release: our reads of the record happen-before the writer's Acquire of
         // `head` and its overwrite.
         h.head.head.store(self.head, Ordering::Release);
-        Self::wake_if_sleeping(&h.sleep.writer_sleeping, &h.sleep.space_event);
+        h.sleep.space.wake(1);
     }
 
     /// Waits until at least one byte is available (then `cached_tail` is fresh).
@@ -1463,7 +1417,9 @@ impl Ring {
             }
             Wait::Until(d) => d,
         };
-        let mut backoff = Backoff::new();
+        let mut backoff = crate::shim::poll_backoff();
+        let mut pace = CheckPace::new();
+        let mut peer_watch = HolderWatch::new();
         while backoff.snooze() {
             if self.refresh_tail()? > 0 {
                 return Ok(());
@@ -1472,17 +1428,14 @@ impl Ring {
         loop {
             let h = self.hdr();
             let head = self.head;
-            Self::sleep_until(
-                &h.sleep.reader_sleeping,
-                &h.sleep.data_event,
-                deadline,
-                || {
+            h.sleep
+                .data
+                .park(Some(&pace.next_slice(deadline)), || {
                     // Acquire: as in `refresh_tail`; `closed` Acquire pairs with `close`.
                     h.tail.tail.load(Ordering::Acquire) != head
                         || h.meta.closed.load(Ordering::Acquire) != 0
-                },
-            )
-            .map_err(ReadError::Os)?;
+                })
+                .map_err(ReadError::Os)?;
             if self.refresh_tail()? > 0 {
                 return Ok(());
             }
@@ -1494,7 +1447,8 @@ impl Ring {
                     Err(ReadError::Closed)
                 };
             }
-            match process::in_segment(self.segment(), || self.hdr().meta.writer.state()) {
+            let h = self.hdr();
+            match peer_watch.state_of(self.segment(), &h.meta.writer, h.meta.writer.word()) {
                 // A dead writer publishes nothing more; what it published is visible.
                 PeerState::Died { pid } => {
                     return if self.refresh_tail()? > 0 {
@@ -1558,7 +1512,7 @@ impl crate::family::sealed::Layout for Ring {
 
 impl Drop for Ring {
     fn drop(&mut self) {
-        let me = process::current_pid();
+        let me = owner::current_pid();
         if self.writer_pid != 0 && self.writer_pid == me {
             let _ = self.close();
             // After the close: a reader that sees the writer gone sees `closed`.
@@ -1570,7 +1524,7 @@ impl Drop for Ring {
             // published, and the next reader continues from it.
             if h.meta.reader.release(self.read) {
                 // A writer asleep on a full ring learns at once, not after a slice.
-                Self::wake_if_sleeping(&h.sleep.writer_sleeping, &h.sleep.space_event);
+                h.sleep.space.wake(1);
             }
         }
     }

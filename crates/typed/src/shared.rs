@@ -352,7 +352,7 @@ macro_rules! probed {
         /// # Errors
         /// As the object's method of that name.
         pub fn $name(&self $(, $arg: $ty)*) -> $ret {
-            crate::process::in_segment(Some(&self.seg), || (**self).$name($($arg),*))
+            crate::peer::in_segment(Some(&self.seg), || (**self).$name($($arg),*))
         }
     )*};
 }
@@ -457,7 +457,7 @@ impl Shared<Condvar> {
     /// # Errors
     /// As [`Condvar::wait`].
     pub fn wait<'a, T: ?Sized>(&self, guard: MutexGuard<'a, T>) -> CondvarResult<'a, T> {
-        crate::process::in_segment(Some(&self.seg), || (**self).wait(guard))
+        crate::peer::in_segment(Some(&self.seg), || (**self).wait(guard))
     }
 
     /// The condvar's `wait_timeout`, with the mutex's liveness judged as this segment
@@ -470,7 +470,7 @@ impl Shared<Condvar> {
         guard: MutexGuard<'a, T>,
         timeout: Duration,
     ) -> Result<(MutexGuard<'a, T>, bool), LockError<MutexGuard<'a, T>>> {
-        crate::process::in_segment(Some(&self.seg), || (**self).wait_timeout(guard, timeout))
+        crate::peer::in_segment(Some(&self.seg), || (**self).wait_timeout(guard, timeout))
     }
 
     /// The condvar's `wait_while`, with the mutex's liveness judged as this segment
@@ -483,7 +483,7 @@ impl Shared<Condvar> {
         guard: MutexGuard<'a, T>,
         condition: impl FnMut(&mut T) -> bool,
     ) -> CondvarResult<'a, T> {
-        crate::process::in_segment(Some(&self.seg), || (**self).wait_while(guard, condition))
+        crate::peer::in_segment(Some(&self.seg), || (**self).wait_while(guard, condition))
     }
 
     /// The condvar's `wait_timeout_while`, with the mutex's liveness judged as this
@@ -497,7 +497,7 @@ impl Shared<Condvar> {
         timeout: Duration,
         condition: impl FnMut(&mut T) -> bool,
     ) -> Result<(MutexGuard<'a, T>, bool), LockError<MutexGuard<'a, T>>> {
-        crate::process::in_segment(Some(&self.seg), || {
+        crate::peer::in_segment(Some(&self.seg), || {
             (**self).wait_timeout_while(guard, timeout, condition)
         })
     }

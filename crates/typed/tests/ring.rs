@@ -408,7 +408,7 @@ fn a_new_process_with_the_dead_readers_pid_can_claim_the_role() {
     // Forge the word a dead reader with our pid but another start time would have
     // left (what a restarted container that reuses pid 1 finds).
     let pid = u64::from(std::process::id());
-    let start = u64::from(shmkit_sync::process::current_start_time() ^ 1);
+    let start = u64::from(shmkit_sys::owner::current_start_time() ^ 1);
     // SAFETY: the word is 8-aligned inside the mapped header; no handle is attached.
     unsafe {
         (region.as_ptr().add(READER_WORD_OFFSET) as *mut u64).write(pid | (start << 32));

@@ -1,4 +1,13 @@
-//! Who holds a lock, and whether that holder still exists.
+//! Who holds a shared object (a lock, a ring role, a queue slot), and the one judgement
+//! of whether that holder still exists. Every shmkit layer asks here: the segment
+//! crate for a creator that died before READY, the locks for a dead holder, rings and
+//! queues for a dead peer.
+//!
+//! A *process* is named by its pid plus its start time ([`current_pid`],
+//! [`current_start_time`], [`start_time`]); a *thread* (a lock holder) by its tid plus
+//! its start time ([`current`], packed as an [`OwnerIdent`]). [`is_alive`] judges both
+//! (a pid is a tid on Linux), [`process_alive`] is its form for the words rings and
+//! queues keep.
 //!
 //! # Identity
 //! A holder is a *thread*, named by its kernel thread id (TID, `gettid(2)`) plus the
@@ -30,7 +39,7 @@
 //! TIDs are namespace-local: a holder in another pid namespace has no `/proc` entry
 //! here, or the entry of an unrelated thread, so it would look dead. A caller that
 //! knows the object may be shared across pid namespaces runs its lock calls inside
-//! [`with_probe`] (public as `process::with_pid_namespace_probe`); while the probe says
+//! [`with_pid_namespace_probe`]; while the probe says
 //! "shared", [`is_alive`] answers "alive" for every owner: nothing is ever declared
 //! dead that might live elsewhere. Without a probe (raw memory), owners are judged as
 //! if everyone shared our pid namespace.
@@ -38,21 +47,22 @@
 use std::cell::Cell;
 use std::sync::atomic::{AtomicU8, Ordering};
 
-/// `start_time_low32 << 32 | tid` of a thread; 0 means "nobody".
-pub(crate) type OwnerIdent = u64;
+/// `start_time_low32 << 32 | tid` of a thread (or `<< 32 | pid` of a process); 0 means
+/// "nobody".
+pub type OwnerIdent = u64;
 
 /// Mask of the TID bits of an identity or lock word.
-pub(crate) const TID_MASK: u32 = (1 << 30) - 1;
+pub const TID_MASK: u32 = (1 << 30) - 1;
 
 /// The TID part of an identity.
 #[inline]
-pub(crate) fn ident_tid(ident: OwnerIdent) -> u32 {
+pub fn ident_tid(ident: OwnerIdent) -> u32 {
     (ident as u32) & TID_MASK
 }
 
 /// The start-time part of an identity.
 #[inline]
-pub(crate) fn ident_start(ident: OwnerIdent) -> u32 {
+pub fn ident_start(ident: OwnerIdent) -> u32 {
     (ident >> 32) as u32
 }
 
@@ -86,6 +96,8 @@ fn ensure_atfork() -> bool {
         )
         .is_ok()
     {
+        // libc, not rustix: `pthread_atfork` is a libc function (no syscall), which
+        // rustix does not wrap.
         // SAFETY: registering a plain `extern "C" fn` that only touches a thread-local
         // is allowed; the prepare and parent handlers are absent (None).
         let rc = unsafe { libc::pthread_atfork(None, None, Some(atfork_child)) };
@@ -115,15 +127,19 @@ extern "C" fn atfork_child() {
 /// This process's pid without a syscall on the fast path (glibc no longer caches
 /// `getpid`; a syscall costs ~220 ns here). Cleared in a forked child by the fork
 /// handler, so a handle inherited through `fork` notices it runs in another process.
-pub(crate) fn current_pid() -> u32 {
+///
+/// # Examples
+/// ```
+/// assert_eq!(shmkit_sys::owner::current_pid(), std::process::id());
+/// ```
+pub fn current_pid() -> u32 {
     // Relaxed: the same value for every thread; a stale 0 only makes us ask the kernel.
     let pid = PID.load(Ordering::Relaxed);
     if pid != 0 {
         return pid;
     }
     let handler = ensure_atfork();
-    // SAFETY: getpid has no preconditions and cannot fail.
-    let pid = unsafe { libc::getpid() } as u32;
+    let pid = rustix::process::getpid().as_raw_nonzero().get() as u32;
     // Cache only once the handler that clears the cache in a forked child exists.
     if handler {
         PID.store(pid, Ordering::Relaxed);
@@ -132,8 +148,9 @@ pub(crate) fn current_pid() -> u32 {
 }
 
 /// This process's start time (low 32 bits of field 22 of `/proc/self/stat`; 0 if
-/// `/proc` cannot be read), cached like [`current_pid`].
-pub(crate) fn current_start_time() -> u32 {
+/// `/proc` cannot be read), cached like [`current_pid`]. With the pid it names this
+/// process uniquely.
+pub fn current_start_time() -> u32 {
     let t = START.load(Ordering::Relaxed);
     if t != 0 {
         return t;
@@ -147,14 +164,22 @@ pub(crate) fn current_start_time() -> u32 {
 }
 
 /// The start time (low 32 bits) of process or thread `id`, if it exists.
-pub(crate) fn start_time(id: u32) -> Option<u32> {
-    let path = format!("/proc/{id}/stat\0");
-    read_stat(path.as_bytes()).ok().map(|s| s.start)
+///
+/// # Examples
+/// ```
+/// use shmkit_sys::owner::{current_pid, current_start_time, start_time};
+///
+/// assert_eq!(start_time(current_pid()), Some(current_start_time()));
+/// assert_eq!(start_time(u32::MAX), None); // no such process
+/// ```
+pub fn start_time(id: u32) -> Option<u32> {
+    let path = format!("/proc/{id}/stat");
+    read_stat(&path).ok().map(|s| s.start)
 }
 
 /// The calling thread's identity (cached; no syscall after the first call per thread).
 #[inline]
-pub(crate) fn current() -> OwnerIdent {
+pub fn current() -> OwnerIdent {
     let me = ME.with(Cell::get);
     if me != 0 {
         return me;
@@ -165,9 +190,8 @@ pub(crate) fn current() -> OwnerIdent {
 #[cold]
 fn current_slow() -> OwnerIdent {
     let handler = ensure_atfork();
-    // SAFETY: gettid has no preconditions and cannot fail.
-    let tid = unsafe { libc::gettid() } as u32;
-    let start = read_stat(b"/proc/thread-self/stat\0")
+    let tid = rustix::thread::gettid().as_raw_nonzero().get() as u32;
+    let start = read_stat("/proc/thread-self/stat")
         .map(|s| s.start)
         .unwrap_or(0);
     let ident = (u64::from(start) << 32) | u64::from(tid & TID_MASK);
@@ -188,37 +212,32 @@ struct Stat {
     start: u32,
 }
 
-/// Reads and parses `/proc/.../stat`; `None` if it does not exist or cannot be read
-/// (`Err` carries the errno).
-fn read_stat(path_nul: &[u8]) -> Result<Stat, i32> {
-    debug_assert_eq!(path_nul.last(), Some(&0));
-    // SAFETY: `path_nul` is NUL-terminated (checked above) and outlives the call.
-    let fd = unsafe { libc::open(path_nul.as_ptr().cast(), libc::O_RDONLY | libc::O_CLOEXEC) };
-    if fd < 0 {
-        return Err(errno());
-    }
+/// Reads and parses `/proc/.../stat`; `Err` carries the errno if it does not exist or
+/// cannot be read.
+fn read_stat(path: &str) -> Result<Stat, i32> {
+    use std::io::Read;
+    let errno = |e: std::io::Error| e.raw_os_error().unwrap_or(ESRCH);
+    let mut file = std::fs::File::open(path).map_err(errno)?;
     let mut buf = [0u8; 1024];
     let mut len = 0;
-    loop {
-        // SAFETY: reading into the unused tail of our own stack buffer from our own fd.
-        let n = unsafe { libc::read(fd, buf[len..].as_mut_ptr().cast(), buf.len() - len) };
-        if n > 0 {
-            len += n as usize;
-            if len == buf.len() {
-                break;
-            }
-        } else if n == 0 || errno() != libc::EINTR {
-            break;
+    while len < buf.len() {
+        match file.read(&mut buf[len..]) {
+            Ok(0) => break,
+            Ok(n) => len += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) if len == 0 => return Err(errno(e)),
+            Err(_) => break,
         }
     }
-    let read_err = if len == 0 { errno() } else { 0 };
-    // SAFETY: closing the fd we opened above, once.
-    unsafe { libc::close(fd) };
     if len == 0 {
-        return Err(if read_err == 0 { libc::ESRCH } else { read_err });
+        return Err(ESRCH);
     }
-    parse_stat(&buf[..len]).ok_or(libc::EINVAL)
+    parse_stat(&buf[..len]).ok_or(EINVAL)
 }
+
+const ESRCH: i32 = rustix::io::Errno::SRCH.raw_os_error();
+const ENOENT: i32 = rustix::io::Errno::NOENT.raw_os_error();
+const EINVAL: i32 = rustix::io::Errno::INVAL.raw_os_error();
 
 /// Parses the state and start time out of a `stat` line. The command name (field 2)
 /// is in parentheses and may itself contain spaces and parentheses, so fields are
@@ -236,23 +255,37 @@ fn parse_stat(line: &[u8]) -> Option<Stat> {
     })
 }
 
-fn errno() -> i32 {
-    std::io::Error::last_os_error().raw_os_error().unwrap_or(0)
-}
-
 /// A probe asking "may the owners of this object live in another pid namespace?"; a
-/// raw pointer to a caller's closure, valid while [`with_probe`] runs.
+/// raw pointer to a caller's closure, valid while [`with_pid_namespace_probe`] runs.
 type Probe = *const (dyn Fn() -> bool + 'static);
 
 thread_local! {
-    /// The innermost probe of the [`with_probe`] calls running on this thread.
+    /// The innermost probe of the [`with_pid_namespace_probe`] calls running on this
+    /// thread.
     static PROBE: Cell<Option<Probe>> = const { Cell::new(None) };
 }
 
-/// Runs `f`; every [`is_alive`] this thread makes meanwhile first asks `shared`, and
-/// answers "alive" if it says the object may be shared across pid namespaces. Nests;
-/// the previous probe is restored on return and on unwinding.
-pub(crate) fn with_probe<R>(shared: &dyn Fn() -> bool, f: impl FnOnce() -> R) -> R {
+/// Runs `f`; every liveness check made on this thread meanwhile (by [`is_alive`], so by
+/// every shmkit layer: a lock's dead-holder recovery, a ring's or queue's dead peer, a
+/// segment's dead creator) first calls `shared`, and while it returns `true` (the object
+/// may be used from another pid namespace) declares no owner dead: a dead holder is
+/// then never recovered, and waiters wait or time out.
+///
+/// `shared` is called at each check, after the owner word was read, so it may read a
+/// flag another process sets at any time (shmkit's segment header flag is read that
+/// way, after a SeqCst fence). Calls nest; the previous probe comes back when `f`
+/// returns or unwinds.
+///
+/// # Examples
+/// ```
+/// use shmkit_sys::owner::{is_alive, with_pid_namespace_probe};
+///
+/// let shared_across_namespaces = || true; // e.g. a segment header flag
+/// // Inside the probe even a pid that exists nowhere counts as alive.
+/// assert!(with_pid_namespace_probe(&shared_across_namespaces, || is_alive(u32::MAX, None)));
+/// assert!(!is_alive(u32::MAX, None));
+/// ```
+pub fn with_pid_namespace_probe<R>(shared: &dyn Fn() -> bool, f: impl FnOnce() -> R) -> R {
     struct Restore(Option<Probe>);
     impl Drop for Restore {
         fn drop(&mut self) {
@@ -268,28 +301,46 @@ pub(crate) fn with_probe<R>(shared: &dyn Fn() -> bool, f: impl FnOnce() -> R) ->
     f()
 }
 
-/// Whether the probe of the enclosing [`with_probe`], if any, says the owners may live
+/// Whether the probe of an enclosing [`with_pid_namespace_probe`] says, right now,
+/// that owners may live in another pid namespace (then liveness answers are "alive"
+/// even for ids that exist nowhere here: do not cache them).
+pub fn probe_says_shared() -> bool {
+    foreign_possible()
+}
+
+/// Whether the probe of the enclosing [`with_pid_namespace_probe`], if any, says the owners may live
 /// in another pid namespace.
 fn foreign_possible() -> bool {
     match PROBE.try_with(Cell::get) {
-        // SAFETY: a probe is only installed by `with_probe`, which removes it before
+        // SAFETY: a probe is only installed by `with_pid_namespace_probe`, which removes it before
         // the closure it points to goes away; we are inside that call on this thread.
         Ok(Some(p)) => unsafe { (*p)() },
         _ => false,
     }
 }
 
-/// Whether the thread `tid` still exists and (if `start` is known) is the same thread
-/// that recorded that start time. Always `true` inside a [`with_probe`] whose probe
-/// says the object may be shared across pid namespaces. See the module docs.
-#[cfg_attr(loom, allow(dead_code))] // loom models supply their own liveness
-pub(crate) fn is_alive(tid: u32, start: Option<u32>) -> bool {
+/// Whether the thread or process `tid` still exists and (if `start` is known) is the
+/// same one that recorded that start time (not a new one that reused the id); a zombie
+/// (killed, not yet reaped) counts as dead. Costs one `/proc` read (a few
+/// microseconds): for slow paths only. Always `true` inside a
+/// [`with_pid_namespace_probe`] whose probe says the object may be shared across pid
+/// namespaces. See the module docs.
+///
+/// # Examples
+/// ```
+/// use shmkit_sys::owner::{current_pid, current_start_time, is_alive};
+///
+/// assert!(is_alive(current_pid(), Some(current_start_time())));
+/// // Another start time: a new process that reused our pid, so "we" are gone.
+/// assert!(!is_alive(current_pid(), Some(current_start_time().wrapping_add(1))));
+/// ```
+pub fn is_alive(tid: u32, start: Option<u32>) -> bool {
     if foreign_possible() {
         // A foreign owner cannot be told from a dead one: never declare it dead.
         return true;
     }
-    let path = format!("/proc/{tid}/stat\0");
-    match read_stat(path.as_bytes()) {
+    let path = format!("/proc/{tid}/stat");
+    match read_stat(&path) {
         Ok(stat) => {
             if stat.state == b'Z' || stat.state == b'X' {
                 return false;
@@ -299,14 +350,55 @@ pub(crate) fn is_alive(tid: u32, start: Option<u32>) -> bool {
                 None => true,
             }
         }
-        Err(libc::ENOENT) | Err(libc::ESRCH) => false,
+        Err(ENOENT) | Err(ESRCH) => false,
         Err(_) => {
-            // /proc unavailable: fall back to kill(tid, 0), which sees existence only.
-            // SAFETY: signal 0 performs only the existence and permission check.
-            let rc = unsafe { libc::kill(tid as libc::pid_t, 0) };
-            !(rc != 0 && errno() == libc::ESRCH)
+            // /proc unavailable: fall back to kill(tid, 0), which sees existence only
+            // (EPERM: it exists but is not ours).
+            let Some(pid) = i32::try_from(tid)
+                .ok()
+                .and_then(rustix::process::Pid::from_raw)
+            else {
+                return false;
+            };
+            !matches!(
+                rustix::process::test_kill_process(pid),
+                Err(rustix::io::Errno::SRCH)
+            )
         }
     }
+}
+
+/// [`is_alive`] for the identity words rings and queues keep: pid 0 ("nobody") counts
+/// as alive, so an empty slot is never "recovered"; start time 0 means "unknown"; only
+/// the low 32 bits of `start_time` are compared (what shared words keep).
+///
+/// # Examples
+/// ```
+/// use shmkit_sys::owner::{current_pid, current_start_time, process_alive};
+///
+/// assert!(process_alive(current_pid(), u64::from(current_start_time())));
+/// assert!(process_alive(0, 0)); // nobody: nothing to recover
+/// assert!(!process_alive(4_194_305 + 7, 0)); // above PID_MAX_LIMIT: never a process
+/// ```
+pub fn process_alive(pid: u32, start_time: u64) -> bool {
+    if pid == 0 {
+        return true;
+    }
+    let start = (start_time != 0).then_some(start_time as u32);
+    is_alive(pid, start)
+}
+
+/// The calling process's identity as an [`OwnerIdent`] (`start_time_low32 << 32 |
+/// pid`), for objects held by a process rather than a thread (semaphore permits,
+/// barrier parties). Judged by [`is_alive`] like a thread's.
+pub fn current_process() -> OwnerIdent {
+    (u64::from(current_start_time()) << 32) | u64::from(current_pid())
+}
+
+/// Inode of this process's pid namespace (`/proc/self/ns/pid`); 0 if unknown.
+pub fn pid_namespace() -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata("/proc/self/ns/pid").map_or(0, |m| m.ino())
 }
 
 #[cfg(test)]
@@ -326,8 +418,7 @@ mod tests {
         let me = current();
         assert_ne!(me, 0);
         assert_eq!(current(), me);
-        // SAFETY: gettid has no preconditions.
-        let tid = unsafe { libc::gettid() } as u32;
+        let tid = rustix::thread::gettid().as_raw_nonzero().get() as u32;
         assert_eq!(ident_tid(me), tid);
         assert!(is_alive(ident_tid(me), Some(ident_start(me))));
         // A wrong start time means "a different thread reused this TID".
@@ -345,7 +436,7 @@ mod tests {
         assert!(!is_alive(missing, None));
         let shared = std::cell::Cell::new(true);
         let probe = || shared.get();
-        with_probe(&probe, || {
+        with_pid_namespace_probe(&probe, || {
             // Missing, exited, or another start time: all could be a live thread in
             // another pid namespace.
             assert!(is_alive(missing, None));
@@ -359,11 +450,12 @@ mod tests {
             assert!(!is_alive(missing, None));
             shared.set(true);
             // Nested probes: the inner one decides, the outer one comes back.
-            with_probe(&|| false, || assert!(!is_alive(missing, None)));
+            with_pid_namespace_probe(&|| false, || assert!(!is_alive(missing, None)));
             assert!(is_alive(missing, None));
         });
         assert!(!is_alive(missing, None), "the probe ends with its call");
-        let unwound = std::panic::catch_unwind(|| with_probe(&|| true, || panic!("boom")));
+        let unwound =
+            std::panic::catch_unwind(|| with_pid_namespace_probe(&|| true, || panic!("boom")));
         assert!(unwound.is_err());
         assert!(!is_alive(missing, None), "and when its call unwinds");
     }
