@@ -7,7 +7,9 @@
 //! derefs to it, so every method of the sync object is there, with its owner-death
 //! recovery. The methods that judge a peer's liveness (`lock*`, `read*`, `write*`,
 //! `acquire*`, barrier and condvar `wait*`) are also inherent methods of the home,
-//! which run them under the segment's pid-namespace rule (see the crate docs). The constructors are the
+//! which run them under the segment's pid-namespace rule (see the crate docs); each
+//! blocking one has its `_timeout(Duration)` and `_deadline(Instant)` forms (shown side
+//! by side at [`Mutex::lock_timeout`]). The constructors are the
 //! [family](crate::family)'s: what creating needs is the initial value for the values,
 //! and the primitive itself for the others (`SharedSemaphore::create(&name,
 //! Semaphore::bounded(2, 2))`).
