@@ -7,7 +7,7 @@
 
 use std::marker::PhantomData;
 use std::ptr::NonNull;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytemuck::Pod;
 use shmkit_segment::{Segment, SegmentOptions, TypeTag};
@@ -333,6 +333,16 @@ impl<T: Pod> SharedArray<T> {
     /// ```
     pub fn lock_timeout(&self, timeout: Duration) -> LockResult<'_, [T]> {
         in_segment(Some(&self.seg), || self.mutex().lock_timeout(timeout))
+    }
+
+    /// Locks, waiting until `deadline` at most (an `Instant` too far ahead to reach
+    /// means no deadline). See [`Mutex::lock_timeout`](shmkit_sync::Mutex::lock_timeout)
+    /// for `_timeout` and `_deadline` side by side.
+    ///
+    /// # Errors
+    /// As [`lock_timeout`](Self::lock_timeout).
+    pub fn lock_deadline(&self, deadline: Instant) -> LockResult<'_, [T]> {
+        in_segment(Some(&self.seg), || self.mutex().lock_deadline(deadline))
     }
 
     fn check(&self, index: usize) -> Result<(), IndexError> {

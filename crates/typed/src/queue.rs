@@ -83,7 +83,7 @@
 
 use std::marker::PhantomData;
 use std::ptr::NonNull;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::peer::is_alive_in;
 use crate::shim::{fence, AtomicU32, AtomicU64};
@@ -437,7 +437,8 @@ enum Backing {
 /// # Examples
 /// A named queue of `#[repr(C)]` jobs, with a producer and a consumer handle:
 /// ```
-/// use shmkit_typed::Queue;
+/// use std::time::{Duration, Instant};
+/// use shmkit_typed::{GetError, Queue};
 ///
 /// #[derive(Clone, Copy, Debug, PartialEq, bytemuck::Pod, bytemuck::Zeroable)]
 /// #[repr(C)]
@@ -449,6 +450,12 @@ enum Backing {
 /// producer.put(Job { id: 1, cost: 0.5 })?;
 /// assert_eq!(consumer.len(), 1);
 /// assert_eq!(consumer.get()?, Job { id: 1, cost: 0.5 });
+/// // Every blocking call has a `_timeout(Duration)` and a `_deadline(Instant)` form;
+/// // one deadline bounds several steps, however long each takes.
+/// let deadline = Instant::now() + Duration::from_millis(10);
+/// producer.put_deadline(Job { id: 2, cost: 1.0 }, deadline)?;
+/// assert_eq!(consumer.get_deadline(deadline)?.id, 2);
+/// assert_eq!(consumer.get_deadline(deadline), Err(GetError::Timeout)); // nothing more
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub struct Queue<T: bytemuck::Pod> {
@@ -1174,6 +1181,15 @@ impl<T: bytemuck::Pod> Queue<T> {
         self.put_inner(v, Some(Some(Deadline::after(timeout))))
     }
 
+    /// Puts `v`, waiting for room until `deadline` at most (an `Instant` too far ahead
+    /// to reach means no deadline; see the [type docs](Queue)).
+    ///
+    /// # Errors
+    /// As [`Queue::put_timeout`].
+    pub fn put_deadline(&self, v: T, deadline: Instant) -> Result<(), PutError<T>> {
+        self.put_inner(v, Some(Some(Deadline::at(deadline))))
+    }
+
     /// Puts `v` if there is room now.
     ///
     /// # Errors
@@ -1238,6 +1254,15 @@ impl<T: bytemuck::Pod> Queue<T> {
     /// ```
     pub fn get_timeout(&self, timeout: Duration) -> Result<T, GetError> {
         self.get_inner(Some(Some(Deadline::after(timeout))))
+    }
+
+    /// Takes the oldest item, waiting until `deadline` at most (an `Instant` too far
+    /// ahead to reach means no deadline; see the [type docs](Queue)).
+    ///
+    /// # Errors
+    /// As [`Queue::get_timeout`].
+    pub fn get_deadline(&self, deadline: Instant) -> Result<T, GetError> {
+        self.get_inner(Some(Some(Deadline::at(deadline))))
     }
 
     /// Takes the oldest item if there is one now.

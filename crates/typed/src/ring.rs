@@ -75,7 +75,7 @@
 //! peer slot (`crates/typed/src/peer.rs`)s at 16 (writer) and 32 (reader).
 
 use std::ptr::NonNull;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::peer::{in_segment, HolderWatch};
 use crate::peer::{PeerSlot, PeerState};
@@ -367,8 +367,15 @@ enum Wait {
 }
 
 impl Wait {
+    /// The `_timeout` forms: a deadline `t` from now.
     fn timeout(t: Duration) -> Self {
         Wait::Until(Some(Deadline::after(t)))
+    }
+
+    /// The `_deadline` forms: `when` on the monotonic clock (one too far ahead to
+    /// reach means no deadline).
+    fn at(when: Instant) -> Self {
+        Wait::Until(Some(Deadline::at(when)))
     }
 }
 
@@ -394,6 +401,7 @@ enum Backing {
 /// # Examples
 /// A named ring with a writer handle and a reader handle:
 /// ```
+/// use std::time::{Duration, Instant};
 /// use shmkit_typed::{ReadError, Ring, WriteError};
 ///
 /// let name = format!("shmkit-doc-ring-{}", std::process::id());
@@ -406,6 +414,13 @@ enum Backing {
 /// assert!(matches!(writer.try_read_with(|_| ()), Err(ReadError::RoleTaken { .. })));
 /// let big = vec![0u8; 8192];
 /// assert!(matches!(writer.try_write(&big), Err(WriteError::TooLarge { .. })));
+/// // Every blocking call has a `_timeout(Duration)` and a `_deadline(Instant)` form;
+/// // one deadline bounds several steps, however long each takes.
+/// let deadline = Instant::now() + Duration::from_millis(10);
+/// writer.write_deadline(b"tock", deadline)?;
+/// assert_eq!(reader.read_with_deadline(deadline, |msg| msg.len())?, 4);
+/// let r = reader.read_with_deadline(deadline, |msg| msg.len()); // nothing more comes
+/// assert!(matches!(r, Err(ReadError::Timeout)));
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub struct Ring {
@@ -832,6 +847,15 @@ impl Ring {
         })
     }
 
+    /// As [`Ring::write_timeout`], giving up at `deadline` (see the
+    /// [type docs](Ring) on `_timeout` and `_deadline`).
+    ///
+    /// # Errors
+    /// As [`Ring::write_timeout`].
+    pub fn write_deadline(&mut self, msg: &[u8], deadline: Instant) -> Result<(), WriteError> {
+        self.write_impl(msg.len(), Wait::at(deadline), |b| b.copy_from_slice(msg))
+    }
+
     /// As [`Ring::write`], failing with [`WriteError::Full`] instead of waiting.
     ///
     /// # Errors
@@ -910,6 +934,19 @@ impl Ring {
         self.write_impl(len, Wait::timeout(timeout), f)
     }
 
+    /// As [`Ring::write_with_timeout`], giving up at `deadline`.
+    ///
+    /// # Errors
+    /// As [`Ring::write_timeout`].
+    pub fn write_with_deadline<R>(
+        &mut self,
+        len: usize,
+        deadline: Instant,
+        f: impl FnOnce(&mut [u8]) -> R,
+    ) -> Result<R, WriteError> {
+        self.write_impl(len, Wait::at(deadline), f)
+    }
+
     /// As [`Ring::write_with`] without waiting.
     ///
     /// # Errors
@@ -970,9 +1007,7 @@ impl Ring {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn wait_consumed(&mut self) -> Result<(), WriteError> {
-        self.ensure_writer()?;
-        // The ring is empty exactly when all of it is free.
-        self.wait_for_space(self.cap, Wait::Until(None))
+        self.wait_consumed_impl(Wait::Until(None))
     }
 
     /// As [`Ring::wait_consumed`], giving up with [`WriteError::Timeout`] after `timeout`.
@@ -993,8 +1028,21 @@ impl Ring {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn wait_consumed_timeout(&mut self, timeout: Duration) -> Result<(), WriteError> {
+        self.wait_consumed_impl(Wait::timeout(timeout))
+    }
+
+    /// As [`Ring::wait_consumed_timeout`], giving up at `deadline`.
+    ///
+    /// # Errors
+    /// As [`Ring::wait_consumed_timeout`].
+    pub fn wait_consumed_deadline(&mut self, deadline: Instant) -> Result<(), WriteError> {
+        self.wait_consumed_impl(Wait::at(deadline))
+    }
+
+    fn wait_consumed_impl(&mut self, wait: Wait) -> Result<(), WriteError> {
         self.ensure_writer()?;
-        self.wait_for_space(self.cap, Wait::timeout(timeout))
+        // The ring is empty exactly when all of it is free.
+        self.wait_for_space(self.cap, wait)
     }
 
     /// Closes the ring: the reader reads what is left, then gets [`ReadError::Closed`].
@@ -1235,6 +1283,18 @@ impl Ring {
         self.read_impl(Wait::timeout(timeout), f)
     }
 
+    /// As [`Ring::read_with_timeout`], giving up at `deadline`.
+    ///
+    /// # Errors
+    /// As [`Ring::read_with_timeout`].
+    pub fn read_with_deadline<R>(
+        &mut self,
+        deadline: Instant,
+        f: impl FnOnce(&[u8]) -> R,
+    ) -> Result<R, ReadError> {
+        self.read_impl(Wait::at(deadline), f)
+    }
+
     /// As [`Ring::read_with`], failing with [`ReadError::Empty`] instead of waiting
     /// (it does not check the writer's liveness).
     ///
@@ -1304,6 +1364,18 @@ impl Ring {
         timeout: Duration,
     ) -> Result<usize, ReadError> {
         self.read_impl(Wait::timeout(timeout), |m| copy_into(buf, m))
+    }
+
+    /// As [`Ring::read_into_timeout`], giving up at `deadline`.
+    ///
+    /// # Errors
+    /// As [`Ring::read_with_timeout`].
+    pub fn read_into_deadline(
+        &mut self,
+        buf: &mut Vec<u8>,
+        deadline: Instant,
+    ) -> Result<usize, ReadError> {
+        self.read_impl(Wait::at(deadline), |m| copy_into(buf, m))
     }
 
     /// As [`Ring::read_into`] without waiting.

@@ -5,9 +5,11 @@
 //!
 //! The payload is the object itself at offset 0 (see `docs/layout.md`); the handle
 //! derefs to it, so every method of the sync object is there, with its owner-death
-//! recovery. The methods that judge a peer's liveness (`lock`, `read`, `write`,
+//! recovery. The methods that judge a peer's liveness (`lock*`, `read*`, `write*`,
 //! `acquire*`, barrier and condvar `wait*`) are also inherent methods of the home,
-//! which run them under the segment's pid-namespace rule (see the crate docs). The constructors are the
+//! which run them under the segment's pid-namespace rule (see the crate docs); each
+//! blocking one has its `_timeout(Duration)` and `_deadline(Instant)` forms (shown side
+//! by side at [`Mutex::lock_timeout`]). The constructors are the
 //! [family](crate::family)'s: what creating needs is the initial value for the values,
 //! and the primitive itself for the others (`SharedSemaphore::create(&name,
 //! Semaphore::bounded(2, 2))`).
@@ -15,7 +17,7 @@
 use std::fmt;
 use std::ops::Deref;
 use std::ptr::NonNull;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytemuck::Pod;
 use shmkit_segment::{Segment, TypeTag};
@@ -362,6 +364,7 @@ impl<T: Pod + Send> Shared<Mutex<T>> {
         lock() -> LockResult<'_, T>;
         try_lock() -> LockResult<'_, T>;
         lock_timeout(timeout: Duration) -> LockResult<'_, T>;
+        lock_deadline(deadline: Instant) -> LockResult<'_, T>;
     }
 
     /// A copy of the value, read under the lock.
@@ -398,9 +401,11 @@ impl<T: Pod + Send + Sync> Shared<RwLock<T>> {
         read() -> RwLockResult<RwLockReadGuard<'_, T>>;
         try_read() -> RwLockResult<RwLockReadGuard<'_, T>>;
         read_timeout(timeout: Duration) -> RwLockResult<RwLockReadGuard<'_, T>>;
+        read_deadline(deadline: Instant) -> RwLockResult<RwLockReadGuard<'_, T>>;
         write() -> RwLockResult<RwLockWriteGuard<'_, T>>;
         try_write() -> RwLockResult<RwLockWriteGuard<'_, T>>;
         write_timeout(timeout: Duration) -> RwLockResult<RwLockWriteGuard<'_, T>>;
+        write_deadline(deadline: Instant) -> RwLockResult<RwLockWriteGuard<'_, T>>;
     }
 
     /// A copy of the value, read under a read lock (other readers may read at once).
@@ -435,9 +440,11 @@ impl Shared<Semaphore> {
         acquire() -> Result<(), SemaphoreError>;
         try_acquire() -> Result<(), SemaphoreError>;
         acquire_timeout(timeout: Duration) -> Result<(), SemaphoreError>;
+        acquire_deadline(deadline: Instant) -> Result<(), SemaphoreError>;
         acquire_permit() -> Result<SemaphorePermit<'_>, SemaphoreError>;
         try_acquire_permit() -> Result<SemaphorePermit<'_>, SemaphoreError>;
         acquire_permit_timeout(timeout: Duration) -> Result<SemaphorePermit<'_>, SemaphoreError>;
+        acquire_permit_deadline(deadline: Instant) -> Result<SemaphorePermit<'_>, SemaphoreError>;
     }
 }
 
@@ -445,6 +452,7 @@ impl Shared<Barrier> {
     probed! {
         wait() -> Result<usize, BarrierError>;
         wait_timeout(timeout: Duration) -> Result<usize, BarrierError>;
+        wait_deadline(deadline: Instant) -> Result<usize, BarrierError>;
     }
 }
 
@@ -473,6 +481,19 @@ impl Shared<Condvar> {
         crate::peer::in_segment(Some(&self.seg), || (**self).wait_timeout(guard, timeout))
     }
 
+    /// The condvar's `wait_deadline`, with the mutex's liveness judged as this segment
+    /// allows.
+    ///
+    /// # Errors
+    /// As [`Condvar::wait_deadline`].
+    pub fn wait_deadline<'a, T: ?Sized>(
+        &self,
+        guard: MutexGuard<'a, T>,
+        deadline: Instant,
+    ) -> Result<(MutexGuard<'a, T>, bool), LockError<MutexGuard<'a, T>>> {
+        crate::peer::in_segment(Some(&self.seg), || (**self).wait_deadline(guard, deadline))
+    }
+
     /// The condvar's `wait_while`, with the mutex's liveness judged as this segment
     /// allows.
     ///
@@ -499,6 +520,22 @@ impl Shared<Condvar> {
     ) -> Result<(MutexGuard<'a, T>, bool), LockError<MutexGuard<'a, T>>> {
         crate::peer::in_segment(Some(&self.seg), || {
             (**self).wait_timeout_while(guard, timeout, condition)
+        })
+    }
+
+    /// The condvar's `wait_deadline_while`, with the mutex's liveness judged as this
+    /// segment allows.
+    ///
+    /// # Errors
+    /// As [`Condvar::wait_deadline_while`].
+    pub fn wait_deadline_while<'a, T: ?Sized>(
+        &self,
+        guard: MutexGuard<'a, T>,
+        deadline: Instant,
+        condition: impl FnMut(&mut T) -> bool,
+    ) -> Result<(MutexGuard<'a, T>, bool), LockError<MutexGuard<'a, T>>> {
+        crate::peer::in_segment(Some(&self.seg), || {
+            (**self).wait_deadline_while(guard, deadline, condition)
         })
     }
 }
