@@ -223,20 +223,6 @@ fn valid_utf8_prefix(b: &[u8]) -> usize {
 }
 
 /// A plain copy of a segment's header fields (see `docs/layout.md`).
-///
-/// # Examples
-/// ```
-/// use shmkit_segment::{Segment, TypeTag};
-///
-/// let name = format!("shmkit-doc-header-{}", std::process::id());
-/// let tag = TypeTag::new(7, "demo::Reading", 16, 8);
-/// let _seg = Segment::options().posix(&name).size(16).type_tag(tag).create()?;
-/// // What `shmkit inspect` shows, read without knowing the type:
-/// let h = Segment::options().posix(&name).any_type().open()?.header().expect("shmkit");
-/// assert_eq!((h.type_tag.name(), h.payload_size, h.total_size), ("demo::Reading", 16, 144));
-/// assert_eq!(h.creator_pid, std::process::id());
-/// # Ok::<(), Box<dyn std::error::Error>>(())
-/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct HeaderInfo {
@@ -318,23 +304,6 @@ impl TypeTag {
 
     /// A tag for a type: `kind` is a namespace chosen by the caller (e.g. which shmkit
     /// container), `name` a stable type name, `size`/`align` its layout.
-    ///
-    /// # Examples
-    /// ```
-    /// use shmkit_segment::TypeTag;
-    ///
-    /// #[repr(C)]
-    /// struct Sample { t: u64, v: [f32; 2] }
-    /// // `const`: compute it once; name it stably (not with `type_name`, if other
-    /// // languages or compilers must agree on it).
-    /// const SAMPLE: TypeTag = TypeTag::new(
-    ///     1,
-    ///     "acme::Sample v1",
-    ///     size_of::<Sample>() as u64,
-    ///     align_of::<Sample>() as u64,
-    /// );
-    /// assert_eq!((SAMPLE.size(), SAMPLE.align()), (16, 8));
-    /// ```
     pub const fn new(kind: u32, name: &str, size: u64, align: u64) -> TypeTag {
         let bytes = name.as_bytes();
         let mut h = fnv1a(FNV_OFFSET, &kind.to_le_bytes());
@@ -368,69 +337,27 @@ impl TypeTag {
     }
 
     /// The caller-chosen kind.
-    ///
-    /// # Examples
-    /// ```
-    /// use shmkit_segment::TypeTag;
-    ///
-    /// let tag = TypeTag::new(0x10, "app::Frame", 64, 8);
-    /// assert_eq!((tag.kind(), tag.size(), tag.align()), (0x10, 64, 8));
-    /// ```
     pub fn kind(&self) -> u32 {
         self.kind
     }
 
     /// The type name (at most the first [`TAG_NAME_LEN`] bytes).
-    ///
-    /// # Examples
-    /// ```
-    /// use shmkit_segment::TypeTag;
-    ///
-    /// let long = "a::very::long::module::path::to::SomeTypeWithALongName";
-    /// let tag = TypeTag::new(0, long, 1, 1);
-    /// assert!(long.starts_with(tag.name()) && tag.name().len() <= 40); // kept for display
-    /// assert_ne!(tag, TypeTag::new(0, &long[..40], 1, 1)); // but the full name is compared
-    /// ```
     pub fn name(&self) -> &str {
         // The constructors only keep whole UTF-8 characters.
         std::str::from_utf8(&self.name[..self.name_len]).unwrap_or("")
     }
 
     /// The type's size in bytes.
-    ///
-    /// # Examples
-    /// ```
-    /// use shmkit_segment::TypeTag;
-    ///
-    /// assert_eq!(TypeTag::new(0, "u32", 4, 4).size(), 4);
-    /// ```
     pub fn size(&self) -> u64 {
         self.size
     }
 
     /// The type's alignment in bytes.
-    ///
-    /// # Examples
-    /// ```
-    /// use shmkit_segment::TypeTag;
-    ///
-    /// assert_eq!(TypeTag::new(0, "u32", 4, 4).align(), 4);
-    /// ```
     pub fn align(&self) -> u64 {
         self.align
     }
 
     /// FNV-1a 64 of kind, size, align and the full name.
-    ///
-    /// # Examples
-    /// ```
-    /// use shmkit_segment::TypeTag;
-    ///
-    /// let a = TypeTag::new(1, "app::Point", 8, 4);
-    /// // Stable across builds and machines: a C or Python reader can compute it too.
-    /// assert_eq!(a.fingerprint(), TypeTag::new(1, "app::Point", 8, 4).fingerprint());
-    /// assert_ne!(a.fingerprint(), TypeTag::new(2, "app::Point", 8, 4).fingerprint());
-    /// ```
     pub fn fingerprint(&self) -> u64 {
         self.fingerprint
     }

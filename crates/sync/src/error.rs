@@ -11,20 +11,6 @@ use std::io;
 /// borrows its lock, so the error is not `'static`: for `?` into
 /// `Box<dyn Error + Send + Sync>`, use [`without_guard`](Self::without_guard) (or `?`
 /// into a [`LockErrorKind`]).
-///
-/// # Examples
-/// ```
-/// use shmkit_sync::{LockError, Mutex};
-///
-/// let m = Mutex::new(1u8);
-/// let held = m.lock().map_err(LockError::without_guard)?;
-/// let err = m.try_lock().unwrap_err();
-/// assert!(matches!(err, LockError::WouldDeadlock));
-/// assert!(!err.is_owner_died() && !err.is_poisoned());
-/// assert!(err.into_guard().is_none()); // only OwnerDied and Poisoned hold the lock
-/// drop(held);
-/// # Ok::<(), Box<dyn std::error::Error>>(())
-/// ```
 #[non_exhaustive]
 pub enum LockError<G> {
     /// The previous holder died while holding the lock (the process was killed, or the
@@ -50,20 +36,6 @@ pub enum LockError<G> {
 
 impl<G> LockError<G> {
     /// The guard, for `OwnerDied` and `Poisoned`.
-    ///
-    /// # Examples
-    /// ```
-    /// use shmkit_sync::Mutex;
-    ///
-    /// let m = Mutex::new(1u32);
-    /// std::thread::scope(|s| {
-    ///     s.spawn(|| std::mem::forget(m.lock().unwrap()));
-    /// });
-    /// let err = m.lock().unwrap_err();
-    /// assert!(err.is_owner_died());
-    /// let guard = err.into_guard().expect("OwnerDied carries the held lock");
-    /// guard.make_consistent();
-    /// ```
     pub fn into_guard(self) -> Option<G> {
         match self {
             LockError::OwnerDied(g) | LockError::Poisoned(g) => Some(g),
@@ -72,52 +44,16 @@ impl<G> LockError<G> {
     }
 
     /// Whether this is `OwnerDied`.
-    ///
-    /// # Examples
-    /// ```
-    /// use shmkit_sync::Mutex;
-    ///
-    /// let m = Mutex::new(0u8);
-    /// std::thread::scope(|s| {
-    ///     s.spawn(|| std::mem::forget(m.lock().unwrap()));
-    /// });
-    /// let e = m.lock().unwrap_err();
-    /// assert!(e.is_owner_died() && !e.is_poisoned());
-    /// ```
     pub fn is_owner_died(&self) -> bool {
         matches!(self, LockError::OwnerDied(_))
     }
 
     /// Whether this is `Poisoned`.
-    ///
-    /// # Examples
-    /// ```
-    /// use shmkit_sync::Mutex;
-    ///
-    /// let m = Mutex::new(0u8);
-    /// std::thread::scope(|s| {
-    ///     s.spawn(|| std::mem::forget(m.lock().unwrap()));
-    /// });
-    /// drop(m.lock()); // OwnerDied, dropped without make_consistent
-    /// assert!(m.lock().unwrap_err().is_poisoned());
-    /// ```
     pub fn is_poisoned(&self) -> bool {
         matches!(self, LockError::Poisoned(_))
     }
 
     /// Applies `f` to the carried guard, if any.
-    ///
-    /// # Examples
-    /// ```
-    /// use shmkit_sync::{LockError, Mutex};
-    ///
-    /// let m = Mutex::new(0u8);
-    /// let _held = m.lock().map_err(LockError::without_guard)?;
-    /// // Change the guard type (to get a `'static` error for `?`, use `without_guard`).
-    /// let e: LockError<()> = m.try_lock().map_err(|e| e.map(drop)).unwrap_err();
-    /// assert!(matches!(e, LockError::WouldDeadlock));
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
     pub fn map<H>(self, f: impl FnOnce(G) -> H) -> LockError<H> {
         match self {
             LockError::OwnerDied(g) => LockError::OwnerDied(f(g)),
@@ -300,18 +236,6 @@ const OS_WAIT_FAILED: &str = "sleeping on the shared-memory word failed in the k
 /// Errors of [`RawMutex`](crate::RawMutex) and [`RawRwLock`](crate::RawRwLock) lock calls
 /// (no guard to carry).
 ///
-/// # Examples
-/// ```
-/// use shmkit_sync::{RawLockError, RawMutex};
-///
-/// let raw = RawMutex::new();
-/// raw.lock()?;
-/// assert_eq!(raw.lock(), Err(RawLockError::WouldDeadlock)); // not a hang
-/// // SAFETY: this thread holds the lock.
-/// unsafe { raw.unlock() };
-/// # Ok::<(), Box<dyn std::error::Error>>(())
-/// ```
-///
 /// `Clone` and `PartialEq` compare and copy an `Os` error by its OS error code (every
 /// `Os` error shmkit makes has one).
 #[derive(Debug, thiserror::Error)]
@@ -402,30 +326,11 @@ pub(crate) fn acquired<G>(
 /// [`RawMutex::poison`](crate::RawMutex::poison) or
 /// [`RawRwLock::make_consistent`](crate::RawRwLock::make_consistent) was called by a
 /// thread that does not hold the lock; nothing was changed.
-///
-/// # Examples
-/// ```
-/// use shmkit_sync::{NotHeld, RawMutex};
-///
-/// let raw = RawMutex::new();
-/// assert_eq!(raw.make_consistent(), Err(NotHeld)); // unlocked: nobody's to repair
-/// assert!(NotHeld.to_string().contains("does not hold"));
-/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[error("the calling thread does not hold this lock: only the holder may mark its data consistent or poisoned (lock it first); nothing was changed")]
 pub struct NotHeld;
 
 /// Errors of [`Semaphore`](crate::Semaphore) operations.
-///
-/// # Examples
-/// ```
-/// use shmkit_sync::{Semaphore, SemaphoreError};
-///
-/// let s = Semaphore::bounded(1, 1);
-/// let e = s.release().unwrap_err();
-/// assert_eq!(e, SemaphoreError::Overflow { max: 1 });
-/// assert!(e.to_string().contains("released too many times"));
-/// ```
 ///
 /// `Clone` and `PartialEq` treat an `Os` error by its OS error code.
 #[derive(Debug, thiserror::Error)]
@@ -475,16 +380,6 @@ impl PartialEq for SemaphoreError {
 impl Eq for SemaphoreError {}
 
 /// Errors of [`Barrier`](crate::Barrier) waits.
-///
-/// # Examples
-/// ```
-/// use std::time::Duration;
-/// use shmkit_sync::{Barrier, BarrierError};
-///
-/// let b = Barrier::new(2);
-/// assert_eq!(b.wait_timeout(Duration::from_millis(5)), Err(BarrierError::Broken));
-/// assert_eq!(b.wait(), Err(BarrierError::Broken)); // stays broken until reset()
-/// ```
 ///
 /// `Clone` and `PartialEq` treat an `Os` error by its OS error code.
 #[derive(Debug, thiserror::Error)]
@@ -536,18 +431,6 @@ impl PartialEq for BarrierError {
 impl Eq for BarrierError {}
 
 /// Errors of [`Event`](crate::Event) waits.
-///
-/// # Examples
-/// ```
-/// use std::time::Duration;
-/// use shmkit_sync::{Event, EventError};
-///
-/// let e = Event::new();
-/// e.set();
-/// let r: Result<(), EventError> = e.wait(); // set: returns at once
-/// assert!(r.is_ok());
-/// assert_eq!(e.wait_timeout(Duration::ZERO), Ok(true));
-/// ```
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum EventError {
@@ -576,17 +459,6 @@ impl PartialEq for EventError {
 impl Eq for EventError {}
 
 /// Errors of [`FileLock`](crate::FileLock) operations.
-///
-/// # Examples
-/// ```
-/// use shmkit_sync::{FileLock, FileLockError};
-///
-/// let e = FileLock::open("/nonexistent-dir/x.lock").unwrap_err();
-/// assert!(matches!(e, FileLockError::Io { op: "open", .. }));
-/// let os = std::error::Error::source(&e).expect("the io::Error is kept as the source");
-/// let io = os.downcast_ref::<std::io::Error>().map(|e| e.kind());
-/// assert_eq!(io, Some(std::io::ErrorKind::NotFound));
-/// ```
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum FileLockError {
@@ -608,16 +480,6 @@ pub enum FileLockError {
 }
 
 /// Errors of [`NamedLock::acquire`](crate::NamedLock::acquire).
-///
-/// # Examples
-/// ```
-/// use std::time::Duration;
-/// use shmkit_sync::{NamedLock, NamedLockError};
-///
-/// let e = NamedLock::acquire("no/slashes", Duration::ZERO).unwrap_err();
-/// assert!(matches!(e, NamedLockError::InvalidName(_)));
-/// assert!(e.to_string().contains("A-Z a-z 0-9")); // says what is allowed
-/// ```
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum NamedLockError {

@@ -95,22 +95,6 @@ pub unsafe trait RawLock {
 /// [`RawLock`]s that wait with a deadline: `lock_until` is the one implementation,
 /// `lock_timeout` and `lock_deadline` are provided on top of it.
 ///
-/// # Examples
-/// ```
-/// use std::time::{Duration, Instant};
-/// use shmkit_sync::{RawLock, RawLockError, RawLockTimed, RawMutex};
-///
-/// let raw = RawMutex::new();
-/// RawLockTimed::lock_deadline(&raw, Instant::now() + Duration::from_secs(1))?;
-/// let r = std::thread::scope(|s| {
-///     s.spawn(|| raw.lock_deadline(Instant::now() + Duration::from_millis(10))).join().unwrap()
-/// });
-/// assert_eq!(r, Err(RawLockError::Timeout));
-/// // SAFETY: this thread holds the lock.
-/// unsafe { RawLock::unlock(&raw) };
-/// # Ok::<(), Box<dyn std::error::Error>>(())
-/// ```
-///
 /// # Safety
 /// As [`RawLock`]: a successful `lock_until` holds the lock exclusively.
 pub unsafe trait RawLockTimed: RawLock {
@@ -144,24 +128,6 @@ pub unsafe trait RawLockTimed: RawLock {
 /// (exclusive) lock may mark the data consistent or poisoned; anyone else gets
 /// [`NotHeld`] and changes nothing. Guards call these for you
 /// ([`LockGuard::make_consistent`]).
-///
-/// # Examples
-/// ```
-/// use shmkit_sync::{Acquired, NotHeld, RawLock, RawLockRepair, RawRwLock};
-///
-/// let raw = RawRwLock::new();
-/// assert_eq!(RawLockRepair::poison(&raw), Err(NotHeld)); // not held: refused
-/// raw.lock()?; // the write side
-/// RawLockRepair::poison(&raw)?; // e.g. an update failed half-way
-/// // SAFETY: this thread holds the write lock.
-/// unsafe { RawLock::unlock(&raw) };
-/// assert_eq!(raw.lock()?, Acquired::Poisoned);
-/// RawLockRepair::make_consistent(&raw)?;
-/// // SAFETY: as above.
-/// unsafe { RawLock::unlock(&raw) };
-/// assert!(!RawLockRepair::is_poisoned(&raw));
-/// # Ok::<(), Box<dyn std::error::Error>>(())
-/// ```
 pub trait RawLockRepair: RawLock {
     /// Marks the data consistent after `OwnerDied` or `Poisoned`.
     ///
@@ -182,19 +148,6 @@ pub trait RawLockRepair: RawLock {
 
 /// The shared (read) side of a reader-writer lock. A read lock is given back with
 /// the [`Ticket`](Self::Ticket) its acquisition returned.
-///
-/// # Examples
-/// ```
-/// use shmkit_sync::{RawLockError, RawReadLock, RawRwLock};
-///
-/// let raw = RawRwLock::new();
-/// let (_, a) = raw.try_lock_shared()?;
-/// let (_, b) = raw.lock_shared_until(None)?; // readers share
-/// assert_eq!(raw.try_write(), Err(RawLockError::WouldBlock));
-/// // SAFETY: this thread took both read locks above; each is given back once.
-/// unsafe { raw.unlock_shared(a); raw.unlock_shared(b) };
-/// # Ok::<(), Box<dyn std::error::Error>>(())
-/// ```
 ///
 /// # Safety
 /// While a read lock is held, the exclusive side must not be taken by anyone.
@@ -289,20 +242,6 @@ impl<R: RawReadLock> Hold for Shared<'_, R> {
 /// [`RwLockReadGuard`](crate::RwLockReadGuard); see the [module docs](self) for `map`.
 ///
 /// Not `Send`: a lock is owned by the thread that took it.
-///
-/// # Examples
-/// ```
-/// use shmkit_sync::{LockError, Mutex};
-///
-/// let m = Mutex::new([0u8; 4]);
-/// {
-///     let mut g = m.lock().map_err(LockError::without_guard)?; // derefs to the data
-///     g[0] = 1;
-///     g[3] = 4;
-/// } // dropping the guard unlocks
-/// assert_eq!(*m.try_lock().map_err(LockError::without_guard)?, [1, 0, 0, 4]);
-/// # Ok::<(), Box<dyn std::error::Error + Send + Sync>>(())
-/// ```
 #[must_use = "the lock is given back as soon as the guard is dropped"]
 #[clippy::has_significant_drop]
 pub struct LockGuard<'a, H: Hold, T: ?Sized + 'a> {
@@ -339,26 +278,6 @@ impl<'a, R: RawLockRepair, T: ?Sized> LockGuard<'a, Exclusive<'a, R>, T> {
     /// Marks the data consistent after `OwnerDied` or `Poisoned`: later lockers get
     /// plain guards again. (A guard inherited across `fork` does not hold its
     /// parent's lock: then this does nothing, as its drop does.)
-    ///
-    /// # Examples
-    /// ```
-    /// use shmkit_sync::{LockError, Mutex};
-    ///
-    /// let m = Mutex::new(10u32);
-    /// std::thread::scope(|s| {
-    ///     s.spawn(|| {
-    ///         let mut g = m.lock().unwrap();
-    ///         *g = 999; // a half-done update...
-    ///         std::mem::forget(g); // ...and the holder dies
-    ///     });
-    /// });
-    /// if let Err(LockError::OwnerDied(mut g)) = m.lock() {
-    ///     *g = 10; // repair from what we know
-    ///     g.make_consistent(); // later lockers get plain guards again
-    /// }
-    /// assert_eq!(*m.lock().map_err(LockError::without_guard)?, 10);
-    /// # Ok::<(), Box<dyn std::error::Error + Send + Sync>>(())
-    /// ```
     pub fn make_consistent(&self) {
         // Cannot fail while this thread holds the guard.
         let _ = self.hold.raw.make_consistent();
@@ -763,5 +682,76 @@ mod tests {
         assert!(matches!(second, Err(NamedLockError::Timeout(_))));
         drop(first);
         assert!(NamedLock::acquire_in_deadline(&dir.0, "job", soon()).is_ok());
+    }
+
+    /// What per-method doc examples checked before they were folded into one example
+    /// per type (the rest is covered by the crate's integration tests).
+    #[test]
+    fn checks_from_the_folded_doc_examples() {
+        // Statics: a 'static guard's errors go through `?` as they are.
+        static COUNTER: Mutex<u64> = Mutex::new(0);
+        static TABLE: RwLock<[u32; 4]> = RwLock::new([0; 4]);
+        fn bump() -> Result<(u64, u32), Box<dyn Error>> {
+            *COUNTER.lock()? += 1;
+            TABLE.write()?[1] = 9;
+            let (c, t) = (*COUNTER.lock()?, TABLE.read()?[1]);
+            Ok((c, t))
+        }
+        assert_eq!(bump().unwrap(), (1, 9));
+
+        // `map` and `into_guard` on errors without a guard.
+        let m = Mutex::new(0u8);
+        let held = m.lock().map_err(LockError::without_guard).unwrap();
+        let e: LockError<()> = m.try_lock().map_err(|e| e.map(drop)).unwrap_err();
+        assert!(matches!(e, LockError::WouldDeadlock));
+        assert!(!e.is_owner_died() && !e.is_poisoned() && e.into_guard().is_none());
+        drop(held);
+
+        // A live holder elsewhere: `try_lock` does not wait.
+        let raw = RawMutex::new();
+        assert_eq!(raw.try_lock(), Ok(Acquired::Consistent));
+        let other = std::thread::scope(|s| s.spawn(|| raw.try_lock()).join().unwrap());
+        assert_eq!(other, Err(RawLockError::WouldBlock));
+        // SAFETY: this thread holds the lock.
+        unsafe { raw.unlock() };
+
+        // The rwlock's repair is the writer's alone.
+        let rw = RawRwLock::new();
+        assert_eq!(rw.make_consistent(), Err(NotHeld));
+        rw.write_until(None).unwrap();
+        assert_eq!(rw.make_consistent(), Ok(()));
+        // SAFETY: this thread holds the write lock.
+        unsafe { rw.write_unlock() };
+
+        // Messages say what happened and what to do.
+        assert!(NotHeld.to_string().contains("does not hold"));
+        let sem = Semaphore::bounded(1, 1);
+        let e = sem.release().unwrap_err();
+        assert_eq!(e, SemaphoreError::Overflow { max: 1 });
+        assert!(e.to_string().contains("released too many times"));
+        let e = NamedLock::acquire("no/slashes", Duration::ZERO).unwrap_err();
+        assert!(matches!(e, NamedLockError::InvalidName(_)));
+        assert!(e.to_string().contains("A-Z a-z 0-9"));
+        let e = FileLock::open("/nonexistent-dir/x.lock").unwrap_err();
+        assert!(matches!(e, FileLockError::Io { op: "open", .. }));
+        let io = e.source().and_then(|s| s.downcast_ref::<std::io::Error>());
+        assert_eq!(io.map(|e| e.kind()), Some(std::io::ErrorKind::NotFound));
+
+        // Barrier: `abort` breaks it for everyone until `reset`; `register` is idempotent.
+        let b = Barrier::new(3);
+        assert!(b.register() && b.register());
+        b.abort();
+        assert_eq!(b.wait(), Err(BarrierError::Broken));
+        b.reset();
+        assert!(!b.is_broken());
+
+        // A named lock in a directory of the caller's choosing removes its file on drop.
+        use std::os::unix::fs::DirBuilderExt;
+        let dir = std::env::temp_dir().join(format!("shmkit-unit-locks-{}", std::process::id()));
+        std::fs::DirBuilder::new().mode(0o700).create(&dir).unwrap();
+        let guard = NamedLock::acquire_in(&dir, "job-42", Duration::from_secs(1)).unwrap();
+        assert_eq!(guard.path(), dir.join("job-42.lock"));
+        drop(guard);
+        std::fs::remove_dir(&dir).unwrap(); // fails unless the lock file is gone
     }
 }

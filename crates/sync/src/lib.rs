@@ -33,24 +33,15 @@
 //! `Segment::shared_across_pid_namespaces`): a dead holder is then never recovered, and
 //! waiters wait or time out; otherwise keep all users in one pid namespace.
 //!
-//! # Example: a lock whose holder may die
-//! ```
-//! use shmkit_sync::{LockError, Mutex};
-//!
-//! // In real use this lives in a shared segment; any suitably aligned memory works.
-//! let m = Mutex::new(0u64);
-//! let mut guard = match m.lock() {
-//!     Ok(g) => g,
-//!     // The previous holder died mid-update: repair, then mark consistent.
-//!     Err(LockError::OwnerDied(g)) | Err(LockError::Poisoned(g)) => {
-//!         g.make_consistent();
-//!         g
-//!     }
-//!     Err(e) => return Err(e.without_guard().into()),
-//! };
-//! *guard += 1;
-//! # Ok::<(), Box<dyn std::error::Error>>(())
-//! ```
+//! # Examples
+//! One runnable example per idea, on the type that carries it:
+//! - a holder that dies and the repair ([`OwnerDied`](LockError::OwnerDied),
+//!   `make_consistent`): [`Mutex`], the canonical scenario;
+//! - readers and writers, timeouts and deadlines: [`RwLock`], [`Mutex::lock_timeout`];
+//! - lock errors through `?`: [`LockError::without_guard`];
+//! - one guard family and `map`: [`guard`]; code generic over raw locks: [`RawLock`];
+//! - [`Semaphore`] (and its owned permits), [`Event`], [`Barrier`], [`Condvar`],
+//!   [`FileLock`], [`NamedLock`]: on each type.
 
 mod atomic;
 mod barrier;

@@ -82,25 +82,6 @@ const YIELDS: u32 = shmkit_sys::backoff::YIELD_LIMIT;
 const YIELDS: u32 = 0;
 
 /// How a [`RawMutex`] was acquired.
-///
-/// # Examples
-/// ```
-/// use shmkit_sync::{Acquired, RawMutex};
-///
-/// let raw = RawMutex::new();
-/// // A holder that exits without unlocking (a killed process behaves the same).
-/// std::thread::scope(|s| {
-///     s.spawn(|| raw.lock().map(drop));
-/// });
-/// assert_eq!(raw.lock()?, Acquired::OwnerDied); // the lock is ours now
-/// raw.make_consistent()?; // once the data is repaired
-/// // SAFETY: this thread holds the lock.
-/// unsafe { raw.unlock() };
-/// assert_eq!(raw.lock()?, Acquired::Consistent);
-/// # // SAFETY: this thread holds the lock.
-/// # unsafe { raw.unlock() };
-/// # Ok::<(), Box<dyn std::error::Error>>(())
-/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Acquired {
     /// Normally; the data is consistent.
@@ -120,6 +101,9 @@ pub enum Acquired {
 /// deliberately not padded to a cache line: the holder touches the lock and the data it
 /// protects together. Put it in a `#[repr(C, align(128))]` wrapper when several
 /// independent mutexes sit side by side.
+///
+/// A dead holder is reported as [`Acquired::OwnerDied`]; the scenario is worked out
+/// on [`Mutex`].
 ///
 /// # Examples
 /// ```
@@ -169,15 +153,6 @@ impl fmt::Debug for RawMutex {
 
 impl RawMutex {
     /// An unlocked, consistent mutex (all zero bytes).
-    ///
-    /// # Examples
-    /// ```
-    /// use shmkit_sync::RawMutex;
-    ///
-    /// // `const`: usable in statics; all zero bytes, like a zeroed segment.
-    /// static RAW: RawMutex = RawMutex::new();
-    /// assert!(!RAW.is_locked() && !RAW.is_poisoned());
-    /// ```
     #[cfg(not(loom))]
     pub const fn new() -> Self {
         RawMutex {
@@ -202,23 +177,6 @@ impl RawMutex {
     /// # Safety
     /// `ptr` must be valid for writes of `size_of::<RawMutex>()` bytes, 8-aligned, and no
     /// other process or thread may be using a mutex at that address.
-    ///
-    /// # Examples
-    /// ```
-    /// use shmkit_segment::Segment;
-    /// use shmkit_sync::RawMutex;
-    ///
-    /// let seg = Segment::options().anonymous().size(size_of::<RawMutex>()).create()?;
-    /// let ptr = seg.payload_ptr().cast::<RawMutex>();
-    /// // SAFETY: the payload is 128-byte aligned, large enough, and nobody uses it yet.
-    /// unsafe { RawMutex::init_in_place(ptr) };
-    /// // SAFETY: initialised above; `seg` keeps the memory mapped while `raw` is used.
-    /// let raw = unsafe { &*ptr };
-    /// assert!(raw.try_lock().is_ok());
-    /// // SAFETY: this thread holds the lock.
-    /// unsafe { raw.unlock() };
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
     pub unsafe fn init_in_place(ptr: *mut Self) {
         // SAFETY: the caller guarantees `ptr` is valid, aligned and unused; all-zero
         // bytes are a valid unlocked RawMutex.
@@ -230,20 +188,6 @@ impl RawMutex {
     ///
     /// # Errors
     /// [`RawLockError::WouldDeadlock`] if the calling thread already holds it.
-    ///
-    /// # Examples
-    /// ```
-    /// use shmkit_sync::{Acquired, RawMutex};
-    ///
-    /// let raw = RawMutex::new();
-    /// match raw.lock()? {
-    ///     Acquired::Consistent => {} // the usual case
-    ///     Acquired::OwnerDied | Acquired::Poisoned => raw.make_consistent()?, // after repair
-    /// }
-    /// // SAFETY: this thread holds the lock.
-    /// unsafe { raw.unlock() };
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
     #[inline]
     pub fn lock(&self) -> Result<Acquired, RawLockError> {
         self.lock_with(&Futex, None)
@@ -253,19 +197,6 @@ impl RawMutex {
     ///
     /// # Errors
     /// [`RawLockError::WouldBlock`] if someone alive holds it.
-    ///
-    /// # Examples
-    /// ```
-    /// use shmkit_sync::{Acquired, RawLockError, RawMutex};
-    ///
-    /// let raw = RawMutex::new();
-    /// assert_eq!(raw.try_lock()?, Acquired::Consistent);
-    /// let other = std::thread::scope(|s| s.spawn(|| raw.try_lock()).join().unwrap());
-    /// assert_eq!(other, Err(RawLockError::WouldBlock)); // a live holder: no waiting
-    /// // SAFETY: this thread holds the lock.
-    /// unsafe { raw.unlock() };
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
     #[inline]
     pub fn try_lock(&self) -> Result<Acquired, RawLockError> {
         self.try_lock_with(&Futex)
@@ -275,23 +206,6 @@ impl RawMutex {
     ///
     /// # Errors
     /// [`RawLockError::Timeout`] after at least `timeout`; `WouldDeadlock` as [`lock`](Self::lock).
-    ///
-    /// # Examples
-    /// ```
-    /// use std::time::Duration;
-    /// use shmkit_sync::{RawLockError, RawMutex};
-    ///
-    /// let raw = RawMutex::new();
-    /// raw.lock()?;
-    /// // Another thread finds it held and gives up after the timeout.
-    /// let r = std::thread::scope(|s| {
-    ///     s.spawn(|| raw.lock_timeout(Duration::from_millis(20))).join().unwrap()
-    /// });
-    /// assert_eq!(r, Err(RawLockError::Timeout));
-    /// // SAFETY: this thread holds the lock.
-    /// unsafe { raw.unlock() };
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
     #[inline]
     pub fn lock_timeout(&self, timeout: Duration) -> Result<Acquired, RawLockError> {
         self.lock_with(&Futex, Some(&Deadline::after(timeout)))
@@ -301,21 +215,6 @@ impl RawMutex {
     ///
     /// # Errors
     /// As [`lock_timeout`](Self::lock_timeout).
-    ///
-    /// # Examples
-    /// ```
-    /// use std::time::Duration;
-    /// use shmkit_sync::{Deadline, RawMutex};
-    ///
-    /// // One deadline for several steps, however long each takes.
-    /// let deadline = Deadline::after(Duration::from_secs(1));
-    /// let (a, b) = (RawMutex::new(), RawMutex::new());
-    /// a.lock_until(Some(&deadline))?;
-    /// b.lock_until(Some(&deadline))?;
-    /// // SAFETY: this thread holds both locks.
-    /// unsafe { b.unlock(); a.unlock() };
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
     #[inline]
     pub fn lock_until(&self, deadline: Option<&Deadline>) -> Result<Acquired, RawLockError> {
         self.lock_with(&Futex, deadline)
@@ -330,18 +229,6 @@ impl RawMutex {
     /// # Safety
     /// The calling thread must hold the lock (every `lock` success is matched by at most
     /// one `unlock`); otherwise the protected data may be accessed concurrently.
-    ///
-    /// # Examples
-    /// ```
-    /// use shmkit_sync::RawMutex;
-    ///
-    /// let raw = RawMutex::new();
-    /// raw.lock()?;
-    /// // SAFETY: this thread took the lock just above and unlocks it once.
-    /// unsafe { raw.unlock() };
-    /// assert!(!raw.is_locked());
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
     #[inline]
     pub unsafe fn unlock(&self) {
         self.unlock_with(&Futex, false)
@@ -355,23 +242,6 @@ impl RawMutex {
     ///
     /// # Errors
     /// [`NotHeld`] if the calling thread does not hold the lock.
-    ///
-    /// # Examples
-    /// ```
-    /// use shmkit_sync::{Acquired, NotHeld, RawMutex};
-    ///
-    /// let raw = RawMutex::new();
-    /// std::thread::scope(|s| {
-    ///     s.spawn(|| raw.lock().map(drop)); // exits holding it
-    /// });
-    /// assert_eq!(raw.make_consistent(), Err(NotHeld)); // not ours (yet): refused
-    /// assert_eq!(raw.lock()?, Acquired::OwnerDied);
-    /// raw.make_consistent()?; // while holding it, once the data is repaired
-    /// // SAFETY: this thread holds the lock.
-    /// unsafe { raw.unlock() };
-    /// assert!(!raw.is_poisoned());
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
     #[inline]
     pub fn make_consistent(&self) -> Result<(), NotHeld> {
         self.make_consistent_with(&Futex)
@@ -403,26 +273,6 @@ impl RawMutex {
     ///
     /// # Errors
     /// [`NotHeld`] if the calling thread does not hold the lock.
-    ///
-    /// # Examples
-    /// ```
-    /// use shmkit_sync::{Acquired, NotHeld, RawMutex};
-    ///
-    /// let raw = RawMutex::new();
-    /// assert_eq!(raw.poison(), Err(NotHeld)); // not held: refused, nothing changes
-    /// assert!(!raw.is_poisoned());
-    /// raw.lock()?;
-    /// raw.poison()?; // e.g. the holder found its update failed half-way
-    /// // SAFETY: this thread holds the lock.
-    /// unsafe { raw.unlock() };
-    /// assert!(raw.is_poisoned() && !raw.is_locked());
-    /// assert_eq!(raw.lock()?, Acquired::Poisoned); // every later holder is told
-    /// raw.make_consistent()?;
-    /// // SAFETY: this thread holds the lock.
-    /// unsafe { raw.unlock() };
-    /// assert!(!raw.is_poisoned());
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
     #[inline]
     pub fn poison(&self) -> Result<(), NotHeld> {
         self.check_held(&Futex)?;
@@ -638,11 +488,17 @@ impl RawMutex {
 /// `#[repr(C)]`: the raw mutex at offset 0, then the data. `T: ?Sized`, so `Mutex<[T]>`
 /// works. Valid when zeroed if `T` is.
 ///
-/// # Examples
-/// A counter in an anonymous segment, shared with a forked child:
+/// # Example: a holder that dies
+/// This is shmkit's one worked dead-holder scenario; every other type that recovers
+/// from a dead holder (the [table in the crate docs](crate), `SharedValue` and the
+/// other typed homes) links here. A forked child takes the lock in an anonymous
+/// segment, updates the counter and dies without unlocking (a `SIGKILL` would do the
+/// same, and so would a thread that exits holding the lock). The next locker gets the
+/// lock with `OwnerDied`, repairs and marks the data consistent; had it dropped the
+/// guard instead, every later locker would be told `Poisoned` until someone repairs.
 /// ```
 /// use shmkit_segment::Segment;
-/// use shmkit_sync::Mutex;
+/// use shmkit_sync::{LockError, Mutex};
 ///
 /// let seg = Segment::options().anonymous().size(size_of::<Mutex<u64>>()).create()?;
 /// // SAFETY: the payload is 128-byte aligned, large enough and zeroed, which is an
@@ -651,13 +507,28 @@ impl RawMutex {
 /// // SAFETY: this example is single-threaded, so the child may run any code.
 /// let child = unsafe { libc::fork() };
 /// if child == 0 {
-///     *counter.lock().unwrap() += 1;
+///     let mut guard = counter.lock().unwrap();
+///     *guard += 1;
+///     std::mem::forget(guard); // dies holding the lock, mid-update
 ///     // SAFETY: ends the child without running the parent's exit code.
 ///     unsafe { libc::_exit(0) }
 /// }
 /// // SAFETY: `child` is our child's pid; a null status pointer is allowed.
 /// assert_eq!(unsafe { libc::waitpid(child, std::ptr::null_mut(), 0) }, child);
-/// assert_eq!(*counter.lock().unwrap(), 1);
+/// let mut guard = match counter.lock() {
+///     Ok(g) => g,
+///     // The previous holder died mid-update: the lock is ours. Repair, then say so.
+///     Err(LockError::OwnerDied(g)) | Err(LockError::Poisoned(g)) => {
+///         g.make_consistent(); // (here the child's update happens to be complete)
+///         g
+///     }
+///     // Timeout, WouldBlock, ... carry no guard: `?` them as a `'static` error.
+///     Err(e) => return Err(e.without_guard().into()),
+/// };
+/// assert_eq!(*guard, 1);
+/// *guard += 1;
+/// drop(guard);
+/// assert!(!counter.is_poisoned());
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 #[repr(C)]
@@ -674,17 +545,6 @@ unsafe impl<T: ?Sized + Send> Send for Mutex<T> {}
 
 impl<T> Mutex<T> {
     /// A new unlocked mutex holding `value`.
-    ///
-    /// # Examples
-    /// ```
-    /// use shmkit_sync::Mutex;
-    ///
-    /// // `const`: a Mutex can be a static (shared by threads; use a segment for processes).
-    /// static COUNTER: Mutex<u64> = Mutex::new(0);
-    /// *COUNTER.lock()? += 1; // a 'static guard, so its errors work with `?`
-    /// assert_eq!(*COUNTER.lock()?, 1);
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
     #[cfg(not(loom))]
     pub const fn new(value: T) -> Self {
         Mutex {
@@ -725,25 +585,6 @@ impl<T: ?Sized> Mutex<T> {
     /// # Examples
     /// Recovering from a holder that died mid-update (a thread that exits holding the
     /// lock counts as dead, as a killed process does):
-    /// ```
-    /// use shmkit_sync::{LockError, Mutex};
-    ///
-    /// let m = Mutex::new(0u64);
-    /// std::thread::scope(|s| {
-    ///     s.spawn(|| std::mem::forget(m.lock().unwrap()));
-    /// });
-    /// let mut guard = match m.lock() {
-    ///     Ok(g) => g,
-    ///     Err(LockError::OwnerDied(g)) | Err(LockError::Poisoned(g)) => {
-    ///         // Repair the data here, then mark it consistent.
-    ///         g.make_consistent();
-    ///         g
-    ///     }
-    ///     Err(e) => return Err(e.without_guard().into()),
-    /// };
-    /// *guard += 1;
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
     #[inline]
     pub fn lock(&self) -> Result<MutexGuard<'_, T>, LockError<MutexGuard<'_, T>>> {
         self.wrap(self.raw.lock())
@@ -753,23 +594,6 @@ impl<T: ?Sized> Mutex<T> {
     ///
     /// # Errors
     /// `WouldBlock` if a live holder has it; otherwise as [`lock`](Self::lock).
-    ///
-    /// # Examples
-    /// ```
-    /// use shmkit_sync::{LockError, Mutex};
-    ///
-    /// let m = Mutex::new(0u32);
-    /// let guard = m.try_lock().map_err(LockError::without_guard)?;
-    /// // Held by this thread: locking again would deadlock, so it is an error.
-    /// assert!(matches!(m.try_lock(), Err(LockError::WouldDeadlock)));
-    /// // Held by a live thread: another thread does not wait.
-    /// let blocked = std::thread::scope(|s| {
-    ///     s.spawn(|| matches!(m.try_lock(), Err(LockError::WouldBlock))).join().unwrap()
-    /// });
-    /// assert!(blocked);
-    /// drop(guard);
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
     #[inline]
     pub fn try_lock(&self) -> Result<MutexGuard<'_, T>, LockError<MutexGuard<'_, T>>> {
         self.wrap(self.raw.try_lock())

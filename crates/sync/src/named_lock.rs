@@ -50,19 +50,6 @@ pub struct NamedLock;
 
 /// A held named lock; released (and its file removed) on drop, or by the kernel if the
 /// process dies.
-///
-/// # Examples
-/// ```
-/// use std::time::Duration;
-/// use shmkit_sync::NamedLock;
-///
-/// let name = format!("shmkit-doc-guard-{}", std::process::id());
-/// let guard = NamedLock::acquire(&name, Duration::from_secs(1))?;
-/// assert!(guard.path().ends_with(format!("{name}.lock")));
-/// assert!(guard.path().exists());
-/// drop(guard); // unlocks and removes the file
-/// # Ok::<(), Box<dyn std::error::Error>>(())
-/// ```
 #[derive(Debug)]
 #[must_use = "the named lock is released as soon as the guard is dropped"]
 pub struct NamedLockGuard {
@@ -72,17 +59,6 @@ pub struct NamedLockGuard {
 
 impl NamedLockGuard {
     /// The lock file's path.
-    ///
-    /// # Examples
-    /// ```
-    /// use std::time::Duration;
-    /// use shmkit_sync::NamedLock;
-    ///
-    /// let name = format!("shmkit-doc-path-{}", std::process::id());
-    /// let g = NamedLock::acquire(&name, Duration::from_secs(1))?;
-    /// assert_eq!(g.path(), NamedLock::lock_dir().join(format!("{name}.lock")));
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
     pub fn path(&self) -> &Path {
         &self.path
     }
@@ -112,22 +88,6 @@ impl NamedLock {
     /// # Errors
     /// [`NamedLockError::InvalidName`], [`NamedLockError::Timeout`],
     /// [`NamedLockError::UnsafeDir`], or [`NamedLockError::Io`].
-    ///
-    /// # Examples
-    /// ```
-    /// use std::time::Duration;
-    /// use shmkit_sync::NamedLock;
-    ///
-    /// let name = format!("shmkit-doc-acquire-{}", std::process::id());
-    /// let first = NamedLock::acquire(&name, Duration::from_secs(1))?;
-    /// std::thread::scope(|s| {
-    ///     // Waits (up to 10 s) until `first` is released below.
-    ///     let second = s.spawn(|| NamedLock::acquire(&name, Duration::from_secs(10)).is_ok());
-    ///     drop(first);
-    ///     assert!(second.join().unwrap());
-    /// });
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
     pub fn acquire(name: &str, timeout: Duration) -> Result<NamedLockGuard, NamedLockError> {
         Self::acquire_in(&Self::lock_dir(), name, timeout)
     }
@@ -149,18 +109,6 @@ impl NamedLock {
     /// # Errors
     /// [`NamedLockError::WouldBlock`] if another holder has it; otherwise as
     /// [`acquire`](Self::acquire) (never `Timeout`).
-    ///
-    /// # Examples
-    /// ```
-    /// use shmkit_sync::{NamedLock, NamedLockError};
-    ///
-    /// let name = format!("shmkit-doc-try-{}", std::process::id());
-    /// let guard = NamedLock::try_acquire(&name)?;
-    /// assert!(matches!(NamedLock::try_acquire(&name), Err(NamedLockError::WouldBlock(_))));
-    /// drop(guard);
-    /// let _again = NamedLock::try_acquire(&name)?;
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
     pub fn try_acquire(name: &str) -> Result<NamedLockGuard, NamedLockError> {
         Self::acquire_impl(&Self::lock_dir(), name, &Deadline::now(), true)
     }
@@ -170,21 +118,6 @@ impl NamedLock {
     ///
     /// # Errors
     /// As [`acquire`](Self::acquire).
-    ///
-    /// # Examples
-    /// ```
-    /// use std::os::unix::fs::DirBuilderExt;
-    /// use std::time::Duration;
-    /// use shmkit_sync::NamedLock;
-    ///
-    /// let dir = std::env::temp_dir().join(format!("shmkit-doc-locks-{}", std::process::id()));
-    /// std::fs::DirBuilder::new().mode(0o700).create(&dir)?; // private to this user
-    /// let guard = NamedLock::acquire_in(&dir, "job-42", Duration::from_secs(1))?;
-    /// assert_eq!(guard.path(), dir.join("job-42.lock"));
-    /// drop(guard); // removes its file...
-    /// std::fs::remove_dir(&dir)?; // ...so the directory is empty again
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
     pub fn acquire_in(
         dir: &Path,
         name: &str,
@@ -266,15 +199,6 @@ impl NamedLock {
     }
 
     /// The directory where lock files live (see the module docs).
-    ///
-    /// # Examples
-    /// ```
-    /// use shmkit_sync::NamedLock;
-    ///
-    /// // `$SHMKIT_LOCK_DIR`, else `$XDG_RUNTIME_DIR/shmkit-locks`, else /tmp/shmkit-locks-<uid>.
-    /// let dir = NamedLock::lock_dir();
-    /// assert!(dir.is_absolute());
-    /// ```
     pub fn lock_dir() -> PathBuf {
         if let Some(d) = std::env::var_os("SHMKIT_LOCK_DIR") {
             return PathBuf::from(d);

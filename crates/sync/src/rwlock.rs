@@ -156,17 +156,6 @@ impl fmt::Debug for RawRwLock {
 
 impl RawRwLock {
     /// An unlocked lock (all zero bytes).
-    ///
-    /// # Examples
-    /// ```
-    /// use shmkit_sync::RawRwLock;
-    ///
-    /// static RAW: RawRwLock = RawRwLock::new(); // `const`: all zero bytes
-    /// RAW.try_read()?;
-    /// // SAFETY: this thread holds the read lock.
-    /// unsafe { RAW.read_unlock() };
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
     #[cfg(not(loom))]
     pub const fn new() -> Self {
         RawRwLock {
@@ -204,23 +193,6 @@ impl RawRwLock {
     ///
     /// # Errors
     /// [`RawLockError::Timeout`] once the deadline passed.
-    ///
-    /// # Examples
-    /// ```
-    /// use std::time::Duration;
-    /// use shmkit_sync::{Deadline, RawLockError, RawRwLock};
-    ///
-    /// let raw = RawRwLock::new();
-    /// raw.try_write()?;
-    /// let soon = Deadline::after(Duration::from_millis(10));
-    /// assert_eq!(raw.read_until(Some(&soon)), Err(RawLockError::Timeout));
-    /// // SAFETY: this thread holds the write lock.
-    /// unsafe { raw.write_unlock() };
-    /// raw.read_until(None)?;
-    /// // SAFETY: this thread holds a read lock.
-    /// unsafe { raw.read_unlock() };
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
     pub fn read_until(&self, deadline: Option<&Deadline>) -> Result<Acquired, RawLockError> {
         self.read_with(&Futex, deadline).map(|(a, _)| a)
     }
@@ -229,21 +201,6 @@ impl RawRwLock {
     ///
     /// # Errors
     /// [`RawLockError::WouldBlock`] if a writer holds or waits for it.
-    ///
-    /// # Examples
-    /// ```
-    /// use shmkit_sync::{RawLockError, RawRwLock};
-    ///
-    /// let raw = RawRwLock::new();
-    /// raw.try_write()?;
-    /// assert_eq!(raw.try_read(), Err(RawLockError::WouldBlock));
-    /// // SAFETY: this thread holds the write lock.
-    /// unsafe { raw.write_unlock() };
-    /// raw.try_read()?;
-    /// // SAFETY: this thread holds a read lock.
-    /// unsafe { raw.read_unlock() };
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
     pub fn try_read(&self) -> Result<Acquired, RawLockError> {
         self.try_read_with(&Futex).map(|(a, _)| a)
     }
@@ -270,23 +227,6 @@ impl RawRwLock {
     ///
     /// # Errors
     /// [`RawLockError::Timeout`] once the deadline passed.
-    ///
-    /// # Examples
-    /// ```
-    /// use std::time::Duration;
-    /// use shmkit_sync::{Deadline, RawLockError, RawRwLock};
-    ///
-    /// let raw = RawRwLock::new();
-    /// raw.read_until(None)?;
-    /// let soon = Deadline::after(Duration::from_millis(10));
-    /// assert_eq!(raw.write_until(Some(&soon)), Err(RawLockError::Timeout)); // a reader holds it
-    /// // SAFETY: this thread holds the read lock taken above.
-    /// unsafe { raw.read_unlock() };
-    /// raw.write_until(None)?;
-    /// // SAFETY: this thread holds the write lock.
-    /// unsafe { raw.write_unlock() };
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
     pub fn write_until(&self, deadline: Option<&Deadline>) -> Result<Acquired, RawLockError> {
         self.write_with(&Futex, deadline)
     }
@@ -295,18 +235,6 @@ impl RawRwLock {
     ///
     /// # Errors
     /// [`RawLockError::WouldBlock`] otherwise.
-    ///
-    /// # Examples
-    /// ```
-    /// use shmkit_sync::{RawLockError, RawRwLock};
-    ///
-    /// let raw = RawRwLock::new();
-    /// raw.try_write()?;
-    /// assert_eq!(raw.try_write(), Err(RawLockError::WouldBlock));
-    /// // SAFETY: this thread holds the write lock.
-    /// unsafe { raw.write_unlock() };
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
     pub fn try_write(&self) -> Result<Acquired, RawLockError> {
         let s = self.state.load(Relaxed);
         // Acquire: pairs with the Release in both unlocks.
@@ -329,21 +257,6 @@ impl RawRwLock {
     /// The calling thread must hold a read lock it took itself (a read lock taken by
     /// another thread would leave that thread's slot behind, and when that thread
     /// ends, a waiter would give its count back a second time).
-    ///
-    /// # Examples
-    /// ```
-    /// use shmkit_sync::RawRwLock;
-    ///
-    /// let raw = RawRwLock::new();
-    /// raw.try_read()?;
-    /// raw.try_read()?;
-    /// // SAFETY: this thread took two read locks above; each is released once.
-    /// unsafe { raw.read_unlock(); raw.read_unlock() };
-    /// raw.try_write()?; // free again
-    /// // SAFETY: this thread holds the write lock.
-    /// unsafe { raw.write_unlock() };
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
     pub unsafe fn read_unlock(&self) {
         self.read_unlock_with(&Futex)
     }
@@ -353,20 +266,6 @@ impl RawRwLock {
     ///
     /// # Safety
     /// The caller must hold the write lock.
-    ///
-    /// # Examples
-    /// ```
-    /// use shmkit_sync::RawRwLock;
-    ///
-    /// let raw = RawRwLock::new();
-    /// raw.write_until(None)?;
-    /// // SAFETY: this thread holds the write lock and releases it once.
-    /// unsafe { raw.write_unlock() };
-    /// raw.try_read()?;
-    /// // SAFETY: this thread holds a read lock.
-    /// unsafe { raw.read_unlock() };
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
     pub unsafe fn write_unlock(&self) {
         self.write_unlock_with(&Futex)
     }
@@ -378,19 +277,6 @@ impl RawRwLock {
     ///
     /// # Errors
     /// [`NotHeld`] if the calling thread does not hold the write lock.
-    ///
-    /// # Examples
-    /// ```
-    /// use shmkit_sync::{NotHeld, RawRwLock};
-    ///
-    /// let raw = RawRwLock::new();
-    /// assert_eq!(raw.make_consistent(), Err(NotHeld)); // not write-locked by us
-    /// raw.write_until(None)?;
-    /// raw.make_consistent()?; // the writer may
-    /// // SAFETY: this thread holds the write lock.
-    /// unsafe { raw.write_unlock() };
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
     pub fn make_consistent(&self) -> Result<(), NotHeld> {
         self.make_consistent_with(&Futex)
     }
@@ -818,6 +704,11 @@ impl RawRwLock {
 /// A value protected by a process-shared reader-writer lock; lives in shared memory.
 /// `#[repr(C)]`: the raw lock at offset 0, then the data; valid when zeroed if `T` is.
 ///
+/// A writer that dies holding it is recovered as a [`Mutex`](crate::Mutex) holder is
+/// (`OwnerDied` to the next writer, then `Poisoned` until `make_consistent()`; the
+/// scenario is worked out on [`Mutex`](crate::Mutex)); a dead reader's read lock is
+/// given back silently.
+///
 /// # Examples
 /// ```
 /// use std::time::{Duration, Instant};
@@ -855,32 +746,10 @@ unsafe impl<T: ?Sized + Send> Send for RwLock<T> {}
 /// Lock results of [`RwLock`]: `Timeout`, `WouldBlock`; `OwnerDied(write guard)` when a
 /// writer inherits a dead writer's lock; `Poisoned(guard)` until a writer calls
 /// `make_consistent()`.
-///
-/// # Examples
-/// ```
-/// use shmkit_sync::{LockError, RwLock, RwLockReadGuard, RwLockResult};
-///
-/// fn first(l: &RwLock<[u8; 2]>) -> RwLockResult<RwLockReadGuard<'_, [u8; 2]>> {
-///     l.read()
-/// }
-/// let l = RwLock::new([7, 8]);
-/// assert_eq!(first(&l).map_err(LockError::without_guard)?[0], 7);
-/// # Ok::<(), Box<dyn std::error::Error>>(())
-/// ```
 pub type RwLockResult<G> = Result<G, LockError<G>>;
 
 impl<T> RwLock<T> {
     /// A new unlocked lock holding `value`.
-    ///
-    /// # Examples
-    /// ```
-    /// use shmkit_sync::RwLock;
-    ///
-    /// static TABLE: RwLock<[u32; 4]> = RwLock::new([0; 4]); // `const`: usable in statics
-    /// TABLE.write()?[1] = 9; // a 'static guard, so errors work with `?`
-    /// assert_eq!(TABLE.read()?[1], 9);
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
     #[cfg(not(loom))]
     pub const fn new(value: T) -> Self {
         RwLock {
@@ -910,19 +779,6 @@ impl<T: ?Sized> RwLock<T> {
     /// # Errors
     /// `Poisoned(guard)` if a writer died and nobody marked the data consistent (the
     /// read lock is held).
-    ///
-    /// # Examples
-    /// ```
-    /// use shmkit_sync::RwLock;
-    ///
-    /// let config = RwLock::new((1u32, 2u32));
-    /// let total = std::thread::scope(|s| {
-    ///     let a = s.spawn(|| config.read().map(|c| c.0 + c.1).unwrap_or(0));
-    ///     let b = s.spawn(|| config.read().map(|c| c.0 * c.1).unwrap_or(0));
-    ///     a.join().unwrap() + b.join().unwrap() // readers run side by side
-    /// });
-    /// assert_eq!(total, 5);
-    /// ```
     pub fn read(&self) -> RwLockResult<RwLockReadGuard<'_, T>> {
         self.wrap_read(self.raw.lock_shared_until(None))
     }
@@ -957,16 +813,6 @@ impl<T: ?Sized> RwLock<T> {
     /// # Errors
     /// `OwnerDied(guard)` if the previous writer died holding it; `Poisoned(guard)` if a
     /// writer's death was never followed by `make_consistent()` (the lock is held).
-    ///
-    /// # Examples
-    /// ```
-    /// use shmkit_sync::{LockError, RwLock};
-    ///
-    /// let table = RwLock::new([0u64; 8]);
-    /// table.write().map_err(LockError::without_guard)?[2] = 5; // exclusive: readers wait
-    /// assert_eq!(table.read().map_err(LockError::without_guard)?.iter().sum::<u64>(), 5);
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
     pub fn write(&self) -> RwLockResult<RwLockWriteGuard<'_, T>> {
         self.wrap_write(RawLock::lock(&self.raw))
     }

@@ -20,16 +20,6 @@ use crate::types::{kind, tag_of};
 use crate::value::LockResult;
 
 /// Where the `Mutex<[T]>` starts in the payload: 64, or `T`'s alignment if larger.
-///
-/// # Examples
-/// ```
-/// use shmkit_typed::{data_offset, mutex_size};
-///
-/// // Byte layout of a SharedArray<u32> payload (see docs/layout.md), e.g. for a C reader:
-/// assert_eq!(data_offset::<u32>(), 64);
-/// assert_eq!(mutex_size::<u32>(10), Some(16 + 40)); // lock word + elements
-/// assert_eq!(mutex_size::<u64>(usize::MAX), None);
-/// ```
 pub const fn data_offset<T>() -> usize {
     let a = std::mem::align_of::<T>();
     if a > 64 {
@@ -45,14 +35,6 @@ const fn round_up(n: usize, to: usize) -> usize {
 
 /// Bytes taken by a `Mutex<[T]>` of `len` elements (lock word, padding, elements,
 /// trailing padding), or `None` on overflow.
-///
-/// # Examples
-/// ```
-/// use shmkit_typed::mutex_size;
-///
-/// assert_eq!(mutex_size::<u8>(3), Some(24)); // 16-byte lock word, 3 bytes, padding to 8
-/// assert_eq!(mutex_size::<u64>(usize::MAX), None);
-/// ```
 pub const fn mutex_size<T>(len: usize) -> Option<usize> {
     let a = std::mem::align_of::<T>();
     let lock = std::mem::size_of::<RawMutex>();
@@ -79,12 +61,21 @@ pub const fn mutex_size<T>(len: usize) -> Option<usize> {
 ///
 /// # Examples
 /// ```
-/// use shmkit_typed::SharedArray;
+/// use shmkit_typed::{OpenError, SharedArray};
+///
 /// let a = SharedArray::<f64>::anonymous(10)?; // zero-filled, like Array('d', 10)
 /// a.set(3, 2.5)?;
 /// assert_eq!(a.get(3)?, 2.5);
 /// assert!(a.get(10).is_err()); // out of range: an error, not a panic
 /// assert_eq!(a.copy_to_vec()?.len(), 10);
+///
+/// let name = format!("shmkit-doc-array-{}", std::process::id());
+/// let b = SharedArray::<i32>::create_from(&name, &[3, 1, 2])?;
+/// let c = SharedArray::<i32>::open(&name, 3)?; // as another process would
+/// c.update(|xs| xs.sort())?; // one locked step over the whole array
+/// assert_eq!(b.copy_to_vec()?, [1, 2, 3]);
+/// let wrong = SharedArray::<i32>::open(&name, 4);
+/// assert!(matches!(wrong, Err(OpenError::LengthMismatch { expected: 4, found: 3 })));
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub struct SharedArray<T: Pod> {
@@ -189,20 +180,6 @@ impl<T: Pod> SharedArray<T> {
     ///
     /// # Errors
     /// As [`create`](Self::create).
-    ///
-    /// # Examples
-    /// ```
-    /// use shmkit_typed::{OpenError, SharedArray};
-    ///
-    /// let name = format!("shmkit-doc-array-{}", std::process::id());
-    /// let a = SharedArray::<i32>::create_from(&name, &[3, 1, 2])?;
-    /// let b = SharedArray::<i32>::open(&name, 3)?; // as another process would
-    /// b.update(|xs| xs.sort())?; // one locked step over the whole array
-    /// assert_eq!(a.copy_to_vec()?, [1, 2, 3]);
-    /// let wrong = SharedArray::<i32>::open(&name, 4);
-    /// assert!(matches!(wrong, Err(OpenError::LengthMismatch { expected: 4, found: 3 })));
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
     pub fn create_from(name: &str, data: &[T]) -> Result<Self, CreateError> {
         Self::create_from_in(Segment::options().posix(name), data)
     }
@@ -267,27 +244,11 @@ impl<T: Pod> SharedArray<T> {
     }
 
     /// Number of elements (fixed at creation).
-    ///
-    /// # Examples
-    /// ```
-    /// use shmkit_typed::SharedArray;
-    ///
-    /// assert_eq!(SharedArray::<u8>::anonymous(7)?.len(), 7); // fixed at creation
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
     pub fn len(&self) -> usize {
         self.len
     }
 
     /// Always `false`: arrays have at least one element.
-    ///
-    /// # Examples
-    /// ```
-    /// use shmkit_typed::SharedArray;
-    ///
-    /// assert!(!SharedArray::<u8>::anonymous(1)?.is_empty()); // length 0 is refused
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
     pub fn is_empty(&self) -> bool {
         self.len == 0
     }
@@ -296,20 +257,6 @@ impl<T: Pod> SharedArray<T> {
     ///
     /// # Errors
     /// [`LockError::OwnerDied`](shmkit_sync::LockError::OwnerDied) / [`LockError::Poisoned`](shmkit_sync::LockError::Poisoned) carry the guard.
-    ///
-    /// # Examples
-    /// ```
-    /// use shmkit_typed::{LockError, SharedArray};
-    ///
-    /// let a = SharedArray::<u32>::anonymous(4)?;
-    /// {
-    ///     let mut xs = a.lock().map_err(LockError::without_guard)?; // derefs to [u32]
-    ///     xs.copy_from_slice(&[4, 3, 2, 1]);
-    ///     xs.reverse(); // other processes see only the finished result
-    /// }
-    /// assert_eq!(a.copy_to_vec()?, [1, 2, 3, 4]);
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
     pub fn lock(&self) -> LockResult<'_, [T]> {
         in_segment(Some(&self.seg), || self.mutex().lock())
     }
@@ -318,19 +265,6 @@ impl<T: Pod> SharedArray<T> {
     ///
     /// # Errors
     /// As [`lock`](Self::lock), plus [`LockError::Timeout`](shmkit_sync::LockError::Timeout).
-    ///
-    /// # Examples
-    /// ```
-    /// use std::time::Duration;
-    /// use shmkit_typed::{LockError, SharedArray};
-    ///
-    /// let a = SharedArray::<u8>::anonymous(8)?;
-    /// let mut g = a.lock_timeout(Duration::from_secs(1)).map_err(LockError::without_guard)?;
-    /// g.fill(1);
-    /// drop(g);
-    /// assert_eq!(a.copy_to_vec()?, [1; 8]);
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
     pub fn lock_timeout(&self, timeout: Duration) -> LockResult<'_, [T]> {
         in_segment(Some(&self.seg), || self.mutex().lock_timeout(timeout))
     }
@@ -361,17 +295,6 @@ impl<T: Pod> SharedArray<T> {
     /// # Errors
     /// [`AccessError::OutOfRange`] past the end; [`AccessError::OwnerDied`] /
     /// [`AccessError::Poisoned`] (use [`lock`](Self::lock) to repair).
-    ///
-    /// # Examples
-    /// ```
-    /// use shmkit_typed::{AccessError, SharedArray};
-    ///
-    /// let a = SharedArray::<u64>::anonymous(3)?;
-    /// a.set(1, 10)?;
-    /// assert_eq!((a.get(0)?, a.get(1)?), (0, 10)); // zero-filled at creation
-    /// assert!(matches!(a.get(3), Err(AccessError::OutOfRange(_))));
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
     pub fn get(&self, index: usize) -> Result<T, AccessError> {
         self.check(index)?;
         Ok(self.lock()?[index])
@@ -381,17 +304,6 @@ impl<T: Pod> SharedArray<T> {
     ///
     /// # Errors
     /// As [`get`](Self::get).
-    ///
-    /// # Examples
-    /// ```
-    /// use shmkit_typed::SharedArray;
-    ///
-    /// let a = SharedArray::<i64>::anonymous(2)?;
-    /// a.set(0, -5)?;
-    /// assert_eq!(a.get(0)?, -5);
-    /// assert!(a.set(2, 1).is_err()); // out of range: an error, nothing written
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
     pub fn set(&self, index: usize, value: T) -> Result<(), AccessError> {
         self.check(index)?;
         self.lock()?[index] = value;
@@ -402,17 +314,6 @@ impl<T: Pod> SharedArray<T> {
     ///
     /// # Errors
     /// As [`get`](Self::get), without `OutOfRange`.
-    ///
-    /// # Examples
-    /// ```
-    /// use shmkit_typed::SharedArray;
-    ///
-    /// let a = SharedArray::<u16>::anonymous(3)?;
-    /// a.copy_from_slice(&[5, 6, 7])?;
-    /// let snapshot = a.copy_to_vec()?; // consistent: taken under the lock
-    /// assert_eq!(snapshot, [5, 6, 7]);
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
     pub fn copy_to_vec(&self) -> Result<Vec<T>, AccessError> {
         Ok(self.lock()?.to_vec())
     }
@@ -422,18 +323,6 @@ impl<T: Pod> SharedArray<T> {
     /// # Errors
     /// [`AccessError::WrongLength`] if `data.len() != len()`; lock errors as
     /// [`get`](Self::get).
-    ///
-    /// # Examples
-    /// ```
-    /// use shmkit_typed::{AccessError, SharedArray};
-    ///
-    /// let a = SharedArray::<u8>::anonymous(3)?;
-    /// a.copy_from_slice(&[1, 2, 3])?; // all elements in one locked step
-    /// let short = a.copy_from_slice(&[9, 9]);
-    /// assert_eq!(short, Err(AccessError::WrongLength { expected: 3, found: 2 }));
-    /// assert_eq!(a.copy_to_vec()?, [1, 2, 3]); // unchanged
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
     pub fn copy_from_slice(&self, data: &[T]) -> Result<(), AccessError> {
         if data.len() != self.len {
             return Err(AccessError::WrongLength {
@@ -449,67 +338,22 @@ impl<T: Pod> SharedArray<T> {
     ///
     /// # Errors
     /// As [`copy_to_vec`](Self::copy_to_vec); on an error `f` is not run.
-    ///
-    /// # Examples
-    /// ```
-    /// use shmkit_typed::SharedArray;
-    ///
-    /// let hist = SharedArray::<u32>::anonymous(4)?;
-    /// for sample in [0usize, 3, 3, 1] {
-    ///     hist.update(|bins| bins[sample] += 1)?; // one locked step per sample
-    /// }
-    /// let (max_bin, total) = hist.update(|bins| (bins[3], bins.iter().sum::<u32>()))?;
-    /// assert_eq!((max_bin, total), (2, 4));
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
     pub fn update<R>(&self, f: impl FnOnce(&mut [T]) -> R) -> Result<R, AccessError> {
         let mut guard = self.lock()?;
         Ok(f(&mut guard))
     }
 
     /// Whether this handle created the segment.
-    ///
-    /// # Examples
-    /// ```
-    /// use shmkit_typed::SharedArray;
-    ///
-    /// let name = format!("shmkit-doc-arr-creator-{}", std::process::id());
-    /// let a = SharedArray::<u8>::open_or_create(&name, 2)?;
-    /// assert!(a.is_creator());
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
     pub fn is_creator(&self) -> bool {
         self.seg.is_creator()
     }
 
     /// The segment holding the array.
-    ///
-    /// # Examples
-    /// ```
-    /// use shmkit_typed::SharedArray;
-    ///
-    /// let a = SharedArray::<u32>::anonymous(4)?;
-    /// assert!(a.segment().payload_len() >= 4 * 4); // the segment behind it
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
     pub fn segment(&self) -> &Segment {
         &self.seg
     }
 
     /// The segment, mutably (e.g. to [`Segment::persist`] it).
-    ///
-    /// # Examples
-    /// ```
-    /// use shmkit_typed::SharedArray;
-    ///
-    /// let name = format!("shmkit-doc-arr-persist-{}", std::process::id());
-    /// let mut a = SharedArray::<u8>::create(&name, 2)?;
-    /// a.segment_mut().persist(); // keep it after this handle drops
-    /// drop(a);
-    /// assert_eq!(SharedArray::<u8>::open(&name, 2)?.len(), 2);
-    /// shmkit_segment::remove(&name)?;
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
     pub fn segment_mut(&mut self) -> &mut Segment {
         &mut self.seg
     }
@@ -518,6 +362,14 @@ impl<T: Pod> SharedArray<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn layout_helpers_for_c_readers() {
+        // What `data_offset`/`mutex_size`'s doc example checked (see docs/layout.md).
+        assert_eq!(data_offset::<u32>(), 64);
+        assert_eq!(mutex_size::<u32>(10), Some(16 + 40)); // lock word + elements
+        assert_eq!(mutex_size::<u64>(usize::MAX), None);
+    }
 
     #[test]
     fn mutex_size_matches_the_compilers_layout() {

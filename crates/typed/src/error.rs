@@ -8,17 +8,6 @@ use crate::queue::QueueLayoutError;
 use crate::ring::RingLayoutError;
 
 /// Why a container could not be created.
-///
-/// # Examples
-/// ```
-/// use shmkit_typed::{CreateError, Queue, SharedArray};
-///
-/// let e = SharedArray::<u8>::anonymous(0).err().expect("empty arrays are refused");
-/// assert!(matches!(e, CreateError::ZeroLength));
-/// let e = Queue::<u64>::anonymous(3).unwrap_err(); // capacities are powers of two
-/// assert!(matches!(e, CreateError::Queue(_)));
-/// println!("{e}"); // says what to do
-/// ```
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum CreateError {
@@ -167,18 +156,6 @@ impl From<RingLayoutError> for OpenError {
 }
 
 /// Why `open_or_create` failed: the error of the step that failed.
-///
-/// # Examples
-/// ```
-/// use shmkit_typed::{OpenOrCreateError, SharedValue};
-///
-/// let name = format!("shmkit-doc-ooce-{}", std::process::id());
-/// let _other = SharedValue::<u8>::create(&name, 0)?;
-/// // Exists, but holds another type: the open step fails.
-/// let e = SharedValue::<u64>::open_or_create(&name, 0).err().expect("mismatch");
-/// assert!(matches!(e, OpenOrCreateError::Open(_)), "{e:?}");
-/// # Ok::<(), Box<dyn std::error::Error>>(())
-/// ```
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum OpenOrCreateError {
@@ -204,16 +181,6 @@ impl From<shmkit_segment::OpenOrCreateError> for OpenOrCreateError {
 }
 
 /// An index past the end of a [`SharedArray`](crate::SharedArray).
-///
-/// # Examples
-/// ```
-/// use shmkit_typed::{AccessError, IndexError, SharedArray};
-///
-/// let a = SharedArray::<u8>::anonymous(2)?;
-/// let e = a.set(2, 1).unwrap_err();
-/// assert_eq!(e, AccessError::OutOfRange(IndexError { index: 2, len: 2 }));
-/// # Ok::<(), Box<dyn std::error::Error>>(())
-/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[error("index {index} is out of range for a shared array of length {len}")]
 pub struct IndexError {
@@ -231,24 +198,6 @@ pub struct IndexError {
 /// again *without* being marked consistent, so it stays poisoned: later calls get
 /// `Poisoned` until someone calls `lock()`, repairs the data through the guard the
 /// error carries there, and calls `make_consistent()`.
-///
-/// # Examples
-/// ```
-/// use shmkit_typed::{AccessError, LockError, SharedValue};
-///
-/// let v = SharedValue::<u32>::anonymous(1)?;
-/// std::thread::scope(|s| {
-///     s.spawn(|| std::mem::forget(v.lock().unwrap())); // a holder that dies
-/// });
-/// assert_eq!(v.get(), Err(AccessError::OwnerDied)); // nothing read: it may be half-made
-/// assert_eq!(v.get(), Err(AccessError::Poisoned)); // until someone repairs it:
-/// if let Err(LockError::Poisoned(mut g)) = v.lock() {
-///     *g = 0; // repair
-///     g.make_consistent();
-/// }
-/// assert_eq!(v.get()?, 0);
-/// # Ok::<(), Box<dyn std::error::Error>>(())
-/// ```
 ///
 /// `Clone` and `PartialEq` treat an `Os` error by its OS error code.
 #[derive(Debug, thiserror::Error)]

@@ -188,21 +188,6 @@ pub(crate) struct Slot<T> {
 }
 
 /// A queue region could not be initialised or attached.
-///
-/// # Examples
-/// ```
-/// use shmkit_typed::{Queue, QueueLayoutError};
-///
-/// let mut region = vec![0u64; 16]; // 128 bytes: too small for any queue
-/// let ptr = region.as_mut_ptr().cast::<u8>();
-/// // SAFETY: `region` is valid for 128 bytes and outlives the call; `init` checks the
-/// // alignment and size before writing anything.
-/// let r = unsafe { Queue::<u64>::init(ptr, 128, 4) };
-/// assert!(matches!(
-///     r,
-///     Err(QueueLayoutError::Misaligned(_) | QueueLayoutError::TooSmall { .. })
-/// ));
-/// ```
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum QueueLayoutError {
@@ -245,19 +230,6 @@ pub enum QueueLayoutError {
 }
 
 /// Why a put failed; every variant hands the item back.
-///
-/// # Examples
-/// ```
-/// use shmkit_typed::{PutError, Queue};
-///
-/// let q = Queue::<u64>::anonymous(1)?;
-/// q.put(1)?;
-/// match q.try_put(2) {
-///     Err(PutError::Full(item)) => assert_eq!(item, 2), // keep it, retry later
-///     other => panic!("expected Full, got {other:?}"),
-/// }
-/// # Ok::<(), Box<dyn std::error::Error>>(())
-/// ```
 #[non_exhaustive]
 pub enum PutError<T> {
     /// `try_put`: the queue is full.
@@ -280,17 +252,6 @@ pub enum PutError<T> {
 
 impl<T> PutError<T> {
     /// The item that was not put.
-    ///
-    /// # Examples
-    /// ```
-    /// use shmkit_typed::Queue;
-    ///
-    /// let q = Queue::<u32>::anonymous(1)?;
-    /// q.put(1)?;
-    /// let item = q.try_put(2).map_err(|e| e.into_inner()); // keep the item to retry
-    /// assert_eq!(item, Err(2));
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
     pub fn into_inner(self) -> T {
         match self {
             PutError::Full(v)
@@ -344,19 +305,6 @@ impl<T> std::error::Error for PutError<T> {
 }
 
 /// Why a get failed.
-///
-/// # Examples
-/// ```
-/// use std::time::Duration;
-/// use shmkit_typed::{GetError, Queue};
-///
-/// let q = Queue::<u8>::anonymous(2)?;
-/// assert_eq!(q.try_get(), Err(GetError::Empty)); // try again later
-/// assert_eq!(q.get_timeout(Duration::from_millis(5)), Err(GetError::Timeout));
-/// q.close();
-/// assert_eq!(q.get(), Err(GetError::Closed)); // stop consuming
-/// # Ok::<(), Box<dyn std::error::Error>>(())
-/// ```
 ///
 /// `Clone` and `PartialEq` treat an `Os` error by its OS error code.
 #[derive(Debug, thiserror::Error)]
@@ -513,15 +461,6 @@ impl<T: bytemuck::Pod> std::fmt::Debug for Queue<T> {
 
 impl<T: bytemuck::Pod> Queue<T> {
     /// Bytes a region must have for a queue of `capacity` items (`None` on overflow).
-    ///
-    /// # Examples
-    /// ```
-    /// use shmkit_typed::Queue;
-    ///
-    /// let bytes = Queue::<u64>::region_size(1024).expect("fits");
-    /// assert!(bytes > 1024 * 8); // header and per-slot stamps on top of the items
-    /// assert_eq!(Queue::<u64>::region_size(usize::MAX), None);
-    /// ```
     pub fn region_size(capacity: usize) -> Option<usize> {
         capacity
             .checked_mul(std::mem::size_of::<Slot<T>>())?
@@ -550,25 +489,6 @@ impl<T: bytemuck::Pod> Queue<T> {
     ///
     /// # Examples
     /// A queue at the start of a segment the caller manages itself:
-    /// ```
-    /// use shmkit_segment::Segment;
-    /// use shmkit_typed::Queue;
-    ///
-    /// let size = Queue::<u64>::region_size(8).expect("no overflow");
-    /// let seg = Segment::options().anonymous().size(size).create()?;
-    /// let (ptr, len) = (seg.payload_ptr(), seg.payload_len());
-    /// // SAFETY: the payload is ours alone now and stays mapped while `seg` lives,
-    /// // which outlives both handles.
-    /// let q = unsafe { Queue::<u64>::init(ptr, len, 8)? };
-    /// // SAFETY: as above; the region holds the queue just made.
-    /// let same = unsafe { Queue::<u64>::attach(ptr, len)? };
-    /// q.put(1)?;
-    /// assert_eq!(same.get()?, 1);
-    /// // Attaching with another element type is refused.
-    /// // SAFETY: as above.
-    /// assert!(unsafe { Queue::<u32>::attach(ptr, len) }.is_err());
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
     #[cfg(not(loom))]
     pub unsafe fn init(
         ptr: *mut u8,
@@ -628,18 +548,6 @@ impl<T: bytemuck::Pod> Queue<T> {
     ///
     /// # Errors
     /// [`QueueLayoutError`] if the region does not hold a queue of `T`.
-    ///
-    /// # Examples
-    /// ```
-    /// use shmkit_segment::Segment;
-    /// use shmkit_typed::{Queue, QueueLayoutError};
-    ///
-    /// let seg = Segment::options().anonymous().size(4096).create()?;
-    /// // SAFETY: the payload stays mapped while `seg` lives; nobody else uses it.
-    /// let r = unsafe { Queue::<u32>::attach(seg.payload_ptr(), seg.payload_len()) };
-    /// assert!(matches!(r, Err(QueueLayoutError::BadMagic { .. }))); // zeroes: no queue here
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
     #[cfg(not(loom))]
     pub unsafe fn attach(ptr: *mut u8, len: usize) -> Result<Self, QueueLayoutError> {
         if ptr.is_null() || (ptr as usize) & 127 != 0 {
@@ -700,14 +608,6 @@ impl<T: bytemuck::Pod> Queue<T> {
     }
 
     /// The type tag of a `Queue<T>` in segment headers.
-    ///
-    /// # Examples
-    /// ```
-    /// use shmkit_typed::Queue;
-    ///
-    /// assert_ne!(Queue::<u32>::type_tag(), Queue::<i32>::type_tag()); // element types differ
-    /// assert_eq!(Queue::<u32>::type_tag().size(), 4);
-    /// ```
     pub fn type_tag() -> shmkit_segment::TypeTag {
         tag_of::<T>(kind::QUEUE)
     }
@@ -728,15 +628,6 @@ impl<T: bytemuck::Pod> Queue<T> {
     crate::family::family_forms!(capacity: usize);
 
     /// The segment behind this queue, if it was made by `create`/`open`/`anonymous`.
-    ///
-    /// # Examples
-    /// ```
-    /// use shmkit_typed::Queue;
-    ///
-    /// let q = Queue::<u8>::anonymous(4)?;
-    /// assert!(q.segment().is_some_and(|s| s.name().is_none())); // anonymous
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
     pub fn segment(&self) -> Option<&shmkit_segment::Segment> {
         match &self._backing {
             #[cfg(not(loom))]
@@ -812,29 +703,11 @@ impl<T: bytemuck::Pod> Queue<T> {
     }
 
     /// Number of slots.
-    ///
-    /// # Examples
-    /// ```
-    /// use shmkit_typed::Queue;
-    ///
-    /// assert_eq!(Queue::<u8>::anonymous(16)?.capacity(), 16);
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
     pub fn capacity(&self) -> usize {
         self.cap as usize
     }
 
     /// Items in the queue (a snapshot; includes items being put or got right now).
-    ///
-    /// # Examples
-    /// ```
-    /// use shmkit_typed::Queue;
-    ///
-    /// let q = Queue::<u8>::anonymous(4)?;
-    /// q.put(1)?;
-    /// assert_eq!(q.len(), 1); // a snapshot
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
     pub fn len(&self) -> usize {
         // Relaxed: a snapshot of two hints; clamped because they are read apart.
         let deq = self.hdr().deq.pos.load(Ordering::Relaxed);
@@ -843,50 +716,16 @@ impl<T: bytemuck::Pod> Queue<T> {
     }
 
     /// Whether [`len`](Queue::len) is 0.
-    ///
-    /// # Examples
-    /// ```
-    /// use shmkit_typed::Queue;
-    ///
-    /// let q = Queue::<u8>::anonymous(4)?;
-    /// assert!(q.is_empty());
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
 
     /// Whether [`len`](Queue::len) equals the capacity.
-    ///
-    /// # Examples
-    /// ```
-    /// use shmkit_typed::Queue;
-    ///
-    /// let q = Queue::<u8>::anonymous(2)?;
-    /// assert!(q.is_empty() && !q.is_full());
-    /// q.put(1)?;
-    /// q.put(2)?;
-    /// assert!(q.is_full() && q.len() == q.capacity()); // snapshots: may change at once
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
     pub fn is_full(&self) -> bool {
         self.len() == self.capacity()
     }
 
     /// Whether the queue was closed.
-    ///
-    /// # Examples
-    /// ```
-    /// use shmkit_typed::Queue;
-    ///
-    /// let q = Queue::<u8>::anonymous(2)?;
-    /// q.put(1)?;
-    /// q.close();
-    /// assert!(q.is_closed() && !q.is_empty()); // closed, but not yet drained
-    /// assert_eq!(q.get()?, 1);
-    /// assert!(q.is_empty());
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
     pub fn is_closed(&self) -> bool {
         // Acquire: pairs with the store in `close`.
         self.hdr().meta.closed.load(Ordering::Acquire) != 0
@@ -897,24 +736,6 @@ impl<T: bytemuck::Pod> Queue<T> {
     ///
     /// # Examples
     /// Instead of Python's `None` sentinel:
-    /// ```
-    /// use shmkit_typed::{GetError, Queue};
-    ///
-    /// let q = Queue::<u32>::anonymous(8)?;
-    /// let total = std::thread::scope(|s| {
-    ///     let consumer = s.spawn(|| {
-    ///         let mut sum = 0;
-    ///         while let Ok(v) = q.get() { sum += v; } // ends at Closed, after draining
-    ///         sum
-    ///     });
-    ///     for v in 1..=4 { q.put(v).unwrap(); }
-    ///     q.close();
-    ///     consumer.join().unwrap()
-    /// });
-    /// assert_eq!(total, 10);
-    /// assert_eq!(q.get(), Err(GetError::Closed));
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
     pub fn close(&self) {
         let h = self.hdr();
         // SeqCst: ordered against producers' SeqCst claim CAS + load of `closed` and
@@ -1143,20 +964,6 @@ impl<T: bytemuck::Pod> Queue<T> {
     ///
     /// # Errors
     /// [`PutError::Closed`] (with the item) if the queue is closed.
-    ///
-    /// # Examples
-    /// ```
-    /// use shmkit_typed::{GetError, Queue};
-    ///
-    /// let q = Queue::<[u32; 2]>::anonymous(2)?; // Pod items: arrays, #[repr(C)] structs
-    /// q.put([1, 10])?;
-    /// q.put([2, 20])?;
-    /// assert!(q.is_full() && q.len() == 2 && q.capacity() == 2);
-    /// assert_eq!(q.get()?, [1, 10]); // first in, first out
-    /// assert_eq!(q.try_get()?, [2, 20]);
-    /// assert_eq!(q.try_get(), Err(GetError::Empty));
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
     pub fn put(&self, v: T) -> Result<(), PutError<T>> {
         self.put_inner(v, Some(None))
     }
@@ -1165,18 +972,6 @@ impl<T: bytemuck::Pod> Queue<T> {
     ///
     /// # Errors
     /// [`PutError::Timeout`] or [`PutError::Closed`], with the item.
-    ///
-    /// # Examples
-    /// ```
-    /// use std::time::Duration;
-    /// use shmkit_typed::{PutError, Queue};
-    ///
-    /// let q = Queue::<u64>::anonymous(1)?;
-    /// q.put_timeout(1, Duration::from_millis(10))?;
-    /// let r = q.put_timeout(2, Duration::from_millis(10)); // full, nobody consumes
-    /// assert!(matches!(r, Err(PutError::Timeout(2))));
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
     pub fn put_timeout(&self, v: T, timeout: Duration) -> Result<(), PutError<T>> {
         self.put_inner(v, Some(Some(Deadline::after(timeout))))
     }
@@ -1194,21 +989,6 @@ impl<T: bytemuck::Pod> Queue<T> {
     ///
     /// # Errors
     /// [`PutError::Full`] or [`PutError::Closed`], with the item.
-    ///
-    /// # Examples
-    /// ```
-    /// use shmkit_typed::{PutError, Queue};
-    ///
-    /// let q = Queue::<[u8; 4]>::anonymous(1)?;
-    /// q.try_put(*b"job1")?;
-    /// // Full: the item comes back, so nothing is lost.
-    /// let back = q.try_put(*b"job2").unwrap_err();
-    /// assert!(matches!(back, PutError::Full(_)));
-    /// assert_eq!(back.into_inner(), *b"job2");
-    /// q.close();
-    /// assert!(matches!(q.try_put(*b"job3"), Err(PutError::Closed(item)) if item == *b"job3"));
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
     pub fn try_put(&self, v: T) -> Result<(), PutError<T>> {
         self.put_inner(v, None)
     }
@@ -1217,20 +997,6 @@ impl<T: bytemuck::Pod> Queue<T> {
     ///
     /// # Errors
     /// [`GetError::Closed`] once the queue is closed and drained.
-    ///
-    /// # Examples
-    /// ```
-    /// use shmkit_typed::Queue;
-    ///
-    /// let q = Queue::<u64>::anonymous(4)?;
-    /// let got = std::thread::scope(|s| {
-    ///     let consumer = s.spawn(|| q.get()); // sleeps until an item arrives
-    ///     q.put(11).unwrap();
-    ///     consumer.join().unwrap()
-    /// })?;
-    /// assert_eq!(got, 11);
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
     pub fn get(&self) -> Result<T, GetError> {
         self.get_inner(Some(None))
     }
@@ -1239,19 +1005,6 @@ impl<T: bytemuck::Pod> Queue<T> {
     ///
     /// # Errors
     /// [`GetError::Timeout`] or [`GetError::Closed`].
-    ///
-    /// # Examples
-    /// ```
-    /// use std::time::Duration;
-    /// use shmkit_typed::{GetError, Queue};
-    ///
-    /// let q = Queue::<u32>::anonymous(4)?;
-    /// assert_eq!(q.get_timeout(Duration::from_millis(10)), Err(GetError::Timeout));
-    /// assert_eq!(q.try_get(), Err(GetError::Empty));
-    /// q.put(7)?;
-    /// assert_eq!(q.get_timeout(Duration::from_millis(10))?, 7);
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
     pub fn get_timeout(&self, timeout: Duration) -> Result<T, GetError> {
         self.get_inner(Some(Some(Deadline::after(timeout))))
     }
@@ -1269,17 +1022,6 @@ impl<T: bytemuck::Pod> Queue<T> {
     ///
     /// # Errors
     /// [`GetError::Empty`] or [`GetError::Closed`].
-    ///
-    /// # Examples
-    /// ```
-    /// use shmkit_typed::{GetError, Queue};
-    ///
-    /// let q = Queue::<u8>::anonymous(4)?;
-    /// assert_eq!(q.try_get(), Err(GetError::Empty)); // never waits
-    /// q.put(3)?;
-    /// assert_eq!(q.try_get()?, 3);
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
     pub fn try_get(&self) -> Result<T, GetError> {
         self.get_inner(None)
     }

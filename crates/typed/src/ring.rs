@@ -188,15 +188,6 @@ impl RingHeader {
 }
 
 /// A ring region could not be initialised or attached.
-///
-/// # Examples
-/// ```
-/// use shmkit_typed::{CreateError, Ring, RingLayoutError};
-///
-/// let e = Ring::anonymous(1000).err().expect("not a power of two");
-/// assert!(matches!(e, CreateError::Ring(RingLayoutError::BadCapacity(1000))));
-/// # Ok::<(), Box<dyn std::error::Error>>(())
-/// ```
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum RingLayoutError {
@@ -233,17 +224,6 @@ pub enum RingLayoutError {
 }
 
 /// Why a write failed.
-///
-/// # Examples
-/// ```
-/// use shmkit_typed::{Ring, WriteError};
-///
-/// let mut ring = Ring::anonymous(64)?;
-/// let e = ring.write(&[0; 100]).unwrap_err();
-/// assert!(matches!(e, WriteError::TooLarge { len: 100, .. }));
-/// assert!(e.to_string().contains("larger ring")); // says what to do
-/// # Ok::<(), Box<dyn std::error::Error>>(())
-/// ```
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum WriteError {
@@ -412,8 +392,6 @@ enum Backing {
 /// assert!(matches!(reader.try_read_with(|_| ()), Err(ReadError::Empty)));
 /// // The reader role is taken by `reader`: a second reader is refused.
 /// assert!(matches!(writer.try_read_with(|_| ()), Err(ReadError::RoleTaken { .. })));
-/// let big = vec![0u8; 8192];
-/// assert!(matches!(writer.try_write(&big), Err(WriteError::TooLarge { .. })));
 /// // Every blocking call has a `_timeout(Duration)` and a `_deadline(Instant)` form;
 /// // one deadline bounds several steps, however long each takes.
 /// let deadline = Instant::now() + Duration::from_millis(10);
@@ -421,6 +399,12 @@ enum Backing {
 /// assert_eq!(reader.read_with_deadline(deadline, |msg| msg.len())?, 4);
 /// let r = reader.read_with_deadline(deadline, |msg| msg.len()); // nothing more comes
 /// assert!(matches!(r, Err(ReadError::Timeout)));
+/// // The largest message is the capacity minus the 8-byte record header.
+/// let mut fresh = Ring::anonymous(1024)?;
+/// let max = fresh.max_message_len();
+/// fresh.write(&vec![1; max])?; // fits in an empty ring...
+/// let r = fresh.try_write(&vec![1; max + 1]); // ...one byte more never will
+/// assert!(matches!(r, Err(WriteError::TooLarge { .. })));
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub struct Ring {
@@ -467,14 +451,6 @@ fn round8(n: u32) -> u32 {
 
 impl Ring {
     /// Bytes a region must have to hold a ring of `capacity` data bytes.
-    ///
-    /// # Examples
-    /// ```
-    /// use shmkit_typed::ring::RING_HEADER_SIZE;
-    /// use shmkit_typed::Ring;
-    ///
-    /// assert_eq!(Ring::region_size(4096), RING_HEADER_SIZE + 4096); // for `Ring::init`
-    /// ```
     pub fn region_size(capacity: usize) -> usize {
         RING_HEADER_SIZE + capacity
     }
@@ -514,21 +490,6 @@ impl Ring {
     ///
     /// # Examples
     /// A ring in a segment the caller manages itself:
-    /// ```
-    /// use shmkit_segment::Segment;
-    /// use shmkit_typed::Ring;
-    ///
-    /// let seg = Segment::options().anonymous().size(Ring::region_size(1024)).create()?;
-    /// let (ptr, len) = (seg.payload_ptr(), seg.payload_len());
-    /// // SAFETY: the payload is ours alone now and stays mapped while `seg` lives,
-    /// // which outlives both handles.
-    /// let mut writer = unsafe { Ring::init(ptr, len, 1024)? };
-    /// // SAFETY: as above; the region holds the ring just made.
-    /// let mut reader = unsafe { Ring::attach(ptr, len)? };
-    /// writer.write(b"hi")?;
-    /// assert_eq!(reader.read_with(|m| m.to_vec())?, b"hi");
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
     #[cfg(not(loom))]
     pub unsafe fn init(ptr: *mut u8, len: usize, capacity: usize) -> Result<Ring, RingLayoutError> {
         let cap = Self::check_capacity(capacity)?;
@@ -556,18 +517,6 @@ impl Ring {
     ///
     /// # Errors
     /// [`RingLayoutError`] if the region does not hold a valid ring.
-    ///
-    /// # Examples
-    /// ```
-    /// use shmkit_segment::Segment;
-    /// use shmkit_typed::{Ring, RingLayoutError};
-    ///
-    /// let seg = Segment::options().anonymous().size(Ring::region_size(1024)).create()?;
-    /// // SAFETY: the payload stays mapped while `seg` lives; nobody else uses it.
-    /// let r = unsafe { Ring::attach(seg.payload_ptr(), seg.payload_len()) };
-    /// assert!(matches!(r, Err(RingLayoutError::BadMagic { .. }))); // zeroes: no ring here
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
     #[cfg(not(loom))]
     pub unsafe fn attach(ptr: *mut u8, len: usize) -> Result<Ring, RingLayoutError> {
         Self::check_region(ptr, len, 0)?;
@@ -635,16 +584,6 @@ impl Ring {
     }
 
     /// The type tag of rings in segment headers.
-    ///
-    /// # Examples
-    /// ```
-    /// use shmkit_typed::Ring;
-    ///
-    /// let ring = Ring::anonymous(1024)?;
-    /// let tag = ring.segment().and_then(|s| s.header()).map(|h| h.type_tag);
-    /// assert_eq!(tag, Some(Ring::type_tag())); // what `shmkit inspect` reports
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
     #[cfg(not(loom))]
     pub fn type_tag() -> shmkit_segment::TypeTag {
         shmkit_segment::TypeTag::new(crate::types::kind::RING, "shmkit_typed::Ring", 1, 1)
@@ -664,16 +603,6 @@ impl Ring {
     crate::family::family_forms!(capacity: usize);
 
     /// The segment behind this ring, if it was made by `create`/`open`/`anonymous`.
-    ///
-    /// # Examples
-    /// ```
-    /// use shmkit_typed::Ring;
-    ///
-    /// let name = format!("shmkit-doc-ring-seg-{}", std::process::id());
-    /// let ring = Ring::create(&name, 1024)?;
-    /// assert_eq!(ring.segment().and_then(|s| s.name()), Some(name.as_str()));
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
     pub fn segment(&self) -> Option<&shmkit_segment::Segment> {
         match &self._backing {
             #[cfg(not(loom))]
@@ -706,48 +635,16 @@ impl Ring {
     }
 
     /// Data capacity in bytes.
-    ///
-    /// # Examples
-    /// ```
-    /// use shmkit_typed::Ring;
-    ///
-    /// assert_eq!(Ring::anonymous(2048)?.capacity(), 2048);
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
     pub fn capacity(&self) -> usize {
         self.cap as usize
     }
 
     /// The largest message this ring carries (capacity minus the 8-byte record header).
-    ///
-    /// # Examples
-    /// ```
-    /// use shmkit_typed::{Ring, WriteError};
-    ///
-    /// let mut ring = Ring::anonymous(1024)?;
-    /// assert_eq!(ring.capacity(), 1024);
-    /// let max = ring.max_message_len();
-    /// ring.write(&vec![1; max])?; // the largest message fits...
-    /// let r = ring.try_write(&vec![1; max + 1]); // ...one byte more never will
-    /// assert!(matches!(r, Err(WriteError::TooLarge { .. })));
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
     pub fn max_message_len(&self) -> usize {
         (self.cap - REC_HDR) as usize
     }
 
     /// Whether the writer has closed the ring (messages may still be unread).
-    ///
-    /// # Examples
-    /// ```
-    /// use shmkit_typed::Ring;
-    ///
-    /// let mut ring = Ring::anonymous(4096)?;
-    /// assert!(!ring.is_closed());
-    /// ring.close()?;
-    /// assert!(ring.is_closed());
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
     pub fn is_closed(&self) -> bool {
         // Acquire: pairs with the Release in `close`.
         self.hdr().meta.closed.load(Ordering::Acquire) != 0
@@ -804,22 +701,6 @@ impl Ring {
     /// [`WriteError::TooLarge`], [`WriteError::Closed`], [`WriteError::PeerDied`] (the
     /// reader died while the ring was full), [`WriteError::RoleTaken`],
     /// [`WriteError::Corrupt`].
-    ///
-    /// # Examples
-    /// ```
-    /// use shmkit_typed::Ring;
-    ///
-    /// let mut ring = Ring::anonymous(4096)?;
-    /// for line in ["one", "two", "three"] {
-    ///     ring.write(line.as_bytes())?; // one message each; blocks only while full
-    /// }
-    /// let mut got = Vec::new();
-    /// for _ in 0..3 {
-    ///     got.push(ring.read_with(|m| String::from_utf8_lossy(m).into_owned())?);
-    /// }
-    /// assert_eq!(got, ["one", "two", "three"]);
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
     pub fn write(&mut self, msg: &[u8]) -> Result<(), WriteError> {
         self.write_impl(msg.len(), Wait::Until(None), |b| b.copy_from_slice(msg))
     }
@@ -828,19 +709,6 @@ impl Ring {
     ///
     /// # Errors
     /// As [`Ring::write`], plus [`WriteError::Timeout`].
-    ///
-    /// # Examples
-    /// ```
-    /// use std::time::Duration;
-    /// use shmkit_typed::{Ring, WriteError};
-    ///
-    /// let mut ring = Ring::anonymous(64)?;
-    /// let msg = [0u8; 24];
-    /// while ring.try_write(&msg).is_ok() {} // fill it; nobody reads
-    /// let r = ring.write_timeout(&msg, Duration::from_millis(10));
-    /// assert!(matches!(r, Err(WriteError::Timeout)));
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
     pub fn write_timeout(&mut self, msg: &[u8], timeout: Duration) -> Result<(), WriteError> {
         self.write_impl(msg.len(), Wait::timeout(timeout), |b| {
             b.copy_from_slice(msg)
@@ -860,19 +728,6 @@ impl Ring {
     ///
     /// # Errors
     /// As [`Ring::write`], plus [`WriteError::Full`].
-    ///
-    /// # Examples
-    /// ```
-    /// use shmkit_typed::{Ring, WriteError};
-    ///
-    /// let mut ring = Ring::anonymous(64)?; // the smallest ring
-    /// let msg = [7u8; 16];
-    /// while ring.try_write(&msg).is_ok() {} // fill it
-    /// assert!(matches!(ring.try_write(&msg), Err(WriteError::Full)));
-    /// ring.read_with(|m| assert_eq!(m, msg))?; // the reader frees space
-    /// ring.try_write(&msg)?;
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
     pub fn try_write(&mut self, msg: &[u8]) -> Result<(), WriteError> {
         self.write_impl(msg.len(), Wait::No, |b| b.copy_from_slice(msg))
     }
@@ -883,23 +738,6 @@ impl Ring {
     ///
     /// # Errors
     /// As [`Ring::write`].
-    ///
-    /// # Examples
-    /// ```
-    /// use shmkit_typed::Ring;
-    ///
-    /// let mut ring = Ring::anonymous(4096)?;
-    /// // Serialise straight into the ring: no intermediate buffer.
-    /// let n = ring.write_with(12, |buf| {
-    ///     buf[..4].copy_from_slice(&7u32.to_le_bytes());
-    ///     buf[4..].copy_from_slice(&2.5f64.to_le_bytes());
-    ///     buf.len()
-    /// })?;
-    /// assert_eq!(n, 12);
-    /// let id = ring.read_with(|m| u32::from_le_bytes(m[..4].try_into().unwrap()))?;
-    /// assert_eq!(id, 7);
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
     pub fn write_with<R>(
         &mut self,
         len: usize,
@@ -912,19 +750,6 @@ impl Ring {
     ///
     /// # Errors
     /// As [`Ring::write_timeout`].
-    ///
-    /// # Examples
-    /// ```
-    /// use std::time::Duration;
-    /// use shmkit_typed::{Ring, WriteError};
-    ///
-    /// let mut ring = Ring::anonymous(64)?;
-    /// ring.write_with_timeout(40, Duration::from_millis(10), |buf| buf.fill(1))?;
-    /// // No room for another 40 bytes until the reader frees some.
-    /// let r = ring.write_with_timeout(40, Duration::from_millis(10), |buf| buf.fill(2));
-    /// assert!(matches!(r, Err(WriteError::Timeout)));
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
     pub fn write_with_timeout<R>(
         &mut self,
         len: usize,
@@ -951,20 +776,6 @@ impl Ring {
     ///
     /// # Errors
     /// As [`Ring::try_write`].
-    ///
-    /// # Examples
-    /// ```
-    /// use shmkit_typed::{Ring, WriteError};
-    ///
-    /// let mut ring = Ring::anonymous(64)?;
-    /// let mut sent = 0;
-    /// while ring.try_write_with(8, |buf| buf.fill(sent)).is_ok() {
-    ///     sent += 1;
-    /// }
-    /// assert!(sent > 0);
-    /// assert!(matches!(ring.try_write_with(8, |_| ()), Err(WriteError::Full)));
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
     pub fn try_write_with<R>(
         &mut self,
         len: usize,
@@ -1014,19 +825,6 @@ impl Ring {
     ///
     /// # Errors
     /// As [`Ring::wait_consumed`], plus [`WriteError::Timeout`].
-    ///
-    /// # Examples
-    /// ```
-    /// use std::time::Duration;
-    /// use shmkit_typed::{Ring, WriteError};
-    ///
-    /// let mut ring = Ring::anonymous(4096)?;
-    /// ring.wait_consumed_timeout(Duration::from_millis(10))?; // nothing written: done
-    /// ring.write(b"unread")?;
-    /// let r = ring.wait_consumed_timeout(Duration::from_millis(10)); // no reader yet
-    /// assert!(matches!(r, Err(WriteError::Timeout)));
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
     pub fn wait_consumed_timeout(&mut self, timeout: Duration) -> Result<(), WriteError> {
         self.wait_consumed_impl(Wait::timeout(timeout))
     }
@@ -1050,20 +848,6 @@ impl Ring {
     ///
     /// # Errors
     /// [`WriteError::RoleTaken`] if another live process is the writer.
-    ///
-    /// # Examples
-    /// ```
-    /// use shmkit_typed::{ReadError, Ring, WriteError};
-    ///
-    /// let mut ring = Ring::anonymous(4096)?;
-    /// ring.write(b"last")?;
-    /// ring.close()?;
-    /// assert!(ring.is_closed());
-    /// assert!(matches!(ring.write(b"more"), Err(WriteError::Closed)));
-    /// assert_eq!(ring.read_with(|m| m.len())?, 4); // drained first...
-    /// assert!(matches!(ring.read_with(|m| m.len()), Err(ReadError::Closed))); // ...then Closed
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
     pub fn close(&mut self) -> Result<(), WriteError> {
         self.ensure_writer()?;
         let h = self.hdr();
@@ -1240,20 +1024,6 @@ impl Ring {
     /// [`ReadError::Closed`] once the ring is closed and drained,
     /// [`ReadError::PeerDied`] when the writer died (after every complete message was
     /// read), [`ReadError::RoleTaken`], [`ReadError::Corrupt`].
-    ///
-    /// # Examples
-    /// ```
-    /// use shmkit_typed::Ring;
-    ///
-    /// let mut ring = Ring::anonymous(4096)?;
-    /// ring.write(b"42,17")?;
-    /// // Parse in place: `msg` points into shared memory, released when the closure returns.
-    /// let sum: u32 = ring.read_with(|msg| {
-    ///     std::str::from_utf8(msg).unwrap().split(',').map(|n| n.parse::<u32>().unwrap()).sum()
-    /// })?;
-    /// assert_eq!(sum, 59);
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
     pub fn read_with<R>(&mut self, f: impl FnOnce(&[u8]) -> R) -> Result<R, ReadError> {
         self.read_impl(Wait::Until(None), f)
     }
@@ -1262,19 +1032,6 @@ impl Ring {
     ///
     /// # Errors
     /// As [`Ring::read_with`], plus [`ReadError::Timeout`].
-    ///
-    /// # Examples
-    /// ```
-    /// use std::time::Duration;
-    /// use shmkit_typed::{ReadError, Ring};
-    ///
-    /// let mut ring = Ring::anonymous(4096)?;
-    /// let r = ring.read_with_timeout(Duration::from_millis(10), |m| m.len());
-    /// assert!(matches!(r, Err(ReadError::Timeout))); // nothing written
-    /// ring.write(b"ok")?;
-    /// assert_eq!(ring.read_with_timeout(Duration::from_millis(10), |m| m.len())?, 2);
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
     pub fn read_with_timeout<R>(
         &mut self,
         timeout: Duration,
@@ -1300,18 +1057,6 @@ impl Ring {
     ///
     /// # Errors
     /// As [`Ring::read_with`] (except `PeerDied`), plus [`ReadError::Empty`].
-    ///
-    /// # Examples
-    /// ```
-    /// use shmkit_typed::{ReadError, Ring};
-    ///
-    /// let mut ring = Ring::anonymous(4096)?;
-    /// // A polling loop that never sleeps (e.g. inside an event loop).
-    /// assert!(matches!(ring.try_read_with(|m| m.len()), Err(ReadError::Empty)));
-    /// ring.write(b"x")?;
-    /// assert_eq!(ring.try_read_with(|m| m.len())?, 1);
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
     pub fn try_read_with<R>(&mut self, f: impl FnOnce(&[u8]) -> R) -> Result<R, ReadError> {
         self.read_impl(Wait::No, f)
     }
@@ -1320,23 +1065,6 @@ impl Ring {
     ///
     /// # Errors
     /// As [`Ring::read_with`].
-    ///
-    /// # Examples
-    /// ```
-    /// use std::time::Duration;
-    /// use shmkit_typed::{ReadError, Ring};
-    ///
-    /// let mut ring = Ring::anonymous(4096)?;
-    /// ring.write(b"first")?;
-    /// ring.write(b"2nd")?;
-    /// let mut buf = Vec::with_capacity(64); // reused: no allocation per message
-    /// assert_eq!(ring.read_into(&mut buf)?, 5);
-    /// assert_eq!(ring.read_into(&mut buf)?, 3);
-    /// assert_eq!(buf, b"2nd"); // replaced, not appended
-    /// let r = ring.read_into_timeout(&mut buf, Duration::from_millis(10));
-    /// assert!(matches!(r, Err(ReadError::Timeout)));
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
     pub fn read_into(&mut self, buf: &mut Vec<u8>) -> Result<usize, ReadError> {
         self.read_impl(Wait::Until(None), |m| copy_into(buf, m))
     }
@@ -1345,19 +1073,6 @@ impl Ring {
     ///
     /// # Errors
     /// As [`Ring::read_with_timeout`].
-    ///
-    /// # Examples
-    /// ```
-    /// use std::time::Duration;
-    /// use shmkit_typed::Ring;
-    ///
-    /// let mut ring = Ring::anonymous(4096)?;
-    /// ring.write(b"tick")?;
-    /// let mut buf = Vec::new();
-    /// assert_eq!(ring.read_into_timeout(&mut buf, Duration::from_millis(10))?, 4);
-    /// assert!(ring.read_into_timeout(&mut buf, Duration::from_millis(10)).is_err());
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
     pub fn read_into_timeout(
         &mut self,
         buf: &mut Vec<u8>,
@@ -1382,19 +1097,6 @@ impl Ring {
     ///
     /// # Errors
     /// As [`Ring::try_read_with`].
-    ///
-    /// # Examples
-    /// ```
-    /// use shmkit_typed::Ring;
-    ///
-    /// let mut ring = Ring::anonymous(4096)?;
-    /// let mut buf = Vec::new();
-    /// assert!(ring.try_read_into(&mut buf).is_err()); // empty: does not wait
-    /// ring.write(b"abc")?;
-    /// assert_eq!(ring.try_read_into(&mut buf)?, 3);
-    /// assert_eq!(buf, b"abc");
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
     pub fn try_read_into(&mut self, buf: &mut Vec<u8>) -> Result<usize, ReadError> {
         self.read_impl(Wait::No, |m| copy_into(buf, m))
     }

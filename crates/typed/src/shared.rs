@@ -150,6 +150,12 @@ unsafe impl<S: SyncObject> Sync for Shared<S> {}
 /// `multiprocessing.Value(lock=True)`): `lock()` (the mutex's, through `Deref`), and
 /// `get`/`set`/`update`, each one locked step across processes.
 ///
+/// A holder that dies is recovered as for any [`Mutex`]: `lock()` returns
+/// `OwnerDied(guard)` to repair through (the scenario is worked out, with a real
+/// process dying, on [`Mutex`]); `get`/`set`/`update` read or write nothing then and
+/// report [`AccessError::OwnerDied`](crate::AccessError::OwnerDied), then `Poisoned`
+/// until someone repairs.
+///
 /// # Examples
 /// ```
 /// use shmkit_typed::SharedValue;
@@ -169,58 +175,17 @@ pub type SharedValue<T> = Shared<Mutex<T>>;
 
 /// One `T` behind a process-shared reader-writer lock: many readers at once, or one
 /// writer; a dead writer is `OwnerDied` to the next writer, a dead reader's read lock
-/// is given back (see [`RwLock`]).
-///
-/// # Examples
-/// ```
-/// use shmkit_typed::{LockError, SharedRwValue};
-///
-/// let name = format!("shmkit-doc-rw-value-{}", std::process::id());
-/// let config = SharedRwValue::<[u32; 4]>::create(&name, [1, 2, 3, 4])?;
-/// let reader = SharedRwValue::<[u32; 4]>::open(&name)?; // as another process would
-/// config.update(|c| c[0] = 10)?; // a write lock
-/// let (a, b) = (reader.read().map_err(LockError::without_guard)?, config.get()?); // two readers at once
-/// assert_eq!((a[0], b[0]), (10, 10));
-/// # Ok::<(), Box<dyn std::error::Error>>(())
-/// ```
+/// is given back (see [`RwLock`], and the dead-holder scenario on [`Mutex`]). Made
+/// and opened like every home ([the family](crate::family)).
 pub type SharedRwValue<T> = Shared<RwLock<T>>;
 
 /// A named counting semaphore (Python's `multiprocessing.Semaphore` /
 /// `BoundedSemaphore`); permits taken with `acquire_permit` come back if their process
 /// dies (see [`Semaphore`]).
-///
-/// # Examples
-/// ```
-/// use shmkit_sync::Semaphore;
-/// use shmkit_typed::SharedSemaphore;
-///
-/// let name = format!("shmkit-doc-sem-{}", std::process::id());
-/// let slots = SharedSemaphore::create(&name, Semaphore::bounded(2, 2))?;
-/// let other = SharedSemaphore::open(&name)?; // as another process would
-/// let permit = other.acquire_permit()?; // given back if this process dies
-/// assert_eq!(slots.value(), 1);
-/// drop(permit);
-/// assert_eq!(slots.value(), 2);
-/// # Ok::<(), Box<dyn std::error::Error>>(())
-/// ```
 pub type SharedSemaphore = Shared<Semaphore>;
 
 /// A named event (Python's `multiprocessing.Event`), manual- or auto-reset (see
 /// [`Event`]).
-///
-/// # Examples
-/// ```
-/// use std::time::Duration;
-/// use shmkit_sync::Event;
-/// use shmkit_typed::SharedEvent;
-///
-/// let name = format!("shmkit-doc-event-{}", std::process::id());
-/// let ready = SharedEvent::create(&name, Event::new())?;
-/// let waiter = SharedEvent::open(&name)?; // as another process would
-/// ready.set();
-/// assert!(waiter.wait_timeout(Duration::from_secs(5))?);
-/// # Ok::<(), Box<dyn std::error::Error>>(())
-/// ```
 pub type SharedEvent = Shared<Event>;
 
 /// A named barrier (Python's `multiprocessing.Barrier`); a party that dies before

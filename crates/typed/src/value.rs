@@ -14,18 +14,6 @@ use crate::types::{kind, tag_of};
 
 /// The result of locking a shared value or array: the guard, or why there is none (or
 /// why it comes with a warning: `OwnerDied` and `Poisoned` carry it).
-///
-/// # Examples
-/// ```
-/// use shmkit_typed::{LockError, LockResult, SharedValue};
-///
-/// fn locked(v: &SharedValue<u32>) -> LockResult<'_, u32> {
-///     v.lock()
-/// }
-/// let v = SharedValue::<u32>::anonymous(4)?;
-/// assert_eq!(*locked(&v).map_err(LockError::without_guard)?, 4);
-/// # Ok::<(), Box<dyn std::error::Error>>(())
-/// ```
 pub type LockResult<'a, T> = Result<MutexGuard<'a, T>, LockError<MutexGuard<'a, T>>>;
 
 /// An opened payload must hold `need` bytes; the header said so, but it comes from
@@ -135,15 +123,6 @@ impl<T: Pod> RawValue<T> {
 
     /// A copy of the value: one atomic load for a 1/2/4/8-byte `T`, else a load per
     /// piece, which may be torn while another process `set`s it (see the type's docs).
-    ///
-    /// # Examples
-    /// ```
-    /// use shmkit_typed::RawValue;
-    ///
-    /// let v = RawValue::<f64>::anonymous(0.5)?;
-    /// assert_eq!(v.get(), 0.5); // one atomic load, no lock
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
     pub fn get(&self) -> T {
         let mut out = T::zeroed();
         // SAFETY: `ptr` points to size_of::<T>() bytes inside the live mapping (checked
@@ -160,50 +139,17 @@ impl<T: Pod> RawValue<T> {
 
     /// Overwrites the value: one atomic store for a 1/2/4/8-byte `T`, else a store
     /// per piece (readers may see it torn; see the type's docs).
-    ///
-    /// # Examples
-    /// ```
-    /// use shmkit_typed::RawValue;
-    ///
-    /// let v = RawValue::<[u16; 2]>::anonymous([0, 0])?;
-    /// v.set([1, 2]); // 4 bytes: one atomic store, readers see [0, 0] or [1, 2]
-    /// assert_eq!(v.get(), [1, 2]);
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
     pub fn set(&self, value: T) {
         // SAFETY: as in `get`; any bytes are a valid `T` (Pod).
         unsafe { atomic_store(self.ptr.as_ptr().cast::<u8>(), bytemuck::bytes_of(&value)) }
     }
 
     /// The raw pointer to the value, for atomics or `ctypes`-style access.
-    ///
-    /// # Examples
-    /// ```
-    /// use std::sync::atomic::{AtomicU32, Ordering};
-    /// use shmkit_typed::RawValue;
-    ///
-    /// let v = RawValue::<u32>::anonymous(0)?;
-    /// // SAFETY: the value is 4-aligned (the payload is 128-aligned), lives as long as `v`,
-    /// // and is only ever accessed atomically from here on.
-    /// let a = unsafe { AtomicU32::from_ptr(v.as_ptr()) };
-    /// a.fetch_add(2, Ordering::AcqRel);
-    /// assert_eq!(a.load(Ordering::Acquire), 2);
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
     pub fn as_ptr(&self) -> *mut T {
         self.ptr.as_ptr()
     }
 
     /// The segment holding the value.
-    ///
-    /// # Examples
-    /// ```
-    /// use shmkit_typed::RawValue;
-    ///
-    /// let v = RawValue::<u8>::anonymous(0)?;
-    /// assert_eq!(v.segment().payload_len(), 1);
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
     pub fn segment(&self) -> &Segment {
         &self.seg
     }
