@@ -5,53 +5,57 @@
 //! Run: `cargo run --release --example demo`
 //! (`-- --count N --size BYTES` change the stream; `--no-bench` skips the comparison)
 
-use std::process::{Command, Stdio};
+// The demo runs the writer and reader programs themselves: this binary includes them
+// (each with its own copy of `common`) and starts itself again in either role.
+#![allow(clippy::duplicate_mod)]
 
+#[path = "common/mod.rs"]
+mod common;
+#[path = "reader.rs"]
+mod reader;
+#[path = "writer.rs"]
+mod writer;
+
+use std::process::{Command, ExitCode, Stdio};
+
+use clap::Parser;
 use shmkit_cli::bench::{self, BenchConfig, Transport};
-use shmkit_cli::pair::{self, Report};
 
-fn role(args: &[String]) -> std::process::ExitCode {
-    let (side, name, count, size) = (&args[1], &args[2], &args[3], &args[4]);
-    let count: u64 = count.parse().expect("count");
-    let size: usize = size.parse().expect("size");
-    pair::catch_interrupts();
-    let result = if side == "writer" {
-        pair::run_writer(name, count, size, true)
-    } else {
-        pair::run_reader(name, count, size, true)
-    };
-    pair::finish(side, result, true)
-}
+use common::pair::DemoArgs;
 
-fn flag(args: &[String], name: &str, default: u64) -> u64 {
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .map_or(default, |v| v.parse().expect("a number"))
-}
+/// Set in the environment of the demo's children: which program to be.
+const ROLE: &str = "SHMKIT_DEMO_ROLE";
 
-fn main() -> std::process::ExitCode {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    if args.first().map(String::as_str) == Some("--role") {
-        return role(&args);
+fn main() -> ExitCode {
+    match std::env::var(ROLE).as_deref() {
+        Ok("writer") => return writer::main(),
+        Ok("reader") => return reader::main(),
+        _ => {}
     }
-    let count = flag(&args, "--count", 1_000_000);
-    let size = flag(&args, "--size", 1024);
+    let args = DemoArgs::parse();
+    let (count, size) = (args.stream.count, args.stream.size);
     let name = format!("shmkit-demo-{}", std::process::id());
     let exe = std::env::current_exe().expect("path of this example");
 
     println!("== 1. writer -> reader through shared memory");
     println!("   two processes, ring '{name}', {count} messages of {size} bytes");
-    let spawn = |side: &str| {
+    let spawn = |side: &str, args: &[&str]| {
         Command::new(&exe)
-            .args(["--role", side, &name, &count.to_string(), &size.to_string()])
+            .env(ROLE, side)
+            .args(["--name", &name, "--json"])
+            .args(args)
             .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
             .spawn()
             .expect("start a child process")
     };
-    // The reader first: it creates the ring and waits; the writer attaches.
-    let reader = spawn("reader");
-    let writer = spawn("writer");
+    // The reader first: it creates the ring and waits; the writer attaches. The reader
+    // needs no --count or --size: the writer's first message announces them.
+    let reader = spawn("reader", &[]);
+    let writer = spawn(
+        "writer",
+        &["--count", &count.to_string(), "--size", &size.to_string()],
+    );
     let mut ok = true;
     let mut reports = Vec::new();
     for (side, child) in [("writer", writer), ("reader", reader)] {
@@ -61,29 +65,29 @@ fn main() -> std::process::ExitCode {
         if let Some(human) = lines.next() {
             println!("   {human}");
         }
-        let report: Option<Report> = lines
+        // The last line is the JSON report: {"messages":N,...,"verified":true}.
+        let report = lines
             .last()
-            .and_then(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-            .map(|v| Report {
-                messages: v["messages"].as_u64().unwrap_or(0),
-                bytes: v["bytes"].as_u64().unwrap_or(0),
-                seconds: v["seconds"].as_f64().unwrap_or(0.0),
-                verified: v["verified"].as_bool().unwrap_or(false),
-            });
-        ok &= out.status.success();
+            .and_then(|l| serde_json::from_str::<serde_json::Value>(l).ok());
+        if !out.status.success() {
+            ok = false;
+            eprint!("   {}", String::from_utf8_lossy(&out.stderr));
+        }
         reports.push((side, report));
     }
-    let verified = reports
-        .iter()
-        .any(|(side, r)| *side == "reader" && r.is_some_and(|r| r.verified && r.messages == count));
+    let verified = reports.iter().any(|(side, r)| {
+        *side == "reader"
+            && r.as_ref()
+                .is_some_and(|r| r["verified"] == true && r["messages"] == count)
+    });
     if !ok || !verified {
         eprintln!("demo: the writer/reader pair failed");
-        return std::process::ExitCode::FAILURE;
+        return ExitCode::FAILURE;
     }
     println!("   OK: {count} messages arrived in order, every byte verified");
 
-    if args.iter().any(|a| a == "--no-bench") {
-        return std::process::ExitCode::SUCCESS;
+    if args.no_bench {
+        return ExitCode::SUCCESS;
     }
     println!();
     println!("== 2. the same between two processes: shmkit ring and queue vs pipe and Unix socket");
@@ -96,7 +100,7 @@ fn main() -> std::process::ExitCode {
         Ok(results) => print!("{}", bench::table(&results)),
         Err(e) => {
             eprintln!("demo: benchmark failed: {e}");
-            return std::process::ExitCode::FAILURE;
+            return ExitCode::FAILURE;
         }
     }
     println!();
@@ -106,5 +110,5 @@ fn main() -> std::process::ExitCode {
     println!("- the full table (sizes 8 B to 1 MiB, JSON and SVG): cargo run --release -p shmkit-cli -- bench");
     println!("- run the pair yourself in two terminals: cargo run --release --example reader");
     println!("                                   and: cargo run --release --example writer");
-    std::process::ExitCode::SUCCESS
+    ExitCode::SUCCESS
 }

@@ -1,10 +1,13 @@
-//! Helpers shared by the examples: re-running this same program as a child process.
+//! Helpers shared by the examples: re-running this same program as a child process,
+//! and ([`pair`]) what the writer/reader pair agrees on.
 //!
 //! Examples start their children by re-executing themselves with `--child ...`
 //! arguments, so every child is a real, separate process that finds the shared objects
 //! by name, as an unrelated program would.
 
 #![allow(dead_code)]
+
+pub mod pair;
 
 use std::process::{Child, Command, Stdio};
 

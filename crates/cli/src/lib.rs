@@ -1,8 +1,6 @@
-//! Library side of the `shmkit` command and the examples: the benchmark harness
-//! ([`mod@bench`], behind `shmkit bench` and the `demo` example), the writer/reader pair
-//! ([`pair`], behind `examples/writer.rs` and `examples/reader.rs`), and the segment
-//! listing behind `shmkit ls`, `inspect` and `rm` ([`segments`]).
+//! Library side of the `shmkit` command: the benchmark harness ([`mod@bench`], behind
+//! `shmkit bench` and the `demo` example's comparison, reusable by other benchmarks)
+//! and the segment listing behind `shmkit ls`, `inspect` and `rm` ([`segments`]).
 
 pub mod bench;
-pub mod pair;
 pub mod segments;

@@ -75,7 +75,9 @@ pub fn ls_table(segments: &[SegmentInfo]) -> String {
                 s.backend.as_str().to_string(),
                 human_size(s.size as usize),
                 if trusted {
-                    s.header.type_tag.name().to_string()
+                    // A shmkit-typed object by its Rust name (`SharedValue<u64>`,
+                    // `SharedSemaphore`...), any other tag by its recorded name.
+                    shmkit_typed::types::describe_object(&s.header.type_tag)
                 } else {
                     "?".to_string()
                 },
@@ -160,8 +162,21 @@ pub fn inspect_text(s: &SegmentInfo) -> String {
     let _ = writeln!(out, "total size      {}", h.total_size);
     let _ = writeln!(out, "payload offset  {}", h.payload_offset);
     let _ = writeln!(out, "payload size    {}", h.payload_size);
+    if let Some((object, reads)) = shmkit_typed::types::object(t.kind()) {
+        let found = shmkit_typed::types::layout_version(t.kind()).unwrap_or(0);
+        let _ = writeln!(out, "object          {object}");
+        let _ = writeln!(
+            out,
+            "object layout   {found} (this build reads {reads}{})",
+            if found == reads {
+                ""
+            } else {
+                ": it cannot open it"
+            }
+        );
+    }
     let _ = writeln!(out, "type name       {}", t.name());
-    let _ = writeln!(out, "type kind       {}", t.kind());
+    let _ = writeln!(out, "type kind       {} ({:#010x})", t.kind(), t.kind());
     let _ = writeln!(out, "type size       {}", t.size());
     let _ = writeln!(out, "type align      {}", t.align());
     let _ = writeln!(out, "type fingerprint {:#018x}", t.fingerprint());

@@ -5,19 +5,6 @@ use std::io;
 use std::time::Duration;
 
 /// Why a segment could not be created.
-///
-/// # Examples
-/// ```
-/// use shmkit_segment::{CreateError, Segment};
-///
-/// let e = Segment::options().size(64).create().unwrap_err();
-/// assert!(matches!(e, CreateError::NoBackend));
-/// let e = Segment::options().posix("a/b").size(64).create().unwrap_err();
-/// assert!(matches!(e, CreateError::InvalidName { .. }));
-/// let e = Segment::options().anonymous().size(0).create().unwrap_err();
-/// assert!(matches!(e, CreateError::ZeroSize));
-/// assert!(e.to_string().contains(".size(n)")); // messages say what to do
-/// ```
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum CreateError {
@@ -216,6 +203,19 @@ pub enum OpenError {
         /// The type tag in the header.
         found: String,
     },
+    /// The segment was created in another pid namespace than this process's (a
+    /// container sharing `/dev/shm` or IPC with the host or another container). Process
+    /// ids do not cross pid namespaces, so the liveness checks that recover a lock or a
+    /// ring role from a dead holder could take it from a live one: refused by default.
+    #[error("segment '{name}' was created in pid namespace {creator}, but this process runs in pid namespace {ours}: process ids do not cross pid namespaces, so a live lock holder over there would look dead from here. Run both sides in one pid namespace (e.g. docker --pid=host or --pid=container:NAME), or open with .allow_foreign_pid_namespace(true) to accept that a holder that dies is then never recovered (waiters wait or time out)")]
+    ForeignPidNamespace {
+        /// The name, key or path.
+        name: String,
+        /// Inode of the creator's pid namespace (from the header).
+        creator: u64,
+        /// Inode of this process's pid namespace (`/proc/self/ns/pid`).
+        ours: u64,
+    },
     /// Another system call failed.
     #[error("opening segment '{name}' failed in {op}: {source}")]
     Io {
@@ -230,14 +230,6 @@ pub enum OpenError {
 }
 
 /// Why `open_or_create` failed: the error of the step that failed.
-///
-/// # Examples
-/// ```
-/// use shmkit_segment::{OpenOrCreateError, Segment};
-///
-/// let e = Segment::options().posix("").size(8).open_or_create().unwrap_err();
-/// assert!(matches!(e, OpenOrCreateError::Create(_))); // which step failed, and why
-/// ```
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum OpenOrCreateError {
@@ -250,17 +242,6 @@ pub enum OpenOrCreateError {
 }
 
 /// Why a segment could not be removed.
-///
-/// # Examples
-/// ```
-/// use shmkit_segment::{remove, RemoveError};
-///
-/// let name = format!("shmkit-doc-absent-{}", std::process::id());
-/// match remove(&name) {
-///     Err(RemoveError::NotFound { .. }) => {} // already gone: often fine when cleaning up
-///     other => panic!("unexpected: {other:?}"),
-/// }
-/// ```
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum RemoveError {
@@ -306,18 +287,6 @@ pub enum RemoveError {
 }
 
 /// Why segments could not be listed.
-///
-/// # Examples
-/// ```
-/// use shmkit_segment::{list, ListError};
-///
-/// match list() {
-///     Ok(segments) => println!("{} shmkit segments", segments.len()),
-///     Err(ListError::Io { path, .. }) => eprintln!("cannot read {path}"), // e.g. no /dev/shm
-///     Err(e) => return Err(e.into()),
-/// }
-/// # Ok::<(), Box<dyn std::error::Error>>(())
-/// ```
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ListError {

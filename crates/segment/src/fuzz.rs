@@ -48,9 +48,12 @@ pub fn header_validate(
     want_size: Option<u64>,
     want_tag: Option<TypeTag>,
 ) -> Result<HeaderInfo, OpenError> {
+    // Pid namespace 0 (unknown): the namespace check never refuses here; it has its
+    // own unit tests.
     let expect = Expect {
         payload_size: want_size,
         type_tag: want_tag,
+        ..Expect::default()
     };
     // `list()` decodes every header it finds: it must not panic on any bytes.
     let decoded = Header::from_bytes(header);

@@ -4,8 +4,9 @@
 //! ```text
 //! offset size field            notes
 //!      0    8 magic            b"SHMKITSG" (u64 LE 0x4753_5449_4b4d_4853)
-//!      8    4 version          LAYOUT_VERSION (1)
-//!     12    4 state            0 = being created, 1 = READY, 2 = init failed (atomic)
+//!      8    4 version          LAYOUT_VERSION (2)
+//!     12    4 state            bits 0..16: 0 = being created, 1 = READY, 2 = init failed;
+//!                              bit 16: shared across pid namespaces (atomic)
 //!     16    4 creator_pid      pid of the creating process (atomic; 0 = header not written yet)
 //!     20    4 header_len       128
 //!     24    8 total_size       header + payload bytes
@@ -19,16 +20,21 @@
 //!     80   40 tag_name         UTF-8, zero padded
 //!    120    8 creator_pidns    inode of the creator's /proc/self/ns/pid (0 = unknown)
 //! ```
+//! An opener in another pid namespace than `creator_pidns` is refused unless it opts in
+//! ([`SegmentOptions::allow_foreign_pid_namespace`](crate::SegmentOptions::allow_foreign_pid_namespace));
+//! one that opts in sets the `state` flag, which tells every process that liveness
+//! checks on objects in this segment cannot be trusted.
 //! All integers are little-endian (the host order on every Linux target we build for).
 
 use std::fmt;
 use std::ptr::addr_of_mut;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{fence, AtomicU32, AtomicU64, Ordering};
 
 /// The first 8 bytes of every shmkit segment.
 pub const MAGIC: u64 = u64::from_le_bytes(*b"SHMKITSG");
-/// The header layout this build writes and reads.
-pub const LAYOUT_VERSION: u32 = 1;
+/// The header layout this build writes and reads. Version 2 added the "shared across
+/// pid namespaces" flag (bit 16 of `state`); version 1 segments are refused.
+pub const LAYOUT_VERSION: u32 = 2;
 /// Header length; the payload starts here (128-byte aligned, since mappings are page aligned).
 pub const HEADER_LEN: usize = 128;
 /// Bytes of a type name kept in the header (the fingerprint covers the whole name).
@@ -40,6 +46,12 @@ pub(crate) const STATE_CREATING: u32 = 0;
 pub(crate) const STATE_READY: u32 = 1;
 /// `state` after the creator's `init` panicked (the name is removed as well).
 pub(crate) const STATE_FAILED: u32 = 2;
+/// The bits of `state` that hold the init state (CREATING, READY, FAILED).
+pub(crate) const STATE_INIT_MASK: u32 = 0xFFFF;
+/// Flag in `state`: a process in another pid namespace than the creator's opened the
+/// segment (or the creator allowed that up front), so process ids in it cannot be
+/// checked for liveness. Set once, never cleared.
+pub(crate) const STATE_SHARED_PID_NAMESPACES: u32 = 1 << 16;
 
 /// The in-memory header. Fields that are read while the creator may still be writing
 /// are atomics; the rest are written once before `creator_pid` is published (Release)
@@ -111,6 +123,39 @@ impl Header {
         }
     }
 
+    /// Sets the "shared across pid namespaces" flag, then a SeqCst fence: every lock or
+    /// role this process takes afterwards is ordered after the flag, so a waiter that
+    /// sees such an owner and then runs [`Header::shared_pid_namespaces`] sees the flag.
+    ///
+    /// # Safety
+    /// `h` points to a live, 8-aligned header of at least [`HEADER_LEN`] bytes.
+    pub(crate) unsafe fn mark_shared_pid_namespaces(h: *const Header) {
+        // SAFETY: forwarded from the caller; `state` is an atomic.
+        // Relaxed RMW + SeqCst fence: the fence pairs with the one in
+        // `shared_pid_namespaces` (fence-to-fence: an owner word written after this
+        // fence and read before that one makes this flag visible after it).
+        unsafe {
+            (*h).state
+                .fetch_or(STATE_SHARED_PID_NAMESPACES, Ordering::Relaxed)
+        };
+        fence(Ordering::SeqCst);
+    }
+
+    /// Whether the "shared across pid namespaces" flag is set, read after a SeqCst
+    /// fence (see [`Header::mark_shared_pid_namespaces`]): call it after reading the
+    /// owner word whose liveness is in question.
+    ///
+    /// # Safety
+    /// `h` points to a live, 8-aligned header of at least [`HEADER_LEN`] bytes.
+    pub(crate) unsafe fn shared_pid_namespaces(h: *const Header) -> bool {
+        // SeqCst fence: pairs with the fence in `mark_shared_pid_namespaces`.
+        fence(Ordering::SeqCst);
+        // SAFETY: forwarded from the caller; `state` is an atomic.
+        // Relaxed: ordered by the fence above.
+        let state = unsafe { (*h).state.load(Ordering::Relaxed) };
+        state & STATE_SHARED_PID_NAMESPACES != 0
+    }
+
     /// A copy of the header's 128 bytes, read as 16 volatile `u64` words: another
     /// process may (wrongly) write them at any time, so we never form references to
     /// them, and everything an opener decides is decided on this one copy (a peer that
@@ -150,7 +195,8 @@ impl Header {
         HeaderInfo {
             magic: u64_at(0),
             version: u32_at(8),
-            ready: u32_at(12) == STATE_READY,
+            ready: u32_at(12) & STATE_INIT_MASK == STATE_READY,
+            shared_pid_namespaces: u32_at(12) & STATE_SHARED_PID_NAMESPACES != 0,
             creator_pid: u32_at(16),
             creator_pidns: u64_at(120),
             header_len: u32_at(20),
@@ -177,20 +223,6 @@ fn valid_utf8_prefix(b: &[u8]) -> usize {
 }
 
 /// A plain copy of a segment's header fields (see `docs/layout.md`).
-///
-/// # Examples
-/// ```
-/// use shmkit_segment::{Segment, TypeTag};
-///
-/// let name = format!("shmkit-doc-header-{}", std::process::id());
-/// let tag = TypeTag::new(7, "demo::Reading", 16, 8);
-/// let _seg = Segment::options().posix(&name).size(16).type_tag(tag).create()?;
-/// // What `shmkit inspect` shows, read without knowing the type:
-/// let h = Segment::options().posix(&name).any_type().open()?.header().expect("shmkit");
-/// assert_eq!((h.type_tag.name(), h.payload_size, h.total_size), ("demo::Reading", 16, 144));
-/// assert_eq!(h.creator_pid, std::process::id());
-/// # Ok::<(), Box<dyn std::error::Error>>(())
-/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct HeaderInfo {
@@ -205,6 +237,10 @@ pub struct HeaderInfo {
     /// Inode of the creator's pid namespace (`/proc/self/ns/pid`); 0 if unknown. A pid
     /// only means something in that namespace.
     pub creator_pidns: u64,
+    /// Whether a process in another pid namespace than the creator's opened the segment
+    /// (with [`allow_foreign_pid_namespace`](crate::SegmentOptions::allow_foreign_pid_namespace)):
+    /// liveness checks on objects in it then never declare an owner dead.
+    pub shared_pid_namespaces: bool,
     /// Header length in bytes (128).
     pub header_len: u32,
     /// Header plus payload, bytes.
@@ -268,23 +304,6 @@ impl TypeTag {
 
     /// A tag for a type: `kind` is a namespace chosen by the caller (e.g. which shmkit
     /// container), `name` a stable type name, `size`/`align` its layout.
-    ///
-    /// # Examples
-    /// ```
-    /// use shmkit_segment::TypeTag;
-    ///
-    /// #[repr(C)]
-    /// struct Sample { t: u64, v: [f32; 2] }
-    /// // `const`: compute it once; name it stably (not with `type_name`, if other
-    /// // languages or compilers must agree on it).
-    /// const SAMPLE: TypeTag = TypeTag::new(
-    ///     1,
-    ///     "acme::Sample v1",
-    ///     size_of::<Sample>() as u64,
-    ///     align_of::<Sample>() as u64,
-    /// );
-    /// assert_eq!((SAMPLE.size(), SAMPLE.align()), (16, 8));
-    /// ```
     pub const fn new(kind: u32, name: &str, size: u64, align: u64) -> TypeTag {
         let bytes = name.as_bytes();
         let mut h = fnv1a(FNV_OFFSET, &kind.to_le_bytes());
@@ -318,69 +337,27 @@ impl TypeTag {
     }
 
     /// The caller-chosen kind.
-    ///
-    /// # Examples
-    /// ```
-    /// use shmkit_segment::TypeTag;
-    ///
-    /// let tag = TypeTag::new(0x10, "app::Frame", 64, 8);
-    /// assert_eq!((tag.kind(), tag.size(), tag.align()), (0x10, 64, 8));
-    /// ```
     pub fn kind(&self) -> u32 {
         self.kind
     }
 
     /// The type name (at most the first [`TAG_NAME_LEN`] bytes).
-    ///
-    /// # Examples
-    /// ```
-    /// use shmkit_segment::TypeTag;
-    ///
-    /// let long = "a::very::long::module::path::to::SomeTypeWithALongName";
-    /// let tag = TypeTag::new(0, long, 1, 1);
-    /// assert!(long.starts_with(tag.name()) && tag.name().len() <= 40); // kept for display
-    /// assert_ne!(tag, TypeTag::new(0, &long[..40], 1, 1)); // but the full name is compared
-    /// ```
     pub fn name(&self) -> &str {
         // The constructors only keep whole UTF-8 characters.
         std::str::from_utf8(&self.name[..self.name_len]).unwrap_or("")
     }
 
     /// The type's size in bytes.
-    ///
-    /// # Examples
-    /// ```
-    /// use shmkit_segment::TypeTag;
-    ///
-    /// assert_eq!(TypeTag::new(0, "u32", 4, 4).size(), 4);
-    /// ```
     pub fn size(&self) -> u64 {
         self.size
     }
 
     /// The type's alignment in bytes.
-    ///
-    /// # Examples
-    /// ```
-    /// use shmkit_segment::TypeTag;
-    ///
-    /// assert_eq!(TypeTag::new(0, "u32", 4, 4).align(), 4);
-    /// ```
     pub fn align(&self) -> u64 {
         self.align
     }
 
     /// FNV-1a 64 of kind, size, align and the full name.
-    ///
-    /// # Examples
-    /// ```
-    /// use shmkit_segment::TypeTag;
-    ///
-    /// let a = TypeTag::new(1, "app::Point", 8, 4);
-    /// // Stable across builds and machines: a C or Python reader can compute it too.
-    /// assert_eq!(a.fingerprint(), TypeTag::new(1, "app::Point", 8, 4).fingerprint());
-    /// assert_ne!(a.fingerprint(), TypeTag::new(2, "app::Point", 8, 4).fingerprint());
-    /// ```
     pub fn fingerprint(&self) -> u64 {
         self.fingerprint
     }

@@ -28,19 +28,6 @@ const SYSV_PROC: &str = "/proc/sysvipc/shm";
 const SHM_DEST: u32 = 0o1000;
 
 /// One shmkit segment found by [`list`], [`list_dir`] or [`info`].
-///
-/// # Examples
-/// ```
-/// use shmkit_segment::{list, Segment, SegmentState};
-///
-/// let name = format!("shmkit-doc-info-{}", std::process::id());
-/// let _seg = Segment::options().posix(&name).size(64).mode(0o640).create()?;
-/// let info = list()?.into_iter().find(|s| s.name == name).expect("listed");
-/// assert_eq!((info.mode & 0o777, info.shmid), (0o640, None));
-/// assert_eq!(info.header.payload_size, 64);
-/// assert_eq!(info.state(), SegmentState::Alive);
-/// # Ok::<(), Box<dyn std::error::Error>>(())
-/// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct SegmentInfo {
@@ -78,19 +65,6 @@ pub struct SegmentInfo {
 }
 
 /// What state a listed segment is in, from its header, its creator and the kernel.
-///
-/// # Examples
-/// ```
-/// use shmkit_segment::{info, Segment, SegmentState};
-///
-/// let name = format!("shmkit-doc-state-{}", std::process::id());
-/// let _seg = Segment::options().posix(&name).size(8).create()?;
-/// let state = info(&name)?.state();
-/// assert_eq!(state, SegmentState::Alive);
-/// assert!(!state.is_stale()); // in use: `shmkit rm` refuses it without --force
-/// assert_eq!(state.to_string(), "alive");
-/// # Ok::<(), Box<dyn std::error::Error>>(())
-/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum SegmentState {
@@ -143,34 +117,11 @@ impl fmt::Display for SegmentState {
 
 impl SegmentInfo {
     /// Pid of the process that created the segment.
-    ///
-    /// # Examples
-    /// ```
-    /// use shmkit_segment::{list, Segment};
-    ///
-    /// let name = format!("shmkit-doc-pid-{}", std::process::id());
-    /// let _seg = Segment::options().posix(&name).size(8).create()?;
-    /// let info = list()?.into_iter().find(|s| s.name == name).expect("listed");
-    /// assert_eq!(info.creator_pid(), std::process::id());
-    /// assert!(info.ready()); // READY was published
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
     pub fn creator_pid(&self) -> u32 {
         self.header.creator_pid
     }
 
     /// Whether the creator published READY.
-    ///
-    /// # Examples
-    /// ```
-    /// use shmkit_segment::{list, Segment};
-    ///
-    /// let name = format!("shmkit-doc-ready-{}", std::process::id());
-    /// let _seg = Segment::options().posix(&name).size(8).create()?;
-    /// let info = list()?.into_iter().find(|s| s.name == name).expect("listed");
-    /// assert!(info.ready()); // `false` would mean a creator still initialising, or dead
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
     pub fn ready(&self) -> bool {
         self.header.ready
     }
@@ -258,22 +209,6 @@ pub fn list() -> Result<Vec<SegmentInfo>, ListError> {
 ///
 /// # Errors
 /// [`ListError::Io`] if `dir` cannot be read.
-///
-/// # Examples
-/// ```
-/// use shmkit_segment::{list_dir, Backend, Segment};
-///
-/// let dir = std::env::temp_dir().join(format!("shmkit-doc-list-dir-{}", std::process::id()));
-/// std::fs::create_dir_all(&dir)?;
-/// let path = dir.join("state.seg");
-/// let _seg = Segment::options().file(&path).size(16).unlink_on_drop(true).create()?;
-/// let found = list_dir(&dir)?;
-/// assert_eq!(found.len(), 1);
-/// assert_eq!((found[0].backend, found[0].name.as_str()), (Backend::File, path.to_str().unwrap()));
-/// # drop(_seg);
-/// # std::fs::remove_dir(&dir)?;
-/// # Ok::<(), Box<dyn std::error::Error>>(())
-/// ```
 pub fn list_dir(dir: impl AsRef<Path>) -> Result<Vec<SegmentInfo>, ListError> {
     let dir = dir.as_ref();
     let io_err = |source| ListError::Io {
@@ -305,21 +240,6 @@ pub fn list_dir(dir: impl AsRef<Path>) -> Result<Vec<SegmentInfo>, ListError> {
 /// shmkit's magic (e.g. Python's `SharedMemory`), and [`OpenError::TooSmall`] for one
 /// shorter than a header (an empty one may be a creator that died before sizing it);
 /// [`OpenError::InvalidName`], [`OpenError::PermissionDenied`], [`OpenError::Io`].
-///
-/// # Examples
-/// ```
-/// use shmkit_segment::{info, OpenError, Segment, SegmentState};
-///
-/// let name = format!("shmkit-doc-info-fn-{}", std::process::id());
-/// let _seg = Segment::options().posix(&name).size(8).create()?;
-/// assert_eq!(info(&name)?.state(), SegmentState::Alive);
-/// // An object made without shmkit (as Python's SharedMemory makes them):
-/// let foreign = format!("shmkit-doc-foreign-{}", std::process::id());
-/// std::fs::write(format!("/dev/shm/{foreign}"), [1u8; 4096])?;
-/// assert!(matches!(info(&foreign), Err(OpenError::NotShmkit { .. })));
-/// shmkit_segment::remove(&foreign)?;
-/// # Ok::<(), Box<dyn std::error::Error>>(())
-/// ```
 pub fn info(name: &str) -> Result<SegmentInfo, OpenError> {
     name::check_posix(name).map_err(|reason| OpenError::InvalidName {
         name: name.to_owned(),
@@ -335,17 +255,6 @@ pub fn info(name: &str) -> Result<SegmentInfo, OpenError> {
 ///
 /// # Errors
 /// As [`info`].
-///
-/// # Examples
-/// ```
-/// use shmkit_segment::{info_file, Backend, Segment};
-///
-/// let path = std::env::temp_dir().join(format!("shmkit-doc-info-file-{}", std::process::id()));
-/// let _seg = Segment::options().file(&path).size(32).unlink_on_drop(true).create()?;
-/// let info = info_file(&path)?;
-/// assert_eq!((info.backend, info.header.payload_size), (Backend::File, 32));
-/// # Ok::<(), Box<dyn std::error::Error>>(())
-/// ```
 pub fn info_file(path: impl AsRef<Path>) -> Result<SegmentInfo, OpenError> {
     let path = path.as_ref();
     let shown = path.display().to_string();
@@ -362,17 +271,6 @@ pub fn info_file(path: impl AsRef<Path>) -> Result<SegmentInfo, OpenError> {
 ///
 /// # Errors
 /// As [`info`]; [`OpenError::InvalidName`] for key 0 (`IPC_PRIVATE`).
-///
-/// # Examples
-/// ```
-/// use shmkit_segment::{info_sysv, Segment, SegmentState};
-///
-/// let key = 0x5349_0000 ^ (std::process::id() as i32 & 0xffff);
-/// let _seg = Segment::options().sysv(key).size(64).create()?;
-/// let info = info_sysv(key)?;
-/// assert_eq!((info.state(), info.attached), (SegmentState::Alive, Some(1)));
-/// # Ok::<(), Box<dyn std::error::Error>>(())
-/// ```
 pub fn info_sysv(key: i32) -> Result<SegmentInfo, OpenError> {
     let name = format!("{key:#010x}");
     if key == libc::IPC_PRIVATE {
@@ -619,19 +517,6 @@ pub fn remove(name: &str) -> Result<(), RemoveError> {
 ///
 /// # Errors
 /// As [`remove`].
-///
-/// # Examples
-/// ```
-/// use shmkit_segment::{remove_sysv, Segment};
-///
-/// let key = 0x5352_0000 ^ std::process::id() as i32;
-/// let mut seg = Segment::options().sysv(key).size(64).create()?;
-/// seg.persist();
-/// drop(seg);
-/// remove_sysv(key)?;
-/// assert!(Segment::options().sysv(key).open().is_err());
-/// # Ok::<(), Box<dyn std::error::Error>>(())
-/// ```
 pub fn remove_sysv(key: i32) -> Result<(), RemoveError> {
     let name = format!("{key:#010x}");
     if key == libc::IPC_PRIVATE {
@@ -668,5 +553,57 @@ fn remove_error(name: &str, e: io::Error) -> RemoveError {
             name: name.to_owned(),
             source: e,
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    // What the per-function doc examples checked before they were folded into the
+    // one on `list`.
+    use super::*;
+    use crate::Segment;
+
+    #[test]
+    fn info_judges_posix_sysv_file_and_foreign_objects() {
+        let pid = std::process::id();
+        let name = format!("shmkit-unit-info-{pid}");
+        let _seg = Segment::options().posix(&name).size(8).create().unwrap();
+        let state = info(&name).unwrap().state();
+        assert_eq!(
+            (state, state.to_string().as_str()),
+            (SegmentState::Alive, "alive")
+        );
+        assert!(!state.is_stale());
+
+        let foreign = format!("shmkit-unit-foreign-{pid}");
+        std::fs::write(format!("/dev/shm/{foreign}"), [1u8; 4096]).unwrap();
+        let r = info(&foreign);
+        remove(&foreign).unwrap();
+        assert!(matches!(r, Err(OpenError::NotShmkit { .. })), "{r:?}");
+
+        let key = 0x5349_0000 ^ (pid as i32 & 0xffff);
+        let _sysv = Segment::options().sysv(key).size(64).create().unwrap();
+        let i = info_sysv(key).unwrap();
+        assert_eq!((i.state(), i.attached), (SegmentState::Alive, Some(1)));
+
+        let dir = std::env::temp_dir().join(format!("shmkit-unit-list-dir-{pid}"));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("state.seg");
+        let file = Segment::options()
+            .file(&path)
+            .size(32)
+            .unlink_on_drop(true)
+            .create()
+            .unwrap();
+        let found = list_dir(&dir).unwrap();
+        let by_path = info_file(&path).unwrap();
+        drop(file);
+        std::fs::remove_dir(&dir).unwrap();
+        assert_eq!(found.len(), 1);
+        assert_eq!(found[0].name, path.to_str().unwrap());
+        assert_eq!(
+            (by_path.backend, by_path.header.payload_size),
+            (Backend::File, 32)
+        );
     }
 }

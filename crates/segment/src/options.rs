@@ -20,7 +20,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::error::{CreateError, OpenError, OpenOrCreateError};
-use crate::header::{Header, TypeTag, HEADER_LEN, STATE_FAILED, STATE_READY};
+use crate::header::{
+    Header, TypeTag, HEADER_LEN, STATE_FAILED, STATE_READY, STATE_SHARED_PID_NAMESPACES,
+};
 use crate::segment::{Backend, Mapping, Segment, Unlinker};
 use crate::validate::{open_header, Expect};
 use crate::wait::wait_for_size;
@@ -43,14 +45,33 @@ enum Target {
 /// Builder for [`Segment`]: pick a backend, set options, then `create`, `open` or
 /// `open_or_create`.
 ///
-/// # Examples
+/// The one example of the builder: a typed segment created once, opened by a peer,
+/// refused when opened as the wrong type, and inspected by a tool. The backends are in
+/// the [crate-level table](crate); handing an anonymous segment to another process is
+/// shown on [`anonymous`](Self::anonymous), sharing across containers on
+/// [`allow_foreign_pid_namespace`](Self::allow_foreign_pid_namespace).
+///
 /// ```
-/// use shmkit_segment::Segment;
-/// let name = format!("shmkit-doc-{}", std::process::id());
-/// let seg = Segment::options().posix(&name).size(4096).create()?;
-/// assert_eq!(seg.payload_len(), 4096);
-/// let other = Segment::options().posix(&name).open()?;
-/// assert!(!other.is_creator());
+/// use shmkit_segment::{CreateError, OpenError, Segment, TypeTag};
+///
+/// const POINT: TypeTag = TypeTag::new(1, "myapp::Point", 8, 4);
+/// let name = format!("shmkit-doc-opts-{}", std::process::id());
+/// let opts = Segment::options().posix(&name).size(8).type_tag(POINT);
+/// // Whoever comes first creates and initialises it; `init` runs before READY, and
+/// // only in the creator.
+/// // SAFETY: the fresh payload is ours alone until READY.
+/// let a = opts.clone().open_or_create_with(|p, _| unsafe { p.write(1) })?;
+/// let b = opts.clone().open_or_create_with(|_, _| unreachable!("only the creator runs init"))?;
+/// assert!(a.is_creator() && !b.is_creator());
+/// // SAFETY: in bounds; nobody writes it any more.
+/// assert_eq!(unsafe { b.payload_ptr().read() }, 1);
+/// assert!(matches!(opts.create(), Err(CreateError::AlreadyExists { .. })));
+/// // Opening it as something else is an error, not garbage...
+/// let wrong = Segment::options().posix(&name).type_tag(TypeTag::BYTES).open();
+/// assert!(matches!(wrong, Err(OpenError::TypeMismatch { .. })));
+/// // ...while a tool (`shmkit inspect`) opens any type and reads the header.
+/// let h = Segment::options().posix(&name).any_type().open()?.header().expect("shmkit");
+/// assert_eq!((h.type_tag, h.payload_size, h.creator_pid), (POINT, 8, std::process::id()));
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 #[derive(Clone, Debug)]
@@ -62,6 +83,7 @@ pub struct SegmentOptions {
     type_tag: Option<TypeTag>,
     open_timeout: Duration,
     unlink_on_drop: Option<bool>,
+    allow_foreign_pid_namespace: bool,
 }
 
 impl Default for SegmentOptions {
@@ -73,6 +95,7 @@ impl Default for SegmentOptions {
             type_tag: Some(TypeTag::BYTES),
             open_timeout: DEFAULT_OPEN_TIMEOUT,
             unlink_on_drop: None,
+            allow_foreign_pid_namespace: false,
         }
     }
 }
@@ -154,58 +177,18 @@ fn create_io_error(name: &str, op: &'static str, size: u64, e: io::Error) -> Cre
 
 impl SegmentOptions {
     /// A POSIX named segment (`/dev/shm/<name>`); `name` without the leading `/`.
-    ///
-    /// # Examples
-    /// ```
-    /// use shmkit_segment::{CreateError, Segment};
-    ///
-    /// let name = format!("shmkit-doc-posix-{}", std::process::id()); // no leading '/'
-    /// let seg = Segment::options().posix(&name).size(64).create()?;
-    /// assert!(std::path::Path::new("/dev/shm").join(&name).exists());
-    /// // Names are checked before any system call.
-    /// let bad = Segment::options().posix("has/slash").size(64).create();
-    /// assert!(matches!(bad, Err(CreateError::InvalidName { .. })));
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
     pub fn posix(mut self, name: &str) -> Self {
         self.target = Target::Posix(name.to_owned());
         self
     }
 
     /// A System V segment with an explicit key (not 0, which is `IPC_PRIVATE`).
-    ///
-    /// # Examples
-    /// ```
-    /// use shmkit_segment::{Backend, Segment};
-    ///
-    /// let key = 0x5348_0000 ^ std::process::id() as i32; // unique per process
-    /// let seg = Segment::options().sysv(key).size(4096).create()?; // removed on drop
-    /// assert_eq!(seg.backend(), Backend::SysV);
-    /// assert_eq!(seg.name(), Some(format!("{key:#010x}").as_str()));
-    /// let other = Segment::options().sysv(key).size(4096).open()?;
-    /// assert_eq!(other.payload_len(), 4096);
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
     pub fn sysv(mut self, key: i32) -> Self {
         self.target = Target::SysV(key);
         self
     }
 
     /// A System V segment whose key is `ftok(path, id)`.
-    ///
-    /// # Examples
-    /// ```
-    /// use shmkit_segment::Segment;
-    ///
-    /// let path = std::env::temp_dir().join(format!("shmkit-doc-ftok-{}", std::process::id()));
-    /// std::fs::File::create(&path)?; // ftok needs an existing file
-    /// let seg = Segment::options().sysv_ftok(&path, b'D').size(64).create()?;
-    /// let again = Segment::options().sysv_ftok(&path, b'D').open()?; // same key
-    /// assert_eq!(seg.name(), again.name());
-    /// drop((seg, again)); // the creator removes the segment
-    /// std::fs::remove_file(&path)?;
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
     pub fn sysv_ftok(mut self, path: impl AsRef<Path>, id: u8) -> Self {
         self.target = Target::SysVFtok(path.as_ref().to_owned(), id);
         self
@@ -215,20 +198,6 @@ impl SegmentOptions {
     /// other backends, the creator does **not** remove the file on drop (opt in with
     /// `unlink_on_drop(true)`). A creation that fails half-way (including a panicking
     /// `init`) still removes the file it made.
-    ///
-    /// # Examples
-    /// ```
-    /// use shmkit_segment::{Backend, Segment};
-    ///
-    /// let path = std::env::temp_dir().join(format!("shmkit-doc-{}.seg", std::process::id()));
-    /// // Opt in to removal, so this example leaves no file behind.
-    /// let seg = Segment::options().file(&path).size(4096).unlink_on_drop(true).create()?;
-    /// assert_eq!(seg.backend(), Backend::File);
-    /// assert!(path.exists());
-    /// drop(seg);
-    /// assert!(!path.exists());
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
     pub fn file(mut self, path: impl AsRef<Path>) -> Self {
         self.target = Target::File(path.as_ref().to_owned());
         self
@@ -261,18 +230,6 @@ impl SegmentOptions {
     /// An anonymous segment received as a file descriptor (from [`Segment::fd`], passed
     /// over a Unix socket or inherited across `exec`): [`open`](Self::open) maps and
     /// validates it like a named segment. Creating from an fd is not supported.
-    ///
-    /// # Examples
-    /// ```
-    /// use shmkit_segment::Segment;
-    ///
-    /// let seg = Segment::options().anonymous().size(64).create()?;
-    /// // In real use the fd arrives over a Unix socket or across exec.
-    /// let fd = seg.fd().expect("anonymous").try_clone_to_owned()?;
-    /// let same = Segment::options().fd(fd).size(64).open()?; // validated like a named open
-    /// assert_eq!(same.header(), seg.header());
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
     pub fn fd(mut self, fd: OwnedFd) -> Self {
         self.target = Target::Fd(Arc::new(fd));
         self
@@ -280,19 +237,6 @@ impl SegmentOptions {
 
     /// Payload size in bytes (the 128-byte header is added on top). Required to create;
     /// when opening, if set, the segment's payload size must equal it.
-    ///
-    /// # Examples
-    /// ```
-    /// use shmkit_segment::{OpenError, Segment};
-    ///
-    /// let name = format!("shmkit-doc-size-{}", std::process::id());
-    /// let seg = Segment::options().posix(&name).size(1000).create()?;
-    /// assert_eq!((seg.payload_len(), seg.len()), (1000, 128 + 1000));
-    /// // When opening, a size is a check: the segment must have exactly that payload.
-    /// let r = Segment::options().posix(&name).size(999).open();
-    /// assert!(matches!(r, Err(OpenError::SizeMismatch { .. })));
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
     pub fn size(mut self, payload_bytes: usize) -> Self {
         self.size = Some(payload_bytes);
         self
@@ -300,18 +244,6 @@ impl SegmentOptions {
 
     /// Permission bits for a new segment (default `0o600`), applied with `fchmod` so the
     /// umask does not change them (System V: given to `shmget`, which ignores the umask).
-    ///
-    /// # Examples
-    /// ```
-    /// use std::os::unix::fs::PermissionsExt;
-    /// use shmkit_segment::Segment;
-    ///
-    /// let name = format!("shmkit-doc-mode-{}", std::process::id());
-    /// let _seg = Segment::options().posix(&name).size(64).mode(0o640).create()?;
-    /// let meta = std::fs::metadata(format!("/dev/shm/{name}"))?;
-    /// assert_eq!(meta.permissions().mode() & 0o777, 0o640);
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
     pub fn mode(mut self, mode: u32) -> Self {
         self.mode = mode & 0o7777;
         self
@@ -319,23 +251,6 @@ impl SegmentOptions {
 
     /// The payload's type (default [`TypeTag::BYTES`]): stored on create, compared on
     /// open.
-    ///
-    /// # Examples
-    /// ```
-    /// use shmkit_segment::{OpenError, Segment, TypeTag};
-    ///
-    /// const POINT: TypeTag = TypeTag::new(1, "myapp::Point", 8, 4);
-    /// let name = format!("shmkit-doc-tag-{}", std::process::id());
-    /// let _seg = Segment::options().posix(&name).size(8).type_tag(POINT).create()?;
-    /// assert!(Segment::options().posix(&name).type_tag(POINT).open().is_ok());
-    /// // Opening it as something else is an error, not garbage.
-    /// let wrong = Segment::options().posix(&name).type_tag(TypeTag::BYTES).open();
-    /// assert!(matches!(wrong, Err(OpenError::TypeMismatch { .. })));
-    /// // `any_type` opens whatever is there (for tools); the header says what it is.
-    /// let any = Segment::options().posix(&name).any_type().open()?;
-    /// assert_eq!(any.header().map(|h| h.type_tag), Some(POINT));
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
     pub fn type_tag(mut self, tag: TypeTag) -> Self {
         self.type_tag = Some(tag);
         self
@@ -343,39 +258,12 @@ impl SegmentOptions {
 
     /// Open whatever type the segment holds (for tools like `shmkit inspect`); create
     /// still stores [`TypeTag::BYTES`].
-    ///
-    /// # Examples
-    /// ```
-    /// use shmkit_segment::{Segment, TypeTag};
-    ///
-    /// let name = format!("shmkit-doc-any-{}", std::process::id());
-    /// let tag = TypeTag::new(3, "app::Thing", 4, 4);
-    /// let _seg = Segment::options().posix(&name).size(4).type_tag(tag).create()?;
-    /// assert!(Segment::options().posix(&name).open().is_err()); // default: expects bytes
-    /// let seg = Segment::options().posix(&name).any_type().open()?; // a tool: any type
-    /// assert_eq!(seg.header().map(|h| h.type_tag), Some(tag));
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
     pub fn any_type(mut self) -> Self {
         self.type_tag = None;
         self
     }
 
     /// How long `open` waits for the creator to publish READY (default 1 s).
-    ///
-    /// # Examples
-    /// ```
-    /// use std::time::Duration;
-    /// use shmkit_segment::{OpenError, Segment};
-    ///
-    /// // An object whose creator never finishes (here: an empty file in /dev/shm).
-    /// let name = format!("shmkit-doc-wait-{}", std::process::id());
-    /// std::fs::File::create(format!("/dev/shm/{name}"))?;
-    /// let r = Segment::options().posix(&name).open_timeout(Duration::from_millis(20)).open();
-    /// assert!(matches!(r, Err(OpenError::Timeout { .. })), "{r:?}");
-    /// shmkit_segment::remove(&name)?;
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
     pub fn open_timeout(mut self, d: Duration) -> Self {
         self.open_timeout = d;
         self
@@ -384,22 +272,50 @@ impl SegmentOptions {
     /// Whether dropping the handle removes the name. Default: an opener never does; the
     /// creator does for POSIX and System V segments, but not for a file-backed one
     /// (files are meant to persist). Only ever in the process that made the handle.
+    pub fn unlink_on_drop(mut self, yes: bool) -> Self {
+        self.unlink_on_drop = Some(yes);
+        self
+    }
+
+    /// Whether processes in different pid namespaces may share this segment (default
+    /// `false`).
+    ///
+    /// Process ids mean nothing across pid namespaces (containers sharing `/dev/shm`,
+    /// `--ipc=host`): a lock holder over there has no `/proc` entry here, or the entry of
+    /// an unrelated process, so the dead-holder recovery of shmkit's locks, ring roles
+    /// and queue slots would take what a live process holds. So by default `open`
+    /// refuses a segment created in another pid namespace
+    /// ([`OpenError::ForeignPidNamespace`]).
+    ///
+    /// With `true`, such an open succeeds and marks the segment "shared across pid
+    /// namespaces" in its header ([`HeaderInfo::shared_pid_namespaces`](crate::HeaderInfo::shared_pid_namespaces));
+    /// a creator that sets it marks the segment at creation. From then on, in *every*
+    /// process, liveness checks on the shmkit objects in the segment (the mutex of a
+    /// `SharedValue`/`SharedArray`, ring roles, queue slots) never declare an owner
+    /// dead: a holder that dies is not recovered, waiters wait or time out. Locks you
+    /// place in the payload yourself are only covered if you lock them inside
+    /// `shmkit_sys::owner::with_pid_namespace_probe`. If either side's pid namespace
+    /// is unknown (no `/proc`), nothing is checked or refused.
     ///
     /// # Examples
     /// ```
-    /// use shmkit_segment::{OpenError, Segment};
+    /// use shmkit_segment::Segment;
     ///
-    /// let name = format!("shmkit-doc-keep-{}", std::process::id());
-    /// let seg = Segment::options().posix(&name).size(64).unlink_on_drop(false).create()?;
-    /// drop(seg); // the name stays for later openers...
-    /// let opened = Segment::options().posix(&name).unlink_on_drop(true).open()?;
-    /// drop(opened); // ...until a handle that owns it drops
-    /// let gone = Segment::options().posix(&name).open();
-    /// assert!(matches!(gone, Err(OpenError::NotFound { .. })));
+    /// let name = format!("shmkit-doc-pidns-{}", std::process::id());
+    /// // A creator that expects peers from another container says so up front.
+    /// let seg = Segment::options()
+    ///     .posix(&name)
+    ///     .size(64)
+    ///     .allow_foreign_pid_namespace(true)
+    ///     .create()?;
+    /// assert!(seg.shared_across_pid_namespaces());
+    /// // The opener in the other container must opt in too (here: same namespace).
+    /// let peer = Segment::options().posix(&name).allow_foreign_pid_namespace(true).open()?;
+    /// assert!(peer.header().is_some_and(|h| h.shared_pid_namespaces));
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
-    pub fn unlink_on_drop(mut self, yes: bool) -> Self {
-        self.unlink_on_drop = Some(yes);
+    pub fn allow_foreign_pid_namespace(mut self, yes: bool) -> Self {
+        self.allow_foreign_pid_namespace = yes;
         self
     }
 
@@ -407,19 +323,6 @@ impl SegmentOptions {
     ///
     /// # Errors
     /// See [`CreateError`]: bad name or size, name exists, no space, permission.
-    ///
-    /// # Examples
-    /// ```
-    /// use shmkit_segment::{CreateError, Segment};
-    ///
-    /// let name = format!("shmkit-doc-create-{}", std::process::id());
-    /// let seg = Segment::options().posix(&name).size(100).create()?;
-    /// assert!(seg.is_creator() && seg.unlinks_on_drop());
-    /// assert_eq!(seg.len(), 128 + 100); // header + payload
-    /// let again = Segment::options().posix(&name).size(100).create();
-    /// assert!(matches!(again, Err(CreateError::AlreadyExists { .. })));
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
     pub fn create(self) -> Result<Segment, CreateError> {
         self.create_with(|_, _| {})
     }
@@ -430,22 +333,6 @@ impl SegmentOptions {
     ///
     /// # Errors
     /// As [`create`](Self::create).
-    ///
-    /// # Examples
-    /// ```
-    /// use shmkit_segment::Segment;
-    ///
-    /// let name = format!("shmkit-doc-init-{}", std::process::id());
-    /// let _seg = Segment::options().posix(&name).size(8).create_with(|p, len| {
-    ///     // SAFETY: `p..p+len` is the zeroed, 128-byte aligned payload, ours alone
-    ///     // until READY is published after this closure returns.
-    ///     unsafe { p.cast::<u64>().write(len as u64) }
-    /// })?;
-    /// let opened = Segment::options().posix(&name).open()?; // waits for READY
-    /// // SAFETY: aligned and in bounds; nobody writes it any more.
-    /// assert_eq!(unsafe { opened.payload_ptr().cast::<u64>().read() }, 8);
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
     pub fn create_with(self, init: impl FnOnce(*mut u8, usize)) -> Result<Segment, CreateError> {
         let mut init = Some(init);
         self.create_inner(&mut init)
@@ -456,21 +343,6 @@ impl SegmentOptions {
     /// # Errors
     /// See [`OpenError`]: not found, permission, timeout, creator died, not shmkit,
     /// version, too small, size or type mismatch.
-    ///
-    /// # Examples
-    /// ```
-    /// use shmkit_segment::{OpenError, Segment};
-    ///
-    /// let name = format!("shmkit-doc-open-{}", std::process::id());
-    /// let missing = Segment::options().posix(&name).open();
-    /// assert!(matches!(missing, Err(OpenError::NotFound { .. })));
-    /// let _seg = Segment::options().posix(&name).size(64).create()?;
-    /// let wrong = Segment::options().posix(&name).size(32).open();
-    /// assert!(matches!(wrong, Err(OpenError::SizeMismatch { .. })));
-    /// let opened = Segment::options().posix(&name).open()?; // any size
-    /// assert_eq!(opened.payload_len(), 64);
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
     pub fn open(self) -> Result<Segment, OpenError> {
         self.open_inner()
     }
@@ -481,17 +353,6 @@ impl SegmentOptions {
     ///
     /// # Errors
     /// The error of the step that failed.
-    ///
-    /// # Examples
-    /// ```
-    /// use shmkit_segment::Segment;
-    ///
-    /// let name = format!("shmkit-doc-ooc-{}", std::process::id());
-    /// let first = Segment::options().posix(&name).size(64).open_or_create()?;
-    /// let second = Segment::options().posix(&name).size(64).open_or_create()?;
-    /// assert!(first.is_creator() && !second.is_creator());
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
     pub fn open_or_create(self) -> Result<Segment, OpenOrCreateError> {
         self.open_or_create_with(|_, _| {})
     }
@@ -501,21 +362,6 @@ impl SegmentOptions {
     ///
     /// # Errors
     /// The error of the step that failed.
-    ///
-    /// # Examples
-    /// ```
-    /// use shmkit_segment::Segment;
-    ///
-    /// let name = format!("shmkit-doc-oocw-{}", std::process::id());
-    /// let opts = Segment::options().posix(&name).size(1);
-    /// // SAFETY (both closures): the fresh payload is ours alone until READY.
-    /// let a = opts.clone().open_or_create_with(|p, _| unsafe { p.write(1) })?;
-    /// let b = opts.open_or_create_with(|_, _| unreachable!("only the creator runs init"))?;
-    /// assert!(a.is_creator() && !b.is_creator());
-    /// // SAFETY: in bounds; nobody writes it any more.
-    /// assert_eq!(unsafe { b.payload_ptr().read() }, 1);
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
     pub fn open_or_create_with(
         self,
         init: impl FnOnce(*mut u8, usize),
@@ -673,10 +519,17 @@ impl SegmentOptions {
             f(seg.payload_ptr(), payload);
             std::mem::forget(failed);
         }
+        // A creator that allows peers from other pid namespaces flags the segment in
+        // the same store, so no opener ever sees it unflagged.
+        let ready = if self.allow_foreign_pid_namespace {
+            STATE_READY | STATE_SHARED_PID_NAMESPACES
+        } else {
+            STATE_READY
+        };
         // SAFETY: `h` is our live, aligned mapping; `state` is an atomic.
         // Release: pairs with the Acquire in `wait_ready`; publishes the payload written
         // by `init`.
-        unsafe { (*h).state.store(STATE_READY, Ordering::Release) };
+        unsafe { (*h).state.store(ready, Ordering::Release) };
         // The creator owns the name, except for files, which are meant to outlive it.
         let default = backend != Backend::File;
         seg.set_unlink_on_drop(self.unlink_on_drop.unwrap_or(default));
@@ -877,11 +730,19 @@ impl SegmentOptions {
         let expect = Expect {
             payload_size: self.size.map(|n| n as u64),
             type_tag: self.type_tag,
+            pid_namespace: sys::pid_namespace(),
+            allow_foreign_pid_namespace: self.allow_foreign_pid_namespace,
         };
         // SAFETY: `seg.ptr` is our live mapping of `seg.len >= HEADER_LEN` bytes (the
         // size waits above ensure it), page aligned.
         let info =
             unsafe { open_header(seg.ptr, seg.len as u64, &expect, &name, start, deadline) }?;
+        if expect.is_foreign(info.creator_pidns) {
+            // Allowed (validate refuses otherwise): tell every process, before we use
+            // any object in the segment, that its process ids cannot be checked.
+            // SAFETY: `seg.ptr` is our live, page-aligned mapping of a header.
+            unsafe { Header::mark_shared_pid_namespaces(seg.ptr.cast::<Header>()) };
+        }
         let mut seg = seg;
         // Fits: validate checked 128 + payload_size <= seg.len, a usize.
         seg.payload_len = info.payload_size as usize;

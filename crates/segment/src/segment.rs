@@ -10,16 +10,6 @@ use crate::options::SegmentOptions;
 use crate::{name, sys};
 
 /// Where a segment's memory comes from.
-///
-/// # Examples
-/// ```
-/// use shmkit_segment::{Backend, Segment};
-///
-/// let seg = Segment::options().anonymous().size(64).create()?;
-/// assert_eq!(seg.backend(), Backend::Anonymous);
-/// assert_eq!(seg.backend().to_string(), "anonymous"); // as `shmkit ls` prints it
-/// # Ok::<(), Box<dyn std::error::Error>>(())
-/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum Backend {
@@ -35,14 +25,6 @@ pub enum Backend {
 
 impl Backend {
     /// Lower-case name, as in messages and `shmkit ls`.
-    ///
-    /// # Examples
-    /// ```
-    /// use shmkit_segment::Backend;
-    ///
-    /// assert_eq!(Backend::SysV.as_str(), "sysv");
-    /// assert_eq!(Backend::Posix.to_string(), "posix");
-    /// ```
     pub fn as_str(self) -> &'static str {
         match self {
             Backend::Posix => "posix",
@@ -90,21 +72,22 @@ pub(crate) enum Unlinker {
 /// `unlink_on_drop(true)`) and only in the process that made the handle: a forked
 /// child never removes its parent's segment.
 ///
-/// # Examples
+/// The [crate-level example](crate) creates, initialises and opens one; this one shows
+/// who removes the name.
+///
 /// ```
-/// use shmkit_segment::{Backend, Segment};
+/// use shmkit_segment::{OpenError, Segment};
 ///
 /// let name = format!("shmkit-doc-seg-{}", std::process::id());
-/// let seg = Segment::options().posix(&name).size(4096).create()?;
-/// assert_eq!((seg.backend(), seg.name()), (Backend::Posix, Some(name.as_str())));
+/// let mut seg = Segment::options().posix(&name).size(64).create()?;
 /// let reader = Segment::options().posix(&name).open()?; // maps the same memory
-/// assert!(!reader.is_creator() && !reader.unlinks_on_drop());
-/// // SAFETY: in bounds of both mappings; no other process writes it meanwhile.
-/// unsafe { seg.payload_ptr().add(8).write(7) };
-/// // SAFETY: as above.
-/// assert_eq!(unsafe { reader.payload_ptr().add(8).read() }, 7);
-/// assert_eq!(reader.header().map(|h| h.creator_pid), Some(std::process::id()));
-/// drop(seg); // the creator removes the name; `reader` stays mapped
+/// assert!(seg.unlinks_on_drop() && !reader.unlinks_on_drop());
+/// seg.persist(); // keep the name when `seg` drops
+/// drop(seg);
+/// let owner = Segment::options().posix(&name).unlink_on_drop(true).open()?;
+/// drop(owner); // this handle owned the name: it is gone, `reader` stays mapped
+/// let gone = Segment::options().posix(&name).open();
+/// assert!(matches!(gone, Err(OpenError::NotFound { .. })));
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub struct Segment {
@@ -134,15 +117,6 @@ unsafe impl Sync for Segment {}
 
 impl Segment {
     /// A builder: choose a backend, then create, open or open-or-create.
-    ///
-    /// # Examples
-    /// ```
-    /// use shmkit_segment::Segment;
-    ///
-    /// let seg = Segment::options().anonymous().size(32).create()?;
-    /// assert_eq!((seg.payload_len(), seg.len(), seg.is_empty()), (32, 160, false));
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
     pub fn options() -> SegmentOptions {
         SegmentOptions::default()
     }
@@ -228,79 +202,28 @@ impl Segment {
     }
 
     /// Start of the mapping (the header, unless attached with [`Segment::open_raw`]).
-    ///
-    /// # Examples
-    /// ```
-    /// use shmkit_segment::{Segment, MAGIC};
-    ///
-    /// let seg = Segment::options().anonymous().size(8).create()?;
-    /// // SAFETY: the header's first 8 bytes are in bounds, aligned, and no longer written.
-    /// let magic = unsafe { seg.as_ptr().cast::<u64>().read_volatile() };
-    /// assert_eq!(u64::from_le(magic), MAGIC);
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
     pub fn as_ptr(&self) -> *mut u8 {
         self.ptr
     }
 
     /// Length of the mapping in bytes (header included).
-    ///
-    /// # Examples
-    /// ```
-    /// use shmkit_segment::{Segment, HEADER_LEN};
-    ///
-    /// let seg = Segment::options().anonymous().size(10).create()?;
-    /// assert_eq!(seg.len(), HEADER_LEN + 10);
-    /// assert!(!seg.is_empty());
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
     pub fn len(&self) -> usize {
         self.len
     }
 
     /// Whether the mapping is empty (never, for a segment that opened).
-    ///
-    /// # Examples
-    /// ```
-    /// use shmkit_segment::Segment;
-    ///
-    /// assert!(!Segment::options().anonymous().size(1).create()?.is_empty());
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
     pub fn is_empty(&self) -> bool {
         self.len == 0
     }
 
     /// First payload byte: 128-byte aligned; equal to [`Segment::as_ptr`] for a raw
     /// segment.
-    ///
-    /// # Examples
-    /// ```
-    /// use shmkit_segment::Segment;
-    ///
-    /// let seg = Segment::options().anonymous().size(256).create()?;
-    /// let p = seg.payload_ptr();
-    /// assert_eq!(p as usize % 128, 0); // room for any #[repr(C, align(128))] type
-    /// // SAFETY: `p..p+payload_len()` is this handle's live mapping; nobody else writes it.
-    /// unsafe { std::ptr::write_bytes(p, 0xAB, seg.payload_len()) };
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
     pub fn payload_ptr(&self) -> *mut u8 {
         // In bounds: payload_offset <= len, checked when the segment was opened.
         self.ptr.wrapping_add(self.payload_offset)
     }
 
     /// Usable payload bytes.
-    ///
-    /// # Examples
-    /// ```
-    /// use shmkit_segment::Segment;
-    ///
-    /// let seg = Segment::options().anonymous().size(1000).create()?;
-    /// assert_eq!(seg.payload_len(), 1000);
-    /// assert_eq!(seg.len() - seg.payload_len(), shmkit_segment::HEADER_LEN);
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
     pub fn payload_len(&self) -> usize {
         self.payload_len
     }
@@ -309,21 +232,6 @@ impl Segment {
     ///
     /// # Safety
     /// No process (this one included) may write the segment while the slice lives.
-    ///
-    /// # Examples
-    /// ```
-    /// use shmkit_segment::{Segment, HEADER_LEN};
-    ///
-    /// let seg = Segment::options().anonymous().size(16).create()?;
-    /// // SAFETY: no other process maps this segment and no other reference into it
-    /// // lives while the slice does.
-    /// unsafe { seg.as_mut_slice()[HEADER_LEN] = 9 };
-    /// // SAFETY: as above (and the mutable slice is gone).
-    /// let bytes = unsafe { seg.as_slice() };
-    /// assert_eq!(&bytes[..8], b"SHMKITSG"); // the header's magic
-    /// assert_eq!((bytes.len(), bytes[HEADER_LEN]), (seg.len(), 9));
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
     pub unsafe fn as_slice(&self) -> &[u8] {
         // SAFETY: `ptr..ptr+len` is our live mapping; the caller guarantees nobody
         // writes it while the slice lives.
@@ -335,19 +243,6 @@ impl Segment {
     /// # Safety
     /// The caller must have exclusive access: no other reference into the segment, and
     /// no other process reading or writing it, while the slice lives.
-    ///
-    /// # Examples
-    /// ```
-    /// use shmkit_segment::Segment;
-    ///
-    /// let seg = Segment::options().anonymous().size(4).create()?;
-    /// // SAFETY: no other process maps this segment; no other reference into it lives.
-    /// let bytes = unsafe { seg.as_mut_slice() };
-    /// bytes[bytes.len() - 1] = 0xFF; // the last payload byte
-    /// // SAFETY: in bounds; nobody writes it meanwhile.
-    /// assert_eq!(unsafe { seg.payload_ptr().add(3).read() }, 0xFF);
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
     #[allow(clippy::mut_from_ref)]
     pub unsafe fn as_mut_slice(&self) -> &mut [u8] {
         // SAFETY: `ptr..ptr+len` is our live, writable mapping; the caller guarantees
@@ -357,50 +252,16 @@ impl Segment {
 
     /// The name: POSIX name (no leading `/`), SysV key as `0x%08x`, or file path;
     /// `None` for anonymous segments.
-    ///
-    /// # Examples
-    /// ```
-    /// use shmkit_segment::Segment;
-    ///
-    /// let name = format!("shmkit-doc-name-{}", std::process::id());
-    /// let seg = Segment::options().posix(&name).size(8).create()?;
-    /// assert_eq!(seg.name(), Some(name.as_str()));
-    /// assert_eq!(Segment::options().anonymous().size(8).create()?.name(), None);
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
     pub fn name(&self) -> Option<&str> {
         self.name.as_deref()
     }
 
     /// Which backend holds the memory.
-    ///
-    /// # Examples
-    /// ```
-    /// use shmkit_segment::{Backend, Segment};
-    ///
-    /// let path = std::env::temp_dir().join(format!("shmkit-doc-backend-{}", std::process::id()));
-    /// let seg = Segment::options().file(&path).size(8).unlink_on_drop(true).create()?;
-    /// assert_eq!(seg.backend(), Backend::File);
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
     pub fn backend(&self) -> Backend {
         self.backend
     }
 
     /// Whether this handle created the segment (e.g. won `open_or_create`).
-    ///
-    /// # Examples
-    /// ```
-    /// use shmkit_segment::Segment;
-    ///
-    /// let name = format!("shmkit-doc-creator-{}", std::process::id());
-    /// let seg = Segment::options().posix(&name).size(8).open_or_create()?;
-    /// if seg.is_creator() {
-    ///     // We made it: set up what openers expect (or use `open_or_create_with`).
-    /// }
-    /// assert!(seg.is_creator());
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
     pub fn is_creator(&self) -> bool {
         self.creator
     }
@@ -410,19 +271,6 @@ impl Segment {
     /// Informational: a peer with write access may have rewritten the header since the
     /// segment was opened. For bounds use [`Segment::payload_len`], which is the value
     /// validated against the mapping at open and never re-read.
-    ///
-    /// # Examples
-    /// ```
-    /// use shmkit_segment::{Segment, TypeTag, HEADER_LEN, LAYOUT_VERSION, MAGIC};
-    ///
-    /// let seg = Segment::options().anonymous().size(100).create()?;
-    /// let h = seg.header().expect("segments shmkit creates have a header");
-    /// assert!(h.ready);
-    /// assert_eq!((h.magic, h.version), (MAGIC, LAYOUT_VERSION));
-    /// assert_eq!((h.payload_offset, h.payload_size), (HEADER_LEN as u64, 100));
-    /// assert_eq!(h.type_tag, TypeTag::BYTES);
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
     pub fn header(&self) -> Option<HeaderInfo> {
         if self.raw {
             return None;
@@ -432,25 +280,24 @@ impl Segment {
         Some(unsafe { Header::snapshot(self.ptr.cast::<Header>()) })
     }
 
+    /// Whether the segment is shared across pid namespaces (see
+    /// [`SegmentOptions::allow_foreign_pid_namespace`]): then no process id in it can be
+    /// checked for liveness. Read fresh each call (another process may set it at any
+    /// time, never clear it), after a SeqCst fence: call it *after* reading the owner
+    /// word you are about to judge, so an owner from another namespace is never judged
+    /// without the flag it set before taking anything. `false` for a raw segment.
+    pub fn shared_across_pid_namespaces(&self) -> bool {
+        if self.raw {
+            return false;
+        }
+        // SAFETY: a non-raw segment is at least a header long and page aligned, and
+        // stays mapped while `self` lives.
+        unsafe { Header::shared_pid_namespaces(self.ptr.cast::<Header>()) }
+    }
+
     /// The memfd behind an anonymous segment, to hand to an unrelated process (over a
     /// Unix socket with `SCM_RIGHTS`, or inherited across `exec`), which opens it with
     /// [`SegmentOptions::fd`]. `None` for named backends: open those by name.
-    ///
-    /// # Examples
-    /// ```
-    /// use shmkit_segment::Segment;
-    ///
-    /// let seg = Segment::options().anonymous().size(64).create()?;
-    /// let fd = seg.fd().expect("an anonymous segment has a memfd");
-    /// // Pass `fd` over a Unix socket (SCM_RIGHTS); the receiver opens it with
-    /// // `Segment::options().fd(owned_fd).open()`.
-    /// let copy = Segment::options().fd(fd.try_clone_to_owned()?).open()?;
-    /// assert_eq!(copy.payload_len(), 64);
-    /// let name = format!("shmkit-doc-fd-{}", std::process::id());
-    /// let named = Segment::options().posix(&name).size(64).create()?;
-    /// assert!(named.fd().is_none()); // named segments are opened by name
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
     pub fn fd(&self) -> Option<std::os::fd::BorrowedFd<'_>> {
         use std::os::fd::AsFd;
         self.fd.as_ref().map(|f| f.as_fd())
@@ -465,15 +312,6 @@ impl Segment {
     ///
     /// # Errors
     /// The `madvise` error, other than "not supported" (which falls back to touching).
-    ///
-    /// # Examples
-    /// ```
-    /// use shmkit_segment::Segment;
-    ///
-    /// let seg = Segment::options().anonymous().size(1 << 20).create()?;
-    /// seg.prefault()?; // before a hot loop: no page faults in it
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
     pub fn prefault(&self) -> std::io::Result<()> {
         // SAFETY: `as_ptr()..as_ptr()+len()` is exactly this handle's live mapping,
         // page-aligned at its start; MADV_POPULATE_WRITE only faults pages in.
@@ -497,35 +335,11 @@ impl Segment {
     }
 
     /// Keep the name when this handle is dropped.
-    ///
-    /// # Examples
-    /// ```
-    /// use shmkit_segment::Segment;
-    ///
-    /// let name = format!("shmkit-doc-persist-{}", std::process::id());
-    /// let mut seg = Segment::options().posix(&name).size(64).create()?;
-    /// seg.persist();
-    /// drop(seg);
-    /// assert!(Segment::options().posix(&name).open().is_ok()); // still there
-    /// shmkit_segment::remove(&name)?;
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
     pub fn persist(&mut self) {
         self.unlink_on_drop = false;
     }
 
     /// Whether dropping this handle (in this process) removes the name.
-    ///
-    /// # Examples
-    /// ```
-    /// use shmkit_segment::Segment;
-    ///
-    /// let name = format!("shmkit-doc-unlinks-{}", std::process::id());
-    /// let creator = Segment::options().posix(&name).size(8).create()?;
-    /// let opener = Segment::options().posix(&name).open()?;
-    /// assert!(creator.unlinks_on_drop() && !opener.unlinks_on_drop());
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
     pub fn unlinks_on_drop(&self) -> bool {
         self.unlink_on_drop && !matches!(self.unlinker, Unlinker::None)
     }
@@ -595,5 +409,45 @@ mod tests {
         assert_eq!(Backend::SysV.as_str(), "sysv");
         assert_eq!(Backend::File.as_str(), "file");
         assert_eq!(Backend::Anonymous.as_str(), "anonymous");
+    }
+
+    /// What the per-method doc examples checked before they were folded into the
+    /// type-level ones: sizes, alignment, the byte views, the header, `prefault`.
+    #[test]
+    fn accessors_describe_the_mapping() {
+        use crate::{TypeTag, HEADER_LEN, LAYOUT_VERSION, MAGIC};
+        let seg = Segment::options().anonymous().size(100).create().unwrap();
+        assert_eq!((seg.backend(), seg.name()), (Backend::Anonymous, None));
+        assert_eq!((seg.len(), seg.payload_len()), (HEADER_LEN + 100, 100));
+        assert!(!seg.is_empty() && seg.is_creator());
+        assert_eq!(seg.payload_ptr() as usize % 128, 0);
+        assert!(!seg.shared_across_pid_namespaces());
+        let h = seg.header().expect("a shmkit segment has a header");
+        assert!(h.ready);
+        assert_eq!((h.magic, h.version), (MAGIC, LAYOUT_VERSION));
+        assert_eq!((h.payload_offset, h.payload_size), (HEADER_LEN as u64, 100));
+        assert_eq!(h.type_tag, TypeTag::BYTES);
+        // SAFETY: the header's first 8 bytes are in bounds, aligned, no longer written.
+        let magic = unsafe { seg.as_ptr().cast::<u64>().read_volatile() };
+        assert_eq!(u64::from_le(magic), MAGIC);
+        // SAFETY: no other process maps this segment; no other reference into it lives.
+        let bytes = unsafe { seg.as_mut_slice() };
+        bytes[bytes.len() - 1] = 0xFF;
+        // SAFETY: in bounds (the last payload byte); nobody writes it meanwhile.
+        assert_eq!(unsafe { seg.payload_ptr().add(99).read() }, 0xFF);
+        // SAFETY: the mutable slice is gone; nobody writes the segment meanwhile.
+        let bytes = unsafe { seg.as_slice() };
+        assert_eq!((&bytes[..8], bytes.len()), (&b"SHMKITSG"[..], seg.len()));
+        seg.prefault().unwrap();
+    }
+
+    #[test]
+    fn named_segment_reports_its_name_and_fd_only_for_anonymous() {
+        let name = format!("shmkit-unit-seg-{}", std::process::id());
+        let seg = Segment::options().posix(&name).size(8).create().unwrap();
+        assert_eq!(seg.name(), Some(name.as_str()));
+        assert!(seg.fd().is_none());
+        let anon = Segment::options().anonymous().size(8).create().unwrap();
+        assert!(anon.fd().is_some());
     }
 }

@@ -1,9 +1,12 @@
-//! Thin wrappers over the libc calls the backends share.
+//! Thin wrappers over the syscalls the backends share: `rustix` where it has them
+//! (memfd, fchmod, fallocate); `libc` for POSIX `shm_open`/`shm_unlink` (libc
+//! functions over `/dev/shm`, not syscalls) and System V `shmat`/`shmctl`, which rustix
+//! does not wrap.
 
 use std::ffi::CStr;
 use std::fs::File;
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd};
+use std::os::fd::FromRawFd;
 
 /// `Err(last_os_error)` when `rc == -1`.
 pub(crate) fn cvt(rc: libc::c_int) -> io::Result<libc::c_int> {
@@ -52,16 +55,16 @@ pub(crate) fn open(path: &CStr, flags: libc::c_int, mode: u32) -> io::Result<Fil
 
 /// A close-on-exec memfd.
 pub(crate) fn memfd() -> io::Result<File> {
-    // SAFETY: the name is a valid NUL-terminated literal.
-    let fd = unsafe { libc::memfd_create(c"shmkit-anonymous".as_ptr(), libc::MFD_CLOEXEC) };
-    // SAFETY: memfd_create returned a fresh fd that nothing else owns.
-    cvt(fd).map(|fd| unsafe { File::from_raw_fd(fd) })
+    let fd = rustix::fs::memfd_create(c"shmkit-anonymous", rustix::fs::MemfdFlags::CLOEXEC)?;
+    Ok(File::from(fd))
 }
 
 /// `fchmod(fd, mode)`: applies the exact mode, whatever the umask.
 pub(crate) fn fchmod(file: &File, mode: u32) -> io::Result<()> {
-    // SAFETY: fchmod on an fd we own; no memory is passed.
-    cvt(unsafe { libc::fchmod(file.as_raw_fd(), mode as libc::mode_t) }).map(drop)
+    Ok(rustix::fs::fchmod(
+        file,
+        rustix::fs::Mode::from_raw_mode(mode),
+    )?)
 }
 
 /// Reserves `len` bytes (and sets the size to `len`) so that a full filesystem is an
@@ -72,18 +75,15 @@ pub(crate) fn fchmod(file: &File, mode: u32) -> io::Result<()> {
 /// forever. Where `fallocate` is unsupported we fall back to `ftruncate` (sparse; the
 /// SIGBUS risk then remains, as with every peer).
 pub(crate) fn allocate(file: &File, len: u64) -> io::Result<()> {
-    let len = libc::off_t::try_from(len).map_err(|_| io::Error::from_raw_os_error(libc::EFBIG))?;
+    if i64::try_from(len).is_err() {
+        return Err(io::Error::from_raw_os_error(libc::EFBIG));
+    }
     loop {
-        // SAFETY: fallocate on an fd we own; no memory is passed.
-        let rc = unsafe { libc::fallocate(file.as_raw_fd(), 0, 0, len) };
-        match cvt(rc) {
-            Ok(_) => return Ok(()),
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) if e.raw_os_error() == Some(libc::EOPNOTSUPP) => {
-                // SAFETY: ftruncate on an fd we own; no memory is passed.
-                return cvt(unsafe { libc::ftruncate(file.as_raw_fd(), len) }).map(drop);
-            }
-            Err(e) => return Err(e),
+        match rustix::fs::fallocate(file, rustix::fs::FallocateFlags::empty(), 0, len) {
+            Ok(()) => return Ok(()),
+            Err(rustix::io::Errno::INTR) => {}
+            Err(rustix::io::Errno::OPNOTSUPP) => return Ok(rustix::fs::ftruncate(file, len)?),
+            Err(e) => return Err(e.into()),
         }
     }
 }
@@ -164,20 +164,20 @@ pub(crate) fn fsize(file: &File) -> io::Result<u64> {
     file.metadata().map(|m| m.len())
 }
 
-/// This process's pid.
+/// This process's pid (cached by the floor; correct in a forked child).
 pub(crate) fn getpid() -> u32 {
-    std::process::id()
+    shmkit_sys::owner::current_pid()
 }
 
-/// Inode of this process's pid namespace (`/proc/self/ns/pid`); 0 if unknown.
-pub(crate) fn pid_namespace() -> u64 {
-    use std::os::unix::fs::MetadataExt;
-    std::fs::metadata("/proc/self/ns/pid").map_or(0, |m| m.ino())
-}
+pub(crate) use shmkit_sys::owner::pid_namespace;
 
-/// Whether the creator recorded as (`pid`, `pidns`) may still be running. A pid from
-/// another pid namespace (a container sharing `/dev/shm`) cannot be checked from here:
-/// we then say "alive", so nothing live is ever reported dead or removed as stale.
+/// Whether the creator recorded as (`pid`, `pidns`) may still be running, judged as
+/// every shmkit layer judges a peer ([`shmkit_sys::owner::is_alive`]: a zombie counts
+/// as dead). The header keeps no start time of the creator, so a reused pid still
+/// counts as alive (the opener then times out instead of reporting `CreatorDied`). A
+/// pid from another pid namespace (a container sharing `/dev/shm`) cannot be checked
+/// from here: we then say "alive", so nothing live is ever reported dead or removed as
+/// stale.
 pub(crate) fn creator_alive(pid: u32, pidns: u64) -> bool {
     if pidns != 0 {
         let ours = pid_namespace();
@@ -185,20 +185,7 @@ pub(crate) fn creator_alive(pid: u32, pidns: u64) -> bool {
             return true;
         }
     }
-    pid_alive(pid)
-}
-
-/// Whether a process with this pid exists (EPERM means it exists but is not ours).
-pub(crate) fn pid_alive(pid: u32) -> bool {
-    let Ok(pid) = libc::pid_t::try_from(pid) else {
-        return false;
-    };
-    if pid <= 0 {
-        return false;
-    }
-    // SAFETY: kill with signal 0 only checks for existence and permission.
-    let rc = unsafe { libc::kill(pid, 0) };
-    rc == 0 || io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
+    pid != 0 && shmkit_sys::owner::is_alive(pid, None)
 }
 
 /// `shmat(id)` read-write at a kernel-chosen address.

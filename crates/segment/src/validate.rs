@@ -11,7 +11,8 @@ use std::time::Instant;
 
 use crate::error::OpenError;
 use crate::header::{
-    Header, HeaderInfo, TypeTag, HEADER_LEN, LAYOUT_VERSION, MAGIC, STATE_FAILED, STATE_READY,
+    Header, HeaderInfo, TypeTag, HEADER_LEN, LAYOUT_VERSION, MAGIC, STATE_FAILED, STATE_INIT_MASK,
+    STATE_READY, STATE_SHARED_PID_NAMESPACES,
 };
 use crate::wait::wait_ready;
 
@@ -22,6 +23,18 @@ pub(crate) struct Expect {
     pub(crate) payload_size: Option<u64>,
     /// `.type_tag(t)`: the header's tag must equal it; `None` for `.any_type()`.
     pub(crate) type_tag: Option<TypeTag>,
+    /// The opener's pid namespace inode (0 = unknown: no check).
+    pub(crate) pid_namespace: u64,
+    /// `.allow_foreign_pid_namespace(true)`: a creator in another pid namespace is fine.
+    pub(crate) allow_foreign_pid_namespace: bool,
+}
+
+impl Expect {
+    /// Whether a segment made in `creator` (a pid namespace inode) is in another pid
+    /// namespace than the opener's. Unknown on either side (0) is not "another".
+    pub(crate) fn is_foreign(&self, creator: u64) -> bool {
+        creator != 0 && self.pid_namespace != 0 && creator != self.pid_namespace
+    }
 }
 
 /// Checks a copy of a header against the real mapping length and the opener's
@@ -60,7 +73,10 @@ pub(crate) fn validate(
         });
     }
     let state = u32::from_le_bytes([bytes[12], bytes[13], bytes[14], bytes[15]]);
-    match state {
+    if state & !(STATE_INIT_MASK | STATE_SHARED_PID_NAMESPACES) != 0 {
+        return Err(corrupt("unknown flags in the state word"));
+    }
+    match state & STATE_INIT_MASK {
         STATE_READY => {}
         STATE_FAILED => {
             return Err(OpenError::InitFailed {
@@ -100,6 +116,13 @@ pub(crate) fn validate(
                 found: info.type_tag.to_string(),
             });
         }
+    }
+    if expect.is_foreign(info.creator_pidns) && !expect.allow_foreign_pid_namespace {
+        return Err(OpenError::ForeignPidNamespace {
+            name: name.to_owned(),
+            creator: info.creator_pidns,
+            ours: expect.pid_namespace,
+        });
     }
     Ok(info)
 }
@@ -143,6 +166,7 @@ mod tests {
         let e = Expect {
             payload_size: Some(1000),
             type_tag: Some(tag),
+            ..Expect::default()
         };
         let info = validate(&b, 1128, &e, "t").unwrap();
         assert_eq!(info.payload_size, 1000);
@@ -157,6 +181,7 @@ mod tests {
         let e = Expect {
             payload_size: None,
             type_tag: Some(tag),
+            ..Expect::default()
         };
         let good = ready_header(64, &tag);
         let with = |off: usize, v: &[u8]| {
@@ -179,6 +204,12 @@ mod tests {
         assert!(matches!(
             with(12, &2u32.to_le_bytes()),
             Err(OpenError::InitFailed { .. })
+        ));
+        // READY with the "shared across pid namespaces" flag opens; unknown flags do not.
+        assert!(with(12, &(1u32 | 1 << 16).to_le_bytes()).is_ok_and(|i| i.shared_pid_namespaces));
+        assert!(matches!(
+            with(12, &(1u32 | 1 << 17).to_le_bytes()),
+            Err(OpenError::Corrupt { .. })
         ));
         assert!(matches!(
             with(20, &64u32.to_le_bytes()),
@@ -212,5 +243,40 @@ mod tests {
             validate(&good, 192, &sized, "t"),
             Err(OpenError::SizeMismatch { .. })
         ));
+    }
+
+    #[test]
+    fn a_creator_in_another_pid_namespace_is_refused_unless_allowed() {
+        let tag = TypeTag::BYTES;
+        let mut b = ready_header(64, &tag);
+        b[120..128].copy_from_slice(&7u64.to_le_bytes()); // the creator's namespace
+        let mut e = Expect {
+            type_tag: Some(tag),
+            pid_namespace: 9,
+            ..Expect::default()
+        };
+        let refused = validate(&b, 192, &e, "t");
+        assert!(
+            matches!(
+                refused,
+                Err(OpenError::ForeignPidNamespace {
+                    creator: 7,
+                    ours: 9,
+                    ..
+                })
+            ),
+            "{refused:?}"
+        );
+        e.allow_foreign_pid_namespace = true;
+        assert!(validate(&b, 192, &e, "t").is_ok());
+        // Same namespace, or unknown on either side: no refusal.
+        e.allow_foreign_pid_namespace = false;
+        e.pid_namespace = 7;
+        assert!(validate(&b, 192, &e, "t").is_ok());
+        e.pid_namespace = 0;
+        assert!(validate(&b, 192, &e, "t").is_ok());
+        b[120..128].copy_from_slice(&0u64.to_le_bytes());
+        e.pid_namespace = 9;
+        assert!(validate(&b, 192, &e, "t").is_ok());
     }
 }

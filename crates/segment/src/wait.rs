@@ -1,48 +1,23 @@
 //! Waiting for another process: the object to be sized, and the header to be READY.
-//! Spin briefly, yield a few times, then sleep in short doubling steps (at most 1 ms),
-//! never past the deadline. No futex: creation is rare and brief.
+//! The floor's [`Backoff`]: spin briefly, yield a few times, then sleep in short
+//! doubling steps (at most 1 ms), never past the deadline. No futex: creation is rare
+//! and brief.
 
 use std::fs::File;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use crate::error::OpenError;
-use crate::header::{Header, HEADER_LEN, LAYOUT_VERSION, MAGIC, STATE_FAILED, STATE_READY};
+use crate::header::{
+    Header, HEADER_LEN, LAYOUT_VERSION, MAGIC, STATE_FAILED, STATE_INIT_MASK, STATE_READY,
+};
 use crate::options::open_io_error;
 use crate::sys;
+use shmkit_sys::Backoff;
 
-/// Backoff for polling a word another process will change: spin, then yield, then
-/// sleep briefly (doubling up to 1 ms), never past the deadline.
-struct Backoff {
-    step: u32,
-}
-
-impl Backoff {
-    fn new() -> Self {
-        Backoff { step: 0 }
-    }
-
-    /// Whether we are past the cheap spinning phase (so a syscall per round is fine).
-    fn is_slow(&self) -> bool {
-        self.step >= 64
-    }
-
-    fn wait(&mut self, deadline: Option<Instant>) {
-        self.step += 1;
-        if self.step < 64 {
-            std::hint::spin_loop();
-        } else if self.step < 72 {
-            std::thread::yield_now();
-        } else {
-            let exp = (self.step - 72).min(6);
-            let mut d = Duration::from_micros(20u64 << exp).min(Duration::from_millis(1));
-            if let Some(dl) = deadline {
-                d = d.min(dl.saturating_duration_since(Instant::now()));
-            }
-            std::thread::sleep(d);
-        }
-    }
-}
+/// How long one sleep of the polling loops lasts at most, once spinning and yielding
+/// are over. No futex here: creation is rare and brief.
+const NAP_CAP: Duration = Duration::from_millis(1);
 
 fn timed_out(deadline: Option<Instant>) -> bool {
     deadline.is_some_and(|d| Instant::now() >= d)
@@ -89,7 +64,7 @@ pub(crate) fn wait_for_size(
                 waited: start.elapsed(),
             });
         }
-        backoff.wait(deadline);
+        backoff.snooze_or_sleep(NAP_CAP, deadline);
     }
 }
 
@@ -108,7 +83,7 @@ pub(crate) fn wait_ready(
         // and payload written before it are visible after.
         // SAFETY: `h` points to our live mapping, at least HEADER_LEN long and page
         // aligned; only atomics are read before READY.
-        let state = unsafe { (*h).state.load(Ordering::Acquire) };
+        let state = unsafe { (*h).state.load(Ordering::Acquire) } & STATE_INIT_MASK;
         if state == STATE_READY {
             return Ok(());
         }
@@ -142,11 +117,11 @@ pub(crate) fn wait_ready(
             }
             // SAFETY: as for `version`.
             let pidns = unsafe { std::ptr::addr_of!((*h).creator_pidns).read_volatile() };
-            if backoff.is_slow() && !sys::creator_alive(pid, pidns) {
+            if backoff.is_spun() && !sys::creator_alive(pid, pidns) {
                 // It may have published READY just before exiting.
                 // Acquire: as the first load.
                 // SAFETY: `h` is our live, aligned mapping of at least HEADER_LEN bytes.
-                if unsafe { (*h).state.load(Ordering::Acquire) } == STATE_READY {
+                if unsafe { (*h).state.load(Ordering::Acquire) } & STATE_INIT_MASK == STATE_READY {
                     return Ok(());
                 }
                 return Err(OpenError::CreatorDied { pid });
@@ -158,7 +133,7 @@ pub(crate) fn wait_ready(
                 waited: start.elapsed(),
             });
         }
-        backoff.wait(deadline);
+        backoff.snooze_or_sleep(NAP_CAP, deadline);
     }
 }
 
@@ -246,8 +221,8 @@ mod tests {
     fn backoff_moves_to_the_slow_phase() {
         let mut bo = Backoff::new();
         for _ in 0..100 {
-            bo.wait(Some(Instant::now()));
+            bo.snooze_or_sleep(NAP_CAP, Some(Instant::now()));
         }
-        assert!(bo.is_slow());
+        assert!(bo.is_spun());
     }
 }

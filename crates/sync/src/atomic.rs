@@ -5,18 +5,5 @@
 //! do not hold: loom's atomics are bookkeeping objects. Only the unit-level loom models
 //! are meant to be built that way.
 
-#[cfg(loom)]
-pub(crate) use loom::sync::atomic::{AtomicU32, AtomicU64};
-#[cfg(not(loom))]
-pub(crate) use std::sync::atomic::{AtomicU32, AtomicU64};
-
-pub(crate) use std::sync::atomic::Ordering;
-
-/// A spin-loop hint (`loom::thread::yield_now` under loom, so models stay finite).
-#[inline]
-pub(crate) fn spin_hint() {
-    #[cfg(loom)]
-    loom::thread::yield_now();
-    #[cfg(not(loom))]
-    std::hint::spin_loop();
-}
+pub(crate) use shmkit_sys::atomic::{AtomicU32, AtomicU64, Ordering};
+pub(crate) use shmkit_sys::backoff::spin_hint;

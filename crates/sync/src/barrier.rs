@@ -25,12 +25,11 @@
 //! party that leaves for good is reported as dead too: to replace a party by a new
 //! process, `reset` the barrier while nobody waits (reset forgets the parties).
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::atomic::{AtomicU32, AtomicU64, Ordering::*};
 use crate::error::BarrierError;
 use crate::futex::{Deadline, WaitOutcome};
-use crate::mutex::OWNER_CHECK_INTERVAL;
 use crate::owner::{ident_start, OwnerIdent};
 use crate::wait::{spin_until, Futex, Waiter};
 
@@ -122,17 +121,6 @@ impl Barrier {
     ///
     /// # Panics
     /// If `parties == 0`.
-    ///
-    /// # Examples
-    /// ```
-    /// use shmkit_sync::Barrier;
-    ///
-    /// let b = Barrier::new(1);
-    /// assert_eq!(b.parties(), 1);
-    /// assert_eq!(b.wait()?, 0); // one party: never waits
-    /// assert_eq!(b.wait()?, 0); // cyclic: usable again at once
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
     pub fn new(parties: u32) -> Self {
         assert!(parties > 0, "a barrier needs at least one party");
         Barrier {
@@ -154,30 +142,6 @@ impl Barrier {
     ///
     /// # Examples
     /// A parent and a forked child meet at a barrier in shared memory:
-    /// ```
-    /// use shmkit_segment::Segment;
-    /// use shmkit_sync::Barrier;
-    ///
-    /// let seg = Segment::options().anonymous().size(size_of::<Barrier>()).create()?;
-    /// let ptr = seg.payload_ptr().cast::<Barrier>();
-    /// // SAFETY: the payload is 128-byte aligned, large enough, and nobody uses it yet.
-    /// unsafe { Barrier::init_in_place(ptr, 2) };
-    /// // SAFETY: initialised above; `seg` keeps it mapped while `b` is used.
-    /// let b = unsafe { &*ptr };
-    /// // SAFETY: this example is single-threaded, so the child may run any code.
-    /// let child = unsafe { libc::fork() };
-    /// if child == 0 {
-    ///     let code = if b.wait().is_ok() { 0 } else { 1 };
-    ///     // SAFETY: ends the child without running the parent's exit code.
-    ///     unsafe { libc::_exit(code) }
-    /// }
-    /// b.wait()?;
-    /// let mut status = 0;
-    /// // SAFETY: `child` is our child's pid; `status` is a valid out-pointer.
-    /// assert_eq!(unsafe { libc::waitpid(child, &mut status, 0) }, child);
-    /// assert!(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0);
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
     pub unsafe fn init_in_place(ptr: *mut Self, parties: u32) {
         let b = Self::new(parties);
         // SAFETY: the caller guarantees `ptr` is valid, aligned and unused.
@@ -185,29 +149,12 @@ impl Barrier {
     }
 
     /// The number of parties.
-    ///
-    /// # Examples
-    /// ```
-    /// use shmkit_sync::Barrier;
-    ///
-    /// assert_eq!(Barrier::new(4).parties(), 4);
-    /// ```
     pub fn parties(&self) -> u32 {
         // Relaxed: fixed since initialisation.
         self.parties.load(Relaxed)
     }
 
     /// Whether the barrier is broken.
-    ///
-    /// # Examples
-    /// ```
-    /// use shmkit_sync::Barrier;
-    ///
-    /// let b = Barrier::new(2);
-    /// assert!(!b.is_broken());
-    /// b.abort();
-    /// assert!(b.is_broken());
-    /// ```
     pub fn is_broken(&self) -> bool {
         // Relaxed: a snapshot.
         self.generation.load(Relaxed) & BROKEN != 0
@@ -220,20 +167,6 @@ impl Barrier {
     /// [`BarrierError::PartyDied`] if a party process died before arriving (now or
     /// since the barrier broke); [`BarrierError::Broken`] if the barrier is or becomes
     /// broken otherwise.
-    ///
-    /// # Examples
-    /// ```
-    /// use shmkit_sync::Barrier;
-    ///
-    /// let b = Barrier::new(3);
-    /// let mut indices: Vec<usize> = std::thread::scope(|s| {
-    ///     let handles: Vec<_> = (0..3).map(|_| s.spawn(|| b.wait())).collect();
-    ///     handles.into_iter().map(|h| h.join().unwrap()).collect::<Result<_, _>>()
-    /// })?;
-    /// indices.sort();
-    /// assert_eq!(indices, [0, 1, 2]); // nobody passed before all three arrived
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
     pub fn wait(&self) -> Result<usize, BarrierError> {
         self.wait_with(&Futex, None)
     }
@@ -244,57 +177,26 @@ impl Barrier {
     /// # Errors
     /// [`BarrierError::Broken`] on timeout or if the barrier is broken;
     /// [`BarrierError::PartyDied`] as for [`wait`](Self::wait).
-    ///
-    /// # Examples
-    /// ```
-    /// use std::time::Duration;
-    /// use shmkit_sync::Barrier;
-    ///
-    /// let b = Barrier::new(2);
-    /// let r = std::thread::scope(|s| {
-    ///     let other = s.spawn(|| b.wait_timeout(Duration::from_secs(10)));
-    ///     (b.wait_timeout(Duration::from_secs(10)), other.join().unwrap())
-    /// });
-    /// assert!(r.0.is_ok() && r.1.is_ok()); // both arrived in time
-    /// ```
     pub fn wait_timeout(&self, timeout: Duration) -> Result<usize, BarrierError> {
         self.wait_with(&Futex, Some(&Deadline::after(timeout)))
     }
 
+    /// As [`wait_timeout`](Self::wait_timeout), until `deadline` at most (an `Instant`
+    /// too far ahead to reach means no deadline).
+    ///
+    /// # Errors
+    /// As [`wait_timeout`](Self::wait_timeout).
+    pub fn wait_deadline(&self, deadline: Instant) -> Result<usize, BarrierError> {
+        self.wait_with(&Futex, Some(&Deadline::at(deadline)))
+    }
+
     /// Breaks the barrier: current and future waiters get `Broken` until `reset`.
-    ///
-    /// # Examples
-    /// ```
-    /// use shmkit_sync::{Barrier, BarrierError};
-    ///
-    /// let b = Barrier::new(3);
-    /// b.abort(); // e.g. one party failed: release the others with an error
-    /// assert_eq!(b.wait(), Err(BarrierError::Broken));
-    /// b.reset();
-    /// assert!(!b.is_broken());
-    /// ```
     pub fn abort(&self) {
         self.abort_with(&Futex)
     }
 
     /// Makes a broken (or used) barrier fresh again, and forgets its parties (they are
     /// learned again from their next wait). Call it only while no party is waiting.
-    ///
-    /// # Examples
-    /// ```
-    /// use std::time::Duration;
-    /// use shmkit_sync::Barrier;
-    ///
-    /// let b = Barrier::new(2);
-    /// assert!(b.wait_timeout(Duration::from_millis(5)).is_err()); // breaks it
-    /// b.reset(); // with nobody waiting
-    /// let n = std::thread::scope(|s| {
-    ///     let other = s.spawn(|| b.wait());
-    ///     b.wait().and(other.join().unwrap())
-    /// })?;
-    /// assert!(n < 2);
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
     pub fn reset(&self) {
         // Relaxed: nobody is waiting (documented precondition); the Release below
         // publishes the reset count with the new round.
@@ -315,15 +217,6 @@ impl Barrier {
     /// too; calling this again does nothing. Returns false if all
     /// [`PARTY_SLOTS`](Self::PARTY_SLOTS) hold other live processes (then its death is
     /// not reported).
-    ///
-    /// # Examples
-    /// ```
-    /// use shmkit_sync::Barrier;
-    ///
-    /// let b = Barrier::new(2);
-    /// assert!(b.register()); // known as a party from now on
-    /// assert!(b.register()); // idempotent
-    /// ```
     pub fn register(&self) -> bool {
         self.party_slot(&Futex, Futex.process()).is_some()
     }
@@ -465,6 +358,7 @@ impl Barrier {
                 Err(BarrierError::Broken)
             };
         }
+        let mut pace = shmkit_sys::parker::CheckPace::new();
         loop {
             let g = spin_until(&self.generation, |g| g != current);
             if g == current | BROKEN {
@@ -478,7 +372,7 @@ impl Barrier {
                 return Ok(idx as usize);
             }
             // Sleep in slices, as the Mutex's waiters do, to check the parties.
-            let slice = Deadline::after(OWNER_CHECK_INTERVAL);
+            let slice = pace.next_slice(None);
             let until = match deadline {
                 Some(d) if *d < slice => d,
                 _ => &slice,

@@ -8,7 +8,7 @@
 //! `notify_all` wakes every sleeper (no requeue onto the mutex: a thundering herd on
 //! broadcast, accepted for simplicity).
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::atomic::{AtomicU32, Ordering::*};
 use crate::error::LockError;
@@ -48,34 +48,10 @@ const _: () = assert!(std::mem::size_of::<Condvar>() == 8);
 
 /// The result of [`Condvar::wait`] and friends: the re-locked guard, or the mutex's
 /// `OwnerDied`/`Poisoned` (still carrying the guard).
-///
-/// # Examples
-/// ```
-/// use shmkit_sync::{Condvar, CondvarResult, Mutex};
-///
-/// fn wait_for_flag<'a>(cv: &Condvar, m: &'a Mutex<bool>) -> CondvarResult<'a, bool> {
-///     let g = m.lock()?;
-///     cv.wait_while(g, |set| !*set)
-/// }
-/// let (m, cv) = (Mutex::new(true), Condvar::new());
-/// assert!(*wait_for_flag(&cv, &m).unwrap()); // already set: returns at once
-/// ```
 pub type CondvarResult<'a, T> = Result<MutexGuard<'a, T>, LockError<MutexGuard<'a, T>>>;
 
 impl Condvar {
     /// A new condition variable.
-    ///
-    /// # Examples
-    /// ```
-    /// use shmkit_sync::{Condvar, Mutex};
-    ///
-    /// // `const`: both can be statics (for threads; use a segment for processes).
-    /// static READY: Mutex<bool> = Mutex::new(false);
-    /// static CV: Condvar = Condvar::new();
-    /// *READY.lock()? = true;
-    /// CV.notify_all();
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
     #[cfg(not(loom))]
     pub const fn new() -> Self {
         Condvar {
@@ -99,24 +75,6 @@ impl Condvar {
     /// What re-locking the mutex returned (`OwnerDied`/`Poisoned` carry the guard).
     /// [`LockError::Os`] if sleeping failed in the kernel: the mutex is then *not*
     /// locked again (the guard was given up to sleep), so the caller must lock anew.
-    ///
-    /// # Examples
-    /// ```
-    /// use shmkit_sync::{Condvar, Mutex};
-    ///
-    /// let (queue, cv) = (Mutex::new(Vec::new()), Condvar::new());
-    /// std::thread::scope(|s| {
-    ///     s.spawn(|| {
-    ///         queue.lock().unwrap().push(7);
-    ///         cv.notify_one();
-    ///     });
-    ///     let mut q = queue.lock().unwrap();
-    ///     while q.is_empty() {
-    ///         q = cv.wait(q).unwrap(); // unlocks while asleep; wake-ups may be spurious
-    ///     }
-    ///     assert_eq!(q.pop(), Some(7));
-    /// });
-    /// ```
     pub fn wait<'a, T: ?Sized>(&self, guard: MutexGuard<'a, T>) -> CondvarResult<'a, T> {
         self.wait_until(guard, None).0
     }
@@ -125,22 +83,6 @@ impl Condvar {
     ///
     /// # Errors
     /// As [`wait`](Self::wait).
-    ///
-    /// # Examples
-    /// ```
-    /// use std::time::Duration;
-    /// use shmkit_sync::{Condvar, Mutex};
-    ///
-    /// let (m, cv) = (Mutex::new(0u32), Condvar::new());
-    /// let guard = m.lock().map_err(|e| e.to_string())?;
-    /// // Nobody notifies: the wait times out, and the lock is held again.
-    /// let (guard, timed_out) = cv
-    ///     .wait_timeout(guard, Duration::from_millis(10))
-    ///     .map_err(|e| e.to_string())?;
-    /// assert!(timed_out);
-    /// assert_eq!(*guard, 0);
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
     pub fn wait_timeout<'a, T: ?Sized>(
         &self,
         guard: MutexGuard<'a, T>,
@@ -150,25 +92,24 @@ impl Condvar {
         r.map(|g| (g, timed_out))
     }
 
+    /// As [`wait_timeout`](Self::wait_timeout), until `deadline` at most (an `Instant`
+    /// too far ahead to reach means no deadline).
+    ///
+    /// # Errors
+    /// As [`wait`](Self::wait).
+    pub fn wait_deadline<'a, T: ?Sized>(
+        &self,
+        guard: MutexGuard<'a, T>,
+        deadline: Instant,
+    ) -> Result<(MutexGuard<'a, T>, bool), LockError<MutexGuard<'a, T>>> {
+        let (r, timed_out) = self.wait_until(guard, Some(&Deadline::at(deadline)));
+        r.map(|g| (g, timed_out))
+    }
+
     /// Waits while `condition` holds for the protected data.
     ///
     /// # Errors
     /// As [`wait`](Self::wait).
-    ///
-    /// # Examples
-    /// ```
-    /// use shmkit_sync::{Condvar, Mutex};
-    ///
-    /// let (jobs, cv) = (Mutex::new(Vec::<u32>::new()), Condvar::new());
-    /// std::thread::scope(|s| {
-    ///     s.spawn(|| {
-    ///         jobs.lock().unwrap().extend([1, 2]);
-    ///         cv.notify_all();
-    ///     });
-    ///     let mut ready = cv.wait_while(jobs.lock().unwrap(), |j| j.len() < 2).unwrap();
-    ///     assert_eq!(ready.drain(..).sum::<u32>(), 3);
-    /// });
-    /// ```
     pub fn wait_while<'a, T: ?Sized>(
         &self,
         mut guard: MutexGuard<'a, T>,
@@ -185,28 +126,35 @@ impl Condvar {
     ///
     /// # Errors
     /// As [`wait`](Self::wait).
-    ///
-    /// # Examples
-    /// ```
-    /// use std::time::Duration;
-    /// use shmkit_sync::{Condvar, Mutex};
-    ///
-    /// let (items, cv) = (Mutex::new(0u32), Condvar::new());
-    /// let guard = items.lock().map_err(|e| e.to_string())?;
-    /// // Wait up to 10 ms for an item; nobody produces one, so it gives up.
-    /// let (guard, timed_out) = cv
-    ///     .wait_timeout_while(guard, Duration::from_millis(10), |n| *n == 0)
-    ///     .map_err(|e| e.to_string())?;
-    /// assert!(timed_out && *guard == 0);
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
     pub fn wait_timeout_while<'a, T: ?Sized>(
         &self,
-        mut guard: MutexGuard<'a, T>,
+        guard: MutexGuard<'a, T>,
         timeout: Duration,
+        condition: impl FnMut(&mut T) -> bool,
+    ) -> Result<(MutexGuard<'a, T>, bool), LockError<MutexGuard<'a, T>>> {
+        self.wait_while_until(guard, Deadline::after(timeout), condition)
+    }
+
+    /// As [`wait_timeout_while`](Self::wait_timeout_while), until `deadline` at most
+    /// (an `Instant` too far ahead to reach means no deadline).
+    ///
+    /// # Errors
+    /// As [`wait`](Self::wait).
+    pub fn wait_deadline_while<'a, T: ?Sized>(
+        &self,
+        guard: MutexGuard<'a, T>,
+        deadline: Instant,
+        condition: impl FnMut(&mut T) -> bool,
+    ) -> Result<(MutexGuard<'a, T>, bool), LockError<MutexGuard<'a, T>>> {
+        self.wait_while_until(guard, Deadline::at(deadline), condition)
+    }
+
+    fn wait_while_until<'a, T: ?Sized>(
+        &self,
+        mut guard: MutexGuard<'a, T>,
+        deadline: Deadline,
         mut condition: impl FnMut(&mut T) -> bool,
     ) -> Result<(MutexGuard<'a, T>, bool), LockError<MutexGuard<'a, T>>> {
-        let deadline = Deadline::after(timeout);
         while condition(&mut *guard) {
             if deadline.has_passed() {
                 return Ok((guard, true));
@@ -217,46 +165,11 @@ impl Condvar {
     }
 
     /// Wakes one waiter (if any sleeps).
-    ///
-    /// # Examples
-    /// ```
-    /// use shmkit_sync::{Condvar, Mutex};
-    ///
-    /// let (turn, cv) = (Mutex::new(0u32), Condvar::new());
-    /// std::thread::scope(|s| {
-    ///     s.spawn(|| {
-    ///         let mut t = cv.wait_while(turn.lock().unwrap(), |t| *t != 1).unwrap();
-    ///         *t = 2;
-    ///         cv.notify_one(); // hand the turn back
-    ///     });
-    ///     *turn.lock().unwrap() = 1;
-    ///     cv.notify_one(); // no syscall unless someone sleeps
-    ///     let t = cv.wait_while(turn.lock().unwrap(), |t| *t != 2).unwrap();
-    ///     assert_eq!(*t, 2);
-    /// });
-    /// ```
     pub fn notify_one(&self) {
         self.notify_with(&Futex, 1)
     }
 
     /// Wakes every waiter.
-    ///
-    /// # Examples
-    /// ```
-    /// use shmkit_sync::{Condvar, Mutex};
-    ///
-    /// let (go, cv) = (Mutex::new(false), Condvar::new());
-    /// std::thread::scope(|s| {
-    ///     for _ in 0..3 {
-    ///         s.spawn(|| {
-    ///             let started = cv.wait_while(go.lock().unwrap(), |go| !*go).unwrap();
-    ///             assert!(*started);
-    ///         });
-    ///     }
-    ///     *go.lock().unwrap() = true;
-    ///     cv.notify_all(); // all three wake (one notify_one would wake only one)
-    /// });
-    /// ```
     pub fn notify_all(&self) {
         self.notify_with(&Futex, u32::MAX)
     }
@@ -266,7 +179,7 @@ impl Condvar {
         guard: MutexGuard<'a, T>,
         deadline: Option<&Deadline>,
     ) -> (CondvarResult<'a, T>, bool) {
-        let mutex = guard.mutex;
+        let (raw, data) = MutexGuard::parts(&guard);
         // Relaxed: the mutex orders this read before any notify that follows our
         // predicate check (see the module docs).
         let seq = self.seq.load(Relaxed);
@@ -276,12 +189,17 @@ impl Condvar {
         let out = Futex.wait(&self.seq, seq, deadline);
         // Relaxed: a hint for notifiers.
         self.waiters.fetch_sub(1, Relaxed);
-        match out {
-            Ok(out) => (mutex.lock(), out == WaitOutcome::TimedOut),
+        let out = match out {
+            Ok(out) => out,
             // Returned, not retried: a retry would fail at once again. The mutex stays
             // unlocked; the caller gets no guard (see `wait`).
-            Err(e) => (Err(LockError::Os(e)), false),
-        }
+            Err(e) => return (Err(LockError::Os(e)), false),
+        };
+        // SAFETY: `acquired` makes the guard only once this thread holds the lock
+        // again, and `raw` protects `data` (both came from the guard we were given).
+        let relocked =
+            crate::error::acquired(raw.lock(), || unsafe { MutexGuard::exclusive(raw, data) });
+        (relocked, out == WaitOutcome::TimedOut)
     }
 
     fn notify_with<W: Waiter>(&self, w: &W, n: u32) {

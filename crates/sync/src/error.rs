@@ -7,22 +7,10 @@ use std::io;
 ///
 /// `OwnerDied` and `Poisoned` still carry the guard: the lock *is* held, and the caller
 /// decides whether the protected data can be trusted. Written by hand rather than with
-/// `thiserror` so that `Display`, `Debug` and `Error` do not require `G: Debug`, which
-/// keeps `?` usable on any guard type.
-///
-/// # Examples
-/// ```
-/// use shmkit_sync::{LockError, Mutex};
-///
-/// let m = Mutex::new(1u8);
-/// let held = m.lock().map_err(|e| e.to_string())?;
-/// let err = m.try_lock().unwrap_err();
-/// assert!(matches!(err, LockError::WouldDeadlock));
-/// assert!(!err.is_owner_died() && !err.is_poisoned());
-/// assert!(err.into_guard().is_none()); // only OwnerDied and Poisoned hold the lock
-/// drop(held);
-/// # Ok::<(), Box<dyn std::error::Error>>(())
-/// ```
+/// `thiserror` so that `Display`, `Debug` and `Error` do not require `G: Debug`. A guard
+/// borrows its lock, so the error is not `'static`: for `?` into
+/// `Box<dyn Error + Send + Sync>`, use [`without_guard`](Self::without_guard) (or `?`
+/// into a [`LockErrorKind`]).
 #[non_exhaustive]
 pub enum LockError<G> {
     /// The previous holder died while holding the lock (the process was killed, or the
@@ -48,20 +36,6 @@ pub enum LockError<G> {
 
 impl<G> LockError<G> {
     /// The guard, for `OwnerDied` and `Poisoned`.
-    ///
-    /// # Examples
-    /// ```
-    /// use shmkit_sync::Mutex;
-    ///
-    /// let m = Mutex::new(1u32);
-    /// std::thread::scope(|s| {
-    ///     s.spawn(|| std::mem::forget(m.lock().unwrap()));
-    /// });
-    /// let err = m.lock().unwrap_err();
-    /// assert!(err.is_owner_died());
-    /// let guard = err.into_guard().expect("OwnerDied carries the held lock");
-    /// guard.make_consistent();
-    /// ```
     pub fn into_guard(self) -> Option<G> {
         match self {
             LockError::OwnerDied(g) | LockError::Poisoned(g) => Some(g),
@@ -70,52 +44,16 @@ impl<G> LockError<G> {
     }
 
     /// Whether this is `OwnerDied`.
-    ///
-    /// # Examples
-    /// ```
-    /// use shmkit_sync::Mutex;
-    ///
-    /// let m = Mutex::new(0u8);
-    /// std::thread::scope(|s| {
-    ///     s.spawn(|| std::mem::forget(m.lock().unwrap()));
-    /// });
-    /// let e = m.lock().unwrap_err();
-    /// assert!(e.is_owner_died() && !e.is_poisoned());
-    /// ```
     pub fn is_owner_died(&self) -> bool {
         matches!(self, LockError::OwnerDied(_))
     }
 
     /// Whether this is `Poisoned`.
-    ///
-    /// # Examples
-    /// ```
-    /// use shmkit_sync::Mutex;
-    ///
-    /// let m = Mutex::new(0u8);
-    /// std::thread::scope(|s| {
-    ///     s.spawn(|| std::mem::forget(m.lock().unwrap()));
-    /// });
-    /// drop(m.lock()); // OwnerDied, dropped without make_consistent
-    /// assert!(m.lock().unwrap_err().is_poisoned());
-    /// ```
     pub fn is_poisoned(&self) -> bool {
         matches!(self, LockError::Poisoned(_))
     }
 
     /// Applies `f` to the carried guard, if any.
-    ///
-    /// # Examples
-    /// ```
-    /// use shmkit_sync::{LockError, Mutex};
-    ///
-    /// let m = Mutex::new(0u8);
-    /// let _held = m.lock().map_err(|e| e.to_string())?;
-    /// // Drop the guard type to get an error that can outlive the mutex (and use `?`).
-    /// let e: LockError<()> = m.try_lock().map_err(|e| e.map(drop)).unwrap_err();
-    /// assert!(matches!(e, LockError::WouldDeadlock));
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
     pub fn map<H>(self, f: impl FnOnce(G) -> H) -> LockError<H> {
         match self {
             LockError::OwnerDied(g) => LockError::OwnerDied(f(g)),
@@ -124,6 +62,42 @@ impl<G> LockError<G> {
             LockError::WouldBlock => LockError::WouldBlock,
             LockError::WouldDeadlock => LockError::WouldDeadlock,
             LockError::Os(e) => LockError::Os(e),
+        }
+    }
+
+    /// The error without its guard: a `'static + Send + Sync` [`LockErrorKind`] that
+    /// goes through `?` into `Box<dyn Error + Send + Sync>`.
+    ///
+    /// For `OwnerDied` and `Poisoned` this **drops the guard, which unlocks**: after
+    /// `OwnerDied` the lock is then left poisoned (nobody called `make_consistent()`), so
+    /// the next holder is told `Poisoned`. Use it where the caller gives up on such a
+    /// lock anyway; match the error first where it should repair the data.
+    ///
+    /// # Examples
+    /// ```
+    /// use shmkit_sync::{LockError, LockErrorKind, Mutex};
+    ///
+    /// fn bump(m: &Mutex<u32>) -> Result<u32, Box<dyn std::error::Error + Send + Sync>> {
+    ///     let mut g = m.lock().map_err(LockError::without_guard)?;
+    ///     *g += 1;
+    ///     Ok(*g)
+    /// }
+    /// let m = Mutex::new(0);
+    /// assert_eq!(bump(&m)?, 1);
+    /// let held = m.lock().map_err(LockError::without_guard)?;
+    /// let e = m.try_lock().map_err(LockErrorKind::from).unwrap_err(); // `From` too
+    /// assert_eq!(e, LockErrorKind::WouldDeadlock);
+    /// drop(held);
+    /// # Ok::<(), Box<dyn std::error::Error + Send + Sync>>(())
+    /// ```
+    pub fn without_guard(self) -> LockErrorKind {
+        match self {
+            LockError::OwnerDied(_) => LockErrorKind::OwnerDied,
+            LockError::Poisoned(_) => LockErrorKind::Poisoned,
+            LockError::Timeout => LockErrorKind::Timeout,
+            LockError::WouldBlock => LockErrorKind::WouldBlock,
+            LockError::WouldDeadlock => LockErrorKind::WouldDeadlock,
+            LockError::Os(e) => LockErrorKind::Os(e),
         }
     }
 
@@ -162,7 +136,10 @@ impl<G> fmt::Display for LockError<G> {
                 "the lock is poisoned: an earlier holder died or panicked and nobody marked \
                  the data consistent; the lock is held: repair the data and call make_consistent()"
             }
-            LockError::Timeout => "timed out waiting for the lock; retry or give up",
+            LockError::Timeout => {
+                "timed out waiting for the lock; retry or give up (in memory shared across pid \
+                 namespaces a holder that died is never detected, so it also looks like this)"
+            }
             LockError::WouldBlock => "the lock is held by someone else (try_lock did not wait)",
             LockError::WouldDeadlock => {
                 "the calling thread already holds this lock; drop the first guard before locking again"
@@ -181,6 +158,76 @@ impl<G> std::error::Error for LockError<G> {
     }
 }
 
+/// A [`LockError`] without its guard (see [`LockError::without_guard`], which drops
+/// the guard and so unlocks): `'static + Send + Sync`, so it goes through `?` into
+/// `Box<dyn Error + Send + Sync>`. `From<LockError<G>>` makes plain `?` work in
+/// functions returning it.
+///
+/// `Clone` and `PartialEq` treat an `Os` error by its OS error code.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum LockErrorKind {
+    /// The previous holder died holding the lock. The guard that came with the error
+    /// was dropped, which unlocked the lock and left it poisoned.
+    #[error(
+        "the previous lock holder died while holding the lock; the guard was dropped, so the \
+         lock is free again but poisoned: lock it again, repair the data and call \
+         make_consistent() on the guard"
+    )]
+    OwnerDied,
+    /// The lock is poisoned; the guard that came with the error was dropped (unlocked).
+    #[error(
+        "the lock is poisoned (an earlier holder died or panicked and nobody marked the data \
+         consistent); the guard was dropped: lock it again, repair the data and call \
+         make_consistent() on the guard"
+    )]
+    Poisoned,
+    /// The timeout passed before the lock became free.
+    #[error("timed out waiting for the lock; retry or give up")]
+    Timeout,
+    /// A `try_` call: the lock is held by someone else.
+    #[error("the lock is held by someone else (try_lock did not wait)")]
+    WouldBlock,
+    /// The calling thread already holds this lock.
+    #[error(
+        "the calling thread already holds this lock; drop the first guard before locking again"
+    )]
+    WouldDeadlock,
+    /// Sleeping on the lock failed in the kernel; see [`LockError::Os`].
+    #[error("{OS_WAIT_FAILED}")]
+    Os(#[source] io::Error),
+}
+
+impl<G> From<LockError<G>> for LockErrorKind {
+    fn from(e: LockError<G>) -> Self {
+        e.without_guard()
+    }
+}
+
+impl Clone for LockErrorKind {
+    fn clone(&self) -> Self {
+        match self {
+            LockErrorKind::OwnerDied => LockErrorKind::OwnerDied,
+            LockErrorKind::Poisoned => LockErrorKind::Poisoned,
+            LockErrorKind::Timeout => LockErrorKind::Timeout,
+            LockErrorKind::WouldBlock => LockErrorKind::WouldBlock,
+            LockErrorKind::WouldDeadlock => LockErrorKind::WouldDeadlock,
+            LockErrorKind::Os(e) => LockErrorKind::Os(clone_os(e)),
+        }
+    }
+}
+
+impl PartialEq for LockErrorKind {
+    fn eq(&self, other: &Self) -> bool {
+        match (self, other) {
+            (LockErrorKind::Os(a), LockErrorKind::Os(b)) => same_os(a, b),
+            _ => std::mem::discriminant(self) == std::mem::discriminant(other),
+        }
+    }
+}
+
+impl Eq for LockErrorKind {}
+
 /// The message of every `Os` variant: what failed, what it means, what to do.
 const OS_WAIT_FAILED: &str = "sleeping on the shared-memory word failed in the kernel \
      (futex); the wait was abandoned and nothing was acquired: the memory is not usable \
@@ -189,25 +236,13 @@ const OS_WAIT_FAILED: &str = "sleeping on the shared-memory word failed in the k
 /// Errors of [`RawMutex`](crate::RawMutex) and [`RawRwLock`](crate::RawRwLock) lock calls
 /// (no guard to carry).
 ///
-/// # Examples
-/// ```
-/// use shmkit_sync::{RawLockError, RawMutex};
-///
-/// let raw = RawMutex::new();
-/// raw.lock()?;
-/// assert_eq!(raw.lock(), Err(RawLockError::WouldDeadlock)); // not a hang
-/// // SAFETY: this thread holds the lock.
-/// unsafe { raw.unlock() };
-/// # Ok::<(), Box<dyn std::error::Error>>(())
-/// ```
-///
 /// `Clone` and `PartialEq` compare and copy an `Os` error by its OS error code (every
 /// `Os` error shmkit makes has one).
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum RawLockError {
     /// The timeout passed before the lock became free.
-    #[error("timed out waiting for the lock; retry or give up")]
+    #[error("timed out waiting for the lock; retry or give up (in memory shared across pid namespaces a holder that died is never detected, so it also looks like this)")]
     Timeout,
     /// `try_lock`: the lock is held by someone else.
     #[error("the lock is held by someone else (try_lock did not wait)")]
@@ -291,30 +326,11 @@ pub(crate) fn acquired<G>(
 /// [`RawMutex::poison`](crate::RawMutex::poison) or
 /// [`RawRwLock::make_consistent`](crate::RawRwLock::make_consistent) was called by a
 /// thread that does not hold the lock; nothing was changed.
-///
-/// # Examples
-/// ```
-/// use shmkit_sync::{NotHeld, RawMutex};
-///
-/// let raw = RawMutex::new();
-/// assert_eq!(raw.make_consistent(), Err(NotHeld)); // unlocked: nobody's to repair
-/// assert!(NotHeld.to_string().contains("does not hold"));
-/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[error("the calling thread does not hold this lock: only the holder may mark its data consistent or poisoned (lock it first); nothing was changed")]
 pub struct NotHeld;
 
 /// Errors of [`Semaphore`](crate::Semaphore) operations.
-///
-/// # Examples
-/// ```
-/// use shmkit_sync::{Semaphore, SemaphoreError};
-///
-/// let s = Semaphore::bounded(1, 1);
-/// let e = s.release().unwrap_err();
-/// assert_eq!(e, SemaphoreError::Overflow { max: 1 });
-/// assert!(e.to_string().contains("released too many times"));
-/// ```
 ///
 /// `Clone` and `PartialEq` treat an `Os` error by its OS error code.
 #[derive(Debug, thiserror::Error)]
@@ -364,16 +380,6 @@ impl PartialEq for SemaphoreError {
 impl Eq for SemaphoreError {}
 
 /// Errors of [`Barrier`](crate::Barrier) waits.
-///
-/// # Examples
-/// ```
-/// use std::time::Duration;
-/// use shmkit_sync::{Barrier, BarrierError};
-///
-/// let b = Barrier::new(2);
-/// assert_eq!(b.wait_timeout(Duration::from_millis(5)), Err(BarrierError::Broken));
-/// assert_eq!(b.wait(), Err(BarrierError::Broken)); // stays broken until reset()
-/// ```
 ///
 /// `Clone` and `PartialEq` treat an `Os` error by its OS error code.
 #[derive(Debug, thiserror::Error)]
@@ -425,18 +431,6 @@ impl PartialEq for BarrierError {
 impl Eq for BarrierError {}
 
 /// Errors of [`Event`](crate::Event) waits.
-///
-/// # Examples
-/// ```
-/// use std::time::Duration;
-/// use shmkit_sync::{Event, EventError};
-///
-/// let e = Event::new();
-/// e.set();
-/// let r: Result<(), EventError> = e.wait(); // set: returns at once
-/// assert!(r.is_ok());
-/// assert_eq!(e.wait_timeout(Duration::ZERO), Ok(true));
-/// ```
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum EventError {
@@ -465,17 +459,6 @@ impl PartialEq for EventError {
 impl Eq for EventError {}
 
 /// Errors of [`FileLock`](crate::FileLock) operations.
-///
-/// # Examples
-/// ```
-/// use shmkit_sync::{FileLock, FileLockError};
-///
-/// let e = FileLock::open("/nonexistent-dir/x.lock").unwrap_err();
-/// assert!(matches!(e, FileLockError::Io { op: "open", .. }));
-/// let os = std::error::Error::source(&e).expect("the io::Error is kept as the source");
-/// let io = os.downcast_ref::<std::io::Error>().map(|e| e.kind());
-/// assert_eq!(io, Some(std::io::ErrorKind::NotFound));
-/// ```
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum FileLockError {
@@ -497,16 +480,6 @@ pub enum FileLockError {
 }
 
 /// Errors of [`NamedLock::acquire`](crate::NamedLock::acquire).
-///
-/// # Examples
-/// ```
-/// use std::time::Duration;
-/// use shmkit_sync::{NamedLock, NamedLockError};
-///
-/// let e = NamedLock::acquire("no/slashes", Duration::ZERO).unwrap_err();
-/// assert!(matches!(e, NamedLockError::InvalidName(_)));
-/// assert!(e.to_string().contains("A-Z a-z 0-9")); // says what is allowed
-/// ```
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum NamedLockError {

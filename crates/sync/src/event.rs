@@ -1,7 +1,7 @@
 //! An event flag in shared memory, as `multiprocessing.Event`, with an auto-reset mode
 //! (a `set` lets exactly one waiter through, then the flag is clear again).
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::atomic::{AtomicU32, Ordering::*};
 use crate::error::EventError;
@@ -25,6 +25,11 @@ use crate::wait::{Futex, Waiter};
 /// assert!(ready.is_set()); // manual reset: stays set for every later waiter
 /// ready.clear();
 /// assert!(!ready.is_set());
+/// // Auto-reset: each `set` releases exactly one waiter, then it is clear again.
+/// let one = Event::new_auto_reset();
+/// one.set();
+/// assert!(one.wait_timeout(Duration::ZERO)?);
+/// assert!(!one.is_set());
 /// # Ok::<(), shmkit_sync::EventError>(())
 /// ```
 #[repr(C)]
@@ -50,33 +55,12 @@ impl Default for Event {
 
 impl Event {
     /// A clear manual-reset event (stays set until `clear`, wakes every waiter).
-    ///
-    /// # Examples
-    /// ```
-    /// use shmkit_sync::Event;
-    ///
-    /// let e = Event::new(); // clear, manual reset; `Event::default()` is the same
-    /// assert!(!e.is_set());
-    /// ```
     pub fn new() -> Self {
         Self::make(0)
     }
 
     /// A clear auto-reset event: each `set` releases exactly one waiter and the event
     /// is clear again.
-    ///
-    /// # Examples
-    /// ```
-    /// use std::time::Duration;
-    /// use shmkit_sync::Event;
-    ///
-    /// let e = Event::new_auto_reset();
-    /// e.set();
-    /// assert!(e.wait_timeout(Duration::ZERO)?); // this waiter consumes the set...
-    /// assert!(!e.is_set()); // ...so the next one waits again
-    /// assert!(!e.wait_timeout(Duration::from_millis(1))?);
-    /// # Ok::<(), shmkit_sync::EventError>(())
-    /// ```
     pub fn new_auto_reset() -> Self {
         Self::make(1)
     }
@@ -97,28 +81,6 @@ impl Event {
     ///
     /// # Examples
     /// A forked child signals its parent through an event in shared memory:
-    /// ```
-    /// use shmkit_segment::Segment;
-    /// use shmkit_sync::Event;
-    ///
-    /// let seg = Segment::options().anonymous().size(size_of::<Event>()).create()?;
-    /// let ptr = seg.payload_ptr().cast::<Event>();
-    /// // SAFETY: the payload is 128-byte aligned, large enough, and nobody uses it yet.
-    /// unsafe { Event::init_in_place(ptr, false) };
-    /// // SAFETY: initialised above; `seg` keeps it mapped while `done` is used.
-    /// let done = unsafe { &*ptr };
-    /// // SAFETY: this example is single-threaded, so the child may run any code.
-    /// let child = unsafe { libc::fork() };
-    /// if child == 0 {
-    ///     done.set(); // wakes the parent, in another process
-    ///     // SAFETY: ends the child without running the parent's exit code.
-    ///     unsafe { libc::_exit(0) }
-    /// }
-    /// done.wait()?;
-    /// // SAFETY: `child` is our child's pid; a null status pointer is allowed.
-    /// assert_eq!(unsafe { libc::waitpid(child, std::ptr::null_mut(), 0) }, child);
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
     pub unsafe fn init_in_place(ptr: *mut Self, auto_reset: bool) {
         // SAFETY: the caller guarantees `ptr` is valid, aligned and unused.
         unsafe { ptr.write(Self::make(u32::from(auto_reset))) }
@@ -130,50 +92,17 @@ impl Event {
     }
 
     /// Sets the flag and wakes the waiters (one, for an auto-reset event).
-    ///
-    /// # Examples
-    /// ```
-    /// use shmkit_sync::Event;
-    ///
-    /// let go = Event::new();
-    /// std::thread::scope(|s| {
-    ///     for _ in 0..3 {
-    ///         s.spawn(|| go.wait().expect("a futex wait on valid memory")); // all three wait...
-    ///     }
-    ///     go.set(); // ...and a manual-reset set releases them all
-    /// });
-    /// assert!(go.is_set());
-    /// ```
     pub fn set(&self) {
         self.set_with(&Futex)
     }
 
     /// Clears the flag.
-    ///
-    /// # Examples
-    /// ```
-    /// use shmkit_sync::Event;
-    ///
-    /// let e = Event::new();
-    /// e.set();
-    /// e.clear();
-    /// assert!(!e.is_set()); // the next wait() sleeps again
-    /// ```
     pub fn clear(&self) {
         // Relaxed: clearing publishes nothing.
         self.state.store(0, Relaxed);
     }
 
     /// Whether the flag is set (a snapshot).
-    ///
-    /// # Examples
-    /// ```
-    /// use shmkit_sync::Event;
-    ///
-    /// let e = Event::new();
-    /// e.set();
-    /// assert!(e.is_set()); // a snapshot; `wait` is how to block on it
-    /// ```
     pub fn is_set(&self) -> bool {
         // Acquire: a `true` answer orders later reads after the setter's writes.
         self.state.load(Acquire) != 0
@@ -183,19 +112,6 @@ impl Event {
     ///
     /// # Errors
     /// [`EventError::Os`] if sleeping failed in the kernel (never in normal use).
-    ///
-    /// # Examples
-    /// ```
-    /// use shmkit_sync::Event;
-    ///
-    /// let ready = Event::new_auto_reset();
-    /// std::thread::scope(|s| {
-    ///     s.spawn(|| ready.set());
-    ///     ready.wait() // sleeps until set; auto reset: consumes it
-    /// })?;
-    /// assert!(!ready.is_set());
-    /// # Ok::<(), shmkit_sync::EventError>(())
-    /// ```
     pub fn wait(&self) -> Result<(), EventError> {
         self.wait_with(&Futex, None).map(drop)
     }
@@ -205,20 +121,17 @@ impl Event {
     ///
     /// # Errors
     /// As [`wait`](Self::wait).
-    ///
-    /// # Examples
-    /// ```
-    /// use std::time::Duration;
-    /// use shmkit_sync::Event;
-    ///
-    /// let e = Event::new();
-    /// assert!(!e.wait_timeout(Duration::from_millis(5))?); // false: timed out
-    /// e.set();
-    /// assert!(e.wait_timeout(Duration::from_millis(5))?); // true: set
-    /// # Ok::<(), shmkit_sync::EventError>(())
-    /// ```
     pub fn wait_timeout(&self, timeout: Duration) -> Result<bool, EventError> {
         self.wait_with(&Futex, Some(&Deadline::after(timeout)))
+    }
+
+    /// Waits until `deadline` at most (an `Instant` too far ahead to reach means no
+    /// deadline); returns whether the flag was set. See [`wait_timeout`](Self::wait_timeout).
+    ///
+    /// # Errors
+    /// As [`wait`](Self::wait).
+    pub fn wait_deadline(&self, deadline: Instant) -> Result<bool, EventError> {
+        self.wait_with(&Futex, Some(&Deadline::at(deadline)))
     }
 
     fn try_take(&self) -> bool {

@@ -25,25 +25,12 @@ use std::fs::File;
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::error::FileLockError;
 use crate::futex::Deadline;
 
 /// Shared (many holders) or exclusive (one holder).
-///
-/// # Examples
-/// ```
-/// use shmkit_sync::{FileLock, LockMode};
-///
-/// let path = std::env::temp_dir().join(format!("shmkit-doc-mode-{}", std::process::id()));
-/// let (a, b) = (FileLock::open(&path)?, FileLock::open(&path)?);
-/// let _r1 = a.lock(LockMode::Shared)?; // readers: any number
-/// let _r2 = b.lock(LockMode::Shared)?;
-/// assert!(a.try_lock(LockMode::Exclusive).is_err()); // a writer: alone
-/// std::fs::remove_file(&path)?;
-/// # Ok::<(), Box<dyn std::error::Error>>(())
-/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LockMode {
     /// A read lock: any number of shared holders, no exclusive one.
@@ -108,18 +95,6 @@ impl FileLock {
     ///
     /// # Errors
     /// [`FileLockError::Io`] if the file cannot be opened.
-    ///
-    /// # Examples
-    /// ```
-    /// use std::os::unix::fs::PermissionsExt;
-    /// use shmkit_sync::FileLock;
-    ///
-    /// let path = std::env::temp_dir().join(format!("shmkit-doc-open-{}", std::process::id()));
-    /// let lock = FileLock::open(&path)?; // creates the file if missing
-    /// assert_eq!(lock.file().metadata()?.permissions().mode() & 0o777, 0o600);
-    /// std::fs::remove_file(&path)?;
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
     pub fn open(path: impl AsRef<Path>) -> Result<Self, FileLockError> {
         let file = std::fs::OpenOptions::new()
             .read(true)
@@ -134,37 +109,11 @@ impl FileLock {
     }
 
     /// Uses an already open file.
-    ///
-    /// # Examples
-    /// ```
-    /// use shmkit_sync::{FileLock, LockMode};
-    ///
-    /// // Lock the data file itself rather than a separate lock file.
-    /// let path = std::env::temp_dir().join(format!("shmkit-doc-data-{}", std::process::id()));
-    /// let lock = FileLock::from_file(std::fs::File::create(&path)?);
-    /// let _held = lock.lock(LockMode::Exclusive)?;
-    /// assert_eq!(lock.file().metadata()?.len(), 0);
-    /// std::fs::remove_file(&path)?;
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
     pub fn from_file(file: File) -> Self {
         FileLock { file }
     }
 
     /// The underlying file.
-    ///
-    /// # Examples
-    /// ```
-    /// use std::io::Write;
-    /// use shmkit_sync::{FileLock, LockMode};
-    ///
-    /// let path = std::env::temp_dir().join(format!("shmkit-doc-file-{}", std::process::id()));
-    /// let lock = FileLock::open(&path)?;
-    /// let _g = lock.lock(LockMode::Exclusive)?;
-    /// (&*lock.file()).write_all(b"pid file contents")?; // write while holding it
-    /// std::fs::remove_file(&path)?;
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
     pub fn file(&self) -> &File {
         &self.file
     }
@@ -200,20 +149,6 @@ impl FileLock {
     ///
     /// # Errors
     /// [`FileLockError::Io`] if `flock` fails.
-    ///
-    /// # Examples
-    /// ```
-    /// use shmkit_sync::{FileLock, LockMode};
-    ///
-    /// let path = std::env::temp_dir().join(format!("shmkit-doc-lock-{}", std::process::id()));
-    /// let lock = FileLock::open(&path)?;
-    /// {
-    ///     let _guard = lock.lock(LockMode::Exclusive)?; // waits while another holds it
-    ///     // ... the critical section; released when `_guard` drops, or when we die
-    /// }
-    /// std::fs::remove_file(&path)?;
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
     pub fn lock(&self, mode: LockMode) -> Result<FileLockGuard<'_>, FileLockError> {
         self.flock(mode, false)?;
         Ok(FileLockGuard { lock: self })
@@ -223,21 +158,6 @@ impl FileLock {
     ///
     /// # Errors
     /// [`FileLockError::WouldBlock`] if held elsewhere; `Io` if `flock` fails.
-    ///
-    /// # Examples
-    /// ```
-    /// use shmkit_sync::{FileLock, FileLockError, LockMode};
-    ///
-    /// let path = std::env::temp_dir().join(format!("shmkit-doc-try-{}", std::process::id()));
-    /// let (a, b) = (FileLock::open(&path)?, FileLock::open(&path)?);
-    /// let shared = a.try_lock(LockMode::Shared)?;
-    /// let w = b.try_lock(LockMode::Exclusive);
-    /// assert!(matches!(w, Err(FileLockError::WouldBlock)));
-    /// drop(shared);
-    /// let _w = b.try_lock(LockMode::Exclusive)?;
-    /// std::fs::remove_file(&path)?;
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
     pub fn try_lock(&self, mode: LockMode) -> Result<FileLockGuard<'_>, FileLockError> {
         if self.flock(mode, true)? {
             Ok(FileLockGuard { lock: self })
@@ -250,28 +170,34 @@ impl FileLock {
     ///
     /// # Errors
     /// [`FileLockError::Timeout`] after at least `timeout`; `Io` if `flock` fails.
-    ///
-    /// # Examples
-    /// ```
-    /// use std::time::Duration;
-    /// use shmkit_sync::{FileLock, FileLockError, LockMode};
-    ///
-    /// let path = std::env::temp_dir().join(format!("shmkit-doc-wait-{}", std::process::id()));
-    /// let (a, b) = (FileLock::open(&path)?, FileLock::open(&path)?);
-    /// let _held = a.lock(LockMode::Exclusive)?;
-    /// let r = b.lock_timeout(LockMode::Shared, Duration::from_millis(20));
-    /// assert!(matches!(r, Err(FileLockError::Timeout)));
-    /// std::fs::remove_file(&path)?;
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
     pub fn lock_timeout(
         &self,
         mode: LockMode,
         timeout: Duration,
     ) -> Result<FileLockGuard<'_>, FileLockError> {
-        let deadline = Deadline::after(timeout);
+        self.lock_until(mode, &Deadline::after(timeout))
+    }
+
+    /// Locks the whole file, waiting until `deadline` at most (an `Instant` too far
+    /// ahead to reach means no deadline). See [`lock_timeout`](Self::lock_timeout).
+    ///
+    /// # Errors
+    /// [`FileLockError::Timeout`] once the deadline passed; `Io` if `flock` fails.
+    pub fn lock_deadline(
+        &self,
+        mode: LockMode,
+        deadline: Instant,
+    ) -> Result<FileLockGuard<'_>, FileLockError> {
+        self.lock_until(mode, &Deadline::at(deadline))
+    }
+
+    fn lock_until(
+        &self,
+        mode: LockMode,
+        deadline: &Deadline,
+    ) -> Result<FileLockGuard<'_>, FileLockError> {
         poll_until(
-            &deadline,
+            deadline,
             || self.flock(mode, true),
             || FileLockError::Timeout,
         )?;
@@ -364,20 +290,6 @@ impl FileLock {
     ///
     /// # Errors
     /// [`FileLockError::WouldBlock`] if a conflicting lock is held elsewhere.
-    ///
-    /// # Examples
-    /// ```
-    /// use shmkit_sync::{FileLock, LockMode};
-    ///
-    /// let path = std::env::temp_dir().join(format!("shmkit-doc-tlr-{}", std::process::id()));
-    /// let (a, b) = (FileLock::open(&path)?, FileLock::open(&path)?);
-    /// // One record per 64 bytes: writers of different records do not block each other.
-    /// let _rec0 = a.try_lock_range(0, 64, LockMode::Exclusive)?;
-    /// let _rec1 = b.try_lock_range(64, 64, LockMode::Exclusive)?;
-    /// assert!(b.try_lock_range(0, 64, LockMode::Shared).is_err());
-    /// std::fs::remove_file(&path)?;
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
     pub fn try_lock_range(
         &self,
         start: u64,
@@ -399,21 +311,6 @@ impl FileLock {
     ///
     /// # Errors
     /// [`FileLockError::Timeout`] after at least `timeout`.
-    ///
-    /// # Examples
-    /// ```
-    /// use std::time::Duration;
-    /// use shmkit_sync::{FileLock, FileLockError, LockMode};
-    ///
-    /// let path = std::env::temp_dir().join(format!("shmkit-doc-rt-{}", std::process::id()));
-    /// let (a, b) = (FileLock::open(&path)?, FileLock::open(&path)?);
-    /// let _readers = a.lock_range(0, 10, LockMode::Shared)?;
-    /// let _also = b.lock_range_timeout(0, 10, LockMode::Shared, Duration::from_millis(20))?;
-    /// let w = b.lock_range_timeout(5, 1, LockMode::Exclusive, Duration::from_millis(20));
-    /// assert!(matches!(w, Err(FileLockError::Timeout))); // a's shared lock is in the way
-    /// std::fs::remove_file(&path)?;
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
     pub fn lock_range_timeout(
         &self,
         start: u64,
@@ -421,10 +318,34 @@ impl FileLock {
         mode: LockMode,
         timeout: Duration,
     ) -> Result<RangeGuard<'_>, FileLockError> {
-        let deadline = Deadline::after(timeout);
+        self.lock_range_until(start, len, mode, &Deadline::after(timeout))
+    }
+
+    /// As [`lock_range_timeout`](Self::lock_range_timeout), waiting until `deadline` at
+    /// most (an `Instant` too far ahead to reach means no deadline).
+    ///
+    /// # Errors
+    /// [`FileLockError::Timeout`] once the deadline passed.
+    pub fn lock_range_deadline(
+        &self,
+        start: u64,
+        len: u64,
+        mode: LockMode,
+        deadline: Instant,
+    ) -> Result<RangeGuard<'_>, FileLockError> {
+        self.lock_range_until(start, len, mode, &Deadline::at(deadline))
+    }
+
+    fn lock_range_until(
+        &self,
+        start: u64,
+        len: u64,
+        mode: LockMode,
+        deadline: &Deadline,
+    ) -> Result<RangeGuard<'_>, FileLockError> {
         let ty = Self::range_type(mode);
         poll_until(
-            &deadline,
+            deadline,
             || self.ofd(libc::F_OFD_SETLK, ty, start, len),
             || FileLockError::Timeout,
         )?;
@@ -437,20 +358,6 @@ impl FileLock {
 }
 
 /// A whole-file lock; released on drop.
-///
-/// # Examples
-/// ```
-/// use shmkit_sync::{FileLock, LockMode};
-///
-/// let path = std::env::temp_dir().join(format!("shmkit-doc-guard-{}", std::process::id()));
-/// let (a, b) = (FileLock::open(&path)?, FileLock::open(&path)?);
-/// let guard = a.lock(LockMode::Exclusive)?;
-/// assert!(b.try_lock(LockMode::Exclusive).is_err());
-/// drop(guard); // unlocks
-/// assert!(b.try_lock(LockMode::Exclusive).is_ok());
-/// std::fs::remove_file(&path)?;
-/// # Ok::<(), Box<dyn std::error::Error>>(())
-/// ```
 #[derive(Debug)]
 #[must_use = "the file lock is released as soon as the guard is dropped"]
 pub struct FileLockGuard<'a> {
@@ -466,20 +373,6 @@ impl Drop for FileLockGuard<'_> {
 }
 
 /// A byte-range lock; released on drop.
-///
-/// # Examples
-/// ```
-/// use shmkit_sync::{FileLock, LockMode};
-///
-/// let path = std::env::temp_dir().join(format!("shmkit-doc-rg-{}", std::process::id()));
-/// let (a, b) = (FileLock::open(&path)?, FileLock::open(&path)?);
-/// let range = a.lock_range(0, 8, LockMode::Exclusive)?;
-/// assert!(b.try_lock_range(4, 4, LockMode::Shared).is_err());
-/// drop(range); // unlocks just that range
-/// assert!(b.try_lock_range(4, 4, LockMode::Shared).is_ok());
-/// std::fs::remove_file(&path)?;
-/// # Ok::<(), Box<dyn std::error::Error>>(())
-/// ```
 #[derive(Debug)]
 #[must_use = "the range lock is released as soon as the guard is dropped"]
 pub struct RangeGuard<'a> {

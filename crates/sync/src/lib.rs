@@ -17,26 +17,31 @@
 //! | [`Semaphore`] | permits taken with [`acquire_permit`](Semaphore::acquire_permit) come back when their process dies; plain `acquire` permits are ownerless (as Python's) |
 //! | [`Barrier`] | a party process that dies before arriving breaks it with [`BarrierError::PartyDied`] |
 //! | [`Event`], [`Condvar`] | no: they have no owner identity (as Python's) |
-
 //!
-//! # Example: a lock whose holder may die
-//! ```
-//! use shmkit_sync::{LockError, Mutex};
+//! # Pid namespaces: types placed by hand are not protected
+//! A dead holder is recognised by its thread id and start time in `/proc`, and thread
+//! ids only mean something in one pid namespace: a live holder in another namespace (a
+//! container sharing `/dev/shm`, `--ipc=host`) looks dead from here, and its lock would
+//! be taken while it holds it. shmkit's typed objects are protected by their segment
+//! header: opening a segment from another pid namespace is refused unless allowed, and
+//! in a segment shared across pid namespaces their liveness checks never declare anyone
+//! dead. The types of this crate carry no header: placed by hand in memory (a segment's
+//! payload, your own `MAP_SHARED` mapping), nothing refuses a user from another pid
+//! namespace and holders are judged as if everyone shared one. If such memory is shared
+//! across pid namespaces, make every lock call inside
+//! [`with_pid_namespace_probe`] (with a probe that says so, e.g. from
+//! `Segment::shared_across_pid_namespaces`): a dead holder is then never recovered, and
+//! waiters wait or time out; otherwise keep all users in one pid namespace.
 //!
-//! // In real use this lives in a shared segment; any suitably aligned memory works.
-//! let m = Mutex::new(0u64);
-//! let mut guard = match m.lock() {
-//!     Ok(g) => g,
-//!     // The previous holder died mid-update: repair, then mark consistent.
-//!     Err(LockError::OwnerDied(g)) | Err(LockError::Poisoned(g)) => {
-//!         g.make_consistent();
-//!         g
-//!     }
-//!     Err(e) => return Err(e.to_string().into()),
-//! };
-//! *guard += 1;
-//! # Ok::<(), Box<dyn std::error::Error>>(())
-//! ```
+//! # Examples
+//! One runnable example per idea, on the type that carries it:
+//! - a holder that dies and the repair ([`OwnerDied`](LockError::OwnerDied),
+//!   `make_consistent`): [`Mutex`], the canonical scenario;
+//! - readers and writers, timeouts and deadlines: [`RwLock`], [`Mutex::lock_timeout`];
+//! - lock errors through `?`: [`LockError::without_guard`];
+//! - one guard family and `map`: [`guard`]; code generic over raw locks: [`RawLock`];
+//! - [`Semaphore`] (and its owned permits), [`Event`], [`Barrier`], [`Condvar`],
+//!   [`FileLock`], [`NamedLock`]: on each type.
 
 mod atomic;
 mod barrier;
@@ -44,25 +49,30 @@ mod condvar;
 mod error;
 mod event;
 mod file_lock;
-pub mod futex;
+pub mod guard;
 mod mutex;
 mod named_lock;
-mod owner;
-pub mod process;
 mod rwlock;
 mod semaphore;
 mod wait;
 
+// The floor: futex wait/wake and owner identity/liveness live in `shmkit_sys`, shared
+// with the segment and typed crates (imported here so the algorithms say `futex::` and
+// `owner::`).
+use shmkit_sys::{futex, owner};
+
 pub use barrier::Barrier;
 pub use condvar::{Condvar, CondvarResult};
 pub use error::{
-    BarrierError, EventError, FileLockError, LockError, NamedLockError, NotHeld, RawLockError,
-    SemaphoreError,
+    BarrierError, EventError, FileLockError, LockError, LockErrorKind, NamedLockError, NotHeld,
+    RawLockError, SemaphoreError,
 };
 pub use event::Event;
 pub use file_lock::{FileLock, FileLockGuard, LockMode, RangeGuard};
-pub use futex::Deadline;
+pub use guard::{LockGuard, RawLock, RawLockRepair, RawLockTimed, RawReadLock};
 pub use mutex::{Acquired, Mutex, MutexGuard, RawMutex, OWNER_CHECK_INTERVAL};
 pub use named_lock::{NamedLock, NamedLockGuard};
-pub use rwlock::{RawRwLock, RwLock, RwLockReadGuard, RwLockResult, RwLockWriteGuard};
+pub use rwlock::{RawRwLock, ReaderSlot, RwLock, RwLockReadGuard, RwLockResult, RwLockWriteGuard};
 pub use semaphore::{Semaphore, SemaphorePermit};
+pub use shmkit_sys::owner::with_pid_namespace_probe;
+pub use shmkit_sys::Deadline;

@@ -45,15 +45,16 @@
 
 use std::cell::UnsafeCell;
 use std::fmt;
-use std::marker::PhantomData;
-use std::ops::{Deref, DerefMut};
-use std::time::Duration;
+use std::ptr::NonNull;
+use std::time::{Duration, Instant};
 
 use crate::atomic::{AtomicU32, AtomicU64, Ordering::*};
 use crate::error::{LockError, NotHeld, RawLockError};
 use crate::futex::{Deadline, WaitOutcome};
+use crate::guard::{Exclusive, LockGuard, RawLock, RawLockRepair, RawLockTimed};
 use crate::owner::{ident_start, ident_tid, OwnerIdent, TID_MASK};
 use crate::wait::{spin_until, yield_cpu, Futex, Waiter};
+use shmkit_sys::parker::CheckPace;
 
 /// Set in the lock word when a waiter may be asleep on it.
 const CONTENDED: u32 = 1 << 31;
@@ -67,36 +68,20 @@ const OWNER_DIED: u32 = 1;
 /// `make_consistent`.
 const POISONED: u32 = 2;
 
-/// How long a waiter sleeps before checking whether the holder is still alive.
-pub const OWNER_CHECK_INTERVAL: Duration = Duration::from_millis(10);
+/// How long a waiter first sleeps before checking whether the holder is still alive;
+/// the lock waiters' later slices double up to
+/// [`CHECK_CAP`](shmkit_sys::parker::CHECK_CAP) (80 ms), so a long wait costs little
+/// CPU and a dead holder is still found within 80 ms.
+pub const OWNER_CHECK_INTERVAL: Duration = shmkit_sys::parker::FIRST_CHECK;
 
 /// `sched_yield`s between spinning and sleeping.
 #[cfg(not(loom))]
-const YIELDS: u32 = 3;
+const YIELDS: u32 = shmkit_sys::backoff::YIELD_LIMIT;
 /// Under loom every yield is a schedule point: keep the model small.
 #[cfg(loom)]
 const YIELDS: u32 = 0;
 
 /// How a [`RawMutex`] was acquired.
-///
-/// # Examples
-/// ```
-/// use shmkit_sync::{Acquired, RawMutex};
-///
-/// let raw = RawMutex::new();
-/// // A holder that exits without unlocking (a killed process behaves the same).
-/// std::thread::scope(|s| {
-///     s.spawn(|| raw.lock().map(drop));
-/// });
-/// assert_eq!(raw.lock()?, Acquired::OwnerDied); // the lock is ours now
-/// raw.make_consistent()?; // once the data is repaired
-/// // SAFETY: this thread holds the lock.
-/// unsafe { raw.unlock() };
-/// assert_eq!(raw.lock()?, Acquired::Consistent);
-/// # // SAFETY: this thread holds the lock.
-/// # unsafe { raw.unlock() };
-/// # Ok::<(), Box<dyn std::error::Error>>(())
-/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Acquired {
     /// Normally; the data is consistent.
@@ -116,6 +101,9 @@ pub enum Acquired {
 /// deliberately not padded to a cache line: the holder touches the lock and the data it
 /// protects together. Put it in a `#[repr(C, align(128))]` wrapper when several
 /// independent mutexes sit side by side.
+///
+/// A dead holder is reported as [`Acquired::OwnerDied`]; the scenario is worked out
+/// on [`Mutex`].
 ///
 /// # Examples
 /// ```
@@ -165,15 +153,6 @@ impl fmt::Debug for RawMutex {
 
 impl RawMutex {
     /// An unlocked, consistent mutex (all zero bytes).
-    ///
-    /// # Examples
-    /// ```
-    /// use shmkit_sync::RawMutex;
-    ///
-    /// // `const`: usable in statics; all zero bytes, like a zeroed segment.
-    /// static RAW: RawMutex = RawMutex::new();
-    /// assert!(!RAW.is_locked() && !RAW.is_poisoned());
-    /// ```
     #[cfg(not(loom))]
     pub const fn new() -> Self {
         RawMutex {
@@ -198,23 +177,6 @@ impl RawMutex {
     /// # Safety
     /// `ptr` must be valid for writes of `size_of::<RawMutex>()` bytes, 8-aligned, and no
     /// other process or thread may be using a mutex at that address.
-    ///
-    /// # Examples
-    /// ```
-    /// use shmkit_segment::Segment;
-    /// use shmkit_sync::RawMutex;
-    ///
-    /// let seg = Segment::options().anonymous().size(size_of::<RawMutex>()).create()?;
-    /// let ptr = seg.payload_ptr().cast::<RawMutex>();
-    /// // SAFETY: the payload is 128-byte aligned, large enough, and nobody uses it yet.
-    /// unsafe { RawMutex::init_in_place(ptr) };
-    /// // SAFETY: initialised above; `seg` keeps the memory mapped while `raw` is used.
-    /// let raw = unsafe { &*ptr };
-    /// assert!(raw.try_lock().is_ok());
-    /// // SAFETY: this thread holds the lock.
-    /// unsafe { raw.unlock() };
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
     pub unsafe fn init_in_place(ptr: *mut Self) {
         // SAFETY: the caller guarantees `ptr` is valid, aligned and unused; all-zero
         // bytes are a valid unlocked RawMutex.
@@ -226,20 +188,6 @@ impl RawMutex {
     ///
     /// # Errors
     /// [`RawLockError::WouldDeadlock`] if the calling thread already holds it.
-    ///
-    /// # Examples
-    /// ```
-    /// use shmkit_sync::{Acquired, RawMutex};
-    ///
-    /// let raw = RawMutex::new();
-    /// match raw.lock()? {
-    ///     Acquired::Consistent => {} // the usual case
-    ///     Acquired::OwnerDied | Acquired::Poisoned => raw.make_consistent()?, // after repair
-    /// }
-    /// // SAFETY: this thread holds the lock.
-    /// unsafe { raw.unlock() };
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
     #[inline]
     pub fn lock(&self) -> Result<Acquired, RawLockError> {
         self.lock_with(&Futex, None)
@@ -249,19 +197,6 @@ impl RawMutex {
     ///
     /// # Errors
     /// [`RawLockError::WouldBlock`] if someone alive holds it.
-    ///
-    /// # Examples
-    /// ```
-    /// use shmkit_sync::{Acquired, RawLockError, RawMutex};
-    ///
-    /// let raw = RawMutex::new();
-    /// assert_eq!(raw.try_lock()?, Acquired::Consistent);
-    /// let other = std::thread::scope(|s| s.spawn(|| raw.try_lock()).join().unwrap());
-    /// assert_eq!(other, Err(RawLockError::WouldBlock)); // a live holder: no waiting
-    /// // SAFETY: this thread holds the lock.
-    /// unsafe { raw.unlock() };
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
     #[inline]
     pub fn try_lock(&self) -> Result<Acquired, RawLockError> {
         self.try_lock_with(&Futex)
@@ -271,23 +206,6 @@ impl RawMutex {
     ///
     /// # Errors
     /// [`RawLockError::Timeout`] after at least `timeout`; `WouldDeadlock` as [`lock`](Self::lock).
-    ///
-    /// # Examples
-    /// ```
-    /// use std::time::Duration;
-    /// use shmkit_sync::{RawLockError, RawMutex};
-    ///
-    /// let raw = RawMutex::new();
-    /// raw.lock()?;
-    /// // Another thread finds it held and gives up after the timeout.
-    /// let r = std::thread::scope(|s| {
-    ///     s.spawn(|| raw.lock_timeout(Duration::from_millis(20))).join().unwrap()
-    /// });
-    /// assert_eq!(r, Err(RawLockError::Timeout));
-    /// // SAFETY: this thread holds the lock.
-    /// unsafe { raw.unlock() };
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
     #[inline]
     pub fn lock_timeout(&self, timeout: Duration) -> Result<Acquired, RawLockError> {
         self.lock_with(&Futex, Some(&Deadline::after(timeout)))
@@ -297,21 +215,6 @@ impl RawMutex {
     ///
     /// # Errors
     /// As [`lock_timeout`](Self::lock_timeout).
-    ///
-    /// # Examples
-    /// ```
-    /// use std::time::Duration;
-    /// use shmkit_sync::{Deadline, RawMutex};
-    ///
-    /// // One deadline for several steps, however long each takes.
-    /// let deadline = Deadline::after(Duration::from_secs(1));
-    /// let (a, b) = (RawMutex::new(), RawMutex::new());
-    /// a.lock_until(Some(&deadline))?;
-    /// b.lock_until(Some(&deadline))?;
-    /// // SAFETY: this thread holds both locks.
-    /// unsafe { b.unlock(); a.unlock() };
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
     #[inline]
     pub fn lock_until(&self, deadline: Option<&Deadline>) -> Result<Acquired, RawLockError> {
         self.lock_with(&Futex, deadline)
@@ -326,18 +229,6 @@ impl RawMutex {
     /// # Safety
     /// The calling thread must hold the lock (every `lock` success is matched by at most
     /// one `unlock`); otherwise the protected data may be accessed concurrently.
-    ///
-    /// # Examples
-    /// ```
-    /// use shmkit_sync::RawMutex;
-    ///
-    /// let raw = RawMutex::new();
-    /// raw.lock()?;
-    /// // SAFETY: this thread took the lock just above and unlocks it once.
-    /// unsafe { raw.unlock() };
-    /// assert!(!raw.is_locked());
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
     #[inline]
     pub unsafe fn unlock(&self) {
         self.unlock_with(&Futex, false)
@@ -351,23 +242,6 @@ impl RawMutex {
     ///
     /// # Errors
     /// [`NotHeld`] if the calling thread does not hold the lock.
-    ///
-    /// # Examples
-    /// ```
-    /// use shmkit_sync::{Acquired, NotHeld, RawMutex};
-    ///
-    /// let raw = RawMutex::new();
-    /// std::thread::scope(|s| {
-    ///     s.spawn(|| raw.lock().map(drop)); // exits holding it
-    /// });
-    /// assert_eq!(raw.make_consistent(), Err(NotHeld)); // not ours (yet): refused
-    /// assert_eq!(raw.lock()?, Acquired::OwnerDied);
-    /// raw.make_consistent()?; // while holding it, once the data is repaired
-    /// // SAFETY: this thread holds the lock.
-    /// unsafe { raw.unlock() };
-    /// assert!(!raw.is_poisoned());
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
     #[inline]
     pub fn make_consistent(&self) -> Result<(), NotHeld> {
         self.make_consistent_with(&Futex)
@@ -399,26 +273,6 @@ impl RawMutex {
     ///
     /// # Errors
     /// [`NotHeld`] if the calling thread does not hold the lock.
-    ///
-    /// # Examples
-    /// ```
-    /// use shmkit_sync::{Acquired, NotHeld, RawMutex};
-    ///
-    /// let raw = RawMutex::new();
-    /// assert_eq!(raw.poison(), Err(NotHeld)); // not held: refused, nothing changes
-    /// assert!(!raw.is_poisoned());
-    /// raw.lock()?;
-    /// raw.poison()?; // e.g. the holder found its update failed half-way
-    /// // SAFETY: this thread holds the lock.
-    /// unsafe { raw.unlock() };
-    /// assert!(raw.is_poisoned() && !raw.is_locked());
-    /// assert_eq!(raw.lock()?, Acquired::Poisoned); // every later holder is told
-    /// raw.make_consistent()?;
-    /// // SAFETY: this thread holds the lock.
-    /// unsafe { raw.unlock() };
-    /// assert!(!raw.is_poisoned());
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
     #[inline]
     pub fn poison(&self) -> Result<(), NotHeld> {
         self.check_held(&Futex)?;
@@ -428,39 +282,12 @@ impl RawMutex {
     }
 
     /// Whether the mutex is poisoned (a snapshot).
-    ///
-    /// # Examples
-    /// ```
-    /// use shmkit_sync::RawMutex;
-    ///
-    /// let raw = RawMutex::new();
-    /// assert!(!raw.is_poisoned());
-    /// raw.lock()?;
-    /// raw.poison()?;
-    /// // SAFETY: this thread holds the lock.
-    /// unsafe { raw.unlock() };
-    /// assert!(raw.is_poisoned());
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
     pub fn is_poisoned(&self) -> bool {
         // Relaxed: a snapshot for diagnostics.
         self.consistency.load(Relaxed) != CONSISTENT
     }
 
     /// Whether someone holds the lock (a snapshot).
-    ///
-    /// # Examples
-    /// ```
-    /// use shmkit_sync::RawMutex;
-    ///
-    /// let raw = RawMutex::new();
-    /// assert!(!raw.is_locked());
-    /// raw.lock()?;
-    /// assert!(raw.is_locked()); // a snapshot, for diagnostics only
-    /// // SAFETY: this thread holds the lock.
-    /// unsafe { raw.unlock() };
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
     pub fn is_locked(&self) -> bool {
         // Relaxed: a snapshot for diagnostics.
         self.word.load(Relaxed) != 0
@@ -544,6 +371,7 @@ impl RawMutex {
             return Err(RawLockError::WouldDeadlock);
         }
         let mut yields = 0;
+        let mut pace = CheckPace::new();
         loop {
             if state == 0 {
                 // Others may be asleep, so take it as contended: our unlock will wake one.
@@ -582,7 +410,7 @@ impl RawMutex {
                     }
                 }
             }
-            let slice = Deadline::after(OWNER_CHECK_INTERVAL);
+            let slice = pace.next_slice(None);
             let until = match deadline {
                 Some(d) if *d < slice => d,
                 _ => &slice,
@@ -660,11 +488,17 @@ impl RawMutex {
 /// `#[repr(C)]`: the raw mutex at offset 0, then the data. `T: ?Sized`, so `Mutex<[T]>`
 /// works. Valid when zeroed if `T` is.
 ///
-/// # Examples
-/// A counter in an anonymous segment, shared with a forked child:
+/// # Example: a holder that dies
+/// This is shmkit's one worked dead-holder scenario; every other type that recovers
+/// from a dead holder (the [table in the crate docs](crate), `SharedValue` and the
+/// other typed homes) links here. A forked child takes the lock in an anonymous
+/// segment, updates the counter and dies without unlocking (a `SIGKILL` would do the
+/// same, and so would a thread that exits holding the lock). The next locker gets the
+/// lock with `OwnerDied`, repairs and marks the data consistent; had it dropped the
+/// guard instead, every later locker would be told `Poisoned` until someone repairs.
 /// ```
 /// use shmkit_segment::Segment;
-/// use shmkit_sync::Mutex;
+/// use shmkit_sync::{LockError, Mutex};
 ///
 /// let seg = Segment::options().anonymous().size(size_of::<Mutex<u64>>()).create()?;
 /// // SAFETY: the payload is 128-byte aligned, large enough and zeroed, which is an
@@ -673,13 +507,28 @@ impl RawMutex {
 /// // SAFETY: this example is single-threaded, so the child may run any code.
 /// let child = unsafe { libc::fork() };
 /// if child == 0 {
-///     *counter.lock().unwrap() += 1;
+///     let mut guard = counter.lock().unwrap();
+///     *guard += 1;
+///     std::mem::forget(guard); // dies holding the lock, mid-update
 ///     // SAFETY: ends the child without running the parent's exit code.
 ///     unsafe { libc::_exit(0) }
 /// }
 /// // SAFETY: `child` is our child's pid; a null status pointer is allowed.
 /// assert_eq!(unsafe { libc::waitpid(child, std::ptr::null_mut(), 0) }, child);
-/// assert_eq!(*counter.lock().unwrap(), 1);
+/// let mut guard = match counter.lock() {
+///     Ok(g) => g,
+///     // The previous holder died mid-update: the lock is ours. Repair, then say so.
+///     Err(LockError::OwnerDied(g)) | Err(LockError::Poisoned(g)) => {
+///         g.make_consistent(); // (here the child's update happens to be complete)
+///         g
+///     }
+///     // Timeout, WouldBlock, ... carry no guard: `?` them as a `'static` error.
+///     Err(e) => return Err(e.without_guard().into()),
+/// };
+/// assert_eq!(*guard, 1);
+/// *guard += 1;
+/// drop(guard);
+/// assert!(!counter.is_poisoned());
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 #[repr(C)]
@@ -696,17 +545,6 @@ unsafe impl<T: ?Sized + Send> Send for Mutex<T> {}
 
 impl<T> Mutex<T> {
     /// A new unlocked mutex holding `value`.
-    ///
-    /// # Examples
-    /// ```
-    /// use shmkit_sync::Mutex;
-    ///
-    /// // `const`: a Mutex can be a static (shared by threads; use a segment for processes).
-    /// static COUNTER: Mutex<u64> = Mutex::new(0);
-    /// *COUNTER.lock()? += 1; // a 'static guard, so its errors work with `?`
-    /// assert_eq!(*COUNTER.lock()?, 1);
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
     #[cfg(not(loom))]
     pub const fn new(value: T) -> Self {
         Mutex {
@@ -725,15 +563,6 @@ impl<T> Mutex<T> {
     }
 
     /// Consumes the mutex, returning the data.
-    ///
-    /// # Examples
-    /// ```
-    /// use shmkit_sync::Mutex;
-    ///
-    /// let mut m = Mutex::new(vec![1]);
-    /// m.get_mut().push(2); // `&mut` proves nobody else holds it: no locking
-    /// assert_eq!(m.into_inner(), [1, 2]);
-    /// ```
     pub fn into_inner(self) -> T {
         self.data.into_inner()
     }
@@ -756,25 +585,6 @@ impl<T: ?Sized> Mutex<T> {
     /// # Examples
     /// Recovering from a holder that died mid-update (a thread that exits holding the
     /// lock counts as dead, as a killed process does):
-    /// ```
-    /// use shmkit_sync::{LockError, Mutex};
-    ///
-    /// let m = Mutex::new(0u64);
-    /// std::thread::scope(|s| {
-    ///     s.spawn(|| std::mem::forget(m.lock().unwrap()));
-    /// });
-    /// let mut guard = match m.lock() {
-    ///     Ok(g) => g,
-    ///     Err(LockError::OwnerDied(g)) | Err(LockError::Poisoned(g)) => {
-    ///         // Repair the data here, then mark it consistent.
-    ///         g.make_consistent();
-    ///         g
-    ///     }
-    ///     Err(e) => return Err(e.to_string().into()),
-    /// };
-    /// *guard += 1;
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
     #[inline]
     pub fn lock(&self) -> Result<MutexGuard<'_, T>, LockError<MutexGuard<'_, T>>> {
         self.wrap(self.raw.lock())
@@ -784,23 +594,6 @@ impl<T: ?Sized> Mutex<T> {
     ///
     /// # Errors
     /// `WouldBlock` if a live holder has it; otherwise as [`lock`](Self::lock).
-    ///
-    /// # Examples
-    /// ```
-    /// use shmkit_sync::{LockError, Mutex};
-    ///
-    /// let m = Mutex::new(0u32);
-    /// let guard = m.try_lock().map_err(|e| e.to_string())?;
-    /// // Held by this thread: locking again would deadlock, so it is an error.
-    /// assert!(matches!(m.try_lock(), Err(LockError::WouldDeadlock)));
-    /// // Held by a live thread: another thread does not wait.
-    /// let blocked = std::thread::scope(|s| {
-    ///     s.spawn(|| matches!(m.try_lock(), Err(LockError::WouldBlock))).join().unwrap()
-    /// });
-    /// assert!(blocked);
-    /// drop(guard);
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
     #[inline]
     pub fn try_lock(&self) -> Result<MutexGuard<'_, T>, LockError<MutexGuard<'_, T>>> {
         self.wrap(self.raw.try_lock())
@@ -812,12 +605,13 @@ impl<T: ?Sized> Mutex<T> {
     /// `Timeout` after at least `timeout`; otherwise as [`lock`](Self::lock).
     ///
     /// # Examples
+    /// `_timeout(Duration)` and `_deadline(Instant)`, as every blocking call here has:
     /// ```
-    /// use std::time::Duration;
+    /// use std::time::{Duration, Instant};
     /// use shmkit_sync::{LockError, Mutex};
     ///
     /// let m = Mutex::new(0u32);
-    /// let guard = m.lock().map_err(|e| e.to_string())?;
+    /// let guard = m.lock().map_err(LockError::without_guard)?;
     /// let timed_out = std::thread::scope(|s| {
     ///     s.spawn(|| matches!(m.lock_timeout(Duration::from_millis(20)), Err(LockError::Timeout)))
     ///         .join()
@@ -825,8 +619,10 @@ impl<T: ?Sized> Mutex<T> {
     /// });
     /// assert!(timed_out);
     /// drop(guard);
-    /// assert_eq!(*m.lock_timeout(Duration::from_millis(20)).map_err(|e| e.to_string())?, 0);
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// // One deadline for several steps, however long each takes.
+    /// let deadline = Instant::now() + Duration::from_secs(1);
+    /// assert_eq!(*m.lock_deadline(deadline).map_err(LockError::without_guard)?, 0);
+    /// # Ok::<(), Box<dyn std::error::Error + Send + Sync>>(())
     /// ```
     #[inline]
     pub fn lock_timeout(
@@ -836,56 +632,30 @@ impl<T: ?Sized> Mutex<T> {
         self.wrap(self.raw.lock_timeout(timeout))
     }
 
+    /// Locks, waiting until `deadline` at most (an `Instant` too far ahead to reach
+    /// means no deadline). See [`lock_timeout`](Self::lock_timeout).
+    ///
+    /// # Errors
+    /// `Timeout` once the deadline passed; otherwise as [`lock`](Self::lock).
+    #[inline]
+    pub fn lock_deadline(
+        &self,
+        deadline: Instant,
+    ) -> Result<MutexGuard<'_, T>, LockError<MutexGuard<'_, T>>> {
+        self.wrap(self.raw.lock_deadline(deadline))
+    }
+
     /// Mutable access without locking (the `&mut` proves exclusivity).
-    ///
-    /// # Examples
-    /// ```
-    /// use shmkit_sync::Mutex;
-    ///
-    /// let mut m = Mutex::new(0u32);
-    /// *m.get_mut() = 5; // exclusive `&mut`: e.g. while initialising, before sharing
-    /// assert_eq!(*m.lock().map_err(|e| e.to_string())?, 5);
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
     pub fn get_mut(&mut self) -> &mut T {
         self.data.get_mut()
     }
 
     /// The raw mutex inside.
-    ///
-    /// # Examples
-    /// ```
-    /// use shmkit_sync::Mutex;
-    ///
-    /// let m = Mutex::new(());
-    /// let g = m.lock().map_err(|e| e.to_string())?;
-    /// assert!(m.raw().is_locked()); // e.g. for diagnostics
-    /// drop(g);
-    /// assert!(!m.raw().is_locked());
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
     pub fn raw(&self) -> &RawMutex {
         &self.raw
     }
 
     /// Whether the mutex is poisoned (a snapshot).
-    ///
-    /// # Examples
-    /// ```
-    /// use shmkit_sync::{LockError, Mutex};
-    ///
-    /// let m = Mutex::new(0u32);
-    /// std::thread::scope(|s| {
-    ///     s.spawn(|| std::mem::forget(m.lock().unwrap())); // dies holding it
-    /// });
-    /// // Take it from the dead holder but do not call make_consistent: it stays poisoned.
-    /// assert!(matches!(m.lock(), Err(LockError::OwnerDied(_))));
-    /// assert!(m.is_poisoned());
-    /// let g = m.lock().unwrap_err().into_guard().expect("Poisoned still locks");
-    /// g.make_consistent();
-    /// drop(g);
-    /// assert!(!m.is_poisoned() && m.lock().is_ok());
-    /// ```
     pub fn is_poisoned(&self) -> bool {
         self.raw.is_poisoned()
     }
@@ -895,7 +665,12 @@ impl<T: ?Sized> Mutex<T> {
         &self,
         r: Result<Acquired, RawLockError>,
     ) -> Result<MutexGuard<'_, T>, LockError<MutexGuard<'_, T>>> {
-        crate::error::acquired(r, || MutexGuard::new(self))
+        // SAFETY: `acquired` makes the guard only when `r` says the lock is held (by
+        // this thread: it just took it), and `raw` protects `data`. `UnsafeCell::get`
+        // is never null.
+        crate::error::acquired(r, || unsafe {
+            LockGuard::exclusive(&self.raw, NonNull::new_unchecked(self.data.get()))
+        })
     }
 }
 
@@ -907,103 +682,49 @@ impl<T: ?Sized> fmt::Debug for Mutex<T> {
     }
 }
 
-/// Access to a [`Mutex`]'s data while it is locked; unlocks on drop.
+/// Access to a [`Mutex`]'s data while it is locked; unlocks on drop. Not `Send`.
 ///
-/// Not `Send`: the lock is owned by the thread that took it.
-///
-/// # Examples
-/// ```
-/// use shmkit_sync::Mutex;
-///
-/// let m = Mutex::new([0u8; 4]);
-/// {
-///     let mut g = m.lock().map_err(|e| e.to_string())?; // derefs to the data
-///     g[0] = 1;
-///     g[3] = 4;
-/// } // dropping the guard unlocks
-/// assert_eq!(*m.try_lock().map_err(|e| e.to_string())?, [1, 0, 0, 4]);
-/// # Ok::<(), Box<dyn std::error::Error>>(())
-/// ```
-#[must_use = "the mutex unlocks as soon as the guard is dropped"]
-pub struct MutexGuard<'a, T: ?Sized> {
-    pub(crate) mutex: &'a Mutex<T>,
-    /// Whether a panic was already in progress when the guard was made (then a panic
-    /// does not poison, as in std).
-    panicking: bool,
-    _not_send: PhantomData<*const ()>,
-}
+/// The exclusive [`LockGuard`]: it derefs to `&mut T`, offers
+/// [`make_consistent`](LockGuard::make_consistent) after `OwnerDied`/`Poisoned` and
+/// [`MutexGuard::map`](LockGuard::map) (see the [`guard`](crate::guard) module). A
+/// holder that panics poisons the mutex.
+pub type MutexGuard<'a, T> = LockGuard<'a, Exclusive<'a, RawMutex>, T>;
 
-// SAFETY: a shared guard only gives `&T`, which is fine to share if `T: Sync`.
-unsafe impl<T: ?Sized + Sync> Sync for MutexGuard<'_, T> {}
-
-impl<'a, T: ?Sized> MutexGuard<'a, T> {
+// SAFETY: `RawMutex` is exclusive: the lock word names one holder at a time (the CAS
+// from 0, or from a dead holder's word, which exactly one waiter wins).
+unsafe impl RawLock for RawMutex {
     #[inline]
-    fn new(mutex: &'a Mutex<T>) -> Self {
-        MutexGuard {
-            mutex,
-            panicking: std::thread::panicking(),
-            _not_send: PhantomData,
-        }
+    fn lock(&self) -> Result<Acquired, RawLockError> {
+        RawMutex::lock(self)
     }
-
-    /// Marks the data consistent after `OwnerDied` or `Poisoned`: later lockers get
-    /// plain guards again.
-    ///
-    /// # Examples
-    /// ```
-    /// use shmkit_sync::{LockError, Mutex};
-    ///
-    /// let m = Mutex::new(10u32);
-    /// std::thread::scope(|s| {
-    ///     s.spawn(|| {
-    ///         let mut g = m.lock().unwrap();
-    ///         *g = 999; // a half-done update...
-    ///         std::mem::forget(g); // ...and the holder dies
-    ///     });
-    /// });
-    /// if let Err(LockError::OwnerDied(mut g)) = m.lock() {
-    ///     *g = 10; // repair from what we know
-    ///     g.make_consistent(); // later lockers get plain guards again
-    /// }
-    /// assert_eq!(*m.lock().map_err(|e| e.to_string())?, 10);
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
-    pub fn make_consistent(&self) {
-        // Cannot fail while this thread holds the guard (a guard inherited across fork
-        // does not hold the parent's lock: then this does nothing, as its drop does).
-        let _ = self.mutex.raw.make_consistent();
-    }
-}
-
-impl<T: ?Sized> Deref for MutexGuard<'_, T> {
-    type Target = T;
     #[inline]
-    fn deref(&self) -> &T {
-        // SAFETY: the guard exists only while this thread holds the lock, so no one else
-        // accesses the data.
-        unsafe { &*self.mutex.data.get() }
+    fn try_lock(&self) -> Result<Acquired, RawLockError> {
+        RawMutex::try_lock(self)
     }
-}
-
-impl<T: ?Sized> DerefMut for MutexGuard<'_, T> {
     #[inline]
-    fn deref_mut(&mut self) -> &mut T {
-        // SAFETY: as in deref; `&mut self` makes this the only access through the guard.
-        unsafe { &mut *self.mutex.data.get() }
+    unsafe fn unlock(&self) {
+        // SAFETY: the caller holds the lock (this function's contract).
+        unsafe { RawMutex::unlock(self) }
     }
 }
 
-impl<T: ?Sized> Drop for MutexGuard<'_, T> {
+// SAFETY: as for `RawLock`: `lock_until` takes the same word the same way.
+unsafe impl RawLockTimed for RawMutex {
     #[inline]
-    fn drop(&mut self) {
-        let poison = !self.panicking && std::thread::panicking();
-        self.mutex.raw.unlock_with(&Futex, poison);
+    fn lock_until(&self, deadline: Option<&Deadline>) -> Result<Acquired, RawLockError> {
+        RawMutex::lock_until(self, deadline)
     }
 }
 
-impl<T: ?Sized + fmt::Debug> fmt::Debug for MutexGuard<'_, T> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Debug::fmt(&**self, f)
+impl RawLockRepair for RawMutex {
+    fn make_consistent(&self) -> Result<(), NotHeld> {
+        RawMutex::make_consistent(self)
+    }
+    fn poison(&self) -> Result<(), NotHeld> {
+        RawMutex::poison(self)
+    }
+    fn is_poisoned(&self) -> bool {
+        RawMutex::is_poisoned(self)
     }
 }
 

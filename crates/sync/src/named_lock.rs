@@ -22,7 +22,7 @@ use std::os::fd::AsRawFd;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::error::NamedLockError;
 use crate::file_lock::poll_until;
@@ -50,19 +50,6 @@ pub struct NamedLock;
 
 /// A held named lock; released (and its file removed) on drop, or by the kernel if the
 /// process dies.
-///
-/// # Examples
-/// ```
-/// use std::time::Duration;
-/// use shmkit_sync::NamedLock;
-///
-/// let name = format!("shmkit-doc-guard-{}", std::process::id());
-/// let guard = NamedLock::acquire(&name, Duration::from_secs(1))?;
-/// assert!(guard.path().ends_with(format!("{name}.lock")));
-/// assert!(guard.path().exists());
-/// drop(guard); // unlocks and removes the file
-/// # Ok::<(), Box<dyn std::error::Error>>(())
-/// ```
 #[derive(Debug)]
 #[must_use = "the named lock is released as soon as the guard is dropped"]
 pub struct NamedLockGuard {
@@ -72,17 +59,6 @@ pub struct NamedLockGuard {
 
 impl NamedLockGuard {
     /// The lock file's path.
-    ///
-    /// # Examples
-    /// ```
-    /// use std::time::Duration;
-    /// use shmkit_sync::NamedLock;
-    ///
-    /// let name = format!("shmkit-doc-path-{}", std::process::id());
-    /// let g = NamedLock::acquire(&name, Duration::from_secs(1))?;
-    /// assert_eq!(g.path(), NamedLock::lock_dir().join(format!("{name}.lock")));
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
     pub fn path(&self) -> &Path {
         &self.path
     }
@@ -112,24 +88,20 @@ impl NamedLock {
     /// # Errors
     /// [`NamedLockError::InvalidName`], [`NamedLockError::Timeout`],
     /// [`NamedLockError::UnsafeDir`], or [`NamedLockError::Io`].
-    ///
-    /// # Examples
-    /// ```
-    /// use std::time::Duration;
-    /// use shmkit_sync::NamedLock;
-    ///
-    /// let name = format!("shmkit-doc-acquire-{}", std::process::id());
-    /// let first = NamedLock::acquire(&name, Duration::from_secs(1))?;
-    /// std::thread::scope(|s| {
-    ///     // Waits (up to 10 s) until `first` is released below.
-    ///     let second = s.spawn(|| NamedLock::acquire(&name, Duration::from_secs(10)).is_ok());
-    ///     drop(first);
-    ///     assert!(second.join().unwrap());
-    /// });
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
     pub fn acquire(name: &str, timeout: Duration) -> Result<NamedLockGuard, NamedLockError> {
         Self::acquire_in(&Self::lock_dir(), name, timeout)
+    }
+
+    /// Takes the lock `name`, waiting until `deadline` at most (an `Instant` too far
+    /// ahead to reach means no deadline). See [`acquire`](Self::acquire).
+    ///
+    /// # Errors
+    /// As [`acquire`](Self::acquire).
+    pub fn acquire_deadline(
+        name: &str,
+        deadline: Instant,
+    ) -> Result<NamedLockGuard, NamedLockError> {
+        Self::acquire_impl(&Self::lock_dir(), name, &Deadline::at(deadline), false)
     }
 
     /// Takes the lock `name` if nobody holds it now.
@@ -137,20 +109,8 @@ impl NamedLock {
     /// # Errors
     /// [`NamedLockError::WouldBlock`] if another holder has it; otherwise as
     /// [`acquire`](Self::acquire) (never `Timeout`).
-    ///
-    /// # Examples
-    /// ```
-    /// use shmkit_sync::{NamedLock, NamedLockError};
-    ///
-    /// let name = format!("shmkit-doc-try-{}", std::process::id());
-    /// let guard = NamedLock::try_acquire(&name)?;
-    /// assert!(matches!(NamedLock::try_acquire(&name), Err(NamedLockError::WouldBlock(_))));
-    /// drop(guard);
-    /// let _again = NamedLock::try_acquire(&name)?;
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
     pub fn try_acquire(name: &str) -> Result<NamedLockGuard, NamedLockError> {
-        Self::acquire_impl(&Self::lock_dir(), name, Duration::ZERO, true)
+        Self::acquire_impl(&Self::lock_dir(), name, &Deadline::now(), true)
     }
 
     /// As [`acquire`](Self::acquire), with lock files in `dir` instead of the default
@@ -158,27 +118,24 @@ impl NamedLock {
     ///
     /// # Errors
     /// As [`acquire`](Self::acquire).
-    ///
-    /// # Examples
-    /// ```
-    /// use std::os::unix::fs::DirBuilderExt;
-    /// use std::time::Duration;
-    /// use shmkit_sync::NamedLock;
-    ///
-    /// let dir = std::env::temp_dir().join(format!("shmkit-doc-locks-{}", std::process::id()));
-    /// std::fs::DirBuilder::new().mode(0o700).create(&dir)?; // private to this user
-    /// let guard = NamedLock::acquire_in(&dir, "job-42", Duration::from_secs(1))?;
-    /// assert_eq!(guard.path(), dir.join("job-42.lock"));
-    /// drop(guard); // removes its file...
-    /// std::fs::remove_dir(&dir)?; // ...so the directory is empty again
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
     pub fn acquire_in(
         dir: &Path,
         name: &str,
         timeout: Duration,
     ) -> Result<NamedLockGuard, NamedLockError> {
-        Self::acquire_impl(dir, name, timeout, false)
+        Self::acquire_impl(dir, name, &Deadline::after(timeout), false)
+    }
+
+    /// As [`acquire_in`](Self::acquire_in), waiting until `deadline` at most.
+    ///
+    /// # Errors
+    /// As [`acquire`](Self::acquire).
+    pub fn acquire_in_deadline(
+        dir: &Path,
+        name: &str,
+        deadline: Instant,
+    ) -> Result<NamedLockGuard, NamedLockError> {
+        Self::acquire_impl(dir, name, &Deadline::at(deadline), false)
     }
 
     /// `try_`: a busy lock is `WouldBlock` (the caller did not ask to wait), else
@@ -186,12 +143,11 @@ impl NamedLock {
     fn acquire_impl(
         dir: &Path,
         name: &str,
-        timeout: Duration,
+        deadline: &Deadline,
         try_: bool,
     ) -> Result<NamedLockGuard, NamedLockError> {
         validate(name)?;
         ensure_dir(dir)?;
-        let deadline = Deadline::after(timeout);
         let path = dir.join(format!("{name}.lock"));
         loop {
             let file = std::fs::OpenOptions::new()
@@ -205,7 +161,7 @@ impl NamedLock {
                 .map_err(|e| io("open", &path, e))?;
             let fd = file.as_raw_fd();
             poll_until(
-                &deadline,
+                deadline,
                 || loop {
                     // SAFETY: flock on a descriptor we own.
                     let rc = unsafe { libc::flock(fd, libc::LOCK_EX | libc::LOCK_NB) };
@@ -243,15 +199,6 @@ impl NamedLock {
     }
 
     /// The directory where lock files live (see the module docs).
-    ///
-    /// # Examples
-    /// ```
-    /// use shmkit_sync::NamedLock;
-    ///
-    /// // `$SHMKIT_LOCK_DIR`, else `$XDG_RUNTIME_DIR/shmkit-locks`, else /tmp/shmkit-locks-<uid>.
-    /// let dir = NamedLock::lock_dir();
-    /// assert!(dir.is_absolute());
-    /// ```
     pub fn lock_dir() -> PathBuf {
         if let Some(d) = std::env::var_os("SHMKIT_LOCK_DIR") {
             return PathBuf::from(d);

@@ -51,13 +51,15 @@
 
 use std::cell::UnsafeCell;
 use std::fmt;
-use std::marker::PhantomData;
-use std::ops::{Deref, DerefMut};
-use std::time::Duration;
+use std::ptr::NonNull;
+use std::time::{Duration, Instant};
 
 use crate::atomic::{AtomicU32, AtomicU64, Ordering::*};
 use crate::error::{LockError, NotHeld, RawLockError};
 use crate::futex::{Deadline, WaitOutcome};
+use crate::guard::{
+    Exclusive, LockGuard, RawLock, RawLockRepair, RawLockTimed, RawReadLock, Shared,
+};
 use crate::mutex::{Acquired, OWNER_CHECK_INTERVAL};
 use crate::owner::{ident_start, ident_tid, OwnerIdent};
 use crate::wait::{spin_until, Futex, Waiter};
@@ -154,17 +156,6 @@ impl fmt::Debug for RawRwLock {
 
 impl RawRwLock {
     /// An unlocked lock (all zero bytes).
-    ///
-    /// # Examples
-    /// ```
-    /// use shmkit_sync::RawRwLock;
-    ///
-    /// static RAW: RawRwLock = RawRwLock::new(); // `const`: all zero bytes
-    /// RAW.try_read()?;
-    /// // SAFETY: this thread holds the read lock.
-    /// unsafe { RAW.read_unlock() };
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
     #[cfg(not(loom))]
     pub const fn new() -> Self {
         RawRwLock {
@@ -202,23 +193,6 @@ impl RawRwLock {
     ///
     /// # Errors
     /// [`RawLockError::Timeout`] once the deadline passed.
-    ///
-    /// # Examples
-    /// ```
-    /// use std::time::Duration;
-    /// use shmkit_sync::{Deadline, RawLockError, RawRwLock};
-    ///
-    /// let raw = RawRwLock::new();
-    /// raw.try_write()?;
-    /// let soon = Deadline::after(Duration::from_millis(10));
-    /// assert_eq!(raw.read_until(Some(&soon)), Err(RawLockError::Timeout));
-    /// // SAFETY: this thread holds the write lock.
-    /// unsafe { raw.write_unlock() };
-    /// raw.read_until(None)?;
-    /// // SAFETY: this thread holds a read lock.
-    /// unsafe { raw.read_unlock() };
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
     pub fn read_until(&self, deadline: Option<&Deadline>) -> Result<Acquired, RawLockError> {
         self.read_with(&Futex, deadline).map(|(a, _)| a)
     }
@@ -227,21 +201,6 @@ impl RawRwLock {
     ///
     /// # Errors
     /// [`RawLockError::WouldBlock`] if a writer holds or waits for it.
-    ///
-    /// # Examples
-    /// ```
-    /// use shmkit_sync::{RawLockError, RawRwLock};
-    ///
-    /// let raw = RawRwLock::new();
-    /// raw.try_write()?;
-    /// assert_eq!(raw.try_read(), Err(RawLockError::WouldBlock));
-    /// // SAFETY: this thread holds the write lock.
-    /// unsafe { raw.write_unlock() };
-    /// raw.try_read()?;
-    /// // SAFETY: this thread holds a read lock.
-    /// unsafe { raw.read_unlock() };
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
     pub fn try_read(&self) -> Result<Acquired, RawLockError> {
         self.try_read_with(&Futex).map(|(a, _)| a)
     }
@@ -268,23 +227,6 @@ impl RawRwLock {
     ///
     /// # Errors
     /// [`RawLockError::Timeout`] once the deadline passed.
-    ///
-    /// # Examples
-    /// ```
-    /// use std::time::Duration;
-    /// use shmkit_sync::{Deadline, RawLockError, RawRwLock};
-    ///
-    /// let raw = RawRwLock::new();
-    /// raw.read_until(None)?;
-    /// let soon = Deadline::after(Duration::from_millis(10));
-    /// assert_eq!(raw.write_until(Some(&soon)), Err(RawLockError::Timeout)); // a reader holds it
-    /// // SAFETY: this thread holds the read lock taken above.
-    /// unsafe { raw.read_unlock() };
-    /// raw.write_until(None)?;
-    /// // SAFETY: this thread holds the write lock.
-    /// unsafe { raw.write_unlock() };
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
     pub fn write_until(&self, deadline: Option<&Deadline>) -> Result<Acquired, RawLockError> {
         self.write_with(&Futex, deadline)
     }
@@ -293,18 +235,6 @@ impl RawRwLock {
     ///
     /// # Errors
     /// [`RawLockError::WouldBlock`] otherwise.
-    ///
-    /// # Examples
-    /// ```
-    /// use shmkit_sync::{RawLockError, RawRwLock};
-    ///
-    /// let raw = RawRwLock::new();
-    /// raw.try_write()?;
-    /// assert_eq!(raw.try_write(), Err(RawLockError::WouldBlock));
-    /// // SAFETY: this thread holds the write lock.
-    /// unsafe { raw.write_unlock() };
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
     pub fn try_write(&self) -> Result<Acquired, RawLockError> {
         let s = self.state.load(Relaxed);
         // Acquire: pairs with the Release in both unlocks.
@@ -327,21 +257,6 @@ impl RawRwLock {
     /// The calling thread must hold a read lock it took itself (a read lock taken by
     /// another thread would leave that thread's slot behind, and when that thread
     /// ends, a waiter would give its count back a second time).
-    ///
-    /// # Examples
-    /// ```
-    /// use shmkit_sync::RawRwLock;
-    ///
-    /// let raw = RawRwLock::new();
-    /// raw.try_read()?;
-    /// raw.try_read()?;
-    /// // SAFETY: this thread took two read locks above; each is released once.
-    /// unsafe { raw.read_unlock(); raw.read_unlock() };
-    /// raw.try_write()?; // free again
-    /// // SAFETY: this thread holds the write lock.
-    /// unsafe { raw.write_unlock() };
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
     pub unsafe fn read_unlock(&self) {
         self.read_unlock_with(&Futex)
     }
@@ -351,20 +266,6 @@ impl RawRwLock {
     ///
     /// # Safety
     /// The caller must hold the write lock.
-    ///
-    /// # Examples
-    /// ```
-    /// use shmkit_sync::RawRwLock;
-    ///
-    /// let raw = RawRwLock::new();
-    /// raw.write_until(None)?;
-    /// // SAFETY: this thread holds the write lock and releases it once.
-    /// unsafe { raw.write_unlock() };
-    /// raw.try_read()?;
-    /// // SAFETY: this thread holds a read lock.
-    /// unsafe { raw.read_unlock() };
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
     pub unsafe fn write_unlock(&self) {
         self.write_unlock_with(&Futex)
     }
@@ -376,31 +277,38 @@ impl RawRwLock {
     ///
     /// # Errors
     /// [`NotHeld`] if the calling thread does not hold the write lock.
-    ///
-    /// # Examples
-    /// ```
-    /// use shmkit_sync::{NotHeld, RawRwLock};
-    ///
-    /// let raw = RawRwLock::new();
-    /// assert_eq!(raw.make_consistent(), Err(NotHeld)); // not write-locked by us
-    /// raw.write_until(None)?;
-    /// raw.make_consistent()?; // the writer may
-    /// // SAFETY: this thread holds the write lock.
-    /// unsafe { raw.write_unlock() };
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
     pub fn make_consistent(&self) -> Result<(), NotHeld> {
         self.make_consistent_with(&Futex)
     }
 
     pub(crate) fn make_consistent_with<W: Waiter>(&self, w: &W) -> Result<(), NotHeld> {
-        // Relaxed: only the write holder stores its identity in `writer` (and the
-        // state's write bit); our own earlier stores are seen in program order.
-        if !is_write_locked(self.state.load(Relaxed)) || self.writer.load(Relaxed) != w.me() {
-            return Err(NotHeld);
-        }
+        self.check_write_held(w)?;
         // Relaxed: written under the write lock; published by its Release unlock.
         self.consistency.store(CONSISTENT, Relaxed);
+        Ok(())
+    }
+
+    /// `Ok` if the calling thread holds the write lock.
+    fn check_write_held<W: Waiter>(&self, w: &W) -> Result<(), NotHeld> {
+        // Relaxed: only the write holder stores its identity in `writer` (and the
+        // state's write bit); our own earlier stores are seen in program order.
+        if is_write_locked(self.state.load(Relaxed)) && self.writer.load(Relaxed) == w.me() {
+            Ok(())
+        } else {
+            Err(NotHeld)
+        }
+    }
+
+    /// Marks the data inconsistent (as a panicking writer does): every later lock is
+    /// told `Poisoned` until a writer calls [`make_consistent`](Self::make_consistent).
+    /// Only the write holder may (see there).
+    ///
+    /// # Errors
+    /// [`NotHeld`] if the calling thread does not hold the write lock.
+    pub fn poison(&self) -> Result<(), NotHeld> {
+        self.check_write_held(&Futex)?;
+        // Relaxed: as in make_consistent_with.
+        self.consistency.store(POISONED, Relaxed);
         Ok(())
     }
 
@@ -796,23 +704,32 @@ impl RawRwLock {
 /// A value protected by a process-shared reader-writer lock; lives in shared memory.
 /// `#[repr(C)]`: the raw lock at offset 0, then the data; valid when zeroed if `T` is.
 ///
+/// A writer that dies holding it is recovered as a [`Mutex`](crate::Mutex) holder is
+/// (`OwnerDied` to the next writer, then `Poisoned` until `make_consistent()`; the
+/// scenario is worked out on [`Mutex`](crate::Mutex)); a dead reader's read lock is
+/// given back silently.
+///
 /// # Examples
 /// ```
-/// use std::time::Duration;
+/// use std::time::{Duration, Instant};
 /// use shmkit_sync::{LockError, RwLock};
 ///
 /// let config = RwLock::new([0u32; 4]);
-/// config.write().map_err(|e| e.to_string())?[0] = 7;
-/// let r1 = config.read().map_err(|e| e.to_string())?;
-/// let r2 = config.try_read().map_err(|e| e.to_string())?; // readers share
+/// config.write().map_err(LockError::without_guard)?[0] = 7;
+/// let r1 = config.read().map_err(LockError::without_guard)?;
+/// let r2 = config.try_read().map_err(LockError::without_guard)?; // readers share
 /// assert_eq!(r1[0] + r2[0], 14);
-/// // A writer waits for the readers to leave; here it gives up.
+/// // A writer waits for the readers to leave; here it gives up (a timeout or a deadline).
 /// let w = config.write_timeout(Duration::from_millis(10));
+/// assert!(matches!(w, Err(LockError::Timeout)));
+/// let w = config.write_deadline(Instant::now() + Duration::from_millis(10));
 /// assert!(matches!(w, Err(LockError::Timeout)));
 /// assert!(matches!(config.try_write(), Err(LockError::WouldBlock)));
 /// drop((r1, r2));
 /// assert!(config.try_write().is_ok());
-/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// let r = config.read_timeout(Duration::from_secs(1)).map_err(LockError::without_guard)?;
+/// assert_eq!(r[0], 7);
+/// # Ok::<(), Box<dyn std::error::Error + Send + Sync>>(())
 /// ```
 #[repr(C)]
 pub struct RwLock<T: ?Sized> {
@@ -829,32 +746,10 @@ unsafe impl<T: ?Sized + Send> Send for RwLock<T> {}
 /// Lock results of [`RwLock`]: `Timeout`, `WouldBlock`; `OwnerDied(write guard)` when a
 /// writer inherits a dead writer's lock; `Poisoned(guard)` until a writer calls
 /// `make_consistent()`.
-///
-/// # Examples
-/// ```
-/// use shmkit_sync::{RwLock, RwLockReadGuard, RwLockResult};
-///
-/// fn first(l: &RwLock<[u8; 2]>) -> RwLockResult<RwLockReadGuard<'_, [u8; 2]>> {
-///     l.read()
-/// }
-/// let l = RwLock::new([7, 8]);
-/// assert_eq!(first(&l).map_err(|e| e.to_string())?[0], 7);
-/// # Ok::<(), Box<dyn std::error::Error>>(())
-/// ```
 pub type RwLockResult<G> = Result<G, LockError<G>>;
 
 impl<T> RwLock<T> {
     /// A new unlocked lock holding `value`.
-    ///
-    /// # Examples
-    /// ```
-    /// use shmkit_sync::RwLock;
-    ///
-    /// static TABLE: RwLock<[u32; 4]> = RwLock::new([0; 4]); // `const`: usable in statics
-    /// TABLE.write()?[1] = 9; // a 'static guard, so errors work with `?`
-    /// assert_eq!(TABLE.read()?[1], 9);
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
     #[cfg(not(loom))]
     pub const fn new(value: T) -> Self {
         RwLock {
@@ -873,15 +768,6 @@ impl<T> RwLock<T> {
     }
 
     /// Consumes the lock, returning the data.
-    ///
-    /// # Examples
-    /// ```
-    /// use shmkit_sync::RwLock;
-    ///
-    /// let mut l = RwLock::new(vec![1]);
-    /// l.get_mut().push(2); // no locking through `&mut`
-    /// assert_eq!(l.into_inner(), [1, 2]);
-    /// ```
     pub fn into_inner(self) -> T {
         self.data.into_inner()
     }
@@ -893,63 +779,33 @@ impl<T: ?Sized> RwLock<T> {
     /// # Errors
     /// `Poisoned(guard)` if a writer died and nobody marked the data consistent (the
     /// read lock is held).
-    ///
-    /// # Examples
-    /// ```
-    /// use shmkit_sync::RwLock;
-    ///
-    /// let config = RwLock::new((1u32, 2u32));
-    /// let total = std::thread::scope(|s| {
-    ///     let a = s.spawn(|| config.read().map(|c| c.0 + c.1).unwrap_or(0));
-    ///     let b = s.spawn(|| config.read().map(|c| c.0 * c.1).unwrap_or(0));
-    ///     a.join().unwrap() + b.join().unwrap() // readers run side by side
-    /// });
-    /// assert_eq!(total, 5);
-    /// ```
     pub fn read(&self) -> RwLockResult<RwLockReadGuard<'_, T>> {
-        self.wrap_read(self.raw.read_with(&Futex, None))
+        self.wrap_read(self.raw.lock_shared_until(None))
     }
 
     /// Shared access if no writer holds or waits for the lock.
     ///
     /// # Errors
     /// `WouldBlock` otherwise.
-    ///
-    /// # Examples
-    /// ```
-    /// use shmkit_sync::{LockError, RwLock};
-    ///
-    /// let l = RwLock::new(1u8);
-    /// let r = l.try_read().map_err(|e| e.to_string())?;
-    /// assert!(l.try_read().is_ok()); // readers share
-    /// assert!(matches!(l.try_write(), Err(LockError::WouldBlock)));
-    /// drop(r);
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
     pub fn try_read(&self) -> RwLockResult<RwLockReadGuard<'_, T>> {
-        self.wrap_read(self.raw.try_read_with(&Futex))
+        self.wrap_read(self.raw.try_lock_shared())
     }
 
     /// Shared access, waiting at most `timeout`.
     ///
     /// # Errors
     /// `Timeout` after at least `timeout`.
-    ///
-    /// # Examples
-    /// ```
-    /// use std::time::Duration;
-    /// use shmkit_sync::{LockError, RwLock};
-    ///
-    /// let l = RwLock::new(5u32);
-    /// let w = l.write().map_err(|e| e.to_string())?;
-    /// let r = l.read_timeout(Duration::from_millis(10)); // the writer keeps it
-    /// assert!(matches!(r, Err(LockError::Timeout)));
-    /// drop(w);
-    /// assert_eq!(*l.read_timeout(Duration::from_millis(10)).map_err(|e| e.to_string())?, 5);
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
     pub fn read_timeout(&self, timeout: Duration) -> RwLockResult<RwLockReadGuard<'_, T>> {
-        self.wrap_read(self.raw.read_with(&Futex, Some(&Deadline::after(timeout))))
+        self.wrap_read(self.raw.lock_shared_until(Some(&Deadline::after(timeout))))
+    }
+
+    /// Shared access, waiting until `deadline` at most (an `Instant` too far ahead to
+    /// reach means no deadline). See [`read_timeout`](Self::read_timeout).
+    ///
+    /// # Errors
+    /// `Timeout` once the deadline passed.
+    pub fn read_deadline(&self, deadline: Instant) -> RwLockResult<RwLockReadGuard<'_, T>> {
+        self.wrap_read(self.raw.lock_shared_until(Some(&Deadline::at(deadline))))
     }
 
     /// Exclusive access, waiting as long as needed.
@@ -957,35 +813,14 @@ impl<T: ?Sized> RwLock<T> {
     /// # Errors
     /// `OwnerDied(guard)` if the previous writer died holding it; `Poisoned(guard)` if a
     /// writer's death was never followed by `make_consistent()` (the lock is held).
-    ///
-    /// # Examples
-    /// ```
-    /// use shmkit_sync::RwLock;
-    ///
-    /// let table = RwLock::new([0u64; 8]);
-    /// table.write().map_err(|e| e.to_string())?[2] = 5; // exclusive: readers wait
-    /// assert_eq!(table.read().map_err(|e| e.to_string())?.iter().sum::<u64>(), 5);
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
     pub fn write(&self) -> RwLockResult<RwLockWriteGuard<'_, T>> {
-        self.wrap_write(self.raw.write_until(None))
+        self.wrap_write(RawLock::lock(&self.raw))
     }
 
     /// Exclusive access if the lock is free now.
     ///
     /// # Errors
     /// `WouldBlock` otherwise.
-    ///
-    /// # Examples
-    /// ```
-    /// use shmkit_sync::{LockError, RwLock};
-    ///
-    /// let l = RwLock::new(0u8);
-    /// let w = l.try_write().map_err(|e| e.to_string())?;
-    /// assert!(matches!(l.try_read(), Err(LockError::WouldBlock)));
-    /// drop(w);
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
     pub fn try_write(&self) -> RwLockResult<RwLockWriteGuard<'_, T>> {
         self.wrap_write(self.raw.try_write())
     }
@@ -994,47 +829,25 @@ impl<T: ?Sized> RwLock<T> {
     ///
     /// # Errors
     /// `Timeout` after at least `timeout`.
-    ///
-    /// # Examples
-    /// ```
-    /// use std::time::Duration;
-    /// use shmkit_sync::RwLock;
-    ///
-    /// let l = RwLock::new(String::new());
-    /// l.write_timeout(Duration::from_secs(1)).map_err(|e| e.to_string())?.push_str("hi");
-    /// assert_eq!(*l.read().map_err(|e| e.to_string())?, "hi");
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
     pub fn write_timeout(&self, timeout: Duration) -> RwLockResult<RwLockWriteGuard<'_, T>> {
-        self.wrap_write(self.raw.write_until(Some(&Deadline::after(timeout))))
+        self.wrap_write(self.raw.lock_timeout(timeout))
+    }
+
+    /// Exclusive access, waiting until `deadline` at most (an `Instant` too far ahead
+    /// to reach means no deadline). See [`write_timeout`](Self::write_timeout).
+    ///
+    /// # Errors
+    /// `Timeout` once the deadline passed.
+    pub fn write_deadline(&self, deadline: Instant) -> RwLockResult<RwLockWriteGuard<'_, T>> {
+        self.wrap_write(self.raw.lock_deadline(deadline))
     }
 
     /// Mutable access without locking (the `&mut` proves exclusivity).
-    ///
-    /// # Examples
-    /// ```
-    /// use shmkit_sync::RwLock;
-    ///
-    /// let mut l = RwLock::new(1u8);
-    /// *l.get_mut() += 1; // `&mut`: no locking needed
-    /// assert_eq!(l.into_inner(), 2);
-    /// ```
     pub fn get_mut(&mut self) -> &mut T {
         self.data.get_mut()
     }
 
     /// The raw lock inside.
-    ///
-    /// # Examples
-    /// ```
-    /// use shmkit_sync::RwLock;
-    ///
-    /// let l = RwLock::new(0u8);
-    /// let r = l.read().map_err(|e| e.to_string())?;
-    /// assert!(l.raw().try_write().is_err()); // the raw words underneath
-    /// drop(r);
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
     pub fn raw(&self) -> &RawRwLock {
         &self.raw
     }
@@ -1046,22 +859,27 @@ impl<T: ?Sized> RwLock<T> {
 
     fn wrap_read(
         &self,
-        r: Result<(Acquired, usize), RawLockError>,
+        r: Result<(Acquired, ReaderSlot), RawLockError>,
     ) -> RwLockResult<RwLockReadGuard<'_, T>> {
-        match r {
-            Ok((Acquired::Consistent, slot)) => Ok(RwLockReadGuard::new(self, slot)),
-            // A reader never inherits a dead writer's lock (it releases it), so it only
-            // ever learns of a death as poison.
-            Ok((_, slot)) => Err(LockError::Poisoned(RwLockReadGuard::new(self, slot))),
-            Err(e) => Err(e.into()),
-        }
+        // A reader never inherits a dead writer's lock (it releases it), so it only
+        // ever learns of a death as poison: `Acquired` is `Consistent` or `Poisoned`.
+        let (a, slot) = r?;
+        // SAFETY: `acquired` makes the guard only when the read lock is held (this
+        // thread just took it, recorded in `slot`), and `raw` protects `data`.
+        // `UnsafeCell::get` is never null.
+        crate::error::acquired(Ok(a), || unsafe {
+            LockGuard::shared(&self.raw, slot, NonNull::new_unchecked(self.data.get()))
+        })
     }
 
     fn wrap_write(
         &self,
         r: Result<Acquired, RawLockError>,
     ) -> RwLockResult<RwLockWriteGuard<'_, T>> {
-        crate::error::acquired(r, || RwLockWriteGuard::new(self))
+        // SAFETY: as in wrap_read, for the write lock.
+        crate::error::acquired(r, || unsafe {
+            LockGuard::exclusive(&self.raw, NonNull::new_unchecked(self.data.get()))
+        })
     }
 }
 
@@ -1075,122 +893,85 @@ impl<T: ?Sized> fmt::Debug for RwLock<T> {
 
 /// Shared access to an [`RwLock`]'s data; releases on drop. Not `Send`.
 ///
-/// # Examples
-/// ```
-/// use shmkit_sync::RwLock;
-///
-/// let l = RwLock::new(3u8);
-/// let (a, b) = (l.read().map_err(|e| e.to_string())?, l.read().map_err(|e| e.to_string())?);
-/// assert_eq!(*a + *b, 6); // shared guards deref to &T
-/// drop((a, b)); // each releases its read lock
-/// # Ok::<(), Box<dyn std::error::Error>>(())
-/// ```
-#[must_use = "the read lock is released as soon as the guard is dropped"]
-pub struct RwLockReadGuard<'a, T: ?Sized> {
-    lock: &'a RwLock<T>,
-    /// The reader slot holding our identity, or `NO_SLOT`.
-    slot: usize,
-    _not_send: PhantomData<*const ()>,
-}
-
-// SAFETY: the guard gives only `&T`.
-unsafe impl<T: ?Sized + Sync> Sync for RwLockReadGuard<'_, T> {}
-
-impl<'a, T: ?Sized> RwLockReadGuard<'a, T> {
-    fn new(lock: &'a RwLock<T>, slot: usize) -> Self {
-        RwLockReadGuard {
-            lock,
-            slot,
-            _not_send: PhantomData,
-        }
-    }
-}
-
-impl<T: ?Sized> Deref for RwLockReadGuard<'_, T> {
-    type Target = T;
-    fn deref(&self) -> &T {
-        // SAFETY: a read lock is held: no writer exists while the guard lives.
-        unsafe { &*self.lock.data.get() }
-    }
-}
-
-impl<T: ?Sized> Drop for RwLockReadGuard<'_, T> {
-    fn drop(&mut self) {
-        // This guard holds one read lock, released exactly once here (by the thread
-        // that took it: the guard is not Send).
-        self.lock.raw.read_unlock_slot_with(&Futex, self.slot);
-    }
-}
+/// The shared [`LockGuard`]: it derefs to `&T` and offers
+/// [`RwLockReadGuard::map`](LockGuard::map) (see the [`guard`](crate::guard) module).
+pub type RwLockReadGuard<'a, T> = LockGuard<'a, Shared<'a, RawRwLock>, T>;
 
 /// Exclusive access to an [`RwLock`]'s data; releases on drop. Not `Send`.
 ///
-/// # Examples
-/// ```
-/// use shmkit_sync::RwLock;
-///
-/// let l = RwLock::new(3u8);
-/// let mut w = l.write().map_err(|e| e.to_string())?;
-/// *w += 1; // derefs to &mut T
-/// drop(w); // releases
-/// assert_eq!(*l.read().map_err(|e| e.to_string())?, 4);
-/// # Ok::<(), Box<dyn std::error::Error>>(())
-/// ```
-#[must_use = "the write lock is released as soon as the guard is dropped"]
-pub struct RwLockWriteGuard<'a, T: ?Sized> {
-    lock: &'a RwLock<T>,
-    _not_send: PhantomData<*const ()>,
-}
+/// The exclusive [`LockGuard`], as [`MutexGuard`](crate::MutexGuard): it derefs to
+/// `&mut T`, offers [`make_consistent`](LockGuard::make_consistent) and
+/// [`RwLockWriteGuard::map`](LockGuard::map). A writer that panics poisons the lock.
+pub type RwLockWriteGuard<'a, T> = LockGuard<'a, Exclusive<'a, RawRwLock>, T>;
 
-// SAFETY: a shared guard gives only `&T`.
-unsafe impl<T: ?Sized + Sync> Sync for RwLockWriteGuard<'_, T> {}
+/// The reader slot a read lock of a [`RawRwLock`] was recorded in (or none): what
+/// [`RawReadLock::unlock_shared`] gives it back with.
+#[derive(Debug)]
+pub struct ReaderSlot(usize);
 
-impl<'a, T: ?Sized> RwLockWriteGuard<'a, T> {
-    fn new(lock: &'a RwLock<T>) -> Self {
-        RwLockWriteGuard {
-            lock,
-            _not_send: PhantomData,
-        }
+// SAFETY: the write side is exclusive: the write bit is taken by one CAS from an
+// unlocked state (no readers), or from a dead writer by one CAS on `writer`.
+unsafe impl RawLock for RawRwLock {
+    #[inline]
+    fn lock(&self) -> Result<Acquired, RawLockError> {
+        self.write_with(&Futex, None)
     }
-
-    /// Marks the data consistent after `OwnerDied` or `Poisoned`.
-    pub fn make_consistent(&self) {
-        // Cannot fail while this thread holds the write guard (a guard inherited
-        // across fork does not hold the parent's lock: then this does nothing).
-        let _ = self.lock.raw.make_consistent();
+    #[inline]
+    fn try_lock(&self) -> Result<Acquired, RawLockError> {
+        self.try_write()
+    }
+    #[inline]
+    unsafe fn unlock(&self) {
+        // SAFETY: the caller holds the write lock (this function's contract).
+        unsafe { self.write_unlock() }
     }
 }
 
-impl<T: ?Sized> Deref for RwLockWriteGuard<'_, T> {
-    type Target = T;
-    fn deref(&self) -> &T {
-        // SAFETY: the write lock is held: nobody else accesses the data.
-        unsafe { &*self.lock.data.get() }
+// SAFETY: as for `RawLock`: `lock_until` takes the write lock the same way.
+unsafe impl RawLockTimed for RawRwLock {
+    #[inline]
+    fn lock_until(&self, deadline: Option<&Deadline>) -> Result<Acquired, RawLockError> {
+        self.write_with(&Futex, deadline)
     }
 }
 
-impl<T: ?Sized> DerefMut for RwLockWriteGuard<'_, T> {
-    fn deref_mut(&mut self) -> &mut T {
-        // SAFETY: as in deref; `&mut self` makes this the only access.
-        unsafe { &mut *self.lock.data.get() }
+impl RawLockRepair for RawRwLock {
+    fn make_consistent(&self) -> Result<(), NotHeld> {
+        RawRwLock::make_consistent(self)
+    }
+    fn poison(&self) -> Result<(), NotHeld> {
+        RawRwLock::poison(self)
+    }
+    fn is_poisoned(&self) -> bool {
+        RawRwLock::is_poisoned(self)
     }
 }
 
-impl<T: ?Sized> Drop for RwLockWriteGuard<'_, T> {
-    fn drop(&mut self) {
-        // SAFETY: this guard holds the write lock, released exactly once here.
-        unsafe { self.lock.raw.write_unlock() }
-    }
-}
+// SAFETY: a read lock is counted in `state`, and the write bit is taken only from an
+// unlocked state (no reader counted).
+unsafe impl RawReadLock for RawRwLock {
+    type Ticket = ReaderSlot;
 
-impl<T: ?Sized + fmt::Debug> fmt::Debug for RwLockReadGuard<'_, T> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Debug::fmt(&**self, f)
+    #[inline]
+    fn lock_shared_until(
+        &self,
+        deadline: Option<&Deadline>,
+    ) -> Result<(Acquired, ReaderSlot), RawLockError> {
+        self.read_with(&Futex, deadline)
+            .map(|(a, slot)| (a, ReaderSlot(slot)))
     }
-}
 
-impl<T: ?Sized + fmt::Debug> fmt::Debug for RwLockWriteGuard<'_, T> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Debug::fmt(&**self, f)
+    #[inline]
+    fn try_lock_shared(&self) -> Result<(Acquired, ReaderSlot), RawLockError> {
+        self.try_read_with(&Futex)
+            .map(|(a, slot)| (a, ReaderSlot(slot)))
+    }
+
+    #[inline]
+    unsafe fn unlock_shared(&self, ticket: ReaderSlot) {
+        // The caller holds this read lock (the contract); if the slot does not hold
+        // our identity (a guard inherited across fork), nothing is released.
+        self.read_unlock_slot_with(&Futex, ticket.0);
     }
 }
 

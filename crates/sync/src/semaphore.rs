@@ -32,12 +32,11 @@
 //! one permit.
 
 use std::fmt;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::atomic::{AtomicU32, AtomicU64, Ordering::*};
 use crate::error::SemaphoreError;
 use crate::futex::{Deadline, WaitOutcome};
-use crate::mutex::OWNER_CHECK_INTERVAL;
 use crate::owner::{ident_start, OwnerIdent};
 use crate::wait::{Futex, Waiter, SPIN_LIMIT};
 
@@ -82,6 +81,12 @@ fn slot_holder(v: u64) -> u64 {
 /// slots.release()?;
 /// // One release too many is an error, not a silent third slot.
 /// assert_eq!(slots.release(), Err(SemaphoreError::Overflow { max: 2 }));
+/// assert_eq!(slots.value(), 2);
+/// // A permit owned by a guard goes back on drop (or when its process dies).
+/// {
+///     let _p = slots.acquire_permit()?;
+///     assert_eq!(slots.value(), 1);
+/// }
 /// assert_eq!(slots.value(), 2);
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
@@ -131,19 +136,6 @@ impl Semaphore {
     pub const HOLDER_SLOTS: usize = 2;
 
     /// An unbounded semaphore with `initial` permits.
-    ///
-    /// # Examples
-    /// ```
-    /// use shmkit_sync::Semaphore;
-    ///
-    /// let s = Semaphore::new(2);
-    /// assert_eq!((s.value(), s.max()), (2, None));
-    /// for _ in 0..3 {
-    ///     s.release()?; // unbounded: may grow past its start value
-    /// }
-    /// assert_eq!(s.value(), 5);
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
     pub fn new(initial: u32) -> Self {
         Self::make(initial, 0)
     }
@@ -152,16 +144,6 @@ impl Semaphore {
     ///
     /// # Panics
     /// If `initial > max` or `max == 0`.
-    ///
-    /// # Examples
-    /// ```
-    /// use shmkit_sync::Semaphore;
-    ///
-    /// let pool = Semaphore::bounded(0, 4); // starts empty, at most 4 permits
-    /// pool.release()?;
-    /// assert_eq!((pool.value(), pool.max()), (1, Some(4)));
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
     pub fn bounded(initial: u32, max: u32) -> Self {
         assert!(
             max > 0 && initial <= max,
@@ -184,21 +166,6 @@ impl Semaphore {
     ///
     /// # Safety
     /// `ptr` must be valid for writes, 4-aligned, and not in use by anyone.
-    ///
-    /// # Examples
-    /// ```
-    /// use shmkit_segment::Segment;
-    /// use shmkit_sync::Semaphore;
-    ///
-    /// let seg = Segment::options().anonymous().size(size_of::<Semaphore>()).create()?;
-    /// let ptr = seg.payload_ptr().cast::<Semaphore>();
-    /// // SAFETY: the payload is 128-byte aligned, large enough, and nobody uses it yet.
-    /// unsafe { Semaphore::init_in_place(ptr, 3, Some(3)) };
-    /// // SAFETY: initialised above; `seg` keeps the memory mapped while `sem` is used.
-    /// let sem = unsafe { &*ptr };
-    /// assert_eq!((sem.value(), sem.max()), (3, Some(3)));
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
     pub unsafe fn init_in_place(ptr: *mut Self, initial: u32, max: Option<u32>) {
         let s = match max {
             Some(m) => Self::bounded(initial, m),
@@ -214,19 +181,6 @@ impl Semaphore {
     ///
     /// # Errors
     /// None today (the `Result` leaves room for future failure modes).
-    ///
-    /// # Examples
-    /// ```
-    /// use shmkit_sync::Semaphore;
-    ///
-    /// let done = Semaphore::new(0);
-    /// std::thread::scope(|s| {
-    ///     s.spawn(|| done.release());
-    ///     done.acquire() // waits for the release
-    /// })?;
-    /// assert_eq!(done.value(), 0);
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
     pub fn acquire(&self) -> Result<(), SemaphoreError> {
         self.acquire_with(&Futex, None)
     }
@@ -235,18 +189,6 @@ impl Semaphore {
     ///
     /// # Errors
     /// [`SemaphoreError::WouldBlock`] if none is.
-    ///
-    /// # Examples
-    /// ```
-    /// use shmkit_sync::{Semaphore, SemaphoreError};
-    ///
-    /// let s = Semaphore::new(1);
-    /// s.try_acquire()?;
-    /// assert_eq!(s.try_acquire(), Err(SemaphoreError::WouldBlock)); // does not wait
-    /// s.release()?;
-    /// assert_eq!(s.value(), 1);
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
     pub fn try_acquire(&self) -> Result<(), SemaphoreError> {
         let mut v = self.value.load(Relaxed);
         while v > 0 {
@@ -263,68 +205,34 @@ impl Semaphore {
     ///
     /// # Errors
     /// [`SemaphoreError::Timeout`] after at least `timeout`.
-    ///
-    /// # Examples
-    /// ```
-    /// use std::time::Duration;
-    /// use shmkit_sync::{Semaphore, SemaphoreError};
-    ///
-    /// let s = Semaphore::new(0);
-    /// let r = s.acquire_timeout(Duration::from_millis(10));
-    /// assert_eq!(r, Err(SemaphoreError::Timeout));
-    /// s.release()?;
-    /// s.acquire_timeout(Duration::from_millis(10))?;
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
     pub fn acquire_timeout(&self, timeout: Duration) -> Result<(), SemaphoreError> {
         self.acquire_with(&Futex, Some(&Deadline::after(timeout)))
+    }
+
+    /// Takes a permit, waiting until `deadline` at most (an `Instant` too far ahead to
+    /// reach means no deadline). See [`acquire_timeout`](Self::acquire_timeout).
+    ///
+    /// # Errors
+    /// [`SemaphoreError::Timeout`] once the deadline passed.
+    pub fn acquire_deadline(&self, deadline: Instant) -> Result<(), SemaphoreError> {
+        self.acquire_with(&Futex, Some(&Deadline::at(deadline)))
     }
 
     /// Gives a permit back and wakes one sleeper, if any.
     ///
     /// # Errors
     /// [`SemaphoreError::Overflow`] if a bounded semaphore is already at its maximum.
-    ///
-    /// # Examples
-    /// ```
-    /// use shmkit_sync::Semaphore;
-    ///
-    /// let slots = Semaphore::new(1);
-    /// slots.acquire()?;
-    /// // ... use the slot ...
-    /// slots.release()?; // wakes one waiter, if any sleeps (no syscall otherwise)
-    /// assert_eq!(slots.value(), 1);
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
     pub fn release(&self) -> Result<(), SemaphoreError> {
         self.release_with(&Futex)
     }
 
     /// The number of permits available now (a snapshot).
-    ///
-    /// # Examples
-    /// ```
-    /// use shmkit_sync::Semaphore;
-    ///
-    /// let s = Semaphore::new(2);
-    /// s.acquire()?;
-    /// assert_eq!(s.value(), 1); // a snapshot
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
     pub fn value(&self) -> u32 {
         // Relaxed: a snapshot.
         self.value.load(Relaxed)
     }
 
     /// The maximum of a bounded semaphore (`None`: unbounded).
-    ///
-    /// # Examples
-    /// ```
-    /// use shmkit_sync::Semaphore;
-    ///
-    /// assert_eq!(Semaphore::new(0).max(), None);
-    /// assert_eq!(Semaphore::bounded(0, 8).max(), Some(8));
-    /// ```
     pub fn max(&self) -> Option<u32> {
         // Relaxed: set at initialisation, before the semaphore was shared.
         match self.max.load(Relaxed) {
@@ -339,6 +247,7 @@ impl Semaphore {
         deadline: Option<&Deadline>,
     ) -> Result<(), SemaphoreError> {
         let mut spins = SPIN_LIMIT;
+        let mut pace = shmkit_sys::parker::CheckPace::new();
         loop {
             if self.try_acquire().is_ok() {
                 return Ok(());
@@ -351,7 +260,7 @@ impl Semaphore {
             // AcqRel RMW, paired with the releaser's RMW on `waiters` (see release_with).
             self.waiters.fetch_add(1, AcqRel);
             // Sleep in slices, as the Mutex's waiters do, to check recorded holders.
-            let slice = Deadline::after(OWNER_CHECK_INTERVAL);
+            let slice = pace.next_slice(None);
             let until = match deadline {
                 Some(d) if *d < slice => d,
                 _ => &slice,
@@ -489,19 +398,6 @@ impl Semaphore {
     /// # Examples
     /// A pool of two connections shared by processes; a holder that is killed gives its
     /// connection back to the others:
-    /// ```
-    /// use shmkit_sync::{Semaphore, SemaphoreError};
-    ///
-    /// let pool = Semaphore::bounded(2, 2);
-    /// let a = pool.acquire_permit()?;
-    /// let b = pool.try_acquire_permit()?;
-    /// assert!(a.is_tracked() && b.is_tracked());
-    /// assert_eq!(pool.try_acquire_permit().err(), Some(SemaphoreError::WouldBlock));
-    /// drop(a); // gives the permit back
-    /// assert_eq!(pool.value(), 1);
-    /// # drop(b);
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
     pub fn acquire_permit(&self) -> Result<SemaphorePermit<'_>, SemaphoreError> {
         self.acquire_with(&Futex, None)?;
         Ok(self.permit_taken(&Futex))
@@ -511,18 +407,6 @@ impl Semaphore {
     ///
     /// # Errors
     /// [`SemaphoreError::WouldBlock`] if none is.
-    ///
-    /// # Examples
-    /// ```
-    /// use shmkit_sync::{Semaphore, SemaphoreError};
-    ///
-    /// let s = Semaphore::new(1);
-    /// let p = s.try_acquire_permit()?;
-    /// assert_eq!(s.try_acquire_permit().err(), Some(SemaphoreError::WouldBlock));
-    /// drop(p);
-    /// assert_eq!(s.value(), 1);
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
     pub fn try_acquire_permit(&self) -> Result<SemaphorePermit<'_>, SemaphoreError> {
         self.try_acquire()?;
         Ok(self.permit_taken(&Futex))
@@ -532,24 +416,24 @@ impl Semaphore {
     ///
     /// # Errors
     /// [`SemaphoreError::Timeout`] after at least `timeout`.
-    ///
-    /// # Examples
-    /// ```
-    /// use std::time::Duration;
-    /// use shmkit_sync::{Semaphore, SemaphoreError};
-    ///
-    /// let s = Semaphore::new(1);
-    /// let p = s.acquire_permit_timeout(Duration::from_millis(10))?;
-    /// let r = s.acquire_permit_timeout(Duration::from_millis(10));
-    /// assert_eq!(r.err(), Some(SemaphoreError::Timeout));
-    /// drop(p);
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
     pub fn acquire_permit_timeout(
         &self,
         timeout: Duration,
     ) -> Result<SemaphorePermit<'_>, SemaphoreError> {
         self.acquire_with(&Futex, Some(&Deadline::after(timeout)))?;
+        Ok(self.permit_taken(&Futex))
+    }
+
+    /// As [`acquire_permit`](Self::acquire_permit), waiting until `deadline` at most
+    /// (an `Instant` too far ahead to reach means no deadline).
+    ///
+    /// # Errors
+    /// [`SemaphoreError::Timeout`] once the deadline passed.
+    pub fn acquire_permit_deadline(
+        &self,
+        deadline: Instant,
+    ) -> Result<SemaphorePermit<'_>, SemaphoreError> {
+        self.acquire_with(&Futex, Some(&Deadline::at(deadline)))?;
         Ok(self.permit_taken(&Futex))
     }
 
@@ -606,19 +490,6 @@ impl Semaphore {
 /// A permit taken with [`Semaphore::acquire_permit`]: given back when dropped, or by a
 /// waiter if this process dies first. Dropping it in a forked child that inherited it
 /// does nothing (the parent's copy gives it back).
-///
-/// # Examples
-/// ```
-/// use shmkit_sync::Semaphore;
-///
-/// let slots = Semaphore::new(3);
-/// {
-///     let _p = slots.acquire_permit()?;
-///     assert_eq!(slots.value(), 2);
-/// } // dropped: given back
-/// assert_eq!(slots.value(), 3);
-/// # Ok::<(), Box<dyn std::error::Error>>(())
-/// ```
 #[must_use = "the permit is given back as soon as it is dropped"]
 pub struct SemaphorePermit<'a> {
     sem: &'a Semaphore,

@@ -62,8 +62,7 @@ impl Waiter for Futex {
     }
     #[inline]
     fn process(&self) -> OwnerIdent {
-        (u64::from(crate::owner::current_start_time()) << 32)
-            | u64::from(crate::owner::current_pid())
+        crate::owner::current_process()
     }
 }
 
@@ -93,42 +92,9 @@ impl Waiter for Futex {
     }
 }
 
-/// Spins briefly on `word` with loads only, until `done(value)` or the budget runs out;
-/// then yields the CPU a few times. Returns the last value read.
-///
-/// On this 2-vCPU machine a cross-CPU wake-up costs ~30 us and a shared-memory round
-/// trip ~150 ns, so ~100 spins (a few hundred ns) plus a few `sched_yield`s catch the
-/// common short critical section without sleeping.
-#[inline]
-pub(crate) fn spin_until(word: &AtomicU32, done: impl Fn(u32) -> bool) -> u32 {
-    use crate::atomic::Ordering::Relaxed;
-    let mut spins = SPIN_LIMIT;
-    loop {
-        // Relaxed: a hint only; the caller's CAS does the synchronising.
-        let v = word.load(Relaxed);
-        if done(v) || spins == 0 {
-            return v;
-        }
-        spins -= 1;
-        crate::atomic::spin_hint();
-    }
-}
-
-/// Loads spun before yielding (std's futex mutex uses 100).
-#[cfg(not(loom))]
-pub(crate) const SPIN_LIMIT: u32 = 100;
-/// Under loom every spin is a schedule point: keep it to one.
-#[cfg(loom)]
-pub(crate) const SPIN_LIMIT: u32 = 1;
-
-/// Yields the CPU (`sched_yield`) — used a few times between spinning and sleeping.
-#[inline]
-pub(crate) fn yield_cpu() {
-    #[cfg(not(loom))]
-    std::thread::yield_now();
-    #[cfg(loom)]
-    loom::thread::yield_now();
-}
+// The one Backoff of the floor: spin with loads, then yield (then the callers here
+// sleep on a futex).
+pub(crate) use shmkit_sys::backoff::{spin_until, yield_now as yield_cpu, SPIN_LIMIT};
 
 /// A futex model for loom: a "kernel" lock makes check-and-sleep atomic with respect to
 /// wake, as the real futex hash-bucket lock does; sleepers are woken in FIFO order and

@@ -7,27 +7,19 @@
 
 use std::marker::PhantomData;
 use std::ptr::NonNull;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytemuck::Pod;
-use shmkit_segment::{Segment, SegmentOptions};
+use shmkit_segment::{Segment, SegmentOptions, TypeTag};
 use shmkit_sync::{Mutex, RawMutex};
 
-use crate::error::{AccessError, CreateError, IndexError, OpenError, OpenOrCreateError};
+use crate::error::{AccessError, CreateError, IndexError, OpenError};
+use crate::family::family_forms;
+use crate::peer::in_segment;
 use crate::types::{kind, tag_of};
 use crate::value::LockResult;
 
 /// Where the `Mutex<[T]>` starts in the payload: 64, or `T`'s alignment if larger.
-///
-/// # Examples
-/// ```
-/// use shmkit_typed::{data_offset, mutex_size};
-///
-/// // Byte layout of a SharedArray<u32> payload (see docs/layout.md), e.g. for a C reader:
-/// assert_eq!(data_offset::<u32>(), 64);
-/// assert_eq!(mutex_size::<u32>(10), Some(16 + 40)); // lock word + elements
-/// assert_eq!(mutex_size::<u64>(usize::MAX), None);
-/// ```
 pub const fn data_offset<T>() -> usize {
     let a = std::mem::align_of::<T>();
     if a > 64 {
@@ -43,14 +35,6 @@ const fn round_up(n: usize, to: usize) -> usize {
 
 /// Bytes taken by a `Mutex<[T]>` of `len` elements (lock word, padding, elements,
 /// trailing padding), or `None` on overflow.
-///
-/// # Examples
-/// ```
-/// use shmkit_typed::mutex_size;
-///
-/// assert_eq!(mutex_size::<u8>(3), Some(24)); // 16-byte lock word, 3 bytes, padding to 8
-/// assert_eq!(mutex_size::<u64>(usize::MAX), None);
-/// ```
 pub const fn mutex_size<T>(len: usize) -> Option<usize> {
     let a = std::mem::align_of::<T>();
     let lock = std::mem::size_of::<RawMutex>();
@@ -71,16 +55,27 @@ pub const fn mutex_size<T>(len: usize) -> Option<usize> {
     Some(round_up(end, struct_align))
 }
 
-/// A fixed-length array of `T` in shared memory.
+/// A fixed-length array of `T` in shared memory. Made and opened as every object is
+/// ([the family](crate::family); `init` is the length); `open(name, len)` also checks
+/// the length.
 ///
 /// # Examples
 /// ```
-/// use shmkit_typed::SharedArray;
+/// use shmkit_typed::{OpenError, SharedArray};
+///
 /// let a = SharedArray::<f64>::anonymous(10)?; // zero-filled, like Array('d', 10)
 /// a.set(3, 2.5)?;
 /// assert_eq!(a.get(3)?, 2.5);
 /// assert!(a.get(10).is_err()); // out of range: an error, not a panic
 /// assert_eq!(a.copy_to_vec()?.len(), 10);
+///
+/// let name = format!("shmkit-doc-array-{}", std::process::id());
+/// let b = SharedArray::<i32>::create_from(&name, &[3, 1, 2])?;
+/// let c = SharedArray::<i32>::open(&name, 3)?; // as another process would
+/// c.update(|xs| xs.sort())?; // one locked step over the whole array
+/// assert_eq!(b.copy_to_vec()?, [1, 2, 3]);
+/// let wrong = SharedArray::<i32>::open(&name, 4);
+/// assert!(matches!(wrong, Err(OpenError::LengthMismatch { expected: 4, found: 3 })));
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub struct SharedArray<T: Pod> {
@@ -95,225 +90,36 @@ unsafe impl<T: Pod + Send> Send for SharedArray<T> {}
 // SAFETY: as above.
 unsafe impl<T: Pod + Send> Sync for SharedArray<T> {}
 
-impl<T: Pod> SharedArray<T> {
-    const FITS: () = assert!(
-        std::mem::align_of::<T>() <= 128,
-        "a shared array's element type must have an alignment of at most 128"
-    );
+impl<T: Pod> crate::family::sealed::Layout for SharedArray<T> {
+    type Init = usize;
+    const OBJECT: &'static str = "SharedArray";
 
-    fn payload_size(len: usize) -> Option<usize> {
+    fn tag() -> TypeTag {
+        tag_of::<T>(kind::SHARED_ARRAY)
+    }
+
+    fn payload_size(&len: &usize) -> Result<usize, CreateError> {
         let () = Self::FITS;
-        mutex_size::<T>(len)?.checked_add(data_offset::<T>())
-    }
-
-    /// Creates the POSIX segment `name` holding `len` zeroed elements.
-    ///
-    /// # Errors
-    /// [`CreateError::ZeroLength`]; [`CreateError::Segment`] if the name is taken or
-    /// invalid, or memory runs out.
-    ///
-    /// # Examples
-    /// ```
-    /// use shmkit_typed::SharedArray;
-    ///
-    /// let name = format!("shmkit-doc-arr-create-{}", std::process::id());
-    /// let a = SharedArray::<f64>::create(&name, 1000)?; // zero-filled; removed on drop
-    /// assert_eq!((a.len(), a.get(999)?), (1000, 0.0));
-    /// let b = SharedArray::<f64>::open(&name, 1000)?;
-    /// assert!(a.is_creator() && !b.is_creator());
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
-    pub fn create(name: &str, len: usize) -> Result<Self, CreateError> {
-        Self::create_in(Segment::options().posix(name), len)
-    }
-
-    /// Creates the POSIX segment `name` holding a copy of `data`.
-    ///
-    /// # Errors
-    /// As [`create`](Self::create).
-    ///
-    /// # Examples
-    /// ```
-    /// use shmkit_typed::{OpenError, SharedArray};
-    ///
-    /// let name = format!("shmkit-doc-array-{}", std::process::id());
-    /// let a = SharedArray::<i32>::create_from(&name, &[3, 1, 2])?;
-    /// let b = SharedArray::<i32>::open(&name, 3)?; // as another process would
-    /// b.update(|xs| xs.sort())?; // one locked step over the whole array
-    /// assert_eq!(a.copy_to_vec()?, [1, 2, 3]);
-    /// let wrong = SharedArray::<i32>::open(&name, 4);
-    /// assert!(matches!(wrong, Err(OpenError::LengthMismatch { expected: 4, found: 3 })));
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
-    pub fn create_from(name: &str, data: &[T]) -> Result<Self, CreateError> {
-        Self::create_from_in(Segment::options().posix(name), data)
-    }
-
-    /// Creates `len` zeroed elements in the segment described by `options`.
-    ///
-    /// # Errors
-    /// As [`create`](Self::create).
-    ///
-    /// # Examples
-    /// ```
-    /// use shmkit_segment::Segment;
-    /// use shmkit_typed::SharedArray;
-    ///
-    /// let key = 0x5341_0000 ^ std::process::id() as i32;
-    /// // Any backend: here System V, for programs that only speak shmget.
-    /// let a = SharedArray::<i16>::create_in(Segment::options().sysv(key), 4)?;
-    /// let b = SharedArray::<i16>::open_in(Segment::options().sysv(key))?;
-    /// a.set(3, -1)?;
-    /// assert_eq!(b.get(3)?, -1);
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
-    pub fn create_in(options: SegmentOptions, len: usize) -> Result<Self, CreateError> {
-        Self::build(options, len, None)
-    }
-
-    /// Creates a copy of `data` in the segment described by `options`.
-    ///
-    /// # Errors
-    /// As [`create`](Self::create).
-    ///
-    /// # Examples
-    /// ```
-    /// use shmkit_segment::Segment;
-    /// use shmkit_typed::SharedArray;
-    ///
-    /// let name = format!("shmkit-doc-arr-from-in-{}", std::process::id());
-    /// let opts = Segment::options().posix(&name).mode(0o660); // the group may open it too
-    /// let a = SharedArray::create_from_in(opts, &[1u8, 2, 3])?;
-    /// assert_eq!(a.copy_to_vec()?, [1, 2, 3]);
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
-    pub fn create_from_in(options: SegmentOptions, data: &[T]) -> Result<Self, CreateError> {
-        Self::build(options, data.len(), Some(data))
-    }
-
-    /// `len` zeroed elements in anonymous shared memory, shared with forked children.
-    ///
-    /// # Errors
-    /// As [`create`](Self::create).
-    ///
-    /// # Examples
-    /// ```
-    /// use shmkit_typed::SharedArray;
-    ///
-    /// let results = SharedArray::<u64>::anonymous(2)?;
-    /// // SAFETY: this example is single-threaded, so the child may run any code.
-    /// let child = unsafe { libc::fork() };
-    /// if child == 0 {
-    ///     let ok = results.set(1, 7 * 6).is_ok(); // the child's share of the work
-    ///     // SAFETY: ends the child without running the parent's exit code.
-    ///     unsafe { libc::_exit(if ok { 0 } else { 1 }) }
-    /// }
-    /// results.set(0, 1)?;
-    /// let mut status = 0;
-    /// // SAFETY: `child` is our child's pid; `status` is a valid out-pointer.
-    /// assert_eq!(unsafe { libc::waitpid(child, &mut status, 0) }, child);
-    /// assert!(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0);
-    /// assert_eq!(results.copy_to_vec()?, [1, 42]);
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
-    pub fn anonymous(len: usize) -> Result<Self, CreateError> {
-        Self::create_in(Segment::options().anonymous(), len)
-    }
-
-    fn build(options: SegmentOptions, len: usize, data: Option<&[T]>) -> Result<Self, CreateError> {
         if len == 0 {
             return Err(CreateError::ZeroLength);
         }
-        let size = Self::payload_size(len).ok_or(CreateError::TooLarge {
-            len,
-            elem_size: std::mem::size_of::<T>(),
-        })?;
-        let seg = options
-            .size(size)
-            .type_tag(tag_of::<T>(kind::SHARED_ARRAY))
-            .create_with(|p, plen| {
-                assert!(plen >= size);
-                // SAFETY: the fresh payload is zeroed, 128-aligned and `size` bytes
-                // (asserted), private to us until READY. The zeroed Mutex<[T]> at
-                // data_offset is a valid unlocked mutex (RawMutex is valid when zeroed)
-                // over zeroed Pod elements; the length goes at offset 0.
-                unsafe {
-                    p.cast::<u64>().write((len as u64).to_le());
-                    if let Some(data) = data {
-                        let m = Self::cell_at(p, len);
-                        let elems = (*m.as_ptr()).get_mut();
-                        elems.copy_from_slice(data);
-                    }
-                }
-            })?;
-        Ok(Self::from_segment(seg, len))
+        mutex_size::<T>(len)
+            .and_then(|m| m.checked_add(data_offset::<T>()))
+            .ok_or(CreateError::TooLarge {
+                len,
+                elem_size: std::mem::size_of::<T>(),
+            })
     }
 
-    /// Opens the POSIX segment `name`, which must hold a `SharedArray<T>` of `len`
-    /// elements.
-    ///
-    /// # Errors
-    /// [`OpenError::TypeMismatch`], [`OpenError::LengthMismatch`], or
-    /// [`OpenError::Segment`] if it is missing, not ready in time, or corrupt.
-    ///
-    /// # Examples
-    /// ```
-    /// use shmkit_typed::{OpenError, SharedArray};
-    ///
-    /// let name = format!("shmkit-doc-arr-open-{}", std::process::id());
-    /// let _a = SharedArray::<u32>::create(&name, 4)?;
-    /// assert_eq!(SharedArray::<u32>::open(&name, 4)?.len(), 4);
-    /// assert!(matches!(SharedArray::<u64>::open(&name, 4), Err(OpenError::TypeMismatch { .. })));
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
-    pub fn open(name: &str, len: usize) -> Result<Self, OpenError> {
-        let a = Self::open_any_len(name)?;
-        if a.len != len {
-            return Err(OpenError::LengthMismatch {
-                expected: len,
-                found: a.len,
-            });
-        }
-        Ok(a)
+    unsafe fn init_payload(ptr: *mut u8, _plen: usize, len: usize) {
+        // SAFETY: the trait's contract: the fresh, zeroed, 128-aligned payload laid out
+        // for `len` elements, private to us until READY. The zeroed Mutex<[T]> at
+        // data_offset is a valid unlocked mutex over zeroed Pod elements; the length
+        // goes at offset 0.
+        unsafe { ptr.cast::<u64>().write((len as u64).to_le()) }
     }
 
-    /// Opens the POSIX segment `name` holding a `SharedArray<T>` of whatever length.
-    ///
-    /// # Errors
-    /// As [`open`](Self::open), without the length check.
-    ///
-    /// # Examples
-    /// ```
-    /// use shmkit_typed::SharedArray;
-    ///
-    /// let name = format!("shmkit-doc-any-len-{}", std::process::id());
-    /// let _made = SharedArray::<f32>::create(&name, 5)?;
-    /// let found = SharedArray::<f32>::open_any_len(&name)?; // the length comes from the segment
-    /// assert_eq!(found.len(), 5);
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
-    pub fn open_any_len(name: &str) -> Result<Self, OpenError> {
-        Self::open_in(Segment::options().posix(name))
-    }
-
-    /// Opens the array in the segment described by `options` (any length).
-    ///
-    /// # Errors
-    /// As [`open_any_len`](Self::open_any_len).
-    ///
-    /// # Examples
-    /// ```
-    /// use shmkit_segment::Segment;
-    /// use shmkit_typed::SharedArray;
-    ///
-    /// let name = format!("shmkit-doc-arr-open-in-{}", std::process::id());
-    /// let _a = SharedArray::<u8>::create(&name, 3)?;
-    /// let b = SharedArray::<u8>::open_in(Segment::options().posix(&name))?;
-    /// assert_eq!(b.len(), 3);
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
-    pub fn open_in(options: SegmentOptions) -> Result<Self, OpenError> {
-        let seg = options.type_tag(tag_of::<T>(kind::SHARED_ARRAY)).open()?;
+    fn from_segment(seg: Segment) -> Result<Self, OpenError> {
         // The length is written before READY and never changes; still, it comes from
         // shared memory, so check it against the real payload before trusting it.
         let name = seg.name().unwrap_or("").to_owned();
@@ -326,12 +132,21 @@ impl<T: Pod> SharedArray<T> {
         // SAFETY: the payload is at least 8 bytes (checked) and 128-aligned; a volatile
         // read copies the length without forming a reference.
         let raw_len = u64::from_le(unsafe { seg.payload_ptr().cast::<u64>().read_volatile() });
-        let len = usize::try_from(raw_len).ok().filter(|&l| l > 0);
+        let len = usize::try_from(raw_len).ok();
         let fits = len
-            .and_then(Self::payload_size)
+            .and_then(|l| Self::payload_size(&l).ok())
             .is_some_and(|need| need <= seg.payload_len());
         match len {
-            Some(len) if fits => Ok(Self::from_segment(seg, len)),
+            Some(len) if fits => {
+                // SAFETY: the payload holds `len` elements (checked just above).
+                let cell = unsafe { Self::cell_at(seg.payload_ptr(), len) };
+                Ok(SharedArray {
+                    seg,
+                    cell,
+                    len,
+                    _t: PhantomData,
+                })
+            }
             _ => Err(OpenError::Corrupt {
                 name,
                 reason: format!(
@@ -342,31 +157,71 @@ impl<T: Pod> SharedArray<T> {
         }
     }
 
-    /// Opens `name` if it exists (it must have `len` elements), or creates it zeroed.
+    fn check_init(&self, &len: &usize) -> Result<(), OpenError> {
+        if self.len != len {
+            return Err(OpenError::LengthMismatch {
+                expected: len,
+                found: self.len,
+            });
+        }
+        Ok(())
+    }
+}
+
+impl<T: Pod> SharedArray<T> {
+    const FITS: () = assert!(
+        std::mem::align_of::<T>() <= 128,
+        "a shared array's element type must have an alignment of at most 128"
+    );
+
+    family_forms!(@create len: usize);
+
+    /// Creates the POSIX segment `name` holding a copy of `data`.
     ///
     /// # Errors
-    /// [`OpenOrCreateError::Create`] or [`OpenOrCreateError::Open`] (as
-    /// [`create`](Self::create) and [`open`](Self::open)).
+    /// As [`create`](Self::create).
+    pub fn create_from(name: &str, data: &[T]) -> Result<Self, CreateError> {
+        Self::create_from_in(Segment::options().posix(name), data)
+    }
+
+    /// Creates a copy of `data` in the segment described by `options`.
     ///
-    /// # Examples
-    /// ```
-    /// use shmkit_typed::SharedArray;
-    ///
-    /// let name = format!("shmkit-doc-ooc-array-{}", std::process::id());
-    /// let first = SharedArray::<u16>::open_or_create(&name, 8)?;
-    /// let second = SharedArray::<u16>::open_or_create(&name, 8)?;
-    /// assert!(first.is_creator() && !second.is_creator());
-    /// second.set(0, 5)?;
-    /// assert_eq!(first.get(0)?, 5);
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
-    pub fn open_or_create(name: &str, len: usize) -> Result<Self, OpenOrCreateError> {
-        match Self::create(name, len) {
-            Err(CreateError::Segment(shmkit_segment::CreateError::AlreadyExists { .. })) => {
-                Ok(Self::open(name, len)?)
+    /// # Errors
+    /// As [`create`](Self::create).
+    pub fn create_from_in(options: SegmentOptions, data: &[T]) -> Result<Self, CreateError> {
+        use crate::family::sealed::Layout;
+        let len = data.len();
+        let size = Self::payload_size(&len)?;
+        crate::family::create_raw(options, size, |p, plen| {
+            // SAFETY: `create_raw` passes the fresh payload of `size` bytes, private to
+            // us until READY: laid out as the module describes for `len` elements.
+            unsafe {
+                Self::init_payload(p, plen, len);
+                let m = Self::cell_at(p, len);
+                (*m.as_ptr()).get_mut().copy_from_slice(data);
             }
-            other => Ok(other?),
-        }
+        })
+    }
+
+    /// Opens the POSIX segment `name`, which must hold a `SharedArray<T>` of `len`
+    /// elements.
+    ///
+    /// # Errors
+    /// [`OpenError::LengthMismatch`], or as [`SharedObject::open`](crate::SharedObject::open).
+    pub fn open(name: &str, len: usize) -> Result<Self, OpenError> {
+        use crate::family::sealed::Layout;
+        let a = Self::open_any_len(name)?;
+        a.check_init(&len)?;
+        Ok(a)
+    }
+
+    /// Opens the POSIX segment `name` holding a `SharedArray<T>` of whatever length
+    /// (the family's [`open`](crate::SharedObject::open)).
+    ///
+    /// # Errors
+    /// As [`open`](Self::open), without the length check.
+    pub fn open_any_len(name: &str) -> Result<Self, OpenError> {
+        <Self as crate::SharedObject>::open(name)
     }
 
     /// # Safety
@@ -381,17 +236,6 @@ impl<T: Pod> SharedArray<T> {
         NonNull::new(fat).expect("a mapped payload is never null")
     }
 
-    fn from_segment(seg: Segment, len: usize) -> Self {
-        // SAFETY: create/open checked that the payload holds `len` elements.
-        let cell = unsafe { Self::cell_at(seg.payload_ptr(), len) };
-        SharedArray {
-            seg,
-            cell,
-            len,
-            _t: PhantomData,
-        }
-    }
-
     fn mutex(&self) -> &Mutex<[T]> {
         // SAFETY: `cell` points into the live mapping owned by `self.seg`, aligned
         // (data_offset is a multiple of T's and the lock's alignment) and initialised
@@ -400,27 +244,11 @@ impl<T: Pod> SharedArray<T> {
     }
 
     /// Number of elements (fixed at creation).
-    ///
-    /// # Examples
-    /// ```
-    /// use shmkit_typed::SharedArray;
-    ///
-    /// assert_eq!(SharedArray::<u8>::anonymous(7)?.len(), 7); // fixed at creation
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
     pub fn len(&self) -> usize {
         self.len
     }
 
     /// Always `false`: arrays have at least one element.
-    ///
-    /// # Examples
-    /// ```
-    /// use shmkit_typed::SharedArray;
-    ///
-    /// assert!(!SharedArray::<u8>::anonymous(1)?.is_empty()); // length 0 is refused
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
     pub fn is_empty(&self) -> bool {
         self.len == 0
     }
@@ -429,43 +257,26 @@ impl<T: Pod> SharedArray<T> {
     ///
     /// # Errors
     /// [`LockError::OwnerDied`](shmkit_sync::LockError::OwnerDied) / [`LockError::Poisoned`](shmkit_sync::LockError::Poisoned) carry the guard.
-    ///
-    /// # Examples
-    /// ```
-    /// use shmkit_typed::SharedArray;
-    ///
-    /// let a = SharedArray::<u32>::anonymous(4)?;
-    /// {
-    ///     let mut xs = a.lock().map_err(|e| e.to_string())?; // derefs to [u32]
-    ///     xs.copy_from_slice(&[4, 3, 2, 1]);
-    ///     xs.reverse(); // other processes see only the finished result
-    /// }
-    /// assert_eq!(a.copy_to_vec()?, [1, 2, 3, 4]);
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
     pub fn lock(&self) -> LockResult<'_, [T]> {
-        self.mutex().lock()
+        in_segment(Some(&self.seg), || self.mutex().lock())
     }
 
     /// Locks, waiting at most `timeout`.
     ///
     /// # Errors
     /// As [`lock`](Self::lock), plus [`LockError::Timeout`](shmkit_sync::LockError::Timeout).
-    ///
-    /// # Examples
-    /// ```
-    /// use std::time::Duration;
-    /// use shmkit_typed::SharedArray;
-    ///
-    /// let a = SharedArray::<u8>::anonymous(8)?;
-    /// let mut g = a.lock_timeout(Duration::from_secs(1)).map_err(|e| e.to_string())?;
-    /// g.fill(1);
-    /// drop(g);
-    /// assert_eq!(a.copy_to_vec()?, [1; 8]);
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
     pub fn lock_timeout(&self, timeout: Duration) -> LockResult<'_, [T]> {
-        self.mutex().lock_timeout(timeout)
+        in_segment(Some(&self.seg), || self.mutex().lock_timeout(timeout))
+    }
+
+    /// Locks, waiting until `deadline` at most (an `Instant` too far ahead to reach
+    /// means no deadline). See [`Mutex::lock_timeout`](shmkit_sync::Mutex::lock_timeout)
+    /// for `_timeout` and `_deadline` side by side.
+    ///
+    /// # Errors
+    /// As [`lock_timeout`](Self::lock_timeout).
+    pub fn lock_deadline(&self, deadline: Instant) -> LockResult<'_, [T]> {
+        in_segment(Some(&self.seg), || self.mutex().lock_deadline(deadline))
     }
 
     fn check(&self, index: usize) -> Result<(), IndexError> {
@@ -484,17 +295,6 @@ impl<T: Pod> SharedArray<T> {
     /// # Errors
     /// [`AccessError::OutOfRange`] past the end; [`AccessError::OwnerDied`] /
     /// [`AccessError::Poisoned`] (use [`lock`](Self::lock) to repair).
-    ///
-    /// # Examples
-    /// ```
-    /// use shmkit_typed::{AccessError, SharedArray};
-    ///
-    /// let a = SharedArray::<u64>::anonymous(3)?;
-    /// a.set(1, 10)?;
-    /// assert_eq!((a.get(0)?, a.get(1)?), (0, 10)); // zero-filled at creation
-    /// assert!(matches!(a.get(3), Err(AccessError::OutOfRange(_))));
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
     pub fn get(&self, index: usize) -> Result<T, AccessError> {
         self.check(index)?;
         Ok(self.lock()?[index])
@@ -504,17 +304,6 @@ impl<T: Pod> SharedArray<T> {
     ///
     /// # Errors
     /// As [`get`](Self::get).
-    ///
-    /// # Examples
-    /// ```
-    /// use shmkit_typed::SharedArray;
-    ///
-    /// let a = SharedArray::<i64>::anonymous(2)?;
-    /// a.set(0, -5)?;
-    /// assert_eq!(a.get(0)?, -5);
-    /// assert!(a.set(2, 1).is_err()); // out of range: an error, nothing written
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
     pub fn set(&self, index: usize, value: T) -> Result<(), AccessError> {
         self.check(index)?;
         self.lock()?[index] = value;
@@ -525,17 +314,6 @@ impl<T: Pod> SharedArray<T> {
     ///
     /// # Errors
     /// As [`get`](Self::get), without `OutOfRange`.
-    ///
-    /// # Examples
-    /// ```
-    /// use shmkit_typed::SharedArray;
-    ///
-    /// let a = SharedArray::<u16>::anonymous(3)?;
-    /// a.copy_from_slice(&[5, 6, 7])?;
-    /// let snapshot = a.copy_to_vec()?; // consistent: taken under the lock
-    /// assert_eq!(snapshot, [5, 6, 7]);
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
     pub fn copy_to_vec(&self) -> Result<Vec<T>, AccessError> {
         Ok(self.lock()?.to_vec())
     }
@@ -545,18 +323,6 @@ impl<T: Pod> SharedArray<T> {
     /// # Errors
     /// [`AccessError::WrongLength`] if `data.len() != len()`; lock errors as
     /// [`get`](Self::get).
-    ///
-    /// # Examples
-    /// ```
-    /// use shmkit_typed::{AccessError, SharedArray};
-    ///
-    /// let a = SharedArray::<u8>::anonymous(3)?;
-    /// a.copy_from_slice(&[1, 2, 3])?; // all elements in one locked step
-    /// let short = a.copy_from_slice(&[9, 9]);
-    /// assert_eq!(short, Err(AccessError::WrongLength { expected: 3, found: 2 }));
-    /// assert_eq!(a.copy_to_vec()?, [1, 2, 3]); // unchanged
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
     pub fn copy_from_slice(&self, data: &[T]) -> Result<(), AccessError> {
         if data.len() != self.len {
             return Err(AccessError::WrongLength {
@@ -572,67 +338,22 @@ impl<T: Pod> SharedArray<T> {
     ///
     /// # Errors
     /// As [`copy_to_vec`](Self::copy_to_vec); on an error `f` is not run.
-    ///
-    /// # Examples
-    /// ```
-    /// use shmkit_typed::SharedArray;
-    ///
-    /// let hist = SharedArray::<u32>::anonymous(4)?;
-    /// for sample in [0usize, 3, 3, 1] {
-    ///     hist.update(|bins| bins[sample] += 1)?; // one locked step per sample
-    /// }
-    /// let (max_bin, total) = hist.update(|bins| (bins[3], bins.iter().sum::<u32>()))?;
-    /// assert_eq!((max_bin, total), (2, 4));
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
     pub fn update<R>(&self, f: impl FnOnce(&mut [T]) -> R) -> Result<R, AccessError> {
         let mut guard = self.lock()?;
         Ok(f(&mut guard))
     }
 
     /// Whether this handle created the segment.
-    ///
-    /// # Examples
-    /// ```
-    /// use shmkit_typed::SharedArray;
-    ///
-    /// let name = format!("shmkit-doc-arr-creator-{}", std::process::id());
-    /// let a = SharedArray::<u8>::open_or_create(&name, 2)?;
-    /// assert!(a.is_creator());
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
     pub fn is_creator(&self) -> bool {
         self.seg.is_creator()
     }
 
     /// The segment holding the array.
-    ///
-    /// # Examples
-    /// ```
-    /// use shmkit_typed::SharedArray;
-    ///
-    /// let a = SharedArray::<u32>::anonymous(4)?;
-    /// assert!(a.segment().payload_len() >= 4 * 4); // the segment behind it
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
     pub fn segment(&self) -> &Segment {
         &self.seg
     }
 
     /// The segment, mutably (e.g. to [`Segment::persist`] it).
-    ///
-    /// # Examples
-    /// ```
-    /// use shmkit_typed::SharedArray;
-    ///
-    /// let name = format!("shmkit-doc-arr-persist-{}", std::process::id());
-    /// let mut a = SharedArray::<u8>::create(&name, 2)?;
-    /// a.segment_mut().persist(); // keep it after this handle drops
-    /// drop(a);
-    /// assert_eq!(SharedArray::<u8>::open(&name, 2)?.len(), 2);
-    /// shmkit_segment::remove(&name)?;
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
     pub fn segment_mut(&mut self) -> &mut Segment {
         &mut self.seg
     }
@@ -641,6 +362,14 @@ impl<T: Pod> SharedArray<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn layout_helpers_for_c_readers() {
+        // What `data_offset`/`mutex_size`'s doc example checked (see docs/layout.md).
+        assert_eq!(data_offset::<u32>(), 64);
+        assert_eq!(mutex_size::<u32>(10), Some(16 + 40)); // lock word + elements
+        assert_eq!(mutex_size::<u64>(usize::MAX), None);
+    }
 
     #[test]
     fn mutex_size_matches_the_compilers_layout() {

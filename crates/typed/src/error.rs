@@ -8,17 +8,6 @@ use crate::queue::QueueLayoutError;
 use crate::ring::RingLayoutError;
 
 /// Why a container could not be created.
-///
-/// # Examples
-/// ```
-/// use shmkit_typed::{CreateError, Queue, SharedArray};
-///
-/// let e = SharedArray::<u8>::anonymous(0).err().expect("empty arrays are refused");
-/// assert!(matches!(e, CreateError::ZeroLength));
-/// let e = Queue::<u64>::anonymous(3).unwrap_err(); // capacities are powers of two
-/// assert!(matches!(e, CreateError::Queue(_)));
-/// println!("{e}"); // says what to do
-/// ```
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum CreateError {
@@ -31,6 +20,12 @@ pub enum CreateError {
     /// The queue's parameters are invalid.
     #[error(transparent)]
     Queue(#[from] QueueLayoutError),
+    /// The object was created, but reading it back failed: a bug in shmkit (or memory
+    /// changed under it); please report it.
+    #[error(
+        "the new object failed its own checks right after creation (please report this bug): {0}"
+    )]
+    Reopen(#[source] Box<OpenError>),
     /// An array of length zero was asked for.
     #[error("a shared array needs at least one element: pass a length of 1 or more")]
     ZeroLength,
@@ -44,15 +39,25 @@ pub enum CreateError {
     },
 }
 
-/// Why a container could not be opened.
+/// Why an object could not be opened.
+///
+/// One vocabulary with the segment layer: what went wrong with the segment itself (not
+/// found, permission, not ready, not shmkit...) is the segment's own
+/// [`SegmentOpenError`](crate::SegmentOpenError) inside [`OpenError::Segment`]; the
+/// other variants are about the object in it. Both names come from this crate.
 ///
 /// # Examples
 /// ```
-/// use shmkit_typed::{OpenError, Queue, SharedValue};
+/// use shmkit_typed::{OpenError, Queue, SegmentOpenError, SharedValue};
 ///
 /// let name = format!("shmkit-doc-typed-err-{}", std::process::id());
+/// // Not there yet: one pattern, one import.
+/// match SharedValue::<u64>::open(&name) {
+///     Err(OpenError::Segment(SegmentOpenError::NotFound { .. })) => {}
+///     other => panic!("expected NotFound, got {:?}", other.err()),
+/// }
 /// let _q = Queue::<u64>::create(&name, 4)?;
-/// // The same name opened as another container (or element type) is refused by name.
+/// // The same name opened as another object (or element type) is refused by name.
 /// match SharedValue::<u64>::open(&name) {
 ///     Err(OpenError::TypeMismatch { expected, found }) => assert_ne!(expected, found),
 ///     _ => panic!("expected a type mismatch"),
@@ -88,12 +93,23 @@ pub enum OpenError {
         /// What is wrong.
         reason: String,
     },
+    /// The object was made with another layout version (by an older or newer shmkit):
+    /// its bytes cannot be read by this build.
+    #[error("the {object} was made with layout version {found}, but this build reads version {expected}: use the same shmkit version in every process, or remove and recreate it")]
+    Version {
+        /// The object (`"SharedValue"`, `"Ring"`...).
+        object: &'static str,
+        /// The version recorded in the segment.
+        found: u32,
+        /// The version this build reads.
+        expected: u32,
+    },
     /// The segment could not be opened (not found, permission, not ready...).
     #[error(transparent)]
     Segment(shmkit_segment::OpenError),
     /// The segment does not hold a valid ring.
     #[error(transparent)]
-    Ring(#[from] RingLayoutError),
+    Ring(RingLayoutError),
     /// The segment does not hold a valid queue.
     #[error(transparent)]
     Queue(QueueLayoutError),
@@ -116,24 +132,30 @@ impl From<QueueLayoutError> for OpenError {
             QueueLayoutError::TypeMismatch { expected, found } => {
                 OpenError::TypeMismatch { expected, found }
             }
+            QueueLayoutError::BadVersion { found, expected } => OpenError::Version {
+                object: "Queue",
+                found,
+                expected,
+            },
             e => OpenError::Queue(e),
         }
     }
 }
 
+impl From<RingLayoutError> for OpenError {
+    fn from(e: RingLayoutError) -> Self {
+        match e {
+            RingLayoutError::BadVersion { found, expected } => OpenError::Version {
+                object: "Ring",
+                found,
+                expected,
+            },
+            e => OpenError::Ring(e),
+        }
+    }
+}
+
 /// Why `open_or_create` failed: the error of the step that failed.
-///
-/// # Examples
-/// ```
-/// use shmkit_typed::{OpenOrCreateError, SharedValue};
-///
-/// let name = format!("shmkit-doc-ooce-{}", std::process::id());
-/// let _other = SharedValue::<u8>::create(&name, 0)?;
-/// // Exists, but holds another type: the open step fails.
-/// let e = SharedValue::<u64>::open_or_create(&name, 0).err().expect("mismatch");
-/// assert!(matches!(e, OpenOrCreateError::Open(_)), "{e:?}");
-/// # Ok::<(), Box<dyn std::error::Error>>(())
-/// ```
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum OpenOrCreateError {
@@ -159,16 +181,6 @@ impl From<shmkit_segment::OpenOrCreateError> for OpenOrCreateError {
 }
 
 /// An index past the end of a [`SharedArray`](crate::SharedArray).
-///
-/// # Examples
-/// ```
-/// use shmkit_typed::{AccessError, IndexError, SharedArray};
-///
-/// let a = SharedArray::<u8>::anonymous(2)?;
-/// let e = a.set(2, 1).unwrap_err();
-/// assert_eq!(e, AccessError::OutOfRange(IndexError { index: 2, len: 2 }));
-/// # Ok::<(), Box<dyn std::error::Error>>(())
-/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[error("index {index} is out of range for a shared array of length {len}")]
 pub struct IndexError {
@@ -186,24 +198,6 @@ pub struct IndexError {
 /// again *without* being marked consistent, so it stays poisoned: later calls get
 /// `Poisoned` until someone calls `lock()`, repairs the data through the guard the
 /// error carries there, and calls `make_consistent()`.
-///
-/// # Examples
-/// ```
-/// use shmkit_typed::{AccessError, LockError, SharedValue};
-///
-/// let v = SharedValue::<u32>::anonymous(1)?;
-/// std::thread::scope(|s| {
-///     s.spawn(|| std::mem::forget(v.lock().unwrap())); // a holder that dies
-/// });
-/// assert_eq!(v.get(), Err(AccessError::OwnerDied)); // nothing read: it may be half-made
-/// assert_eq!(v.get(), Err(AccessError::Poisoned)); // until someone repairs it:
-/// if let Err(LockError::Poisoned(mut g)) = v.lock() {
-///     *g = 0; // repair
-///     g.make_consistent();
-/// }
-/// assert_eq!(v.get()?, 0);
-/// # Ok::<(), Box<dyn std::error::Error>>(())
-/// ```
 ///
 /// `Clone` and `PartialEq` treat an `Os` error by its OS error code.
 #[derive(Debug, thiserror::Error)]
@@ -228,7 +222,7 @@ pub enum AccessError {
     #[error("the lock is poisoned (an earlier holder died mid-update): call lock(), repair the data, then make_consistent()")]
     Poisoned,
     /// The timeout passed before the lock was free.
-    #[error("timed out waiting for the lock")]
+    #[error("timed out waiting for the lock (in a segment shared across pid namespaces a holder that died is never detected, so it also looks like this)")]
     Timeout,
     /// The lock was busy (`try_` forms).
     #[error("the lock is held by another process or thread")]

@@ -2,13 +2,26 @@
 //!
 //! Typed shared memory: [`SharedValue<T>`] and [`RawValue<T>`] (Python's
 //! `multiprocessing.Value`), [`SharedArray<T>`] (`multiprocessing.Array`), an SPSC
-//! [`Ring`] of byte messages and a bounded MPMC [`Queue<T>`].
+//! [`Ring`] of byte messages, a bounded MPMC [`Queue<T>`], and named homes for the
+//! other sync objects: [`SharedRwValue<T>`], [`SharedSemaphore`], [`SharedEvent`],
+//! [`SharedBarrier`], [`SharedCondvar`] (all [`Shared<S>`]).
+//!
+//! Every object is made and opened the same way: `create`, `open`, `open_or_create`,
+//! `anonymous`, and `*_in(SegmentOptions)`; see [the family](family).
 //!
 //! What may live in shared memory: `T: bytemuck::Pod` (see [`types`]): `#[repr(C)]` or
 //! primitive, no pointers, references or file descriptors, valid for any bytes (so a
 //! value written by another process, or a zeroed one, is always a valid `T`). Every
 //! object records its `T` in the segment header's type tag, so opening with another type
 //! is an error.
+//!
+//! Pid namespaces: opening any of these from another pid namespace than the segment's
+//! creator is refused (`OpenError::Segment(ForeignPidNamespace { .. })`) unless the
+//! opener passes `SegmentOptions::allow_foreign_pid_namespace(true)` to an `open_in`;
+//! in a segment shared that way, a lock holder, ring peer or queue claimer is never
+//! declared dead (a dead one is never recovered: waits time out). A ring or queue
+//! placed on a raw region (`attach`/`init`, no segment header) is not protected: all
+//! its users must share one pid namespace. See `docs/reliability.md`.
 
 // Under loom only the algorithms are built and checked; the constructors over raw
 // memory and segments, and the lock-based values, are not.
@@ -18,9 +31,11 @@
 mod array;
 mod error;
 #[cfg(not(loom))]
-mod in_segment;
+pub mod family;
 pub mod queue;
 pub mod ring;
+#[cfg(not(loom))]
+mod shared;
 pub mod types;
 #[cfg(not(loom))]
 mod value;
@@ -28,7 +43,6 @@ mod value;
 #[cfg(all(test, loom))]
 mod loom_tests;
 mod peer;
-mod process;
 mod shim;
 
 #[cfg(not(loom))]
@@ -39,8 +53,18 @@ pub use bytemuck;
 /// What may live in shared memory (trait and derive): see [`types`].
 pub use bytemuck::{Pod, Zeroable};
 pub use error::{AccessError, CreateError, IndexError, OpenError, OpenOrCreateError};
+#[cfg(not(loom))]
+pub use family::SharedObject;
 pub use queue::{GetError, PutError, Queue, QueueLayoutError};
 pub use ring::{ReadError, Ring, RingLayoutError, WriteError};
-pub use shmkit_sync::{LockError, MutexGuard};
 #[cfg(not(loom))]
-pub use value::{LockResult, RawValue, SharedValue};
+pub use shared::{
+    Shared, SharedBarrier, SharedCondvar, SharedEvent, SharedRwValue, SharedSemaphore, SharedValue,
+    SyncObject,
+};
+/// The segment layer's errors, under the names this crate's errors wrap them with
+/// ([`OpenError::Segment`], [`CreateError::Segment`]).
+pub use shmkit_segment::{CreateError as SegmentCreateError, OpenError as SegmentOpenError};
+pub use shmkit_sync::{LockError, LockErrorKind, MutexGuard};
+#[cfg(not(loom))]
+pub use value::{LockResult, RawValue};

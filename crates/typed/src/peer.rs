@@ -39,8 +39,32 @@
 //! loads [`LEFT`] with Acquire ([`PeerSlot::state`]) sees that count and everything
 //! the leaver published before leaving.
 
-use crate::process;
+use shmkit_segment::Segment;
+use shmkit_sys::owner;
+use shmkit_sys::parker::PeerWatch;
+
 use crate::shim::{AtomicU64, Ordering};
+
+/// Runs `f` (a lock call, a liveness check) so that every liveness check in it asks
+/// `seg` whether its objects may be shared across pid namespaces (at the time of the
+/// check, after the owner word was read), and then declares nobody dead: one over
+/// there cannot be told from a dead one here. With `None` (raw memory, no header) `f`
+/// just runs, and peers are judged as if all shared our pid namespace.
+pub(crate) fn in_segment<R>(seg: Option<&Segment>, f: impl FnOnce() -> R) -> R {
+    match seg {
+        Some(seg) => {
+            let shared = || seg.shared_across_pid_namespaces();
+            owner::with_pid_namespace_probe(&shared, f)
+        }
+        None => f(),
+    }
+}
+
+/// [`owner::process_alive`] for a peer of an object in `seg` (see [`in_segment`]):
+/// always `true` once `seg` is shared across pid namespaces.
+pub(crate) fn is_alive_in(seg: Option<&Segment>, pid: u32, start_time: u64) -> bool {
+    in_segment(seg, || owner::process_alive(pid, start_time))
+}
 
 /// `word` of a role that was never held.
 pub(crate) const VACANT: u64 = 0;
@@ -86,7 +110,53 @@ pub(crate) enum PeerState {
 
 /// The word naming this process (pid + low 32 bits of its start time).
 pub(crate) fn own_word() -> u64 {
-    u64::from(process::current_pid()) | (process::current_start_time() << 32)
+    u64::from(owner::current_pid()) | (u64::from(owner::current_start_time()) << 32)
+}
+
+/// A waiter's cached watch on the holder of a [`PeerSlot`]: the first look is the
+/// full judgement ([`PeerSlot::state_of`], a `/proc` read); while the slot keeps
+/// naming the same live holder, later looks are one `poll` of its pidfd
+/// ([`PeerWatch`]), so a waiter that sleeps for long costs almost nothing per check.
+pub(crate) struct HolderWatch {
+    word: u64,
+    watch: Option<PeerWatch>,
+}
+
+impl HolderWatch {
+    pub(crate) fn new() -> Self {
+        HolderWatch {
+            word: VACANT,
+            watch: None,
+        }
+    }
+
+    /// [`PeerSlot::state_of`]`(word)`, judged under `seg`'s pid-namespace probe.
+    pub(crate) fn state_of(
+        &mut self,
+        seg: Option<&Segment>,
+        slot: &PeerSlot,
+        word: u64,
+    ) -> PeerState {
+        if let Some(w) = &mut self.watch {
+            if self.word == word && in_segment(seg, || w.alive()) {
+                return PeerState::Attached {
+                    pid: holder_pid(word),
+                };
+            }
+        }
+        let state = in_segment(seg, || slot.state_of(word));
+        self.watch = match state {
+            PeerState::Attached { pid } => {
+                let mut w = PeerWatch::new(pid, word >> 32);
+                // Keeps the pidfd if this judges it alive outside a probe.
+                in_segment(seg, || w.alive());
+                Some(w)
+            }
+            _ => None,
+        };
+        self.word = word;
+        state
+    }
 }
 
 /// The holder's pid in `word`, 0 for none.
@@ -97,7 +167,7 @@ pub(crate) fn holder_pid(word: u64) -> u32 {
 /// Whether the holder recorded in `word` (which has one) still runs: same pid *and*
 /// same start time (a `/proc` read, slow paths only).
 fn holder_alive(word: u64) -> bool {
-    process::is_alive(holder_pid(word), word >> 32)
+    owner::process_alive(holder_pid(word), word >> 32)
 }
 
 impl PeerSlot {
@@ -175,6 +245,7 @@ impl PeerSlot {
     }
 
     /// The role's state. Costs a `/proc` read when a holder is recorded: slow paths only.
+    #[cfg(test)]
     pub(crate) fn state(&self) -> PeerState {
         self.state_of(self.word())
     }
@@ -218,7 +289,7 @@ mod tests {
         assert_eq!(s.state(), PeerState::Vacant);
         assert_eq!(s.left_count(), None);
         assert_eq!(s.claim(), Ok(0));
-        let me = process::current_pid();
+        let me = owner::current_pid();
         assert_eq!(s.state(), PeerState::Attached { pid: me });
         // Held by this process: a second claim (another handle) is refused.
         assert_eq!(s.claim(), Err(me));
@@ -244,10 +315,32 @@ mod tests {
     fn our_pid_with_another_start_time_is_another_dead_process() {
         let s = slot();
         let forged =
-            u64::from(process::current_pid()) | ((process::current_start_time() ^ 1) << 32);
+            u64::from(owner::current_pid()) | (u64::from(owner::current_start_time() ^ 1) << 32);
         s.word.store(forged, Ordering::Relaxed);
         assert!(matches!(s.state(), PeerState::Died { .. }));
         assert_eq!(s.claim(), Ok(0));
         assert_eq!(s.word(), own_word());
+    }
+
+    #[test]
+    fn in_a_segment_shared_across_pid_namespaces_nobody_is_dead() {
+        let missing = 4_194_305 + 7;
+        let local = Segment::options().anonymous().size(8).create().unwrap();
+        assert!(!is_alive_in(Some(&local), missing, 0));
+        assert!(!is_alive_in(None, missing, 0));
+        // As a creator that expects peers from other containers marks it.
+        let shared = Segment::options()
+            .anonymous()
+            .size(8)
+            .allow_foreign_pid_namespace(true)
+            .create()
+            .unwrap();
+        assert!(is_alive_in(Some(&shared), missing, 0));
+        let me = owner::current_pid();
+        let other_start = u64::from(owner::current_start_time()) + 1;
+        assert!(is_alive_in(Some(&shared), me, other_start));
+        // Outside the check, judging is back to normal.
+        assert!(!owner::process_alive(missing, 0));
+        assert!(!owner::process_alive(me, other_start));
     }
 }

@@ -55,9 +55,11 @@
 //! slot and lose or repeat items for good.
 //!
 //! # Waiting and closing
-//! Blocked callers spin, yield, then sleep on `get_event` / `put_event` after
-//! incrementing a waiter count; the other side makes the `FUTEX_WAKE` syscall only if
-//! the count is non-zero. [`close`](Queue::close) replaces Python's `None` sentinel:
+//! Blocked callers spin, yield, then sleep on the floor's [`Parker`] (`get` /
+//! `put`: a sleepers count and an event word); the other side makes the `FUTEX_WAKE`
+//! syscall only if the count is non-zero. Sleeps are cut into slices from
+//! [`QUEUE_SLEEP_SLICE`] (10 ms) doubling up to 80 ms, after each of which a slot
+//! blocked by a dead process is recovered. [`close`](Queue::close) replaces Python's `None` sentinel:
 //! `put` then fails with `Closed(item)`, and consumers drain the queue, then get
 //! [`GetError::Closed`]. A producer that claimed a slot before the close completes
 //! its item (consumers wait for it); one that claims after it skips the slot and gets
@@ -81,12 +83,14 @@
 
 use std::marker::PhantomData;
 use std::ptr::NonNull;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use crate::process;
-use crate::shim::{fence, futex_wait, futex_wake, AtomicU32, AtomicU64, Backoff};
+use crate::peer::is_alive_in;
+use crate::shim::{fence, AtomicU32, AtomicU64};
 use crate::shim::{DataCell, Deadline, Ordering};
 use crate::types::{kind, tag_of};
+use shmkit_sys::owner;
+use shmkit_sys::parker::{CheckPace, Parker};
 
 /// Magic number at offset 0 of a queue ("SQUE" little-endian).
 pub const QUEUE_MAGIC: u32 = u32::from_le_bytes(*b"SQUE");
@@ -96,9 +100,10 @@ pub const QUEUE_VERSION: u32 = 1;
 pub const QUEUE_HEADER_SIZE: usize = 512;
 /// Largest capacity accepted.
 pub const MAX_QUEUE_CAPACITY: usize = 1 << 28;
-/// How long a sleeping caller sleeps before it re-checks (and recovers slots of dead
-/// processes).
-pub const QUEUE_SLEEP_SLICE: Duration = Duration::from_millis(20);
+/// How long a sleeping caller first sleeps before it re-checks (and recovers slots of
+/// dead processes); later slices double up to
+/// [`CHECK_CAP`](shmkit_sys::parker::CHECK_CAP) (80 ms).
+pub const QUEUE_SLEEP_SLICE: Duration = shmkit_sys::parker::FIRST_CHECK;
 
 const FREE: u32 = 0;
 const FULL: u32 = 1;
@@ -157,14 +162,10 @@ struct DeqLine {
 /// Line 3: written only on the sleep path.
 #[repr(C, align(128))]
 struct WaitLine {
-    /// Consumers (about to be) asleep on `get_event`.
-    getters: AtomicU32,
-    /// Futex word for consumers; bumped by producers before a wake.
-    get_event: AtomicU32,
-    /// Producers (about to be) asleep on `put_event`.
-    putters: AtomicU32,
-    /// Futex word for producers; bumped by consumers before a wake.
-    put_event: AtomicU32,
+    /// Where consumers sleep (sleepers at 384, event at 388); producers wake them.
+    get: Parker,
+    /// Where producers sleep (sleepers at 392, event at 396); consumers wake them.
+    put: Parker,
 }
 
 /// The queue header at offset 0 of the region.
@@ -187,21 +188,6 @@ pub(crate) struct Slot<T> {
 }
 
 /// A queue region could not be initialised or attached.
-///
-/// # Examples
-/// ```
-/// use shmkit_typed::{Queue, QueueLayoutError};
-///
-/// let mut region = vec![0u64; 16]; // 128 bytes: too small for any queue
-/// let ptr = region.as_mut_ptr().cast::<u8>();
-/// // SAFETY: `region` is valid for 128 bytes and outlives the call; `init` checks the
-/// // alignment and size before writing anything.
-/// let r = unsafe { Queue::<u64>::init(ptr, 128, 4) };
-/// assert!(matches!(
-///     r,
-///     Err(QueueLayoutError::Misaligned(_) | QueueLayoutError::TooSmall { .. })
-/// ));
-/// ```
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum QueueLayoutError {
@@ -244,19 +230,6 @@ pub enum QueueLayoutError {
 }
 
 /// Why a put failed; every variant hands the item back.
-///
-/// # Examples
-/// ```
-/// use shmkit_typed::{PutError, Queue};
-///
-/// let q = Queue::<u64>::anonymous(1)?;
-/// q.put(1)?;
-/// match q.try_put(2) {
-///     Err(PutError::Full(item)) => assert_eq!(item, 2), // keep it, retry later
-///     other => panic!("expected Full, got {other:?}"),
-/// }
-/// # Ok::<(), Box<dyn std::error::Error>>(())
-/// ```
 #[non_exhaustive]
 pub enum PutError<T> {
     /// `try_put`: the queue is full.
@@ -279,17 +252,6 @@ pub enum PutError<T> {
 
 impl<T> PutError<T> {
     /// The item that was not put.
-    ///
-    /// # Examples
-    /// ```
-    /// use shmkit_typed::Queue;
-    ///
-    /// let q = Queue::<u32>::anonymous(1)?;
-    /// q.put(1)?;
-    /// let item = q.try_put(2).map_err(|e| e.into_inner()); // keep the item to retry
-    /// assert_eq!(item, Err(2));
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
     pub fn into_inner(self) -> T {
         match self {
             PutError::Full(v)
@@ -343,19 +305,6 @@ impl<T> std::error::Error for PutError<T> {
 }
 
 /// Why a get failed.
-///
-/// # Examples
-/// ```
-/// use std::time::Duration;
-/// use shmkit_typed::{GetError, Queue};
-///
-/// let q = Queue::<u8>::anonymous(2)?;
-/// assert_eq!(q.try_get(), Err(GetError::Empty)); // try again later
-/// assert_eq!(q.get_timeout(Duration::from_millis(5)), Err(GetError::Timeout));
-/// q.close();
-/// assert_eq!(q.get(), Err(GetError::Closed)); // stop consuming
-/// # Ok::<(), Box<dyn std::error::Error>>(())
-/// ```
 ///
 /// `Clone` and `PartialEq` treat an `Os` error by its OS error code.
 #[derive(Debug, thiserror::Error)]
@@ -429,12 +378,15 @@ enum Backing {
 /// A handle to a bounded MPMC queue of `T` in shared memory. `Send + Sync`: threads
 /// may share one handle.
 ///
-/// See the [module docs](self) for the protocol and crash behaviour.
+/// See the [module docs](self) for the protocol and crash behaviour, and
+/// [the family](crate::family) for `create`, `open`, `open_or_create`, `anonymous`
+/// (capacity in items) and their `*_in(options)` forms.
 ///
 /// # Examples
 /// A named queue of `#[repr(C)]` jobs, with a producer and a consumer handle:
 /// ```
-/// use shmkit_typed::Queue;
+/// use std::time::{Duration, Instant};
+/// use shmkit_typed::{GetError, Queue};
 ///
 /// #[derive(Clone, Copy, Debug, PartialEq, bytemuck::Pod, bytemuck::Zeroable)]
 /// #[repr(C)]
@@ -446,6 +398,12 @@ enum Backing {
 /// producer.put(Job { id: 1, cost: 0.5 })?;
 /// assert_eq!(consumer.len(), 1);
 /// assert_eq!(consumer.get()?, Job { id: 1, cost: 0.5 });
+/// // Every blocking call has a `_timeout(Duration)` and a `_deadline(Instant)` form;
+/// // one deadline bounds several steps, however long each takes.
+/// let deadline = Instant::now() + Duration::from_millis(10);
+/// producer.put_deadline(Job { id: 2, cost: 1.0 }, deadline)?;
+/// assert_eq!(consumer.get_deadline(deadline)?.id, 2);
+/// assert_eq!(consumer.get_deadline(deadline), Err(GetError::Timeout)); // nothing more
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub struct Queue<T: bytemuck::Pod> {
@@ -463,16 +421,17 @@ unsafe impl<T: bytemuck::Pod> Send for Queue<T> {}
 unsafe impl<T: bytemuck::Pod> Sync for Queue<T> {}
 
 #[cfg(not(loom))]
-impl<T: bytemuck::Pod> crate::in_segment::InSegment for Queue<T> {
-    type LayoutError = QueueLayoutError;
+impl<T: bytemuck::Pod> crate::family::sealed::Layout for Queue<T> {
+    type Init = usize;
+    const OBJECT: &'static str = "Queue";
 
     fn tag() -> shmkit_segment::TypeTag {
         Self::type_tag()
     }
 
-    fn payload_size(capacity: usize) -> Result<usize, QueueLayoutError> {
-        Self::check_capacity(capacity)?;
-        Self::region_size(capacity).ok_or(QueueLayoutError::BadCapacity(capacity))
+    fn payload_size(capacity: &usize) -> Result<usize, crate::CreateError> {
+        Self::check_capacity(*capacity)?;
+        Ok(Self::region_size(*capacity).ok_or(QueueLayoutError::BadCapacity(*capacity))?)
     }
 
     unsafe fn init_payload(ptr: *mut u8, len: usize, capacity: usize) {
@@ -481,8 +440,13 @@ impl<T: bytemuck::Pod> crate::in_segment::InSegment for Queue<T> {
         let _ = unsafe { Self::init(ptr, len, capacity) };
     }
 
-    fn from_segment(seg: shmkit_segment::Segment) -> Result<Self, QueueLayoutError> {
-        Self::from_segment(seg)
+    fn from_segment(seg: shmkit_segment::Segment) -> Result<Self, crate::OpenError> {
+        Ok(Self::from_segment(seg)?)
+    }
+
+    fn check_init(&self, capacity: &usize) -> Result<(), crate::OpenError> {
+        let size = Self::region_size(*capacity).unwrap_or(usize::MAX);
+        crate::family::check_payload(self.segment(), size)
     }
 }
 
@@ -497,15 +461,6 @@ impl<T: bytemuck::Pod> std::fmt::Debug for Queue<T> {
 
 impl<T: bytemuck::Pod> Queue<T> {
     /// Bytes a region must have for a queue of `capacity` items (`None` on overflow).
-    ///
-    /// # Examples
-    /// ```
-    /// use shmkit_typed::Queue;
-    ///
-    /// let bytes = Queue::<u64>::region_size(1024).expect("fits");
-    /// assert!(bytes > 1024 * 8); // header and per-slot stamps on top of the items
-    /// assert_eq!(Queue::<u64>::region_size(usize::MAX), None);
-    /// ```
     pub fn region_size(capacity: usize) -> Option<usize> {
         capacity
             .checked_mul(std::mem::size_of::<Slot<T>>())?
@@ -534,25 +489,6 @@ impl<T: bytemuck::Pod> Queue<T> {
     ///
     /// # Examples
     /// A queue at the start of a segment the caller manages itself:
-    /// ```
-    /// use shmkit_segment::Segment;
-    /// use shmkit_typed::Queue;
-    ///
-    /// let size = Queue::<u64>::region_size(8).expect("no overflow");
-    /// let seg = Segment::options().anonymous().size(size).create()?;
-    /// let (ptr, len) = (seg.payload_ptr(), seg.payload_len());
-    /// // SAFETY: the payload is ours alone now and stays mapped while `seg` lives,
-    /// // which outlives both handles.
-    /// let q = unsafe { Queue::<u64>::init(ptr, len, 8)? };
-    /// // SAFETY: as above; the region holds the queue just made.
-    /// let same = unsafe { Queue::<u64>::attach(ptr, len)? };
-    /// q.put(1)?;
-    /// assert_eq!(same.get()?, 1);
-    /// // Attaching with another element type is refused.
-    /// // SAFETY: as above.
-    /// assert!(unsafe { Queue::<u32>::attach(ptr, len) }.is_err());
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
     #[cfg(not(loom))]
     pub unsafe fn init(
         ptr: *mut u8,
@@ -612,18 +548,6 @@ impl<T: bytemuck::Pod> Queue<T> {
     ///
     /// # Errors
     /// [`QueueLayoutError`] if the region does not hold a queue of `T`.
-    ///
-    /// # Examples
-    /// ```
-    /// use shmkit_segment::Segment;
-    /// use shmkit_typed::{Queue, QueueLayoutError};
-    ///
-    /// let seg = Segment::options().anonymous().size(4096).create()?;
-    /// // SAFETY: the payload stays mapped while `seg` lives; nobody else uses it.
-    /// let r = unsafe { Queue::<u32>::attach(seg.payload_ptr(), seg.payload_len()) };
-    /// assert!(matches!(r, Err(QueueLayoutError::BadMagic { .. }))); // zeroes: no queue here
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
     #[cfg(not(loom))]
     pub unsafe fn attach(ptr: *mut u8, len: usize) -> Result<Self, QueueLayoutError> {
         if ptr.is_null() || (ptr as usize) & 127 != 0 {
@@ -684,14 +608,6 @@ impl<T: bytemuck::Pod> Queue<T> {
     }
 
     /// The type tag of a `Queue<T>` in segment headers.
-    ///
-    /// # Examples
-    /// ```
-    /// use shmkit_typed::Queue;
-    ///
-    /// assert_ne!(Queue::<u32>::type_tag(), Queue::<i32>::type_tag()); // element types differ
-    /// assert_eq!(Queue::<u32>::type_tag().size(), 4);
-    /// ```
     pub fn type_tag() -> shmkit_segment::TypeTag {
         tag_of::<T>(kind::QUEUE)
     }
@@ -708,160 +624,13 @@ impl<T: bytemuck::Pod> Queue<T> {
         Ok(q)
     }
 
-    /// Creates a named queue (`/dev/shm/<name>`) of `capacity` items (a power of two).
-    /// The name is removed when this handle drops.
-    ///
-    /// # Errors
-    /// [`CreateError::Queue`](crate::CreateError::Queue) for a bad capacity,
-    /// [`CreateError::Segment`](crate::CreateError::Segment) if the segment cannot be made.
-    ///
-    /// # Examples
-    /// ```
-    /// use shmkit_typed::{CreateError, Queue};
-    ///
-    /// let name = format!("shmkit-doc-q-create-{}", std::process::id());
-    /// let q = Queue::<u32>::create(&name, 256)?;
-    /// assert_eq!(q.capacity(), 256);
-    /// assert!(matches!(Queue::<u32>::create(&name, 256), Err(CreateError::Segment(_)))); // taken
-    /// assert!(matches!(Queue::<u32>::create("other", 100), Err(CreateError::Queue(_)))); // not 2^n
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
     #[cfg(not(loom))]
-    pub fn create(name: &str, capacity: usize) -> Result<Self, crate::CreateError> {
-        Self::create_in(shmkit_segment::Segment::options().posix(name), capacity)
-    }
-
-    /// Creates a queue in the segment described by `options`: any backend (POSIX,
-    /// System V, file, anonymous), mode, ownership.
-    ///
-    /// # Errors
-    /// As [`Queue::create`].
-    ///
-    /// # Examples
-    /// ```
-    /// use shmkit_segment::Segment;
-    /// use shmkit_typed::Queue;
-    ///
-    /// let name = format!("shmkit-doc-queue-in-{}", std::process::id());
-    /// let q = Queue::<u32>::create_in(Segment::options().posix(&name).mode(0o660), 8)?;
-    /// q.put(5)?;
-    /// let same = Queue::<u32>::open_in(Segment::options().posix(&name))?;
-    /// assert_eq!(same.get()?, 5);
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
-    #[cfg(not(loom))]
-    pub fn create_in(
-        options: shmkit_segment::SegmentOptions,
-        capacity: usize,
-    ) -> Result<Self, crate::CreateError> {
-        crate::in_segment::create(options, capacity)
-    }
-
-    /// Opens the queue in the segment described by `options`.
-    ///
-    /// # Errors
-    /// As [`Queue::open`].
-    ///
-    /// # Examples
-    /// See [`Queue::create_in`].
-    #[cfg(not(loom))]
-    pub fn open_in(options: shmkit_segment::SegmentOptions) -> Result<Self, crate::OpenError> {
-        crate::in_segment::open(options)
-    }
-
-    /// Opens the named queue of `T` another process created.
-    ///
-    /// # Errors
-    /// [`OpenError::TypeMismatch`](crate::OpenError::TypeMismatch) naming both types if
-    /// it holds another type; other [`OpenError`](crate::OpenError)s from the segment.
-    ///
-    /// # Examples
-    /// ```
-    /// use shmkit_typed::{OpenError, Queue};
-    ///
-    /// let name = format!("shmkit-doc-q-open-{}", std::process::id());
-    /// let _q = Queue::<f64>::create(&name, 8)?;
-    /// assert_eq!(Queue::<f64>::open(&name)?.capacity(), 8);
-    /// let wrong = Queue::<u64>::open(&name); // same size, another type
-    /// assert!(matches!(wrong, Err(OpenError::TypeMismatch { .. })));
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
-    #[cfg(not(loom))]
-    pub fn open(name: &str) -> Result<Self, crate::OpenError> {
-        Self::open_in(shmkit_segment::Segment::options().posix(name))
-    }
-
-    /// Opens the named queue, or creates it with `capacity` if it does not exist.
-    ///
-    /// # Errors
-    /// As [`Queue::create`] and [`Queue::open`].
-    ///
-    /// # Examples
-    /// ```
-    /// use shmkit_typed::Queue;
-    ///
-    /// // Producers and consumers may start in any order: whoever comes first creates.
-    /// let name = format!("shmkit-doc-ooc-queue-{}", std::process::id());
-    /// let consumer = Queue::<u64>::open_or_create(&name, 16)?;
-    /// let producer = Queue::<u64>::open_or_create(&name, 16)?;
-    /// assert!(consumer.segment().is_some_and(|s| s.is_creator()));
-    /// producer.put(5)?;
-    /// assert_eq!(consumer.get()?, 5);
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
-    #[cfg(not(loom))]
-    pub fn open_or_create(name: &str, capacity: usize) -> Result<Self, crate::OpenOrCreateError> {
-        crate::in_segment::open_or_create(shmkit_segment::Segment::options().posix(name), capacity)
-    }
-
-    /// Creates a queue in anonymous shared memory, shared with children forked after
-    /// this call.
-    ///
-    /// # Errors
-    /// As [`Queue::create`].
-    ///
-    /// # Examples
-    /// ```
-    /// use shmkit_typed::Queue;
-    ///
-    /// let q = Queue::<u32>::anonymous(4)?;
-    /// // SAFETY: this example is single-threaded, so the child may run any code.
-    /// let child = unsafe { libc::fork() };
-    /// if child == 0 {
-    ///     let ok = (1..=10).all(|v| q.put(v).is_ok()); // blocks while the queue is full
-    ///     q.close();
-    ///     // SAFETY: ends the child without running the parent's exit code.
-    ///     unsafe { libc::_exit(if ok { 0 } else { 1 }) }
-    /// }
-    /// let mut sum = 0;
-    /// while let Ok(v) = q.get() {
-    ///     sum += v;
-    /// }
-    /// assert_eq!(sum, 55); // every item exactly once, then Closed
-    /// let mut status = 0;
-    /// // SAFETY: `child` is our child's pid; `status` is a valid out-pointer.
-    /// assert_eq!(unsafe { libc::waitpid(child, &mut status, 0) }, child);
-    /// assert!(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0);
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
-    #[cfg(not(loom))]
-    pub fn anonymous(capacity: usize) -> Result<Self, crate::CreateError> {
-        Self::create_in(shmkit_segment::Segment::options().anonymous(), capacity)
-    }
+    crate::family::family_forms!(capacity: usize);
 
     /// The segment behind this queue, if it was made by `create`/`open`/`anonymous`.
-    ///
-    /// # Examples
-    /// ```
-    /// use shmkit_typed::Queue;
-    ///
-    /// let q = Queue::<u8>::anonymous(4)?;
-    /// assert!(q.segment().is_some_and(|s| s.name().is_none())); // anonymous
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
-    #[cfg(not(loom))]
     pub fn segment(&self) -> Option<&shmkit_segment::Segment> {
         match &self._backing {
+            #[cfg(not(loom))]
             Backing::Segment(s) => Some(s),
             _ => None,
         }
@@ -901,10 +670,8 @@ impl<T: bytemuck::Pod> Queue<T> {
                 pos: AtomicU64::new(0),
             },
             wait: WaitLine {
-                getters: z(),
-                get_event: z(),
-                putters: z(),
-                put_event: z(),
+                get: Parker::new(),
+                put: Parker::new(),
             },
         };
         let slots = (0..capacity)
@@ -936,29 +703,11 @@ impl<T: bytemuck::Pod> Queue<T> {
     }
 
     /// Number of slots.
-    ///
-    /// # Examples
-    /// ```
-    /// use shmkit_typed::Queue;
-    ///
-    /// assert_eq!(Queue::<u8>::anonymous(16)?.capacity(), 16);
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
     pub fn capacity(&self) -> usize {
         self.cap as usize
     }
 
     /// Items in the queue (a snapshot; includes items being put or got right now).
-    ///
-    /// # Examples
-    /// ```
-    /// use shmkit_typed::Queue;
-    ///
-    /// let q = Queue::<u8>::anonymous(4)?;
-    /// q.put(1)?;
-    /// assert_eq!(q.len(), 1); // a snapshot
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
     pub fn len(&self) -> usize {
         // Relaxed: a snapshot of two hints; clamped because they are read apart.
         let deq = self.hdr().deq.pos.load(Ordering::Relaxed);
@@ -967,50 +716,16 @@ impl<T: bytemuck::Pod> Queue<T> {
     }
 
     /// Whether [`len`](Queue::len) is 0.
-    ///
-    /// # Examples
-    /// ```
-    /// use shmkit_typed::Queue;
-    ///
-    /// let q = Queue::<u8>::anonymous(4)?;
-    /// assert!(q.is_empty());
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
 
     /// Whether [`len`](Queue::len) equals the capacity.
-    ///
-    /// # Examples
-    /// ```
-    /// use shmkit_typed::Queue;
-    ///
-    /// let q = Queue::<u8>::anonymous(2)?;
-    /// assert!(q.is_empty() && !q.is_full());
-    /// q.put(1)?;
-    /// q.put(2)?;
-    /// assert!(q.is_full() && q.len() == q.capacity()); // snapshots: may change at once
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
     pub fn is_full(&self) -> bool {
         self.len() == self.capacity()
     }
 
     /// Whether the queue was closed.
-    ///
-    /// # Examples
-    /// ```
-    /// use shmkit_typed::Queue;
-    ///
-    /// let q = Queue::<u8>::anonymous(2)?;
-    /// q.put(1)?;
-    /// q.close();
-    /// assert!(q.is_closed() && !q.is_empty()); // closed, but not yet drained
-    /// assert_eq!(q.get()?, 1);
-    /// assert!(q.is_empty());
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
     pub fn is_closed(&self) -> bool {
         // Acquire: pairs with the store in `close`.
         self.hdr().meta.closed.load(Ordering::Acquire) != 0
@@ -1021,34 +736,14 @@ impl<T: bytemuck::Pod> Queue<T> {
     ///
     /// # Examples
     /// Instead of Python's `None` sentinel:
-    /// ```
-    /// use shmkit_typed::{GetError, Queue};
-    ///
-    /// let q = Queue::<u32>::anonymous(8)?;
-    /// let total = std::thread::scope(|s| {
-    ///     let consumer = s.spawn(|| {
-    ///         let mut sum = 0;
-    ///         while let Ok(v) = q.get() { sum += v; } // ends at Closed, after draining
-    ///         sum
-    ///     });
-    ///     for v in 1..=4 { q.put(v).unwrap(); }
-    ///     q.close();
-    ///     consumer.join().unwrap()
-    /// });
-    /// assert_eq!(total, 10);
-    /// assert_eq!(q.get(), Err(GetError::Closed));
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
     pub fn close(&self) {
         let h = self.hdr();
         // SeqCst: ordered against producers' SeqCst claim CAS + load of `closed` and
         // consumers' SeqCst load + fence (see `get_inner`).
         h.meta.closed.store(1, Ordering::SeqCst);
-        // Release: sleepers that see the new event values also see `closed`.
-        h.wait.get_event.fetch_add(1, Ordering::Release);
-        h.wait.put_event.fetch_add(1, Ordering::Release);
-        futex_wake(&h.wait.get_event, u32::MAX);
-        futex_wake(&h.wait.put_event, u32::MAX);
+        // Sleepers that see the new event values also see `closed` (Release bump).
+        h.wait.get.bump_and_wake(u32::MAX);
+        h.wait.put.bump_and_wake(u32::MAX);
     }
 
     /// One non-blocking put attempt; on failure the item comes back.
@@ -1058,7 +753,7 @@ impl<T: bytemuck::Pod> Queue<T> {
         if h.meta.closed.load(Ordering::Relaxed) != 0 {
             return Err((v, Attempt::Closed));
         }
-        let me = process::current_pid();
+        let me = owner::current_pid();
         // Relaxed: the position is a hint validated by the slot's stamp.
         let mut pos = h.enq.pos.load(Ordering::Relaxed);
         // Each retry means another process made progress; a corrupted region (stamps
@@ -1124,7 +819,7 @@ impl<T: bytemuck::Pod> Queue<T> {
                 Ordering::Release,
                 Ordering::Relaxed,
             );
-            self.notify(&h.wait.putters, &h.wait.put_event);
+            h.wait.put.wake(1);
             return Err((v, Attempt::Closed));
         }
         // Relaxed: only narrows the window in which a claim that was taken over would
@@ -1148,7 +843,7 @@ impl<T: bytemuck::Pod> Queue<T> {
         {
             return Err((v, Attempt::Lost));
         }
-        self.notify(&h.wait.getters, &h.wait.get_event);
+        h.wait.get.wake(1);
         Ok(())
     }
 
@@ -1160,7 +855,7 @@ impl<T: bytemuck::Pod> Queue<T> {
     /// One non-blocking get attempt.
     fn try_get_inner(&self) -> Attempt<T> {
         let h = self.hdr();
-        let me = process::current_pid();
+        let me = owner::current_pid();
         // Relaxed: a hint validated by the stamp.
         let mut pos = h.deq.pos.load(Ordering::Relaxed);
         // Bounded as in `try_put_inner`.
@@ -1229,26 +924,14 @@ impl<T: bytemuck::Pod> Queue<T> {
         {
             return Attempt::Lost;
         }
-        self.notify(&h.wait.putters, &h.wait.put_event);
+        h.wait.put.wake(1);
         Attempt::Done(v)
-    }
-
-    /// After a state change that may unblock the other side: wake one sleeper if any.
-    #[inline]
-    fn notify(&self, waiters: &AtomicU32, event: &AtomicU32) {
-        // SeqCst fence: Dekker with the sleeper's waiter increment + fence + re-check.
-        fence(Ordering::SeqCst);
-        if waiters.load(Ordering::Relaxed) != 0 {
-            // Release: a sleeper that Acquires the new value sees our change.
-            event.fetch_add(1, Ordering::Release);
-            futex_wake(event, 1);
-        }
     }
 
     /// Frees a slot held by a dead process. Returns whether it did.
     fn recover(&self, blocker: u64) -> bool {
         let pid = claimer(blocker);
-        if process::is_alive(pid, 0) {
+        if is_alive_in(self.segment(), pid, 0) {
             return false;
         }
         self.skip(blocker)
@@ -1271,8 +954,8 @@ impl<T: bytemuck::Pod> Queue<T> {
             .is_ok();
         if freed {
             let h = self.hdr();
-            self.notify(&h.wait.putters, &h.wait.put_event);
-            self.notify(&h.wait.getters, &h.wait.get_event);
+            h.wait.put.wake(1);
+            h.wait.get.wake(1);
         }
         freed
     }
@@ -1281,20 +964,6 @@ impl<T: bytemuck::Pod> Queue<T> {
     ///
     /// # Errors
     /// [`PutError::Closed`] (with the item) if the queue is closed.
-    ///
-    /// # Examples
-    /// ```
-    /// use shmkit_typed::{GetError, Queue};
-    ///
-    /// let q = Queue::<[u32; 2]>::anonymous(2)?; // Pod items: arrays, #[repr(C)] structs
-    /// q.put([1, 10])?;
-    /// q.put([2, 20])?;
-    /// assert!(q.is_full() && q.len() == 2 && q.capacity() == 2);
-    /// assert_eq!(q.get()?, [1, 10]); // first in, first out
-    /// assert_eq!(q.try_get()?, [2, 20]);
-    /// assert_eq!(q.try_get(), Err(GetError::Empty));
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
     pub fn put(&self, v: T) -> Result<(), PutError<T>> {
         self.put_inner(v, Some(None))
     }
@@ -1303,41 +972,23 @@ impl<T: bytemuck::Pod> Queue<T> {
     ///
     /// # Errors
     /// [`PutError::Timeout`] or [`PutError::Closed`], with the item.
-    ///
-    /// # Examples
-    /// ```
-    /// use std::time::Duration;
-    /// use shmkit_typed::{PutError, Queue};
-    ///
-    /// let q = Queue::<u64>::anonymous(1)?;
-    /// q.put_timeout(1, Duration::from_millis(10))?;
-    /// let r = q.put_timeout(2, Duration::from_millis(10)); // full, nobody consumes
-    /// assert!(matches!(r, Err(PutError::Timeout(2))));
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
     pub fn put_timeout(&self, v: T, timeout: Duration) -> Result<(), PutError<T>> {
         self.put_inner(v, Some(Some(Deadline::after(timeout))))
+    }
+
+    /// Puts `v`, waiting for room until `deadline` at most (an `Instant` too far ahead
+    /// to reach means no deadline; see the [type docs](Queue)).
+    ///
+    /// # Errors
+    /// As [`Queue::put_timeout`].
+    pub fn put_deadline(&self, v: T, deadline: Instant) -> Result<(), PutError<T>> {
+        self.put_inner(v, Some(Some(Deadline::at(deadline))))
     }
 
     /// Puts `v` if there is room now.
     ///
     /// # Errors
     /// [`PutError::Full`] or [`PutError::Closed`], with the item.
-    ///
-    /// # Examples
-    /// ```
-    /// use shmkit_typed::{PutError, Queue};
-    ///
-    /// let q = Queue::<[u8; 4]>::anonymous(1)?;
-    /// q.try_put(*b"job1")?;
-    /// // Full: the item comes back, so nothing is lost.
-    /// let back = q.try_put(*b"job2").unwrap_err();
-    /// assert!(matches!(back, PutError::Full(_)));
-    /// assert_eq!(back.into_inner(), *b"job2");
-    /// q.close();
-    /// assert!(matches!(q.try_put(*b"job3"), Err(PutError::Closed(item)) if item == *b"job3"));
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
     pub fn try_put(&self, v: T) -> Result<(), PutError<T>> {
         self.put_inner(v, None)
     }
@@ -1346,20 +997,6 @@ impl<T: bytemuck::Pod> Queue<T> {
     ///
     /// # Errors
     /// [`GetError::Closed`] once the queue is closed and drained.
-    ///
-    /// # Examples
-    /// ```
-    /// use shmkit_typed::Queue;
-    ///
-    /// let q = Queue::<u64>::anonymous(4)?;
-    /// let got = std::thread::scope(|s| {
-    ///     let consumer = s.spawn(|| q.get()); // sleeps until an item arrives
-    ///     q.put(11).unwrap();
-    ///     consumer.join().unwrap()
-    /// })?;
-    /// assert_eq!(got, 11);
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
     pub fn get(&self) -> Result<T, GetError> {
         self.get_inner(Some(None))
     }
@@ -1368,45 +1005,31 @@ impl<T: bytemuck::Pod> Queue<T> {
     ///
     /// # Errors
     /// [`GetError::Timeout`] or [`GetError::Closed`].
-    ///
-    /// # Examples
-    /// ```
-    /// use std::time::Duration;
-    /// use shmkit_typed::{GetError, Queue};
-    ///
-    /// let q = Queue::<u32>::anonymous(4)?;
-    /// assert_eq!(q.get_timeout(Duration::from_millis(10)), Err(GetError::Timeout));
-    /// assert_eq!(q.try_get(), Err(GetError::Empty));
-    /// q.put(7)?;
-    /// assert_eq!(q.get_timeout(Duration::from_millis(10))?, 7);
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
     pub fn get_timeout(&self, timeout: Duration) -> Result<T, GetError> {
         self.get_inner(Some(Some(Deadline::after(timeout))))
+    }
+
+    /// Takes the oldest item, waiting until `deadline` at most (an `Instant` too far
+    /// ahead to reach means no deadline; see the [type docs](Queue)).
+    ///
+    /// # Errors
+    /// As [`Queue::get_timeout`].
+    pub fn get_deadline(&self, deadline: Instant) -> Result<T, GetError> {
+        self.get_inner(Some(Some(Deadline::at(deadline))))
     }
 
     /// Takes the oldest item if there is one now.
     ///
     /// # Errors
     /// [`GetError::Empty`] or [`GetError::Closed`].
-    ///
-    /// # Examples
-    /// ```
-    /// use shmkit_typed::{GetError, Queue};
-    ///
-    /// let q = Queue::<u8>::anonymous(4)?;
-    /// assert_eq!(q.try_get(), Err(GetError::Empty)); // never waits
-    /// q.put(3)?;
-    /// assert_eq!(q.try_get()?, 3);
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
     pub fn try_get(&self) -> Result<T, GetError> {
         self.get_inner(None)
     }
 
     /// `wait`: `None` = try once; `Some(None)` = forever; `Some(Some(d))` = until `d`.
     fn put_inner(&self, mut v: T, wait: Option<Option<Deadline>>) -> Result<(), PutError<T>> {
-        let mut backoff = Backoff::new();
+        let mut backoff = crate::shim::poll_backoff();
+        let mut pace = CheckPace::new();
         loop {
             let blocker = match self.try_put_inner(v) {
                 Ok(()) => return Ok(()),
@@ -1437,7 +1060,7 @@ impl<T: bytemuck::Pod> Queue<T> {
                 }
             }
             let h = self.hdr();
-            let slept = self.sleep(&h.wait.putters, &h.wait.put_event, deadline, || {
+            let slept = h.wait.put.park(Some(&pace.next_slice(deadline)), || {
                 // The re-check: is the slot at the enqueue position free for it?
                 let pos = h.enq.pos.load(Ordering::Relaxed);
                 let s = self.slot(pos).stamp.load(Ordering::Acquire);
@@ -1451,7 +1074,8 @@ impl<T: bytemuck::Pod> Queue<T> {
     }
 
     fn get_inner(&self, wait: Option<Option<Deadline>>) -> Result<T, GetError> {
-        let mut backoff = Backoff::new();
+        let mut backoff = crate::shim::poll_backoff();
+        let mut pace = CheckPace::new();
         loop {
             let blocker = match self.try_get_inner() {
                 Attempt::Done(v) => return Ok(v),
@@ -1488,43 +1112,18 @@ impl<T: bytemuck::Pod> Queue<T> {
                     continue;
                 }
             }
-            self.sleep(&h.wait.getters, &h.wait.get_event, deadline, || {
-                let pos = h.deq.pos.load(Ordering::Relaxed);
-                let s = self.slot(pos).stamp.load(Ordering::Acquire);
-                let d = ticket(s).wrapping_sub(pos as u32) as i32;
-                d > 0 || (d == 0 && state(s) != FREE) || h.meta.closed.load(Ordering::Relaxed) != 0
-            })
-            .map_err(GetError::Os)?;
+            h.wait
+                .get
+                .park(Some(&pace.next_slice(deadline)), || {
+                    let pos = h.deq.pos.load(Ordering::Relaxed);
+                    let s = self.slot(pos).stamp.load(Ordering::Acquire);
+                    let d = ticket(s).wrapping_sub(pos as u32) as i32;
+                    d > 0
+                        || (d == 0 && state(s) != FREE)
+                        || h.meta.closed.load(Ordering::Relaxed) != 0
+                })
+                .map_err(GetError::Os)?;
         }
-    }
-
-    /// Registers as a waiter, re-checks, sleeps one slice at most. An error is the
-    /// futex's, which the caller returns (retrying it would spin).
-    fn sleep(
-        &self,
-        waiters: &AtomicU32,
-        event: &AtomicU32,
-        deadline: Option<Deadline>,
-        ready: impl Fn() -> bool,
-    ) -> std::io::Result<()> {
-        // The fetch_add and fence pair with `notify`'s fence (Dekker).
-        waiters.fetch_add(1, Ordering::SeqCst);
-        fence(Ordering::SeqCst);
-        // Acquire: pairs with the Release bump in `notify`.
-        let ev = event.load(Ordering::Acquire);
-        let slept = if ready() {
-            Ok(())
-        } else {
-            let slice = Deadline::after(QUEUE_SLEEP_SLICE);
-            let until = match deadline {
-                Some(d) if d < slice => d,
-                _ => slice,
-            };
-            futex_wait(event, ev, Some(&until))
-        };
-        // Relaxed: a stale count only costs one unneeded wake.
-        waiters.fetch_sub(1, Ordering::Relaxed);
-        slept
     }
 }
 
@@ -1619,7 +1218,7 @@ mod tests {
     fn forge_claim<T: bytemuck::Pod>(q: &Queue<T>, pos: u64, role: u32) -> u64 {
         let s = q.slot(pos).stamp.load(Ordering::Relaxed);
         assert_eq!(ticket(s), pos as u32);
-        let claim = stamp(pos as u32, (process::current_pid() << 2) | role);
+        let claim = stamp(pos as u32, (owner::current_pid() << 2) | role);
         q.slot(pos).stamp.store(claim, Ordering::Relaxed);
         let p = if role == WRITING {
             &q.hdr().enq.pos

@@ -21,11 +21,11 @@
 //!
 //! # Waiting
 //! A side that cannot proceed spins briefly, yields a few times, then sleeps on a
-//! futex (`data_event` for the reader, `space_event` for the writer) after raising
-//! its `*_sleeping` flag. The peer reads the flag after each publish (behind a SeqCst
-//! fence, the Dekker pattern) and makes the `FUTEX_WAKE` syscall only when the flag is
-//! set: while both sides are awake no syscall is made. Sleeps are cut into slices of
-//! [`SLEEP_SLICE`]; after each slice the sleeper checks that its peer is still alive
+//! futex: the floor's [`Parker`] (`data` for the reader, `space` for the writer:
+//! a sleepers count and an event word). The peer reads the count after each publish
+//! (behind a SeqCst fence, the Dekker pattern) and makes the `FUTEX_WAKE` syscall only
+//! when it is non-zero: while both sides are awake no syscall is made. Sleeps are cut into slices, from
+//! [`SLEEP_SLICE`] (10 ms) doubling up to 80 ms; after each slice the sleeper checks that its peer is still alive
 //! (pid + process start time recorded in the header), so a reader learns that its
 //! writer was killed ([`ReadError::PeerDied`], after every complete message has been
 //! read) and a writer that its reader was killed ([`WriteError::PeerDied`]).
@@ -75,12 +75,14 @@
 //! peer slot (`crates/typed/src/peer.rs`)s at 16 (writer) and 32 (reader).
 
 use std::ptr::NonNull;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
+use crate::peer::{in_segment, HolderWatch};
 use crate::peer::{PeerSlot, PeerState};
-use crate::process;
-use crate::shim::{fence, futex_wait, futex_wake, AtomicU32, Backoff};
+use crate::shim::AtomicU32;
 use crate::shim::{Deadline, Ordering};
+use shmkit_sys::owner;
+use shmkit_sys::parker::{CheckPace, Parker};
 
 /// Magic number at offset 0 of a ring ("SRNG" little-endian).
 pub const RING_MAGIC: u32 = u32::from_le_bytes(*b"SRNG");
@@ -95,8 +97,10 @@ pub const DEFAULT_RING_CAPACITY: usize = 4 << 20;
 pub const MIN_RING_CAPACITY: usize = 64;
 /// Largest capacity accepted (positions are `u32` and wrap).
 pub const MAX_RING_CAPACITY: usize = 1 << 30;
-/// How long a sleeping side sleeps before it checks that its peer is alive.
-pub const SLEEP_SLICE: Duration = Duration::from_millis(20);
+/// How long a sleeping side first sleeps before it checks that its peer is alive;
+/// later slices double up to [`CHECK_CAP`](shmkit_sys::parker::CHECK_CAP) (80 ms),
+/// and a live peer is then checked with one `poll` of its pidfd.
+pub const SLEEP_SLICE: Duration = shmkit_sys::parker::FIRST_CHECK;
 
 /// Length word of a wrap marker.
 const WRAP: u32 = u32::MAX;
@@ -137,14 +141,12 @@ struct HeadLine {
 /// Line 3: written only on the sleep path, so it stays shared in both caches.
 #[repr(C, align(128))]
 struct SleepLine {
-    /// 1 while the reader is (about to be) asleep on `data_event`.
-    reader_sleeping: AtomicU32,
-    /// Futex word the reader sleeps on; bumped by the writer before a wake.
-    data_event: AtomicU32,
-    /// 1 while the writer is (about to be) asleep on `space_event`.
-    writer_sleeping: AtomicU32,
-    /// Futex word the writer sleeps on; bumped by the reader before a wake.
-    space_event: AtomicU32,
+    /// Where the reader sleeps for data (sleepers at 384, event at 388); the writer
+    /// wakes it.
+    data: Parker,
+    /// Where the writer sleeps for space (sleepers at 392, event at 396); the reader
+    /// wakes it.
+    space: Parker,
 }
 
 /// The ring header at offset 0 of the region.
@@ -178,25 +180,14 @@ impl RingHeader {
             tail: TailLine { tail: z32() },
             head: HeadLine { head: z32() },
             sleep: SleepLine {
-                reader_sleeping: z32(),
-                data_event: z32(),
-                writer_sleeping: z32(),
-                space_event: z32(),
+                data: Parker::new(),
+                space: Parker::new(),
             },
         }
     }
 }
 
 /// A ring region could not be initialised or attached.
-///
-/// # Examples
-/// ```
-/// use shmkit_typed::{CreateError, Ring, RingLayoutError};
-///
-/// let e = Ring::anonymous(1000).err().expect("not a power of two");
-/// assert!(matches!(e, CreateError::Ring(RingLayoutError::BadCapacity(1000))));
-/// # Ok::<(), Box<dyn std::error::Error>>(())
-/// ```
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum RingLayoutError {
@@ -233,17 +224,6 @@ pub enum RingLayoutError {
 }
 
 /// Why a write failed.
-///
-/// # Examples
-/// ```
-/// use shmkit_typed::{Ring, WriteError};
-///
-/// let mut ring = Ring::anonymous(64)?;
-/// let e = ring.write(&[0; 100]).unwrap_err();
-/// assert!(matches!(e, WriteError::TooLarge { len: 100, .. }));
-/// assert!(e.to_string().contains("larger ring")); // says what to do
-/// # Ok::<(), Box<dyn std::error::Error>>(())
-/// ```
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum WriteError {
@@ -367,8 +347,15 @@ enum Wait {
 }
 
 impl Wait {
+    /// The `_timeout` forms: a deadline `t` from now.
     fn timeout(t: Duration) -> Self {
         Wait::Until(Some(Deadline::after(t)))
+    }
+
+    /// The `_deadline` forms: `when` on the monotonic clock (one too far ahead to
+    /// reach means no deadline).
+    fn at(when: Instant) -> Self {
+        Wait::Until(Some(Deadline::at(when)))
     }
 }
 
@@ -387,11 +374,14 @@ enum Backing {
 
 /// A handle to a single-producer single-consumer byte-message ring in shared memory.
 ///
-/// See the [module docs](self) for the protocol, roles and crash behaviour.
+/// See the [module docs](self) for the protocol, roles and crash behaviour, and
+/// [the family](crate::family) for `create`, `open`, `open_or_create`, `anonymous`
+/// (capacity in bytes) and their `*_in(options)` forms.
 ///
 /// # Examples
 /// A named ring with a writer handle and a reader handle:
 /// ```
+/// use std::time::{Duration, Instant};
 /// use shmkit_typed::{ReadError, Ring, WriteError};
 ///
 /// let name = format!("shmkit-doc-ring-{}", std::process::id());
@@ -402,8 +392,19 @@ enum Backing {
 /// assert!(matches!(reader.try_read_with(|_| ()), Err(ReadError::Empty)));
 /// // The reader role is taken by `reader`: a second reader is refused.
 /// assert!(matches!(writer.try_read_with(|_| ()), Err(ReadError::RoleTaken { .. })));
-/// let big = vec![0u8; 8192];
-/// assert!(matches!(writer.try_write(&big), Err(WriteError::TooLarge { .. })));
+/// // Every blocking call has a `_timeout(Duration)` and a `_deadline(Instant)` form;
+/// // one deadline bounds several steps, however long each takes.
+/// let deadline = Instant::now() + Duration::from_millis(10);
+/// writer.write_deadline(b"tock", deadline)?;
+/// assert_eq!(reader.read_with_deadline(deadline, |msg| msg.len())?, 4);
+/// let r = reader.read_with_deadline(deadline, |msg| msg.len()); // nothing more comes
+/// assert!(matches!(r, Err(ReadError::Timeout)));
+/// // The largest message is the capacity minus the 8-byte record header.
+/// let mut fresh = Ring::anonymous(1024)?;
+/// let max = fresh.max_message_len();
+/// fresh.write(&vec![1; max])?; // fits in an empty ring...
+/// let r = fresh.try_write(&vec![1; max + 1]); // ...one byte more never will
+/// assert!(matches!(r, Err(WriteError::TooLarge { .. })));
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub struct Ring {
@@ -450,14 +451,6 @@ fn round8(n: u32) -> u32 {
 
 impl Ring {
     /// Bytes a region must have to hold a ring of `capacity` data bytes.
-    ///
-    /// # Examples
-    /// ```
-    /// use shmkit_typed::ring::RING_HEADER_SIZE;
-    /// use shmkit_typed::Ring;
-    ///
-    /// assert_eq!(Ring::region_size(4096), RING_HEADER_SIZE + 4096); // for `Ring::init`
-    /// ```
     pub fn region_size(capacity: usize) -> usize {
         RING_HEADER_SIZE + capacity
     }
@@ -497,21 +490,6 @@ impl Ring {
     ///
     /// # Examples
     /// A ring in a segment the caller manages itself:
-    /// ```
-    /// use shmkit_segment::Segment;
-    /// use shmkit_typed::Ring;
-    ///
-    /// let seg = Segment::options().anonymous().size(Ring::region_size(1024)).create()?;
-    /// let (ptr, len) = (seg.payload_ptr(), seg.payload_len());
-    /// // SAFETY: the payload is ours alone now and stays mapped while `seg` lives,
-    /// // which outlives both handles.
-    /// let mut writer = unsafe { Ring::init(ptr, len, 1024)? };
-    /// // SAFETY: as above; the region holds the ring just made.
-    /// let mut reader = unsafe { Ring::attach(ptr, len)? };
-    /// writer.write(b"hi")?;
-    /// assert_eq!(reader.read_with(|m| m.to_vec())?, b"hi");
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
     #[cfg(not(loom))]
     pub unsafe fn init(ptr: *mut u8, len: usize, capacity: usize) -> Result<Ring, RingLayoutError> {
         let cap = Self::check_capacity(capacity)?;
@@ -539,18 +517,6 @@ impl Ring {
     ///
     /// # Errors
     /// [`RingLayoutError`] if the region does not hold a valid ring.
-    ///
-    /// # Examples
-    /// ```
-    /// use shmkit_segment::Segment;
-    /// use shmkit_typed::{Ring, RingLayoutError};
-    ///
-    /// let seg = Segment::options().anonymous().size(Ring::region_size(1024)).create()?;
-    /// // SAFETY: the payload stays mapped while `seg` lives; nobody else uses it.
-    /// let r = unsafe { Ring::attach(seg.payload_ptr(), seg.payload_len()) };
-    /// assert!(matches!(r, Err(RingLayoutError::BadMagic { .. }))); // zeroes: no ring here
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
     #[cfg(not(loom))]
     pub unsafe fn attach(ptr: *mut u8, len: usize) -> Result<Ring, RingLayoutError> {
         Self::check_region(ptr, len, 0)?;
@@ -618,16 +584,6 @@ impl Ring {
     }
 
     /// The type tag of rings in segment headers.
-    ///
-    /// # Examples
-    /// ```
-    /// use shmkit_typed::Ring;
-    ///
-    /// let ring = Ring::anonymous(1024)?;
-    /// let tag = ring.segment().and_then(|s| s.header()).map(|h| h.type_tag);
-    /// assert_eq!(tag, Some(Ring::type_tag())); // what `shmkit inspect` reports
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
     #[cfg(not(loom))]
     pub fn type_tag() -> shmkit_segment::TypeTag {
         shmkit_segment::TypeTag::new(crate::types::kind::RING, "shmkit_typed::Ring", 1, 1)
@@ -643,159 +599,13 @@ impl Ring {
         Ok(ring)
     }
 
-    /// Creates a named ring (POSIX shared memory `/dev/shm/<name>`) of `capacity` data
-    /// bytes ([`DEFAULT_RING_CAPACITY`] is a good default). The name is removed when
-    /// this handle drops.
-    ///
-    /// # Errors
-    /// [`CreateError::Ring`](crate::CreateError::Ring) for a bad capacity,
-    /// [`CreateError::Segment`](crate::CreateError::Segment) if the segment cannot be made.
-    ///
-    /// # Examples
-    /// ```
-    /// use shmkit_typed::ring::DEFAULT_RING_CAPACITY;
-    /// use shmkit_typed::Ring;
-    ///
-    /// let name = format!("shmkit-doc-ring-create-{}", std::process::id());
-    /// let ring = Ring::create(&name, DEFAULT_RING_CAPACITY)?; // 4 MiB; removed on drop
-    /// assert_eq!(ring.capacity(), DEFAULT_RING_CAPACITY);
-    /// let reader = Ring::open(&name)?;
-    /// assert_eq!(reader.capacity(), ring.capacity());
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
     #[cfg(not(loom))]
-    pub fn create(name: &str, capacity: usize) -> Result<Ring, crate::CreateError> {
-        Self::create_in(shmkit_segment::Segment::options().posix(name), capacity)
-    }
-
-    /// Creates a ring in the segment described by `options`: any backend (POSIX,
-    /// System V, file, anonymous), mode, ownership.
-    ///
-    /// # Errors
-    /// As [`Ring::create`].
-    ///
-    /// # Examples
-    /// ```
-    /// use shmkit_segment::Segment;
-    /// use shmkit_typed::Ring;
-    ///
-    /// let name = format!("shmkit-doc-ring-in-{}", std::process::id());
-    /// let ring = Ring::create_in(Segment::options().posix(&name).mode(0o660), 4096)?;
-    /// let other = Ring::open_in(Segment::options().posix(&name))?;
-    /// assert_eq!(other.capacity(), ring.capacity());
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
-    #[cfg(not(loom))]
-    pub fn create_in(
-        options: shmkit_segment::SegmentOptions,
-        capacity: usize,
-    ) -> Result<Ring, crate::CreateError> {
-        crate::in_segment::create(options, capacity)
-    }
-
-    /// Opens the ring in the segment described by `options`.
-    ///
-    /// # Errors
-    /// As [`Ring::open`].
-    ///
-    /// # Examples
-    /// See [`Ring::create_in`].
-    #[cfg(not(loom))]
-    pub fn open_in(options: shmkit_segment::SegmentOptions) -> Result<Ring, crate::OpenError> {
-        crate::in_segment::open(options)
-    }
-
-    /// Opens the named ring another process created.
-    ///
-    /// # Errors
-    /// [`OpenError::TypeMismatch`](crate::OpenError::TypeMismatch) if the segment is not
-    /// a ring; other [`OpenError`](crate::OpenError)s from the segment layer.
-    ///
-    /// # Examples
-    /// ```
-    /// use shmkit_typed::{OpenError, Ring, SharedValue};
-    ///
-    /// let name = format!("shmkit-doc-ring-open-{}", std::process::id());
-    /// let _writer = Ring::create(&name, 1024)?;
-    /// assert_eq!(Ring::open(&name)?.capacity(), 1024);
-    /// let _v = SharedValue::<u8>::create(&format!("{name}-v"), 0)?;
-    /// let wrong = Ring::open(&format!("{name}-v")); // not a ring
-    /// assert!(matches!(wrong, Err(OpenError::TypeMismatch { .. })));
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
-    #[cfg(not(loom))]
-    pub fn open(name: &str) -> Result<Ring, crate::OpenError> {
-        Self::open_in(shmkit_segment::Segment::options().posix(name))
-    }
-
-    /// Opens the named ring, or creates it with `capacity` if it does not exist.
-    ///
-    /// # Errors
-    /// As [`Ring::create`] and [`Ring::open`].
-    ///
-    /// # Examples
-    /// ```
-    /// use shmkit_typed::Ring;
-    ///
-    /// // Writer and reader may start in any order: whoever comes first creates.
-    /// let name = format!("shmkit-doc-ooc-ring-{}", std::process::id());
-    /// let mut reader = Ring::open_or_create(&name, 4096)?;
-    /// let mut writer = Ring::open_or_create(&name, 4096)?;
-    /// writer.write(b"up")?;
-    /// assert_eq!(reader.read_with(|m| m.to_vec())?, b"up");
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
-    #[cfg(not(loom))]
-    pub fn open_or_create(name: &str, capacity: usize) -> Result<Ring, crate::OpenOrCreateError> {
-        crate::in_segment::open_or_create(shmkit_segment::Segment::options().posix(name), capacity)
-    }
-
-    /// Creates a ring in anonymous shared memory, shared with children forked after
-    /// this call (each child uses its inherited copy of the handle).
-    ///
-    /// # Errors
-    /// As [`Ring::create`].
-    ///
-    /// # Examples
-    /// ```
-    /// use shmkit_typed::{ReadError, Ring};
-    ///
-    /// let mut ring = Ring::anonymous(4096)?;
-    /// // SAFETY: this example is single-threaded, so the child may run any code.
-    /// let child = unsafe { libc::fork() };
-    /// if child == 0 {
-    ///     // The child's copy of the handle becomes the writer.
-    ///     let ok = ring.write(b"from the child").is_ok() && ring.close().is_ok();
-    ///     // SAFETY: ends the child without running the parent's exit code.
-    ///     unsafe { libc::_exit(if ok { 0 } else { 1 }) }
-    /// }
-    /// assert_eq!(ring.read_with(|m| m.to_vec())?, b"from the child");
-    /// assert!(matches!(ring.read_with(|_| ()), Err(ReadError::Closed)));
-    /// let mut status = 0;
-    /// // SAFETY: `child` is our child's pid; `status` is a valid out-pointer.
-    /// assert_eq!(unsafe { libc::waitpid(child, &mut status, 0) }, child);
-    /// assert!(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0);
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
-    #[cfg(not(loom))]
-    pub fn anonymous(capacity: usize) -> Result<Ring, crate::CreateError> {
-        Self::create_in(shmkit_segment::Segment::options().anonymous(), capacity)
-    }
+    crate::family::family_forms!(capacity: usize);
 
     /// The segment behind this ring, if it was made by `create`/`open`/`anonymous`.
-    ///
-    /// # Examples
-    /// ```
-    /// use shmkit_typed::Ring;
-    ///
-    /// let name = format!("shmkit-doc-ring-seg-{}", std::process::id());
-    /// let ring = Ring::create(&name, 1024)?;
-    /// assert_eq!(ring.segment().and_then(|s| s.name()), Some(name.as_str()));
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
-    #[cfg(not(loom))]
     pub fn segment(&self) -> Option<&shmkit_segment::Segment> {
         match &self._backing {
+            #[cfg(not(loom))]
             Backing::Segment(s) => Some(s),
             _ => None,
         }
@@ -825,48 +635,16 @@ impl Ring {
     }
 
     /// Data capacity in bytes.
-    ///
-    /// # Examples
-    /// ```
-    /// use shmkit_typed::Ring;
-    ///
-    /// assert_eq!(Ring::anonymous(2048)?.capacity(), 2048);
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
     pub fn capacity(&self) -> usize {
         self.cap as usize
     }
 
     /// The largest message this ring carries (capacity minus the 8-byte record header).
-    ///
-    /// # Examples
-    /// ```
-    /// use shmkit_typed::{Ring, WriteError};
-    ///
-    /// let mut ring = Ring::anonymous(1024)?;
-    /// assert_eq!(ring.capacity(), 1024);
-    /// let max = ring.max_message_len();
-    /// ring.write(&vec![1; max])?; // the largest message fits...
-    /// let r = ring.try_write(&vec![1; max + 1]); // ...one byte more never will
-    /// assert!(matches!(r, Err(WriteError::TooLarge { .. })));
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
     pub fn max_message_len(&self) -> usize {
         (self.cap - REC_HDR) as usize
     }
 
     /// Whether the writer has closed the ring (messages may still be unread).
-    ///
-    /// # Examples
-    /// ```
-    /// use shmkit_typed::Ring;
-    ///
-    /// let mut ring = Ring::anonymous(4096)?;
-    /// assert!(!ring.is_closed());
-    /// ring.close()?;
-    /// assert!(ring.is_closed());
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
     pub fn is_closed(&self) -> bool {
         // Acquire: pairs with the Release in `close`.
         self.hdr().meta.closed.load(Ordering::Acquire) != 0
@@ -883,16 +661,13 @@ impl Ring {
     }
 
     fn ensure_writer(&mut self) -> Result<(), WriteError> {
-        if self.writer_pid != 0 && self.writer_pid == process::current_pid() {
+        if self.writer_pid != 0 && self.writer_pid == owner::current_pid() {
             return Ok(());
         }
-        let written = self
-            .hdr()
-            .meta
-            .writer
-            .claim()
+        // Liveness judged as the segment allows (never "dead" across pid namespaces).
+        let written = in_segment(self.segment(), || self.hdr().meta.writer.claim())
             .map_err(|pid| WriteError::RoleTaken { pid })?;
-        self.writer_pid = process::current_pid();
+        self.writer_pid = owner::current_pid();
         self.written = written;
         self.prefault();
         // Acquire: a new writer continues after the last record its predecessor
@@ -903,16 +678,13 @@ impl Ring {
     }
 
     fn ensure_reader(&mut self) -> Result<(), ReadError> {
-        if self.reader_pid != 0 && self.reader_pid == process::current_pid() {
+        if self.reader_pid != 0 && self.reader_pid == owner::current_pid() {
             return Ok(());
         }
-        let read = self
-            .hdr()
-            .meta
-            .reader
-            .claim()
+        // Liveness judged as the segment allows (never "dead" across pid namespaces).
+        let read = in_segment(self.segment(), || self.hdr().meta.reader.claim())
             .map_err(|pid| ReadError::RoleTaken { pid })?;
-        self.reader_pid = process::current_pid();
+        self.reader_pid = owner::current_pid();
         self.read = read;
         self.prefault();
         // Acquire: pairs with the previous reader's / writer's Release stores.
@@ -929,22 +701,6 @@ impl Ring {
     /// [`WriteError::TooLarge`], [`WriteError::Closed`], [`WriteError::PeerDied`] (the
     /// reader died while the ring was full), [`WriteError::RoleTaken`],
     /// [`WriteError::Corrupt`].
-    ///
-    /// # Examples
-    /// ```
-    /// use shmkit_typed::Ring;
-    ///
-    /// let mut ring = Ring::anonymous(4096)?;
-    /// for line in ["one", "two", "three"] {
-    ///     ring.write(line.as_bytes())?; // one message each; blocks only while full
-    /// }
-    /// let mut got = Vec::new();
-    /// for _ in 0..3 {
-    ///     got.push(ring.read_with(|m| String::from_utf8_lossy(m).into_owned())?);
-    /// }
-    /// assert_eq!(got, ["one", "two", "three"]);
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
     pub fn write(&mut self, msg: &[u8]) -> Result<(), WriteError> {
         self.write_impl(msg.len(), Wait::Until(None), |b| b.copy_from_slice(msg))
     }
@@ -953,42 +709,25 @@ impl Ring {
     ///
     /// # Errors
     /// As [`Ring::write`], plus [`WriteError::Timeout`].
-    ///
-    /// # Examples
-    /// ```
-    /// use std::time::Duration;
-    /// use shmkit_typed::{Ring, WriteError};
-    ///
-    /// let mut ring = Ring::anonymous(64)?;
-    /// let msg = [0u8; 24];
-    /// while ring.try_write(&msg).is_ok() {} // fill it; nobody reads
-    /// let r = ring.write_timeout(&msg, Duration::from_millis(10));
-    /// assert!(matches!(r, Err(WriteError::Timeout)));
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
     pub fn write_timeout(&mut self, msg: &[u8], timeout: Duration) -> Result<(), WriteError> {
         self.write_impl(msg.len(), Wait::timeout(timeout), |b| {
             b.copy_from_slice(msg)
         })
     }
 
+    /// As [`Ring::write_timeout`], giving up at `deadline` (see the
+    /// [type docs](Ring) on `_timeout` and `_deadline`).
+    ///
+    /// # Errors
+    /// As [`Ring::write_timeout`].
+    pub fn write_deadline(&mut self, msg: &[u8], deadline: Instant) -> Result<(), WriteError> {
+        self.write_impl(msg.len(), Wait::at(deadline), |b| b.copy_from_slice(msg))
+    }
+
     /// As [`Ring::write`], failing with [`WriteError::Full`] instead of waiting.
     ///
     /// # Errors
     /// As [`Ring::write`], plus [`WriteError::Full`].
-    ///
-    /// # Examples
-    /// ```
-    /// use shmkit_typed::{Ring, WriteError};
-    ///
-    /// let mut ring = Ring::anonymous(64)?; // the smallest ring
-    /// let msg = [7u8; 16];
-    /// while ring.try_write(&msg).is_ok() {} // fill it
-    /// assert!(matches!(ring.try_write(&msg), Err(WriteError::Full)));
-    /// ring.read_with(|m| assert_eq!(m, msg))?; // the reader frees space
-    /// ring.try_write(&msg)?;
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
     pub fn try_write(&mut self, msg: &[u8]) -> Result<(), WriteError> {
         self.write_impl(msg.len(), Wait::No, |b| b.copy_from_slice(msg))
     }
@@ -999,23 +738,6 @@ impl Ring {
     ///
     /// # Errors
     /// As [`Ring::write`].
-    ///
-    /// # Examples
-    /// ```
-    /// use shmkit_typed::Ring;
-    ///
-    /// let mut ring = Ring::anonymous(4096)?;
-    /// // Serialise straight into the ring: no intermediate buffer.
-    /// let n = ring.write_with(12, |buf| {
-    ///     buf[..4].copy_from_slice(&7u32.to_le_bytes());
-    ///     buf[4..].copy_from_slice(&2.5f64.to_le_bytes());
-    ///     buf.len()
-    /// })?;
-    /// assert_eq!(n, 12);
-    /// let id = ring.read_with(|m| u32::from_le_bytes(m[..4].try_into().unwrap()))?;
-    /// assert_eq!(id, 7);
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
     pub fn write_with<R>(
         &mut self,
         len: usize,
@@ -1028,19 +750,6 @@ impl Ring {
     ///
     /// # Errors
     /// As [`Ring::write_timeout`].
-    ///
-    /// # Examples
-    /// ```
-    /// use std::time::Duration;
-    /// use shmkit_typed::{Ring, WriteError};
-    ///
-    /// let mut ring = Ring::anonymous(64)?;
-    /// ring.write_with_timeout(40, Duration::from_millis(10), |buf| buf.fill(1))?;
-    /// // No room for another 40 bytes until the reader frees some.
-    /// let r = ring.write_with_timeout(40, Duration::from_millis(10), |buf| buf.fill(2));
-    /// assert!(matches!(r, Err(WriteError::Timeout)));
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
     pub fn write_with_timeout<R>(
         &mut self,
         len: usize,
@@ -1050,24 +759,23 @@ impl Ring {
         self.write_impl(len, Wait::timeout(timeout), f)
     }
 
+    /// As [`Ring::write_with_timeout`], giving up at `deadline`.
+    ///
+    /// # Errors
+    /// As [`Ring::write_timeout`].
+    pub fn write_with_deadline<R>(
+        &mut self,
+        len: usize,
+        deadline: Instant,
+        f: impl FnOnce(&mut [u8]) -> R,
+    ) -> Result<R, WriteError> {
+        self.write_impl(len, Wait::at(deadline), f)
+    }
+
     /// As [`Ring::write_with`] without waiting.
     ///
     /// # Errors
     /// As [`Ring::try_write`].
-    ///
-    /// # Examples
-    /// ```
-    /// use shmkit_typed::{Ring, WriteError};
-    ///
-    /// let mut ring = Ring::anonymous(64)?;
-    /// let mut sent = 0;
-    /// while ring.try_write_with(8, |buf| buf.fill(sent)).is_ok() {
-    ///     sent += 1;
-    /// }
-    /// assert!(sent > 0);
-    /// assert!(matches!(ring.try_write_with(8, |_| ()), Err(WriteError::Full)));
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
     pub fn try_write_with<R>(
         &mut self,
         len: usize,
@@ -1110,31 +818,29 @@ impl Ring {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn wait_consumed(&mut self) -> Result<(), WriteError> {
-        self.ensure_writer()?;
-        // The ring is empty exactly when all of it is free.
-        self.wait_for_space(self.cap, Wait::Until(None))
+        self.wait_consumed_impl(Wait::Until(None))
     }
 
     /// As [`Ring::wait_consumed`], giving up with [`WriteError::Timeout`] after `timeout`.
     ///
     /// # Errors
     /// As [`Ring::wait_consumed`], plus [`WriteError::Timeout`].
-    ///
-    /// # Examples
-    /// ```
-    /// use std::time::Duration;
-    /// use shmkit_typed::{Ring, WriteError};
-    ///
-    /// let mut ring = Ring::anonymous(4096)?;
-    /// ring.wait_consumed_timeout(Duration::from_millis(10))?; // nothing written: done
-    /// ring.write(b"unread")?;
-    /// let r = ring.wait_consumed_timeout(Duration::from_millis(10)); // no reader yet
-    /// assert!(matches!(r, Err(WriteError::Timeout)));
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
     pub fn wait_consumed_timeout(&mut self, timeout: Duration) -> Result<(), WriteError> {
+        self.wait_consumed_impl(Wait::timeout(timeout))
+    }
+
+    /// As [`Ring::wait_consumed_timeout`], giving up at `deadline`.
+    ///
+    /// # Errors
+    /// As [`Ring::wait_consumed_timeout`].
+    pub fn wait_consumed_deadline(&mut self, deadline: Instant) -> Result<(), WriteError> {
+        self.wait_consumed_impl(Wait::at(deadline))
+    }
+
+    fn wait_consumed_impl(&mut self, wait: Wait) -> Result<(), WriteError> {
         self.ensure_writer()?;
-        self.wait_for_space(self.cap, Wait::timeout(timeout))
+        // The ring is empty exactly when all of it is free.
+        self.wait_for_space(self.cap, wait)
     }
 
     /// Closes the ring: the reader reads what is left, then gets [`ReadError::Closed`].
@@ -1142,27 +848,13 @@ impl Ring {
     ///
     /// # Errors
     /// [`WriteError::RoleTaken`] if another live process is the writer.
-    ///
-    /// # Examples
-    /// ```
-    /// use shmkit_typed::{ReadError, Ring, WriteError};
-    ///
-    /// let mut ring = Ring::anonymous(4096)?;
-    /// ring.write(b"last")?;
-    /// ring.close()?;
-    /// assert!(ring.is_closed());
-    /// assert!(matches!(ring.write(b"more"), Err(WriteError::Closed)));
-    /// assert_eq!(ring.read_with(|m| m.len())?, 4); // drained first...
-    /// assert!(matches!(ring.read_with(|m| m.len()), Err(ReadError::Closed))); // ...then Closed
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
     pub fn close(&mut self) -> Result<(), WriteError> {
         self.ensure_writer()?;
         let h = self.hdr();
         // Release: pairs with the reader's Acquire of `closed`, after which it reloads
         // `tail` and sees every record published before the close.
         h.meta.closed.store(1, Ordering::Release);
-        Self::wake_if_sleeping(&h.sleep.reader_sleeping, &h.sleep.data_event);
+        h.sleep.data.wake(1);
         Ok(())
     }
 
@@ -1234,21 +926,7 @@ impl Ring {
         let h = self.hdr();
         // Release: the record's bytes happen-before the reader's Acquire of `tail`.
         h.tail.tail.store(self.tail, Ordering::Release);
-        Self::wake_if_sleeping(&h.sleep.reader_sleeping, &h.sleep.data_event);
-    }
-
-    /// After a publish: wakes the peer only if it announced that it sleeps.
-    #[inline]
-    fn wake_if_sleeping(flag: &AtomicU32, event: &AtomicU32) {
-        // SeqCst fence: orders our publish before the flag load, against the peer's
-        // flag store, SeqCst fence and index load in `sleep_until` (Dekker): either
-        // the peer sees our index, or we see its flag.
-        fence(Ordering::SeqCst);
-        if flag.load(Ordering::Relaxed) != 0 {
-            // Release: a sleeper that Acquires the new event value also sees our index.
-            event.fetch_add(1, Ordering::Release);
-            futex_wake(event, 1);
-        }
+        h.sleep.data.wake(1);
     }
 
     fn free_space(&self) -> Result<u32, WriteError> {
@@ -1286,7 +964,9 @@ impl Ring {
             }
             Wait::Until(d) => d,
         };
-        let mut backoff = Backoff::new();
+        let mut backoff = crate::shim::poll_backoff();
+        let mut pace = CheckPace::new();
+        let mut peer_watch = HolderWatch::new();
         while backoff.snooze() {
             if self.refresh_head()? >= need {
                 return Ok(());
@@ -1298,7 +978,7 @@ impl Ring {
             // one that attaches) after this load changes the word and wakes us (see
             // `Drop`), so the change is never slept through.
             let reader = h.meta.reader.word();
-            match h.meta.reader.state_of(reader) {
+            match peer_watch.state_of(self.segment(), &h.meta.reader, reader) {
                 PeerState::Left { count } => {
                     // Its last head is visible (Acquire of LEFT): space it freed
                     // before leaving is not lost.
@@ -1320,53 +1000,19 @@ impl Ring {
             if deadline.is_some_and(|d| d.has_passed()) {
                 return Err(WriteError::Timeout);
             }
-            Self::sleep_until(
-                &h.sleep.writer_sleeping,
-                &h.sleep.space_event,
-                deadline,
-                || {
+            h.sleep
+                .space
+                .park(Some(&pace.next_slice(deadline)), || {
                     // Acquire: as in `refresh_head`.
                     let head = h.head.head.load(Ordering::Acquire);
                     self.cap.wrapping_sub(self.tail.wrapping_sub(head)) >= need
                         || h.meta.reader.word() != reader
-                },
-            )
-            .map_err(WriteError::Os)?;
+                })
+                .map_err(WriteError::Os)?;
             if self.refresh_head()? >= need {
                 return Ok(());
             }
         }
-    }
-
-    /// Raises `flag`, re-checks `ready`, and sleeps on `event` for at most one slice
-    /// (or until `deadline`). Returns whether `ready` held before sleeping, or the
-    /// futex's error (which the caller returns: retrying it would spin).
-    fn sleep_until(
-        flag: &AtomicU32,
-        event: &AtomicU32,
-        deadline: Option<Deadline>,
-        ready: impl Fn() -> bool,
-    ) -> std::io::Result<bool> {
-        flag.store(1, Ordering::Relaxed);
-        // SeqCst fence: pairs with the one in `wake_if_sleeping` (see there).
-        fence(Ordering::SeqCst);
-        // Acquire: pairs with the Release bump in `wake_if_sleeping`; loaded before
-        // the re-check so that a wake after the re-check changes the value we sleep on.
-        let ev = event.load(Ordering::Acquire);
-        let was_ready = ready();
-        let slept = if was_ready {
-            Ok(())
-        } else {
-            let slice = Deadline::after(SLEEP_SLICE);
-            let until = match deadline {
-                Some(d) if d < slice => d,
-                _ => slice,
-            };
-            futex_wait(event, ev, Some(&until))
-        };
-        // Relaxed: a stale 1 only costs the peer one unneeded wake.
-        flag.store(0, Ordering::Relaxed);
-        slept.map(|()| was_ready)
     }
 
     // ----- reader -----
@@ -1378,20 +1024,6 @@ impl Ring {
     /// [`ReadError::Closed`] once the ring is closed and drained,
     /// [`ReadError::PeerDied`] when the writer died (after every complete message was
     /// read), [`ReadError::RoleTaken`], [`ReadError::Corrupt`].
-    ///
-    /// # Examples
-    /// ```
-    /// use shmkit_typed::Ring;
-    ///
-    /// let mut ring = Ring::anonymous(4096)?;
-    /// ring.write(b"42,17")?;
-    /// // Parse in place: `msg` points into shared memory, released when the closure returns.
-    /// let sum: u32 = ring.read_with(|msg| {
-    ///     std::str::from_utf8(msg).unwrap().split(',').map(|n| n.parse::<u32>().unwrap()).sum()
-    /// })?;
-    /// assert_eq!(sum, 59);
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
     pub fn read_with<R>(&mut self, f: impl FnOnce(&[u8]) -> R) -> Result<R, ReadError> {
         self.read_impl(Wait::Until(None), f)
     }
@@ -1400,19 +1032,6 @@ impl Ring {
     ///
     /// # Errors
     /// As [`Ring::read_with`], plus [`ReadError::Timeout`].
-    ///
-    /// # Examples
-    /// ```
-    /// use std::time::Duration;
-    /// use shmkit_typed::{ReadError, Ring};
-    ///
-    /// let mut ring = Ring::anonymous(4096)?;
-    /// let r = ring.read_with_timeout(Duration::from_millis(10), |m| m.len());
-    /// assert!(matches!(r, Err(ReadError::Timeout))); // nothing written
-    /// ring.write(b"ok")?;
-    /// assert_eq!(ring.read_with_timeout(Duration::from_millis(10), |m| m.len())?, 2);
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
     pub fn read_with_timeout<R>(
         &mut self,
         timeout: Duration,
@@ -1421,23 +1040,23 @@ impl Ring {
         self.read_impl(Wait::timeout(timeout), f)
     }
 
+    /// As [`Ring::read_with_timeout`], giving up at `deadline`.
+    ///
+    /// # Errors
+    /// As [`Ring::read_with_timeout`].
+    pub fn read_with_deadline<R>(
+        &mut self,
+        deadline: Instant,
+        f: impl FnOnce(&[u8]) -> R,
+    ) -> Result<R, ReadError> {
+        self.read_impl(Wait::at(deadline), f)
+    }
+
     /// As [`Ring::read_with`], failing with [`ReadError::Empty`] instead of waiting
     /// (it does not check the writer's liveness).
     ///
     /// # Errors
     /// As [`Ring::read_with`] (except `PeerDied`), plus [`ReadError::Empty`].
-    ///
-    /// # Examples
-    /// ```
-    /// use shmkit_typed::{ReadError, Ring};
-    ///
-    /// let mut ring = Ring::anonymous(4096)?;
-    /// // A polling loop that never sleeps (e.g. inside an event loop).
-    /// assert!(matches!(ring.try_read_with(|m| m.len()), Err(ReadError::Empty)));
-    /// ring.write(b"x")?;
-    /// assert_eq!(ring.try_read_with(|m| m.len())?, 1);
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
     pub fn try_read_with<R>(&mut self, f: impl FnOnce(&[u8]) -> R) -> Result<R, ReadError> {
         self.read_impl(Wait::No, f)
     }
@@ -1446,23 +1065,6 @@ impl Ring {
     ///
     /// # Errors
     /// As [`Ring::read_with`].
-    ///
-    /// # Examples
-    /// ```
-    /// use std::time::Duration;
-    /// use shmkit_typed::{ReadError, Ring};
-    ///
-    /// let mut ring = Ring::anonymous(4096)?;
-    /// ring.write(b"first")?;
-    /// ring.write(b"2nd")?;
-    /// let mut buf = Vec::with_capacity(64); // reused: no allocation per message
-    /// assert_eq!(ring.read_into(&mut buf)?, 5);
-    /// assert_eq!(ring.read_into(&mut buf)?, 3);
-    /// assert_eq!(buf, b"2nd"); // replaced, not appended
-    /// let r = ring.read_into_timeout(&mut buf, Duration::from_millis(10));
-    /// assert!(matches!(r, Err(ReadError::Timeout)));
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
     pub fn read_into(&mut self, buf: &mut Vec<u8>) -> Result<usize, ReadError> {
         self.read_impl(Wait::Until(None), |m| copy_into(buf, m))
     }
@@ -1471,19 +1073,6 @@ impl Ring {
     ///
     /// # Errors
     /// As [`Ring::read_with_timeout`].
-    ///
-    /// # Examples
-    /// ```
-    /// use std::time::Duration;
-    /// use shmkit_typed::Ring;
-    ///
-    /// let mut ring = Ring::anonymous(4096)?;
-    /// ring.write(b"tick")?;
-    /// let mut buf = Vec::new();
-    /// assert_eq!(ring.read_into_timeout(&mut buf, Duration::from_millis(10))?, 4);
-    /// assert!(ring.read_into_timeout(&mut buf, Duration::from_millis(10)).is_err());
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
     pub fn read_into_timeout(
         &mut self,
         buf: &mut Vec<u8>,
@@ -1492,23 +1081,22 @@ impl Ring {
         self.read_impl(Wait::timeout(timeout), |m| copy_into(buf, m))
     }
 
+    /// As [`Ring::read_into_timeout`], giving up at `deadline`.
+    ///
+    /// # Errors
+    /// As [`Ring::read_with_timeout`].
+    pub fn read_into_deadline(
+        &mut self,
+        buf: &mut Vec<u8>,
+        deadline: Instant,
+    ) -> Result<usize, ReadError> {
+        self.read_impl(Wait::at(deadline), |m| copy_into(buf, m))
+    }
+
     /// As [`Ring::read_into`] without waiting.
     ///
     /// # Errors
     /// As [`Ring::try_read_with`].
-    ///
-    /// # Examples
-    /// ```
-    /// use shmkit_typed::Ring;
-    ///
-    /// let mut ring = Ring::anonymous(4096)?;
-    /// let mut buf = Vec::new();
-    /// assert!(ring.try_read_into(&mut buf).is_err()); // empty: does not wait
-    /// ring.write(b"abc")?;
-    /// assert_eq!(ring.try_read_into(&mut buf)?, 3);
-    /// assert_eq!(buf, b"abc");
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
     pub fn try_read_into(&mut self, buf: &mut Vec<u8>) -> Result<usize, ReadError> {
         self.read_impl(Wait::No, |m| copy_into(buf, m))
     }
@@ -1585,7 +1173,7 @@ impl Ring {
         // Release: our reads of the record happen-before the writer's Acquire of
         // `head` and its overwrite.
         h.head.head.store(self.head, Ordering::Release);
-        Self::wake_if_sleeping(&h.sleep.writer_sleeping, &h.sleep.space_event);
+        h.sleep.space.wake(1);
     }
 
     /// Waits until at least one byte is available (then `cached_tail` is fresh).
@@ -1603,7 +1191,9 @@ impl Ring {
             }
             Wait::Until(d) => d,
         };
-        let mut backoff = Backoff::new();
+        let mut backoff = crate::shim::poll_backoff();
+        let mut pace = CheckPace::new();
+        let mut peer_watch = HolderWatch::new();
         while backoff.snooze() {
             if self.refresh_tail()? > 0 {
                 return Ok(());
@@ -1612,17 +1202,14 @@ impl Ring {
         loop {
             let h = self.hdr();
             let head = self.head;
-            Self::sleep_until(
-                &h.sleep.reader_sleeping,
-                &h.sleep.data_event,
-                deadline,
-                || {
+            h.sleep
+                .data
+                .park(Some(&pace.next_slice(deadline)), || {
                     // Acquire: as in `refresh_tail`; `closed` Acquire pairs with `close`.
                     h.tail.tail.load(Ordering::Acquire) != head
                         || h.meta.closed.load(Ordering::Acquire) != 0
-                },
-            )
-            .map_err(ReadError::Os)?;
+                })
+                .map_err(ReadError::Os)?;
             if self.refresh_tail()? > 0 {
                 return Ok(());
             }
@@ -1634,7 +1221,8 @@ impl Ring {
                     Err(ReadError::Closed)
                 };
             }
-            match self.hdr().meta.writer.state() {
+            let h = self.hdr();
+            match peer_watch.state_of(self.segment(), &h.meta.writer, h.meta.writer.word()) {
                 // A dead writer publishes nothing more; what it published is visible.
                 PeerState::Died { pid } => {
                     return if self.refresh_tail()? > 0 {
@@ -1668,16 +1256,17 @@ fn copy_into(buf: &mut Vec<u8>, msg: &[u8]) -> usize {
 }
 
 #[cfg(not(loom))]
-impl crate::in_segment::InSegment for Ring {
-    type LayoutError = RingLayoutError;
+impl crate::family::sealed::Layout for Ring {
+    type Init = usize;
+    const OBJECT: &'static str = "Ring";
 
     fn tag() -> shmkit_segment::TypeTag {
         Ring::type_tag()
     }
 
-    fn payload_size(capacity: usize) -> Result<usize, RingLayoutError> {
-        Ring::check_capacity(capacity)?;
-        Ok(Ring::region_size(capacity))
+    fn payload_size(capacity: &usize) -> Result<usize, crate::CreateError> {
+        Ring::check_capacity(*capacity)?;
+        Ok(Ring::region_size(*capacity))
     }
 
     unsafe fn init_payload(ptr: *mut u8, len: usize, capacity: usize) {
@@ -1686,14 +1275,18 @@ impl crate::in_segment::InSegment for Ring {
         let _ = unsafe { Ring::init(ptr, len, capacity) };
     }
 
-    fn from_segment(seg: shmkit_segment::Segment) -> Result<Ring, RingLayoutError> {
-        Ring::from_segment(seg)
+    fn from_segment(seg: shmkit_segment::Segment) -> Result<Ring, crate::OpenError> {
+        Ok(Ring::from_segment(seg)?)
+    }
+
+    fn check_init(&self, capacity: &usize) -> Result<(), crate::OpenError> {
+        crate::family::check_payload(self.segment(), Ring::region_size(*capacity))
     }
 }
 
 impl Drop for Ring {
     fn drop(&mut self) {
-        let me = process::current_pid();
+        let me = owner::current_pid();
         if self.writer_pid != 0 && self.writer_pid == me {
             let _ = self.close();
             // After the close: a reader that sees the writer gone sees `closed`.
@@ -1705,7 +1298,7 @@ impl Drop for Ring {
             // published, and the next reader continues from it.
             if h.meta.reader.release(self.read) {
                 // A writer asleep on a full ring learns at once, not after a slice.
-                Self::wake_if_sleeping(&h.sleep.writer_sleeping, &h.sleep.space_event);
+                h.sleep.space.wake(1);
             }
         }
     }

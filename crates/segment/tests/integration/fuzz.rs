@@ -10,12 +10,13 @@
 //! mapping; never an endless wait (deadlines are already past, or 2 ms for real
 //! segments).
 
-use std::os::unix::fs::FileExt;
+use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::Path;
 use std::time::Duration;
 
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestRunner};
+
 use shmkit_segment::fuzz::{header_validate, header_validate_bytes, name_validate, valid_header};
 use shmkit_segment::{
     header::TAG_NAME_LEN, CreateError, OpenError, Segment, TypeTag, HEADER_LEN, LAYOUT_VERSION,
@@ -125,15 +126,24 @@ fn u64_at(b: &[u8; HEADER_LEN], o: usize) -> u64 {
 }
 
 /// The specification, written independently of the crate's code: a header opens iff
-/// it is shmkit's magic and version, READY, 128-byte header and offset, offset +
+/// it is shmkit's magic and version, READY (possibly flagged "shared across pid
+/// namespaces", bit 16), 128-byte header and offset, offset +
 /// payload == total without overflow, total fits in the mapping, and the tag equals
 /// the one asked for (`TypeTag::BYTES`: kind 0, size 1, align 1, its fingerprint).
 fn spec_ok(b: &[u8; HEADER_LEN], mapping_len: u64) -> bool {
+    spec_ok_in(b, mapping_len, 0)
+}
+
+/// [`spec_ok`] for an opener in pid namespace `ours` (0 = unknown): also, a creator in
+/// another known pid namespace is refused (no opt-in is given).
+fn spec_ok_in(b: &[u8; HEADER_LEN], mapping_len: u64, ours: u64) -> bool {
     let bytes_tag = TypeTag::BYTES;
-    mapping_len >= HEADER_LEN as u64
+    let creator_ns = u64_at(b, 120);
+    (ours == 0 || creator_ns == 0 || creator_ns == ours)
+        && mapping_len >= HEADER_LEN as u64
         && u64_at(b, 0) == MAGIC
         && u32_at(b, 8) == LAYOUT_VERSION
-        && u32_at(b, 12) == 1
+        && (u32_at(b, 12) == 1 || u32_at(b, 12) == 1 | 1 << 16)
         && u32_at(b, 20) == 128
         && u64_at(b, 32) == 128
         && 128u64.checked_add(u64_at(b, 40)) == Some(u64_at(b, 24))
@@ -318,7 +328,9 @@ fn corrupted_real_segments_fail_cleanly() {
                 let too_small = matches!(r, Err(OpenError::TooSmall { .. }));
                 prop_assert!(too_small, "{:?}", r);
             } else {
-                prop_assert_eq!(r.is_ok(), spec_ok(&now, real_len), "{:?}: {:?}", muts, r);
+                let ours = std::fs::metadata("/proc/self/ns/pid").map_or(0, |m| m.ino());
+                let ok = spec_ok_in(&now, real_len, ours);
+                prop_assert_eq!(r.is_ok(), ok, "{:?}: {:?}", muts, r);
             }
             if let Ok(opened) = r {
                 prop_assert!(HEADER_LEN + opened.payload_len() <= real_len as usize);

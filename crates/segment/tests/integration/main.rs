@@ -10,6 +10,7 @@ mod anonymous;
 mod bad_input;
 mod common;
 mod conformance;
+mod creator_zombie;
 mod fuzz;
 mod init_panic;
 mod list;

@@ -57,7 +57,7 @@ shm = attach({name:?})
 import os
 assert pidns == os.stat('/proc/self/ns/pid').st_ino, pidns
 assert magic == b'SHMKITSG', magic
-assert version == 1 and state == 1 and hlen == 128 and poff == 128, (version, state, hlen, poff)
+assert version == 2 and state & 0xffff == 1 and hlen == 128 and poff == 128, (version, state, hlen, poff)
 assert psize == 1024 and total == 1152 and shm.size >= total, (psize, total, shm.size)
 assert tname[:nlen] == b'bytes', tname
 def fnv(data, h=0xcbf29ce484222325):

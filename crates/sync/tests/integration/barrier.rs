@@ -152,7 +152,7 @@ fn a_party_slot_whose_pid_was_reused_is_reported_dead() {
     unsafe { Barrier::init_in_place(region.as_ptr().cast(), 2) };
     let barrier: &Barrier = at(&region, 0);
     let pid = std::process::id();
-    let start = shmkit_sync::process::start_time(pid).expect("we exist");
+    let start = shmkit_sys::owner::start_time(pid).expect("we exist");
     let slot0: &std::sync::atomic::AtomicU64 = at(&region, 16);
     slot0.store(
         (u64::from(start.wrapping_add(1)) << 32) | u64::from(pid),

@@ -11,11 +11,11 @@
 
 use std::time::Duration;
 
-use shmkit_sync::futex::fault;
 use shmkit_sync::{
     Barrier, BarrierError, Condvar, Event, EventError, LockError, Mutex, RwLock, Semaphore,
     SemaphoreError,
 };
+use shmkit_sys::futex::fault;
 use shmkit_testkit::{fork_child, Pipe, SharedRegion};
 
 /// Long enough that a retry loop would be caught spinning, never reached by a correct

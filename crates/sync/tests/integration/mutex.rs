@@ -487,3 +487,50 @@ fn make_consistent_and_poison_refuse_a_caller_that_does_not_hold_the_lock() {
     assert_eq!(raw.poison(), Err(NotHeld));
     assert!(!raw.is_poisoned(), "poison without the lock poisoned it");
 }
+
+/// A process restarted under the pid (here: thread id) of a holder that died — pid 1
+/// in a restarted container over a persisted segment — is told apart by its start
+/// time: it recovers the lock with `OwnerDied`, never `WouldDeadlock` or a timeout.
+#[test]
+fn a_lock_left_under_a_reused_thread_id_is_recovered_by_the_new_thread() {
+    let region = SharedRegion::new(4096);
+    let m: &Mutex<u64> = shared(&region);
+    let child = fork_child(|| {
+        // The forked child's only thread has tid == pid.
+        let tid = std::process::id();
+        let start = u64::from(shmkit_sys::owner::current_start_time());
+        let other_start = if start == 0 { 1 } else { start - 1 };
+        // Forge "held by a dead thread that had our tid": the lock word names our tid,
+        // the owner word our tid with another start time (offsets 0 and 8 of RawMutex).
+        // SAFETY: the region is page aligned and zeroed; offsets 0 and 8 hold the
+        // mutex's AtomicU32 lock word and AtomicU64 owner word, and no other thread
+        // or process touches the mutex while the child forges it.
+        let (word, owner) = unsafe {
+            (
+                &*(region.as_ptr() as *const AtomicU32),
+                &*(region.as_ptr().add(8) as *const std::sync::atomic::AtomicU64),
+            )
+        };
+        word.store(tid, Ordering::Relaxed);
+        owner.store(u64::from(tid) | (other_start << 32), Ordering::Release);
+        match m.lock_timeout(Duration::from_secs(10)) {
+            Err(LockError::OwnerDied(g)) => {
+                g.make_consistent();
+                0
+            }
+            Err(LockError::WouldDeadlock) => 2,
+            Err(LockError::Timeout) => 3,
+            _ => 4,
+        }
+    });
+    let mut child = child;
+    assert_eq!(
+        child.wait(),
+        Exit::Code(0),
+        "0 = recovered; 2 = WouldDeadlock, 3 = Timeout, 4 = other"
+    );
+    assert!(
+        m.try_lock().is_ok(),
+        "the recovered lock was released normally"
+    );
+}

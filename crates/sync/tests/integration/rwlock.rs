@@ -296,7 +296,7 @@ fn a_reader_slot_whose_tid_was_reused_by_another_thread_is_reclaimed() {
     let lock: &RwLock<u32> = at(&region, 0);
     // SAFETY: gettid has no preconditions.
     let tid = unsafe { libc::gettid() } as u32;
-    let start = shmkit_sync::process::start_time(tid).expect("our own thread exists");
+    let start = shmkit_sys::owner::start_time(tid).expect("our own thread exists");
     let forged = (u64::from(start.wrapping_add(1)) << 32) | u64::from(tid);
     let state: &AtomicU32 = at(&region, 0);
     let slot3: &std::sync::atomic::AtomicU64 = at(&region, 24 + 8 * 3);

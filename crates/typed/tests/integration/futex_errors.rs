@@ -4,13 +4,13 @@
 //! returned `Timeout` after ~10 million failed waits, `get_timeout(1s)` on an empty
 //! queue after ~500 000 (release build).
 //!
-//! The failure is injected with the hidden `shmkit_sync::futex::fault` hook (it fails
+//! The failure is injected with the hidden `shmkit_sys::futex::fault` hook (it fails
 //! the calling thread's next waits as if `futex(2)` had returned that errno, and counts
 //! them). It is per thread, so these tests run beside the others in this binary.
 
 use std::time::{Duration, Instant};
 
-use shmkit_sync::futex::fault;
+use shmkit_sys::futex::fault;
 use shmkit_testkit::{fork_child, Pipe};
 use shmkit_typed::{
     AccessError, GetError, PutError, Queue, ReadError, Ring, SharedArray, SharedValue, WriteError,

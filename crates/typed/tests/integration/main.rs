@@ -6,8 +6,12 @@
 //! process-wide state; the futex fault hook used by `futex_errors` is per thread.
 
 mod array;
+mod deadlines;
 mod futex_errors;
 mod fuzz;
+mod homes;
+mod pid_namespace;
 mod queue;
 mod ring;
 mod value;
+mod versions;

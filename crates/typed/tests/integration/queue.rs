@@ -242,3 +242,41 @@ fn anonymous_queue_is_shared_with_forked_children() {
     assert_eq!(sum, 3 * 4999 * 5000 / 2);
     producer.join_ok();
 }
+
+/// A consumer that is alive but hung (holds no claim, takes nothing) leaves a full
+/// queue full: a timed put hands the item back with `Timeout`; a producer that hangs
+/// likewise leaves consumers a `Timeout`, never an error about a departed peer.
+#[test]
+fn hung_peers_make_timed_calls_time_out() {
+    let region = new_queue(4);
+    let attached = Pipe::new();
+    let release = Pipe::new();
+    let consumer = fork_child(|| {
+        let q = attach(&region);
+        if q.get().is_err() {
+            return 1;
+        }
+        attached.send(1);
+        release.recv();
+        0
+    });
+    let q = attach(&region);
+    q.put(1).expect("first item");
+    attached.recv_n(1);
+    for i in 0..4 {
+        q.put(10 + i).expect("room for four");
+    }
+    match q.put_timeout(99, std::time::Duration::from_millis(50)) {
+        Err(shmkit_typed::PutError::Timeout(99)) => {}
+        other => panic!("expected Timeout(99), got {other:?}"),
+    }
+    release.send(1);
+    consumer.join_ok();
+    for i in 0..4 {
+        assert_eq!(q.get(), Ok(10 + i));
+    }
+    assert_eq!(
+        q.get_timeout(std::time::Duration::from_millis(50)),
+        Err(GetError::Timeout)
+    );
+}

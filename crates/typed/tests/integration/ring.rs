@@ -408,7 +408,7 @@ fn a_new_process_with_the_dead_readers_pid_can_claim_the_role() {
     // Forge the word a dead reader with our pid but another start time would have
     // left (what a restarted container that reuses pid 1 finds).
     let pid = u64::from(std::process::id());
-    let start = u64::from(shmkit_sync::process::current_start_time() ^ 1);
+    let start = u64::from(shmkit_sys::owner::current_start_time() ^ 1);
     // SAFETY: the word is 8-aligned inside the mapped header; no handle is attached.
     unsafe {
         (region.as_ptr().add(READER_WORD_OFFSET) as *mut u64).write(pid | (start << 32));
@@ -445,4 +445,37 @@ fn writer_that_exits_without_close_gives_the_reader_closed_after_draining() {
     assert!(matches!(err, ReadError::Closed), "{err:?}");
     hold.send(0);
     writer.join_ok();
+}
+
+/// A reader that is alive but hung (attached, never reads again) is neither dead nor
+/// gone: a writer on the full ring waits, and a timed write says `Timeout`, never
+/// `PeerDied` or `ReaderLeft`.
+#[test]
+fn a_hung_reader_makes_a_timed_write_time_out_not_report_a_departure() {
+    let region = new_ring(4096);
+    let attached = Pipe::new();
+    let release = Pipe::new();
+    let reader = fork_child(|| {
+        let mut ring = attach(&region);
+        let mut buf = Vec::new();
+        if ring.read_into(&mut buf).is_err() {
+            return 1;
+        }
+        attached.send(1);
+        // Hung: holds the reader role and reads nothing until told to go.
+        release.recv();
+        0
+    });
+    let mut ring = attach(&region);
+    ring.write(&[1; 64]).expect("first message");
+    attached.recv_n(1);
+    let err = loop {
+        match ring.write_timeout(&[2; 64], Duration::from_millis(50)) {
+            Ok(()) => {}
+            Err(e) => break e,
+        }
+    };
+    assert!(matches!(err, WriteError::Timeout), "{err:?}");
+    release.send(1);
+    reader.join_ok();
 }

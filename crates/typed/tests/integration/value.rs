@@ -88,8 +88,7 @@ fn opening_with_another_type_names_both_types() {
         Err(OpenError::TypeMismatch { .. })
     ));
     let msg = SharedValue::<i64>::open(&name)
-        .err()
-        .expect("mismatch")
+        .expect_err("mismatch")
         .to_string();
     assert!(msg.contains("i64") && msg.contains("u64"), "{msg}");
 }
@@ -148,14 +147,14 @@ fn creating_a_name_twice_is_an_error() {
     let name = unique_name("value-twice");
     let _cleanup = ShmCleanup::new(&name);
     let _v = SharedValue::<u8>::create(&name, 1).expect("create");
-    let err = SharedValue::<u8>::create(&name, 2).err().expect("exists");
+    let err = SharedValue::<u8>::create(&name, 2).expect_err("exists");
     assert!(err.to_string().contains("already exists"), "{err}");
 }
 
 #[test]
 fn opening_a_missing_name_is_an_error() {
     let name = unique_name("value-missing");
-    let err = SharedValue::<u8>::open(&name).err().expect("missing");
+    let err = SharedValue::<u8>::open(&name).expect_err("missing");
     assert!(matches!(err, OpenError::Segment(_)), "{err:?}");
 }
 

@@ -10,12 +10,15 @@
 //! does not stretch its timeout, and a change of the wall clock does not shorten or
 //! lengthen it (the bug behind raw_sync #39).
 //!
-//! We call the syscall through `libc::syscall` by hand because neither `libc` nor
-//! `rustix` offers a safe wrapper for `FUTEX_WAIT_BITSET` on a shared word with an
-//! absolute monotonic deadline that we can use without pulling in a larger crate.
+//! The syscalls go through `rustix::thread::futex` (`wait_bitset` with
+//! `FUTEX_BITSET_MATCH_ANY`, `wake`): safe wrappers, no `unsafe` here.
 
+use std::num::NonZeroU32;
 use std::sync::atomic::AtomicU32;
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+use rustix::io::Errno;
+use rustix::thread::futex::{self as sys_futex, Flags, Timespec};
 
 /// An absolute point in time on `CLOCK_MONOTONIC`, the clock the kernel uses for
 /// `FUTEX_WAIT_BITSET` without `FUTEX_CLOCK_REALTIME`.
@@ -23,7 +26,7 @@ use std::time::Duration;
 /// # Examples
 /// ```
 /// use std::time::Duration;
-/// use shmkit_sync::Deadline;
+/// use shmkit_sys::futex::Deadline;
 ///
 /// let later = Deadline::after(Duration::from_secs(60));
 /// assert!(!later.has_passed());
@@ -40,14 +43,7 @@ pub struct Deadline {
 }
 
 fn monotonic_now_nanos() -> u128 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: `ts` is a valid, writable timespec and CLOCK_MONOTONIC always exists on
-    // Linux, so clock_gettime only writes into `ts`.
-    let rc = unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-    debug_assert_eq!(rc, 0, "clock_gettime(CLOCK_MONOTONIC) cannot fail");
+    let ts = rustix::time::clock_gettime(rustix::time::ClockId::Monotonic);
     ts.tv_sec as u128 * 1_000_000_000 + ts.tv_nsec as u128
 }
 
@@ -56,7 +52,7 @@ impl Deadline {
     ///
     /// # Examples
     /// ```
-    /// use shmkit_sync::Deadline;
+    /// use shmkit_sys::futex::Deadline;
     ///
     /// let a = Deadline::now();
     /// let b = Deadline::now();
@@ -73,7 +69,7 @@ impl Deadline {
     /// # Examples
     /// ```
     /// use std::time::Duration;
-    /// use shmkit_sync::Deadline;
+    /// use shmkit_sys::futex::Deadline;
     ///
     /// let d = Deadline::after(Duration::from_secs(5));
     /// assert!(d > Deadline::now() && d.remaining() <= Duration::from_secs(5));
@@ -86,12 +82,20 @@ impl Deadline {
         }
     }
 
+    /// The point `when`, read on the same clock (`Instant` is `CLOCK_MONOTONIC` on
+    /// Linux). An `Instant` in the past is a deadline that has passed; one too far
+    /// ahead to reach saturates, which means no deadline.
+    ///
+    pub fn at(when: Instant) -> Self {
+        Self::after(when.saturating_duration_since(Instant::now()))
+    }
+
     /// `None` → no deadline; `Some(d)` → `Deadline::after(d)`.
     ///
     /// # Examples
     /// ```
     /// use std::time::Duration;
-    /// use shmkit_sync::Deadline;
+    /// use shmkit_sys::futex::Deadline;
     ///
     /// assert_eq!(Deadline::from_timeout(None), None); // wait forever
     /// let d = Deadline::from_timeout(Some(Duration::from_secs(1))).expect("some");
@@ -106,7 +110,7 @@ impl Deadline {
     /// # Examples
     /// ```
     /// use std::time::Duration;
-    /// use shmkit_sync::Deadline;
+    /// use shmkit_sys::futex::Deadline;
     ///
     /// assert!(!Deadline::after(Duration::from_secs(60)).has_passed());
     /// assert!(Deadline::after(Duration::ZERO).has_passed());
@@ -120,7 +124,7 @@ impl Deadline {
     /// # Examples
     /// ```
     /// use std::time::Duration;
-    /// use shmkit_sync::Deadline;
+    /// use shmkit_sys::futex::Deadline;
     ///
     /// let d = Deadline::after(Duration::from_secs(30));
     /// assert!(d.remaining() > Duration::ZERO && d.remaining() <= Duration::from_secs(30));
@@ -133,11 +137,24 @@ impl Deadline {
     }
 
     /// As a normalised `timespec` (0 <= tv_nsec < 1e9), as the kernel requires.
-    fn as_timespec(&self) -> libc::timespec {
+    fn as_timespec(&self) -> Timespec {
         let secs = self.nanos / 1_000_000_000;
-        libc::timespec {
-            tv_sec: libc::time_t::try_from(secs).unwrap_or(libc::time_t::MAX),
-            tv_nsec: (self.nanos % 1_000_000_000) as libc::c_long,
+        Timespec {
+            tv_sec: i64::try_from(secs).unwrap_or(i64::MAX),
+            tv_nsec: (self.nanos % 1_000_000_000) as _,
+        }
+    }
+
+    /// Nanoseconds since the (arbitrary) epoch of `CLOCK_MONOTONIC`.
+    pub fn as_nanos(&self) -> u128 {
+        self.nanos
+    }
+
+    /// The earlier of `self` and `other` (`None`: no deadline).
+    pub fn min_with(self, other: Option<Deadline>) -> Deadline {
+        match other {
+            Some(o) if o < self => o,
+            _ => self,
         }
     }
 }
@@ -148,7 +165,7 @@ impl Deadline {
 /// # Examples
 /// ```
 /// use std::sync::atomic::AtomicU32;
-/// use shmkit_sync::futex::{self, Deadline, WaitOutcome};
+/// use shmkit_sys::futex::{self, Deadline, WaitOutcome};
 ///
 /// let word = AtomicU32::new(5);
 /// assert_eq!(futex::wait(&word, 4, None)?, WaitOutcome::ValueChanged); // not 4: no sleep
@@ -185,7 +202,7 @@ pub enum WaitOutcome {
 /// # Examples
 /// ```
 /// use std::sync::atomic::{AtomicU32, Ordering};
-/// use shmkit_sync::futex::{self, Deadline, WaitOutcome};
+/// use shmkit_sys::futex::{self, Deadline, WaitOutcome};
 ///
 /// let word = AtomicU32::new(0);
 /// std::thread::scope(|s| {
@@ -215,46 +232,29 @@ pub fn wait(
         }
     }
     let ts = deadline.map(Deadline::as_timespec);
-    let ts_ptr: *const libc::timespec = match &ts {
-        Some(t) => t,
-        None => std::ptr::null(),
+    let result = match fault::take() {
+        Some(errno) => Err(Errno::from_raw_os_error(errno)),
+        // FUTEX_WAIT_BITSET with FUTEX_BITSET_MATCH_ANY behaves as FUTEX_WAIT with an
+        // absolute CLOCK_MONOTONIC timeout. No FUTEX_PRIVATE_FLAG: the word is shared
+        // between processes.
+        None => sys_futex::wait_bitset(word, Flags::empty(), expected, ts.as_ref(), MATCH_ANY),
     };
-    let errno = if let Some(errno) = fault::take() {
-        Some(errno)
-    } else {
-        // SAFETY: `word` is a valid, aligned AtomicU32 for the duration of the call (it
-        // is borrowed); the kernel only reads it. `ts_ptr` is null or points to `ts`,
-        // which outlives the call. FUTEX_WAIT_BITSET with FUTEX_BITSET_MATCH_ANY behaves
-        // as FUTEX_WAIT with an absolute CLOCK_MONOTONIC timeout.
-        let rc = unsafe {
-            libc::syscall(
-                libc::SYS_futex,
-                word.as_ptr(),
-                libc::FUTEX_WAIT_BITSET,
-                expected,
-                ts_ptr,
-                std::ptr::null::<u32>(),
-                libc::FUTEX_BITSET_MATCH_ANY,
-            )
-        };
-        if rc == 0 {
-            return Ok(WaitOutcome::Woken);
-        }
-        std::io::Error::last_os_error().raw_os_error()
-    };
-    match errno {
-        Some(libc::EAGAIN) => Ok(WaitOutcome::ValueChanged),
-        Some(libc::ETIMEDOUT) => Ok(WaitOutcome::TimedOut),
+    match result {
+        Ok(()) => Ok(WaitOutcome::Woken),
+        Err(Errno::AGAIN) => Ok(WaitOutcome::ValueChanged),
+        Err(Errno::TIMEDOUT) => Ok(WaitOutcome::TimedOut),
         // EINTR: a signal arrived; the caller re-checks and waits again with the same
         // absolute deadline.
-        Some(libc::EINTR) => Ok(WaitOutcome::Woken),
+        Err(Errno::INTR) => Ok(WaitOutcome::Woken),
         // EFAULT/EINVAL/ENOSYS mean a bug (an unmapped or misaligned word, a bad
         // timespec) or a kernel without futexes. Retrying would never sleep again (the
         // same call fails at once), so the caller must give up: return the error.
-        Some(errno) => Err(std::io::Error::from_raw_os_error(errno)),
-        None => Err(std::io::Error::other("futex wait failed without an errno")),
+        Err(errno) => Err(errno.into()),
     }
 }
+
+/// `FUTEX_BITSET_MATCH_ANY`.
+const MATCH_ANY: NonZeroU32 = NonZeroU32::MAX;
 
 /// Fault injection for tests of the error paths: makes the next `n` calls of [`wait`]
 /// on the calling thread fail with a chosen errno *without* calling the kernel, exactly
@@ -323,21 +323,15 @@ pub mod fault {
 /// # Examples
 /// ```
 /// use std::sync::atomic::AtomicU32;
-/// use shmkit_sync::futex;
+/// use shmkit_sys::futex;
 ///
 /// let word = AtomicU32::new(0);
 /// assert_eq!(futex::wake(&word, 1), 0); // nobody sleeps on it
 /// ```
 pub fn wake(word: &AtomicU32, n: u32) -> usize {
-    let n = n.min(i32::MAX as u32) as i32;
-    // SAFETY: `word` is a valid, aligned AtomicU32 (borrowed for the call); FUTEX_WAKE
-    // does not access the memory behind it beyond hashing its page.
-    let rc = unsafe { libc::syscall(libc::SYS_futex, word.as_ptr(), libc::FUTEX_WAKE, n) };
-    if rc < 0 {
-        0
-    } else {
-        rc as usize
-    }
+    let n = n.min(i32::MAX as u32);
+    // An error (EFAULT on an unmapped word) wakes nobody; the matching wait reports it.
+    sys_futex::wake(word, Flags::empty(), n).unwrap_or(0)
 }
 
 /// Wakes every waiter on `word`.
@@ -345,7 +339,7 @@ pub fn wake(word: &AtomicU32, n: u32) -> usize {
 /// # Examples
 /// ```
 /// use std::sync::atomic::{AtomicU32, Ordering};
-/// use shmkit_sync::futex;
+/// use shmkit_sys::futex;
 ///
 /// let gate = AtomicU32::new(0);
 /// std::thread::scope(|s| {
@@ -393,6 +387,14 @@ mod tests {
         let w = AtomicU32::new(0);
         w.store(1, Ordering::Relaxed);
         assert_eq!(wake_all(&w), 0);
+    }
+
+    #[test]
+    fn deadline_at_an_instant_reads_the_same_clock() {
+        use std::time::Instant;
+        let d = Deadline::at(Instant::now() + Duration::from_secs(5));
+        assert!(!d.has_passed() && d.remaining() <= Duration::from_secs(5));
+        assert!(Deadline::at(Instant::now()).has_passed());
     }
 
     #[test]

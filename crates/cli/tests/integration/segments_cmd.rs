@@ -42,7 +42,13 @@ fn ls_and_inspect_show_a_live_typed_segment() {
 
     let (ok, out, err) = shmkit(&["inspect", &name]);
     assert!(ok, "inspect failed: {err}");
-    assert!(out.contains("layout version  1"), "{out}");
+    assert!(
+        out.contains(&format!(
+            "layout version  {}",
+            shmkit_segment::LAYOUT_VERSION
+        )),
+        "{out}"
+    );
     assert!(out.contains("payload size    4096"), "{out}");
     assert!(out.contains("type kind       7"), "{out}");
     assert!(out.contains("mode            0600"), "{out}");

@@ -1,0 +1,62 @@
+//! `shmkit ls` / `inspect` name every shmkit-typed object, including the named homes
+//! of the sync objects, and say when an object's layout version is not this build's.
+
+use std::process::Command;
+
+use shmkit_sync::{Barrier, Condvar, Event, Semaphore};
+use shmkit_testkit::{unique_name, ShmCleanup};
+use shmkit_typed::{
+    Queue, SharedBarrier, SharedCondvar, SharedEvent, SharedRwValue, SharedSemaphore, SharedValue,
+};
+
+fn shmkit(args: &[&str]) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_shmkit"))
+        .args(args)
+        .output()
+        .expect("run shmkit");
+    assert!(
+        out.status.success(),
+        "shmkit {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn ls_and_inspect_name_each_typed_object() {
+    let base = unique_name("cli-objects");
+    let names: Vec<String> = (0..7).map(|i| format!("{base}-{i}")).collect();
+    let _cleanup: Vec<_> = names.iter().map(|n| ShmCleanup::new(n)).collect();
+    let _v = SharedValue::<u64>::create(&names[0], 1).expect("value");
+    let _rw = SharedRwValue::<u32>::create(&names[1], 1).expect("rw value");
+    let _s = SharedSemaphore::create(&names[2], Semaphore::new(1)).expect("semaphore");
+    let _e = SharedEvent::create(&names[3], Event::new()).expect("event");
+    let _b = SharedBarrier::create(&names[4], Barrier::new(2)).expect("barrier");
+    let _c = SharedCondvar::create(&names[5], Condvar::new()).expect("condvar");
+    let _q = Queue::<u16>::create(&names[6], 4).expect("queue");
+    let expected = [
+        "SharedValue<u64>",
+        "SharedRwValue<u32>",
+        "SharedSemaphore",
+        "SharedEvent",
+        "SharedBarrier",
+        "SharedCondvar",
+        "Queue<u16>",
+    ];
+
+    let ls = shmkit(&["ls"]);
+    for (name, object) in names.iter().zip(expected) {
+        let line = ls
+            .lines()
+            .find(|l| l.split_whitespace().next() == Some(name.as_str()))
+            .unwrap_or_else(|| panic!("{name} missing from:\n{ls}"));
+        assert_eq!(line.split_whitespace().nth(4), Some(object), "{line}"); // size is "152 B"
+    }
+
+    let out = shmkit(&["inspect", &names[2]]);
+    assert!(out.contains("object          SharedSemaphore"), "{out}");
+    assert!(
+        out.contains("object layout   1 (this build reads 1)"),
+        "{out}"
+    );
+}

@@ -1,0 +1,243 @@
+//! The one way shmkit busy-waits before it sleeps: spin with loads and a CPU pause
+//! hint, then yield the CPU a few times, then (the caller's choice) sleep on a futex or,
+//! where there is no futex to sleep on, in short doubling steps.
+//!
+//! Written by hand rather than taken from `crossbeam-utils`: its `Backoff` has no time
+//! budget (rings and queues poll for a fixed time, about what a futex wake costs), no
+//! sleeping stage (segment creation waits without a futex), and no `cfg(loom)` switch
+//! (under loom every spin must be a loom yield so models stay finite); and shmkit needs
+//! nothing else from that crate.
+//!
+//! # Examples
+//! ```
+//! use std::sync::atomic::{AtomicU32, Ordering};
+//! use shmkit_sys::Backoff;
+//!
+//! let word = AtomicU32::new(1);
+//! let mut backoff = Backoff::new();
+//! while word.load(Ordering::Acquire) != 0 {
+//!     if !backoff.snooze() {
+//!         word.store(0, Ordering::Release); // here: sleep on a futex instead
+//!     }
+//! }
+//! assert!(backoff.step() > 0);
+//! ```
+
+use std::time::Duration;
+
+use crate::atomic::{AtomicU32, Ordering};
+
+/// Loads spun before yielding (std's futex mutex uses 100). On a 2-vCPU machine a
+/// cross-CPU wake-up costs ~30 us and a shared-memory round trip ~150 ns, so ~100
+/// spins plus a few `sched_yield`s catch the common short critical section.
+#[cfg(not(loom))]
+pub const SPIN_LIMIT: u32 = 100;
+/// Under loom every spin is a schedule point: keep it to one.
+#[cfg(loom)]
+pub const SPIN_LIMIT: u32 = 1;
+/// `sched_yield`s after the spins, before a caller sleeps.
+#[cfg(not(loom))]
+pub const YIELD_LIMIT: u32 = 3;
+/// Under loom: none (a yield is a schedule point like a spin).
+#[cfg(loom)]
+pub const YIELD_LIMIT: u32 = 0;
+
+/// While polling for a time budget, one `sched_yield` every this many spins (some
+/// 20-40 us): when the peer shares our CPU, pure spinning would only delay it.
+#[cfg(not(loom))]
+const SPINS_PER_YIELD: u32 = 2048;
+
+/// Spin, then yield; tells the caller when to sleep instead. See the
+/// [module docs](self).
+#[derive(Debug, Clone)]
+pub struct Backoff {
+    step: u32,
+    /// Polling for a time instead of a number of steps: (budget, start).
+    #[cfg(not(loom))]
+    budget: Option<(Duration, Option<std::time::Instant>)>,
+    /// Next sleep of the sleeping stage.
+    #[cfg_attr(loom, allow(dead_code))]
+    nap: Duration,
+}
+
+impl Default for Backoff {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Backoff {
+    /// [`SPIN_LIMIT`] spins, then [`YIELD_LIMIT`] yields.
+    pub const fn new() -> Self {
+        Backoff {
+            step: 0,
+            #[cfg(not(loom))]
+            budget: None,
+            nap: Duration::from_micros(20),
+        }
+    }
+
+    /// Polls for `budget` of wall time (the clock read every 32 steps), yielding once
+    /// every 2048 spins; under loom, a few yields.
+    pub fn polling_for(budget: Duration) -> Self {
+        #[cfg(loom)]
+        let _ = budget;
+        Backoff {
+            #[cfg(not(loom))]
+            budget: Some((budget, None)),
+            ..Self::new()
+        }
+    }
+
+    /// Steps taken so far.
+    pub fn step(&self) -> u32 {
+        self.step
+    }
+
+    /// Whether the spinning stage is over (a syscall per step is then fine).
+    pub fn is_spun(&self) -> bool {
+        self.step >= SPIN_LIMIT
+    }
+
+    /// One step: a spin, or a yield once the spins are used up. Returns `false` (and
+    /// does nothing) once the budget is spent: the caller should sleep now.
+    pub fn snooze(&mut self) -> bool {
+        #[cfg(not(loom))]
+        if let Some((budget, start)) = &mut self.budget {
+            self.step += 1;
+            // Read the clock (vDSO, ~20 ns) only every 32 spins.
+            if self.step % 32 == 1 {
+                let now = std::time::Instant::now();
+                if now.duration_since(*start.get_or_insert(now)) >= *budget {
+                    return false;
+                }
+            }
+            if self.step.is_multiple_of(SPINS_PER_YIELD) {
+                yield_now();
+            } else {
+                spin_hint();
+            }
+            return true;
+        }
+        #[cfg(loom)]
+        const LOOM_STEPS: u32 = 4;
+        #[cfg(loom)]
+        if self.step >= LOOM_STEPS {
+            return false;
+        }
+        if self.step < SPIN_LIMIT {
+            spin_hint();
+        } else if self.step < SPIN_LIMIT + YIELD_LIMIT {
+            yield_now();
+        } else {
+            #[cfg(not(loom))]
+            return false;
+            #[cfg(loom)]
+            yield_now();
+        }
+        self.step += 1;
+        true
+    }
+
+    /// A step for a wait that has no futex to sleep on: [`snooze`](Self::snooze) while
+    /// it lasts, then sleeps in doubling steps from 20 us up to `cap`, never past
+    /// `deadline` (under loom: yields instead, as time does not pass).
+    pub fn snooze_or_sleep(&mut self, cap: Duration, deadline: Option<std::time::Instant>) {
+        if self.snooze() {
+            return;
+        }
+        #[cfg(loom)]
+        {
+            let _ = (cap, deadline);
+            yield_now();
+        }
+        #[cfg(not(loom))]
+        self.sleep_step(cap, deadline);
+    }
+
+    #[cfg(not(loom))]
+    fn sleep_step(&mut self, cap: Duration, deadline: Option<std::time::Instant>) {
+        let mut d = self.nap.min(cap);
+        if let Some(dl) = deadline {
+            d = d.min(dl.saturating_duration_since(std::time::Instant::now()));
+        }
+        std::thread::sleep(d);
+        self.nap = (self.nap * 2).min(cap);
+    }
+}
+
+/// Spins ([`SPIN_LIMIT`] loads at most) on `word` until `done(value)`; returns the last
+/// value read.
+///
+/// # Examples
+/// ```
+/// use std::sync::atomic::AtomicU32;
+///
+/// let word = AtomicU32::new(0);
+/// assert_eq!(shmkit_sys::backoff::spin_until(&word, |v| v == 0), 0);
+/// assert_eq!(shmkit_sys::backoff::spin_until(&word, |v| v == 1), 0); // gave up
+/// ```
+#[inline]
+pub fn spin_until(word: &AtomicU32, done: impl Fn(u32) -> bool) -> u32 {
+    let mut spins = SPIN_LIMIT;
+    loop {
+        // Relaxed: a hint only; the caller's CAS or Acquire load synchronises.
+        let v = word.load(Ordering::Relaxed);
+        if done(v) || spins == 0 {
+            return v;
+        }
+        spins -= 1;
+        spin_hint();
+    }
+}
+
+/// A CPU pause hint (a loom yield under loom, so models stay finite).
+#[inline]
+pub fn spin_hint() {
+    #[cfg(loom)]
+    loom::thread::yield_now();
+    #[cfg(not(loom))]
+    std::hint::spin_loop();
+}
+
+/// Gives the CPU to another runnable thread (`sched_yield`; a loom yield under loom).
+#[inline]
+pub fn yield_now() {
+    #[cfg(loom)]
+    loom::thread::yield_now();
+    #[cfg(not(loom))]
+    std::thread::yield_now();
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn spins_then_yields_then_tells_to_sleep() {
+        let mut b = Backoff::new();
+        for _ in 0..SPIN_LIMIT + YIELD_LIMIT {
+            assert!(b.snooze());
+        }
+        assert!(b.is_spun());
+        assert!(!b.snooze(), "the budget is spent: sleep now");
+    }
+
+    #[test]
+    fn a_time_budget_ends() {
+        let mut b = Backoff::polling_for(Duration::from_micros(200));
+        let start = std::time::Instant::now();
+        while b.snooze() {}
+        assert!(start.elapsed() >= Duration::from_micros(200));
+    }
+
+    #[test]
+    fn the_sleeping_stage_moves_on_and_respects_the_deadline() {
+        let mut b = Backoff::new();
+        let deadline = std::time::Instant::now() + Duration::from_millis(5);
+        while std::time::Instant::now() < deadline {
+            b.snooze_or_sleep(Duration::from_millis(1), Some(deadline));
+        }
+        assert!(b.is_spun());
+    }
+}

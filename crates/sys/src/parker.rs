@@ -1,0 +1,486 @@
+//! The one sleep/wake protocol of shmkit: a [`Parker`] in shared memory (a sleepers
+//! count and an event word), the Dekker handshake between a waiter that is about to
+//! sleep and a waker that has just published a change, and the paced liveness checks
+//! of the peer a waiter depends on ([`CheckPace`], [`PeerWatch`]).
+//!
+//! # The protocol
+//! Waiter ([`Parker::park`]): `sleepers += 1` (SeqCst), SeqCst fence, load `event`
+//! (Acquire), re-check its condition, futex-wait while `event` still holds the loaded
+//! value, `sleepers -= 1`. Waker ([`Parker::wake`]), after publishing its change:
+//! SeqCst fence, load `sleepers`; if non-zero, `event += 1` (Release) and futex-wake.
+//! The two fences order "announce, then re-check" against "publish, then look for
+//! sleepers": either the waiter's re-check sees the change, or the waker sees the
+//! sleeper, bumps `event`, and the futex wait (which compares `event` atomically with
+//! going to sleep) returns. Nothing is lost; a stale count only costs one needless wake.
+//! Loom-modelled in this module's `loom_tests` (with blocking waits: a lost wake-up
+//! leaves the model spinning and fails it).
+//!
+//! # Layout (shared memory, `#[repr(C)]`, 8 bytes, align 4)
+//! ```text
+//! offset size field
+//!      0    4 sleepers  waiters announced (about to sleep or asleep)
+//!      4    4 event     futex word, bumped by a waker that saw sleepers
+//! ```
+//! All-zero bytes are an idle parker.
+//!
+//! # Examples
+//! ```
+//! use std::sync::atomic::{AtomicU32, Ordering};
+//! use shmkit_sys::parker::{NoHooks, Parker, WaitEnd};
+//! use shmkit_sys::Deadline;
+//!
+//! let parker = Parker::new();
+//! let ready = AtomicU32::new(0);
+//! std::thread::scope(|s| {
+//!     s.spawn(|| {
+//!         ready.store(1, Ordering::Release); // publish, then wake
+//!         parker.wake(1);
+//!     });
+//!     let end = parker
+//!         .wait_until(None, &mut NoHooks, || ready.load(Ordering::Acquire) != 0)
+//!         .expect("a valid futex word");
+//!     assert_eq!(end, WaitEnd::Ready);
+//! });
+//! let soon = Deadline::after(std::time::Duration::from_millis(1));
+//! assert_eq!(parker.wait_until(Some(soon), &mut NoHooks, || false)?, WaitEnd::TimedOut);
+//! # Ok::<(), std::io::Error>(())
+//! ```
+
+use std::time::Duration;
+
+use crate::atomic::{fence, AtomicU32, Ordering};
+use crate::futex::Deadline;
+
+/// A sleepers count and an event word in shared memory: see the [module docs](self).
+#[repr(C)]
+#[derive(Debug)]
+pub struct Parker {
+    sleepers: AtomicU32,
+    event: AtomicU32,
+}
+
+#[cfg(not(loom))]
+const _: () = assert!(std::mem::size_of::<Parker>() == 8);
+#[cfg(not(loom))]
+const _: () = assert!(std::mem::align_of::<Parker>() == 4);
+
+impl Default for Parker {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Why [`Parker::wait_until`] returned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WaitEnd {
+    /// The condition held.
+    Ready,
+    /// The deadline passed first.
+    TimedOut,
+    /// [`WaitHooks::interrupted`] said to stop (e.g. Python's Ctrl-C).
+    Interrupted,
+    /// [`WaitHooks::peer_alive`] said the peer this wait depends on is gone.
+    PeerDied,
+}
+
+/// What a wait asks its caller on the way. Every method has a default that changes
+/// nothing.
+pub trait WaitHooks {
+    /// Called before every sleep slice; `true` ends the wait with
+    /// [`WaitEnd::Interrupted`] (a Python binding checks for signals here).
+    fn interrupted(&mut self) -> bool {
+        false
+    }
+    /// Whether the peer the wait depends on (a lock holder, the other side of a ring)
+    /// still lives. Asked after sleep slices that ended without a wake, paced by
+    /// [`CheckPace`]; `false` ends the wait with [`WaitEnd::PeerDied`].
+    fn peer_alive(&mut self) -> bool {
+        true
+    }
+    /// Registration point for an external waker (async runtimes): called once before
+    /// the first sleep with the parker the wait sleeps on. A future-based waiter
+    /// registers its task here and is woken by the same [`Parker::wake`]; today no
+    /// caller does, and the default does nothing.
+    fn register_waker(&mut self, parker: &Parker) {
+        let _ = parker;
+    }
+}
+
+/// Hooks that change nothing: wait for the condition or the deadline only.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoHooks;
+impl WaitHooks for NoHooks {}
+
+impl Parker {
+    /// An idle parker (all zero).
+    #[cfg(not(loom))]
+    pub const fn new() -> Self {
+        Parker {
+            sleepers: AtomicU32::new(0),
+            event: AtomicU32::new(0),
+        }
+    }
+
+    /// An idle parker (loom's atomics are not `const`).
+    #[cfg(loom)]
+    pub fn new() -> Self {
+        Parker {
+            sleepers: AtomicU32::new(0),
+            event: AtomicU32::new(0),
+        }
+    }
+
+    /// Wakes up to `n` sleepers, if any announced themselves. Call it after publishing
+    /// the change they wait for (with any ordering: the SeqCst fence here orders the
+    /// publish before the sleepers load).
+    #[inline]
+    pub fn wake(&self, n: u32) {
+        // SeqCst fence: pairs with the fence in `park` (Dekker): either the sleeper's
+        // re-check sees our change, or we see its announcement.
+        fence(Ordering::SeqCst);
+        // Relaxed: ordered by the fences; a stale non-zero costs one needless wake.
+        if self.sleepers.load(Ordering::Relaxed) != 0 {
+            self.bump_and_wake(n);
+        }
+    }
+
+    /// Bumps the event and wakes up to `n` sleepers whether or not any announced
+    /// themselves (for rare events such as a close, where a syscall does not matter).
+    pub fn bump_and_wake(&self, n: u32) {
+        // Release: a sleeper that Acquires the new event value sees our change.
+        self.event.fetch_add(1, Ordering::Release);
+        futex_wake(&self.event, n);
+    }
+
+    /// One sleep: announces a sleeper, re-checks `ready`, and sleeps until woken, a
+    /// spurious return, or `until`. Returns whether `ready` held at the re-check (then
+    /// it did not sleep). An error is the futex's: return it, never retry it (a retry
+    /// fails at once again: a hot loop).
+    pub fn park(
+        &self,
+        until: Option<&Deadline>,
+        ready: impl FnOnce() -> bool,
+    ) -> std::io::Result<bool> {
+        // SeqCst: the announcement is ordered with the fence below.
+        self.sleepers.fetch_add(1, Ordering::SeqCst);
+        // SeqCst fence: pairs with the one in `wake`.
+        fence(Ordering::SeqCst);
+        // Acquire: pairs with the Release bump in `bump_and_wake`; loaded before the
+        // re-check so that a wake after the re-check changes the value we sleep on.
+        let ev = self.event.load(Ordering::Acquire);
+        let was_ready = ready();
+        let slept = if was_ready {
+            Ok(())
+        } else {
+            futex_wait(&self.event, ev, until)
+        };
+        // Relaxed: a stale count only costs the waker one needless wake.
+        self.sleepers.fetch_sub(1, Ordering::Relaxed);
+        slept.map(|()| was_ready)
+    }
+
+    /// Waits until `ready()` or `deadline`, sleeping in slices paced by [`CheckPace`]:
+    /// before each slice [`WaitHooks::interrupted`] is asked, after each slice that
+    /// ended without the condition [`WaitHooks::peer_alive`].
+    pub fn wait_until(
+        &self,
+        deadline: Option<Deadline>,
+        hooks: &mut impl WaitHooks,
+        ready: impl Fn() -> bool,
+    ) -> std::io::Result<WaitEnd> {
+        hooks.register_waker(self);
+        let mut pace = CheckPace::new();
+        loop {
+            if ready() {
+                return Ok(WaitEnd::Ready);
+            }
+            if hooks.interrupted() {
+                return Ok(WaitEnd::Interrupted);
+            }
+            if deadline.is_some_and(|d| d.has_passed()) {
+                return Ok(WaitEnd::TimedOut);
+            }
+            let slice = pace.next_slice(deadline);
+            if self.park(Some(&slice), &ready)? {
+                return Ok(WaitEnd::Ready);
+            }
+            if !ready() && slice.has_passed() && !hooks.peer_alive() {
+                return Ok(WaitEnd::PeerDied);
+            }
+        }
+    }
+}
+
+/// First interval between two liveness checks of a live peer.
+pub const FIRST_CHECK: Duration = Duration::from_millis(10);
+/// Longest interval between two liveness checks: a peer killed while we sleep is
+/// noticed at most this long after (p99 recovery < 100 ms), and an idle waiter wakes
+/// about 12 times a second.
+pub const CHECK_CAP: Duration = Duration::from_millis(80);
+
+/// The pace of a waiter's liveness checks: sleep slices from [`FIRST_CHECK`],
+/// doubling up to [`CHECK_CAP`], so that a waiter that waits long costs little CPU
+/// while a dead peer is still found promptly.
+#[derive(Debug, Clone)]
+pub struct CheckPace {
+    next: Duration,
+}
+
+impl Default for CheckPace {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl CheckPace {
+    /// Starts at [`FIRST_CHECK`].
+    pub const fn new() -> Self {
+        CheckPace { next: FIRST_CHECK }
+    }
+
+    /// The end of the next sleep slice (never past `deadline`); the one after it is
+    /// twice as long, up to [`CHECK_CAP`].
+    pub fn next_slice(&mut self, deadline: Option<Deadline>) -> Deadline {
+        let slice = Deadline::after(self.next);
+        self.next = (self.next * 2).min(CHECK_CAP);
+        slice.min_with(deadline)
+    }
+}
+
+/// A cached watch on a process peer (pid + start time): the first check is the
+/// floor's full judgement ([`owner::is_alive`](crate::owner::is_alive), a `/proc`
+/// read); once it says "alive", a pidfd of that process is kept, and later checks are
+/// one `poll` with zero timeout (the pidfd turns readable when the process exits). The
+/// judgement is made again when the pidfd cannot be had (old kernel, no permission),
+/// and inside a pid-namespace probe (which may say "alive" for a process that does not
+/// exist here).
+#[derive(Debug)]
+pub struct PeerWatch {
+    pid: u32,
+    start: u64,
+    pidfd: Option<rustix::fd::OwnedFd>,
+}
+
+impl PeerWatch {
+    /// A watch on `pid` (started at `start`, low 32 bits; 0 = unknown).
+    pub fn new(pid: u32, start: u64) -> Self {
+        PeerWatch {
+            pid,
+            start,
+            pidfd: None,
+        }
+    }
+
+    /// The pid watched.
+    pub fn pid(&self) -> u32 {
+        self.pid
+    }
+
+    /// Whether the peer still runs.
+    pub fn alive(&mut self) -> bool {
+        if let Some(fd) = &self.pidfd {
+            use rustix::event::{poll, PollFd, PollFlags};
+            let mut fds = [PollFd::new(fd, PollFlags::IN)];
+            let zero = rustix::time::Timespec {
+                tv_sec: 0,
+                tv_nsec: 0,
+            };
+            return match poll(&mut fds, Some(&zero)) {
+                Ok(0) => true,
+                Ok(_) => false,
+                Err(_) => crate::owner::process_alive(self.pid, self.start),
+            };
+        }
+        if !crate::owner::process_alive(self.pid, self.start) {
+            return false;
+        }
+        if self.pid != 0 && !crate::owner::probe_says_shared() {
+            self.pidfd = open_verified_pidfd(self.pid, self.start);
+        }
+        true
+    }
+}
+
+/// A pidfd of `pid`, if it still names the process started at `start` once the fd is
+/// open (checked after opening: a pid reused before the open would show another start
+/// time).
+fn open_verified_pidfd(pid: u32, start: u64) -> Option<rustix::fd::OwnedFd> {
+    let raw = rustix::process::Pid::from_raw(i32::try_from(pid).ok()?)?;
+    let fd = rustix::process::pidfd_open(raw, rustix::process::PidfdFlags::empty()).ok()?;
+    crate::owner::process_alive(pid, start).then_some(fd)
+}
+
+#[cfg(not(loom))]
+fn futex_wait(word: &AtomicU32, expected: u32, until: Option<&Deadline>) -> std::io::Result<()> {
+    crate::futex::wait(word, expected, until).map(drop)
+}
+
+#[cfg(not(loom))]
+fn futex_wake(word: &AtomicU32, n: u32) {
+    crate::futex::wake(word, n);
+}
+
+/// The kernel model under loom: a wait returns only once the word changed (loom has
+/// no clock, so deadlines and slices never end it). A wake-up the protocol loses then
+/// leaves the waiter spinning for ever, which loom reports (the model exceeds its
+/// branch limit), instead of passing unnoticed as one more loop turn.
+#[cfg(loom)]
+fn futex_wait(word: &AtomicU32, expected: u32, _until: Option<&Deadline>) -> std::io::Result<()> {
+    // Relaxed: the caller re-reads what it waits for after waking.
+    while word.load(Ordering::Relaxed) == expected {
+        loom::thread::yield_now();
+    }
+    Ok(())
+}
+
+/// Under loom a wake is a no-op: the waker's bump of the word is what ends a wait.
+#[cfg(loom)]
+fn futex_wake(_word: &AtomicU32, _n: u32) {}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicU32 as StdU32;
+
+    #[test]
+    fn the_pace_doubles_to_the_cap_and_never_passes_the_deadline() {
+        let mut pace = CheckPace::new();
+        let mut last = Duration::ZERO;
+        for _ in 0..8 {
+            let before = Deadline::now();
+            let slice = pace.next_slice(None);
+            let len = Duration::from_nanos((slice.as_nanos() - before.as_nanos()) as u64);
+            assert!(len >= last.min(CHECK_CAP) && len <= CHECK_CAP + Duration::from_millis(5));
+            last = len;
+        }
+        assert!(last >= CHECK_CAP);
+        let soon = Deadline::after(Duration::from_millis(1));
+        assert!(pace.next_slice(Some(soon)) <= soon);
+    }
+
+    struct Hooks {
+        interrupt_after: u32,
+        asked: u32,
+        alive: bool,
+    }
+    impl WaitHooks for Hooks {
+        fn interrupted(&mut self) -> bool {
+            self.asked += 1;
+            self.asked > self.interrupt_after
+        }
+        fn peer_alive(&mut self) -> bool {
+            self.alive
+        }
+    }
+
+    #[test]
+    fn hooks_end_a_wait() {
+        let p = Parker::new();
+        let mut h = Hooks {
+            interrupt_after: 1,
+            asked: 0,
+            alive: true,
+        };
+        assert_eq!(
+            p.wait_until(None, &mut h, || false).unwrap(),
+            WaitEnd::Interrupted
+        );
+        assert_eq!(h.asked, 2, "asked before each slice");
+        let mut h = Hooks {
+            interrupt_after: u32::MAX,
+            asked: 0,
+            alive: false,
+        };
+        assert_eq!(
+            p.wait_until(None, &mut h, || false).unwrap(),
+            WaitEnd::PeerDied
+        );
+    }
+
+    #[test]
+    fn a_wake_after_publishing_ends_a_wait_in_another_thread() {
+        let p = Parker::new();
+        let flag = StdU32::new(0);
+        std::thread::scope(|s| {
+            let waiter =
+                s.spawn(|| p.wait_until(None, &mut NoHooks, || flag.load(Ordering::Acquire) == 1));
+            // Wait until it announced itself (polling a condition, not sleeping).
+            while p.sleepers.load(Ordering::Relaxed) == 0 {
+                std::thread::yield_now();
+            }
+            flag.store(1, Ordering::Release);
+            p.wake(1);
+            assert_eq!(waiter.join().unwrap().unwrap(), WaitEnd::Ready);
+        });
+        assert_eq!(p.sleepers.load(Ordering::Relaxed), 0);
+    }
+
+    #[test]
+    fn a_peer_watch_sees_a_process_exit() {
+        let mut me = PeerWatch::new(
+            crate::owner::current_pid(),
+            u64::from(crate::owner::current_start_time()),
+        );
+        assert!(me.alive());
+        assert!(me.pidfd.is_some(), "a pidfd is kept after the first check");
+        assert!(me.alive());
+        let mut child = std::process::Command::new("true")
+            .spawn()
+            .expect("spawn true");
+        let pid = child.id();
+        let start = crate::owner::start_time(pid).map_or(0, u64::from);
+        let mut watch = PeerWatch::new(pid, start);
+        let _ = watch.alive(); // may already have exited
+        child.wait().expect("reap");
+        assert!(!watch.alive());
+        assert!(!PeerWatch::new(4_194_305 + 7, 0).alive());
+    }
+}
+
+#[cfg(all(test, loom))]
+mod loom_tests {
+    use super::*;
+    use loom::sync::Arc;
+
+    /// A waiter blocks (the model's futex returns only when the event word changes)
+    /// until a waker publishes and wakes: every interleaving must end.
+    #[test]
+    fn loom_park_and_wake_lose_no_wakeup() {
+        loom::model(|| {
+            let p = Arc::new(Parker::new());
+            let flag = Arc::new(AtomicU32::new(0));
+            let (p2, f2) = (p.clone(), flag.clone());
+            let waker = loom::thread::spawn(move || {
+                f2.store(1, Ordering::Relaxed);
+                p2.wake(1);
+            });
+            let end = p
+                .wait_until(None, &mut NoHooks, || flag.load(Ordering::Relaxed) == 1)
+                .unwrap();
+            assert_eq!(end, WaitEnd::Ready);
+            waker.join().unwrap();
+        });
+    }
+
+    /// The same with a waker that looks for sleepers *before* publishing (no Dekker
+    /// order): loom must find the interleaving in which the wake-up is lost and the
+    /// waiter blocks for ever. Shows the model sees lost wake-ups.
+    #[test]
+    #[should_panic]
+    fn loom_a_waker_that_checks_before_publishing_loses_a_wakeup() {
+        loom::model(|| {
+            let p = Arc::new(Parker::new());
+            let flag = Arc::new(AtomicU32::new(0));
+            let (p2, f2) = (p.clone(), flag.clone());
+            let waker = loom::thread::spawn(move || {
+                let sleeping = p2.sleepers.load(Ordering::SeqCst) != 0;
+                f2.store(1, Ordering::SeqCst);
+                if sleeping {
+                    p2.bump_and_wake(1);
+                }
+            });
+            let _ = p.wait_until(None, &mut NoHooks, || flag.load(Ordering::SeqCst) == 1);
+            waker.join().unwrap();
+        });
+    }
+}
