@@ -31,6 +31,18 @@ pub(crate) trait Waiter {
     /// pid`), for objects held by a process rather than a thread (semaphore permits,
     /// barrier parties). Its liveness is checked with [`owner_alive`](Self::owner_alive).
     fn process(&self) -> OwnerIdent;
+    /// Asks the floor's death watcher to wake sleepers on `word` when the process of
+    /// holder thread `tid` exits; `None` (the default, and under loom) when it cannot:
+    /// the caller then keeps the paced liveness checks.
+    fn watch_holder<'a>(
+        &self,
+        tid: u32,
+        start: Option<u32>,
+        word: &'a AtomicU32,
+    ) -> Option<shmkit_sys::watcher::WordWatch<'a>> {
+        let _ = (tid, start, word);
+        None
+    }
 }
 
 /// The production waiter: shared futexes, `/proc` liveness, the cached thread identity.
@@ -55,6 +67,14 @@ impl Waiter for Futex {
     }
     fn owner_alive(&self, tid: u32, start: Option<u32>) -> bool {
         crate::owner::is_alive(tid, start)
+    }
+    fn watch_holder<'a>(
+        &self,
+        tid: u32,
+        start: Option<u32>,
+        word: &'a AtomicU32,
+    ) -> Option<shmkit_sys::watcher::WordWatch<'a>> {
+        shmkit_sys::watcher::watch_thread(tid, start, word)
     }
     #[inline]
     fn me(&self) -> OwnerIdent {

@@ -56,7 +56,7 @@ use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::atomic::Ordering;
+use crate::atomic::{AtomicU32, Ordering};
 use crate::parker::Parker;
 
 /// How long a waiter whose peer is watched sleeps before it looks again by itself: a
@@ -72,9 +72,77 @@ pub struct Registration {
     #[cfg(not(loom))]
     key: (u32, u64),
     #[cfg(not(loom))]
-    parker: usize,
+    target: Target,
     #[cfg(not(loom))]
     owner_pid: u32,
+}
+
+/// What the watcher wakes when a peer exits.
+#[cfg(not(loom))]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Target {
+    /// A [`Parker`] (address): bumped and woken.
+    Parker(usize),
+    /// A lock's futex word (address): woken without a change (a lock word belongs to
+    /// the lock protocol), and woken again every [`REWAKE`] until its waiters
+    /// unregister, which covers a waiter that checked [`Registration::fired`] just
+    /// before the exit and went to sleep just after the first wake.
+    Word(usize),
+}
+
+/// How often the watcher wakes again the lock words of a dead peer whose waiters have
+/// not unregistered yet (see `Target::Word`).
+pub const REWAKE: Duration = Duration::from_millis(10);
+
+/// A [`Registration`] for a lock word borrowed for `'a` (safe: it cannot outlive the
+/// word). See [`watch_thread`].
+#[derive(Debug)]
+pub struct WordWatch<'a> {
+    reg: Registration,
+    _word: std::marker::PhantomData<&'a AtomicU32>,
+}
+
+impl WordWatch<'_> {
+    /// Whether the watched process has exited (its lock waiters were woken).
+    pub fn fired(&self) -> bool {
+        self.reg.fired()
+    }
+}
+
+/// Registers the futex `word` (a lock word) to be woken when the *process* of thread
+/// `tid` (started at `start`, if known) exits: the lock holder is a thread, and its
+/// process is found once (`Tgid` in `/proc/<tid>/status`). `None` when it cannot be
+/// watched (see the [module docs](self)) or the thread is gone already: fall back to
+/// paced checks.
+///
+/// Only the process is watched: a holder *thread* that exits while its process lives
+/// is not seen by the watcher, and a waiter notices it at the end of its
+/// [`SAFETY_SLICE`].
+pub fn watch_thread(tid: u32, start: Option<u32>, word: &AtomicU32) -> Option<WordWatch<'_>> {
+    #[cfg(loom)]
+    {
+        let _ = (tid, start, word);
+        None
+    }
+    #[cfg(not(loom))]
+    {
+        if tid == 0 || crate::owner::probe_says_shared() {
+            return None;
+        }
+        let tgid = crate::owner::tgid_of(tid)?;
+        let pstart = crate::owner::start_time(tgid)?;
+        let reg = imp::register(
+            tgid,
+            u64::from(pstart),
+            Target::Word(word as *const _ as usize),
+        )?;
+        // The thread still lives after the pidfd was opened: its process did not exit,
+        // so `tgid` was not reused and the pidfd names the holder's process.
+        crate::owner::is_alive(tid, start).then_some(WordWatch {
+            reg,
+            _word: std::marker::PhantomData,
+        })
+    }
 }
 
 impl Registration {
@@ -100,7 +168,10 @@ pub unsafe fn watch(pid: u32, start: u64, parker: *const Parker) -> Option<Regis
     }
     #[cfg(not(loom))]
     {
-        imp::watch(pid, start, parker)
+        if pid == 0 || crate::owner::probe_says_shared() {
+            return None;
+        }
+        imp::register(pid, start, Target::Parker(parker as usize))
     }
 }
 
@@ -122,8 +193,8 @@ mod imp {
     struct Peer {
         pidfd: OwnedFd,
         dead: Arc<AtomicBool>,
-        /// Parker address → registrations.
-        parkers: HashMap<usize, usize>,
+        /// What to wake → registrations.
+        parkers: HashMap<Target, usize>,
     }
 
     struct State {
@@ -171,10 +242,7 @@ mod imp {
         guard.as_mut()
     }
 
-    pub(super) fn watch(pid: u32, start: u64, parker: *const Parker) -> Option<Registration> {
-        if pid == 0 || crate::owner::probe_says_shared() {
-            return None;
-        }
+    pub(super) fn register(pid: u32, start: u64, target: Target) -> Option<Registration> {
         let mut guard = lock();
         let st = state(&mut guard)?;
         let key = (pid, start);
@@ -200,11 +268,11 @@ mod imp {
             );
         }
         let peer = st.peers.get_mut(&key)?;
-        *peer.parkers.entry(parker as usize).or_insert(0) += 1;
+        *peer.parkers.entry(target).or_insert(0) += 1;
         Some(Registration {
             dead: peer.dead.clone(),
             key,
-            parker: parker as usize,
+            target,
             owner_pid: st.pid,
         })
     }
@@ -217,10 +285,10 @@ mod imp {
         let Some(peer) = st.peers.get_mut(&reg.key) else {
             return;
         };
-        if let Some(n) = peer.parkers.get_mut(&reg.parker) {
+        if let Some(n) = peer.parkers.get_mut(&reg.target) {
             *n -= 1;
             if *n == 0 {
-                peer.parkers.remove(&reg.parker);
+                peer.parkers.remove(&reg.target);
             }
         }
         if peer.parkers.is_empty() {
@@ -232,13 +300,42 @@ mod imp {
         }
     }
 
+    /// Wakes what `peer` has registered (its process exited).
+    fn wake_all(peer: &Peer) {
+        for target in peer.parkers.keys() {
+            match *target {
+                Target::Parker(addr) => {
+                    // SAFETY: `watch`'s contract keeps the parker valid until its
+                    // registration drops, and unregistering takes the state lock,
+                    // which our caller holds.
+                    let parker = unsafe { &*(addr as *const Parker) };
+                    parker.bump_and_wake(u32::MAX);
+                }
+                Target::Word(addr) => {
+                    // SAFETY: a `WordWatch` borrows the word for as long as its
+                    // registration lives, and unregistering takes the state lock,
+                    // which our caller holds.
+                    let word = unsafe { &*(addr as *const AtomicU32) };
+                    crate::futex::wake_all(word);
+                }
+            }
+        }
+    }
+
     /// The helper thread: waits for pidfds to turn readable (their process exited) and
-    /// wakes the parkers registered on them.
+    /// wakes what is registered on them; while a dead peer keeps lock-word
+    /// registrations, wakes those again every [`REWAKE`].
     fn run(me: u32, ep: &OwnedFd) {
         let mut events: Vec<epoll::Event> = Vec::with_capacity(16);
+        let mut rewake = false;
         loop {
             events.clear();
-            match epoll::wait(ep, rustix::buffer::spare_capacity(&mut events), None) {
+            let rewake_after = rustix::time::Timespec {
+                tv_sec: 0,
+                tv_nsec: REWAKE.as_nanos() as i64,
+            };
+            let timeout = rewake.then_some(&rewake_after);
+            match epoll::wait(ep, rustix::buffer::spare_capacity(&mut events), timeout) {
                 Ok(_) => {}
                 Err(rustix::io::Errno::INTR) => continue,
                 Err(_) => return, // the epoll fd is unusable: waiters keep their slices
@@ -250,8 +347,7 @@ mod imp {
             for ev in &events {
                 // A copy: the event may be a packed struct.
                 let data = ev.data;
-                let token = data.u64();
-                let Some(key) = st.tokens.remove(&token) else {
+                let Some(key) = st.tokens.remove(&data.u64()) else {
                     continue;
                 };
                 let Some(peer) = st.peers.get(&key) else {
@@ -262,12 +358,16 @@ mod imp {
                 // Release: pairs with the Acquire in `Registration::fired`, read in
                 // the waiter's re-check after it loaded the event word.
                 peer.dead.store(true, Ordering::Release);
-                for &addr in peer.parkers.keys() {
-                    // SAFETY: `watch`'s contract keeps the parker valid until its
-                    // registration drops, and unregistering takes this lock, which we
-                    // hold while bumping.
-                    let parker = unsafe { &*(addr as *const Parker) };
-                    parker.bump_and_wake(u32::MAX);
+                wake_all(peer);
+            }
+            rewake = false;
+            // Relaxed: our own store above (or an earlier turn's), under the lock.
+            for peer in st.peers.values().filter(|p| p.dead.load(Ordering::Relaxed)) {
+                if peer.parkers.keys().any(|t| matches!(t, Target::Word(_))) {
+                    if events.is_empty() {
+                        wake_all(peer);
+                    }
+                    rewake = true;
                 }
             }
         }
@@ -306,6 +406,31 @@ mod tests {
         });
         assert_eq!(waiter.expect("futex"), WaitEnd::Ready);
         assert!(a.fired());
+        child.wait().expect("reap");
+    }
+
+    #[test]
+    fn a_killed_holder_process_wakes_a_futex_wait_on_a_lock_word() {
+        let word = AtomicU32::new(7);
+        let mut child = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .expect("spawn sleep");
+        // The child's main thread stands for a lock holder thread.
+        let ww = watch_thread(child.id(), None, &word).expect("pidfd_open works here");
+        assert!(!ww.fired());
+        std::thread::scope(|s| {
+            let w = s.spawn(|| {
+                // No deadline, and the word never changes: only the watcher's wakes
+                // (repeated until we unregister) can end these waits.
+                while !ww.fired() {
+                    crate::futex::wait(&word, 7, None).expect("futex");
+                }
+            });
+            child.kill().expect("kill");
+            w.join().unwrap();
+        });
+        assert!(ww.fired());
         child.wait().expect("reap");
     }
 
