@@ -19,15 +19,21 @@
 //!
 //! # Owner death
 //! We do not use the kernel's robust-futex list: glibc already registers one per thread
-//! for pthread robust mutexes, and sharing it is fragile. Instead waiters sleep in slices
-//! of [`OWNER_CHECK_INTERVAL`] (10 ms); each time a slice ends with the word unchanged,
-//! the waiter checks whether the holder still exists (`/proc/<tid>/stat`: gone, zombie,
+//! for pthread robust mutexes, and sharing it is fragile. Instead a waiter registers the
+//! holder's *process* (its thread group, read once per holder change from
+//! `/proc/<tid>/status`) with the floor's death watcher ([`shmkit_sys::watcher`]: one
+//! thread per process epolling pidfds) and sleeps in 1 s safety slices; the process's
+//! exit wakes it at once (p99 well under 100 ms). A holder *thread* that exits while its
+//! process lives is not seen by the watcher: it is found at the end of a safety slice
+//! (up to 1 s). Where no pidfd can be had (kernel before 5.3, holder in another pid
+//! namespace) waiters sleep in paced slices from [`OWNER_CHECK_INTERVAL`] (10 ms)
+//! doubling to 80 ms. Each time a slice ends (or the watcher fires) with the word
+//! unchanged, the waiter checks whether the holder still exists (`/proc/<tid>/stat`: gone, zombie,
 //! or a different start time = the TID was reused). The first waiter to find it dead
 //! re-reads word and owner (both unchanged), CASes the word to itself and returns
 //! `OwnerDied`; the `consistency` word records this until the new holder calls
 //! `make_consistent`. Unlocking without that leaves the mutex *poisoned*: every later
-//! lock still succeeds but reports `Poisoned` (never a deadlock). Detection therefore
-//! takes about 10-20 ms after the death (plus one `/proc` read, ~10 us). A holder that
+//! lock still succeeds but reports `Poisoned` (never a deadlock). A holder that
 //! dies between its CAS and its store of `owner` is still found: the TID alone is then
 //! checked for existence.
 //!
