@@ -175,6 +175,29 @@ pub unsafe fn watch(pid: u32, start: u64, parker: *const Parker) -> Option<Regis
     }
 }
 
+/// Whether this process's watcher currently holds a registration on process `pid`
+/// (for tests and diagnostics: a waiter blocked on a live peer should be registered).
+pub fn is_watched(pid: u32) -> bool {
+    #[cfg(loom)]
+    {
+        let _ = pid;
+        false
+    }
+    #[cfg(not(loom))]
+    {
+        imp::is_watched(pid)
+    }
+}
+
+/// Whether `pidfd_open` works here (kernel 5.3+, not forbidden by a seccomp filter):
+/// without it nothing is watched and waiters keep paced checks.
+pub fn pidfds_available() -> bool {
+    let Some(me) = rustix::process::Pid::from_raw(std::process::id() as i32) else {
+        return false;
+    };
+    rustix::process::pidfd_open(me, rustix::process::PidfdFlags::empty()).is_ok()
+}
+
 impl Drop for Registration {
     fn drop(&mut self) {
         #[cfg(not(loom))]
@@ -274,6 +297,17 @@ mod imp {
             key,
             target,
             owner_pid: st.pid,
+        })
+    }
+
+    pub(super) fn is_watched(pid: u32) -> bool {
+        let guard = lock();
+        guard.as_ref().is_some_and(|st| {
+            st.pid == crate::owner::current_pid()
+                && st
+                    .peers
+                    .iter()
+                    .any(|(k, p)| k.0 == pid && !p.parkers.is_empty())
         })
     }
 
