@@ -56,7 +56,7 @@ use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::atomic::{AtomicU32, Ordering};
+use crate::atomic::AtomicU32;
 use crate::parker::Parker;
 
 /// How long a waiter whose peer is watched sleeps before it looks again by itself: a
@@ -208,6 +208,7 @@ impl Drop for Registration {
 #[cfg(not(loom))]
 mod imp {
     use super::*;
+    use crate::atomic::Ordering;
     use rustix::event::epoll;
     use rustix::fd::OwnedFd;
     use std::collections::HashMap;
