@@ -11,8 +11,11 @@
 //! time; threads of one process share it) records itself in one of
 //! [`PARTY_SLOTS`](Barrier::PARTY_SLOTS) (16) party slots on its first wait (or on
 //! [`register`](Barrier::register)), and on every wait notes the round it arrived in.
-//! Waiters sleep in slices of [`OWNER_CHECK_INTERVAL`](crate::OWNER_CHECK_INTERVAL), as
-//! the [`Mutex`](crate::Mutex)'s do; when a slice ends with the round still open, a
+//! Waiters sleep as the [`Mutex`](crate::Mutex)'s do: in 1 s safety slices while the
+//! floor's death watcher watches every party that has not arrived (a party's exit
+//! wakes them at once), else in paced slices from
+//! [`OWNER_CHECK_INTERVAL`](crate::OWNER_CHECK_INTERVAL); when a slice ends (or the
+//! watcher fires) with the round still open, a
 //! waiter checks the recorded parties that have not arrived in this round, and if one
 //! is dead (killed, exited, or its pid now names another process) it breaks the
 //! barrier: every waiter gets [`BarrierError::PartyDied`] naming that pid, and so does
@@ -31,7 +34,8 @@ use crate::atomic::{AtomicU32, AtomicU64, Ordering::*};
 use crate::error::BarrierError;
 use crate::futex::{Deadline, WaitOutcome};
 use crate::owner::{ident_start, OwnerIdent};
-use crate::wait::{spin_until, Futex, Waiter};
+use crate::wait::{spin_until, Futex, Waiter, WatchSet};
+use shmkit_sys::watcher::SAFETY_SLICE;
 
 const BROKEN: u32 = 1;
 const ROUND: u32 = 2;
@@ -359,6 +363,7 @@ impl Barrier {
             };
         }
         let mut pace = shmkit_sys::parker::CheckPace::new();
+        let mut watched = WatchSet::new();
         loop {
             let g = spin_until(&self.generation, |g| g != current);
             if g == current | BROKEN {
@@ -371,13 +376,36 @@ impl Barrier {
                 let _ = self.generation.load(Acquire);
                 return Ok(idx as usize);
             }
-            // Sleep in slices, as the Mutex's waiters do, to check the parties.
-            let slice = pace.next_slice(None);
+            // Sleep in slices, as the Mutex's waiters do, to check the parties that
+            // have not arrived: long safety slices when the death watcher watches
+            // every one of them.
+            // Relaxed: hints; each registration verifies its process after opening
+            // its pidfd.
+            let idents = self
+                .party_slots
+                .iter()
+                .filter(|s| s.arrived_in.load(Relaxed) != current | ARRIVED)
+                .map(|s| s.ident.load(Relaxed));
+            watched.refresh(w, idents, &self.generation);
+            let slice = if watched.all_watched() {
+                Deadline::after(SAFETY_SLICE)
+            } else {
+                pace.next_slice(None)
+            };
             let until = match deadline {
                 Some(d) if *d < slice => d,
                 _ => &slice,
             };
-            let give_up = match w.wait(&self.generation, current, Some(until)) {
+            let out = if watched.fired() {
+                Ok(WaitOutcome::TimedOut)
+            } else {
+                w.wait(&self.generation, current, Some(until))
+            };
+            let out = match out {
+                Ok(WaitOutcome::Woken) if watched.fired() => Ok(WaitOutcome::TimedOut),
+                out => out,
+            };
+            let give_up = match out {
                 Ok(WaitOutcome::TimedOut) if deadline.is_some_and(Deadline::has_passed) => {
                     BarrierError::Broken
                 }
@@ -388,6 +416,7 @@ impl Barrier {
                             return Err(e);
                         }
                     }
+                    watched.forget_fired();
                     continue;
                 }
                 Ok(_) => continue,

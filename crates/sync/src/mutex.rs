@@ -19,15 +19,21 @@
 //!
 //! # Owner death
 //! We do not use the kernel's robust-futex list: glibc already registers one per thread
-//! for pthread robust mutexes, and sharing it is fragile. Instead waiters sleep in slices
-//! of [`OWNER_CHECK_INTERVAL`] (10 ms); each time a slice ends with the word unchanged,
-//! the waiter checks whether the holder still exists (`/proc/<tid>/stat`: gone, zombie,
+//! for pthread robust mutexes, and sharing it is fragile. Instead a waiter registers the
+//! holder's *process* (its thread group, read once per holder change from
+//! `/proc/<tid>/status`) with the floor's death watcher ([`shmkit_sys::watcher`]: one
+//! thread per process epolling pidfds) and sleeps in 1 s safety slices; the process's
+//! exit wakes it at once (p99 well under 100 ms). A holder *thread* that exits while its
+//! process lives is not seen by the watcher: it is found at the end of a safety slice
+//! (up to 1 s). Where no pidfd can be had (kernel before 5.3, holder in another pid
+//! namespace) waiters sleep in paced slices from [`OWNER_CHECK_INTERVAL`] (10 ms)
+//! doubling to 80 ms. Each time a slice ends (or the watcher fires) with the word
+//! unchanged, the waiter checks whether the holder still exists (`/proc/<tid>/stat`: gone, zombie,
 //! or a different start time = the TID was reused). The first waiter to find it dead
 //! re-reads word and owner (both unchanged), CASes the word to itself and returns
 //! `OwnerDied`; the `consistency` word records this until the new holder calls
 //! `make_consistent`. Unlocking without that leaves the mutex *poisoned*: every later
-//! lock still succeeds but reports `Poisoned` (never a deadlock). Detection therefore
-//! takes about 10-20 ms after the death (plus one `/proc` read, ~10 us). A holder that
+//! lock still succeeds but reports `Poisoned` (never a deadlock). A holder that
 //! dies between its CAS and its store of `owner` is still found: the TID alone is then
 //! checked for existence.
 //!
@@ -55,6 +61,7 @@ use crate::guard::{Exclusive, LockGuard, RawLock, RawLockRepair, RawLockTimed};
 use crate::owner::{ident_start, ident_tid, OwnerIdent, TID_MASK};
 use crate::wait::{spin_until, yield_cpu, Futex, Waiter};
 use shmkit_sys::parker::CheckPace;
+use shmkit_sys::watcher::{WordWatch, SAFETY_SLICE};
 
 /// Set in the lock word when a waiter may be asleep on it.
 const CONTENDED: u32 = 1 << 31;
@@ -372,6 +379,9 @@ impl RawMutex {
         }
         let mut yields = 0;
         let mut pace = CheckPace::new();
+        // The death watcher's registration for the current holder (its tid), made once
+        // per holder change: while it holds, sleeps are long safety slices.
+        let mut watched: Option<(u32, Option<WordWatch<'_>>)> = None;
         loop {
             if state == 0 {
                 // Others may be asleep, so take it as contended: our unlock will wake one.
@@ -410,26 +420,59 @@ impl RawMutex {
                     }
                 }
             }
-            let slice = pace.next_slice(None);
+            let holder = state & TID_MASK;
+            if watched.as_ref().is_none_or(|(t, _)| *t != holder) {
+                watched = Some((holder, self.watch_holder(w, holder)));
+            }
+            let reg = watched.as_ref().and_then(|(_, r)| r.as_ref());
+            let slice = match reg {
+                Some(_) => Deadline::after(SAFETY_SLICE),
+                None => pace.next_slice(None),
+            };
             let until = match deadline {
                 Some(d) if *d < slice => d,
                 _ => &slice,
             };
-            // A failing wait is returned, never retried: a retry would fail at once
-            // again and spin on the CPU.
-            let out = w
-                .wait(&self.word, state, Some(until))
-                .map_err(RawLockError::Os)?;
-            if out == WaitOutcome::TimedOut {
+            let fired = |r: Option<&WordWatch<'_>>| r.is_some_and(WordWatch::fired);
+            // A holder process that exited before the wait: recover now (the watcher
+            // also wakes the word again every few ms until we unregister).
+            let out = if fired(reg) {
+                WaitOutcome::TimedOut
+            } else {
+                // A failing wait is returned, never retried: a retry would fail at once
+                // again and spin on the CPU.
+                w.wait(&self.word, state, Some(until))
+                    .map_err(RawLockError::Os)?
+            };
+            if out == WaitOutcome::TimedOut || fired(reg) {
                 if deadline.is_some_and(Deadline::has_passed) {
                     return Err(RawLockError::Timeout);
                 }
                 if let Some(a) = self.try_recover(w, state, me) {
                     return Ok(a);
                 }
+                if fired(reg) {
+                    // Fired, yet not recovered (the word moved on, or the tid names a
+                    // new thread): back to paced checks for this holder, never a hot
+                    // loop on a fired registration.
+                    watched = Some((holder, None));
+                }
             }
             state = spin_until(&self.word, |v| v == 0);
         }
+    }
+
+    /// The death watcher's registration for holder thread `tid` (0: none), with the
+    /// start time the owner word records for it, if any.
+    fn watch_holder<'a, W: Waiter>(&'a self, w: &W, tid: u32) -> Option<WordWatch<'a>> {
+        if tid == 0 {
+            return None;
+        }
+        // Relaxed: a hint; the watcher verifies the thread after opening the pidfd.
+        let ident = self.owner.load(Relaxed);
+        let start =
+            (ident_tid(ident) == tid && ident_start(ident) != 0).then(|| ident_start(ident));
+        w.watch_holder(tid, start, &self.word)
     }
 
     /// If the holder named by `state` is dead, takes the lock from it.

@@ -17,8 +17,13 @@
 //!
 //! # A dead writer
 //! The write holder records its identity (TID + start time, as [`Mutex`](crate::Mutex)
-//! does) in `writer`. Waiters sleep in slices of
-//! [`OWNER_CHECK_INTERVAL`](crate::OWNER_CHECK_INTERVAL); when a slice ends with the lock
+//! does) in `writer`. While a writer holds the lock, a waiter registers the writer's
+//! *process* with the floor's death watcher ([`shmkit_sys::watcher`], once per writer)
+//! and sleeps in 1 s safety slices: the process's exit wakes it at once, and a writer
+//! *thread* that exits while its process lives is found at the end of a slice (up to
+//! 1 s). Without a watch (no pidfd: old kernel, another pid namespace) and while
+//! readers hold the lock, waiters sleep in paced slices (10 ms doubling to 80 ms,
+//! [`CheckPace`]). When a slice ends (or the watcher fires) with the lock
 //! still write-locked, a waiter checks the writer's liveness and, if it is dead, claims
 //! the write lock by CASing `writer` from the dead identity to its own (so exactly one
 //! waiter recovers). A waiting *writer* then returns `OwnerDied(guard)` and may repair
@@ -60,9 +65,11 @@ use crate::futex::{Deadline, WaitOutcome};
 use crate::guard::{
     Exclusive, LockGuard, RawLock, RawLockRepair, RawLockTimed, RawReadLock, Shared,
 };
-use crate::mutex::{Acquired, OWNER_CHECK_INTERVAL};
+use crate::mutex::Acquired;
 use crate::owner::{ident_start, ident_tid, OwnerIdent};
 use crate::wait::{spin_until, Futex, Waiter};
+use shmkit_sys::parker::CheckPace;
+use shmkit_sys::watcher::{WordWatch, SAFETY_SLICE};
 
 const READ_LOCKED: u32 = 1;
 /// "No reader slot": the read lock is counted anonymously.
@@ -376,16 +383,21 @@ impl RawRwLock {
         self.read_contended(w, deadline)
     }
 
-    /// One bounded sleep: until `deadline` or the next owner check, whichever is first.
-    /// `Err(Timeout)` if the caller's deadline passed; `Ok(true)` if the slice ended
-    /// (time to check the writer), `Ok(false)` otherwise.
+    /// One bounded sleep: until `deadline` or the end of the slice [`Self::slice`]
+    /// chose, whichever is first. `Err(Timeout)` if the caller's deadline passed;
+    /// `Ok(true)` if the slice ended or the death watcher fired (time to check the
+    /// writer), `Ok(false)` otherwise.
     fn sleep<W: Waiter>(
         w: &W,
         word: &AtomicU32,
         expected: u32,
         deadline: Option<&Deadline>,
+        (slice, watch): (Deadline, Option<&WordWatch<'_>>),
     ) -> Result<bool, RawLockError> {
-        let slice = Deadline::after(OWNER_CHECK_INTERVAL);
+        let fired = || watch.is_some_and(WordWatch::fired);
+        if fired() {
+            return Ok(true);
+        }
         let until = match deadline {
             Some(d) if *d < slice => d,
             _ => &slice,
@@ -394,13 +406,54 @@ impl RawRwLock {
         let out = w
             .wait(word, expected, Some(until))
             .map_err(RawLockError::Os)?;
-        if out != WaitOutcome::TimedOut {
-            return Ok(false);
-        }
         if deadline.is_some_and(Deadline::has_passed) {
             return Err(RawLockError::Timeout);
         }
-        Ok(true)
+        Ok(out == WaitOutcome::TimedOut || fired())
+    }
+
+    /// While a writer holds the lock, registers its process with the floor's death
+    /// watcher for `word` (once per writer: cached in `watched`); `None` in `watched`
+    /// when readers hold it (their deaths are found by the paced checks).
+    fn refresh_watch<'a, W: Waiter>(
+        &self,
+        w: &W,
+        word: &'a AtomicU32,
+        watched: &mut Option<(OwnerIdent, Option<WordWatch<'a>>)>,
+    ) {
+        // Relaxed: hints; the watcher verifies the thread after opening its pidfd.
+        let ident = if is_write_locked(self.state.load(Relaxed)) {
+            self.writer.load(Relaxed)
+        } else {
+            0
+        };
+        if ident == 0 {
+            *watched = None;
+        } else if watched.as_ref().is_none_or(|(i, _)| *i != ident) {
+            let start = (ident_start(ident) != 0).then(|| ident_start(ident));
+            *watched = Some((ident, w.watch_holder(ident_tid(ident), start, word)));
+        }
+    }
+
+    /// The slice to sleep for and the registration to watch, from `watched`.
+    fn slice_of<'w>(
+        watched: &'w Option<(OwnerIdent, Option<WordWatch<'_>>)>,
+        pace: &mut CheckPace,
+    ) -> (Deadline, Option<&'w WordWatch<'w>>) {
+        match watched.as_ref().and_then(|(_, r)| r.as_ref()) {
+            Some(r) => (Deadline::after(SAFETY_SLICE), Some(r)),
+            None => (pace.next_slice(None), None),
+        }
+    }
+
+    /// After a check that did not recover the writer: a fired registration is dropped
+    /// (paced checks for that writer from now on), never a hot loop on it.
+    fn forget_fired(watched: &mut Option<(OwnerIdent, Option<WordWatch<'_>>)>) {
+        if let Some((_, r)) = watched {
+            if r.as_ref().is_some_and(WordWatch::fired) {
+                *r = None;
+            }
+        }
     }
 
     #[cold]
@@ -410,6 +463,8 @@ impl RawRwLock {
         deadline: Option<&Deadline>,
     ) -> Result<(Acquired, usize), RawLockError> {
         let mut s = self.spin_read();
+        let mut pace = CheckPace::new();
+        let mut watched = None;
         loop {
             if is_read_lockable(s) {
                 // Acquire: as in read_with.
@@ -438,7 +493,9 @@ impl RawRwLock {
                     continue;
                 }
             }
-            if Self::sleep(w, &self.state, s | READERS_WAITING, deadline)? {
+            self.refresh_watch(w, &self.state, &mut watched);
+            let slice = Self::slice_of(&watched, &mut pace);
+            if Self::sleep(w, &self.state, s | READERS_WAITING, deadline, slice)? {
                 if self.claim_from_dead_writer(w).is_some() {
                     // A reader cannot repair the data: release the write lock it just
                     // inherited, leaving the lock poisoned, and take a read lock as usual.
@@ -447,6 +504,7 @@ impl RawRwLock {
                     // Read-locked with a writer waiting: a dead reader may be what
                     // keeps that writer (and so us) out.
                     self.reclaim_dead_readers(w);
+                    Self::forget_fired(&mut watched);
                 }
             }
             s = self.spin_read();
@@ -526,6 +584,8 @@ impl RawRwLock {
         // Once we have slept, other writers may be asleep too: keep their flag when we
         // take the lock, so our unlock wakes the next one.
         let mut other_writers_waiting = 0;
+        let mut pace = CheckPace::new();
+        let mut watched = None;
         loop {
             if is_unlocked(s) {
                 // Acquire: as in write_with.
@@ -560,11 +620,14 @@ impl RawRwLock {
             if is_unlocked(s) || !has_writers_waiting(s) {
                 continue;
             }
-            if Self::sleep(w, &self.writer_notify, seq, deadline)? {
+            self.refresh_watch(w, &self.writer_notify, &mut watched);
+            let slice = Self::slice_of(&watched, &mut pace);
+            if Self::sleep(w, &self.writer_notify, seq, deadline, slice)? {
                 if let Some(a) = self.claim_from_dead_writer(w) {
                     return Ok(a);
                 }
                 self.reclaim_dead_readers(w);
+                Self::forget_fired(&mut watched);
             }
             s = self.spin_write();
         }

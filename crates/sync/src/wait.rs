@@ -31,6 +31,18 @@ pub(crate) trait Waiter {
     /// pid`), for objects held by a process rather than a thread (semaphore permits,
     /// barrier parties). Its liveness is checked with [`owner_alive`](Self::owner_alive).
     fn process(&self) -> OwnerIdent;
+    /// Asks the floor's death watcher to wake sleepers on `word` when the process of
+    /// holder thread `tid` exits; `None` (the default, and under loom) when it cannot:
+    /// the caller then keeps the paced liveness checks.
+    fn watch_holder<'a>(
+        &self,
+        tid: u32,
+        start: Option<u32>,
+        word: &'a AtomicU32,
+    ) -> Option<shmkit_sys::watcher::WordWatch<'a>> {
+        let _ = (tid, start, word);
+        None
+    }
 }
 
 /// The production waiter: shared futexes, `/proc` liveness, the cached thread identity.
@@ -55,6 +67,14 @@ impl Waiter for Futex {
     }
     fn owner_alive(&self, tid: u32, start: Option<u32>) -> bool {
         crate::owner::is_alive(tid, start)
+    }
+    fn watch_holder<'a>(
+        &self,
+        tid: u32,
+        start: Option<u32>,
+        word: &'a AtomicU32,
+    ) -> Option<shmkit_sys::watcher::WordWatch<'a>> {
+        shmkit_sys::watcher::watch_thread(tid, start, word)
     }
     #[inline]
     fn me(&self) -> OwnerIdent {
@@ -89,6 +109,68 @@ impl Waiter for Futex {
     }
     fn process(&self) -> OwnerIdent {
         crate::owner::current()
+    }
+}
+
+/// The death watcher's registrations for a set of holder *processes* (semaphore
+/// permit holders, barrier parties), one per process identity (`start << 32 | pid`),
+/// waking sleepers on one word when any of them exits. Refreshed from the recorded
+/// identities before each sleep: kept for identities still recorded, made for new ones
+/// (one `/proc` read and a pidfd each), dropped for gone ones.
+pub(crate) struct WatchSet<'a> {
+    regs: Vec<(OwnerIdent, Option<shmkit_sys::watcher::WordWatch<'a>>)>,
+}
+
+impl<'a> WatchSet<'a> {
+    pub(crate) fn new() -> Self {
+        WatchSet { regs: Vec::new() }
+    }
+
+    /// Watches exactly the processes `idents` (non-zero), for sleepers on `word`.
+    pub(crate) fn refresh<W: Waiter>(
+        &mut self,
+        w: &W,
+        idents: impl Iterator<Item = OwnerIdent>,
+        word: &'a AtomicU32,
+    ) {
+        let now: Vec<OwnerIdent> = idents.filter(|&v| v != 0).collect();
+        if now.len() == self.regs.len() && now.iter().zip(&self.regs).all(|(v, (k, _))| v == k) {
+            return;
+        }
+        let mut old = std::mem::take(&mut self.regs);
+        for v in now {
+            let reg = match old.iter().position(|(k, _)| *k == v) {
+                Some(i) => old.swap_remove(i).1,
+                None => {
+                    let start = (v >> 32 != 0).then_some((v >> 32) as u32);
+                    w.watch_holder(v as u32, start, word)
+                }
+            };
+            self.regs.push((v, reg));
+        }
+    }
+
+    /// Whether every process of the set is watched (then a long safety slice is
+    /// enough).
+    pub(crate) fn all_watched(&self) -> bool {
+        self.regs.iter().all(|(_, r)| r.is_some())
+    }
+
+    /// Whether a watched process has exited.
+    pub(crate) fn fired(&self) -> bool {
+        self.regs
+            .iter()
+            .any(|(_, r)| r.as_ref().is_some_and(|r| r.fired()))
+    }
+
+    /// After a check that did not recover a fired process (the judgement still says
+    /// alive): paced checks for it from now on, never a hot loop on it.
+    pub(crate) fn forget_fired(&mut self) {
+        for (_, r) in &mut self.regs {
+            if r.as_ref().is_some_and(|r| r.fired()) {
+                *r = None;
+            }
+        }
     }
 }
 

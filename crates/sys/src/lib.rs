@@ -8,6 +8,8 @@
 //! - [`backoff`]: the one [`Backoff`] (spin, yield, then sleep).
 //! - [`parker`]: the one [`Parker`] (sleepers count + event word, the Dekker
 //!   sleep/wake), with paced liveness checks of the peer a waiter depends on.
+//! - [`watcher`]: the per-process death watcher (one thread epolling the pidfds of
+//!   the peers current waiters depend on), so idle waiters sleep without a timer.
 //! - [`atomic`]: `std`'s atomics, or loom's under `cfg(loom)`.
 //!
 //! Syscalls go through `rustix`; `libc` only for `pthread_atfork` (a libc function,
@@ -22,6 +24,7 @@ pub mod backoff;
 pub mod futex;
 pub mod owner;
 pub mod parker;
+pub mod watcher;
 
 pub use backoff::Backoff;
 pub use futex::Deadline;

@@ -368,6 +368,25 @@ pub fn is_alive(tid: u32, start: Option<u32>) -> bool {
     }
 }
 
+/// The process (thread group id) of thread `tid`, from `/proc/<tid>/status`; `None`
+/// when the thread is not visible here.
+///
+/// # Examples
+/// ```
+/// use shmkit_sys::owner::{current_pid, tgid_of};
+///
+/// assert_eq!(tgid_of(current_pid()), Some(current_pid())); // the main thread
+/// ```
+pub fn tgid_of(tid: u32) -> Option<u32> {
+    let status = std::fs::read_to_string(format!("/proc/{tid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("Tgid:"))?
+        .trim()
+        .parse()
+        .ok()
+}
+
 /// [`is_alive`] for the identity words rings and queues keep: pid 0 ("nobody") counts
 /// as alive, so an empty slot is never "recovered"; start time 0 means "unknown"; only
 /// the low 32 bits of `start_time` are compared (what shared words keep).

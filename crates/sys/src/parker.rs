@@ -276,6 +276,17 @@ impl PeerWatch {
         self.pid
     }
 
+    /// Whether a pidfd of the peer is kept (then the peer can be handed to the death
+    /// [`watcher`](crate::watcher)).
+    pub fn has_pidfd(&self) -> bool {
+        self.pidfd.is_some()
+    }
+
+    /// The peer's start time (low 32 bits; 0 = unknown).
+    pub fn start(&self) -> u64 {
+        self.start
+    }
+
     /// Whether the peer still runs.
     pub fn alive(&mut self) -> bool {
         if let Some(fd) = &self.pidfd {
@@ -304,7 +315,7 @@ impl PeerWatch {
 /// A pidfd of `pid`, if it still names the process started at `start` once the fd is
 /// open (checked after opening: a pid reused before the open would show another start
 /// time).
-fn open_verified_pidfd(pid: u32, start: u64) -> Option<rustix::fd::OwnedFd> {
+pub(crate) fn open_verified_pidfd(pid: u32, start: u64) -> Option<rustix::fd::OwnedFd> {
     let raw = rustix::process::Pid::from_raw(i32::try_from(pid).ok()?)?;
     let fd = rustix::process::pidfd_open(raw, rustix::process::PidfdFlags::empty()).ok()?;
     crate::owner::process_alive(pid, start).then_some(fd)

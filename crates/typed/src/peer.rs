@@ -41,7 +41,9 @@
 
 use shmkit_segment::Segment;
 use shmkit_sys::owner;
-use shmkit_sys::parker::PeerWatch;
+use shmkit_sys::parker::{CheckPace, Parker, PeerWatch};
+use shmkit_sys::watcher::{self, Registration};
+use shmkit_sys::Deadline;
 
 use crate::shim::{AtomicU64, Ordering};
 
@@ -117,9 +119,14 @@ pub(crate) fn own_word() -> u64 {
 /// full judgement ([`PeerSlot::state_of`], a `/proc` read); while the slot keeps
 /// naming the same live holder, later looks are one `poll` of its pidfd
 /// ([`PeerWatch`]), so a waiter that sleeps for long costs almost nothing per check.
+///
+/// Once the holder is judged alive with a pidfd, [`HolderWatch::slice`] registers it
+/// with the floor's death [`watcher`]: the waiter then sleeps in long safety slices
+/// and the holder's exit wakes it (no timer wake-ups while the holder lives).
 pub(crate) struct HolderWatch {
     word: u64,
     watch: Option<PeerWatch>,
+    reg: Option<Registration>,
 }
 
 impl HolderWatch {
@@ -127,6 +134,7 @@ impl HolderWatch {
         HolderWatch {
             word: VACANT,
             watch: None,
+            reg: None,
         }
     }
 
@@ -145,6 +153,7 @@ impl HolderWatch {
             }
         }
         let state = in_segment(seg, || slot.state_of(word));
+        self.reg = None;
         self.watch = match state {
             PeerState::Attached { pid } => {
                 let mut w = PeerWatch::new(pid, word >> 32);
@@ -156,6 +165,41 @@ impl HolderWatch {
         };
         self.word = word;
         state
+    }
+}
+
+impl HolderWatch {
+    /// The end of the next sleep on `parker`: a long safety slice when the live
+    /// holder last judged by [`HolderWatch::state_of`] is registered with the death
+    /// watcher (registering it now if it can be), else the paced slice of `pace`.
+    /// Sleep with [`HolderWatch::fired`] in the re-check.
+    ///
+    /// # Safety
+    /// `parker` must stay mapped while this `HolderWatch` lives (or until the next
+    /// `state_of` that changes the holder): the watcher thread may bump it until then.
+    pub(crate) unsafe fn slice(
+        &mut self,
+        parker: *const Parker,
+        pace: &mut CheckPace,
+        deadline: Option<Deadline>,
+    ) -> Deadline {
+        if self.reg.is_none() {
+            if let Some(w) = self.watch.as_ref().filter(|w| w.has_pidfd()) {
+                // SAFETY: the caller keeps `parker` mapped while `self` (and so the
+                // registration) lives.
+                self.reg = unsafe { watcher::watch(w.pid(), w.start(), parker) };
+            }
+        }
+        if self.reg.is_some() {
+            Deadline::after(watcher::SAFETY_SLICE).min_with(deadline)
+        } else {
+            pace.next_slice(deadline)
+        }
+    }
+
+    /// Whether the registered holder has exited (the watcher then woke the parker).
+    pub(crate) fn fired(&self) -> bool {
+        self.reg.as_ref().is_some_and(Registration::fired)
     }
 }
 

@@ -91,6 +91,7 @@ use crate::shim::{DataCell, Deadline, Ordering};
 use crate::types::{kind, tag_of};
 use shmkit_sys::owner;
 use shmkit_sys::parker::{CheckPace, Parker};
+use shmkit_sys::watcher;
 
 /// Magic number at offset 0 of a queue ("SQUE" little-endian).
 pub const QUEUE_MAGIC: u32 = u32::from_le_bytes(*b"SQUE");
@@ -1060,7 +1061,8 @@ impl<T: bytemuck::Pod> Queue<T> {
                 }
             }
             let h = self.hdr();
-            let slept = h.wait.put.park(Some(&pace.next_slice(deadline)), || {
+            let slice = idle_slice(blocker, &mut pace, deadline);
+            let slept = h.wait.put.park(Some(&slice), || {
                 // The re-check: is the slot at the enqueue position free for it?
                 let pos = h.enq.pos.load(Ordering::Relaxed);
                 let s = self.slot(pos).stamp.load(Ordering::Acquire);
@@ -1112,9 +1114,10 @@ impl<T: bytemuck::Pod> Queue<T> {
                     continue;
                 }
             }
+            let slice = idle_slice(blocker, &mut pace, deadline);
             h.wait
                 .get
-                .park(Some(&pace.next_slice(deadline)), || {
+                .park(Some(&slice), || {
                     let pos = h.deq.pos.load(Ordering::Relaxed);
                     let s = self.slot(pos).stamp.load(Ordering::Acquire);
                     let d = ticket(s).wrapping_sub(pos as u32) as i32;
@@ -1124,6 +1127,20 @@ impl<T: bytemuck::Pod> Queue<T> {
                 })
                 .map_err(GetError::Os)?;
         }
+    }
+}
+
+/// The end of a sleep of a blocked put or get. With a `blocker` (a slot claimed by a
+/// producer or consumer in the middle of its copy) the claimer's liveness is checked
+/// at the paced slices of `pace`. Without one the queue is plainly full or empty: only
+/// a live peer's put or get can change that, and it wakes us, so the sleep is a long
+/// safety slice ([`watcher::SAFETY_SLICE`]) and an idle waiter does not wake on a timer.
+/// A peer that claims a slot and dies before publishing it while we sleep is found
+/// at the end of that slice (up to a second later).
+fn idle_slice(blocker: Option<u64>, pace: &mut CheckPace, deadline: Option<Deadline>) -> Deadline {
+    match blocker {
+        Some(_) => pace.next_slice(deadline),
+        None => Deadline::after(watcher::SAFETY_SLICE).min_with(deadline),
     }
 }
 

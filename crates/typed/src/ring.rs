@@ -1000,13 +1000,17 @@ impl Ring {
             if deadline.is_some_and(|d| d.has_passed()) {
                 return Err(WriteError::Timeout);
             }
+            // SAFETY: the parker is in our mapping, which `self` keeps until this
+            // function returns; `peer_watch` (and its registration) is dropped first.
+            let slice = unsafe { peer_watch.slice(&h.sleep.space, &mut pace, deadline) };
             h.sleep
                 .space
-                .park(Some(&pace.next_slice(deadline)), || {
+                .park(Some(&slice), || {
                     // Acquire: as in `refresh_head`.
                     let head = h.head.head.load(Ordering::Acquire);
                     self.cap.wrapping_sub(self.tail.wrapping_sub(head)) >= need
                         || h.meta.reader.word() != reader
+                        || peer_watch.fired()
                 })
                 .map_err(WriteError::Os)?;
             if self.refresh_head()? >= need {
@@ -1202,12 +1206,15 @@ impl Ring {
         loop {
             let h = self.hdr();
             let head = self.head;
+            // SAFETY: as in `wait_for_space`.
+            let slice = unsafe { peer_watch.slice(&h.sleep.data, &mut pace, deadline) };
             h.sleep
                 .data
-                .park(Some(&pace.next_slice(deadline)), || {
+                .park(Some(&slice), || {
                     // Acquire: as in `refresh_tail`; `closed` Acquire pairs with `close`.
                     h.tail.tail.load(Ordering::Acquire) != head
                         || h.meta.closed.load(Ordering::Acquire) != 0
+                        || peer_watch.fired()
                 })
                 .map_err(ReadError::Os)?;
             if self.refresh_tail()? > 0 {

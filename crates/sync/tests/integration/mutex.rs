@@ -76,6 +76,47 @@ fn owner_killed_with_sigkill_gives_owner_died_then_normal_locking() {
     eprintln!("owner death recovered in {recovered_in:?}");
 }
 
+/// A waiter behind a live holder process does not poll it on a timer: it registers
+/// the holder's process with the death watcher (checked here), whose wake on the
+/// holder's SIGKILL ends the wait; the registration is gone once the wait returns.
+#[test]
+fn a_waiter_registers_the_holder_process_with_the_death_watcher_and_recovers() {
+    use shmkit_sys::watcher;
+    if !shmkit_testkit::skip_or_fail(watcher::pidfds_available(), "pidfd_open (Linux 5.3+)") {
+        return;
+    }
+    let region = SharedRegion::new(4096);
+    let m: &Mutex<u64> = shared(&region);
+    let ready = Pipe::new();
+    let never = Pipe::new();
+    let mut child = fork_child(|| {
+        let _g = m.lock().map_err(|_| ()).unwrap();
+        ready.send(1);
+        never.recv();
+        0
+    });
+    ready.recv_n(1);
+    let pid = child.pid() as u32;
+    std::thread::scope(|s| {
+        let waiter = s.spawn(|| matches!(m.lock(), Err(LockError::OwnerDied(_))));
+        let until = Instant::now() + Duration::from_secs(10);
+        let mut registered = watcher::is_watched(pid);
+        while !registered && Instant::now() < until {
+            std::thread::yield_now();
+            registered = watcher::is_watched(pid);
+        }
+        // Killed either way, so that a failure does not leave the waiter blocked.
+        child.kill();
+        assert!(waiter.join().unwrap(), "the waiter recovers with OwnerDied");
+        assert!(
+            registered,
+            "the waiter never registered the holder's process"
+        );
+    });
+    assert!(!watcher::is_watched(pid), "unregistered after the wait");
+    assert_eq!(child.wait(), Exit::Signal(libc::SIGKILL));
+}
+
 #[test]
 fn zombie_owner_is_dead_even_before_it_is_reaped() {
     // Same as above but the parent does not reap the child before locking: a zombie

@@ -206,6 +206,56 @@ fn reader_killed_while_the_ring_is_full_gives_writer_peer_died() {
     );
 }
 
+/// A reader blocked on an empty ring does not poll its writer on a timer: it registers
+/// the writer's process with the death watcher (checked here), whose wake on the
+/// writer's SIGKILL ends the wait with `PeerDied`; the registration is gone after.
+#[test]
+fn a_blocked_reader_registers_its_writer_with_the_death_watcher_and_sees_it_die() {
+    use shmkit_sys::watcher;
+    if !shmkit_testkit::skip_or_fail(watcher::pidfds_available(), "pidfd_open (Linux 5.3+)") {
+        return;
+    }
+    let region = new_ring(4096);
+    let ready = Pipe::new();
+    let hold = Pipe::new();
+    let mut writer = fork_child(|| {
+        let mut ring = attach(&region);
+        if ring.write(b"first").is_err() {
+            return 1;
+        }
+        ready.send(1);
+        hold.recv();
+        0
+    });
+    ready.recv_n(1);
+    let pid = writer.pid() as u32;
+    let mut ring = attach(&region);
+    let mut buf = Vec::new();
+    ring.read_into(&mut buf).expect("the first message");
+    std::thread::scope(|s| {
+        let reader = s.spawn(move || ring.read_into(&mut buf));
+        let until = std::time::Instant::now() + Duration::from_secs(10);
+        let mut registered = watcher::is_watched(pid);
+        while !registered && std::time::Instant::now() < until {
+            std::thread::yield_now();
+            registered = watcher::is_watched(pid);
+        }
+        // Killed either way, so that a failure does not leave the reader blocked.
+        writer.kill();
+        let r = reader.join().unwrap();
+        assert!(
+            matches!(r, Err(ReadError::PeerDied { pid: p }) if p == pid),
+            "{r:?}"
+        );
+        assert!(
+            registered,
+            "the reader never registered its writer's process"
+        );
+    });
+    assert!(!watcher::is_watched(pid), "unregistered after the wait");
+    assert_eq!(writer.wait(), Exit::Signal(libc::SIGKILL));
+}
+
 #[test]
 fn restarted_reader_takes_over_from_a_dead_one() {
     let region = new_ring(4096);
