@@ -66,8 +66,11 @@ pub(crate) enum Mapping {
         /// Held for its drop, which unmaps.
         _map: memmap2::MmapRaw,
     },
-    /// A System V attachment; detached with `shmdt`.
-    SysV(*mut u8),
+    /// A System V attachment; detached (`shmdt`) by its own drop.
+    SysV {
+        /// Held for its drop, which detaches.
+        _attach: sys::SysvAttach,
+    },
 }
 
 /// How to remove the segment's name, if this handle should.
@@ -108,7 +111,8 @@ pub(crate) enum Unlinker {
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub struct Segment {
-    pub(crate) map: Mapping,
+    /// Held for its drop (unmap or detach).
+    pub(crate) _map: Mapping,
     pub(crate) ptr: *mut u8,
     pub(crate) len: usize,
     pub(crate) payload_offset: usize,
@@ -181,7 +185,7 @@ impl Segment {
         })?;
         let cname = name::posix_cstring(name);
         // O_NONBLOCK: opening a FIFO planted under the name must not block.
-        let file = sys::shm_open(&cname, libc::O_RDWR | libc::O_NONBLOCK, 0)
+        let file = sys::shm_open(&cname, sys::OFlags::RDWR | sys::OFlags::NONBLOCK, 0)
             .map_err(|e| crate::options::shm_open_error(name, e))?;
         let meta = file.metadata().map_err(|source| OpenError::Io {
             op: "fstat",
@@ -211,7 +215,7 @@ impl Segment {
             .map_err(|e| crate::options::open_io_error(name, "mmap", e))?;
         let ptr = map.as_mut_ptr();
         Ok(Segment {
-            map: Mapping::Mmap { _map: map },
+            _map: Mapping::Mmap { _map: map },
             ptr,
             len,
             payload_offset: 0,
@@ -501,14 +505,17 @@ impl Segment {
     pub fn prefault(&self) -> std::io::Result<()> {
         // SAFETY: `as_ptr()..as_ptr()+len()` is exactly this handle's live mapping,
         // page-aligned at its start; MADV_POPULATE_WRITE only faults pages in.
-        let rc =
-            unsafe { libc::madvise(self.as_ptr().cast(), self.len(), libc::MADV_POPULATE_WRITE) };
-        if rc == 0 {
-            return Ok(());
-        }
-        let err = std::io::Error::last_os_error();
-        if err.raw_os_error() != Some(libc::EINVAL) {
-            return Err(err);
+        let advised = unsafe {
+            rustix::mm::madvise(
+                self.as_ptr().cast(),
+                self.len(),
+                rustix::mm::Advice::LinuxPopulateWrite,
+            )
+        };
+        match advised {
+            Ok(()) => return Ok(()),
+            Err(rustix::io::Errno::INVAL) => {}
+            Err(err) => return Err(err.into()),
         }
         // An older kernel: read one byte per page (a read fault maps a shared page).
         let page = 4096;
@@ -562,10 +569,7 @@ impl Segment {
         match &self.unlinker {
             Unlinker::Posix(c, id) => sys::shm_unlink_if_same(c, *id),
             Unlinker::SysV(id) => {
-                // SAFETY: IPC_RMID takes no buffer; the id came from shmget.
-                unsafe {
-                    libc::shmctl(*id, libc::IPC_RMID, std::ptr::null_mut());
-                }
+                let _ = sys::sysv_remove(*id);
             }
             Unlinker::File(p, id) => sys::remove_file_if_same(p, *id),
             Unlinker::None => {}
@@ -578,13 +582,8 @@ impl Drop for Segment {
         if self.unlink_on_drop && sys::getpid() == self.owner_pid {
             self.unlink_now();
         }
-        if let Mapping::SysV(p) = self.map {
-            // SAFETY: `p` is the address shmat returned; nothing uses it after drop.
-            unsafe {
-                libc::shmdt(p.cast());
-            }
-        }
-        // Mapping::Mmap unmaps in MmapRaw's own drop.
+        // Then the fields drop: Mapping::Mmap unmaps in MmapRaw's drop, Mapping::SysV
+        // detaches in SysvAttach's.
     }
 }
 
