@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 
 use crate::error::{CreateError, OpenError, OpenOrCreateError};
 use crate::header::{
-    Header, TypeTag, HEADER_LEN, STATE_FAILED, STATE_READY, STATE_SHARED_PID_NAMESPACES,
+    HeaderRef, TypeTag, HEADER_LEN, STATE_FAILED, STATE_READY, STATE_SHARED_PID_NAMESPACES,
 };
 use crate::segment::{Backend, Mapping, Segment, Unlinker};
 use crate::validate::{open_header, Expect};
@@ -693,13 +693,12 @@ impl SegmentOptions {
             unlinker: mapped.unlinker,
             fd: kept_fd,
         };
-        let h = seg.ptr.cast::<Header>();
+        let h = seg.header_ref().expect("a created segment has a header");
         let tag = self.type_tag.unwrap_or(TypeTag::BYTES);
-        // SAFETY: the mapping is fresh, zeroed, page aligned and at least HEADER_LEN
-        // long; no other process writes a segment before its header is published.
+        // SAFETY: the mapping is fresh and zeroed; no other process reads or writes a
+        // segment's header before its creator pid is published.
         unsafe {
-            Header::write_creating(
-                h,
+            h.write_creating(
                 total as u64,
                 payload as u64,
                 &tag,
@@ -721,10 +720,9 @@ impl SegmentOptions {
         } else {
             STATE_READY
         };
-        // SAFETY: `h` is our live, aligned mapping; `state` is an atomic.
         // Release: pairs with the Acquire in `wait_ready`; publishes the payload written
         // by `init`.
-        unsafe { (*h).state.store(ready, Ordering::Release) };
+        h.state().store(ready, Ordering::Release);
         // The creator owns the name, except for files, which are meant to outlive it.
         let default = backend != Backend::File;
         seg.set_unlink_on_drop(self.unlink_on_drop.unwrap_or(default));
@@ -922,15 +920,13 @@ impl SegmentOptions {
             pid_namespace: sys::pid_namespace(),
             allow_foreign_pid_namespace: self.allow_foreign_pid_namespace,
         };
-        // SAFETY: `seg.ptr` is our live mapping of `seg.len >= HEADER_LEN` bytes (the
-        // size waits above ensure it), page aligned.
-        let info =
-            unsafe { open_header(seg.ptr, seg.len as u64, &expect, &name, start, deadline) }?;
+        // The size waits above ensure `seg.len >= HEADER_LEN`.
+        let h = seg.header_ref().expect("an opened mapping holds a header");
+        let info = open_header(h, seg.len as u64, &expect, &name, start, deadline)?;
         if expect.is_foreign(info.creator_pidns) {
             // Allowed (validate refuses otherwise): tell every process, before we use
             // any object in the segment, that its process ids cannot be checked.
-            // SAFETY: `seg.ptr` is our live, page-aligned mapping of a header.
-            unsafe { Header::mark_shared_pid_namespaces(seg.ptr.cast::<Header>()) };
+            h.mark_shared_pid_namespaces();
         }
         let mut seg = seg;
         // Fits: validate checked 128 + payload_size <= seg.len, a usize.
@@ -992,14 +988,12 @@ impl Mapped {
 
 /// Stores `STATE_FAILED` in the header when dropped (only reached by unwinding out of
 /// the creator's `init`; the normal path forgets it).
-struct MarkFailedOnUnwind(*mut Header);
+struct MarkFailedOnUnwind<'a>(HeaderRef<'a>);
 
-impl Drop for MarkFailedOnUnwind {
+impl Drop for MarkFailedOnUnwind<'_> {
     fn drop(&mut self) {
         // Release: pairs with the Acquire in `wait_ready`, like READY.
-        // SAFETY: the pointer is the header of the creator's live mapping, which
-        // outlives this guard (the segment is dropped after it).
-        unsafe { (*self.0).state.store(STATE_FAILED, Ordering::Release) };
+        self.0.state().store(STATE_FAILED, Ordering::Release);
     }
 }
 

@@ -5,7 +5,7 @@ use std::fmt;
 use std::path::PathBuf;
 
 use crate::error::OpenError;
-use crate::header::{Header, HeaderInfo};
+use crate::header::{HeaderInfo, HeaderRef, HEADER_LEN};
 use crate::options::SegmentOptions;
 use crate::{name, sys};
 
@@ -428,12 +428,19 @@ impl Segment {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn header(&self) -> Option<HeaderInfo> {
-        if self.raw {
+        // Its header was validated (READY Acquired) when it was created or opened.
+        self.header_ref().map(HeaderRef::snapshot)
+    }
+
+    /// The live header in place; `None` for a raw segment (which has none).
+    pub(crate) fn header_ref(&self) -> Option<HeaderRef<'_>> {
+        if self.raw || self.len < HEADER_LEN {
             return None;
         }
-        // SAFETY: a non-raw segment is at least a header long and page aligned, and its
-        // header was validated (READY Acquired) when it was created or opened.
-        Some(unsafe { Header::snapshot(self.ptr.cast::<Header>()) })
+        // SAFETY: a non-raw segment starts with its header: `ptr..ptr+len` (at least
+        // HEADER_LEN bytes, checked) is our page-aligned, writable mapping, which stays
+        // mapped while `self` lives.
+        Some(unsafe { HeaderRef::new(self.ptr) })
     }
 
     /// Whether the segment is shared across pid namespaces (see
@@ -452,12 +459,8 @@ impl Segment {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn shared_across_pid_namespaces(&self) -> bool {
-        if self.raw {
-            return false;
-        }
-        // SAFETY: a non-raw segment is at least a header long and page aligned, and
-        // stays mapped while `self` lives.
-        unsafe { Header::shared_pid_namespaces(self.ptr.cast::<Header>()) }
+        self.header_ref()
+            .is_some_and(HeaderRef::shared_pid_namespaces)
     }
 
     /// The memfd behind an anonymous segment, to hand to an unrelated process (over a
