@@ -265,61 +265,40 @@ impl Default for Pipe {
     }
 }
 
-/// A `MAP_SHARED | MAP_ANONYMOUS` region for tests of primitives on raw memory:
-/// shared with children made by [`fork_child`]. Zero-filled, page aligned.
+/// A `MAP_SHARED` mapping of a fresh memfd for tests of primitives on raw memory:
+/// shared with children made by [`fork_child`]. Zero-filled, page aligned. (A memfd
+/// rather than `MAP_ANONYMOUS`, so `memmap2` maps and unmaps it without `unsafe`.)
 #[derive(Debug)]
 pub struct SharedRegion {
-    ptr: *mut u8,
-    len: usize,
+    map: memmap2::MmapRaw,
 }
-
-// SAFETY: the region is plain shared memory; synchronising access to it is the job of
-// the code under test, which is what the tests check.
-unsafe impl Send for SharedRegion {}
-// SAFETY: as above.
-unsafe impl Sync for SharedRegion {}
 
 impl SharedRegion {
     /// Maps `len` zeroed bytes.
     pub fn new(len: usize) -> Self {
-        // SAFETY: a new anonymous mapping with a null hint touches no existing memory.
-        let ptr = unsafe {
-            rustix::mm::mmap_anonymous(
-                std::ptr::null_mut(),
-                len,
-                rustix::mm::ProtFlags::READ | rustix::mm::ProtFlags::WRITE,
-                rustix::mm::MapFlags::SHARED,
-            )
-        }
-        .expect("mmap");
-        SharedRegion {
-            ptr: ptr.cast(),
-            len,
-        }
+        let fd = rustix::fs::memfd_create(c"shmkit-test-region", rustix::fs::MemfdFlags::CLOEXEC)
+            .expect("memfd_create");
+        rustix::fs::ftruncate(&fd, len as u64).expect("ftruncate");
+        let map = memmap2::MmapOptions::new()
+            .len(len)
+            .map_raw(&std::fs::File::from(fd))
+            .expect("mmap");
+        SharedRegion { map }
     }
 
     /// Start of the region.
     pub fn as_ptr(&self) -> *mut u8 {
-        self.ptr
+        self.map.as_mut_ptr()
     }
 
     /// Length in bytes.
     pub fn len(&self) -> usize {
-        self.len
+        self.map.len()
     }
 
     /// Whether the region is empty (never, for a successful map).
     pub fn is_empty(&self) -> bool {
-        self.len == 0
-    }
-}
-
-impl Drop for SharedRegion {
-    fn drop(&mut self) {
-        // SAFETY: unmapping exactly the mapping this struct created.
-        unsafe {
-            let _ = rustix::mm::munmap(self.ptr.cast(), self.len);
-        }
+        self.map.len() == 0
     }
 }
 

@@ -576,11 +576,13 @@ impl<T: bytemuck::Pod> Queue<T> {
         if len < needed {
             return Err(QueueLayoutError::TooSmall { len, needed });
         }
-        // SAFETY: exclusive access to `len >= QUEUE_HEADER_SIZE` bytes (caller); zero
-        // is valid for every atomic.
-        unsafe { std::ptr::write_bytes(ptr, 0, QUEUE_HEADER_SIZE) };
-        // SAFETY: aligned, large enough, now a valid all-zero header.
-        let hdr = unsafe { &*(ptr as *const QueueHeader) };
+        // SAFETY: exclusive, writable access to `len >= QUEUE_HEADER_SIZE` bytes
+        // (caller), 128-byte aligned (checked); zeroed, they form a valid QueueHeader
+        // (only atomics, for which zero is valid).
+        let hdr = unsafe {
+            std::ptr::write_bytes(ptr, 0, QUEUE_HEADER_SIZE);
+            &*(ptr as *const QueueHeader)
+        };
         // The slots start at QUEUE_HEADER_SIZE (a multiple of 128, hence of
         // align_of::<Slot<T>>() for any T up to 128-byte alignment) inside the region.
         let slots = ptr.wrapping_add(QUEUE_HEADER_SIZE).cast::<Slot<T>>();

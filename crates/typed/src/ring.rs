@@ -519,11 +519,12 @@ impl Ring {
         let cap = Self::check_capacity(capacity)?;
         Self::check_region(ptr, len, capacity)?;
         // SAFETY: the caller gives us exclusive, writable access to `len >=
-        // RING_HEADER_SIZE` bytes at `ptr`; zero is a valid value for every atomic.
-        unsafe { std::ptr::write_bytes(ptr, 0, RING_HEADER_SIZE) };
-        // SAFETY: `ptr` is 128-byte aligned (checked) and holds RING_HEADER_SIZE bytes
-        // that now form a valid all-zero RingHeader (only atomics).
-        let hdr = unsafe { &*(ptr as *const RingHeader) };
+        // RING_HEADER_SIZE` bytes at `ptr`, 128-byte aligned (checked); zeroed, they
+        // form a valid RingHeader (only atomics, for which zero is valid).
+        let hdr = unsafe {
+            std::ptr::write_bytes(ptr, 0, RING_HEADER_SIZE);
+            &*(ptr as *const RingHeader)
+        };
         hdr.meta.version.store(RING_VERSION, Ordering::Relaxed);
         hdr.meta.capacity.store(cap, Ordering::Relaxed);
         // Release: publishes the fields above to an `attach` that Acquires the magic.
