@@ -7,17 +7,15 @@
 use std::time::Instant;
 
 use crate::error::OpenError;
-use crate::header::{Header, HeaderInfo, TypeTag, HEADER_LEN, LAYOUT_VERSION, MAGIC};
+use crate::header::{Header, HeaderInfo, HeaderRef, TypeTag, HEADER_LEN, LAYOUT_VERSION, MAGIC};
 use crate::validate::{open_header, validate, Expect};
 
 /// The header a creator writes for `payload_size` bytes of `tag`, in state READY.
 pub fn valid_header(payload_size: u64, tag: TypeTag) -> [u8; HEADER_LEN] {
     let mut buf = [0u64; HEADER_LEN / 8];
-    let h = buf.as_mut_ptr().cast::<Header>();
-    // SAFETY: `buf` is 128 zeroed, 8-aligned bytes that only this function touches.
+    // SAFETY: `buf` is zeroed and only this function touches it.
     unsafe {
-        Header::write_creating(
-            h,
+        HeaderRef::from_buf(&mut buf).write_creating(
             payload_size.wrapping_add(HEADER_LEN as u64),
             payload_size,
             &tag,
@@ -76,18 +74,15 @@ pub fn header_validate(
             needed: HEADER_LEN as u64,
         })
     } else {
-        // SAFETY: `buf` is HEADER_LEN readable, 8-aligned bytes that only we touch;
         // `open_header` reads nothing past the header.
-        unsafe {
-            open_header(
-                buf.as_mut_ptr().cast(),
-                mapping_len,
-                &expect,
-                "fuzz",
-                start,
-                Some(start),
-            )
-        }
+        open_header(
+            HeaderRef::from_buf(&mut buf),
+            mapping_len,
+            &expect,
+            "fuzz",
+            start,
+            Some(start),
+        )
     };
 
     // A READY header that validates is opened at once; anything else is refused.

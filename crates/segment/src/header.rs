@@ -27,7 +27,8 @@
 //! All integers are little-endian (the host order on every Linux target we build for).
 
 use std::fmt;
-use std::ptr::addr_of_mut;
+use std::marker::PhantomData;
+use std::ptr::{addr_of_mut, NonNull};
 use std::sync::atomic::{fence, AtomicU32, AtomicU64, Ordering};
 
 /// The first 8 bytes of every shmkit segment.
@@ -83,22 +84,108 @@ const _: () = assert!(std::mem::offset_of!(Header, tag_fingerprint) == 72);
 const _: () = assert!(std::mem::offset_of!(Header, tag_name) == 80);
 const _: () = assert!(std::mem::offset_of!(Header, creator_pidns) == 120);
 
-impl Header {
+/// A live header, read and written in place: the one place where a pointer to a
+/// mapped header is dereferenced. Other processes may write the header at any time, so
+/// no reference to a plain field is ever formed: the atomics are handed out by
+/// reference, the plain fields as volatile copies.
+///
+/// Invariant: `ptr` points to at least [`HEADER_LEN`] readable and writable bytes,
+/// 8-aligned, that stay mapped (or borrowed) for `'a`.
+#[derive(Clone, Copy)]
+pub(crate) struct HeaderRef<'a> {
+    ptr: NonNull<Header>,
+    _life: PhantomData<&'a Header>,
+}
+
+impl<'a> HeaderRef<'a> {
+    /// The header at `ptr`.
+    ///
+    /// # Safety
+    /// `ptr` points to at least [`HEADER_LEN`] readable and writable bytes, 8-aligned,
+    /// that stay mapped for `'a`.
+    pub(crate) unsafe fn new(ptr: *mut u8) -> Self {
+        debug_assert!((ptr as usize).is_multiple_of(std::mem::align_of::<Header>()));
+        HeaderRef {
+            ptr: NonNull::new(ptr.cast()).expect("a mapping is never at address 0"),
+            _life: PhantomData,
+        }
+    }
+
+    /// A header in a buffer of this process (tests, fuzzing): 128 bytes, 8-aligned,
+    /// borrowed for `'a`.
+    pub(crate) fn from_buf(buf: &'a mut [u64; HEADER_LEN / 8]) -> Self {
+        HeaderRef {
+            ptr: NonNull::from(buf).cast(),
+            _life: PhantomData,
+        }
+    }
+
+    /// The atomic fields.
+    fn atomics(self) -> (&'a AtomicU64, &'a AtomicU32, &'a AtomicU32) {
+        let h = self.ptr.as_ptr();
+        // SAFETY: `h` is a live, aligned header for `'a` (type invariant); references to
+        // its atomic fields are fine while other processes write them, atomically.
+        unsafe { (&(*h).magic, &(*h).state, &(*h).creator_pid) }
+    }
+
+    /// The magic word.
+    pub(crate) fn magic(self) -> &'a AtomicU64 {
+        self.atomics().0
+    }
+
+    /// The state word (init state and flags).
+    pub(crate) fn state(self) -> &'a AtomicU32 {
+        self.atomics().1
+    }
+
+    /// The creator's pid, published (Release) after the plain fields.
+    pub(crate) fn creator_pid(self) -> &'a AtomicU32 {
+        self.atomics().2
+    }
+
+    /// A volatile copy of the plain `T` at byte `offset` (a field's `offset_of!`).
+    fn read_plain<T: Copy>(self, offset: usize) -> T {
+        assert!(offset + std::mem::size_of::<T>() <= HEADER_LEN);
+        assert!(offset.is_multiple_of(std::mem::align_of::<T>()) && std::mem::align_of::<T>() <= 8);
+        let p = self
+            .ptr
+            .as_ptr()
+            .cast::<u8>()
+            .wrapping_add(offset)
+            .cast::<T>();
+        // SAFETY: `p` lies inside the header's HEADER_LEN live bytes (type invariant and
+        // the asserts) and is aligned for `T` (an 8-aligned base plus a multiple of
+        // T's alignment); volatile, and a copy: the memory is shared.
+        unsafe { p.read_volatile() }
+    }
+
+    /// The layout version (meaningful once `creator_pid` is Acquired non-zero).
+    pub(crate) fn version(self) -> u32 {
+        self.read_plain(std::mem::offset_of!(Header, version))
+    }
+
+    /// The creator's pid namespace (meaningful once `creator_pid` is Acquired non-zero).
+    pub(crate) fn creator_pidns(self) -> u64 {
+        self.read_plain(std::mem::offset_of!(Header, creator_pidns))
+    }
+
     /// Writes every field but `state` (left at CREATING) and publishes `creator_pid`.
     ///
     /// # Safety
-    /// `h` points to at least [`HEADER_LEN`] zeroed, writable bytes, 8-aligned, that no
-    /// other process writes.
+    /// The header's bytes are zeroed and no other process or thread reads or writes
+    /// them until `creator_pid` is published here.
     pub(crate) unsafe fn write_creating(
-        h: *mut Header,
+        self,
         total_size: u64,
         payload_size: u64,
         tag: &TypeTag,
         pid: u32,
         pidns: u64,
     ) {
-        // SAFETY: the caller guarantees `h` is valid for writes of a whole header and
-        // that only we write it; plain fields are written before the Release below.
+        let h = self.ptr.as_ptr();
+        // SAFETY: `h` is valid for writes of a whole header (type invariant) and only we
+        // access it (the caller's promise); plain fields are written before the Release
+        // below.
         unsafe {
             addr_of_mut!((*h).version).write(LAYOUT_VERSION);
             addr_of_mut!((*h).header_len).write(HEADER_LEN as u32);
@@ -112,79 +199,61 @@ impl Header {
             addr_of_mut!((*h).tag_fingerprint).write(tag.fingerprint);
             addr_of_mut!((*h).tag_name).write(tag.name);
             addr_of_mut!((*h).creator_pidns).write(pidns);
-            // Relaxed: the memory is fresh (zero already); READY comes later with Release.
-            (*h).state.store(STATE_CREATING, Ordering::Relaxed);
-            // Relaxed: readers only trust the other fields after the Acquire of a
-            // non-zero creator_pid or READY; the magic alone is read to tell a foreign
-            // segment (non-zero, wrong) from one not written yet (zero).
-            (*h).magic.store(MAGIC, Ordering::Relaxed);
-            // Release: pairs with the Acquire in `wait_ready`; publishes the fields above.
-            (*h).creator_pid.store(pid, Ordering::Release);
         }
+        // Relaxed: the memory is fresh (zero already); READY comes later with Release.
+        self.state().store(STATE_CREATING, Ordering::Relaxed);
+        // Relaxed: readers only trust the other fields after the Acquire of a non-zero
+        // creator_pid or READY; the magic alone is read to tell a foreign segment
+        // (non-zero, wrong) from one not written yet (zero).
+        self.magic().store(MAGIC, Ordering::Relaxed);
+        // Release: pairs with the Acquire in `wait_ready`; publishes the fields above.
+        self.creator_pid().store(pid, Ordering::Release);
     }
 
     /// Sets the "shared across pid namespaces" flag, then a SeqCst fence: every lock or
     /// role this process takes afterwards is ordered after the flag, so a waiter that
-    /// sees such an owner and then runs [`Header::shared_pid_namespaces`] sees the flag.
-    ///
-    /// # Safety
-    /// `h` points to a live, 8-aligned header of at least [`HEADER_LEN`] bytes.
-    pub(crate) unsafe fn mark_shared_pid_namespaces(h: *const Header) {
-        // SAFETY: forwarded from the caller; `state` is an atomic.
+    /// sees such an owner and then runs [`HeaderRef::shared_pid_namespaces`] sees the
+    /// flag.
+    pub(crate) fn mark_shared_pid_namespaces(self) {
         // Relaxed RMW + SeqCst fence: the fence pairs with the one in
         // `shared_pid_namespaces` (fence-to-fence: an owner word written after this
         // fence and read before that one makes this flag visible after it).
-        unsafe {
-            (*h).state
-                .fetch_or(STATE_SHARED_PID_NAMESPACES, Ordering::Relaxed)
-        };
+        self.state()
+            .fetch_or(STATE_SHARED_PID_NAMESPACES, Ordering::Relaxed);
         fence(Ordering::SeqCst);
     }
 
     /// Whether the "shared across pid namespaces" flag is set, read after a SeqCst
-    /// fence (see [`Header::mark_shared_pid_namespaces`]): call it after reading the
+    /// fence (see [`HeaderRef::mark_shared_pid_namespaces`]): call it after reading the
     /// owner word whose liveness is in question.
-    ///
-    /// # Safety
-    /// `h` points to a live, 8-aligned header of at least [`HEADER_LEN`] bytes.
-    pub(crate) unsafe fn shared_pid_namespaces(h: *const Header) -> bool {
+    pub(crate) fn shared_pid_namespaces(self) -> bool {
         // SeqCst fence: pairs with the fence in `mark_shared_pid_namespaces`.
         fence(Ordering::SeqCst);
-        // SAFETY: forwarded from the caller; `state` is an atomic.
         // Relaxed: ordered by the fence above.
-        let state = unsafe { (*h).state.load(Ordering::Relaxed) };
-        state & STATE_SHARED_PID_NAMESPACES != 0
+        self.state().load(Ordering::Relaxed) & STATE_SHARED_PID_NAMESPACES != 0
     }
 
     /// A copy of the header's 128 bytes, read as 16 volatile `u64` words: another
     /// process may (wrongly) write them at any time, so we never form references to
     /// them, and everything an opener decides is decided on this one copy (a peer that
     /// changes the header after the copy cannot make a checked value unchecked).
-    ///
-    /// # Safety
-    /// `h` points to at least [`HEADER_LEN`] readable bytes, 8-aligned.
-    pub(crate) unsafe fn read_bytes(h: *const Header) -> [u8; HEADER_LEN] {
-        let words = h.cast::<u64>();
+    pub(crate) fn read_bytes(self) -> [u8; HEADER_LEN] {
         let mut out = [0u8; HEADER_LEN];
         for (i, chunk) in out.chunks_exact_mut(8).enumerate() {
-            // SAFETY: the caller guarantees HEADER_LEN readable, 8-aligned bytes at `h`;
-            // word `i` < 16 lies inside them. Volatile: the memory is shared.
-            let w = unsafe { words.add(i).read_volatile() };
+            let w: u64 = self.read_plain(i * 8);
             chunk.copy_from_slice(&w.to_le_bytes());
         }
         out
     }
 
-    /// Plain copy of the fields, decoded from [`Header::read_bytes`].
-    ///
-    /// # Safety
-    /// `h` points to at least [`HEADER_LEN`] readable bytes, 8-aligned, and the caller
-    /// has Acquired a non-zero `creator_pid` or READY.
-    pub(crate) unsafe fn snapshot(h: *const Header) -> HeaderInfo {
-        // SAFETY: forwarded from the caller.
-        Header::from_bytes(&unsafe { Header::read_bytes(h) })
+    /// Plain copy of the fields, decoded from [`HeaderRef::read_bytes`]: meaningful once
+    /// the caller has Acquired a non-zero `creator_pid` or READY.
+    pub(crate) fn snapshot(self) -> HeaderInfo {
+        Header::from_bytes(&self.read_bytes())
     }
+}
 
+impl Header {
     /// Decodes a header from bytes read with `pread` (no mapping), e.g. for `list()`.
     pub(crate) fn from_bytes(b: &[u8; HEADER_LEN]) -> HeaderInfo {
         let u32_at = |o: usize| u32::from_le_bytes(b[o..o + 4].try_into().expect("4 bytes"));
@@ -445,13 +514,11 @@ mod tests {
     #[test]
     fn from_bytes_matches_written_header() {
         let mut buf = [0u64; HEADER_LEN / 8];
-        let h = buf.as_mut_ptr().cast::<Header>();
+        let h = HeaderRef::from_buf(&mut buf);
         let tag = TypeTag::new(7, "demo::Thing", 24, 8);
-        // SAFETY: `buf` is 128 zeroed, 8-aligned bytes owned by this test.
-        let live = unsafe {
-            Header::write_creating(h, 4096, 4096 - 128, &tag, 42, 7);
-            Header::snapshot(h)
-        };
+        // SAFETY: `buf` is zeroed and only this test touches it.
+        unsafe { h.write_creating(4096, 4096 - 128, &tag, 42, 7) };
+        let live = h.snapshot();
         let bytes: [u8; HEADER_LEN] = bytemuck::cast(buf);
         let decoded = Header::from_bytes(&bytes);
         assert_eq!(live, decoded);

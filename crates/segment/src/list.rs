@@ -452,23 +452,10 @@ fn sysv_info(
     let mut buf = [0u8; HEADER_LEN];
     let len = (size.min(HEADER_LEN as u64)) as usize;
     if len > 0 {
-        // SAFETY: attaching read-only at a kernel-chosen address touches no existing
-        // memory.
-        let p = unsafe { libc::shmat(shmid, std::ptr::null(), libc::SHM_RDONLY) };
-        if p as isize == -1 {
-            return Some(Err(crate::options::open_io_error(
-                &name,
-                "shmat",
-                io::Error::last_os_error(),
-            )));
-        }
-        // SAFETY: the attachment is at least `len` bytes (`size`) and readable; a
-        // volatile byte copy forms no reference to memory others write.
-        unsafe {
-            for (i, b) in buf[..len].iter_mut().enumerate() {
-                *b = p.cast::<u8>().add(i).read_volatile();
-            }
-            libc::shmdt(p);
+        // The attachment is at least `len` bytes (`size`); detached when it drops.
+        match sys::SysvAttach::new(shmid, len, true) {
+            Ok(attach) => attach.read_into(&mut buf[..len]),
+            Err(e) => return Some(Err(crate::options::open_io_error(&name, "shmat", e))),
         }
     }
     let raw = Raw {
@@ -525,15 +512,8 @@ pub fn remove_sysv(key: i32) -> Result<(), RemoveError> {
             reason: "key 0 is IPC_PRIVATE, not a shared key",
         });
     }
-    // SAFETY: shmget takes no pointers.
-    let id = unsafe { libc::shmget(key, 0, 0) };
-    if id == -1 {
-        return Err(remove_error(&name, io::Error::last_os_error()));
-    }
-    // SAFETY: IPC_RMID takes no buffer.
-    sys::cvt(unsafe { libc::shmctl(id, libc::IPC_RMID, std::ptr::null_mut()) })
-        .map(drop)
-        .map_err(|e| remove_error(&name, e))
+    let id = sys::sysv_get(key, 0, 0).map_err(|e| remove_error(&name, e))?;
+    sys::sysv_remove(id).map_err(|e| remove_error(&name, e))
 }
 
 fn remove_error(name: &str, e: io::Error) -> RemoveError {

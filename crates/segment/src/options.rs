@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 
 use crate::error::{CreateError, OpenError, OpenOrCreateError};
 use crate::header::{
-    Header, TypeTag, HEADER_LEN, STATE_FAILED, STATE_READY, STATE_SHARED_PID_NAMESPACES,
+    HeaderRef, TypeTag, HEADER_LEN, STATE_FAILED, STATE_READY, STATE_SHARED_PID_NAMESPACES,
 };
 use crate::segment::{Backend, Mapping, Segment, Unlinker};
 use crate::validate::{open_header, Expect};
@@ -134,9 +134,10 @@ pub(crate) fn open_io_error(name: &str, op: &'static str, e: io::Error) -> OpenE
     }
 }
 
-/// A `shm_open` error for the POSIX name `name`: glibc's `shm_open` turns `EISDIR`
-/// into a bare `EINVAL` (the name was validated before, so that is the only `EINVAL`
-/// left): tell a directory planted under the name apart with `lstat`.
+/// A `shm_open` error for the POSIX name `name`. rustix's `shm::open` (ours) reports a
+/// directory planted under the name as `EISDIR`; glibc's `shm_open` turns it into a bare
+/// `EINVAL` (the name was validated before, so that is the only `EINVAL` left), which
+/// is told apart with `lstat`, for a rustix built on libc.
 pub(crate) fn shm_open_error(name: &str, e: io::Error) -> OpenError {
     if e.raw_os_error() == Some(libc::EINVAL) {
         let path = std::path::Path::new(crate::list::POSIX_SHM_DIR).join(name);
@@ -412,13 +413,7 @@ impl SegmentOptions {
                         io::Error::new(io::ErrorKind::InvalidInput, r),
                     )
                 })?;
-                // SAFETY: `c` is a valid NUL-terminated path for the duration of the call.
-                let key = unsafe { libc::ftok(c.as_ptr(), libc::c_int::from(*id)) };
-                if key == -1 {
-                    Err((self.display_name(), io::Error::last_os_error()))
-                } else {
-                    Ok(key)
-                }
+                sys::ftok(&c, *id).map_err(|e| (self.display_name(), e))
             }
             _ => unreachable!("resolve_key on a non-SysV target"),
         }
@@ -483,7 +478,7 @@ impl SegmentOptions {
         };
         let pid = sys::getpid();
         let mut seg = Segment {
-            map: mapped.map,
+            _map: mapped.map,
             ptr: mapped.ptr,
             len: mapped.len,
             payload_offset: HEADER_LEN,
@@ -498,13 +493,12 @@ impl SegmentOptions {
             unlinker: mapped.unlinker,
             fd: kept_fd,
         };
-        let h = seg.ptr.cast::<Header>();
+        let h = seg.header_ref().expect("a created segment has a header");
         let tag = self.type_tag.unwrap_or(TypeTag::BYTES);
-        // SAFETY: the mapping is fresh, zeroed, page aligned and at least HEADER_LEN
-        // long; no other process writes a segment before its header is published.
+        // SAFETY: the mapping is fresh and zeroed; no other process reads or writes a
+        // segment's header before its creator pid is published.
         unsafe {
-            Header::write_creating(
-                h,
+            h.write_creating(
                 total as u64,
                 payload as u64,
                 &tag,
@@ -526,10 +520,9 @@ impl SegmentOptions {
         } else {
             STATE_READY
         };
-        // SAFETY: `h` is our live, aligned mapping; `state` is an atomic.
         // Release: pairs with the Acquire in `wait_ready`; publishes the payload written
         // by `init`.
-        unsafe { (*h).state.store(ready, Ordering::Release) };
+        h.state().store(ready, Ordering::Release);
         // The creator owns the name, except for files, which are meant to outlive it.
         let default = backend != Backend::File;
         seg.set_unlink_on_drop(self.unlink_on_drop.unwrap_or(default));
@@ -560,7 +553,7 @@ impl SegmentOptions {
         let cname = name::posix_cstring(n);
         let file = sys::shm_open(
             &cname,
-            libc::O_RDWR | libc::O_CREAT | libc::O_EXCL,
+            sys::OFlags::RDWR | sys::OFlags::CREATE | sys::OFlags::EXCL,
             self.mode,
         )
         .map_err(|e| ctx.err("shm_open", e))?;
@@ -573,7 +566,7 @@ impl SegmentOptions {
         let cpath = name::check_path(p).expect("checked by create_inner");
         let file = sys::open(
             &cpath,
-            libc::O_RDWR | libc::O_CREAT | libc::O_EXCL,
+            sys::OFlags::RDWR | sys::OFlags::CREATE | sys::OFlags::EXCL,
             self.mode,
         )
         .map_err(|e| ctx.err("open", e))?;
@@ -600,20 +593,16 @@ impl SegmentOptions {
         sys::check_memory(ctx.total as u64).map_err(|e| ctx.err("shmget", e))?;
         // The mode goes in shmflg; System V ignores the umask.
         let flags = libc::IPC_CREAT | libc::IPC_EXCL | (self.mode & 0o777) as libc::c_int;
-        // SAFETY: shmget takes no pointers.
-        let id = unsafe { libc::shmget(key, ctx.total, flags) };
-        if id == -1 {
-            let e = io::Error::last_os_error();
-            return Err(match e.raw_os_error() {
-                Some(libc::EINVAL) => ctx.too_large("over the System V limit (kernel.shmmax)", e),
-                _ => ctx.err("shmget", e),
-            });
-        }
+        let id = sys::sysv_get(key, ctx.total, flags).map_err(|e| match e.raw_os_error() {
+            Some(libc::EINVAL) => ctx.too_large("over the System V limit (kernel.shmmax)", e),
+            _ => ctx.err("shmget", e),
+        })?;
         let guard = RemoveOnError(Some(Undo::SysV(id)));
-        let ptr = sys::sysv_attach(id).map_err(|e| ctx.err("shmat", e))?;
+        let attach = sys::SysvAttach::new(id, ctx.total, false).map_err(|e| ctx.err("shmat", e))?;
         guard.defuse();
+        let ptr = attach.ptr();
         Ok(Mapped {
-            map: Mapping::SysV(ptr),
+            map: Mapping::SysV { _attach: attach },
             ptr,
             len: ctx.total,
             unlinker: Unlinker::SysV(id),
@@ -661,8 +650,8 @@ impl SegmentOptions {
         let mapped = match &self.target {
             Target::Posix(n) => {
                 let cname = name::posix_cstring(n);
-                let file =
-                    sys::shm_open(&cname, libc::O_RDWR, 0).map_err(|e| shm_open_error(&name, e))?;
+                let file = sys::shm_open(&cname, sys::OFlags::RDWR, 0)
+                    .map_err(|e| shm_open_error(&name, e))?;
                 let len = wait_for_size(&file, &name, start, deadline)?;
                 map_fd(&file, len)
                     .map_err(|e| open_io_error(&name, "mmap", e))?
@@ -670,7 +659,7 @@ impl SegmentOptions {
             }
             Target::File(p) => {
                 let cpath = name::check_path(p).expect("checked above");
-                let file = sys::open(&cpath, libc::O_RDWR, 0)
+                let file = sys::open(&cpath, sys::OFlags::RDWR, 0)
                     .map_err(|e| open_io_error(&name, "open", e))?;
                 let len = wait_for_size(&file, &name, start, deadline)?;
                 map_fd(&file, len)
@@ -682,11 +671,8 @@ impl SegmentOptions {
                     .resolve_key()
                     .map_err(|(name, e)| open_io_error(&name, "ftok", e))?;
                 // Ask for read-write permission up front (0o600 in shmflg).
-                // SAFETY: shmget takes no pointers.
-                let id = unsafe { libc::shmget(key, 0, 0o600) };
-                if id == -1 {
-                    return Err(open_io_error(&name, "shmget", io::Error::last_os_error()));
-                }
+                let id =
+                    sys::sysv_get(key, 0, 0o600).map_err(|e| open_io_error(&name, "shmget", e))?;
                 let len = sys::sysv_size(id).map_err(|e| open_io_error(&name, "shmctl", e))?;
                 if len < HEADER_LEN {
                     return Err(OpenError::TooSmall {
@@ -695,10 +681,11 @@ impl SegmentOptions {
                         needed: HEADER_LEN as u64,
                     });
                 }
-                let ptr = sys::sysv_attach(id).map_err(|e| open_io_error(&name, "shmat", e))?;
+                let attach = sys::SysvAttach::new(id, len, false)
+                    .map_err(|e| open_io_error(&name, "shmat", e))?;
                 Mapped {
-                    map: Mapping::SysV(ptr),
-                    ptr,
+                    ptr: attach.ptr(),
+                    map: Mapping::SysV { _attach: attach },
                     len,
                     unlinker: Unlinker::SysV(id),
                 }
@@ -713,7 +700,7 @@ impl SegmentOptions {
             Target::None | Target::Anonymous => unreachable!("rejected above"),
         };
         let seg = Segment {
-            map: mapped.map,
+            _map: mapped.map,
             ptr: mapped.ptr,
             len: mapped.len,
             payload_offset: HEADER_LEN,
@@ -733,15 +720,13 @@ impl SegmentOptions {
             pid_namespace: sys::pid_namespace(),
             allow_foreign_pid_namespace: self.allow_foreign_pid_namespace,
         };
-        // SAFETY: `seg.ptr` is our live mapping of `seg.len >= HEADER_LEN` bytes (the
-        // size waits above ensure it), page aligned.
-        let info =
-            unsafe { open_header(seg.ptr, seg.len as u64, &expect, &name, start, deadline) }?;
+        // The size waits above ensure `seg.len >= HEADER_LEN`.
+        let h = seg.header_ref().expect("an opened mapping holds a header");
+        let info = open_header(h, seg.len as u64, &expect, &name, start, deadline)?;
         if expect.is_foreign(info.creator_pidns) {
             // Allowed (validate refuses otherwise): tell every process, before we use
             // any object in the segment, that its process ids cannot be checked.
-            // SAFETY: `seg.ptr` is our live, page-aligned mapping of a header.
-            unsafe { Header::mark_shared_pid_namespaces(seg.ptr.cast::<Header>()) };
+            h.mark_shared_pid_namespaces();
         }
         let mut seg = seg;
         // Fits: validate checked 128 + payload_size <= seg.len, a usize.
@@ -803,14 +788,12 @@ impl Mapped {
 
 /// Stores `STATE_FAILED` in the header when dropped (only reached by unwinding out of
 /// the creator's `init`; the normal path forgets it).
-struct MarkFailedOnUnwind(*mut Header);
+struct MarkFailedOnUnwind<'a>(HeaderRef<'a>);
 
-impl Drop for MarkFailedOnUnwind {
+impl Drop for MarkFailedOnUnwind<'_> {
     fn drop(&mut self) {
         // Release: pairs with the Acquire in `wait_ready`, like READY.
-        // SAFETY: the pointer is the header of the creator's live mapping, which
-        // outlives this guard (the segment is dropped after it).
-        unsafe { (*self.0).state.store(STATE_FAILED, Ordering::Release) };
+        self.0.state().store(STATE_FAILED, Ordering::Release);
     }
 }
 
@@ -840,10 +823,7 @@ impl Drop for RemoveOnError {
                 let _ = std::fs::remove_file(p);
             }
             Some(Undo::SysV(id)) => {
-                // SAFETY: IPC_RMID takes no buffer; the id came from shmget.
-                unsafe {
-                    libc::shmctl(*id, libc::IPC_RMID, std::ptr::null_mut());
-                }
+                let _ = sys::sysv_remove(*id);
             }
             None => {}
         }

@@ -5,7 +5,7 @@ use std::fmt;
 use std::path::PathBuf;
 
 use crate::error::OpenError;
-use crate::header::{Header, HeaderInfo};
+use crate::header::{HeaderInfo, HeaderRef, HEADER_LEN};
 use crate::options::SegmentOptions;
 use crate::{name, sys};
 
@@ -48,8 +48,11 @@ pub(crate) enum Mapping {
         /// Held for its drop, which unmaps.
         _map: memmap2::MmapRaw,
     },
-    /// A System V attachment; detached with `shmdt`.
-    SysV(*mut u8),
+    /// A System V attachment; detached (`shmdt`) by its own drop.
+    SysV {
+        /// Held for its drop, which detaches.
+        _attach: sys::SysvAttach,
+    },
 }
 
 /// How to remove the segment's name, if this handle should.
@@ -91,7 +94,8 @@ pub(crate) enum Unlinker {
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub struct Segment {
-    pub(crate) map: Mapping,
+    /// Held for its drop (unmap or detach).
+    pub(crate) _map: Mapping,
     pub(crate) ptr: *mut u8,
     pub(crate) len: usize,
     pub(crate) payload_offset: usize,
@@ -155,7 +159,7 @@ impl Segment {
         })?;
         let cname = name::posix_cstring(name);
         // O_NONBLOCK: opening a FIFO planted under the name must not block.
-        let file = sys::shm_open(&cname, libc::O_RDWR | libc::O_NONBLOCK, 0)
+        let file = sys::shm_open(&cname, sys::OFlags::RDWR | sys::OFlags::NONBLOCK, 0)
             .map_err(|e| crate::options::shm_open_error(name, e))?;
         let meta = file.metadata().map_err(|source| OpenError::Io {
             op: "fstat",
@@ -185,7 +189,7 @@ impl Segment {
             .map_err(|e| crate::options::open_io_error(name, "mmap", e))?;
         let ptr = map.as_mut_ptr();
         Ok(Segment {
-            map: Mapping::Mmap { _map: map },
+            _map: Mapping::Mmap { _map: map },
             ptr,
             len,
             payload_offset: 0,
@@ -272,12 +276,19 @@ impl Segment {
     /// segment was opened. For bounds use [`Segment::payload_len`], which is the value
     /// validated against the mapping at open and never re-read.
     pub fn header(&self) -> Option<HeaderInfo> {
-        if self.raw {
+        // Its header was validated (READY Acquired) when it was created or opened.
+        self.header_ref().map(HeaderRef::snapshot)
+    }
+
+    /// The live header in place; `None` for a raw segment (which has none).
+    pub(crate) fn header_ref(&self) -> Option<HeaderRef<'_>> {
+        if self.raw || self.len < HEADER_LEN {
             return None;
         }
-        // SAFETY: a non-raw segment is at least a header long and page aligned, and its
-        // header was validated (READY Acquired) when it was created or opened.
-        Some(unsafe { Header::snapshot(self.ptr.cast::<Header>()) })
+        // SAFETY: a non-raw segment starts with its header: `ptr..ptr+len` (at least
+        // HEADER_LEN bytes, checked) is our page-aligned, writable mapping, which stays
+        // mapped while `self` lives.
+        Some(unsafe { HeaderRef::new(self.ptr) })
     }
 
     /// Whether the segment is shared across pid namespaces (see
@@ -287,12 +298,8 @@ impl Segment {
     /// word you are about to judge, so an owner from another namespace is never judged
     /// without the flag it set before taking anything. `false` for a raw segment.
     pub fn shared_across_pid_namespaces(&self) -> bool {
-        if self.raw {
-            return false;
-        }
-        // SAFETY: a non-raw segment is at least a header long and page aligned, and
-        // stays mapped while `self` lives.
-        unsafe { Header::shared_pid_namespaces(self.ptr.cast::<Header>()) }
+        self.header_ref()
+            .is_some_and(HeaderRef::shared_pid_namespaces)
     }
 
     /// The memfd behind an anonymous segment, to hand to an unrelated process (over a
@@ -315,14 +322,17 @@ impl Segment {
     pub fn prefault(&self) -> std::io::Result<()> {
         // SAFETY: `as_ptr()..as_ptr()+len()` is exactly this handle's live mapping,
         // page-aligned at its start; MADV_POPULATE_WRITE only faults pages in.
-        let rc =
-            unsafe { libc::madvise(self.as_ptr().cast(), self.len(), libc::MADV_POPULATE_WRITE) };
-        if rc == 0 {
-            return Ok(());
-        }
-        let err = std::io::Error::last_os_error();
-        if err.raw_os_error() != Some(libc::EINVAL) {
-            return Err(err);
+        let advised = unsafe {
+            rustix::mm::madvise(
+                self.as_ptr().cast(),
+                self.len(),
+                rustix::mm::Advice::LinuxPopulateWrite,
+            )
+        };
+        match advised {
+            Ok(()) => return Ok(()),
+            Err(rustix::io::Errno::INVAL) => {}
+            Err(err) => return Err(err.into()),
         }
         // An older kernel: read one byte per page (a read fault maps a shared page).
         let page = 4096;
@@ -352,10 +362,7 @@ impl Segment {
         match &self.unlinker {
             Unlinker::Posix(c, id) => sys::shm_unlink_if_same(c, *id),
             Unlinker::SysV(id) => {
-                // SAFETY: IPC_RMID takes no buffer; the id came from shmget.
-                unsafe {
-                    libc::shmctl(*id, libc::IPC_RMID, std::ptr::null_mut());
-                }
+                let _ = sys::sysv_remove(*id);
             }
             Unlinker::File(p, id) => sys::remove_file_if_same(p, *id),
             Unlinker::None => {}
@@ -368,13 +375,8 @@ impl Drop for Segment {
         if self.unlink_on_drop && sys::getpid() == self.owner_pid {
             self.unlink_now();
         }
-        if let Mapping::SysV(p) = self.map {
-            // SAFETY: `p` is the address shmat returned; nothing uses it after drop.
-            unsafe {
-                libc::shmdt(p.cast());
-            }
-        }
-        // Mapping::Mmap unmaps in MmapRaw's own drop.
+        // Then the fields drop: Mapping::Mmap unmaps in MmapRaw's drop, Mapping::SysV
+        // detaches in SysvAttach's.
     }
 }
 

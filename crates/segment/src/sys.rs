@@ -1,15 +1,17 @@
 //! Thin wrappers over the syscalls the backends share: `rustix` where it has them
-//! (memfd, fchmod, fallocate); `libc` for POSIX `shm_open`/`shm_unlink` (libc
-//! functions over `/dev/shm`, not syscalls) and System V `shmat`/`shmctl`, which rustix
-//! does not wrap.
+//! (`shm_open`/`shm_unlink`, open, memfd, fchmod, fallocate, madvise); `libc` only for
+//! System V `shmget`/`shmat`/`shmdt`/`shmctl` and `ftok`, which rustix does not wrap.
+//! Each System V call is behind one small safe function or type here, so the rest of
+//! the crate holds no `unsafe` for them.
 
 use std::ffi::CStr;
 use std::fs::File;
 use std::io;
-use std::os::fd::FromRawFd;
+
+pub(crate) use rustix::fs::OFlags;
 
 /// `Err(last_os_error)` when `rc == -1`.
-pub(crate) fn cvt(rc: libc::c_int) -> io::Result<libc::c_int> {
+fn cvt(rc: libc::c_int) -> io::Result<libc::c_int> {
     if rc == -1 {
         Err(io::Error::last_os_error())
     } else {
@@ -17,40 +19,45 @@ pub(crate) fn cvt(rc: libc::c_int) -> io::Result<libc::c_int> {
     }
 }
 
-/// `shm_open(name, flags, mode)`, close-on-exec, retried on EINTR.
-pub(crate) fn shm_open(name: &CStr, flags: libc::c_int, mode: u32) -> io::Result<File> {
+/// Retries `f` on EINTR and turns its fd into a `File`.
+fn retry_open(mut f: impl FnMut() -> rustix::io::Result<std::os::fd::OwnedFd>) -> io::Result<File> {
     loop {
-        // SAFETY: `name` is a valid NUL-terminated string for the duration of the call.
-        let fd =
-            unsafe { libc::shm_open(name.as_ptr(), flags | libc::O_CLOEXEC, mode as libc::mode_t) };
-        match cvt(fd) {
-            // SAFETY: shm_open returned a fresh fd that nothing else owns.
-            Ok(fd) => return Ok(unsafe { File::from_raw_fd(fd) }),
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
+        match f() {
+            Ok(fd) => return Ok(File::from(fd)),
+            Err(rustix::io::Errno::INTR) => {}
+            Err(e) => return Err(e.into()),
         }
     }
+}
+
+/// `name` without its leading `/`: rustix's `shm` functions count the name's length
+/// against `NAME_MAX` as given, so a 255-byte name plus the slash would be refused
+/// where glibc's `shm_open` accepts it.
+fn bare(name: &CStr) -> &CStr {
+    let bytes = name.to_bytes_with_nul();
+    let slashes = bytes.iter().take_while(|&&b| b == b'/').count();
+    CStr::from_bytes_with_nul(&bytes[slashes..]).expect("a suffix of a C string is one")
+}
+
+/// `shm_open(name, flags, mode)`, close-on-exec and `O_NOFOLLOW` (as glibc's
+/// `shm_open` adds them), retried on EINTR.
+pub(crate) fn shm_open(name: &CStr, flags: OFlags, mode: u32) -> io::Result<File> {
+    // rustix's shm flags are a subset of open's; it passes unknown bits (NONBLOCK,
+    // NOFOLLOW) through to the open of `/dev/shm/<name>` and adds CLOEXEC itself.
+    let flags = rustix::shm::OFlags::from_bits_retain((flags | OFlags::NOFOLLOW).bits());
+    let mode = rustix::fs::Mode::from_raw_mode(mode);
+    retry_open(|| rustix::shm::open(bare(name), flags, mode))
 }
 
 /// `shm_unlink(name)`.
 pub(crate) fn shm_unlink(name: &CStr) -> io::Result<()> {
-    // SAFETY: `name` is a valid NUL-terminated string for the duration of the call.
-    cvt(unsafe { libc::shm_unlink(name.as_ptr()) }).map(drop)
+    Ok(rustix::shm::unlink(bare(name))?)
 }
 
 /// `open(path, flags, mode)`, close-on-exec, retried on EINTR.
-pub(crate) fn open(path: &CStr, flags: libc::c_int, mode: u32) -> io::Result<File> {
-    loop {
-        // SAFETY: `path` is a valid NUL-terminated string for the duration of the call.
-        let fd =
-            unsafe { libc::open(path.as_ptr(), flags | libc::O_CLOEXEC, mode as libc::c_uint) };
-        match cvt(fd) {
-            // SAFETY: open returned a fresh fd that nothing else owns.
-            Ok(fd) => return Ok(unsafe { File::from_raw_fd(fd) }),
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
+pub(crate) fn open(path: &CStr, flags: OFlags, mode: u32) -> io::Result<File> {
+    let mode = rustix::fs::Mode::from_raw_mode(mode);
+    retry_open(|| rustix::fs::open(path, flags | OFlags::CLOEXEC, mode))
 }
 
 /// A close-on-exec memfd.
@@ -135,7 +142,7 @@ pub(crate) fn shm_unlink_if_same(name: &CStr, id: Option<FileId>) {
         return;
     };
     // O_NONBLOCK: if a FIFO replaced our object, opening it must not block.
-    match shm_open(name, libc::O_RDONLY | libc::O_NONBLOCK, 0) {
+    match shm_open(name, OFlags::RDONLY | OFlags::NONBLOCK, 0) {
         Ok(f) => {
             if file_id(&f) == Some(id) {
                 let _ = shm_unlink(name);
@@ -188,23 +195,111 @@ pub(crate) fn creator_alive(pid: u32, pidns: u64) -> bool {
     pid != 0 && shmkit_sys::owner::is_alive(pid, None)
 }
 
-/// `shmat(id)` read-write at a kernel-chosen address.
-pub(crate) fn sysv_attach(id: libc::c_int) -> io::Result<*mut u8> {
-    // SAFETY: a null address lets the kernel choose where to attach; touches no
-    // existing memory.
-    let p = unsafe { libc::shmat(id, std::ptr::null(), 0) };
-    if p as isize == -1 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(p.cast())
-    }
+/// `ftok(path, id)`: the System V key for an existing path.
+pub(crate) fn ftok(path: &CStr, id: u8) -> io::Result<libc::key_t> {
+    // libc: rustix has no System V IPC.
+    // SAFETY: `path` is a valid NUL-terminated string for the duration of the call.
+    cvt(unsafe { libc::ftok(path.as_ptr(), libc::c_int::from(id)) })
+}
+
+/// `shmget(key, size, flags)`: the id of a System V segment.
+pub(crate) fn sysv_get(
+    key: libc::key_t,
+    size: usize,
+    flags: libc::c_int,
+) -> io::Result<libc::c_int> {
+    // libc: rustix has no System V IPC.
+    // SAFETY: shmget takes no pointers.
+    cvt(unsafe { libc::shmget(key, size, flags) })
+}
+
+/// `shmctl(id, IPC_RMID)`: the key is free at once, the memory goes with the last
+/// attachment.
+pub(crate) fn sysv_remove(id: libc::c_int) -> io::Result<()> {
+    // SAFETY: IPC_RMID takes no buffer (null is what it expects).
+    cvt(unsafe { libc::shmctl(id, libc::IPC_RMID, std::ptr::null_mut()) }).map(drop)
 }
 
 /// Size of the System V segment `id` (`shm_segsz`).
 pub(crate) fn sysv_size(id: libc::c_int) -> io::Result<usize> {
-    // SAFETY: shmid_ds is plain data; all-zero is a valid value for IPC_STAT to fill.
-    let mut ds: libc::shmid_ds = unsafe { std::mem::zeroed() };
-    // SAFETY: `ds` is a valid, writable shmid_ds.
-    cvt(unsafe { libc::shmctl(id, libc::IPC_STAT, &mut ds) })?;
+    // SAFETY: shmid_ds is plain data for which all-zero is a valid value, and `ds` is
+    // a valid, writable shmid_ds for IPC_STAT to fill.
+    let ds = unsafe {
+        let mut ds: libc::shmid_ds = std::mem::zeroed();
+        cvt(libc::shmctl(id, libc::IPC_STAT, &mut ds))?;
+        ds
+    };
     Ok(ds.shm_segsz as usize)
+}
+
+/// One `shmat` attachment of a System V segment, detached (`shmdt`) on drop.
+///
+/// Invariant: `ptr` is the address `shmat` returned for this attachment, which stays
+/// mapped until `drop`, and at least `len` bytes are attached there.
+#[derive(Debug)]
+pub(crate) struct SysvAttach {
+    ptr: *mut u8,
+    len: usize,
+}
+
+impl SysvAttach {
+    /// `shmat(id)` at a kernel-chosen address (read-only or read-write) of a segment of
+    /// `len` bytes (its `shm_segsz`, or less).
+    pub(crate) fn new(id: libc::c_int, len: usize, read_only: bool) -> io::Result<Self> {
+        let flags = if read_only { libc::SHM_RDONLY } else { 0 };
+        // libc: rustix has no System V IPC.
+        // SAFETY: a null address lets the kernel choose where to attach; touches no
+        // existing memory.
+        let p = unsafe { libc::shmat(id, std::ptr::null(), flags) };
+        if p as isize == -1 {
+            Err(io::Error::last_os_error())
+        } else {
+            Ok(SysvAttach { ptr: p.cast(), len })
+        }
+    }
+
+    /// Start of the attachment.
+    pub(crate) fn ptr(&self) -> *mut u8 {
+        self.ptr
+    }
+
+    /// Copies the first `buf.len()` bytes (at most `len`) with volatile byte reads.
+    pub(crate) fn read_into(&self, buf: &mut [u8]) {
+        assert!(buf.len() <= self.len, "read past the attachment");
+        for (i, b) in buf.iter_mut().enumerate() {
+            // SAFETY: `i < len`, inside the live attachment (type invariant); a volatile
+            // byte read forms no reference to memory other processes write.
+            *b = unsafe { self.ptr.add(i).read_volatile() };
+        }
+    }
+}
+
+impl Drop for SysvAttach {
+    fn drop(&mut self) {
+        // SAFETY: `ptr` is the address shmat returned (type invariant), detached once;
+        // whoever holds this attachment holds no pointer into it past its drop.
+        unsafe { libc::shmdt(self.ptr.cast()) };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// rustix counts the name against NAME_MAX as given: the leading slash must not
+    /// make a valid 255-byte name too long.
+    #[test]
+    fn a_255_byte_posix_name_is_accepted() {
+        let prefix = shmkit_testkit::unique_name("max");
+        let name = format!("{prefix}{}", "x".repeat(255 - prefix.len()));
+        assert_eq!(name.len(), 255);
+        let _cleanup = shmkit_testkit::ShmCleanup::new(&name);
+        let cname = crate::name::posix_cstring(&name);
+        let file = shm_open(&cname, OFlags::RDWR | OFlags::CREATE | OFlags::EXCL, 0o600)
+            .expect("a 255-byte name is valid");
+        assert_eq!(fsize(&file).unwrap(), 0);
+        assert!(std::path::Path::new("/dev/shm").join(&name).exists());
+        shm_unlink(&cname).expect("unlink the 255-byte name");
+        assert!(!std::path::Path::new("/dev/shm").join(&name).exists());
+    }
 }

@@ -11,8 +11,8 @@ use std::time::Instant;
 
 use crate::error::OpenError;
 use crate::header::{
-    Header, HeaderInfo, TypeTag, HEADER_LEN, LAYOUT_VERSION, MAGIC, STATE_FAILED, STATE_INIT_MASK,
-    STATE_READY, STATE_SHARED_PID_NAMESPACES,
+    Header, HeaderInfo, HeaderRef, TypeTag, HEADER_LEN, LAYOUT_VERSION, MAGIC, STATE_FAILED,
+    STATE_INIT_MASK, STATE_READY, STATE_SHARED_PID_NAMESPACES,
 };
 use crate::wait::wait_ready;
 
@@ -133,21 +133,18 @@ pub(crate) fn validate(
 ///
 /// Only the header is read; `mapping_len` is only compared against.
 ///
-/// # Safety
-/// `ptr` points to at least [`HEADER_LEN`] readable bytes, 8-aligned, that stay
-/// mapped during the call (the start of the mapping, which is `mapping_len` long).
-pub(crate) unsafe fn open_header(
-    ptr: *mut u8,
+/// `h` is the header at the start of the mapping, which is `mapping_len` long.
+pub(crate) fn open_header(
+    h: HeaderRef<'_>,
     mapping_len: u64,
     expect: &Expect,
     name: &str,
     start: Instant,
     deadline: Option<Instant>,
 ) -> Result<HeaderInfo, OpenError> {
-    wait_ready(ptr, name, start, deadline)?;
-    // SAFETY: the caller guarantees HEADER_LEN readable, 8-aligned bytes at `ptr`;
+    wait_ready(h, name, start, deadline)?;
     // READY was Acquired in `wait_ready`.
-    let bytes = unsafe { Header::read_bytes(ptr.cast::<Header>()) };
+    let bytes = h.read_bytes();
     validate(&bytes, mapping_len, expect, name)
 }
 

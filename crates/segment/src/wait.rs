@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use crate::error::OpenError;
 use crate::header::{
-    Header, HEADER_LEN, LAYOUT_VERSION, MAGIC, STATE_FAILED, STATE_INIT_MASK, STATE_READY,
+    HeaderRef, HEADER_LEN, LAYOUT_VERSION, MAGIC, STATE_FAILED, STATE_INIT_MASK, STATE_READY,
 };
 use crate::options::open_io_error;
 use crate::sys;
@@ -71,31 +71,27 @@ pub(crate) fn wait_for_size(
 /// Waits for READY (Acquire). Fails early on a foreign magic, an unknown version, or a
 /// creator that died before READY.
 pub(crate) fn wait_ready(
-    ptr: *mut u8,
+    h: HeaderRef<'_>,
     name: &str,
     start: Instant,
     deadline: Option<Instant>,
 ) -> Result<(), OpenError> {
-    let h = ptr.cast::<Header>();
     let mut backoff = Backoff::new();
     loop {
         // Acquire: pairs with the Release store of READY in `create_inner`; the header
         // and payload written before it are visible after.
-        // SAFETY: `h` points to our live mapping, at least HEADER_LEN long and page
-        // aligned; only atomics are read before READY.
-        let state = unsafe { (*h).state.load(Ordering::Acquire) } & STATE_INIT_MASK;
+        // Only atomics are read before READY.
+        let state = h.state().load(Ordering::Acquire) & STATE_INIT_MASK;
         if state == STATE_READY {
             return Ok(());
         }
         if state == STATE_FAILED {
-            // SAFETY: `h` is our live, aligned mapping of at least HEADER_LEN bytes.
             // Relaxed: the pid was published before the state we just Acquired.
-            let pid = unsafe { (*h).creator_pid.load(Ordering::Relaxed) };
+            let pid = h.creator_pid().load(Ordering::Relaxed);
             return Err(OpenError::InitFailed { pid });
         }
         // Relaxed: only compared against 0 / MAGIC (see `Header::write_creating`).
-        // SAFETY: `h` is our live, aligned mapping of at least HEADER_LEN bytes.
-        let magic = unsafe { (*h).magic.load(Ordering::Relaxed) };
+        let magic = h.magic().load(Ordering::Relaxed);
         if magic != 0 && magic != MAGIC {
             return Err(OpenError::NotShmkit {
                 name: name.to_owned(),
@@ -104,24 +100,21 @@ pub(crate) fn wait_ready(
         }
         // Acquire: pairs with the Release in `Header::write_creating`; a non-zero pid
         // makes the plain header fields (version) readable.
-        // SAFETY: `h` is our live, aligned mapping of at least HEADER_LEN bytes.
-        let pid = unsafe { (*h).creator_pid.load(Ordering::Acquire) };
+        let pid = h.creator_pid().load(Ordering::Acquire);
         if pid != 0 {
-            // SAFETY: the creator published the plain fields before the pid (Acquired).
-            let version = unsafe { std::ptr::addr_of!((*h).version).read_volatile() };
+            // The creator published the plain fields before the pid (Acquired).
+            let version = h.version();
             if version != LAYOUT_VERSION {
                 return Err(OpenError::Version {
                     found: version,
                     supported: LAYOUT_VERSION,
                 });
             }
-            // SAFETY: as for `version`.
-            let pidns = unsafe { std::ptr::addr_of!((*h).creator_pidns).read_volatile() };
+            let pidns = h.creator_pidns();
             if backoff.is_spun() && !sys::creator_alive(pid, pidns) {
                 // It may have published READY just before exiting.
                 // Acquire: as the first load.
-                // SAFETY: `h` is our live, aligned mapping of at least HEADER_LEN bytes.
-                if unsafe { (*h).state.load(Ordering::Acquire) } & STATE_INIT_MASK == STATE_READY {
+                if h.state().load(Ordering::Acquire) & STATE_INIT_MASK == STATE_READY {
                     return Ok(());
                 }
                 return Err(OpenError::CreatorDied { pid });
@@ -150,20 +143,20 @@ mod tests {
     fn wait(b: &mut [u64; HEADER_LEN / 8], ms: u64) -> Result<(), OpenError> {
         let start = Instant::now();
         let deadline = start.checked_add(Duration::from_millis(ms));
-        wait_ready(b.as_mut_ptr().cast(), "unit", start, deadline)
+        wait_ready(HeaderRef::from_buf(b), "unit", start, deadline)
     }
 
     fn written(pid: u32) -> Box<[u64; HEADER_LEN / 8]> {
         let mut b = buf();
-        // SAFETY: the buffer is 128 zeroed, 8-aligned bytes owned by this test.
-        unsafe { Header::write_creating(b.as_mut_ptr().cast(), 128, 0, &TypeTag::BYTES, pid, 0) };
+        // SAFETY: the buffer is zeroed and owned by this test.
+        unsafe { HeaderRef::from_buf(&mut b).write_creating(128, 0, &TypeTag::BYTES, pid, 0) };
         b
     }
 
     fn set_state(b: &mut [u64; HEADER_LEN / 8], state: u32) {
-        let h = b.as_mut_ptr().cast::<Header>();
-        // SAFETY: `h` is our own header-sized buffer.
-        unsafe { (*h).state.store(state, Ordering::Release) };
+        HeaderRef::from_buf(b)
+            .state()
+            .store(state, Ordering::Release);
     }
 
     #[test]

@@ -23,6 +23,8 @@
 
 use std::fs::File;
 use std::os::fd::AsRawFd;
+
+use rustix::fs::FlockOperation;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -59,6 +61,25 @@ pub enum LockMode {
 #[derive(Debug)]
 pub struct FileLock {
     file: File,
+}
+
+/// `flock(2)` through rustix, retried on EINTR: `Ok(false)` when a non-blocking
+/// `op` finds the lock held elsewhere.
+pub(crate) fn flock(fd: impl std::os::fd::AsFd, op: FlockOperation) -> std::io::Result<bool> {
+    let nonblocking = matches!(
+        op,
+        FlockOperation::NonBlockingLockShared
+            | FlockOperation::NonBlockingLockExclusive
+            | FlockOperation::NonBlockingUnlock
+    );
+    loop {
+        match rustix::fs::flock(&fd, op) {
+            Ok(()) => return Ok(true),
+            Err(rustix::io::Errno::INTR) => {}
+            Err(rustix::io::Errno::WOULDBLOCK) if nonblocking => return Ok(false),
+            Err(e) => return Err(e.into()),
+        }
+    }
 }
 
 fn io_err(op: &'static str) -> FileLockError {
@@ -119,25 +140,16 @@ impl FileLock {
     }
 
     fn flock(&self, mode: LockMode, nonblocking: bool) -> Result<bool, FileLockError> {
-        let mut op = match mode {
-            LockMode::Shared => libc::LOCK_SH,
-            LockMode::Exclusive => libc::LOCK_EX,
+        let op = match (mode, nonblocking) {
+            (LockMode::Shared, false) => FlockOperation::LockShared,
+            (LockMode::Exclusive, false) => FlockOperation::LockExclusive,
+            (LockMode::Shared, true) => FlockOperation::NonBlockingLockShared,
+            (LockMode::Exclusive, true) => FlockOperation::NonBlockingLockExclusive,
         };
-        if nonblocking {
-            op |= libc::LOCK_NB;
-        }
-        loop {
-            // SAFETY: flock on a descriptor we own; no memory is passed.
-            let rc = unsafe { libc::flock(self.file.as_raw_fd(), op) };
-            if rc == 0 {
-                return Ok(true);
-            }
-            match std::io::Error::last_os_error().raw_os_error() {
-                Some(libc::EINTR) => continue,
-                Some(libc::EWOULDBLOCK) if nonblocking => return Ok(false),
-                _ => return Err(io_err("flock")),
-            }
-        }
+        flock(&self.file, op).map_err(|source| FileLockError::Io {
+            op: "flock",
+            source,
+        })
     }
 
     /// Locks the whole file, waiting as long as needed.
@@ -211,19 +223,21 @@ impl FileLock {
         start: u64,
         len: u64,
     ) -> Result<bool, FileLockError> {
-        // SAFETY: flock is a plain C struct for which all-zero bytes are valid.
-        let mut fl: libc::flock = unsafe { std::mem::zeroed() };
-        fl.l_type = ty as libc::c_short;
-        fl.l_whence = libc::SEEK_SET as libc::c_short;
-        fl.l_start = libc::off_t::try_from(start).map_err(|_| FileLockError::Io {
-            op: "fcntl(F_OFD_SETLK)",
-            source: std::io::Error::from_raw_os_error(libc::EOVERFLOW),
-        })?;
-        fl.l_len = libc::off_t::try_from(len).map_err(|_| FileLockError::Io {
-            op: "fcntl(F_OFD_SETLK)",
-            source: std::io::Error::from_raw_os_error(libc::EOVERFLOW),
-        })?;
-        fl.l_pid = 0; // required to be 0 for OFD locks
+        // libc: rustix's `fcntl_lock` takes only whole-file, process-associated locks
+        // (F_SETLK); open-file-description locks on a byte range (F_OFD_SETLK) it has not.
+        let offset = |v: u64| {
+            libc::off_t::try_from(v).map_err(|_| FileLockError::Io {
+                op: "fcntl(F_OFD_SETLK)",
+                source: std::io::Error::from_raw_os_error(libc::EOVERFLOW),
+            })
+        };
+        let mut fl = libc::flock {
+            l_type: ty as libc::c_short,
+            l_whence: libc::SEEK_SET as libc::c_short,
+            l_start: offset(start)?,
+            l_len: offset(len)?,
+            l_pid: 0, // required to be 0 for OFD locks
+        };
         loop {
             // SAFETY: `fl` is a valid flock struct that outlives the call; the fd is ours.
             let rc = unsafe { libc::fcntl(self.file.as_raw_fd(), cmd, &mut fl) };
@@ -366,9 +380,8 @@ pub struct FileLockGuard<'a> {
 
 impl Drop for FileLockGuard<'_> {
     fn drop(&mut self) {
-        // SAFETY: flock(LOCK_UN) on a descriptor we own; failure leaves the lock to be
-        // released when the file is closed.
-        unsafe { libc::flock(self.lock.file.as_raw_fd(), libc::LOCK_UN) };
+        // Failure leaves the lock to be released when the file is closed.
+        let _ = flock(&self.lock.file, FlockOperation::Unlock);
     }
 }
 

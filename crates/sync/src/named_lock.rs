@@ -18,15 +18,14 @@
 //! `flock`).
 
 use std::fs::File;
-use std::os::fd::AsRawFd;
-use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use crate::error::NamedLockError;
-use crate::file_lock::poll_until;
+use crate::file_lock::{flock, poll_until};
 use crate::futex::Deadline;
+use rustix::fs::FlockOperation;
 
 /// Entry point for named locks (see the module docs).
 ///
@@ -69,8 +68,8 @@ impl Drop for NamedLockGuard {
         // Unlink while still holding the lock: waiters on this inode then find the path
         // gone and retry on a fresh file. The flock goes with the descriptor.
         let _ = std::fs::remove_file(&self.path);
-        // SAFETY: flock(LOCK_UN) on our own descriptor (closing it would do the same).
-        unsafe { libc::flock(self.file.as_raw_fd(), libc::LOCK_UN) };
+        // Closing the descriptor would do the same.
+        let _ = flock(&self.file, FlockOperation::Unlock);
     }
 }
 
@@ -159,21 +158,11 @@ impl NamedLock {
                 .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
                 .open(&path)
                 .map_err(|e| io("open", &path, e))?;
-            let fd = file.as_raw_fd();
             poll_until(
                 deadline,
-                || loop {
-                    // SAFETY: flock on a descriptor we own.
-                    let rc = unsafe { libc::flock(fd, libc::LOCK_EX | libc::LOCK_NB) };
-                    if rc == 0 {
-                        return Ok(true);
-                    }
-                    let e = std::io::Error::last_os_error();
-                    match e.raw_os_error() {
-                        Some(libc::EINTR) => continue,
-                        Some(libc::EWOULDBLOCK) => return Ok(false),
-                        _ => return Err(io("flock", &path, e)),
-                    }
+                || {
+                    flock(&file, FlockOperation::NonBlockingLockExclusive)
+                        .map_err(|e| io("flock", &path, e))
                 },
                 || {
                     if try_ {
@@ -208,8 +197,7 @@ impl NamedLock {
                 return Path::new(&d).join("shmkit-locks");
             }
         }
-        // SAFETY: geteuid has no preconditions and cannot fail.
-        let uid = unsafe { libc::geteuid() };
+        let uid = rustix::process::geteuid().as_raw();
         PathBuf::from(format!("/tmp/shmkit-locks-{uid}"))
     }
 }
@@ -229,20 +217,9 @@ fn validate(name: &str) -> Result<(), NamedLockError> {
 }
 
 fn ensure_dir(dir: &Path) -> Result<(), NamedLockError> {
-    let c = std::ffi::CString::new(dir.as_os_str().as_bytes()).map_err(|_| {
-        io(
-            "mkdir",
-            dir,
-            std::io::Error::from_raw_os_error(libc::EINVAL),
-        )
-    })?;
-    // SAFETY: `c` is a valid NUL-terminated path that outlives the call.
-    let rc = unsafe { libc::mkdir(c.as_ptr(), 0o700) };
-    if rc != 0 {
-        let e = std::io::Error::last_os_error();
-        if e.raw_os_error() != Some(libc::EEXIST) {
-            return Err(io("mkdir", dir, e));
-        }
+    match rustix::fs::mkdir(dir, rustix::fs::Mode::from_raw_mode(0o700)) {
+        Ok(()) | Err(rustix::io::Errno::EXIST) => {}
+        Err(e) => return Err(io("mkdir", dir, e.into())),
     }
     let md = std::fs::symlink_metadata(dir).map_err(|e| io("stat", dir, e))?;
     let unsafe_dir = |why| NamedLockError::UnsafeDir {
@@ -252,8 +229,7 @@ fn ensure_dir(dir: &Path) -> Result<(), NamedLockError> {
     if !md.file_type().is_dir() {
         return Err(unsafe_dir("it is not a directory (or is a symlink)"));
     }
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    if md.uid() != unsafe { libc::geteuid() } {
+    if md.uid() != rustix::process::geteuid().as_raw() {
         return Err(unsafe_dir("it is owned by another user"));
     }
     if md.mode() & 0o022 != 0 {

@@ -17,7 +17,7 @@
 //! [`fork_child`] points the child's stderr at `/dev/null` for this reason (without taking
 //! the panic-hook lock, which a panicking parent thread may hold at the fork).
 
-use std::ffi::CString;
+use std::os::fd::OwnedFd;
 use std::process::Command;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
@@ -53,12 +53,7 @@ impl ShmCleanup {
 
 impl Drop for ShmCleanup {
     fn drop(&mut self) {
-        if let Ok(c) = CString::new(format!("/{}", self.name)) {
-            // SAFETY: `c` is a valid NUL-terminated string that outlives the call.
-            unsafe {
-                libc::shm_unlink(c.as_ptr());
-            }
-        }
+        let _ = rustix::shm::unlink(format!("/{}", self.name));
     }
 }
 
@@ -84,33 +79,33 @@ impl Child {
         self.pid
     }
 
-    /// Sends SIGKILL.
+    fn rpid(&self) -> rustix::process::Pid {
+        rustix::process::Pid::from_raw(self.pid).expect("a forked child's pid is positive")
+    }
+
+    /// Sends SIGKILL (a pid we forked and have not reaped: at worst ESRCH, ignored).
     pub fn kill(&self) {
-        // SAFETY: kill(2) with a pid we forked and have not reaped yet is safe; at
-        // worst it fails with ESRCH.
-        unsafe {
-            libc::kill(self.pid, libc::SIGKILL);
+        let _ = rustix::process::kill_process(self.rpid(), rustix::process::Signal::KILL);
+    }
+
+    /// `waitpid` on our child, retried on EINTR; `None` with WNOHANG while it runs.
+    fn waitpid(&self, opts: rustix::process::WaitOptions) -> Option<Exit> {
+        loop {
+            match rustix::process::waitpid(Some(self.rpid()), opts) {
+                Ok(status) => return status.map(|(_, st)| decode(st)),
+                Err(rustix::io::Errno::INTR) => {}
+                Err(err) => panic!("waitpid failed: {err}"),
+            }
         }
     }
 
     /// Waits for the child to end.
     pub fn wait(&mut self) -> Exit {
-        let mut status = 0;
-        loop {
-            // SAFETY: `status` is a valid out-pointer; `pid` is our own child.
-            let rc = unsafe { libc::waitpid(self.pid, &mut status, 0) };
-            if rc == self.pid {
-                break;
-            }
-            let err = std::io::Error::last_os_error();
-            assert_eq!(
-                err.raw_os_error(),
-                Some(libc::EINTR),
-                "waitpid failed: {err}"
-            );
-        }
+        let exit = self
+            .waitpid(rustix::process::WaitOptions::empty())
+            .expect("a blocking waitpid returns a status");
         self.reaped = true;
-        decode(status)
+        exit
     }
 
     /// Waits up to `timeout`; `None` if the child is still running then.
@@ -118,12 +113,9 @@ impl Child {
         let deadline = Instant::now() + timeout;
         let mut pause = Duration::from_micros(100);
         loop {
-            let mut status = 0;
-            // SAFETY: as in `wait`; WNOHANG makes it non-blocking.
-            let rc = unsafe { libc::waitpid(self.pid, &mut status, libc::WNOHANG) };
-            if rc == self.pid {
+            if let Some(exit) = self.waitpid(rustix::process::WaitOptions::NOHANG) {
                 self.reaped = true;
-                return Some(decode(status));
+                return Some(exit);
             }
             if Instant::now() >= deadline {
                 return None;
@@ -151,11 +143,11 @@ impl Drop for Child {
     }
 }
 
-fn decode(status: libc::c_int) -> Exit {
-    if libc::WIFEXITED(status) {
-        Exit::Code(libc::WEXITSTATUS(status))
-    } else if libc::WIFSIGNALED(status) {
-        Exit::Signal(libc::WTERMSIG(status))
+fn decode(status: rustix::process::WaitStatus) -> Exit {
+    if let Some(code) = status.exit_status() {
+        Exit::Code(code)
+    } else if let Some(sig) = status.terminating_signal() {
+        Exit::Signal(sig)
     } else {
         Exit::Code(-1)
     }
@@ -167,6 +159,8 @@ fn decode(status: libc::c_int) -> Exit {
 /// share anonymous memory between real processes. See the module docs on what the
 /// child may do.
 pub fn fork_child<F: FnOnce() -> i32>(f: F) -> Child {
+    // libc: rustix has no safe fork (only the raw `runtime::kernel_fork`, which skips
+    // libc's atfork handlers that the floor's `pthread_atfork` registration relies on).
     // SAFETY: fork(2) has no memory-safety preconditions of its own; the child only
     // runs `f` and then `_exit`s without running destructors or atexit handlers of the
     // parent's state (see the module docs for what `f` may do).
@@ -175,6 +169,8 @@ pub fn fork_child<F: FnOnce() -> i32>(f: F) -> Child {
     if pid == 0 {
         silence_stderr();
         let code = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).unwrap_or(101);
+        // libc: `_exit` (no atexit handlers, no destructors); rustix only has the raw
+        // `exit_group` behind its unstable `runtime` feature.
         // SAFETY: _exit ends the child immediately; nothing after it runs.
         unsafe { libc::_exit(code) }
     }
@@ -187,14 +183,15 @@ pub fn fork_child<F: FnOnce() -> i32>(f: F) -> Child {
 /// lock, and if another thread of the parent was panicking (holding the read lock) at
 /// the fork, the child waits for it forever.
 fn silence_stderr() {
-    // SAFETY: open/dup2/close with a static NUL-terminated path and our own fds; all
+    // rustix issues the open/dup2/close syscalls directly (no allocation, no locks):
     // async-signal-safe, as the child of a multithreaded fork requires.
-    unsafe {
-        let fd = libc::open(c"/dev/null".as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC);
-        if fd >= 0 {
-            libc::dup2(fd, 2);
-            libc::close(fd);
-        }
+    use rustix::fs::{Mode, OFlags};
+    if let Ok(fd) = rustix::fs::open(
+        c"/dev/null",
+        OFlags::WRONLY | OFlags::CLOEXEC,
+        Mode::empty(),
+    ) {
+        let _ = rustix::stdio::dup2_stderr(&fd);
     }
 }
 
@@ -245,41 +242,33 @@ pub fn path_in_binary(path: &'static str) -> &'static str {
 /// A one-way pipe for readiness signals between processes.
 #[derive(Debug)]
 pub struct Pipe {
-    read: libc::c_int,
-    write: libc::c_int,
+    read: OwnedFd,
+    write: OwnedFd,
 }
 
 impl Pipe {
     /// A new pipe (close-on-exec).
     pub fn new() -> Self {
-        let mut fds = [0; 2];
-        // SAFETY: `fds` is a valid array of two ints for pipe2 to fill.
-        let rc = unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) };
-        assert_eq!(rc, 0, "pipe2: {}", std::io::Error::last_os_error());
-        Pipe {
-            read: fds[0],
-            write: fds[1],
-        }
+        let (read, write) =
+            rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC).expect("pipe2");
+        Pipe { read, write }
     }
 
     /// Writes one byte (a signal).
     pub fn send(&self, byte: u8) {
-        // SAFETY: writing one byte from a valid local into our own pipe fd.
-        let rc = unsafe { libc::write(self.write, (&byte as *const u8).cast(), 1) };
-        assert_eq!(rc, 1, "pipe write: {}", std::io::Error::last_os_error());
+        let n = rustix::io::write(&self.write, &[byte]).expect("pipe write");
+        assert_eq!(n, 1, "pipe write: short write");
     }
 
     /// Blocks until one byte arrives; `None` when every writer has closed.
     pub fn recv(&self) -> Option<u8> {
-        let mut byte = 0u8;
+        let mut byte = [0u8];
         loop {
-            // SAFETY: reading one byte into a valid local from our own pipe fd.
-            let rc = unsafe { libc::read(self.read, (&mut byte as *mut u8).cast(), 1) };
-            match rc {
-                1 => return Some(byte),
-                0 => return None,
-                _ if std::io::Error::last_os_error().raw_os_error() == Some(libc::EINTR) => {}
-                _ => panic!("pipe read: {}", std::io::Error::last_os_error()),
+            match rustix::io::read(&self.read, &mut byte) {
+                Ok(1) => return Some(byte[0]),
+                Ok(_) => return None,
+                Err(rustix::io::Errno::INTR) => {}
+                Err(err) => panic!("pipe read: {err}"),
             }
         }
     }
@@ -299,78 +288,40 @@ impl Default for Pipe {
     }
 }
 
-impl Drop for Pipe {
-    fn drop(&mut self) {
-        // SAFETY: closing fds this struct owns, once.
-        unsafe {
-            libc::close(self.read);
-            libc::close(self.write);
-        }
-    }
-}
-
-/// A `MAP_SHARED | MAP_ANONYMOUS` region for tests of primitives on raw memory:
-/// shared with children made by [`fork_child`]. Zero-filled, page aligned.
+/// A `MAP_SHARED` mapping of a fresh memfd for tests of primitives on raw memory:
+/// shared with children made by [`fork_child`]. Zero-filled, page aligned. (A memfd
+/// rather than `MAP_ANONYMOUS`, so `memmap2` maps and unmaps it without `unsafe`.)
 #[derive(Debug)]
 pub struct SharedRegion {
-    ptr: *mut u8,
-    len: usize,
+    map: memmap2::MmapRaw,
 }
-
-// SAFETY: the region is plain shared memory; synchronising access to it is the job of
-// the code under test, which is what the tests check.
-unsafe impl Send for SharedRegion {}
-// SAFETY: as above.
-unsafe impl Sync for SharedRegion {}
 
 impl SharedRegion {
     /// Maps `len` zeroed bytes.
     pub fn new(len: usize) -> Self {
-        // SAFETY: a new anonymous mapping with a null hint touches no existing memory.
-        let ptr = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                len,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_SHARED | libc::MAP_ANONYMOUS,
-                -1,
-                0,
-            )
-        };
-        assert_ne!(
-            ptr,
-            libc::MAP_FAILED,
-            "mmap: {}",
-            std::io::Error::last_os_error()
-        );
-        SharedRegion {
-            ptr: ptr.cast(),
-            len,
-        }
+        let fd = rustix::fs::memfd_create(c"shmkit-test-region", rustix::fs::MemfdFlags::CLOEXEC)
+            .expect("memfd_create");
+        rustix::fs::ftruncate(&fd, len as u64).expect("ftruncate");
+        let map = memmap2::MmapOptions::new()
+            .len(len)
+            .map_raw(&std::fs::File::from(fd))
+            .expect("mmap");
+        SharedRegion { map }
     }
 
     /// Start of the region.
     pub fn as_ptr(&self) -> *mut u8 {
-        self.ptr
+        self.map.as_mut_ptr()
     }
 
     /// Length in bytes.
     pub fn len(&self) -> usize {
-        self.len
+        self.map.len()
     }
 
     /// Whether the region is empty (never, for a successful map).
     pub fn is_empty(&self) -> bool {
-        self.len == 0
-    }
-}
-
-impl Drop for SharedRegion {
-    fn drop(&mut self) {
-        // SAFETY: unmapping exactly the mapping this struct created.
-        unsafe {
-            libc::munmap(self.ptr.cast(), self.len);
-        }
+        self.map.len() == 0
     }
 }
 
@@ -393,8 +344,7 @@ pub fn skip_or_fail(available: bool, what: &str) -> bool {
 
 /// Whether this process runs as root (some tests switch uid, mount or unshare).
 pub fn is_root() -> bool {
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    unsafe { libc::geteuid() == 0 }
+    rustix::process::geteuid().is_root()
 }
 
 /// Scales a stress size: `quick` by default, `heavy` when `SHMKIT_STRESS=1`.

@@ -138,8 +138,8 @@ impl<T: Pod> crate::family::sealed::Layout for SharedArray<T> {
             .is_some_and(|need| need <= seg.payload_len());
         match len {
             Some(len) if fits => {
-                // SAFETY: the payload holds `len` elements (checked just above).
-                let cell = unsafe { Self::cell_at(seg.payload_ptr(), len) };
+                // The payload holds `len` elements (checked just above).
+                let cell = Self::cell_at(seg.payload_ptr(), len);
                 Ok(SharedArray {
                     seg,
                     cell,
@@ -224,12 +224,10 @@ impl<T: Pod> SharedArray<T> {
         <Self as crate::SharedObject>::open(name)
     }
 
-    /// # Safety
-    /// `payload` is the start of a payload laid out as this module describes for `len`
-    /// elements.
-    unsafe fn cell_at(payload: *mut u8, len: usize) -> NonNull<Mutex<[T]>> {
-        // SAFETY: data_offset is inside the payload (caller's contract).
-        let start = unsafe { payload.add(data_offset::<T>()) };
+    /// The array's cell in `payload`, laid out as this module describes for `len`
+    /// elements (only computes the pointer: dereferencing it is the caller's business).
+    fn cell_at(payload: *mut u8, len: usize) -> NonNull<Mutex<[T]>> {
+        let start = payload.wrapping_add(data_offset::<T>());
         // A slice-tailed pointer: the cast keeps `len` as the metadata of the
         // unsized Mutex<[T]>.
         let fat = std::ptr::slice_from_raw_parts_mut(start, len) as *mut Mutex<[T]>;

@@ -504,14 +504,16 @@ impl<T: bytemuck::Pod> Queue<T> {
         if len < needed {
             return Err(QueueLayoutError::TooSmall { len, needed });
         }
-        // SAFETY: exclusive access to `len >= QUEUE_HEADER_SIZE` bytes (caller); zero
-        // is valid for every atomic.
-        unsafe { std::ptr::write_bytes(ptr, 0, QUEUE_HEADER_SIZE) };
-        // SAFETY: aligned, large enough, now a valid all-zero header.
-        let hdr = unsafe { &*(ptr as *const QueueHeader) };
-        // SAFETY: the slots start at QUEUE_HEADER_SIZE (a multiple of 128, hence of
+        // SAFETY: exclusive, writable access to `len >= QUEUE_HEADER_SIZE` bytes
+        // (caller), 128-byte aligned (checked); zeroed, they form a valid QueueHeader
+        // (only atomics, for which zero is valid).
+        let hdr = unsafe {
+            std::ptr::write_bytes(ptr, 0, QUEUE_HEADER_SIZE);
+            &*(ptr as *const QueueHeader)
+        };
+        // The slots start at QUEUE_HEADER_SIZE (a multiple of 128, hence of
         // align_of::<Slot<T>>() for any T up to 128-byte alignment) inside the region.
-        let slots = unsafe { ptr.add(QUEUE_HEADER_SIZE) } as *mut Slot<T>;
+        let slots = ptr.wrapping_add(QUEUE_HEADER_SIZE).cast::<Slot<T>>();
         for i in 0..cap {
             // SAFETY: slot `i < cap` lies inside the region (len >= needed); writing
             // its stamp word in place.
@@ -597,8 +599,9 @@ impl<T: bytemuck::Pod> Queue<T> {
         if len < needed {
             return Err(QueueLayoutError::TooSmall { len, needed });
         }
-        // SAFETY: QUEUE_HEADER_SIZE < len, inside the region; non-null.
-        let slots = unsafe { NonNull::new_unchecked(ptr.add(QUEUE_HEADER_SIZE) as *mut Slot<T>) };
+        // QUEUE_HEADER_SIZE < len: inside the region.
+        let slots = NonNull::new(ptr.wrapping_add(QUEUE_HEADER_SIZE).cast::<Slot<T>>())
+            .ok_or(QueueLayoutError::Misaligned(ptr as usize))?;
         Ok(Queue {
             hdr: NonNull::from(hdr),
             slots,

@@ -495,11 +495,12 @@ impl Ring {
         let cap = Self::check_capacity(capacity)?;
         Self::check_region(ptr, len, capacity)?;
         // SAFETY: the caller gives us exclusive, writable access to `len >=
-        // RING_HEADER_SIZE` bytes at `ptr`; zero is a valid value for every atomic.
-        unsafe { std::ptr::write_bytes(ptr, 0, RING_HEADER_SIZE) };
-        // SAFETY: `ptr` is 128-byte aligned (checked) and holds RING_HEADER_SIZE bytes
-        // that now form a valid all-zero RingHeader (only atomics).
-        let hdr = unsafe { &*(ptr as *const RingHeader) };
+        // RING_HEADER_SIZE` bytes at `ptr`, 128-byte aligned (checked); zeroed, they
+        // form a valid RingHeader (only atomics, for which zero is valid).
+        let hdr = unsafe {
+            std::ptr::write_bytes(ptr, 0, RING_HEADER_SIZE);
+            &*(ptr as *const RingHeader)
+        };
         hdr.meta.version.store(RING_VERSION, Ordering::Relaxed);
         hdr.meta.capacity.store(cap, Ordering::Relaxed);
         // Release: publishes the fields above to an `attach` that Acquires the magic.
@@ -526,13 +527,14 @@ impl Ring {
                 needed: RING_HEADER_SIZE,
             });
         }
-        // SAFETY: aligned (checked), at least RING_HEADER_SIZE valid bytes (checked and
-        // the caller's promise); RingHeader holds only atomics, valid for any bytes.
-        let hdr = unsafe { &*(ptr as *const RingHeader) };
-        // SAFETY: RING_HEADER_SIZE <= len, so the data start is inside the region.
-        let data = unsafe { ptr.add(RING_HEADER_SIZE) };
-        // SAFETY: as above, `hdr` is a valid header reference.
-        unsafe { Self::from_parts(hdr.into(), data, len - RING_HEADER_SIZE, Backing::Raw) }
+        // Non-null and aligned (checked by `check_region`).
+        let hdr = NonNull::new(ptr.cast::<RingHeader>()).ok_or(RingLayoutError::Misaligned(0))?;
+        // In bounds: RING_HEADER_SIZE <= len (checked).
+        let data = ptr.wrapping_add(RING_HEADER_SIZE);
+        // SAFETY: `hdr` is aligned with at least RING_HEADER_SIZE valid bytes (checked,
+        // and the caller's promise) and RingHeader holds only atomics, valid for any
+        // bytes; `data..data+len-RING_HEADER_SIZE` is the rest of the caller's region.
+        unsafe { Self::from_parts(hdr, data, len - RING_HEADER_SIZE, Backing::Raw) }
     }
 
     /// Validates the header and builds a handle.
@@ -903,23 +905,26 @@ impl Ring {
         Ok(r)
     }
 
-    /// Stores a record's length word at `off` (8-aligned, `off + 8 <= cap`).
-    fn store_len(&self, off: u32, len: u32) {
+    /// The length word of the record at `off` (8-aligned, `off + 8 <= cap`).
+    fn len_word(&self, off: u32) -> &std::sync::atomic::AtomicU32 {
+        debug_assert!(off.is_multiple_of(8) && off + REC_HDR <= self.cap);
         // SAFETY: `off` is 8-aligned and `off + 8 <= cap` inside the data buffer, which
         // the handle's constructor contract keeps valid; the word is accessed only
         // atomically by both sides.
-        let word =
-            unsafe { std::sync::atomic::AtomicU32::from_ptr(self.data.add(off as usize).cast()) };
+        unsafe { std::sync::atomic::AtomicU32::from_ptr(self.data.add(off as usize).cast()) }
+    }
+
+    /// Stores a record's length word at `off` (8-aligned, `off + 8 <= cap`).
+    fn store_len(&self, off: u32, len: u32) {
         // Relaxed: published by the Release store of `tail` that follows.
-        word.store(len, std::sync::atomic::Ordering::Relaxed);
+        self.len_word(off)
+            .store(len, std::sync::atomic::Ordering::Relaxed);
     }
 
     fn load_len(&self, off: u32) -> u32 {
-        // SAFETY: as in `store_len`.
-        let word =
-            unsafe { std::sync::atomic::AtomicU32::from_ptr(self.data.add(off as usize).cast()) };
         // Relaxed: ordered after the Acquire load of `tail` that covered this record.
-        word.load(std::sync::atomic::Ordering::Relaxed)
+        self.len_word(off)
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
 
     fn publish_tail(&self) {

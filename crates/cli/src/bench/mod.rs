@@ -161,6 +161,8 @@ fn median_f64(v: &mut [f64]) -> f64 {
 /// message verified, 0 = a mismatch, 2 = a transport error or panic.
 fn fork_peer(body: impl FnOnce() -> io::Result<bool>) -> io::Result<(libc::pid_t, io::PipeReader)> {
     let (status_r, mut status_w) = io::pipe()?;
+    // libc: rustix has no safe fork (only the raw `runtime::kernel_fork`, which skips
+    // libc's atfork handlers), nor `_exit` outside its unstable `runtime` feature.
     // SAFETY: the benchmark is single-threaded when it forks (no other thread can hold
     // a lock the child needs); the child runs `body` and leaves with `_exit`.
     let pid = unsafe { libc::fork() };
@@ -186,9 +188,12 @@ fn fork_peer(body: impl FnOnce() -> io::Result<bool>) -> io::Result<(libc::pid_t
 fn reap(pid: libc::pid_t, mut status: io::PipeReader, what: &str) -> io::Result<()> {
     let mut byte = [9u8];
     let n = status.read(&mut byte)?;
-    let mut wstatus = 0;
-    // SAFETY: `pid` is our own child, not yet reaped; `wstatus` is a valid out-pointer.
-    unsafe { libc::waitpid(pid, &mut wstatus, 0) };
+    // Reap our own child (its status byte already told how it went).
+    if let Some(pid) = rustix::process::Pid::from_raw(pid) {
+        while let Err(rustix::io::Errno::INTR) =
+            rustix::process::waitpid(Some(pid), rustix::process::WaitOptions::empty())
+        {}
+    }
     match (n, byte[0]) {
         (1, 1) => Ok(()),
         (1, 0) => Err(io::Error::other(format!(
