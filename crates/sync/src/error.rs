@@ -3,6 +3,8 @@
 use std::fmt;
 use std::io;
 
+use shmkit_sys::OsError;
+
 /// Why a [`Mutex`](crate::Mutex) lock call did not return a plain guard.
 ///
 /// `OwnerDied` and `Poisoned` still carry the guard: the lock *is* held, and the caller
@@ -30,8 +32,8 @@ pub enum LockError<G> {
     /// Sleeping on the lock failed in the kernel (`futex(2)` returned an unexpected
     /// error such as `EFAULT`, `EINVAL` or `ENOSYS`). The lock was *not* taken. Retrying
     /// is unlikely to help: the lock's memory is not usable as a futex word (unmapped,
-    /// misaligned) or the system lacks futexes. The `io::Error` is the source.
-    Os(io::Error),
+    /// misaligned) or the system lacks futexes. The [`OsError`] (an `io::Error`) is the source.
+    Os(OsError),
 }
 
 impl<G> LockError<G> {
@@ -162,9 +164,7 @@ impl<G> std::error::Error for LockError<G> {
 /// the guard and so unlocks): `'static + Send + Sync`, so it goes through `?` into
 /// `Box<dyn Error + Send + Sync>`. `From<LockError<G>>` makes plain `?` work in
 /// functions returning it.
-///
-/// `Clone` and `PartialEq` treat an `Os` error by its OS error code.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum LockErrorKind {
     /// The previous holder died holding the lock. The guard that came with the error
@@ -195,7 +195,7 @@ pub enum LockErrorKind {
     WouldDeadlock,
     /// Sleeping on the lock failed in the kernel; see [`LockError::Os`].
     #[error("{OS_WAIT_FAILED}")]
-    Os(#[source] io::Error),
+    Os(#[source] OsError),
 }
 
 impl<G> From<LockError<G>> for LockErrorKind {
@@ -204,30 +204,6 @@ impl<G> From<LockError<G>> for LockErrorKind {
     }
 }
 
-impl Clone for LockErrorKind {
-    fn clone(&self) -> Self {
-        match self {
-            LockErrorKind::OwnerDied => LockErrorKind::OwnerDied,
-            LockErrorKind::Poisoned => LockErrorKind::Poisoned,
-            LockErrorKind::Timeout => LockErrorKind::Timeout,
-            LockErrorKind::WouldBlock => LockErrorKind::WouldBlock,
-            LockErrorKind::WouldDeadlock => LockErrorKind::WouldDeadlock,
-            LockErrorKind::Os(e) => LockErrorKind::Os(clone_os(e)),
-        }
-    }
-}
-
-impl PartialEq for LockErrorKind {
-    fn eq(&self, other: &Self) -> bool {
-        match (self, other) {
-            (LockErrorKind::Os(a), LockErrorKind::Os(b)) => same_os(a, b),
-            _ => std::mem::discriminant(self) == std::mem::discriminant(other),
-        }
-    }
-}
-
-impl Eq for LockErrorKind {}
-
 /// The message of every `Os` variant: what failed, what it means, what to do.
 const OS_WAIT_FAILED: &str = "sleeping on the shared-memory word failed in the kernel \
      (futex); the wait was abandoned and nothing was acquired: the memory is not usable \
@@ -235,10 +211,7 @@ const OS_WAIT_FAILED: &str = "sleeping on the shared-memory word failed in the k
 
 /// Errors of [`RawMutex`](crate::RawMutex) and [`RawRwLock`](crate::RawRwLock) lock calls
 /// (no guard to carry).
-///
-/// `Clone` and `PartialEq` compare and copy an `Os` error by its OS error code (every
-/// `Os` error shmkit makes has one).
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum RawLockError {
     /// The timeout passed before the lock became free.
@@ -253,7 +226,7 @@ pub enum RawLockError {
     /// Sleeping on the lock failed in the kernel; the lock was not taken. See
     /// [`LockError::Os`].
     #[error("{OS_WAIT_FAILED}")]
-    Os(#[source] io::Error),
+    Os(#[source] OsError),
 }
 
 impl<G> From<RawLockError> for LockError<G> {
@@ -266,47 +239,6 @@ impl<G> From<RawLockError> for LockError<G> {
         }
     }
 }
-
-/// A copy of an `Os` error: the same OS error code (the kind and message follow from
-/// it). Errors without a code keep their kind and message.
-pub(crate) fn clone_os(e: &io::Error) -> io::Error {
-    match e.raw_os_error() {
-        Some(code) => io::Error::from_raw_os_error(code),
-        None => io::Error::new(e.kind(), e.to_string()),
-    }
-}
-
-/// Whether two `Os` errors are the same: the same OS error code, or (without codes)
-/// the same kind and message.
-pub(crate) fn same_os(a: &io::Error, b: &io::Error) -> bool {
-    match (a.raw_os_error(), b.raw_os_error()) {
-        (Some(x), Some(y)) => x == y,
-        (None, None) => a.kind() == b.kind() && a.to_string() == b.to_string(),
-        _ => false,
-    }
-}
-
-impl Clone for RawLockError {
-    fn clone(&self) -> Self {
-        match self {
-            RawLockError::Timeout => RawLockError::Timeout,
-            RawLockError::WouldBlock => RawLockError::WouldBlock,
-            RawLockError::WouldDeadlock => RawLockError::WouldDeadlock,
-            RawLockError::Os(e) => RawLockError::Os(clone_os(e)),
-        }
-    }
-}
-
-impl PartialEq for RawLockError {
-    fn eq(&self, other: &Self) -> bool {
-        match (self, other) {
-            (RawLockError::Os(a), RawLockError::Os(b)) => same_os(a, b),
-            _ => std::mem::discriminant(self) == std::mem::discriminant(other),
-        }
-    }
-}
-
-impl Eq for RawLockError {}
 
 /// Turns how a raw lock was acquired into the guard-level result. `guard` builds the
 /// guard and is called only when the lock is held. Shared by [`Mutex`](crate::Mutex)
@@ -331,9 +263,7 @@ pub(crate) fn acquired<G>(
 pub struct NotHeld;
 
 /// Errors of [`Semaphore`](crate::Semaphore) operations.
-///
-/// `Clone` and `PartialEq` treat an `Os` error by its OS error code.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum SemaphoreError {
     /// The timeout passed before a permit became available.
@@ -353,36 +283,11 @@ pub enum SemaphoreError {
     /// Sleeping for a permit failed in the kernel; no permit was taken. See
     /// [`LockError::Os`].
     #[error("{OS_WAIT_FAILED}")]
-    Os(#[source] io::Error),
+    Os(#[source] OsError),
 }
-
-impl Clone for SemaphoreError {
-    fn clone(&self) -> Self {
-        match self {
-            SemaphoreError::Timeout => SemaphoreError::Timeout,
-            SemaphoreError::WouldBlock => SemaphoreError::WouldBlock,
-            SemaphoreError::Overflow { max } => SemaphoreError::Overflow { max: *max },
-            SemaphoreError::Os(e) => SemaphoreError::Os(clone_os(e)),
-        }
-    }
-}
-
-impl PartialEq for SemaphoreError {
-    fn eq(&self, other: &Self) -> bool {
-        match (self, other) {
-            (SemaphoreError::Overflow { max: a }, SemaphoreError::Overflow { max: b }) => a == b,
-            (SemaphoreError::Os(a), SemaphoreError::Os(b)) => same_os(a, b),
-            _ => std::mem::discriminant(self) == std::mem::discriminant(other),
-        }
-    }
-}
-
-impl Eq for SemaphoreError {}
 
 /// Errors of [`Barrier`](crate::Barrier) waits.
-///
-/// `Clone` and `PartialEq` treat an `Os` error by its OS error code.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum BarrierError {
     /// The barrier is broken: a waiter timed out (or `abort` was called) before every
@@ -393,7 +298,7 @@ pub enum BarrierError {
     /// timeout does), so the other parties get `Broken` instead of waiting for it. See
     /// [`LockError::Os`].
     #[error("{OS_WAIT_FAILED}")]
-    Os(#[source] io::Error),
+    Os(#[source] OsError),
     /// A party process (recorded when it first waited) died, exited or was replaced
     /// by another process under its pid before arriving, so the round can never
     /// complete. The barrier is broken (later waits report this too) until `reset()`.
@@ -407,56 +312,15 @@ pub enum BarrierError {
     },
 }
 
-impl Clone for BarrierError {
-    fn clone(&self) -> Self {
-        match self {
-            BarrierError::Broken => BarrierError::Broken,
-            BarrierError::PartyDied { pid } => BarrierError::PartyDied { pid: *pid },
-            BarrierError::Os(e) => BarrierError::Os(clone_os(e)),
-        }
-    }
-}
-
-impl PartialEq for BarrierError {
-    fn eq(&self, other: &Self) -> bool {
-        match (self, other) {
-            (BarrierError::Broken, BarrierError::Broken) => true,
-            (BarrierError::PartyDied { pid: a }, BarrierError::PartyDied { pid: b }) => a == b,
-            (BarrierError::Os(a), BarrierError::Os(b)) => same_os(a, b),
-            _ => false,
-        }
-    }
-}
-
-impl Eq for BarrierError {}
-
 /// Errors of [`Event`](crate::Event) waits.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum EventError {
     /// Sleeping on the event failed in the kernel; the flag was not consumed. See
     /// [`LockError::Os`].
     #[error("{OS_WAIT_FAILED}")]
-    Os(#[source] io::Error),
+    Os(#[source] OsError),
 }
-
-impl Clone for EventError {
-    fn clone(&self) -> Self {
-        match self {
-            EventError::Os(e) => EventError::Os(clone_os(e)),
-        }
-    }
-}
-
-impl PartialEq for EventError {
-    fn eq(&self, other: &Self) -> bool {
-        match (self, other) {
-            (EventError::Os(a), EventError::Os(b)) => same_os(a, b),
-        }
-    }
-}
-
-impl Eq for EventError {}
 
 /// Errors of [`FileLock`](crate::FileLock) operations.
 #[derive(Debug, thiserror::Error)]

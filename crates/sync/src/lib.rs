@@ -75,4 +75,4 @@ pub use named_lock::{NamedLock, NamedLockGuard};
 pub use rwlock::{RawRwLock, ReaderSlot, RwLock, RwLockReadGuard, RwLockResult, RwLockWriteGuard};
 pub use semaphore::{Semaphore, SemaphorePermit};
 pub use shmkit_sys::owner::with_pid_namespace_probe;
-pub use shmkit_sys::Deadline;
+pub use shmkit_sys::{Deadline, OsError};

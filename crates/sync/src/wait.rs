@@ -20,7 +20,7 @@ pub(crate) trait Waiter {
         word: &AtomicU32,
         expected: u32,
         deadline: Option<&Deadline>,
-    ) -> std::io::Result<WaitOutcome>;
+    ) -> Result<WaitOutcome, shmkit_sys::OsError>;
     /// Wakes up to `n` sleepers on `word`; returns how many were woken.
     fn wake(&self, word: &AtomicU32, n: u32) -> usize;
     /// Whether the lock holder `tid` (with start time `start`, if known) still exists.
@@ -58,7 +58,7 @@ impl Waiter for Futex {
         word: &AtomicU32,
         expected: u32,
         deadline: Option<&Deadline>,
-    ) -> std::io::Result<WaitOutcome> {
+    ) -> Result<WaitOutcome, shmkit_sys::OsError> {
         crate::futex::wait(word, expected, deadline)
     }
     #[inline]
@@ -94,7 +94,12 @@ pub(crate) struct Futex;
 
 #[cfg(loom)]
 impl Waiter for Futex {
-    fn wait(&self, _: &AtomicU32, _: u32, _: Option<&Deadline>) -> std::io::Result<WaitOutcome> {
+    fn wait(
+        &self,
+        _: &AtomicU32,
+        _: u32,
+        _: Option<&Deadline>,
+    ) -> Result<WaitOutcome, shmkit_sys::OsError> {
         loom::thread::yield_now();
         Ok(WaitOutcome::Woken)
     }
@@ -245,7 +250,7 @@ pub(crate) mod loom_model {
             word: &AtomicU32,
             expected: u32,
             deadline: Option<&Deadline>,
-        ) -> std::io::Result<WaitOutcome> {
+        ) -> Result<WaitOutcome, shmkit_sys::OsError> {
             let addr = word as *const AtomicU32 as usize;
             let mut q = self.kernel.queue.lock().unwrap();
             if word.load(crate::atomic::Ordering::SeqCst) != expected {

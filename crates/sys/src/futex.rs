@@ -225,7 +225,7 @@ pub fn wait(
     word: &AtomicU32,
     expected: u32,
     deadline: Option<&Deadline>,
-) -> std::io::Result<WaitOutcome> {
+) -> Result<WaitOutcome, crate::OsError> {
     if let Some(d) = deadline {
         if d.has_passed() {
             return Ok(WaitOutcome::TimedOut);

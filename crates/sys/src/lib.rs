@@ -10,6 +10,8 @@
 //!   sleep/wake), with paced liveness checks of the peer a waiter depends on.
 //! - [`watcher`]: the per-process death watcher (one thread epolling the pidfds of
 //!   the peers current waiters depend on), so idle waiters sleep without a timer.
+//! - [`OsError`]: the kernel failed where no error was expected; carried by every
+//!   shmkit error's `Os` variant (clonable and comparable, unlike `io::Error`).
 //! - [`atomic`]: `std`'s atomics, or loom's under `cfg(loom)`.
 //!
 //! Syscalls go through `rustix`; `libc` only for `pthread_atfork` (a libc function,
@@ -22,10 +24,12 @@
 pub mod atomic;
 pub mod backoff;
 pub mod futex;
+pub mod os_error;
 pub mod owner;
 pub mod parker;
 pub mod watcher;
 
 pub use backoff::Backoff;
 pub use futex::Deadline;
+pub use os_error::OsError;
 pub use parker::Parker;

@@ -160,7 +160,7 @@ impl Parker {
         &self,
         until: Option<&Deadline>,
         ready: impl FnOnce() -> bool,
-    ) -> std::io::Result<bool> {
+    ) -> Result<bool, crate::OsError> {
         // SeqCst: the announcement is ordered with the fence below.
         self.sleepers.fetch_add(1, Ordering::SeqCst);
         // SeqCst fence: pairs with the one in `wake`.
@@ -187,7 +187,7 @@ impl Parker {
         deadline: Option<Deadline>,
         hooks: &mut impl WaitHooks,
         ready: impl Fn() -> bool,
-    ) -> std::io::Result<WaitEnd> {
+    ) -> Result<WaitEnd, crate::OsError> {
         hooks.register_waker(self);
         let mut pace = CheckPace::new();
         loop {
@@ -322,7 +322,11 @@ pub(crate) fn open_verified_pidfd(pid: u32, start: u64) -> Option<rustix::fd::Ow
 }
 
 #[cfg(not(loom))]
-fn futex_wait(word: &AtomicU32, expected: u32, until: Option<&Deadline>) -> std::io::Result<()> {
+fn futex_wait(
+    word: &AtomicU32,
+    expected: u32,
+    until: Option<&Deadline>,
+) -> Result<(), crate::OsError> {
     crate::futex::wait(word, expected, until).map(drop)
 }
 
@@ -336,7 +340,11 @@ fn futex_wake(word: &AtomicU32, n: u32) {
 /// leaves the waiter spinning for ever, which loom reports (the model exceeds its
 /// branch limit), instead of passing unnoticed as one more loop turn.
 #[cfg(loom)]
-fn futex_wait(word: &AtomicU32, expected: u32, _until: Option<&Deadline>) -> std::io::Result<()> {
+fn futex_wait(
+    word: &AtomicU32,
+    expected: u32,
+    _until: Option<&Deadline>,
+) -> Result<(), crate::OsError> {
     // Relaxed: the caller re-reads what it waits for after waking.
     while word.load(Ordering::Relaxed) == expected {
         loom::thread::yield_now();

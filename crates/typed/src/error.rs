@@ -198,9 +198,7 @@ pub struct IndexError {
 /// again *without* being marked consistent, so it stays poisoned: later calls get
 /// `Poisoned` until someone calls `lock()`, repairs the data through the guard the
 /// error carries there, and calls `make_consistent()`.
-///
-/// `Clone` and `PartialEq` treat an `Os` error by its OS error code.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum AccessError {
     /// The index is past the end.
@@ -233,46 +231,8 @@ pub enum AccessError {
     /// Sleeping on the lock failed in the kernel (`futex(2)` returned an unexpected
     /// error); nothing was read or written. See [`LockError::Os`].
     #[error("sleeping on the lock failed in the kernel (futex); nothing was read or written")]
-    Os(#[source] std::io::Error),
+    Os(#[source] shmkit_sync::OsError),
 }
-
-impl Clone for AccessError {
-    fn clone(&self) -> Self {
-        match self {
-            AccessError::OutOfRange(e) => AccessError::OutOfRange(*e),
-            AccessError::WrongLength { expected, found } => AccessError::WrongLength {
-                expected: *expected,
-                found: *found,
-            },
-            AccessError::OwnerDied => AccessError::OwnerDied,
-            AccessError::Poisoned => AccessError::Poisoned,
-            AccessError::Timeout => AccessError::Timeout,
-            AccessError::WouldBlock => AccessError::WouldBlock,
-            AccessError::WouldDeadlock => AccessError::WouldDeadlock,
-            AccessError::Os(e) => AccessError::Os(clone_os(e)),
-        }
-    }
-}
-
-impl PartialEq for AccessError {
-    fn eq(&self, other: &Self) -> bool {
-        use AccessError::*;
-        match (self, other) {
-            (OutOfRange(a), OutOfRange(b)) => a == b,
-            (
-                WrongLength { expected, found },
-                WrongLength {
-                    expected: e2,
-                    found: f2,
-                },
-            ) => expected == e2 && found == f2,
-            (Os(a), Os(b)) => same_os(a, b),
-            _ => std::mem::discriminant(self) == std::mem::discriminant(other),
-        }
-    }
-}
-
-impl Eq for AccessError {}
 
 impl<G> From<LockError<G>> for AccessError {
     fn from(e: LockError<G>) -> Self {
@@ -284,23 +244,5 @@ impl<G> From<LockError<G>> for AccessError {
             LockError::Os(e) => AccessError::Os(e),
             _ => AccessError::WouldDeadlock,
         }
-    }
-}
-
-/// A copy of an `Os` error: the same OS error code (kind and message follow from it).
-pub(crate) fn clone_os(e: &std::io::Error) -> std::io::Error {
-    match e.raw_os_error() {
-        Some(code) => std::io::Error::from_raw_os_error(code),
-        None => std::io::Error::new(e.kind(), e.to_string()),
-    }
-}
-
-/// Whether two `Os` errors are the same: the same OS error code, or (without codes)
-/// the same kind and message.
-pub(crate) fn same_os(a: &std::io::Error, b: &std::io::Error) -> bool {
-    match (a.raw_os_error(), b.raw_os_error()) {
-        (Some(x), Some(y)) => x == y,
-        (None, None) => a.kind() == b.kind() && a.to_string() == b.to_string(),
-        _ => false,
     }
 }

@@ -65,6 +65,6 @@ pub use shared::{
 /// The segment layer's errors, under the names this crate's errors wrap them with
 /// ([`OpenError::Segment`], [`CreateError::Segment`]).
 pub use shmkit_segment::{CreateError as SegmentCreateError, OpenError as SegmentOpenError};
-pub use shmkit_sync::{LockError, LockErrorKind, MutexGuard};
+pub use shmkit_sync::{LockError, LockErrorKind, MutexGuard, OsError};
 #[cfg(not(loom))]
 pub use value::{LockResult, RawValue};

@@ -246,9 +246,9 @@ pub enum PutError<T> {
     /// producer. Make every process of the queue share one pid namespace.
     ClaimLost(T),
     /// Sleeping until room is free failed in the kernel (`futex(2)` returned an
-    /// unexpected error); the item was not put. The `io::Error` is the source; see
+    /// unexpected error); the item was not put. The [`OsError`](shmkit_sync::OsError) is the source; see
     /// [`shmkit_sync::LockError::Os`].
-    Os(T, std::io::Error),
+    Os(T, shmkit_sync::OsError),
 }
 
 impl<T> PutError<T> {
@@ -306,9 +306,7 @@ impl<T> std::error::Error for PutError<T> {
 }
 
 /// Why a get failed.
-///
-/// `Clone` and `PartialEq` treat an `Os` error by its OS error code.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum GetError {
     /// `try_get`: the queue is empty.
@@ -330,31 +328,18 @@ pub enum GetError {
     /// Sleeping until an item arrives failed in the kernel (`futex(2)` returned an
     /// unexpected error); nothing was taken. See [`shmkit_sync::LockError::Os`].
     #[error("sleeping until an item arrives failed in the kernel (futex); nothing was taken")]
-    Os(#[source] std::io::Error),
+    Os(#[source] shmkit_sync::OsError),
 }
 
-impl Clone for GetError {
-    fn clone(&self) -> Self {
-        match self {
-            GetError::Empty => GetError::Empty,
-            GetError::Closed => GetError::Closed,
-            GetError::Timeout => GetError::Timeout,
-            GetError::ClaimLost => GetError::ClaimLost,
-            GetError::Os(e) => GetError::Os(crate::error::clone_os(e)),
-        }
-    }
+/// What one side of the queue makes of a slot (see `Queue::claim_slot`).
+enum Look {
+    /// The slot is this side's next: claim it.
+    Take,
+    /// Another process has it or it is already past: go on to the next position.
+    Pass,
+    /// This side must wait; the stamp of the process holding the slot, if one does.
+    Blocked(Option<u64>),
 }
-
-impl PartialEq for GetError {
-    fn eq(&self, other: &Self) -> bool {
-        match (self, other) {
-            (GetError::Os(a), GetError::Os(b)) => crate::error::same_os(a, b),
-            _ => std::mem::discriminant(self) == std::mem::discriminant(other),
-        }
-    }
-}
-
-impl Eq for GetError {}
 
 /// What one non-blocking attempt found.
 enum Attempt<T> {
@@ -757,51 +742,81 @@ impl<T: bytemuck::Pod> Queue<T> {
         if h.meta.closed.load(Ordering::Relaxed) != 0 {
             return Err((v, Attempt::Closed));
         }
-        let me = owner::current_pid();
-        // Relaxed: the position is a hint validated by the slot's stamp.
-        let mut pos = h.enq.pos.load(Ordering::Relaxed);
-        // Each retry means another process made progress; a corrupted region (stamps
-        // far ahead of the positions) could make us walk for billions of positions,
-        // so one attempt gives up after `retry_bound()` and reports "no room".
-        for _ in 0..self.retry_bound() {
-            let slot = self.slot(pos);
-            // Acquire: pairs with the consumer's Release of (p + cap, FREE): its read of
-            // the old item happens-before our overwrite.
-            let s = slot.stamp.load(Ordering::Acquire);
-            let d = ticket(s).wrapping_sub(pos as u32) as i32;
+        // SeqCst claim: the claim and the following load of `closed` (in finish_put)
+        // are ordered against `close` (a claim before the close is seen by draining
+        // consumers; one after it sees `closed`).
+        let found = self.claim_slot(&h.enq.pos, WRITING, Ordering::SeqCst, |d, s| {
             if d == 0 && state(s) == FREE {
-                let claim = stamp(ticket(s), (me << 2) | WRITING);
-                // SeqCst: the claim and the following load of `closed` are ordered
-                // against `close` (a claim before the close is seen by draining
-                // consumers; one after it sees `closed`).
-                if slot
-                    .stamp
-                    .compare_exchange(s, claim, Ordering::SeqCst, Ordering::Relaxed)
-                    .is_err()
-                {
-                    continue;
-                }
-                // Relaxed: a hint; failure means someone helped already.
-                let _ =
-                    h.enq
-                        .pos
-                        .compare_exchange(pos, pos + 1, Ordering::Relaxed, Ordering::Relaxed);
-                return self.finish_put(pos, claim, v);
+                Look::Take
             } else if d >= 0 {
-                // Claimed by another producer (d == 0) or already past (d > 0): help
-                // the hint along and retry at the next position.
-                let _ =
-                    h.enq
-                        .pos
-                        .compare_exchange(pos, pos + 1, Ordering::Relaxed, Ordering::Relaxed);
-                pos = h.enq.pos.load(Ordering::Relaxed);
+                // Claimed by another producer (d == 0) or already past (d > 0).
+                Look::Pass
             } else {
                 // The slot still serves the previous lap: full.
-                let blocker = (state(s) == READING).then_some(s);
-                return Err((v, Attempt::Blocked(blocker)));
+                Look::Blocked((state(s) == READING).then_some(s))
+            }
+        });
+        match found {
+            Ok((pos, claim)) => self.finish_put(pos, claim, v),
+            Err(blocker) => Err((v, Attempt::Blocked(blocker))),
+        }
+    }
+
+    /// The claim loop both sides share: walks from the side's position hint `cursor`,
+    /// asks `look` (given the ticket distance and the stamp) what each slot is to this
+    /// side, and claims the first it may `Take` with the state `mine` (WRITING or
+    /// READING) by a compare-exchange of ordering `cas`. Returns the claimed position
+    /// and claim stamp, or the stamp of the slot's blocking holder (if any) when the
+    /// side must wait.
+    ///
+    /// Each pass means another process made progress; a corrupted region (stamps far
+    /// ahead of the positions) could make it walk for billions of positions, so one
+    /// attempt gives up after `retry_bound()` and reports "blocked".
+    #[inline(always)]
+    fn claim_slot(
+        &self,
+        cursor: &AtomicU64,
+        mine: u32,
+        cas: Ordering,
+        look: impl Fn(i32, u64) -> Look,
+    ) -> Result<(u64, u64), Option<u64>> {
+        let me = owner::current_pid();
+        // Relaxed: the position is a hint validated by the slot's stamp.
+        let mut pos = cursor.load(Ordering::Relaxed);
+        for _ in 0..self.retry_bound() {
+            let slot = self.slot(pos);
+            // Acquire: pairs with the other side's Release of the slot's stamp (the
+            // consumer's (p + cap, FREE): its read of the old item happens-before our
+            // overwrite; the producer's FULL: its write happens-before our read).
+            let s = slot.stamp.load(Ordering::Acquire);
+            let d = ticket(s).wrapping_sub(pos as u32) as i32;
+            match look(d, s) {
+                Look::Take => {
+                    let claim = stamp(ticket(s), (me << 2) | mine);
+                    // `cas` on success (see the callers); Relaxed on failure: we retry.
+                    if slot
+                        .stamp
+                        .compare_exchange(s, claim, cas, Ordering::Relaxed)
+                        .is_err()
+                    {
+                        continue;
+                    }
+                    // Relaxed: a hint; failure means someone helped already.
+                    let _ =
+                        cursor.compare_exchange(pos, pos + 1, Ordering::Relaxed, Ordering::Relaxed);
+                    return Ok((pos, claim));
+                }
+                Look::Pass => {
+                    // Help the hint along and retry at the next position.
+                    // Relaxed: a hint.
+                    let _ =
+                        cursor.compare_exchange(pos, pos + 1, Ordering::Relaxed, Ordering::Relaxed);
+                    pos = cursor.load(Ordering::Relaxed);
+                }
+                Look::Blocked(blocker) => return Err(blocker),
             }
         }
-        Err((v, Attempt::Blocked(None)))
+        Err(None)
     }
 
     /// Completes a put whose claim `claim` on position `pos` succeeded.
@@ -858,49 +873,24 @@ impl<T: bytemuck::Pod> Queue<T> {
 
     /// One non-blocking get attempt.
     fn try_get_inner(&self) -> Attempt<T> {
-        let h = self.hdr();
-        let me = owner::current_pid();
-        // Relaxed: a hint validated by the stamp.
-        let mut pos = h.deq.pos.load(Ordering::Relaxed);
-        // Bounded as in `try_put_inner`.
-        for _ in 0..self.retry_bound() {
-            let slot = self.slot(pos);
-            // Acquire: pairs with the producer's Release of FULL.
-            let s = slot.stamp.load(Ordering::Acquire);
-            let d = ticket(s).wrapping_sub(pos as u32) as i32;
-            if d == 0 && state(s) == FULL {
-                let claim = stamp(ticket(s), (me << 2) | READING);
-                // Acquire: as the load above (the CAS may read a newer FULL).
-                if slot
-                    .stamp
-                    .compare_exchange(s, claim, Ordering::Acquire, Ordering::Relaxed)
-                    .is_err()
-                {
-                    continue;
-                }
-                // Relaxed: a hint.
-                let _ =
-                    h.deq
-                        .pos
-                        .compare_exchange(pos, pos + 1, Ordering::Relaxed, Ordering::Relaxed);
-                return self.finish_get(pos, claim);
-            } else if (d == 0 && state(s) == READING) || d > 0 {
+        // Acquire claim: as the load in claim_slot (the CAS may read a newer FULL).
+        let found = self.claim_slot(&self.hdr().deq.pos, READING, Ordering::Acquire, |d, s| {
+            match (d, state(s)) {
+                (0, FULL) => Look::Take,
                 // Another consumer has it, or it is already consumed or skipped.
-                let _ =
-                    h.deq
-                        .pos
-                        .compare_exchange(pos, pos + 1, Ordering::Relaxed, Ordering::Relaxed);
-                pos = h.deq.pos.load(Ordering::Relaxed);
-            } else if d == 0 && state(s) == WRITING {
-                return Attempt::Blocked(Some(s));
-            } else if d < 0 && state(s) == READING {
+                (0, READING) => Look::Pass,
+                (d, _) if d > 0 => Look::Pass,
+                // Its producer is still writing it.
+                (0, WRITING) => Look::Blocked(Some(s)),
                 // A consumer of the previous lap still holds the slot: empty for us.
-                return Attempt::Blocked(Some(s));
-            } else {
-                return Attempt::Blocked(None);
+                (_, READING) => Look::Blocked(Some(s)),
+                _ => Look::Blocked(None),
             }
+        });
+        match found {
+            Ok((pos, claim)) => self.finish_get(pos, claim),
+            Err(blocker) => Attempt::Blocked(blocker),
         }
-        Attempt::Blocked(None)
     }
 
     /// Completes a get whose claim `claim` on position `pos` succeeded. As in

@@ -276,7 +276,7 @@ pub enum WriteError {
     /// Sleeping until space is free failed in the kernel (`futex(2)` returned an
     /// unexpected error); nothing was written. See [`shmkit_sync::LockError::Os`].
     #[error("sleeping until the ring has space failed in the kernel (futex); nothing was written")]
-    Os(#[source] std::io::Error),
+    Os(#[source] shmkit_sync::OsError),
 }
 
 /// Why a read failed.
@@ -334,7 +334,7 @@ pub enum ReadError {
     /// Sleeping until a message arrives failed in the kernel (`futex(2)` returned an
     /// unexpected error); nothing was read. See [`shmkit_sync::LockError::Os`].
     #[error("sleeping until a message arrives failed in the kernel (futex); nothing was read")]
-    Os(#[source] std::io::Error),
+    Os(#[source] shmkit_sync::OsError),
 }
 
 /// How long an operation may wait.
@@ -662,16 +662,29 @@ impl Ring {
         }
     }
 
+    /// Claims a role slot for this process and maps the ring in: what the previous
+    /// holder counted, or `Err(pid)` naming the live holder. Liveness is judged as the
+    /// segment allows (never "dead" across pid namespaces).
+    fn take_role(&self, role: fn(&MetaLine) -> &PeerSlot) -> Result<u64, u32> {
+        let counted = in_segment(self.segment(), || role(&self.hdr().meta).claim())?;
+        self.prefault();
+        Ok(counted)
+    }
+
+    /// Whether this process already holds the role recorded as `pid` (a forked child
+    /// does not: its pid differs).
+    fn holds(pid: u32) -> bool {
+        pid != 0 && pid == owner::current_pid()
+    }
+
     fn ensure_writer(&mut self) -> Result<(), WriteError> {
-        if self.writer_pid != 0 && self.writer_pid == owner::current_pid() {
+        if Self::holds(self.writer_pid) {
             return Ok(());
         }
-        // Liveness judged as the segment allows (never "dead" across pid namespaces).
-        let written = in_segment(self.segment(), || self.hdr().meta.writer.claim())
+        self.written = self
+            .take_role(|m| &m.writer)
             .map_err(|pid| WriteError::RoleTaken { pid })?;
         self.writer_pid = owner::current_pid();
-        self.written = written;
-        self.prefault();
         // Acquire: a new writer continues after the last record its predecessor
         // published; the reader's head likewise.
         self.tail = self.hdr().tail.tail.load(Ordering::Acquire);
@@ -680,15 +693,13 @@ impl Ring {
     }
 
     fn ensure_reader(&mut self) -> Result<(), ReadError> {
-        if self.reader_pid != 0 && self.reader_pid == owner::current_pid() {
+        if Self::holds(self.reader_pid) {
             return Ok(());
         }
-        // Liveness judged as the segment allows (never "dead" across pid namespaces).
-        let read = in_segment(self.segment(), || self.hdr().meta.reader.claim())
+        self.read = self
+            .take_role(|m| &m.reader)
             .map_err(|pid| ReadError::RoleTaken { pid })?;
         self.reader_pid = owner::current_pid();
-        self.read = read;
-        self.prefault();
         // Acquire: pairs with the previous reader's / writer's Release stores.
         self.head = self.hdr().head.head.load(Ordering::Acquire);
         self.cached_tail = self.hdr().tail.tail.load(Ordering::Acquire);
@@ -1298,13 +1309,12 @@ impl crate::family::sealed::Layout for Ring {
 
 impl Drop for Ring {
     fn drop(&mut self) {
-        let me = owner::current_pid();
-        if self.writer_pid != 0 && self.writer_pid == me {
+        if Self::holds(self.writer_pid) {
             let _ = self.close();
             // After the close: a reader that sees the writer gone sees `closed`.
             self.hdr().meta.writer.release(self.written);
         }
-        if self.reader_pid != 0 && self.reader_pid == me {
+        if Self::holds(self.reader_pid) {
             let h = self.hdr();
             // Release (in `release`): the writer that sees LEFT sees the head we
             // published, and the next reader continues from it.

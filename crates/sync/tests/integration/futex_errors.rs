@@ -45,7 +45,9 @@ fn unguarded<G, H>(r: Result<G, LockError<H>>) -> Result<(), LockError<()>> {
 }
 
 fn errno_of(e: &(dyn std::error::Error + 'static)) -> Option<i32> {
-    e.source()?.downcast_ref::<std::io::Error>()?.raw_os_error()
+    e.source()?
+        .downcast_ref::<shmkit_sync::OsError>()?
+        .raw_os_error()
 }
 
 #[test]
@@ -74,7 +76,7 @@ fn mutex_held_by_another_process_wait_failure_is_returned_not_looped_on() {
     assert_eq!(
         errno_of(&e),
         Some(libc::EINVAL),
-        "the io::Error is the source"
+        "the OsError is the source"
     );
     assert!(e.to_string().contains("futex"), "{e}");
     // The raw layer reports the same.
@@ -112,9 +114,9 @@ fn semaphore_event_barrier_wait_failures_are_returned_not_looped_on() {
     let (r, waits) = with_failing_futex(libc::EFAULT, || sem.acquire_timeout(PATIENCE));
     assert_eq!(
         r,
-        Err(SemaphoreError::Os(std::io::Error::from_raw_os_error(
-            libc::EFAULT
-        )))
+        Err(SemaphoreError::Os(
+            std::io::Error::from_raw_os_error(libc::EFAULT).into()
+        ))
     );
     assert_eq!(waits, 1);
     assert_eq!(sem.value(), 0);
@@ -123,9 +125,9 @@ fn semaphore_event_barrier_wait_failures_are_returned_not_looped_on() {
     let (r, waits) = with_failing_futex(libc::EFAULT, || ev.wait_timeout(PATIENCE));
     assert_eq!(
         r,
-        Err(EventError::Os(std::io::Error::from_raw_os_error(
-            libc::EFAULT
-        )))
+        Err(EventError::Os(
+            std::io::Error::from_raw_os_error(libc::EFAULT).into()
+        ))
     );
     assert_eq!(waits, 1);
     let (r, waits) = with_failing_futex(libc::EFAULT, || ev.wait());

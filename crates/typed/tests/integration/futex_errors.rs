@@ -31,7 +31,9 @@ fn with_failing_futex<R>(errno: i32, f: impl FnOnce() -> R) -> (R, u32) {
 }
 
 fn os_errno(e: &(dyn std::error::Error + 'static)) -> Option<i32> {
-    e.source()?.downcast_ref::<std::io::Error>()?.raw_os_error()
+    e.source()?
+        .downcast_ref::<shmkit_typed::OsError>()?
+        .raw_os_error()
 }
 
 #[test]
@@ -66,9 +68,9 @@ fn queue_get_on_empty_and_put_on_full_get_os_and_keep_the_item() {
     let (r, waits) = with_failing_futex(libc::EINVAL, || q.get_timeout(PATIENCE));
     assert_eq!(
         r,
-        Err(GetError::Os(std::io::Error::from_raw_os_error(
-            libc::EINVAL
-        )))
+        Err(GetError::Os(
+            std::io::Error::from_raw_os_error(libc::EINVAL).into()
+        ))
     );
     assert_eq!(waits, 1);
     let (r, waits) = with_failing_futex(libc::EINVAL, || q.get());
@@ -133,9 +135,9 @@ fn shared_value_and_array_locked_by_another_process_get_os() {
     child.join_ok();
     assert_eq!(
         got,
-        Err(AccessError::Os(std::io::Error::from_raw_os_error(
-            libc::EINVAL
-        )))
+        Err(AccessError::Os(
+            std::io::Error::from_raw_os_error(libc::EINVAL).into()
+        ))
     );
     assert!(matches!(set, Err(AccessError::Os(_))), "{set:?}");
     assert_eq!(waits, 2, "one failed wait each, no retries");
