@@ -1,5 +1,7 @@
 //! `shmkit bench`: shmkit's ring and queue against a pipe and a Unix socket, between two
-//! real processes, every byte verified.
+//! real processes, every byte verified, and beside the [`floor`] (a minimal spin ring
+//! over the same kind of mapping) so that every figure also reads as a ratio to the
+//! limit of the machine it ran on.
 //!
 //! Each case forks a peer process (the benchmark runs single-threaded, so `fork` is
 //! safe here). Throughput: the parent sends `count` messages, the child receives and
@@ -7,6 +9,7 @@
 //! report. Latency: ping-pong, one message each way per round, every round timed.
 //! Every case is repeated and the median of the repeats is reported.
 
+pub mod floor;
 mod pattern;
 mod plot;
 mod shm;
@@ -309,8 +312,10 @@ fn human_ns(ns: u64) -> String {
     }
 }
 
-/// An aligned table: one row per case, with the ratio to the pipe of the same size
-/// (throughput: higher is better; round trip: how many times faster than the pipe).
+/// An aligned table: one row per case, with ratios to the pipe and to the floor of the
+/// same size. Throughput: this rate over theirs (higher is better; `÷ floor` 1.00 is
+/// the limit). Round trip: `rtt × pipe` is how many times faster than the pipe,
+/// `rtt ÷ floor` how many floor round trips one costs (1.00 is the limit).
 pub fn table(results: &[CaseResult]) -> String {
     let header = [
         "transport",
@@ -318,33 +323,40 @@ pub fn table(results: &[CaseResult]) -> String {
         "messages/s",
         "bytes/s",
         "× pipe",
+        "÷ floor",
         "rtt median",
         "rtt p99",
         "rtt × pipe",
+        "rtt ÷ floor",
     ];
-    let mut rows: Vec<[String; 8]> = Vec::new();
+    let mut rows: Vec<[String; 10]> = Vec::new();
     for r in results {
-        let pipe = results
-            .iter()
-            .find(|p| p.transport == "pipe" && p.size == r.size);
-        let ratio = pipe.map_or("-".into(), |p| {
-            format!("{:.1}×", r.messages_per_s / p.messages_per_s)
-        });
-        let rtt_ratio = pipe.map_or("-".into(), |p| {
-            format!(
-                "{:.1}×",
-                p.rtt_median_ns as f64 / r.rtt_median_ns.max(1) as f64
-            )
-        });
+        let same = |t: &str| {
+            results
+                .iter()
+                .find(|p| p.transport == t && p.size == r.size)
+        };
+        let (pipe, floor) = (same("pipe"), same("floor"));
+        // Throughput: this transport's rate over the other's (higher is better).
+        let rate = |o: Option<&CaseResult>, unit: &str| {
+            o.map_or("-".into(), |o| {
+                format!("{:.2}{unit}", r.messages_per_s / o.messages_per_s)
+            })
+        };
+        let rtt = |a: u64, b: u64| format!("{:.2}", a as f64 / b.max(1) as f64);
         rows.push([
             r.transport.to_string(),
             human_size(r.size),
             human_rate(r.messages_per_s, "msg/s"),
             human_rate(r.bytes_per_s, "B/s"),
-            ratio,
+            rate(pipe, "×"),
+            rate(floor, ""),
             human_ns(r.rtt_median_ns),
             human_ns(r.rtt_p99_ns),
-            rtt_ratio,
+            // How many times faster than the pipe's round trip.
+            pipe.map_or("-".into(), |p| rtt(p.rtt_median_ns, r.rtt_median_ns) + "×"),
+            // How many floors one round trip costs (1.00 = at the limit).
+            floor.map_or("-".into(), |f| rtt(r.rtt_median_ns, f.rtt_median_ns)),
         ]);
     }
     let mut widths = header.map(|h| h.chars().count());
@@ -407,9 +419,9 @@ mod tests {
     }
 
     #[test]
-    fn pipe_and_socket_cases_verify_every_message() {
+    fn pipe_socket_and_floor_cases_verify_every_message() {
         let config = BenchConfig {
-            transports: vec![Transport::Pipe, Transport::UnixSocket],
+            transports: vec![Transport::Pipe, Transport::UnixSocket, Transport::Floor],
             sizes: vec![8, 4096],
             repeats: 1,
             bytes_per_run: 1 << 20,
@@ -418,12 +430,18 @@ mod tests {
             progress: false,
         };
         let results = run(&config).expect("bench runs");
-        assert_eq!(results.len(), 4);
+        assert_eq!(results.len(), 6);
         for r in &results {
             assert!(r.messages_per_s > 0.0, "{r:?}");
             assert!(r.rtt_p99_ns >= r.rtt_median_ns, "{r:?}");
         }
         let t = table(&results);
         assert!(t.contains("unix-socket") && t.contains("4 KiB"), "{t}");
+        // The floor row is its own yardstick: exactly 1 in both floor columns.
+        let floor_row = t
+            .lines()
+            .find(|l| l.starts_with("floor"))
+            .expect("floor row");
+        assert_eq!(floor_row.matches("1.00").count(), 2, "{t}");
     }
 }

@@ -33,15 +33,19 @@ pub enum Transport {
     Pipe,
     /// A Unix stream socket pair.
     UnixSocket,
+    /// The floor: a minimal spin ring over the same kind of mapping (see
+    /// [`floor`](super::floor)); every other row is also given as a ratio to it.
+    Floor,
 }
 
 impl Transport {
     /// Every transport, in table order.
-    pub const ALL: [Transport; 4] = [
+    pub const ALL: [Transport; 5] = [
         Transport::Ring,
         Transport::Queue,
         Transport::Pipe,
         Transport::UnixSocket,
+        Transport::Floor,
     ];
 
     /// The name used in tables and JSON.
@@ -51,6 +55,7 @@ impl Transport {
             Transport::Queue => "queue",
             Transport::Pipe => "pipe",
             Transport::UnixSocket => "unix-socket",
+            Transport::Floor => "floor",
         }
     }
 }
@@ -83,5 +88,6 @@ pub fn channel(transport: Transport, size: usize) -> io::Result<Channel> {
             })
         }
         Transport::Ring | Transport::Queue => super::shm::channel(transport, size),
+        Transport::Floor => super::floor::channel(size),
     }
 }

@@ -123,14 +123,14 @@ fn bench_quick_json_has_every_transport_and_verifies() {
         svg.to_str().expect("utf-8"),
     ]);
     assert!(ok, "bench failed: {err}");
-    assert!(out.contains("× pipe"), "{out}");
+    assert!(out.contains("× pipe") && out.contains("÷ floor"), "{out}");
     let text = std::fs::read_to_string(&json).expect("json written");
     let svg_text = std::fs::read_to_string(&svg).expect("svg written");
     let _ = std::fs::remove_dir_all(&dir);
     let v: serde_json::Value = serde_json::from_str(&text).expect("valid JSON");
     let rows = v.as_array().expect("an array");
-    assert_eq!(rows.len(), 8, "4 transports x 2 sizes");
-    for t in ["ring", "queue", "pipe", "unix-socket"] {
+    assert_eq!(rows.len(), 10, "5 transports x 2 sizes");
+    for t in ["ring", "queue", "pipe", "unix-socket", "floor"] {
         for size in [64, 65536] {
             let row = rows
                 .iter()

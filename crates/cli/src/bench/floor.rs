@@ -1,0 +1,160 @@
+//! The floor: the least a shared-memory transport can do on this machine, measured
+//! in the same run as everything else so that every other row can be read as a ratio
+//! to it ("how far from the limit are we here?").
+//!
+//! A minimal single-producer single-consumer ring of fixed-size slots over the same
+//! kind of mapping shmkit's ring uses (an anonymous shmkit segment shared across
+//! `fork`): one head and one tail counter on their own 128-byte lines, the sender
+//! spins while the ring is full, the receiver spins while it is empty, and nothing
+//! else — no framing, no liveness checks, no sleeping, no layout validation, no
+//! peer-state bookkeeping. Its ping-pong (two such rings, one each way, one message
+//! in flight) is the spin ping-pong floor of round trips.
+//!
+//! Written here by hand on purpose: a floor must not share code with what it is the
+//! floor of. Not for use outside the benchmark: a peer that dies leaves the other
+//! spinning for ever (the harness kills it at [`PEER_TIMEOUT`](super::PEER_TIMEOUT)).
+
+use std::io;
+use std::rc::Rc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use shmkit_segment::Segment;
+
+use super::transport::{Channel, MsgReceiver, MsgSender};
+
+/// Slot bytes in all: 4 MiB, as shmkit's ring (twice the largest benchmark message).
+const FLOOR_BYTES: usize = 4 << 20;
+
+/// One counter alone on its cache-line pair (no false sharing with the other side).
+#[repr(C, align(128))]
+struct Counter(AtomicU64);
+
+/// The shared part: where the sender and the receiver are. Slots follow it.
+#[repr(C)]
+struct FloorHeader {
+    /// Messages published (written only by the sender).
+    tail: Counter,
+    /// Messages consumed (written only by the receiver).
+    head: Counter,
+}
+
+/// One end of a floor ring (both ends hold the same mapping; the sender's copy and
+/// the receiver's copy live in different processes after the fork).
+struct FloorEnd {
+    /// Keeps the mapping alive for `header` and `slots`.
+    _seg: Rc<Segment>,
+    header: *const FloorHeader,
+    slots: *mut u8,
+    slot_size: usize,
+    slot_count: u64,
+    /// This end's own counter (tail for the sender, head for the receiver).
+    mine: u64,
+    /// The last value read of the other end's counter.
+    seen: u64,
+}
+
+impl FloorEnd {
+    fn header(&self) -> &FloorHeader {
+        // SAFETY: `header` points at the start of the payload of `_seg`, which this end
+        // keeps mapped; the payload is 128-byte aligned (shmkit segments align their
+        // payload to 128) and large enough (checked in `channel`); its fields are
+        // atomics, the only way either process touches them.
+        unsafe { &*self.header }
+    }
+
+    /// The bytes of slot `n` (modulo the slot count).
+    fn slot(&self, n: u64) -> *mut u8 {
+        let i = (n % self.slot_count) as usize;
+        // In bounds: i < slot_count and slot_count * slot_size bytes follow the header.
+        self.slots.wrapping_add(i * self.slot_size)
+    }
+
+    /// Spins until `ready(other end's counter)`; yields now and then so that a peer
+    /// sharing this vCPU gets to run (2-vCPU machines, other load).
+    fn spin_until(&mut self, other: &AtomicU64, ready: impl Fn(u64) -> bool) {
+        let mut spins = 0u32;
+        while !ready(self.seen) {
+            std::hint::spin_loop();
+            spins = spins.wrapping_add(1);
+            if spins.is_multiple_of(1 << 14) {
+                std::thread::yield_now();
+            }
+            // Acquire: pairs with the other end's Release store of its counter, so the
+            // slot it published (or freed) is visible.
+            self.seen = other.load(Ordering::Acquire);
+        }
+    }
+}
+
+impl MsgSender for FloorEnd {
+    fn send_with(&mut self, len: usize, fill: &mut dyn FnMut(&mut [u8])) -> io::Result<()> {
+        debug_assert_eq!(len, self.slot_size);
+        let (mine, count) = (self.mine, self.slot_count);
+        let header = self.header;
+        // SAFETY: as in `header()`; the reference does not borrow `self`.
+        let head = unsafe { &(*header).head.0 };
+        self.spin_until(head, |head| mine - head < count);
+        // SAFETY: slot `mine` is free (the receiver consumed it: head > mine - count)
+        // and only this sender writes slots; the receiver reads it only after the
+        // Release store below.
+        let buf = unsafe { std::slice::from_raw_parts_mut(self.slot(mine), len) };
+        fill(buf);
+        self.mine += 1;
+        // Release: publishes the slot's bytes to the receiver's Acquire load.
+        self.header().tail.0.store(self.mine, Ordering::Release);
+        Ok(())
+    }
+}
+
+impl MsgReceiver for FloorEnd {
+    fn recv_with(&mut self, check: &mut dyn FnMut(&[u8]) -> bool) -> io::Result<bool> {
+        let mine = self.mine;
+        let header = self.header;
+        // SAFETY: as in `header()`; the reference does not borrow `self`.
+        let tail = unsafe { &(*header).tail.0 };
+        self.spin_until(tail, |tail| tail > mine);
+        // SAFETY: slot `mine` is published (tail > mine, Acquire) and the sender does
+        // not write it again until our Release store of head below.
+        let msg = unsafe { std::slice::from_raw_parts(self.slot(mine), self.slot_size) };
+        let ok = check(msg);
+        self.mine += 1;
+        // Release: our read of the slot happens-before the sender reuses it.
+        self.header().head.0.store(self.mine, Ordering::Release);
+        Ok(ok)
+    }
+}
+
+/// A floor ring for `size`-byte messages.
+pub fn channel(size: usize) -> io::Result<Channel> {
+    let size = size.max(1);
+    let slot_count = (FLOOR_BYTES / size).max(2);
+    let header_len = std::mem::size_of::<FloorHeader>();
+    let seg = Segment::options()
+        .anonymous()
+        .size(header_len + slot_count * size)
+        .create()
+        .map_err(io::Error::other)?;
+    // The counters start at zero: a fresh segment's payload is zero-filled.
+    let payload = seg.payload_ptr();
+    if !(payload as usize).is_multiple_of(std::mem::align_of::<FloorHeader>())
+        || seg.payload_len() < header_len + slot_count * size
+    {
+        return Err(io::Error::other(
+            "floor: segment payload misaligned or short",
+        ));
+    }
+    let seg = Rc::new(seg);
+    let end = |seg: Rc<Segment>| FloorEnd {
+        _seg: seg,
+        header: payload.cast::<FloorHeader>(),
+        slots: payload.wrapping_add(header_len),
+        slot_size: size,
+        slot_count: slot_count as u64,
+        mine: 0,
+        seen: 0,
+    };
+    Ok(Channel {
+        tx: Box::new(end(seg.clone())),
+        rx: Box::new(end(seg)),
+    })
+}
