@@ -28,6 +28,10 @@ use iceoryx2::prelude::*;
 use iceoryx2::service::port_factory::publish_subscribe::PortFactory as PubSub;
 use shmkit_cli::bench::{Channel, MsgReceiver, MsgSender, PEER_TIMEOUT};
 
+/// The port types: `[u8]` slices, no user header.
+type Pub = Publisher<ipc::Service, [u8], ()>;
+type Sub = Subscriber<ipc::Service, [u8], ()>;
+
 /// Buffering per channel: 4 MiB of messages, as shmkit's ring and the floor have, in
 /// 2 to 1024 slots.
 const BUFFER_BYTES: usize = 4 << 20;
@@ -116,12 +120,12 @@ impl Endpoint {
 struct IoxSender {
     name: String,
     size: usize,
-    /// The publisher (first, so it drops before its service and node).
-    port: Option<(Publisher<ipc::Service, [u8], ()>, Endpoint)>,
+    /// The publisher, then its service and node (a tuple drops its fields in order).
+    port: Option<(Pub, Endpoint)>,
 }
 
 impl IoxSender {
-    fn publisher(&mut self) -> io::Result<&Publisher<ipc::Service, [u8], ()>> {
+    fn publisher(&mut self) -> io::Result<&Pub> {
         if self.port.is_none() {
             let end = Endpoint::open(&self.name, self.size)?;
             let publisher = end
@@ -163,7 +167,7 @@ impl MsgSender for IoxSender {
 struct IoxReceiver {
     name: String,
     size: usize,
-    port: Option<(Subscriber<ipc::Service, [u8], ()>, Endpoint)>,
+    port: Option<(Sub, Endpoint)>,
 }
 
 impl MsgReceiver for IoxReceiver {
