@@ -6,7 +6,9 @@
 //! and the rx half in the other. iceoryx2's nodes and ports are not made to survive a
 //! `fork`, so a channel holds only the service name and the size until first use; each
 //! half then creates its own node, opens (or creates) the service and its port, in the
-//! process that uses it.
+//! process that uses it. (One thing does cross the fork: iceoryx2's cached unique
+//! process id, which makes the peers' nodes look like the benchmark's own; see
+//! [`clean_dead_nodes`].)
 //!
 //! No message may be lost: the service has no safe overflow and the publisher's
 //! backpressure strategy is `RetryUntilDelivered` (it waits while the subscriber's
@@ -96,9 +98,11 @@ impl Endpoint {
         let name = ServiceName::new(name).map_err(|e| other("service name", e))?;
         let slots = buffer_slots(size);
         // Both processes open or create the same service; when both try to create it at
-        // once one of them fails and opens it on the next round.
+        // once one of them fails and opens it on a later round. The last error is kept
+        // for the message if it never succeeds.
+        let mut last_error = None;
         let service = poll("service", || {
-            Ok(node
+            match node
                 .service_builder(&name)
                 .publish_subscribe::<[u8]>()
                 .enable_safe_overflow(false)
@@ -107,7 +111,17 @@ impl Endpoint {
                 .max_publishers(1)
                 .max_subscribers(1)
                 .open_or_create()
-                .ok())
+            {
+                Ok(service) => Ok(Some(service)),
+                Err(e) => {
+                    last_error = Some(e);
+                    Ok(None)
+                }
+            }
+        })
+        .map_err(|e| match last_error {
+            Some(last) => other("open or create the service", last),
+            None => e,
         })?;
         Ok(Endpoint {
             service,
