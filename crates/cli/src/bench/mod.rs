@@ -29,7 +29,7 @@ pub const SIZES: [usize; 5] = [8, 64, 1024, 64 * 1024, 1024 * 1024];
 /// What to run.
 #[derive(Debug, Clone)]
 pub struct BenchConfig {
-    /// Transports to measure.
+    /// Transports [`run`] measures ([`run_cases`] is given its cases instead).
     pub transports: Vec<Transport>,
     /// Message sizes in bytes.
     pub sizes: Vec<usize>,
