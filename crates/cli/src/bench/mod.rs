@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 
 pub use pattern::Pattern;
 pub use plot::write_svg;
-pub use transport::{channel, Transport};
+pub use transport::{channel, Channel, MsgReceiver, MsgSender, Transport};
 
 /// The message sizes the full run measures.
 pub const SIZES: [usize; 5] = [8, 64, 1024, 64 * 1024, 1024 * 1024];
@@ -29,7 +29,7 @@ pub const SIZES: [usize; 5] = [8, 64, 1024, 64 * 1024, 1024 * 1024];
 /// What to run.
 #[derive(Debug, Clone)]
 pub struct BenchConfig {
-    /// Transports to measure.
+    /// Transports [`run`] measures ([`run_cases`] is given its cases instead).
     pub transports: Vec<Transport>,
     /// Message sizes in bytes.
     pub sizes: Vec<usize>,
@@ -96,24 +96,63 @@ pub struct CaseResult {
     pub rtt_p99_ns: u64,
 }
 
-/// Runs every case of `config`; a failed verification or a transport error aborts with
-/// the error.
+/// One row of the comparison: a name for the table and the JSON, and how to make a
+/// one-way channel able to carry messages of a given size. The extension point of the
+/// harness: `shmkit bench` runs one case per [`Transport`] ([`Transport::case`]); other
+/// benchmarks (benches/peers) add their own beside them and are measured by the same
+/// code in the same run.
+#[derive(Clone, Copy)]
+pub struct Case {
+    /// The name in the table and the JSON (`transport`).
+    pub name: &'static str,
+    /// Makes a channel for `size`-byte messages. Called before the fork, so the tx half
+    /// is used in one process and the rx half in the other: a transport whose state
+    /// does not survive `fork` sets itself up lazily on first use. An error of kind
+    /// [`io::ErrorKind::Unsupported`] (this transport cannot carry that size) skips the
+    /// cell with a note on stderr; any other error aborts the run.
+    pub channel: fn(usize) -> io::Result<Channel>,
+}
+
+impl std::fmt::Debug for Case {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Case").field("name", &self.name).finish()
+    }
+}
+
+/// Runs every transport of `config` (the cases of [`Transport::case`]).
 pub fn run(config: &BenchConfig) -> io::Result<Vec<CaseResult>> {
-    let total = config.transports.len() * config.sizes.len();
+    let cases: Vec<Case> = config.transports.iter().map(|t| t.case()).collect();
+    run_cases(config, &cases)
+}
+
+/// Runs every case of `cases` at every size of `config` (its `transports` are not
+/// looked at), size by size in the order given. A failed verification or a transport
+/// error aborts with the error; a size a case cannot carry is skipped (see [`Case`]).
+pub fn run_cases(config: &BenchConfig, cases: &[Case]) -> io::Result<Vec<CaseResult>> {
+    let total = cases.len() * config.sizes.len();
     let mut results = Vec::with_capacity(total);
     let mut done = 0;
     for &size in &config.sizes {
-        for &transport in &config.transports {
+        for case in cases {
             done += 1;
             if config.progress {
                 eprint!(
                     "\r\x1b[2K[{done}/{total}] {} {}",
-                    transport.name(),
+                    case.name,
                     human_size(size)
                 );
                 let _ = io::stderr().flush();
             }
-            results.push(run_case(config, transport, size)?);
+            match run_case(config, case, size) {
+                Ok(result) => results.push(result),
+                Err(e) if e.kind() == io::ErrorKind::Unsupported => {
+                    if config.progress {
+                        eprint!("\r\x1b[2K");
+                    }
+                    eprintln!("skipped {} at {}: {e}", case.name, human_size(size));
+                }
+                Err(e) => return Err(e),
+            }
         }
     }
     if config.progress {
@@ -122,16 +161,16 @@ pub fn run(config: &BenchConfig) -> io::Result<Vec<CaseResult>> {
     Ok(results)
 }
 
-fn run_case(config: &BenchConfig, transport: Transport, size: usize) -> io::Result<CaseResult> {
+fn run_case(config: &BenchConfig, case: &Case, size: usize) -> io::Result<CaseResult> {
     let count = config.messages(size);
     let rounds = config.rounds(size);
     let mut rates = Vec::new();
     let mut medians = Vec::new();
     let mut p99s = Vec::new();
     for _ in 0..config.repeats {
-        let secs = throughput_once(transport, size, count)?;
+        let secs = throughput_once(case, size, count)?;
         rates.push(count as f64 / secs);
-        let mut rtts = pingpong_once(transport, size, rounds)?;
+        let mut rtts = pingpong_once(case, size, rounds)?;
         rtts.sort_unstable();
         medians.push(percentile(&rtts, 50.0));
         p99s.push(percentile(&rtts, 99.0));
@@ -140,7 +179,7 @@ fn run_case(config: &BenchConfig, transport: Transport, size: usize) -> io::Resu
     medians.sort_unstable();
     p99s.sort_unstable();
     Ok(CaseResult {
-        transport: transport.name(),
+        transport: case.name,
         size,
         messages_per_s,
         bytes_per_s: messages_per_s * size as f64,
@@ -209,9 +248,9 @@ fn reap(pid: libc::pid_t, mut status: io::PipeReader, what: &str) -> io::Result<
 }
 
 /// Seconds to move `count` verified messages of `size` bytes one way.
-fn throughput_once(transport: Transport, size: usize, count: usize) -> io::Result<f64> {
+fn throughput_once(case: &Case, size: usize, count: usize) -> io::Result<f64> {
     let pattern = Pattern::new(size);
-    let mut ch = channel(transport, size)?;
+    let mut ch = (case.channel)(size)?;
     let (ready_r, mut ready_w) = io::pipe()?;
     let (pid, status) = {
         let rx = &mut ch.rx;
@@ -233,16 +272,16 @@ fn throughput_once(transport: Transport, size: usize, count: usize) -> io::Resul
         ch.tx.send_with(size, &mut |buf| pattern.fill(buf, seq))?;
     }
     ch.tx.finish()?;
-    let result = reap(pid, status, transport.name());
+    let result = reap(pid, status, case.name);
     let secs = start.elapsed().as_secs_f64();
     result.map(|()| secs.max(1e-9))
 }
 
 /// Round-trip times, in nanoseconds, of `rounds` verified ping-pongs.
-fn pingpong_once(transport: Transport, size: usize, rounds: usize) -> io::Result<Vec<u64>> {
+fn pingpong_once(case: &Case, size: usize, rounds: usize) -> io::Result<Vec<u64>> {
     let pattern = Pattern::new(size);
-    let mut there = channel(transport, size)?;
-    let mut back = channel(transport, size)?;
+    let mut there = (case.channel)(size)?;
+    let mut back = (case.channel)(size)?;
     let (pid, status) = {
         let rx = &mut there.rx;
         let tx = &mut back.tx;
@@ -268,11 +307,11 @@ fn pingpong_once(transport: Transport, size: usize, rounds: usize) -> io::Result
         rtts.push(t.elapsed().as_nanos() as u64);
     }
     there.tx.finish()?;
-    reap(pid, status, transport.name())?;
+    reap(pid, status, case.name)?;
     if !ok {
         return Err(io::Error::other(format!(
             "{}: an echoed message arrived corrupted",
-            transport.name()
+            case.name
         )));
     }
     Ok(rtts)
@@ -443,5 +482,39 @@ mod tests {
             .find(|l| l.starts_with("floor"))
             .expect("floor row");
         assert_eq!(floor_row.matches("1.00").count(), 2, "{t}");
+    }
+
+    #[test]
+    fn run_cases_measures_extra_cases_and_skips_unsupported_sizes() {
+        let cases = [
+            Case {
+                name: "extra-pipe",
+                channel: |size| channel(Transport::Pipe, size),
+            },
+            Case {
+                name: "small-only",
+                channel: |size| {
+                    if size > 8 {
+                        return Err(io::Error::new(io::ErrorKind::Unsupported, "too big"));
+                    }
+                    channel(Transport::UnixSocket, size)
+                },
+            },
+        ];
+        let config = BenchConfig {
+            transports: Vec::new(),
+            sizes: vec![8, 64],
+            repeats: 1,
+            bytes_per_run: 64 << 10,
+            max_messages: 500,
+            max_rounds: 20,
+            progress: false,
+        };
+        let results = run_cases(&config, &cases).expect("bench runs");
+        let names: Vec<_> = results.iter().map(|r| (r.transport, r.size)).collect();
+        assert_eq!(
+            names,
+            [("extra-pipe", 8), ("small-only", 8), ("extra-pipe", 64)]
+        );
     }
 }

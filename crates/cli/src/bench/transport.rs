@@ -58,6 +58,20 @@ impl Transport {
             Transport::Floor => "floor",
         }
     }
+
+    /// This transport as a harness case (its name and [`channel`]).
+    pub fn case(self) -> super::Case {
+        super::Case {
+            name: self.name(),
+            channel: match self {
+                Transport::Ring => |size| channel(Transport::Ring, size),
+                Transport::Queue => |size| channel(Transport::Queue, size),
+                Transport::Pipe => |size| channel(Transport::Pipe, size),
+                Transport::UnixSocket => |size| channel(Transport::UnixSocket, size),
+                Transport::Floor => |size| channel(Transport::Floor, size),
+            },
+        }
+    }
 }
 
 /// A one-way channel: the sending half stays in one process, the receiving half goes to

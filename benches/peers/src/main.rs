@@ -1,0 +1,102 @@
+//! The peers benchmark: shmkit's transports (ring, queue, pipe, unix-socket and the
+//! floor) against iceoryx2 and ipc-channel, in one run, by the same harness
+//! (`shmkit_cli::bench::run_cases`): a forked peer process per case, throughput one
+//! way with every byte verified, ping-pong round trips (full RTT, median and p99), the
+//! same table and the same JSON rows as `shmkit bench`.
+//!
+//! ```sh
+//! cargo run --release --manifest-path benches/peers/Cargo.toml -- --quick
+//! ```
+
+mod iox;
+mod ipc;
+
+use std::path::PathBuf;
+use std::process::{Command, ExitCode};
+
+use clap::Parser;
+use shmkit_cli::bench::{self, BenchConfig, Case, Transport};
+
+/// shmkit against iceoryx2 and ipc-channel.
+#[derive(Parser, Debug)]
+struct Args {
+    /// The short run (fewer bytes and rounds, 3 repeats).
+    #[arg(long)]
+    quick: bool,
+    /// Message sizes in bytes, comma-separated (default: shmkit bench's sizes).
+    #[arg(long, value_delimiter = ',')]
+    size: Vec<usize>,
+    /// Repeats per case (the median is reported).
+    #[arg(long)]
+    repeats: Option<usize>,
+    /// Also write the rows as JSON to this file.
+    #[arg(long)]
+    json: Option<PathBuf>,
+    /// Only remove what dead iceoryx2 nodes left behind (run by the benchmark itself,
+    /// in a new process, when it is done).
+    #[arg(long, hide = true)]
+    clean_iceoryx2: bool,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    iox::quiet_log();
+    if args.clean_iceoryx2 {
+        return match iox::clean_dead_nodes() {
+            Ok((_, 0)) => ExitCode::SUCCESS,
+            Ok((_, failed)) => {
+                eprintln!("iceoryx2: {failed} dead node(s) could not be cleaned up");
+                ExitCode::FAILURE
+            }
+            Err(e) => {
+                eprintln!("iceoryx2: cleanup: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
+    let mut config = if args.quick {
+        BenchConfig::quick()
+    } else {
+        BenchConfig::full()
+    };
+    if !args.size.is_empty() {
+        config.sizes = args.size;
+    }
+    if let Some(r) = args.repeats {
+        config.repeats = r.max(1);
+    }
+    let mut cases: Vec<Case> = Transport::ALL.iter().map(|t| t.case()).collect();
+    cases.push(Case {
+        name: "iceoryx2",
+        channel: iox::channel,
+    });
+    cases.push(Case {
+        name: "ipc-channel",
+        channel: ipc::channel,
+    });
+    let outcome = bench::run_cases(&config, &cases);
+    // The peer processes end with `_exit`, so their iceoryx2 nodes are dead, not
+    // dropped, and only a process that is not a fork of this one can tell (see
+    // `iox::clean_dead_nodes`): a new process of this executable sweeps them.
+    let swept =
+        std::env::current_exe().and_then(|exe| Command::new(exe).arg("--clean-iceoryx2").status());
+    if !matches!(swept, Ok(s) if s.success()) {
+        eprintln!("peers: the iceoryx2 cleanup did not succeed ({swept:?}): see /dev/shm/iox2_* and /tmp/iceoryx2");
+    }
+    let results = match outcome {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("peers: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    print!("{}", bench::table(&results));
+    if let Some(path) = args.json {
+        let json = serde_json::to_string_pretty(&results).expect("rows serialise");
+        if let Err(e) = std::fs::write(&path, json + "\n") {
+            eprintln!("peers: writing {}: {e}", path.display());
+            return ExitCode::FAILURE;
+        }
+    }
+    ExitCode::SUCCESS
+}
