@@ -51,6 +51,11 @@ struct FloorEnd {
     mine: u64,
     /// The last value read of the other end's counter.
     seen: u64,
+    /// Whether this process has faulted the mapping in (once, on first use: a
+    /// forked child does not inherit the parent's page-table entries of a shared
+    /// mapping). shmkit's ring does the same when it takes a role; without it the
+    /// first lap of large messages would time page faults, not the transport.
+    mapped: bool,
 }
 
 impl FloorEnd {
@@ -67,6 +72,15 @@ impl FloorEnd {
         let i = (n % self.slot_count) as usize;
         // In bounds: i < slot_count and slot_count * slot_size bytes follow the header.
         self.slots.wrapping_add(i * self.slot_size)
+    }
+
+    /// Faults the whole mapping into this process the first time this end is used.
+    fn map_in(&mut self) -> io::Result<()> {
+        if !self.mapped {
+            self._seg.prefault()?;
+            self.mapped = true;
+        }
+        Ok(())
     }
 
     /// Spins until `ready(other end's counter)`; yields now and then so that a peer
@@ -89,6 +103,7 @@ impl FloorEnd {
 impl MsgSender for FloorEnd {
     fn send_with(&mut self, len: usize, fill: &mut dyn FnMut(&mut [u8])) -> io::Result<()> {
         debug_assert_eq!(len, self.slot_size);
+        self.map_in()?;
         let (mine, count) = (self.mine, self.slot_count);
         let header = self.header;
         // SAFETY: as in `header()`; the reference does not borrow `self`.
@@ -108,6 +123,7 @@ impl MsgSender for FloorEnd {
 
 impl MsgReceiver for FloorEnd {
     fn recv_with(&mut self, check: &mut dyn FnMut(&[u8]) -> bool) -> io::Result<bool> {
+        self.map_in()?;
         let mine = self.mine;
         let header = self.header;
         // SAFETY: as in `header()`; the reference does not borrow `self`.
@@ -152,6 +168,7 @@ pub fn channel(size: usize) -> io::Result<Channel> {
         slot_count: slot_count as u64,
         mine: 0,
         seen: 0,
+        mapped: false,
     };
     Ok(Channel {
         tx: Box::new(end(seg.clone())),
