@@ -107,6 +107,8 @@ fn main() -> ExitCode {
     println!("What to look at:");
     println!("- `× pipe`: how many times more messages per second than a pipe moves;");
     println!("- `rtt × pipe`: how many times faster a ping-pong round trip is;");
+    println!("- `÷ floor`, `rtt ÷ floor`: each figure over the floor's (a minimal spin ring over");
+    println!("  the same mapping, measured in this run): 1.00 is this machine's limit;");
     println!("- the full table (sizes 8 B to 1 MiB, JSON and SVG): cargo run --release -p shmkit-cli -- bench");
     println!("- run the pair yourself in two terminals: cargo run --release --example reader");
     println!("                                   and: cargo run --release --example writer");
