@@ -67,11 +67,20 @@ impl FloorEnd {
         unsafe { &*self.header }
     }
 
-    /// The bytes of slot `n` (modulo the slot count).
-    fn slot(&self, n: u64) -> *mut u8 {
+    /// Slot `n` (modulo the slot count), lent to this end while it owns that slot:
+    /// the sender from "free" (head > n - slot_count, seen with Acquire) until its
+    /// Release store of tail; the receiver from "published" (tail > n, Acquire) until
+    /// its Release store of head. The other process does not touch a slot while it is
+    /// lent here (the trust model of the floor: both ends are this benchmark).
+    fn slot(&mut self, n: u64) -> &mut [u8] {
         let i = (n % self.slot_count) as usize;
-        // In bounds: i < slot_count and slot_count * slot_size bytes follow the header.
-        self.slots.wrapping_add(i * self.slot_size)
+        // SAFETY: i < slot_count and slot_count * slot_size bytes follow the header in
+        // the mapping `_seg` keeps alive; the caller owns slot `n` as described above,
+        // so no one else reads or writes these bytes while the borrow lives, and
+        // `&mut self` keeps this end from lending a second slot meanwhile.
+        unsafe {
+            std::slice::from_raw_parts_mut(self.slots.add(i * self.slot_size), self.slot_size)
+        }
     }
 
     /// Faults the whole mapping into this process the first time this end is used.
@@ -83,11 +92,12 @@ impl FloorEnd {
         Ok(())
     }
 
-    /// Spins until `ready(other end's counter)`; yields now and then so that a peer
-    /// sharing this vCPU gets to run (2-vCPU machines, other load).
-    fn spin_until(&mut self, other: &AtomicU64, ready: impl Fn(u64) -> bool) {
+    /// Spins until `ready(counter)` holds for the other end's `counter`, starting from
+    /// the last value `seen`; returns the value that satisfied it. Yields now and then
+    /// so that a peer sharing this vCPU gets to run (2-vCPU machines, other load).
+    fn spin_until(counter: &AtomicU64, mut seen: u64, ready: impl Fn(u64) -> bool) -> u64 {
         let mut spins = 0u32;
-        while !ready(self.seen) {
+        while !ready(seen) {
             std::hint::spin_loop();
             spins = spins.wrapping_add(1);
             if spins.is_multiple_of(1 << 14) {
@@ -95,8 +105,9 @@ impl FloorEnd {
             }
             // Acquire: pairs with the other end's Release store of its counter, so the
             // slot it published (or freed) is visible.
-            self.seen = other.load(Ordering::Acquire);
+            seen = counter.load(Ordering::Acquire);
         }
+        seen
     }
 }
 
@@ -105,15 +116,9 @@ impl MsgSender for FloorEnd {
         debug_assert_eq!(len, self.slot_size);
         self.map_in()?;
         let (mine, count) = (self.mine, self.slot_count);
-        let header = self.header;
-        // SAFETY: as in `header()`; the reference does not borrow `self`.
-        let head = unsafe { &(*header).head.0 };
-        self.spin_until(head, |head| mine - head < count);
-        // SAFETY: slot `mine` is free (the receiver consumed it: head > mine - count)
-        // and only this sender writes slots; the receiver reads it only after the
-        // Release store below.
-        let buf = unsafe { std::slice::from_raw_parts_mut(self.slot(mine), len) };
-        fill(buf);
+        self.seen = Self::spin_until(&self.header().head.0, self.seen, |head| mine - head < count);
+        // Slot `mine` is free: the receiver consumed its previous lap.
+        fill(self.slot(mine));
         self.mine += 1;
         // Release: publishes the slot's bytes to the receiver's Acquire load.
         self.header().tail.0.store(self.mine, Ordering::Release);
@@ -125,14 +130,9 @@ impl MsgReceiver for FloorEnd {
     fn recv_with(&mut self, check: &mut dyn FnMut(&[u8]) -> bool) -> io::Result<bool> {
         self.map_in()?;
         let mine = self.mine;
-        let header = self.header;
-        // SAFETY: as in `header()`; the reference does not borrow `self`.
-        let tail = unsafe { &(*header).tail.0 };
-        self.spin_until(tail, |tail| tail > mine);
-        // SAFETY: slot `mine` is published (tail > mine, Acquire) and the sender does
-        // not write it again until our Release store of head below.
-        let msg = unsafe { std::slice::from_raw_parts(self.slot(mine), self.slot_size) };
-        let ok = check(msg);
+        self.seen = Self::spin_until(&self.header().tail.0, self.seen, |tail| tail > mine);
+        // Slot `mine` is published and the sender leaves it alone until our head store.
+        let ok = check(self.slot(mine));
         self.mine += 1;
         // Release: our read of the slot happens-before the sender reuses it.
         self.header().head.0.store(self.mine, Ordering::Release);
