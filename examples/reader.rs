@@ -25,7 +25,7 @@ use std::time::Instant;
 use clap::Parser;
 use shmkit::typed::{ReadError, Ring};
 
-use common::pair::{self, Payload, Progress, ReaderArgs, Report, StreamHeader, POLL};
+use common::pair::{self, Pattern, Progress, ReaderArgs, Report, StreamHeader, POLL};
 
 /// The program (`pub` so that the demo can run it too).
 pub fn main() -> ExitCode {
@@ -88,7 +88,7 @@ fn receive(args: &ReaderArgs) -> Result<(Report, String), String> {
 
     // 4. The messages, each checked byte for byte where it lies in the ring.
     let size = header.size as usize;
-    let payload = Payload::new(size);
+    let payload = Pattern::new(size);
     let mut progress = Progress::new("reader", count, size, args.json);
     let start = Instant::now();
     for seq in 0..count {

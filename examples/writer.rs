@@ -22,7 +22,7 @@ use std::time::Instant;
 use clap::Parser;
 use shmkit::typed::{Ring, WriteError};
 
-use common::pair::{self, Payload, Progress, Report, StreamHeader, WriterArgs, POLL};
+use common::pair::{self, Pattern, Progress, Report, StreamHeader, WriterArgs, POLL};
 
 /// The program (`pub` so that the demo can run it too).
 pub fn main() -> ExitCode {
@@ -69,7 +69,7 @@ fn send(args: &WriterArgs) -> Result<Report, String> {
     eprintln!("writer: attached to '{name}'");
 
     // 3. The messages, each filled in place in the ring (`write_with`: no copy).
-    let payload = Payload::new(size);
+    let payload = Pattern::new(size);
     let mut progress = Progress::new("writer", count, size, args.json);
     let start = Instant::now();
     for seq in 0..count {

@@ -109,37 +109,13 @@ impl StreamHeader {
     }
 }
 
-/// The bytes of every message, so the reader can check all of them: byte `i` is
-/// `i * 31 + 7` (mod 256), except the first (up to) 8, which hold the message's
-/// sequence number. Checking is one comparison with a template, about the cost of a copy.
-#[derive(Debug, Clone)]
-pub struct Payload {
-    template: Vec<u8>,
-}
-
-impl Payload {
-    /// The template for `size`-byte messages.
-    pub fn new(size: usize) -> Payload {
-        Payload {
-            template: (0..size).map(|i| (i.wrapping_mul(31) + 7) as u8).collect(),
-        }
-    }
-
-    /// Writes message `seq` into `buf` (of the template's size).
-    pub fn fill(&self, buf: &mut [u8], seq: u64) {
-        buf.copy_from_slice(&self.template);
-        let k = buf.len().min(8);
-        buf[..k].copy_from_slice(&seq.to_le_bytes()[..k]);
-    }
-
-    /// Whether `msg` is exactly message `seq`.
-    pub fn check(&self, msg: &[u8], seq: u64) -> bool {
-        let k = msg.len().min(8);
-        msg.len() == self.template.len()
-            && msg[..k] == seq.to_le_bytes()[..k]
-            && msg[k..] == self.template[k..]
-    }
-}
+/// The bytes of every message, so the reader can check all of them: the bench's
+/// [`Pattern`](shmkit_cli::bench::Pattern) (byte `i` is `i * 31 + 7` mod 256, the first
+/// up to 8 bytes the sequence number), so the pair and `shmkit bench` verify alike.
+// Examples that include `common` without using the pair do not use it (as with the rest
+// of this module, which `#![allow(dead_code)]` in common/mod.rs covers).
+#[allow(unused_imports)]
+pub use shmkit_cli::bench::Pattern;
 
 /// What one side did, printed as a line for people and, with `--json`, as a last line
 /// `{"messages":N,"bytes":B,"seconds":S,"verified":true}` for programs (the demo).
