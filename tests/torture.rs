@@ -22,7 +22,7 @@ use std::time::Instant;
 use common::{splitmix, Config};
 
 /// The parts, by the names that filters match.
-const PARTS: [&str; 3] = ["ring", "queue", "locks"];
+const PARTS: [&str; 4] = ["ring", "ring-batch", "queue", "locks"];
 
 /// Which parts to run, from libtest-style arguments (so `cargo test FILTER`,
 /// `--exact`, `--skip` and `--list` behave as for other test binaries; other flags
@@ -117,30 +117,36 @@ fn main() {
         }
     };
 
-    let start = Instant::now();
-    let r = sel.wants("ring").then(|| {
-        ring::run(&cfg, splitmix(cfg.seed ^ 1)).map(|t| {
-            format!(
-                "rounds {}, kills {} (writer {}, {} of them mid-message; reader {}), \
-                 messages {}, lost {} (allowed <= {}: one per writer kill), redelivered {} \
-                 (allowed <= {}: one per reader kill), role takeovers {}, slow live peers {} (no \
-                 false PeerDied), torn messages seen 0",
-                t.t.rounds,
-                t.t.kills,
-                t.writer_kills,
-                t.torn_kills,
-                t.reader_kills,
-                t.t.moved,
-                t.t.lost,
-                t.t.allowed,
-                t.redelivered,
-                t.reader_kills,
-                t.t.recoveries,
-                t.slow_ops
-            )
-        })
-    });
-    report("ring", start, r);
+    for (part, batched, salt) in [("ring", false, 1), ("ring-batch", true, 4)] {
+        let start = Instant::now();
+        let r = sel.wants(part).then(|| {
+            ring::run(&cfg, splitmix(cfg.seed ^ salt), batched).map(|t| {
+                let (lost_rule, per_kill) = if batched {
+                    ("those of the killed writer's unpublished batch", "8")
+                } else {
+                    ("one per writer kill", "one")
+                };
+                format!(
+                    "rounds {}, kills {} (writer {}, {} of them mid-message; reader {}), \
+                     messages {}, lost {} (allowed <= {}: {lost_rule}), redelivered {} \
+                     (allowed <= {per_kill} per reader kill), role takeovers {}, slow live \
+                     peers {} (no false PeerDied), torn messages seen 0",
+                    t.t.rounds,
+                    t.t.kills,
+                    t.writer_kills,
+                    t.torn_kills,
+                    t.reader_kills,
+                    t.t.moved,
+                    t.t.lost,
+                    t.t.allowed,
+                    t.redelivered,
+                    t.t.recoveries,
+                    t.slow_ops
+                )
+            })
+        });
+        report(part, start, r);
+    }
 
     let start = Instant::now();
     let r = sel.wants("queue").then(|| {

@@ -14,6 +14,14 @@
 //!   here records its progress inside the closure, so it recognises that one
 //!   redelivery (the first message a restarted reader sees, equal to the last one
 //!   recorded) and counts it; any other repeat is a duplicate and fails.
+//!
+//! The same part runs batched (`ring-batch`): the writer writes through
+//! `Ring::write_batch` (a limit of 1 to 16 messages per publish, by pid) and the reader
+//! reads with `Ring::read_batch` (up to 8 per head store). Then a killed writer loses
+//! the messages of its unpublished batch (those after the last sequence it knew
+//! published, `w_published`) and no others, and a killed reader's whole last batch
+//! may be read again by its successor: a run of consecutive sequences, each at most
+//! the last one recorded, at the start of the new reader's stream.
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -41,12 +49,18 @@ const SLOW_OPS: u64 = 2;
 const SLOW_OP: Duration = Duration::from_millis(50);
 /// Largest pause before each kill (uniformly random below it).
 const KILL_GAP: Duration = Duration::from_millis(30);
+/// Most messages one `read_batch` reads in the batched part (so at most this many are
+/// read again after a reader kill).
+const READ_BATCH: usize = 8;
 
 /// Shared bookkeeping of one round.
 #[repr(C)]
 struct RingCtl {
     /// The sequence the writer writes next (1-based); stored before the write.
     w_next: AtomicU64,
+    /// The last sequence the writer knows published (stored after each write; a batch
+    /// holds the ones after it back).
+    w_published: AtomicU64,
     /// The last sequence the reader recorded (0: none yet).
     r_last: AtomicU64,
     /// Redeliveries recognised by restarted readers.
@@ -109,27 +123,38 @@ fn body_ok(seq: u64, msg: &[u8]) -> bool {
     expect == msg && checksum(&msg[..msg.len() - 8]).to_le_bytes() == msg[msg.len() - 8..]
 }
 
-fn writer(name: &str, ctl: &RingCtl, n: u64) -> i32 {
+fn writer(name: &str, ctl: &RingCtl, n: u64, batched: bool) -> i32 {
     let Ok(mut ring) = Ring::open(name) else {
         return code::OPEN;
     };
     if ld(&ctl.w_next) > 1 {
         ctl.takeovers.fetch_add(1, Ordering::SeqCst);
     }
-    let slow_at = splitmix(u64::from(std::process::id()) ^ 0x57) % 2000;
+    let salt = splitmix(u64::from(std::process::id()) ^ 0x57);
+    let slow_at = salt % 2000;
+    // 1: every message is published by its own write.
+    let limit = if batched {
+        1 + (salt >> 32) as usize % 16
+    } else {
+        1
+    };
+    let Ok(mut batch) = ring.write_batch(limit) else {
+        return code::ERROR;
+    };
     let mut i = 0u64;
     loop {
         let seq = ld(&ctl.w_next);
         if seq > n || ld(&ctl.stop) != 0 {
             break;
         }
-        // Intent first: a kill from here until the publish loses exactly `seq`.
+        // Intent first: a kill from here until the publish loses `seq` (and, batched,
+        // the pending ones before it).
         ctl.w_next.store(seq + 1, Ordering::SeqCst);
         let len = msg_len(seq);
         let deadline = Instant::now() + DEADLINE;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
-            let r = ring.write_with_timeout(len, left, |buf| {
+            let r = batch.write_with_timeout(len, left, |buf| {
                 ctl.w_filling.store(1, Ordering::SeqCst);
                 fill(seq, buf);
                 if i == slow_at && ctl.slow_ops.fetch_add(1, Ordering::SeqCst) < SLOW_OPS {
@@ -155,14 +180,23 @@ fn writer(name: &str, ctl: &RingCtl, n: u64) -> i32 {
                 Err(_) => return code::ERROR,
             }
         }
+        ctl.w_published
+            .store(seq - batch.pending() as u64, Ordering::SeqCst);
     }
+    drop(batch);
     match ring.close() {
         Ok(()) => code::OK,
         Err(_) => code::ERROR,
     }
 }
 
-fn reader(name: &str, ctl: &RingCtl, received: &[std::sync::atomic::AtomicU8], n: u64) -> i32 {
+fn reader(
+    name: &str,
+    ctl: &RingCtl,
+    received: &[std::sync::atomic::AtomicU8],
+    n: u64,
+    batched: bool,
+) -> i32 {
     let Ok(mut ring) = Ring::open(name) else {
         return code::OPEN;
     };
@@ -170,53 +204,67 @@ fn reader(name: &str, ctl: &RingCtl, received: &[std::sync::atomic::AtomicU8], n
     if restarted {
         ctl.takeovers.fetch_add(1, Ordering::SeqCst);
     }
-    let mut first = true;
+    // While true, a message at or below the last one recorded is a redelivery of the
+    // predecessor's last read (one message, or batched its last batch: consecutive).
+    let mut redelivering = true;
+    let mut prev = 0u64;
+    let max = if batched { READ_BATCH } else { 1 };
     let slow_at = splitmix(u64::from(std::process::id()) ^ 0x52) % 2000;
     let mut i = 0u64;
     let mut deadline = Instant::now() + DEADLINE;
+    let mut failed = None;
+    let mut check = |msg: &[u8]| -> Result<(), i32> {
+        let Some(seq) = header_seq(msg, n) else {
+            let seq = msg.get(0..8).and_then(|b| b.try_into().ok());
+            ctl.bad_seq
+                .store(seq.map_or(0, u64::from_le_bytes), Ordering::SeqCst);
+            return Err(code::CORRUPT);
+        };
+        let last = ld(&ctl.r_last);
+        if seq <= last {
+            let next_in_run = prev == 0 || seq == prev + 1;
+            if !(redelivering && next_in_run && (batched || seq == last)) {
+                ctl.bad_seq.store(seq, Ordering::SeqCst);
+                return Err(code::DUPLICATE);
+            }
+            // The predecessor recorded `seq` but died before the ring freed it: the
+            // documented redelivery. Make sure it counts once.
+            received[seq as usize].store(1, Ordering::SeqCst);
+            ctl.redeliveries.fetch_add(1, Ordering::SeqCst);
+        } else {
+            redelivering = false;
+            ctl.r_last.store(seq, Ordering::SeqCst);
+            if received[seq as usize].fetch_add(1, Ordering::SeqCst) != 0 {
+                ctl.bad_seq.store(seq, Ordering::SeqCst);
+                return Err(code::DUPLICATE);
+            }
+        }
+        prev = seq;
+        if i == slow_at && ctl.slow_ops.fetch_add(1, Ordering::SeqCst) < SLOW_OPS {
+            std::thread::sleep(SLOW_OP);
+        }
+        i += 1;
+        // The full check comes after recording: it is the slowest part of a read,
+        // so a reader killed mid-read often leaves a recorded message that the
+        // ring has not freed yet, which exercises the redelivery above.
+        if !body_ok(seq, msg) {
+            ctl.bad_seq.store(seq, Ordering::SeqCst);
+            return Err(code::CORRUPT);
+        }
+        Ok(())
+    };
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
-        let r = ring.read_with_timeout(left, |msg| {
-            let Some(seq) = header_seq(msg, n) else {
-                let seq = msg.get(0..8).and_then(|b| b.try_into().ok());
-                ctl.bad_seq
-                    .store(seq.map_or(0, u64::from_le_bytes), Ordering::SeqCst);
-                return Err(code::CORRUPT);
-            };
-            let last = ld(&ctl.r_last);
-            let was_first = std::mem::replace(&mut first, false);
-            if seq <= last {
-                if !(was_first && seq == last) {
-                    ctl.bad_seq.store(seq, Ordering::SeqCst);
-                    return Err(code::DUPLICATE);
-                }
-                // The predecessor recorded `seq` but died before the ring freed it:
-                // the documented redelivery. Make sure it counts once.
-                received[seq as usize].store(1, Ordering::SeqCst);
-                ctl.redeliveries.fetch_add(1, Ordering::SeqCst);
-            } else {
-                ctl.r_last.store(seq, Ordering::SeqCst);
-                if received[seq as usize].fetch_add(1, Ordering::SeqCst) != 0 {
-                    ctl.bad_seq.store(seq, Ordering::SeqCst);
-                    return Err(code::DUPLICATE);
-                }
+        let r = ring.read_batch_timeout(max, left, |msg| {
+            if failed.is_none() {
+                failed = check(msg).err();
             }
-            if i == slow_at && ctl.slow_ops.fetch_add(1, Ordering::SeqCst) < SLOW_OPS {
-                std::thread::sleep(SLOW_OP);
-            }
-            i += 1;
-            // The full check comes after recording: it is the slowest part of a read,
-            // so a reader killed mid-read often leaves a recorded message that the
-            // ring has not freed yet, which exercises the redelivery above.
-            if !body_ok(seq, msg) {
-                ctl.bad_seq.store(seq, Ordering::SeqCst);
-                return Err(code::CORRUPT);
-            }
-            Ok(())
         });
+        if let Some(c) = failed {
+            return c;
+        }
         match r {
-            Ok(Ok(())) => deadline = Instant::now() + DEADLINE,
-            Ok(Err(c)) => return c,
+            Ok(_) => deadline = Instant::now() + DEADLINE,
             Err(ReadError::Closed) => return code::OK,
             // The writer was killed; the harness starts a new one. Keep reading.
             Err(ReadError::PeerDied { pid }) if running(pid) => {
@@ -249,8 +297,8 @@ pub struct RingTotals {
     pub slow_ops: u64,
 }
 
-/// Runs the ring part.
-pub fn run(cfg: &Config, seed: u64) -> Result<RingTotals, Violation> {
+/// Runs the ring part (`batched`: through `write_batch` / `read_batch`).
+pub fn run(cfg: &Config, seed: u64, batched: bool) -> Result<RingTotals, Violation> {
     let rounds = cfg.rounds(25, 200);
     // Upper bound of a round's stream (the harness stops it after its kills).
     let n = 1 << 20;
@@ -258,13 +306,20 @@ pub fn run(cfg: &Config, seed: u64) -> Result<RingTotals, Violation> {
     let mut rng = Rng::new(seed);
     let mut tot = RingTotals::default();
     for round in 0..rounds {
-        one_round(&mut rng, n, kills, &mut tot).map_err(|e| format!("round {round}: {e}"))?;
+        one_round(&mut rng, n, kills, batched, &mut tot)
+            .map_err(|e| format!("round {round}: {e}"))?;
         tot.t.rounds += 1;
     }
     Ok(tot)
 }
 
-fn one_round(rng: &mut Rng, n: u64, kills: usize, tot: &mut RingTotals) -> Result<(), Violation> {
+fn one_round(
+    rng: &mut Rng,
+    n: u64,
+    kills: usize,
+    batched: bool,
+    tot: &mut RingTotals,
+) -> Result<(), Violation> {
     let name = unique_name("torture-ring");
     let _cleanup = ShmCleanup::new(&name);
     let _ring = Ring::create(&name, CAPACITY).map_err(|e| format!("create ring: {e}"))?;
@@ -277,9 +332,9 @@ fn one_round(rng: &mut Rng, n: u64, kills: usize, tot: &mut RingTotals) -> Resul
     let mut fleet = Fleet::start(&names, |role| {
         let name = name.as_str();
         if role == 0 {
-            spawn(|| writer(name, ctl, n))
+            spawn(|| writer(name, ctl, n, batched))
         } else {
-            spawn(|| reader(name, ctl, received, n))
+            spawn(|| reader(name, ctl, received, n, batched))
         }
     });
     let mut inflight = HashSet::new();
@@ -295,10 +350,10 @@ fn one_round(rng: &mut Rng, n: u64, kills: usize, tot: &mut RingTotals) -> Resul
                 if ctl.w_filling.swap(0, Ordering::SeqCst) != 0 {
                     tot.torn_kills += 1;
                 }
-                let next = ld(&ctl.w_next);
-                if (2..=n + 1).contains(&next) {
-                    inflight.insert(next - 1);
-                }
+                // Written but maybe never published: after the last sequence the
+                // writer knew published, up to the one it was writing.
+                let next = ld(&ctl.w_next).min(n + 1);
+                inflight.extend(ld(&ctl.w_published) + 1..next);
                 fleet.restart(0);
             }
             Some(_) => {
@@ -336,9 +391,10 @@ fn one_round(rng: &mut Rng, n: u64, kills: usize, tot: &mut RingTotals) -> Resul
         ));
     }
     let redelivered = ld(&ctl.redeliveries);
-    if redelivered > rk as u64 {
+    let per_kill = if batched { READ_BATCH } else { 1 };
+    if redelivered > (rk * per_kill) as u64 {
         return Err(format!(
-            "{redelivered} redeliveries for {rk} reader kills: at most one per kill"
+            "{redelivered} redeliveries for {rk} reader kills: at most {per_kill} per kill"
         ));
     }
     tot.t.kills += wk + rk;
@@ -346,7 +402,7 @@ fn one_round(rng: &mut Rng, n: u64, kills: usize, tot: &mut RingTotals) -> Resul
     tot.reader_kills += rk;
     tot.t.moved += sent - lost.len() as u64;
     tot.t.lost += lost.len() as u64;
-    tot.t.allowed += wk as u64;
+    tot.t.allowed += inflight.len() as u64;
     tot.t.recoveries += ld(&ctl.takeovers);
     tot.redelivered += redelivered;
     tot.slow_ops += ld(&ctl.slow_ops).min(SLOW_OPS);

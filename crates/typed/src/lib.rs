@@ -56,7 +56,7 @@ pub use error::{AccessError, CreateError, IndexError, OpenError, OpenOrCreateErr
 #[cfg(not(loom))]
 pub use family::SharedObject;
 pub use queue::{GetError, PutError, Queue, QueueLayoutError};
-pub use ring::{ReadError, Ring, RingLayoutError, WriteError};
+pub use ring::{ReadError, Ring, RingLayoutError, WriteBatch, WriteError};
 #[cfg(not(loom))]
 pub use shared::{
     Shared, SharedBarrier, SharedCondvar, SharedEvent, SharedRwValue, SharedSemaphore, SharedValue,

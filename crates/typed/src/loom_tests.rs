@@ -89,6 +89,38 @@ fn loom_ring_reader_that_leaves_wakes_the_waiting_writer_with_reader_left() {
     });
 }
 
+#[test]
+fn loom_ring_batch_publishes_before_it_waits_and_read_batch_frees_space_once() {
+    model(|| {
+        // 64-byte ring, three 24-byte records in one batch (limit 10): the third does
+        // not fit until the reader frees the first two, which it can only see if the
+        // batch publishes them before waiting (a missed publish or wake deadlocks
+        // here: loom's futex stand-in returns only on a change of the word).
+        let (mut writer, mut reader) = Ring::new_for_loom(64);
+        let w = thread::spawn(move || {
+            let mut batch = writer.write_batch(10).unwrap();
+            for i in 1..=3u8 {
+                batch.write(&[i; 16]).unwrap();
+            }
+            drop(batch);
+            writer.close().unwrap();
+        });
+        let mut got = Vec::new();
+        loop {
+            match reader.read_batch(8, |m| {
+                assert!(m.iter().all(|&b| b == m[0]) && m.len() == 16, "torn: {m:?}");
+                got.push(m[0]);
+            }) {
+                Ok(n) => assert!(n >= 1),
+                Err(ReadError::Closed) => break,
+                Err(e) => panic!("read failed: {e}"),
+            }
+        }
+        assert_eq!(got, [1, 2, 3]);
+        w.join().unwrap();
+    });
+}
+
 fn put_spin(q: &Queue<u32>, v: u32) {
     let mut v = v;
     loop {

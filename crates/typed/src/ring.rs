@@ -419,6 +419,9 @@ pub struct Ring {
     tail: u32,
     /// Writer: last head seen.
     cached_head: u32,
+    /// Writer: records written since `tail` was last published (a [`WriteBatch`]
+    /// leaves them unpublished until it flushes).
+    unpublished: u32,
     /// Reader: its own head.
     head: u32,
     /// Reader: last tail seen.
@@ -577,6 +580,7 @@ impl Ring {
             reader_pid: 0,
             tail: 0,
             cached_head: 0,
+            unpublished: 0,
             head: 0,
             cached_tail: 0,
             written: 0,
@@ -863,12 +867,56 @@ impl Ring {
     /// [`WriteError::RoleTaken`] if another live process is the writer.
     pub fn close(&mut self) -> Result<(), WriteError> {
         self.ensure_writer()?;
+        self.flush_tail();
         let h = self.hdr();
         // Release: pairs with the reader's Acquire of `closed`, after which it reloads
         // `tail` and sees every record published before the close.
         h.meta.closed.store(1, Ordering::Release);
         h.sleep.data.wake(1);
         Ok(())
+    }
+
+    /// Starts a batch of writes that are published together: one `tail` store and one
+    /// wake check for up to `limit` messages instead of one per message, which is what
+    /// small messages cost most (see `docs/benchmarks.md`). Takes the writer role if
+    /// this handle does not hold it yet.
+    ///
+    /// Records written through the batch stay invisible to the reader until the batch
+    /// publishes them: when `limit` of them are pending, on [`WriteBatch::flush`], when
+    /// the batch is dropped, and before any wait for space (the reader can only free
+    /// what it sees), so a batch never wedges a full ring. A writer killed with records
+    /// pending loses those records and no others: the reader never sees a torn or
+    /// unpublished record (`tail` only moves past complete ones).
+    ///
+    /// `limit` is clamped to at least 1 (1: every message is published at once, as
+    /// [`Ring::write`] does).
+    ///
+    /// # Errors
+    /// [`WriteError::RoleTaken`] if another live process is the writer.
+    ///
+    /// # Examples
+    /// ```
+    /// use shmkit_typed::Ring;
+    ///
+    /// let mut ring = Ring::anonymous(1 << 16)?;
+    /// {
+    ///     let mut batch = ring.write_batch(64)?;
+    ///     for i in 0u64..100 {
+    ///         batch.write(&i.to_le_bytes())?; // published at the 64th and on drop
+    ///     }
+    /// }
+    /// let mut sum = 0;
+    /// // Reads up to 1000 messages with one `head` store.
+    /// let n = ring.read_batch(1000, |msg| sum += u64::from_le_bytes(msg.try_into().unwrap()))?;
+    /// assert_eq!((n, sum), (100, 4950));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn write_batch(&mut self, limit: usize) -> Result<WriteBatch<'_>, WriteError> {
+        self.ensure_writer()?;
+        Ok(WriteBatch {
+            ring: self,
+            limit: limit.clamp(1, u32::MAX as usize) as u32,
+        })
     }
 
     fn write_impl<R>(
@@ -878,6 +926,21 @@ impl Ring {
         f: impl FnOnce(&mut [u8]) -> R,
     ) -> Result<R, WriteError> {
         self.ensure_writer()?;
+        let r = self.write_record(len, wait, f)?;
+        self.publish_tail();
+        Ok(r)
+    }
+
+    /// Writes one record (and a wrap marker before it if needed) without publishing
+    /// it: it becomes visible at the next [`Ring::publish_tail`]. The caller holds the
+    /// writer role. A wait for space publishes what is pending first, so the reader
+    /// can free it.
+    fn write_record<R>(
+        &mut self,
+        len: usize,
+        wait: Wait,
+        f: impl FnOnce(&mut [u8]) -> R,
+    ) -> Result<R, WriteError> {
         // Relaxed: only this writer sets `closed`; another handle's close in this
         // process would have required the writer role.
         if self.hdr().meta.closed.load(Ordering::Relaxed) != 0 {
@@ -894,11 +957,11 @@ impl Ring {
         let mut off = self.tail & mask;
         let contiguous = self.cap - off;
         if rec > contiguous {
-            // Skip to the start: the skipped bytes must be free first.
+            // Skip to the start: the skipped bytes must be free first. The marker is
+            // published with the record that follows it (or by a wait for space).
             self.wait_for_space(contiguous, wait)?;
             self.store_len(off, WRAP);
             self.tail = self.tail.wrapping_add(contiguous);
-            self.publish_tail();
             off = 0;
         }
         self.wait_for_space(rec, wait)?;
@@ -911,7 +974,7 @@ impl Ring {
             unsafe { std::slice::from_raw_parts_mut(self.data.add((off + REC_HDR) as usize), len) };
         let r = f(buf);
         self.tail = self.tail.wrapping_add(rec);
-        self.publish_tail();
+        self.unpublished += 1;
         self.written = self.written.wrapping_add(1);
         Ok(r)
     }
@@ -938,11 +1001,21 @@ impl Ring {
             .load(std::sync::atomic::Ordering::Relaxed)
     }
 
-    fn publish_tail(&self) {
+    /// Publishes every record written so far (one store and one wake check however
+    /// many records that is).
+    fn publish_tail(&mut self) {
+        self.unpublished = 0;
         let h = self.hdr();
-        // Release: the record's bytes happen-before the reader's Acquire of `tail`.
+        // Release: the records' bytes happen-before the reader's Acquire of `tail`.
         h.tail.tail.store(self.tail, Ordering::Release);
         h.sleep.data.wake(1);
+    }
+
+    /// Publishes pending records of a [`WriteBatch`], if any.
+    fn flush_tail(&mut self) {
+        if self.unpublished != 0 {
+            self.publish_tail();
+        }
     }
 
     fn free_space(&self) -> Result<u32, WriteError> {
@@ -969,6 +1042,9 @@ impl Ring {
         if self.free_space()? >= need || self.refresh_head()? >= need {
             return Ok(());
         }
+        // The reader can only free what it can see: publish a batch's pending records
+        // (and a wrap marker) before waiting or giving up.
+        self.flush_tail();
         let deadline = match wait {
             Wait::No => {
                 // One atomic load, no `/proc` read: a try_ form reports a reader that
@@ -1121,6 +1197,98 @@ impl Ring {
         self.read_impl(Wait::No, |m| copy_into(buf, m))
     }
 
+    /// Reads every message available, up to `max`, calling `f` on each in place, and
+    /// releases their space with one `head` store (one per message with
+    /// [`Ring::read_with`]). Blocks while the ring is empty; returns how many messages
+    /// were read (at least 1 unless `max` is 0). See [`Ring::write_batch`] for an
+    /// example.
+    ///
+    /// If `f` panics, the messages it finished with count as read; the one it
+    /// panicked on is read again. A reader killed in the middle of a batch leaves that
+    /// batch's messages to the next reader (they are read again).
+    ///
+    /// # Errors
+    /// As [`Ring::read_with`]; an error after some messages were read ends the batch
+    /// early and is returned by the next call instead.
+    pub fn read_batch(&mut self, max: usize, f: impl FnMut(&[u8])) -> Result<usize, ReadError> {
+        self.read_batch_impl(Wait::Until(None), max, f)
+    }
+
+    /// As [`Ring::read_batch`], giving up with [`ReadError::Timeout`] after `timeout`
+    /// if no message arrives.
+    ///
+    /// # Errors
+    /// As [`Ring::read_with_timeout`].
+    pub fn read_batch_timeout(
+        &mut self,
+        max: usize,
+        timeout: Duration,
+        f: impl FnMut(&[u8]),
+    ) -> Result<usize, ReadError> {
+        self.read_batch_impl(Wait::timeout(timeout), max, f)
+    }
+
+    /// As [`Ring::read_batch_timeout`], giving up at `deadline`.
+    ///
+    /// # Errors
+    /// As [`Ring::read_with_timeout`].
+    pub fn read_batch_deadline(
+        &mut self,
+        max: usize,
+        deadline: Instant,
+        f: impl FnMut(&[u8]),
+    ) -> Result<usize, ReadError> {
+        self.read_batch_impl(Wait::at(deadline), max, f)
+    }
+
+    /// As [`Ring::read_batch`] without waiting: [`ReadError::Empty`] if nothing is
+    /// there.
+    ///
+    /// # Errors
+    /// As [`Ring::try_read_with`].
+    pub fn try_read_batch(&mut self, max: usize, f: impl FnMut(&[u8])) -> Result<usize, ReadError> {
+        self.read_batch_impl(Wait::No, max, f)
+    }
+
+    fn read_batch_impl(
+        &mut self,
+        wait: Wait,
+        max: usize,
+        mut f: impl FnMut(&[u8]),
+    ) -> Result<usize, ReadError> {
+        self.ensure_reader()?;
+        if max == 0 {
+            return Ok(0);
+        }
+        // Publishes the head once when the batch ends, also if `f` panics.
+        struct Release<'a>(&'a mut Ring, u32);
+        impl Drop for Release<'_> {
+            fn drop(&mut self) {
+                if self.0.head != self.1 {
+                    self.0.publish_head();
+                }
+            }
+        }
+        let start = self.head;
+        let batch = Release(self, start);
+        let (off, len) = batch.0.next_record(wait)?;
+        f(batch.0.record(off, len));
+        batch.0.consume(len);
+        let mut n = 1;
+        while n < max {
+            match batch.0.next_record(Wait::No) {
+                Ok((off, len)) => {
+                    f(batch.0.record(off, len));
+                    batch.0.consume(len);
+                    n += 1;
+                }
+                // What stopped the batch is found again by the next call.
+                Err(_) => break,
+            }
+        }
+        Ok(n)
+    }
+
     fn available(&self) -> Result<u32, ReadError> {
         let avail = self.cached_tail.wrapping_sub(self.head);
         if avail > self.cap || avail & 7 != 0 {
@@ -1140,6 +1308,16 @@ impl Ring {
 
     fn read_impl<R>(&mut self, wait: Wait, f: impl FnOnce(&[u8]) -> R) -> Result<R, ReadError> {
         self.ensure_reader()?;
+        let (off, len) = self.next_record(wait)?;
+        let r = f(self.record(off, len));
+        self.consume(len);
+        self.publish_head();
+        Ok(r)
+    }
+
+    /// Finds the next complete record (skipping wrap markers), waiting as `wait` says:
+    /// its offset and payload length, validated to lie inside the published range.
+    fn next_record(&mut self, wait: Wait) -> Result<(u32, u32), ReadError> {
         let mask = self.cap - 1;
         loop {
             let mut avail = self.available()?;
@@ -1160,6 +1338,8 @@ impl Ring {
                     });
                 }
                 self.head = self.head.wrapping_add(skip);
+                // Published now, not with the record: the reader may sleep next, and
+                // the writer may be waiting for exactly this space.
                 self.publish_head();
                 continue;
             }
@@ -1174,21 +1354,26 @@ impl Ring {
                     what: "message extends beyond the written range",
                 });
             }
-            // SAFETY: `off + 8 + len <= cap` (checked just above), inside the data
-            // buffer; the writer published these bytes (Acquire of `tail`) and does not
-            // touch them again until `head` moves past them, which happens after `f`.
-            let msg = unsafe {
-                std::slice::from_raw_parts(self.data.add((off + REC_HDR) as usize), len as usize)
-            };
-            let r = f(msg);
-            self.head = self.head.wrapping_add(rec);
-            self.publish_head();
-            self.read = self.read.wrapping_add(1);
-            return Ok(r);
+            return Ok((off, len));
         }
     }
 
-    fn publish_head(&self) {
+    /// The payload of the record at `off`, as found by [`Ring::next_record`].
+    fn record(&self, off: u32, len: u32) -> &[u8] {
+        // SAFETY: `next_record` checked `off + 8 + len <= cap`, inside the data buffer;
+        // the writer published these bytes (Acquire of `tail`) and does not touch them
+        // again until `head` is published past them, which needs `&mut self`, so not
+        // while this borrow of `self` lives.
+        unsafe { std::slice::from_raw_parts(self.data.add((off + REC_HDR) as usize), len as usize) }
+    }
+
+    /// Moves the local head past the record just read (published by the caller).
+    fn consume(&mut self, len: u32) {
+        self.head = self.head.wrapping_add(REC_HDR + round8(len));
+        self.read = self.read.wrapping_add(1);
+    }
+
+    fn publish_head(&mut self) {
         let h = self.hdr();
         // Release: our reads of the record happen-before the writer's Acquire of
         // `head` and its overwrite.
@@ -1269,6 +1454,139 @@ impl Ring {
                 return Err(ReadError::Timeout);
             }
         }
+    }
+}
+
+/// Writes that are published together: see [`Ring::write_batch`]. Publishes what is
+/// pending when dropped.
+#[must_use = "records are published when the batch is full, flushed or dropped"]
+pub struct WriteBatch<'a> {
+    ring: &'a mut Ring,
+    limit: u32,
+}
+
+impl std::fmt::Debug for WriteBatch<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WriteBatch")
+            .field("limit", &self.limit)
+            .field("pending", &self.ring.unpublished)
+            .finish()
+    }
+}
+
+impl WriteBatch<'_> {
+    /// Writes `msg` as one message (published with the batch), blocking while the ring
+    /// is full (after publishing what is pending).
+    ///
+    /// # Errors
+    /// As [`Ring::write`].
+    pub fn write(&mut self, msg: &[u8]) -> Result<(), WriteError> {
+        self.write_with(msg.len(), |b| b.copy_from_slice(msg))
+    }
+
+    /// As [`WriteBatch::write`], giving up with [`WriteError::Timeout`] after `timeout`.
+    ///
+    /// # Errors
+    /// As [`Ring::write_timeout`].
+    pub fn write_timeout(&mut self, msg: &[u8], timeout: Duration) -> Result<(), WriteError> {
+        self.write_with_timeout(msg.len(), timeout, |b| b.copy_from_slice(msg))
+    }
+
+    /// As [`WriteBatch::write_timeout`], giving up at `deadline`.
+    ///
+    /// # Errors
+    /// As [`Ring::write_timeout`].
+    pub fn write_deadline(&mut self, msg: &[u8], deadline: Instant) -> Result<(), WriteError> {
+        self.write_with_deadline(msg.len(), deadline, |b| b.copy_from_slice(msg))
+    }
+
+    /// As [`WriteBatch::write`], failing with [`WriteError::Full`] (after publishing
+    /// what is pending) instead of waiting.
+    ///
+    /// # Errors
+    /// As [`Ring::try_write`].
+    pub fn try_write(&mut self, msg: &[u8]) -> Result<(), WriteError> {
+        self.try_write_with(msg.len(), |b| b.copy_from_slice(msg))
+    }
+
+    /// Reserves `len` bytes, lets `f` fill them in place, and adds them to the batch
+    /// as one message.
+    ///
+    /// # Errors
+    /// As [`Ring::write`].
+    pub fn write_with<R>(
+        &mut self,
+        len: usize,
+        f: impl FnOnce(&mut [u8]) -> R,
+    ) -> Result<R, WriteError> {
+        self.add(len, Wait::Until(None), f)
+    }
+
+    /// As [`WriteBatch::write_with`] with a timeout.
+    ///
+    /// # Errors
+    /// As [`Ring::write_timeout`].
+    pub fn write_with_timeout<R>(
+        &mut self,
+        len: usize,
+        timeout: Duration,
+        f: impl FnOnce(&mut [u8]) -> R,
+    ) -> Result<R, WriteError> {
+        self.add(len, Wait::timeout(timeout), f)
+    }
+
+    /// As [`WriteBatch::write_with_timeout`], giving up at `deadline`.
+    ///
+    /// # Errors
+    /// As [`Ring::write_timeout`].
+    pub fn write_with_deadline<R>(
+        &mut self,
+        len: usize,
+        deadline: Instant,
+        f: impl FnOnce(&mut [u8]) -> R,
+    ) -> Result<R, WriteError> {
+        self.add(len, Wait::at(deadline), f)
+    }
+
+    /// As [`WriteBatch::write_with`] without waiting.
+    ///
+    /// # Errors
+    /// As [`Ring::try_write`].
+    pub fn try_write_with<R>(
+        &mut self,
+        len: usize,
+        f: impl FnOnce(&mut [u8]) -> R,
+    ) -> Result<R, WriteError> {
+        self.add(len, Wait::No, f)
+    }
+
+    /// Publishes every pending message now.
+    pub fn flush(&mut self) {
+        self.ring.flush_tail();
+    }
+
+    /// Messages written through this batch and not yet published.
+    pub fn pending(&self) -> usize {
+        self.ring.unpublished as usize
+    }
+
+    fn add<R>(
+        &mut self,
+        len: usize,
+        wait: Wait,
+        f: impl FnOnce(&mut [u8]) -> R,
+    ) -> Result<R, WriteError> {
+        let r = self.ring.write_record(len, wait, f)?;
+        if self.ring.unpublished >= self.limit {
+            self.ring.publish_tail();
+        }
+        Ok(r)
+    }
+}
+
+impl Drop for WriteBatch<'_> {
+    fn drop(&mut self) {
+        self.ring.flush_tail();
     }
 }
 

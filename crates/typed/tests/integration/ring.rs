@@ -529,3 +529,133 @@ fn a_hung_reader_makes_a_timed_write_time_out_not_report_a_departure() {
     release.send(1);
     reader.join_ok();
 }
+
+#[test]
+fn batched_messages_cross_processes_intact_and_in_order_through_a_ring_smaller_than_a_batch() {
+    // A 4 KiB ring and batches of up to 10,000 messages: a batch must publish what is
+    // pending before it waits for space, or both sides wait for ever.
+    let n = stress(100_000, 5_000_000) as u64;
+    let region = new_ring(4096);
+    let writer = fork_child(|| {
+        let mut ring = attach(&region);
+        let Ok(mut batch) = ring.write_batch(10_000) else {
+            return 1;
+        };
+        for seq in 0..n {
+            let len = msg_len(seq) % 200 + 1;
+            if batch.write_with(len, |buf| fill(seq, buf)).is_err() {
+                return 2;
+            }
+        }
+        drop(batch);
+        if ring.close().is_err() {
+            return 3;
+        }
+        0
+    });
+    let mut ring = attach(&region);
+    let mut seq = 0u64;
+    let mut batches = 0u64;
+    loop {
+        let mut bad = None;
+        match ring.read_batch(64, |msg| {
+            let ok = msg.len() == msg_len(seq) % 200 + 1 && {
+                let mut expect = vec![0; msg.len()];
+                fill(seq, &mut expect);
+                expect == msg
+            };
+            if !ok && bad.is_none() {
+                bad = Some(seq);
+            }
+            seq += 1;
+        }) {
+            Ok(k) => {
+                assert!((1..=64).contains(&k), "a batch of {k}");
+                assert_eq!(bad, None, "message wrong");
+                batches += 1;
+            }
+            Err(ReadError::Closed) => break,
+            Err(e) => panic!("read failed after {seq} messages: {e}"),
+        }
+    }
+    assert_eq!(seq, n);
+    assert!(batches < n, "some reads took more than one message");
+    writer.join_ok();
+}
+
+#[test]
+fn a_batch_publishes_at_its_limit_on_flush_and_on_drop_and_not_before() {
+    let region = new_ring(4096);
+    let mut writer = attach(&region);
+    let mut reader = attach(&region);
+    let mut seen = Vec::new();
+    let mut drain = |reader: &mut Ring| {
+        seen.clear();
+        match reader.try_read_batch(100, |m| seen.push(m[0])) {
+            Ok(_) | Err(ReadError::Empty) => seen.clone(),
+            Err(e) => panic!("{e}"),
+        }
+    };
+    let mut batch = writer.write_batch(3).unwrap();
+    batch.write(&[1]).unwrap();
+    batch.write(&[2]).unwrap();
+    assert_eq!(batch.pending(), 2);
+    assert_eq!(
+        drain(&mut reader),
+        [0u8; 0],
+        "pending messages are not visible"
+    );
+    batch.write(&[3]).unwrap(); // the third: the limit publishes all three
+    assert_eq!(batch.pending(), 0);
+    assert_eq!(drain(&mut reader), [1, 2, 3]);
+    batch.write(&[4]).unwrap();
+    batch.flush();
+    assert_eq!(drain(&mut reader), [4]);
+    batch.write(&[5]).unwrap();
+    batch.write(&[6]).unwrap();
+    assert_eq!(drain(&mut reader), [0u8; 0]);
+    drop(batch);
+    assert_eq!(drain(&mut reader), [5, 6], "dropping the batch publishes");
+    // A full ring: `try_write` publishes what is pending, then reports Full.
+    let mut batch = writer.write_batch(usize::MAX).unwrap();
+    let mut k = 0u8;
+    let e = loop {
+        match batch.try_write(&[k; 100]) {
+            Ok(()) => k += 1,
+            Err(e) => break e,
+        }
+    };
+    assert!(matches!(e, WriteError::Full), "{e}");
+    assert_eq!(batch.pending(), 0);
+    drop(batch);
+    assert_eq!(drain(&mut reader).len(), usize::from(k));
+}
+
+#[test]
+fn read_batch_takes_at_most_max_and_a_panic_keeps_what_was_read_before_it() {
+    let region = new_ring(4096);
+    let mut writer = attach(&region);
+    let mut reader = attach(&region);
+    for i in 0..10u8 {
+        writer.write(&[i]).unwrap();
+    }
+    let mut got = Vec::new();
+    assert_eq!(reader.read_batch(4, |m| got.push(m[0])).unwrap(), 4);
+    assert_eq!(got, [0, 1, 2, 3]);
+    assert_eq!(reader.read_batch(0, |_| unreachable!()).unwrap(), 0);
+    // The closure panics on message 6: 4 and 5 count as read, 6 is read again.
+    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        reader
+            .read_batch(100, |m| assert!(m[0] != 6, "boom"))
+            .unwrap()
+    }));
+    assert!(r.is_err());
+    got.clear();
+    assert_eq!(reader.read_batch(100, |m| got.push(m[0])).unwrap(), 4);
+    assert_eq!(got, [6, 7, 8, 9]);
+    writer.close().unwrap();
+    assert!(matches!(
+        reader.read_batch(100, |_| ()),
+        Err(ReadError::Closed)
+    ));
+}
