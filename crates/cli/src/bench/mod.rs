@@ -94,7 +94,16 @@ pub struct CaseResult {
     pub rtt_median_ns: u64,
     /// 99th percentile ping-pong round trip.
     pub rtt_p99_ns: u64,
+    /// Messages per second, one way, when the sender publishes [`BATCH`] messages at a
+    /// time and the receiver releases what it finds in one go (transports that can:
+    /// the ring's `write_batch`/`read_batch` and the floor); absent for the others.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub batched_messages_per_s: Option<f64>,
 }
+
+/// Messages per published batch in the batched throughput run (and most per release
+/// on the receiving side).
+pub const BATCH: usize = 64;
 
 /// One row of the comparison: a name for the table and the JSON, and how to make a
 /// one-way channel able to carry messages of a given size. The extension point of the
@@ -167,9 +176,13 @@ fn run_case(config: &BenchConfig, case: &Case, size: usize) -> io::Result<CaseRe
     let mut rates = Vec::new();
     let mut medians = Vec::new();
     let mut p99s = Vec::new();
+    let mut batched = Vec::new();
     for _ in 0..config.repeats {
         let secs = throughput_once(case, size, count)?;
         rates.push(count as f64 / secs);
+        if let Some(secs) = batched_throughput_once(case, size, count)? {
+            batched.push(count as f64 / secs);
+        }
         let mut rtts = pingpong_once(case, size, rounds)?;
         rtts.sort_unstable();
         medians.push(percentile(&rtts, 50.0));
@@ -185,6 +198,7 @@ fn run_case(config: &BenchConfig, case: &Case, size: usize) -> io::Result<CaseRe
         bytes_per_s: messages_per_s * size as f64,
         rtt_median_ns: medians[medians.len() / 2],
         rtt_p99_ns: p99s[p99s.len() / 2],
+        batched_messages_per_s: (!batched.is_empty()).then(|| median_f64(&mut batched)),
     })
 }
 
@@ -277,6 +291,49 @@ fn throughput_once(case: &Case, size: usize, count: usize) -> io::Result<f64> {
     result.map(|()| secs.max(1e-9))
 }
 
+/// Seconds to move `count` verified messages one way in batches of [`BATCH`], or `None`
+/// if the transport does not batch.
+fn batched_throughput_once(case: &Case, size: usize, count: usize) -> io::Result<Option<f64>> {
+    let pattern = Pattern::new(size);
+    let mut ch = (case.channel)(size)?;
+    if !ch.tx.batches() {
+        return Ok(None);
+    }
+    let (ready_r, mut ready_w) = io::pipe()?;
+    let (pid, status) = {
+        let rx = &mut ch.rx;
+        let pattern = &pattern;
+        fork_peer(move || {
+            ready_w.write_all(&[1])?;
+            let mut ok = true;
+            let mut seq = 0u64;
+            while seq < count as u64 {
+                let max = (count as u64 - seq).min(BATCH as u64) as usize;
+                rx.recv_batch(max, &mut |msg| {
+                    ok &= pattern.check(msg, seq);
+                    seq += 1;
+                })?;
+            }
+            Ok(ok)
+        })?
+    };
+    let mut ready_r = ready_r;
+    let mut b = [0u8];
+    ready_r.read_exact(&mut b)?;
+    let start = Instant::now();
+    let mut seq = 0u64;
+    while seq < count as u64 {
+        let n = (count as u64 - seq).min(BATCH as u64) as usize;
+        ch.tx
+            .send_batch(size, n, &mut |buf, i| pattern.fill(buf, seq + i as u64))?;
+        seq += n as u64;
+    }
+    ch.tx.finish()?;
+    let result = reap(pid, status, case.name);
+    let secs = start.elapsed().as_secs_f64();
+    result.map(|()| Some(secs.max(1e-9)))
+}
+
 /// Round-trip times, in nanoseconds, of `rounds` verified ping-pongs.
 fn pingpong_once(case: &Case, size: usize, rounds: usize) -> io::Result<Vec<u64>> {
     let pattern = Pattern::new(size);
@@ -353,7 +410,8 @@ fn human_ns(ns: u64) -> String {
 
 /// An aligned table: one row per case, with ratios to the pipe and to the floor of the
 /// same size. Throughput: this rate over theirs (higher is better; `÷ floor` 1.00 is
-/// the limit). Round trip: `rtt × pipe` is how many times faster than the pipe,
+/// the limit); `batched/s` is the rate with [`BATCH`] messages per publish, over the
+/// floor's batched rate in `batched ÷ floor`. Round trip: `rtt × pipe` is how many times faster than the pipe,
 /// `rtt ÷ floor` how many floor round trips one costs (1.00 is the limit).
 pub fn table(results: &[CaseResult]) -> String {
     let header = [
@@ -363,12 +421,14 @@ pub fn table(results: &[CaseResult]) -> String {
         "bytes/s",
         "× pipe",
         "÷ floor",
+        "batched/s",
+        "batched ÷ floor",
         "rtt median",
         "rtt p99",
         "rtt × pipe",
         "rtt ÷ floor",
     ];
-    let mut rows: Vec<[String; 10]> = Vec::new();
+    let mut rows: Vec<[String; 12]> = Vec::new();
     for r in results {
         let same = |t: &str| {
             results
@@ -390,6 +450,16 @@ pub fn table(results: &[CaseResult]) -> String {
             human_rate(r.bytes_per_s, "B/s"),
             rate(pipe, "×"),
             rate(floor, ""),
+            r.batched_messages_per_s
+                .map_or("-".into(), |b| human_rate(b, "msg/s")),
+            // Batched over the floor's batched rate (the floor ring's best).
+            match (
+                r.batched_messages_per_s,
+                floor.and_then(|f| f.batched_messages_per_s),
+            ) {
+                (Some(b), Some(f)) => format!("{:.2}", b / f),
+                _ => "-".into(),
+            },
             human_ns(r.rtt_median_ns),
             human_ns(r.rtt_p99_ns),
             // How many times faster than the pipe's round trip.
@@ -481,7 +551,16 @@ mod tests {
             .lines()
             .find(|l| l.starts_with("floor"))
             .expect("floor row");
-        assert_eq!(floor_row.matches("1.00").count(), 2, "{t}");
+        assert_eq!(floor_row.matches("1.00").count(), 3, "{t}");
+        // Only the floor batches among these three.
+        let batched: Vec<_> = results
+            .iter()
+            .map(|r| (r.transport, r.batched_messages_per_s.is_some()))
+            .collect();
+        assert!(
+            batched.iter().all(|&(t, b)| b == (t == "floor")),
+            "{batched:?}"
+        );
     }
 
     #[test]

@@ -32,11 +32,33 @@ impl MsgSender for RingEnd {
     fn finish(&mut self) -> io::Result<()> {
         Ok(())
     }
+
+    fn batches(&self) -> bool {
+        true
+    }
+
+    fn send_batch(
+        &mut self,
+        len: usize,
+        count: usize,
+        fill: &mut dyn FnMut(&mut [u8], usize),
+    ) -> io::Result<()> {
+        let mut ring = self.0.borrow_mut();
+        let mut batch = ring.write_batch(count).map_err(other)?;
+        for i in 0..count {
+            batch.write_with(len, |buf| fill(buf, i)).map_err(other)?;
+        }
+        Ok(())
+    }
 }
 
 impl MsgReceiver for RingEnd {
     fn recv_with(&mut self, check: &mut dyn FnMut(&[u8]) -> bool) -> io::Result<bool> {
         self.0.borrow_mut().read_with(check).map_err(other)
+    }
+
+    fn recv_batch(&mut self, max: usize, check: &mut dyn FnMut(&[u8])) -> io::Result<usize> {
+        self.0.borrow_mut().read_batch(max, check).map_err(other)
     }
 }
 

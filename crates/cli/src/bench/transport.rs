@@ -12,6 +12,25 @@ pub trait MsgSender {
     fn finish(&mut self) -> io::Result<()> {
         Ok(())
     }
+    /// Whether [`MsgSender::send_batch`] publishes a batch together (default: no; the
+    /// harness measures batched throughput only for transports that do).
+    fn batches(&self) -> bool {
+        false
+    }
+    /// Sends `count` messages of `len` bytes as one batch, published together where the
+    /// transport can; `fill(buf, i)` fills the `i`-th. The default sends them one by
+    /// one.
+    fn send_batch(
+        &mut self,
+        len: usize,
+        count: usize,
+        fill: &mut dyn FnMut(&mut [u8], usize),
+    ) -> io::Result<()> {
+        for i in 0..count {
+            self.send_with(len, &mut |buf| fill(buf, i))?;
+        }
+        Ok(())
+    }
 }
 
 /// Receives messages; `check` verifies one message in place and returns whether it is
@@ -19,6 +38,17 @@ pub trait MsgSender {
 pub trait MsgReceiver {
     /// Receives one message and returns what `check` said of it.
     fn recv_with(&mut self, check: &mut dyn FnMut(&[u8]) -> bool) -> io::Result<bool>;
+    /// Receives what is there, at least one message and at most `max`, releasing them
+    /// together; returns how many (each was given to `check`, which records its own
+    /// verdicts). The default receives one.
+    fn recv_batch(&mut self, max: usize, check: &mut dyn FnMut(&[u8])) -> io::Result<usize> {
+        let _ = max;
+        self.recv_with(&mut |m| {
+            check(m);
+            true
+        })?;
+        Ok(1)
+    }
 }
 
 /// The transports `shmkit bench` compares.

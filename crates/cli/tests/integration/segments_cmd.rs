@@ -147,6 +147,13 @@ fn bench_quick_json_has_every_transport_and_verifies() {
                     "{field} in {row}"
                 );
             }
+            // The ring and the floor also run batched; the others do not batch.
+            let batched = row["batched_messages_per_s"].as_f64();
+            if t == "ring" || t == "floor" {
+                assert!(batched.is_some_and(|x| x > 0.0), "batched rate in {row}");
+            } else {
+                assert_eq!(batched, None, "{row}");
+            }
         }
     }
     assert!(
