@@ -19,6 +19,17 @@
 //! Release after it has finished with a record, and the writer loads it with Acquire
 //! before overwriting that space.
 //!
+//! # Batches
+//! Each published message costs the writer a `tail` store and a wake check (a SeqCst
+//! fence), and the reader a `head` store and a fence: for small messages that is most
+//! of the cost. [`Ring::write_batch`] writes records and publishes many with one `tail`
+//! store (at a limit, on [`WriteBatch::flush`], on drop, and before any wait for space,
+//! so a batch never wedges a full ring); [`Ring::read_batch`] reads what is there and
+//! frees it with one `head` store. The protocol and the layout are the same: a reader
+//! sees a batch as several records published at once. A writer killed with records
+//! pending loses those (never a torn one); a reader killed inside `read_batch` leaves
+//! that batch to be read again by the next reader.
+//!
 //! # Waiting
 //! A side that cannot proceed spins briefly, yields a few times, then sleeps on a
 //! futex: the floor's [`Parker`] (`data` for the reader, `space` for the writer:
