@@ -2,7 +2,8 @@
 //!
 //! Typed shared memory: [`SharedValue<T>`] and [`RawValue<T>`] (Python's
 //! `multiprocessing.Value`), [`SharedArray<T>`] (`multiprocessing.Array`), an SPSC
-//! [`Ring`] of byte messages, a bounded MPMC [`Queue<T>`], and named homes for the
+//! [`Ring`] of byte messages, a bounded MPMC [`Queue<T>`], a latest-value cell
+//! [`Latest<T>`], and named homes for the
 //! other sync objects: [`SharedRwValue<T>`], [`SharedSemaphore`], [`SharedEvent`],
 //! [`SharedBarrier`], [`SharedCondvar`] (all [`Shared<S>`]).
 //!
@@ -32,6 +33,7 @@ mod array;
 mod error;
 #[cfg(not(loom))]
 pub mod family;
+pub mod latest;
 pub mod queue;
 pub mod ring;
 #[cfg(not(loom))]
@@ -55,6 +57,7 @@ pub use bytemuck::{Pod, Zeroable};
 pub use error::{AccessError, CreateError, IndexError, OpenError, OpenOrCreateError};
 #[cfg(not(loom))]
 pub use family::SharedObject;
+pub use latest::{Latest, LatestError};
 pub use queue::{GetError, PutError, Queue, QueueLayoutError};
 pub use ring::{ReadError, Ring, RingLayoutError, WriteBatch, WriteError};
 #[cfg(not(loom))]

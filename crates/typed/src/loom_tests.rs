@@ -121,6 +121,43 @@ fn loom_ring_batch_publishes_before_it_waits_and_read_batch_frees_space_once() {
     });
 }
 
+#[test]
+fn loom_latest_reader_never_sees_a_torn_or_older_value_across_buffer_reuse() {
+    model(|| {
+        // Four publishes: value 5 reuses buffer 1, which held value 1, so a reader
+        // still copying value 1 there must notice and move on.
+        let (mut writer, reader) = crate::latest::Latest::<[u64; 2]>::new_for_loom([1, 1]);
+        let w = thread::spawn(move || {
+            for s in 2..=5u64 {
+                assert_eq!(writer.publish([s, s]).unwrap(), s);
+            }
+        });
+        let mut last = 0;
+        for _ in 0..2 {
+            let (seq, v) = reader.read().unwrap();
+            assert_eq!(v, [seq, seq], "torn or mismatched value");
+            assert!(seq >= last, "went back from {last} to {seq}");
+            last = seq;
+        }
+        w.join().unwrap();
+        assert_eq!(reader.read().unwrap(), (5, [5, 5]));
+    });
+}
+
+#[test]
+fn loom_latest_wait_newer_is_woken_by_a_publish() {
+    model(|| {
+        let (mut writer, reader) = crate::latest::Latest::<u64>::new_for_loom(1);
+        let w = thread::spawn(move || {
+            writer.publish(2).unwrap();
+            writer // dropped after the join: leaving must not race the wake-up
+        });
+        // Spins, then sleeps on the parker: a lost wake-up would hang the model.
+        assert_eq!(reader.wait_newer(1).unwrap(), (2, 2));
+        drop(w.join().unwrap());
+    });
+}
+
 fn put_spin(q: &Queue<u32>, v: u32) {
     let mut v = v;
     loop {

@@ -6,7 +6,8 @@ use std::process::Command;
 use shmkit_sync::{Barrier, Condvar, Event, Semaphore};
 use shmkit_testkit::{unique_name, ShmCleanup};
 use shmkit_typed::{
-    Queue, SharedBarrier, SharedCondvar, SharedEvent, SharedRwValue, SharedSemaphore, SharedValue,
+    Latest, Queue, SharedBarrier, SharedCondvar, SharedEvent, SharedRwValue, SharedSemaphore,
+    SharedValue,
 };
 
 fn shmkit(args: &[&str]) -> String {
@@ -25,7 +26,7 @@ fn shmkit(args: &[&str]) -> String {
 #[test]
 fn ls_and_inspect_name_each_typed_object() {
     let base = unique_name("cli-objects");
-    let names: Vec<String> = (0..7).map(|i| format!("{base}-{i}")).collect();
+    let names: Vec<String> = (0..8).map(|i| format!("{base}-{i}")).collect();
     let _cleanup: Vec<_> = names.iter().map(|n| ShmCleanup::new(n)).collect();
     let _v = SharedValue::<u64>::create(&names[0], 1).expect("value");
     let _rw = SharedRwValue::<u32>::create(&names[1], 1).expect("rw value");
@@ -34,6 +35,7 @@ fn ls_and_inspect_name_each_typed_object() {
     let _b = SharedBarrier::create(&names[4], Barrier::new(2)).expect("barrier");
     let _c = SharedCondvar::create(&names[5], Condvar::new()).expect("condvar");
     let _q = Queue::<u16>::create(&names[6], 4).expect("queue");
+    let _l = Latest::<u64>::create(&names[7], 0).expect("latest");
     let expected = [
         "SharedValue<u64>",
         "SharedRwValue<u32>",
@@ -42,6 +44,7 @@ fn ls_and_inspect_name_each_typed_object() {
         "SharedBarrier",
         "SharedCondvar",
         "Queue<u16>",
+        "Latest<u64>",
     ];
 
     let ls = shmkit(&["ls"]);

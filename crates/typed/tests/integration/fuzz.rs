@@ -98,3 +98,44 @@ proptest! {
         }
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: cases() / 5, ..ProptestConfig::default() })]
+
+    #[test]
+    fn random_latest_state_is_refused_at_open_or_reads_as_a_value_or_corrupt_never_a_panic(
+        published in 0u64..9,
+        muts in prop::collection::vec(
+            (prop_oneof![3 => 0usize..384, 1 => 0usize..shmkit_typed::Latest::<[u64; 3]>::region_size()], any::<u8>()),
+            1..12,
+        ),
+    ) {
+        use shmkit_typed::{Latest, LatestError};
+        let name = shmkit_testkit::unique_name("fuzz-latest");
+        let _cleanup = shmkit_testkit::ShmCleanup::new(&name);
+        let mut made = Latest::<[u64; 3]>::create(&name, [1; 3]).expect("create");
+        for s in 0..published {
+            made.publish([s + 2; 3]).expect("publish");
+        }
+        let len = made.segment().payload_len();
+        let ptr = made.segment().payload_ptr();
+        for &(off, byte) in &muts {
+            // SAFETY: `off % len` is inside the mapped payload; the writer is idle.
+            unsafe { ptr.add(off % len).write_volatile(byte) };
+        }
+        std::mem::forget(made); // a writer that still holds its role, as if alive
+        // The name stays: `_cleanup` removes it.
+        if let Ok(mut cell) = Latest::<[u64; 3]>::open(&name) {
+            match cell.read() {
+                Ok((seq, v)) => prop_assert!(seq > 0 && v.len() == 3),
+                Err(LatestError::Corrupt { .. }) => {}
+                Err(e) => prop_assert!(false, "unexpected {e}"),
+            }
+            let _ = cell.wait_newer_timeout(u64::MAX, std::time::Duration::ZERO);
+            match cell.publish([7; 3]) {
+                Ok(_) | Err(LatestError::RoleTaken { .. }) => {}
+                Err(e) => prop_assert!(false, "unexpected {e}"),
+            }
+        }
+    }
+}

@@ -10,6 +10,7 @@ mod deadlines;
 mod futex_errors;
 mod fuzz;
 mod homes;
+mod latest;
 mod pid_namespace;
 mod queue;
 mod ring;
