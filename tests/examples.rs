@@ -131,10 +131,17 @@ fn print_lock_keeps_every_line_whole() {
 #[test]
 fn ticker_watchers_see_whole_quotes_and_learn_how_the_feed_went() {
     let out = run("ticker", &["--quotes", "20000"]);
-    assert_eq!(out.matches("0 torn; then the feed left").count(), 3, "{out}");
+    assert_eq!(
+        out.matches("0 torn; then the feed left").count(),
+        3,
+        "{out}"
+    );
     assert_eq!(out.matches(") died").count(), 3, "{out}");
     assert!(out.contains("a restarted feed took over"), "{out}");
-    assert!(out.contains("OK: every watcher saw only whole quotes"), "{out}");
+    assert!(
+        out.contains("OK: every watcher saw only whole quotes"),
+        "{out}"
+    );
 }
 
 #[test]

@@ -122,7 +122,7 @@ fn main() {
         let r = sel.wants(part).then(|| {
             ring::run(&cfg, splitmix(cfg.seed ^ salt), batched).map(|t| {
                 let (lost_rule, per_kill) = if batched {
-                    ("those of the killed writer's unpublished batch", "8")
+                    ("those after the last it knew published", "8")
                 } else {
                     ("one per writer kill", "one")
                 };

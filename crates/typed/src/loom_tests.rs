@@ -67,20 +67,22 @@ fn loom_ring_messages_arrive_whole_and_in_order_across_a_wrap() {
 fn loom_ring_reader_that_leaves_wakes_the_waiting_writer_with_reader_left() {
     model(|| {
         let (mut writer, mut reader) = Ring::new_for_loom(64);
-        // Two 32-byte records fill the 64-byte ring.
-        writer.try_write(&[1; 24]).unwrap();
-        writer.try_write(&[2; 24]).unwrap();
+        // Three 16-byte records and the next header (cleared before each commit) fill
+        // the 64-byte ring.
+        for i in 1..=3u8 {
+            writer.try_write(&[i; 8]).unwrap();
+        }
         let r = thread::spawn(move || {
             let mut buf = Vec::new();
-            assert_eq!(reader.try_read_into(&mut buf).unwrap(), 24);
+            assert_eq!(reader.try_read_into(&mut buf).unwrap(), 8);
             drop(reader); // leaves cleanly: must wake a writer asleep on the full ring
         });
         // The blocking write path (spin, then sleep on `space_event`): one record fits
         // in the space the reader freed, the next can never fit. A wake lost between
         // the writer's re-check and its sleep would leave it waiting for ever (loom's
         // futex stand-in returns only on a change of the word).
-        writer.write(&[3; 24]).unwrap();
-        let e = writer.write(&[4; 24]).unwrap_err();
+        writer.write(&[4; 8]).unwrap();
+        let e = writer.write(&[5; 8]).unwrap_err();
         assert!(
             matches!(e, WriteError::ReaderLeft { messages_read: 1 }),
             "{e:?}"

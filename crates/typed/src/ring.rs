@@ -4,31 +4,42 @@
 //! # Protocol
 //! The ring is a power-of-two byte buffer with two free-running `u32` positions:
 //! `tail` (bytes ever written, advanced only by the writer) and `head` (bytes ever
-//! consumed, advanced only by the reader); `tail - head` (wrapping) is the number of
-//! unread bytes and never exceeds the capacity. Each message is a record: an 8-byte
-//! header (`u32` length, `u32` reserved) followed by the payload, padded to a multiple
-//! of 8 bytes. A record never wraps around the end of the buffer: when it does not
-//! fit before the end, the writer stores a *wrap marker* (length `u32::MAX`) and
-//! continues at offset 0, so both sides see every payload as one contiguous slice
-//! (zero-copy [`Ring::write_with`] / [`Ring::read_with`]).
+//! consumed, advanced only by the reader); `tail - head` (wrapping) never exceeds the
+//! capacity. Each message is a record: an 8-byte header followed by the payload, padded
+//! to a multiple of 8 bytes. A record never wraps around the end of the buffer: when it
+//! does not fit before the end, the writer stores a *wrap marker* and continues at
+//! offset 0, so both sides see every payload as one contiguous slice (zero-copy
+//! [`Ring::write_with`] / [`Ring::read_with`]).
 //!
-//! The writer fills the record completely, then publishes it by storing `tail` with
-//! Release; the reader loads `tail` with Acquire before looking at the record. A
-//! writer that dies in the middle of a record therefore never exposes it: the torn
-//! bytes lie beyond the published `tail`. Symmetrically the reader stores `head` with
-//! Release after it has finished with a record, and the writer loads it with Acquire
-//! before overwriting that space.
+//! The header is one `u64`: the length, and a *stamp* made of the record's position
+//! and length. The writer fills the record, then stores its header with Release: that
+//! commits it. The reader waits on the header at `head` itself (Acquire), not on
+//! `tail`: the record's own cache line tells it the record is there, so a message costs
+//! the reader one line transfer, not two. Stale bytes are never mistaken for a header:
+//! before committing a record the writer clears the header slot that follows it, so the
+//! reader always finds `0` ("not yet") or the next commit there; any other value is
+//! corruption ([`ReadError::Corrupt`]), as is a length that does not match its stamp.
+//! A writer that dies in the middle of a record never exposes it: its header was never
+//! stored.
+//!
+//! `tail` is still stored (Release) after each message, or once per batch: sleepers
+//! are woken there, and a new writer starts from it, walking forward over records its
+//! predecessor committed but had not published yet (a reader may have read them). The
+//! reader stores `head` with Release after it has finished with a record; the writer
+//! loads it with Acquire before reusing that space. The largest message is the capacity
+//! minus 16 bytes (its header, and the next record's, cleared before each commit).
 //!
 //! # Batches
 //! Each published message costs the writer a `tail` store and a wake check (a SeqCst
 //! fence), and the reader a `head` store and a fence: for small messages that is most
 //! of the cost. [`Ring::write_batch`] writes records and publishes many with one `tail`
-//! store (at a limit, on [`WriteBatch::flush`], on drop, and before any wait for space,
-//! so a batch never wedges a full ring); [`Ring::read_batch`] reads what is there and
-//! frees it with one `head` store. The protocol and the layout are the same: a reader
-//! sees a batch as several records published at once. A writer killed with records
-//! pending loses those (never a torn one); a reader killed inside `read_batch` leaves
-//! that batch to be read again by the next reader.
+//! store and one wake check (at a limit, on [`WriteBatch::flush`], on drop, and before
+//! any wait for space, so a batch never wedges a full ring); [`Ring::read_batch`] reads
+//! what is there and frees it with one `head` store. Each record still commits as it is
+//! written, so a reader that is polling sees it at once; one that sleeps is woken when
+//! the batch publishes. A writer killed in a batch loses only the record it was
+//! writing; a reader killed inside `read_batch` leaves that batch to be read again by
+//! the next reader.
 //!
 //! # Waiting
 //! A side that cannot proceed spins briefly, yields a few times, then sleeps on a
@@ -81,16 +92,17 @@
 //!
 //! # Layout
 //! See `docs/layout.md`: a 512-byte header of four 128-byte lines (metadata with the
-//! two role slots, tail, head, sleep flags), then the data buffer. Version 2 (this
-//! one) replaced version 1's 8-byte role words at offsets 16 and 24 by 16-byte
-//! peer slot (`crates/typed/src/peer.rs`)s at 16 (writer) and 32 (reader).
+//! two role slots, tail, head, sleep flags), then the data buffer. Version 3 (this
+//! one) commits each record by its own stamped header; version 2 had a length word
+//! and readers that waited for `tail`; version 1 had 8-byte role words instead of the
+//! 16-byte peer slots (`crates/typed/src/peer.rs`) at 16 (writer) and 32 (reader).
 
 use std::ptr::NonNull;
 use std::time::{Duration, Instant};
 
 use crate::peer::{in_segment, HolderWatch};
 use crate::peer::{PeerSlot, PeerState};
-use crate::shim::AtomicU32;
+use crate::shim::{AtomicU32, AtomicU64};
 use crate::shim::{Deadline, Ordering};
 use shmkit_sys::owner;
 use shmkit_sys::parker::{CheckPace, Parker};
@@ -98,7 +110,7 @@ use shmkit_sys::parker::{CheckPace, Parker};
 /// Magic number at offset 0 of a ring ("SRNG" little-endian).
 pub const RING_MAGIC: u32 = u32::from_le_bytes(*b"SRNG");
 /// Layout version of the ring header.
-pub const RING_VERSION: u32 = 2;
+pub const RING_VERSION: u32 = 3;
 /// Bytes of the ring header before the data buffer.
 pub const RING_HEADER_SIZE: usize = 512;
 /// Default data capacity: 4 MiB (a ring that fits in L2 is ~3x slower for large
@@ -113,10 +125,29 @@ pub const MAX_RING_CAPACITY: usize = 1 << 30;
 /// and a live peer is then checked with one `poll` of its pidfd.
 pub const SLEEP_SLICE: Duration = shmkit_sys::parker::FIRST_CHECK;
 
-/// Length word of a wrap marker.
+/// Length of a wrap marker.
 const WRAP: u32 = u32::MAX;
-/// Bytes of a record header.
+/// Bytes of a record header (one `u64`: the length, and the stamp that commits it).
 const REC_HDR: u32 = 8;
+
+/// The stamp that commits a record of `len` bytes at byte position `pos`: the position
+/// (8-aligned, so `| 1` makes the stamp non-zero) mixed with a hash of the length, so a
+/// header is only taken for committed if both its position and its length are right
+/// (a length scribbled over by a faulty process reads as corruption, not as a
+/// message). The low bit stays 1.
+fn stamp(pos: u32, len: u32) -> u32 {
+    (pos | 1) ^ (len.wrapping_mul(0x9E37_79B1) & !1)
+}
+
+/// A committed record header: `len` in the low half, its stamp above.
+fn committed(pos: u32, len: u32) -> u64 {
+    (u64::from(stamp(pos, len)) << 32) | u64::from(len)
+}
+
+/// Whether header word `w` commits a record at `pos`.
+fn commits(w: u64, pos: u32) -> bool {
+    (w >> 32) as u32 == stamp(pos, w as u32)
+}
 
 /// Line 0: written at init and on role changes and close; read-mostly.
 #[repr(C, align(128))]
@@ -380,8 +411,12 @@ enum Backing {
     /// Heap memory of a loom model.
     #[cfg(loom)]
     #[allow(dead_code)]
-    Loom(std::sync::Arc<(RingHeader, Vec<std::cell::UnsafeCell<u64>>)>),
+    Loom(std::sync::Arc<LoomRing>),
 }
+
+/// A heap ring of a loom model: header, data bytes, record header words.
+#[cfg(loom)]
+type LoomRing = (RingHeader, Vec<std::cell::UnsafeCell<u64>>, Vec<AtomicU64>);
 
 /// A handle to a single-producer single-consumer byte-message ring in shared memory.
 ///
@@ -410,7 +445,7 @@ enum Backing {
 /// assert_eq!(reader.read_with_deadline(deadline, |msg| msg.len())?, 4);
 /// let r = reader.read_with_deadline(deadline, |msg| msg.len()); // nothing more comes
 /// assert!(matches!(r, Err(ReadError::Timeout)));
-/// // The largest message is the capacity minus the 8-byte record header.
+/// // The largest message is the capacity minus 16 bytes (its header and the next).
 /// let mut fresh = Ring::anonymous(1024)?;
 /// let max = fresh.max_message_len();
 /// fresh.write(&vec![1; max])?; // fits in an empty ring...
@@ -435,12 +470,14 @@ pub struct Ring {
     unpublished: u32,
     /// Reader: its own head.
     head: u32,
-    /// Reader: last tail seen.
-    cached_tail: u32,
     /// Writer: messages written by this ring's writers (stored in the role slot on leaving).
     written: u64,
     /// Reader: messages read by this ring's readers (stored in the role slot on leaving).
     read: u64,
+    /// Under loom, the record header words live apart from the data bytes (loom's
+    /// atomics are objects, not memory): one per 8 bytes of data.
+    #[cfg(loom)]
+    loom_headers: NonNull<AtomicU64>,
     _backing: Backing,
 }
 
@@ -593,9 +630,13 @@ impl Ring {
             cached_head: 0,
             unpublished: 0,
             head: 0,
-            cached_tail: 0,
             written: 0,
             read: 0,
+            #[cfg(loom)]
+            loom_headers: match &backing {
+                Backing::Loom(l) => NonNull::from(&l.2[0]),
+                _ => unreachable!("loom rings are heap rings"),
+            },
             _backing: backing,
         })
     }
@@ -635,8 +676,9 @@ impl Ring {
         let cells = (0..words)
             .map(|_| std::cell::UnsafeCell::new(0u64))
             .collect();
-        let shared = std::sync::Arc::new((RingHeader::new_for_loom(capacity), cells));
-        let make = |s: &std::sync::Arc<(RingHeader, Vec<std::cell::UnsafeCell<u64>>)>| {
+        let headers = (0..words).map(|_| AtomicU64::new(0)).collect();
+        let shared = std::sync::Arc::new((RingHeader::new_for_loom(capacity), cells, headers));
+        let make = |s: &std::sync::Arc<LoomRing>| {
             let hdr = NonNull::from(&s.0);
             let data = s.1.as_ptr() as *mut u8;
             // SAFETY: the Arc in the backing keeps header and buffer alive.
@@ -656,9 +698,11 @@ impl Ring {
         self.cap as usize
     }
 
-    /// The largest message this ring carries (capacity minus the 8-byte record header).
+    /// The largest message this ring carries: the capacity minus 16 bytes (its record
+    /// header, and the next record's header, which the writer clears before it commits
+    /// this one).
     pub fn max_message_len(&self) -> usize {
-        (self.cap - REC_HDR) as usize
+        (self.cap - 2 * REC_HDR) as usize
     }
 
     /// Whether the writer has closed the ring (messages may still be unread).
@@ -700,10 +744,24 @@ impl Ring {
             .take_role(|m| &m.writer)
             .map_err(|pid| WriteError::RoleTaken { pid })?;
         self.writer_pid = owner::current_pid();
-        // Acquire: a new writer continues after the last record its predecessor
-        // published; the reader's head likewise.
-        self.tail = self.hdr().tail.tail.load(Ordering::Acquire);
+        // Acquire: pairs with the reader's Release of `head`.
         self.cached_head = self.hdr().head.head.load(Ordering::Acquire);
+        // Acquire: a new writer continues after the last record its predecessor
+        // published... and after any it committed without publishing `tail` (a batch,
+        // or a death between the two stores): readers may have read those already.
+        let published = self.hdr().tail.tail.load(Ordering::Acquire);
+        if !published.is_multiple_of(REC_HDR) {
+            // Give the role back: every call reports the corruption again.
+            self.hdr().meta.writer.release(self.written);
+            self.writer_pid = 0;
+            return Err(WriteError::Corrupt {
+                what: "tail is not a record boundary",
+            });
+        }
+        self.tail = self.committed_end(published);
+        if self.tail != published {
+            self.publish_tail();
+        }
         Ok(())
     }
 
@@ -715,9 +773,17 @@ impl Ring {
             .take_role(|m| &m.reader)
             .map_err(|pid| ReadError::RoleTaken { pid })?;
         self.reader_pid = owner::current_pid();
-        // Acquire: pairs with the previous reader's / writer's Release stores.
+        // Acquire: pairs with the previous reader's Release of `head`, so the header
+        // at `head` reads as cleared or committed, never stale.
         self.head = self.hdr().head.head.load(Ordering::Acquire);
-        self.cached_tail = self.hdr().tail.tail.load(Ordering::Acquire);
+        if !self.head.is_multiple_of(REC_HDR) {
+            // Give the role back: every call reports the corruption again.
+            self.hdr().meta.reader.release(self.read);
+            self.reader_pid = 0;
+            return Err(ReadError::Corrupt {
+                what: "head is not a record boundary",
+            });
+        }
         Ok(())
     }
 
@@ -892,12 +958,12 @@ impl Ring {
     /// small messages cost most (see `docs/benchmarks.md`). Takes the writer role if
     /// this handle does not hold it yet.
     ///
-    /// Records written through the batch stay invisible to the reader until the batch
-    /// publishes them: when `limit` of them are pending, on [`WriteBatch::flush`], when
-    /// the batch is dropped, and before any wait for space (the reader can only free
-    /// what it sees), so a batch never wedges a full ring. A writer killed with records
-    /// pending loses those records and no others: the reader never sees a torn or
-    /// unpublished record (`tail` only moves past complete ones).
+    /// Each record commits as it is written (a polling reader sees it at once); the
+    /// batch publishes them, storing `tail` and waking a sleeping reader, when `limit`
+    /// of them are pending, on [`WriteBatch::flush`], when the batch is dropped, and
+    /// before any wait for space (a sleeping reader must be woken to free it), so a
+    /// batch never wedges a full ring. A writer killed in a batch loses only the record
+    /// it was writing: the reader never sees a torn one.
     ///
     /// `limit` is clamped to at least 1 (1: every message is published at once, as
     /// [`Ring::write`] does).
@@ -968,48 +1034,84 @@ impl Ring {
         let mut off = self.tail & mask;
         let contiguous = self.cap - off;
         if rec > contiguous {
-            // Skip to the start: the skipped bytes must be free first. The marker is
-            // published with the record that follows it (or by a wait for space).
-            self.wait_for_space(contiguous, wait)?;
-            self.store_len(off, WRAP);
+            // Skip to the start with a wrap marker: the skipped bytes and the header at
+            // offset 0 (cleared before the marker commits) must be free first.
+            self.wait_for_space(contiguous + REC_HDR, wait)?;
+            self.clear_header(0);
+            self.header(off)
+                .store(committed(self.tail, WRAP), Ordering::Release);
             self.tail = self.tail.wrapping_add(contiguous);
             off = 0;
         }
-        self.wait_for_space(rec, wait)?;
-        self.store_len(off, len as u32);
+        // The record and the next record's header must be free.
+        self.wait_for_space(rec + REC_HDR, wait)?;
+        // The next header reads "not yet" before this record commits, so a reader that
+        // moves on from this record never takes stale bytes there for a header.
+        self.clear_header((off + rec) & mask);
         // SAFETY: `off + 8 + len <= cap` (the record fits before the end, ensured
         // above) and the bytes lie in free space that the reader does not touch until
-        // `tail` is published past them; `self` is borrowed mutably, so no other
+        // the record's header commits them; `self` is borrowed mutably, so no other
         // slice into the ring exists in this process.
         let buf =
             unsafe { std::slice::from_raw_parts_mut(self.data.add((off + REC_HDR) as usize), len) };
         let r = f(buf);
+        // Release: the payload (and the cleared next header) happen-before the
+        // reader's Acquire of this header: the record is committed.
+        self.header(off)
+            .store(committed(self.tail, len as u32), Ordering::Release);
         self.tail = self.tail.wrapping_add(rec);
         self.unpublished += 1;
         self.written = self.written.wrapping_add(1);
         Ok(r)
     }
 
-    /// The length word of the record at `off` (8-aligned, `off + 8 <= cap`).
-    fn len_word(&self, off: u32) -> &std::sync::atomic::AtomicU32 {
+    /// Where the records committed from byte position `from` on end: `from` itself if
+    /// its header is not committed. Walks committed headers (a new writer's start; slow
+    /// path), stopping at anything that is not a well-formed record of its position.
+    fn committed_end(&self, from: u32) -> u32 {
+        let mask = self.cap - 1;
+        let mut pos = from;
+        // At most one lap: a full ring holds at most `cap / 8` records.
+        for _ in 0..self.cap / REC_HDR {
+            // Relaxed: the caller's Acquire of `tail` ordered the headers it covers;
+            // beyond it, the predecessor (dead or gone) writes nothing more.
+            let w = self.header(pos & mask).load(Ordering::Relaxed);
+            if !commits(w, pos) {
+                break;
+            }
+            let off = pos & mask;
+            let len = w as u32;
+            let size = if len == WRAP {
+                self.cap - off
+            } else if len <= self.cap - 2 * REC_HDR && REC_HDR + round8(len) <= self.cap - off {
+                REC_HDR + round8(len)
+            } else {
+                break;
+            };
+            pos = pos.wrapping_add(size);
+        }
+        pos
+    }
+
+    /// The header word of the record at `off` (8-aligned, `off + 8 <= cap`).
+    fn header(&self, off: u32) -> &AtomicU64 {
         debug_assert!(off.is_multiple_of(8) && off + REC_HDR <= self.cap);
-        // SAFETY: `off` is 8-aligned and `off + 8 <= cap` inside the data buffer, which
-        // the handle's constructor contract keeps valid; the word is accessed only
-        // atomically by both sides.
-        unsafe { std::sync::atomic::AtomicU32::from_ptr(self.data.add(off as usize).cast()) }
+        #[cfg(not(loom))]
+        // SAFETY: `off` is 8-aligned and `off + 8 <= cap` inside the data buffer (which
+        // starts 128-byte aligned), which the handle's constructor contract keeps
+        // valid; the word is accessed only atomically, by both sides.
+        return unsafe { AtomicU64::from_ptr(self.data.add(off as usize).cast()) };
+        #[cfg(loom)]
+        // SAFETY: one word per 8 data bytes, kept alive by the loom backing.
+        unsafe {
+            &*self.loom_headers.as_ptr().add(off as usize / 8)
+        }
     }
 
-    /// Stores a record's length word at `off` (8-aligned, `off + 8 <= cap`).
-    fn store_len(&self, off: u32, len: u32) {
-        // Relaxed: published by the Release store of `tail` that follows.
-        self.len_word(off)
-            .store(len, std::sync::atomic::Ordering::Relaxed);
-    }
-
-    fn load_len(&self, off: u32) -> u32 {
-        // Relaxed: ordered after the Acquire load of `tail` that covered this record.
-        self.len_word(off)
-            .load(std::sync::atomic::Ordering::Relaxed)
+    /// Clears the header at `off` ("nothing committed here yet").
+    fn clear_header(&self, off: u32) {
+        // Relaxed: ordered before the reader's view by the Release commit that follows.
+        self.header(off).store(0, Ordering::Relaxed);
     }
 
     /// Publishes every record written so far (one store and one wake check however
@@ -1300,21 +1402,25 @@ impl Ring {
         Ok(n)
     }
 
-    fn available(&self) -> Result<u32, ReadError> {
-        let avail = self.cached_tail.wrapping_sub(self.head);
-        if avail > self.cap || avail & 7 != 0 {
+    /// The header word at `head` if it commits a record there, `None` if nothing is
+    /// committed there yet.
+    fn header_at_head(&self) -> Result<Option<u64>, ReadError> {
+        // Acquire: pairs with the writer's Release commit: the record's bytes (and the
+        // next header, cleared) are visible once its header is.
+        let w = self
+            .header(self.head & (self.cap - 1))
+            .load(Ordering::Acquire);
+        if w == 0 {
+            return Ok(None);
+        }
+        if !commits(w, self.head) {
+            // Only the writer stores headers, and it clears each one before a reader
+            // can reach it (see the module docs): anything else is corruption.
             return Err(ReadError::Corrupt {
-                what: "tail is outside the ring",
+                what: "a record header that is not this position's",
             });
         }
-        Ok(avail)
-    }
-
-    fn refresh_tail(&mut self) -> Result<u32, ReadError> {
-        // Acquire: pairs with the writer's Release of `tail`: the records below it are
-        // completely written.
-        self.cached_tail = self.hdr().tail.tail.load(Ordering::Acquire);
-        self.available()
+        Ok(Some(w))
     }
 
     fn read_impl<R>(&mut self, wait: Wait, f: impl FnOnce(&[u8]) -> R) -> Result<R, ReadError> {
@@ -1326,43 +1432,32 @@ impl Ring {
         Ok(r)
     }
 
-    /// Finds the next complete record (skipping wrap markers), waiting as `wait` says:
-    /// its offset and payload length, validated to lie inside the published range.
+    /// Finds the next committed record (skipping wrap markers), waiting as `wait` says:
+    /// its offset and payload length, validated to lie inside the buffer.
     fn next_record(&mut self, wait: Wait) -> Result<(u32, u32), ReadError> {
         let mask = self.cap - 1;
         loop {
-            let mut avail = self.available()?;
-            if avail == 0 {
-                avail = self.refresh_tail()?;
-                if avail == 0 {
-                    self.wait_for_data(wait)?;
-                    avail = self.available()?;
-                }
-            }
+            let Some(w) = self.header_at_head()? else {
+                self.wait_for_data(wait)?;
+                continue;
+            };
             let off = self.head & mask;
-            let len = self.load_len(off);
+            let len = w as u32;
             if len == WRAP {
-                let skip = self.cap - off;
-                if skip > avail {
-                    return Err(ReadError::Corrupt {
-                        what: "wrap marker beyond the written range",
-                    });
-                }
-                self.head = self.head.wrapping_add(skip);
+                self.head = self.head.wrapping_add(self.cap - off);
                 // Published now, not with the record: the reader may sleep next, and
                 // the writer may be waiting for exactly this space.
                 self.publish_head();
                 continue;
             }
-            if len > self.cap - REC_HDR {
+            if len > self.cap - 2 * REC_HDR {
                 return Err(ReadError::Corrupt {
                     what: "message length larger than the ring",
                 });
             }
-            let rec = REC_HDR + round8(len);
-            if rec > self.cap - off || rec > avail {
+            if REC_HDR + round8(len) > self.cap - off {
                 return Err(ReadError::Corrupt {
-                    what: "message extends beyond the written range",
+                    what: "message extends beyond the end of the buffer",
                 });
             }
             return Ok((off, len));
@@ -1372,9 +1467,9 @@ impl Ring {
     /// The payload of the record at `off`, as found by [`Ring::next_record`].
     fn record(&self, off: u32, len: u32) -> &[u8] {
         // SAFETY: `next_record` checked `off + 8 + len <= cap`, inside the data buffer;
-        // the writer published these bytes (Acquire of `tail`) and does not touch them
-        // again until `head` is published past them, which needs `&mut self`, so not
-        // while this borrow of `self` lives.
+        // the writer committed these bytes (Acquire of the record's header) and does
+        // not touch them again until `head` is published past them, which needs
+        // `&mut self`, so not while this borrow of `self` lives.
         unsafe { std::slice::from_raw_parts(self.data.add((off + REC_HDR) as usize), len as usize) }
     }
 
@@ -1392,14 +1487,18 @@ impl Ring {
         h.sleep.space.wake(1);
     }
 
-    /// Waits until at least one byte is available (then `cached_tail` is fresh).
+    /// Waits until a record (or wrap marker) is committed at `head`.
     fn wait_for_data(&mut self, wait: Wait) -> Result<(), ReadError> {
+        let ready = |r: &Ring| r.header_at_head().map(|w| w.is_some());
         let deadline = match wait {
             Wait::No => {
-                if self.is_closed() && self.refresh_tail()? == 0 {
-                    return Err(ReadError::Closed);
+                if ready(self)? {
+                    return Ok(());
                 }
-                return if self.available()? > 0 {
+                // `closed` is stored after the last commit: look once more after it.
+                return if self.is_closed() && !ready(self)? {
+                    Err(ReadError::Closed)
+                } else if ready(self)? {
                     Ok(())
                 } else {
                     Err(ReadError::Empty)
@@ -1411,30 +1510,31 @@ impl Ring {
         let mut pace = CheckPace::new();
         let mut peer_watch = HolderWatch::new();
         while backoff.snooze() {
-            if self.refresh_tail()? > 0 {
+            if ready(self)? {
                 return Ok(());
             }
         }
         loop {
             let h = self.hdr();
-            let head = self.head;
+            let at_head = self.header(self.head & (self.cap - 1));
             // SAFETY: as in `wait_for_space`.
             let slice = unsafe { peer_watch.slice(&h.sleep.data, &mut pace, deadline) };
             h.sleep
                 .data
                 .park(Some(&slice), || {
-                    // Acquire: as in `refresh_tail`; `closed` Acquire pairs with `close`.
-                    h.tail.tail.load(Ordering::Acquire) != head
+                    // Acquire: as in `header_at_head`; `closed` Acquire pairs with
+                    // `close`.
+                    at_head.load(Ordering::Acquire) != 0
                         || h.meta.closed.load(Ordering::Acquire) != 0
                         || peer_watch.fired()
                 })
                 .map_err(ReadError::Os)?;
-            if self.refresh_tail()? > 0 {
+            if ready(self)? {
                 return Ok(());
             }
             if self.is_closed() {
-                // `closed` was stored after the last `tail`: reload once more.
-                return if self.refresh_tail()? > 0 {
+                // `closed` was stored after the last commit: look once more.
+                return if ready(self)? {
                     Ok(())
                 } else {
                     Err(ReadError::Closed)
@@ -1442,9 +1542,9 @@ impl Ring {
             }
             let h = self.hdr();
             match peer_watch.state_of(self.segment(), &h.meta.writer, h.meta.writer.word()) {
-                // A dead writer publishes nothing more; what it published is visible.
+                // A dead writer commits nothing more; what it committed is visible.
                 PeerState::Died { pid } => {
-                    return if self.refresh_tail()? > 0 {
+                    return if ready(self)? {
                         Ok(())
                     } else {
                         Err(ReadError::PeerDied { pid })
@@ -1453,7 +1553,7 @@ impl Ring {
                 // A writer leaves only through `Drop`, which closes first; a writer
                 // slot left without `closed` (another program's doing) reads the same.
                 PeerState::Left { .. } => {
-                    return if self.refresh_tail()? > 0 {
+                    return if ready(self)? {
                         Ok(())
                     } else {
                         Err(ReadError::Closed)
@@ -1706,25 +1806,30 @@ mod tests {
     #[test]
     fn full_ring_refuses_and_too_large_is_an_error() {
         let (_r, mut ring) = ring(64);
-        assert_eq!(ring.max_message_len(), 56);
+        // 64 bytes less a record header and the next one, cleared before each commit.
+        assert_eq!(ring.max_message_len(), 48);
         assert!(matches!(
-            ring.try_write(&[0; 57]),
-            Err(WriteError::TooLarge { len: 57, max: 56 })
+            ring.try_write(&[0; 49]),
+            Err(WriteError::TooLarge { len: 49, max: 48 })
         ));
-        ring.try_write(&[1; 24]).unwrap();
-        ring.try_write(&[2; 24]).unwrap();
+        ring.try_write(&[1; 24]).unwrap(); // 32 bytes (+ 8 for the next header)
+        ring.try_write(&[2; 16]).unwrap(); // 24 more: 56, plus the next header: full
         assert!(matches!(ring.try_write(&[3; 1]), Err(WriteError::Full)));
         assert!(matches!(
             ring.write_timeout(&[3; 1], Duration::from_millis(30)),
             Err(WriteError::Timeout)
         ));
-        // The largest message fits once the ring is empty, wherever the head is.
+        // Reading frees the space; a record that does not fit before the end wraps.
         let mut buf = Vec::new();
         ring.try_read_into(&mut buf).unwrap();
         ring.try_read_into(&mut buf).unwrap();
-        ring.try_write(&[9; 56]).unwrap();
-        assert_eq!(ring.try_read_into(&mut buf).unwrap(), 56);
-        assert_eq!(buf, [9; 56]);
+        ring.try_write(&[3; 1]).unwrap(); // 8 bytes left before the end: wraps
+        assert_eq!(ring.try_read_into(&mut buf).unwrap(), 1);
+        // The largest message fits in an empty ring whose next record starts at 0.
+        let (_r, mut ring) = super::tests::ring(64);
+        ring.try_write(&[9; 48]).unwrap();
+        assert_eq!(ring.try_read_into(&mut buf).unwrap(), 48);
+        assert_eq!(buf, [9; 48]);
     }
 
     #[test]
