@@ -178,7 +178,7 @@ pub(crate) fn ooc_fail(e: shmkit_typed::OpenOrCreateError) -> Fail {
 pub(crate) fn timeout_arg(timeout: Option<f64>) -> PyResult<Option<Duration>> {
     match timeout {
         None => Ok(None),
-        Some(t) if t == -1.0 => Ok(None),
+        Some(-1.0) => Ok(None),
         Some(t) if t.is_nan() || t < 0.0 => Err(PyValueError::new_err(
             "timeout must be a non-negative number of seconds (or None / -1 for no limit)",
         )),
