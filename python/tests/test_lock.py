@@ -3,6 +3,7 @@ holder killed with SIGKILL."""
 
 import os
 import pickle
+import signal
 import threading
 
 import pytest
@@ -256,3 +257,47 @@ def test_pickle_reopens_by_name(names):
         assert again.locked()
     with pytest.raises(TypeError):
         pickle.dumps(shmkit.Lock.anonymous())
+
+
+def test_ctrl_c_interrupts_a_blocked_acquire(fork, pipe):
+    """SIGINT reaches a thread blocked in acquire (the GIL is released and the wait
+    wakes to run signal handlers), as KeyboardInterrupt."""
+    lock = shmkit.Lock.anonymous()
+    lock.acquire()
+    waiting = pipe()
+
+    def child():
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        waiting.send()
+        try:
+            lock.acquire()  # held by the parent for ever
+        except KeyboardInterrupt:
+            os._exit(42)
+
+    kid = fork(child)
+    waiting.recv()
+    os.kill(kid.pid, signal.SIGINT)
+    status = kid.wait()
+    assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 42
+    lock.release()
+
+
+def _spawned_increment(lock, value, n):
+    for _ in range(n):
+        with lock:
+            value.value += 1
+
+
+def test_spawned_processes_get_named_objects_by_pickle(names):
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("spawn")
+    lock = shmkit.Lock.create(names())
+    value = shmkit.Value.create(names(), "q", 0)
+    procs = [ctx.Process(target=_spawned_increment, args=(lock, value, 200)) for _ in range(2)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join()
+    assert [p.exitcode for p in procs] == [0, 0]
+    assert value.value == 400

@@ -126,3 +126,16 @@ def test_bad_capacity_and_wrong_object(names):
     with pytest.raises(shmkit.TypeMismatch):
         shmkit.Ring.open(name)
     del v
+
+
+def test_anonymous_ring_with_a_forked_writer(fork):
+    ring = shmkit.Ring.anonymous(1 << 12)
+
+    def writer():
+        for i in range(1000):
+            ring.write(b"%d" % i)
+        ring.close()
+
+    kid = fork(writer)
+    assert [int(m) for m in ring] == list(range(1000))
+    kid.join()
