@@ -9,6 +9,7 @@ import os
 import pathlib
 import shutil
 import subprocess
+import sys
 
 import pytest
 
@@ -134,3 +135,12 @@ def test_type_tags_match_what_rust_accepts(peer, names):
     r = subprocess.run([peer, "value-get", name], capture_output=True, text=True)
     assert r.returncode == 1 and "f64" in r.stderr and "i64" in r.stderr
     del v
+
+
+def test_tickets_example_with_a_rust_buyer(peer):
+    script = REPO / "examples" / "python" / "tickets.py"
+    out = subprocess.run(
+        [sys.executable, str(script), "--rust-buyer", peer],
+        check=True, capture_output=True, text=True,
+    ).stdout
+    assert "OK: every ticket sold exactly once" in out

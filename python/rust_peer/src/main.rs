@@ -12,13 +12,17 @@
 //!                                        prints "consistent" or "owner-died", unlocks
 //! shmkit-pypeer ring-write NAME N        writes N messages "msg-<i>" into a Ring, closes
 //! shmkit-pypeer ring-read NAME           reads a Ring to its close, prints "<n> <bytes>"
+//! shmkit-pypeer tickets-buy NAME [START]  sells tickets from a SharedValue<i64> count, one
+//!                                        locked check-and-decrement each, until none
+//!                                        are left (after waiting at the SharedBarrier
+//!                                        START, if given); prints how many it sold
 //! ```
 
 use std::io::Write;
 use std::time::Duration;
 
 use shmkit_sync::LockError;
-use shmkit_typed::{ReadError, Ring, SharedArray, SharedValue};
+use shmkit_typed::{ReadError, Ring, SharedArray, SharedBarrier, SharedValue};
 
 type Res = Result<(), Box<dyn std::error::Error>>;
 
@@ -33,6 +37,7 @@ fn main() {
         "lock-check" => lock_check(arg(1)),
         "ring-write" => ring_write(arg(1), arg(2).parse().unwrap_or(0)),
         "ring-read" => ring_read(arg(1)),
+        "tickets-buy" => tickets_buy(arg(1), arg(2)),
         other => Err(format!("unknown command {other:?}").into()),
     };
     if let Err(e) = r {
@@ -112,5 +117,24 @@ fn ring_read(name: &str) -> Res {
         }
     }
     println!("{n} {bytes}");
+    Ok(())
+}
+
+fn tickets_buy(name: &str, start: &str) -> Res {
+    let count = SharedValue::<i64>::open(name)?;
+    if !start.is_empty() {
+        SharedBarrier::open(start)?.wait_timeout(Duration::from_secs(30))?;
+    }
+    let mut sold = 0u64;
+    while count.update(|left| {
+        let sell = *left > 0;
+        if sell {
+            *left -= 1;
+        }
+        sell
+    })? {
+        sold += 1;
+    }
+    println!("{sold}");
     Ok(())
 }
