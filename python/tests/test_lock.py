@@ -268,14 +268,21 @@ def test_ctrl_c_interrupts_a_blocked_acquire(fork, pipe):
 
     def child():
         signal.signal(signal.SIGINT, signal.default_int_handler)
-        waiting.send()
         try:
+            waiting.send()  # (the signal may come at once: inside the try)
             lock.acquire()  # held by the parent for ever
         except KeyboardInterrupt:
             os._exit(42)
 
     kid = fork(child)
     waiting.recv()
+    # Signal it once it sleeps (in the lock's futex wait: it has nothing else to
+    # wait for), so the signal interrupts the wait itself.
+    for _ in range(1_000_000):
+        with open(f"/proc/{kid.pid}/stat") as f:
+            if f.read().rsplit(")", 1)[1].split()[0] == "S":
+                break
+        os.sched_yield()
     os.kill(kid.pid, signal.SIGINT)
     status = kid.wait()
     assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 42
