@@ -661,6 +661,66 @@ impl Array {
         self.inner.lock()
     }
 
+    /// A writable `memoryview` of the elements in shared memory, cast to the typecode
+    /// (zero-copy: `numpy.frombuffer(a.memoryview(), dtype=...)` works where numpy is
+    /// installed). It **bypasses the lock**: hold `get_lock()` around accesses that must
+    /// be consistent with other processes. The view has a mapping of its own (an
+    /// `mmap` of the same segment), so it stays valid after the array is gone.
+    fn memoryview<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        use std::os::fd::AsRawFd;
+        let seg = self.inner.core.home.segment();
+        let os = py.import("os")?;
+        let fd: i32 = match (seg.fd(), seg.name()) {
+            (Some(fd), _) => os.call_method1("dup", (fd.as_raw_fd(),))?.extract()?,
+            (None, Some(name)) if seg.backend() == shmkit_segment::Backend::Posix => {
+                let path = format!("/dev/shm/{}", name.trim_start_matches('/'));
+                let flags = os.getattr("O_RDWR")?;
+                os.call_method1("open", (path, flags))?.extract()?
+            }
+            _ => {
+                return Err(Fail::new(
+                    Kind::Shmkit,
+                    "memoryview() needs a POSIX-named or anonymous array",
+                )
+                .into());
+            }
+        };
+        let mapped = py
+            .import("mmap")?
+            .getattr("mmap")?
+            .call1((fd, seg.len()));
+        os.call_method1("close", (fd,))?;
+        let mapped = mapped?;
+        // The same segment, not another one made under the name since: the header's
+        // identity fields (magic, version, creator, sizes, type tag) match ours.
+        let theirs: Vec<u8> = mapped.get_item(PySlice::new(py, 0, 128, 1))?.extract()?;
+        for (i, b) in theirs.iter().enumerate() {
+            if (12..16).contains(&i) {
+                continue; // the state word (a flag in it may be set at any time)
+            }
+            // SAFETY: the header's 128 bytes are inside our live mapping (a shmkit
+            // segment is at least that long); a volatile byte read forms no reference
+            // to memory other processes may write.
+            let ours = unsafe { seg.as_ptr().add(i).read_volatile() };
+            if ours != *b {
+                let _ = mapped.call_method0("close");
+                return Err(Fail::new(
+                    Kind::Shmkit,
+                    "the name now holds another segment than this array's: memoryview() \
+                     cannot map it",
+                )
+                .into());
+            }
+        }
+        let off = self.inner.data as usize - seg.as_ptr() as usize;
+        let end = off + self.inner.len * self.inner.elem_size();
+        let view = py
+            .get_type::<pyo3::types::PyMemoryView>()
+            .call1((mapped,))?
+            .get_item(PySlice::new(py, off as isize, end as isize, 1))?;
+        view.call_method1("cast", (self.inner.code.as_str(),))
+    }
+
     /// The typecode.
     #[getter]
     fn typecode(&self) -> &'static str {

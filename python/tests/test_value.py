@@ -170,3 +170,61 @@ def test_pickle_reopens_by_name(names):
     assert (v.value, a[:]) == (4, [9, 2])
     with pytest.raises(TypeError):
         pickle.dumps(shmkit.Value.anonymous("i"))
+
+
+@pytest.mark.parametrize("anonymous", [False, True])
+def test_array_memoryview_is_zero_copy_and_outlives_the_array(names, fork, anonymous):
+    a = shmkit.Array.anonymous("i", 4) if anonymous else shmkit.Array.create(names(), "i", 4)
+    view = a.memoryview()
+    assert view.format == "i" and view.shape == (4,) and not view.readonly
+    view[0] = 5
+    a[1] = 7
+    assert a[0] == 5 and view[1] == 7
+
+    def child():
+        with a.get_lock():  # the view bypasses the lock: hold it for consistency
+            view[2] = 9
+
+    fork(child).join()
+    assert a[2] == 9
+    del a  # the view has its own mapping
+    assert view.tolist() == [5, 7, 9, 0]
+    view.release()
+
+
+def test_array_memoryview_with_numpy(names):
+    np = pytest.importorskip("numpy")
+    a = shmkit.Array.create(names(), "d", [1, 2, 3])
+    arr = np.frombuffer(a.memoryview(), dtype=np.float64)
+    arr *= 2  # writes shared memory in place
+    assert a[:] == [2.0, 4.0, 6.0]
+
+
+def _fnv1a64(data):
+    h = 0xCBF29CE484222325
+    for b in data:
+        h = ((h ^ b) * 0x100000001B3) & 0xFFFFFFFFFFFFFFFF
+    return h
+
+
+def test_another_layout_version_is_refused(names):
+    """A segment made by a shmkit with another layout version of the object (an older
+    or newer wheel) is refused with the versions named, never misread."""
+    import struct
+
+    name = names()
+    v = shmkit.Value.create(name, "q", 1)
+    with open(f"/dev/shm/{name}", "r+b") as f:
+        header = bytearray(f.read(128))
+        kind, name_len = struct.unpack_from("<II", header, 48)
+        size, align = struct.unpack_from("<QQ", header, 56)
+        type_name = bytes(header[80 : 80 + name_len])
+        kind = (kind & ~0xFF00) | (9 << 8)  # layout version 9
+        fingerprint = _fnv1a64(struct.pack("<IQQ", kind, size, align) + type_name)
+        struct.pack_into("<I", header, 48, kind)
+        struct.pack_into("<Q", header, 72, fingerprint)
+        f.seek(0)
+        f.write(header)
+    with pytest.raises(shmkit.ShmkitError, match="layout version 9"):
+        shmkit.Value.open(name, "q")
+    del v
