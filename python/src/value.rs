@@ -685,10 +685,7 @@ impl Array {
                 .into());
             }
         };
-        let mapped = py
-            .import("mmap")?
-            .getattr("mmap")?
-            .call1((fd, seg.len()));
+        let mapped = py.import("mmap")?.getattr("mmap")?.call1((fd, seg.len()));
         os.call_method1("close", (fd,))?;
         let mapped = mapped?;
         // The same segment, not another one made under the name since: the header's
