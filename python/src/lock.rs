@@ -1,7 +1,7 @@
 //! `Lock` and `RLock`: a shmkit mutex in a segment, taken in `acquire` and kept held
 //! after the call returns (the raw lock, not a guard), released in `release`.
 
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -9,6 +9,7 @@ use pyo3::prelude::*;
 use pyo3::types::PyTuple;
 use shmkit_segment::Segment;
 use shmkit_sync::{Acquired, RawLockError, RawMutex};
+use shmkit_sys::owner;
 use shmkit_typed::SharedValue;
 
 use crate::{block_arg, create_fail, ooc_fail, open_fail, wait_sliced, Fail, Kind};
@@ -79,12 +80,6 @@ impl LockCore {
             }
         })?;
         Ok(r.unwrap_or(Err(RawLockError::Timeout)))
-    }
-
-    /// `acquire` of a non-recursive lock: `Held` or `Busy`, or the Python error.
-    pub(crate) fn acquire(&self, py: Python<'_>, wait: Option<Option<Duration>>) -> PyResult<Took> {
-        let r = self.take(py, wait)?;
-        self.judge(r)
     }
 
     /// Turns how the raw lock answered into `Held`/`Busy` or an error.
@@ -203,6 +198,43 @@ fn make_lock(how: &str, name: Option<&str>, raise_owner_died: bool) -> PyResult<
 #[pyclass(module = "shmkit", frozen)]
 pub struct Lock {
     pub(crate) core: LockCore,
+    /// The thread (`shmkit_sys::owner::current()`, reset in a forked child) that took
+    /// the lock through this handle, or 0: lets `release` skip the ownership probe.
+    holder: AtomicU64,
+}
+
+impl Lock {
+    pub(crate) fn new(core: LockCore) -> Self {
+        Lock {
+            core,
+            holder: AtomicU64::new(0),
+        }
+    }
+
+    fn take(&self, py: Python<'_>, wait: Option<Option<Duration>>) -> PyResult<bool> {
+        let r = self.core.take(py, wait)?;
+        if r.is_ok() {
+            // Taken (also with OwnerDied, which may raise below with the lock held).
+            // Relaxed: only this thread reads it back as its own.
+            self.holder.store(owner::current(), Ordering::Relaxed);
+        }
+        Ok(matches!(self.core.judge(r)?, Took::Held))
+    }
+
+    fn give_back(&self) -> PyResult<()> {
+        let me = owner::current();
+        // Relaxed: a value this thread stored is read back by this thread; any other
+        // thread sees a value that is not its own identity.
+        if self.holder.load(Ordering::Relaxed) == me {
+            self.holder.store(0, Ordering::Relaxed);
+            // SAFETY: this thread took the lock through this handle and has not
+            // released it through it since (`holder` names it); were it released
+            // through another handle, `unlock` by a non-holder does nothing.
+            unsafe { self.core.home.raw().unlock() };
+            return Ok(());
+        }
+        self.core.release()
+    }
 }
 
 #[pymethods]
@@ -213,9 +245,11 @@ impl Lock {
     #[staticmethod]
     #[pyo3(signature = (name, *, raise_owner_died = false))]
     fn create(name: &str, raise_owner_died: bool) -> PyResult<Self> {
-        Ok(Lock {
-            core: make_lock("create", Some(name), raise_owner_died)?,
-        })
+        Ok(Lock::new(make_lock(
+            "create",
+            Some(name),
+            raise_owner_died,
+        )?))
     }
 
     /// Opens the named lock another process created. Raises `shmkit.NotFound` if
@@ -223,9 +257,7 @@ impl Lock {
     #[staticmethod]
     #[pyo3(signature = (name, *, raise_owner_died = false))]
     fn open(name: &str, raise_owner_died: bool) -> PyResult<Self> {
-        Ok(Lock {
-            core: make_lock("open", Some(name), raise_owner_died)?,
-        })
+        Ok(Lock::new(make_lock("open", Some(name), raise_owner_died)?))
     }
 
     /// Opens the named lock, or creates it if missing (of racing processes exactly one
@@ -233,9 +265,11 @@ impl Lock {
     #[staticmethod]
     #[pyo3(signature = (name, *, raise_owner_died = false))]
     fn open_or_create(name: &str, raise_owner_died: bool) -> PyResult<Self> {
-        Ok(Lock {
-            core: make_lock("open_or_create", Some(name), raise_owner_died)?,
-        })
+        Ok(Lock::new(make_lock(
+            "open_or_create",
+            Some(name),
+            raise_owner_died,
+        )?))
     }
 
     /// A lock in anonymous shared memory, shared with children made by `os.fork()`
@@ -243,9 +277,7 @@ impl Lock {
     #[staticmethod]
     #[pyo3(signature = (*, raise_owner_died = false))]
     fn anonymous(raise_owner_died: bool) -> PyResult<Self> {
-        Ok(Lock {
-            core: make_lock("anonymous", None, raise_owner_died)?,
-        })
+        Ok(Lock::new(make_lock("anonymous", None, raise_owner_died)?))
     }
 
     /// Acquires the lock, as `threading.Lock.acquire`: waits (GIL released) until it
@@ -258,12 +290,12 @@ impl Lock {
     #[pyo3(signature = (blocking = true, timeout = None))]
     fn acquire(&self, py: Python<'_>, blocking: bool, timeout: Option<f64>) -> PyResult<bool> {
         let wait = block_arg(blocking, timeout)?;
-        Ok(matches!(self.core.acquire(py, wait)?, Took::Held))
+        self.take(py, wait)
     }
 
     /// Releases the lock. Raises `RuntimeError` if the calling thread does not hold it.
     fn release(&self) -> PyResult<()> {
-        self.core.release()
+        self.give_back()
     }
 
     /// Whether anyone (any process) holds the lock right now (a snapshot).
@@ -292,12 +324,12 @@ impl Lock {
     }
 
     fn __enter__(&self, py: Python<'_>) -> PyResult<bool> {
-        match self.core.acquire(py, Some(None)) {
+        match self.take(py, Some(None)) {
             Ok(_) => Ok(true),
             Err(e) => {
                 if self.core.raise_owner_died && self.core.held_by_me() {
                     // OwnerDied with the lock held: `with` would not call __exit__.
-                    self.core.release()?;
+                    self.give_back()?;
                 }
                 Err(e)
             }
@@ -306,7 +338,7 @@ impl Lock {
 
     #[pyo3(signature = (*_args))]
     fn __exit__(&self, _args: &Bound<'_, PyTuple>) -> PyResult<bool> {
-        self.core.release()?;
+        self.give_back()?;
         Ok(false)
     }
 

@@ -298,9 +298,7 @@ impl Shared {
     }
 
     fn lock(&self) -> Lock {
-        Lock {
-            core: self.core.clone(),
-        }
+        Lock::new(self.core.clone())
     }
 
     fn name(&self) -> Option<String> {
