@@ -323,6 +323,8 @@ impl Lock {
         self.core.name()
     }
 
+    /// Acquires for a `with` block, waiting without a limit (a `NamedLock` waits its
+    /// `timeout`, then raises `TimeoutError`).
     fn __enter__(&self, py: Python<'_>) -> PyResult<bool> {
         match self.take(py, Some(None)) {
             Ok(_) => Ok(true),
@@ -336,17 +338,20 @@ impl Lock {
         }
     }
 
+    /// Releases at the end of a `with` block; exceptions are not suppressed.
     #[pyo3(signature = (*_args))]
     fn __exit__(&self, _args: &Bound<'_, PyTuple>) -> PyResult<bool> {
         self.give_back()?;
         Ok(false)
     }
 
+    /// Pickles as "open this name" (an anonymous object cannot be pickled).
     fn __reduce__<'py>(slf: &Bound<'py, Self>) -> PyResult<(Bound<'py, PyAny>, (String,))> {
         let name = named(slf.get().core.name(), "Lock")?;
         Ok((slf.get_type().getattr("open")?, (name,)))
     }
 
+    /// A short description with the name.
     fn __repr__(&self) -> String {
         format!(
             "<shmkit.Lock {} locked={}>",
@@ -498,6 +503,8 @@ impl RLock {
         self.core.name()
     }
 
+    /// Acquires for a `with` block, waiting without a limit (a `NamedLock` waits its
+    /// `timeout`, then raises `TimeoutError`).
     fn __enter__(&self, py: Python<'_>) -> PyResult<bool> {
         match self.take(py, Some(None)) {
             Ok(_) => Ok(true),
@@ -510,12 +517,14 @@ impl RLock {
         }
     }
 
+    /// Releases at the end of a `with` block; exceptions are not suppressed.
     #[pyo3(signature = (*_args))]
     fn __exit__(&self, _args: &Bound<'_, PyTuple>) -> PyResult<bool> {
         self.release()?;
         Ok(false)
     }
 
+    /// Pickles as "open this name" (an anonymous object cannot be pickled).
     fn __reduce__<'py>(slf: &Bound<'py, Self>) -> PyResult<(Bound<'py, PyAny>, (String,))> {
         let name = named(slf.get().core.name(), "RLock")?;
         Ok((slf.get_type().getattr("open")?, (name,)))

@@ -261,6 +261,7 @@ impl Ring {
         self.name.clone()
     }
 
+    /// Iterates (see the class docs).
     fn __iter__(slf: PyRef<'_, Self>) -> PyRef<'_, Self> {
         slf
     }
@@ -274,6 +275,7 @@ impl Ring {
         }
     }
 
+    /// Returns the ring itself; `with` detaches the handle at the end (see `detach`).
     fn __enter__(slf: PyRef<'_, Self>) -> PyRef<'_, Self> {
         slf
     }
@@ -285,11 +287,13 @@ impl Ring {
         false
     }
 
+    /// Pickles as "open this name" (an anonymous object cannot be pickled).
     fn __reduce__<'py>(slf: &Bound<'py, Self>) -> PyResult<(Bound<'py, PyAny>, (String,))> {
         let name = crate::lock::named(slf.get().name.clone(), "Ring")?;
         Ok((slf.get_type().getattr("open")?, (name,)))
     }
 
+    /// A short description with the name.
     fn __repr__(&self) -> String {
         format!(
             "<shmkit.Ring {}>",

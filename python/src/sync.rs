@@ -158,16 +158,20 @@ impl Semaphore {
         name_of(&self.inner)
     }
 
+    /// Acquires for a `with` block, waiting without a limit (a `NamedLock` waits its
+    /// `timeout`, then raises `TimeoutError`).
     fn __enter__(&self, py: Python<'_>) -> PyResult<bool> {
         self.acquire(py, true, None)
     }
 
+    /// Releases at the end of a `with` block; exceptions are not suppressed.
     #[pyo3(signature = (*_args))]
     fn __exit__(&self, _args: &Bound<'_, PyTuple>) -> PyResult<bool> {
         self.release(1)?;
         Ok(false)
     }
 
+    /// Pickles as "open this name" (an anonymous object cannot be pickled).
     fn __reduce__<'py>(slf: &Bound<'py, Self>) -> PyResult<(Bound<'py, PyAny>, (String,))> {
         let name = named(name_of(&slf.get().inner), "Semaphore")?;
         Ok((slf.get_type().getattr("open")?, (name,)))
@@ -269,6 +273,7 @@ impl Event {
         name_of(&self.inner)
     }
 
+    /// Pickles as "open this name" (an anonymous object cannot be pickled).
     fn __reduce__<'py>(slf: &Bound<'py, Self>) -> PyResult<(Bound<'py, PyAny>, (String,))> {
         let name = named(name_of(&slf.get().inner), "Event")?;
         Ok((slf.get_type().getattr("open")?, (name,)))
@@ -372,6 +377,7 @@ impl Barrier {
         name_of(&self.inner)
     }
 
+    /// Pickles as "open this name" (an anonymous object cannot be pickled).
     fn __reduce__<'py>(slf: &Bound<'py, Self>) -> PyResult<(Bound<'py, PyAny>, (String,))> {
         let name = named(name_of(&slf.get().inner), "Barrier")?;
         Ok((slf.get_type().getattr("open")?, (name,)))
@@ -490,6 +496,8 @@ impl NamedLock {
         self.name.clone()
     }
 
+    /// Acquires for a `with` block, waiting without a limit (a `NamedLock` waits its
+    /// `timeout`, then raises `TimeoutError`).
     fn __enter__<'a>(slf: PyRef<'a, Self>, py: Python<'_>) -> PyResult<PyRef<'a, Self>> {
         let timeout = slf.timeout.map(|t| t.as_secs_f64());
         if slf.acquire(py, true, timeout)? {
@@ -499,6 +507,7 @@ impl NamedLock {
         }
     }
 
+    /// Releases at the end of a `with` block; exceptions are not suppressed.
     #[pyo3(signature = (*_args))]
     fn __exit__(&self, _args: &Bound<'_, PyTuple>) -> PyResult<bool> {
         self.release()?;
@@ -626,11 +635,14 @@ impl FileLock {
         self.path.clone()
     }
 
+    /// Acquires for a `with` block, waiting without a limit (a `NamedLock` waits its
+    /// `timeout`, then raises `TimeoutError`).
     fn __enter__<'a>(slf: PyRef<'a, Self>, py: Python<'_>) -> PyResult<PyRef<'a, Self>> {
         slf.acquire(py, true, None, false)?;
         Ok(slf)
     }
 
+    /// Releases at the end of a `with` block; exceptions are not suppressed.
     #[pyo3(signature = (*_args))]
     fn __exit__(&self, _args: &Bound<'_, PyTuple>) -> PyResult<bool> {
         self.release()?;

@@ -452,6 +452,7 @@ impl Value {
         self.inner.name()
     }
 
+    /// Pickles as "open this name" (an anonymous object cannot be pickled).
     fn __reduce__<'py>(
         slf: &Bound<'py, Self>,
     ) -> PyResult<(Bound<'py, PyAny>, (String, &'static str))> {
@@ -460,6 +461,7 @@ impl Value {
         Ok((slf.get_type().getattr("open")?, (name, code)))
     }
 
+    /// A short description with the name.
     fn __repr__(&self, py: Python<'_>) -> PyResult<String> {
         let v = self.get_value(py)?;
         Ok(format!(
@@ -590,10 +592,13 @@ impl Array {
         })
     }
 
+    /// The number of elements.
     fn __len__(&self) -> usize {
         self.inner.len
     }
 
+    /// Element `key` (negative from the end), or a list for a slice, read under the
+    /// lock.
     fn __getitem__(&self, py: Python<'_>, key: &Bound<'_, PyAny>) -> PyResult<PyObject> {
         if let Ok(slice) = key.downcast::<PySlice>() {
             let idx = slice.indices(self.inner.len as isize)?;
@@ -612,6 +617,7 @@ impl Array {
         self.inner.with(py, || self.inner.read(py, i))?
     }
 
+    /// Sets element `key`, or a slice from a sequence of its length, under the lock.
     fn __setitem__(
         &self,
         py: Python<'_>,
@@ -644,6 +650,7 @@ impl Array {
         self.inner.with(py, || self.inner.write(i, &bytes))
     }
 
+    /// Iterates (see the class docs).
     fn __iter__<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
         Ok(self.tolist(py)?.into_bound(py).try_iter()?.into_any())
     }
@@ -728,6 +735,7 @@ impl Array {
         self.inner.name()
     }
 
+    /// Pickles as "open this name" (an anonymous object cannot be pickled).
     fn __reduce__<'py>(
         slf: &Bound<'py, Self>,
     ) -> PyResult<(Bound<'py, PyAny>, Bound<'py, PyTuple>)> {
@@ -745,6 +753,7 @@ impl Array {
         Ok((slf.get_type().getattr("open")?, args))
     }
 
+    /// A short description with the name.
     fn __repr__(&self, py: Python<'_>) -> PyResult<String> {
         let items = self.tolist(py)?;
         Ok(format!(

@@ -144,3 +144,19 @@ def test_tickets_example_with_a_rust_buyer(peer):
         check=True, capture_output=True, text=True,
     ).stdout
     assert "OK: every ticket sold exactly once" in out
+
+
+def test_named_lock_held_by_rust_is_released_when_it_is_killed(peer, tmp_path, monkeypatch):
+    monkeypatch.setenv("SHMKIT_LOCK_DIR", str(tmp_path / "locks"))
+    name = f"interop-{os.getpid()}"
+    holder = subprocess.Popen([peer, "named-lock-hold", name], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        lock = shmkit.NamedLock(name)
+        assert not lock.acquire(blocking=False)  # Rust and Python: one lock
+    finally:
+        holder.kill()
+        holder.wait()
+        holder.stdout.close()
+    assert lock.acquire(timeout=5)  # the kernel released the dead holder's lock
+    lock.release()

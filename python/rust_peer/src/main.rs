@@ -12,6 +12,8 @@
 //!                                        prints "consistent" or "owner-died", unlocks
 //! shmkit-pypeer ring-write NAME N        writes N messages "msg-<i>" into a Ring, closes
 //! shmkit-pypeer ring-read NAME           reads a Ring to its close, prints "<n> <bytes>"
+//! shmkit-pypeer named-lock-hold NAME     takes the NamedLock NAME, prints "locked", then
+//!                                        waits to be killed
 //! shmkit-pypeer tickets-buy NAME [START]  sells tickets from a SharedValue<i64> count, one
 //!                                        locked check-and-decrement each, until none
 //!                                        are left (after waiting at the SharedBarrier
@@ -21,7 +23,7 @@
 use std::io::Write;
 use std::time::Duration;
 
-use shmkit_sync::LockError;
+use shmkit_sync::{LockError, NamedLock};
 use shmkit_typed::{ReadError, Ring, SharedArray, SharedBarrier, SharedValue};
 
 type Res = Result<(), Box<dyn std::error::Error>>;
@@ -37,6 +39,7 @@ fn main() {
         "lock-check" => lock_check(arg(1)),
         "ring-write" => ring_write(arg(1), arg(2).parse().unwrap_or(0)),
         "ring-read" => ring_read(arg(1)),
+        "named-lock-hold" => named_lock_hold(arg(1)),
         "tickets-buy" => tickets_buy(arg(1), arg(2)),
         other => Err(format!("unknown command {other:?}").into()),
     };
@@ -70,6 +73,16 @@ fn array_sum(name: &str) -> Res {
 fn lock_hold(name: &str) -> Res {
     let lock = SharedValue::<()>::open(name)?;
     let guard = lock.lock().map_err(LockError::without_guard)?;
+    println!("locked");
+    std::io::stdout().flush()?;
+    loop {
+        std::thread::sleep(Duration::from_secs(60)); // until killed
+        let _ = &guard;
+    }
+}
+
+fn named_lock_hold(name: &str) -> Res {
+    let guard = NamedLock::acquire(name, Duration::from_secs(10))?;
     println!("locked");
     std::io::stdout().flush()?;
     loop {
