@@ -5,6 +5,7 @@ network is needed at test time)."""
 import ast
 import inspect
 import pathlib
+import sys
 
 import shmkit
 
@@ -32,6 +33,10 @@ def stub_classes():
         elif isinstance(node, ast.FunctionDef):
             functions.add(node.name)
     return classes, functions
+
+
+# Before 3.10 an abi3 class carries no text signature: constructors are not compared.
+SIGNED_CLASSES = sys.version_info >= (3, 10)
 
 
 def runtime_members(cls):
@@ -63,6 +68,8 @@ def test_members_and_parameters_match():
         cls = getattr(shmkit, name)
         if issubclass(cls, BaseException):
             continue
+        if not SIGNED_CLASSES:
+            members = {k: v for k, v in members.items() if k != "__init__"}
         assert set(members) == runtime_members(cls), name
         for member, (is_property, args) in members.items():
             if member == "__init__":
