@@ -36,8 +36,9 @@ if [ -d python/tests ]; then
     fi
     if [ -x "$venv/bin/python" ]; then
       py="$venv/bin/python"
-      "$py" -c "import pytest" 2>/dev/null || "$py" -m pip install -q pytest
-      "$py" -m pip install -q ./python
+      pip=("$py" -m pip install -q --disable-pip-version-check)
+      "$py" -c "import pytest" 2>/dev/null || "${pip[@]}" pytest
+      "${pip[@]}" ./python
       "$py" -m pytest -q python/tests
     fi
   fi
