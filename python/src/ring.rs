@@ -196,7 +196,8 @@ impl Ring {
     /// Reads the next message in place: calls `callback(view)` with a read-only
     /// `memoryview` of the message in shared memory (no copy) and returns what it
     /// returns. The view is released when the callback returns (`BufferError` if the
-    /// callback kept exports of it alive); copy what you keep (`bytes(view)`).
+    /// callback kept exports of it alive); copy what you keep (`bytes(view)`). The
+    /// message is consumed even if the callback raises (its exception is re-raised).
     /// Waits as `read`.
     #[pyo3(signature = (callback, timeout = None))]
     fn read_into(
