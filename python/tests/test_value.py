@@ -228,3 +228,29 @@ def test_another_layout_version_is_refused(names):
     with pytest.raises(shmkit.ShmkitError, match="layout version 9"):
         shmkit.Value.open(name, "q")
     del v
+
+
+def test_value_whose_lock_holder_was_killed_stays_usable(names, fork, pipe):
+    import os
+
+    name = names()
+    v = shmkit.Value.create(name, "q", 1)
+    held = pipe()
+
+    def holder():
+        mine = shmkit.Value.open(name, "q")
+        mine.get_lock().acquire()
+        mine.value = 2  # mid-update when killed
+        held.send()
+        os.read(os.pipe()[0], 1)  # until killed
+
+    kid = fork(holder)
+    held.recv()
+    kid.kill()
+    assert v.value == 2  # access goes on: no hang, no error
+    lock = v.get_lock()
+    assert lock.owner_died  # ... and the death is reported until repaired
+    with lock:
+        v.value = 3
+        lock.make_consistent()
+    assert not lock.owner_died and v.value == 3
