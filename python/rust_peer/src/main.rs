@@ -1,0 +1,153 @@
+//! The Rust side of python/tests/test_interop.py: one command per run, on objects
+//! opened (or created) by name with shmkit's Rust API. Prints its result on stdout;
+//! any failure exits non-zero with the error on stderr.
+//!
+//! ```text
+//! shmkit-pypeer value-get NAME           prints a SharedValue<i64>
+//! shmkit-pypeer value-add NAME N         adds 1 to it N times, each under its lock
+//! shmkit-pypeer array-sum NAME           prints the sum of a SharedArray<f64>
+//! shmkit-pypeer lock-hold NAME           locks a SharedValue<()> (a Python Lock), prints
+//!                                        "locked", then waits to be killed
+//! shmkit-pypeer lock-check NAME          locks it (repairing a dead holder's lock),
+//!                                        prints "consistent" or "owner-died", unlocks
+//! shmkit-pypeer ring-write NAME N        writes N messages "msg-<i>" into a Ring, closes
+//! shmkit-pypeer ring-read NAME           reads a Ring to its close, prints "<n> <bytes>"
+//! shmkit-pypeer named-lock-hold NAME     takes the NamedLock NAME, prints "locked", then
+//!                                        waits to be killed
+//! shmkit-pypeer tickets-buy NAME [START]  sells tickets from a SharedValue<i64> count, one
+//!                                        locked check-and-decrement each, until none
+//!                                        are left (after waiting at the SharedBarrier
+//!                                        START, if given); prints how many it sold
+//! ```
+
+use std::io::Write;
+use std::time::Duration;
+
+use shmkit_sync::{LockError, NamedLock};
+use shmkit_typed::{ReadError, Ring, SharedArray, SharedBarrier, SharedValue};
+
+type Res = Result<(), Box<dyn std::error::Error>>;
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let arg = |i: usize| args.get(i).map(String::as_str).unwrap_or("");
+    let r = match arg(0) {
+        "value-get" => value_get(arg(1)),
+        "value-add" => value_add(arg(1), arg(2).parse().unwrap_or(0)),
+        "array-sum" => array_sum(arg(1)),
+        "lock-hold" => lock_hold(arg(1)),
+        "lock-check" => lock_check(arg(1)),
+        "ring-write" => ring_write(arg(1), arg(2).parse().unwrap_or(0)),
+        "ring-read" => ring_read(arg(1)),
+        "named-lock-hold" => named_lock_hold(arg(1)),
+        "tickets-buy" => tickets_buy(arg(1), arg(2)),
+        other => Err(format!("unknown command {other:?}").into()),
+    };
+    if let Err(e) = r {
+        eprintln!("shmkit-pypeer: {e}");
+        std::process::exit(1);
+    }
+}
+
+fn value_get(name: &str) -> Res {
+    let v = SharedValue::<i64>::open(name)?;
+    println!("{}", v.get()?);
+    Ok(())
+}
+
+fn value_add(name: &str, n: u64) -> Res {
+    let v = SharedValue::<i64>::open(name)?;
+    for _ in 0..n {
+        v.update(|x| *x += 1)?;
+    }
+    println!("done");
+    Ok(())
+}
+
+fn array_sum(name: &str) -> Res {
+    let a = SharedArray::<f64>::open_any_len(name)?;
+    println!("{}", a.copy_to_vec()?.iter().sum::<f64>());
+    Ok(())
+}
+
+fn lock_hold(name: &str) -> Res {
+    let lock = SharedValue::<()>::open(name)?;
+    let guard = lock.lock().map_err(LockError::without_guard)?;
+    println!("locked");
+    std::io::stdout().flush()?;
+    loop {
+        std::thread::sleep(Duration::from_secs(60)); // until killed
+        let _ = &guard;
+    }
+}
+
+fn named_lock_hold(name: &str) -> Res {
+    let guard = NamedLock::acquire(name, Duration::from_secs(10))?;
+    println!("locked");
+    std::io::stdout().flush()?;
+    loop {
+        std::thread::sleep(Duration::from_secs(60)); // until killed
+        let _ = &guard;
+    }
+}
+
+fn lock_check(name: &str) -> Res {
+    let lock = SharedValue::<()>::open(name)?;
+    let state = match lock.lock_timeout(Duration::from_secs(10)) {
+        Ok(_) => "consistent",
+        Err(LockError::OwnerDied(g)) | Err(LockError::Poisoned(g)) => {
+            g.make_consistent();
+            "owner-died"
+        }
+        Err(e) => return Err(e.without_guard().into()),
+    };
+    println!("{state}");
+    Ok(())
+}
+
+fn ring_write(name: &str, n: u64) -> Res {
+    let mut ring = Ring::open(name)?;
+    for i in 0..n {
+        ring.write(format!("msg-{i}").as_bytes())?;
+    }
+    ring.close()?;
+    println!("done");
+    Ok(())
+}
+
+fn ring_read(name: &str) -> Res {
+    let mut ring = Ring::open(name)?;
+    let (mut n, mut bytes) = (0u64, 0usize);
+    let mut buf = Vec::new();
+    loop {
+        match ring.read_into_timeout(&mut buf, Duration::from_secs(30)) {
+            Ok(len) => {
+                n += 1;
+                bytes += len;
+            }
+            Err(ReadError::Closed) => break,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    println!("{n} {bytes}");
+    Ok(())
+}
+
+fn tickets_buy(name: &str, start: &str) -> Res {
+    let count = SharedValue::<i64>::open(name)?;
+    if !start.is_empty() {
+        SharedBarrier::open(start)?.wait_timeout(Duration::from_secs(30))?;
+    }
+    let mut sold = 0u64;
+    while count.update(|left| {
+        let sell = *left > 0;
+        if sell {
+            *left -= 1;
+        }
+        sell
+    })? {
+        sold += 1;
+    }
+    println!("{sold}");
+    Ok(())
+}
