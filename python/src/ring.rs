@@ -250,7 +250,7 @@ impl Ring {
         self.capacity
     }
 
-    /// The largest message this ring carries (capacity minus 8).
+    /// The largest message this ring carries (capacity minus 16: its header and the next).
     #[getter]
     fn max_message_len(&self) -> usize {
         self.max_message_len

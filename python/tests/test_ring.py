@@ -17,9 +17,9 @@ def test_write_read_and_roles(names):
     assert r.read() == b"hello"
     assert r.try_read() == b"world"
     assert r.try_read() is None
-    assert w.capacity == 4096 and w.max_message_len == 4088
+    assert w.capacity == 4096 and w.max_message_len == 4080
     with pytest.raises(ValueError, match="larger than"):
-        w.write(b"x" * 4089)
+        w.write(b"x" * 4081)
     with pytest.raises(TimeoutError):
         r.read(timeout=0.05)
 
