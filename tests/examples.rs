@@ -129,8 +129,8 @@ fn print_lock_keeps_every_line_whole() {
 }
 
 #[test]
-fn ticker_watchers_see_whole_quotes_and_learn_how_the_feed_went() {
-    let out = run("ticker", &["--quotes", "20000"]);
+fn latest_quote_watchers_see_whole_quotes_and_learn_how_the_feed_went() {
+    let out = run("latest_quote", &["--quotes", "20000"]);
     assert_eq!(
         out.matches("0 torn; then the feed left").count(),
         3,

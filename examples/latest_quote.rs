@@ -7,7 +7,7 @@
 //! that it died (`PeerDied`), the last complete quote is still there, and a restarted
 //! feed takes over and continues the sequence.
 //!
-//! Run: `cargo run --release --example ticker` (`-- --quotes N` for a longer stream)
+//! Run: `cargo run --release --example latest_quote` (`-- --quotes N` for a longer stream)
 
 #[path = "common/mod.rs"]
 mod common;
@@ -118,7 +118,7 @@ fn main() {
         Some(i) => args[i + 1].parse().expect("--quotes N"),
         None => 200_000,
     };
-    let name = common::run_name("ticker");
+    let name = common::run_name("latest-quote");
     // Tick 0 is the opening quote; the segment is removed when `cell` drops.
     let cell = Latest::<Quote>::create(&name, Quote::new(0)).expect("create the ticker");
 
