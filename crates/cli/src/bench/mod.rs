@@ -264,74 +264,87 @@ fn reap(pid: libc::pid_t, mut status: io::PipeReader, what: &str) -> io::Result<
 /// Seconds to move `count` verified messages of `size` bytes one way.
 fn throughput_once(case: &Case, size: usize, count: usize) -> io::Result<f64> {
     let pattern = Pattern::new(size);
-    let mut ch = (case.channel)(size)?;
-    let (ready_r, mut ready_w) = io::pipe()?;
-    let (pid, status) = {
-        let rx = &mut ch.rx;
-        let pattern = &pattern;
-        fork_peer(move || {
-            ready_w.write_all(&[1])?;
+    let ch = (case.channel)(size)?;
+    one_way(
+        case,
+        ch,
+        |rx| {
             let mut ok = true;
             for seq in 0..count as u64 {
                 ok &= rx.recv_with(&mut |msg| pattern.check(msg, seq))?;
             }
             Ok(ok)
-        })?
-    };
-    let mut ready_r = ready_r;
-    let mut b = [0u8];
-    ready_r.read_exact(&mut b)?;
-    let start = Instant::now();
-    for seq in 0..count as u64 {
-        ch.tx.send_with(size, &mut |buf| pattern.fill(buf, seq))?;
-    }
-    ch.tx.finish()?;
-    let result = reap(pid, status, case.name);
-    let secs = start.elapsed().as_secs_f64();
-    result.map(|()| secs.max(1e-9))
+        },
+        |tx| {
+            for seq in 0..count as u64 {
+                tx.send_with(size, &mut |buf| pattern.fill(buf, seq))?;
+            }
+            Ok(())
+        },
+    )
 }
 
 /// Seconds to move `count` verified messages one way in batches of [`BATCH`], or `None`
 /// if the transport does not batch.
 fn batched_throughput_once(case: &Case, size: usize, count: usize) -> io::Result<Option<f64>> {
     let pattern = Pattern::new(size);
-    let mut ch = (case.channel)(size)?;
+    let ch = (case.channel)(size)?;
     if !ch.tx.batches() {
         return Ok(None);
     }
-    let (ready_r, mut ready_w) = io::pipe()?;
-    let (pid, status) = {
-        let rx = &mut ch.rx;
-        let pattern = &pattern;
-        fork_peer(move || {
-            ready_w.write_all(&[1])?;
-            let mut ok = true;
-            let mut seq = 0u64;
-            while seq < count as u64 {
-                let max = (count as u64 - seq).min(BATCH as u64) as usize;
+    let count = count as u64;
+    let secs = one_way(
+        case,
+        ch,
+        |rx| {
+            let (mut ok, mut seq) = (true, 0u64);
+            while seq < count {
+                let max = (count - seq).min(BATCH as u64) as usize;
                 rx.recv_batch(max, &mut |msg| {
                     ok &= pattern.check(msg, seq);
                     seq += 1;
                 })?;
             }
             Ok(ok)
+        },
+        |tx| {
+            let mut seq = 0u64;
+            while seq < count {
+                let n = (count - seq).min(BATCH as u64) as usize;
+                tx.send_batch(size, n, &mut |buf, i| pattern.fill(buf, seq + i as u64))?;
+                seq += n as u64;
+            }
+            Ok(())
+        },
+    )?;
+    Ok(Some(secs))
+}
+
+/// Runs `receive` in a forked peer on `ch`'s receiving half and `send` here on its
+/// sending half; the seconds from the first send (once the peer is ready) to the
+/// peer's report that `receive` verified everything.
+fn one_way(
+    case: &Case,
+    mut ch: Channel,
+    receive: impl FnOnce(&mut dyn MsgReceiver) -> io::Result<bool>,
+    send: impl FnOnce(&mut dyn MsgSender) -> io::Result<()>,
+) -> io::Result<f64> {
+    let (mut ready_r, mut ready_w) = io::pipe()?;
+    let (pid, status) = {
+        let rx = &mut *ch.rx;
+        fork_peer(move || {
+            ready_w.write_all(&[1])?;
+            receive(rx)
         })?
     };
-    let mut ready_r = ready_r;
     let mut b = [0u8];
     ready_r.read_exact(&mut b)?;
     let start = Instant::now();
-    let mut seq = 0u64;
-    while seq < count as u64 {
-        let n = (count as u64 - seq).min(BATCH as u64) as usize;
-        ch.tx
-            .send_batch(size, n, &mut |buf, i| pattern.fill(buf, seq + i as u64))?;
-        seq += n as u64;
-    }
+    send(&mut *ch.tx)?;
     ch.tx.finish()?;
     let result = reap(pid, status, case.name);
     let secs = start.elapsed().as_secs_f64();
-    result.map(|()| Some(secs.max(1e-9)))
+    result.map(|()| secs.max(1e-9))
 }
 
 /// Round-trip times, in nanoseconds, of `rounds` verified ping-pongs.
