@@ -414,6 +414,96 @@ enum Backing {
     Loom(std::sync::Arc<LoomRing>),
 }
 
+/// The eight write forms of a ring writer (`write`, `write_timeout`, `write_deadline`,
+/// `try_write`, and the same four of `write_with`), for a type whose
+/// `$imp(len, wait, f)` does the work: [`Ring`] and [`WriteBatch`] share them. The two
+/// strings document `write` and `write_with`.
+macro_rules! write_forms {
+    ($imp:ident, $write_doc:expr, $with_doc:expr) => {
+        #[doc = $write_doc]
+        pub fn write(&mut self, msg: &[u8]) -> Result<(), WriteError> {
+            self.$imp(msg.len(), Wait::Until(None), |b| b.copy_from_slice(msg))
+        }
+
+        /// As [`write`](Self::write), giving up with [`WriteError::Timeout`] after
+        /// `timeout`.
+        ///
+        /// # Errors
+        /// As [`write`](Self::write), plus [`WriteError::Timeout`].
+        pub fn write_timeout(&mut self, msg: &[u8], timeout: Duration) -> Result<(), WriteError> {
+            self.$imp(msg.len(), Wait::timeout(timeout), |b| {
+                b.copy_from_slice(msg)
+            })
+        }
+
+        /// As [`write_timeout`](Self::write_timeout), giving up at `deadline` (see the
+        /// [`Ring`] docs on `_timeout` and `_deadline`).
+        ///
+        /// # Errors
+        /// As [`write_timeout`](Self::write_timeout).
+        pub fn write_deadline(&mut self, msg: &[u8], deadline: Instant) -> Result<(), WriteError> {
+            self.$imp(msg.len(), Wait::at(deadline), |b| b.copy_from_slice(msg))
+        }
+
+        /// As [`write`](Self::write), failing with [`WriteError::Full`] instead of
+        /// waiting (or [`WriteError::ReaderLeft`] if the reader left).
+        ///
+        /// # Errors
+        /// As [`write`](Self::write), plus [`WriteError::Full`].
+        pub fn try_write(&mut self, msg: &[u8]) -> Result<(), WriteError> {
+            self.$imp(msg.len(), Wait::No, |b| b.copy_from_slice(msg))
+        }
+
+        #[doc = $with_doc]
+        pub fn write_with<R>(
+            &mut self,
+            len: usize,
+            f: impl FnOnce(&mut [u8]) -> R,
+        ) -> Result<R, WriteError> {
+            self.$imp(len, Wait::Until(None), f)
+        }
+
+        /// As [`write_with`](Self::write_with) with a timeout.
+        ///
+        /// # Errors
+        /// As [`write_timeout`](Self::write_timeout).
+        pub fn write_with_timeout<R>(
+            &mut self,
+            len: usize,
+            timeout: Duration,
+            f: impl FnOnce(&mut [u8]) -> R,
+        ) -> Result<R, WriteError> {
+            self.$imp(len, Wait::timeout(timeout), f)
+        }
+
+        /// As [`write_with_timeout`](Self::write_with_timeout), giving up at
+        /// `deadline`.
+        ///
+        /// # Errors
+        /// As [`write_timeout`](Self::write_timeout).
+        pub fn write_with_deadline<R>(
+            &mut self,
+            len: usize,
+            deadline: Instant,
+            f: impl FnOnce(&mut [u8]) -> R,
+        ) -> Result<R, WriteError> {
+            self.$imp(len, Wait::at(deadline), f)
+        }
+
+        /// As [`write_with`](Self::write_with) without waiting.
+        ///
+        /// # Errors
+        /// As [`try_write`](Self::try_write).
+        pub fn try_write_with<R>(
+            &mut self,
+            len: usize,
+            f: impl FnOnce(&mut [u8]) -> R,
+        ) -> Result<R, WriteError> {
+            self.$imp(len, Wait::No, f)
+        }
+    };
+}
+
 /// A heap ring of a loom model: header, data bytes, record header words.
 #[cfg(loom)]
 type LoomRing = (RingHeader, Vec<std::cell::UnsafeCell<u64>>, Vec<AtomicU64>);
@@ -789,94 +879,19 @@ impl Ring {
 
     // ----- writer -----
 
-    /// Writes `msg` as one message, blocking while the ring is full.
-    ///
-    /// # Errors
-    /// [`WriteError::TooLarge`], [`WriteError::Closed`], [`WriteError::PeerDied`] (the
-    /// reader died while the ring was full), [`WriteError::RoleTaken`],
-    /// [`WriteError::Corrupt`].
-    pub fn write(&mut self, msg: &[u8]) -> Result<(), WriteError> {
-        self.write_impl(msg.len(), Wait::Until(None), |b| b.copy_from_slice(msg))
-    }
-
-    /// As [`Ring::write`], giving up with [`WriteError::Timeout`] after `timeout`.
-    ///
-    /// # Errors
-    /// As [`Ring::write`], plus [`WriteError::Timeout`].
-    pub fn write_timeout(&mut self, msg: &[u8], timeout: Duration) -> Result<(), WriteError> {
-        self.write_impl(msg.len(), Wait::timeout(timeout), |b| {
-            b.copy_from_slice(msg)
-        })
-    }
-
-    /// As [`Ring::write_timeout`], giving up at `deadline` (see the
-    /// [type docs](Ring) on `_timeout` and `_deadline`).
-    ///
-    /// # Errors
-    /// As [`Ring::write_timeout`].
-    pub fn write_deadline(&mut self, msg: &[u8], deadline: Instant) -> Result<(), WriteError> {
-        self.write_impl(msg.len(), Wait::at(deadline), |b| b.copy_from_slice(msg))
-    }
-
-    /// As [`Ring::write`], failing with [`WriteError::Full`] instead of waiting.
-    ///
-    /// # Errors
-    /// As [`Ring::write`], plus [`WriteError::Full`].
-    pub fn try_write(&mut self, msg: &[u8]) -> Result<(), WriteError> {
-        self.write_impl(msg.len(), Wait::No, |b| b.copy_from_slice(msg))
-    }
-
-    /// Reserves `len` bytes in the ring, lets `f` fill them in place (zero-copy), then
-    /// publishes them as one message. Blocks while the ring is full. If `f` panics,
-    /// nothing is published.
-    ///
-    /// # Errors
-    /// As [`Ring::write`].
-    pub fn write_with<R>(
-        &mut self,
-        len: usize,
-        f: impl FnOnce(&mut [u8]) -> R,
-    ) -> Result<R, WriteError> {
-        self.write_impl(len, Wait::Until(None), f)
-    }
-
-    /// As [`Ring::write_with`] with a timeout.
-    ///
-    /// # Errors
-    /// As [`Ring::write_timeout`].
-    pub fn write_with_timeout<R>(
-        &mut self,
-        len: usize,
-        timeout: Duration,
-        f: impl FnOnce(&mut [u8]) -> R,
-    ) -> Result<R, WriteError> {
-        self.write_impl(len, Wait::timeout(timeout), f)
-    }
-
-    /// As [`Ring::write_with_timeout`], giving up at `deadline`.
-    ///
-    /// # Errors
-    /// As [`Ring::write_timeout`].
-    pub fn write_with_deadline<R>(
-        &mut self,
-        len: usize,
-        deadline: Instant,
-        f: impl FnOnce(&mut [u8]) -> R,
-    ) -> Result<R, WriteError> {
-        self.write_impl(len, Wait::at(deadline), f)
-    }
-
-    /// As [`Ring::write_with`] without waiting.
-    ///
-    /// # Errors
-    /// As [`Ring::try_write`].
-    pub fn try_write_with<R>(
-        &mut self,
-        len: usize,
-        f: impl FnOnce(&mut [u8]) -> R,
-    ) -> Result<R, WriteError> {
-        self.write_impl(len, Wait::No, f)
-    }
+    write_forms!(
+        write_impl,
+        "Writes `msg` as one message, blocking while the ring is full.\n\n\
+         # Errors\n\
+         [`WriteError::TooLarge`], [`WriteError::Closed`], [`WriteError::PeerDied`] (the \
+         reader died while the ring was full), [`WriteError::ReaderLeft`] (it left), \
+         [`WriteError::RoleTaken`], [`WriteError::Corrupt`].",
+        "Reserves `len` bytes in the ring, lets `f` fill them in place (zero-copy), then \
+         publishes them as one message. Blocks while the ring is full. If `f` panics, \
+         nothing is published.\n\n\
+         # Errors\n\
+         As [`Ring::write`]."
+    );
 
     /// Blocks until the reader has consumed every message written so far (the ring is
     /// empty), so that a writer can report truthfully what was delivered before it
@@ -1586,90 +1601,17 @@ impl std::fmt::Debug for WriteBatch<'_> {
 }
 
 impl WriteBatch<'_> {
-    /// Writes `msg` as one message (published with the batch), blocking while the ring
-    /// is full (after publishing what is pending).
-    ///
-    /// # Errors
-    /// As [`Ring::write`].
-    pub fn write(&mut self, msg: &[u8]) -> Result<(), WriteError> {
-        self.write_with(msg.len(), |b| b.copy_from_slice(msg))
-    }
-
-    /// As [`WriteBatch::write`], giving up with [`WriteError::Timeout`] after `timeout`.
-    ///
-    /// # Errors
-    /// As [`Ring::write_timeout`].
-    pub fn write_timeout(&mut self, msg: &[u8], timeout: Duration) -> Result<(), WriteError> {
-        self.write_with_timeout(msg.len(), timeout, |b| b.copy_from_slice(msg))
-    }
-
-    /// As [`WriteBatch::write_timeout`], giving up at `deadline`.
-    ///
-    /// # Errors
-    /// As [`Ring::write_timeout`].
-    pub fn write_deadline(&mut self, msg: &[u8], deadline: Instant) -> Result<(), WriteError> {
-        self.write_with_deadline(msg.len(), deadline, |b| b.copy_from_slice(msg))
-    }
-
-    /// As [`WriteBatch::write`], failing with [`WriteError::Full`] (after publishing
-    /// what is pending) instead of waiting.
-    ///
-    /// # Errors
-    /// As [`Ring::try_write`].
-    pub fn try_write(&mut self, msg: &[u8]) -> Result<(), WriteError> {
-        self.try_write_with(msg.len(), |b| b.copy_from_slice(msg))
-    }
-
-    /// Reserves `len` bytes, lets `f` fill them in place, and adds them to the batch
-    /// as one message.
-    ///
-    /// # Errors
-    /// As [`Ring::write`].
-    pub fn write_with<R>(
-        &mut self,
-        len: usize,
-        f: impl FnOnce(&mut [u8]) -> R,
-    ) -> Result<R, WriteError> {
-        self.add(len, Wait::Until(None), f)
-    }
-
-    /// As [`WriteBatch::write_with`] with a timeout.
-    ///
-    /// # Errors
-    /// As [`Ring::write_timeout`].
-    pub fn write_with_timeout<R>(
-        &mut self,
-        len: usize,
-        timeout: Duration,
-        f: impl FnOnce(&mut [u8]) -> R,
-    ) -> Result<R, WriteError> {
-        self.add(len, Wait::timeout(timeout), f)
-    }
-
-    /// As [`WriteBatch::write_with_timeout`], giving up at `deadline`.
-    ///
-    /// # Errors
-    /// As [`Ring::write_timeout`].
-    pub fn write_with_deadline<R>(
-        &mut self,
-        len: usize,
-        deadline: Instant,
-        f: impl FnOnce(&mut [u8]) -> R,
-    ) -> Result<R, WriteError> {
-        self.add(len, Wait::at(deadline), f)
-    }
-
-    /// As [`WriteBatch::write_with`] without waiting.
-    ///
-    /// # Errors
-    /// As [`Ring::try_write`].
-    pub fn try_write_with<R>(
-        &mut self,
-        len: usize,
-        f: impl FnOnce(&mut [u8]) -> R,
-    ) -> Result<R, WriteError> {
-        self.add(len, Wait::No, f)
-    }
+    write_forms!(
+        add,
+        "Writes `msg` as one message of the batch, blocking while the ring is full (after \
+         publishing what is pending).\n\n\
+         # Errors\n\
+         As [`Ring::write`].",
+        "Reserves `len` bytes, lets `f` fill them in place, and adds them to the batch as \
+         one message.\n\n\
+         # Errors\n\
+         As [`Ring::write`]."
+    );
 
     /// Publishes every pending message now.
     pub fn flush(&mut self) {
