@@ -60,9 +60,13 @@ pub mod kind {
     pub const BARRIER: u32 = typed_kind(0x09, 1);
     /// `SharedCondvar`: a `Condvar`.
     pub const CONDVAR: u32 = typed_kind(0x0a, 1);
+    /// `Topic<Block>` / `TypedTopic<T, Block>`: the same version as `TOPIC_VERSION`.
+    pub const TOPIC_BLOCK: u32 = typed_kind(0x0b, crate::topic::TOPIC_VERSION);
+    /// `Topic<Overwrite>` / `TypedTopic<T, Overwrite>`: as [`TOPIC_BLOCK`].
+    pub const TOPIC_OVERWRITE: u32 = typed_kind(0x0c, crate::topic::TOPIC_VERSION);
 
     /// Every kind this build writes, with the object's name.
-    pub(crate) const ALL: [(u32, &str); 10] = [
+    pub(crate) const ALL: [(u32, &str); 12] = [
         (SHARED_VALUE, "SharedValue"),
         (SHARED_ARRAY, "SharedArray"),
         (RING, "Ring"),
@@ -73,6 +77,8 @@ pub mod kind {
         (EVENT, "SharedEvent"),
         (BARRIER, "SharedBarrier"),
         (CONDVAR, "SharedCondvar"),
+        (TOPIC_BLOCK, "Topic"),
+        (TOPIC_OVERWRITE, "Topic"),
     ];
 }
 
@@ -108,6 +114,8 @@ pub fn describe_object(tag: &TypeTag) -> String {
     };
     let mut s = match tag.kind() & 0xff {
         0x01 | 0x02 | 0x04 | 0x05 | 0x06 => format!("{name}<{}>", tag.name()),
+        0x0b => format!("{name}<{}, Block>", tag.name()),
+        0x0c => format!("{name}<{}, Overwrite>", tag.name()),
         _ => name.to_owned(),
     };
     let found = (tag.kind() >> 8) & 0xff;
