@@ -22,7 +22,7 @@
 //! # Protocol
 //! The data is a power-of-two byte ring with free-running `u64` byte positions. Each
 //! message is a record: a 16-byte header (`u64` sequence number, `u64` whose low 32
-//! bits are the length) and the payload, padded to 8 bytes; a record never wraps: a
+//! bits are the length) and the payload, padded to 16 bytes; a record never wraps: a
 //! *wrap marker* (length `u32::MAX`, the sequence number of the record that follows)
 //! skips to the start. The writer fills a record, stores `next_seq`, then `tail`
 //! with Release; readers load `tail` with Acquire, so a record is seen only once it
@@ -537,6 +537,13 @@ fn round8(n: u64) -> u64 {
     (n + 7) & !7
 }
 
+/// Bytes of the record of a `len`-byte message: the header, then the payload padded
+/// to 16 bytes, so that records start 16-aligned and a wrap marker (16 bytes) always
+/// fits before the end.
+fn rec_size(len: u64) -> u64 {
+    REC_HDR + ((len + 15) & !15)
+}
+
 /// One reader as `shmkit inspect` shows it ([`Topic::readers`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ReaderInfo {
@@ -758,7 +765,7 @@ impl<P: TopicPolicy> Topic<P> {
 
     /// The data word at byte offset `off` (8-aligned, `< cap`).
     fn word(&self, off: u64) -> &AtomicU64 {
-        debug_assert!(off % 8 == 0 && off < self.cap);
+        debug_assert!(off.is_multiple_of(8) && off < self.cap);
         // SAFETY: `off < cap` and the data ring has `cap` bytes (checked at open);
         // every access to it is atomic except the zero-copy slices of Block mode,
         // which never overlap a word accessed atomically at the same time (module docs).
@@ -957,7 +964,7 @@ impl<P: TopicPolicy> Topic<P> {
                 max: self.max_message_len(),
             });
         }
-        let rec = REC_HDR + round8(len as u64);
+        let rec = rec_size(len as u64);
         let mask = self.cap - 1;
         let mut off = self.tail & mask;
         let skip = if rec > self.cap - off {
@@ -1069,7 +1076,7 @@ impl<P: TopicPolicy> Topic<P> {
             let step = if len == u64::from(WRAP) {
                 self.cap - off
             } else {
-                REC_HDR + round8(len)
+                rec_size(len)
             };
             if len != u64::from(WRAP) && (len > self.cap - REC_HDR || step > self.cap - off)
                 || self.head + step > self.tail
@@ -1394,7 +1401,7 @@ impl<P: TopicPolicy> Subscriber<'_, P> {
     }
 
     fn consume(&mut self, len: u64, seq: u64) {
-        self.pos += REC_HDR + round8(len);
+        self.pos += rec_size(len);
         self.seq = seq + 1;
         self.read = self.read.wrapping_add(1);
         let line = self.topic.reader(self.slot);
@@ -1434,7 +1441,7 @@ impl<P: TopicPolicy> Subscriber<'_, P> {
             let step = if len == u64::from(WRAP) {
                 cap - off
             } else {
-                REC_HDR + round8(len)
+                rec_size(len)
             };
             let bad = (len != u64::from(WRAP) && (len > cap - REC_HDR || step > cap - off))
                 || self.pos + step > tail;

@@ -13,5 +13,6 @@ mod homes;
 mod pid_namespace;
 mod queue;
 mod ring;
+mod topic;
 mod value;
 mod versions;
