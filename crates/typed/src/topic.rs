@@ -1258,6 +1258,8 @@ impl<P: TopicPolicy> Topic<P> {
             pos: start,
             seq,
             read: 0,
+            #[cfg(loom)]
+            unchecked: false,
         })
     }
 }
@@ -1273,6 +1275,9 @@ pub struct Subscriber<'a, P: TopicPolicy = Block> {
     seq: u64,
     /// Messages read.
     read: u64,
+    /// Loom only: skip the seqlock validation (shows the model finds torn copies).
+    #[cfg(loom)]
+    unchecked: bool,
 }
 
 impl<P: TopicPolicy> std::fmt::Debug for Subscriber<'_, P> {
@@ -1296,6 +1301,13 @@ impl<P: TopicPolicy> Drop for Subscriber<'_, P> {
 }
 
 impl<P: TopicPolicy> Subscriber<'_, P> {
+    /// Loom only: this subscriber without the seqlock validation.
+    #[cfg(loom)]
+    pub(crate) fn unchecked(mut self) -> Self {
+        self.unchecked = true;
+        self
+    }
+
     /// The registry slot this reader holds.
     pub fn slot(&self) -> u32 {
         self.slot
@@ -1366,6 +1378,10 @@ impl<P: TopicPolicy> Subscriber<'_, P> {
     /// Overwrite, seqlock read side: whether the record at `pos` was not reached by
     /// the writer while we read it.
     fn still_there(&self) -> bool {
+        #[cfg(loom)]
+        if self.unchecked {
+            return true;
+        }
         // Acquire fence: pairs with the Release fence in `make_room`: if any of our
         // relaxed loads saw a store of a newer record, this load of `head` sees the
         // `head` stored before it.
