@@ -3,8 +3,8 @@
 //!
 //! # Policies
 //! The policy is chosen at create and is part of the type, so opening a topic with
-//! the other policy (or another element type) is [`OpenError::TypeMismatch`]
-//! (`crate::OpenError`), and only the policy that allows it has zero-copy reads:
+//! the other policy (or another element type) is
+//! [`OpenError::TypeMismatch`](crate::OpenError::TypeMismatch), and only the policy that allows it has zero-copy reads:
 //!
 //! | | [`Block`] (lossless) | [`Overwrite`] (lossy, like `tokio::sync::broadcast`) |
 //! |---|---|---|
@@ -65,7 +65,7 @@
 //! only grows and never holds anything else.)
 //!
 //! # Waiting
-//! Readers that find nothing spin briefly ([`crate::shim::poll_backoff`]), then sleep
+//! Readers that find nothing spin briefly (about 50 µs, as the ring), then sleep
 //! on one `data` [`Parker`]; after every publish the writer checks its sleepers count
 //! and, only when someone sleeps, bumps the event word and wakes *all* sleepers with
 //! one `FUTEX_WAKE`. Idle readers cost no CPU beyond a liveness check of the writer
@@ -799,9 +799,9 @@ impl<P: TopicPolicy> Topic<P> {
     }
 
     /// Messages published so far (the next sequence number).
+    /// (A message being published at this moment may already be counted.)
     pub fn published(&self) -> u64 {
-        // Acquire: pairs with the writer's Release of `tail` (stored after).
-        self.hdr().tail.tail.load(Ordering::Acquire);
+        // Relaxed: a count for display and tests; nothing is read through it.
         self.hdr().tail.next_seq.load(Ordering::Relaxed)
     }
 
@@ -849,7 +849,17 @@ impl<P: TopicPolicy> Topic<P> {
         // Relaxed: only writers store `head`, ordered by the role claim (Acquire).
         let head = t.head.load(Ordering::Relaxed);
         (self.tail, self.next_seq, self.head) = (tail, next_seq, head);
-        if self.head > self.tail || self.tail - self.head > self.cap {
+        if !tail.is_multiple_of(16) {
+            self.writer_pid = 0;
+            let _ = self.hdr().meta.writer.release(self.written);
+            return Err(WriteError::Corrupt {
+                what: "tail is not on a record boundary",
+            });
+        }
+        if self.head > self.tail
+            || self.tail - self.head > self.cap
+            || !self.head.is_multiple_of(16)
+        {
             // A head outside the written range (a foreign program's doing): forget
             // every old record rather than walk garbage.
             self.head = self.tail;
@@ -1078,9 +1088,12 @@ impl<P: TopicPolicy> Topic<P> {
             } else {
                 rec_size(len)
             };
-            if len != u64::from(WRAP) && (len > self.cap - REC_HDR || step > self.cap - off)
-                || self.head + step > self.tail
-            {
+            let bad = if len == u64::from(WRAP) {
+                off == 0
+            } else {
+                len > self.cap - REC_HDR || step > self.cap - off
+            };
+            if bad || self.head + step > self.tail {
                 // A header no writer wrote: forget every old record.
                 self.head = self.tail;
                 break;
@@ -1366,7 +1379,7 @@ impl<P: TopicPolicy> Subscriber<'_, P> {
         }
         if P::POLICY == Policy::Overwrite && !self.still_there() {
             buf.clear();
-            return match self.recover() {
+            return match self.recover()? {
                 0 => self.read_into_impl(buf, wait),
                 n => Err(ReadError::Lagged(n)),
             };
@@ -1391,13 +1404,18 @@ impl<P: TopicPolicy> Subscriber<'_, P> {
 
     /// Overwrite: moves to the oldest record still there; returns how many messages
     /// were missed.
-    fn recover(&mut self) -> u64 {
+    fn recover(&mut self) -> Result<u64, ReadError> {
         let t = &self.topic.hdr().tail;
         let mask = self.topic.cap - 1;
         loop {
             // Acquire: pairs with the writer's head store (fenced) and Release of tail.
             let head = t.head.load(Ordering::Acquire);
             let tail = t.tail.load(Ordering::Acquire);
+            if !head.is_multiple_of(16) || head > tail.saturating_add(self.topic.cap) {
+                return Err(ReadError::Corrupt {
+                    what: "head is not on a record boundary",
+                });
+            }
             let seq = if head >= tail {
                 // Relaxed: stored before that tail.
                 t.next_seq.load(Ordering::Relaxed)
@@ -1411,7 +1429,7 @@ impl<P: TopicPolicy> Subscriber<'_, P> {
                 let missed = seq.saturating_sub(self.seq);
                 self.pos = head.min(tail);
                 self.seq = seq;
-                return missed;
+                return Ok(missed);
             }
         }
     }
@@ -1445,7 +1463,7 @@ impl<P: TopicPolicy> Subscriber<'_, P> {
             }
             let over = P::POLICY == Policy::Overwrite;
             if over && !self.still_there() {
-                match self.recover() {
+                match self.recover()? {
                     0 => continue,
                     n => return Err(ReadError::Lagged(n)),
                 }
@@ -1459,8 +1477,13 @@ impl<P: TopicPolicy> Subscriber<'_, P> {
             } else {
                 rec_size(len)
             };
-            let bad = (len != u64::from(WRAP) && (len > cap - REC_HDR || step > cap - off))
-                || self.pos + step > tail;
+            // A wrap marker at offset 0 is never written (a record always fits there);
+            // refusing it bounds the skips to one per record on a corrupt ring.
+            let bad = if len == u64::from(WRAP) {
+                off == 0
+            } else {
+                len > cap - REC_HDR || step > cap - off
+            } || self.pos + step > tail;
             if over && !self.still_there() {
                 continue; // the next turn recovers
             }
@@ -1481,9 +1504,9 @@ impl<P: TopicPolicy> Subscriber<'_, P> {
         // Acquire: pairs with the writer's Release of `tail`: records below it are
         // completely written.
         let tail = self.topic.hdr().tail.tail.load(Ordering::Acquire);
-        if tail < self.pos {
+        if tail < self.pos || !tail.is_multiple_of(16) || !self.pos.is_multiple_of(16) {
             return Err(ReadError::Corrupt {
-                what: "tail behind a reader",
+                what: "tail behind a reader or off a record boundary",
             });
         }
         Ok(tail)
