@@ -1878,3 +1878,65 @@ impl<T: bytemuck::Pod, P: TopicPolicy> crate::family::sealed::Layout for TypedTo
         crate::family::check_payload(self.inner.segment(), config.region_size())
     }
 }
+
+/// What `shmkit inspect` shows of a topic: see [`view`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TopicView {
+    /// The policy.
+    pub policy: Policy,
+    /// Data capacity in bytes.
+    pub capacity: usize,
+    /// Reader slots.
+    pub max_readers: u32,
+    /// Messages published so far.
+    pub published: u64,
+    /// Whether the writer closed it.
+    pub closed: bool,
+    /// The writer's pid and whether it runs, if one holds the role.
+    pub writer: Option<(u32, bool)>,
+    /// The registered readers.
+    pub readers: Vec<ReaderInfo>,
+}
+
+/// Opens the topic in the segment of `options` whatever its element type, read-only
+/// in effect (no role is taken), and describes it with its readers (pid, alive,
+/// position, lag). For `shmkit inspect`.
+///
+/// # Errors
+/// As [`Topic::open`]; [`OpenError::TypeMismatch`](crate::OpenError::TypeMismatch)
+/// when the segment holds no topic.
+#[cfg(not(loom))]
+pub fn view(options: shmkit_segment::SegmentOptions) -> Result<TopicView, crate::OpenError> {
+    let seg = options.any_type().open()?;
+    let kind = seg.header().map(|h| h.type_tag.kind());
+    if kind == Some(Block::KIND) {
+        Ok(Topic::<Block>::open_segment(seg)?.view())
+    } else if kind == Some(Overwrite::KIND) {
+        Ok(Topic::<Overwrite>::open_segment(seg)?.view())
+    } else {
+        Err(crate::OpenError::TypeMismatch {
+            expected: "a Topic".into(),
+            found: seg.header().map_or_else(
+                || "no header".into(),
+                |h| crate::types::describe_object(&h.type_tag),
+            ),
+        })
+    }
+}
+
+impl<P: TopicPolicy> Topic<P> {
+    /// This topic as [`view`] describes it.
+    pub fn view(&self) -> TopicView {
+        let w = self.hdr().meta.writer.word();
+        let pid = holder_pid(w);
+        TopicView {
+            policy: P::POLICY,
+            capacity: self.capacity(),
+            max_readers: self.max_readers,
+            published: self.published(),
+            closed: self.is_closed(),
+            writer: (pid != 0).then(|| (pid, is_alive_in(self.segment(), pid, w >> 32))),
+            readers: self.readers(),
+        }
+    }
+}

@@ -114,8 +114,18 @@ pub fn describe_object(tag: &TypeTag) -> String {
     };
     let mut s = match tag.kind() & 0xff {
         0x01 | 0x02 | 0x04 | 0x05 | 0x06 => format!("{name}<{}>", tag.name()),
-        0x0b => format!("{name}<{}, Block>", tag.name()),
-        0x0c => format!("{name}<{}, Overwrite>", tag.name()),
+        // No space, so that `shmkit ls` keeps one word per column.
+        0x0b | 0x0c => {
+            let policy = if tag.kind() & 0xff == 0x0b {
+                "Block"
+            } else {
+                "Overwrite"
+            };
+            match tag.name() {
+                "[u8]" => format!("{name}<{policy}>"),
+                t => format!("Typed{name}<{t},{policy}>"),
+            }
+        }
         _ => name.to_owned(),
     };
     let found = (tag.kind() >> 8) & 0xff;
@@ -185,6 +195,14 @@ mod tests {
         assert_ne!(tag, tag_of::<i64>(kind::QUEUE)); // same layout, another type
         assert_ne!(tag, tag_of::<u64>(kind::SHARED_VALUE)); // another container
         assert_eq!(describe_object(&tag), "Queue<u64>");
+        assert_eq!(
+            describe_object(&crate::Topic::<crate::topic::Block>::type_tag()),
+            "Topic<Block>"
+        );
+        assert_eq!(
+            describe_object(&crate::TypedTopic::<u32, crate::topic::Overwrite>::type_tag()),
+            "TypedTopic<u32,Overwrite>"
+        );
         let old = tag_of::<u64>(0x5459_0001); // a SharedValue of layout version 0
         assert_eq!(
             describe_object(&old),
