@@ -1138,24 +1138,27 @@ impl<P: TopicPolicy> Topic<P> {
             }
         }
         let mut pace = CheckPace::new();
+        // The next liveness check of the readers holding us back: on a clock of its
+        // own, so that wakes by other (live) readers do not postpone it.
+        let mut check_at = pace.next_slice(deadline);
         loop {
             if deadline.is_some_and(|d| d.has_passed()) {
                 return Err(WriteError::Timeout);
             }
-            let slice = pace.next_slice(deadline);
             let (h, lines, tail, cap) = (self.hdr(), self.lines(), self.tail, self.cap);
             h.sleep
                 .space
-                .park(Some(&slice), || tail + need <= scan_limit(lines, tail, cap))
+                .park(Some(&check_at), || tail + need <= scan_limit(lines, tail, cap))
                 .map_err(WriteError::Os)?;
             if self.tail + need <= self.scan() {
                 return Ok(());
             }
-            if slice.has_passed() {
+            if check_at.has_passed() {
                 self.reap_dead_readers(need);
                 if self.tail + need <= self.scan() {
                     return Ok(());
                 }
+                check_at = pace.next_slice(deadline);
             }
         }
     }
