@@ -1148,7 +1148,9 @@ impl<P: TopicPolicy> Topic<P> {
             let (h, lines, tail, cap) = (self.hdr(), self.lines(), self.tail, self.cap);
             h.sleep
                 .space
-                .park(Some(&check_at), || tail + need <= scan_limit(lines, tail, cap))
+                .park(Some(&check_at), || {
+                    tail + need <= scan_limit(lines, tail, cap)
+                })
                 .map_err(WriteError::Os)?;
             if self.tail + need <= self.scan() {
                 return Ok(());
