@@ -606,6 +606,8 @@ impl<P: TopicPolicy> Topic<P> {
         if magic != TOPIC_MAGIC {
             return Err(format!("magic {magic:#x} is not a topic's"));
         }
+        // Relaxed (here and below): the fields were stored before the magic, which
+        // we Acquired.
         let version = h.meta.version.load(Ordering::Relaxed);
         if version != TOPIC_VERSION {
             return Err(format!(

@@ -340,3 +340,41 @@ fn a_reader_joining_late_starts_at_the_current_end() {
         }
     }
 }
+
+#[test]
+fn block_a_live_reader_that_leaves_releases_the_waiting_writer_at_once() {
+    let (name, _cleanup) = named("topic-leave");
+    let mut writer = Topic::<Block>::create(&name, TopicConfig::new(1024)).unwrap();
+    let (ready, go, left, done) = (Pipe::new(), Pipe::new(), Pipe::new(), Pipe::new());
+    let mut child = fork_child(|| {
+        let Ok(topic) = Topic::<Block>::open(&name) else {
+            return 10;
+        };
+        let Ok(sub) = topic.subscribe() else {
+            return 11;
+        };
+        ready.send(1);
+        go.recv();
+        drop(sub); // leaves, reading nothing, and stays alive
+        left.send(1);
+        done.recv();
+        0
+    });
+    ready.recv();
+    let mut n = 0;
+    while writer.try_write(&[1; 100]).is_ok() {
+        n += 1;
+    }
+    assert!(n > 0);
+    assert!(matches!(writer.try_write(&[1; 100]), Err(WriteError::Full)));
+    std::thread::scope(|s| {
+        // Blocks (and most likely sleeps) until the reader leaves; the reader stays
+        // alive, so only its leaving can let this write through.
+        let blocked = s.spawn(|| writer.write(&[2; 100]));
+        go.send(1);
+        left.recv();
+        blocked.join().unwrap().unwrap();
+    });
+    done.send(1);
+    assert_eq!(child.wait(), Exit::Code(0));
+}
