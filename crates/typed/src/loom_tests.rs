@@ -247,15 +247,18 @@ fn loom_topic_overwrite_without_the_seqlock_check_returns_a_torn_message() {
 #[test]
 fn loom_topic_block_writer_sleeps_until_the_slowest_reader_frees_room() {
     model(|| {
-        // Two 32-byte records fill the 64-byte topic: the third write must sleep until
-        // the reader has finished with the first (its cursor store and wake), and the
-        // reader must sleep until the writer publishes. A lost wake-up on either side
-        // blocks for ever (loom's futex stand-in returns only on a change of the word).
+        // 64-byte topic; records of 48, 32 and 48 bytes: the second and third each
+        // need a wrap marker (published alone) and room that only the reader's
+        // progress frees (its cursor stores, after a record and after skipping a
+        // marker, and their wakes). The reader sleeps until the writer publishes. A
+        // lost wake-up on either side blocks for ever (loom's futex stand-in returns
+        // only on a change of the word).
         let (mut writer, reader) = Topic::<Block>::new_for_loom(64, 1);
         let mut sub = reader.subscribe().unwrap();
+        let msgs: [&[u8]; 3] = [&[1; 24], &[2; 16], &[3; 24]];
         let w = thread::spawn(move || {
-            for i in 1..=3u8 {
-                writer.write(&[i; 16]).unwrap();
+            for m in msgs {
+                writer.write(m).unwrap();
             }
             writer.close().unwrap();
             assert!(matches!(
@@ -264,9 +267,9 @@ fn loom_topic_block_writer_sleeps_until_the_slowest_reader_frees_room() {
             ));
         });
         let mut buf = Vec::new();
-        for i in 1..=3u8 {
-            assert_eq!(sub.read_into(&mut buf).unwrap(), 16);
-            assert_eq!(buf, [i; 16]);
+        for m in msgs {
+            sub.read_into(&mut buf).unwrap();
+            assert_eq!(buf, m);
         }
         assert!(matches!(
             sub.read_into(&mut buf),

@@ -977,25 +977,23 @@ impl<P: TopicPolicy> Topic<P> {
             });
         }
         let rec = rec_size(len as u64);
-        let mask = self.cap - 1;
-        let mut off = self.tail & mask;
-        let skip = if rec > self.cap - off {
-            self.cap - off
-        } else {
-            0
-        };
-        match P::POLICY {
-            Policy::Block => self.wait_for_room(skip + rec, wait)?,
-            Policy::Overwrite => self.make_room(skip + rec),
-        }
         let seq = self.next_seq;
-        if skip != 0 {
-            // Relaxed: published by the Release store of `tail` below.
+        let mut off = self.tail & (self.cap - 1);
+        if rec > self.cap - off {
+            // Skip to the start with a wrap marker, published on its own: the record
+            // may need the marker's bytes to be freed (Block: readers move their
+            // cursors past it) or forgotten (Overwrite: `head` moves past it) first;
+            // waiting for both at once could wait for more than the capacity.
+            let skip = self.cap - off;
+            self.room(skip, wait)?;
+            // Relaxed: published by the Release store of `tail` in `publish`.
             self.word(off).store(seq, Ordering::Relaxed);
             self.word(off + 8).store(u64::from(WRAP), Ordering::Relaxed);
             self.tail += skip;
+            self.publish();
             off = 0;
         }
+        self.room(rec, wait)?;
         // Relaxed: as above.
         self.word(off).store(seq, Ordering::Relaxed);
         self.word(off + 8).store(len as u64, Ordering::Relaxed);
@@ -1003,6 +1001,23 @@ impl<P: TopicPolicy> Topic<P> {
         self.tail += rec;
         self.next_seq = seq + 1;
         self.written = self.written.wrapping_add(1);
+        self.publish();
+        Ok(r)
+    }
+
+    /// Waits (Block) or makes (Overwrite) room for `need` bytes at `tail`.
+    fn room(&mut self, need: u64, wait: Wait) -> Result<(), WriteError> {
+        match P::POLICY {
+            Policy::Block => self.wait_for_room(need, wait),
+            Policy::Overwrite => {
+                self.make_room(need);
+                Ok(())
+            }
+        }
+    }
+
+    /// Publishes what was written up to `tail` and wakes sleeping readers.
+    fn publish(&self) {
         let t = &self.hdr().tail;
         // Relaxed: published with `tail` (Release) just after.
         t.next_seq.store(self.next_seq, Ordering::Relaxed);
@@ -1011,7 +1026,6 @@ impl<P: TopicPolicy> Topic<P> {
         t.tail.store(self.tail, Ordering::Release);
         // One futex wake for every sleeping reader, and no syscall when none sleeps.
         self.hdr().sleep.data.wake(u32::MAX);
-        Ok(r)
     }
 
     /// Stores the payload at data offset `at` (the record fits before the end).
@@ -1445,6 +1459,11 @@ impl<P: TopicPolicy> Subscriber<'_, P> {
         self.pos += rec_size(len);
         self.seq = seq + 1;
         self.read = self.read.wrapping_add(1);
+        self.store_cursor();
+    }
+
+    /// Publishes `pos` (and `seq`) in this reader's line; Block: wakes the writer.
+    fn store_cursor(&self) {
         let line = self.topic.reader(self.slot);
         // Relaxed: informational.
         line.seq.store(self.seq, Ordering::Relaxed);
@@ -1501,6 +1520,11 @@ impl<P: TopicPolicy> Subscriber<'_, P> {
             }
             if len == u64::from(WRAP) {
                 self.pos += step;
+                if !over {
+                    // Published now, not with the next record: the writer may be
+                    // waiting for exactly these bytes (see `Topic::write_impl`).
+                    self.store_cursor();
+                }
                 continue;
             }
             return Ok((off, len, seq));

@@ -378,3 +378,52 @@ fn block_a_live_reader_that_leaves_releases_the_waiting_writer_at_once() {
     done.send(1);
     assert_eq!(child.wait(), Exit::Code(0));
 }
+
+#[test]
+fn messages_up_to_the_largest_cross_the_end_of_the_ring_in_both_policies() {
+    // Lengths that leave the tail at awkward offsets, then the largest message, which
+    // only fits at offset 0 of an empty ring (after a wrap marker published alone).
+    let lens = [1000usize, 500, 1008, 1008, 7, 1008, 300, 999, 1008];
+    let config = TopicConfig::new(1024);
+    let mut buf = Vec::new();
+
+    let mut w = Topic::<Block>::anonymous(config).unwrap();
+    assert_eq!(w.max_message_len(), 1008);
+    assert!(matches!(
+        w.try_write(&[0; 1009]),
+        Err(WriteError::TooLarge {
+            len: 1009,
+            max: 1008
+        })
+    ));
+    let r = w.reader_handle().unwrap();
+    let mut sub = r.subscribe().unwrap();
+    for (i, &len) in lens.iter().enumerate() {
+        // Full while the reader has not moved past a wrap marker published alone
+        // (then it finds nothing more yet): the same thread is the only reader here.
+        while let Err(e) = w.try_write(&vec![i as u8; len]) {
+            assert!(matches!(e, WriteError::Full), "{e:?}");
+            assert!(matches!(sub.try_read_into(&mut buf), Err(ReadError::Empty)));
+        }
+        sub.try_read_into(&mut buf).unwrap();
+        assert_eq!(buf, vec![i as u8; len]);
+    }
+
+    let mut w = Topic::<Overwrite>::anonymous(config).unwrap();
+    let r = w.reader_handle().unwrap();
+    let mut sub = r.subscribe().unwrap();
+    for (i, &len) in lens.iter().enumerate() {
+        w.write(&vec![i as u8; len]).unwrap();
+        sub.try_read_into(&mut buf).unwrap();
+        assert_eq!(buf, vec![i as u8; len]);
+    }
+    // Two largest messages unread: the first is overwritten by the second.
+    w.write(&[1; 1008]).unwrap();
+    w.write(&[2; 1008]).unwrap();
+    assert!(matches!(
+        sub.try_read_into(&mut buf),
+        Err(ReadError::Lagged(1))
+    ));
+    sub.try_read_into(&mut buf).unwrap();
+    assert_eq!(buf, [2; 1008]);
+}
