@@ -24,7 +24,9 @@
 //! message is a record: a 16-byte header (`u64` sequence number, `u64` whose low 32
 //! bits are the length) and the payload, padded to 16 bytes; a record never wraps: a
 //! *wrap marker* (length `u32::MAX`, the sequence number of the record that follows)
-//! skips to the start. The writer fills a record, stores `next_seq`, then `tail`
+//! skips to the start. The marker is published on its own, before the writer waits
+//! for (or makes) room for the record, and a Block reader moves its cursor past it at
+//! once: a record may need the marker's bytes. The writer fills a record, stores `next_seq`, then `tail`
 //! with Release; readers load `tail` with Acquire, so a record is seen only once it
 //! is complete: a writer killed in the middle of a record never exposes it.
 //!

@@ -3,7 +3,7 @@
 
 use shmkit_testkit::{fork_child, unique_name, Exit, Pipe, ShmCleanup};
 use shmkit_typed::topic::{
-    Block, Overwrite, ReadError, Topic, TopicConfig, TypedTopic, WriteError,
+    Block, Overwrite, ReadError, Topic, TopicConfig, TopicPolicy, TypedTopic, WriteError,
 };
 use shmkit_typed::OpenError;
 
@@ -203,13 +203,18 @@ fn block_readers_killed_again_and_again_never_wedge_the_writer_or_exhaust_the_sl
 
 #[test]
 fn writer_killed_readers_get_every_complete_message_then_peer_died_and_a_new_writer_continues() {
-    let (name, _cleanup) = named("topic-killed-writer");
-    let made = Topic::<Block>::create(&name, TopicConfig::new(1 << 20)).unwrap();
+    writer_killed_then_taken_over::<Block>("topic-killed-writer-b");
+    writer_killed_then_taken_over::<Overwrite>("topic-killed-writer-o");
+}
+
+fn writer_killed_then_taken_over<P: TopicPolicy>(prefix: &str) {
+    let (name, _cleanup) = named(prefix);
+    let made = Topic::<P>::create(&name, TopicConfig::new(1 << 20)).unwrap();
     let mut sub = made.subscribe().unwrap();
     let n = 500u64;
     let half = Pipe::new();
     let mut writer = fork_child(|| {
-        let Ok(mut topic) = Topic::<Block>::open(&name) else {
+        let Ok(mut topic) = Topic::<P>::open(&name) else {
             return 10;
         };
         for seq in 0..n {
@@ -244,7 +249,7 @@ fn writer_killed_readers_get_every_complete_message_then_peer_died_and_a_new_wri
         other => panic!("expected PeerDied, got {other:?}"),
     }
     // A restarted writer takes the role over; sequence numbers continue.
-    let mut again = Topic::<Block>::open(&name).unwrap();
+    let mut again = Topic::<P>::open(&name).unwrap();
     again
         .write_with(msg_len(n), |buf| fill(n, buf))
         .expect("the dead writer's role is taken over");
