@@ -159,6 +159,10 @@ pub const MIN_TOPIC_CAPACITY: usize = 64;
 /// Largest capacity accepted.
 pub const MAX_TOPIC_CAPACITY: usize = 1 << 30;
 
+/// Largest byte position a topic reaches (2^62 bytes: 14 years at 10 GB/s); a larger
+/// `tail` is corrupt, so position arithmetic never overflows.
+const MAX_POSITION: u64 = 1 << 62;
+
 /// Length word of a wrap marker.
 const WRAP: u32 = u32::MAX;
 /// Bytes of a record header (sequence number, length).
@@ -853,11 +857,11 @@ impl<P: TopicPolicy> Topic<P> {
         // Relaxed: only writers store `head`, ordered by the role claim (Acquire).
         let head = t.head.load(Ordering::Relaxed);
         (self.tail, self.next_seq, self.head) = (tail, next_seq, head);
-        if !tail.is_multiple_of(16) {
+        if !tail.is_multiple_of(16) || tail > MAX_POSITION {
             self.writer_pid = 0;
             let _ = self.hdr().meta.writer.release(self.written);
             return Err(WriteError::Corrupt {
-                what: "tail is not on a record boundary",
+                what: "tail is not on a record boundary, or impossibly far",
             });
         }
         if self.head > self.tail
@@ -1104,7 +1108,7 @@ impl<P: TopicPolicy> Topic<P> {
             let step = if len == u64::from(WRAP) {
                 self.cap - off
             } else {
-                rec_size(len)
+                rec_size(len.min(self.cap))
             };
             let bad = if len == u64::from(WRAP) {
                 off == 0
@@ -1459,7 +1463,8 @@ impl<P: TopicPolicy> Subscriber<'_, P> {
 
     fn consume(&mut self, len: u64, seq: u64) {
         self.pos += rec_size(len);
-        self.seq = seq + 1;
+        // Wrapping: a sequence number from a corrupt record must not panic.
+        self.seq = seq.wrapping_add(1);
         self.read = self.read.wrapping_add(1);
         self.store_cursor();
     }
@@ -1503,7 +1508,7 @@ impl<P: TopicPolicy> Subscriber<'_, P> {
             let step = if len == u64::from(WRAP) {
                 cap - off
             } else {
-                rec_size(len)
+                rec_size(len.min(cap))
             };
             // A wrap marker at offset 0 is never written (a record always fits there);
             // refusing it bounds the skips to one per record on a corrupt ring.
@@ -1537,7 +1542,11 @@ impl<P: TopicPolicy> Subscriber<'_, P> {
         // Acquire: pairs with the writer's Release of `tail`: records below it are
         // completely written.
         let tail = self.topic.hdr().tail.tail.load(Ordering::Acquire);
-        if tail < self.pos || !tail.is_multiple_of(16) || !self.pos.is_multiple_of(16) {
+        if tail < self.pos
+            || tail > MAX_POSITION
+            || !tail.is_multiple_of(16)
+            || !self.pos.is_multiple_of(16)
+        {
             return Err(ReadError::Corrupt {
                 what: "tail behind a reader or off a record boundary",
             });
