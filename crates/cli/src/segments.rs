@@ -198,7 +198,7 @@ pub fn topic_text(arg: &str, s: &SegmentInfo) -> String {
         Target::SysVId(_) => return String::new(),
     };
     let mut out = String::new();
-    let v = match shmkit_typed::topic::view(options) {
+    let v = match shmkit_typed::topic::inspect(options) {
         Ok(v) => v,
         Err(e) => {
             let _ = writeln!(out, "topic           cannot be opened: {e}");

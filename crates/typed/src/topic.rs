@@ -1921,7 +1921,7 @@ impl<T: bytemuck::Pod, P: TopicPolicy> crate::family::sealed::Layout for TypedTo
     }
 }
 
-/// What `shmkit inspect` shows of a topic: see [`view`].
+/// What `shmkit inspect` shows of a topic: see [`inspect`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TopicView {
     /// The policy.
@@ -1948,7 +1948,7 @@ pub struct TopicView {
 /// As [`Topic::open`]; [`OpenError::TypeMismatch`](crate::OpenError::TypeMismatch)
 /// when the segment holds no topic.
 #[cfg(not(loom))]
-pub fn view(options: shmkit_segment::SegmentOptions) -> Result<TopicView, crate::OpenError> {
+pub fn inspect(options: shmkit_segment::SegmentOptions) -> Result<TopicView, crate::OpenError> {
     let seg = options.any_type().open()?;
     let kind = seg.header().map(|h| h.type_tag.kind());
     if kind == Some(Block::KIND) {
@@ -1967,7 +1967,7 @@ pub fn view(options: shmkit_segment::SegmentOptions) -> Result<TopicView, crate:
 }
 
 impl<P: TopicPolicy> Topic<P> {
-    /// This topic as [`view`] describes it.
+    /// This topic as [`inspect`] describes it.
     pub fn view(&self) -> TopicView {
         let w = self.hdr().meta.writer.word();
         let pid = holder_pid(w);

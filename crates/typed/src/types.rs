@@ -61,9 +61,9 @@ pub mod kind {
     /// `SharedCondvar`: a `Condvar`.
     pub const CONDVAR: u32 = typed_kind(0x0a, 1);
     /// `Topic<Block>` / `TypedTopic<T, Block>`: the same version as `TOPIC_VERSION`.
-    pub const TOPIC_BLOCK: u32 = typed_kind(0x0b, crate::topic::TOPIC_VERSION);
+    pub const TOPIC_BLOCK: u32 = typed_kind(0x0c, crate::topic::TOPIC_VERSION);
     /// `Topic<Overwrite>` / `TypedTopic<T, Overwrite>`: as [`TOPIC_BLOCK`].
-    pub const TOPIC_OVERWRITE: u32 = typed_kind(0x0c, crate::topic::TOPIC_VERSION);
+    pub const TOPIC_OVERWRITE: u32 = typed_kind(0x0d, crate::topic::TOPIC_VERSION);
 
     /// Every kind this build writes, with the object's name.
     pub(crate) const ALL: [(u32, &str); 12] = [
@@ -115,8 +115,8 @@ pub fn describe_object(tag: &TypeTag) -> String {
     let mut s = match tag.kind() & 0xff {
         0x01 | 0x02 | 0x04 | 0x05 | 0x06 => format!("{name}<{}>", tag.name()),
         // No space, so that `shmkit ls` keeps one word per column.
-        0x0b | 0x0c => {
-            let policy = if tag.kind() & 0xff == 0x0b {
+        0x0c | 0x0d => {
+            let policy = if tag.kind() & 0xff == 0x0c {
                 "Block"
             } else {
                 "Overwrite"
