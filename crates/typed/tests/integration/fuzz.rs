@@ -151,6 +151,12 @@ mod topic {
         drop(sub);
     }
 
+    /// The case the property first found: a `head` off a record boundary (byte 144).
+    #[test]
+    fn an_unaligned_head_is_corrupt_not_a_panic() {
+        scribbled_topic::<Overwrite>(&[], &[(144, 17)]);
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig { cases: cases(), ..ProptestConfig::default() })]
 
