@@ -129,6 +129,16 @@ fn print_lock_keeps_every_line_whole() {
 }
 
 #[test]
+fn ticker_subscribers_see_whole_ticks_in_order_and_count_what_they_missed() {
+    let out = run("ticker", &[]);
+    assert_eq!(out.matches("all whole and in order").count(), 4, "{out}");
+    assert!(
+        out.contains("OK: every subscriber saw whole ticks in order, missed ones counted"),
+        "{out}"
+    );
+}
+
+#[test]
 fn latest_quote_watchers_see_whole_quotes_and_learn_how_the_feed_went() {
     let out = run("latest_quote", &["--quotes", "20000"]);
     assert_eq!(

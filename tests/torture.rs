@@ -1,4 +1,4 @@
-//! Crash torture: real processes using a `Ring`, a `Queue` and a `Mutex` are
+//! Crash torture: real processes using a `Ring`, a `Queue`, a `Mutex` and a `Topic` are
 //! SIGKILLed at random moments and restarted; after each round the invariants are
 //! checked (see `docs/torture.md` and the docs of each part).
 //!
@@ -16,13 +16,15 @@ mod locks;
 mod queue;
 #[path = "torture/ring.rs"]
 mod ring;
+#[path = "torture/topic.rs"]
+mod topic;
 
 use std::time::Instant;
 
 use common::{splitmix, Config};
 
 /// The parts, by the names that filters match.
-const PARTS: [&str; 4] = ["ring", "ring-batch", "queue", "locks"];
+const PARTS: [&str; 5] = ["ring", "ring-batch", "queue", "locks", "topic"];
 
 /// Which parts to run, from libtest-style arguments (so `cargo test FILTER`,
 /// `--exact`, `--skip` and `--list` behave as for other test binaries; other flags
@@ -187,6 +189,26 @@ fn main() {
         })
     });
     report("locks", start, r);
+
+    let start = Instant::now();
+    let r = sel.wants("topic").then(|| {
+        topic::run(&cfg, splitmix(cfg.seed ^ 5)).map(|t| {
+            format!(
+                "rounds {} (Block and Overwrite alternately), kills {} (writer {}, reader {}), \
+                 messages read {}, lag events {}, gaps beyond the lags {} (allowed <= one per \
+                 writer kill per reader), torn or out-of-order messages seen 0, every restarted \
+                 reader found a slot",
+                t.t.rounds,
+                t.t.kills,
+                t.writer_kills,
+                t.reader_kills,
+                t.t.moved,
+                t.lags,
+                t.extra_gaps
+            )
+        })
+    });
+    report("topic", start, r);
 
     println!("{passed} passed, {failed} failed");
     if failed > 0 {

@@ -183,6 +183,65 @@ pub fn inspect_text(s: &SegmentInfo) -> String {
     out
 }
 
+/// The topic section of `inspect` (policy, writer, readers with pid, alive, position
+/// and lag) when `s` holds a topic that can be opened, else nothing.
+pub fn topic_text(arg: &str, s: &SegmentInfo) -> String {
+    use shmkit_typed::types::kind::{TOPIC_BLOCK, TOPIC_OVERWRITE};
+    let kind = s.header.type_tag.kind();
+    if s.corrupt.is_some() || (kind != TOPIC_BLOCK && kind != TOPIC_OVERWRITE) {
+        return String::new();
+    }
+    let options = match Target::parse(arg) {
+        Target::Posix(name) => shmkit_segment::Segment::options().posix(&name),
+        Target::SysVKey(key) => shmkit_segment::Segment::options().sysv(key),
+        Target::File(path) => shmkit_segment::Segment::options().file(path),
+        Target::SysVId(_) => return String::new(),
+    };
+    let mut out = String::new();
+    let v = match shmkit_typed::topic::inspect(options) {
+        Ok(v) => v,
+        Err(e) => {
+            let _ = writeln!(out, "topic           cannot be opened: {e}");
+            return out;
+        }
+    };
+    let alive = |a: bool| if a { "alive" } else { "dead" };
+    let _ = writeln!(out, "topic policy    {:?}", v.policy);
+    let _ = writeln!(out, "topic capacity  {} bytes", v.capacity);
+    let _ = writeln!(
+        out,
+        "published       {} messages{}",
+        v.published,
+        if v.closed { " (closed)" } else { "" }
+    );
+    match v.writer {
+        Some((pid, a)) => {
+            let _ = writeln!(out, "writer          pid {pid} ({})", alive(a));
+        }
+        None => {
+            let _ = writeln!(out, "writer          none");
+        }
+    }
+    let _ = writeln!(
+        out,
+        "readers         {} of {} slots",
+        v.readers.len(),
+        v.max_readers
+    );
+    for r in &v.readers {
+        let _ = writeln!(
+            out,
+            "  slot {:<3} pid {:<8} {:<5} position {:<12} lag {}",
+            r.slot,
+            r.pid,
+            alive(r.alive),
+            r.position,
+            r.lag
+        );
+    }
+    out
+}
+
 /// Looks up what `arg` names (see [`Target::parse`]): a shmkit segment, or why not.
 pub fn find(arg: &str) -> Result<SegmentInfo, OpenError> {
     match Target::parse(arg) {

@@ -20,6 +20,9 @@ pub enum CreateError {
     /// The queue's parameters are invalid.
     #[error(transparent)]
     Queue(#[from] QueueLayoutError),
+    /// The topic's configuration is invalid.
+    #[error(transparent)]
+    Topic(#[from] crate::topic::TopicConfigError),
     /// The object was created, but reading it back failed: a bug in shmkit (or memory
     /// changed under it); please report it.
     #[error(

@@ -3,6 +3,7 @@
 //! Every typed object ([`SharedValue`](crate::SharedValue),
 //! [`SharedRwValue`](crate::SharedRwValue), [`SharedArray`](crate::SharedArray),
 //! [`RawValue`](crate::RawValue), [`Ring`](crate::Ring), [`Queue`](crate::Queue),
+//! [`Topic`](crate::Topic), [`TypedTopic`](crate::TypedTopic),
 //! [`SharedSemaphore`](crate::SharedSemaphore), [`SharedEvent`](crate::SharedEvent),
 //! [`SharedBarrier`](crate::SharedBarrier), [`SharedCondvar`](crate::SharedCondvar))
 //! lives in the payload of one segment and is made and found the same way, through

@@ -2,8 +2,8 @@
 //!
 //! Typed shared memory: [`SharedValue<T>`] and [`RawValue<T>`] (Python's
 //! `multiprocessing.Value`), [`SharedArray<T>`] (`multiprocessing.Array`), an SPSC
-//! [`Ring`] of byte messages, a bounded MPMC [`Queue<T>`], a latest-value cell
-//! [`Latest<T>`], and named homes for the
+//! [`Ring`] of byte messages, a bounded MPMC [`Queue<T>`], a broadcast [`Topic`]
+//! (one writer, many readers), a latest-value cell [`Latest<T>`], and named homes for the
 //! other sync objects: [`SharedRwValue<T>`], [`SharedSemaphore`], [`SharedEvent`],
 //! [`SharedBarrier`], [`SharedCondvar`] (all [`Shared<S>`]).
 //!
@@ -38,6 +38,7 @@ pub mod queue;
 pub mod ring;
 #[cfg(not(loom))]
 mod shared;
+pub mod topic;
 pub mod types;
 #[cfg(not(loom))]
 mod value;
@@ -69,5 +70,9 @@ pub use shared::{
 /// ([`OpenError::Segment`], [`CreateError::Segment`]).
 pub use shmkit_segment::{CreateError as SegmentCreateError, OpenError as SegmentOpenError};
 pub use shmkit_sync::{LockError, LockErrorKind, MutexGuard, OsError};
+pub use topic::{
+    Policy, ReadError as TopicReadError, Subscriber, Topic, TopicConfig, TypedSubscriber,
+    TypedTopic, WriteError as TopicWriteError,
+};
 #[cfg(not(loom))]
 pub use value::{LockResult, RawValue};

@@ -272,6 +272,17 @@ impl PeerSlot {
             .is_ok()
     }
 
+    /// Marks the role left if `word` (a holder judged dead) still holds it, so that
+    /// peers stop waiting for it; its count stays as the last clean leaver left it.
+    /// Returns whether it did.
+    pub(crate) fn reap(&self, word: u64) -> bool {
+        // Relaxed: nothing is published with this change (the dead holder's work is
+        // lost either way); a claimer Acquires the word as usual.
+        self.word
+            .compare_exchange(word, LEFT, Ordering::Relaxed, Ordering::Relaxed)
+            .is_ok()
+    }
+
     /// The raw role word (Acquire: pairs with `release`/`claim`), for a cheap "did
     /// anything change" re-check before sleeping.
     pub(crate) fn word(&self) -> u64 {

@@ -62,9 +62,13 @@ pub mod kind {
     pub const CONDVAR: u32 = typed_kind(0x0a, 1);
     /// `Latest<T>`: the same version as its payload header's `LATEST_VERSION`.
     pub const LATEST: u32 = typed_kind(0x10, crate::latest::LATEST_VERSION);
+    /// `Topic<Block>` / `TypedTopic<T, Block>`: the same version as `TOPIC_VERSION`.
+    pub const TOPIC_BLOCK: u32 = typed_kind(0x0c, crate::topic::TOPIC_VERSION);
+    /// `Topic<Overwrite>` / `TypedTopic<T, Overwrite>`: as [`TOPIC_BLOCK`].
+    pub const TOPIC_OVERWRITE: u32 = typed_kind(0x0d, crate::topic::TOPIC_VERSION);
 
     /// Every kind this build writes, with the object's name.
-    pub(crate) const ALL: [(u32, &str); 11] = [
+    pub(crate) const ALL: [(u32, &str); 13] = [
         (SHARED_VALUE, "SharedValue"),
         (SHARED_ARRAY, "SharedArray"),
         (RING, "Ring"),
@@ -76,6 +80,8 @@ pub mod kind {
         (BARRIER, "SharedBarrier"),
         (CONDVAR, "SharedCondvar"),
         (LATEST, "Latest"),
+        (TOPIC_BLOCK, "Topic"),
+        (TOPIC_OVERWRITE, "Topic"),
     ];
 }
 
@@ -111,6 +117,18 @@ pub fn describe_object(tag: &TypeTag) -> String {
     };
     let mut s = match tag.kind() & 0xff {
         0x01 | 0x02 | 0x04 | 0x05 | 0x06 | 0x10 => format!("{name}<{}>", tag.name()),
+        // No space, so that `shmkit ls` keeps one word per column.
+        0x0c | 0x0d => {
+            let policy = if tag.kind() & 0xff == 0x0c {
+                "Block"
+            } else {
+                "Overwrite"
+            };
+            match tag.name() {
+                "[u8]" => format!("{name}<{policy}>"),
+                t => format!("Typed{name}<{t},{policy}>"),
+            }
+        }
         _ => name.to_owned(),
     };
     let found = (tag.kind() >> 8) & 0xff;
@@ -180,6 +198,16 @@ mod tests {
         assert_ne!(tag, tag_of::<i64>(kind::QUEUE)); // same layout, another type
         assert_ne!(tag, tag_of::<u64>(kind::SHARED_VALUE)); // another container
         assert_eq!(describe_object(&tag), "Queue<u64>");
+        #[cfg(not(loom))]
+        assert_eq!(
+            describe_object(&crate::Topic::<crate::topic::Block>::type_tag()),
+            "Topic<Block>"
+        );
+        #[cfg(not(loom))]
+        assert_eq!(
+            describe_object(&crate::TypedTopic::<u32, crate::topic::Overwrite>::type_tag()),
+            "TypedTopic<u32,Overwrite>"
+        );
         let old = tag_of::<u64>(0x5459_0001); // a SharedValue of layout version 0
         assert_eq!(
             describe_object(&old),

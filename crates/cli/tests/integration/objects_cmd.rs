@@ -63,3 +63,43 @@ fn ls_and_inspect_name_each_typed_object() {
         "{out}"
     );
 }
+
+#[test]
+fn ls_and_inspect_show_a_topic_with_its_readers() {
+    use shmkit_typed::topic::{Block, Topic, TopicConfig};
+    let name = unique_name("cli-topic");
+    let _cleanup = ShmCleanup::new(&name);
+    let mut writer =
+        Topic::<Block>::create(&name, TopicConfig::new(4096).max_readers(4)).expect("topic");
+    let readers = Topic::<Block>::open(&name).expect("open");
+    let mut a = readers.subscribe().expect("a");
+    let _b = readers.subscribe().expect("b");
+    for i in 0..3u8 {
+        writer.write(&[i; 10]).expect("write");
+    }
+    a.read_with(|_| ()).expect("read one");
+
+    let ls = shmkit(&["ls"]);
+    let line = ls
+        .lines()
+        .find(|l| l.split_whitespace().next() == Some(name.as_str()))
+        .unwrap_or_else(|| panic!("{name} missing from:\n{ls}"));
+    assert!(line.contains("Topic<Block>"), "{line}");
+
+    let out = shmkit(&["inspect", &name]);
+    let me = std::process::id();
+    assert!(out.contains("topic policy    Block"), "{out}");
+    assert!(out.contains("published       3 messages"), "{out}");
+    assert!(
+        out.contains(&format!("writer          pid {me} (alive)")),
+        "{out}"
+    );
+    assert!(out.contains("readers         2 of 4 slots"), "{out}");
+    let lags: Vec<&str> = out
+        .lines()
+        .filter(|l| l.trim_start().starts_with("slot"))
+        .map(|l| l.split_whitespace().last().unwrap_or(""))
+        .collect();
+    assert_eq!(lags, ["2", "3"], "{out}");
+    assert!(out.contains(&format!("pid {me:<8} alive")), "{out}");
+}

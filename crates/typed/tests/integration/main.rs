@@ -14,5 +14,6 @@ mod latest;
 mod pid_namespace;
 mod queue;
 mod ring;
+mod topic;
 mod value;
 mod versions;
