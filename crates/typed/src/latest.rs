@@ -253,13 +253,13 @@ impl<T: bytemuck::Pod> Latest<T> {
         unsafe { self.hdr.as_ref() }
     }
 
-    /// Word `k` of buffer `b` (word 0 is the stamp).
-    fn word(&self, b: usize, k: usize) -> &AtomicU64 {
-        debug_assert!(b < LATEST_BUFFERS as usize && k < self.stride);
-        // SAFETY: `b < LATEST_BUFFERS` and `k < stride`, and the handle's mapping holds
+    /// Buffer `b` as words: the stamp, then the value's words (and padding).
+    fn buffer(&self, b: usize) -> &[AtomicU64] {
+        assert!(b < LATEST_BUFFERS as usize);
+        // SAFETY: `b < LATEST_BUFFERS`, and the handle's mapping holds
         // `LATEST_BUFFERS * stride` words at `words` (checked when it was made); the
         // words are only accessed atomically, by every process.
-        unsafe { &*self.words.as_ptr().add(b * self.stride + k) }
+        unsafe { std::slice::from_raw_parts(self.words.as_ptr().add(b * self.stride), self.stride) }
     }
 
     /// The sequence number of the newest complete value (1: the value made at create).
@@ -272,6 +272,7 @@ impl<T: bytemuck::Pod> Latest<T> {
     ///
     /// # Errors
     /// [`LatestError::Corrupt`] if the shared state is inconsistent.
+    #[inline]
     pub fn get(&self) -> Result<T, LatestError> {
         self.read().map(|(_, v)| v)
     }
@@ -280,6 +281,7 @@ impl<T: bytemuck::Pod> Latest<T> {
     ///
     /// # Errors
     /// As [`Latest::get`].
+    #[inline]
     pub fn read(&self) -> Result<(u64, T), LatestError> {
         let mut s = self.sequence();
         loop {
@@ -312,20 +314,29 @@ impl<T: bytemuck::Pod> Latest<T> {
     }
 
     /// Copies value `s` out of its buffer.
+    #[inline]
     fn copy(&self, s: u64) -> Copied<T> {
         let b = (s % u64::from(LATEST_BUFFERS)) as usize;
         let want = s.wrapping_mul(2);
+        let buf = self.buffer(b);
         // Acquire: pairs with the writer's Release stores of the stamp (even: the
         // words loaded below are at least that value's; odd: the `latest` it stored
         // before is visible to our next load of it).
-        if self.word(b, 0).load(Ordering::Acquire) != want {
+        if buf[0].load(Ordering::Acquire) != want {
             return Copied::Stale;
         }
         let mut out = T::zeroed();
-        for (k, chunk) in bytemuck::bytes_of_mut(&mut out).chunks_mut(8).enumerate() {
+        let mut chunks = bytemuck::bytes_of_mut(&mut out).chunks_exact_mut(8);
+        let mut words = buf[1..].iter();
+        for (chunk, w) in (&mut chunks).zip(&mut words) {
             // Relaxed: validated by the stamp re-check below.
-            let w = self.word(b, 1 + k).load(Ordering::Relaxed).to_le_bytes();
-            chunk.copy_from_slice(&w[..chunk.len()]);
+            chunk.copy_from_slice(&w.load(Ordering::Relaxed).to_le_bytes());
+        }
+        let rest = chunks.into_remainder();
+        if let (false, Some(w)) = (rest.is_empty(), words.next()) {
+            // Relaxed: as above.
+            let w = w.load(Ordering::Relaxed).to_le_bytes();
+            rest.copy_from_slice(&w[..rest.len()]);
         }
         // Acquire fence: orders the word loads above before the stamp re-load; pairs
         // with the writer's Release fence after its odd stamp: if any word we loaded
@@ -333,7 +344,7 @@ impl<T: bytemuck::Pod> Latest<T> {
         // stamp.
         fence(Ordering::Acquire);
         // Relaxed: ordered by the fence above.
-        if self.word(b, 0).load(Ordering::Relaxed) == want {
+        if buf[0].load(Ordering::Relaxed) == want {
             Copied::Whole(out)
         } else {
             Copied::Overwritten
@@ -362,18 +373,17 @@ impl<T: bytemuck::Pod> Latest<T> {
         // at `s - 1` or later (its corruption check relies on it). The Release fence
         // then keeps every word store below from becoming visible before the odd stamp
         // (pairs with the reader's Acquire fence).
-        self.word(b, 0)
-            .store(s.wrapping_mul(2) | 1, Ordering::Release);
+        let buf = self.buffer(b);
+        buf[0].store(s.wrapping_mul(2) | 1, Ordering::Release);
         fence(Ordering::Release);
-        for (k, chunk) in bytemuck::bytes_of(&value).chunks(8).enumerate() {
-            let mut w = [0u8; 8];
-            w[..chunk.len()].copy_from_slice(chunk);
+        for (chunk, w) in bytemuck::bytes_of(&value).chunks(8).zip(&buf[1..]) {
+            let mut bytes = [0u8; 8];
+            bytes[..chunk.len()].copy_from_slice(chunk);
             // Relaxed: published by the Release stamp store below.
-            self.word(b, 1 + k)
-                .store(u64::from_le_bytes(w), Ordering::Relaxed);
+            w.store(u64::from_le_bytes(bytes), Ordering::Relaxed);
         }
         // Release: the words happen-before a reader's Acquire of the even stamp.
-        self.word(b, 0).store(s.wrapping_mul(2), Ordering::Release);
+        buf[0].store(s.wrapping_mul(2), Ordering::Release);
         let h = self.hdr();
         // Release: the stamp happens-before a reader's Acquire of `latest`.
         h.seq.latest.store(s, Ordering::Release);
