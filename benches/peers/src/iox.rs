@@ -31,8 +31,8 @@ use iceoryx2::service::port_factory::publish_subscribe::PortFactory as PubSub;
 use shmkit_cli::bench::{Channel, MsgReceiver, MsgSender, PEER_TIMEOUT};
 
 /// The port types: `[u8]` slices, no user header.
-type Pub = Publisher<ipc::Service, [u8], ()>;
-type Sub = Subscriber<ipc::Service, [u8], ()>;
+pub(crate) type Pub = Publisher<ipc::Service, [u8], ()>;
+pub(crate) type Sub = Subscriber<ipc::Service, [u8], ()>;
 
 /// Buffering per channel: 4 MiB of messages, as shmkit's ring and the floor have, in
 /// 2 to 1024 slots.
@@ -42,13 +42,13 @@ fn buffer_slots(size: usize) -> usize {
     (BUFFER_BYTES / size.max(1)).clamp(2, 1024)
 }
 
-fn other(what: &str, e: impl std::fmt::Debug) -> io::Error {
+pub(crate) fn other(what: &str, e: impl std::fmt::Debug) -> io::Error {
     io::Error::other(format!("iceoryx2: {what}: {e:?}"))
 }
 
 /// A service name no other channel (of this or another run) has: pid, a counter, and
 /// random bits.
-fn unique_name() -> String {
+pub(crate) fn unique_name() -> String {
     // Relaxed: the counter only has to hand out distinct values within this process.
     static NEXT: AtomicU64 = AtomicU64::new(0);
     let n = NEXT.fetch_add(1, Ordering::Relaxed);
@@ -59,7 +59,10 @@ fn unique_name() -> String {
 /// Spins (with `yield_now` between rounds, so on 2 vCPUs the peer gets the CPU) until
 /// `ready` says yes, failing after [`PEER_TIMEOUT`]. Polling, as iceoryx2's own
 /// benchmark does: no sleeping.
-fn poll<T>(what: &str, mut ready: impl FnMut() -> io::Result<Option<T>>) -> io::Result<T> {
+pub(crate) fn poll<T>(
+    what: &str,
+    mut ready: impl FnMut() -> io::Result<Option<T>>,
+) -> io::Result<T> {
     let start = Instant::now();
     let mut round = 0u32;
     loop {
@@ -83,20 +86,25 @@ fn poll<T>(what: &str, mut ready: impl FnMut() -> io::Result<Option<T>>) -> io::
 
 /// The node and the service a port lives in (dropped after the port: fields drop in
 /// order, and the port is declared before this in its owner).
-struct Endpoint {
-    service: PubSub<ipc::Service, [u8], ()>,
+pub(crate) struct Endpoint {
+    pub(crate) service: PubSub<ipc::Service, [u8], ()>,
     _node: Node<ipc::Service>,
 }
 
 impl Endpoint {
     fn open(name: &str, size: usize) -> io::Result<Self> {
+        Self::open_for(name, 1, buffer_slots(size))
+    }
+
+    /// The service `name` for `subscribers` subscribers that each buffer `slots`
+    /// messages.
+    pub(crate) fn open_for(name: &str, subscribers: usize, slots: usize) -> io::Result<Self> {
         let node = NodeBuilder::new()
             // The benchmark's own signal handling stays as it is.
             .signal_handling_mode(SignalHandlingMode::Disabled)
             .create::<ipc::Service>()
             .map_err(|e| other("node", e))?;
         let name = ServiceName::new(name).map_err(|e| other("service name", e))?;
-        let slots = buffer_slots(size);
         // Both processes open or create the same service; when both try to create it at
         // once one of them fails and opens it on a later round. The last error is kept
         // for the message if it never succeeds.
@@ -109,7 +117,7 @@ impl Endpoint {
                 .history_size(0)
                 .subscriber_max_buffer_size(slots)
                 .max_publishers(1)
-                .max_subscribers(1)
+                .max_subscribers(subscribers)
                 .open_or_create()
             {
                 Ok(service) => Ok(Some(service)),

@@ -8,6 +8,7 @@
 //! cargo run --release --manifest-path benches/peers/Cargo.toml -- --quick
 //! ```
 
+mod fanout;
 mod iox;
 mod ipc;
 
@@ -32,6 +33,11 @@ struct Args {
     /// Also write the rows as JSON to this file.
     #[arg(long)]
     json: Option<PathBuf>,
+    /// Instead of the transports: fan-out round trips of shmkit's `Topic` and
+    /// iceoryx2 with 1, 4 and 16 registered subscribers (`--size` defaults to 64 and
+    /// 65536 here).
+    #[arg(long)]
+    fanout: bool,
     /// Only remove what dead iceoryx2 nodes left behind (run by the benchmark itself,
     /// in a new process, when it is done).
     #[arg(long, hide = true)]
@@ -53,6 +59,9 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         };
+    }
+    if args.fanout {
+        return fanout_main(&args);
     }
     let mut config = if args.quick {
         BenchConfig::quick()
@@ -94,6 +103,37 @@ fn main() -> ExitCode {
     if let Some(path) = args.json {
         let json = serde_json::to_string_pretty(&results).expect("rows serialise");
         if let Err(e) = std::fs::write(&path, json + "\n") {
+            eprintln!("peers: writing {}: {e}", path.display());
+            return ExitCode::FAILURE;
+        }
+    }
+    ExitCode::SUCCESS
+}
+
+fn fanout_main(args: &Args) -> ExitCode {
+    let sizes = if args.size.is_empty() {
+        vec![64, 65536]
+    } else {
+        args.size.clone()
+    };
+    let repeats = args.repeats.unwrap_or(if args.quick { 3 } else { 5 });
+    let outcome = fanout::run(&sizes, &[1, 4, 16], repeats);
+    let swept =
+        std::env::current_exe().and_then(|exe| Command::new(exe).arg("--clean-iceoryx2").status());
+    if !matches!(swept, Ok(s) if s.success()) {
+        eprintln!("peers: the iceoryx2 cleanup did not succeed ({swept:?})");
+    }
+    let rows = match outcome {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("peers: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    print!("{}", fanout::table(&rows));
+    if let Some(path) = &args.json {
+        let json = serde_json::to_string_pretty(&rows).expect("rows serialise");
+        if let Err(e) = std::fs::write(path, json + "\n") {
             eprintln!("peers: writing {}: {e}", path.display());
             return ExitCode::FAILURE;
         }
