@@ -2,7 +2,8 @@
 //!
 //! Typed shared memory: [`SharedValue<T>`] and [`RawValue<T>`] (Python's
 //! `multiprocessing.Value`), [`SharedArray<T>`] (`multiprocessing.Array`), an SPSC
-//! [`Ring`] of byte messages, a bounded MPMC [`Queue<T>`], and named homes for the
+//! [`Ring`] of byte messages, a bounded MPMC [`Queue<T>`], an MPMC serde
+//! [`Channel<T>`] of variable-size messages, and named homes for the
 //! other sync objects: [`SharedRwValue<T>`], [`SharedSemaphore`], [`SharedEvent`],
 //! [`SharedBarrier`], [`SharedCondvar`] (all [`Shared<S>`]).
 //!
@@ -29,6 +30,7 @@
 
 #[cfg(not(loom))]
 mod array;
+pub mod channel;
 mod error;
 #[cfg(not(loom))]
 pub mod family;
@@ -52,6 +54,7 @@ pub use array::{data_offset, mutex_size, SharedArray};
 pub use bytemuck;
 /// What may live in shared memory (trait and derive): see [`types`].
 pub use bytemuck::{Pod, Zeroable};
+pub use channel::{Channel, ChannelLayoutError, RecvError, RustName, SendError, TypeName};
 pub use error::{AccessError, CreateError, IndexError, OpenError, OpenOrCreateError};
 #[cfg(not(loom))]
 pub use family::SharedObject;

@@ -60,9 +60,11 @@ pub mod kind {
     pub const BARRIER: u32 = typed_kind(0x09, 1);
     /// `SharedCondvar`: a `Condvar`.
     pub const CONDVAR: u32 = typed_kind(0x0a, 1);
+    /// `Channel<T>`: the same version as its payload header's `CHANNEL_VERSION`.
+    pub const CHANNEL: u32 = typed_kind(0x0b, crate::channel::CHANNEL_VERSION);
 
     /// Every kind this build writes, with the object's name.
-    pub(crate) const ALL: [(u32, &str); 10] = [
+    pub(crate) const ALL: [(u32, &str); 11] = [
         (SHARED_VALUE, "SharedValue"),
         (SHARED_ARRAY, "SharedArray"),
         (RING, "Ring"),
@@ -73,6 +75,7 @@ pub mod kind {
         (EVENT, "SharedEvent"),
         (BARRIER, "SharedBarrier"),
         (CONDVAR, "SharedCondvar"),
+        (CHANNEL, "Channel"),
     ];
 }
 
@@ -107,7 +110,7 @@ pub fn describe_object(tag: &TypeTag) -> String {
         return tag.name().to_owned();
     };
     let mut s = match tag.kind() & 0xff {
-        0x01 | 0x02 | 0x04 | 0x05 | 0x06 => format!("{name}<{}>", tag.name()),
+        0x01 | 0x02 | 0x04 | 0x05 | 0x06 | 0x0b => format!("{name}<{}>", tag.name()),
         _ => name.to_owned(),
     };
     let found = (tag.kind() >> 8) & 0xff;
