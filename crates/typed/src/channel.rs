@@ -159,9 +159,12 @@
 use std::cell::Cell;
 use std::marker::PhantomData;
 use std::ptr::NonNull;
+#[cfg(not(loom))]
 use std::time::{Duration, Instant};
 
+#[cfg(not(loom))]
 use serde::de::DeserializeOwned;
+#[cfg(not(loom))]
 use serde::Serialize;
 use shmkit_sys::owner;
 use shmkit_sys::parker::{CheckPace, Parker};
@@ -174,7 +177,11 @@ pub const CHANNEL_MAGIC: u32 = u32::from_le_bytes(*b"SCHN");
 /// Layout version of the channel header.
 pub const CHANNEL_VERSION: u32 = 1;
 /// Registry entries per side (senders, receivers).
+#[cfg(not(loom))]
 pub const REGISTRY_SLOTS: usize = 64;
+/// Registry entries per side: two under loom, to keep the models small.
+#[cfg(loom)]
+pub const REGISTRY_SLOTS: usize = 2;
 /// Bytes of the channel header before the data buffer.
 pub const CHANNEL_HEADER_SIZE: usize = 640 + 2 * REGISTRY_SLOTS * 32;
 /// Smallest capacity accepted.
@@ -1407,7 +1414,16 @@ impl<T, N: TypeName> Channel<T, N> {
                     what: "marked corrupt",
                 });
             }
-            let blocked = match self.try_claim(me) {
+            let mut claim = self.try_claim(me);
+            if matches!(claim, Claim::Empty) && self.gone(Side::Tx, false) {
+                // Every sender's last commit is visible now (Acquire in `gone`): look
+                // once more before saying so.
+                claim = self.try_claim(me);
+                if matches!(claim, Claim::Empty) {
+                    return Err(RecvError::Disconnected);
+                }
+            }
+            let blocked = match claim {
                 Claim::Got { pos, len } => {
                     let r = read(pos, len);
                     // SeqCst: Release so our reads happen-before the space is reused;
@@ -1433,13 +1449,6 @@ impl<T, N: TypeName> Channel<T, N> {
                 Claim::Empty => None,
                 Claim::Blocked { pos, w } => Some((pos, w)),
             };
-            if blocked.is_none() && self.gone(Side::Tx, false) {
-                // Every sender's last commit is visible now (Acquire in `gone`).
-                match self.try_claim(me) {
-                    Claim::Empty => return Err(RecvError::Disconnected),
-                    _ => continue,
-                }
-            }
             let deadline = match wait {
                 Wait::No => return Err(RecvError::Empty),
                 Wait::Until(d) => d,
@@ -1477,6 +1486,35 @@ impl<T, N: TypeName> Channel<T, N> {
                 })
                 .map_err(RecvError::Os)?;
         }
+    }
+
+    /// Under loom: registers this handle as a sender and/or a receiver now (before the
+    /// model's threads start, so registry walks stay out of the explored schedules).
+    #[cfg(loom)]
+    pub(crate) fn loom_register(&self, tx: bool, rx: bool) {
+        if tx {
+            assert!(self.register(Side::Tx).is_some());
+        }
+        if rx {
+            assert!(self.register(Side::Rx).is_some());
+        }
+    }
+
+    /// Under loom: the cursors and the first stamps, for a failing model's message.
+    #[cfg(loom)]
+    pub(crate) fn loom_state(&self) -> String {
+        let h = self.hdr();
+        let words: Vec<String> = (0..self.cap / 8)
+            .map(|i| format!("{:#x}", self.word(i * 8).load(Ordering::SeqCst)))
+            .collect();
+        format!(
+            "tail {} read {} head {} tx_live {} words {:?}",
+            h.tail.pos.load(Ordering::SeqCst),
+            h.read.pos.load(Ordering::SeqCst),
+            h.head.pos.load(Ordering::SeqCst),
+            h.meta.tx_live.load(Ordering::SeqCst),
+            words
+        )
     }
 
     /// Under loom: sends the 8-byte message `v` (its payload is a loom cell).
