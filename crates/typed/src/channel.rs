@@ -1016,8 +1016,8 @@ impl<T, N: TypeName> Channel<T, N> {
         }
     }
 
-    /// Whether the other side of `side`... no: whether `side` is gone: a peer of it
-    /// attached once and none is live. `deep` reaps dead entries first (slow path).
+    /// Whether `side` is gone: a peer of it attached once and none is live. `deep`
+    /// reaps dead entries first (slow path).
     fn gone(&self, side: Side, deep: bool) -> bool {
         let (_, live, ever) = self.side(side);
         // Relaxed: a flag; the count below is what orders.
