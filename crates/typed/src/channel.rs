@@ -1378,7 +1378,16 @@ impl<T, N: TypeName> Channel<T, N> {
                 })
                 .map_err(|e| SendError::Os((), e))?;
         };
+        // A `fill` that panics leaves no record WRITING for ever under a live
+        // process (receivers would wait for it): the guard abandons it (DONE).
+        let guard = Abandon {
+            ch: self,
+            me,
+            pos,
+            claim: stamp(pos, len as u32, WRITING),
+        };
         let r = fill(pos);
+        std::mem::forget(guard);
         let state = if r.is_ok() { COMMITTED } else { DONE };
         // Release: the payload happens-before a receiver's Acquire of COMMITTED
         // (step 5). SeqCst for DONE (an abandoned record): the pair in `advance_head`.
@@ -1425,7 +1434,16 @@ impl<T, N: TypeName> Channel<T, N> {
             }
             let blocked = match claim {
                 Claim::Got { pos, len } => {
+                    // A `read` that panics still releases the record (DONE: that
+                    // message is consumed), so senders are not blocked by it.
+                    let guard = Abandon {
+                        ch: self,
+                        me,
+                        pos,
+                        claim: stamp(pos, len, READING),
+                    };
                     let r = read(pos, len);
+                    std::mem::forget(guard);
                     // SeqCst: Release so our reads happen-before the space is reused;
                     // SeqCst for the Dekker pair in `advance_head`.
                     let done = self.word(pos).compare_exchange(
@@ -1542,6 +1560,32 @@ impl<T, N: TypeName> Channel<T, N> {
             // SAFETY: we hold the READING claim; the write happened-before (Acquire).
             m.cells[i].with(|p| unsafe { *p })
         })
+    }
+}
+
+/// Marks a claimed record DONE if dropped: armed around user code (`fill`, `read`)
+/// that may panic; forgotten on the normal path.
+struct Abandon<'a, T, N: TypeName> {
+    ch: &'a Channel<T, N>,
+    me: &'a Peer,
+    pos: u64,
+    claim: u64,
+}
+
+impl<T, N: TypeName> Drop for Abandon<'_, T, N> {
+    fn drop(&mut self) {
+        let ch = self.ch;
+        // SeqCst: as every DONE (the Dekker pair in `advance_head`).
+        let _ = ch.word(self.pos).compare_exchange(
+            self.claim,
+            stamp(self.pos, st_len(self.claim), DONE),
+            Ordering::SeqCst,
+            Ordering::Relaxed,
+        );
+        // Relaxed: our own entry.
+        self.me.pending.store(0, Ordering::Relaxed);
+        ch.advance_head();
+        ch.hdr().wait.data.wake(u32::MAX);
     }
 }
 
@@ -2047,6 +2091,28 @@ mod tests {
         eat(&1u64.to_le_bytes());
         eat(b"alloc::string::String");
         assert_eq!(Channel::<String>::type_tag().fingerprint(), h);
+    }
+
+    #[test]
+    fn a_closure_that_panics_abandons_its_record_and_blocks_nobody() {
+        let tx: Channel<u8> = Channel::anonymous(64).unwrap();
+        let rx = tx.clone();
+        let panicked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            tx.send_with(8, |_| panic!("fill fails"))
+        }));
+        assert!(panicked.is_err());
+        tx.send(1).unwrap();
+        assert_eq!(rx.recv(), Ok(1), "the abandoned record is skipped");
+        for i in 0..10 {
+            tx.send(i).unwrap();
+            let panicked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                rx.recv_with(|_| panic!("read fails"))
+            }));
+            assert!(panicked.is_err());
+        }
+        // Every record was released: the 64-byte channel still takes messages.
+        tx.try_send(2).unwrap();
+        assert_eq!(rx.try_recv(), Ok(2));
     }
 
     #[test]
