@@ -88,6 +88,7 @@ fn main() -> ExitCode {
         Command::Inspect { name } => match segments::find(&name) {
             Ok(s) => {
                 print!("{}", segments::inspect_text(&s));
+                print!("{}", segments::object_text(&name, &s));
                 ExitCode::SUCCESS
             }
             Err(e) => fail(segments::explain(&name, &e)),

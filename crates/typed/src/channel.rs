@@ -722,6 +722,21 @@ impl<T, N: TypeName> Channel<T, N> {
     /// [`ChannelLayoutError`] if the region does not hold a channel of `T`.
     #[cfg(not(loom))]
     pub unsafe fn attach(ptr: *mut u8, len: usize) -> Result<Self, ChannelLayoutError> {
+        // SAFETY: the caller's contract.
+        unsafe { Self::attach_checked(ptr, len, true) }
+    }
+
+    /// [`Channel::attach`], checking the type fingerprint only if `check_type`
+    /// (`inspect` reads a channel of any message type, without sending or receiving).
+    ///
+    /// # Safety
+    /// As [`Channel::attach`].
+    #[cfg(not(loom))]
+    unsafe fn attach_checked(
+        ptr: *mut u8,
+        len: usize,
+        check_type: bool,
+    ) -> Result<Self, ChannelLayoutError> {
         if ptr.is_null() || (ptr as usize) & 127 != 0 {
             return Err(ChannelLayoutError::Misaligned(ptr as usize));
         }
@@ -746,7 +761,7 @@ impl<T, N: TypeName> Channel<T, N> {
             });
         }
         let fp = hdr.meta.fingerprint.load(Ordering::Relaxed);
-        if fp != Self::type_tag().fingerprint() {
+        if check_type && fp != Self::type_tag().fingerprint() {
             return Err(ChannelLayoutError::TypeMismatch {
                 expected: N::name::<T>().to_owned(),
                 found: format!("a type of fingerprint {fp:#018x}"),
@@ -1563,6 +1578,98 @@ impl<T, N: TypeName> Channel<T, N> {
     }
 }
 
+/// What `shmkit inspect` shows of a channel: [`Channel::stats`], [`inspect`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ChannelStats {
+    /// Data capacity in bytes.
+    pub capacity: usize,
+    /// Bytes between the reclaim cursor and the tail (records not yet reclaimed).
+    pub used_bytes: usize,
+    /// Messages written or being written and not yet taken ([`Channel::len`]).
+    pub messages: usize,
+    /// Whether the channel was marked corrupt.
+    pub corrupt: bool,
+    /// Sender registry entries that were ever used.
+    pub senders: Vec<PeerEntry>,
+    /// Receiver registry entries that were ever used.
+    pub receivers: Vec<PeerEntry>,
+}
+
+/// One used registry entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct PeerEntry {
+    /// Its index in the registry.
+    pub index: usize,
+    /// The holder's pid (0 once it left).
+    pub pid: u32,
+    /// `"attached"`, `"dead"` or `"left"`.
+    pub state: &'static str,
+    /// The position of the record it holds, if any.
+    pub holds: Option<u64>,
+}
+
+impl<T, N: TypeName> Channel<T, N> {
+    /// The fill level and the registries (a `/proc` read per entry with a holder).
+    pub fn stats(&self) -> ChannelStats {
+        let h = self.hdr();
+        let entries = |side: Side| {
+            let (peers, _, _) = self.side(side);
+            peers
+                .iter()
+                .enumerate()
+                .filter_map(|(index, p)| {
+                    let w = p.slot.word();
+                    let (pid, state) = match in_segment(self.segment(), || p.slot.state_of(w)) {
+                        PeerState::Vacant => return None,
+                        PeerState::Attached { pid } => (pid, "attached"),
+                        PeerState::Died { pid } => (pid, "dead"),
+                        PeerState::Left { .. } => (0, "left"),
+                    };
+                    // Relaxed: a snapshot for display.
+                    let pending = p.pending.load(Ordering::Relaxed);
+                    Some(PeerEntry {
+                        index,
+                        pid,
+                        state,
+                        holds: pending.checked_sub(1),
+                    })
+                })
+                .collect()
+        };
+        // Relaxed: a snapshot for display.
+        let tail = h.tail.pos.load(Ordering::Relaxed);
+        let head = h.head.pos.load(Ordering::Relaxed);
+        ChannelStats {
+            capacity: self.capacity(),
+            used_bytes: tail.wrapping_sub(head).min(self.cap) as usize,
+            messages: self.len(),
+            corrupt: self.is_corrupt(),
+            senders: entries(Side::Tx),
+            receivers: entries(Side::Rx),
+        }
+    }
+}
+
+/// The [`ChannelStats`] of the channel in `seg`, whatever its message type, if `seg`
+/// holds a channel of this build's layout (`shmkit inspect`). Only reads.
+#[cfg(not(loom))]
+pub fn inspect(seg: &shmkit_segment::Segment) -> Option<ChannelStats> {
+    let tag = seg.header()?.type_tag;
+    if tag.kind() != crate::types::kind::CHANNEL {
+        return None;
+    }
+    // SAFETY: the segment maps `payload_len` bytes at `payload_ptr` (128-byte aligned)
+    // for as long as `seg` lives, which outlives the handle (dropped below); the handle
+    // only reads (it never registers: no send or receive is made).
+    let ch = unsafe {
+        Channel::<(), RustName>::attach_checked(seg.payload_ptr(), seg.payload_len(), false)
+    }
+    .ok()?;
+    Some(ch.stats())
+}
+
 /// Marks a claimed record DONE if dropped: armed around user code (`fill`, `read`)
 /// that may panic; forgotten on the normal path.
 struct Abandon<'a, T, N: TypeName> {
@@ -2113,6 +2220,35 @@ mod tests {
         // Every record was released: the 64-byte channel still takes messages.
         tx.try_send(2).unwrap();
         assert_eq!(rx.try_recv(), Ok(2));
+    }
+
+    #[test]
+    fn stats_show_the_fill_level_and_the_registries() {
+        let tx: Channel<u32> = Channel::anonymous(1024).unwrap();
+        let rx = tx.clone();
+        assert_eq!(inspect(tx.segment().unwrap()).unwrap().senders, vec![]);
+        tx.send(1).unwrap();
+        tx.send(2).unwrap();
+        assert_eq!(rx.recv(), Ok(1));
+        let s = inspect(tx.segment().unwrap()).unwrap();
+        assert_eq!((s.capacity, s.messages, s.corrupt), (1024, 1, false));
+        assert_eq!(
+            s.used_bytes, 16,
+            "the unread record (8 + 8 bytes) is not reclaimed"
+        );
+        let me = owner::current_pid();
+        assert_eq!(s.senders.len(), 1);
+        assert_eq!((s.senders[0].pid, s.senders[0].state), (me, "attached"));
+        assert_eq!(s.receivers[0].holds, None);
+        drop(rx);
+        assert_eq!(tx.stats().receivers[0].state, "left");
+        let other: Channel<u8> = Channel::anonymous(64).unwrap();
+        assert!(
+            inspect(other.segment().unwrap()).is_some(),
+            "any message type"
+        );
+        let q = crate::Queue::<u64>::anonymous(2).unwrap();
+        assert!(inspect(q.segment().unwrap()).is_none());
     }
 
     #[test]

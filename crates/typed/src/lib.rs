@@ -54,7 +54,9 @@ pub use array::{data_offset, mutex_size, SharedArray};
 pub use bytemuck;
 /// What may live in shared memory (trait and derive): see [`types`].
 pub use bytemuck::{Pod, Zeroable};
-pub use channel::{Channel, ChannelLayoutError, RecvError, RustName, SendError, TypeName};
+pub use channel::{
+    Channel, ChannelLayoutError, ChannelStats, RecvError, RustName, SendError, TypeName,
+};
 pub use error::{AccessError, CreateError, IndexError, OpenError, OpenOrCreateError};
 #[cfg(not(loom))]
 pub use family::SharedObject;
