@@ -2053,6 +2053,52 @@ mod tests {
     }
 
     #[test]
+    fn iterators_timeouts_and_deadlines() {
+        let tx: Channel<u16> = Channel::anonymous(128).unwrap();
+        let rx = tx.clone();
+        for i in 0..5 {
+            tx.send(i).unwrap();
+        }
+        assert_eq!(rx.try_iter().collect::<Vec<_>>(), vec![0, 1, 2, 3, 4]);
+        assert_eq!(rx.try_iter().next(), None, "empty: the try iterator ends");
+        let mut n = 0;
+        while tx.try_send(n).is_ok() {
+            n += 1;
+        }
+        match tx.send_timeout(99, Duration::from_millis(2)) {
+            Err(SendError::Timeout(99)) => {}
+            other => panic!("{other:?}"),
+        }
+        let soon = Instant::now() + Duration::from_millis(2);
+        assert!(matches!(
+            tx.send_deadline(98, soon),
+            Err(SendError::Timeout(98))
+        ));
+        drop(tx);
+        // The blocking iterator drains, then ends at Disconnected.
+        assert_eq!(rx.iter().count(), n as usize);
+        assert_eq!(
+            rx.recv_deadline(Instant::now()),
+            Err(RecvError::Disconnected)
+        );
+    }
+
+    #[test]
+    fn open_or_create_checks_the_capacity_it_was_given() {
+        let name = format!("shmkit-t-chan-ooc-{}", std::process::id());
+        let made = Channel::<u8>::open_or_create(&name, 1024).unwrap();
+        assert!(Channel::<u8>::open_or_create(&name, 1024).is_ok());
+        assert!(Channel::<u8>::open_or_create(&name, 2048).is_err());
+        assert!(matches!(
+            Channel::<u8>::create("shmkit-t-chan-bad-cap", 1000),
+            Err(crate::CreateError::Channel(
+                ChannelLayoutError::BadCapacity(1000)
+            ))
+        ));
+        drop(made);
+    }
+
+    #[test]
     fn zero_length_and_in_place_paths() {
         let tx: Channel<()> = Channel::anonymous(64).unwrap();
         let rx = tx.clone();
