@@ -92,17 +92,20 @@
 //! is stale). `COMMITTED`: store our pending = `r + 1`, CAS → `READING` (Release:
 //! publishes pending), CAS `read` `r` → `r + s` (Relaxed: `read` only bounds where
 //! `head` may go, and every stamp below it is re-checked), read the payload in place,
-//! then CAS `READING` → `DONE` (SeqCst: Release so our reads happen-before the space
-//! is reused; SeqCst for the Dekker pair with the fence of `advance_head` below).
-//! `READING` or `DONE` at `read` (another receiver's claim, a lost record, a wrap
-//! record): advance `read` over it. `WRITING`: the sender is filling it; wait.
+//! then CAS `READING` → `DONE` (Release: our reads happen-before the Acquire of
+//! `DONE` in `advance_head`, hence before the space is reused) and wake the senders
+//! asleep on `space` (the [`Parker`]'s Dekker pair: a sender about to sleep re-checks
+//! the stamp at `head`). `READING` or `DONE` at `read` (another receiver's claim, a
+//! lost record, a wrap record): advance `read` over it. `WRITING`: the sender is
+//! filling it; wait.
 //!
-//! **Reclaim** (`advance_head`, run by receivers after a record and by blocked
-//! senders): a SeqCst fence (pairs with the SeqCst `DONE` CAS: of two receivers that
-//! finish out of order, one sees the other's `DONE`, so none is left behind), then
+//! **Reclaim** (`advance_head`): run by a sender that finds the channel full (and
+//! after a record is given up), never on a receive's hot path, so that a receive
+//! writes no shared cursor but `read` and the reclaim of many records is one pass:
 //! while `head < read` and the stamp at `head` is `DONE` (Acquire; pairs with the
-//! `DONE` CAS), CAS `head` over it (Release; pairs with step 2). Senders sleeping on
-//! `space` are woken.
+//! `DONE` CAS), CAS `head` over it (Release; pairs with step 2). A sender that still
+//! finds no room sleeps on `space` after re-checking `head` and the stamp there; a
+//! receiver's `DONE` (or a peer found dead) wakes it.
 //!
 //! # Crashes: what is lost
 //! Every peer's pending word names the record it holds. A blocked side checks, on its
@@ -170,7 +173,7 @@ use shmkit_sys::owner;
 use shmkit_sys::parker::{CheckPace, Parker};
 
 use crate::peer::{in_segment, PeerSlot, PeerState};
-use crate::shim::{fence, AtomicU32, AtomicU64, Deadline, Ordering};
+use crate::shim::{AtomicU32, AtomicU64, Deadline, Ordering};
 
 /// Magic number at offset 0 of a channel ("SCHN" little-endian).
 pub const CHANNEL_MAGIC: u32 = u32::from_le_bytes(*b"SCHN");
@@ -1077,27 +1080,25 @@ impl<T, N: TypeName> Channel<T, N> {
         if self.claimer_alive(side, pos) {
             return false;
         }
-        // SeqCst: as every DONE (the Dekker pair in `advance_head`); fails harmlessly
-        // if the claimer finished meanwhile.
+        // Relaxed: nothing of the dead peer's is published (the record is skipped, its
+        // bytes never read); fails harmlessly if the claimer finished meanwhile.
         let _ = self.word(pos).compare_exchange(
             w,
             stamp(pos, st_len(w), DONE),
-            Ordering::SeqCst,
+            Ordering::Relaxed,
             Ordering::Relaxed,
         );
         self.advance_head();
         self.hdr().wait.data.wake(u32::MAX);
+        self.hdr().wait.space.wake(u32::MAX);
         true
     }
 
     /// Moves `head` over consecutive DONE records below `read`; wakes senders if it
-    /// moved. Returns whether it did.
+    /// moved. Returns whether it did. Run by senders that find the channel full (and
+    /// after a record is given up): receivers only mark their records DONE.
     fn advance_head(&self) -> bool {
         let h = self.hdr();
-        // SeqCst fence: pairs with the SeqCst DONE CAS of every receiver (and the
-        // fence of every other call): of two receivers finishing out of order, at
-        // least one sees the other's DONE, so no DONE record is left behind `head`.
-        fence(Ordering::SeqCst);
         let mut moved = false;
         for _ in 0..self.retry_bound() {
             // Acquire: a helper continuing where another moved it.
@@ -1303,12 +1304,17 @@ impl<T, N: TypeName> Channel<T, N> {
                 }
                 READING | DONE => {
                     // Relaxed: as above.
-                    let _ = h.read.pos.compare_exchange(
-                        r,
-                        r + size,
-                        Ordering::Relaxed,
-                        Ordering::Relaxed,
-                    );
+                    let passed = h
+                        .read
+                        .pos
+                        .compare_exchange(r, r + size, Ordering::Relaxed, Ordering::Relaxed)
+                        .is_ok();
+                    if passed && st_state(w) == DONE {
+                        // A wrap or lost record is now below `read`: reclaimable. A
+                        // sender asleep on a full channel may need exactly its room
+                        // (no DONE of ours follows if the channel is now empty).
+                        h.wait.space.wake(u32::MAX);
+                    }
                 }
                 WRITING => return Claim::Blocked { pos: r, w },
                 _ => {
@@ -1344,6 +1350,11 @@ impl<T, N: TypeName> Channel<T, N> {
         let h = self.hdr();
         let mut backoff = crate::shim::poll_backoff();
         let mut pace = CheckPace::new();
+        // What the sleep's re-check compares (read, head, the stamp at head, the live
+        // receivers), taken *before* one more reserve and reclaim attempt, so that a
+        // change after that attempt is seen by the re-check.
+        let mut snapshot: Option<(u64, u64, u64, u32)> = None;
+        let mut check_peers = false;
         let pos = loop {
             match self.try_reserve(len as u32, me) {
                 Reserve::Got(p) => break p,
@@ -1369,29 +1380,40 @@ impl<T, N: TypeName> Channel<T, N> {
             if backoff.snooze() {
                 continue;
             }
-            // Slow path: a dead receiver (or sender) holding the record at `head`?
-            // Acquire: as in `advance_head`.
-            let hd = h.head.pos.load(Ordering::Acquire);
-            let w = self.word(hd).load(Ordering::Acquire);
-            if st_tag(w) == tag(hd) && self.unstick(hd, w) {
+            // Slow path.
+            let Some((rd, hd, w, live)) = snapshot.take() else {
+                // Relaxed (read, live): compared only; Acquire (head, stamp): as in
+                // `advance_head`.
+                let rd = h.read.pos.load(Ordering::Relaxed);
+                let hd = h.head.pos.load(Ordering::Acquire);
+                let w = self.word(hd).load(Ordering::Acquire);
+                let live = h.meta.rx_live.load(Ordering::Relaxed);
+                // A dead receiver (or sender) holding the record at `head`?
+                if st_tag(w) == tag(hd) && self.unstick(hd, w) {
+                    continue;
+                }
+                // Reaps dead receivers (a `/proc` read each) only after a sleep slice
+                // that ended without a wake, as the Parker's `wait_until` does.
+                if std::mem::take(&mut check_peers) && self.gone(Side::Rx, true) {
+                    return Err(SendError::Disconnected(()));
+                }
+                snapshot = Some((rd, hd, w, live));
                 continue;
-            }
-            // Relaxed: a snapshot for the re-check; the count's Acquire is in `gone`.
-            let live = h.meta.rx_live.load(Ordering::Relaxed);
-            if self.gone(Side::Rx, true) {
-                return Err(SendError::Disconnected(()));
-            }
+            };
             let slice = pace.next_slice(deadline);
-            h.wait
+            let ready = h
+                .wait
                 .space
                 .park(Some(&slice), || {
-                    // Acquire: as in `advance_head`.
-                    h.head.pos.load(Ordering::Acquire) != hd
+                    // Relaxed/Acquire: as for the snapshot.
+                    h.read.pos.load(Ordering::Relaxed) != rd
+                        || h.head.pos.load(Ordering::Acquire) != hd
                         || self.word(hd).load(Ordering::Acquire) != w
                         || h.meta.rx_live.load(Ordering::Relaxed) != live
                         || self.is_corrupt()
                 })
                 .map_err(|e| SendError::Os((), e))?;
+            check_peers = !ready && slice.has_passed();
         };
         // A `fill` that panics leaves no record WRITING for ever under a live
         // process (receivers would wait for it): the guard abandons it (DONE).
@@ -1405,16 +1427,12 @@ impl<T, N: TypeName> Channel<T, N> {
         std::mem::forget(guard);
         let state = if r.is_ok() { COMMITTED } else { DONE };
         // Release: the payload happens-before a receiver's Acquire of COMMITTED
-        // (step 5). SeqCst for DONE (an abandoned record): the pair in `advance_head`.
-        let order = if r.is_ok() {
-            Ordering::Release
-        } else {
-            Ordering::SeqCst
-        };
+        // (step 5); for DONE (an abandoned record) nothing is read, but the order is
+        // the same.
         let done = self.word(pos).compare_exchange(
             stamp(pos, len as u32, WRITING),
             stamp(pos, len as u32, state),
-            order,
+            Ordering::Release,
             Ordering::Relaxed,
         );
         // Relaxed: our own entry; a checker that finds it cleared sees the stamp moved.
@@ -1432,6 +1450,8 @@ impl<T, N: TypeName> Channel<T, N> {
         let h = self.hdr();
         let mut backoff = crate::shim::poll_backoff();
         let mut pace = CheckPace::new();
+        let mut snapshot: Option<(u64, u64, u64, u32)> = None;
+        let mut check_peers = false;
         loop {
             if self.is_corrupt() {
                 return Err(RecvError::Corrupt {
@@ -1459,17 +1479,23 @@ impl<T, N: TypeName> Channel<T, N> {
                     };
                     let r = read(pos, len);
                     std::mem::forget(guard);
-                    // SeqCst: Release so our reads happen-before the space is reused;
-                    // SeqCst for the Dekker pair in `advance_head`.
+                    // Release: our reads happen-before the Acquire of DONE by whoever
+                    // reclaims the space (`advance_head`), hence before its reuse.
+                    // Reclaiming is left to senders (they advance `head` when they
+                    // find the channel full, over every DONE record at once): the hot
+                    // path of a receive writes no shared cursor but `read`.
                     let done = self.word(pos).compare_exchange(
                         stamp(pos, len, READING),
                         stamp(pos, len, DONE),
-                        Ordering::SeqCst,
+                        Ordering::Release,
                         Ordering::Relaxed,
                     );
                     // Relaxed: our own entry.
                     me.pending.store(0, Ordering::Relaxed);
-                    self.advance_head();
+                    // A sender asleep on a full channel re-checks the stamp at `head`
+                    // (the Parker's Dekker pair: its fence orders our DONE before the
+                    // look for sleepers).
+                    h.wait.space.wake(u32::MAX);
                     return match done {
                         Ok(_) => Ok(r),
                         Err(_) => Err(RecvError::ClaimLost),
@@ -1492,25 +1518,35 @@ impl<T, N: TypeName> Channel<T, N> {
             if backoff.snooze() {
                 continue;
             }
-            if let Some((pos, w)) = blocked {
-                if self.unstick(pos, w) {
-                    continue;
+            // Slow path: what the sleep's re-check compares is taken *before* one more
+            // claim attempt, so that a change after that attempt is seen by it.
+            let Some((r, t, w, live)) = snapshot.take() else {
+                if let Some((pos, w)) = blocked {
+                    if self.unstick(pos, w) {
+                        continue;
+                    }
                 }
-            }
-            // Snapshot for the re-check before sleeping.
-            // Relaxed: compared only; what it guards is re-read after waking.
-            let live = h.meta.tx_live.load(Ordering::Relaxed);
-            let r = h.read.pos.load(Ordering::Relaxed);
-            // Acquire: as in `try_claim`.
-            let t = h.tail.pos.load(Ordering::Acquire);
-            let w = self.word(r).load(Ordering::Acquire);
-            if self.gone(Side::Tx, true) {
+                // Relaxed (live, read): compared only; Acquire (tail, stamp): as in
+                // `try_claim`.
+                let live = h.meta.tx_live.load(Ordering::Relaxed);
+                let r = h.read.pos.load(Ordering::Relaxed);
+                let t = h.tail.pos.load(Ordering::Acquire);
+                let w = self.word(r).load(Ordering::Acquire);
+                // Reaps dead senders (a `/proc` read each) only after a sleep slice
+                // that ended without a wake; the next attempt reports Disconnected if
+                // none is left.
+                if std::mem::take(&mut check_peers) {
+                    let _ = self.gone(Side::Tx, true);
+                }
+                snapshot = Some((r, t, w, live));
                 continue;
-            }
+            };
             let slice = pace.next_slice(deadline);
-            h.wait
+            let ready = h
+                .wait
                 .data
                 .park(Some(&slice), || {
+                    // Acquire/Relaxed: as for the snapshot.
                     h.tail.pos.load(Ordering::Acquire) != t
                         || h.read.pos.load(Ordering::Relaxed) != r
                         || self.word(r).load(Ordering::Acquire) != w
@@ -1518,6 +1554,7 @@ impl<T, N: TypeName> Channel<T, N> {
                         || self.is_corrupt()
                 })
                 .map_err(RecvError::Os)?;
+            check_peers = !ready && slice.has_passed();
         }
     }
 
@@ -1682,17 +1719,18 @@ struct Abandon<'a, T, N: TypeName> {
 impl<T, N: TypeName> Drop for Abandon<'_, T, N> {
     fn drop(&mut self) {
         let ch = self.ch;
-        // SeqCst: as every DONE (the Dekker pair in `advance_head`).
+        // Release: as every DONE (a receiver's reads happen-before the reuse).
         let _ = ch.word(self.pos).compare_exchange(
             self.claim,
             stamp(self.pos, st_len(self.claim), DONE),
-            Ordering::SeqCst,
+            Ordering::Release,
             Ordering::Relaxed,
         );
         // Relaxed: our own entry.
         self.me.pending.store(0, Ordering::Relaxed);
         ch.advance_head();
         ch.hdr().wait.data.wake(u32::MAX);
+        ch.hdr().wait.space.wake(u32::MAX);
     }
 }
 
@@ -2278,10 +2316,9 @@ mod tests {
         assert_eq!(rx.recv(), Ok(1));
         let s = inspect(tx.segment().unwrap()).unwrap();
         assert_eq!((s.capacity, s.messages, s.corrupt), (1024, 1, false));
-        assert_eq!(
-            s.used_bytes, 16,
-            "the unread record (8 + 8 bytes) is not reclaimed"
-        );
+        // Both records (8 + 8 bytes each): the one received is reclaimed by the next
+        // sender that needs its room.
+        assert_eq!(s.used_bytes, 32);
         let me = owner::current_pid();
         assert_eq!(s.senders.len(), 1);
         assert_eq!((s.senders[0].pid, s.senders[0].state), (me, "attached"));

@@ -71,7 +71,7 @@ fn inspect_shows_a_channels_fill_level_and_registries() {
     assert!(ok, "inspect failed: {err}");
     assert!(out.contains("object          Channel"), "{out}");
     assert!(
-        out.contains("channel fill    1 messages, 16 of 4096 bytes"),
+        out.contains("channel fill    1 messages, 32 of 4096 bytes"),
         "{out}"
     );
     let me = std::process::id();

@@ -198,36 +198,59 @@ fn a_killed_receiver_loses_at_most_one_message_and_the_rest_goes_on() {
     let seen_region = SharedRegion::new(2 * per as usize);
     let seen = counters(&seen_region, 2 * per as usize);
     let ready = Pipe::new();
+    // The victim is the only receiver at first: it surely gets its 50 messages.
     let mut victim = fork_child(|| {
         let mut n = 0;
         receive_all(&ch, seen, per, || {
             n += 1;
-            if n == 500 {
+            if n == 50 {
                 ready.send(1);
             }
         })
     });
-    // The survivors signal their first message: they are attached before the victim
-    // dies (were every receiver gone for a moment, senders would rightly stop).
-    let receivers: Vec<Child> = (0..2)
-        .map(|_| {
-            fork_child(|| {
-                let mut first = true;
-                receive_all(&ch, seen, per, || {
-                    if std::mem::take(&mut first) {
-                        ready.send(2);
+    // The senders send half, then wait for the kill: the stream cannot end (and the
+    // victim leave with Disconnected) before the victim is killed.
+    let go = Pipe::new();
+    let (chr, go) = (&ch, &go);
+    let senders: Vec<Child> = (0..2u8)
+        .map(|s| {
+            fork_child(move || {
+                let tx = chr.clone();
+                for seq in 0..per {
+                    if seq == per / 2 {
+                        go.recv();
                     }
-                })
+                    if let Err(e) = tx.send(msg(s, seq)) {
+                        return send_code(&e);
+                    }
+                }
+                0
             })
         })
         .collect();
-    let ch = &ch;
-    let senders: Vec<Child> = (0..2u8)
-        .map(|s| fork_child(move || send_all(ch, s, per, true)))
+    ready.recv_n(1);
+    // The survivors attach (a receive that finds nothing or something) before the
+    // victim dies: were every receiver gone for a moment, senders would rightly stop.
+    let receivers: Vec<Child> = (0..2)
+        .map(|_| {
+            fork_child(|| {
+                let rx = ch.clone();
+                match rx.try_recv() {
+                    Ok(m) => seen[m.sender as usize * per as usize + m.seq as usize]
+                        .fetch_add(1, Ordering::Relaxed),
+                    Err(RecvError::Empty) => 0,
+                    Err(_) => return 6,
+                };
+                ready.send(2);
+                receive_all(&rx, seen, per, || {})
+            })
+        })
         .collect();
-    ready.recv_n(3);
+    ready.recv_n(2);
     victim.kill();
     assert_eq!(victim.wait(), Exit::Signal(libc::SIGKILL));
+    go.send(1);
+    go.send(1);
     for s in senders {
         s.join_ok();
     }
