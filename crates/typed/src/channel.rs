@@ -1377,7 +1377,10 @@ impl<T, N: TypeName> Channel<T, N> {
             if deadline.is_some_and(|d| d.has_passed()) {
                 return Err(SendError::Timeout(()));
             }
-            if backoff.snooze() {
+            // Under loom the models go straight to the sleep protocol: the backoff's
+            // yields would let the peer finish first in every explored schedule, so
+            // the sleep and its wake-up would never be checked.
+            if !cfg!(loom) && backoff.snooze() {
                 continue;
             }
             // Slow path.
@@ -1515,7 +1518,10 @@ impl<T, N: TypeName> Channel<T, N> {
             if deadline.is_some_and(|d| d.has_passed()) {
                 return Err(RecvError::Timeout);
             }
-            if backoff.snooze() {
+            // Under loom the models go straight to the sleep protocol: the backoff's
+            // yields would let the peer finish first in every explored schedule, so
+            // the sleep and its wake-up would never be checked.
+            if !cfg!(loom) && backoff.snooze() {
                 continue;
             }
             // Slow path: what the sleep's re-check compares is taken *before* one more

@@ -222,3 +222,26 @@ fn loom_channel_receiver_asleep_on_empty_is_woken_by_a_send() {
         drop(s.join().unwrap());
     });
 }
+
+/// A sender blocks on a full channel (32 bytes: one 8-byte record fills it) and sleeps
+/// on the `space` parker; the receiver only marks its record DONE and wakes it (it
+/// reclaims nothing), so the sender must reclaim the space itself after waking: every
+/// interleaving must end with both messages received in order.
+#[test]
+fn loom_channel_sender_asleep_on_full_is_woken_and_reclaims() {
+    model(|| {
+        let (rx, tx) = Channel::<u64>::new_for_loom(32);
+        rx.loom_register(false, true);
+        tx.loom_register(true, false);
+        tx.loom_send(1, false).unwrap();
+        let r = thread::spawn(move || {
+            let a = chan_recv_spin(&rx);
+            let b = chan_recv_spin(&rx);
+            (a, b, rx)
+        });
+        tx.loom_send(2, true).unwrap();
+        let (a, b, rx) = r.join().unwrap();
+        assert_eq!((a, b), (1, 2));
+        drop(rx);
+    });
+}
