@@ -1100,31 +1100,43 @@ impl<T, N: TypeName> Channel<T, N> {
     fn advance_head(&self) -> bool {
         let h = self.hdr();
         let mut moved = false;
-        for _ in 0..self.retry_bound() {
+        // A few rounds: another advancer may move `head` while we walk.
+        for _ in 0..4 {
             // Acquire: a helper continuing where another moved it.
-            let hd = h.head.pos.load(Ordering::Acquire);
+            let from = h.head.pos.load(Ordering::Acquire);
             // Relaxed: `head` never passes `read`; the stamps below are re-checked.
             let r = h.read.pos.load(Ordering::Relaxed);
-            if r.wrapping_sub(hd) as i64 <= 0 {
+            // Walk the DONE records from `from` (at most a buffer's worth), then move
+            // `head` over all of them with one CAS: the records walked stay DONE until
+            // `head` passes them (only then may a sender reuse their bytes), so the CAS
+            // from `from` succeeds only while they are what we saw.
+            let mut to = from;
+            let mut steps = 0;
+            while r.wrapping_sub(to) as i64 > 0 && steps < self.cap / REC_HDR {
+                // Acquire: pairs with the DONE CAS: the receiver's reads happen-before
+                // our Release of `head` below, hence before a sender's overwrite.
+                let w = self.word(to).load(Ordering::Acquire);
+                if st_tag(w) != tag(to) || st_state(w) != DONE {
+                    break;
+                }
+                let Some(size) = self.record_size(to, w) else {
+                    self.mark_corrupt();
+                    break;
+                };
+                to += size;
+                steps += 1;
+            }
+            if to == from {
                 break;
             }
-            // Acquire: pairs with the DONE CAS: the receiver's reads happen-before our
-            // Release of `head` below, hence before a sender's overwrite.
-            let w = self.word(hd).load(Ordering::Acquire);
-            if st_tag(w) != tag(hd) || st_state(w) != DONE {
-                break;
-            }
-            let Some(size) = self.record_size(hd, w) else {
-                self.mark_corrupt();
-                break;
-            };
             // Release: pairs with the sender's Acquire of `head` (step 2).
             if h.head
                 .pos
-                .compare_exchange(hd, hd + size, Ordering::Release, Ordering::Relaxed)
+                .compare_exchange(from, to, Ordering::Release, Ordering::Relaxed)
                 .is_ok()
             {
                 moved = true;
+                break;
             }
         }
         if moved {
