@@ -1,4 +1,4 @@
-//! Crash torture: real processes using a `Ring`, a `Queue` and a `Mutex` are
+//! Crash torture: real processes using a `Ring`, a `Queue`, a `Mutex` and a `Channel` are
 //! SIGKILLed at random moments and restarted; after each round the invariants are
 //! checked (see `docs/torture.md` and the docs of each part).
 //!
@@ -8,6 +8,8 @@
 //! (more rounds, longer streams, more kills per round). Ends with the line
 //! `N passed, M failed` and a non-zero exit status on any violation.
 
+#[path = "torture/channel.rs"]
+mod channel;
 #[path = "torture/common.rs"]
 mod common;
 #[path = "torture/locks.rs"]
@@ -22,7 +24,7 @@ use std::time::Instant;
 use common::{splitmix, Config};
 
 /// The parts, by the names that filters match.
-const PARTS: [&str; 3] = ["ring", "queue", "locks"];
+const PARTS: [&str; 4] = ["ring", "queue", "locks", "channel"];
 
 /// Which parts to run, from libtest-style arguments (so `cargo test FILTER`,
 /// `--exact`, `--skip` and `--list` behave as for other test binaries; other flags
@@ -181,6 +183,26 @@ fn main() {
         })
     });
     report("locks", start, r);
+
+    let start = Instant::now();
+    let r = sel.wants("channel").then(|| {
+        channel::run(&cfg, splitmix(cfg.seed ^ 4)).map(|t| {
+            format!(
+                "rounds {}, kills {} (sender {}, receiver {}), messages {}, lost {} ({} in killed \
+             senders' sends, {} by killed receivers; allowed <= {}: one per kill), duplicated 0",
+                t.t.rounds,
+                t.t.kills,
+                t.producer_kills,
+                t.consumer_kills,
+                t.t.moved,
+                t.t.lost,
+                t.lost_by_producers,
+                t.t.lost - t.lost_by_producers,
+                t.t.allowed
+            )
+        })
+    });
+    report("channel", start, r);
 
     println!("{passed} passed, {failed} failed");
     if failed > 0 {
