@@ -102,16 +102,25 @@
 //! **Reclaim** (`advance_head`): run by a sender that finds the channel full (and
 //! after a record is given up), never on a receive's hot path, so that a receive
 //! writes no shared cursor but `read` and the reclaim of many records is one pass:
-//! while `head < read` and the stamp at `head` is `DONE` (Acquire; pairs with the
-//! `DONE` CAS), CAS `head` over it (Release; pairs with step 2). A sender that still
-//! finds no room sleeps on `space` after re-checking `head` and the stamp there; a
-//! receiver's `DONE` (or a peer found dead) wakes it.
+//! walk the records from `head` while they are below `read` and their stamp is `DONE`
+//! (Acquire; pairs with the `DONE` CAS), then CAS `head` over all of them at once
+//! (Release; pairs with step 2; the records walked stay `DONE` until `head` passes
+//! them, so the CAS from the `head` the walk started at is enough).
+//!
+//! **Sleeping**: a side that cannot go on spins for a while (the floor's backoff),
+//! then takes a snapshot of what its re-check compares (`read`, `tail` or `head`, the
+//! stamp there, the other side's live count), makes *one more* attempt, and sleeps on
+//! its [`Parker`] (`data` for receivers, `space` for senders) if the state still
+//! equals the snapshot: a change after that attempt is either seen by the re-check or
+//! wakes it (the Parker's Dekker pair). Senders wake one receiver per commit;
+//! receivers wake the sleeping senders after each `DONE` (a syscall only when one
+//! sleeps).
 //!
 //! # Crashes: what is lost
 //! Every peer's pending word names the record it holds. A blocked side checks, on its
-//! slow path only (after the spin phase, then once per sleep slice), whether the
-//! process holding the record in its way is alive (registry entry with that pending
-//! position, named by pid + start time):
+//! slow path only (after the spin phase, before each sleep), whether the process
+//! holding the record in its way is alive (the registry entry with that pending
+//! position, named by pid + start time; a `/proc` read):
 //! - a sender killed while writing: its record is marked `DONE` and skipped. That
 //!   message is lost, never torn (receivers never saw it `COMMITTED`), never blocks
 //!   others; a sender killed while advancing the tail is helped by any other sender;
@@ -135,8 +144,18 @@
 //! message. Before the first peer of the other side attaches, sends just queue and
 //! receives wait; a peer that attaches again clears the state. A peer that *leaves*
 //! is seen at once (its count); one that is *killed* is found by the other side's
-//! slow path (a blocked receive or a send into a full channel, per sleep slice; the
-//! `try_` forms never read `/proc`).
+//! slow path: a blocked receive, or a send into a full channel, reaps the dead entries
+//! after a sleep slice that ended without a wake (10 ms, doubling to 80 ms; the `try_`
+//! forms never read `/proc`).
+//!
+//! Known limits: a send into a channel that is not full does not notice receivers
+//! that were *killed* (it queues; the send that finds the channel full returns
+//! `Disconnected`); a peer killed in the few instructions between counting itself and
+//! taking its registry entry leaves the count one too high for good, so that side is
+//! then never reported gone (blocked calls of the other side wait or time out); a
+//! sender that is alive but slow holds back the records behind its own (delivery is in
+//! reservation order); dead peers are found through `/proc` reads (no death watcher
+//! registration per entry yet).
 //!
 //! # Bad input
 //! A payload that postcard cannot decode is [`RecvError::Decode`] for that message
@@ -1833,6 +1852,12 @@ impl<T, N: TypeName> Channel<T, N> {
 
     /// Receives the next record in place: `f` sees its bytes as one slice, and the
     /// space is released when `f` returns. Blocks while the channel is empty.
+    ///
+    /// Trust model: the slice is the shared mapping itself. Every process that follows
+    /// the protocol leaves these bytes alone while this receiver holds the record; a
+    /// process that does not (a foreign writer of the mapping) can change them under
+    /// `f`, which then sees wrong bytes (plain `u8`: never an invalid value). Copy
+    /// what must stay consistent, or use the typed [`recv`](Channel::recv).
     ///
     /// # Errors
     /// As [`Channel::recv`] (no `Decode`).
