@@ -148,9 +148,11 @@
 //! after a sleep slice that ended without a wake (10 ms, doubling to 80 ms; the `try_`
 //! forms never read `/proc`).
 //!
-//! Known limits: a send into a channel that is not full does not notice receivers
-//! that were *killed* (it queues; the send that finds the channel full returns
-//! `Disconnected`); a peer killed in the few instructions between counting itself and
+//! A blocking send also reaps the receivers' entries once every 4096 sends through
+//! its handle, so killed receivers are noticed before the channel fills.
+//!
+//! Known limits: a `try_send` into a channel that is not full does not notice
+//! receivers that were *killed* (it queues); a peer killed in the few instructions between counting itself and
 //! taking its registry entry leaves the count one too high for good, so that side is
 //! then never reported gone (blocked calls of the other side wait or time out); a
 //! sender that is alive but slow holds back the records behind its own (delivery is in
@@ -557,6 +559,15 @@ enum Wait {
     Until(Option<Deadline>),
 }
 
+/// Sends through one handle between two looks for killed receivers (see `send_core`).
+const REAP_EVERY: u32 = 4096;
+
+/// Whether a send may read `/proc` on its fast path: not a `try_` form (documented
+/// never to), and never under loom (which does not model it).
+fn wait_allows_reap(wait: Wait) -> bool {
+    !cfg!(loom) && matches!(wait, Wait::Until(_))
+}
+
 /// Which side of the registry.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Side {
@@ -634,6 +645,8 @@ pub struct Channel<T, N: TypeName = RustName> {
     data: *mut u8,
     cap: u64,
     tx: Cell<Role>,
+    /// Sends through this handle since it last reaped dead receivers.
+    sends: Cell<u32>,
     rx: Cell<Role>,
     backing: Backing,
     _t: PhantomData<fn(T) -> T>,
@@ -655,6 +668,7 @@ impl<T, N: TypeName> Clone for Channel<T, N> {
             data: self.data,
             cap: self.cap,
             tx: Cell::new(Role::default()),
+            sends: Cell::new(0),
             rx: Cell::new(Role::default()),
             backing: self.backing.clone(),
             _t: PhantomData,
@@ -801,6 +815,7 @@ impl<T, N: TypeName> Channel<T, N> {
             data: ptr.wrapping_add(CHANNEL_HEADER_SIZE),
             cap,
             tx: Cell::new(Role::default()),
+            sends: Cell::new(0),
             rx: Cell::new(Role::default()),
             backing: Backing::Raw,
             _t: PhantomData,
@@ -877,6 +892,7 @@ impl<T, N: TypeName> Channel<T, N> {
             hdr: NonNull::from(&mem.hdr),
             cap: u64::from(capacity),
             tx: Cell::new(Role::default()),
+            sends: Cell::new(0),
             rx: Cell::new(Role::default()),
             backing: Backing::Loom(mem.clone()),
             _t: PhantomData,
@@ -1375,7 +1391,12 @@ impl<T, N: TypeName> Channel<T, N> {
             return Err(SendError::TooLarge { msg: (), len, max });
         }
         let me = self.register(Side::Tx).ok_or(SendError::RegistryFull(()))?;
-        if self.gone(Side::Rx, false) {
+        // Every REAP_EVERY sends (and on the slow path) the receivers' entries are
+        // judged in `/proc`, so receivers that were killed are noticed before the
+        // channel fills: a few microseconds per REAP_EVERY sends.
+        let n = self.sends.get().wrapping_add(1);
+        self.sends.set(n % REAP_EVERY);
+        if self.gone(Side::Rx, n == REAP_EVERY && wait_allows_reap(wait)) {
             return Err(SendError::Disconnected(()));
         }
         let h = self.hdr();

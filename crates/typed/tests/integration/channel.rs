@@ -308,6 +308,36 @@ fn every_receiver_killed_makes_send_return_the_message_disconnected() {
 }
 
 #[test]
+fn a_killed_receiver_is_noticed_by_sends_before_the_channel_fills() {
+    let ch = Channel::<u64>::anonymous(1 << 20).expect("anonymous channel");
+    let ready = Pipe::new();
+    let mut receiver = fork_child(|| {
+        let rx = ch.clone();
+        let _ = rx.try_recv(); // registers
+        ready.send(1);
+        let _ = rx.recv();
+        9
+    });
+    ready.recv_n(1);
+    receiver.kill();
+    assert_eq!(receiver.wait(), Exit::Signal(libc::SIGKILL));
+    let tx = ch.clone();
+    let mut sent = 0u64;
+    loop {
+        match tx.send(sent) {
+            Ok(()) => sent += 1,
+            Err(SendError::Disconnected(v)) => {
+                assert_eq!(v, sent);
+                break;
+            }
+            Err(e) => panic!("{e}"),
+        }
+    }
+    // 16-byte records in 1 MiB: the channel was far from full.
+    assert!(sent <= 4096 && ch.len() as u64 == sent, "{sent} sent");
+}
+
+#[test]
 fn named_channel_between_unrelated_processes_and_type_check() {
     use shmkit_testkit::{child_role, spawn_role, unique_name, ShmCleanup};
     if let Some(role) = child_role() {
