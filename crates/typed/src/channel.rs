@@ -2205,6 +2205,49 @@ mod tests {
     }
 
     #[test]
+    fn handles_cloned_into_threads_deliver_exactly_once_in_per_sender_order() {
+        let ch: Channel<(u8, u32)> = Channel::anonymous(512).unwrap();
+        let per = 20_000u32;
+        let senders: Vec<_> = (0..2u8)
+            .map(|s| {
+                let tx = ch.clone();
+                std::thread::spawn(move || {
+                    for i in 0..per {
+                        tx.send((s, i)).unwrap();
+                    }
+                })
+            })
+            .collect();
+        let receivers: Vec<_> = (0..2)
+            .map(|_| {
+                let rx = ch.clone();
+                std::thread::spawn(move || {
+                    let mut last = [None::<u32>; 2];
+                    let mut got = Vec::new();
+                    while let Ok((s, i)) = rx.recv() {
+                        assert!(last[s as usize] < Some(i), "out of order");
+                        last[s as usize] = Some(i);
+                        got.push((s, i));
+                    }
+                    got
+                })
+            })
+            .collect();
+        for s in senders {
+            s.join().unwrap();
+        }
+        let mut all: Vec<_> = receivers
+            .into_iter()
+            .flat_map(|r| r.join().unwrap())
+            .collect();
+        all.sort_unstable();
+        let want: Vec<_> = (0..2u8)
+            .flat_map(|s| (0..per).map(move |i| (s, i)))
+            .collect();
+        assert_eq!(all, want, "every message exactly once");
+    }
+
+    #[test]
     fn zero_length_and_in_place_paths() {
         let tx: Channel<()> = Channel::anonymous(64).unwrap();
         let rx = tx.clone();
