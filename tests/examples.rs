@@ -161,6 +161,19 @@ fn job_queue_does_every_job_exactly_once() {
 }
 
 #[test]
+fn channel_jobs_delivers_every_job_once_and_survives_a_killed_consumer() {
+    let out = run("channel_jobs", &[]);
+    assert!(
+        out.contains(
+            "clean run: 4000 jobs sent by 2 producers, 4000 done by the consumers, 0 lost, 0 twice"
+        ),
+        "{out}"
+    );
+    assert!(out.contains("one consumer killed: 4000 jobs sent"), "{out}");
+    assert!(out.contains("(at most the one it was taking)"), "{out}");
+}
+
+#[test]
 fn python_interop_round_trips() {
     let python = Command::new("python3").arg("--version").output().is_ok();
     if !shmkit_testkit::skip_or_fail(

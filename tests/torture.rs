@@ -1,4 +1,4 @@
-//! Crash torture: real processes using a `Ring`, a `Queue`, a `Mutex` and a `Topic` are
+//! Crash torture: real processes using a `Ring`, a `Queue`, a `Mutex`, a `Topic` and a `Channel` are
 //! SIGKILLed at random moments and restarted; after each round the invariants are
 //! checked (see `docs/torture.md` and the docs of each part).
 //!
@@ -8,6 +8,8 @@
 //! (more rounds, longer streams, more kills per round). Ends with the line
 //! `N passed, M failed` and a non-zero exit status on any violation.
 
+#[path = "torture/channel.rs"]
+mod channel;
 #[path = "torture/common.rs"]
 mod common;
 #[path = "torture/locks.rs"]
@@ -24,7 +26,7 @@ use std::time::Instant;
 use common::{splitmix, Config};
 
 /// The parts, by the names that filters match.
-const PARTS: [&str; 5] = ["ring", "ring-batch", "queue", "locks", "topic"];
+const PARTS: [&str; 6] = ["ring", "ring-batch", "queue", "locks", "topic", "channel"];
 
 /// Which parts to run, from libtest-style arguments (so `cargo test FILTER`,
 /// `--exact`, `--skip` and `--list` behave as for other test binaries; other flags
@@ -209,6 +211,26 @@ fn main() {
         })
     });
     report("topic", start, r);
+
+    let start = Instant::now();
+    let r = sel.wants("channel").then(|| {
+        channel::run(&cfg, splitmix(cfg.seed ^ 6)).map(|t| {
+            format!(
+                "rounds {}, kills {} (sender {}, receiver {}), messages {}, lost {} ({} in killed \
+             senders' sends, {} by killed receivers; allowed <= {}: one per kill), duplicated 0",
+                t.t.rounds,
+                t.t.kills,
+                t.producer_kills,
+                t.consumer_kills,
+                t.t.moved,
+                t.t.lost,
+                t.lost_by_producers,
+                t.t.lost - t.lost_by_producers,
+                t.t.allowed
+            )
+        })
+    });
+    report("channel", start, r);
 
     println!("{passed} passed, {failed} failed");
     if failed > 0 {

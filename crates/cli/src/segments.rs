@@ -242,6 +242,57 @@ pub fn topic_text(arg: &str, s: &SegmentInfo) -> String {
     out
 }
 
+/// The channel section of `inspect` (its fill level and registries), after mapping the segment `arg` names; empty for
+/// any other object or when the segment cannot be mapped.
+pub fn channel_text(arg: &str, s: &SegmentInfo) -> String {
+    if s.corrupt.is_some() || s.header.type_tag.kind() != shmkit_typed::types::kind::CHANNEL {
+        return String::new();
+    }
+    let options = shmkit_segment::Segment::options();
+    let options = match Target::parse(arg) {
+        Target::Posix(name) => options.posix(name.trim_start_matches('/')),
+        Target::SysVKey(key) => options.sysv(key),
+        Target::File(path) => options.file(path),
+        Target::SysVId(_) => return String::new(),
+    };
+    let Some(stats) = options
+        .any_type()
+        .open()
+        .ok()
+        .and_then(|seg| shmkit_typed::channel::inspect(&seg))
+    else {
+        return String::new();
+    };
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "channel fill    {} messages, {} of {} bytes{}",
+        stats.messages,
+        stats.used_bytes,
+        stats.capacity,
+        if stats.corrupt {
+            " (marked corrupt)"
+        } else {
+            ""
+        }
+    );
+    for (label, entries) in [("senders", &stats.senders), ("receivers", &stats.receivers)] {
+        let _ = writeln!(out, "{label:<16}{}", entries.len());
+        for e in entries {
+            let holds = e
+                .holds
+                .map_or(String::new(), |p| format!(", holds record at {p}"));
+            let who = if e.pid == 0 {
+                String::new()
+            } else {
+                format!(" pid {}", e.pid)
+            };
+            let _ = writeln!(out, "  [{}]{who} {}{holds}", e.index, e.state);
+        }
+    }
+    out
+}
+
 /// Looks up what `arg` names (see [`Target::parse`]): a shmkit segment, or why not.
 pub fn find(arg: &str) -> Result<SegmentInfo, OpenError> {
     match Target::parse(arg) {

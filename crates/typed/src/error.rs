@@ -4,6 +4,7 @@
 
 use shmkit_sync::LockError;
 
+use crate::channel::ChannelLayoutError;
 use crate::queue::QueueLayoutError;
 use crate::ring::RingLayoutError;
 
@@ -23,6 +24,9 @@ pub enum CreateError {
     /// The topic's configuration is invalid.
     #[error(transparent)]
     Topic(#[from] crate::topic::TopicConfigError),
+    /// The channel's parameters are invalid.
+    #[error(transparent)]
+    Channel(#[from] ChannelLayoutError),
     /// The object was created, but reading it back failed: a bug in shmkit (or memory
     /// changed under it); please report it.
     #[error(
@@ -116,6 +120,9 @@ pub enum OpenError {
     /// The segment does not hold a valid queue.
     #[error(transparent)]
     Queue(QueueLayoutError),
+    /// The segment does not hold a valid channel.
+    #[error(transparent)]
+    Channel(ChannelLayoutError),
 }
 
 impl From<shmkit_segment::OpenError> for OpenError {
@@ -141,6 +148,22 @@ impl From<QueueLayoutError> for OpenError {
                 expected,
             },
             e => OpenError::Queue(e),
+        }
+    }
+}
+
+impl From<ChannelLayoutError> for OpenError {
+    fn from(e: ChannelLayoutError) -> Self {
+        match e {
+            ChannelLayoutError::TypeMismatch { expected, found } => {
+                OpenError::TypeMismatch { expected, found }
+            }
+            ChannelLayoutError::BadVersion { found, expected } => OpenError::Version {
+                object: "Channel",
+                found,
+                expected,
+            },
+            e => OpenError::Channel(e),
         }
     }
 }

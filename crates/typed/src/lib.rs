@@ -2,8 +2,9 @@
 //!
 //! Typed shared memory: [`SharedValue<T>`] and [`RawValue<T>`] (Python's
 //! `multiprocessing.Value`), [`SharedArray<T>`] (`multiprocessing.Array`), an SPSC
-//! [`Ring`] of byte messages, a bounded MPMC [`Queue<T>`], a broadcast [`Topic`]
-//! (one writer, many readers), a latest-value cell [`Latest<T>`], and named homes for the
+//! [`Ring`] of byte messages, a bounded MPMC [`Queue<T>`], an MPMC serde
+//! [`Channel<T>`] of variable-size messages, a broadcast [`Topic`] (one writer, many
+//! readers), a latest-value cell [`Latest<T>`], and named homes for the
 //! other sync objects: [`SharedRwValue<T>`], [`SharedSemaphore`], [`SharedEvent`],
 //! [`SharedBarrier`], [`SharedCondvar`] (all [`Shared<S>`]).
 //!
@@ -30,6 +31,7 @@
 
 #[cfg(not(loom))]
 mod array;
+pub mod channel;
 mod error;
 #[cfg(not(loom))]
 pub mod family;
@@ -55,6 +57,9 @@ pub use array::{data_offset, mutex_size, SharedArray};
 pub use bytemuck;
 /// What may live in shared memory (trait and derive): see [`types`].
 pub use bytemuck::{Pod, Zeroable};
+pub use channel::{
+    Channel, ChannelLayoutError, ChannelStats, RecvError, RustName, SendError, TypeName,
+};
 pub use error::{AccessError, CreateError, IndexError, OpenError, OpenOrCreateError};
 #[cfg(not(loom))]
 pub use family::SharedObject;

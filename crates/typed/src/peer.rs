@@ -254,6 +254,40 @@ impl PeerSlot {
         }
     }
 
+    /// Takes the slot for this process only if nobody holds it (never attached, or
+    /// left cleanly): a registry entry of the [`Channel`](crate::Channel), where a
+    /// dead holder is first [reclaimed](PeerSlot::reclaim_dead) so that the
+    /// registry's live count is decremented exactly once. Returns whether it did.
+    pub(crate) fn claim_free(&self) -> bool {
+        // Acquire: as in `claim`.
+        let cur = self.word.load(Ordering::Acquire);
+        // AcqRel: as in `claim`; Relaxed on failure: the caller tries another slot.
+        holder_pid(cur) == 0
+            && self
+                .word
+                .compare_exchange(cur, own_word(), Ordering::AcqRel, Ordering::Relaxed)
+                .is_ok()
+    }
+
+    /// Marks the slot *left* if it still records `dead` (a holder judged dead by the
+    /// caller). Returns whether this call did it (exactly one caller does).
+    pub(crate) fn reclaim_dead(&self, dead: u64) -> bool {
+        // AcqRel: like a release of the role (Release) and a claim (Acquire); Relaxed
+        // on failure: someone else reclaimed or took the slot.
+        holder_pid(dead) != 0
+            && self
+                .word
+                .compare_exchange(dead, LEFT, Ordering::AcqRel, Ordering::Relaxed)
+                .is_ok()
+    }
+
+    /// Overwrites the role word (tests forge dead holders with it).
+    #[cfg(test)]
+    pub(crate) fn word_store_for_test(&self, w: u64) {
+        // Relaxed: single-threaded test setup.
+        self.word.store(w, Ordering::Relaxed);
+    }
+
     /// Releases the role held by this process, recording `count` as its progress
     /// (the state becomes [`PeerState::Left`]). Returns `false` (and changes nothing)
     /// if this process does not hold it.

@@ -60,6 +60,8 @@ pub mod kind {
     pub const BARRIER: u32 = typed_kind(0x09, 1);
     /// `SharedCondvar`: a `Condvar`.
     pub const CONDVAR: u32 = typed_kind(0x0a, 1);
+    /// `Channel<T>`: the same version as its payload header's `CHANNEL_VERSION`.
+    pub const CHANNEL: u32 = typed_kind(0x0b, crate::channel::CHANNEL_VERSION);
     /// `Latest<T>`: the same version as its payload header's `LATEST_VERSION`.
     pub const LATEST: u32 = typed_kind(0x10, crate::latest::LATEST_VERSION);
     /// `Topic<Block>` / `TypedTopic<T, Block>`: the same version as `TOPIC_VERSION`.
@@ -68,7 +70,7 @@ pub mod kind {
     pub const TOPIC_OVERWRITE: u32 = typed_kind(0x0d, crate::topic::TOPIC_VERSION);
 
     /// Every kind this build writes, with the object's name.
-    pub(crate) const ALL: [(u32, &str); 13] = [
+    pub(crate) const ALL: [(u32, &str); 14] = [
         (SHARED_VALUE, "SharedValue"),
         (SHARED_ARRAY, "SharedArray"),
         (RING, "Ring"),
@@ -79,6 +81,7 @@ pub mod kind {
         (EVENT, "SharedEvent"),
         (BARRIER, "SharedBarrier"),
         (CONDVAR, "SharedCondvar"),
+        (CHANNEL, "Channel"),
         (LATEST, "Latest"),
         (TOPIC_BLOCK, "Topic"),
         (TOPIC_OVERWRITE, "Topic"),
@@ -116,7 +119,7 @@ pub fn describe_object(tag: &TypeTag) -> String {
         return tag.name().to_owned();
     };
     let mut s = match tag.kind() & 0xff {
-        0x01 | 0x02 | 0x04 | 0x05 | 0x06 | 0x10 => format!("{name}<{}>", tag.name()),
+        0x01 | 0x02 | 0x04 | 0x05 | 0x06 | 0x0b | 0x10 => format!("{name}<{}>", tag.name()),
         // No space, so that `shmkit ls` keeps one word per column.
         0x0c | 0x0d => {
             let policy = if tag.kind() & 0xff == 0x0c {

@@ -1,4 +1,4 @@
-//! `shmkit bench`: shmkit's ring and queue against a pipe and a Unix socket, between two
+//! `shmkit bench`: shmkit's ring, queue and channel against a pipe and a Unix socket, between two
 //! real processes, every byte verified, and beside the [`floor`] (a minimal spin ring
 //! over the same kind of mapping) so that every figure also reads as a ratio to the
 //! limit of the machine it ran on.

@@ -1,4 +1,4 @@
-//! shmkit's own transports for the comparison: the ring and the queue.
+//! shmkit's own transports for the comparison: the ring, the queue and the channel.
 //!
 //! Both are made in anonymous shared memory before the `fork`; parent and child each
 //! use their inherited copy of the one handle (the sending half in one process, the
@@ -11,10 +11,15 @@ use std::rc::Rc;
 
 use shmkit_typed::{Queue, Ring};
 
+/// The channel's message type in the benchmark (its bytes path carries the bytes).
+type ByteChannel = shmkit_typed::Channel<Vec<u8>>;
+
 use super::transport::{Channel, MsgReceiver, MsgSender, Transport};
 
 /// Ring data capacity: 4 MiB, twice the largest benchmark message and well above L2.
 const RING_CAPACITY: usize = 4 << 20;
+/// Channel data capacity: as the ring's.
+const CHANNEL_CAPACITY: usize = 4 << 20;
 /// Queue capacity in bytes of items (the item count follows from the size).
 const QUEUE_BYTES: usize = 4 << 20;
 
@@ -59,6 +64,22 @@ impl MsgReceiver for RingEnd {
 
     fn recv_batch(&mut self, max: usize, check: &mut dyn FnMut(&[u8])) -> io::Result<usize> {
         self.0.borrow_mut().read_batch(max, check).map_err(other)
+    }
+}
+
+/// Either end of a channel: the bytes path, written and read in place (zero-copy, as
+/// the ring's ends).
+struct ChannelEnd(Rc<ByteChannel>);
+
+impl MsgSender for ChannelEnd {
+    fn send_with(&mut self, len: usize, fill: &mut dyn FnMut(&mut [u8])) -> io::Result<()> {
+        self.0.send_with(len, fill).map_err(other)
+    }
+}
+
+impl MsgReceiver for ChannelEnd {
+    fn recv_with(&mut self, check: &mut dyn FnMut(&[u8]) -> bool) -> io::Result<bool> {
+        self.0.recv_with(check).map_err(other)
     }
 }
 
@@ -107,6 +128,13 @@ pub fn channel(transport: Transport, size: usize) -> io::Result<Channel> {
             Ok(Channel {
                 tx: Box::new(RingEnd(ring.clone())),
                 rx: Box::new(RingEnd(ring)),
+            })
+        }
+        Transport::Channel => {
+            let ch = Rc::new(ByteChannel::anonymous(CHANNEL_CAPACITY).map_err(other)?);
+            Ok(Channel {
+                tx: Box::new(ChannelEnd(ch.clone())),
+                rx: Box::new(ChannelEnd(ch)),
             })
         }
         Transport::Queue => match size {

@@ -59,6 +59,9 @@ pub enum Transport {
     Ring,
     /// shmkit's MPMC queue of fixed-size items (`shmkit_typed::Queue`).
     Queue,
+    /// shmkit's MPMC serde channel (`shmkit_typed::Channel`), its bytes path
+    /// (`send_with` / `recv_with`: in place, no encoding).
+    Channel,
     /// An anonymous pipe.
     Pipe,
     /// A Unix stream socket pair.
@@ -70,9 +73,10 @@ pub enum Transport {
 
 impl Transport {
     /// Every transport, in table order.
-    pub const ALL: [Transport; 5] = [
+    pub const ALL: [Transport; 6] = [
         Transport::Ring,
         Transport::Queue,
+        Transport::Channel,
         Transport::Pipe,
         Transport::UnixSocket,
         Transport::Floor,
@@ -83,6 +87,7 @@ impl Transport {
         match self {
             Transport::Ring => "ring",
             Transport::Queue => "queue",
+            Transport::Channel => "channel",
             Transport::Pipe => "pipe",
             Transport::UnixSocket => "unix-socket",
             Transport::Floor => "floor",
@@ -96,6 +101,7 @@ impl Transport {
             channel: match self {
                 Transport::Ring => |size| channel(Transport::Ring, size),
                 Transport::Queue => |size| channel(Transport::Queue, size),
+                Transport::Channel => |size| channel(Transport::Channel, size),
                 Transport::Pipe => |size| channel(Transport::Pipe, size),
                 Transport::UnixSocket => |size| channel(Transport::UnixSocket, size),
                 Transport::Floor => |size| channel(Transport::Floor, size),
@@ -131,7 +137,9 @@ pub fn channel(transport: Transport, size: usize) -> io::Result<Channel> {
                 rx: Box::new(StreamReceiver::new(b)),
             })
         }
-        Transport::Ring | Transport::Queue => super::shm::channel(transport, size),
+        Transport::Ring | Transport::Queue | Transport::Channel => {
+            super::shm::channel(transport, size)
+        }
         Transport::Floor => super::floor::channel(size),
     }
 }

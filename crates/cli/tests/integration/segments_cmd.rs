@@ -55,6 +55,40 @@ fn ls_and_inspect_show_a_live_typed_segment() {
 }
 
 #[test]
+fn inspect_shows_a_channels_fill_level_and_registries() {
+    let name = unique_name("cli-chan");
+    let _cleanup = ShmCleanup::new(&name);
+    let tx = shmkit_typed::Channel::<String>::create(&name, 4096).expect("create");
+    let rx = tx.clone();
+    tx.send("one".to_owned()).expect("send");
+    tx.send("two".to_owned()).expect("send");
+    assert_eq!(rx.recv().expect("recv"), "one");
+    let (ok, out, _) = shmkit(&["ls"]);
+    assert!(ok);
+    let line = out.lines().find(|l| l.starts_with(&name)).expect("listed");
+    assert!(line.contains("Channel<alloc::string::String>"), "{line}");
+    let (ok, out, err) = shmkit(&["inspect", &name]);
+    assert!(ok, "inspect failed: {err}");
+    assert!(out.contains("object          Channel"), "{out}");
+    assert!(
+        out.contains("channel fill    1 messages, 32 of 4096 bytes"),
+        "{out}"
+    );
+    let me = std::process::id();
+    assert!(
+        out.contains(&format!("senders         1\n  [0] pid {me} attached")),
+        "{out}"
+    );
+    assert!(
+        out.contains(&format!("receivers       1\n  [0] pid {me} attached")),
+        "{out}"
+    );
+    drop(rx);
+    let (_, out, _) = shmkit(&["inspect", &name]);
+    assert!(out.contains("receivers       1\n  [0] left"), "{out}");
+}
+
+#[test]
 fn inspect_and_rm_of_a_missing_name_fail_with_a_message() {
     let name = unique_name("cli-missing");
     let (ok, _, err) = shmkit(&["inspect", &name]);
@@ -129,8 +163,8 @@ fn bench_quick_json_has_every_transport_and_verifies() {
     let _ = std::fs::remove_dir_all(&dir);
     let v: serde_json::Value = serde_json::from_str(&text).expect("valid JSON");
     let rows = v.as_array().expect("an array");
-    assert_eq!(rows.len(), 10, "5 transports x 2 sizes");
-    for t in ["ring", "queue", "pipe", "unix-socket", "floor"] {
+    assert_eq!(rows.len(), 12, "6 transports x 2 sizes");
+    for t in ["ring", "queue", "channel", "pipe", "unix-socket", "floor"] {
         for size in [64, 65536] {
             let row = rows
                 .iter()

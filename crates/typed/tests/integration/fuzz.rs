@@ -1,14 +1,16 @@
-//! Hostile shared state: a ring or queue whose shared bytes another process scribbled
+//! Hostile shared state: a ring, queue or channel whose shared bytes another process scribbled
 //! over must give errors (or well-formed messages/items), never a panic, an
 //! out-of-bounds access or an endless loop. Property tests over random mutations of a
 //! valid ring/queue; `SHMKIT_STRESS=1` runs ten times the cases.
 
 use proptest::prelude::*;
 use shmkit_testkit::{stress, SharedRegion};
-use shmkit_typed::{Queue, Ring};
+use shmkit_typed::channel::CHANNEL_HEADER_SIZE;
+use shmkit_typed::{Channel, Queue, Ring};
 
 const RING_CAP: usize = 4096;
 const QUEUE_CAP: usize = 16;
+const CHANNEL_CAP: usize = 1024;
 
 fn cases() -> u32 {
     stress(500, 5000) as u32
@@ -95,6 +97,55 @@ proptest! {
                 }
             }
             let _ = (q.len(), q.is_empty(), q.is_full());
+        }
+    }
+
+    #[test]
+    fn random_channel_state_is_an_error_or_a_message_never_a_panic(
+        sent in prop::collection::vec(0usize..300, 0..12),
+        taken in 0usize..12,
+        muts in prop::collection::vec(
+            (
+                prop_oneof![
+                    2 => 0..640usize,
+                    2 => CHANNEL_HEADER_SIZE..CHANNEL_HEADER_SIZE + CHANNEL_CAP,
+                    1 => 0..CHANNEL_HEADER_SIZE + CHANNEL_CAP,
+                ],
+                any::<u8>(),
+            ),
+            1..12,
+        ),
+    ) {
+        let len = Channel::<Vec<u8>>::region_size(CHANNEL_CAP);
+        let region = SharedRegion::new(len.next_multiple_of(4096));
+        {
+            // SAFETY: the region is page aligned, at least `len` bytes, and ours alone.
+            let ch = unsafe { Channel::<Vec<u8>>::init(region.as_ptr(), len, CHANNEL_CAP) }
+                .expect("init");
+            for (i, n) in sent.iter().enumerate() {
+                if ch.try_send(vec![i as u8; *n]).is_err() {
+                    break;
+                }
+            }
+            for _ in 0..taken {
+                let _ = ch.try_recv();
+            }
+            std::mem::forget(ch); // keep its registry entries as a live process would
+        }
+        scribble(&region, len, &muts);
+        // SAFETY: as above; attach must validate everything it reads, and every later
+        // call every stamp and cursor.
+        if let Ok(ch) = unsafe { Channel::<Vec<u8>>::attach(region.as_ptr(), len) } {
+            for _ in 0..16 {
+                match ch.try_recv_with(|m| m.len()) {
+                    Ok(n) => prop_assert!(n <= ch.max_message_len()),
+                    Err(_) => break,
+                }
+            }
+            let _ = ch.recv_timeout(std::time::Duration::from_millis(1));
+            let _ = ch.try_send(b"after the scribble".to_vec());
+            let _ = ch.send_timeout(vec![0u8; CHANNEL_CAP / 2], std::time::Duration::from_millis(1));
+            let _ = (ch.len(), ch.is_empty(), ch.is_corrupt());
         }
     }
 }

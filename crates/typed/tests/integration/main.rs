@@ -6,6 +6,7 @@
 //! process-wide state; the futex fault hook used by `futex_errors` is per thread.
 
 mod array;
+mod channel;
 mod deadlines;
 mod futex_errors;
 mod fuzz;
