@@ -126,7 +126,7 @@ fn main() {
         let r = sel.wants(part).then(|| {
             ring::run(&cfg, splitmix(cfg.seed ^ salt), batched).map(|t| {
                 let (lost_rule, per_kill) = if batched {
-                    ("those after the last it knew published", "8")
+                    ("those of the killed writer's unpublished batch", "8")
                 } else {
                     ("one per writer kill", "one")
                 };

@@ -35,11 +35,11 @@
 //! of the cost. [`Ring::write_batch`] writes records and publishes many with one `tail`
 //! store and one wake check (at a limit, on [`WriteBatch::flush`], on drop, and before
 //! any wait for space, so a batch never wedges a full ring); [`Ring::read_batch`] reads
-//! what is there and frees it with one `head` store. Each record still commits as it is
-//! written, so a reader that is polling sees it at once; one that sleeps is woken when
-//! the batch publishes. A writer killed in a batch loses only the record it was
-//! writing; a reader killed inside `read_batch` leaves that batch to be read again by
-//! the next reader.
+//! what is there and frees it with one `head` store. A batch's records are written
+//! with their headers held (a length without a stamp, which readers take for "not
+//! yet") and committed together when it publishes. A writer killed with records
+//! pending loses those; a reader killed inside `read_batch` leaves that batch to be
+//! read again by the next reader.
 //!
 //! # Waiting
 //! A side that cannot proceed spins briefly, yields a few times, then sleeps on a
@@ -147,6 +147,18 @@ fn committed(pos: u32, len: u32) -> u64 {
 /// Whether header word `w` commits a record at `pos`.
 fn commits(w: u64, pos: u32) -> bool {
     (w >> 32) as u32 == stamp(pos, w as u32)
+}
+
+/// A header written but not committed yet (a batch's record before it publishes): the
+/// length with no stamp. Readers take any header without a stamp for "not yet".
+fn held(len: u32) -> u64 {
+    u64::from(len)
+}
+
+/// Whether header word `w` carries a stamp (committed, or corrupt if the stamp is
+/// wrong); `0` and [`held`] headers do not.
+fn stamped(w: u64) -> bool {
+    w >> 32 != 0
 }
 
 /// Line 0: written at init and on role changes and close; read-mostly.
@@ -558,6 +570,9 @@ pub struct Ring {
     /// Writer: records written since `tail` was last published (a [`WriteBatch`]
     /// leaves them unpublished until it flushes).
     unpublished: u32,
+    /// Writer: the position of the first record a [`WriteBatch`] wrote without
+    /// committing it (its header [`held`]); they commit when the batch publishes.
+    held_from: Option<u32>,
     /// Reader: its own head.
     head: u32,
     /// Writer: messages written by this ring's writers (stored in the role slot on leaving).
@@ -719,6 +734,7 @@ impl Ring {
             tail: 0,
             cached_head: 0,
             unpublished: 0,
+            held_from: None,
             head: 0,
             written: 0,
             read: 0,
@@ -973,12 +989,14 @@ impl Ring {
     /// small messages cost most (see `docs/benchmarks.md`). Takes the writer role if
     /// this handle does not hold it yet.
     ///
-    /// Each record commits as it is written (a polling reader sees it at once); the
-    /// batch publishes them, storing `tail` and waking a sleeping reader, when `limit`
-    /// of them are pending, on [`WriteBatch::flush`], when the batch is dropped, and
-    /// before any wait for space (a sleeping reader must be woken to free it), so a
-    /// batch never wedges a full ring. A writer killed in a batch loses only the record
-    /// it was writing: the reader never sees a torn one.
+    /// Records written through the batch stay invisible to the reader (their headers
+    /// are written but not committed) until the batch publishes them: when `limit` of
+    /// them are pending, on [`WriteBatch::flush`], when the batch is dropped, and
+    /// before any wait for space (the reader can only free what it sees), so a batch
+    /// never wedges a full ring. Publishing commits them in order and stores `tail`
+    /// once. Held back, they keep the reader from chasing the writer through lines it
+    /// is still writing. A writer killed with records pending loses those records and
+    /// no others: the reader never sees a torn or uncommitted record.
     ///
     /// `limit` is clamped to at least 1 (1: every message is published at once, as
     /// [`Ring::write`] does).
@@ -1018,19 +1036,20 @@ impl Ring {
         f: impl FnOnce(&mut [u8]) -> R,
     ) -> Result<R, WriteError> {
         self.ensure_writer()?;
-        let r = self.write_record(len, wait, f)?;
+        let r = self.write_record(len, wait, false, f)?;
         self.publish_tail();
         Ok(r)
     }
 
-    /// Writes one record (and a wrap marker before it if needed) without publishing
-    /// it: it becomes visible at the next [`Ring::publish_tail`]. The caller holds the
-    /// writer role. A wait for space publishes what is pending first, so the reader
-    /// can free it.
+    /// Writes one record (and a wrap marker before it if needed) and commits it, or
+    /// with `hold` leaves it uncommitted (its header [`held`]) until the next
+    /// [`Ring::publish_tail`] commits it (a batch). The caller holds the writer role. A
+    /// wait for space publishes what is pending first, so the reader can free it.
     fn write_record<R>(
         &mut self,
         len: usize,
         wait: Wait,
+        hold: bool,
         f: impl FnOnce(&mut [u8]) -> R,
     ) -> Result<R, WriteError> {
         // Relaxed: only this writer sets `closed`; another handle's close in this
@@ -1053,8 +1072,7 @@ impl Ring {
             // offset 0 (cleared before the marker commits) must be free first.
             self.wait_for_space(contiguous + REC_HDR, wait)?;
             self.clear_header(0);
-            self.header(off)
-                .store(committed(self.tail, WRAP), Ordering::Release);
+            self.store_header(off, WRAP, hold);
             self.tail = self.tail.wrapping_add(contiguous);
             off = 0;
         }
@@ -1070,10 +1088,7 @@ impl Ring {
         let buf =
             unsafe { std::slice::from_raw_parts_mut(self.data.add((off + REC_HDR) as usize), len) };
         let r = f(buf);
-        // Release: the payload (and the cleared next header) happen-before the
-        // reader's Acquire of this header: the record is committed.
-        self.header(off)
-            .store(committed(self.tail, len as u32), Ordering::Release);
+        self.store_header(off, len as u32, hold);
         self.tail = self.tail.wrapping_add(rec);
         self.unpublished += 1;
         self.written = self.written.wrapping_add(1);
@@ -1123,6 +1138,42 @@ impl Ring {
         }
     }
 
+    /// Stores the header of the record of `len` bytes at `off` (position `self.tail`):
+    /// committed, or [`held`] for the batch's publish to commit.
+    fn store_header(&mut self, off: u32, len: u32, hold: bool) {
+        if hold {
+            self.held_from.get_or_insert(self.tail);
+            // Relaxed: nobody takes it for a record; the commit (Release) follows.
+            self.header(off).store(held(len), Ordering::Relaxed);
+        } else {
+            // Release: the payload (and the cleared next header) happen-before the
+            // reader's Acquire of this header: the record is committed.
+            self.header(off)
+                .store(committed(self.tail, len), Ordering::Release);
+        }
+    }
+
+    /// Commits the records a batch held back, in order, from `held_from` to `tail`.
+    fn commit_held(&mut self) {
+        let Some(mut pos) = self.held_from.take() else {
+            return;
+        };
+        let mask = self.cap - 1;
+        while pos != self.tail {
+            let off = pos & mask;
+            // Relaxed: our own store, in `store_header`.
+            let len = self.header(off).load(Ordering::Relaxed) as u32;
+            // Release: as for a record committed as it is written.
+            self.header(off)
+                .store(committed(pos, len), Ordering::Release);
+            pos = pos.wrapping_add(if len == WRAP {
+                self.cap - off
+            } else {
+                REC_HDR + round8(len)
+            });
+        }
+    }
+
     /// Clears the header at `off` ("nothing committed here yet").
     fn clear_header(&self, off: u32) {
         // Relaxed: ordered before the reader's view by the Release commit that follows.
@@ -1133,6 +1184,7 @@ impl Ring {
     /// many records that is).
     fn publish_tail(&mut self) {
         self.unpublished = 0;
+        self.commit_held();
         let h = self.hdr();
         // Release: the records' bytes happen-before the reader's Acquire of `tail`.
         h.tail.tail.store(self.tail, Ordering::Release);
@@ -1141,7 +1193,8 @@ impl Ring {
 
     /// Publishes pending records of a [`WriteBatch`], if any.
     fn flush_tail(&mut self) {
-        if self.unpublished != 0 {
+        // A held wrap marker alone counts too: the reader must pass it to free space.
+        if self.unpublished != 0 || self.held_from.is_some() {
             self.publish_tail();
         }
     }
@@ -1425,7 +1478,7 @@ impl Ring {
         let w = self
             .header(self.head & (self.cap - 1))
             .load(Ordering::Acquire);
-        if w == 0 {
+        if !stamped(w) {
             return Ok(None);
         }
         if !commits(w, self.head) {
@@ -1539,7 +1592,7 @@ impl Ring {
                 .park(Some(&slice), || {
                     // Acquire: as in `header_at_head`; `closed` Acquire pairs with
                     // `close`.
-                    at_head.load(Ordering::Acquire) != 0
+                    stamped(at_head.load(Ordering::Acquire))
                         || h.meta.closed.load(Ordering::Acquire) != 0
                         || peer_watch.fired()
                 })
@@ -1629,7 +1682,7 @@ impl WriteBatch<'_> {
         wait: Wait,
         f: impl FnOnce(&mut [u8]) -> R,
     ) -> Result<R, WriteError> {
-        let r = self.ring.write_record(len, wait, f)?;
+        let r = self.ring.write_record(len, wait, true, f)?;
         if self.ring.unpublished >= self.limit {
             self.ring.publish_tail();
         }

@@ -584,7 +584,7 @@ fn batched_messages_cross_processes_intact_and_in_order_through_a_ring_smaller_t
 }
 
 #[test]
-fn a_batch_publishes_at_its_limit_on_flush_on_drop_and_on_a_full_ring() {
+fn a_batch_publishes_at_its_limit_on_flush_and_on_drop_and_not_before() {
     let region = new_ring(4096);
     let mut writer = attach(&region);
     let mut reader = attach(&region);
@@ -599,22 +599,23 @@ fn a_batch_publishes_at_its_limit_on_flush_on_drop_and_on_a_full_ring() {
     let mut batch = writer.write_batch(3).unwrap();
     batch.write(&[1]).unwrap();
     batch.write(&[2]).unwrap();
+    assert_eq!(batch.pending(), 2);
     assert_eq!(
-        batch.pending(),
-        2,
-        "not yet published: a sleeping reader is not woken"
+        drain(&mut reader),
+        [0u8; 0],
+        "pending messages are not visible"
     );
-    // Each record commits as it is written: a reader that looks sees it at once.
-    assert_eq!(drain(&mut reader), [1, 2]);
-    batch.write(&[3]).unwrap(); // the third: the limit publishes
+    batch.write(&[3]).unwrap(); // the third: the limit publishes all three
     assert_eq!(batch.pending(), 0);
+    assert_eq!(drain(&mut reader), [1, 2, 3]);
     batch.write(&[4]).unwrap();
-    assert_eq!(batch.pending(), 1);
     batch.flush();
-    assert_eq!(batch.pending(), 0);
+    assert_eq!(drain(&mut reader), [4]);
     batch.write(&[5]).unwrap();
-    drop(batch); // publishes the pending one
-    assert_eq!(drain(&mut reader), [3, 4, 5]);
+    batch.write(&[6]).unwrap();
+    assert_eq!(drain(&mut reader), [0u8; 0]);
+    drop(batch);
+    assert_eq!(drain(&mut reader), [5, 6], "dropping the batch publishes");
     // A full ring: `try_write` publishes what is pending, then reports Full.
     let mut batch = writer.write_batch(usize::MAX).unwrap();
     let mut k = 0u8;
@@ -661,28 +662,35 @@ fn read_batch_takes_at_most_max_and_a_panic_keeps_what_was_read_before_it() {
 
 #[test]
 fn a_new_writer_continues_after_records_its_dead_predecessor_committed_but_never_published() {
-    // The first writer commits three records in a batch (so `tail` is never stored)
-    // and is killed; a reader may already have read them. The next writer must start
-    // after them, not at the stale `tail`, or it would overwrite what was delivered.
+    // The first writer commits three records and is killed; `tail` is then put back
+    // to 0, as if it had died between its commits and its `tail` store. A reader may
+    // already have read those records: the next writer must start after them, not at
+    // the stale `tail`, or it would overwrite what was delivered.
     let region = new_ring(4096);
     let committed = Pipe::new();
     let mut first = fork_child(|| {
         let mut ring = attach(&region);
-        let Ok(mut batch) = ring.write_batch(100) else {
-            return 1;
-        };
         for i in 0..3u8 {
-            if batch.write(&[i; 10]).is_err() {
+            if ring.write(&[i; 10]).is_err() {
                 return 2;
             }
         }
         committed.send(1);
-        // SAFETY: kill(2) on our own pid: dies with the batch unpublished.
+        // SAFETY: kill(2) on our own pid.
         unsafe { libc::kill(libc::getpid(), libc::SIGKILL) };
         3
     });
     committed.recv_n(1);
     assert_eq!(first.wait(), Exit::Signal(libc::SIGKILL));
+    // SAFETY: `tail` is the u32 at offset 128 of the ring (docs/layout.md), accessed
+    // atomically by ring handles; nobody uses the ring now.
+    unsafe {
+        (*region
+            .as_ptr()
+            .add(128)
+            .cast::<std::sync::atomic::AtomicU32>())
+        .store(0, std::sync::atomic::Ordering::SeqCst)
+    };
     let mut reader = attach(&region);
     let mut got = Vec::new();
     assert_eq!(reader.read_batch(10, |m| got.push(m.to_vec())).unwrap(), 3);
