@@ -194,7 +194,8 @@ use shmkit_sys::owner;
 use shmkit_sys::parker::{CheckPace, Parker};
 
 use crate::peer::{in_segment, PeerSlot, PeerState};
-use crate::shim::{AtomicU32, AtomicU64, Deadline, Ordering};
+use crate::shim::{AtomicU32, AtomicU64, Ordering};
+use crate::wait::Wait;
 
 /// Magic number at offset 0 of a channel ("SCHN" little-endian).
 pub const CHANNEL_MAGIC: u32 = u32::from_le_bytes(*b"SCHN");
@@ -550,13 +551,6 @@ pub enum RecvError {
     /// Sleeping until a message arrives failed in the kernel (futex).
     #[error("sleeping until a message arrives failed in the kernel (futex); nothing was received")]
     Os(#[source] shmkit_sync::OsError),
-}
-
-/// How long an operation may wait.
-#[derive(Clone, Copy)]
-enum Wait {
-    No,
-    Until(Option<Deadline>),
 }
 
 /// Sends through one handle between two looks for killed receivers (see `send_core`).
@@ -1819,11 +1813,11 @@ impl<T, N: TypeName> Channel<T, N> {
     }
 
     fn wait_for(timeout: Duration) -> Wait {
-        Wait::Until(Some(Deadline::after(timeout)))
+        Wait::timeout(timeout)
     }
 
     fn wait_at(when: Instant) -> Wait {
-        Wait::Until(Some(Deadline::at(when)))
+        Wait::at(when)
     }
 
     /// Sends `bytes` as one record (the bytes path: no encoding; a typed receiver

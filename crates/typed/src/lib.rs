@@ -49,6 +49,7 @@ mod value;
 mod loom_tests;
 mod peer;
 mod shim;
+mod wait;
 
 #[cfg(not(loom))]
 pub use array::{data_offset, mutex_size, SharedArray};

@@ -102,8 +102,9 @@ use std::time::{Duration, Instant};
 
 use crate::peer::{in_segment, HolderWatch};
 use crate::peer::{PeerSlot, PeerState};
+use crate::shim::Ordering;
 use crate::shim::{AtomicU32, AtomicU64};
-use crate::shim::{Deadline, Ordering};
+use crate::wait::Wait;
 use shmkit_sys::owner;
 use shmkit_sys::parker::{CheckPace, Parker};
 
@@ -389,28 +390,6 @@ pub enum ReadError {
     /// unexpected error); nothing was read. See [`shmkit_sync::LockError::Os`].
     #[error("sleeping until a message arrives failed in the kernel (futex); nothing was read")]
     Os(#[source] shmkit_sync::OsError),
-}
-
-/// How long an operation may wait.
-#[derive(Clone, Copy)]
-enum Wait {
-    /// Do not wait (`try_` forms).
-    No,
-    /// Wait until the deadline, or forever for `None`.
-    Until(Option<Deadline>),
-}
-
-impl Wait {
-    /// The `_timeout` forms: a deadline `t` from now.
-    fn timeout(t: Duration) -> Self {
-        Wait::Until(Some(Deadline::after(t)))
-    }
-
-    /// The `_deadline` forms: `when` on the monotonic clock (one too far ahead to
-    /// reach means no deadline).
-    fn at(when: Instant) -> Self {
-        Wait::Until(Some(Deadline::at(when)))
-    }
 }
 
 /// What keeps the ring's memory mapped.

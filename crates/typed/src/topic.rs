@@ -136,7 +136,8 @@ use std::ptr::NonNull;
 use std::time::{Duration, Instant};
 
 use crate::peer::{holder_pid, in_segment, is_alive_in, HolderWatch, PeerSlot, PeerState};
-use crate::shim::{fence, AtomicU32, AtomicU64, Deadline, Ordering};
+use crate::shim::{fence, AtomicU32, AtomicU64, Ordering};
+use crate::wait::Wait;
 use shmkit_sys::owner;
 use shmkit_sys::parker::{CheckPace, Parker};
 
@@ -453,22 +454,6 @@ pub enum ReadError {
     /// Sleeping until a message arrives failed in the kernel (futex).
     #[error("sleeping until a message arrives failed in the kernel (futex); nothing was read")]
     Os(#[source] shmkit_sync::OsError),
-}
-
-/// How long an operation may wait.
-#[derive(Clone, Copy)]
-enum Wait {
-    No,
-    Until(Option<Deadline>),
-}
-
-impl Wait {
-    fn timeout(t: Duration) -> Self {
-        Wait::Until(Some(Deadline::after(t)))
-    }
-    fn at(when: Instant) -> Self {
-        Wait::Until(Some(Deadline::at(when)))
-    }
 }
 
 /// What keeps the topic's memory mapped.
