@@ -220,6 +220,16 @@ const fn value_words(size: usize) -> usize {
     size.div_ceil(8)
 }
 
+/// Stores `value` into `words` as little-endian 64-bit words (the last one zero-padded),
+/// Relaxed: the caller publishes them (a Release stamp store, or the magic at create).
+fn store_words<T: bytemuck::Pod>(words: &[AtomicU64], value: &T) {
+    for (chunk, w) in bytemuck::bytes_of(value).chunks(8).zip(words) {
+        let mut bytes = [0u8; 8];
+        bytes[..chunk.len()].copy_from_slice(chunk);
+        w.store(u64::from_le_bytes(bytes), Ordering::Relaxed);
+    }
+}
+
 /// Bytes from one buffer to the next for values of `size` bytes.
 const fn stride_bytes(size: usize) -> usize {
     (8 + value_words(size) * 8).next_multiple_of(128)
@@ -376,12 +386,8 @@ impl<T: bytemuck::Pod> Latest<T> {
         let buf = self.buffer(b);
         buf[0].store(s.wrapping_mul(2) | 1, Ordering::Release);
         fence(Ordering::Release);
-        for (chunk, w) in bytemuck::bytes_of(&value).chunks(8).zip(&buf[1..]) {
-            let mut bytes = [0u8; 8];
-            bytes[..chunk.len()].copy_from_slice(chunk);
-            // Relaxed: published by the Release stamp store below.
-            w.store(u64::from_le_bytes(bytes), Ordering::Relaxed);
-        }
+        // Published by the Release stamp store below.
+        store_words(&buf[1..], &value);
         // Release: the words happen-before a reader's Acquire of the even stamp.
         buf[0].store(s.wrapping_mul(2), Ordering::Release);
         let h = self.hdr();
@@ -526,18 +532,18 @@ impl<T: bytemuck::Pod> Latest<T> {
             .store(stride_bytes(size) as u32, Ordering::Relaxed);
         // The initial value, as value 1 (written as the writer would, with no reader
         // yet: the segment is not READY).
-        // SAFETY: the buffers follow the header inside the payload (caller's size);
-        // 8-aligned; only accessed atomically.
-        let words = unsafe { ptr.add(LATEST_HEADER_SIZE).cast::<AtomicU64>() };
         let stride = stride_bytes(size) / 8;
-        for (k, chunk) in bytemuck::bytes_of(&initial).chunks(8).enumerate() {
-            let mut w = [0u8; 8];
-            w[..chunk.len()].copy_from_slice(chunk);
-            // SAFETY: word `1 + k` of buffer 1 lies inside the buffers (k < stride - 1).
-            unsafe { &*words.add(stride + 1 + k) }.store(u64::from_le_bytes(w), Ordering::Relaxed);
-        }
-        // SAFETY: buffer 1's stamp word, inside the buffers.
-        unsafe { &*words.add(stride) }.store(2, Ordering::Relaxed);
+        // SAFETY: the `LATEST_BUFFERS * stride` words of the buffers follow the header
+        // inside the payload (caller's size), 8-aligned; zeroed, they are valid atomics,
+        // only ever accessed atomically.
+        let words = unsafe {
+            std::slice::from_raw_parts(
+                ptr.add(LATEST_HEADER_SIZE).cast::<AtomicU64>(),
+                LATEST_BUFFERS as usize * stride,
+            )
+        };
+        store_words(&words[stride + 1..], &initial);
+        words[stride].store(2, Ordering::Relaxed);
         h.seq.latest.store(1, Ordering::Relaxed);
         // Release: publishes everything above to `attach`'s Acquire of the magic.
         h.meta.magic.store(LATEST_MAGIC, Ordering::Release);
@@ -630,11 +636,7 @@ impl<T: bytemuck::Pod> Latest<T> {
         let words: Vec<AtomicU64> = (0..stride * LATEST_BUFFERS as usize)
             .map(|_| AtomicU64::new(0))
             .collect();
-        for (k, chunk) in bytemuck::bytes_of(&initial).chunks(8).enumerate() {
-            let mut w = [0u8; 8];
-            w[..chunk.len()].copy_from_slice(chunk);
-            words[stride + 1 + k].store(u64::from_le_bytes(w), Ordering::Relaxed);
-        }
+        store_words(&words[stride + 1..], &initial);
         words[stride].store(2, Ordering::Relaxed);
         let shared = std::sync::Arc::new((hdr, words));
         let make = |s: &std::sync::Arc<(LatestHeader, Vec<AtomicU64>)>| Latest {
