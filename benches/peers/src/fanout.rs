@@ -13,10 +13,10 @@ use std::io::{self, Read, Write};
 use std::time::Instant;
 
 use iceoryx2::prelude::*;
-use shmkit_cli::bench::{human_size, Pattern};
+use shmkit_cli::bench::{human_size, percentile, Pattern};
 use shmkit_typed::topic::{Block, Topic, TopicConfig};
 
-use crate::iox::{other, poll, unique_name, Endpoint};
+use crate::iox::{iox_send, other, poll, unique_name, Endpoint};
 
 /// One measured case.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -192,23 +192,6 @@ fn iox_subscriber(end: &Endpoint, slots: usize) -> io::Result<crate::iox::Sub> {
         .map_err(|e| other("subscriber", e))
 }
 
-fn iox_send(
-    publisher: &crate::iox::Pub,
-    len: usize,
-    fill: impl FnOnce(&mut [u8]),
-) -> io::Result<()> {
-    let sample = publisher
-        .loan_slice_uninit(len)
-        .map_err(|e| other("loan", e))?;
-    // SAFETY: the sample's payload is `len` bytes of the publisher's shared-memory data
-    // segment (a tmpfs mapping: every byte has a value, zero or an earlier sample's),
-    // initialised memory for `u8`; `fill` writes the message over it.
-    let mut sample = unsafe { sample.assume_init() };
-    fill(sample.payload_mut());
-    sample.send().map_err(|e| other("send", e))?;
-    Ok(())
-}
-
 fn iox_rtts(size: usize, n: usize, rounds: usize) -> io::Result<Vec<u64>> {
     let pattern = Pattern::new(size);
     let slots = rounds + 8;
@@ -263,11 +246,6 @@ fn iox_rtts(size: usize, n: usize, rounds: usize) -> io::Result<Vec<u64>> {
         ));
     }
     Ok(rtts)
-}
-
-fn percentile(sorted: &[u64], p: f64) -> u64 {
-    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
-    sorted[rank.clamp(1, sorted.len()) - 1]
 }
 
 /// Every case, `repeats` times each (the median of the medians and of the p99s).

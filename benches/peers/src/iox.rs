@@ -170,19 +170,28 @@ impl IoxSender {
 
 impl MsgSender for IoxSender {
     fn send_with(&mut self, len: usize, fill: &mut dyn FnMut(&mut [u8])) -> io::Result<()> {
-        let publisher = self.publisher()?;
-        let sample = publisher
-            .loan_slice_uninit(len)
-            .map_err(|e| other("loan", e))?;
-        // SAFETY: the sample's payload is `len` bytes of the publisher's shared-memory
-        // data segment, a mapping of a tmpfs file: every byte of it has a value the OS
-        // gave it (zero) or an earlier sample wrote, so it is initialised memory for
-        // `u8`, which has no invalid values; `fill` then writes the message over it.
-        let mut sample = unsafe { sample.assume_init() };
-        fill(sample.payload_mut());
-        sample.send().map_err(|e| other("send", e))?;
-        Ok(())
+        iox_send(self.publisher()?, len, fill)
     }
+}
+
+/// Loans a `len`-byte sample from `publisher`, lets `fill` write it in place and sends
+/// it (zero-copy).
+pub(crate) fn iox_send(
+    publisher: &Pub,
+    len: usize,
+    fill: impl FnOnce(&mut [u8]),
+) -> io::Result<()> {
+    let sample = publisher
+        .loan_slice_uninit(len)
+        .map_err(|e| other("loan", e))?;
+    // SAFETY: the sample's payload is `len` bytes of the publisher's shared-memory data
+    // segment, a mapping of a tmpfs file: every byte of it has a value the OS gave it
+    // (zero) or an earlier sample wrote, so it is initialised memory for `u8`, which has
+    // no invalid values; `fill` then writes the message over it.
+    let mut sample = unsafe { sample.assume_init() };
+    fill(sample.payload_mut());
+    sample.send().map_err(|e| other("send", e))?;
+    Ok(())
 }
 
 /// The lazily made rx half.

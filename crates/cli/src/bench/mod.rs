@@ -203,7 +203,7 @@ fn run_case(config: &BenchConfig, case: &Case, size: usize) -> io::Result<CaseRe
 }
 
 /// The value below which `p` percent of the sorted samples fall (nearest rank).
-fn percentile(sorted: &[u64], p: f64) -> u64 {
+pub fn percentile(sorted: &[u64], p: f64) -> u64 {
     let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
     sorted[rank.clamp(1, sorted.len()) - 1]
 }
