@@ -59,7 +59,11 @@ fn producer(name: &str, ctl: &ChannelCtl, p: usize, per: u64) -> i32 {
             Ok(()) => {}
             Err(SendError::Timeout(_)) => return code::TIMEOUT,
             Err(SendError::Corrupt(_)) => return code::CORRUPT,
-            Err(_) => return code::ERROR,
+            Err(e) => {
+                // The exit code alone does not say which error: the child's stderr does.
+                eprintln!("channel torture: producer {p}: {e:?}");
+                return code::ERROR;
+            }
         }
     }
 }
@@ -83,7 +87,10 @@ fn consumer(name: &str, ctl: &ChannelCtl, got: &[AtomicU8], total: u64) -> i32 {
             Err(RecvError::Disconnected) => return code::OK,
             Err(RecvError::Timeout) => return code::TIMEOUT,
             Err(RecvError::Corrupt { .. } | RecvError::Decode { .. }) => return code::CORRUPT,
-            Err(_) => return code::ERROR,
+            Err(e) => {
+                eprintln!("channel torture: consumer: {e:?}");
+                return code::ERROR;
+            }
         }
     }
 }

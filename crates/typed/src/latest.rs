@@ -190,8 +190,6 @@ pub struct Latest<T: bytemuck::Pod> {
     hdr: NonNull<LatestHeader>,
     /// The buffers, as 64-bit words (stamp, then the value's words, per buffer).
     words: NonNull<AtomicU64>,
-    /// Words from one buffer to the next.
-    stride: usize,
     /// Pid under which this handle holds the writer role (0: not held).
     writer_pid: u32,
     /// Writer: values published through this handle's role (for the role slot).
@@ -263,13 +261,22 @@ impl<T: bytemuck::Pod> Latest<T> {
         unsafe { self.hdr.as_ref() }
     }
 
-    /// Buffer `b` as words: the stamp, then the value's words (and padding).
+    /// Words from one buffer to the next (a constant of `T`, checked against the
+    /// segment's `stride` at open).
+    const STRIDE: usize = stride_bytes(std::mem::size_of::<T>()) / 8;
+    /// Words of a buffer in use: the stamp, then the value's words.
+    const USED: usize = 1 + value_words(std::mem::size_of::<T>());
+
+    /// Buffer `b` as words: the stamp, then the value's words. Both lengths are
+    /// constants of `T`, so a copy in or out is a fixed run of word moves (no loop
+    /// bound read from the handle: this is the whole of a read's cost).
+    #[inline]
     fn buffer(&self, b: usize) -> &[AtomicU64] {
         assert!(b < LATEST_BUFFERS as usize);
-        // SAFETY: `b < LATEST_BUFFERS`, and the handle's mapping holds
-        // `LATEST_BUFFERS * stride` words at `words` (checked when it was made); the
-        // words are only accessed atomically, by every process.
-        unsafe { std::slice::from_raw_parts(self.words.as_ptr().add(b * self.stride), self.stride) }
+        // SAFETY: `b < LATEST_BUFFERS`, `USED <= STRIDE`, and the handle's mapping
+        // holds `LATEST_BUFFERS * STRIDE` words at `words` (checked when it was made);
+        // the words are only accessed atomically, by every process.
+        unsafe { std::slice::from_raw_parts(self.words.as_ptr().add(b * Self::STRIDE), Self::USED) }
     }
 
     /// The sequence number of the newest complete value (1: the value made at create).
@@ -603,7 +610,6 @@ impl<T: bytemuck::Pod> Latest<T> {
             // SAFETY (of the pointer arithmetic): inside the payload (len checked).
             words: NonNull::new(ptr.wrapping_add(LATEST_HEADER_SIZE).cast::<AtomicU64>())
                 .expect("inside a mapping"),
-            stride: stride_bytes(size) / 8,
             writer_pid: 0,
             published: 0,
             _backing: Backing::Segment(seg),
@@ -642,7 +648,6 @@ impl<T: bytemuck::Pod> Latest<T> {
         let make = |s: &std::sync::Arc<(LatestHeader, Vec<AtomicU64>)>| Latest {
             hdr: NonNull::from(&s.0),
             words: NonNull::new(s.1.as_ptr().cast_mut()).expect("a vector's buffer"),
-            stride,
             writer_pid: 0,
             published: 0,
             _backing: Backing::Loom(s.clone()),

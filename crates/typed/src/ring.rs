@@ -35,9 +35,11 @@
 //! of the cost. [`Ring::write_batch`] writes records and publishes many with one `tail`
 //! store and one wake check (at a limit, on [`WriteBatch::flush`], on drop, and before
 //! any wait for space, so a batch never wedges a full ring); [`Ring::read_batch`] reads
-//! what is there and frees it with one `head` store. A batch's records are written
-//! with their headers held (a length without a stamp, which readers take for "not
-//! yet") and committed together when it publishes. A writer killed with records
+//! what is there and frees it with one `head` store. A batch's first record is written
+//! with its header held (a length without a stamp, which readers take for "not yet")
+//! and the later ones committed behind it; the reader, which reads in order, stops at
+//! the held one until the batch publishes, so it does not chase the writer through the
+//! lines it is still writing. A writer killed with records
 //! pending loses those; a reader killed inside `read_batch` leaves that batch to be
 //! read again by the next reader.
 //!
@@ -549,8 +551,8 @@ pub struct Ring {
     /// Writer: records written since `tail` was last published (a [`WriteBatch`]
     /// leaves them unpublished until it flushes).
     unpublished: u32,
-    /// Writer: the position of the first record a [`WriteBatch`] wrote without
-    /// committing it (its header [`held`]); they commit when the batch publishes.
+    /// Writer: the position of the record a [`WriteBatch`] wrote without committing
+    /// it (its header [`held`]; the batch's first), committed when the batch publishes.
     held_from: Option<u32>,
     /// Reader: its own head.
     head: u32,
@@ -829,8 +831,6 @@ impl Ring {
             .take_role(|m| &m.writer)
             .map_err(|pid| WriteError::RoleTaken { pid })?;
         self.writer_pid = owner::current_pid();
-        // Acquire: pairs with the reader's Release of `head`.
-        self.cached_head = self.hdr().head.head.load(Ordering::Acquire);
         // Acquire: a new writer continues after the last record its predecessor
         // published... and after any it committed without publishing `tail` (a batch,
         // or a death between the two stores): readers may have read those already.
@@ -844,6 +844,10 @@ impl Ring {
             });
         }
         self.tail = self.committed_end(published);
+        // No space known until `head` is read and found sound (a corrupt one is
+        // reported by the first write that needs space).
+        self.cached_head = self.tail.wrapping_sub(self.cap);
+        let _ = self.refresh_head();
         if self.tail != published {
             self.publish_tail();
         }
@@ -1021,8 +1025,8 @@ impl Ring {
     }
 
     /// Writes one record (and a wrap marker before it if needed) and commits it, or
-    /// with `hold` leaves it uncommitted (its header [`held`]) until the next
-    /// [`Ring::publish_tail`] commits it (a batch). The caller holds the writer role. A
+    /// with `hold` (a batch) leaves the first record not yet published uncommitted (its
+    /// header [`held`]) until the next [`Ring::publish_tail`] commits it. The caller holds the writer role. A
     /// wait for space publishes what is pending first, so the reader can free it.
     fn write_record<R>(
         &mut self,
@@ -1049,14 +1053,14 @@ impl Ring {
         if rec > contiguous {
             // Skip to the start with a wrap marker: the skipped bytes and the header at
             // offset 0 (cleared before the marker commits) must be free first.
-            self.wait_for_space(contiguous + REC_HDR, wait)?;
+            self.reserve(contiguous + REC_HDR, wait)?;
             self.clear_header(0);
             self.store_header(off, WRAP, hold);
             self.tail = self.tail.wrapping_add(contiguous);
             off = 0;
         }
         // The record and the next record's header must be free.
-        self.wait_for_space(rec + REC_HDR, wait)?;
+        self.reserve(rec + REC_HDR, wait)?;
         // The next header reads "not yet" before this record commits, so a reader that
         // moves on from this record never takes stale bytes there for a header.
         self.clear_header((off + rec) & mask);
@@ -1118,10 +1122,14 @@ impl Ring {
     }
 
     /// Stores the header of the record of `len` bytes at `off` (position `self.tail`):
-    /// committed, or [`held`] for the batch's publish to commit.
+    /// committed, or, for the first record of a batch not yet published, [`held`] for
+    /// the batch's publish to commit. Only that first record is held: the reader reads
+    /// headers in order and cannot pass it, so the batch's later records are committed
+    /// as they are written (the same stores as one-by-one writes) and become readable
+    /// together when the publish commits the first (one store, not a walk).
     fn store_header(&mut self, off: u32, len: u32, hold: bool) {
-        if hold {
-            self.held_from.get_or_insert(self.tail);
+        if hold && self.held_from.is_none() {
+            self.held_from = Some(self.tail);
             // Relaxed: nobody takes it for a record; the commit (Release) follows.
             self.header(off).store(held(len), Ordering::Relaxed);
         } else {
@@ -1132,25 +1140,20 @@ impl Ring {
         }
     }
 
-    /// Commits the records a batch held back, in order, from `held_from` to `tail`.
+    /// Commits the record a batch held back (its first; the later ones are committed
+    /// and wait behind it).
     fn commit_held(&mut self) {
-        let Some(mut pos) = self.held_from.take() else {
+        let Some(pos) = self.held_from.take() else {
             return;
         };
-        let mask = self.cap - 1;
-        while pos != self.tail {
-            let off = pos & mask;
-            // Relaxed: our own store, in `store_header`.
-            let len = self.header(off).load(Ordering::Relaxed) as u32;
-            // Release: as for a record committed as it is written.
-            self.header(off)
-                .store(committed(pos, len), Ordering::Release);
-            pos = pos.wrapping_add(if len == WRAP {
-                self.cap - off
-            } else {
-                REC_HDR + round8(len)
-            });
-        }
+        let off = pos & (self.cap - 1);
+        // Relaxed: our own store, in `store_header`.
+        let len = self.header(off).load(Ordering::Relaxed) as u32;
+        // Release: as for a record committed as it is written; the reader's Acquire of
+        // this header is what lets it reach the records behind it, each committed by
+        // its own Release store.
+        self.header(off)
+            .store(committed(pos, len), Ordering::Release);
     }
 
     /// Clears the header at `off` ("nothing committed here yet").
@@ -1178,28 +1181,47 @@ impl Ring {
         }
     }
 
-    fn free_space(&self) -> Result<u32, WriteError> {
-        let used = self.tail.wrapping_sub(self.cached_head);
+    /// Whether `need` bytes (at most the capacity) are free as far as the last `head`
+    /// read says: the fast path of every write, one subtraction. `cached_head` only
+    /// ever holds a `head` that [`Ring::refresh_head`] found sound (8-aligned, at most
+    /// one lap behind `tail`), and `tail` only advances into free space, so the
+    /// difference needs no check here.
+    #[inline]
+    fn has_space(&self, need: u32) -> bool {
+        self.tail.wrapping_sub(self.cached_head) <= self.cap - need
+    }
+
+    /// Reads `head` anew: the free bytes, or `Corrupt` if it is not a sound position
+    /// (then `cached_head` keeps its last sound value).
+    fn refresh_head(&mut self) -> Result<u32, WriteError> {
+        // Acquire: pairs with the reader's Release of `head`, so its reads of the
+        // freed bytes happen-before our overwrite.
+        let head = self.hdr().head.head.load(Ordering::Acquire);
+        let used = self.tail.wrapping_sub(head);
         if used > self.cap || used & 7 != 0 {
             return Err(WriteError::Corrupt {
                 what: "head is outside the written range",
             });
         }
+        self.cached_head = head;
         Ok(self.cap - used)
     }
 
-    fn refresh_head(&mut self) -> Result<u32, WriteError> {
-        // Acquire: pairs with the reader's Release of `head`, so its reads of the
-        // freed bytes happen-before our overwrite.
-        self.cached_head = self.hdr().head.head.load(Ordering::Acquire);
-        self.free_space()
+    /// Makes sure `need` bytes are free: at once if the last `head` read says so
+    /// (inlined, the common case), else [`Ring::wait_for_space`].
+    #[inline]
+    fn reserve(&mut self, need: u32, wait: Wait) -> Result<(), WriteError> {
+        if self.has_space(need) {
+            return Ok(());
+        }
+        self.wait_for_space(need, wait)
     }
 
     /// Waits until `need` bytes are free. When they are not and cannot become free
     /// (the reader left or died), returns that instead of waiting: this is where the
     /// writer learns how its reader went (see `crate::peer`).
     fn wait_for_space(&mut self, need: u32, wait: Wait) -> Result<(), WriteError> {
-        if self.free_space()? >= need || self.refresh_head()? >= need {
+        if self.refresh_head()? >= need {
             return Ok(());
         }
         // The reader can only free what it can see: publish a batch's pending records

@@ -705,3 +705,62 @@ fn a_new_writer_continues_after_records_its_dead_predecessor_committed_but_never
     reader.read_with(|m| got.push(m.to_vec())).unwrap();
     assert_eq!(got, [[0; 10], [1; 10], [2; 10], [9; 10]]);
 }
+
+#[test]
+fn a_batch_cut_short_by_a_kill_is_never_read_and_the_next_writer_overwrites_it() {
+    // A batch holds only its first record's header; the ones behind it are committed
+    // as they are written (with stamps right for their positions). A writer killed
+    // before publishing leaves that tail behind a held header: the reader must see
+    // none of it, and a new writer, starting at the held record, must overwrite it
+    // with messages of other lengths without the reader ever reaching a stale one.
+    let region = new_ring(4096);
+    let written = Pipe::new();
+    let mut first = fork_child(|| {
+        let mut ring = attach(&region);
+        if ring.write(&[7; 24]).is_err() {
+            return 2;
+        }
+        let mut batch = ring.write_batch(100).unwrap();
+        for i in 0..5u8 {
+            if batch.write(&[i; 24]).is_err() {
+                return 2;
+            }
+        }
+        written.send(1);
+        // SAFETY: kill(2) on our own pid (the batch is never dropped: not published).
+        unsafe { libc::kill(libc::getpid(), libc::SIGKILL) };
+        3
+    });
+    written.recv_n(1);
+    assert_eq!(first.wait(), Exit::Signal(libc::SIGKILL));
+    let mut reader = attach(&region);
+    let mut got = Vec::new();
+    match reader.try_read_batch(100, |m| got.push(m.to_vec())) {
+        Ok(_) | Err(ReadError::Empty) => {}
+        Err(e) => panic!("{e}"),
+    }
+    assert_eq!(got, [vec![7u8; 24]], "only the published message");
+    let second = fork_child(|| {
+        let mut ring = attach(&region);
+        // 8 bytes shorter and 16 longer than the dead batch's records: the new
+        // records' ends fall inside the stale ones.
+        for (i, len) in [(100u8, 16usize), (101, 40), (102, 16)] {
+            if ring.write(&vec![i; len]).is_err() {
+                return 1;
+            }
+        }
+        0
+    });
+    second.join_ok();
+    while got.len() < 4 {
+        reader.read_with(|m| got.push(m.to_vec())).unwrap();
+    }
+    assert_eq!(
+        got,
+        [vec![7u8; 24], vec![100; 16], vec![101; 40], vec![102; 16]]
+    );
+    assert!(matches!(
+        reader.try_read_with(|_| ()),
+        Err(ReadError::Empty) | Err(ReadError::Closed)
+    ));
+}
