@@ -51,7 +51,7 @@ enum Command {
         #[arg(long, value_name = "DIR", requires = "dead")]
         dir: Vec<PathBuf>,
     },
-    /// Benchmark shmkit's ring, queue and channel against a pipe, a Unix socket and the floor (a
+    /// Benchmark shmkit's ring, queue, channel and topic against a pipe, a Unix socket and the floor (a
     /// minimal spin ring over the same mapping), between two processes.
     Bench {
         /// A short run (under 30 s).

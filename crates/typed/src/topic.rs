@@ -734,6 +734,17 @@ impl<P: TopicPolicy> Topic<P> {
         }
     }
 
+    /// Maps the whole topic into this process, once per role taken (writer or
+    /// subscriber), so the hot path takes no page faults: a fresh buffer otherwise
+    /// faults once per 4 KiB page in each process on its first pass, which is most of
+    /// the cost of a large message (as the ring does). Best effort: on failure pages
+    /// fault in lazily.
+    fn prefault(&self) {
+        if let Some(seg) = self.segment() {
+            let _ = seg.prefault();
+        }
+    }
+
     /// Another handle to the same topic (maps its segment again), e.g. for a reader
     /// in the writer's process.
     ///
@@ -832,6 +843,7 @@ impl<P: TopicPolicy> Topic<P> {
         self.written = in_segment(seg, || self.hdr().meta.writer.claim())
             .map_err(|pid| WriteError::RoleTaken { pid })?;
         self.writer_pid = owner::current_pid();
+        self.prefault();
         let t = &self.hdr().tail;
         // Acquire: a new writer continues after the last record its predecessor
         // published (pairs with its Release of `tail`).
@@ -1259,6 +1271,7 @@ impl<P: TopicPolicy> Topic<P> {
                 max: self.max_readers,
             });
         };
+        self.prefault();
         let line = self.reader(slot);
         let t = &self.hdr().tail;
         // Acquire: pairs with the writer's Release of `tail`.

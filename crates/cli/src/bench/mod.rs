@@ -333,6 +333,7 @@ fn one_way(
     let (pid, status) = {
         let rx = &mut *ch.rx;
         fork_peer(move || {
+            rx.attach()?;
             ready_w.write_all(&[1])?;
             receive(rx)
         })?
@@ -352,11 +353,17 @@ fn pingpong_once(case: &Case, size: usize, rounds: usize) -> io::Result<Vec<u64>
     let pattern = Pattern::new(size);
     let mut there = (case.channel)(size)?;
     let mut back = (case.channel)(size)?;
+    // Both receivers join before anything is sent: ours here, the peer's before it
+    // says it is ready.
+    back.rx.attach()?;
+    let (mut ready_r, mut ready_w) = io::pipe()?;
     let (pid, status) = {
         let rx = &mut there.rx;
         let tx = &mut back.tx;
         let pattern = &pattern;
         fork_peer(move || {
+            rx.attach()?;
+            ready_w.write_all(&[1])?;
             let mut ok = true;
             for seq in 0..rounds as u64 {
                 ok &= rx.recv_with(&mut |msg| pattern.check(msg, seq))?;
@@ -366,6 +373,7 @@ fn pingpong_once(case: &Case, size: usize, rounds: usize) -> io::Result<Vec<u64>
             Ok(ok)
         })?
     };
+    ready_r.read_exact(&mut [0u8])?;
     let mut rtts = Vec::with_capacity(rounds);
     let mut ok = true;
     for seq in 0..rounds as u64 {

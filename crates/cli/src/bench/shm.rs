@@ -1,4 +1,5 @@
-//! shmkit's own transports for the comparison: the ring, the queue and the channel.
+//! shmkit's own transports for the comparison: the ring, the queue, the channel and
+//! the topic.
 //!
 //! Both are made in anonymous shared memory before the `fork`; parent and child each
 //! use their inherited copy of the one handle (the sending half in one process, the
@@ -9,6 +10,7 @@ use std::cell::RefCell;
 use std::io;
 use std::rc::Rc;
 
+use shmkit_typed::topic::{Block, Subscriber, Topic, TopicConfig};
 use shmkit_typed::{Queue, Ring};
 
 /// The channel's message type in the benchmark (its bytes path carries the bytes).
@@ -18,6 +20,8 @@ use super::transport::{Channel, MsgReceiver, MsgSender, Transport};
 
 /// Ring data capacity: 4 MiB, twice the largest benchmark message and well above L2.
 const RING_CAPACITY: usize = 4 << 20;
+/// Topic data capacity: as the ring's.
+const TOPIC_CAPACITY: usize = 4 << 20;
 /// Channel data capacity: as the ring's.
 const CHANNEL_CAPACITY: usize = 4 << 20;
 /// Queue capacity in bytes of items (the item count follows from the size).
@@ -83,6 +87,45 @@ impl MsgReceiver for ChannelEnd {
     }
 }
 
+/// The writing end of a topic.
+struct TopicTx(Topic<Block>);
+
+impl MsgSender for TopicTx {
+    fn send_with(&mut self, len: usize, fill: &mut dyn FnMut(&mut [u8])) -> io::Result<()> {
+        self.0.write_with(len, fill).map_err(other)
+    }
+}
+
+self_cell::self_cell!(
+    /// The reading end of a topic: its own handle, and the subscriber borrowing it
+    /// once [`MsgReceiver::attach`] has joined.
+    struct TopicRx {
+        owner: Topic<Block>,
+        #[covariant]
+        dependent: MaybeSubscriber,
+    }
+);
+
+type MaybeSubscriber<'a> = Option<Subscriber<'a, Block>>;
+
+impl MsgReceiver for TopicRx {
+    fn attach(&mut self) -> io::Result<()> {
+        self.with_dependent_mut(|topic, sub| {
+            if sub.is_none() {
+                *sub = Some(topic.subscribe().map_err(other)?);
+            }
+            Ok(())
+        })
+    }
+
+    fn recv_with(&mut self, check: &mut dyn FnMut(&[u8]) -> bool) -> io::Result<bool> {
+        self.with_dependent_mut(|_, sub| match sub {
+            Some(sub) => sub.read_with(check).map_err(other),
+            None => Err(io::Error::other("the topic's receiver was not attached")),
+        })
+    }
+}
+
 struct QueueEnd<const N: usize> {
     queue: Rc<Queue<[u8; N]>>,
     item: Box<[u8; N]>,
@@ -135,6 +178,15 @@ pub fn channel(transport: Transport, size: usize) -> io::Result<Channel> {
             Ok(Channel {
                 tx: Box::new(ChannelEnd(ch.clone())),
                 rx: Box::new(ChannelEnd(ch)),
+            })
+        }
+        Transport::Topic => {
+            let config = TopicConfig::new(TOPIC_CAPACITY).max_readers(1);
+            let topic = Topic::<Block>::anonymous(config).map_err(other)?;
+            let reader = topic.reader_handle().map_err(other)?;
+            Ok(Channel {
+                tx: Box::new(TopicTx(topic)),
+                rx: Box::new(TopicRx::new(reader, |_| None)),
             })
         }
         Transport::Queue => match size {

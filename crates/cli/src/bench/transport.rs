@@ -36,6 +36,12 @@ pub trait MsgSender {
 /// Receives messages; `check` verifies one message in place and returns whether it is
 /// the expected one.
 pub trait MsgReceiver {
+    /// Joins the transport in the process that will receive, before the sender sends
+    /// its first message (a topic's subscriber sees only what is sent after it joins).
+    /// Default: nothing to do.
+    fn attach(&mut self) -> io::Result<()> {
+        Ok(())
+    }
     /// Receives one message and returns what `check` said of it.
     fn recv_with(&mut self, check: &mut dyn FnMut(&[u8]) -> bool) -> io::Result<bool>;
     /// Receives what is there, at least one message and at most `max`, releasing them
@@ -62,6 +68,9 @@ pub enum Transport {
     /// shmkit's MPMC serde channel (`shmkit_typed::Channel`), its bytes path
     /// (`send_with` / `recv_with`: in place, no encoding).
     Channel,
+    /// shmkit's broadcast topic (`shmkit_typed::topic::Topic<Block>`, lossless) with one
+    /// subscriber, written and read in place.
+    Topic,
     /// An anonymous pipe.
     Pipe,
     /// A Unix stream socket pair.
@@ -73,10 +82,11 @@ pub enum Transport {
 
 impl Transport {
     /// Every transport, in table order.
-    pub const ALL: [Transport; 6] = [
+    pub const ALL: [Transport; 7] = [
         Transport::Ring,
         Transport::Queue,
         Transport::Channel,
+        Transport::Topic,
         Transport::Pipe,
         Transport::UnixSocket,
         Transport::Floor,
@@ -88,6 +98,7 @@ impl Transport {
             Transport::Ring => "ring",
             Transport::Queue => "queue",
             Transport::Channel => "channel",
+            Transport::Topic => "topic",
             Transport::Pipe => "pipe",
             Transport::UnixSocket => "unix-socket",
             Transport::Floor => "floor",
@@ -102,6 +113,7 @@ impl Transport {
                 Transport::Ring => |size| channel(Transport::Ring, size),
                 Transport::Queue => |size| channel(Transport::Queue, size),
                 Transport::Channel => |size| channel(Transport::Channel, size),
+                Transport::Topic => |size| channel(Transport::Topic, size),
                 Transport::Pipe => |size| channel(Transport::Pipe, size),
                 Transport::UnixSocket => |size| channel(Transport::UnixSocket, size),
                 Transport::Floor => |size| channel(Transport::Floor, size),
@@ -137,7 +149,7 @@ pub fn channel(transport: Transport, size: usize) -> io::Result<Channel> {
                 rx: Box::new(StreamReceiver::new(b)),
             })
         }
-        Transport::Ring | Transport::Queue | Transport::Channel => {
+        Transport::Ring | Transport::Queue | Transport::Channel | Transport::Topic => {
             super::shm::channel(transport, size)
         }
         Transport::Floor => super::floor::channel(size),
