@@ -11,6 +11,13 @@
 //! There is no close: after the last kill the senders stop and leave (their handles
 //! drop), and the receivers drain the channel and get `Disconnected`, which also
 //! checks that killed senders are found dead (their registry entries reaped).
+//!
+//! Two kills in quick succession can leave no live receiver (or no live sender) for a
+//! moment, before the restarted one registers: the channel then rightly answers
+//! `Disconnected` (crossbeam's rule, across processes). So that this is not taken for
+//! a failure, the harness keeps a handle registered on both sides for the whole round
+//! (a receiver that never takes a message, and a sender of one [`KEEPER`] message that
+//! consumers skip) and drops it once the producers are done.
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
@@ -27,6 +34,9 @@ use crate::common::{
 const CAPACITY: usize = 1024;
 const PRODUCERS: usize = 2;
 const CONSUMERS: usize = 2;
+/// The message by which the harness's keeper handle registers as a sender (skipped
+/// by consumers; never a producer's id).
+const KEEPER: u64 = u64::MAX;
 /// Largest pause before each kill (uniformly random below it).
 const KILL_GAP: Duration = Duration::from_millis(30);
 
@@ -74,6 +84,7 @@ fn consumer(name: &str, ctl: &ChannelCtl, got: &[AtomicU8], total: u64) -> i32 {
     };
     loop {
         match q.recv_timeout(DEADLINE) {
+            Ok(KEEPER) => {}
             Ok(id) if id == 0 || id > total => {
                 ctl.bad_id.store(id, Ordering::SeqCst);
                 return code::CORRUPT;
@@ -139,6 +150,16 @@ fn one_round(
     let ctl = control.ctl();
     let got = control.bytes();
 
+    // Registered as a receiver (the channel is empty: it takes nothing) and a sender
+    // until the producers are done: see the module docs.
+    let keeper = Channel::<u64>::open(&name).map_err(|e| format!("open channel: {e}"))?;
+    match keeper.try_recv() {
+        Err(RecvError::Empty) => {}
+        other => return Err(format!("a new channel answered {other:?}, not Empty")),
+    }
+    keeper
+        .send(KEEPER)
+        .map_err(|e| format!("keeper send: {e:?}"))?;
     let names = ["producer 0", "producer 1", "consumer 0", "consumer 1"];
     let mut fleet = Fleet::start(&names, |role| {
         let name = name.as_str();
@@ -175,6 +196,7 @@ fn one_round(
     for p in 0..PRODUCERS {
         fleet.wait(p, deadline).map_err(detail)?;
     }
+    drop(keeper);
     // Every sender left (or was killed): the receivers drain and get Disconnected.
     for c in PRODUCERS..PRODUCERS + CONSUMERS {
         fleet.wait(c, deadline).map_err(detail)?;
