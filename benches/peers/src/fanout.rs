@@ -3,7 +3,9 @@
 //! others are live processes that stay registered and idle (this VM has 2 vCPUs: busy
 //! readers would measure the scheduler, idle registered ones measure what each extra
 //! reader costs the publisher). Full round trips, median and p99, for shmkit's
-//! `Topic<Block>` and iceoryx2's publish-subscribe, at the same sizes, in the same run.
+//! `Topic<Block>` and iceoryx2's publish-subscribe, at the same sizes, in the same run;
+//! and for the topic, the publisher's throughput with one reading subscriber among the
+//! registered ones.
 //!
 //! ```sh
 //! cargo run --release --manifest-path benches/peers/Cargo.toml -- --fanout
@@ -31,6 +33,10 @@ pub struct Row {
     pub rtt_median_ns: u64,
     /// 99th percentile round trip.
     pub rtt_p99_ns: u64,
+    /// Topic only: messages per second the publisher writes while one subscriber reads
+    /// every message (verified) and the others stay registered and idle.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub writer_messages_per_s: Option<f64>,
 }
 
 /// Round trips per case: bounded by what idle subscribers can buffer.
@@ -169,6 +175,67 @@ fn topic_rtts(size: usize, n: usize, rounds: usize) -> io::Result<Vec<u64>> {
     Ok(rtts)
 }
 
+/// Messages per throughput run: enough for a stable rate, few enough that a buffer
+/// holding them all (idle subscribers never free anything) stays small.
+fn throughput_count(size: usize) -> usize {
+    if size <= 4096 {
+        100_000
+    } else {
+        500
+    }
+}
+
+/// Messages per second a `Topic<Block>` publisher writes `count` messages at, while
+/// one of `n` registered subscribers reads and verifies all of them and the others
+/// stay idle: timed from the first write to the reader's report that it verified the
+/// last (the buffer holds every message, so idle subscribers never hold the writer
+/// back: this measures the per-message cost of the registry, not the scheduler).
+fn topic_throughput(size: usize, n: usize, count: usize) -> io::Result<f64> {
+    let pattern = Pattern::new(size);
+    let cap = ((size + 16).next_multiple_of(16) * (count + 8))
+        .next_power_of_two()
+        .max(1 << 16);
+    let config = TopicConfig::new(cap).max_readers(n as u32);
+    let mut topic = Topic::<Block>::anonymous(config).map_err(io::Error::other)?;
+    let sync = Sync::new()?;
+    let (mut verdict_r, verdict_w) = io::pipe()?;
+    let mut pids = Vec::new();
+    pids.push(fork(|| {
+        let mut sub = topic.subscribe().map_err(io::Error::other)?;
+        sync.registered()?;
+        let mut ok = true;
+        for seq in 0..count as u64 {
+            ok &= sub
+                .read_with(|m| pattern.check(m, seq))
+                .map_err(io::Error::other)?;
+        }
+        (&verdict_w).write_all(&[u8::from(ok)])
+    })?);
+    for _ in 1..n {
+        pids.push(fork(|| {
+            let _sub = topic.subscribe().map_err(io::Error::other)?;
+            sync.registered()?;
+            sync.wait_done()
+        })?);
+    }
+    sync.wait_registered(n)?;
+    let start = Instant::now();
+    for seq in 0..count as u64 {
+        topic
+            .write_with(size, |b| pattern.fill(b, seq))
+            .map_err(io::Error::other)?;
+    }
+    let mut verdict = [0u8];
+    verdict_r.read_exact(&mut verdict)?;
+    let secs = start.elapsed().as_secs_f64().max(1e-9);
+    sync.release(n - 1)?;
+    reap(&pids, "topic throughput")?;
+    if verdict[0] != 1 {
+        return Err(io::Error::other("topic: a message arrived corrupted"));
+    }
+    Ok(count as f64 / secs)
+}
+
 fn iox_publisher(end: &Endpoint, size: usize, subscribers: usize) -> io::Result<crate::iox::Pub> {
     let publisher = end
         .service
@@ -265,12 +332,22 @@ pub fn run(sizes: &[usize], subscribers: &[usize], repeats: usize) -> io::Result
                 }
                 medians.sort_unstable();
                 p99s.sort_unstable();
+                let writer_messages_per_s = if transport == "topic" {
+                    let mut rates = (0..repeats.max(1))
+                        .map(|_| topic_throughput(size, n, throughput_count(size)))
+                        .collect::<io::Result<Vec<f64>>>()?;
+                    rates.sort_by(f64::total_cmp);
+                    Some(rates[rates.len() / 2])
+                } else {
+                    None
+                };
                 rows.push(Row {
                     transport,
                     size,
                     subscribers: n,
                     rtt_median_ns: medians[medians.len() / 2],
                     rtt_p99_ns: p99s[p99s.len() / 2],
+                    writer_messages_per_s,
                 });
             }
         }
@@ -283,7 +360,7 @@ pub fn run(sizes: &[usize], subscribers: &[usize], repeats: usize) -> io::Result
 /// beside the same transport's with one subscriber.
 pub fn table(rows: &[Row]) -> String {
     let mut out = String::from(
-        "transport  size    subscribers  rtt median  rtt p99  ÷ iceoryx2  ÷ 1 subscriber\n",
+        "transport  size    subscribers  rtt median  rtt p99  ÷ iceoryx2  ÷ 1 subscriber  writer msgs/s  ÷ 1 subscriber\n",
     );
     for r in rows {
         let find = |t: &str, n: usize| {
@@ -298,8 +375,17 @@ pub fn table(rows: &[Row]) -> String {
                 )
             })
         };
+        let (rate, rate_ratio) = match (r.writer_messages_per_s, find(r.transport, 1)) {
+            (Some(rate), Some(one)) => (
+                format!("{:.0}", rate),
+                one.writer_messages_per_s
+                    .map_or("-".to_string(), |o| format!("{:.2}", rate / o.max(1e-9))),
+            ),
+            (Some(rate), None) => (format!("{:.0}", rate), "-".to_string()),
+            (None, _) => ("-".to_string(), "-".to_string()),
+        };
         out.push_str(&format!(
-            "{:<10} {:<7} {:>11}  {:>8} ns  {:>7}  {:>10}  {:>14}\n",
+            "{:<10} {:<7} {:>11}  {:>8} ns  {:>7}  {:>10}  {:>14}  {:>13}  {:>14}\n",
             r.transport,
             human_size(r.size),
             r.subscribers,
@@ -307,6 +393,8 @@ pub fn table(rows: &[Row]) -> String {
             r.rtt_p99_ns,
             ratio(find("iceoryx2", r.subscribers)),
             ratio(find(r.transport, 1)),
+            rate,
+            rate_ratio,
         ));
     }
     out
