@@ -122,6 +122,24 @@ impl Sync {
     }
 }
 
+/// Forks `k` processes that subscribe to `topic`, say so on `sync`, and stay idle
+/// until released.
+fn idle_subscribers(
+    topic: &Topic<Block>,
+    sync: &Sync,
+    k: usize,
+    pids: &mut Vec<libc::pid_t>,
+) -> io::Result<()> {
+    for _ in 0..k {
+        pids.push(fork(|| {
+            let _sub = topic.subscribe().map_err(io::Error::other)?;
+            sync.registered()?;
+            sync.wait_done()
+        })?);
+    }
+    Ok(())
+}
+
 fn topic_rtts(size: usize, n: usize, rounds: usize) -> io::Result<Vec<u64>> {
     let pattern = Pattern::new(size);
     let cap = ((size + 16).next_multiple_of(16) * (rounds + 8))
@@ -143,13 +161,7 @@ fn topic_rtts(size: usize, n: usize, rounds: usize) -> io::Result<Vec<u64>> {
         }
         Ok(())
     })?);
-    for _ in 1..n {
-        pids.push(fork(|| {
-            let _sub = there.subscribe().map_err(io::Error::other)?;
-            sync.registered()?;
-            sync.wait_done()
-        })?);
-    }
+    idle_subscribers(&there, &sync, n - 1, &mut pids)?;
     let mut back_sub = back.subscribe().map_err(io::Error::other)?;
     sync.wait_registered(n)?;
     let mut rtts = Vec::with_capacity(rounds);
@@ -211,13 +223,7 @@ fn topic_throughput(size: usize, n: usize, count: usize) -> io::Result<f64> {
         }
         (&verdict_w).write_all(&[u8::from(ok)])
     })?);
-    for _ in 1..n {
-        pids.push(fork(|| {
-            let _sub = topic.subscribe().map_err(io::Error::other)?;
-            sync.registered()?;
-            sync.wait_done()
-        })?);
-    }
+    idle_subscribers(&topic, &sync, n - 1, &mut pids)?;
     sync.wait_registered(n)?;
     let start = Instant::now();
     for seq in 0..count as u64 {
