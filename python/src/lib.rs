@@ -19,6 +19,7 @@ use pyo3::sync::GILOnceCell;
 use pyo3::types::{PyDict, PyTuple, PyType};
 
 mod lock;
+mod queue;
 mod ring;
 mod sync;
 mod value;
@@ -355,6 +356,7 @@ fn shmkit(py: Python<'_>, m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<value::Value>()?;
     m.add_class::<value::Array>()?;
     m.add_class::<ring::Ring>()?;
+    m.add_class::<queue::Queue>()?;
     m.add_class::<sync::Semaphore>()?;
     m.add_class::<sync::Event>()?;
     m.add_class::<sync::Barrier>()?;
