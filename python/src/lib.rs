@@ -156,7 +156,9 @@ pub(crate) fn create_fail(e: shmkit_typed::CreateError) -> Fail {
         E::Segment(S::InvalidName { .. } | S::ZeroSize | S::TooLarge { .. }) => Kind::Value,
         E::Segment(S::PermissionDenied { .. }) => Kind::Permission,
         E::Segment(S::NoSpace { .. }) => Kind::Os,
-        E::Ring(_) | E::Queue(_) | E::ZeroLength | E::TooLarge { .. } => Kind::Value,
+        E::Ring(_) | E::Queue(_) | E::Channel(_) | E::ZeroLength | E::TooLarge { .. } => {
+            Kind::Value
+        }
         _ => Kind::Shmkit,
     };
     Fail::new(kind, e.to_string())
