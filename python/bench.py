@@ -4,8 +4,9 @@
 
 Prints a Markdown table: Queue items/s from one process to another (small ints and
 ~100-byte dicts), uncontended and 2-process contended Lock, Value increments under the
-lock, and how long a lock whose holder was SIGKILLed takes to acquire; the last column
-is shmkit's figure over multiprocessing's (for the recovery: the time itself).
+lock, and how long a lock whose holder was SIGKILLed takes to acquire. Every row runs
+--repeat trials of each module, interleaved, and shows the best of each (other load
+only slows a trial down), their ratio and the range of the per-trial ratios.
 """
 
 import argparse
@@ -132,41 +133,50 @@ def recovery(lock, limit):
     return None
 
 
-def ratio(mp_seconds, sk_seconds):
-    return f"{mp_seconds / sk_seconds:.1f}x"
-
-
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--repeat", type=int, default=5,
+                        help="trials per row, multiprocessing and shmkit interleaved")
     args = parser.parse_args()
     n = 50_000 if args.quick else 500_000
     rows = []
 
-    def row(what, count, mp_seconds, sk_seconds):
-        rows.append((what, per_second(count, mp_seconds), per_second(count, sk_seconds),
-                     ratio(mp_seconds, sk_seconds)))
+    def row(what, count, measure_mp, measure_sk):
+        """Interleaved trials; the best of each side (noise only slows a trial down),
+        their ratio, and the range of the per-trial ratios."""
+        mp, sk = [], []
+        for _ in range(args.repeat):
+            mp.append(measure_mp())
+            sk.append(measure_sk())
+        ratios = sorted(m / s for m, s in zip(mp, sk))
+        rows.append((what, per_second(count, min(mp)), per_second(count, min(sk)),
+                     f"{min(mp) / min(sk):.1f}x ({ratios[0]:.1f}-{ratios[-1]:.1f})"))
 
     q = n // 5
     for what, item in (("small ints", None), ("~100-byte dicts", DICT)):
         row(f"Queue, 1 process to another: {what}", q,
-            queue_rate(FORK.Queue(), item, q), queue_rate(shmkit.Queue.anonymous(), item, q))
+            lambda: queue_rate(FORK.Queue(), item, q),
+            lambda: queue_rate(shmkit.Queue.anonymous(), item, q))
     mp_lock, sk_lock = FORK.Lock(), shmkit.Lock.anonymous()
-    row("Lock acquire+release, uncontended", n, uncontended(mp_lock, n), uncontended(sk_lock, n))
+    row("Lock acquire+release, uncontended", n,
+        lambda: uncontended(mp_lock, n), lambda: uncontended(sk_lock, n))
     row("Lock `with lock: pass`, uncontended", n,
-        uncontended_with(mp_lock, n), uncontended_with(sk_lock, n))
+        lambda: uncontended_with(mp_lock, n), lambda: uncontended_with(sk_lock, n))
     m = n // 5
     row("Lock, 2 processes contending (lock+unlock pairs)", 2 * m,
-        contended(FORK.Lock, m), contended(shmkit.Lock.anonymous, m))
+        lambda: contended(FORK.Lock, m), lambda: contended(shmkit.Lock.anonymous, m))
     row("Value += 1 under get_lock(), 2 processes", 2 * m,
-        increments(FORK.Value("q", 0), m), increments(shmkit.Value.anonymous("q", 0), m))
+        lambda: increments(FORK.Value("q", 0), m),
+        lambda: increments(shmkit.Value.anonymous("q", 0), m))
     mp_rec = recovery(FORK.Lock(), 2.0)
-    sk_rec = recovery(shmkit.Lock.anonymous(), 2.0)
+    sk_rec = sorted(recovery(shmkit.Lock.anonymous(), 2.0) for _ in range(args.repeat))
     fmt = lambda t: "not within 2 s" if t is None else f"{t * 1e3:.1f} ms"  # noqa: E731
-    rows.append(("acquire after the holder was SIGKILLed", fmt(mp_rec), fmt(sk_rec), ""))
+    rows.append(("acquire after the holder was SIGKILLed", fmt(mp_rec),
+                 f"{fmt(sk_rec[0])}-{fmt(sk_rec[-1])}", ""))
 
-    print(f"| Python {sys.version.split()[0]}, {os.cpu_count()} CPUs | multiprocessing | shmkit "
-          "| shmkit / mp |")
+    print(f"| Python {sys.version.split()[0]}, {os.cpu_count()} CPUs, best of {args.repeat} "
+          "| multiprocessing | shmkit | shmkit / mp (per-trial range) |")
     print("|---|---:|---:|---:|")
     for r in rows:
         print("| " + " | ".join(r) + " |")
