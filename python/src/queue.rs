@@ -21,7 +21,7 @@
 //! registered as a getter.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Mutex;
+use std::sync::{Mutex, TryLockError};
 use std::time::Duration;
 
 use pyo3::exceptions::PyValueError;
@@ -191,18 +191,36 @@ fn queue_wait(block: bool, timeout: Option<f64>) -> PyResult<Option<Option<Durat
 /// _queue.Empty: ...
 #[pyclass(module = "shmkit", frozen)]
 pub struct Queue {
-    /// Never used to send or receive (it takes no role): what new handles are cloned
+    /// Never used to send or receive (it takes no role): what spare handles are cloned
     /// from, and what keeps the mapping (and a creator's name) until the object goes.
     proto: Mutex<Chan>,
-    /// Idle handles that put.
-    tx: Mutex<Vec<Chan>>,
-    /// Idle handles that get.
-    rx: Mutex<Vec<Chan>>,
+    /// The handles that put.
+    tx: Side,
+    /// The handles that get.
+    rx: Side,
     /// `close()` was called.
     closed: AtomicBool,
     name: Option<String>,
     capacity: usize,
     max_message_len: usize,
+}
+
+/// One side's handles: the primary, used by every call that finds it free (one
+/// uncontended `try_lock`), and spares for calls made while another thread of this
+/// process holds it (each spare takes its own registry entry once used).
+struct Side {
+    /// `None` once closed.
+    primary: Mutex<Option<Chan>>,
+    spares: Mutex<Vec<Chan>>,
+}
+
+impl Side {
+    fn new(ch: Chan) -> Self {
+        Side {
+            primary: Mutex::new(Some(ch)),
+            spares: Mutex::new(Vec::new()),
+        }
+    }
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -215,9 +233,9 @@ impl Queue {
         Queue {
             capacity: ch.capacity(),
             max_message_len: ch.max_message_len().saturating_sub(1),
+            tx: Side::new(ch.clone()),
+            rx: Side::new(ch.clone()),
             proto: Mutex::new(ch),
-            tx: Mutex::new(Vec::new()),
-            rx: Mutex::new(Vec::new()),
             closed: AtomicBool::new(false),
             name,
         }
@@ -230,28 +248,32 @@ impl Queue {
         ))
     }
 
-    /// An idle handle of `side`, or a new one.
-    fn checkout(&self, side: &Mutex<Vec<Chan>>) -> PyResult<Chan> {
-        // Relaxed: a flag; the pools' mutex orders it with `checkin` and `close`.
+    /// Runs `f` on a handle of `side`: the primary if no other thread of this process
+    /// is using it, else a spare (cloned when none is idle). Callable with or without
+    /// the GIL. `ValueError` after `close()`.
+    fn with_handle<R>(&self, side: &Side, f: impl FnOnce(&Chan) -> R) -> PyResult<R> {
+        let primary = match side.primary.try_lock() {
+            Ok(g) => Some(g),
+            Err(TryLockError::Poisoned(p)) => Some(p.into_inner()),
+            Err(TryLockError::WouldBlock) => None,
+        };
+        if let Some(g) = primary {
+            return g.as_ref().map(f).ok_or_else(|| self.closed_err());
+        }
+        // Relaxed: a flag; the spares' mutex orders it with `close`.
         if self.closed.load(Ordering::Relaxed) {
             return Err(self.closed_err());
         }
-        if let Some(ch) = lock(side).pop() {
-            return Ok(ch);
-        }
-        Ok(lock(&self.proto).clone())
-    }
-
-    /// Gives a handle back to `side` (dropped, its role released, after `close()`).
-    fn checkin(&self, side: &Mutex<Vec<Chan>>, ch: Chan) {
-        let mut idle = lock(side);
-        // Relaxed: `close` sets the flag before it takes this mutex to empty the pool.
-        if self.closed.load(Ordering::Relaxed) {
-            drop(idle);
-            drop(ch);
-        } else {
+        let spare = lock(&side.spares).pop();
+        let ch = spare.unwrap_or_else(|| lock(&self.proto).clone());
+        let r = f(&ch);
+        let mut idle = lock(&side.spares);
+        // Relaxed: `close` sets the flag before it takes this mutex to empty the spares
+        // (after `close`, `ch` is dropped here: its role is released).
+        if !self.closed.load(Ordering::Relaxed) {
             idle.push(ch);
         }
+        Ok(r)
     }
 
     fn encode<'py>(py: Python<'py>, obj: &Bound<'py, PyAny>) -> PyResult<(u8, PyBackedBytes)> {
@@ -280,72 +302,62 @@ impl Queue {
         data: PyBackedBytes,
         wait: Option<Option<Duration>>,
     ) -> PyResult<()> {
+        let len = data.len() + 1;
         let fill = |buf: &mut [u8]| {
             buf[0] = tag;
             buf[1..].copy_from_slice(&data);
         };
-        let ch = self.checkout(&self.tx)?;
         // The fast path keeps the GIL: no wait, so nothing to release it for.
-        let r = match ch.try_send_with(data.len() + 1, fill) {
+        let r = match self.with_handle(&self.tx, |ch| ch.try_send_with(len, fill))? {
             Err(SendError::Full(())) if wait.is_some() => {
-                let cell = Mutex::new(ch);
                 let r = wait_sliced(py, wait.flatten(), |slice| {
-                    match lock(&cell).send_with_timeout(data.len() + 1, slice, fill) {
-                        Err(SendError::Timeout(())) => None,
+                    match self.with_handle(&self.tx, |ch| ch.send_with_timeout(len, slice, fill)) {
+                        Ok(Err(SendError::Timeout(()))) => None,
                         other => Some(other),
                     }
-                });
-                self.checkin(
-                    &self.tx,
-                    cell.into_inner().unwrap_or_else(|p| p.into_inner()),
-                );
-                match r? {
-                    Some(r) => r,
+                })?;
+                match r {
+                    Some(r) => r?,
                     None => Err(SendError::Timeout(())),
                 }
             }
-            other => {
-                self.checkin(&self.tx, ch);
-                other
-            }
+            other => other,
         };
         r.map_err(|e| send_fail(py, e))
     }
 
     fn get_record(&self, py: Python<'_>, wait: Option<Option<Duration>>) -> PyResult<PyObject> {
-        let ch = self.checkout(&self.rx)?;
         // The fast path keeps the GIL and copies the payload straight into `bytes`.
-        let r = match ch.try_recv_with(|b| match split(b) {
-            Ok((tag, payload)) => Got::Item(tag, PyBytes::new(py, payload)),
-            Err(msg) => Got::Bad(msg),
-        }) {
+        let fast = self.with_handle(&self.rx, |ch| {
+            ch.try_recv_with(|b| match split(b) {
+                Ok((tag, payload)) => Got::Item(tag, PyBytes::new(py, payload)),
+                Err(msg) => Got::Bad(msg),
+            })
+        })?;
+        let r = match fast {
             Err(RecvError::Empty) if wait.is_some() => {
-                let cell = Mutex::new(ch);
                 let r = wait_sliced(py, wait.flatten(), |slice| {
-                    let got = lock(&cell).recv_with_timeout(slice, |b| match split(b) {
-                        Ok((tag, payload)) => Got::Item(tag, payload.to_vec()),
-                        Err(msg) => Got::Bad(msg),
+                    let got = self.with_handle(&self.rx, |ch| {
+                        ch.recv_with_timeout(slice, |b| match split(b) {
+                            Ok((tag, payload)) => Got::Item(tag, payload.to_vec()),
+                            Err(msg) => Got::Bad(msg),
+                        })
                     });
                     match got {
-                        Err(RecvError::Timeout) => None,
+                        Ok(Err(RecvError::Timeout)) => None,
                         other => Some(other),
                     }
-                });
-                self.checkin(
-                    &self.rx,
-                    cell.into_inner().unwrap_or_else(|p| p.into_inner()),
-                );
-                match r? {
-                    Some(Ok(Got::Item(tag, v))) => Ok(Got::Item(tag, PyBytes::new(py, &v))),
-                    Some(Ok(Got::Bad(msg))) => Ok(Got::Bad(msg)),
-                    Some(Err(e)) => Err(e),
+                })?;
+                match r {
+                    Some(got) => match got? {
+                        Ok(Got::Item(tag, v)) => Ok(Got::Item(tag, PyBytes::new(py, &v))),
+                        Ok(Got::Bad(msg)) => Ok(Got::Bad(msg)),
+                        Err(e) => Err(e),
+                    },
                     None => Err(RecvError::Timeout),
                 }
             }
-            other => {
-                self.checkin(&self.rx, ch);
-                other
-            }
+            other => other,
         };
         Self::decode(py, r.map_err(|e| recv_fail(py, e))?)
     }
@@ -449,11 +461,16 @@ impl Queue {
     /// calls on it raise `ValueError`. The queue goes on for the other processes; once
     /// every putter has left, getters drain it and then get `shmkit.Closed`. Unlike
     /// `Ring.close()`, it does not end the queue for the others while a putter stays.
-    fn close(&self) {
+    fn close(&self, py: Python<'_>) {
         self.closed.store(true, Ordering::Relaxed);
-        let tx = std::mem::take(&mut *lock(&self.tx));
-        let rx = std::mem::take(&mut *lock(&self.rx));
-        drop((tx, rx));
+        // The GIL is released while the primaries are taken: a thread blocked in
+        // put/get holds one for a slice of its wait.
+        py.allow_threads(|| {
+            for side in [&self.tx, &self.rx] {
+                drop(lock(&side.primary).take());
+                drop(std::mem::take(&mut *lock(&side.spares)));
+            }
+        });
     }
 
     /// Does nothing: `put` has no feeder thread to wait for (multiprocessing API).
