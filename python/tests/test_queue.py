@@ -301,3 +301,15 @@ def test_python_puts_bytes_and_objects_rust_gets_them(peer, names):  # noqa: F81
         out, _ = getter.communicate(timeout=60)
     assert getter.returncode == 0
     assert out.split() == ["3000", "300", str(sum(i % 100 for i in range(3000)))]
+
+
+def test_job_queue_example_with_a_rust_worker(peer):  # noqa: F811
+    import pathlib
+    import sys
+
+    script = pathlib.Path(__file__).resolve().parents[2] / "examples" / "python" / "job_queue.py"
+    out = subprocess.run(
+        [sys.executable, str(script), "--rust-worker", peer],
+        check=True, capture_output=True, text=True, timeout=120,
+    ).stdout
+    assert "OK: every job done exactly once" in out
