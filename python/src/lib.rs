@@ -1,5 +1,5 @@
-//! `shmkit` for Python: crash-safe locks, typed values, arrays and byte rings in shared
-//! memory, opened by name so that Python and Rust processes share the same objects.
+//! `shmkit` for Python: crash-safe locks, typed values, arrays, byte rings and queues in
+//! shared memory, opened by name so that Python and Rust processes share the same objects.
 //!
 //! Every class here wraps the Rust type of the same segment layout (see README.md's
 //! Python section for the table), so `shmkit.Value.create("n", "q", 0)` in Python and
