@@ -1,5 +1,5 @@
-//! `shmkit` for Python: crash-safe locks, typed values, arrays and byte rings in shared
-//! memory, opened by name so that Python and Rust processes share the same objects.
+//! `shmkit` for Python: crash-safe locks, typed values, arrays, byte rings and queues in
+//! shared memory, opened by name so that Python and Rust processes share the same objects.
 //!
 //! Every class here wraps the Rust type of the same segment layout (see README.md's
 //! Python section for the table), so `shmkit.Value.create("n", "q", 0)` in Python and
@@ -19,6 +19,7 @@ use pyo3::sync::GILOnceCell;
 use pyo3::types::{PyDict, PyTuple, PyType};
 
 mod lock;
+mod queue;
 mod ring;
 mod sync;
 mod value;
@@ -155,7 +156,9 @@ pub(crate) fn create_fail(e: shmkit_typed::CreateError) -> Fail {
         E::Segment(S::InvalidName { .. } | S::ZeroSize | S::TooLarge { .. }) => Kind::Value,
         E::Segment(S::PermissionDenied { .. }) => Kind::Permission,
         E::Segment(S::NoSpace { .. }) => Kind::Os,
-        E::Ring(_) | E::Queue(_) | E::ZeroLength | E::TooLarge { .. } => Kind::Value,
+        E::Ring(_) | E::Queue(_) | E::Channel(_) | E::ZeroLength | E::TooLarge { .. } => {
+            Kind::Value
+        }
         _ => Kind::Shmkit,
     };
     Fail::new(kind, e.to_string())
@@ -355,6 +358,7 @@ fn shmkit(py: Python<'_>, m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<value::Value>()?;
     m.add_class::<value::Array>()?;
     m.add_class::<ring::Ring>()?;
+    m.add_class::<queue::Queue>()?;
     m.add_class::<sync::Semaphore>()?;
     m.add_class::<sync::Event>()?;
     m.add_class::<sync::Barrier>()?;

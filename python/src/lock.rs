@@ -64,10 +64,23 @@ impl LockCore {
         py: Python<'_>,
         wait: Option<Option<Duration>>,
     ) -> PyResult<Result<Acquired, RawLockError>> {
+        // A zero timeout is a single try, as `threading.Lock.acquire(timeout=0)`.
+        let wait = wait.filter(|t| *t != Some(Duration::ZERO));
         let raw = self.home.raw();
-        match self.probed(|| raw.try_lock()) {
-            Err(RawLockError::WouldBlock) => {}
-            other => return Ok(other),
+        // The fast path, with the GIL held: one CAS when the lock looks free. A lock
+        // that looks held, when we may wait, goes straight to the waiting path (which
+        // spins first, then sleeps): `try_lock` on a held lock asks `/proc` whether the
+        // holder lives (microseconds; the waiting path does that only once its spin is
+        // over), and releasing the GIL costs less than that.
+        let busy = raw.is_locked();
+        if busy && raw.is_held_by_current_thread() {
+            return Ok(Err(RawLockError::WouldDeadlock));
+        }
+        if wait.is_none() || !busy {
+            match self.probed(|| raw.try_lock()) {
+                Err(RawLockError::WouldBlock) => {}
+                other => return Ok(other),
+            }
         }
         let Some(timeout) = wait else {
             return Ok(Err(RawLockError::WouldBlock));
@@ -112,17 +125,7 @@ impl LockCore {
 
     /// Whether the calling thread holds the lock.
     pub(crate) fn held_by_me(&self) -> bool {
-        let raw = self.home.raw();
-        match self.probed(|| raw.try_lock()) {
-            Err(RawLockError::WouldDeadlock) => true,
-            Ok(_) => {
-                // It was free (or its holder dead): we just took it; give it back.
-                // SAFETY: this thread took the lock one line above.
-                unsafe { raw.unlock() };
-                false
-            }
-            Err(_) => false,
-        }
+        self.home.raw().is_held_by_current_thread()
     }
 
     /// Releases a lock this thread holds; `RuntimeError` otherwise (as

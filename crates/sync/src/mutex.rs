@@ -294,6 +294,13 @@ impl RawMutex {
         self.consistency.load(Relaxed) != CONSISTENT
     }
 
+    /// Whether the calling thread holds the lock (no `/proc` read, no change to the
+    /// lock: what `try_lock` answers with `WouldDeadlock`, without trying).
+    #[inline]
+    pub fn is_held_by_current_thread(&self) -> bool {
+        self.check_held(&Futex).is_ok()
+    }
+
     /// Whether someone holds the lock (a snapshot).
     pub fn is_locked(&self) -> bool {
         // Relaxed: a snapshot for diagnostics.
@@ -790,6 +797,19 @@ mod tests {
         g.make_consistent();
         drop(g);
         assert!(m.try_lock().is_ok());
+    }
+
+    #[test]
+    fn held_by_current_thread_names_the_holder_only() {
+        let m = std::sync::Arc::new(Mutex::new(()));
+        assert!(!m.raw().is_held_by_current_thread(), "free");
+        let g = m.lock().unwrap();
+        assert!(m.raw().is_held_by_current_thread());
+        let m2 = m.clone();
+        let other = std::thread::spawn(move || m2.raw().is_held_by_current_thread());
+        assert!(!other.join().unwrap(), "held, but by another thread");
+        drop(g);
+        assert!(!m.raw().is_held_by_current_thread(), "released");
     }
 
     /// (A unit test: this binary does not fork, so the panicking thread cannot leave

@@ -983,6 +983,18 @@ impl<T, N: TypeName> Channel<T, N> {
         n
     }
 
+    /// Bytes of the records not yet taken by a receiver (headers and padding
+    /// included, from the read cursor to the tail; 0 when nothing is queued): a
+    /// constant-time snapshot, where [`len`](Channel::len) walks the records.
+    pub fn unread_bytes(&self) -> usize {
+        let h = self.hdr();
+        // Relaxed: a snapshot; `read` is loaded first and never passes `tail`, so the
+        // later load of `tail` is not below it.
+        let r = h.read.pos.load(Ordering::Relaxed);
+        let t = h.tail.pos.load(Ordering::Relaxed);
+        t.saturating_sub(r).min(self.cap) as usize
+    }
+
     /// Whether [`len`](Channel::len) is 0.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
@@ -1851,6 +1863,33 @@ impl<T, N: TypeName> Channel<T, N> {
         self.send_with_wait(len, Wait::Until(None), fill)
     }
 
+    /// As [`Channel::send_with`], failing with [`SendError::Full`] instead of waiting
+    /// (`fill` is not called then).
+    ///
+    /// # Errors
+    /// As [`Channel::try_send`], with `()` for the message.
+    pub fn try_send_with<R>(
+        &self,
+        len: usize,
+        fill: impl FnOnce(&mut [u8]) -> R,
+    ) -> Result<R, SendError<()>> {
+        self.send_with_wait(len, Wait::No, fill)
+    }
+
+    /// As [`Channel::send_with`], waiting at most `timeout` for room (`fill` is not
+    /// called if none came).
+    ///
+    /// # Errors
+    /// As [`Channel::send_timeout`], with `()` for the message.
+    pub fn send_with_timeout<R>(
+        &self,
+        len: usize,
+        timeout: Duration,
+        fill: impl FnOnce(&mut [u8]) -> R,
+    ) -> Result<R, SendError<()>> {
+        self.send_with_wait(len, Self::wait_for(timeout), fill)
+    }
+
     fn send_with_wait<R>(
         &self,
         len: usize,
@@ -1886,6 +1925,18 @@ impl<T, N: TypeName> Channel<T, N> {
     /// As [`Channel::try_recv`] (no `Decode`).
     pub fn try_recv_with<R>(&self, f: impl FnOnce(&[u8]) -> R) -> Result<R, RecvError> {
         self.recv_with_wait(Wait::No, f)
+    }
+
+    /// As [`Channel::recv_with`], waiting at most `timeout` ([`RecvError::Timeout`]).
+    ///
+    /// # Errors
+    /// As [`Channel::recv_timeout`] (no `Decode`).
+    pub fn recv_with_timeout<R>(
+        &self,
+        timeout: Duration,
+        f: impl FnOnce(&[u8]) -> R,
+    ) -> Result<R, RecvError> {
+        self.recv_with_wait(Self::wait_for(timeout), f)
     }
 
     fn recv_with_wait<R>(&self, wait: Wait, f: impl FnOnce(&[u8]) -> R) -> Result<R, RecvError> {
@@ -2181,6 +2232,47 @@ mod tests {
             rx.recv_deadline(Instant::now()),
             Err(RecvError::Disconnected)
         );
+    }
+
+    #[test]
+    fn bytes_paths_try_and_timeout_forms() {
+        let tx = chan(128);
+        let rx = tx.clone();
+        assert_eq!(
+            rx.recv_with_timeout(Duration::from_millis(2), |b| b.len()),
+            Err(RecvError::Timeout)
+        );
+        assert_eq!(rx.unread_bytes(), 0);
+        tx.try_send_with(5, |buf| buf.fill(9)).unwrap();
+        assert_eq!(rx.unread_bytes(), 16, "a stamp and 5 bytes padded to 8");
+        assert_eq!(rx.try_recv_with(|b| b.to_vec()), Ok(vec![9; 5]));
+        assert_eq!(rx.unread_bytes(), 0);
+        let mut n = 0u8;
+        while tx
+            .try_send_with(24, |buf| buf.fill(n))
+            .map(|()| n += 1)
+            .is_ok()
+        {}
+        assert!(n >= 3, "{n} records of 32 B in 128 B");
+        let mut called = false;
+        assert!(matches!(
+            tx.try_send_with(24, |_| called = true),
+            Err(SendError::Full(()))
+        ));
+        assert!(matches!(
+            tx.send_with_timeout(24, Duration::from_millis(2), |_| called = true),
+            Err(SendError::Timeout(()))
+        ));
+        assert!(!called, "fill runs only once a record is reserved");
+        for i in 0..n {
+            let got = rx.recv_with_timeout(Duration::from_secs(10), |b| b.to_vec());
+            assert_eq!(got, Ok(vec![i; 24]));
+        }
+        tx.send_with_timeout(3, Duration::from_secs(10), |buf| {
+            buf.copy_from_slice(b"abc")
+        })
+        .unwrap();
+        assert_eq!(rx.try_recv_with(|b| b.to_vec()), Ok(b"abc".to_vec()));
     }
 
     #[test]

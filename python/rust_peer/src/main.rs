@@ -14,6 +14,13 @@
 //! shmkit-pypeer ring-read NAME           reads a Ring to its close, prints "<n> <bytes>"
 //! shmkit-pypeer named-lock-hold NAME     takes the NamedLock NAME, prints "locked", then
 //!                                        waits to be killed
+//! shmkit-pypeer queue-put NAME N        puts N byte items "item-<i>" into a Python
+//!                                        shmkit.Queue (tag byte 0, then the bytes),
+//!                                        then leaves (the getters see it go)
+//! shmkit-pypeer queue-get NAME           gets items of a shmkit.Queue until every putter
+//!                                        left; prints "<bytes items> <pickles> <bytes>"
+//!                                        (the raw items' total length; pickles are
+//!                                        counted, not decoded)
 //! shmkit-pypeer tickets-buy NAME [START]  sells tickets from a SharedValue<i64> count, one
 //!                                        locked check-and-decrement each, until none
 //!                                        are left (after waiting at the SharedBarrier
@@ -24,7 +31,9 @@ use std::io::Write;
 use std::time::Duration;
 
 use shmkit_sync::{LockError, NamedLock};
-use shmkit_typed::{ReadError, Ring, SharedArray, SharedBarrier, SharedValue};
+use shmkit_typed::{
+    Channel, ReadError, RecvError, Ring, SharedArray, SharedBarrier, SharedValue, TypeName,
+};
 
 type Res = Result<(), Box<dyn std::error::Error>>;
 
@@ -40,6 +49,8 @@ fn main() {
         "ring-write" => ring_write(arg(1), arg(2).parse().unwrap_or(0)),
         "ring-read" => ring_read(arg(1)),
         "named-lock-hold" => named_lock_hold(arg(1)),
+        "queue-put" => queue_put(arg(1), arg(2).parse().unwrap_or(0)),
+        "queue-get" => queue_get(arg(1)),
         "tickets-buy" => tickets_buy(arg(1), arg(2)),
         other => Err(format!("unknown command {other:?}").into()),
     };
@@ -149,5 +160,53 @@ fn tickets_buy(name: &str, start: &str) -> Res {
         sold += 1;
     }
     println!("{sold}");
+    Ok(())
+}
+
+/// The message type name of a Python `shmkit.Queue`'s channel (python/src/queue.rs).
+enum PyQueue {}
+
+impl TypeName for PyQueue {
+    fn name<T: ?Sized>() -> &'static str {
+        "shmkit.Queue/1"
+    }
+}
+
+/// Record tags of a `shmkit.Queue` (python/src/queue.rs): raw bytes, a pickle.
+const TAG_BYTES: u8 = 0;
+const TAG_PICKLE: u8 = 1;
+
+fn queue_put(name: &str, n: u64) -> Res {
+    let q = Channel::<Vec<u8>, PyQueue>::open(name)?;
+    for i in 0..n {
+        let item = format!("item-{i}");
+        q.send_with(1 + item.len(), |buf| {
+            buf[0] = TAG_BYTES;
+            buf[1..].copy_from_slice(item.as_bytes());
+        })?;
+    }
+    drop(q); // leaves: the getters drain, then see every putter gone
+    println!("done");
+    Ok(())
+}
+
+fn queue_get(name: &str) -> Res {
+    let q = Channel::<Vec<u8>, PyQueue>::open(name)?;
+    let (mut raw, mut pickles, mut bytes) = (0u64, 0u64, 0usize);
+    loop {
+        match q.recv_with_timeout(Duration::from_secs(30), |rec| {
+            (rec.first().copied(), rec.len().saturating_sub(1))
+        }) {
+            Ok((Some(TAG_BYTES), len)) => {
+                raw += 1;
+                bytes += len;
+            }
+            Ok((Some(TAG_PICKLE), _)) => pickles += 1,
+            Ok((tag, _)) => return Err(format!("a record of tag {tag:?}").into()),
+            Err(RecvError::Disconnected) => break,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    println!("{raw} {pickles} {bytes}");
     Ok(())
 }

@@ -1,0 +1,315 @@
+"""shmkit.Queue: the multiprocessing.Queue API over shmkit's channel, between Python
+processes and with a Rust process (python/rust_peer)."""
+
+import os
+import pickle
+import queue
+import signal
+import subprocess
+import threading
+
+import pytest
+
+import shmkit
+from test_interop import peer  # noqa: F401  (the built Rust peer, a fixture)
+
+ITEMS = [0, -1, 2**70, 1.5, "text", "", None, True, (1, "a"), [1, [2, 3]], {"k": {"v": 1}},
+         b"", b"raw bytes", bytearray(b"ba"), frozenset({1, 2}), b"\x00" * 1000]
+
+
+def test_round_trip_of_bytes_and_objects_in_order(names):
+    q = shmkit.Queue.create(names(), 1 << 16)
+    assert q.empty() and q.qsize() == 0 and not q.full()
+    for item in ITEMS:
+        q.put(item)
+    assert q.qsize() == len(ITEMS) and not q.empty()
+    got = [q.get() for _ in ITEMS]
+    assert got == ITEMS
+    # Exact bytes come back as bytes, a bytearray as a bytearray (it was pickled).
+    assert [type(x) for x in got] == [type(x) for x in ITEMS]
+    assert q.empty() and q.qsize() == 0
+
+
+def test_the_largest_item_fits_and_a_larger_one_is_refused(names):
+    q = shmkit.Queue.create(names(), 1024)
+    assert q.maxsize_bytes == 1024
+    big = b"x" * q.max_message_len
+    q.put(big)
+    assert q.get() == big
+    with pytest.raises(ValueError, match="larger than the channel's maximum"):
+        q.put(big + b"y")
+    with pytest.raises(ValueError):
+        q.put(list(range(1000)))  # its pickle is too large
+    assert q.empty()
+
+
+def test_full_and_empty_with_and_without_timeout(names):
+    q = shmkit.Queue.create(names(), 256)
+    with pytest.raises(queue.Empty):
+        q.get_nowait()
+    with pytest.raises(queue.Empty):
+        q.get(block=False, timeout=5)  # the timeout is ignored without block
+    with pytest.raises(queue.Empty):
+        q.get(timeout=0.01)
+    n = 0
+    while True:
+        try:
+            q.put_nowait(n)
+        except queue.Full:
+            break
+        n += 1
+    assert n > 3 and q.full() and q.qsize() == n
+    with pytest.raises(queue.Full):
+        q.put(n, block=False)
+    with pytest.raises(queue.Full):
+        q.put(n, timeout=0.01)
+    assert q.get() == 0
+    assert [q.get_nowait() for _ in range(n - 1)] == list(range(1, n))
+    q.put(b"again", timeout=1)
+    assert q.get(timeout=1) == b"again"
+
+
+def test_bad_input_is_refused_with_clear_exceptions(names):
+    name = names()
+    q = shmkit.Queue.create(name, 4096)
+    with pytest.raises(ValueError, match="non-negative"):
+        q.get(timeout=-1)
+    with pytest.raises(ValueError, match="non-negative"):
+        q.put(1, timeout=float("nan"))
+    with pytest.raises((pickle.PicklingError, AttributeError, TypeError)):
+        q.put(lambda: 1)  # not picklable: nothing is put
+    with pytest.raises(TypeError):
+        q.put(threading.Lock())
+    assert q.empty()
+    with pytest.raises(shmkit.AlreadyExists):
+        shmkit.Queue.create(name)
+    with pytest.raises(shmkit.NotFound):
+        shmkit.Queue.open(names())
+    with pytest.raises(ValueError, match="power of two"):
+        shmkit.Queue.create(names(), 1000)
+    with pytest.raises(ValueError, match="power of two"):
+        shmkit.Queue.anonymous(16)
+    with pytest.raises(ValueError):
+        shmkit.Queue.open_or_create(name, 8192)  # exists with another capacity
+    value_name = names()
+    v = shmkit.Value.create(value_name, "q", 0)
+    with pytest.raises(shmkit.TypeMismatch):
+        shmkit.Queue.open(value_name)
+    with pytest.raises(shmkit.TypeMismatch):
+        shmkit.Ring.open(name)  # a queue is not a ring
+    with pytest.raises(TypeError):
+        pickle.dumps(shmkit.Queue.anonymous())
+    del v
+
+
+def test_close_lets_go_of_this_object_only(names):
+    name = names()
+    q = shmkit.Queue.create(name, 4096)
+    other = shmkit.Queue.open(name)
+    q.put(1)
+    q.close()
+    q.close()  # idempotent
+    with pytest.raises(ValueError, match="closed"):
+        q.put(2)
+    with pytest.raises(ValueError, match="closed"):
+        q.get_nowait()
+    # The queue goes on for the others: the item is there, then the only putter has
+    # left, so the drained queue says so instead of waiting for ever.
+    assert other.get(timeout=5) == 1
+    with pytest.raises(shmkit.Closed):
+        other.get(timeout=5)
+    with pytest.raises(EOFError):  # shmkit.Closed is an EOFError
+        other.get()
+    # A new putter starts the stream again.
+    other.put("more")
+    assert other.get() == "more"
+    q.join_thread()
+    q.cancel_join_thread()
+
+
+def test_pickle_reopens_by_name(names):
+    q = shmkit.Queue.create(names())
+    again = pickle.loads(pickle.dumps(q))
+    assert again.name == q.name and "Queue" in repr(again)
+    q.put({"a": 1})
+    assert again.get(timeout=5) == {"a": 1}
+
+
+def test_threads_of_one_process_share_one_queue_object(names):
+    q = shmkit.Queue.create(names(), 1 << 12)  # small: putters wait for room
+    n, got, lock = 2000, [], threading.Lock()
+
+    def putter(k):
+        for i in range(n):
+            q.put((k, i))
+
+    def getter():
+        mine = []
+        for _ in range(n):
+            mine.append(q.get(timeout=30))
+        with lock:
+            got.extend(mine)
+
+    threads = [threading.Thread(target=putter, args=(k,)) for k in range(2)]
+    threads += [threading.Thread(target=getter) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(got) == sorted((k, i) for k in range(2) for i in range(n))
+
+
+def _producer(q, k, n, start):
+    q.put((k, 0))  # registered as a putter before the barrier
+    start.wait()
+    for i in range(1, n):
+        q.put((k, i))
+    q.close()  # this process puts no more
+
+
+def _consumer(q, results):
+    got = []
+    while True:
+        try:
+            got.append(q.get(timeout=60))
+        except shmkit.Closed:
+            break
+    results.put(got)
+
+
+def test_exactly_once_two_producer_processes_three_consumer_processes(names):
+    """Spawned processes (the queue crosses by name, pickled): every item reaches
+    exactly one consumer, each producer's items in order; consumers end when both
+    producers have closed and the queue is drained."""
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("spawn")
+    n = 3000
+    q = shmkit.Queue.create(names(), 1 << 14)
+    start = ctx.Barrier(2)
+    results = ctx.Queue()
+    consumers = [ctx.Process(target=_consumer, args=(q, results)) for _ in range(3)]
+    producers = [ctx.Process(target=_producer, args=(q, k, n, start)) for k in range(2)]
+    for p in consumers + producers:
+        p.start()
+    per_consumer = [results.get(timeout=120) for _ in consumers]
+    for p in consumers + producers:
+        p.join(timeout=60)
+    assert [p.exitcode for p in consumers + producers] == [0] * 5
+    everything = [item for got in per_consumer for item in got]
+    assert len(everything) == 2 * n
+    assert sorted(everything) == [(k, i) for k in range(2) for i in range(n)]
+    for got in per_consumer:
+        for k in range(2):
+            mine = [i for (kk, i) in got if kk == k]
+            assert mine == sorted(mine), "a producer's items out of order"
+
+
+def test_killed_putter_is_noticed_after_its_items(names, fork, pipe):
+    q = shmkit.Queue.create(names(), 4096)
+    put = pipe()
+
+    def putter():
+        for i in range(5):
+            q.put(i)
+        put.send()
+        os.read(os.pipe()[0], 1)  # until killed
+
+    kid = fork(putter)
+    put.recv()
+    kid.kill()
+    assert [q.get(timeout=5) for _ in range(5)] == list(range(5))
+    with pytest.raises(shmkit.Closed):
+        q.get(timeout=30)  # the dead putter is found: no wait for ever
+
+
+def test_put_when_every_getter_left_raises_closed(names, fork):
+    q = shmkit.Queue.create(names(), 4096)
+    q.put("first")
+
+    def getter():
+        assert q.get(timeout=10) == "first"
+        q.close()
+
+    fork(getter).join()
+    with pytest.raises(shmkit.Closed, match="every getter"):
+        q.put("nobody will get this")
+
+
+def test_a_waiting_get_releases_the_gil(names):
+    q = shmkit.Queue.create(names())
+    got = []
+    t = threading.Thread(target=lambda: got.append(q.get(timeout=30)))
+    t.start()
+    q.put("hello")  # runs while the thread waits in get
+    t.join()
+    assert got == ["hello"]
+
+
+def test_ctrl_c_interrupts_a_blocked_get(fork, pipe):
+    q = shmkit.Queue.anonymous()
+    waiting = pipe()
+
+    def child():
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        try:
+            waiting.send()
+            q.get()  # nothing will come
+        except KeyboardInterrupt:
+            os._exit(42)
+
+    kid = fork(child)
+    waiting.recv()
+    for _ in range(1_000_000):  # signal it once it sleeps
+        with open(f"/proc/{kid.pid}/stat") as f:
+            if f.read().rsplit(")", 1)[1].split()[0] == "S":
+                break
+        os.sched_yield()
+    os.kill(kid.pid, signal.SIGINT)
+    status = kid.wait()
+    assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 42
+
+
+def test_rust_puts_bytes_python_gets_them(peer, names):  # noqa: F811
+    name = names()
+    q = shmkit.Queue.create(name, 1 << 12)
+    putter = subprocess.Popen([peer, "queue-put", name, "5000"], stdout=subprocess.PIPE, text=True)
+    try:
+        got = []
+        while True:
+            try:
+                got.append(q.get(timeout=60))
+            except shmkit.Closed:
+                break
+    finally:
+        out, _ = putter.communicate(timeout=60)
+    assert putter.returncode == 0 and out.strip() == "done"
+    assert got == [b"item-%d" % i for i in range(5000)]
+
+
+def test_python_puts_bytes_and_objects_rust_gets_them(peer, names):  # noqa: F811
+    name = names()
+    q = shmkit.Queue.create(name, 1 << 12)
+    getter = subprocess.Popen([peer, "queue-get", name], stdout=subprocess.PIPE, text=True)
+    try:
+        for i in range(3000):
+            q.put(b"y" * (i % 100))
+            if i % 10 == 0:
+                q.put({"i": i})  # a pickle: Rust sees tag 1
+        q.close()  # every putter gone: Rust drains and stops
+    finally:
+        out, _ = getter.communicate(timeout=60)
+    assert getter.returncode == 0
+    assert out.split() == ["3000", "300", str(sum(i % 100 for i in range(3000)))]
+
+
+def test_job_queue_example_with_a_rust_worker(peer):  # noqa: F811
+    import pathlib
+    import sys
+
+    script = pathlib.Path(__file__).resolve().parents[2] / "examples" / "python" / "job_queue.py"
+    out = subprocess.run(
+        [sys.executable, str(script), "--rust-worker", peer],
+        check=True, capture_output=True, text=True, timeout=120,
+    ).stdout
+    assert "OK: every job done exactly once" in out
