@@ -1050,8 +1050,12 @@ mod loom_tests {
     /// Bounded preemptions keep the model under a couple of minutes (loom's advice;
     /// most concurrency bugs need very few preemptions).
     fn model(f: impl Fn() + Sync + Send + 'static) {
+        model_bounded(3, f);
+    }
+
+    fn model_bounded(preemptions: usize, f: impl Fn() + Sync + Send + 'static) {
         let mut b = loom::model::Builder::new();
-        b.preemption_bound = Some(3);
+        b.preemption_bound = Some(preemptions);
         b.check(f);
     }
 
@@ -1095,10 +1099,12 @@ mod loom_tests {
         });
     }
 
-    /// Two readers and a writer.
+    /// Two readers and a writer, with at most two preemptions (a lost wake-up needs
+    /// one or two; with three this model took 391 s here, against 8 s; with two it
+    /// still fails when an unlock wakes one sleeping reader instead of all: tried).
     #[test]
     fn loom_rwlock_two_readers_one_writer() {
-        model(|| {
+        model_bounded(2, || {
             let kernel = Kernel::with_dead(vec![]);
             let l = Arc::new((RawRwLock::new(), UnsafeCell::new(0u32)));
             let readers: Vec<_> = (1..=2)
