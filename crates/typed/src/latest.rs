@@ -70,9 +70,9 @@ use std::ptr::NonNull;
 use std::time::{Duration, Instant};
 
 use shmkit_sys::owner;
-use shmkit_sys::parker::{CheckPace, Parker};
+use shmkit_sys::parker::Parker;
 
-use crate::peer::{in_segment, HolderWatch, PeerSlot, PeerState};
+use crate::peer::{in_segment, PeerSlot, PeerWait, PeerWaitOn};
 use crate::shim::{fence, AtomicU32, AtomicU64, Deadline, Ordering};
 
 /// Magic number at offset 0 of the payload ("SLST" little-endian).
@@ -466,55 +466,22 @@ impl<T: bytemuck::Pod> Latest<T> {
         seen: u64,
         deadline: Option<Deadline>,
     ) -> Result<(u64, T), LatestError> {
-        let newer = || self.sequence() > seen;
-        if newer() {
-            return self.read();
-        }
-        let mut backoff = crate::shim::poll_backoff();
-        while backoff.snooze() {
-            if newer() {
-                return self.read();
-            }
-        }
-        let mut pace = CheckPace::new();
-        let mut watch = HolderWatch::new();
-        loop {
-            let h = self.hdr();
-            // Kept for the re-check before sleeping: a writer that leaves or attaches
-            // after this load changes the word (and wakes us on leaving).
-            let writer = h.meta.writer.word();
-            match watch.state_of(self.segment_opt(), &h.meta.writer, writer) {
-                PeerState::Died { pid } => {
-                    return if newer() {
-                        self.read()
-                    } else {
-                        Err(LatestError::PeerDied { pid })
-                    };
-                }
-                PeerState::Left { .. } => {
-                    return if newer() {
-                        self.read()
-                    } else {
-                        Err(LatestError::WriterLeft)
-                    };
-                }
-                PeerState::Vacant | PeerState::Attached { .. } => {}
-            }
-            if deadline.is_some_and(|d| d.has_passed()) {
-                return Err(LatestError::Timeout);
-            }
-            // SAFETY: the parker is in our mapping, which `self` keeps until this
-            // function returns; `watch` (and its registration) is dropped first.
-            let slice = unsafe { watch.slice(&h.wait.newer, &mut pace, deadline) };
-            h.wait
-                .newer
-                .park(Some(&slice), || {
-                    newer() || h.meta.writer.word() != writer || watch.fired()
-                })
-                .map_err(LatestError::Os)?;
-            if newer() {
-                return self.read();
-            }
+        let h = self.hdr();
+        let on = PeerWaitOn {
+            segment: self.segment_opt(),
+            parker: &h.wait.newer,
+            peer: &h.meta.writer,
+            closed: None,
+        };
+        match on
+            .wait(deadline, || self.sequence() > seen)
+            .map_err(LatestError::Os)?
+        {
+            PeerWait::Ready => self.read(),
+            PeerWait::Died { pid } => Err(LatestError::PeerDied { pid }),
+            PeerWait::Left { .. } => Err(LatestError::WriterLeft),
+            PeerWait::TimedOut => Err(LatestError::Timeout),
+            PeerWait::Closed => unreachable!("a Latest has no closed flag"),
         }
     }
 

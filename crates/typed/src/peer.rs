@@ -203,6 +203,96 @@ impl HolderWatch {
     }
 }
 
+/// How [`PeerWaitOn::wait`] ended. Every end but `Ready` and `TimedOut` was checked
+/// against one last look at the condition (what the peer published before it went is
+/// never lost).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum PeerWait {
+    /// The condition held.
+    Ready,
+    /// The object's `closed` flag was set.
+    Closed,
+    /// The peer left cleanly, with its progress count.
+    Left { count: u64 },
+    /// The peer died.
+    Died { pid: u32 },
+    /// The deadline passed.
+    TimedOut,
+}
+
+/// What one side of a shared object blocks on when one peer (the holder of `peer`)
+/// can unblock it: the parker that peer wakes, and the flag that closes the object.
+/// [`PeerWaitOn::wait`] is the one "poll, then sleep and watch the peer" loop of the
+/// ring (both sides), the topic's readers and `Latest`'s readers.
+pub(crate) struct PeerWaitOn<'a> {
+    /// The object's segment (its pid-namespace setting); `None` under loom.
+    pub(crate) segment: Option<&'a Segment>,
+    /// Where the peer wakes us after each change.
+    pub(crate) parker: &'a Parker,
+    /// The peer's role.
+    pub(crate) peer: &'a PeerSlot,
+    /// A flag, stored (Release) after the last change, that ends the wait.
+    pub(crate) closed: Option<&'a crate::shim::AtomicU32>,
+}
+
+impl PeerWaitOn<'_> {
+    /// Waits until `ready()` (which only loads: the caller re-reads what it needs once
+    /// this returns), polling for [`POLL_TIME`](crate::shim::POLL_TIME) and then
+    /// sleeping on the parker in slices. Between slices the peer is judged
+    /// ([`HolderWatch`]: a pidfd poll, or the death watcher's wake); a peer that left or
+    /// died, or the closed flag, ends the wait once `ready()` is looked at once more.
+    /// The re-check before each sleep includes the peer's role word, so a peer that
+    /// leaves or attaches (and wakes the parker) is never slept through.
+    ///
+    /// # Errors
+    /// The futex's, if a sleep fails (never retried: a retry would fail at once again).
+    pub(crate) fn wait(
+        &self,
+        deadline: Option<Deadline>,
+        ready: impl Fn() -> bool,
+    ) -> Result<PeerWait, shmkit_sys::OsError> {
+        // Acquire: pairs with the Release store of the flag by `close`, stored after
+        // the last change: a `ready()` after seeing it sees that change.
+        let closed = || self.closed.is_some_and(|c| c.load(Ordering::Acquire) != 0);
+        let last_look = |end: PeerWait| if ready() { PeerWait::Ready } else { end };
+        if ready() {
+            return Ok(PeerWait::Ready);
+        }
+        let mut backoff = crate::shim::poll_backoff();
+        while backoff.snooze() {
+            if ready() {
+                return Ok(PeerWait::Ready);
+            }
+        }
+        let mut pace = CheckPace::new();
+        let mut watch = HolderWatch::new();
+        loop {
+            if closed() {
+                return Ok(last_look(PeerWait::Closed));
+            }
+            let word = self.peer.word();
+            match watch.state_of(self.segment, self.peer, word) {
+                PeerState::Died { pid } => return Ok(last_look(PeerWait::Died { pid })),
+                PeerState::Left { count } => return Ok(last_look(PeerWait::Left { count })),
+                PeerState::Vacant | PeerState::Attached { .. } => {}
+            }
+            if deadline.is_some_and(|d| d.has_passed()) {
+                return Ok(PeerWait::TimedOut);
+            }
+            // SAFETY: the parker lies in the object's mapping, which the caller's
+            // handle keeps while this call runs; `watch` (and its registration) is
+            // dropped before we return.
+            let slice = unsafe { watch.slice(self.parker, &mut pace, deadline) };
+            self.parker.park(Some(&slice), || {
+                ready() || closed() || self.peer.word() != word || watch.fired()
+            })?;
+            if ready() {
+                return Ok(PeerWait::Ready);
+            }
+        }
+    }
+}
+
 /// The holder's pid in `word`, 0 for none.
 pub(crate) fn holder_pid(word: u64) -> u32 {
     word as u32

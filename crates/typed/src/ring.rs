@@ -102,13 +102,13 @@
 use std::ptr::NonNull;
 use std::time::{Duration, Instant};
 
-use crate::peer::{in_segment, HolderWatch};
-use crate::peer::{PeerSlot, PeerState};
+use crate::peer::{in_segment, PeerSlot, PeerWait, PeerWaitOn};
+
 use crate::shim::Ordering;
 use crate::shim::{AtomicU32, AtomicU64};
 use crate::wait::Wait;
 use shmkit_sys::owner;
-use shmkit_sys::parker::{CheckPace, Parker};
+use shmkit_sys::parker::Parker;
 
 /// Magic number at offset 0 of a ring ("SRNG" little-endian).
 pub const RING_MAGIC: u32 = u32::from_le_bytes(*b"SRNG");
@@ -1238,57 +1238,38 @@ impl Ring {
             }
             Wait::Until(d) => d,
         };
-        let mut backoff = crate::shim::poll_backoff();
-        let mut pace = CheckPace::new();
-        let mut peer_watch = HolderWatch::new();
-        while backoff.snooze() {
-            if self.refresh_head()? >= need {
-                return Ok(());
-            }
-        }
         loop {
+            let (tail, cap) = (self.tail, self.cap);
             let h = self.hdr();
-            // Kept for the re-check before sleeping: a reader that leaves (or a new
-            // one that attaches) after this load changes the word and wakes us (see
-            // `Drop`), so the change is never slept through.
-            let reader = h.meta.reader.word();
-            match peer_watch.state_of(self.segment(), &h.meta.reader, reader) {
-                PeerState::Left { count } => {
-                    // Its last head is visible (Acquire of LEFT): space it freed
-                    // before leaving is not lost.
+            let on = PeerWaitOn {
+                segment: self.segment(),
+                parker: &h.sleep.space,
+                peer: &h.meta.reader,
+                closed: None,
+            };
+            let end = on
+                .wait(deadline, || {
+                    // Acquire: as in `refresh_head`.
+                    let head = h.head.head.load(Ordering::Acquire);
+                    cap.wrapping_sub(tail.wrapping_sub(head)) >= need
+                })
+                .map_err(WriteError::Os)?;
+            match end {
+                // Read again through the checks (a head that moved back is corrupt).
+                PeerWait::Ready => {
                     if self.refresh_head()? >= need {
                         return Ok(());
                     }
+                }
+                // Its last head was seen (Acquire of LEFT) and did not free enough.
+                PeerWait::Left { count } => {
                     return Err(WriteError::ReaderLeft {
                         messages_read: count,
                     });
                 }
-                PeerState::Died { pid } => {
-                    if self.refresh_head()? >= need {
-                        return Ok(());
-                    }
-                    return Err(WriteError::PeerDied { pid });
-                }
-                PeerState::Vacant | PeerState::Attached { .. } => {}
-            }
-            if deadline.is_some_and(|d| d.has_passed()) {
-                return Err(WriteError::Timeout);
-            }
-            // SAFETY: the parker is in our mapping, which `self` keeps until this
-            // function returns; `peer_watch` (and its registration) is dropped first.
-            let slice = unsafe { peer_watch.slice(&h.sleep.space, &mut pace, deadline) };
-            h.sleep
-                .space
-                .park(Some(&slice), || {
-                    // Acquire: as in `refresh_head`.
-                    let head = h.head.head.load(Ordering::Acquire);
-                    self.cap.wrapping_sub(self.tail.wrapping_sub(head)) >= need
-                        || h.meta.reader.word() != reader
-                        || peer_watch.fired()
-                })
-                .map_err(WriteError::Os)?;
-            if self.refresh_head()? >= need {
-                return Ok(());
+                PeerWait::Died { pid } => return Err(WriteError::PeerDied { pid }),
+                PeerWait::TimedOut => return Err(WriteError::Timeout),
+                PeerWait::Closed => unreachable!("no closed flag in the writer's wait"),
             }
         }
     }
@@ -1575,64 +1556,26 @@ impl Ring {
             }
             Wait::Until(d) => d,
         };
-        let mut backoff = crate::shim::poll_backoff();
-        let mut pace = CheckPace::new();
-        let mut peer_watch = HolderWatch::new();
-        while backoff.snooze() {
-            if ready(self)? {
-                return Ok(());
-            }
-        }
-        loop {
-            let h = self.hdr();
-            let at_head = self.header(self.head & (self.cap - 1));
-            // SAFETY: as in `wait_for_space`.
-            let slice = unsafe { peer_watch.slice(&h.sleep.data, &mut pace, deadline) };
-            h.sleep
-                .data
-                .park(Some(&slice), || {
-                    // Acquire: as in `header_at_head`; `closed` Acquire pairs with
-                    // `close`.
-                    stamped(at_head.load(Ordering::Acquire))
-                        || h.meta.closed.load(Ordering::Acquire) != 0
-                        || peer_watch.fired()
-                })
-                .map_err(ReadError::Os)?;
-            if ready(self)? {
-                return Ok(());
-            }
-            if self.is_closed() {
-                // `closed` was stored after the last commit: look once more.
-                return if ready(self)? {
-                    Ok(())
-                } else {
-                    Err(ReadError::Closed)
-                };
-            }
-            let h = self.hdr();
-            match peer_watch.state_of(self.segment(), &h.meta.writer, h.meta.writer.word()) {
-                // A dead writer commits nothing more; what it committed is visible.
-                PeerState::Died { pid } => {
-                    return if ready(self)? {
-                        Ok(())
-                    } else {
-                        Err(ReadError::PeerDied { pid })
-                    };
-                }
-                // A writer leaves only through `Drop`, which closes first; a writer
-                // slot left without `closed` (another program's doing) reads the same.
-                PeerState::Left { .. } => {
-                    return if ready(self)? {
-                        Ok(())
-                    } else {
-                        Err(ReadError::Closed)
-                    };
-                }
-                PeerState::Vacant | PeerState::Attached { .. } => {}
-            }
-            if deadline.is_some_and(|d| d.has_passed()) {
-                return Err(ReadError::Timeout);
-            }
+        let h = self.hdr();
+        let at_head = self.header(self.head & (self.cap - 1));
+        let on = PeerWaitOn {
+            segment: self.segment(),
+            parker: &h.sleep.data,
+            peer: &h.meta.writer,
+            closed: Some(&h.meta.closed),
+        };
+        // Acquire: as in `header_at_head` (which the caller's next look validates).
+        let end = on
+            .wait(deadline, || stamped(at_head.load(Ordering::Acquire)))
+            .map_err(ReadError::Os)?;
+        match end {
+            PeerWait::Ready => Ok(()),
+            // A writer leaves only through `Drop`, which closes first; a writer slot
+            // left without `closed` (another program's doing) reads the same.
+            PeerWait::Closed | PeerWait::Left { .. } => Err(ReadError::Closed),
+            // A dead writer commits nothing more; what it committed was looked at.
+            PeerWait::Died { pid } => Err(ReadError::PeerDied { pid }),
+            PeerWait::TimedOut => Err(ReadError::Timeout),
         }
     }
 }

@@ -135,7 +135,7 @@ use std::marker::PhantomData;
 use std::ptr::NonNull;
 use std::time::{Duration, Instant};
 
-use crate::peer::{holder_pid, in_segment, is_alive_in, HolderWatch, PeerSlot, PeerState};
+use crate::peer::{holder_pid, in_segment, is_alive_in, PeerSlot, PeerWait, PeerWaitOn};
 use crate::shim::{fence, AtomicU32, AtomicU64, Ordering};
 use crate::wait::Wait;
 use shmkit_sys::owner;
@@ -1566,62 +1566,32 @@ impl<P: TopicPolicy> Subscriber<'_, P> {
             }
             Wait::Until(d) => d,
         };
-        let mut backoff = crate::shim::poll_backoff();
-        while backoff.snooze() {
-            if self.refresh_tail()? != self.pos {
-                return Ok(());
-            }
-        }
-        let mut pace = CheckPace::new();
-        let mut peer_watch = HolderWatch::new();
-        let h = self.topic.hdr();
         loop {
-            let pos = self.pos;
-            // SAFETY: the parker is in our mapping, which the topic keeps until this
-            // subscriber (and `peer_watch`, dropped first) is gone.
-            let slice = unsafe { peer_watch.slice(&h.sleep.data, &mut pace, deadline) };
-            h.sleep
-                .data
-                .park(Some(&slice), || {
-                    // Acquire: as in `refresh_tail`; `closed`: pairs with `close`.
-                    h.tail.tail.load(Ordering::Acquire) != pos
-                        || h.meta.closed.load(Ordering::Acquire) != 0
-                        || peer_watch.fired()
-                })
+            let (h, pos) = (self.topic.hdr(), self.pos);
+            let on = PeerWaitOn {
+                segment: self.topic.segment(),
+                parker: &h.sleep.data,
+                peer: &h.meta.writer,
+                closed: Some(&h.meta.closed),
+            };
+            // Acquire: as in `refresh_tail` (which checks what this found).
+            let end = on
+                .wait(deadline, || h.tail.tail.load(Ordering::Acquire) != pos)
                 .map_err(ReadError::Os)?;
-            if self.refresh_tail()? != self.pos {
-                return Ok(());
-            }
-            if self.topic.is_closed() {
-                // `closed` was stored after the last `tail`: reload once more.
-                return if self.refresh_tail()? != self.pos {
+            return match end {
+                PeerWait::Ready => {
+                    if self.refresh_tail()? == self.pos {
+                        continue;
+                    }
                     Ok(())
-                } else {
-                    Err(ReadError::Closed)
-                };
-            }
-            let seg = self.topic.segment();
-            match peer_watch.state_of(seg, &h.meta.writer, h.meta.writer.word()) {
-                PeerState::Died { pid } => {
-                    // A dead writer publishes nothing more; what it published is seen.
-                    return if self.refresh_tail()? != self.pos {
-                        Ok(())
-                    } else {
-                        Err(ReadError::PeerDied { pid })
-                    };
                 }
-                PeerState::Left { .. } => {
-                    return if self.refresh_tail()? != self.pos {
-                        Ok(())
-                    } else {
-                        Err(ReadError::Closed)
-                    };
-                }
-                PeerState::Vacant | PeerState::Attached { .. } => {}
-            }
-            if deadline.is_some_and(|d| d.has_passed()) {
-                return Err(ReadError::Timeout);
-            }
+                // A writer that leaves closes first; a slot left without `closed`
+                // (another program's doing) reads the same.
+                PeerWait::Closed | PeerWait::Left { .. } => Err(ReadError::Closed),
+                // A dead writer publishes nothing more; what it published was seen.
+                PeerWait::Died { pid } => Err(ReadError::PeerDied { pid }),
+                PeerWait::TimedOut => Err(ReadError::Timeout),
+            };
         }
     }
 }

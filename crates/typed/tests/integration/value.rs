@@ -1,7 +1,7 @@
 //! SharedValue / RawValue across real processes.
 
 use shmkit_testkit::{fork_child, stress, unique_name, Exit, Pipe, ShmCleanup};
-use shmkit_typed::{LockError, OpenError, RawValue, SharedArray, SharedValue};
+use shmkit_typed::{AccessError, LockError, OpenError, RawValue, SharedArray, SharedValue};
 
 #[test]
 fn eight_processes_update_without_losing_an_increment() {
@@ -12,8 +12,14 @@ fn eight_processes_update_without_losing_an_increment() {
             let counter = &counter;
             fork_child(move || {
                 for _ in 0..per_child {
-                    if counter.update(|v| *v += 1).is_err() {
-                        return 1;
+                    if let Err(e) = counter.update(|v| *v += 1) {
+                        // Which error, in the exit code (a child's stderr is silenced).
+                        return match e {
+                            AccessError::OwnerDied => 2,
+                            AccessError::Poisoned => 3,
+                            AccessError::Timeout => 4,
+                            _ => 1,
+                        };
                     }
                 }
                 0
