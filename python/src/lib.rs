@@ -18,6 +18,7 @@ use pyo3::prelude::*;
 use pyo3::sync::GILOnceCell;
 use pyo3::types::{PyDict, PyTuple, PyType};
 
+mod fast;
 mod lock;
 mod queue;
 mod ring;
@@ -354,6 +355,7 @@ fn shmkit(py: Python<'_>, m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     m.add_function(wrap_pyfunction!(remove, m)?)?;
     m.add_class::<lock::Lock>()?;
+    fast::install_lock_methods(py)?;
     m.add_class::<lock::RLock>()?;
     m.add_class::<value::Value>()?;
     m.add_class::<value::Array>()?;
