@@ -22,29 +22,36 @@ use pyo3::sync::GILOnceCell;
 use pyo3::types::{PyDict, PyTuple, PyType};
 use pyo3::Borrowed;
 
+use std::ops::Deref;
+
 use crate::lock::Lock;
+use crate::sync::{sem_fail, Semaphore};
 
 /// The original PyO3 method descriptors, for everything but the fast case.
 static ACQUIRE: GILOnceCell<Py<PyAny>> = GILOnceCell::new();
 static RELEASE: GILOnceCell<Py<PyAny>> = GILOnceCell::new();
 static ENTER: GILOnceCell<Py<PyAny>> = GILOnceCell::new();
 static EXIT: GILOnceCell<Py<PyAny>> = GILOnceCell::new();
+static SEM_ACQUIRE: GILOnceCell<Py<PyAny>> = GILOnceCell::new();
+static SEM_RELEASE: GILOnceCell<Py<PyAny>> = GILOnceCell::new();
 
-/// `Lock` behind `slf`.
+/// The `T` (`Lock`, `Semaphore`) behind `slf`.
 ///
 /// # Safety
-/// `slf` is a live `shmkit.Lock` (a method descriptor of the `Lock` type checks that
-/// before calling us; `Lock` is not subclassable), and the GIL is held.
-unsafe fn lock_of<'a>(slf: *mut ffi::PyObject) -> &'a Lock {
+/// `slf` is a live `shmkit.T` (a method descriptor of the type checks that before
+/// calling us; neither class is subclassable), and the GIL is held.
+unsafe fn obj_of<'a, T: pyo3::PyClass<Frozen = pyo3::pyclass::boolean_struct::True> + Sync>(
+    slf: *mut ffi::PyObject,
+) -> &'a T {
     // SAFETY: the GIL is held (our caller is CPython calling a method).
     let py = unsafe { Python::assume_gil_acquired() };
     // SAFETY: `slf` is a live object (borrowed for the call: no reference taken).
     let any = unsafe { Borrowed::from_ptr(py, slf) };
-    // SAFETY: of type `Lock`, as the caller guarantees.
-    let lock = unsafe { any.downcast_unchecked::<Lock>() };
+    // SAFETY: of type `T`, as the caller guarantees.
+    let obj = unsafe { any.downcast_unchecked::<T>() };
     // SAFETY: the object outlives the call (CPython holds a reference to `self` for
     // it); `get` of a frozen class hands out a shared reference into it.
-    unsafe { &*ptr::from_ref(lock.get()) }
+    unsafe { &*ptr::from_ref(obj.get()) }
 }
 
 /// A new reference to `obj` (`Py_True`, `Py_None`).
@@ -108,7 +115,7 @@ unsafe extern "C" fn acquire(
     // tuple `args` and a dict or null `kwargs`; the descriptor checked `slf`'s type.
     unsafe {
         if kwargs.is_null() && ffi::PyTuple_Size(args) == 0 {
-            let lock = lock_of(slf);
+            let lock = obj_of::<Lock>(slf);
             // Without `raise_owner_died` every way of taking the lock is `True`
             // (`judge`): a lock that was free is taken, consistent or not.
             if !lock.core.raise_owner_died && lock.core.home.raw().try_lock_if_free().is_some() {
@@ -124,7 +131,7 @@ unsafe extern "C" fn release(slf: *mut ffi::PyObject, _: *mut ffi::PyObject) -> 
     // SAFETY: CPython calls a METH_NOARGS method with the GIL held; the descriptor
     // checked `slf`'s type.
     unsafe {
-        if lock_of(slf).core.home.raw().unlock_if_held() {
+        if obj_of::<Lock>(slf).core.home.raw().unlock_if_held() {
             return new_ref(ffi::Py_None());
         }
         // Not held by this thread: the original raises the RuntimeError.
@@ -137,7 +144,7 @@ unsafe extern "C" fn enter(slf: *mut ffi::PyObject, _: *mut ffi::PyObject) -> *m
     // SAFETY: CPython calls a METH_NOARGS method with the GIL held; the descriptor
     // checked `slf`'s type.
     unsafe {
-        let lock = lock_of(slf);
+        let lock = obj_of::<Lock>(slf);
         // As in `acquire`.
         if !lock.core.raise_owner_died && lock.core.home.raw().try_lock_if_free().is_some() {
             return new_ref(ffi::Py_True());
@@ -155,10 +162,65 @@ unsafe extern "C" fn exit(
     // SAFETY: CPython calls a METH_VARARGS | METH_KEYWORDS method with the GIL held;
     // the descriptor checked `slf`'s type.
     unsafe {
-        if kwargs.is_null() && lock_of(slf).core.home.raw().unlock_if_held() {
+        if kwargs.is_null() && obj_of::<Lock>(slf).core.home.raw().unlock_if_held() {
             return new_ref(ffi::Py_False());
         }
         call_original(&EXIT, slf, args, kwargs)
+    }
+}
+
+/// `Semaphore.acquire(blocking=True, timeout=None)`: without arguments, a free permit
+/// is taken here (one CAS, and one to record an owned permit: neither checks a
+/// holder's liveness, so no pid-namespace probe is needed).
+unsafe extern "C" fn sem_acquire(
+    slf: *mut ffi::PyObject,
+    args: *mut ffi::PyObject,
+    kwargs: *mut ffi::PyObject,
+) -> *mut ffi::PyObject {
+    // SAFETY: as in `acquire`.
+    unsafe {
+        if kwargs.is_null() && ffi::PyTuple_Size(args) == 0 {
+            let sem = obj_of::<Semaphore>(slf);
+            let taken = if sem.owned {
+                sem.inner.deref().try_acquire_for_process().is_ok()
+            } else {
+                sem.inner.deref().try_acquire().is_ok()
+            };
+            if taken {
+                return new_ref(ffi::Py_True());
+            }
+        }
+        call_original(&SEM_ACQUIRE, slf, args, kwargs)
+    }
+}
+
+/// `Semaphore.release(n=1)`: without arguments, one permit given back here (or the
+/// error of a bounded semaphore at its maximum raised).
+unsafe extern "C" fn sem_release(
+    slf: *mut ffi::PyObject,
+    args: *mut ffi::PyObject,
+    kwargs: *mut ffi::PyObject,
+) -> *mut ffi::PyObject {
+    // SAFETY: as in `acquire`.
+    unsafe {
+        if kwargs.is_null() && ffi::PyTuple_Size(args) == 0 {
+            let sem = obj_of::<Semaphore>(slf);
+            let given = if sem.owned {
+                sem.inner.deref().release_for_process()
+            } else {
+                sem.inner.deref().release()
+            };
+            return match given {
+                Ok(()) => new_ref(ffi::Py_None()),
+                // Raised here: a second try by the original would un-record a second
+                // permit of ours.
+                Err(e) => Python::with_gil(|py| {
+                    PyErr::from(sem_fail(e)).restore(py);
+                    ptr::null_mut()
+                }),
+            };
+        }
+        call_original(&SEM_RELEASE, slf, args, kwargs)
     }
 }
 
@@ -194,8 +256,9 @@ fn install(
     ty.setattr(name, descr)
 }
 
-/// Installs the fast `Lock.acquire`, `release`, `__enter__` and `__exit__`.
-pub(crate) fn install_lock_methods(py: Python<'_>) -> PyResult<()> {
+/// Installs the fast `Lock.acquire`, `release`, `__enter__` and `__exit__`, and
+/// `Semaphore.acquire` and `release`.
+pub(crate) fn install_fast_methods(py: Python<'_>) -> PyResult<()> {
     let ty = py.get_type::<Lock>();
     install(
         py,
@@ -234,5 +297,26 @@ pub(crate) fn install_lock_methods(py: Python<'_>) -> PyResult<()> {
         },
         ffi::METH_VARARGS | ffi::METH_KEYWORDS,
         &EXIT,
+    )?;
+    let ty = py.get_type::<Semaphore>();
+    install(
+        py,
+        &ty,
+        "acquire",
+        ffi::PyMethodDefPointer {
+            PyCFunctionWithKeywords: sem_acquire,
+        },
+        ffi::METH_VARARGS | ffi::METH_KEYWORDS,
+        &SEM_ACQUIRE,
+    )?;
+    install(
+        py,
+        &ty,
+        "release",
+        ffi::PyMethodDefPointer {
+            PyCFunctionWithKeywords: sem_release,
+        },
+        ffi::METH_VARARGS | ffi::METH_KEYWORDS,
+        &SEM_RELEASE,
     )
 }

@@ -355,7 +355,6 @@ fn shmkit(py: Python<'_>, m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     m.add_function(wrap_pyfunction!(remove, m)?)?;
     m.add_class::<lock::Lock>()?;
-    fast::install_lock_methods(py)?;
     m.add_class::<lock::RLock>()?;
     m.add_class::<value::Value>()?;
     m.add_class::<value::Array>()?;
@@ -366,6 +365,7 @@ fn shmkit(py: Python<'_>, m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<sync::Barrier>()?;
     m.add_class::<sync::NamedLock>()?;
     m.add_class::<sync::FileLock>()?;
+    fast::install_fast_methods(py)?;
     m.add("TYPECODES", value::TYPECODES)?;
     Ok(())
 }

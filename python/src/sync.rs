@@ -33,7 +33,7 @@ where
     })
 }
 
-fn sem_fail(e: SemaphoreError) -> Fail {
+pub(crate) fn sem_fail(e: SemaphoreError) -> Fail {
     let kind = match &e {
         SemaphoreError::Overflow { .. } => Kind::Value,
         SemaphoreError::Timeout => Kind::Timeout,
@@ -64,9 +64,9 @@ fn name_of<S: SyncObject>(s: &Shared<S>) -> Option<String> {
 /// ...     pass                                      # at most 2 processes in here
 #[pyclass(module = "shmkit", frozen)]
 pub struct Semaphore {
-    inner: SharedSemaphore,
+    pub(crate) inner: SharedSemaphore,
     /// Permits are this process's (`acquire_for_process`), or ownerless.
-    owned: bool,
+    pub(crate) owned: bool,
 }
 
 fn semaphore(value: u32, max_value: Option<u32>) -> PyResult<RustSemaphore> {
