@@ -14,6 +14,7 @@
 //! `METH_NOARGS`): the wheel stays abi3-py39.
 
 use std::ffi::{c_int, CString};
+use std::ops::Deref;
 use std::ptr;
 
 use pyo3::ffi;
@@ -21,8 +22,6 @@ use pyo3::prelude::*;
 use pyo3::sync::GILOnceCell;
 use pyo3::types::{PyDict, PyTuple, PyType};
 use pyo3::Borrowed;
-
-use std::ops::Deref;
 
 use crate::lock::Lock;
 use crate::sync::{sem_fail, Semaphore};
@@ -75,7 +74,9 @@ unsafe fn call_original(
     args: *mut ffi::PyObject,
     kwargs: *mut ffi::PyObject,
 ) -> *mut ffi::PyObject {
-    // `with_gil` with the GIL held only counts it, so PyO3 runs as in its own methods.
+    // `with_gil` on a thread that holds the GIL (a nested `PyGILState_Ensure` when
+    // PyO3 has not counted it yet) sets PyO3's GIL count, so PyO3 code runs as in its
+    // own methods.
     Python::with_gil(|py| {
         let r = (|| -> PyResult<Py<PyAny>> {
             // SAFETY: `slf` is live and borrowed for the call.
