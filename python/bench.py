@@ -3,10 +3,11 @@
     python3 python/bench.py            # after pip install ./python; --quick for a short run
 
 Prints a Markdown table: Queue items/s from one process to another (small ints and
-~100-byte dicts), uncontended and 2-process contended Lock, Value increments under the
-lock, and how long a lock whose holder was SIGKILLed takes to acquire. Every row runs
---repeat trials of each module, interleaved, and shows the best of each (other load
-only slows a trial down), their ratio and the range of the per-trial ratios.
+~100-byte dicts), uncontended and 2-process contended Lock, uncontended Semaphore,
+Value increments under the lock, and how long a lock whose holder was SIGKILLed takes
+to acquire. Every row runs --repeat trials of each module, interleaved, and shows the
+best of each (other load only slows a trial down), their ratio and the range of the
+per-trial ratios. --only TEXT runs the rows whose title contains TEXT.
 """
 
 import argparse
@@ -138,6 +139,8 @@ def main():
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--repeat", type=int, default=5,
                         help="trials per row, multiprocessing and shmkit interleaved")
+    parser.add_argument("--only", default="",
+                        help="run only the rows whose title contains this text (e.g. Lock)")
     args = parser.parse_args()
     n = 50_000 if args.quick else 500_000
     rows = []
@@ -145,6 +148,8 @@ def main():
     def row(what, count, measure_mp, measure_sk):
         """Interleaved trials; the best of each side (noise only slows a trial down),
         their ratio, and the range of the per-trial ratios."""
+        if args.only not in what:
+            return
         mp, sk = [], []
         for _ in range(args.repeat):
             mp.append(measure_mp())
@@ -163,18 +168,26 @@ def main():
         lambda: uncontended(mp_lock, n), lambda: uncontended(sk_lock, n))
     row("Lock `with lock: pass`, uncontended", n,
         lambda: uncontended_with(mp_lock, n), lambda: uncontended_with(sk_lock, n))
+    mp_sem, sk_sem = FORK.Semaphore(2), shmkit.Semaphore.anonymous(2)
+    row("Semaphore acquire+release, uncontended", n,
+        lambda: uncontended(mp_sem, n), lambda: uncontended(sk_sem, n))
     m = n // 5
     row("Lock, 2 processes contending (lock+unlock pairs)", 2 * m,
         lambda: contended(FORK.Lock, m), lambda: contended(shmkit.Lock.anonymous, m))
     row("Value += 1 under get_lock(), 2 processes", 2 * m,
         lambda: increments(FORK.Value("q", 0), m),
         lambda: increments(shmkit.Value.anonymous("q", 0), m))
+    if args.only not in "acquire after the holder was SIGKILLed":
+        return print_rows(args, rows)
     mp_rec = recovery(FORK.Lock(), 2.0)
     sk_rec = sorted(recovery(shmkit.Lock.anonymous(), 2.0) for _ in range(args.repeat))
     fmt = lambda t: "not within 2 s" if t is None else f"{t * 1e3:.1f} ms"  # noqa: E731
     rows.append(("acquire after the holder was SIGKILLed", fmt(mp_rec),
                  f"{fmt(sk_rec[0])}-{fmt(sk_rec[-1])}", ""))
+    print_rows(args, rows)
 
+
+def print_rows(args, rows):
     print(f"| Python {sys.version.split()[0]}, {os.cpu_count()} CPUs, best of {args.repeat} "
           "| multiprocessing | shmkit | shmkit / mp (per-trial range) |")
     print("|---|---:|---:|---:|")

@@ -18,6 +18,7 @@ use pyo3::prelude::*;
 use pyo3::sync::GILOnceCell;
 use pyo3::types::{PyDict, PyTuple, PyType};
 
+mod fast;
 mod lock;
 mod queue;
 mod ring;
@@ -364,6 +365,7 @@ fn shmkit(py: Python<'_>, m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<sync::Barrier>()?;
     m.add_class::<sync::NamedLock>()?;
     m.add_class::<sync::FileLock>()?;
+    fast::install_fast_methods(py)?;
     m.add("TYPECODES", value::TYPECODES)?;
     Ok(())
 }

@@ -1,7 +1,7 @@
 //! `Lock` and `RLock`: a shmkit mutex in a segment, taken in `acquire` and kept held
 //! after the call returns (the raw lock, not a guard), released in `release`.
 
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -9,7 +9,6 @@ use pyo3::prelude::*;
 use pyo3::types::PyTuple;
 use shmkit_segment::Segment;
 use shmkit_sync::{Acquired, RawLockError, RawMutex};
-use shmkit_sys::owner;
 use shmkit_typed::SharedValue;
 
 use crate::{block_arg, create_fail, ooc_fail, open_fail, wait_sliced, Fail, Kind};
@@ -67,23 +66,21 @@ impl LockCore {
         // A zero timeout is a single try, as `threading.Lock.acquire(timeout=0)`.
         let wait = wait.filter(|t| *t != Some(Duration::ZERO));
         let raw = self.home.raw();
-        // The fast path, with the GIL held: one CAS when the lock looks free. A lock
-        // that looks held, when we may wait, goes straight to the waiting path (which
-        // spins first, then sleeps): `try_lock` on a held lock asks `/proc` whether the
-        // holder lives (microseconds; the waiting path does that only once its spin is
-        // over), and releasing the GIL costs less than that.
-        let busy = raw.is_locked();
-        if busy && raw.is_held_by_current_thread() {
+        // The fast path, with the GIL held: one load and one CAS when the lock is free,
+        // no liveness check (so no pid-namespace probe to set up).
+        if let Some(taken) = raw.try_lock_if_free() {
+            return Ok(Ok(taken));
+        }
+        // The word names a holder: this thread, a live one, or a dead one.
+        if raw.is_held_by_current_thread() {
             return Ok(Err(RawLockError::WouldDeadlock));
         }
-        if wait.is_none() || !busy {
-            match self.probed(|| raw.try_lock()) {
-                Err(RawLockError::WouldBlock) => {}
-                other => return Ok(other),
-            }
-        }
+        // A held lock, when we may wait, goes straight to the waiting path (which spins
+        // first, then sleeps): `try_lock` on a held lock asks `/proc` whether the holder
+        // lives (microseconds; the waiting path does that only once its spin is over),
+        // and releasing the GIL costs less than that. A single try does ask.
         let Some(timeout) = wait else {
-            return Ok(Err(RawLockError::WouldBlock));
+            return Ok(self.probed(|| raw.try_lock()));
         };
         let core = self.clone();
         let r = wait_sliced(py, timeout, move |slice| {
@@ -131,18 +128,15 @@ impl LockCore {
     /// Releases a lock this thread holds; `RuntimeError` otherwise (as
     /// `threading.Lock.release` on an unlocked lock).
     pub(crate) fn release(&self) -> PyResult<()> {
-        if !self.held_by_me() {
-            return Err(Fail::new(
-                Kind::Runtime,
-                "release of a lock this thread does not hold (a shmkit lock belongs to the \
-                 thread that acquired it)",
-            )
-            .into());
+        if self.home.raw().unlock_if_held() {
+            return Ok(());
         }
-        // SAFETY: the calling thread holds the lock (checked just above) and releases
-        // it once.
-        unsafe { self.home.raw().unlock() };
-        Ok(())
+        Err(Fail::new(
+            Kind::Runtime,
+            "release of a lock this thread does not hold (a shmkit lock belongs to the \
+             thread that acquired it)",
+        )
+        .into())
     }
 
     /// `make_consistent`: only by the holder.
@@ -201,41 +195,19 @@ fn make_lock(how: &str, name: Option<&str>, raise_owner_died: bool) -> PyResult<
 #[pyclass(module = "shmkit", frozen)]
 pub struct Lock {
     pub(crate) core: LockCore,
-    /// The thread (`shmkit_sys::owner::current()`, reset in a forked child) that took
-    /// the lock through this handle, or 0: lets `release` skip the ownership probe.
-    holder: AtomicU64,
 }
 
 impl Lock {
     pub(crate) fn new(core: LockCore) -> Self {
-        Lock {
-            core,
-            holder: AtomicU64::new(0),
-        }
+        Lock { core }
     }
 
     fn take(&self, py: Python<'_>, wait: Option<Option<Duration>>) -> PyResult<bool> {
         let r = self.core.take(py, wait)?;
-        if r.is_ok() {
-            // Taken (also with OwnerDied, which may raise below with the lock held).
-            // Relaxed: only this thread reads it back as its own.
-            self.holder.store(owner::current(), Ordering::Relaxed);
-        }
         Ok(matches!(self.core.judge(r)?, Took::Held))
     }
 
     fn give_back(&self) -> PyResult<()> {
-        let me = owner::current();
-        // Relaxed: a value this thread stored is read back by this thread; any other
-        // thread sees a value that is not its own identity.
-        if self.holder.load(Ordering::Relaxed) == me {
-            self.holder.store(0, Ordering::Relaxed);
-            // SAFETY: this thread took the lock through this handle and has not
-            // released it through it since (`holder` names it); were it released
-            // through another handle, `unlock` by a non-holder does nothing.
-            unsafe { self.core.home.raw().unlock() };
-            return Ok(());
-        }
         self.core.release()
     }
 }

@@ -33,7 +33,7 @@ where
     })
 }
 
-fn sem_fail(e: SemaphoreError) -> Fail {
+pub(crate) fn sem_fail(e: SemaphoreError) -> Fail {
     let kind = match &e {
         SemaphoreError::Overflow { .. } => Kind::Value,
         SemaphoreError::Timeout => Kind::Timeout,
@@ -47,15 +47,26 @@ fn name_of<S: SyncObject>(s: &Shared<S>) -> Option<String> {
 }
 
 /// A counting semaphore shared by processes (`multiprocessing.Semaphore`, or
-/// `BoundedSemaphore` with `max_value`); a Rust `SharedSemaphore`. Permits are
-/// ownerless, as Python's: a process that dies holding one does not give it back.
+/// `BoundedSemaphore` with `max_value`); a Rust `SharedSemaphore`.
+///
+/// A permit belongs to the *process* that acquired it until it releases one: if that
+/// process dies (killed, crashed, or exits) holding permits, they come back to the
+/// others (a waiter gives them back at once: the holder's exit wakes it), unlike
+/// `multiprocessing.Semaphore`'s. A `release()` by a process that holds no permit adds
+/// one, as a signal. For signals that are *consumed* (a process takes one and never
+/// gives it back), pass `owned=False`: permits are then ownerless, as
+/// `multiprocessing`'s, and a process that exits keeps what it took. The choice is per
+/// handle; at most 16 processes at a time have their permits recorded (those past that
+/// are counted, not recovered).
 ///
 /// >>> slots = shmkit.Semaphore.create("slots", 2)   # others: Semaphore.open("slots")
 /// >>> with slots:
 /// ...     pass                                      # at most 2 processes in here
 #[pyclass(module = "shmkit", frozen)]
 pub struct Semaphore {
-    inner: SharedSemaphore,
+    pub(crate) inner: SharedSemaphore,
+    /// Permits are this process's (`acquire_for_process`), or ownerless.
+    pub(crate) owned: bool,
 }
 
 fn semaphore(value: u32, max_value: Option<u32>) -> PyResult<RustSemaphore> {
@@ -73,57 +84,90 @@ impl Semaphore {
     /// Creates the named semaphore `name` with `value` permits (at most `max_value` if
     /// given: releasing above it raises `ValueError`).
     #[staticmethod]
-    #[pyo3(signature = (name, value = 1, max_value = None))]
-    fn create(name: &str, value: u32, max_value: Option<u32>) -> PyResult<Self> {
+    #[pyo3(signature = (name, value = 1, max_value = None, *, owned = true))]
+    fn create(name: &str, value: u32, max_value: Option<u32>, owned: bool) -> PyResult<Self> {
         let s = semaphore(value, max_value)?;
         Ok(Semaphore {
             inner: make("create", Some(name), s)?,
+            owned,
         })
     }
 
     /// Opens the named semaphore another process created.
     #[staticmethod]
-    fn open(name: &str) -> PyResult<Self> {
+    #[pyo3(signature = (name, *, owned = true))]
+    fn open(name: &str, owned: bool) -> PyResult<Self> {
         Ok(Semaphore {
             inner: make("open", Some(name), RustSemaphore::new(0))?,
+            owned,
         })
     }
 
     /// Opens the named semaphore, or creates it if missing.
     #[staticmethod]
-    #[pyo3(signature = (name, value = 1, max_value = None))]
-    fn open_or_create(name: &str, value: u32, max_value: Option<u32>) -> PyResult<Self> {
+    #[pyo3(signature = (name, value = 1, max_value = None, *, owned = true))]
+    fn open_or_create(
+        name: &str,
+        value: u32,
+        max_value: Option<u32>,
+        owned: bool,
+    ) -> PyResult<Self> {
         let s = semaphore(value, max_value)?;
         Ok(Semaphore {
             inner: make("open_or_create", Some(name), s)?,
+            owned,
         })
     }
 
     /// A semaphore in anonymous shared memory, shared with `os.fork()` children.
     #[staticmethod]
-    #[pyo3(signature = (value = 1, max_value = None))]
-    fn anonymous(value: u32, max_value: Option<u32>) -> PyResult<Self> {
+    #[pyo3(signature = (value = 1, max_value = None, *, owned = true))]
+    fn anonymous(value: u32, max_value: Option<u32>, owned: bool) -> PyResult<Self> {
         let s = semaphore(value, max_value)?;
         Ok(Semaphore {
             inner: make("anonymous", None, s)?,
+            owned,
         })
     }
 
     /// Takes a permit, as `threading.Semaphore.acquire`: `True`, or `False` if none
-    /// came in time (`blocking=False`: none now).
+    /// came in time (`blocking=False`: none now). With `owned=True` (the default) the
+    /// permit is this process's until it releases one, and comes back if it dies.
     #[pyo3(signature = (blocking = true, timeout = None))]
     fn acquire(&self, py: Python<'_>, blocking: bool, timeout: Option<f64>) -> PyResult<bool> {
+        let (sem, owned) = (&self.inner, self.owned);
         let Some(wait) = block_arg(blocking, timeout)? else {
-            return match self.inner.try_acquire() {
+            let r = if owned {
+                sem.try_acquire_for_process().map(drop)
+            } else {
+                sem.try_acquire()
+            };
+            return match r {
                 Ok(()) => Ok(true),
                 Err(SemaphoreError::WouldBlock) => Ok(false),
                 Err(e) => Err(sem_fail(e).into()),
             };
         };
-        let sem = &self.inner;
-        let r = wait_sliced(py, wait, |slice| match sem.acquire_timeout(slice) {
-            Err(SemaphoreError::Timeout) => None,
-            other => Some(other),
+        // The fast path, with the GIL held: a free permit is one CAS (and one to
+        // record it) away.
+        let first = if owned {
+            sem.try_acquire_for_process().map(drop)
+        } else {
+            sem.try_acquire()
+        };
+        if first.is_ok() {
+            return Ok(true);
+        }
+        let r = wait_sliced(py, wait, |slice| {
+            let r = if owned {
+                sem.acquire_for_process_timeout(slice).map(drop)
+            } else {
+                sem.acquire_timeout(slice)
+            };
+            match r {
+                Err(SemaphoreError::Timeout) => None,
+                other => Some(other),
+            }
         })?;
         match r {
             None => Ok(false),
@@ -132,13 +176,25 @@ impl Semaphore {
         }
     }
 
-    /// Gives back `n` permits (`ValueError` above `max_value`).
+    /// Gives back `n` permits (`ValueError` above `max_value`): with `owned=True`,
+    /// this process's own first (a process holding none adds plain ones, as signals).
     #[pyo3(signature = (n = 1))]
     fn release(&self, n: u32) -> PyResult<()> {
         for _ in 0..n {
-            self.inner.release().map_err(sem_fail)?;
+            if self.owned {
+                self.inner.release_for_process().map_err(sem_fail)?;
+            } else {
+                self.inner.release().map_err(sem_fail)?;
+            }
         }
         Ok(())
+    }
+
+    /// Whether a permit belongs to the process that acquired it (comes back if it
+    /// dies), or is ownerless as `multiprocessing`'s (`owned=False`).
+    #[getter]
+    fn owned(&self) -> bool {
+        self.owned
     }
 
     /// The number of free permits now (a snapshot).
@@ -171,10 +227,18 @@ impl Semaphore {
         Ok(false)
     }
 
-    /// Pickles as "open this name" (an anonymous object cannot be pickled).
+    /// Pickles as "open this name" with the same `owned` (an anonymous object cannot
+    /// be pickled).
     fn __reduce__<'py>(slf: &Bound<'py, Self>) -> PyResult<(Bound<'py, PyAny>, (String,))> {
         let name = named(name_of(&slf.get().inner), "Semaphore")?;
-        Ok((slf.get_type().getattr("open")?, (name,)))
+        let py = slf.py();
+        let kwargs = pyo3::types::PyDict::new(py);
+        kwargs.set_item("owned", slf.get().owned)?;
+        let open = py
+            .import("functools")?
+            .getattr("partial")?
+            .call((slf.get_type().getattr("open")?,), Some(&kwargs))?;
+        Ok((open, (name,)))
     }
 }
 

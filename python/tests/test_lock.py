@@ -308,3 +308,33 @@ def test_spawned_processes_get_named_objects_by_pickle(names):
         p.join()
     assert [p.exitcode for p in procs] == [0, 0]
     assert value.value == 400
+
+
+def test_fast_methods_keep_the_api(names):
+    """acquire/release/__enter__/__exit__ take the uncontended case without PyO3's
+    trampoline; everything else reaches the full methods, with the same signatures."""
+    import inspect
+
+    lock = shmkit.Lock.create(names())
+    assert str(inspect.signature(lock.acquire)) == "(blocking=True, timeout=None)"
+    assert "threading.Lock.acquire" in shmkit.Lock.acquire.__doc__
+    with pytest.raises(TypeError):
+        shmkit.Lock.acquire(object())  # a descriptor of Lock checks self
+    with pytest.raises(TypeError):
+        lock.release(1)  # release takes no argument
+    assert lock.acquire() is True  # fast
+    other = []
+    t = threading.Thread(target=lambda: other.append(lock.acquire(blocking=False)))
+    t.start()
+    t.join()
+    assert other == [False]  # slow path: arguments, and held by another thread
+    with pytest.raises(RuntimeError, match="already holds"):
+        lock.acquire()  # slow path: held by this thread
+    assert lock.release() is None
+    with pytest.raises(RuntimeError, match="does not hold"):
+        lock.release()  # slow path: not held
+    assert lock.__enter__() is True
+    assert lock.__exit__(None, None, None) is False
+    assert not lock.locked()
+    with pytest.raises(RuntimeError, match="does not hold"):
+        lock.__exit__(None, None, None)

@@ -1,6 +1,7 @@
 """shmkit.Semaphore, Event, Barrier, NamedLock and FileLock."""
 
 import os
+import pickle
 import threading
 
 import pytest
@@ -41,6 +42,44 @@ def test_semaphore_across_processes(names, fork):
     kid = fork(child)
     assert s.acquire(timeout=10)
     kid.join()
+
+
+def test_permits_of_a_killed_process_come_back(names, fork, pipe):
+    name = names()
+    s = shmkit.Semaphore.create(name, 2, max_value=2)
+    assert s.owned
+    held = pipe()
+
+    def holder():
+        mine = shmkit.Semaphore.open(name)
+        assert mine.acquire() and mine.acquire(timeout=5)
+        held.send()
+        os.read(os.pipe()[0], 1)  # until killed
+
+    kid = fork(holder)
+    held.recv()
+    assert not s.acquire(blocking=False)
+    kid.kill()  # returns once the child has exited
+    # Both permits come back (a waiter gives them back), each once.
+    assert s.acquire(timeout=1.0)
+    assert s.acquire(timeout=1.0)
+    assert not s.acquire(blocking=False)
+    s.release(2)
+    assert s.get_value() == 2
+    with pytest.raises(ValueError):
+        s.release()
+
+
+def test_ownerless_permits_stay_consumed(names, fork):
+    name = names()
+    signals = shmkit.Semaphore.create(name, 1, owned=False)
+    assert not signals.owned
+    # A child consumes the signal and exits: it does not come back.
+    fork(lambda: signals.acquire(blocking=False) or os._exit(1)).join()
+    assert not signals.acquire(timeout=0.05)
+    # Pickling keeps the choice.
+    assert not pickle.loads(pickle.dumps(signals)).owned
+    assert pickle.loads(pickle.dumps(shmkit.Semaphore.open(name))).owned
 
 
 def test_event_between_processes(names, fork):

@@ -14,7 +14,7 @@
 //! | [`Mutex`] / [`RawMutex`] | yes: `OwnerDied(guard)`, then `make_consistent()` or `Poisoned` |
 //! | [`FileLock`], [`NamedLock`] | yes: the kernel releases them |
 //! | [`RwLock`] / [`RawRwLock`] | a dead *writer*: yes (`OwnerDied` to a waiting writer, else `Poisoned`); a dead *reader*: its read lock is given back (up to 16 read holders at once are recorded) |
-//! | [`Semaphore`] | permits taken with [`acquire_permit`](Semaphore::acquire_permit) come back when their process dies; plain `acquire` permits are ownerless (as Python's) |
+//! | [`Semaphore`] | permits taken with [`acquire_permit`](Semaphore::acquire_permit) or [`acquire_for_process`](Semaphore::acquire_for_process) come back when their process dies; plain `acquire` permits are ownerless (as Python's) |
 //! | [`Barrier`] | a party process that dies before arriving breaks it with [`BarrierError::PartyDied`] |
 //! | [`Event`], [`Condvar`] | no: they have no owner identity (as Python's) |
 //!

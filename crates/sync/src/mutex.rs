@@ -307,6 +307,40 @@ impl RawMutex {
         self.word.load(Relaxed) != 0
     }
 
+    /// Locks if nobody holds it right now: one CAS, never a liveness check, so no
+    /// `/proc` read and no pid-namespace probe to set up (the uncontended fast path of
+    /// a caller that keeps the lock across calls, such as the Python binding's
+    /// `Lock.acquire`). `None` if the word names a holder, even a dead one (then
+    /// [`try_lock`](Self::try_lock) or [`lock`](Self::lock) recovers it) or this thread.
+    #[inline]
+    pub fn try_lock_if_free(&self) -> Option<Acquired> {
+        // Relaxed: a hint that spares a held lock's line the CAS; the CAS decides.
+        if self.word.load(Relaxed) != 0 {
+            return None;
+        }
+        let me = Futex.me();
+        // Acquire: as in lock_with.
+        self.word
+            .compare_exchange(0, ident_tid(me), Acquire, Relaxed)
+            .ok()
+            .map(|_| self.took(me))
+    }
+
+    /// Unlocks if the calling thread holds the lock and returns `true`, as
+    /// [`unlock`](Self::unlock); otherwise changes nothing and returns `false` (a
+    /// `release` by a non-holder that the caller reports as an error). Safe: the
+    /// ownership check is the one [`is_held_by_current_thread`](Self::is_held_by_current_thread) makes.
+    #[inline]
+    pub fn unlock_if_held(&self) -> bool {
+        let me = Futex.me();
+        // Relaxed: as in check_held.
+        if !self.is_mine(self.word.load(Relaxed), me) {
+            return false;
+        }
+        self.unlock_as(&Futex, me, false);
+        true
+    }
+
     #[inline]
     pub(crate) fn lock_with<W: Waiter>(
         &self,
@@ -514,7 +548,12 @@ impl RawMutex {
 
     #[inline]
     pub(crate) fn unlock_with<W: Waiter>(&self, w: &W, poison: bool) {
-        let me = w.me();
+        self.unlock_as(w, w.me(), poison)
+    }
+
+    /// `unlock_with` for the thread `me` (the caller's own identity, read once).
+    #[inline]
+    fn unlock_as<W: Waiter>(&self, w: &W, me: OwnerIdent, poison: bool) {
         // Relaxed: while we hold the lock only the CONTENDED bit can change under us.
         if self.word.load(Relaxed) & TID_MASK != ident_tid(me) {
             return; // not ours (e.g. a guard inherited across fork)

@@ -26,6 +26,16 @@
 //!   uncontended on the 2-vCPU development machine: 22 ns per `acquire_permit` + drop,
 //!   against 7 ns for `acquire` + `release`).
 //!
+//! - [`acquire_for_process`](Semaphore::acquire_for_process) (and its
+//!   `try_`/`_timeout`/`_deadline` forms) / [`release_for_process`](Semaphore::release_for_process):
+//!   the same recorded permits without a guard, for callers that cannot keep one across
+//!   calls (the Python binding's `Semaphore.acquire`/`release`). The permit is held by
+//!   the *process* until it calls `release_for_process`, which un-records one of its
+//!   permits (or, holding none, releases a plain one, as a signal); a process that dies
+//!   or exits holding some gives them back as above, each once. So they suit permits
+//!   that are given back, not signals that are consumed: a process that took a
+//!   signal this way and exited would hand it back.
+//!
 //! Not covered (docs/reliability.md): permits of a process that finds every slot taken
 //! by 16 other live processes (or holds more than 16 × 1023) are counted but not
 //! recorded, so they are not recovered if it dies ([`SemaphorePermit::is_tracked`]
@@ -479,6 +489,94 @@ impl Semaphore {
         // Overflow only if someone over-released with `release`; nothing to report
         // from a drop, and the value is at its maximum anyway.
         let _ = self.release_with(w);
+    }
+
+    // ---- Permits held by this process, without a guard (process-scoped) ----
+
+    /// Takes a permit held by this *process* until it calls
+    /// [`release_for_process`](Self::release_for_process), or until it dies: then a
+    /// waiter gives it back, as a [`SemaphorePermit`]'s. For callers that cannot keep a
+    /// guard across calls (the Python binding). Waits as long as needed. Returns whether
+    /// the permit is tracked (recorded in this process's holder slot; see
+    /// [`SemaphorePermit::is_tracked`]).
+    ///
+    /// # Errors
+    /// None today (the `Result` leaves room for future failure modes).
+    ///
+    /// # Examples
+    /// ```
+    /// use shmkit_sync::Semaphore;
+    ///
+    /// let slots = Semaphore::bounded(2, 2);
+    /// assert!(slots.acquire_for_process()?); // tracked: comes back if we die
+    /// assert_eq!(slots.value(), 1);
+    /// slots.release_for_process()?;
+    /// assert_eq!(slots.value(), 2);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn acquire_for_process(&self) -> Result<bool, SemaphoreError> {
+        self.acquire_with(&Futex, None)?;
+        Ok(self.record_for_process(&Futex))
+    }
+
+    /// As [`acquire_for_process`](Self::acquire_for_process), if a permit is available
+    /// now.
+    ///
+    /// # Errors
+    /// [`SemaphoreError::WouldBlock`] if none is.
+    pub fn try_acquire_for_process(&self) -> Result<bool, SemaphoreError> {
+        self.try_acquire()?;
+        Ok(self.record_for_process(&Futex))
+    }
+
+    /// As [`acquire_for_process`](Self::acquire_for_process), waiting at most
+    /// `timeout`.
+    ///
+    /// # Errors
+    /// [`SemaphoreError::Timeout`] after at least `timeout`.
+    pub fn acquire_for_process_timeout(&self, timeout: Duration) -> Result<bool, SemaphoreError> {
+        self.acquire_with(&Futex, Some(&Deadline::after(timeout)))?;
+        Ok(self.record_for_process(&Futex))
+    }
+
+    /// As [`acquire_for_process`](Self::acquire_for_process), waiting until `deadline`
+    /// at most (an `Instant` too far ahead to reach means no deadline).
+    ///
+    /// # Errors
+    /// [`SemaphoreError::Timeout`] once the deadline passed.
+    pub fn acquire_for_process_deadline(&self, deadline: Instant) -> Result<bool, SemaphoreError> {
+        self.acquire_with(&Futex, Some(&Deadline::at(deadline)))?;
+        Ok(self.record_for_process(&Futex))
+    }
+
+    /// Gives back one permit: one this process recorded with
+    /// [`acquire_for_process`](Self::acquire_for_process) (or a guard's, if it holds no
+    /// other), or, if it holds none, a plain permit as [`release`](Self::release) (a
+    /// signal to another process; a forked child holds none of its parent's).
+    ///
+    /// # Errors
+    /// [`SemaphoreError::Overflow`] if a bounded semaphore is already at its maximum
+    /// (then a recorded permit of this process is un-recorded all the same: the count
+    /// is full).
+    pub fn release_for_process(&self) -> Result<(), SemaphoreError> {
+        self.release_for_process_with(&Futex)
+    }
+
+    fn record_for_process<W: Waiter>(&self, w: &W) -> bool {
+        self.record_holder(w.process()) != NO_SLOT
+    }
+
+    pub(crate) fn release_for_process_with<W: Waiter>(&self, w: &W) -> Result<(), SemaphoreError> {
+        let me = w.process();
+        // Un-record before giving back, as a guard's drop does (a reclaimer never
+        // counts a permit that is already back). The probe order is record_holder's.
+        let first = (me & PID_MASK) as usize % Self::HOLDER_SLOTS;
+        for k in 0..Self::HOLDER_SLOTS {
+            if self.unrecord_holder(me, (first + k) % Self::HOLDER_SLOTS) {
+                break;
+            }
+        }
+        self.release_with(w)
     }
 
     pub(crate) fn release_with<W: Waiter>(&self, w: &W) -> Result<(), SemaphoreError> {

@@ -410,6 +410,10 @@ impl Shared<Semaphore> {
         try_acquire_permit() -> Result<SemaphorePermit<'_>, SemaphoreError>;
         acquire_permit_timeout(timeout: Duration) -> Result<SemaphorePermit<'_>, SemaphoreError>;
         acquire_permit_deadline(deadline: Instant) -> Result<SemaphorePermit<'_>, SemaphoreError>;
+        acquire_for_process() -> Result<bool, SemaphoreError>;
+        try_acquire_for_process() -> Result<bool, SemaphoreError>;
+        acquire_for_process_timeout(timeout: Duration) -> Result<bool, SemaphoreError>;
+        acquire_for_process_deadline(deadline: Instant) -> Result<bool, SemaphoreError>;
     }
 }
 

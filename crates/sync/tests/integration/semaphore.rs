@@ -193,3 +193,72 @@ fn a_permit_copied_into_a_forked_child_is_given_back_once() {
     drop(p);
     assert_eq!(sem.value(), 1);
 }
+
+#[test]
+fn process_scoped_permits_of_a_killed_process_come_back_once() {
+    let region = SharedRegion::new(4096);
+    // SAFETY: offset 0 of the region is ours, aligned and unused.
+    unsafe { Semaphore::init_in_place(region.as_ptr().cast(), 3, Some(3)) };
+    let sem: &Semaphore = at(&region, 0);
+    let ready = Pipe::new();
+    // The victim takes two permits without guards (as the Python binding does), and
+    // gives one back and takes it again: its slot counts two when it is killed.
+    let mut victim = fork_child(|| {
+        let (Ok(a), Ok(b)) = (sem.acquire_for_process(), sem.try_acquire_for_process()) else {
+            return 2;
+        };
+        if sem.release_for_process().is_err() || sem.acquire_for_process() != Ok(true) {
+            return 3;
+        }
+        ready.send(u8::from(a && b));
+        loop {
+            std::hint::spin_loop();
+        }
+    });
+    assert_eq!(ready.recv(), Some(1), "the victim's permits are tracked");
+    assert_eq!(sem.value(), 1);
+    // The parent takes the last one (tracked in its own slot), then waits for more.
+    assert_eq!(sem.try_acquire_for_process(), Ok(true));
+    victim.kill();
+    let _ = victim.wait();
+    for _ in 0..2 {
+        assert_eq!(
+            sem.acquire_for_process_timeout(Duration::from_secs(30)),
+            Ok(true),
+            "the killed holder's permits are back"
+        );
+    }
+    // Counted once: nothing more to take, and three releases fill the bound exactly.
+    assert_eq!(
+        sem.try_acquire_for_process(),
+        Err(SemaphoreError::WouldBlock)
+    );
+    for _ in 0..3 {
+        sem.release_for_process().unwrap();
+    }
+    assert_eq!(sem.value(), 3);
+    assert_eq!(
+        sem.release_for_process(),
+        Err(SemaphoreError::Overflow { max: 3 })
+    );
+    assert!(format!("{sem:?}").contains("tracked_permits: 0"));
+}
+
+#[test]
+fn a_process_release_without_a_recorded_permit_is_a_plain_signal() {
+    let region = SharedRegion::new(4096);
+    // Zeroed: value 0, unbounded. A child signals (it holds no permit), then the
+    // parent takes the signal.
+    let sem: &Semaphore = at(&region, 0);
+    fork_child(|| i32::from(sem.release_for_process().is_err())).join_ok();
+    assert_eq!(sem.value(), 1);
+    assert_eq!(sem.try_acquire_for_process(), Ok(true));
+    // A forked child does not give back its parent's recorded permit as its own: its
+    // release is a plain one, and the parent's stays recorded.
+    fork_child(|| i32::from(sem.release_for_process().is_err())).join_ok();
+    assert_eq!(sem.value(), 1);
+    assert!(format!("{sem:?}").contains("tracked_permits: 1"));
+    sem.release_for_process().unwrap();
+    assert!(format!("{sem:?}").contains("tracked_permits: 0"));
+    assert_eq!(sem.value(), 2);
+}
