@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use shmkit::sync::future as doorbell;
 use shmkit::sync::{Event, Semaphore};
-use shmkit::typed::{ReadError, Ring};
+use shmkit::typed::{Channel, ReadError, RecvError, Ring};
 use shmkit_testkit::{child_role, test_path, unique_name, ShmCleanup, ROLE_ENV};
 
 /// A re-executed copy of this test binary running test `test` in the child role (as
@@ -422,6 +422,153 @@ fn three_hundred_words_need_three_helper_threads() {
         }
     });
     assert!(events.iter().all(|e| e.waiters() == 0));
+    drop(rt);
+    assert_doorbell_idle();
+}
+
+/// The next item of a stream (what `StreamExt::next` does).
+async fn next<S: futures_core::Stream + Unpin>(s: &mut S) -> Option<S::Item> {
+    std::future::poll_fn(|cx| std::pin::Pin::new(&mut *s).poll_next(cx)).await
+}
+
+/// The child side of the cross-process channel tests: opens the channel named in
+/// `CHAN_NAME`, waits for a line on stdin, sends `CHAN_COUNT` numbers and, with
+/// `CHAN_HANG` set, says so on stdout and waits for ever (to be killed).
+fn channel_child() {
+    let name = std::env::var("CHAN_NAME").expect("CHAN_NAME");
+    let count: u64 = std::env::var("CHAN_COUNT")
+        .expect("count")
+        .parse()
+        .expect("n");
+    let tx = Channel::<u64>::open(&name).expect("open");
+    let mut line = String::new();
+    std::io::stdin().lock().read_line(&mut line).expect("go");
+    for i in 0..count {
+        tx.send(i).expect("send");
+    }
+    if std::env::var("CHAN_HANG").is_ok() {
+        println!("sent");
+        std::io::stdout().flush().expect("flush");
+        loop {
+            std::thread::park();
+        }
+    }
+    // Dropping the only sender disconnects the channel.
+}
+
+#[test]
+fn a_stream_receives_what_a_child_process_sends_after_the_parent_awaits() {
+    if child_role().is_some() {
+        return channel_child();
+    }
+    let _s = serial();
+    for rt in [current_thread(), multi_thread()] {
+        let name = unique_name("async-chan");
+        let _cleanup = ShmCleanup::new(&name);
+        let mut rx = Channel::<u64>::create(&name, 1 << 12).expect("create");
+        let mut kid = Kid::spawn(
+            test_path!(a_stream_receives_what_a_child_process_sends_after_the_parent_awaits),
+            &[("CHAN_NAME", &name), ("CHAN_COUNT", "3000")],
+        );
+        let mut stdin = kid.0.stdin.take().expect("stdin");
+        // On a task of its own: the future of a `&mut Channel` is `Send`.
+        let got = rt.block_on(async move {
+            let task = tokio::spawn(async move {
+                let mut stream = rx.stream();
+                let mut want = 0u64;
+                {
+                    let mut first = pin!(next(&mut stream));
+                    let polled = std::future::poll_fn(|cx| Poll::Ready(first.as_mut().poll(cx)));
+                    assert!(polled.await.is_pending(), "nothing was sent yet");
+                    writeln!(stdin, "go").expect("tell the child");
+                    assert_eq!(first.await.expect("an item").expect("a message"), 0);
+                    want += 1;
+                }
+                while let Some(m) = next(&mut stream).await {
+                    assert_eq!(m.expect("a message"), want);
+                    want += 1;
+                }
+                want
+            });
+            tokio::time::timeout(HANG, task)
+                .await
+                .expect("no hang")
+                .expect("join")
+        });
+        assert_eq!(got, 3000, "every message, then the end (Disconnected)");
+        assert!(kid.0.wait().expect("reap").success());
+        drop(rt);
+        assert_doorbell_idle();
+    }
+}
+
+#[test]
+fn a_killed_sender_ends_a_pending_receive_with_disconnected() {
+    if child_role().is_some() {
+        return channel_child();
+    }
+    let _s = serial();
+    let name = unique_name("async-chan-died");
+    let _cleanup = ShmCleanup::new(&name);
+    let mut rx = Channel::<u64>::create(&name, 1 << 12).expect("create");
+    let mut kid = Kid::spawn(
+        test_path!(a_killed_sender_ends_a_pending_receive_with_disconnected),
+        &[
+            ("CHAN_NAME", &name),
+            ("CHAN_COUNT", "1"),
+            ("CHAN_HANG", "1"),
+        ],
+    );
+    writeln!(kid.0.stdin.take().expect("stdin"), "go").expect("go");
+    let mut line = String::new();
+    std::io::BufReader::new(kid.0.stdout.take().expect("stdout"))
+        .read_line(&mut line)
+        .expect("sent");
+    let rt = multi_thread();
+    let end = rt.block_on(async {
+        tokio::time::timeout(HANG, async {
+            assert_eq!(rx.recv_async().await.expect("the one message"), 0);
+            let mut recv = pin!(rx.recv_async());
+            let first = std::future::poll_fn(|cx| Poll::Ready(recv.as_mut().poll(cx)));
+            assert!(first.await.is_pending());
+            kid.0.kill().expect("kill");
+            recv.await
+        })
+        .await
+        .expect("no hang")
+    });
+    assert_eq!(end, Err(RecvError::Disconnected));
+    drop(rt);
+    assert_doorbell_idle();
+}
+
+#[test]
+fn a_dropped_channel_future_loses_nothing() {
+    let _s = serial();
+    let rt = current_thread();
+    let mut rx = Channel::<u32>::anonymous(256).expect("channel");
+    let mut tx = rx.clone();
+    rt.block_on(async {
+        for i in 0..200u32 {
+            assert!(poll_once(pin!(rx.recv_async())).is_pending());
+            tx.send_async(i).await.expect("room");
+            assert_eq!(rx.recv_async().await.expect("still there"), i);
+        }
+        // A send cancelled on a full channel sent nothing.
+        let mut filled = 0u32;
+        while tx.try_send(filled).is_ok() {
+            filled += 1;
+        }
+        assert!(poll_once(pin!(tx.send_async(u32::MAX))).is_pending());
+        for i in 0..filled {
+            assert_eq!(rx.try_recv().expect("read back"), i);
+        }
+        assert_eq!(
+            rx.try_recv(),
+            Err(RecvError::Empty),
+            "the cancelled send sent nothing"
+        );
+    });
     drop(rt);
     assert_doorbell_idle();
 }
