@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use shmkit::sync::future as doorbell;
 use shmkit::sync::{Event, Semaphore};
-use shmkit::typed::{Channel, ReadError, RecvError, Ring};
+use shmkit::typed::{Channel, GetError, Queue, ReadError, RecvError, Ring};
 use shmkit_testkit::{child_role, test_path, unique_name, ShmCleanup, ROLE_ENV};
 
 /// A re-executed copy of this test binary running test `test` in the child role (as
@@ -570,5 +570,88 @@ fn a_dropped_channel_future_loses_nothing() {
         );
     });
     drop(rt);
+    assert_doorbell_idle();
+}
+
+#[test]
+fn queue_tasks_on_a_small_queue_deliver_every_item_once() {
+    let _s = serial();
+    const PER_PRODUCER: u64 = 2000;
+    const PRODUCERS: u64 = 4;
+    for rt in [current_thread(), multi_thread()] {
+        let q = Arc::new(Queue::<u64>::anonymous(4).expect("queue"));
+        let (sum, count) = rt.block_on(async {
+            tokio::time::timeout(HANG, async {
+                let consumers: Vec<_> = (0..4)
+                    .map(|_| {
+                        let q = q.clone();
+                        tokio::spawn(async move {
+                            let (mut sum, mut n) = (0u64, 0u64);
+                            loop {
+                                match q.get_async().await {
+                                    Ok(v) => {
+                                        sum += v;
+                                        n += 1;
+                                    }
+                                    Err(GetError::Closed) => return (sum, n),
+                                    Err(e) => panic!("{e}"),
+                                }
+                            }
+                        })
+                    })
+                    .collect();
+                let producers: Vec<_> = (0..PRODUCERS)
+                    .map(|p| {
+                        let q = q.clone();
+                        tokio::spawn(async move {
+                            for i in 0..PER_PRODUCER {
+                                q.put_async(p * PER_PRODUCER + i + 1).await.expect("put");
+                            }
+                        })
+                    })
+                    .collect();
+                for p in producers {
+                    p.await.expect("join");
+                }
+                q.close();
+                let mut total = (0, 0);
+                for c in consumers {
+                    let (s, n) = c.await.expect("join");
+                    total = (total.0 + s, total.1 + n);
+                }
+                total
+            })
+            .await
+            .expect("no hang")
+        });
+        let n = PRODUCERS * PER_PRODUCER;
+        assert_eq!(count, n);
+        assert_eq!(sum, n * (n + 1) / 2, "every item exactly once");
+        drop(rt);
+        assert_doorbell_idle();
+    }
+}
+
+#[test]
+fn a_dropped_queue_future_loses_nothing() {
+    let _s = serial();
+    let q = Queue::<u32>::anonymous(4).expect("queue");
+    for i in 0..100u32 {
+        assert!(poll_once(pin!(q.get_async())).is_pending());
+        q.put(i).expect("put");
+        assert!(matches!(poll_once(pin!(q.get_async())), Poll::Ready(Ok(v)) if v == i));
+    }
+    for i in 0..4 {
+        q.put(i).expect("fill");
+    }
+    assert!(poll_once(pin!(q.put_async(99))).is_pending());
+    for i in 0..4 {
+        assert_eq!(q.try_get().expect("read back"), i);
+    }
+    assert_eq!(
+        q.try_get(),
+        Err(GetError::Empty),
+        "the cancelled put put nothing"
+    );
     assert_doorbell_idle();
 }

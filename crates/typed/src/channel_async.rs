@@ -21,71 +21,10 @@ use std::task::{Context, Poll};
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
-use shmkit_sys::doorbell::Interest;
-use shmkit_sys::parker::Parker;
 
 use super::{st_tag, tag, Channel, RecvError, SendError, Side, TypeName};
+use crate::async_wait::Waiting;
 use crate::shim::Ordering;
-
-/// A pending channel future's state: its announcement on one parker and one doorbell
-/// interest per live process of the other side (or one naming nobody).
-struct Waiting {
-    announced: bool,
-    interests: Vec<Interest>,
-}
-
-impl Waiting {
-    fn new() -> Self {
-        Waiting {
-            announced: false,
-            interests: Vec::new(),
-        }
-    }
-
-    fn announce(&mut self, parker: &Parker) -> u32 {
-        if self.announced {
-            parker.observe()
-        } else {
-            self.announced = true;
-            parker.announce()
-        }
-    }
-
-    fn peer_needs_check(&self) -> bool {
-        self.interests.iter().any(Interest::peer_needs_check)
-    }
-
-    /// Arms one interest per peer in `peers` (or one without a peer) on `parker`'s
-    /// event word, expecting `ev`.
-    fn arm(
-        &mut self,
-        parker: &Parker,
-        ev: u32,
-        peers: Vec<(u32, u64)>,
-        cx: &Context<'_>,
-    ) -> Result<(), shmkit_sync::OsError> {
-        self.interests
-            .resize_with(peers.len().max(1), Interest::new);
-        let peers = peers.into_iter().map(Some).chain(std::iter::repeat(None));
-        for (interest, peer) in self.interests.iter_mut().zip(peers) {
-            interest.arm(parker.event(), ev, peer, cx.waker())?;
-        }
-        Ok(())
-    }
-
-    /// Withdraws the announcement and the interests; returns whether the doorbell had
-    /// woken this future since it last armed (a wake it swallows if it is dropped).
-    fn retract(&mut self, parker: &Parker) -> bool {
-        if std::mem::take(&mut self.announced) {
-            parker.retract();
-        }
-        let mut woken = false;
-        for mut i in self.interests.drain(..) {
-            woken |= i.disarm();
-        }
-        woken
-    }
-}
 
 /// The future of [`Channel::recv_async`].
 #[must_use = "futures do nothing unless awaited"]

@@ -15,48 +15,9 @@ use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-use shmkit_sys::doorbell::Interest;
-use shmkit_sys::parker::Parker;
-
 use super::{ReadError, Ring, WriteError};
+use crate::async_wait::Waiting;
 use crate::peer::{holder_pid, HolderWatch, PeerSlot, PeerState};
-
-/// What a pending ring future holds while it waits: its announcement on one parker,
-/// its doorbell interest, and the watch of its peer (judged when the doorbell says the
-/// peer exited or cannot be watched).
-struct Waiting {
-    announced: bool,
-    interest: Interest,
-    watch: HolderWatch,
-}
-
-impl Waiting {
-    fn new() -> Self {
-        Waiting {
-            announced: false,
-            interest: Interest::new(),
-            watch: HolderWatch::new(),
-        }
-    }
-
-    /// Announces on `parker` (once; later polls observe again): the event value to
-    /// arm after the re-check.
-    fn announce(&mut self, parker: &Parker) -> u32 {
-        if self.announced {
-            parker.observe()
-        } else {
-            self.announced = true;
-            parker.announce()
-        }
-    }
-
-    fn retract(&mut self, parker: &Parker) {
-        if std::mem::take(&mut self.announced) {
-            parker.retract();
-        }
-        self.interest.disarm();
-    }
-}
 
 /// The peer process named in `slot` (pid, start time), if one holds the role.
 fn peer_of(slot: &PeerSlot) -> Option<(u32, u64)> {
@@ -70,6 +31,8 @@ pub struct ReadAsync<'a> {
     ring: &'a mut Ring,
     buf: &'a mut Vec<u8>,
     waiting: Waiting,
+    /// The writer, judged when the doorbell says it may be gone.
+    watch: HolderWatch,
 }
 
 /// The future of [`Ring::write_async`].
@@ -78,6 +41,8 @@ pub struct WriteAsync<'a> {
     ring: &'a mut Ring,
     msg: &'a [u8],
     waiting: Waiting,
+    /// The reader, judged when the doorbell says it may be gone.
+    watch: HolderWatch,
 }
 
 impl std::fmt::Debug for ReadAsync<'_> {
@@ -147,6 +112,7 @@ impl Ring {
             ring: self,
             buf,
             waiting: Waiting::new(),
+            watch: HolderWatch::new(),
         }
     }
 
@@ -168,6 +134,7 @@ impl Ring {
             ring: self,
             msg,
             waiting: Waiting::new(),
+            watch: HolderWatch::new(),
         }
     }
 
@@ -220,8 +187,8 @@ impl Future for ReadAsync<'_> {
             Err(ReadError::Empty) => {}
             done => return this.finish(done),
         }
-        if !first && this.waiting.interest.peer_needs_check() {
-            if let Some(e) = this.ring.writer_gone(&mut this.waiting.watch) {
+        if !first && this.waiting.peer_needs_check() {
+            if let Some(e) = this.ring.writer_gone(&mut this.watch) {
                 // A dead writer commits nothing more: what it committed is read first.
                 return match this.ring.try_read_into(this.buf) {
                     Err(ReadError::Empty) => this.finish(Err(e)),
@@ -230,12 +197,8 @@ impl Future for ReadAsync<'_> {
             }
         }
         let h = this.ring.hdr();
-        let peer = peer_of(&h.meta.writer);
-        if let Err(e) = this
-            .waiting
-            .interest
-            .arm(h.sleep.data.event(), ev, peer, cx.waker())
-        {
+        let peers = peer_of(&h.meta.writer).into_iter().collect();
+        if let Err(e) = this.waiting.arm(&h.sleep.data, ev, peers, cx) {
             return this.finish(Err(ReadError::Os(e)));
         }
         Poll::Pending
@@ -244,7 +207,7 @@ impl Future for ReadAsync<'_> {
 
 impl ReadAsync<'_> {
     fn finish(&mut self, r: Result<usize, ReadError>) -> Poll<Result<usize, ReadError>> {
-        self.waiting.retract(&self.ring.hdr().sleep.data);
+        let _ = self.waiting.retract(&self.ring.hdr().sleep.data);
         Poll::Ready(r)
     }
 }
@@ -271,8 +234,8 @@ impl Future for WriteAsync<'_> {
             Err(WriteError::Full) => {}
             done => return this.finish(done),
         }
-        if !first && this.waiting.interest.peer_needs_check() {
-            if let Some(e) = this.ring.reader_gone(&mut this.waiting.watch) {
+        if !first && this.waiting.peer_needs_check() {
+            if let Some(e) = this.ring.reader_gone(&mut this.watch) {
                 return match this.ring.try_write(this.msg) {
                     Err(WriteError::Full) => this.finish(Err(e)),
                     done => this.finish(done),
@@ -280,12 +243,8 @@ impl Future for WriteAsync<'_> {
             }
         }
         let h = this.ring.hdr();
-        let peer = peer_of(&h.meta.reader);
-        if let Err(e) = this
-            .waiting
-            .interest
-            .arm(h.sleep.space.event(), ev, peer, cx.waker())
-        {
+        let peers = peer_of(&h.meta.reader).into_iter().collect();
+        if let Err(e) = this.waiting.arm(&h.sleep.space, ev, peers, cx) {
             return this.finish(Err(WriteError::Os(e)));
         }
         Poll::Pending
@@ -294,7 +253,7 @@ impl Future for WriteAsync<'_> {
 
 impl WriteAsync<'_> {
     fn finish(&mut self, r: Result<(), WriteError>) -> Poll<Result<(), WriteError>> {
-        self.waiting.retract(&self.ring.hdr().sleep.space);
+        let _ = self.waiting.retract(&self.ring.hdr().sleep.space);
         Poll::Ready(r)
     }
 }
