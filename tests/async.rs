@@ -655,3 +655,54 @@ fn a_dropped_queue_future_loses_nothing() {
     );
     assert_doorbell_idle();
 }
+
+/// Polls `f` to completion on this thread (a minimal executor: the waker unparks).
+fn block_on<F: Future>(f: F) -> F::Output {
+    struct Unpark(std::thread::Thread);
+    impl std::task::Wake for Unpark {
+        fn wake(self: Arc<Self>) {
+            self.0.unpark();
+        }
+    }
+    let waker = Waker::from(Arc::new(Unpark(std::thread::current())));
+    let mut cx = Context::from_waker(&waker);
+    let mut f = pin!(f);
+    loop {
+        if let Poll::Ready(v) = f.as_mut().poll(&mut cx) {
+            return v;
+        }
+        std::thread::park();
+    }
+}
+
+#[test]
+fn a_forked_child_starts_a_doorbell_of_its_own() {
+    let _s = serial();
+    // A pending future in the parent: its helper thread runs, and is not copied by fork.
+    let parent_event = Event::new();
+    let mut pending = Box::pin(parent_event.wait_async());
+    assert!(poll_once(pending.as_mut()).is_pending());
+    assert_eq!(doorbell::registered_words(), 1);
+    let child = shmkit_testkit::fork_child(|| {
+        if doorbell::registered_words() != 0 {
+            return 2; // the parent's registrations are not the child's
+        }
+        let ev = Event::new();
+        std::thread::scope(|s| {
+            let mut wait = pin!(ev.wait_async());
+            if poll_once(wait.as_mut()).is_ready() {
+                return 3;
+            }
+            s.spawn(|| ev.set());
+            // Only a helper thread of this child wakes it (the parent's is not here).
+            block_on(wait).map_or(4, |()| 0)
+        })
+    });
+    child.join_ok();
+    // The parent's registration is untouched by the child.
+    assert_eq!(doorbell::registered_words(), 1);
+    parent_event.set();
+    assert!(matches!(block_on(pending.as_mut()), Ok(())));
+    drop(pending);
+    assert_doorbell_idle();
+}

@@ -203,9 +203,10 @@ fn lock() -> MutexGuard<'static, Option<State>> {
 fn state(guard: &mut Option<State>) -> &mut State {
     let me = crate::owner::current_pid();
     if guard.as_ref().is_some_and(|s| s.pid != me) {
-        // The parent's helper threads do not exist here; forget its registrations
-        // (dropping their watcher registrations is a no-op in a child).
-        *guard = None;
+        // The parent's helper threads do not exist here: forget its registrations.
+        // Leaked, not dropped: their wakers are copies of the parent's tasks, and
+        // dropping one could run a task's destructor here, under this lock.
+        std::mem::forget(guard.take());
         RUNNING.store(0, Ordering::Relaxed);
     }
     guard.get_or_insert_with(|| State {
@@ -394,14 +395,17 @@ impl Interest {
         e.word = addr;
         e.peer = peer;
         e.woken = false;
-        match &mut e.waker {
-            Some(old) if old.will_wake(waker) => {}
-            slot => *slot = Some(waker.clone()),
-        }
+        // A replaced waker is dropped after the lock is released: dropping the last
+        // reference of a task may drop its future, whose interest takes this lock.
+        let replaced = match &mut e.waker {
+            Some(old) if old.will_wake(waker) => None,
+            slot => slot.replace(waker.clone()),
+        };
         if changed {
             ring(&st.helpers[helper].control);
         }
         drop(guard);
+        drop(replaced);
         to_wake.into_iter().for_each(Waker::wake);
         Ok(())
     }
@@ -427,6 +431,8 @@ impl Interest {
         }
         st.unlink(id, e.word);
         st.unref_peer(e.peer);
+        drop(guard);
+        // Its waker is dropped here, outside the lock (see `arm`).
         e.woken
     }
 
