@@ -4,7 +4,7 @@
 //! No executor can poll a futex. A future that cannot proceed therefore *arms* an
 //! [`Interest`]: the address of the futex word it would sleep on, the value it would
 //! sleep on, its task's [`Waker`], and optionally the peer process its wait depends on.
-//! A per-process helper thread sleeps in [`futex::wait_any`](crate::futex::wait_any)
+//! A per-process helper thread sleeps in [`futex::wait_any`]
 //! (`futex_waitv`, Linux 5.16+) on every armed word at once and, when a word is woken
 //! or no longer holds its value, wakes the wakers armed on it. The future is then
 //! polled again, re-checks its condition and either completes or arms again.
@@ -38,7 +38,7 @@
 //! # Peers that die
 //! An interest may name the peer process its wait depends on. Peers are watched per
 //! process, not per future: the first interest on a peer registers it with the death
-//! [`watcher`](crate::watcher) (one pidfd) against a static [`Parker`] every helper
+//! [`watcher`] (one pidfd) against a static [`Parker`] every helper
 //! also waits on; when the peer exits, the helpers wake the interests armed on it, and
 //! their futures find the death as the blocking forms do and return the same typed
 //! error. A peer the watcher cannot watch (no pidfd) is checked by its futures when the
@@ -52,7 +52,7 @@
 //!
 //! # Without `futex_waitv` (Linux before 5.16)
 //! The helper then sleeps on its control word alone, in slices of
-//! [`FIRST_CHECK`](crate::parker::FIRST_CHECK) (10 ms), and wakes every armed interest
+//! [`FIRST_CHECK`] (10 ms), and wakes every armed interest
 //! after each slice: correct, but a wake-up may take up to 10 ms and idle futures cost
 //! CPU. [`waitv_available`] says which mode this kernel gives.
 //!
