@@ -494,3 +494,11 @@ fn a_killed_reader_is_reported_by_the_writer() {
         "{w_text}"
     );
 }
+
+#[test]
+fn async_service_selects_over_a_channel_a_socket_and_a_timer() {
+    let out = run("async_service", &["--jobs", "500"]);
+    assert!(out.contains("received 500 jobs"), "{out}");
+    assert!(out.contains("the socket client was told: 500"), "{out}");
+    assert!(out.contains("OK: every job received"), "{out}");
+}

@@ -86,7 +86,7 @@ impl Event {
         unsafe { ptr.write(Self::make(u32::from(auto_reset))) }
     }
 
-    fn is_auto(&self) -> bool {
+    pub(crate) fn is_auto(&self) -> bool {
         // Relaxed: fixed since initialisation.
         self.auto.load(Relaxed) != 0
     }
@@ -106,6 +106,12 @@ impl Event {
     pub fn is_set(&self) -> bool {
         // Acquire: a `true` answer orders later reads after the setter's writes.
         self.state.load(Acquire) != 0
+    }
+
+    /// Waiters counted now (blocking and async), a snapshot for tests and diagnostics.
+    pub fn waiters(&self) -> u32 {
+        // Relaxed: a snapshot.
+        self.waiters.load(Relaxed)
     }
 
     /// Waits until the flag is set (and, for auto reset, consumes it).
@@ -134,13 +140,19 @@ impl Event {
         self.wait_with(&Futex, Some(&Deadline::at(deadline)))
     }
 
-    fn try_take(&self) -> bool {
+    pub(crate) fn try_take(&self) -> bool {
         if self.is_auto() {
             // Acquire: pairs with the Release part of `set`'s swap.
             self.state.compare_exchange(1, 0, Acquire, Relaxed).is_ok()
         } else {
             self.is_set()
         }
+    }
+
+    /// The futex word (0 = clear) and the sleepers count, for the async wait
+    /// (`crate::future`).
+    pub(crate) fn words(&self) -> (&AtomicU32, &AtomicU32) {
+        (&self.state, &self.waiters)
     }
 
     pub(crate) fn set_with<W: Waiter>(&self, w: &W) {

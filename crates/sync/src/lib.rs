@@ -49,6 +49,8 @@ mod condvar;
 mod error;
 mod event;
 mod file_lock;
+#[cfg(not(loom))]
+pub mod future;
 pub mod guard;
 mod mutex;
 mod named_lock;

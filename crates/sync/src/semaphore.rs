@@ -246,6 +246,12 @@ impl Semaphore {
         self.value.load(Relaxed)
     }
 
+    /// Waiters counted now (blocking and async), a snapshot for tests and diagnostics.
+    pub fn waiters(&self) -> u32 {
+        // Relaxed: a snapshot.
+        self.waiters.load(Relaxed)
+    }
+
     /// The maximum of a bounded semaphore (`None`: unbounded).
     pub fn max(&self) -> Option<u32> {
         // Relaxed: set at initialisation, before the semaphore was shared.
@@ -318,7 +324,7 @@ impl Semaphore {
     /// their pid now names another process). Exactly one caller reclaims each slot (the
     /// CAS). Returns how many permits were given back.
     #[cold]
-    fn reclaim_dead_holders<W: Waiter>(&self, w: &W) -> u64 {
+    pub(crate) fn reclaim_dead_holders<W: Waiter>(&self, w: &W) -> u64 {
         let mut given = 0;
         for slot in &self.holders {
             // Relaxed: a hint, validated by the CAS below.
@@ -471,13 +477,31 @@ impl Semaphore {
         Ok(self.permit_taken(&Futex))
     }
 
-    fn permit_taken<W: Waiter>(&self, w: &W) -> SemaphorePermit<'_> {
+    pub(crate) fn permit_taken<W: Waiter>(&self, w: &W) -> SemaphorePermit<'_> {
         let holder = w.process();
         SemaphorePermit {
             sem: self,
             holder,
             slot: self.record_holder(holder),
         }
+    }
+
+    /// The futex word (permits) and the sleepers count, for the async acquire
+    /// (`crate::future`).
+    pub(crate) fn wait_words(&self) -> (&AtomicU32, &AtomicU32) {
+        (&self.value, &self.waiters)
+    }
+
+    /// The holder processes recorded now (pid, start time low 32 bits), for the
+    /// async acquire's death watch (`crate::future`).
+    pub(crate) fn recorded_holders(&self) -> Vec<(u32, u64)> {
+        self.holders
+            .iter()
+            // Relaxed: hints; the doorbell's watcher verifies each process.
+            .map(|s| s.load(Relaxed))
+            .filter(|&v| v != 0)
+            .map(|v| ((v & PID_MASK) as u32, u64::from(ident_start(v))))
+            .collect()
     }
 
     /// Gives back a permit taken by `permit_taken` for process `holder` in `slot`.

@@ -358,6 +358,100 @@ pub fn wake_all(word: &AtomicU32) -> usize {
     wake(word, u32::MAX)
 }
 
+/// One word of a [`wait_any`]: the address of a shared `u32` futex word and the value
+/// to sleep on. Only the kernel reads the word, so an address that is no longer mapped
+/// is not undefined behaviour here: the kernel answers `EFAULT` (see [`WaitAny`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AnyWord {
+    /// The word's address in this process.
+    pub addr: usize,
+    /// Sleep only while the word holds this value.
+    pub expected: u32,
+}
+
+impl AnyWord {
+    /// The word at `word` (its address only is kept), sleeping while it holds
+    /// `expected`.
+    pub fn new(word: &AtomicU32, expected: u32) -> Self {
+        AnyWord {
+            addr: word as *const AtomicU32 as usize,
+            expected,
+        }
+    }
+}
+
+/// The most words one [`wait_any`] takes (the kernel's `FUTEX_WAITV_MAX`).
+pub const WAIT_ANY_MAX: usize = 128;
+
+/// Why [`wait_any`] returned. Callers re-check what they wait for in every case.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WaitAny {
+    /// The word at this index was woken (or the wait returned spuriously).
+    Woken(usize),
+    /// Some word did not hold its expected value, or was not mapped (the kernel does
+    /// not say which: `EAGAIN` or `EFAULT`); [`differs`] tells one word at a time.
+    SomeDiffers,
+    /// The deadline passed.
+    TimedOut,
+    /// A signal arrived (`EINTR`): wait again.
+    Interrupted,
+}
+
+/// Sleeps until one of `words` is woken, one of them does not hold its expected
+/// value, or `deadline`: `futex_waitv(2)` (Linux 5.16+; through `rustix`), on shared
+/// (not process-private) 32-bit words, with an absolute `CLOCK_MONOTONIC` deadline.
+///
+/// # Errors
+/// `ENOSYS` on a kernel before 5.16 (the caller falls back), `EINVAL` for more than
+/// [`WAIT_ANY_MAX`] words or a misaligned address.
+///
+/// # Examples
+/// ```
+/// use std::sync::atomic::AtomicU32;
+/// use shmkit_sys::futex::{self, AnyWord, Deadline, WaitAny};
+///
+/// let (a, b) = (AtomicU32::new(0), AtomicU32::new(7));
+/// let words = [AnyWord::new(&a, 0), AnyWord::new(&b, 7)];
+/// match futex::wait_any(&words, Some(&Deadline::now())) {
+///     Ok(end) => assert_eq!(end, WaitAny::TimedOut), // both hold their values
+///     Err(e) => assert_eq!(e.raw_os_error(), Some(38)), // ENOSYS: a kernel before 5.16
+/// }
+/// ```
+pub fn wait_any(words: &[AnyWord], deadline: Option<&Deadline>) -> Result<WaitAny, crate::OsError> {
+    use rustix::thread::futex::{Wait, WaitFlags, WaitPtr, WaitvFlags};
+    let mut waits = [Wait::new(); WAIT_ANY_MAX];
+    if words.len() > WAIT_ANY_MAX {
+        return Err(Errno::INVAL.into());
+    }
+    for (w, word) in waits.iter_mut().zip(words) {
+        w.val = u64::from(word.expected);
+        w.uaddr = WaitPtr::new(word.addr as *mut std::ffi::c_void);
+        // No FUTEX2_PRIVATE: the words are shared between processes.
+        w.flags = WaitFlags::SIZE_U32;
+    }
+    let ts = deadline.map(Deadline::as_timespec);
+    match sys_futex::waitv(
+        &waits[..words.len()],
+        WaitvFlags::empty(),
+        ts.as_ref(),
+        rustix::time::ClockId::Monotonic,
+    ) {
+        Ok(i) => Ok(WaitAny::Woken(i)),
+        Err(Errno::AGAIN) | Err(Errno::FAULT) => Ok(WaitAny::SomeDiffers),
+        Err(Errno::TIMEDOUT) => Ok(WaitAny::TimedOut),
+        Err(Errno::INTR) => Ok(WaitAny::Interrupted),
+        Err(errno) => Err(errno.into()),
+    }
+}
+
+/// Whether `word` does not hold its expected value now, or is not mapped: one
+/// [`wait_any`] of that word alone with a deadline that has passed (the kernel reads
+/// the word, so an unmapped one is an answer, not a fault of ours).
+pub fn differs(word: AnyWord) -> bool {
+    let past = Deadline { nanos: 0 };
+    !matches!(wait_any(&[word], Some(&past)), Ok(WaitAny::TimedOut))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

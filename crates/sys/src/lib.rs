@@ -8,6 +8,8 @@
 //! - [`backoff`]: the one [`Backoff`] (spin, yield, then sleep).
 //! - [`parker`]: the one [`Parker`] (sleepers count + event word, the Dekker
 //!   sleep/wake), with paced liveness checks of the peer a waiter depends on.
+//! - [`doorbell`]: the async doorbell (helper threads sleeping in `futex_waitv` on
+//!   the words pending futures wait on), so futures wait without a thread each.
 //! - [`watcher`]: the per-process death watcher (one thread epolling the pidfds of
 //!   the peers current waiters depend on), so idle waiters sleep without a timer.
 //! - [`OsError`]: the kernel failed where no error was expected; carried by every
@@ -23,6 +25,8 @@
 
 pub mod atomic;
 pub mod backoff;
+#[cfg(not(loom))]
+pub mod doorbell;
 pub mod futex;
 pub mod os_error;
 pub mod owner;

@@ -161,22 +161,60 @@ impl Parker {
         until: Option<&Deadline>,
         ready: impl FnOnce() -> bool,
     ) -> Result<bool, crate::OsError> {
-        // SeqCst: the announcement is ordered with the fence below.
-        self.sleepers.fetch_add(1, Ordering::SeqCst);
-        // SeqCst fence: pairs with the one in `wake`.
-        fence(Ordering::SeqCst);
-        // Acquire: pairs with the Release bump in `bump_and_wake`; loaded before the
-        // re-check so that a wake after the re-check changes the value we sleep on.
-        let ev = self.event.load(Ordering::Acquire);
+        let ev = self.announce();
         let was_ready = ready();
         let slept = if was_ready {
             Ok(())
         } else {
             futex_wait(&self.event, ev, until)
         };
+        self.retract();
+        slept.map(|()| was_ready)
+    }
+
+    /// The waiter's first half of the handshake, for a waiter that does not block in
+    /// [`park`](Self::park) (a future, which sleeps through the async doorbell in
+    /// [`crate::doorbell`]): announces a sleeper and returns the event value to sleep
+    /// on. Re-check the condition after this call; if it does not hold, sleep while
+    /// [`event`](Self::event) still holds the returned value. Every `announce` is
+    /// matched by one [`retract`](Self::retract) when the waiter stops waiting.
+    #[inline]
+    pub fn announce(&self) -> u32 {
+        // SeqCst: the announcement is ordered with the fence in `observe`.
+        self.sleepers.fetch_add(1, Ordering::SeqCst);
+        self.observe()
+    }
+
+    /// For a waiter that has announced itself and stays announced (a future polled
+    /// again): the event value to sleep on, loaded behind the same fence as in
+    /// [`announce`](Self::announce). Re-check the condition after this call.
+    #[inline]
+    pub fn observe(&self) -> u32 {
+        // SeqCst fence: pairs with the one in `wake` (Dekker): either the waker sees
+        // our announcement, or our re-check after this sees its change.
+        fence(Ordering::SeqCst);
+        // Acquire: pairs with the Release bump in `bump_and_wake`; loaded before the
+        // re-check so that a wake after the re-check changes the value we sleep on.
+        self.event.load(Ordering::Acquire)
+    }
+
+    /// Withdraws one [`announce`](Self::announce)ment.
+    #[inline]
+    pub fn retract(&self) {
         // Relaxed: a stale count only costs the waker one needless wake.
         self.sleepers.fetch_sub(1, Ordering::Relaxed);
-        slept.map(|()| was_ready)
+    }
+
+    /// Sleepers announced now (a snapshot, for tests and `shmkit inspect`).
+    pub fn sleepers(&self) -> u32 {
+        // Relaxed: a snapshot.
+        self.sleepers.load(Ordering::Relaxed)
+    }
+
+    /// The event word a waiter sleeps on after [`announce`](Self::announce) (the
+    /// futex word the async doorbell hands to the kernel).
+    pub fn event(&self) -> &AtomicU32 {
+        &self.event
     }
 
     /// Waits until `ready()` or `deadline`, sleeping in slices paced by [`CheckPace`]:
@@ -478,6 +516,37 @@ mod loom_tests {
                 .unwrap();
             assert_eq!(end, WaitEnd::Ready);
             waker.join().unwrap();
+        });
+    }
+
+    /// The async doorbell's handshake (`crate::doorbell`): a future announces itself
+    /// ([`Parker::announce`]), re-checks, and arms the loaded event value; the helper
+    /// thread then sleeps while the word holds that value (the model's futex returns
+    /// only once it changed, as `futex_waitv` does) and wakes the future, which is
+    /// polled again ([`Parker::observe`], re-check) and must find the change. Either
+    /// the future's re-check sees the flag, or the helper's sleep ends: every
+    /// interleaving ends with the flag seen and the sleepers count back at zero.
+    #[test]
+    fn loom_an_armed_future_is_woken_or_sees_the_change() {
+        loom::model(|| {
+            let p = Arc::new(Parker::new());
+            let flag = Arc::new(AtomicU32::new(0));
+            let (p2, f2) = (p.clone(), flag.clone());
+            let waker = loom::thread::spawn(move || {
+                f2.store(1, Ordering::Relaxed);
+                p2.wake(1);
+            });
+            // First poll: announce, re-check.
+            let mut ev = p.announce();
+            while flag.load(Ordering::Relaxed) != 1 {
+                // Pending with `ev` armed: the helper sleeps on it, then wakes the
+                // task, whose next poll observes and re-checks.
+                futex_wait(&p.event, ev, None).unwrap();
+                ev = p.observe();
+            }
+            p.retract();
+            waker.join().unwrap();
+            assert_eq!(p.sleepers.load(Ordering::Relaxed), 0);
         });
     }
 

@@ -197,6 +197,12 @@ use crate::peer::{in_segment, PeerSlot, PeerState};
 use crate::shim::{AtomicU32, AtomicU64, Ordering};
 use crate::wait::Wait;
 
+#[cfg(not(loom))]
+#[path = "channel_async.rs"]
+mod async_impl;
+#[cfg(not(loom))]
+pub use async_impl::{RecvAsync, RecvStream, SendAsync};
+
 /// Magic number at offset 0 of a channel ("SCHN" little-endian).
 pub const CHANNEL_MAGIC: u32 = u32::from_le_bytes(*b"SCHN");
 /// Layout version of the channel header.

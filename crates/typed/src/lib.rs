@@ -31,6 +31,8 @@
 
 #[cfg(not(loom))]
 mod array;
+#[cfg(not(loom))]
+mod async_wait;
 pub mod channel;
 mod error;
 #[cfg(not(loom))]

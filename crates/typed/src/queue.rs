@@ -91,6 +91,12 @@ use crate::shim::{DataCell, Deadline, Ordering};
 use crate::types::{kind, tag_of};
 use shmkit_sys::owner;
 use shmkit_sys::parker::{CheckPace, Parker};
+
+#[cfg(not(loom))]
+#[path = "queue_async.rs"]
+mod async_impl;
+#[cfg(not(loom))]
+pub use async_impl::{GetAsync, PutAsync};
 use shmkit_sys::watcher;
 
 /// Magic number at offset 0 of a queue ("SQUE" little-endian).

@@ -110,6 +110,12 @@ use crate::wait::Wait;
 use shmkit_sys::owner;
 use shmkit_sys::parker::Parker;
 
+#[cfg(not(loom))]
+#[path = "ring_async.rs"]
+mod async_impl;
+#[cfg(not(loom))]
+pub use async_impl::{ReadAsync, WriteAsync};
+
 /// Magic number at offset 0 of a ring ("SRNG" little-endian).
 pub const RING_MAGIC: u32 = u32::from_le_bytes(*b"SRNG");
 /// Layout version of the ring header.

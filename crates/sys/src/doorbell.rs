@@ -1,0 +1,677 @@
+//! The async **doorbell**: how a future sleeps on a shmkit futex word without a thread
+//! of its own, and without busy polling.
+//!
+//! No executor can poll a futex. A future that cannot proceed therefore *arms* an
+//! [`Interest`]: the address of the futex word it would sleep on, the value it would
+//! sleep on, its task's [`Waker`], and optionally the peer process its wait depends on.
+//! A per-process helper thread sleeps in [`futex::wait_any`]
+//! (`futex_waitv`, Linux 5.16+) on every armed word at once and, when a word is woken
+//! or no longer holds its value, wakes the wakers armed on it. The future is then
+//! polled again, re-checks its condition and either completes or arms again.
+//!
+//! # The bound
+//! Words are shared, not futures: every interest on one word shares one slot of the
+//! helper's wait. A helper waits on at most [`WORDS_PER_HELPER`] (126) distinct words
+//! (`futex_waitv` takes 128: the other two are the helper's own control word and the
+//! death word below), so this process runs `ceil(distinct armed words / 126)` helper
+//! threads: 10,000 futures waiting on 100 objects are one thread. A helper whose words
+//! all went away exits; the next interest starts one again.
+//!
+//! # The handshake (no lost wake-up)
+//! The waker side is unchanged: it publishes, then (behind its fence) looks for
+//! sleepers and, if any, changes the word and futex-wakes it ([`Parker::wake`], or the
+//! sync objects' `waiters` counters). A future counts itself as a sleeper for as long
+//! as it waits (e.g. [`Parker::announce`] on its first pending poll, [`Parker::retract`]
+//! when it completes or is dropped), loads the value *after* announcing, re-checks its
+//! condition, and only then arms that value. Either the re-check sees the change, or
+//! the waker saw the sleeper and changes the word: if the change comes before the
+//! helper's `futex_waitv`, the kernel finds the word differing and returns at once; if
+//! after, the wake reaches the helper. Loom-modelled (`parker`'s `loom_tests`).
+//!
+//! # Safety without keep-alive
+//! The helper never reads or writes an armed word itself: it only hands addresses to
+//! the kernel, which answers `EFAULT` for memory that is gone. A future that is leaked
+//! (`mem::forget`) with its interest armed, and whose object is then unmapped, costs at
+//! most one spurious wake-up; no memory of ours is touched. This is why an interest
+//! needs no `Arc` of the mapping.
+//!
+//! # Peers that die
+//! An interest may name the peer process its wait depends on. Peers are watched per
+//! process, not per future: the first interest on a peer registers it with the death
+//! [`watcher`] (one pidfd) against a static [`Parker`] every helper
+//! also waits on; when the peer exits, the helpers wake the interests armed on it, and
+//! their futures find the death as the blocking forms do and return the same typed
+//! error. A peer the watcher cannot watch (no pidfd) is checked by its futures when the
+//! helper wakes them every [`CHECK_CAP`] (80 ms) while such interests are armed.
+//!
+//! # Fork and shutdown
+//! The state belongs to the process that made it: in a forked child (another pid) it
+//! is dropped, and the child's first interest starts a helper of its own. A helper
+//! exits when it has no word left, i.e. when the last interest on its words is dropped
+//! (a runtime that shuts down with futures pending drops them, and so their interests).
+//!
+//! # Without `futex_waitv` (Linux before 5.16)
+//! The helper then sleeps on its control word alone, in slices of
+//! [`FIRST_CHECK`] (10 ms), and wakes every armed interest
+//! after each slice: correct, but a wake-up may take up to 10 ms and idle futures cost
+//! CPU. [`waitv_available`] says which mode this kernel gives.
+//!
+//! # Examples
+//! ```
+//! use std::sync::atomic::{AtomicU32, Ordering};
+//! use std::sync::Arc;
+//! use std::task::{Wake, Waker};
+//! use shmkit_sys::doorbell::Interest;
+//! use shmkit_sys::Parker;
+//!
+//! // A waker that counts its wake-ups (an executor's would re-poll the task).
+//! struct Count(AtomicU32);
+//! impl Wake for Count {
+//!     fn wake(self: Arc<Self>) {
+//!         self.0.fetch_add(1, Ordering::SeqCst);
+//!     }
+//! }
+//! let count = Arc::new(Count(AtomicU32::new(0)));
+//! let waker = Waker::from(count.clone());
+//!
+//! let parker = Parker::new();
+//! let ready = AtomicU32::new(0);
+//! // The future's poll: announce, re-check, arm.
+//! let ev = parker.announce();
+//! assert_eq!(ready.load(Ordering::Acquire), 0);
+//! let mut interest = Interest::new();
+//! interest.arm(parker.event(), ev, None, &waker)?;
+//! // Another thread (or process) publishes and wakes, as for a blocking waiter.
+//! ready.store(1, Ordering::Release);
+//! parker.wake(1);
+//! while count.0.load(Ordering::SeqCst) == 0 {
+//!     std::thread::yield_now(); // the helper thread wakes the waker
+//! }
+//! assert!(interest.disarm()); // woken, and now deregistered
+//! parker.retract();
+//! # Ok::<(), shmkit_sys::OsError>(())
+//! ```
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::Waker;
+
+use crate::futex::{self, AnyWord, Deadline, WaitAny};
+use crate::parker::{Parker, CHECK_CAP, FIRST_CHECK};
+use crate::watcher;
+
+/// The most distinct words one helper thread waits on (`futex_waitv` takes 128; the
+/// helper's control word and the death word take two).
+pub const WORDS_PER_HELPER: usize = futex::WAIT_ANY_MAX - 2;
+
+/// Bumped by the death watcher when a watched peer exits; every helper waits on its
+/// event word. Static, so the watcher may bump it at any time.
+static DEATH: Parker = Parker::new();
+
+/// Helper threads running now in this process (see [`helper_threads`]).
+static RUNNING: AtomicUsize = AtomicUsize::new(0);
+
+/// Helper threads running now in this process: `ceil(distinct armed words / 126)` at
+/// most (plus, briefly, one that is exiting). For tests and diagnostics.
+pub fn helper_threads() -> usize {
+    // Relaxed: a snapshot.
+    RUNNING.load(Ordering::Relaxed)
+}
+
+/// Distinct words with at least one interest in this process now. For tests.
+pub fn registered_words() -> usize {
+    let guard = lock();
+    guard
+        .as_ref()
+        .filter(|st| st.pid == crate::owner::current_pid())
+        .map_or(0, |st| st.words.len())
+}
+
+/// Whether this kernel has `futex_waitv` (Linux 5.16+): see the [module docs](self)
+/// for what the doorbell does without it.
+pub fn waitv_available() -> bool {
+    let w = AtomicU32::new(0);
+    !matches!(
+        futex::wait_any(&[AnyWord::new(&w, 1)], Some(&Deadline::now())),
+        Err(e) if e.raw_os_error() == Some(rustix::io::Errno::NOSYS.raw_os_error())
+    )
+}
+
+/// A peer process: pid and start time (low 32 bits; 0 = unknown).
+pub type PeerKey = (u32, u64);
+
+/// A future's registration with the doorbell: see the [module docs](self). Created
+/// empty; [`arm`](Self::arm) registers it, [`disarm`](Self::disarm) (or drop)
+/// deregisters it.
+#[derive(Debug, Default)]
+pub struct Interest {
+    /// 0: not registered.
+    id: u64,
+    /// The process that registered it (a forked child's copy is not registered).
+    pid: u32,
+}
+
+struct Entry {
+    word: usize,
+    peer: Option<PeerKey>,
+    waker: Option<Waker>,
+    /// Woken by the helper since it was last armed.
+    woken: bool,
+}
+
+struct Word {
+    helper: usize,
+    expected: u32,
+    /// Whether the helper waits on it (some interest armed it since the last wake).
+    armed: bool,
+    interests: HashSet<u64>,
+}
+
+struct Peer {
+    /// `None`: the watcher cannot watch it; its futures are woken every `CHECK_CAP`.
+    reg: Option<watcher::Registration>,
+    refs: usize,
+}
+
+struct Helper {
+    /// Bumped (and woken) when this helper's set of armed words changes.
+    control: Arc<AtomicU32>,
+    words: usize,
+    running: bool,
+}
+
+struct State {
+    pid: u32,
+    next_id: u64,
+    entries: HashMap<u64, Entry>,
+    words: HashMap<usize, Word>,
+    helpers: Vec<Helper>,
+    peers: HashMap<PeerKey, Peer>,
+    /// Armed interests whose peer the watcher does not watch.
+    paced: usize,
+}
+
+static STATE: Mutex<Option<State>> = Mutex::new(None);
+
+fn lock() -> MutexGuard<'static, Option<State>> {
+    // No invariant of the maps spans a point that can panic: go on after a poison.
+    STATE.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// This process's state (a forked child drops its parent's).
+fn state(guard: &mut Option<State>) -> &mut State {
+    let me = crate::owner::current_pid();
+    if guard.as_ref().is_some_and(|s| s.pid != me) {
+        // The parent's helper threads do not exist here: forget its registrations.
+        // Leaked, not dropped: their wakers are copies of the parent's tasks, and
+        // dropping one could run a task's destructor here, under this lock.
+        std::mem::forget(guard.take());
+        RUNNING.store(0, Ordering::Relaxed);
+    }
+    guard.get_or_insert_with(|| State {
+        pid: me,
+        next_id: 1,
+        entries: HashMap::new(),
+        words: HashMap::new(),
+        helpers: Vec::new(),
+        peers: HashMap::new(),
+        paced: 0,
+    })
+}
+
+fn ring(control: &AtomicU32) {
+    // Release: the helper re-reads the state under the lock after it sees the bump.
+    control.fetch_add(1, Ordering::Release);
+    futex::wake_all(control);
+}
+
+impl State {
+    fn peer_is_paced(&self, peer: Option<PeerKey>) -> bool {
+        peer.and_then(|k| self.peers.get(&k))
+            .is_some_and(|p| p.reg.is_none())
+    }
+
+    /// Removes entry `id` from its word (and the word, if it was the last).
+    fn unlink(&mut self, id: u64, word: usize) {
+        let Some(w) = self.words.get_mut(&word) else {
+            return;
+        };
+        w.interests.remove(&id);
+        if w.interests.is_empty() {
+            let helper = w.helper;
+            self.words.remove(&word);
+            if let Some(h) = self.helpers.get_mut(helper) {
+                h.words -= 1;
+                ring(&h.control);
+            }
+        }
+    }
+
+    fn unref_peer(&mut self, peer: Option<PeerKey>) {
+        let Some(key) = peer else { return };
+        if let Some(p) = self.peers.get_mut(&key) {
+            p.refs -= 1;
+            if p.refs == 0 {
+                self.peers.remove(&key);
+            }
+        }
+    }
+
+    /// A helper with room for one more word, started if needed.
+    fn helper_with_room(&mut self) -> Result<usize, crate::OsError> {
+        let i = match self.helpers.iter().position(|h| h.words < WORDS_PER_HELPER) {
+            Some(i) => i,
+            None => {
+                self.helpers.push(Helper {
+                    control: Arc::new(AtomicU32::new(0)),
+                    words: 0,
+                    running: false,
+                });
+                self.helpers.len() - 1
+            }
+        };
+        let h = &mut self.helpers[i];
+        if !h.running {
+            let control = h.control.clone();
+            let pid = self.pid;
+            std::thread::Builder::new()
+                .name("shmkit-doorbell".into())
+                .spawn(move || run(pid, i, &control))?;
+            RUNNING.fetch_add(1, Ordering::Relaxed);
+            h.running = true;
+        }
+        Ok(i)
+    }
+}
+
+impl Interest {
+    /// An interest that is not registered.
+    pub const fn new() -> Self {
+        Interest { id: 0, pid: 0 }
+    }
+
+    /// Registers (or updates) this interest: wake `waker` once `word` is woken or no
+    /// longer holds `expected`, or once `peer` (pid, start time) exits. Call it after
+    /// announcing the future as a sleeper and re-checking its condition (see the
+    /// [module docs](self)). A word already armed with the same value costs no
+    /// syscall.
+    ///
+    /// # Errors
+    /// The helper thread could not be started.
+    pub fn arm(
+        &mut self,
+        word: &AtomicU32,
+        expected: u32,
+        peer: Option<PeerKey>,
+        waker: &Waker,
+    ) -> Result<(), crate::OsError> {
+        let addr = word as *const AtomicU32 as usize;
+        let mut to_wake = Vec::new();
+        let mut guard = lock();
+        let st = state(&mut guard);
+        if self.pid != st.pid || !st.entries.contains_key(&self.id) {
+            self.id = st.next_id;
+            st.next_id += 1;
+            self.pid = st.pid;
+            st.entries.insert(
+                self.id,
+                Entry {
+                    word: addr,
+                    peer: None,
+                    waker: None,
+                    woken: false,
+                },
+            );
+        } else {
+            let (old_word, old_peer, was_armed) = {
+                let e = &st.entries[&self.id];
+                (e.word, e.peer, e.waker.is_some())
+            };
+            if was_armed && st.peer_is_paced(old_peer) {
+                st.paced -= 1;
+            }
+            if old_word != addr {
+                st.unlink(self.id, old_word);
+            }
+        }
+        // The peer: one watcher registration per process, shared by its interests.
+        let old_peer = st.entries[&self.id].peer;
+        if old_peer != peer {
+            if let Some((pid, start)) = peer {
+                let p = st.peers.entry((pid, start)).or_insert_with(|| Peer {
+                    // SAFETY: `DEATH` is a static: valid for as long as the watcher
+                    // may bump it.
+                    reg: unsafe { watcher::watch(pid, start, &DEATH) },
+                    refs: 0,
+                });
+                p.refs += 1;
+            }
+            st.unref_peer(old_peer);
+        }
+        let paced_now = st.peer_is_paced(peer);
+        if paced_now {
+            st.paced += 1;
+        }
+        // The word: shared by every interest on it.
+        let helper = match st.words.get(&addr) {
+            Some(w) => w.helper,
+            None => {
+                let helper = st.helper_with_room()?;
+                st.helpers[helper].words += 1;
+                st.words.insert(
+                    addr,
+                    Word {
+                        helper,
+                        expected,
+                        armed: false,
+                        interests: HashSet::new(),
+                    },
+                );
+                helper
+            }
+        };
+        let w = st.words.get_mut(&addr).expect("inserted above");
+        w.interests.insert(self.id);
+        // A paced interest may need a timed wait where the helper sleeps without one.
+        let mut changed = !w.armed || paced_now;
+        if w.armed && w.expected != expected {
+            // One of the two values is stale (the word moved on): wake the interests
+            // armed with the old one so that they look again; the helper sleeps on the
+            // new one (and returns at once if that is the stale one).
+            for id in w.interests.iter() {
+                if let Some(e) = st.entries.get_mut(id) {
+                    if let Some(wk) = e.waker.take() {
+                        e.woken = true;
+                        to_wake.push(wk);
+                    }
+                }
+            }
+            changed = true;
+        }
+        w.expected = expected;
+        w.armed = true;
+        let e = st.entries.get_mut(&self.id).expect("inserted above");
+        e.word = addr;
+        e.peer = peer;
+        e.woken = false;
+        // A replaced waker is dropped after the lock is released: dropping the last
+        // reference of a task may drop its future, whose interest takes this lock.
+        let replaced = match &mut e.waker {
+            Some(old) if old.will_wake(waker) => None,
+            slot => slot.replace(waker.clone()),
+        };
+        if changed {
+            ring(&st.helpers[helper].control);
+        }
+        drop(guard);
+        drop(replaced);
+        to_wake.into_iter().for_each(Waker::wake);
+        Ok(())
+    }
+
+    /// Deregisters this interest (also done on drop). Returns whether the helper had
+    /// woken it since it was last armed: a future that is dropped after such a wake,
+    /// without taking what it was woken for, passes the wake on to another waiter of
+    /// the word (a semaphore permit, an auto-reset event), so that it is not lost.
+    pub fn disarm(&mut self) -> bool {
+        if self.id == 0 {
+            return false;
+        }
+        let id = std::mem::take(&mut self.id);
+        let mut guard = lock();
+        let Some(st) = guard.as_mut().filter(|s| s.pid == self.pid) else {
+            return false; // registered in the parent before a fork: gone with its state
+        };
+        let Some(e) = st.entries.remove(&id) else {
+            return false;
+        };
+        if e.waker.is_some() && st.peer_is_paced(e.peer) {
+            st.paced -= 1;
+        }
+        st.unlink(id, e.word);
+        st.unref_peer(e.peer);
+        drop(guard);
+        // Its waker is dropped here, outside the lock (see `arm`).
+        e.woken
+    }
+
+    /// Whether the future should judge its peer's liveness itself now: the peer named
+    /// at the last [`arm`](Self::arm) exited (the watcher fired), or cannot be watched
+    /// (then the helper wakes the future every [`CHECK_CAP`] for this). `false` while
+    /// a watched peer lives, or when no peer was named.
+    pub fn peer_needs_check(&self) -> bool {
+        let guard = lock();
+        let Some(st) = guard.as_ref().filter(|s| s.pid == self.pid) else {
+            return false;
+        };
+        st.entries
+            .get(&self.id)
+            .and_then(|e| e.peer)
+            .and_then(|k| st.peers.get(&k))
+            .is_some_and(|p| p.reg.as_ref().is_none_or(watcher::Registration::fired))
+    }
+
+    /// Whether this interest is registered (armed, or woken and not yet disarmed).
+    pub fn is_registered(&self) -> bool {
+        self.id != 0
+    }
+}
+
+impl Drop for Interest {
+    fn drop(&mut self) {
+        self.disarm();
+    }
+}
+
+/// Takes the waker of entry `id` (woken by the helper).
+fn take_waker(st: &mut State, id: u64, out: &mut Vec<Waker>) {
+    let paced = st
+        .entries
+        .get(&id)
+        .is_some_and(|e| e.waker.is_some() && st.peer_is_paced(e.peer));
+    if let Some(e) = st.entries.get_mut(&id) {
+        if let Some(w) = e.waker.take() {
+            e.woken = true;
+            out.push(w);
+        }
+    }
+    if paced {
+        st.paced -= 1;
+    }
+}
+
+/// Disarms the word at `addr` and takes the wakers armed on it.
+fn fire_word(st: &mut State, addr: usize, out: &mut Vec<Waker>) {
+    let Some(w) = st.words.get_mut(&addr) else {
+        return;
+    };
+    w.armed = false;
+    let ids: Vec<u64> = w.interests.iter().copied().collect();
+    for id in ids {
+        take_waker(st, id, out);
+    }
+}
+
+/// Takes the wakers of `helper`'s armed interests that match `pick`.
+fn fire_where(
+    st: &mut State,
+    helper: usize,
+    out: &mut Vec<Waker>,
+    pick: impl Fn(&State, &Entry) -> bool,
+) {
+    let ids: Vec<u64> = st
+        .entries
+        .iter()
+        .filter(|(_, e)| e.waker.is_some() && pick(st, e))
+        .filter(|(_, e)| st.words.get(&e.word).is_some_and(|w| w.helper == helper))
+        .map(|(id, _)| *id)
+        .collect();
+    for id in ids {
+        take_waker(st, id, out);
+    }
+}
+
+/// Helper thread `index` of process `pid`: see the [module docs](self).
+fn run(pid: u32, index: usize, control: &AtomicU32) {
+    let mut waitv = true;
+    let mut death_seen = u32::MAX;
+    let mut words: Vec<AnyWord> = Vec::with_capacity(futex::WAIT_ANY_MAX);
+    let mut to_wake: Vec<Waker> = Vec::new();
+    loop {
+        words.clear();
+        let paced;
+        {
+            let mut guard = lock();
+            let Some(st) = guard.as_mut().filter(|s| s.pid == pid) else {
+                return; // a forked child's copy of the state (never runs) or gone
+            };
+            // Acquire: pairs with the Release bump of `ring`; loaded under the lock,
+            // so that any change made after we release it bumps it again.
+            words.push(AnyWord::new(control, control.load(Ordering::Acquire)));
+            // Acquire: pairs with the watcher's bump, which follows its Release of
+            // the registration's `fired` flag, checked below.
+            let death = DEATH.event().load(Ordering::Acquire);
+            words.push(AnyWord::new(DEATH.event(), death));
+            if death != death_seen {
+                death_seen = death;
+                fire_where(st, index, &mut to_wake, |st, e| {
+                    e.peer
+                        .and_then(|k| st.peers.get(&k))
+                        .and_then(|p| p.reg.as_ref())
+                        .is_some_and(watcher::Registration::fired)
+                });
+            }
+            let mine = st.helpers[index].words;
+            if mine == 0 {
+                st.helpers[index].running = false;
+                RUNNING.fetch_sub(1, Ordering::Relaxed);
+                drop(guard);
+                to_wake.drain(..).for_each(Waker::wake);
+                return;
+            }
+            words.extend(
+                st.words
+                    .iter()
+                    .filter(|(_, w)| w.helper == index && w.armed)
+                    .map(|(addr, w)| AnyWord {
+                        addr: *addr,
+                        expected: w.expected,
+                    }),
+            );
+            paced = st.paced > 0;
+        }
+        to_wake.drain(..).for_each(Waker::wake);
+        let out = if waitv {
+            let until = paced.then(|| Deadline::after(CHECK_CAP));
+            futex::wait_any(&words, until.as_ref())
+        } else {
+            Ok(WaitAny::TimedOut)
+        };
+        let out = match out {
+            Ok(out) => out,
+            Err(e) if e.raw_os_error() == Some(rustix::io::Errno::NOSYS.raw_os_error()) => {
+                waitv = false;
+                continue;
+            }
+            // Any other error (never seen): fall back to the slices rather than spin.
+            Err(_) => {
+                waitv = false;
+                continue;
+            }
+        };
+        if !waitv {
+            // Without futex_waitv: sleep on the control word for a slice, then wake
+            // every armed interest (see the module docs).
+            let slice = Deadline::after(FIRST_CHECK);
+            let _ = futex::wait(control, words[0].expected, Some(&slice));
+        }
+        let mut guard = lock();
+        let Some(st) = guard.as_mut().filter(|s| s.pid == pid) else {
+            return;
+        };
+        match out {
+            _ if !waitv => fire_where(st, index, &mut to_wake, |_, _| true),
+            WaitAny::Woken(i) if i >= 2 => fire_word(st, words[i].addr, &mut to_wake),
+            // The control or death word: the loop re-reads the state.
+            WaitAny::Woken(_) | WaitAny::Interrupted => {}
+            WaitAny::SomeDiffers => {
+                for w in &words[2..] {
+                    if futex::differs(*w) {
+                        fire_word(st, w.addr, &mut to_wake);
+                    }
+                }
+            }
+            WaitAny::TimedOut => {
+                fire_where(st, index, &mut to_wake, |st, e| st.peer_is_paced(e.peer));
+            }
+        }
+        drop(guard);
+        to_wake.drain(..).for_each(Waker::wake);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+    use std::task::Wake;
+
+    struct Count(AtomicU32);
+    impl Wake for Count {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+            futex::wake_all(&self.0);
+        }
+    }
+
+    fn counter() -> (Arc<Count>, Waker) {
+        let c = Arc::new(Count(AtomicU32::new(0)));
+        let w = Waker::from(c.clone());
+        (c, w)
+    }
+
+    /// Waits (futex, no sleep) until the counter is at least `n`.
+    fn wait_count(c: &Count, n: u32) {
+        loop {
+            let v = c.0.load(Ordering::SeqCst);
+            if v >= n {
+                return;
+            }
+            futex::wait(&c.0, v, None).expect("futex");
+        }
+    }
+
+    #[test]
+    fn a_wake_of_an_armed_word_wakes_every_interest_on_it_and_one_helper_serves_them() {
+        let word = Box::new(AtomicU32::new(0));
+        let (c, waker) = counter();
+        let mut interests: Vec<Interest> = (0..50).map(|_| Interest::new()).collect();
+        for i in &mut interests {
+            i.arm(&word, 0, None, &waker).expect("arm");
+        }
+        assert!(helper_threads() >= 1);
+        word.store(1, Ordering::Release);
+        futex::wake_all(&word);
+        wait_count(&c, 50);
+        for i in &mut interests {
+            assert!(i.disarm(), "every interest was woken");
+        }
+    }
+
+    #[test]
+    fn a_word_that_already_differs_wakes_at_once_and_disarm_reports_no_wake_before() {
+        let word = AtomicU32::new(5);
+        let (c, waker) = counter();
+        let mut i = Interest::new();
+        assert!(!i.disarm(), "never registered");
+        i.arm(&word, 4, None, &waker).expect("arm");
+        wait_count(&c, 1);
+        assert!(i.disarm());
+        i.arm(&word, 5, None, &waker).expect("arm");
+        assert!(
+            !i.disarm(),
+            "not woken: the word holds 5 and nobody woke it"
+        );
+    }
+}

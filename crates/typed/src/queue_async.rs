@@ -1,0 +1,223 @@
+//! The async forms of the queue's put and get ([`Queue::put_async`],
+//! [`Queue::get_async`]): a child module of `queue` (it sleeps on the queue's parkers
+//! and recovers slots blocked by dead claimers), polled as `crate::async_wait`
+//! describes. A slot claimed by a process in the middle of its copy names that process
+//! to the doorbell; when it exits, the future recovers the slot as the blocking forms
+//! do after a sleep slice.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use super::{claimer, state, GetError, PutError, Queue, READING, WRITING};
+use crate::async_wait::Waiting;
+use crate::shim::{AtomicU64, Ordering};
+
+/// The future of [`Queue::get_async`].
+#[must_use = "futures do nothing unless awaited"]
+pub struct GetAsync<'a, T: bytemuck::Pod> {
+    q: &'a Queue<T>,
+    waiting: Waiting,
+}
+
+/// The future of [`Queue::put_async`].
+#[must_use = "futures do nothing unless awaited"]
+pub struct PutAsync<'a, T: bytemuck::Pod> {
+    q: &'a Queue<T>,
+    item: Option<T>,
+    waiting: Waiting,
+}
+
+// The item is never pinned (it is moved in and out of the `Option` freely).
+impl<T: bytemuck::Pod> Unpin for PutAsync<'_, T> {}
+
+impl<T: bytemuck::Pod> std::fmt::Debug for GetAsync<'_, T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GetAsync")
+            .field("waiting", &self.waiting.announced)
+            .finish()
+    }
+}
+
+impl<T: bytemuck::Pod> std::fmt::Debug for PutAsync<'_, T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PutAsync")
+            .field("waiting", &self.waiting.announced)
+            .finish()
+    }
+}
+
+impl<T: bytemuck::Pod> Queue<T> {
+    /// Takes the oldest item, as [`get`](Self::get) does, without blocking the thread.
+    /// An item already there completes the future on its first poll, without a
+    /// syscall.
+    ///
+    /// # Cancel safety
+    /// Cancel-safe: an item is taken only by the poll that returns `Ready`; a dropped
+    /// future leaves every item for the other consumers, passes on a wake-up it
+    /// swallowed, and withdraws its registration.
+    ///
+    /// # Errors
+    /// As [`get`](Self::get); [`GetError::Os`] if the doorbell's helper thread could
+    /// not be started.
+    ///
+    /// # Examples
+    /// ```
+    /// # fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    /// #     struct T(std::thread::Thread);
+    /// #     impl std::task::Wake for T { fn wake(self: std::sync::Arc<Self>) { self.0.unpark() } }
+    /// #     let waker = std::task::Waker::from(std::sync::Arc::new(T(std::thread::current())));
+    /// #     let mut cx = std::task::Context::from_waker(&waker);
+    /// #     let mut f = std::pin::pin!(f);
+    /// #     loop {
+    /// #         if let std::task::Poll::Ready(v) = f.as_mut().poll(&mut cx) { return v; }
+    /// #         std::thread::park();
+    /// #     }
+    /// # }
+    /// use shmkit_typed::Queue;
+    ///
+    /// let q = Queue::<u64>::anonymous(8)?;
+    /// std::thread::scope(|s| {
+    ///     s.spawn(|| q.put(7));
+    ///     // `block_on` stands for any executor (tokio's `block_on`, an `.await`).
+    ///     assert_eq!(block_on(q.get_async())?, 7);
+    ///     Ok::<(), shmkit_typed::GetError>(())
+    /// })?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn get_async(&self) -> GetAsync<'_, T> {
+        GetAsync {
+            q: self,
+            waiting: Waiting::new(),
+        }
+    }
+
+    /// Puts `item`, as [`put`](Self::put) does, without blocking the thread. Room
+    /// already there completes the future on its first poll, without a syscall.
+    ///
+    /// # Cancel safety
+    /// A dropped future put nothing (the item is dropped with it), and withdraws its
+    /// registration.
+    ///
+    /// # Errors
+    /// As [`put`](Self::put), with the item; [`PutError::Os`] if the doorbell's helper
+    /// thread could not be started.
+    pub fn put_async(&self, item: T) -> PutAsync<'_, T> {
+        PutAsync {
+            q: self,
+            item: Some(item),
+            waiting: Waiting::new(),
+        }
+    }
+
+    /// The claimer of the slot at the cursor `pos` (a process in the middle of its
+    /// copy): its stamp and pid.
+    fn blocker_at(&self, pos: &AtomicU64) -> Option<(u64, u32)> {
+        // Relaxed/Acquire: as in the blocking forms' re-check.
+        let p = pos.load(Ordering::Relaxed);
+        let s = self.slot(p).stamp.load(Ordering::Acquire);
+        matches!(state(s), WRITING | READING).then(|| (s, claimer(s)))
+    }
+}
+
+impl<T: bytemuck::Pod> Future for GetAsync<'_, T> {
+    type Output = Result<T, GetError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.get_mut();
+        let (q, w) = (this.q, &mut this.waiting);
+        let first = !w.announced;
+        let h = q.hdr();
+        let done = |w: &mut Waiting, r| {
+            let _ = w.retract(&h.wait.get);
+            Poll::Ready(r)
+        };
+        match q.try_get() {
+            Err(GetError::Empty) => {}
+            r => return done(w, r),
+        }
+        let ev = w.announce(&h.wait.get);
+        // The re-check after announcing (Dekker, see `Parker::announce`).
+        match q.try_get() {
+            Err(GetError::Empty) => {}
+            r => return done(w, r),
+        }
+        let blocker = q.blocker_at(&h.deq.pos);
+        if let Some((b, _)) = blocker.filter(|_| !first && w.peer_needs_check()) {
+            if q.recover(b) {
+                match q.try_get() {
+                    Err(GetError::Empty) => {}
+                    r => return done(w, r),
+                }
+            }
+        }
+        let peers = q.blocker_at(&h.deq.pos).map(|(_, pid)| (pid, 0));
+        match w.arm(&h.wait.get, ev, peers.into_iter().collect(), cx) {
+            Ok(()) => Poll::Pending,
+            Err(e) => done(w, Err(GetError::Os(e))),
+        }
+    }
+}
+
+impl<T: bytemuck::Pod> Future for PutAsync<'_, T> {
+    type Output = Result<(), PutError<T>>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.get_mut();
+        let (q, w) = (this.q, &mut this.waiting);
+        let Some(item) = this.item.take() else {
+            panic!("PutAsync polled after it completed");
+        };
+        let first = !w.announced;
+        let h = q.hdr();
+        let done = |w: &mut Waiting, r| {
+            let _ = w.retract(&h.wait.put);
+            Poll::Ready(r)
+        };
+        let item = match q.try_put(item) {
+            Err(PutError::Full(item)) => item,
+            r => return done(w, r),
+        };
+        let ev = w.announce(&h.wait.put);
+        // The re-check after announcing (Dekker, see `Parker::announce`).
+        let mut item = match q.try_put(item) {
+            Err(PutError::Full(item)) => item,
+            r => return done(w, r),
+        };
+        let blocker = q.blocker_at(&h.enq.pos);
+        if let Some((b, _)) = blocker.filter(|_| !first && w.peer_needs_check()) {
+            if q.recover(b) {
+                item = match q.try_put(item) {
+                    Err(PutError::Full(item)) => item,
+                    r => return done(w, r),
+                };
+            }
+        }
+        let peers = q.blocker_at(&h.enq.pos).map(|(_, pid)| (pid, 0));
+        match w.arm(&h.wait.put, ev, peers.into_iter().collect(), cx) {
+            Ok(()) => {
+                this.item = Some(item);
+                Poll::Pending
+            }
+            Err(e) => done(w, Err(PutError::Os(item, e))),
+        }
+    }
+}
+
+impl<T: bytemuck::Pod> Drop for GetAsync<'_, T> {
+    fn drop(&mut self) {
+        let get = &self.q.hdr().wait.get;
+        if self.waiting.retract(get) {
+            get.wake(1);
+        }
+    }
+}
+
+impl<T: bytemuck::Pod> Drop for PutAsync<'_, T> {
+    fn drop(&mut self) {
+        let put = &self.q.hdr().wait.put;
+        if self.waiting.retract(put) {
+            put.wake(1);
+        }
+    }
+}

@@ -1,0 +1,265 @@
+//! The async forms of the ring's read and write ([`Ring::read_async`],
+//! [`Ring::write_async`]): a child module of `ring` (it sleeps on the ring's parkers and
+//! judges its peer slots).
+//!
+//! Each poll first tries the operation with the `try_` form the blocking calls start
+//! with: a message (or space) that is there completes on the first poll without a
+//! syscall. Otherwise the future announces itself on the parker the blocking form
+//! would sleep on ([`Parker::announce`]), re-checks, and arms the floor's doorbell
+//! ([`shmkit_sys::doorbell`]) on the parker's event word, naming the peer process
+//! (the writer, for a reader) so that its death wakes the future. See the
+//! [`future` module of shmkit-sync](shmkit_sync::future) for the helper threads and
+//! their bound.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use super::{ReadError, Ring, WriteError};
+use crate::async_wait::Waiting;
+use crate::peer::{holder_pid, HolderWatch, PeerSlot, PeerState};
+
+/// The peer process named in `slot` (pid, start time), if one holds the role.
+fn peer_of(slot: &PeerSlot) -> Option<(u32, u64)> {
+    let w = slot.word();
+    (holder_pid(w) != 0).then(|| (holder_pid(w), w >> 32))
+}
+
+/// The future of [`Ring::read_async`].
+#[must_use = "futures do nothing unless awaited"]
+pub struct ReadAsync<'a> {
+    ring: &'a mut Ring,
+    buf: &'a mut Vec<u8>,
+    waiting: Waiting,
+    /// The writer, judged when the doorbell says it may be gone.
+    watch: HolderWatch,
+}
+
+/// The future of [`Ring::write_async`].
+#[must_use = "futures do nothing unless awaited"]
+pub struct WriteAsync<'a> {
+    ring: &'a mut Ring,
+    msg: &'a [u8],
+    waiting: Waiting,
+    /// The reader, judged when the doorbell says it may be gone.
+    watch: HolderWatch,
+}
+
+impl std::fmt::Debug for ReadAsync<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ReadAsync")
+            .field("waiting", &self.waiting.announced)
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for WriteAsync<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WriteAsync")
+            .field("len", &self.msg.len())
+            .field("waiting", &self.waiting.announced)
+            .finish()
+    }
+}
+
+impl Ring {
+    /// Reads the next message into `buf` (replacing its contents) and returns its
+    /// length, as [`read_into`](Self::read_into) does, without blocking the thread:
+    /// the future completes when a message arrives. A message already there
+    /// completes it on the first poll, without a syscall.
+    ///
+    /// # Cancel safety
+    /// Cancel-safe: a message is taken only by the poll that returns `Ready`; a
+    /// dropped future leaves the next message in the ring for the next read (and
+    /// `buf` unchanged), and withdraws its registration.
+    ///
+    /// # Errors
+    /// As [`read_into`](Self::read_into): [`ReadError::Closed`] once the ring is
+    /// closed and drained, [`ReadError::PeerDied`] when the writer died (after every
+    /// complete message was read), [`ReadError::RoleTaken`], [`ReadError::Corrupt`],
+    /// and [`ReadError::Os`] if the doorbell's helper thread could not be started.
+    ///
+    /// # Examples
+    /// ```
+    /// # fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    /// #     struct T(std::thread::Thread);
+    /// #     impl std::task::Wake for T { fn wake(self: std::sync::Arc<Self>) { self.0.unpark() } }
+    /// #     let waker = std::task::Waker::from(std::sync::Arc::new(T(std::thread::current())));
+    /// #     let mut cx = std::task::Context::from_waker(&waker);
+    /// #     let mut f = std::pin::pin!(f);
+    /// #     loop {
+    /// #         if let std::task::Poll::Ready(v) = f.as_mut().poll(&mut cx) { return v; }
+    /// #         std::thread::park();
+    /// #     }
+    /// # }
+    /// use shmkit_typed::Ring;
+    ///
+    /// let name = format!("shmkit-doc-ring-async-{}", std::process::id());
+    /// let mut reader = Ring::create(&name, 4096)?;
+    /// let mut writer = Ring::open(&name)?; // as another process would
+    /// std::thread::scope(|s| {
+    ///     s.spawn(move || writer.write(b"tick"));
+    ///     // `block_on` stands for any executor (tokio's `block_on`, an `.await`).
+    ///     let mut buf = Vec::new();
+    ///     let n = block_on(reader.read_async(&mut buf))?;
+    ///     assert_eq!(&buf[..n], b"tick");
+    ///     Ok::<(), shmkit_typed::ReadError>(())
+    /// })?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn read_async<'a>(&'a mut self, buf: &'a mut Vec<u8>) -> ReadAsync<'a> {
+        ReadAsync {
+            ring: self,
+            buf,
+            waiting: Waiting::new(),
+            watch: HolderWatch::new(),
+        }
+    }
+
+    /// Writes `msg` as one message, as [`write`](Self::write) does, without blocking
+    /// the thread: the future completes when there is space. Space already there
+    /// completes it on the first poll, without a syscall.
+    ///
+    /// # Cancel safety
+    /// Cancel-safe: the message is written only by the poll that returns `Ready`; a
+    /// dropped future wrote nothing, and withdraws its registration.
+    ///
+    /// # Errors
+    /// As [`write`](Self::write): [`WriteError::ReaderLeft`],
+    /// [`WriteError::PeerDied`] when the reader died, [`WriteError::RoleTaken`],
+    /// [`WriteError::TooLarge`], and [`WriteError::Os`] if the doorbell's
+    /// helper thread could not be started.
+    pub fn write_async<'a>(&'a mut self, msg: &'a [u8]) -> WriteAsync<'a> {
+        WriteAsync {
+            ring: self,
+            msg,
+            waiting: Waiting::new(),
+            watch: HolderWatch::new(),
+        }
+    }
+
+    /// Sleepers announced now on the ring's two parkers (waiting for data, waiting for
+    /// space), blocking waiters and pending futures alike: a snapshot, for tests and
+    /// diagnostics (0 and 0 once nobody waits).
+    pub fn sleepers(&self) -> (u32, u32) {
+        let h = self.hdr();
+        (h.sleep.data.sleepers(), h.sleep.space.sleepers())
+    }
+
+    /// The reader's check of its writer once the doorbell says it may be gone.
+    fn writer_gone(&mut self, watch: &mut HolderWatch) -> Option<ReadError> {
+        let h = self.hdr();
+        let word = h.meta.writer.word();
+        match watch.state_of(self.segment(), &h.meta.writer, word) {
+            PeerState::Died { pid } => Some(ReadError::PeerDied { pid }),
+            PeerState::Left { .. } => Some(ReadError::Closed),
+            PeerState::Vacant | PeerState::Attached { .. } => None,
+        }
+    }
+
+    /// The writer's check of its reader once the doorbell says it may be gone.
+    fn reader_gone(&mut self, watch: &mut HolderWatch) -> Option<WriteError> {
+        let h = self.hdr();
+        let word = h.meta.reader.word();
+        match watch.state_of(self.segment(), &h.meta.reader, word) {
+            PeerState::Died { pid } => Some(WriteError::PeerDied { pid }),
+            PeerState::Left { count } => Some(WriteError::ReaderLeft {
+                messages_read: count,
+            }),
+            PeerState::Vacant | PeerState::Attached { .. } => None,
+        }
+    }
+}
+
+impl Future for ReadAsync<'_> {
+    type Output = Result<usize, ReadError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.get_mut();
+        let first = !this.waiting.announced;
+        match this.ring.try_read_into(this.buf) {
+            Err(ReadError::Empty) => {}
+            done => return this.finish(done),
+        }
+        let ev = this.waiting.announce(&this.ring.hdr().sleep.data);
+        // The re-check after announcing (Dekker, see `Parker::announce`).
+        match this.ring.try_read_into(this.buf) {
+            Err(ReadError::Empty) => {}
+            done => return this.finish(done),
+        }
+        if !first && this.waiting.peer_needs_check() {
+            if let Some(e) = this.ring.writer_gone(&mut this.watch) {
+                // A dead writer commits nothing more: what it committed is read first.
+                return match this.ring.try_read_into(this.buf) {
+                    Err(ReadError::Empty) => this.finish(Err(e)),
+                    done => this.finish(done),
+                };
+            }
+        }
+        let h = this.ring.hdr();
+        let peers = peer_of(&h.meta.writer).into_iter().collect();
+        if let Err(e) = this.waiting.arm(&h.sleep.data, ev, peers, cx) {
+            return this.finish(Err(ReadError::Os(e)));
+        }
+        Poll::Pending
+    }
+}
+
+impl ReadAsync<'_> {
+    fn finish(&mut self, r: Result<usize, ReadError>) -> Poll<Result<usize, ReadError>> {
+        let _ = self.waiting.retract(&self.ring.hdr().sleep.data);
+        Poll::Ready(r)
+    }
+}
+
+impl Drop for ReadAsync<'_> {
+    fn drop(&mut self) {
+        let _ = self.finish(Ok(0));
+    }
+}
+
+impl Future for WriteAsync<'_> {
+    type Output = Result<(), WriteError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.get_mut();
+        let first = !this.waiting.announced;
+        match this.ring.try_write(this.msg) {
+            Err(WriteError::Full) => {}
+            done => return this.finish(done),
+        }
+        let ev = this.waiting.announce(&this.ring.hdr().sleep.space);
+        // The re-check after announcing (Dekker, see `Parker::announce`).
+        match this.ring.try_write(this.msg) {
+            Err(WriteError::Full) => {}
+            done => return this.finish(done),
+        }
+        if !first && this.waiting.peer_needs_check() {
+            if let Some(e) = this.ring.reader_gone(&mut this.watch) {
+                return match this.ring.try_write(this.msg) {
+                    Err(WriteError::Full) => this.finish(Err(e)),
+                    done => this.finish(done),
+                };
+            }
+        }
+        let h = this.ring.hdr();
+        let peers = peer_of(&h.meta.reader).into_iter().collect();
+        if let Err(e) = this.waiting.arm(&h.sleep.space, ev, peers, cx) {
+            return this.finish(Err(WriteError::Os(e)));
+        }
+        Poll::Pending
+    }
+}
+
+impl WriteAsync<'_> {
+    fn finish(&mut self, r: Result<(), WriteError>) -> Poll<Result<(), WriteError>> {
+        let _ = self.waiting.retract(&self.ring.hdr().sleep.space);
+        Poll::Ready(r)
+    }
+}
+
+impl Drop for WriteAsync<'_> {
+    fn drop(&mut self) {
+        let _ = self.finish(Ok(()));
+    }
+}

@@ -1,0 +1,168 @@
+//! Round trips between two processes, in one run: a ring ping-pong where the parent
+//! waits blocking (spin, then futex), the same where it awaits `read_async` on a tokio
+//! current-thread runtime (the doorbell's helper thread wakes it), and a tokio
+//! `UnixStream` ping-pong. The echoing child is the same blocking program in the two
+//! ring cases and a blocking `UnixStream` echo in the third.
+//!
+//! Run: `cargo run --release --example async_rtt [-- --rounds N]`. Prints the median and
+//! p99 of each, and the ratios the async issue asks for (async / blocking, async /
+//! Unix socket). The machine's noise shows in repeated runs: give ranges.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::time::{Duration, Instant};
+
+use shmkit::typed::Ring;
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let args: Vec<String> = std::env::args().collect();
+    match args.get(1).map(String::as_str) {
+        Some("--child") if args[2] == "ring" => return ring_echo(&args[3], &args[4]),
+        Some("--child") if args[2] == "unix" => return unix_echo(&args[3]),
+        _ => {}
+    }
+    let rounds: usize = match args.iter().position(|a| a == "--rounds") {
+        Some(i) => args[i + 1].parse()?,
+        None => 20_000,
+    };
+    let blocking = ring_rtt(rounds, false)?;
+    let asynch = ring_rtt(rounds, true)?;
+    let unix = unix_rtt(rounds)?;
+    let (b, a, u) = (median(&blocking), median(&asynch), median(&unix));
+    println!("{rounds} round trips of 8 bytes between two processes (median / p99):");
+    println!(
+        "  ring, blocking read       {:>8.2} µs / {:>8.2} µs",
+        us(b),
+        us(p99(&blocking))
+    );
+    println!(
+        "  ring, read_async (tokio)  {:>8.2} µs / {:>8.2} µs",
+        us(a),
+        us(p99(&asynch))
+    );
+    println!(
+        "  tokio UnixStream          {:>8.2} µs / {:>8.2} µs",
+        us(u),
+        us(p99(&unix))
+    );
+    println!(
+        "  async / blocking = {:.2}, async / unix socket = {:.2}",
+        a / b,
+        a / u
+    );
+    Ok(())
+}
+
+/// A child process that is killed and reaped if the run stops early (an error).
+struct Reap(std::process::Child);
+
+impl Drop for Reap {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn us(nanos: f64) -> f64 {
+    nanos / 1000.0
+}
+
+fn median(v: &[Duration]) -> f64 {
+    let mut v: Vec<_> = v.iter().map(|d| d.as_nanos() as f64).collect();
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+fn p99(v: &[Duration]) -> f64 {
+    let mut v: Vec<_> = v.iter().map(|d| d.as_nanos() as f64).collect();
+    v.sort_by(f64::total_cmp);
+    v[v.len() * 99 / 100]
+}
+
+/// The child of the ring cases: reads each message from `ping` and writes it to
+/// `pong`, blocking, until `ping` is closed.
+fn ring_echo(ping: &str, pong: &str) -> Result<(), Box<dyn std::error::Error>> {
+    let mut rx = Ring::open(ping)?;
+    let mut tx = Ring::open(pong)?;
+    let mut buf = Vec::new();
+    while rx.read_into(&mut buf).is_ok() {
+        tx.write(&buf)?;
+    }
+    Ok(())
+}
+
+fn ring_rtt(rounds: usize, asynch: bool) -> Result<Vec<Duration>, Box<dyn std::error::Error>> {
+    let id = format!("{}-{}", std::process::id(), asynch);
+    let (ping, pong) = (
+        format!("shmkit-rtt-ping-{id}"),
+        format!("shmkit-rtt-pong-{id}"),
+    );
+    let mut tx = Ring::create(&ping, 1 << 12)?;
+    let mut rx = Ring::create(&pong, 1 << 12)?;
+    let mut child = Reap(common::spawn_self_inherit(&[
+        "--child", "ring", &ping, &pong,
+    ]));
+    let mut times = Vec::with_capacity(rounds);
+    let mut buf = Vec::new();
+    if asynch {
+        let rt = tokio::runtime::Builder::new_current_thread().build()?;
+        rt.block_on(async {
+            for i in 0..rounds as u64 {
+                let t = Instant::now();
+                tx.write(&i.to_le_bytes())?;
+                rx.read_async(&mut buf).await?;
+                times.push(t.elapsed());
+            }
+            Ok::<(), Box<dyn std::error::Error>>(())
+        })?;
+    } else {
+        for i in 0..rounds as u64 {
+            let t = Instant::now();
+            tx.write(&i.to_le_bytes())?;
+            rx.read_into(&mut buf)?;
+            times.push(t.elapsed());
+        }
+    }
+    tx.close()?;
+    child.0.wait()?;
+    Ok(times)
+}
+
+/// The child of the socket case: echoes 8-byte messages until the stream ends.
+fn unix_echo(path: &str) -> Result<(), Box<dyn std::error::Error>> {
+    let mut s = std::os::unix::net::UnixStream::connect(path)?;
+    let mut buf = [0u8; 8];
+    while s.read_exact(&mut buf).is_ok() {
+        s.write_all(&buf)?;
+    }
+    Ok(())
+}
+
+fn unix_rtt(rounds: usize) -> Result<Vec<Duration>, Box<dyn std::error::Error>> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let path = std::env::temp_dir().join(format!("shmkit-rtt-{}.sock", std::process::id()));
+    let _ = std::fs::remove_file(&path);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_io()
+        .build()?;
+    let times = rt.block_on(async {
+        let listener = tokio::net::UnixListener::bind(&path)?;
+        let path_str = path.to_str().ok_or("a UTF-8 temp path")?;
+        let mut child = Reap(common::spawn_self_inherit(&["--child", "unix", path_str]));
+        let (mut s, _) = listener.accept().await?;
+        let mut times = Vec::with_capacity(rounds);
+        let mut buf = [0u8; 8];
+        for i in 0..rounds as u64 {
+            let t = Instant::now();
+            s.write_all(&i.to_le_bytes()).await?;
+            s.read_exact(&mut buf).await?;
+            times.push(t.elapsed());
+        }
+        drop(s);
+        child.0.wait()?;
+        Ok::<_, Box<dyn std::error::Error>>(times)
+    })?;
+    let _ = std::fs::remove_file(&path);
+    Ok(times)
+}

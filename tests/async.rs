@@ -1,0 +1,708 @@
+//! The async forms (`Event::wait_async`, `Semaphore::acquire_async`,
+//! `Ring::read_async` / `write_async`) on tokio's current-thread and multi-thread
+//! runtimes, across real processes: the fast path, cancel safety, peer death, and the
+//! bound on the doorbell's helper threads.
+//!
+//! The tests take one lock each: the doorbell's counters (helper threads, registered
+//! words) are per process, and each test asserts that it leaves them at zero.
+
+use std::future::Future;
+use std::io::{BufRead, Write};
+use std::pin::pin;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Context, Poll, Waker};
+use std::time::Duration;
+
+use shmkit::sync::future as doorbell;
+use shmkit::sync::{Event, Semaphore};
+use shmkit::typed::{Channel, GetError, Queue, ReadError, RecvError, Ring};
+use shmkit_testkit::{child_role, test_path, unique_name, ShmCleanup, ROLE_ENV};
+
+/// A re-executed copy of this test binary running test `test` in the child role (as
+/// `shmkit_testkit::spawn_role`, with stdin and stdout piped); killed and reaped on
+/// drop, so a failing test leaves no process behind.
+struct Kid(std::process::Child);
+
+impl Kid {
+    fn spawn(test: &str, env: &[(&str, &str)]) -> Kid {
+        let exe = std::env::current_exe().expect("current test binary");
+        let mut cmd = std::process::Command::new(exe);
+        cmd.args([test, "--exact", "--test-threads=1", "--quiet"])
+            .env(ROLE_ENV, "writer")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        Kid(cmd.spawn().expect("re-execute the test binary"))
+    }
+}
+
+impl Drop for Kid {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Serialises the tests of this binary (see the module docs).
+fn serial() -> MutexGuard<'static, ()> {
+    static LOCK: Mutex<()> = Mutex::new(());
+    LOCK.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Polls `f` once with a waker that does nothing.
+fn poll_once<F: Future>(f: std::pin::Pin<&mut F>) -> Poll<F::Output> {
+    f.poll(&mut Context::from_waker(Waker::noop()))
+}
+
+/// Waits until no word is registered and the helper threads exited (they exit on
+/// their own once their last word goes; a hang guard, not a timing assertion).
+fn assert_doorbell_idle() {
+    let guard = std::time::Instant::now() + Duration::from_secs(20);
+    while doorbell::registered_words() != 0 || doorbell::helper_threads() != 0 {
+        assert!(
+            std::time::Instant::now() < guard,
+            "doorbell not idle: {} words, {} helpers",
+            doorbell::registered_words(),
+            doorbell::helper_threads()
+        );
+        std::thread::yield_now();
+    }
+}
+
+fn current_thread() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime")
+}
+
+fn multi_thread() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime")
+}
+
+/// A hang guard around a whole test body (never a timing assertion).
+const HANG: Duration = Duration::from_secs(60);
+
+#[test]
+fn what_is_there_completes_on_the_first_poll_without_the_doorbell() {
+    let _s = serial();
+    let mut ring = Ring::anonymous(4096).expect("ring");
+    ring.write(b"ready").expect("write");
+    let mut buf = Vec::new();
+    assert!(matches!(
+        poll_once(pin!(ring.read_async(&mut buf))),
+        Poll::Ready(Ok(5))
+    ));
+    assert_eq!(buf, b"ready");
+    assert!(matches!(
+        poll_once(pin!(ring.write_async(b"space"))),
+        Poll::Ready(Ok(()))
+    ));
+    let ev = Event::new();
+    ev.set();
+    assert!(matches!(
+        poll_once(pin!(ev.wait_async())),
+        Poll::Ready(Ok(()))
+    ));
+    let sem = Semaphore::new(1);
+    assert!(matches!(
+        poll_once(pin!(sem.acquire_async())),
+        Poll::Ready(Ok(()))
+    ));
+    assert_eq!(sem.value(), 0);
+    // No registration was made: no helper thread was started.
+    assert_eq!(doorbell::registered_words(), 0);
+    assert_eq!(doorbell::helper_threads(), 0);
+    assert_eq!(ring.sleepers(), (0, 0));
+    assert_eq!((ev.waiters(), sem.waiters()), (0, 0));
+}
+
+/// The child side of the cross-process ring tests: opens the ring named in
+/// `RING_NAME`, waits for a line on stdin ("go"), then writes `RING_COUNT` messages
+/// and, with `RING_HANG` set, says so on stdout and waits for ever (to be killed).
+fn ring_child() {
+    let name = std::env::var("RING_NAME").expect("RING_NAME");
+    let count: u32 = std::env::var("RING_COUNT")
+        .expect("count")
+        .parse()
+        .expect("n");
+    let mut ring = Ring::open(&name).expect("open");
+    let mut line = String::new();
+    std::io::stdin().lock().read_line(&mut line).expect("go");
+    for i in 0..count {
+        ring.write(&i.to_le_bytes()).expect("write");
+    }
+    if std::env::var("RING_HANG").is_ok() {
+        println!("written");
+        std::io::stdout().flush().expect("flush");
+        loop {
+            std::thread::park();
+        }
+    }
+    // Dropping the writer closes the ring.
+}
+
+fn reads_from_a_child_that_publishes_after_the_parent_awaits(rt: tokio::runtime::Runtime) {
+    let name = unique_name("async-ring");
+    let _cleanup = ShmCleanup::new(&name);
+    let mut ring = Ring::create(&name, 1 << 12).expect("create");
+    let mut kid = Kid::spawn(
+        test_path!(a_child_process_publishes_to_a_ring_the_parent_awaits),
+        &[("RING_NAME", &name), ("RING_COUNT", "2000")],
+    );
+    let child = &mut kid.0;
+    let mut go = Some(child.stdin.take().expect("stdin"));
+    let got = rt.block_on(async {
+        tokio::time::timeout(HANG, async {
+            let mut buf = Vec::new();
+            let mut next = 0u32;
+            loop {
+                let r = {
+                    let mut read = pin!(ring.read_async(&mut buf));
+                    if let Some(mut stdin) = go.take() {
+                        // Pending first: the child writes only after this.
+                        let first = std::future::poll_fn(|cx| Poll::Ready(read.as_mut().poll(cx)));
+                        assert!(first.await.is_pending(), "nothing was written yet");
+                        writeln!(stdin, "go").expect("tell the child");
+                    }
+                    read.await
+                };
+                match r {
+                    Ok(4) => {
+                        assert_eq!(buf, next.to_le_bytes());
+                        next += 1;
+                    }
+                    Ok(n) => panic!("a {n}-byte message"),
+                    Err(ReadError::Closed) => return next,
+                    Err(e) => panic!("{e}"),
+                }
+            }
+        })
+        .await
+        .expect("no hang")
+    });
+    assert_eq!(got, 2000);
+    assert!(child.wait().expect("reap").success());
+    assert_eq!(ring.sleepers(), (0, 0));
+    drop(rt);
+    assert_doorbell_idle();
+}
+
+#[test]
+fn a_child_process_publishes_to_a_ring_the_parent_awaits() {
+    if child_role().is_some() {
+        return ring_child();
+    }
+    let _s = serial();
+    reads_from_a_child_that_publishes_after_the_parent_awaits(current_thread());
+    reads_from_a_child_that_publishes_after_the_parent_awaits(multi_thread());
+}
+
+#[test]
+fn a_killed_writer_ends_a_pending_read_with_peer_died() {
+    if child_role().is_some() {
+        return ring_child();
+    }
+    let _s = serial();
+    let name = unique_name("async-died");
+    let _cleanup = ShmCleanup::new(&name);
+    let mut ring = Ring::create(&name, 1 << 12).expect("create");
+    let mut kid = Kid::spawn(
+        test_path!(a_killed_writer_ends_a_pending_read_with_peer_died),
+        &[
+            ("RING_NAME", &name),
+            ("RING_COUNT", "1"),
+            ("RING_HANG", "1"),
+        ],
+    );
+    let child = &mut kid.0;
+    let pid = child.id();
+    writeln!(child.stdin.take().expect("stdin"), "go").expect("go");
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().expect("stdout"))
+        .read_line(&mut line)
+        .expect("written");
+    let rt = multi_thread();
+    let end = rt.block_on(async {
+        tokio::time::timeout(HANG, async {
+            let mut buf = Vec::new();
+            assert_eq!(ring.read_async(&mut buf).await.expect("the one message"), 4);
+            let mut read = pin!(ring.read_async(&mut buf));
+            let first = std::future::poll_fn(|cx| Poll::Ready(read.as_mut().poll(cx)));
+            assert!(first.await.is_pending());
+            child.kill().expect("kill");
+            read.await
+        })
+        .await
+        .expect("no hang")
+    });
+    match end {
+        Err(ReadError::PeerDied { pid: p }) => assert_eq!(p, pid),
+        other => panic!("expected PeerDied, got {other:?}"),
+    }
+    child.wait().expect("reap");
+    assert_eq!(ring.sleepers(), (0, 0));
+    drop(rt);
+    assert_doorbell_idle();
+}
+
+#[test]
+fn dropping_at_every_await_loses_nothing_and_leaves_no_sleeper() {
+    let _s = serial();
+    for rt in [current_thread(), multi_thread()] {
+        let mut ring = Ring::anonymous(256).expect("ring");
+        let ev = Event::new_auto_reset();
+        let sem = Semaphore::new(0);
+        rt.block_on(async {
+            tokio::time::timeout(HANG, async {
+                // Each future is polled to Pending (registered), then dropped; the
+                // value published after it must still be there for the next one.
+                let mut buf = Vec::new();
+                for i in 0u32..200 {
+                    {
+                        let read = pin!(ring.read_async(&mut buf));
+                        assert!(poll_once(read).is_pending());
+                    }
+                    ring.write(&i.to_le_bytes()).expect("write");
+                    assert_eq!(ring.read_async(&mut buf).await.expect("read"), 4);
+                    assert_eq!(buf, i.to_le_bytes());
+                    {
+                        let wait = pin!(ev.wait_async());
+                        assert!(poll_once(wait).is_pending());
+                    }
+                    ev.set();
+                    ev.wait_async().await.expect("the set is still there");
+                    {
+                        let acq = pin!(sem.acquire_async());
+                        assert!(poll_once(acq).is_pending());
+                    }
+                    sem.release().expect("release");
+                    sem.acquire_async()
+                        .await
+                        .expect("the permit is still there");
+                }
+            })
+            .await
+            .expect("no hang")
+        });
+        // A writer cancelled on a full ring wrote nothing.
+        let mut filled = 0u32;
+        while ring.try_write(&filled.to_le_bytes()).is_ok() {
+            filled += 1;
+        }
+        {
+            let write = pin!(ring.write_async(b"late"));
+            assert!(poll_once(write).is_pending());
+        }
+        let mut buf = Vec::new();
+        for i in 0..filled {
+            ring.try_read_into(&mut buf).expect("read back");
+            assert_eq!(buf, i.to_le_bytes());
+        }
+        assert!(
+            ring.try_read_into(&mut buf).is_err(),
+            "the cancelled write wrote nothing"
+        );
+        assert_eq!(ring.sleepers(), (0, 0));
+        assert_eq!((ev.waiters(), sem.waiters()), (0, 0));
+        assert_eq!(sem.value(), 0);
+        drop(rt);
+        assert_doorbell_idle();
+    }
+}
+
+/// A waker that records that it was called.
+struct Flag(std::sync::atomic::AtomicBool);
+impl std::task::Wake for Flag {
+    fn wake(self: Arc<Self>) {
+        self.0.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+#[test]
+fn an_acquire_woken_then_dropped_leaves_the_permit() {
+    let _s = serial();
+    let sem = Semaphore::new(0);
+    let flag = Arc::new(Flag(Default::default()));
+    let waker = Waker::from(flag.clone());
+    {
+        let mut acq = pin!(sem.acquire_async());
+        assert!(acq
+            .as_mut()
+            .poll(&mut Context::from_waker(&waker))
+            .is_pending());
+        assert_eq!(sem.waiters(), 1);
+        sem.release().expect("release");
+        // The doorbell's helper wakes the task (a hang guard bounds this loop).
+        let guard = std::time::Instant::now() + HANG;
+        while !flag.0.load(std::sync::atomic::Ordering::SeqCst) {
+            assert!(std::time::Instant::now() < guard, "never woken");
+            std::thread::yield_now();
+        }
+        // Dropped here, woken but not polled again.
+    }
+    assert_eq!(sem.waiters(), 0);
+    sem.try_acquire().expect("the permit stayed");
+    assert_doorbell_idle();
+}
+
+#[test]
+fn ten_thousand_futures_on_a_hundred_events_need_one_helper_thread() {
+    let _s = serial();
+    const OBJECTS: usize = 100;
+    const FUTURES: usize = 10_000;
+    let events: Arc<Vec<Event>> = Arc::new((0..OBJECTS).map(|_| Event::new()).collect());
+    let rt = multi_thread();
+    rt.block_on(async {
+        tokio::time::timeout(HANG, async {
+            let tasks: Vec<_> = (0..FUTURES)
+                .map(|i| {
+                    let events = events.clone();
+                    tokio::spawn(async move { events[i % OBJECTS].wait_async().await })
+                })
+                .collect();
+            // Every future pending (counted on its event, its word registered).
+            while events.iter().map(Event::waiters).sum::<u32>() < FUTURES as u32
+                || doorbell::registered_words() < OBJECTS
+            {
+                tokio::task::yield_now().await;
+            }
+            assert_eq!(doorbell::registered_words(), OBJECTS);
+            assert_eq!(
+                doorbell::helper_threads(),
+                OBJECTS.div_ceil(doorbell::WORDS_PER_HELPER)
+            );
+            for ev in events.iter() {
+                ev.set();
+            }
+            for t in tasks {
+                t.await.expect("join").expect("woken");
+            }
+        })
+        .await
+        .expect("no hang")
+    });
+    assert!(events.iter().all(|e| e.waiters() == 0));
+    drop(rt);
+    assert_doorbell_idle();
+}
+
+#[test]
+fn three_hundred_words_need_three_helper_threads() {
+    let _s = serial();
+    const OBJECTS: usize = 300;
+    let events: Arc<Vec<Event>> = Arc::new((0..OBJECTS).map(|_| Event::new()).collect());
+    let rt = current_thread();
+    rt.block_on(async {
+        let tasks: Vec<_> = (0..OBJECTS)
+            .map(|i| {
+                let events = events.clone();
+                tokio::spawn(async move { events[i].wait_async().await })
+            })
+            .collect();
+        while doorbell::registered_words() < OBJECTS {
+            tokio::task::yield_now().await;
+        }
+        assert_eq!(
+            doorbell::helper_threads(),
+            OBJECTS.div_ceil(doorbell::WORDS_PER_HELPER)
+        );
+        // Dropping the runtime's tasks (a shutdown with futures pending) ends them.
+        for t in &tasks {
+            t.abort();
+        }
+        for t in tasks {
+            assert!(t.await.expect_err("aborted").is_cancelled());
+        }
+    });
+    assert!(events.iter().all(|e| e.waiters() == 0));
+    drop(rt);
+    assert_doorbell_idle();
+}
+
+/// The next item of a stream (what `StreamExt::next` does).
+async fn next<S: futures_core::Stream + Unpin>(s: &mut S) -> Option<S::Item> {
+    std::future::poll_fn(|cx| std::pin::Pin::new(&mut *s).poll_next(cx)).await
+}
+
+/// The child side of the cross-process channel tests: opens the channel named in
+/// `CHAN_NAME`, waits for a line on stdin, sends `CHAN_COUNT` numbers and, with
+/// `CHAN_HANG` set, says so on stdout and waits for ever (to be killed).
+fn channel_child() {
+    let name = std::env::var("CHAN_NAME").expect("CHAN_NAME");
+    let count: u64 = std::env::var("CHAN_COUNT")
+        .expect("count")
+        .parse()
+        .expect("n");
+    let tx = Channel::<u64>::open(&name).expect("open");
+    let mut line = String::new();
+    std::io::stdin().lock().read_line(&mut line).expect("go");
+    for i in 0..count {
+        tx.send(i).expect("send");
+    }
+    if std::env::var("CHAN_HANG").is_ok() {
+        println!("sent");
+        std::io::stdout().flush().expect("flush");
+        loop {
+            std::thread::park();
+        }
+    }
+    // Dropping the only sender disconnects the channel.
+}
+
+#[test]
+fn a_stream_receives_what_a_child_process_sends_after_the_parent_awaits() {
+    if child_role().is_some() {
+        return channel_child();
+    }
+    let _s = serial();
+    for rt in [current_thread(), multi_thread()] {
+        let name = unique_name("async-chan");
+        let _cleanup = ShmCleanup::new(&name);
+        let mut rx = Channel::<u64>::create(&name, 1 << 12).expect("create");
+        let mut kid = Kid::spawn(
+            test_path!(a_stream_receives_what_a_child_process_sends_after_the_parent_awaits),
+            &[("CHAN_NAME", &name), ("CHAN_COUNT", "3000")],
+        );
+        let mut stdin = kid.0.stdin.take().expect("stdin");
+        // On a task of its own: the future of a `&mut Channel` is `Send`.
+        let got = rt.block_on(async move {
+            let task = tokio::spawn(async move {
+                let mut stream = rx.stream();
+                let mut want = 0u64;
+                {
+                    let mut first = pin!(next(&mut stream));
+                    let polled = std::future::poll_fn(|cx| Poll::Ready(first.as_mut().poll(cx)));
+                    assert!(polled.await.is_pending(), "nothing was sent yet");
+                    writeln!(stdin, "go").expect("tell the child");
+                    assert_eq!(first.await.expect("an item").expect("a message"), 0);
+                    want += 1;
+                }
+                while let Some(m) = next(&mut stream).await {
+                    assert_eq!(m.expect("a message"), want);
+                    want += 1;
+                }
+                want
+            });
+            tokio::time::timeout(HANG, task)
+                .await
+                .expect("no hang")
+                .expect("join")
+        });
+        assert_eq!(got, 3000, "every message, then the end (Disconnected)");
+        assert!(kid.0.wait().expect("reap").success());
+        drop(rt);
+        assert_doorbell_idle();
+    }
+}
+
+#[test]
+fn a_killed_sender_ends_a_pending_receive_with_disconnected() {
+    if child_role().is_some() {
+        return channel_child();
+    }
+    let _s = serial();
+    let name = unique_name("async-chan-died");
+    let _cleanup = ShmCleanup::new(&name);
+    let mut rx = Channel::<u64>::create(&name, 1 << 12).expect("create");
+    let mut kid = Kid::spawn(
+        test_path!(a_killed_sender_ends_a_pending_receive_with_disconnected),
+        &[
+            ("CHAN_NAME", &name),
+            ("CHAN_COUNT", "1"),
+            ("CHAN_HANG", "1"),
+        ],
+    );
+    writeln!(kid.0.stdin.take().expect("stdin"), "go").expect("go");
+    let mut line = String::new();
+    std::io::BufReader::new(kid.0.stdout.take().expect("stdout"))
+        .read_line(&mut line)
+        .expect("sent");
+    let rt = multi_thread();
+    let end = rt.block_on(async {
+        tokio::time::timeout(HANG, async {
+            assert_eq!(rx.recv_async().await.expect("the one message"), 0);
+            let mut recv = pin!(rx.recv_async());
+            let first = std::future::poll_fn(|cx| Poll::Ready(recv.as_mut().poll(cx)));
+            assert!(first.await.is_pending());
+            kid.0.kill().expect("kill");
+            recv.await
+        })
+        .await
+        .expect("no hang")
+    });
+    assert_eq!(end, Err(RecvError::Disconnected));
+    drop(rt);
+    assert_doorbell_idle();
+}
+
+#[test]
+fn a_dropped_channel_future_loses_nothing() {
+    let _s = serial();
+    let rt = current_thread();
+    let mut rx = Channel::<u32>::anonymous(256).expect("channel");
+    let mut tx = rx.clone();
+    rt.block_on(async {
+        for i in 0..200u32 {
+            assert!(poll_once(pin!(rx.recv_async())).is_pending());
+            tx.send_async(i).await.expect("room");
+            assert_eq!(rx.recv_async().await.expect("still there"), i);
+        }
+        // A send cancelled on a full channel sent nothing.
+        let mut filled = 0u32;
+        while tx.try_send(filled).is_ok() {
+            filled += 1;
+        }
+        assert!(poll_once(pin!(tx.send_async(u32::MAX))).is_pending());
+        for i in 0..filled {
+            assert_eq!(rx.try_recv().expect("read back"), i);
+        }
+        assert_eq!(
+            rx.try_recv(),
+            Err(RecvError::Empty),
+            "the cancelled send sent nothing"
+        );
+    });
+    drop(rt);
+    assert_doorbell_idle();
+}
+
+#[test]
+fn queue_tasks_on_a_small_queue_deliver_every_item_once() {
+    let _s = serial();
+    const PER_PRODUCER: u64 = 2000;
+    const PRODUCERS: u64 = 4;
+    for rt in [current_thread(), multi_thread()] {
+        let q = Arc::new(Queue::<u64>::anonymous(4).expect("queue"));
+        let (sum, count) = rt.block_on(async {
+            tokio::time::timeout(HANG, async {
+                let consumers: Vec<_> = (0..4)
+                    .map(|_| {
+                        let q = q.clone();
+                        tokio::spawn(async move {
+                            let (mut sum, mut n) = (0u64, 0u64);
+                            loop {
+                                match q.get_async().await {
+                                    Ok(v) => {
+                                        sum += v;
+                                        n += 1;
+                                    }
+                                    Err(GetError::Closed) => return (sum, n),
+                                    Err(e) => panic!("{e}"),
+                                }
+                            }
+                        })
+                    })
+                    .collect();
+                let producers: Vec<_> = (0..PRODUCERS)
+                    .map(|p| {
+                        let q = q.clone();
+                        tokio::spawn(async move {
+                            for i in 0..PER_PRODUCER {
+                                q.put_async(p * PER_PRODUCER + i + 1).await.expect("put");
+                            }
+                        })
+                    })
+                    .collect();
+                for p in producers {
+                    p.await.expect("join");
+                }
+                q.close();
+                let mut total = (0, 0);
+                for c in consumers {
+                    let (s, n) = c.await.expect("join");
+                    total = (total.0 + s, total.1 + n);
+                }
+                total
+            })
+            .await
+            .expect("no hang")
+        });
+        let n = PRODUCERS * PER_PRODUCER;
+        assert_eq!(count, n);
+        assert_eq!(sum, n * (n + 1) / 2, "every item exactly once");
+        drop(rt);
+        assert_doorbell_idle();
+    }
+}
+
+#[test]
+fn a_dropped_queue_future_loses_nothing() {
+    let _s = serial();
+    let q = Queue::<u32>::anonymous(4).expect("queue");
+    for i in 0..100u32 {
+        assert!(poll_once(pin!(q.get_async())).is_pending());
+        q.put(i).expect("put");
+        assert!(matches!(poll_once(pin!(q.get_async())), Poll::Ready(Ok(v)) if v == i));
+    }
+    for i in 0..4 {
+        q.put(i).expect("fill");
+    }
+    assert!(poll_once(pin!(q.put_async(99))).is_pending());
+    for i in 0..4 {
+        assert_eq!(q.try_get().expect("read back"), i);
+    }
+    assert_eq!(
+        q.try_get(),
+        Err(GetError::Empty),
+        "the cancelled put put nothing"
+    );
+    assert_doorbell_idle();
+}
+
+/// Polls `f` to completion on this thread (a minimal executor: the waker unparks).
+fn block_on<F: Future>(f: F) -> F::Output {
+    struct Unpark(std::thread::Thread);
+    impl std::task::Wake for Unpark {
+        fn wake(self: Arc<Self>) {
+            self.0.unpark();
+        }
+    }
+    let waker = Waker::from(Arc::new(Unpark(std::thread::current())));
+    let mut cx = Context::from_waker(&waker);
+    let mut f = pin!(f);
+    loop {
+        if let Poll::Ready(v) = f.as_mut().poll(&mut cx) {
+            return v;
+        }
+        std::thread::park();
+    }
+}
+
+#[test]
+fn a_forked_child_starts_a_doorbell_of_its_own() {
+    let _s = serial();
+    // A pending future in the parent: its helper thread runs, and is not copied by fork.
+    let parent_event = Event::new();
+    let mut pending = Box::pin(parent_event.wait_async());
+    assert!(poll_once(pending.as_mut()).is_pending());
+    assert_eq!(doorbell::registered_words(), 1);
+    let child = shmkit_testkit::fork_child(|| {
+        if doorbell::registered_words() != 0 {
+            return 2; // the parent's registrations are not the child's
+        }
+        let ev = Event::new();
+        std::thread::scope(|s| {
+            let mut wait = pin!(ev.wait_async());
+            if poll_once(wait.as_mut()).is_ready() {
+                return 3;
+            }
+            s.spawn(|| ev.set());
+            // Only a helper thread of this child wakes it (the parent's is not here).
+            block_on(wait).map_or(4, |()| 0)
+        })
+    });
+    child.join_ok();
+    // The parent's registration is untouched by the child.
+    assert_eq!(doorbell::registered_words(), 1);
+    parent_event.set();
+    assert!(matches!(block_on(pending.as_mut()), Ok(())));
+    drop(pending);
+    assert_doorbell_idle();
+}
