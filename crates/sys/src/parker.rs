@@ -179,6 +179,67 @@ impl Parker {
         slept.map(|()| was_ready)
     }
 
+    /// [`park`](Parker::park) on several parkers at once: announces a sleeper on each,
+    /// re-checks `ready`, and sleeps until any of them is woken (one
+    /// [`futex::wait_any`](crate::futex::wait_any)), a spurious return, or `until`.
+    /// The same Dekker pair per parker as `park`: a waker of any of them that publishes
+    /// after our announcement sees it and bumps that parker's event, which ends the
+    /// wait. Returns whether `ready` held at the re-check.
+    ///
+    /// # Errors
+    /// As [`park`](Parker::park); `EINVAL` for none or more than
+    /// [`WAIT_ANY_MAX`](crate::futex::WAIT_ANY_MAX) parkers.
+    ///
+    /// # Examples
+    /// ```
+    /// use std::sync::atomic::{AtomicU32, Ordering};
+    /// use shmkit_sys::parker::Parker;
+    ///
+    /// let (p, q) = (Parker::new(), Parker::new());
+    /// let ready = AtomicU32::new(0);
+    /// std::thread::scope(|s| {
+    ///     s.spawn(|| {
+    ///         ready.store(1, Ordering::Release);
+    ///         q.wake(1); // the second of the two parkers
+    ///     });
+    ///     while !Parker::park_any(&[&p, &q], None, || ready.load(Ordering::Acquire) != 0)? {}
+    ///     Ok::<(), std::io::Error>(())
+    /// })?;
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn park_any(
+        parkers: &[&Parker],
+        until: Option<&Deadline>,
+        ready: impl FnOnce() -> bool,
+    ) -> Result<bool, crate::OsError> {
+        const MAX: usize = crate::futex::WAIT_ANY_MAX;
+        if parkers.is_empty() || parkers.len() > MAX {
+            return Err(rustix::io::Errno::INVAL.into());
+        }
+        for p in parkers {
+            // SeqCst: as in `park`.
+            p.sleepers.fetch_add(1, Ordering::SeqCst);
+        }
+        // SeqCst fence: pairs with the one in `wake` (Dekker), as in `park`.
+        fence(Ordering::SeqCst);
+        let mut seen = [0u32; MAX];
+        for (ev, p) in seen.iter_mut().zip(parkers) {
+            // Acquire: as in `park`.
+            *ev = p.event.load(Ordering::Acquire);
+        }
+        let was_ready = ready();
+        let slept = if was_ready {
+            Ok(())
+        } else {
+            futex_wait_any(parkers, &seen[..parkers.len()], until)
+        };
+        for p in parkers {
+            // Relaxed: as in `park`.
+            p.sleepers.fetch_sub(1, Ordering::Relaxed);
+        }
+        slept.map(|()| was_ready)
+    }
+
     /// Waits until `ready()` or `deadline`, sleeping in slices paced by [`CheckPace`]:
     /// before each slice [`WaitHooks::interrupted`] is asked, after each slice that
     /// ended without the condition [`WaitHooks::peer_alive`].
@@ -331,6 +392,19 @@ fn futex_wait(
 }
 
 #[cfg(not(loom))]
+fn futex_wait_any(
+    parkers: &[&Parker],
+    seen: &[u32],
+    until: Option<&Deadline>,
+) -> Result<(), crate::OsError> {
+    let mut words = [(&parkers[0].event, 0u32); crate::futex::WAIT_ANY_MAX];
+    for ((w, p), ev) in words.iter_mut().zip(parkers).zip(seen) {
+        *w = (&p.event, *ev);
+    }
+    crate::futex::wait_any(&words[..parkers.len()], until).map(drop)
+}
+
+#[cfg(not(loom))]
 fn futex_wake(word: &AtomicU32, n: u32) {
     crate::futex::wake(word, n);
 }
@@ -347,6 +421,24 @@ fn futex_wait(
 ) -> Result<(), crate::OsError> {
     // Relaxed: the caller re-reads what it waits for after waking.
     while word.load(Ordering::Relaxed) == expected {
+        loom::thread::yield_now();
+    }
+    Ok(())
+}
+
+/// The kernel model of a multi-word wait under loom: returns once any word changed.
+#[cfg(loom)]
+fn futex_wait_any(
+    parkers: &[&Parker],
+    seen: &[u32],
+    _until: Option<&Deadline>,
+) -> Result<(), crate::OsError> {
+    // Relaxed: as in `futex_wait`.
+    while parkers
+        .iter()
+        .zip(seen)
+        .all(|(p, ev)| p.event.load(Ordering::Relaxed) == *ev)
+    {
         loom::thread::yield_now();
     }
     Ok(())
@@ -477,6 +569,25 @@ mod loom_tests {
                 .wait_until(None, &mut NoHooks, || flag.load(Ordering::Relaxed) == 1)
                 .unwrap();
             assert_eq!(end, WaitEnd::Ready);
+            waker.join().unwrap();
+        });
+    }
+
+    /// `park_any` on two parkers: a waker of the second (publish, then wake) ends the
+    /// wait in every interleaving.
+    #[test]
+    fn loom_park_any_is_woken_through_either_parker() {
+        loom::model(|| {
+            let ps = Arc::new((Parker::new(), Parker::new()));
+            let flag = Arc::new(AtomicU32::new(0));
+            let (p2, f2) = (ps.clone(), flag.clone());
+            let waker = loom::thread::spawn(move || {
+                f2.store(1, Ordering::Relaxed);
+                p2.1.wake(1);
+            });
+            while !Parker::park_any(&[&ps.0, &ps.1], None, || flag.load(Ordering::Relaxed) == 1)
+                .unwrap()
+            {}
             waker.join().unwrap();
         });
     }
