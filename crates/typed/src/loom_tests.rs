@@ -412,3 +412,79 @@ fn loom_channel_sender_asleep_on_full_is_woken_and_reclaims() {
         drop(rx);
     });
 }
+
+/// A sender blocks on a channel holding three records (64 bytes) and sleeps on
+/// `space`; a receiver drains all four. Only the receiver whose record is at `head`
+/// wakes it (the other DONEs find `head` below their record): the sender must still
+/// be woken and reclaim in every interleaving.
+#[test]
+fn loom_channel_sender_asleep_behind_three_records_is_woken_by_the_one_at_head() {
+    let mut b = loom::model::Builder::new();
+    b.preemption_bound = Some(2);
+    b.check(|| {
+        let (rx, tx) = Channel::<u64>::new_for_loom(64);
+        rx.loom_register(false, true);
+        tx.loom_register(true, false);
+        for v in 1..=3 {
+            tx.loom_send(v, false).unwrap();
+        }
+        let r = thread::spawn(move || {
+            let got: Vec<u64> = (0..4).map(|_| chan_recv_spin(&rx)).collect();
+            (got, rx)
+        });
+        tx.loom_send(4, true).unwrap();
+        let (got, rx) = r.join().unwrap();
+        assert_eq!(got, [1, 2, 3, 4]);
+        drop(rx);
+    });
+}
+
+/// A `Select` over two channels sleeps on both `data` parkers at once (one multi-word
+/// wait, modelled as "returns once any word changed"); a send into the second must
+/// wake it in every interleaving, and the index is the second's.
+#[test]
+fn loom_select_asleep_on_two_channels_is_woken_by_a_send_into_either() {
+    model(|| {
+        let (rx1, _tx1) = Channel::<u64>::new_for_loom(64);
+        let (rx2, tx2) = Channel::<u64>::new_for_loom(64);
+        tx2.loom_register(true, false);
+        let s = thread::spawn(move || {
+            chan_send_spin(&tx2, 9);
+            tx2 // kept: dropping it would disconnect (another wake-up)
+        });
+        let mut sel = crate::Select::new();
+        sel.recv(&rx1);
+        let i = sel.recv(&rx2);
+        assert_eq!(sel.ready().unwrap(), i);
+        rx2.loom_register(false, true);
+        assert_eq!(rx2.loom_recv(false).unwrap(), 9);
+        drop(s.join().unwrap());
+    });
+}
+
+/// Two receivers asleep on an empty channel, two sends: a commit wakes a receiver only
+/// when its record is at `read`, and the receiver that claims it hands on to the next
+/// record. Both receivers must get a message in every interleaving (a lost hand-on
+/// leaves one asleep for ever, which the model reports).
+#[test]
+fn loom_channel_two_receivers_asleep_both_woken_by_commit_and_hand_on() {
+    let mut b = loom::model::Builder::new();
+    b.preemption_bound = Some(2);
+    b.check(|| {
+        let (rx1, tx) = Channel::<u64>::new_for_loom(64);
+        let rx2 = tx.clone();
+        rx1.loom_register(false, true);
+        rx2.loom_register(false, true);
+        tx.loom_register(true, false);
+        let r1 = thread::spawn(move || (rx1.loom_recv(true).unwrap(), rx1));
+        let r2 = thread::spawn(move || (rx2.loom_recv(true).unwrap(), rx2));
+        chan_send_spin(&tx, 1);
+        chan_send_spin(&tx, 2);
+        let (a, rx1) = r1.join().unwrap();
+        let (b, rx2) = r2.join().unwrap();
+        let mut got = [a, b];
+        got.sort_unstable();
+        assert_eq!(got, [1, 2]);
+        drop((rx1, rx2, tx));
+    });
+}
