@@ -163,8 +163,17 @@ fn bench_quick_json_has_every_transport_and_verifies() {
     let _ = std::fs::remove_dir_all(&dir);
     let v: serde_json::Value = serde_json::from_str(&text).expect("valid JSON");
     let rows = v.as_array().expect("an array");
-    assert_eq!(rows.len(), 12, "6 transports x 2 sizes");
-    for t in ["ring", "queue", "channel", "pipe", "unix-socket", "floor"] {
+    assert_eq!(rows.len(), 16, "8 transports x 2 sizes");
+    for t in [
+        "ring",
+        "queue",
+        "channel",
+        "channel-serde",
+        "pipe",
+        "pipe-serde",
+        "unix-socket",
+        "floor",
+    ] {
         for size in [64, 65536] {
             let row = rows
                 .iter()
