@@ -136,9 +136,10 @@
 //! stamp there, the other side's live count), makes *one more* attempt, and sleeps on
 //! its [`Parker`] (`data` for receivers, `space` for senders) if the state still
 //! equals the snapshot: a change after that attempt is either seen by the re-check or
-//! wakes it (the Parker's Dekker pair). Senders wake one receiver per commit;
-//! receivers wake the sleeping senders after the `DONE` of the record at `head` (a
-//! syscall only when one sleeps). A [`Select`](crate::Select) sleeps on the `data`
+//! wakes it (the Parker's Dekker pair). A sender wakes one receiver when its record
+//! is the one at `read` (and a receiver hands on to the next, step 5); receivers wake
+//! the sleeping senders after the `DONE` of the record at `head` (a syscall only when
+//! one sleeps). A [`Select`](crate::Select) sleeps on the `data`
 //! parkers of several channels at once (one `futex_waitv`).
 //!
 //! # Crashes: what is lost
@@ -1323,7 +1324,8 @@ impl<T, N: TypeName> Channel<T, N> {
                 .pos
                 .compare_exchange(r, r + size, Ordering::Release, Ordering::Relaxed);
         // Hand on: the sender of the next record may have seen `read` at ours and
-        // woken nobody (see `wake_receiver`); if it is there, wake one receiver.
+        // woken nobody (see the end of `send_core`); if it is there, wake one
+        // receiver.
         // SeqCst fence: pairs with that sender's (Dekker: its commit, fence, look at
         // `read` / our move of `read`, fence, look at its stamp).
         fence(Ordering::SeqCst);

@@ -462,29 +462,10 @@ fn loom_select_asleep_on_two_channels_is_woken_by_a_send_into_either() {
     });
 }
 
-/// Two receivers asleep on an empty channel, two sends: a commit wakes a receiver only
-/// when its record is at `read`, and the receiver that claims it hands on to the next
-/// record. Both receivers must get a message in every interleaving (a lost hand-on
-/// leaves one asleep for ever, which the model reports).
-#[test]
-fn loom_channel_two_receivers_asleep_both_woken_by_commit_and_hand_on() {
-    let mut b = loom::model::Builder::new();
-    b.preemption_bound = Some(2);
-    b.check(|| {
-        let (rx1, tx) = Channel::<u64>::new_for_loom(64);
-        let rx2 = tx.clone();
-        rx1.loom_register(false, true);
-        rx2.loom_register(false, true);
-        tx.loom_register(true, false);
-        let r1 = thread::spawn(move || (rx1.loom_recv(true).unwrap(), rx1));
-        let r2 = thread::spawn(move || (rx2.loom_recv(true).unwrap(), rx2));
-        chan_send_spin(&tx, 1);
-        chan_send_spin(&tx, 2);
-        let (a, rx1) = r1.join().unwrap();
-        let (b, rx2) = r2.join().unwrap();
-        let mut got = [a, b];
-        got.sort_unstable();
-        assert_eq!(got, [1, 2]);
-        drop((rx1, rx2, tx));
-    });
-}
+// No loom model of the receivers' hand-on (a commit wakes a receiver only when its
+// record is at `read`; the receiver that claims a record wakes one for the next): the
+// model's futex ends every wait on a word once the word changes, so one wake-up
+// reaches every sleeper and a missing hand-on cannot show (a model with two sleeping
+// receivers also ran for more than 25 minutes without finishing at preemption bound
+// 1). The hand-on is the Dekker pair of `send_core`'s end and `claim_committed`; the
+// cross-process tests with three receivers and the torture part exercise it.
