@@ -466,6 +466,6 @@ fn loom_select_asleep_on_two_channels_is_woken_by_a_send_into_either() {
 // record is at `read`; the receiver that claims a record wakes one for the next): the
 // model's futex ends every wait on a word once the word changes, so one wake-up
 // reaches every sleeper and a missing hand-on cannot show (a model with two sleeping
-// receivers also ran for more than 25 minutes without finishing at preemption bound
-// 1). The hand-on is the Dekker pair of `send_core`'s end and `claim_committed`; the
+// receivers also did not finish: over 30 minutes at preemption bound 2, over 10 at
+// bound 1). The hand-on is the Dekker pair of `send_core`'s end and `claim_committed`; the
 // cross-process tests with three receivers and the torture part exercise it.
