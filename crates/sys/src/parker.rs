@@ -144,6 +144,15 @@ impl Parker {
         }
     }
 
+    /// How many waiters announced themselves (about to sleep or asleep): a snapshot,
+    /// for a waker that chooses how many to wake; ordered like the load in
+    /// [`wake`](Parker::wake) only after the caller's own SeqCst fence.
+    #[inline]
+    pub fn sleepers(&self) -> u32 {
+        // Relaxed: a snapshot (see above).
+        self.sleepers.load(Ordering::Relaxed)
+    }
+
     /// Bumps the event and wakes up to `n` sleepers whether or not any announced
     /// themselves (for rare events such as a close, where a syscall does not matter).
     pub fn bump_and_wake(&self, n: u32) {

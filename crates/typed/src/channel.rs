@@ -1344,6 +1344,32 @@ impl<T, N: TypeName> Channel<T, N> {
         st_tag(w) == tag(r) && st_state(w) == DONE
     }
 
+    /// Whether more receivers sleep than there are records between `rd` (`read`) and
+    /// ours at `pos`: then one of them is left for our record, and waking it now
+    /// (instead of through the hand-on, one receiver after another) lets a burst be
+    /// taken by the sleepers in parallel. With one sleeper and a record ahead of ours
+    /// (the receiver being woken) this is false: no syscall per commit. A walk of at
+    /// most `sleepers` stamps, only when some receiver sleeps.
+    fn sleeper_left_for(&self, rd: u64, pos: u64) -> bool {
+        let sleepers = u64::from(self.hdr().wait.data.sleepers());
+        let mut r = rd;
+        for _ in 0..sleepers {
+            if r == pos {
+                return true;
+            }
+            if pos.wrapping_sub(r) > self.cap {
+                return false; // `read` moved past us meanwhile: nothing to do
+            }
+            // Relaxed: a hint (see `passed_over`); a stamp that does not fit stops it.
+            let w = self.word(r).load(Ordering::Relaxed);
+            match self.record_size(r, w).filter(|_| st_tag(w) == tag(r)) {
+                Some(size) => r += size,
+                None => return false,
+            }
+        }
+        r == pos
+    }
+
     /// Wakes one receiver if the record at `r` (the new `read`) is committed or passed
     /// over. Receivers asleep wait for the record at `read`: a commit wakes one only
     /// when its record is there (or behind a record passed over), and the receiver
@@ -1576,7 +1602,7 @@ impl<T, N: TypeName> Channel<T, N> {
         fence(Ordering::SeqCst);
         // Relaxed: ordered by the fence.
         let rd = h.read.pos.load(Ordering::Relaxed);
-        if rd == pos || self.passed_over(rd) {
+        if rd == pos || self.passed_over(rd) || self.sleeper_left_for(rd, pos) {
             h.wait.data.wake(1);
         }
         Ok(r)
