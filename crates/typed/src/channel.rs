@@ -93,10 +93,11 @@
 //!    with a receiver's Acquire of the stamp: the payload is visible), clear
 //!    `pending`, then (after a SeqCst fence) wake one receiver (the [`Parker`]
 //!    `data`: a syscall only if one sleeps) if our record is at `read`, or a wrap or
-//!    lost record is there. Receivers asleep wait for the record at `read`; one at a
-//!    later position is handed on by the receiver that claims the record before it
-//!    (after moving `read`, a SeqCst fence, then the stamp at the new `read`: the
-//!    Dekker pair with this step). So while a woken receiver is being scheduled,
+//!    lost record is there, or more receivers sleep than records lie between `read`
+//!    and ours (so a burst is taken by sleepers in parallel). Receivers asleep wait
+//!    for the record at `read`; one at a later position is handed on by the receiver
+//!    that claims the record before it (after moving `read`, a SeqCst fence, then the
+//!    stamp at the new `read`: the Dekker pair with this step). So while a woken receiver is being scheduled,
 //!    later commits make no syscall (they made one each before: on this 2-vCPU VM
 //!    that was most of a sender's time whenever its receiver had gone to sleep).
 //!
