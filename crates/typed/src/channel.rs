@@ -1368,7 +1368,7 @@ impl<T, N: TypeName> Channel<T, N> {
                 None => return false,
             }
         }
-        r == pos
+        false
     }
 
     /// Wakes one receiver if the record at `r` (the new `read`) is committed or passed
