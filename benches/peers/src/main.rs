@@ -6,6 +6,9 @@
 //!
 //! ```sh
 //! cargo run --release --manifest-path benches/peers/Cargo.toml -- --quick
+//! # the serde comparison: the same structs through the channel, a pipe and ipc-channel
+//! cargo run --release --manifest-path benches/peers/Cargo.toml -- --quick --size 64,1024,65536 \
+//!     --only ring,channel,channel-serde,pipe,pipe-serde,ipc-channel-serde,floor
 //! ```
 
 mod fanout;
@@ -30,6 +33,10 @@ struct Args {
     /// Repeats per case (the median is reported).
     #[arg(long)]
     repeats: Option<usize>,
+    /// Only the cases of these names, comma-separated (default: every case; the names
+    /// are the table's, e.g. `ring,channel,channel-serde,pipe-serde,ipc-channel-serde`).
+    #[arg(long, value_delimiter = ',')]
+    only: Vec<String>,
     /// Also write the rows as JSON to this file.
     #[arg(long)]
     json: Option<PathBuf>,
@@ -83,6 +90,25 @@ fn main() -> ExitCode {
         name: "ipc-channel",
         channel: ipc::channel,
     });
+    // The same serde structs as `channel-serde` and `pipe-serde` (see
+    // `shmkit_cli::bench::serde_msg`).
+    cases.push(Case {
+        name: "ipc-channel-serde",
+        channel: bench::serde_msg::serde_channel::<ipc::IpcLink>,
+    });
+    if !args.only.is_empty() {
+        let unknown: Vec<_> = args
+            .only
+            .iter()
+            .filter(|n| !cases.iter().any(|c| c.name == n.as_str()))
+            .collect();
+        if !unknown.is_empty() {
+            let names: Vec<_> = cases.iter().map(|c| c.name).collect();
+            eprintln!("peers: no case {unknown:?}; the cases are {names:?}");
+            return ExitCode::FAILURE;
+        }
+        cases.retain(|c| args.only.iter().any(|n| n == c.name));
+    }
     let outcome = bench::run_cases(&config, &cases);
     // The peer processes end with `_exit`, so their iceoryx2 nodes are dead, not
     // dropped, and only a process that is not a fork of this one can tell (see

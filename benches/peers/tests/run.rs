@@ -63,6 +63,10 @@ fn every_case_runs_verified_and_iceoryx2_cleans_up() {
         "floor",
         "iceoryx2",
         "ipc-channel",
+        "channel",
+        "channel-serde",
+        "pipe-serde",
+        "ipc-channel-serde",
     ] {
         for size in [8, 4096] {
             assert!(

@@ -4,7 +4,7 @@
 //! No executor can poll a futex. A future that cannot proceed therefore *arms* an
 //! [`Interest`]: the address of the futex word it would sleep on, the value it would
 //! sleep on, its task's [`Waker`], and optionally the peer process its wait depends on.
-//! A per-process helper thread sleeps in [`futex::wait_any`]
+//! A per-process helper thread sleeps in [`futex::wait_any_raw`]
 //! (`futex_waitv`, Linux 5.16+) on every armed word at once and, when a word is woken
 //! or no longer holds its value, wakes the wakers armed on it. The future is then
 //! polled again, re-checks its condition and either completes or arms again.
@@ -133,7 +133,7 @@ pub fn registered_words() -> usize {
 pub fn waitv_available() -> bool {
     let w = AtomicU32::new(0);
     !matches!(
-        futex::wait_any(&[AnyWord::new(&w, 1)], Some(&Deadline::now())),
+        futex::wait_any_raw(&[AnyWord::new(&w, 1)], Some(&Deadline::now())),
         Err(e) if e.raw_os_error() == Some(rustix::io::Errno::NOSYS.raw_os_error())
     )
 }
@@ -564,7 +564,7 @@ fn run(pid: u32, index: usize, control: &AtomicU32) {
         to_wake.drain(..).for_each(Waker::wake);
         let out = if waitv {
             let until = paced.then(|| Deadline::after(CHECK_CAP));
-            futex::wait_any(&words, until.as_ref())
+            futex::wait_any_raw(&words, until.as_ref())
         } else {
             Ok(WaitAny::TimedOut)
         };

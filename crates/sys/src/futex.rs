@@ -11,7 +11,8 @@
 //! lengthen it (the bug behind raw_sync #39).
 //!
 //! The syscalls go through `rustix::thread::futex` (`wait_bitset` with
-//! `FUTEX_BITSET_MATCH_ANY`, `wake`): safe wrappers, no `unsafe` here.
+//! `FUTEX_BITSET_MATCH_ANY`, `wake`, and `waitv` for [`wait_any`]): safe wrappers, no
+//! `unsafe` here.
 
 use std::num::NonZeroU32;
 use std::sync::atomic::AtomicU32;
@@ -253,6 +254,119 @@ pub fn wait(
     }
 }
 
+/// Most words one [`wait_any`] takes (the kernel's `FUTEX_WAITV_MAX`).
+pub const WAIT_ANY_MAX: usize = 128;
+
+/// Whether the kernel lacks `futex_waitv` (found out once, on the first ENOSYS).
+static NO_WAITV: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// How long one fallback sleep of [`wait_any`] lasts when the kernel has no
+/// `futex_waitv`: the other words are looked at again this often.
+pub const WAIT_ANY_FALLBACK_SLICE: Duration = Duration::from_millis(1);
+
+/// Sleeps while every `(word, expected)` of `words` holds (`*word == expected`), until
+/// one of the words is woken by [`wake`], or until `deadline`: the multi-word futex
+/// wait (`futex_waitv`, Linux 5.16 and later), so a caller waiting for any of several
+/// shared objects sleeps in one syscall instead of polling them.
+///
+/// On a kernel without `futex_waitv` (ENOSYS, remembered for the process) it falls
+/// back to paced slices: a wait on the first word for at most
+/// [`WAIT_ANY_FALLBACK_SLICE`], after which it returns [`WaitOutcome::Woken`] so the
+/// caller re-checks every word (a wake on another word is then seen up to one slice
+/// late). As with [`wait`], callers re-check their condition after every return.
+///
+/// # Errors
+/// As [`wait`]; also `EINVAL` for an empty `words` or more than [`WAIT_ANY_MAX`].
+///
+/// # Examples
+/// ```
+/// use std::sync::atomic::{AtomicU32, Ordering};
+/// use shmkit_sys::futex::{self, Deadline, WaitOutcome};
+///
+/// let (a, b) = (AtomicU32::new(0), AtomicU32::new(0));
+/// std::thread::scope(|s| {
+///     s.spawn(|| {
+///         b.store(1, Ordering::Release);
+///         futex::wake(&b, 1); // wakes a waiter on `b`: one of the words waited on
+///     });
+///     while b.load(Ordering::Acquire) == 0 {
+///         futex::wait_any(&[(&a, 0), (&b, 0)], None)?;
+///     }
+///     Ok::<(), std::io::Error>(())
+/// })?;
+/// // `b` no longer holds 0: no sleep.
+/// assert_eq!(futex::wait_any(&[(&a, 0), (&b, 0)], None)?, WaitOutcome::ValueChanged);
+/// let soon = Deadline::after(std::time::Duration::from_millis(2));
+/// let mut out = futex::wait_any(&[(&a, 0), (&b, 1)], Some(&soon))?;
+/// while out == WaitOutcome::Woken {
+///     out = futex::wait_any(&[(&a, 0), (&b, 1)], Some(&soon))?;
+/// }
+/// assert_eq!(out, WaitOutcome::TimedOut);
+/// # Ok::<(), std::io::Error>(())
+/// ```
+pub fn wait_any(
+    words: &[(&AtomicU32, u32)],
+    deadline: Option<&Deadline>,
+) -> Result<WaitOutcome, crate::OsError> {
+    if words.is_empty() || words.len() > WAIT_ANY_MAX {
+        return Err(Errno::INVAL.into());
+    }
+    if let [(word, expected)] = words {
+        return wait(word, *expected, deadline);
+    }
+    if let Some(d) = deadline {
+        if d.has_passed() {
+            return Ok(WaitOutcome::TimedOut);
+        }
+    }
+    // Relaxed: a hint; a stale `false` costs one more ENOSYS.
+    if NO_WAITV.load(std::sync::atomic::Ordering::Relaxed) {
+        return wait_any_fallback(words, deadline);
+    }
+    let mut raw = [AnyWord {
+        addr: 0,
+        expected: 0,
+    }; WAIT_ANY_MAX];
+    for (r, (word, expected)) in raw.iter_mut().zip(words) {
+        *r = AnyWord::new(word, *expected);
+    }
+    let result = match fault::take() {
+        Some(errno) => Err(Errno::from_raw_os_error(errno).into()),
+        None => wait_any_raw(&raw[..words.len()], deadline),
+    };
+    match result {
+        Ok(WaitAny::Woken(_) | WaitAny::Interrupted) => Ok(WaitOutcome::Woken),
+        Ok(WaitAny::SomeDiffers) => Ok(WaitOutcome::ValueChanged),
+        Ok(WaitAny::TimedOut) => Ok(WaitOutcome::TimedOut),
+        Err(e) if e.raw_os_error() == Some(Errno::NOSYS.raw_os_error()) => {
+            NO_WAITV.store(true, std::sync::atomic::Ordering::Relaxed);
+            wait_any_fallback(words, deadline)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// [`wait_any`] without `futex_waitv`: one slice on the first word.
+fn wait_any_fallback(
+    words: &[(&AtomicU32, u32)],
+    deadline: Option<&Deadline>,
+) -> Result<WaitOutcome, crate::OsError> {
+    // Relaxed: compared only; the caller re-checks what it waits for.
+    if words
+        .iter()
+        .any(|(w, e)| w.load(std::sync::atomic::Ordering::Relaxed) != *e)
+    {
+        return Ok(WaitOutcome::ValueChanged);
+    }
+    let slice = Deadline::after(WAIT_ANY_FALLBACK_SLICE).min_with(deadline.copied());
+    match wait(words[0].0, words[0].1, Some(&slice))? {
+        WaitOutcome::TimedOut if !deadline.is_some_and(|d| d.has_passed()) => {
+            Ok(WaitOutcome::Woken)
+        }
+        other => Ok(other),
+    }
+}
+
 /// `FUTEX_BITSET_MATCH_ANY`.
 const MATCH_ANY: NonZeroU32 = NonZeroU32::MAX;
 
@@ -380,9 +494,6 @@ impl AnyWord {
     }
 }
 
-/// The most words one [`wait_any`] takes (the kernel's `FUTEX_WAITV_MAX`).
-pub const WAIT_ANY_MAX: usize = 128;
-
 /// Why [`wait_any`] returned. Callers re-check what they wait for in every case.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum WaitAny {
@@ -412,12 +523,15 @@ pub enum WaitAny {
 ///
 /// let (a, b) = (AtomicU32::new(0), AtomicU32::new(7));
 /// let words = [AnyWord::new(&a, 0), AnyWord::new(&b, 7)];
-/// match futex::wait_any(&words, Some(&Deadline::now())) {
+/// match futex::wait_any_raw(&words, Some(&Deadline::now())) {
 ///     Ok(end) => assert_eq!(end, WaitAny::TimedOut), // both hold their values
 ///     Err(e) => assert_eq!(e.raw_os_error(), Some(38)), // ENOSYS: a kernel before 5.16
 /// }
 /// ```
-pub fn wait_any(words: &[AnyWord], deadline: Option<&Deadline>) -> Result<WaitAny, crate::OsError> {
+pub fn wait_any_raw(
+    words: &[AnyWord],
+    deadline: Option<&Deadline>,
+) -> Result<WaitAny, crate::OsError> {
     use rustix::thread::futex::{Wait, WaitFlags, WaitPtr, WaitvFlags};
     let mut waits = [Wait::new(); WAIT_ANY_MAX];
     if words.len() > WAIT_ANY_MAX {
@@ -449,7 +563,7 @@ pub fn wait_any(words: &[AnyWord], deadline: Option<&Deadline>) -> Result<WaitAn
 /// the word, so an unmapped one is an answer, not a fault of ours).
 pub fn differs(word: AnyWord) -> bool {
     let past = Deadline { nanos: 0 };
-    !matches!(wait_any(&[word], Some(&past)), Ok(WaitAny::TimedOut))
+    !matches!(wait_any_raw(&[word], Some(&past)), Ok(WaitAny::TimedOut))
 }
 
 #[cfg(test)]
@@ -474,6 +588,34 @@ mod tests {
         }
         assert_eq!(outcome, WaitOutcome::TimedOut);
         assert!(start.elapsed() >= Duration::from_millis(20));
+    }
+
+    #[test]
+    fn wait_any_sleeps_until_one_word_is_woken() {
+        let words = [AtomicU32::new(0), AtomicU32::new(0), AtomicU32::new(0)];
+        assert_eq!(
+            wait_any(&[(&words[0], 0), (&words[1], 1)], None).unwrap(),
+            WaitOutcome::ValueChanged
+        );
+        assert!(wait_any(&[], None).is_err());
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                words[2].store(1, Ordering::Release);
+                wake(&words[2], 1);
+            });
+            while words[2].load(Ordering::Acquire) == 0 {
+                let all: Vec<_> = words.iter().map(|w| (w, 0)).collect();
+                let out = wait_any(&all, None).unwrap();
+                assert_ne!(out, WaitOutcome::TimedOut);
+            }
+        });
+        let d = Deadline::after(Duration::from_millis(5));
+        let mut out = WaitOutcome::Woken;
+        while out == WaitOutcome::Woken {
+            out = wait_any(&[(&words[0], 0), (&words[1], 0)], Some(&d)).unwrap();
+        }
+        assert_eq!(out, WaitOutcome::TimedOut);
+        assert!(d.has_passed());
     }
 
     #[test]

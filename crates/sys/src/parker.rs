@@ -144,6 +144,15 @@ impl Parker {
         }
     }
 
+    /// How many waiters announced themselves (about to sleep or asleep): a snapshot,
+    /// for a waker that chooses how many to wake; ordered like the load in
+    /// [`wake`](Parker::wake) only after the caller's own SeqCst fence.
+    #[inline]
+    pub fn sleepers(&self) -> u32 {
+        // Relaxed: a snapshot (see above).
+        self.sleepers.load(Ordering::Relaxed)
+    }
+
     /// Bumps the event and wakes up to `n` sleepers whether or not any announced
     /// themselves (for rare events such as a close, where a syscall does not matter).
     pub fn bump_and_wake(&self, n: u32) {
@@ -205,16 +214,71 @@ impl Parker {
         self.sleepers.fetch_sub(1, Ordering::Relaxed);
     }
 
-    /// Sleepers announced now (a snapshot, for tests and `shmkit inspect`).
-    pub fn sleepers(&self) -> u32 {
-        // Relaxed: a snapshot.
-        self.sleepers.load(Ordering::Relaxed)
-    }
-
     /// The event word a waiter sleeps on after [`announce`](Self::announce) (the
     /// futex word the async doorbell hands to the kernel).
     pub fn event(&self) -> &AtomicU32 {
         &self.event
+    }
+
+    /// [`park`](Parker::park) on several parkers at once: announces a sleeper on each,
+    /// re-checks `ready`, and sleeps until any of them is woken (one
+    /// [`futex::wait_any`](crate::futex::wait_any)), a spurious return, or `until`.
+    /// The same Dekker pair per parker as `park`: a waker of any of them that publishes
+    /// after our announcement sees it and bumps that parker's event, which ends the
+    /// wait. Returns whether `ready` held at the re-check.
+    ///
+    /// # Errors
+    /// As [`park`](Parker::park); `EINVAL` for none or more than
+    /// [`WAIT_ANY_MAX`](crate::futex::WAIT_ANY_MAX) parkers.
+    ///
+    /// # Examples
+    /// ```
+    /// use std::sync::atomic::{AtomicU32, Ordering};
+    /// use shmkit_sys::parker::Parker;
+    ///
+    /// let (p, q) = (Parker::new(), Parker::new());
+    /// let ready = AtomicU32::new(0);
+    /// std::thread::scope(|s| {
+    ///     s.spawn(|| {
+    ///         ready.store(1, Ordering::Release);
+    ///         q.wake(1); // the second of the two parkers
+    ///     });
+    ///     while !Parker::park_any(&[&p, &q], None, || ready.load(Ordering::Acquire) != 0)? {}
+    ///     Ok::<(), std::io::Error>(())
+    /// })?;
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn park_any(
+        parkers: &[&Parker],
+        until: Option<&Deadline>,
+        ready: impl FnOnce() -> bool,
+    ) -> Result<bool, crate::OsError> {
+        const MAX: usize = crate::futex::WAIT_ANY_MAX;
+        if parkers.is_empty() || parkers.len() > MAX {
+            return Err(rustix::io::Errno::INVAL.into());
+        }
+        for p in parkers {
+            // SeqCst: as in `park`.
+            p.sleepers.fetch_add(1, Ordering::SeqCst);
+        }
+        // SeqCst fence: pairs with the one in `wake` (Dekker), as in `park`.
+        fence(Ordering::SeqCst);
+        let mut seen = [0u32; MAX];
+        for (ev, p) in seen.iter_mut().zip(parkers) {
+            // Acquire: as in `park`.
+            *ev = p.event.load(Ordering::Acquire);
+        }
+        let was_ready = ready();
+        let slept = if was_ready {
+            Ok(())
+        } else {
+            futex_wait_any(parkers, &seen[..parkers.len()], until)
+        };
+        for p in parkers {
+            // Relaxed: as in `park`.
+            p.sleepers.fetch_sub(1, Ordering::Relaxed);
+        }
+        slept.map(|()| was_ready)
     }
 
     /// Waits until `ready()` or `deadline`, sleeping in slices paced by [`CheckPace`]:
@@ -369,6 +433,19 @@ fn futex_wait(
 }
 
 #[cfg(not(loom))]
+fn futex_wait_any(
+    parkers: &[&Parker],
+    seen: &[u32],
+    until: Option<&Deadline>,
+) -> Result<(), crate::OsError> {
+    let mut words = [(&parkers[0].event, 0u32); crate::futex::WAIT_ANY_MAX];
+    for ((w, p), ev) in words.iter_mut().zip(parkers).zip(seen) {
+        *w = (&p.event, *ev);
+    }
+    crate::futex::wait_any(&words[..parkers.len()], until).map(drop)
+}
+
+#[cfg(not(loom))]
 fn futex_wake(word: &AtomicU32, n: u32) {
     crate::futex::wake(word, n);
 }
@@ -385,6 +462,24 @@ fn futex_wait(
 ) -> Result<(), crate::OsError> {
     // Relaxed: the caller re-reads what it waits for after waking.
     while word.load(Ordering::Relaxed) == expected {
+        loom::thread::yield_now();
+    }
+    Ok(())
+}
+
+/// The kernel model of a multi-word wait under loom: returns once any word changed.
+#[cfg(loom)]
+fn futex_wait_any(
+    parkers: &[&Parker],
+    seen: &[u32],
+    _until: Option<&Deadline>,
+) -> Result<(), crate::OsError> {
+    // Relaxed: as in `futex_wait`.
+    while parkers
+        .iter()
+        .zip(seen)
+        .all(|(p, ev)| p.event.load(Ordering::Relaxed) == *ev)
+    {
         loom::thread::yield_now();
     }
     Ok(())
@@ -547,6 +642,25 @@ mod loom_tests {
             p.retract();
             waker.join().unwrap();
             assert_eq!(p.sleepers.load(Ordering::Relaxed), 0);
+        });
+    }
+
+    /// `park_any` on two parkers: a waker of the second (publish, then wake) ends the
+    /// wait in every interleaving.
+    #[test]
+    fn loom_park_any_is_woken_through_either_parker() {
+        loom::model(|| {
+            let ps = Arc::new((Parker::new(), Parker::new()));
+            let flag = Arc::new(AtomicU32::new(0));
+            let (p2, f2) = (ps.clone(), flag.clone());
+            let waker = loom::thread::spawn(move || {
+                f2.store(1, Ordering::Relaxed);
+                p2.1.wake(1);
+            });
+            while !Parker::park_any(&[&ps.0, &ps.1], None, || flag.load(Ordering::Relaxed) == 1)
+                .unwrap()
+            {}
+            waker.join().unwrap();
         });
     }
 

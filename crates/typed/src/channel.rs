@@ -43,10 +43,21 @@
 //! pass: no intermediate buffer); the bytes paths ([`Channel::send_bytes`],
 //! [`Channel::send_with`], [`Channel::recv_with`]) skip postcard.
 //!
-//! [`Queue<T: Pod>`](crate::Queue) stays the fixed-size, slot-per-item queue (no
-//! codec, no framing); the channel is its variable-size sibling over one byte buffer.
-//! The queue has `close()` and no registry yet; giving it the channel's disconnection
-//! shape is left for later.
+//! # Channel and `Queue<T: Pod>`
+//! Two protocols, not two of the same thing: [`Queue<T: Pod>`](crate::Queue) is the
+//! fixed-size queue (one slot per item, a Vyukov array: no codec, no framing, no
+//! record walk, so a `put` of a small `Pod` is one slot claim), the channel the
+//! variable-size one over one byte buffer (records, a codec, the bytes paths). A codec
+//! type parameter on the queue would not make it a channel (its slots have one size);
+//! a `Pod` codec on the channel would make a slower queue. What differs today is the
+//! end of the stream: the queue has an explicit [`close`](crate::Queue::close)
+//! (`put` → `Closed(item)`, `get` drains, then `Closed`) and no registry, so a
+//! consumer of a queue whose producers were all *killed* waits (or times out) instead
+//! of getting `Disconnected`; the channel's registry gives that without a close.
+//! Giving the queue the same shape means moving this registry (entries, live counts,
+//! "ever attached", reaping) into `peer.rs` for both, a queue header with room for it
+//! (a layout version bump), `Disconnected` variants beside `Closed`, and the same
+//! torture part; not done yet.
 //!
 //! # Record protocol
 //! One byte buffer of `capacity` bytes (a power of two) and three free-running `u64`
@@ -80,22 +91,36 @@
 //!    CAS `tail` `t` → `t + s` (Release: pairs with step 1);
 //! 5. write the payload in place, then CAS `WRITING` → `COMMITTED` (Release: pairs
 //!    with a receiver's Acquire of the stamp: the payload is visible), clear
-//!    `pending`, and wake one receiver (the [`Parker`] `data`: a syscall only if
-//!    one sleeps).
+//!    `pending`, then (after a SeqCst fence) wake one receiver (the [`Parker`]
+//!    `data`: a syscall only if one sleeps) if our record is at `read`, or a wrap or
+//!    lost record is there, or more receivers sleep than records lie between `read`
+//!    and ours (so a burst is taken by sleepers in parallel). Receivers asleep wait
+//!    for the record at `read`; one at a later position is handed on by the receiver
+//!    that claims the record before it (after moving `read`, a SeqCst fence, then the
+//!    stamp at the new `read`: the Dekker pair with this step). So while a woken receiver is being scheduled,
+//!    later commits make no syscall (they made one each before: on this 2-vCPU VM
+//!    that was most of a sender's time whenever its receiver had gone to sleep).
 //!
 //! A record that does not fit before the end is preceded by a wrap record, claimed
 //! `FREE` → `DONE(t, WRAP_LEN)` and advanced over as in step 4.
 //!
-//! **Receive**: load `read` = `r` (Relaxed: validated by the stamp's tag), `tail`
-//! (Acquire; pairs with step 4: the stamp at `r < tail` is a claim), the stamp at `r`
-//! (Acquire; pairs with step 5: the payload is visible), and `head` ≤ `r` (else `r`
-//! is stale). `COMMITTED`: store our pending = `r + 1`, CAS → `READING` (Release:
-//! publishes pending), CAS `read` `r` → `r + s` (Relaxed: `read` only bounds where
-//! `head` may go, and every stamp below it is re-checked), read the payload in place,
+//! **Receive**: load `read` = `r` (Acquire, see below; validated by the stamp's tag), the stamp
+//! at `r` (Acquire; pairs with step 5: the payload is visible) and `head` ≤ `r` (else
+//! `r` is stale). A `COMMITTED` stamp tagged `r` is claimed at once: it lies below the
+//! tail (a sender commits only after the tail passed its record), so the hot path
+//! does not read `tail`, the senders' line. Otherwise load `tail` (Acquire; pairs with
+//! step 4: the stamp at `r < tail` is a claim; `r == tail`: empty) and look again.
+//! `COMMITTED`: store our pending = `r + 1`, CAS → `READING` (Release:
+//! publishes pending), CAS `read` `r` → `r + s` (Release, read with Acquire: a
+//! receiver that sees the new `read` also sees the tail past it; `read` only bounds
+//! where `head` may go, and every stamp below it is re-checked), read the payload in place,
 //! then CAS `READING` → `DONE` (Release: our reads happen-before the Acquire of
-//! `DONE` in `advance_head`, hence before the space is reused) and wake the senders
-//! asleep on `space` (the [`Parker`]'s Dekker pair: a sender about to sleep re-checks
-//! the stamp at `head`). `READING` or `DONE` at `read` (another receiver's claim, a
+//! `DONE` in `advance_head`, hence before the space is reused) and, if our record is
+//! at `head`, wake the senders asleep on `space` (a SeqCst fence, then `head`: the
+//! [`Parker`]'s Dekker pair, for `head` as for its sleepers count; a sender about to
+//! sleep re-checks the stamp at `head`, and only that record's `DONE` lets it
+//! reclaim: the others are reclaimed with it, so a receiver draining a full channel
+//! makes one wake-up syscall, not one per record). `READING` or `DONE` at `read` (another receiver's claim, a
 //! lost record, a wrap record): advance `read` over it. `WRITING`: the sender is
 //! filling it; wait.
 //!
@@ -112,9 +137,11 @@
 //! stamp there, the other side's live count), makes *one more* attempt, and sleeps on
 //! its [`Parker`] (`data` for receivers, `space` for senders) if the state still
 //! equals the snapshot: a change after that attempt is either seen by the re-check or
-//! wakes it (the Parker's Dekker pair). Senders wake one receiver per commit;
-//! receivers wake the sleeping senders after each `DONE` (a syscall only when one
-//! sleeps).
+//! wakes it (the Parker's Dekker pair). A sender wakes one receiver when its record
+//! is the one at `read` (and a receiver hands on to the next, step 5); receivers wake
+//! the sleeping senders after the `DONE` of the record at `head` (a syscall only when
+//! one sleeps). A [`Select`](crate::Select) sleeps on the `data`
+//! parkers of several channels at once (one `futex_waitv`).
 //!
 //! # Crashes: what is lost
 //! Every peer's pending word names the record it holds. A blocked side checks, on its
@@ -194,7 +221,7 @@ use shmkit_sys::owner;
 use shmkit_sys::parker::{CheckPace, Parker};
 
 use crate::peer::{in_segment, PeerSlot, PeerState};
-use crate::shim::{AtomicU32, AtomicU64, Ordering};
+use crate::shim::{fence, AtomicU32, AtomicU64, Ordering};
 use crate::wait::Wait;
 
 #[cfg(not(loom))]
@@ -1293,12 +1320,116 @@ impl<T, N: TypeName> Channel<T, N> {
         Reserve::Full
     }
 
+    /// Claims the COMMITTED record at `r` (stamp `w`, `size` bytes) for the receiver
+    /// entry `me`, moving `read` past it; `None` if the stamp changed meanwhile.
+    fn claim_committed(&self, me: &Peer, r: u64, w: u64, size: u64) -> Option<Claim> {
+        // Relaxed: published by the Release claim below.
+        me.pending.store(r + 1, Ordering::Relaxed);
+        // Release: publishes `pending`; the payload was acquired with the stamp.
+        self.word(r)
+            .compare_exchange(
+                w,
+                stamp(r, st_len(w), READING),
+                Ordering::Release,
+                Ordering::Relaxed,
+            )
+            .ok()?;
+        // Release: pairs with the Acquire of `read` in `try_claim` (what we saw of the
+        // tail goes with it); `read` only bounds where `head` may go, and every stamp
+        // below it is re-checked.
+        let _ =
+            self.hdr()
+                .read
+                .pos
+                .compare_exchange(r, r + size, Ordering::Release, Ordering::Relaxed);
+        // Hand on: the sender of the next record may have seen `read` at ours and
+        // woken nobody (see the end of `send_core`); if it is there, wake one
+        // receiver.
+        // SeqCst fence: pairs with that sender's (Dekker: its commit, fence, look at
+        // `read` / our move of `read`, fence, look at its stamp).
+        fence(Ordering::SeqCst);
+        self.wake_receiver_for(r + size);
+        Some(Claim::Got {
+            pos: r,
+            len: st_len(w),
+        })
+    }
+
+    /// Whether the record at `r` is DONE (a wrap or lost record, which receivers pass
+    /// over). Relaxed: looked at after the caller's SeqCst fence; whoever is woken
+    /// re-reads the stamp with Acquire.
+    fn passed_over(&self, r: u64) -> bool {
+        let w = self.word(r).load(Ordering::Relaxed);
+        st_tag(w) == tag(r) && st_state(w) == DONE
+    }
+
+    /// Whether more receivers sleep than there are records between `rd` (`read`) and
+    /// ours at `pos`: then one of them is left for our record, and waking it now
+    /// (instead of through the hand-on, one receiver after another) lets a burst be
+    /// taken by the sleepers in parallel. With one sleeper and a record ahead of ours
+    /// (the receiver being woken) this is false: no syscall per commit. A walk of at
+    /// most `sleepers` stamps, only when some receiver sleeps.
+    fn sleeper_left_for(&self, rd: u64, pos: u64) -> bool {
+        let sleepers = u64::from(self.hdr().wait.data.sleepers());
+        let mut r = rd;
+        for _ in 0..sleepers {
+            if r == pos {
+                return true;
+            }
+            if pos.wrapping_sub(r) > self.cap {
+                return false; // `read` moved past us meanwhile: nothing to do
+            }
+            // Relaxed: a hint (see `passed_over`); a stamp that does not fit stops it.
+            let w = self.word(r).load(Ordering::Relaxed);
+            match self.record_size(r, w).filter(|_| st_tag(w) == tag(r)) {
+                Some(size) => r += size,
+                None => return false,
+            }
+        }
+        false
+    }
+
+    /// Wakes one receiver if the record at `r` (the new `read`) is committed or passed
+    /// over. Receivers asleep wait for the record at `read`: a commit wakes one only
+    /// when its record is there (or behind a record passed over), and the receiver
+    /// that claims a record hands on to the next here, so while a receiver is being
+    /// woken later commits make no syscall (one per commit before).
+    fn wake_receiver_for(&self, r: u64) {
+        // Relaxed: as in `passed_over`.
+        let w = self.word(r).load(Ordering::Relaxed);
+        if st_tag(w) == tag(r) && matches!(st_state(w), COMMITTED | DONE) {
+            self.hdr().wait.data.wake(1);
+        }
+    }
+
     /// One claim attempt for the receiver entry `me`.
     fn try_claim(&self, me: &Peer) -> Claim {
         let h = self.hdr();
         for _ in 0..self.retry_bound() {
-            // Relaxed: validated by the stamp's tag and `head` below.
-            let r = h.read.pos.load(Ordering::Relaxed);
+            // Acquire: pairs with the Release CAS of `read` by the receiver that moved
+            // it (below, and in `claim_committed`), which had seen the tail past the
+            // record it passed: so `tail` as we read it is not below `r` (otherwise a
+            // stale tail would look like a read cursor outside the written range).
+            // The stamp's tag and `head` validate the rest.
+            let r = h.read.pos.load(Ordering::Acquire);
+            // Fast path: a COMMITTED stamp of this position at `read`, not reclaimed,
+            // is a record below the tail (read <= tail, and a sender commits only
+            // after the tail moved past its claim), so `tail`, the senders' line, is
+            // not read. Acquire (stamp): pairs with the sender's Release CAS to
+            // COMMITTED (step 5); Acquire (head): as below, `head <= r` means the
+            // stamp was not read from reclaimed bytes.
+            let w = self.word(r).load(Ordering::Acquire);
+            if st_state(w) == COMMITTED
+                && st_tag(w) == tag(r)
+                && h.head.pos.load(Ordering::Acquire) <= r
+            {
+                if let Some(size) = self.record_size(r, w) {
+                    match self.claim_committed(me, r, w, size) {
+                        Some(got) => return got,
+                        None => continue,
+                    }
+                }
+            }
             // Acquire: pairs with the Release CAS of `tail`: stamps below it are claims.
             let t = h.tail.pos.load(Ordering::Acquire);
             if r == t {
@@ -1333,40 +1464,16 @@ impl<T, N: TypeName> Channel<T, N> {
                 return Claim::Corrupt("impossible record length or state");
             };
             match st_state(w) {
-                COMMITTED => {
-                    // Relaxed: published by the Release claim below.
-                    me.pending.store(r + 1, Ordering::Relaxed);
-                    // Release: publishes `pending`; the payload was acquired above.
-                    if self
-                        .word(r)
-                        .compare_exchange(
-                            w,
-                            stamp(r, st_len(w), READING),
-                            Ordering::Release,
-                            Ordering::Relaxed,
-                        )
-                        .is_err()
-                    {
-                        continue;
-                    }
-                    // Relaxed: see the module docs (Receive).
-                    let _ = h.read.pos.compare_exchange(
-                        r,
-                        r + size,
-                        Ordering::Relaxed,
-                        Ordering::Relaxed,
-                    );
-                    return Claim::Got {
-                        pos: r,
-                        len: st_len(w),
-                    };
-                }
+                COMMITTED => match self.claim_committed(me, r, w, size) {
+                    Some(got) => return got,
+                    None => continue,
+                },
                 READING | DONE => {
-                    // Relaxed: as above.
+                    // Release: as in `claim_committed`.
                     let passed = h
                         .read
                         .pos
-                        .compare_exchange(r, r + size, Ordering::Relaxed, Ordering::Relaxed)
+                        .compare_exchange(r, r + size, Ordering::Release, Ordering::Relaxed)
                         .is_ok();
                     if passed && st_state(w) == DONE {
                         // A wrap or lost record is now below `read`: reclaimable. A
@@ -1509,7 +1616,14 @@ impl<T, N: TypeName> Channel<T, N> {
         if done.is_err() {
             return Err(SendError::ClaimLost(()));
         }
-        h.wait.data.wake(1);
+        // SeqCst fence: pairs with a receiver's after it moved `read` (see
+        // `claim_committed`), and with a sleeper's in `Parker::park`.
+        fence(Ordering::SeqCst);
+        // Relaxed: ordered by the fence.
+        let rd = h.read.pos.load(Ordering::Relaxed);
+        if rd == pos || self.passed_over(rd) || self.sleeper_left_for(rd, pos) {
+            h.wait.data.wake(1);
+        }
         Ok(r)
     }
 
@@ -1561,10 +1675,21 @@ impl<T, N: TypeName> Channel<T, N> {
                     );
                     // Relaxed: our own entry.
                     me.pending.store(0, Ordering::Relaxed);
-                    // A sender asleep on a full channel re-checks the stamp at `head`
-                    // (the Parker's Dekker pair: its fence orders our DONE before the
-                    // look for sleepers).
-                    h.wait.space.wake(u32::MAX);
+                    // A sender asleep on a full channel waits for the record at
+                    // `head` (its re-check compares the stamp there): only the
+                    // receiver whose record is at `head` wakes it, so a receiver
+                    // draining a full channel makes one wake-up syscall, not one per
+                    // record while the sender is being scheduled. A record below ours
+                    // wakes it when it is DONE; `head` past ours was moved by a sender
+                    // that woke the others (`advance_head`). SeqCst fence: pairs with
+                    // the sender's fence in `Parker::park` (Dekker, for `head` as for
+                    // `sleepers`): either its re-check sees our DONE, or we see the
+                    // `head` it slept on (and `wake` sees it announced).
+                    fence(Ordering::SeqCst);
+                    // Relaxed: ordered by the fence above.
+                    if h.head.pos.load(Ordering::Relaxed) == pos {
+                        h.wait.space.wake(u32::MAX);
+                    }
                     return match done {
                         Ok(_) => Ok(r),
                         Err(_) => Err(RecvError::ClaimLost),
@@ -1630,6 +1755,34 @@ impl<T, N: TypeName> Channel<T, N> {
             // nondeterministic (and the reap reads `/proc`, which loom does not model).
             check_peers = !cfg!(loom) && !ready && slice.has_passed();
         }
+    }
+
+    /// The parker receivers sleep on (a [`Select`](crate::Select) sleeps on it too).
+    pub(crate) fn data_parker(&self) -> &Parker {
+        &self.hdr().wait.data
+    }
+
+    /// Whether a receive would not wait now (for [`Select`](crate::Select), which
+    /// claims nothing): a record at `read` that is not being written (a message, or one
+    /// a receive passes over), the senders gone, or the channel corrupt. `deep` (slow
+    /// path only) reaps dead senders first and gives up a record whose writer died.
+    pub(crate) fn recv_ready(&self, deep: bool) -> bool {
+        if self.is_corrupt() {
+            return true;
+        }
+        let h = self.hdr();
+        // Acquire: as in `try_claim`.
+        let r = h.read.pos.load(Ordering::Acquire);
+        let t = h.tail.pos.load(Ordering::Acquire);
+        if r != t {
+            let w = self.word(r).load(Ordering::Acquire);
+            // WRITING: its sender's commit wakes the `data` parker. Anything else at
+            // `read` ends the wait: the receive that follows says what it is.
+            if st_tag(w) != tag(r) || st_state(w) != WRITING || (deep && self.unstick(r, w)) {
+                return true;
+            }
+        }
+        self.gone(Side::Tx, deep)
     }
 
     /// Under loom: registers this handle as a sender and/or a receiver now (before the

@@ -40,6 +40,7 @@ pub mod family;
 pub mod latest;
 pub mod queue;
 pub mod ring;
+pub mod select;
 #[cfg(not(loom))]
 mod shared;
 pub mod topic;
@@ -69,6 +70,7 @@ pub use family::SharedObject;
 pub use latest::{Latest, LatestError};
 pub use queue::{GetError, PutError, Queue, QueueLayoutError};
 pub use ring::{ReadError, Ring, RingLayoutError, WriteBatch, WriteError};
+pub use select::{Select, SELECT_MAX};
 #[cfg(not(loom))]
 pub use shared::{
     Shared, SharedBarrier, SharedCondvar, SharedEvent, SharedRwValue, SharedSemaphore, SharedValue,

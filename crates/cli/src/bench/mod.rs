@@ -12,6 +12,7 @@
 pub mod floor;
 mod pattern;
 mod plot;
+pub mod serde_msg;
 mod shm;
 mod stream;
 pub mod transport;
@@ -581,6 +582,32 @@ mod tests {
         assert!(
             batched.iter().all(|&(t, b)| b == (t == "floor")),
             "{batched:?}"
+        );
+    }
+
+    #[test]
+    fn serde_cases_carry_every_message_type_verified() {
+        let config = BenchConfig {
+            transports: vec![Transport::ChannelSerde, Transport::PipeSerde],
+            sizes: vec![64, 1024, 4096],
+            repeats: 1,
+            bytes_per_run: 256 << 10,
+            max_messages: 500,
+            max_rounds: 20,
+            progress: false,
+        };
+        let results = run(&config).expect("bench runs");
+        let names: Vec<_> = results.iter().map(|r| (r.transport, r.size)).collect();
+        assert_eq!(
+            names,
+            [
+                ("channel-serde", 64),
+                ("pipe-serde", 64),
+                ("channel-serde", 1024),
+                ("pipe-serde", 1024),
+                ("channel-serde", 4096),
+                ("pipe-serde", 4096)
+            ]
         );
     }
 

@@ -1,6 +1,8 @@
 //! The bytes every benchmark message carries, so the receiver can verify all of them.
 
-/// A message template: byte `i` is `(i * 31 + 7) as u8`, and the first (up to) 8 bytes
+/// A message template: byte `i` is the lower-case letter `b'a' + (i * 31 + 7) % 26`
+/// (ASCII, so that the serde comparison can carry part of it as a `String`), and the
+/// first (up to) 8 bytes
 /// are replaced by the message's sequence number (little-endian). The receiver checks
 /// the sequence number and compares the rest with the template (a `memcmp`, so checking
 /// costs about what copying does, whatever the transport).
@@ -13,7 +15,9 @@ impl Pattern {
     /// The template for `size`-byte messages.
     pub fn new(size: usize) -> Self {
         Pattern {
-            template: (0..size).map(|i| (i.wrapping_mul(31) + 7) as u8).collect(),
+            template: (0..size)
+                .map(|i| b'a' + ((i.wrapping_mul(31) + 7) % 26) as u8)
+                .collect(),
         }
     }
 

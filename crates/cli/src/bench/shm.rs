@@ -16,6 +16,7 @@ use shmkit_typed::{Queue, Ring};
 /// The channel's message type in the benchmark (its bytes path carries the bytes).
 type ByteChannel = shmkit_typed::Channel<Vec<u8>>;
 
+use super::serde_msg::{BenchMessage, RecvFn, SendFn, SerdeLink};
 use super::transport::{Channel, MsgReceiver, MsgSender, Transport};
 
 /// Ring data capacity: 4 MiB, twice the largest benchmark message and well above L2.
@@ -123,6 +124,20 @@ impl MsgReceiver for TopicRx {
             Some(sub) => sub.read_with(check).map_err(other),
             None => Err(io::Error::other("the topic's receiver was not attached")),
         })
+    }
+}
+
+/// shmkit's channel carrying serde messages (`channel-serde`): `send` encodes each
+/// into its record, `recv` decodes it out of the record (postcard).
+pub struct ChannelLink;
+
+impl SerdeLink for ChannelLink {
+    fn link<M: BenchMessage>() -> io::Result<(SendFn<M>, RecvFn<M>)> {
+        let tx = Rc::new(shmkit_typed::Channel::<M>::anonymous(CHANNEL_CAPACITY).map_err(other)?);
+        let rx = tx.clone();
+        let send = move |msg: M| tx.send(msg).map_err(|e| io::Error::other(e.to_string()));
+        let recv = move || rx.recv().map_err(other);
+        Ok((Box::new(send), Box::new(recv)))
     }
 }
 

@@ -7,6 +7,7 @@
 
 use std::io::{self, BufReader, Read, Write};
 
+use super::serde_msg::{postcard_len, BenchMessage, RecvFn, SendFn, SerdeLink};
 use super::transport::{MsgReceiver, MsgSender};
 
 /// Sending half of a framed byte stream.
@@ -61,5 +62,35 @@ impl<R: Read> MsgReceiver for StreamReceiver<R> {
         self.msg.resize(len, 0);
         self.input.read_exact(&mut self.msg)?;
         Ok(check(&self.msg))
+    }
+}
+
+/// A pipe carrying serde messages with postcard (`pipe-serde`): each message is encoded
+/// straight into the frame of a [`StreamSender`] (the format the channel uses, one
+/// copy into the kernel and one out) and decoded from the [`StreamReceiver`]'s buffer.
+pub struct PipeLink;
+
+impl SerdeLink for PipeLink {
+    fn link<M: BenchMessage>() -> io::Result<(SendFn<M>, RecvFn<M>)> {
+        let (r, w) = io::pipe()?;
+        let (mut tx, mut rx) = (StreamSender::new(w), StreamReceiver::new(r));
+        let send = move |msg: M| {
+            let len = postcard_len(&msg)?;
+            let mut encoded = Ok(());
+            tx.send_with(len, &mut |buf| {
+                encoded = postcard::to_slice(&msg, buf).map(drop);
+            })?;
+            encoded.map_err(io::Error::other)
+        };
+        let recv = move || {
+            let mut msg = None;
+            rx.recv_with(&mut |bytes| {
+                msg = Some(postcard::from_bytes::<M>(bytes));
+                true
+            })?;
+            msg.expect("recv_with calls back once")
+                .map_err(io::Error::other)
+        };
+        Ok((Box::new(send), Box::new(recv)))
     }
 }

@@ -68,11 +68,18 @@ pub enum Transport {
     /// shmkit's MPMC serde channel (`shmkit_typed::Channel`), its bytes path
     /// (`send_with` / `recv_with`: in place, no encoding).
     Channel,
+    /// The same channel carrying serde structs (`send`/`recv`: postcard-encoded into
+    /// the record, decoded out of it): see [`serde_msg`](super::serde_msg) for the
+    /// message of each size.
+    ChannelSerde,
     /// shmkit's broadcast topic (`shmkit_typed::topic::Topic<Block>`, lossless) with one
     /// subscriber, written and read in place.
     Topic,
     /// An anonymous pipe.
     Pipe,
+    /// The pipe carrying the same serde structs in the same format (postcard): a
+    /// message serialised into the frame, copied through the kernel, decoded.
+    PipeSerde,
     /// A Unix stream socket pair.
     UnixSocket,
     /// The floor: a minimal spin ring over the same kind of mapping (see
@@ -82,12 +89,14 @@ pub enum Transport {
 
 impl Transport {
     /// Every transport, in table order.
-    pub const ALL: [Transport; 7] = [
+    pub const ALL: [Transport; 9] = [
         Transport::Ring,
         Transport::Queue,
         Transport::Channel,
+        Transport::ChannelSerde,
         Transport::Topic,
         Transport::Pipe,
+        Transport::PipeSerde,
         Transport::UnixSocket,
         Transport::Floor,
     ];
@@ -98,8 +107,10 @@ impl Transport {
             Transport::Ring => "ring",
             Transport::Queue => "queue",
             Transport::Channel => "channel",
+            Transport::ChannelSerde => "channel-serde",
             Transport::Topic => "topic",
             Transport::Pipe => "pipe",
+            Transport::PipeSerde => "pipe-serde",
             Transport::UnixSocket => "unix-socket",
             Transport::Floor => "floor",
         }
@@ -113,8 +124,10 @@ impl Transport {
                 Transport::Ring => |size| channel(Transport::Ring, size),
                 Transport::Queue => |size| channel(Transport::Queue, size),
                 Transport::Channel => |size| channel(Transport::Channel, size),
+                Transport::ChannelSerde => |size| channel(Transport::ChannelSerde, size),
                 Transport::Topic => |size| channel(Transport::Topic, size),
                 Transport::Pipe => |size| channel(Transport::Pipe, size),
+                Transport::PipeSerde => |size| channel(Transport::PipeSerde, size),
                 Transport::UnixSocket => |size| channel(Transport::UnixSocket, size),
                 Transport::Floor => |size| channel(Transport::Floor, size),
             },
@@ -133,8 +146,11 @@ pub struct Channel {
 
 /// Makes a channel of `transport` able to carry messages of `size` bytes.
 pub fn channel(transport: Transport, size: usize) -> io::Result<Channel> {
-    use super::stream::{StreamReceiver, StreamSender};
+    use super::serde_msg::serde_channel;
+    use super::stream::{PipeLink, StreamReceiver, StreamSender};
     match transport {
+        Transport::PipeSerde => serde_channel::<PipeLink>(size),
+        Transport::ChannelSerde => serde_channel::<super::shm::ChannelLink>(size),
         Transport::Pipe => {
             let (r, w) = std::io::pipe()?;
             Ok(Channel {

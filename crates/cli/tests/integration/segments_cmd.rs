@@ -163,13 +163,15 @@ fn bench_quick_json_has_every_transport_and_verifies() {
     let _ = std::fs::remove_dir_all(&dir);
     let v: serde_json::Value = serde_json::from_str(&text).expect("valid JSON");
     let rows = v.as_array().expect("an array");
-    assert_eq!(rows.len(), 14, "7 transports x 2 sizes");
+    assert_eq!(rows.len(), 18, "9 transports x 2 sizes");
     for t in [
         "ring",
         "queue",
         "channel",
+        "channel-serde",
         "topic",
         "pipe",
+        "pipe-serde",
         "unix-socket",
         "floor",
     ] {

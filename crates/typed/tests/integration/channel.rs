@@ -407,3 +407,83 @@ fn garbage_in_the_mapping_is_corrupt_in_every_process_never_a_hang() {
     assert!(ch.is_corrupt());
     assert!(matches!(ch.send(msg(1, 2)), Err(SendError::Corrupt(_))));
 }
+
+/// A `Select` over three channels asleep in the parent: messages sent by child
+/// processes into any of them wake it (one sleep over all three, no polling), each
+/// index is reported for the channel that has the message, and a killed last sender
+/// makes its channel ready (then `Disconnected`).
+#[test]
+fn select_wakes_for_any_channel_fed_by_other_processes_and_for_a_killed_sender() {
+    use shmkit_typed::Select;
+    let chans: Vec<Channel<u64>> = (0..3)
+        .map(|_| Channel::anonymous(4096).expect("anonymous channel"))
+        .collect();
+    let mut sel = Select::new();
+    let idx: Vec<usize> = chans.iter().map(|c| sel.recv(c)).collect();
+    assert_eq!(idx, [0, 1, 2]);
+    assert_eq!(sel.try_ready(), None);
+    assert_eq!(
+        sel.ready_timeout(Duration::from_millis(20)),
+        Err(RecvError::Timeout)
+    );
+    let (go, done) = (Pipe::new(), Pipe::new());
+    // One sender per channel; each sends when it reads a byte from `go`, and stays (a
+    // live sender: its channel is not disconnected) until it reads one from `done`.
+    let mut senders: Vec<Child> = (0..3)
+        .map(|k| {
+            let (go, done, ch) = (&go, &done, &chans[k]);
+            fork_child(move || {
+                let tx = ch.clone();
+                go.recv();
+                let code = match tx.send(100 + k as u64) {
+                    Ok(()) => 0,
+                    Err(e) => send_code(&e),
+                };
+                done.recv();
+                code
+            })
+        })
+        .collect();
+    let mut seen = Vec::new();
+    for _ in 0..3 {
+        go.send(1); // one child (whichever reads the byte) sends into its channel
+        let i = sel.ready().expect("ready");
+        assert_eq!(chans[i].try_recv(), Ok(100 + i as u64));
+        assert_eq!(sel.try_ready(), None, "only that channel had a message");
+        seen.push(i);
+    }
+    seen.sort_unstable();
+    assert_eq!(seen, [0, 1, 2]);
+    for _ in 0..3 {
+        done.send(1);
+    }
+    for s in senders.drain(..) {
+        s.join_ok();
+    }
+    // Every sender left: each channel is now ready with Disconnected.
+    for c in &chans {
+        assert_eq!(c.try_recv(), Err(RecvError::Disconnected));
+    }
+    // A killed sender: the select's slow path reaps it and reports its channel.
+    let ch = Channel::<u64>::anonymous(4096).expect("anonymous channel");
+    let quiet = Channel::<u64>::anonymous(4096).expect("anonymous channel");
+    let ready = Pipe::new();
+    let mut victim = fork_child(|| {
+        let tx = ch.clone();
+        tx.send(1).unwrap();
+        ready.send(1);
+        loop {
+            std::thread::park();
+        }
+    });
+    ready.recv_n(1);
+    let mut sel = Select::new();
+    sel.recv(&quiet);
+    let i = sel.recv(&ch);
+    assert_eq!(sel.ready(), Ok(i));
+    assert_eq!(ch.try_recv(), Ok(1));
+    victim.kill();
+    assert_eq!(victim.wait(), Exit::Signal(libc::SIGKILL));
+    assert_eq!(sel.ready(), Ok(i));
+    assert_eq!(ch.recv(), Err(RecvError::Disconnected));
+}
