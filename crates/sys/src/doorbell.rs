@@ -94,7 +94,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, MutexGuard};
 use std::task::Waker;
 
 use crate::futex::{self, AnyWord, Deadline, WaitAny};
@@ -192,21 +192,25 @@ struct State {
     paced: usize,
 }
 
-static STATE: Mutex<Option<State>> = Mutex::new(None);
+/// Per process: a forked child gets a fresh `None` and never takes the lock of its
+/// parent's state, which another thread may have held at the fork (see
+/// [`PerProcess`](crate::per_process::PerProcess)). The parent's state is left behind,
+/// leaked, not dropped: its wakers are copies of the parent's tasks, and dropping one
+/// could run a task's destructor here.
+static STATE: crate::per_process::PerProcess<Option<State>> = crate::per_process::PerProcess::new();
 
 fn lock() -> MutexGuard<'static, Option<State>> {
-    // No invariant of the maps spans a point that can panic: go on after a poison.
-    STATE.lock().unwrap_or_else(|e| e.into_inner())
+    // No invariant of the maps spans a point that can panic: `PerProcess::lock` goes
+    // on after a poison.
+    STATE.lock()
 }
 
-/// This process's state (a forked child drops its parent's).
+/// This process's state, made on its first use here.
 fn state(guard: &mut Option<State>) -> &mut State {
     let me = crate::owner::current_pid();
-    if guard.as_ref().is_some_and(|s| s.pid != me) {
-        // The parent's helper threads do not exist here: forget its registrations.
-        // Leaked, not dropped: their wakers are copies of the parent's tasks, and
-        // dropping one could run a task's destructor here, under this lock.
-        std::mem::forget(guard.take());
+    if guard.is_none() {
+        // A first use in this process: in a forked child, the parent's helper threads
+        // counted here do not exist.
         RUNNING.store(0, Ordering::Relaxed);
     }
     guard.get_or_insert_with(|| State {

@@ -31,6 +31,7 @@ pub mod futex;
 pub mod os_error;
 pub mod owner;
 pub mod parker;
+pub mod per_process;
 pub mod watcher;
 
 pub use backoff::Backoff;

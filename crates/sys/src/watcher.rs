@@ -212,7 +212,6 @@ mod imp {
     use rustix::event::epoll;
     use rustix::fd::OwnedFd;
     use std::collections::HashMap;
-    use std::sync::Mutex;
 
     struct Peer {
         pidfd: OwnedFd,
@@ -221,7 +220,7 @@ mod imp {
         parkers: HashMap<Target, usize>,
     }
 
-    struct State {
+    pub(super) struct State {
         /// The process this state (and its thread) belongs to; another pid means a
         /// forked child that inherited the memory but not the thread.
         pid: u32,
@@ -232,12 +231,15 @@ mod imp {
         next_token: u64,
     }
 
-    static STATE: Mutex<Option<State>> = Mutex::new(None);
+    /// Per process: a child forked while another thread held this lock gets its own
+    /// (see [`PerProcess`](crate::per_process::PerProcess)).
+    static STATE: crate::per_process::PerProcess<Option<State>> =
+        crate::per_process::PerProcess::new();
 
-    fn lock() -> std::sync::MutexGuard<'static, Option<State>> {
+    pub(super) fn lock() -> std::sync::MutexGuard<'static, Option<State>> {
         // A panic while holding the lock leaves consistent maps (no invariant spans
-        // an unwind point): go on.
-        STATE.lock().unwrap_or_else(|e| e.into_inner())
+        // an unwind point): `PerProcess::lock` goes on.
+        STATE.lock()
     }
 
     /// The state of this process, starting the helper thread if needed.
@@ -467,6 +469,67 @@ mod tests {
         });
         assert!(ww.fired());
         child.wait().expect("reap");
+    }
+
+    /// A thread that holds the watcher's state lock when another thread forks: the
+    /// child inherits the lock held by a thread it does not have. Before the state was
+    /// per process, the child's first watch waited on that lock forever (seen as a
+    /// hung 8-process lock test in CI-like runs).
+    #[test]
+    fn a_child_forked_while_another_thread_holds_the_watchers_lock_still_watches() {
+        let (held_tx, held_rx) = std::sync::mpsc::channel();
+        let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
+        let holder = std::thread::spawn(move || {
+            let _guard = imp::lock();
+            held_tx.send(()).unwrap();
+            release_rx.recv().unwrap();
+        });
+        held_rx.recv().unwrap();
+        // SAFETY: the child only watches its parent and leaves with `_exit`; the lock
+        // another thread holds at the fork is exactly what the test is about.
+        let pid = unsafe { libc::fork() };
+        assert!(pid >= 0, "fork failed");
+        if pid == 0 {
+            let parker = Parker::new();
+            let parent = rustix::process::getppid().map_or(0, |p| p.as_raw_nonzero().get() as u32);
+            let start = crate::owner::start_time(parent).map_or(0, u64::from);
+            // SAFETY: `parker` outlives the registration (dropped first).
+            let reg = unsafe { watch(parent, start, &parker) };
+            let code = if reg.is_some() { 0 } else { 3 };
+            drop(reg);
+            // SAFETY: ends the child without the parent's destructors.
+            unsafe { libc::_exit(code) }
+        }
+        // Bounded: a child still stuck after 20 s is killed and the test fails.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        let mut status = 0;
+        let exited = loop {
+            // SAFETY: `pid` is our child; `status` a valid out pointer.
+            let r = unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) };
+            if r == pid {
+                break true;
+            }
+            if std::time::Instant::now() > deadline {
+                // SAFETY: our own child.
+                unsafe {
+                    libc::kill(pid, libc::SIGKILL);
+                    libc::waitpid(pid, &mut status, 0);
+                }
+                break false;
+            }
+            // Polling a child's exit status (not synchronisation under test).
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        };
+        release_tx.send(()).unwrap();
+        holder.join().unwrap();
+        assert!(
+            exited,
+            "the child hung on the lock its parent's thread held"
+        );
+        assert!(
+            libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+            "{status:#x}"
+        );
     }
 
     #[test]
