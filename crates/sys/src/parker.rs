@@ -15,6 +15,12 @@
 //! Loom-modelled in this module's `loom_tests` (with blocking waits: a lost wake-up
 //! leaves the model spinning and fails it).
 //!
+//! A waiter that cannot block (a future) uses the waiter's half in pieces, the hook
+//! for external wakers: [`Parker::announce`] (count in, fence, load `event`), its own
+//! re-check, then it hands the loaded value to a thread that sleeps on `event` for it
+//! (the async [`doorbell`](crate::doorbell)), [`Parker::observe`] before each later
+//! re-check, and [`Parker::retract`] when it stops waiting. Wakers do not change.
+//!
 //! # Layout (shared memory, `#[repr(C)]`, 8 bytes, align 4)
 //! ```text
 //! offset size field
@@ -96,13 +102,6 @@ pub trait WaitHooks {
     /// [`CheckPace`]; `false` ends the wait with [`WaitEnd::PeerDied`].
     fn peer_alive(&mut self) -> bool {
         true
-    }
-    /// Registration point for an external waker (async runtimes): called once before
-    /// the first sleep with the parker the wait sleeps on. A future-based waiter
-    /// registers its task here and is woken by the same [`Parker::wake`]; today no
-    /// caller does, and the default does nothing.
-    fn register_waker(&mut self, parker: &Parker) {
-        let _ = parker;
     }
 }
 
@@ -290,7 +289,6 @@ impl Parker {
         hooks: &mut impl WaitHooks,
         ready: impl Fn() -> bool,
     ) -> Result<WaitEnd, crate::OsError> {
-        hooks.register_waker(self);
         let mut pace = CheckPace::new();
         loop {
             if ready() {
