@@ -274,8 +274,7 @@ impl Parker {
             futex_wait_any(parkers, &seen[..parkers.len()], until)
         };
         for p in parkers {
-            // Relaxed: as in `park`.
-            p.sleepers.fetch_sub(1, Ordering::Relaxed);
+            p.retract();
         }
         slept.map(|()| was_ready)
     }

@@ -506,7 +506,7 @@ impl<T: bytemuck::Pod> Latest<T> {
             .store(stride_bytes(size) as u32, Ordering::Relaxed);
         // The initial value, as value 1 (written as the writer would, with no reader
         // yet: the segment is not READY).
-        let stride = stride_bytes(size) / 8;
+        let stride = Self::STRIDE;
         // SAFETY: the `LATEST_BUFFERS * stride` words of the buffers follow the header
         // inside the payload (caller's size), 8-aligned; zeroed, they are valid atomics,
         // only ever accessed atomically.
@@ -588,7 +588,7 @@ impl<T: bytemuck::Pod> Latest<T> {
     #[cfg(loom)]
     pub(crate) fn new_for_loom(initial: T) -> (Self, Self) {
         let size = std::mem::size_of::<T>();
-        let stride = stride_bytes(size) / 8;
+        let stride = Self::STRIDE;
         let hdr = LatestHeader {
             meta: MetaLine {
                 magic: AtomicU32::new(LATEST_MAGIC),
