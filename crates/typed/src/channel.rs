@@ -217,6 +217,7 @@ use std::time::{Duration, Instant};
 use serde::de::DeserializeOwned;
 #[cfg(not(loom))]
 use serde::Serialize;
+use shmkit_sys::backoff::PollGauge;
 use shmkit_sys::owner;
 use shmkit_sys::parker::{CheckPace, Parker};
 
@@ -675,6 +676,9 @@ pub struct Channel<T, N: TypeName = RustName> {
     /// Sends through this handle since it last reaped dead receivers.
     sends: Cell<u32>,
     rx: Cell<Role>,
+    /// How this handle's waits to send and to receive poll (see `shim::poll_backoff`).
+    send_poll: PollGauge,
+    recv_poll: PollGauge,
     backing: Backing,
     _t: PhantomData<fn(T) -> T>,
     _n: PhantomData<fn() -> N>,
@@ -696,6 +700,8 @@ impl<T, N: TypeName> Clone for Channel<T, N> {
             cap: self.cap,
             tx: Cell::new(Role::default()),
             sends: Cell::new(0),
+            send_poll: PollGauge::new(),
+            recv_poll: PollGauge::new(),
             rx: Cell::new(Role::default()),
             backing: self.backing.clone(),
             _t: PhantomData,
@@ -843,6 +849,8 @@ impl<T, N: TypeName> Channel<T, N> {
             cap,
             tx: Cell::new(Role::default()),
             sends: Cell::new(0),
+            send_poll: PollGauge::new(),
+            recv_poll: PollGauge::new(),
             rx: Cell::new(Role::default()),
             backing: Backing::Raw,
             _t: PhantomData,
@@ -920,6 +928,8 @@ impl<T, N: TypeName> Channel<T, N> {
             cap: u64::from(capacity),
             tx: Cell::new(Role::default()),
             sends: Cell::new(0),
+            send_poll: PollGauge::new(),
+            recv_poll: PollGauge::new(),
             rx: Cell::new(Role::default()),
             backing: Backing::Loom(mem.clone()),
             _t: PhantomData,
@@ -1519,7 +1529,7 @@ impl<T, N: TypeName> Channel<T, N> {
             return Err(SendError::Disconnected(()));
         }
         let h = self.hdr();
-        let mut backoff = crate::shim::poll_backoff();
+        let mut backoff = crate::shim::poll_backoff(&self.send_poll);
         let mut pace = CheckPace::new();
         // What the sleep's re-check compares (read, head, the stamp at head, the live
         // receivers), taken *before* one more reserve and reclaim attempt, so that a
@@ -1631,7 +1641,7 @@ impl<T, N: TypeName> Channel<T, N> {
     fn recv_core<R>(&self, wait: Wait, read: impl FnOnce(u64, u32) -> R) -> Result<R, RecvError> {
         let me = self.register(Side::Rx).ok_or(RecvError::RegistryFull)?;
         let h = self.hdr();
-        let mut backoff = crate::shim::poll_backoff();
+        let mut backoff = crate::shim::poll_backoff(&self.recv_poll);
         let mut pace = CheckPace::new();
         let mut snapshot: Option<(u64, u64, u64, u32)> = None;
         let mut check_peers = false;

@@ -72,7 +72,7 @@ use std::time::{Duration, Instant};
 use shmkit_sys::owner;
 use shmkit_sys::parker::Parker;
 
-use crate::peer::{in_segment, PeerSlot, PeerWait, PeerWaitOn};
+use crate::peer::{in_segment, HolderWatch, PeerSlot, PeerWait, PeerWaitOn};
 use crate::shim::{fence, AtomicU32, AtomicU64, Deadline, Ordering};
 
 /// Magic number at offset 0 of the payload ("SLST" little-endian).
@@ -473,10 +473,11 @@ impl<T: bytemuck::Pod> Latest<T> {
             peer: &h.meta.writer,
             closed: None,
         };
-        match on
-            .wait(deadline, || self.sequence() > seen)
-            .map_err(LatestError::Os)?
-        {
+        // Judged anew on each call: `&self` may be shared between threads.
+        let mut watch = HolderWatch::new();
+        // SAFETY: `watch` is dropped before this handle, which keeps the mapping.
+        let end = unsafe { on.wait(&mut watch, deadline, || self.sequence() > seen) };
+        match end.map_err(LatestError::Os)? {
             PeerWait::Ready => self.read(),
             PeerWait::Died { pid } => Err(LatestError::PeerDied { pid }),
             PeerWait::Left { .. } => Err(LatestError::WriterLeft),

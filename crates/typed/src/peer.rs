@@ -40,6 +40,7 @@
 //! the leaver published before leaving.
 
 use shmkit_segment::Segment;
+use shmkit_sys::backoff::PollGauge;
 use shmkit_sys::owner;
 use shmkit_sys::parker::{CheckPace, Parker, PeerWatch};
 use shmkit_sys::watcher::{self, Registration};
@@ -122,20 +123,33 @@ pub(crate) fn own_word() -> u64 {
 ///
 /// Once the holder is judged alive with a pidfd, [`HolderWatch::slice`] registers it
 /// with the floor's death [`watcher`]: the waiter then sleeps in long safety slices
-/// and the holder's exit wakes it (no timer wake-ups while the holder lives).
+/// and the holder's exit wakes it (no timer wake-ups while the holder lives). While
+/// that registration stands and has not fired, a look at the same holder costs no
+/// syscall at all.
+///
+/// A handle keeps one `HolderWatch` per peer it waits for across its waits (the
+/// ring's writer and reader, a topic subscriber), so that a side which sleeps on every
+/// message (a ping-pong, a loaded machine) judges its peer once, not on each sleep:
+/// the `/proc` read, the pidfd and the registration cost some 25 syscalls and a
+/// round trip through the watcher's lock, about ten times a futex wake.
+#[derive(Default)]
 pub(crate) struct HolderWatch {
     word: u64,
     watch: Option<PeerWatch>,
     reg: Option<Registration>,
+    /// The parker `reg` bumps (its address).
+    reg_parker: usize,
+    /// How waits for this peer poll (see `shim::poll_backoff`): how quickly the peer
+    /// answers is part of its judgement.
+    poll: PollGauge,
+    /// The process that judged (0: nothing judged): a forked child inherits the
+    /// parent's cache but not its watcher thread, so it judges again.
+    judged_by: u32,
 }
 
 impl HolderWatch {
     pub(crate) fn new() -> Self {
-        HolderWatch {
-            word: VACANT,
-            watch: None,
-            reg: None,
-        }
+        Self::default()
     }
 
     /// [`PeerSlot::state_of`]`(word)`, judged under `seg`'s pid-namespace probe.
@@ -145,11 +159,25 @@ impl HolderWatch {
         slot: &PeerSlot,
         word: u64,
     ) -> PeerState {
-        if let Some(w) = &mut self.watch {
-            if self.word == word && in_segment(seg, || w.alive()) {
+        if self.judged_by != owner::current_pid() {
+            // Forked since (or never judged): the parent's registration is not ours
+            // (dropping it here is a no-op, see `Registration`).
+            *self = HolderWatch::new();
+        }
+        if self.word == word {
+            // The watcher bumps our parker when the holder exits: until then the
+            // registration is the judgement.
+            if self.reg.as_ref().is_some_and(|r| !r.fired()) {
                 return PeerState::Attached {
                     pid: holder_pid(word),
                 };
+            }
+            if let Some(w) = &mut self.watch {
+                if in_segment(seg, || w.alive()) {
+                    return PeerState::Attached {
+                        pid: holder_pid(word),
+                    };
+                }
             }
         }
         let state = in_segment(seg, || slot.state_of(word));
@@ -164,6 +192,7 @@ impl HolderWatch {
             _ => None,
         };
         self.word = word;
+        self.judged_by = owner::current_pid();
         state
     }
 }
@@ -183,11 +212,16 @@ impl HolderWatch {
         pace: &mut CheckPace,
         deadline: Option<Deadline>,
     ) -> Deadline {
+        if self.reg_parker != parker as usize {
+            // Registered for another parker: that one would be bumped, not this.
+            self.reg = None;
+        }
         if self.reg.is_none() {
             if let Some(w) = self.watch.as_ref().filter(|w| w.has_pidfd()) {
                 // SAFETY: the caller keeps `parker` mapped while `self` (and so the
                 // registration) lives.
                 self.reg = unsafe { watcher::watch(w.pid(), w.start(), parker) };
+                self.reg_parker = parker as usize;
             }
         }
         if self.reg.is_some() {
@@ -246,8 +280,18 @@ impl PeerWaitOn<'_> {
     ///
     /// # Errors
     /// The futex's, if a sleep fails (never retried: a retry would fail at once again).
-    pub(crate) fn wait(
+    ///
+    /// `watch` is the caller's judgement of this peer, kept across waits (see
+    /// [`HolderWatch`]).
+    ///
+    /// # Safety
+    /// `self.parker` must stay mapped while `watch` lives (or until it is used with
+    /// another parker): the registration it keeps lets the watcher thread bump that
+    /// parker until it is dropped. A handle keeps `watch` beside the mapping and drops
+    /// it first.
+    pub(crate) unsafe fn wait(
         &self,
+        watch: &mut HolderWatch,
         deadline: Option<Deadline>,
         ready: impl Fn() -> bool,
     ) -> Result<PeerWait, shmkit_sys::OsError> {
@@ -258,14 +302,15 @@ impl PeerWaitOn<'_> {
         if ready() {
             return Ok(PeerWait::Ready);
         }
-        let mut backoff = crate::shim::poll_backoff();
-        while backoff.snooze() {
-            if ready() {
-                return Ok(PeerWait::Ready);
+        {
+            let mut backoff = crate::shim::poll_backoff(&watch.poll);
+            while backoff.snooze() {
+                if ready() {
+                    return Ok(PeerWait::Ready);
+                }
             }
         }
         let mut pace = CheckPace::new();
-        let mut watch = HolderWatch::new();
         loop {
             if closed() {
                 return Ok(last_look(PeerWait::Closed));
@@ -279,9 +324,7 @@ impl PeerWaitOn<'_> {
             if deadline.is_some_and(|d| d.has_passed()) {
                 return Ok(PeerWait::TimedOut);
             }
-            // SAFETY: the parker lies in the object's mapping, which the caller's
-            // handle keeps while this call runs; `watch` (and its registration) is
-            // dropped before we return.
+            // SAFETY: the parker stays mapped while `watch` lives (our contract).
             let slice = unsafe { watch.slice(self.parker, &mut pace, deadline) };
             self.parker.park(Some(&slice), || {
                 ready() || closed() || self.peer.word() != word || watch.fired()

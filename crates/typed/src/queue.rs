@@ -89,6 +89,7 @@ use crate::peer::is_alive_in;
 use crate::shim::{fence, AtomicU32, AtomicU64};
 use crate::shim::{DataCell, Deadline, Ordering};
 use crate::types::{kind, tag_of};
+use shmkit_sys::backoff::PollGauge;
 use shmkit_sys::owner;
 use shmkit_sys::parker::{CheckPace, Parker};
 
@@ -402,6 +403,9 @@ pub struct Queue<T: bytemuck::Pod> {
     hdr: NonNull<QueueHeader>,
     slots: NonNull<Slot<T>>,
     cap: u32,
+    /// How this handle's waits for room and for items poll (see `shim::poll_backoff`).
+    put_poll: PollGauge,
+    get_poll: PollGauge,
     _backing: Backing,
     _t: PhantomData<T>,
 }
@@ -597,6 +601,8 @@ impl<T: bytemuck::Pod> Queue<T> {
             hdr: NonNull::from(hdr),
             slots,
             cap,
+            put_poll: PollGauge::new(),
+            get_poll: PollGauge::new(),
             _backing: Backing::Raw,
             _t: PhantomData,
         })
@@ -680,6 +686,8 @@ impl<T: bytemuck::Pod> Queue<T> {
             hdr: NonNull::from(&h.hdr),
             slots: NonNull::new(h.slots.as_ptr() as *mut Slot<T>).unwrap(),
             cap: capacity,
+            put_poll: PollGauge::new(),
+            get_poll: PollGauge::new(),
             _backing: Backing::Loom(h.clone()),
             _t: PhantomData,
         };
@@ -1028,7 +1036,7 @@ impl<T: bytemuck::Pod> Queue<T> {
 
     /// `wait`: `None` = try once; `Some(None)` = forever; `Some(Some(d))` = until `d`.
     fn put_inner(&self, mut v: T, wait: Option<Option<Deadline>>) -> Result<(), PutError<T>> {
-        let mut backoff = crate::shim::poll_backoff();
+        let mut backoff = crate::shim::poll_backoff(&self.put_poll);
         let mut pace = CheckPace::new();
         loop {
             let blocker = match self.try_put_inner(v) {
@@ -1075,7 +1083,7 @@ impl<T: bytemuck::Pod> Queue<T> {
     }
 
     fn get_inner(&self, wait: Option<Option<Deadline>>) -> Result<T, GetError> {
-        let mut backoff = crate::shim::poll_backoff();
+        let mut backoff = crate::shim::poll_backoff(&self.get_poll);
         let mut pace = CheckPace::new();
         loop {
             let blocker = match self.try_get_inner() {

@@ -102,7 +102,7 @@
 use std::ptr::NonNull;
 use std::time::{Duration, Instant};
 
-use crate::peer::{in_segment, PeerSlot, PeerWait, PeerWaitOn};
+use crate::peer::{in_segment, HolderWatch, PeerSlot, PeerWait, PeerWaitOn};
 
 use crate::shim::Ordering;
 use crate::shim::{AtomicU32, AtomicU64};
@@ -566,6 +566,11 @@ pub struct Ring {
     written: u64,
     /// Reader: messages read by this ring's readers (stored in the role slot on leaving).
     read: u64,
+    /// Writer: its judgement of the reader, kept across waits for space (declared
+    /// before `_backing`, so dropped while the parker it may register is mapped).
+    space_watch: HolderWatch,
+    /// Reader: its judgement of the writer, kept across waits for data (as above).
+    data_watch: HolderWatch,
     /// Under loom, the record header words live apart from the data bytes (loom's
     /// atomics are objects, not memory): one per 8 bytes of data.
     #[cfg(loom)]
@@ -722,6 +727,8 @@ impl Ring {
             cached_head: 0,
             unpublished: 0,
             held_from: None,
+            space_watch: HolderWatch::new(),
+            data_watch: HolderWatch::new(),
             head: 0,
             written: 0,
             read: 0,
@@ -1246,6 +1253,7 @@ impl Ring {
         };
         loop {
             let (tail, cap) = (self.tail, self.cap);
+            let mut watch = std::mem::take(&mut self.space_watch);
             let h = self.hdr();
             let on = PeerWaitOn {
                 segment: self.segment(),
@@ -1253,13 +1261,17 @@ impl Ring {
                 peer: &h.meta.reader,
                 closed: None,
             };
-            let end = on
-                .wait(deadline, || {
+            // SAFETY: `watch` goes back into this handle, which keeps the mapping of
+            // `h.sleep.space` and drops `space_watch` before it.
+            let end = unsafe {
+                on.wait(&mut watch, deadline, || {
                     // Acquire: as in `refresh_head`.
                     let head = h.head.head.load(Ordering::Acquire);
                     cap.wrapping_sub(tail.wrapping_sub(head)) >= need
                 })
-                .map_err(WriteError::Os)?;
+            };
+            self.space_watch = watch;
+            let end = end.map_err(WriteError::Os)?;
             match end {
                 // Read again through the checks (a head that moved back is corrupt).
                 PeerWait::Ready => {
@@ -1562,6 +1574,7 @@ impl Ring {
             }
             Wait::Until(d) => d,
         };
+        let mut watch = std::mem::take(&mut self.data_watch);
         let h = self.hdr();
         let at_head = self.header(self.head & (self.cap - 1));
         let on = PeerWaitOn {
@@ -1570,10 +1583,16 @@ impl Ring {
             peer: &h.meta.writer,
             closed: Some(&h.meta.closed),
         };
+        // SAFETY: `watch` goes back into this handle, which keeps the mapping of
+        // `h.sleep.data` and drops `data_watch` before it.
         // Acquire: as in `header_at_head` (which the caller's next look validates).
-        let end = on
-            .wait(deadline, || stamped(at_head.load(Ordering::Acquire)))
-            .map_err(ReadError::Os)?;
+        let end = unsafe {
+            on.wait(&mut watch, deadline, || {
+                stamped(at_head.load(Ordering::Acquire))
+            })
+        };
+        self.data_watch = watch;
+        let end = end.map_err(ReadError::Os)?;
         match end {
             PeerWait::Ready => Ok(()),
             // A writer leaves only through `Drop`, which closes first; a writer slot

@@ -43,6 +43,7 @@
 use std::cell::Cell;
 use std::time::{Duration, Instant};
 
+use shmkit_sys::backoff::PollGauge;
 use shmkit_sys::parker::{CheckPace, Parker};
 
 use crate::channel::{Channel, RecvError, TypeName};
@@ -73,6 +74,8 @@ pub struct Select<'a> {
     /// Where the next look starts (round robin, so a busy channel does not starve the
     /// others).
     next: Cell<usize>,
+    /// How its waits poll (see `shim::poll_backoff`).
+    poll: PollGauge,
 }
 
 impl Default for Select<'_> {
@@ -95,6 +98,7 @@ impl<'a> Select<'a> {
         Select {
             chans: Vec::new(),
             next: Cell::new(0),
+            poll: PollGauge::new(),
         }
     }
 
@@ -166,7 +170,7 @@ impl<'a> Select<'a> {
             Wait::Until(d) => d,
         };
         let parkers: Vec<&Parker> = self.chans.iter().map(|c| c.parker()).collect();
-        let mut backoff = crate::shim::poll_backoff();
+        let mut backoff = crate::shim::poll_backoff(&self.poll);
         let mut pace = CheckPace::new();
         let mut deep = false;
         loop {

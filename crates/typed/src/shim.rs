@@ -68,7 +68,11 @@ pub(crate) const POLL_TIME: std::time::Duration = std::time::Duration::from_micr
 
 /// The floor's [`Backoff`](shmkit_sys::Backoff), polling for [`POLL_TIME`] before a
 /// futex sleep (spinning, with a `sched_yield` every few thousand spins so a peer on
-/// our CPU can run).
-pub(crate) fn poll_backoff() -> shmkit_sys::Backoff {
-    shmkit_sys::Backoff::polling_for(POLL_TIME)
+/// our CPU can run), or not at all while `gauge` says polls keep running out (see
+/// [`PollGauge`](shmkit_sys::backoff::PollGauge)). Each waiting side of a handle keeps
+/// its own gauge.
+pub(crate) fn poll_backoff(
+    gauge: &shmkit_sys::backoff::PollGauge,
+) -> shmkit_sys::backoff::GaugedPoll<'_> {
+    gauge.poll(POLL_TIME)
 }

@@ -135,9 +135,12 @@ use std::marker::PhantomData;
 use std::ptr::NonNull;
 use std::time::{Duration, Instant};
 
-use crate::peer::{holder_pid, in_segment, is_alive_in, PeerSlot, PeerWait, PeerWaitOn};
+use crate::peer::{
+    holder_pid, in_segment, is_alive_in, HolderWatch, PeerSlot, PeerWait, PeerWaitOn,
+};
 use crate::shim::{fence, AtomicU32, AtomicU64, Ordering};
 use crate::wait::Wait;
+use shmkit_sys::backoff::PollGauge;
 use shmkit_sys::owner;
 use shmkit_sys::parker::{CheckPace, Parker};
 
@@ -501,6 +504,8 @@ pub struct Topic<P: TopicPolicy = Block> {
     written: u64,
     /// Writer (Overwrite, loom): where `write_with` fills a message.
     scratch: Vec<u8>,
+    /// How the writer's waits for room poll (see `shim::poll_backoff`).
+    write_poll: PollGauge,
     backing: Backing,
     _policy: PhantomData<P>,
 }
@@ -654,6 +659,7 @@ impl<P: TopicPolicy> Topic<P> {
             limit: 0,
             written: 0,
             scratch: Vec::new(),
+            write_poll: PollGauge::new(),
             backing,
             _policy: PhantomData,
         }
@@ -1150,11 +1156,17 @@ impl<P: TopicPolicy> Topic<P> {
             Wait::No => return Err(WriteError::Full),
             Wait::Until(d) => d,
         };
-        let mut backoff = crate::shim::poll_backoff();
-        while backoff.snooze() {
-            if self.tail + need <= self.scan() {
-                return Ok(());
-            }
+        // Taken out for the poll (`scan` needs `&mut self`), put back after it.
+        let gauge = std::mem::take(&mut self.write_poll);
+        let mut backoff = crate::shim::poll_backoff(&gauge);
+        let mut room = false;
+        while !room && backoff.snooze() {
+            room = self.tail + need <= self.scan();
+        }
+        drop(backoff);
+        self.write_poll = gauge;
+        if room {
+            return Ok(());
         }
         let mut pace = CheckPace::new();
         // The next liveness check of the readers holding us back: on a clock of its
@@ -1296,6 +1308,7 @@ impl<P: TopicPolicy> Topic<P> {
             pos: start,
             seq,
             read: 0,
+            watch: HolderWatch::new(),
             #[cfg(loom)]
             unchecked: false,
         })
@@ -1313,6 +1326,9 @@ pub struct Subscriber<'a, P: TopicPolicy = Block> {
     seq: u64,
     /// Messages read.
     read: u64,
+    /// Its judgement of the writer, kept across waits (the topic's mapping outlives
+    /// the subscriber, which borrows it).
+    watch: HolderWatch,
     /// Loom only: skip the seqlock validation (shows the model finds torn copies).
     #[cfg(loom)]
     unchecked: bool,
@@ -1574,10 +1590,15 @@ impl<P: TopicPolicy> Subscriber<'_, P> {
                 peer: &h.meta.writer,
                 closed: Some(&h.meta.closed),
             };
+            // SAFETY: the subscriber borrows the topic, whose mapping holds the parker,
+            // for as long as it (and so `watch`) lives.
             // Acquire: as in `refresh_tail` (which checks what this found).
-            let end = on
-                .wait(deadline, || h.tail.tail.load(Ordering::Acquire) != pos)
-                .map_err(ReadError::Os)?;
+            let end = unsafe {
+                on.wait(&mut self.watch, deadline, || {
+                    h.tail.tail.load(Ordering::Acquire) != pos
+                })
+            }
+            .map_err(ReadError::Os)?;
             return match end {
                 PeerWait::Ready => {
                     if self.refresh_tail()? == self.pos {

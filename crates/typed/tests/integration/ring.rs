@@ -252,8 +252,73 @@ fn a_blocked_reader_registers_its_writer_with_the_death_watcher_and_sees_it_die(
             "the reader never registered its writer's process"
         );
     });
-    assert!(!watcher::is_watched(pid), "unregistered after the wait");
+    assert!(
+        !watcher::is_watched(pid),
+        "unregistered once the reader's handle is gone"
+    );
     assert_eq!(writer.wait(), Exit::Signal(libc::SIGKILL));
+}
+
+/// A reader that sleeps for each message judges its writer once per handle, not on
+/// every sleep (the `/proc` read, the pidfd and the registration cost some 25
+/// syscalls, ten times the futex wake a sleeping ping-pong pays per message): the
+/// writer's registration with the death watcher stays between two sleeping reads and
+/// goes with the handle.
+#[test]
+fn a_reader_that_sleeps_per_message_keeps_its_writer_registered_between_reads() {
+    use shmkit_sys::watcher;
+    if !shmkit_testkit::skip_or_fail(watcher::pidfds_available(), "pidfd_open (Linux 5.3+)") {
+        return;
+    }
+    let region = new_ring(4096);
+    let ready = Pipe::new();
+    let go = Pipe::new();
+    let mut writer = fork_child(|| {
+        let mut ring = attach(&region);
+        // Takes the writer role, then writes one message per go byte.
+        if ring.write(b"0").is_err() {
+            return 1;
+        }
+        ready.send(1);
+        while let Some(n) = go.recv() {
+            if n == 0 || ring.write(&[n]).is_err() {
+                break;
+            }
+        }
+        0
+    });
+    ready.recv_n(1);
+    let pid = writer.pid() as u32;
+    let mut ring = attach(&region);
+    let mut buf = Vec::new();
+    ring.read_into(&mut buf).expect("the first message");
+    let until = std::time::Instant::now() + Duration::from_secs(10);
+    let mut registered_between = Vec::new();
+    for n in 1..=2u8 {
+        let reader = std::thread::scope(|s| {
+            let reader = s.spawn(|| ring.read_into(&mut buf));
+            // The read sleeps (nothing is written until it is registered) ...
+            while !watcher::is_watched(pid) && std::time::Instant::now() < until {
+                std::thread::yield_now();
+            }
+            go.send(n);
+            reader.join().unwrap()
+        });
+        assert_eq!(reader.ok(), Some(1), "message {n}");
+        assert_eq!(buf, [n]);
+        // ... and the registration outlives it.
+        registered_between.push(watcher::is_watched(pid));
+    }
+    drop(ring);
+    let gone = !watcher::is_watched(pid);
+    go.send(0);
+    assert_eq!(writer.wait(), Exit::Code(0));
+    assert_eq!(
+        registered_between,
+        [true, true],
+        "the writer stays registered between sleeping reads"
+    );
+    assert!(gone, "unregistered once the reader's handle is gone");
 }
 
 #[test]
