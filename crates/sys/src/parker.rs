@@ -4,16 +4,31 @@
 //! of the peer a waiter depends on ([`CheckPace`], [`PeerWatch`]).
 //!
 //! # The protocol
-//! Waiter ([`Parker::park`]): `sleepers += 1` (SeqCst), SeqCst fence, load `event`
-//! (Acquire), re-check its condition, futex-wait while `event` still holds the loaded
-//! value, `sleepers -= 1`. Waker ([`Parker::wake`]), after publishing its change:
-//! SeqCst fence, load `sleepers`; if non-zero, `event += 1` (Release) and futex-wake.
+//! Waiter ([`Parker::park`]): `sleepers += 1` (SeqCst), arm (below), SeqCst fence,
+//! load `event` (Acquire), re-check its condition, futex-wait while `event` still
+//! holds the loaded value, `sleepers -= 1`. Waker ([`Parker::wake`]), after
+//! publishing its change: SeqCst fence, load `sleepers`; if non-zero, `event += 1`
+//! (Release) and futex-wake.
 //! The two fences order "announce, then re-check" against "publish, then look for
 //! sleepers": either the waiter's re-check sees the change, or the waker sees the
 //! sleeper, bumps `event`, and the futex wait (which compares `event` atomically with
 //! going to sleep) returns. Nothing is lost; a stale count only costs one needless wake.
 //! Loom-modelled in this module's `loom_tests` (with blocking waits: a lost wake-up
 //! leaves the model spinning and fails it).
+//!
+//! ## Waking once per arming
+//! A writer that commits faster than its woken reader gets a CPU would otherwise bump
+//! and futex-wake for every message until the reader runs and withdraws (a wake
+//! storm: one syscall per message on a loaded machine). [`Parker::wake_all_once`]
+//! wakes every sleeper and marks the event word [`WOKEN`] (bit 31); while the mark
+//! stands, later calls skip the bump and the syscall. A waiter *arms* before its
+//! fence: if the word carries the mark, it replaces it with a fresh unmarked value, so
+//! it never sleeps on a marked value and a marked word always means "every sleeper
+//! armed before the mark was set has been woken". The arm precedes the fence, so a
+//! waker that sees a sleeper's announcement also sees its arm; a mark set between the
+//! arm and the fence makes the waiter arm again (its re-check would see that waker's
+//! change anyway). Objects whose wakers use it need waiters that arm: a layout
+//! version marks the change.
 //!
 //! A waiter that cannot block (a future) uses the waiter's half in pieces, the hook
 //! for external wakers: [`Parker::announce`] (count in, fence, load `event`), its own
@@ -25,7 +40,8 @@
 //! ```text
 //! offset size field
 //!      0    4 sleepers  waiters announced (about to sleep or asleep)
-//!      4    4 event     futex word, bumped by a waker that saw sleepers
+//!      4    4 event     futex word, bumped by a waker that saw sleepers; bit 31
+//!                       (WOKEN): woken by `wake_all_once` since the last arm
 //! ```
 //! All-zero bytes are an idle parker.
 //!
@@ -56,6 +72,10 @@ use std::time::Duration;
 
 use crate::atomic::{fence, AtomicU32, Ordering};
 use crate::futex::Deadline;
+
+/// Bit 31 of the event word: a [`Parker::wake_all_once`] has woken every sleeper since
+/// the last waiter armed (see the [module docs](self#waking-once-per-arming)).
+pub const WOKEN: u32 = 1 << 31;
 
 /// A sleepers count and an event word in shared memory: see the [module docs](self).
 #[repr(C)]
@@ -152,6 +172,41 @@ impl Parker {
         self.sleepers.load(Ordering::Relaxed)
     }
 
+    /// Wakes every sleeper, if any announced themselves, unless every sleeper that
+    /// armed has been woken already (the event word still carries [`WOKEN`]): then
+    /// neither the bump nor the syscall is repeated. For a parker whose wakes wake all
+    /// (or that has one sleeper), such as a ring's: see the
+    /// [module docs](self#waking-once-per-arming). Call it after publishing, as
+    /// [`wake`](Parker::wake).
+    #[inline]
+    pub fn wake_all_once(&self) {
+        // SeqCst fence: as in `wake` (Dekker).
+        fence(Ordering::SeqCst);
+        // Relaxed: ordered by the fences; a stale non-zero costs one needless wake.
+        if self.sleepers.load(Ordering::Relaxed) == 0 {
+            return;
+        }
+        // Relaxed: ordered by the fences as the sleepers load is: a sleeper whose
+        // announcement we see armed before its fence, so we see that arm (or a later
+        // value). A mark means everyone armed before it was woken.
+        let mut v = self.event.load(Ordering::Relaxed);
+        while v & WOKEN == 0 {
+            // Release: as the bump in `bump_and_wake`.
+            match self.event.compare_exchange(
+                v,
+                v.wrapping_add(1) | WOKEN,
+                Ordering::Release,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => {
+                    futex_wake(&self.event, u32::MAX);
+                    return;
+                }
+                Err(now) => v = now,
+            }
+        }
+    }
+
     /// Bumps the event and wakes up to `n` sleepers whether or not any announced
     /// themselves (for rare events such as a close, where a syscall does not matter).
     pub fn bump_and_wake(&self, n: u32) {
@@ -198,12 +253,41 @@ impl Parker {
     /// [`announce`](Self::announce). Re-check the condition after this call.
     #[inline]
     pub fn observe(&self) -> u32 {
-        // SeqCst fence: pairs with the one in `wake` (Dekker): either the waker sees
-        // our announcement, or our re-check after this sees its change.
-        fence(Ordering::SeqCst);
-        // Acquire: pairs with the Release bump in `bump_and_wake`; loaded before the
-        // re-check so that a wake after the re-check changes the value we sleep on.
-        self.event.load(Ordering::Acquire)
+        loop {
+            self.arm();
+            // SeqCst fence: pairs with the one in `wake` (Dekker): either the waker
+            // sees our announcement (and arm), or our re-check after this sees its
+            // change.
+            fence(Ordering::SeqCst);
+            // Acquire: pairs with the Release bump in `bump_and_wake`; loaded before
+            // the re-check so that a wake after the re-check changes the value we
+            // sleep on.
+            let ev = self.event.load(Ordering::Acquire);
+            if ev & WOKEN == 0 {
+                return ev;
+            }
+            // Marked between our arm and our fence: never sleep on a marked value.
+        }
+    }
+
+    /// Replaces a [`WOKEN`] mark with a fresh unmarked value (before the fence): see
+    /// the [module docs](self#waking-once-per-arming).
+    #[inline]
+    fn arm(&self) {
+        // Relaxed: ordered before the waker's look by our SeqCst fence that follows.
+        let mut v = self.event.load(Ordering::Relaxed);
+        while v & WOKEN != 0 {
+            // Relaxed: as above.
+            match self.event.compare_exchange(
+                v,
+                v.wrapping_add(1) & !WOKEN,
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => return,
+                Err(now) => v = now,
+            }
+        }
     }
 
     /// Withdraws one [`announce`](Self::announce)ment.
@@ -260,12 +344,21 @@ impl Parker {
             // SeqCst: as in `park`.
             p.sleepers.fetch_add(1, Ordering::SeqCst);
         }
-        // SeqCst fence: pairs with the one in `wake` (Dekker), as in `park`.
-        fence(Ordering::SeqCst);
         let mut seen = [0u32; MAX];
-        for (ev, p) in seen.iter_mut().zip(parkers) {
-            // Acquire: as in `park`.
-            *ev = p.event.load(Ordering::Acquire);
+        loop {
+            for p in parkers {
+                p.arm();
+            }
+            // SeqCst fence: pairs with the one in `wake` (Dekker), as in `observe`.
+            fence(Ordering::SeqCst);
+            for (ev, p) in seen.iter_mut().zip(parkers) {
+                // Acquire: as in `observe`.
+                *ev = p.event.load(Ordering::Acquire);
+            }
+            // As in `observe`: never sleep on a marked value.
+            if seen.iter().all(|ev| ev & WOKEN == 0) {
+                break;
+            }
         }
         let was_ready = ready();
         let slept = if was_ready {
@@ -657,6 +750,62 @@ mod loom_tests {
             while !Parker::park_any(&[&ps.0, &ps.1], None, || flag.load(Ordering::Relaxed) == 1)
                 .unwrap()
             {}
+            waker.join().unwrap();
+        });
+    }
+
+    /// [`Parker::wake_all_once`]: a waker publishes twice, marking the word and then
+    /// (while the mark stands) skipping the bump and the syscall; the waiter needs the
+    /// second publish, so it sleeps again after the first wake. It arms before that
+    /// sleep (clearing the mark), so the second wake is never skipped for it: every
+    /// interleaving ends.
+    #[test]
+    fn loom_wake_all_once_skips_only_wakes_already_given() {
+        loom::model(|| {
+            let p = Arc::new(Parker::new());
+            let count = Arc::new(AtomicU32::new(0));
+            let (p2, c2) = (p.clone(), count.clone());
+            let waker = loom::thread::spawn(move || {
+                for i in 1..=2 {
+                    c2.store(i, Ordering::Relaxed);
+                    p2.wake_all_once();
+                }
+            });
+            let end = p
+                .wait_until(None, &mut NoHooks, || count.load(Ordering::Relaxed) == 2)
+                .unwrap();
+            assert_eq!(end, WaitEnd::Ready);
+            waker.join().unwrap();
+        });
+    }
+
+    /// The same with a waiter that does not arm (an older peer's protocol): it may
+    /// sleep on the marked value, and the waker skips the wake it needs. Loom must
+    /// find that interleaving (why objects whose wakers skip bump their layout
+    /// version).
+    #[test]
+    #[should_panic]
+    fn loom_a_waiter_that_does_not_arm_loses_a_skipped_wakeup() {
+        loom::model(|| {
+            let p = Arc::new(Parker::new());
+            let count = Arc::new(AtomicU32::new(0));
+            let (p2, c2) = (p.clone(), count.clone());
+            let waker = loom::thread::spawn(move || {
+                for i in 1..=2 {
+                    c2.store(i, Ordering::Relaxed);
+                    p2.wake_all_once();
+                }
+            });
+            p.sleepers.fetch_add(1, Ordering::SeqCst);
+            loop {
+                fence(Ordering::SeqCst);
+                let ev = p.event.load(Ordering::Acquire);
+                if count.load(Ordering::Relaxed) == 2 {
+                    break;
+                }
+                futex_wait(&p.event, ev, None).unwrap();
+            }
+            p.retract();
             waker.join().unwrap();
         });
     }

@@ -78,7 +78,10 @@ use crate::shim::{fence, AtomicU32, AtomicU64, Deadline, Ordering};
 /// Magic number at offset 0 of the payload ("SLST" little-endian).
 pub const LATEST_MAGIC: u32 = u32::from_le_bytes(*b"SLST");
 /// Layout version of the payload (also in the segment's type tag).
-pub const LATEST_VERSION: u32 = 1;
+/// Version 2 wakes each sleeper once however many values are published before it runs
+/// ([`Parker::wake_all_once`](shmkit_sys::parker::Parker::wake_all_once)); its
+/// sleepers arm, which version 1 peers do not.
+pub const LATEST_VERSION: u32 = 2;
 /// Bytes of the header before the buffers.
 pub const LATEST_HEADER_SIZE: usize = 384;
 /// Buffers the values rotate through.
@@ -400,7 +403,8 @@ impl<T: bytemuck::Pod> Latest<T> {
         let h = self.hdr();
         // Release: the stamp happens-before a reader's Acquire of `latest`.
         h.seq.latest.store(s, Ordering::Release);
-        h.wait.newer.wake(u32::MAX);
+        // Once per sleep of each reader, not once per publish until it runs.
+        h.wait.newer.wake_all_once();
         self.published = self.published.wrapping_add(1);
         Ok(s)
     }

@@ -94,8 +94,10 @@
 //!
 //! # Layout
 //! See `docs/layout.md`: a 512-byte header of four 128-byte lines (metadata with the
-//! two role slots, tail, head, sleep flags), then the data buffer. Version 3 (this
-//! one) commits each record by its own stamped header; version 2 had a length word
+//! two role slots, tail, head, sleep flags), then the data buffer. Version 4 (this
+//! one) wakes each sleeper once however many records are committed before it runs
+//! ([`Parker::wake_all_once`]: its sleepers must arm, which version 3 peers do not);
+//! version 3 committed each record by its own stamped header; version 2 had a length word
 //! and readers that waited for `tail`; version 1 had 8-byte role words instead of the
 //! 16-byte peer slots (`crates/typed/src/peer.rs`) at 16 (writer) and 32 (reader).
 
@@ -119,7 +121,7 @@ pub use async_impl::{ReadAsync, WriteAsync};
 /// Magic number at offset 0 of a ring ("SRNG" little-endian).
 pub const RING_MAGIC: u32 = u32::from_le_bytes(*b"SRNG");
 /// Layout version of the ring header.
-pub const RING_VERSION: u32 = 3;
+pub const RING_VERSION: u32 = 4;
 /// Bytes of the ring header before the data buffer.
 pub const RING_HEADER_SIZE: usize = 512;
 /// Default data capacity: 4 MiB (a ring that fits in L2 is ~3x slower for large
@@ -1183,7 +1185,8 @@ impl Ring {
         let h = self.hdr();
         // Release: the records' bytes happen-before the reader's Acquire of `tail`.
         h.tail.tail.store(self.tail, Ordering::Release);
-        h.sleep.data.wake(1);
+        // Once per sleep of the reader, not once per publish until it runs.
+        h.sleep.data.wake_all_once();
     }
 
     /// Publishes pending records of a [`WriteBatch`], if any.
@@ -1552,7 +1555,8 @@ impl Ring {
         // Release: our reads of the record happen-before the writer's Acquire of
         // `head` and its overwrite.
         h.head.head.store(self.head, Ordering::Release);
-        h.sleep.space.wake(1);
+        // Once per sleep of the writer, not once per message until it runs.
+        h.sleep.space.wake_all_once();
     }
 
     /// Waits until a record (or wrap marker) is committed at `head`.

@@ -147,7 +147,10 @@ use shmkit_sys::parker::{CheckPace, Parker};
 /// Magic number at offset 0 of a topic's payload ("STPC" little-endian).
 pub const TOPIC_MAGIC: u32 = u32::from_le_bytes(*b"STPC");
 /// Layout version of the topic payload.
-pub const TOPIC_VERSION: u32 = 1;
+/// Version 2 wakes each sleeper once however many records are published before it
+/// runs ([`Parker::wake_all_once`](shmkit_sys::parker::Parker::wake_all_once)); its
+/// sleepers arm, which version 1 peers do not.
+pub const TOPIC_VERSION: u32 = 2;
 /// Bytes of the fixed header (before the reader lines).
 pub const TOPIC_HEADER_SIZE: usize = 384;
 /// Bytes of one reader's registry line.
@@ -1033,8 +1036,9 @@ impl<P: TopicPolicy> Topic<P> {
         // Release: the record's words and bytes happen-before a reader's Acquire of
         // `tail` (pairs with `Subscriber::refresh_tail`).
         t.tail.store(self.tail, Ordering::Release);
-        // One futex wake for every sleeping reader, and no syscall when none sleeps.
-        self.hdr().sleep.data.wake(u32::MAX);
+        // One futex wake for every sleeping reader, and no syscall when none sleeps or
+        // every sleeper has been woken since it slept.
+        self.hdr().sleep.data.wake_all_once();
     }
 
     /// Stores the payload at data offset `at` (the record fits before the end).
@@ -1301,7 +1305,7 @@ impl<P: TopicPolicy> Topic<P> {
         // Relaxed: informational.
         line.seq.store(seq, Ordering::Relaxed);
         // A writer waiting on this slot's stale cursor rescans now.
-        self.hdr().sleep.space.wake(1);
+        self.hdr().sleep.space.wake_all_once();
         Ok(Subscriber {
             topic: self,
             slot,
@@ -1349,7 +1353,7 @@ impl<P: TopicPolicy> Drop for Subscriber<'_, P> {
         // Release (in `release`): a writer that sees LEFT sees our last cursor.
         if line.slot.release(self.read) {
             // A writer asleep on this reader learns at once.
-            self.topic.hdr().sleep.space.wake(1);
+            self.topic.hdr().sleep.space.wake_all_once();
         }
     }
 }
@@ -1492,7 +1496,7 @@ impl<P: TopicPolicy> Subscriber<'_, P> {
         // (pairs with the Acquire load in `scan_limit`).
         line.cursor.store(self.pos, Ordering::Release);
         if P::POLICY == Policy::Block {
-            self.topic.hdr().sleep.space.wake(1);
+            self.topic.hdr().sleep.space.wake_all_once();
         }
     }
 
