@@ -169,8 +169,11 @@ impl Backoff {
 /// Whether polling before a sleep pays off for one waiter, learnt from its last waits:
 /// a waiter whose polls keep running out (a peer that answers slowly, or a machine
 /// with more runnable threads than CPUs, where our spinning only keeps the peer off
-/// the CPU it needs) stops polling and sleeps at once, as a pipe reader does; one wait
-/// in [`PROBE_EVERY`] polls again to find out whether polling works again.
+/// the CPU it needs) stops polling and sleeps at once, as a pipe reader does. It polls
+/// again after a sleep that was costly yet short enough for a poll to have caught
+/// ([`COSTLY_SLEEP`] up to twice the budget: on an idle machine a wake-up across CPUs
+/// costs tens of microseconds, and polling is what saves it), and for one wait in
+/// [`PROBE_EVERY`].
 ///
 /// Measured on the 2-vCPU machine with other load (a 64 B ring ping-pong): polling
 /// 50 us before each sleep made the round trip ~100 us; sleeping at once, 6-16 us,
@@ -203,6 +206,10 @@ pub struct PollGauge {
 const RUN_OUTS_TO_STOP: u32 = 2;
 /// Once it sleeps without polling, one wait in this many polls again (a probe).
 pub const PROBE_EVERY: u32 = 64;
+/// A sleeping wait at least this long (and at most twice the poll budget) says
+/// polling would have paid: a wake-up of an idle CPU costs 30-50 us on the 2-vCPU VM,
+/// one on a busy machine (the woken side runs where its waker ran) 3-6 us.
+pub const COSTLY_SLEEP: std::time::Duration = std::time::Duration::from_micros(20);
 
 impl PollGauge {
     /// A gauge that polls (nothing learnt yet).
@@ -229,6 +236,8 @@ impl PollGauge {
             polls,
             probe,
             ran_out: false,
+            budget,
+            slept_at: None,
         }
     }
 
@@ -237,7 +246,8 @@ impl PollGauge {
         let s = self.state.load(Relaxed);
         let run_outs = match (ran_out, probe) {
             (true, _) => (s & 0xff).saturating_add(1).min(0xff),
-            // A probe that succeeds lets the next wait poll; one more run-out stops it.
+            // A probe that succeeds (or a costly short sleep) lets the next wait poll;
+            // one more run-out stops it.
             (false, true) => RUN_OUTS_TO_STOP - 1,
             (false, false) => 0,
         };
@@ -257,6 +267,9 @@ pub struct GaugedPoll<'a> {
     polls: bool,
     probe: bool,
     ran_out: bool,
+    budget: std::time::Duration,
+    /// When a wait that does not poll went to sleep.
+    slept_at: Option<std::time::Instant>,
 }
 
 impl GaugedPoll<'_> {
@@ -266,6 +279,9 @@ impl GaugedPoll<'_> {
         if self.polls && self.backoff.snooze() {
             return true;
         }
+        if !self.polls && !cfg!(loom) && self.slept_at.is_none() {
+            self.slept_at = Some(std::time::Instant::now());
+        }
         self.ran_out = true;
         false
     }
@@ -273,9 +289,14 @@ impl GaugedPoll<'_> {
 
 impl Drop for GaugedPoll<'_> {
     fn drop(&mut self) {
-        // A wait that does not poll and ends without sleeping (its first look found
-        // the change) tells nothing: it is not recorded as a success.
-        if self.polls || self.ran_out {
+        if let Some(at) = self.slept_at {
+            // Slept without polling: was that costly, yet short enough to poll for?
+            let slept = at.elapsed();
+            let costly = slept >= COSTLY_SLEEP && slept <= 2 * self.budget;
+            self.gauge.record(!costly, costly);
+        } else if self.polls || self.ran_out {
+            // A wait that does not poll and ends without sleeping (its first look
+            // found the change) tells nothing: it is not recorded as a success.
             self.gauge.record(self.ran_out, self.probe);
         }
     }
@@ -368,6 +389,38 @@ mod tests {
         // A probe that succeeded lets the next wait poll; one more run-out stops it.
         assert!(run_out(&gauge) > 0);
         assert_eq!(run_out(&gauge), 0, "stopped again after one more run-out");
+    }
+
+    #[test]
+    fn a_costly_but_short_sleep_makes_a_stopped_gauge_poll_again() {
+        let gauge = PollGauge::new();
+        let budget = Duration::from_millis(20);
+        for _ in 0..RUN_OUTS_TO_STOP {
+            let mut poll = gauge.poll(Duration::ZERO);
+            while poll.snooze() {}
+        }
+        // Stopped (waits % PROBE_EVERY != 0 from here on for a while).
+        let mut poll = gauge.poll(budget);
+        assert!(!poll.snooze(), "stopped: sleeps at once");
+        // The sleep (here: the thread's) lasts longer than a busy machine's wake-up
+        // and less than twice the budget: polling would have caught the change.
+        std::thread::sleep(COSTLY_SLEEP * 5);
+        drop(poll);
+        assert!(gauge.poll(budget).snooze(), "polls again");
+        // Stopped again; a sleep longer than twice the budget (a slow peer) keeps it so.
+        for _ in 0..RUN_OUTS_TO_STOP {
+            let mut poll = gauge.poll(Duration::ZERO);
+            while poll.snooze() {}
+        }
+        let short = Duration::from_micros(5);
+        let mut poll = gauge.poll(short);
+        assert!(!poll.snooze());
+        std::thread::sleep(COSTLY_SLEEP * 5);
+        drop(poll);
+        assert!(
+            !gauge.poll(short).snooze(),
+            "a slow peer: still sleeps at once"
+        );
     }
 
     #[test]
