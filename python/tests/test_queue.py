@@ -30,6 +30,29 @@ def test_round_trip_of_bytes_and_objects_in_order(names):
     assert q.empty() and q.qsize() == 0
 
 
+class MyInt(int):
+    pass
+
+
+def test_ints_strs_and_floats_travel_as_themselves_and_keep_their_type(names):
+    q = shmkit.Queue.create(names(), 1 << 16)
+    items = [
+        0, 1, -1, 2**63 - 1, -(2**63),  # tag 2, the whole i64 range
+        2**63, -(2**63) - 1, 10**40,  # beyond i64: pickled, equal
+        True, False, MyInt(5),  # int subclasses: pickled, same type
+        "", "abc", "h\u00e9 \U0001f600", "\ud800",  # the last has no UTF-8: pickled
+        0.0, -2.5, float("inf"), 1e-300,
+    ]
+    for x in items:
+        q.put(x)
+    got = [q.get_nowait() for _ in items]
+    assert got == items
+    assert [type(g) for g in got] == [type(x) for x in items]
+    q.put(float("nan"))
+    nan = q.get_nowait()
+    assert type(nan) is float and nan != nan
+
+
 def test_the_largest_item_fits_and_a_larger_one_is_refused(names):
     q = shmkit.Queue.create(names(), 1024)
     assert q.maxsize_bytes == 1024
@@ -296,11 +319,18 @@ def test_python_puts_bytes_and_objects_rust_gets_them(peer, names):  # noqa: F81
             q.put(b"y" * (i % 100))
             if i % 10 == 0:
                 q.put({"i": i})  # a pickle: Rust sees tag 1
+            if i % 30 == 0:
+                q.put(-i * 1_000_003)  # an int: tag 2, i64 little-endian
+                q.put("é%d" % i)  # a str: tag 3
+                q.put(i / 7)  # a float: tag 4
         q.close()  # every putter gone: Rust drains and stops
     finally:
         out, _ = getter.communicate(timeout=60)
     assert getter.returncode == 0
-    assert out.split() == ["3000", "300", str(sum(i % 100 for i in range(3000)))]
+    assert out.split() == [
+        "3000", "300", str(sum(i % 100 for i in range(3000))),
+        "100", str(sum(-i * 1_000_003 for i in range(0, 3000, 30))), "200",
+    ]
 
 
 def test_job_queue_example_with_a_rust_worker(peer):  # noqa: F811

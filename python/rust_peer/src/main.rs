@@ -18,9 +18,10 @@
 //!                                        shmkit.Queue (tag byte 0, then the bytes),
 //!                                        then leaves (the getters see it go)
 //! shmkit-pypeer queue-get NAME           gets items of a shmkit.Queue until every putter
-//!                                        left; prints "<bytes items> <pickles> <bytes>"
-//!                                        (the raw items' total length; pickles are
-//!                                        counted, not decoded)
+//!                                        left; prints "<bytes items> <pickles> <bytes>
+//!                                        <ints> <their sum> <strs and floats>" (the raw
+//!                                        items' total length; pickles, strs and floats
+//!                                        are counted, not decoded)
 //! shmkit-pypeer tickets-buy NAME [START]  sells tickets from a SharedValue<i64> count, one
 //!                                        locked check-and-decrement each, until none
 //!                                        are left (after waiting at the SharedBarrier
@@ -168,13 +169,17 @@ enum PyQueue {}
 
 impl TypeName for PyQueue {
     fn name<T: ?Sized>() -> &'static str {
-        "shmkit.Queue/1"
+        "shmkit.Queue/2"
     }
 }
 
-/// Record tags of a `shmkit.Queue` (python/src/queue.rs): raw bytes, a pickle.
+/// Record tags of a `shmkit.Queue` (python/src/queue.rs): raw bytes, a pickle, an
+/// `int` (i64 LE), a `str` (UTF-8), a `float` (f64 LE).
 const TAG_BYTES: u8 = 0;
 const TAG_PICKLE: u8 = 1;
+const TAG_INT: u8 = 2;
+const TAG_STR: u8 = 3;
+const TAG_FLOAT: u8 = 4;
 
 fn queue_put(name: &str, n: u64) -> Res {
     let q = Channel::<Vec<u8>, PyQueue>::open(name)?;
@@ -193,20 +198,29 @@ fn queue_put(name: &str, n: u64) -> Res {
 fn queue_get(name: &str) -> Res {
     let q = Channel::<Vec<u8>, PyQueue>::open(name)?;
     let (mut raw, mut pickles, mut bytes) = (0u64, 0u64, 0usize);
+    let (mut ints, mut int_sum, mut others) = (0u64, 0i64, 0u64);
     loop {
         match q.recv_with_timeout(Duration::from_secs(30), |rec| {
-            (rec.first().copied(), rec.len().saturating_sub(1))
+            let word = rec.get(1..).and_then(|p| <[u8; 8]>::try_from(p).ok());
+            (rec.first().copied(), rec.len().saturating_sub(1), word)
         }) {
-            Ok((Some(TAG_BYTES), len)) => {
+            Ok((Some(TAG_BYTES), len, _)) => {
                 raw += 1;
                 bytes += len;
             }
-            Ok((Some(TAG_PICKLE), _)) => pickles += 1,
-            Ok((tag, _)) => return Err(format!("a record of tag {tag:?}").into()),
+            Ok((Some(TAG_PICKLE), _, _)) => pickles += 1,
+            Ok((Some(TAG_INT), _, Some(w))) => {
+                ints += 1;
+                int_sum = int_sum.wrapping_add(i64::from_le_bytes(w));
+            }
+            Ok((Some(TAG_STR), _, _)) | Ok((Some(TAG_FLOAT), _, Some(_))) => others += 1,
+            Ok((tag, len, _)) => {
+                return Err(format!("a record of tag {tag:?} ({len} payload bytes)").into());
+            }
             Err(RecvError::Disconnected) => break,
             Err(e) => return Err(e.into()),
         }
     }
-    println!("{raw} {pickles} {bytes}");
+    println!("{raw} {pickles} {bytes} {ints} {int_sum} {others}");
     Ok(())
 }
