@@ -684,18 +684,30 @@ mod loom_tests {
     use super::*;
     use loom::sync::Arc;
 
+    /// A parker, a counter, and a thread that stores `1..=upto` into the counter,
+    /// calling `wake` after each store (publish, then wake).
+    fn publisher(
+        upto: u32,
+        wake: fn(&Parker),
+    ) -> (Arc<Parker>, Arc<AtomicU32>, loom::thread::JoinHandle<()>) {
+        let p = Arc::new(Parker::new());
+        let count = Arc::new(AtomicU32::new(0));
+        let (p2, c2) = (p.clone(), count.clone());
+        let waker = loom::thread::spawn(move || {
+            for i in 1..=upto {
+                c2.store(i, Ordering::Relaxed);
+                wake(&p2);
+            }
+        });
+        (p, count, waker)
+    }
+
     /// A waiter blocks (the model's futex returns only when the event word changes)
     /// until a waker publishes and wakes: every interleaving must end.
     #[test]
     fn loom_park_and_wake_lose_no_wakeup() {
         loom::model(|| {
-            let p = Arc::new(Parker::new());
-            let flag = Arc::new(AtomicU32::new(0));
-            let (p2, f2) = (p.clone(), flag.clone());
-            let waker = loom::thread::spawn(move || {
-                f2.store(1, Ordering::Relaxed);
-                p2.wake(1);
-            });
+            let (p, flag, waker) = publisher(1, |p| p.wake(1));
             let end = p
                 .wait_until(None, &mut NoHooks, || flag.load(Ordering::Relaxed) == 1)
                 .unwrap();
@@ -714,13 +726,7 @@ mod loom_tests {
     #[test]
     fn loom_an_armed_future_is_woken_or_sees_the_change() {
         loom::model(|| {
-            let p = Arc::new(Parker::new());
-            let flag = Arc::new(AtomicU32::new(0));
-            let (p2, f2) = (p.clone(), flag.clone());
-            let waker = loom::thread::spawn(move || {
-                f2.store(1, Ordering::Relaxed);
-                p2.wake(1);
-            });
+            let (p, flag, waker) = publisher(1, |p| p.wake(1));
             // First poll: announce, re-check.
             let mut ev = p.announce();
             while flag.load(Ordering::Relaxed) != 1 {
@@ -762,15 +768,7 @@ mod loom_tests {
     #[test]
     fn loom_wake_all_once_skips_only_wakes_already_given() {
         loom::model(|| {
-            let p = Arc::new(Parker::new());
-            let count = Arc::new(AtomicU32::new(0));
-            let (p2, c2) = (p.clone(), count.clone());
-            let waker = loom::thread::spawn(move || {
-                for i in 1..=2 {
-                    c2.store(i, Ordering::Relaxed);
-                    p2.wake_all_once();
-                }
-            });
+            let (p, count, waker) = publisher(2, Parker::wake_all_once);
             let end = p
                 .wait_until(None, &mut NoHooks, || count.load(Ordering::Relaxed) == 2)
                 .unwrap();
@@ -787,15 +785,7 @@ mod loom_tests {
     #[should_panic]
     fn loom_a_waiter_that_does_not_arm_loses_a_skipped_wakeup() {
         loom::model(|| {
-            let p = Arc::new(Parker::new());
-            let count = Arc::new(AtomicU32::new(0));
-            let (p2, c2) = (p.clone(), count.clone());
-            let waker = loom::thread::spawn(move || {
-                for i in 1..=2 {
-                    c2.store(i, Ordering::Relaxed);
-                    p2.wake_all_once();
-                }
-            });
+            let (p, count, waker) = publisher(2, Parker::wake_all_once);
             p.sleepers.fetch_add(1, Ordering::SeqCst);
             loop {
                 fence(Ordering::SeqCst);
