@@ -160,6 +160,35 @@ pub fn open_state(
     Ok((value, s, r))
 }
 
+/// The `shmkit inspect` section of an importer state segment (`name`, whose header
+/// has the type tag `tag`): its fields, one per line; empty for any other segment.
+pub fn inspect_text(name: &str, tag: &shmkit_segment::TypeTag) -> String {
+    if tag.name() != std::any::type_name::<ImportState>() {
+        return String::new();
+    }
+    let name = name.trim_start_matches('/');
+    let s = match StateValue::open(name).map(|v| v.get()) {
+        Ok(Ok(s)) => s,
+        Ok(Err(e)) => return format!("importer state  unreadable: {e}\n"),
+        Err(e) => return format!("importer state  cannot open: {e}\n"),
+    };
+    let resolved = if s.pending == s.delivered {
+        "none"
+    } else {
+        "one put pending (resolved at the importer's next start)"
+    };
+    format!(
+        "importer layout {} (this build reads {STATE_LAYOUT})\n\
+         source id       {:#018x}\n\
+         delivered seq   {}\n\
+         pending         {} ({resolved})\n\
+         delivered total {}\n\
+         duplicates      {}\n\
+         gaps            {}\n",
+        s.layout, s.source, s.delivered, s.pending, s.delivered_total, s.duplicates, s.gaps
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
