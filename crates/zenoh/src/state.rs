@@ -1,5 +1,5 @@
 //! The importer's persistent state: one [`ImportState`] in a
-//! [`SharedValue`](shmkit_typed::SharedValue) named after the local object
+//! [`SharedValue`] named after the local object
 //! (`<name>-zimport`), so that an importer that restarts (after a crash, `kill -9`
 //! included) drops the messages it already delivered.
 //!
