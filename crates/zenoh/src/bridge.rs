@@ -21,6 +21,9 @@ use crate::BridgeError;
 /// An idle importer re-announces itself this often (a 28-byte message; this is also
 /// how a lost message or a dropped connection is noticed when nothing else arrives).
 pub const HEARTBEAT: Duration = Duration::from_secs(1);
+/// An importer acknowledges what it delivered after its queue stayed empty this long
+/// (or after a quarter window, whichever comes first).
+pub const ACK_DELAY: Duration = Duration::from_millis(1);
 /// The default credit window: messages an exporter sends beyond the importer's last
 /// acknowledgement.
 pub const DEFAULT_WINDOW: u32 = 256;
@@ -571,14 +574,15 @@ impl Importer {
                 Ok(raw) => raw,
                 Err(TryRecvError::Disconnected) => return Ok(()),
                 Err(TryRecvError::Empty) => {
-                    if unacked > 0 {
-                        self.ack(false)?;
-                        unacked = 0;
-                    }
-                    match rx.recv_timeout(HEARTBEAT) {
+                    // Acknowledge once the queue has stayed empty for ACK_DELAY (not at
+                    // every drain: in a ping-pong that would be one ack per message, on
+                    // the path of the reply); announce after a heartbeat of silence.
+                    let wait = if unacked > 0 { ACK_DELAY } else { HEARTBEAT };
+                    match rx.recv_timeout(wait) {
                         Ok(raw) => raw,
                         Err(RecvTimeoutError::Timeout) => {
-                            self.ack(true)?;
+                            self.ack(unacked == 0)?;
+                            unacked = 0;
                             continue;
                         }
                         Err(RecvTimeoutError::Disconnected) => return Ok(()),
