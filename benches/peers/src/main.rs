@@ -9,11 +9,14 @@
 //! # the serde comparison: the same structs through the channel, a pipe and ipc-channel
 //! cargo run --release --manifest-path benches/peers/Cargo.toml -- --quick --size 64,1024,65536 \
 //!     --only ring,channel,channel-serde,pipe,pipe-serde,ipc-channel-serde,floor
+//! # shmkit's Zenoh bridge beside plain Zenoh pub/sub (TCP, loopback)
+//! cargo run --release --manifest-path benches/peers/Cargo.toml -- --zenoh --size 64,65536
 //! ```
 
 mod fanout;
 mod iox;
 mod ipc;
+mod zenoh;
 
 use std::path::PathBuf;
 use std::process::{Command, ExitCode};
@@ -49,6 +52,20 @@ struct Args {
     /// in a new process, when it is done).
     #[arg(long, hide = true)]
     clean_iceoryx2: bool,
+    /// Instead of the transports: shmkit's Zenoh bridge (ring → bridge → Zenoh →
+    /// bridge → ring) beside plain Zenoh pub/sub, TCP on loopback (`--size` defaults
+    /// to 64 and 65536 here).
+    #[arg(long)]
+    zenoh: bool,
+    /// One side of a `--zenoh` case (run by the benchmark itself).
+    #[arg(long, hide = true)]
+    zenoh_role: Option<String>,
+    #[arg(long, hide = true, default_value_t = 0)]
+    zenoh_count: usize,
+    #[arg(long, hide = true, default_value_t = 0)]
+    zenoh_port: u16,
+    #[arg(long, hide = true)]
+    zenoh_bridged: bool,
 }
 
 fn main() -> ExitCode {
@@ -69,6 +86,35 @@ fn main() -> ExitCode {
     }
     if args.fanout {
         return fanout_main(&args);
+    }
+    if let Some(role) = &args.zenoh_role {
+        let size = args.size.first().copied().unwrap_or(64);
+        zenoh::role(
+            role,
+            args.zenoh_bridged,
+            size,
+            args.zenoh_count,
+            args.zenoh_port,
+        );
+        return ExitCode::SUCCESS;
+    }
+    if args.zenoh {
+        let sizes = if args.size.is_empty() {
+            vec![64, 65536]
+        } else {
+            args.size.clone()
+        };
+        let repeats = args.repeats.unwrap_or(if args.quick { 3 } else { 5 });
+        let rows = zenoh::run(&sizes, repeats, args.quick);
+        print!("{}", bench::table(&rows));
+        if let Some(path) = &args.json {
+            let json = serde_json::to_string_pretty(&rows).expect("rows serialise");
+            if let Err(e) = std::fs::write(path, json + "\n") {
+                eprintln!("peers: writing {}: {e}", path.display());
+                return ExitCode::FAILURE;
+            }
+        }
+        return ExitCode::SUCCESS;
     }
     let mut config = if args.quick {
         BenchConfig::quick()

@@ -73,11 +73,38 @@ enum Command {
         #[arg(long)]
         repeats: Option<usize>,
     },
+    /// Bridge a local channel, topic or ring over Zenoh:
+    /// `--export channel:jobs --key site/a/jobs --listen tcp/127.0.0.1:7447` on one host,
+    /// `--import site/a/jobs --into channel:jobs --connect tcp/127.0.0.1:7447` on the other.
+    #[cfg(feature = "bridge")]
+    Bridge(shmkit_zenoh::cli::BridgeArgs),
+    /// Bridge a local channel, topic or ring over Zenoh (not built into this `shmkit`:
+    /// build it with `--features bridge`, or use the `shmkit-bridge` binary).
+    #[cfg(not(feature = "bridge"))]
+    #[command(disable_help_flag = true)]
+    Bridge {
+        /// Ignored.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
+        #[cfg(feature = "bridge")]
+        Command::Bridge(args) => ExitCode::from(shmkit_zenoh::cli::run(args) as u8),
+        #[cfg(not(feature = "bridge"))]
+        Command::Bridge { .. } => {
+            eprintln!(
+                "shmkit bridge is not built into this shmkit (it pulls in Zenoh and tokio). Either \
+                 install the CLI with the bridge: `cargo install shmkit-cli --features bridge` \
+                 (from this repository: `cargo build --release -p shmkit-cli --features bridge`), \
+                 or use the separate binary `shmkit-bridge` (package shmkit-zenoh), which takes \
+                 the same arguments."
+            );
+            ExitCode::from(2)
+        }
         Command::Ls { dir } => match segments::list_all(&dir) {
             Ok(all) => {
                 print!("{}", segments::ls_table(&all));
@@ -90,6 +117,14 @@ fn main() -> ExitCode {
                 print!("{}", segments::inspect_text(&s));
                 print!("{}", segments::topic_text(&name, &s));
                 print!("{}", segments::channel_text(&name, &s));
+                // A Zenoh importer's state (`<name>-zimport`), with the bridge built in.
+                #[cfg(feature = "bridge")]
+                if s.corrupt.is_none() {
+                    print!(
+                        "{}",
+                        shmkit_zenoh::state::inspect_text(&name, &s.header.type_tag)
+                    );
+                }
                 ExitCode::SUCCESS
             }
             Err(e) => fail(segments::explain(&name, &e)),

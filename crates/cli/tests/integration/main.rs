@@ -2,5 +2,6 @@
 //! module per subject, all in one test binary. Run one subject with
 //! `cargo test -p shmkit-cli --test integration segments_cmd::`.
 
+mod bridge_cmd;
 mod objects_cmd;
 mod segments_cmd;

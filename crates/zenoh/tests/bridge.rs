@@ -1,0 +1,362 @@
+//! Two bridge processes (the crate's `shmkit-bridge`) standing for two hosts that
+//! share nothing but a TCP connection on 127.0.0.1: a producer on one side, consumers
+//! on the other; the importing bridge is killed (SIGKILL) and restarted mid-stream.
+//! Each side's objects have their own names; Zenoh's shared memory is not built.
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use shmkit_testkit::{stress, unique_name, ShmCleanup};
+use shmkit_typed::topic::{Block, ReadError, Topic, TopicConfig};
+use shmkit_typed::{Channel, RecvError};
+use shmkit_zenoh::state::{state_name, StateValue};
+
+const DEADLINE: Duration = Duration::from_secs(120);
+
+/// A bridge process; killed (SIGKILL) if still running when dropped.
+struct Bridge {
+    child: Child,
+    stderr: mpsc::Receiver<String>,
+}
+
+impl Bridge {
+    fn start(args: &[&str]) -> Bridge {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_shmkit-bridge"))
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn shmkit-bridge");
+        let (tx, stderr) = mpsc::channel();
+        let pipe = child.stderr.take().expect("stderr");
+        std::thread::spawn(move || {
+            for line in BufReader::new(pipe).lines().map_while(Result::ok) {
+                eprintln!("[bridge] {line}");
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let b = Bridge { child, stderr };
+        b.expect_line(|l| l.contains("exporting") || l.contains("importing"));
+        b
+    }
+
+    /// Starts without waiting for the bridge to be ready.
+    fn spawn(args: &[&str]) -> Bridge {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_shmkit-bridge"))
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn shmkit-bridge");
+        let (tx, stderr) = mpsc::channel();
+        let pipe = child.stderr.take().expect("stderr");
+        std::thread::spawn(move || {
+            for line in BufReader::new(pipe).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Bridge { child, stderr }
+    }
+
+    /// Waits (bounded) for a stderr line that `f` accepts; returns it.
+    fn expect_line(&self, f: impl Fn(&str) -> bool) -> String {
+        let end = Instant::now() + Duration::from_secs(30);
+        loop {
+            let left = end.saturating_duration_since(Instant::now());
+            match self.stderr.recv_timeout(left) {
+                Ok(l) if f(&l) => return l,
+                Ok(_) => {}
+                Err(e) => panic!("bridge said nothing expected within 30 s: {e}"),
+            }
+        }
+    }
+
+    fn kill9(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// SIGTERM, then the counters line it prints.
+    fn stop(mut self) -> String {
+        let pid = rustix::process::Pid::from_raw(self.child.id() as i32).expect("pid");
+        rustix::process::kill_process(pid, rustix::process::Signal::TERM).expect("SIGTERM");
+        let line = self.expect_line(|l| l.contains("delivered="));
+        let _ = self.child.wait();
+        line
+    }
+}
+
+impl Drop for Bridge {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn as_str(v: &[String]) -> Vec<&str> {
+    v.iter().map(String::as_str).collect()
+}
+
+fn free_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+    l.local_addr().expect("addr").port()
+}
+
+#[test]
+fn channel_exactly_once_across_an_importer_kill() {
+    let n = stress(3_000, 100_000) as u64;
+    let (a, b) = (unique_name("zch-a"), unique_name("zch-b"));
+    let _clean = [
+        ShmCleanup::new(&a),
+        ShmCleanup::new(&b),
+        ShmCleanup::new(&state_name(&b)),
+    ];
+    let tx = Channel::<u64>::create(&a, 1 << 16).expect("channel a");
+    let rx = Channel::<u64>::create(&b, 1 << 16).expect("channel b");
+    let key = format!("shmkit/test/{a}");
+    let listen = format!("tcp/127.0.0.1:{}", free_port());
+    let export = [
+        "--export",
+        &format!("channel:{a}"),
+        "--key",
+        &key,
+        "--listen",
+        &listen,
+    ]
+    .map(String::from);
+    let import = [
+        "--import",
+        &key,
+        "--into",
+        &format!("channel:{b}"),
+        "--connect",
+        &listen,
+    ]
+    .map(String::from);
+    let exporter = Bridge::start(&as_str(&export));
+    let mut importer = Some(Bridge::start(&as_str(&import)));
+    let producer = std::thread::spawn(move || {
+        for i in 0..n {
+            tx.send(i).expect("send");
+        }
+        tx // kept open until the consumer is done
+    });
+    let end = Instant::now() + DEADLINE;
+    let (mut seen, mut last): (u64, Option<u64>) = (0, None);
+    let mut killed = false;
+    while last != Some(n - 1) {
+        let left = end
+            .checked_duration_since(Instant::now())
+            .expect("deadline passed");
+        let v = match rx.recv_timeout(left) {
+            Ok(v) => v,
+            Err(RecvError::Timeout) => panic!("timed out after {seen} messages (last {last:?})"),
+            // The importer (the only sender) was killed: the next one attaches.
+            Err(RecvError::Disconnected) => continue,
+            Err(e) => panic!("recv: {e}"),
+        };
+        assert!(
+            last.is_none_or(|l| v > l),
+            "duplicate or reordered: {v} after {last:?}"
+        );
+        last = Some(v);
+        seen += 1;
+        if !killed && seen == n / 3 {
+            importer.take().expect("importer").kill9();
+            importer = Some(Bridge::start(&as_str(&import)));
+            killed = true;
+        }
+    }
+    let _tx = producer.join().expect("producer");
+    let line = importer.take().expect("importer").stop();
+    drop(exporter);
+    let state = StateValue::open(&state_name(&b))
+        .expect("state")
+        .get()
+        .expect("get");
+    let missing = n - seen;
+    assert!(
+        missing <= state.gaps,
+        "{missing} messages lost but {} gaps reported ({line})",
+        state.gaps
+    );
+    assert!(
+        missing <= 1,
+        "more than the one pending put lost: {missing}"
+    );
+}
+
+#[test]
+fn topic_two_readers_across_an_importer_kill() {
+    let n = stress(2_000, 100_000) as u64;
+    let (a, b) = (unique_name("ztp-a"), unique_name("ztp-b"));
+    let _clean = [
+        ShmCleanup::new(&a),
+        ShmCleanup::new(&b),
+        ShmCleanup::new(&state_name(&b)),
+    ];
+    let mut writer = Topic::<Block>::create(&a, TopicConfig::new(1 << 16)).expect("topic a");
+    let far = Topic::<Block>::create(&b, TopicConfig::new(1 << 16)).expect("topic b");
+    let key = format!("shmkit/test/{a}");
+    let listen = format!("tcp/127.0.0.1:{}", free_port());
+    let export = [
+        "--export",
+        &format!("topic:{a}"),
+        "--key",
+        &key,
+        "--listen",
+        &listen,
+    ]
+    .map(String::from);
+    let import = [
+        "--import",
+        &key,
+        "--into",
+        &format!("topic:{b}"),
+        "--connect",
+        &listen,
+    ]
+    .map(String::from);
+    let end = Instant::now() + DEADLINE;
+    // Two readers on the far side, subscribed before anything is imported.
+    let (seen_tx, seen_rx) = mpsc::channel::<(usize, u64)>();
+    let readers: Vec<_> = (0..2)
+        .map(|r| {
+            let t = Topic::<Block>::open(&b).expect("open b");
+            let seen_tx = seen_tx.clone();
+            let (ok_tx, ok_rx) = mpsc::channel();
+            let h = std::thread::spawn(move || {
+                let mut sub = t.subscribe().expect("subscribe");
+                ok_tx.send(()).expect("subscribed");
+                let mut buf = Vec::new();
+                let mut last: Option<u64> = None;
+                let mut count = 0u64;
+                while last != Some(n - 1) {
+                    let left = end
+                        .checked_duration_since(Instant::now())
+                        .expect("deadline passed");
+                    match sub.read_into_timeout(&mut buf, left) {
+                        Ok(_) => {}
+                        // The importer (the writer) was killed: a new one takes over.
+                        Err(ReadError::PeerDied { .. }) => continue,
+                        Err(e) => panic!("reader {r}: {e} after {count} (last {last:?})"),
+                    }
+                    let v = u64::from_le_bytes(buf[..8].try_into().expect("8 bytes"));
+                    assert!(
+                        last.is_none_or(|l| v > l),
+                        "reader {r}: duplicate or reordered {v} after {last:?}"
+                    );
+                    last = Some(v);
+                    count += 1;
+                    let _ = seen_tx.send((r, count));
+                }
+                count
+            });
+            ok_rx.recv().expect("reader subscribed");
+            h
+        })
+        .collect();
+    drop(seen_tx);
+    let exporter = Bridge::start(&as_str(&export));
+    let mut importer = Some(Bridge::start(&as_str(&import)));
+    let producer = std::thread::spawn(move || {
+        for i in 0..n {
+            writer.write(&i.to_le_bytes()).expect("write");
+        }
+        writer
+    });
+    // Kill the importer once reader 0 has seen a third.
+    while let Ok((r, count)) = seen_rx.recv_timeout(end.saturating_duration_since(Instant::now())) {
+        if r == 0 && count == n / 3 {
+            importer.take().expect("importer").kill9();
+            importer = Some(Bridge::start(&as_str(&import)));
+            break;
+        }
+    }
+    let counts: Vec<u64> = readers
+        .into_iter()
+        .map(|h| h.join().expect("reader"))
+        .collect();
+    let _writer = producer.join().expect("producer");
+    let line = importer.take().expect("importer").stop();
+    drop(exporter);
+    drop(far);
+    let state = StateValue::open(&state_name(&b))
+        .expect("state")
+        .get()
+        .expect("get");
+    for c in counts {
+        let missing = n - c;
+        assert!(
+            missing <= state.gaps,
+            "{missing} lost, {} gaps reported ({line})",
+            state.gaps
+        );
+    }
+}
+
+#[test]
+fn clear_errors() {
+    let (a, b) = (unique_name("zer-a"), unique_name("zer-b"));
+    let _clean = [ShmCleanup::new(&a), ShmCleanup::new(&b)];
+    let _ch = Channel::<u64>::create(&a, 4096).expect("channel");
+    let run = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_shmkit-bridge"))
+            .args(args)
+            .output()
+            .expect("run");
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let port = format!("tcp/127.0.0.1:{}", free_port());
+    let (code, err) = run(&[
+        "--export",
+        &format!("channel:{a}"),
+        "--key",
+        "a/*/b",
+        "--listen",
+        &port,
+    ]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("bad key expression"), "{err}");
+    let (code, err) = run(&[
+        "--export",
+        &format!("ring:{a}"),
+        "--key",
+        "a/b",
+        "--listen",
+        &port,
+    ]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("cannot open the local object"), "{err}");
+    let (code, err) = run(&[
+        "--export",
+        &format!("channel:{b}"),
+        "--key",
+        "a/b",
+        "--listen",
+        &port,
+    ]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains(&b), "{err}");
+    // Nobody listens there: retried with backoff, said on stderr.
+    let lonely = Bridge::spawn(&[
+        "--import",
+        "a/b",
+        "--into",
+        &format!("channel:{a}"),
+        "--connect",
+        &port,
+    ]);
+    lonely.expect_line(|l| l.contains("cannot reach") && l.contains("retrying"));
+    lonely.kill9();
+}
