@@ -15,7 +15,9 @@ use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use shmkit::sync::future as doorbell;
-use shmkit::sync::{Event, Semaphore};
+use shmkit::sync::{
+    Event, FileLock, FileLockError, LockMode, NamedLock, NamedLockError, Semaphore,
+};
 use shmkit::typed::topic::{Block, ReadError as TopicReadError, Topic, TopicConfig};
 use shmkit::typed::{Channel, GetError, Latest, LatestError, Queue, ReadError, RecvError, Ring};
 use shmkit_testkit::{child_role, test_path, unique_name, ShmCleanup, ROLE_ENV};
@@ -1112,4 +1114,127 @@ fn dropping_a_topic_or_latest_future_at_every_await_loses_nothing() {
         drop(rt);
         assert_doorbell_idle();
     }
+}
+
+// ----- locks without readiness: NamedLock and FileLock -----
+
+/// The child side of the lock test: takes (blocking) the named lock `LOCK_NAME` in
+/// `LOCK_DIR` and the file lock on `LOCK_FILE` on the line "take" (then says
+/// "locked"), releases both on "release" (then says "released"), exits at the end of
+/// its stdin.
+fn lock_child() {
+    let dir = std::path::PathBuf::from(std::env::var("LOCK_DIR").expect("LOCK_DIR"));
+    let name = std::env::var("LOCK_NAME").expect("LOCK_NAME");
+    let file = FileLock::open(std::env::var("LOCK_FILE").expect("LOCK_FILE")).expect("open");
+    let mut held = None;
+    for line in std::io::stdin().lock().lines() {
+        match line.expect("a line").as_str() {
+            "take" => {
+                let named = NamedLock::acquire_in(&dir, &name, HANG).expect("named lock");
+                let flock = file.lock(LockMode::Exclusive).expect("file lock");
+                held = Some((named, flock));
+                say("locked");
+            }
+            "release" => {
+                held = None;
+                say("released");
+            }
+            other => panic!("unknown command {other}"),
+        }
+    }
+    drop(held);
+}
+
+fn locks_held_by_another_process_are_awaited_with_timed_retries(rt: tokio::runtime::Runtime) {
+    let dir = std::env::temp_dir().join(unique_name("async-locks"));
+    std::fs::create_dir(&dir).expect("lock dir");
+    let name = "job";
+    let path = dir.join("file.lock");
+    let mut kid = Kid::spawn(
+        test_path!(locks_held_by_another_process_are_awaited_with_timed_retries_and_never_held_by_a_dropped_future),
+        &[
+            ("LOCK_DIR", dir.to_str().expect("utf-8")),
+            ("LOCK_NAME", name),
+            ("LOCK_FILE", path.to_str().expect("utf-8")),
+        ],
+    );
+    let child = &mut kid.0;
+    let mut stdin = child.stdin.take().expect("stdin");
+    let file = FileLock::open(&path).expect("open");
+    let short = Duration::from_millis(30);
+    rt.block_on(async {
+        tokio::time::timeout(HANG, async {
+            writeln!(stdin, "take").expect("take");
+            expect_line(child, "locked");
+            // Held by the child: the timeout ends the wait with the typed error.
+            let named = NamedLock::acquire_in_async(&dir, name, short).await;
+            assert!(
+                matches!(named, Err(NamedLockError::Timeout(_))),
+                "{named:?}"
+            );
+            let flock = file.lock_async(LockMode::Exclusive, short).await;
+            assert!(matches!(flock, Err(FileLockError::Timeout)), "{flock:?}");
+            let range = file.lock_range_async(0, 0, LockMode::Shared, short).await;
+            assert!(range.is_ok(), "the child holds a flock, not a range lock");
+            drop(range);
+
+            // Pending futures dropped after the release never hold the lock.
+            {
+                let mut named = pin!(NamedLock::acquire_in_async(&dir, name, HANG));
+                let mut flock = pin!(file.lock_async(LockMode::Exclusive, HANG));
+                assert!(poll_once(named.as_mut()).is_pending());
+                assert!(poll_once(flock.as_mut()).is_pending());
+                assert_eq!(doorbell::registered_words(), 1, "one timer word");
+                writeln!(stdin, "release").expect("release");
+                expect_line(child, "released");
+            }
+            assert_eq!(doorbell::registered_words(), 0, "no registration left");
+            let other = FileLock::open(&path).expect("another open file description");
+            drop(
+                other
+                    .try_lock(LockMode::Exclusive)
+                    .expect("free: not held by a dropped future"),
+            );
+            drop(NamedLock::acquire_in(&dir, name, Duration::ZERO).expect("free"));
+
+            // Pending futures complete once the child releases.
+            writeln!(stdin, "take").expect("take");
+            expect_line(child, "locked");
+            let mut named = pin!(NamedLock::acquire_in_async(&dir, name, HANG));
+            let mut flock = pin!(file.lock_async(LockMode::Exclusive, HANG));
+            assert!(poll_once(named.as_mut()).is_pending());
+            assert!(poll_once(flock.as_mut()).is_pending());
+            writeln!(stdin, "release").expect("release");
+            let (named, flock) = tokio::join!(named, flock);
+            let (named, flock) = (named.expect("named lock"), flock.expect("file lock"));
+            // Held now: nobody else gets them.
+            assert!(matches!(
+                other.try_lock(LockMode::Shared),
+                Err(FileLockError::WouldBlock)
+            ));
+            assert!(matches!(
+                NamedLock::acquire_in(&dir, name, Duration::ZERO),
+                Err(NamedLockError::Timeout(_))
+            ));
+            drop((named, flock));
+        })
+        .await
+        .expect("no hang")
+    });
+    drop(stdin);
+    assert!(child.wait().expect("reap").success());
+    drop(rt);
+    assert_doorbell_idle();
+    std::fs::remove_dir_all(&dir).expect("remove the lock dir");
+}
+
+#[test]
+fn locks_held_by_another_process_are_awaited_with_timed_retries_and_never_held_by_a_dropped_future()
+{
+    if child_role().is_some() {
+        return lock_child();
+    }
+    let _s = serial();
+    locks_held_by_another_process_are_awaited_with_timed_retries(current_thread());
+    locks_held_by_another_process_are_awaited_with_timed_retries(multi_thread());
 }

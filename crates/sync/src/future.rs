@@ -33,11 +33,22 @@
 //!   waiters when the process dies holding it, as every semaphore permit is. It is not
 //!   reentrant: a task that awaits a second permit of the same one-permit semaphore
 //!   while holding the first waits for ever, as with any non-reentrant lock.
-//! - **[`NamedLock`](crate::NamedLock), [`FileLock`](crate::FileLock)**: `flock` has no
-//!   futex word and no readiness to wait on, so no doorbell can wake them. They have
-//!   no async form yet; the planned one is bounded: `try_lock` in each poll, and a
-//!   retry after a backoff (10 ms doubling to 80 ms, the liveness pace of the floor),
-//!   never a thread per waiter. Until then call them in `spawn_blocking`.
+//! - **[`NamedLock`](crate::NamedLock), [`FileLock`](crate::FileLock)**: `flock` (and
+//!   the OFD range locks) has no futex word and no readiness to wait on, so no
+//!   doorbell word can wake them. Their async forms
+//!   ([`NamedLock::acquire_async`](crate::NamedLock::acquire_async),
+//!   [`FileLock::lock_async`](crate::FileLock::lock_async),
+//!   [`FileLock::lock_range_async`](crate::FileLock::lock_range_async)) are
+//!   *bounded timed retries*, as their blocking `*_timeout` forms: each poll tries the
+//!   non-blocking call once; a busy lock waits for the next delay of the one backoff
+//!   ([`shmkit_sys::Backoff`]: 20 us doubling to 10 ms), never past the timeout, which
+//!   ends the future with the typed `Timeout` error. The timer is the doorbell's
+//!   ([`Interest::arm_timer`]): its helper threads wake the future after the delay,
+//!   so the futures stay runtime-agnostic (no `tokio` feature, no thread per waiter).
+//!   A release is therefore seen up to 10 ms late, and each waiting future costs up
+//!   to 100 tries a second once the backoff reached its cap. Cancel-safe: the lock is
+//!   held only by the guard of the poll that returns `Ready`; a dropped future holds
+//!   no lock and no registration.
 //!
 //! # Examples
 //! ```
@@ -125,6 +136,59 @@ impl<'a> Sleeper<'a> {
         if self.waiters.fetch_add(0, AcqRel) > 0 {
             crate::futex::wake(word, 1);
         }
+    }
+}
+
+/// The bounded async form of a wait that has nothing to sleep on (`flock`, OFD locks:
+/// see the module docs on locks): each poll tries once; a busy lock arms the
+/// doorbell's timer ([`Interest::arm_timer`]) for the next delay of the one backoff
+/// ([`Backoff::next_nap`](shmkit_sys::Backoff::next_nap): 20 us doubling to
+/// [`RETRY_CAP`]), never past the deadline, after which the future gives up.
+#[derive(Debug)]
+pub(crate) struct Retry {
+    interest: Interest,
+    backoff: shmkit_sys::Backoff,
+    deadline: crate::futex::Deadline,
+}
+
+/// The longest delay between two tries of a lock that has no readiness to wait on
+/// (the blocking `*_timeout` forms and the async forms alike): a release is seen at
+/// most this late.
+pub(crate) const RETRY_CAP: std::time::Duration = std::time::Duration::from_millis(10);
+
+impl Retry {
+    /// Gives up `timeout` after now (`Duration::MAX`: never).
+    pub(crate) fn new(timeout: std::time::Duration) -> Self {
+        Retry {
+            interest: Interest::new(),
+            backoff: shmkit_sys::Backoff::new(),
+            deadline: crate::futex::Deadline::after(timeout),
+        }
+    }
+
+    /// One poll: `attempt` (`Ok(None)`: busy) once, then the timeout, then the timer.
+    pub(crate) fn poll<T, E>(
+        &mut self,
+        cx: &Context<'_>,
+        attempt: impl FnOnce() -> Result<Option<T>, E>,
+        timeout: impl FnOnce() -> E,
+        os: impl FnOnce(crate::OsError) -> E,
+    ) -> Poll<Result<T, E>> {
+        let r = match attempt() {
+            Ok(Some(t)) => Ok(t),
+            Err(e) => Err(e),
+            Ok(None) if self.deadline.has_passed() => Err(timeout()),
+            Ok(None) => {
+                let nap = self.backoff.next_nap(RETRY_CAP, None);
+                let at = crate::futex::Deadline::after(nap).min_with(Some(self.deadline));
+                match self.interest.arm_timer(at, cx.waker()) {
+                    Ok(()) => return Poll::Pending,
+                    Err(e) => Err(os(e)),
+                }
+            }
+        };
+        self.interest.disarm();
+        Poll::Ready(r)
     }
 }
 
