@@ -1238,3 +1238,96 @@ fn locks_held_by_another_process_are_awaited_with_timed_retries_and_never_held_b
     locks_held_by_another_process_are_awaited_with_timed_retries(current_thread());
     locks_held_by_another_process_are_awaited_with_timed_retries(multi_thread());
 }
+
+// ----- the optional spin in poll, and kernels without futex_waitv -----
+
+#[test]
+fn a_bounded_spin_in_poll_catches_what_arrives_during_it_without_the_doorbell() {
+    let _s = serial();
+    assert_doorbell_idle();
+    assert_eq!(doorbell::poll_spin(), Duration::ZERO, "off by default");
+    let name = unique_name("async-spin");
+    let _cleanup = ShmCleanup::new(&name);
+    let mut reader = Ring::create(&name, 4096).expect("ring");
+    let mut writer = Ring::open(&name).expect("open");
+    let ev = Event::new();
+    // A budget far longer than the writer thread needs: the poll returns as soon as
+    // the message is there (a hang guard, not a timing assertion).
+    doorbell::set_poll_spin(HANG);
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            writer.write(b"spun").expect("write");
+            ev.set();
+        });
+        let mut buf = Vec::new();
+        assert!(matches!(
+            poll_once(pin!(reader.read_async(&mut buf))),
+            Poll::Ready(Ok(4))
+        ));
+        assert_eq!(buf, b"spun");
+        assert!(matches!(
+            poll_once(pin!(ev.wait_async())),
+            Poll::Ready(Ok(()))
+        ));
+    });
+    doorbell::set_poll_spin(Duration::ZERO);
+    // Completed in the spin: nothing was registered, no helper thread started.
+    assert_eq!(doorbell::registered_words(), 0);
+    assert_eq!(doorbell::helper_threads(), 0);
+    assert_eq!(reader.sleepers(), (0, 0));
+    assert_eq!(ev.waiters(), 0);
+}
+
+#[test]
+fn without_futex_waitv_the_helpers_slices_still_wake_every_future() {
+    let _s = serial();
+    assert_doorbell_idle();
+    shmkit_sys::doorbell::force_slices(true);
+    let name = unique_name("async-slices");
+    let _cleanup = ShmCleanup::new(&name);
+    let mut reader = Ring::create(&name, 4096).expect("ring");
+    let mut writer = Ring::open(&name).expect("open");
+    let ev = Event::new();
+    let path = std::env::temp_dir().join(format!("{}.lock", unique_name("async-slices")));
+    let (holder, waiter) = (
+        FileLock::open(&path).expect("open"),
+        FileLock::open(&path).expect("open"),
+    );
+    let held = holder.lock(LockMode::Exclusive).expect("lock");
+    let rt = current_thread();
+    std::thread::scope(|s| {
+        // The writer thread publishes only once both futures are armed with the
+        // runtime's waker: only the helper's slices can wake them.
+        s.spawn(|| {
+            let guard = std::time::Instant::now() + HANG;
+            while doorbell::registered_words() < 2 {
+                assert!(std::time::Instant::now() < guard, "never armed");
+                std::thread::yield_now();
+            }
+            writer.write(b"late").expect("write");
+            ev.set();
+        });
+        rt.block_on(async {
+            tokio::time::timeout(HANG, async {
+                let mut buf = Vec::new();
+                let (read, wait) = tokio::join!(reader.read_async(&mut buf), ev.wait_async());
+                assert_eq!(read.expect("read"), 4);
+                wait.expect("set");
+                // The timer of the lock's retries runs on the slices too.
+                let busy = waiter
+                    .lock_async(LockMode::Exclusive, Duration::from_millis(30))
+                    .await;
+                assert!(matches!(busy, Err(FileLockError::Timeout)), "{busy:?}");
+            })
+            .await
+            .expect("no hang")
+        });
+    });
+    shmkit_sys::doorbell::force_slices(false);
+    drop(held);
+    std::fs::remove_file(&path).expect("remove the lock file");
+    assert_eq!(reader.sleepers(), (0, 0));
+    assert_eq!(ev.waiters(), 0);
+    drop(rt);
+    assert_doorbell_idle();
+}

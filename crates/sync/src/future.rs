@@ -14,6 +14,11 @@
 //! objects cost one thread) and wakes their tasks. No future busy-polls or holds a
 //! thread of its own.
 //!
+//! A pending poll may first spin on the operation for a bounded time
+//! ([`set_poll_spin`], off by default), as the blocking forms poll before they sleep:
+//! a ping-pong then completes without the doorbell, at the price of holding the
+//! executor thread for up to that budget.
+//!
 //! # Cancel safety
 //! Every future here is cancel-safe: dropping it at any point (a `select!` that chose
 //! another branch, a timeout, a runtime that shuts down) takes nothing and leaves no
@@ -92,6 +97,9 @@ use shmkit_sys::doorbell::Interest;
 /// The doorbell's bound and counters: helper threads running now (at most
 /// `ceil(distinct armed words / WORDS_PER_HELPER)`) and words registered now.
 pub use shmkit_sys::doorbell::{helper_threads, registered_words, WORDS_PER_HELPER};
+/// The optional bounded spin of pending polls (off by default): see the doorbell's
+/// [Spinning in poll](shmkit_sys::doorbell#spinning-in-poll-optional-off-by-default).
+pub use shmkit_sys::doorbell::{poll_spin, set_poll_spin};
 
 use crate::atomic::{AtomicU32, Ordering::*};
 use crate::error::{EventError, SemaphoreError};
@@ -238,6 +246,12 @@ impl Future for EventWait<'_> {
             this.finish();
             return Poll::Ready(Ok(()));
         }
+        // The optional bounded spin (off by default, see the doorbell's docs).
+        let event = this.event;
+        if shmkit_sys::doorbell::spin_for(|| event.try_take().then_some(())).is_some() {
+            this.finish();
+            return Poll::Ready(Ok(()));
+        }
         this.sleeper.count();
         // The re-check after counting ourselves (see `Sleeper::count`).
         if this.event.try_take() {
@@ -290,6 +304,11 @@ impl<'a> SemWait<'a> {
 
     fn poll(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), SemaphoreError>> {
         if self.sem.try_acquire().is_ok() {
+            return self.finish(Ok(()));
+        }
+        // The optional bounded spin (off by default, see the doorbell's docs).
+        let sem = self.sem;
+        if shmkit_sys::doorbell::spin_for(|| sem.try_acquire().ok()).is_some() {
             return self.finish(Ok(()));
         }
         self.sleeper.count();

@@ -58,6 +58,17 @@
 //! the earliest armed deadline as its timeout). Timer interests share one word that
 //! nobody wakes, so any number of them take one slot of one helper.
 //!
+//! # Spinning in poll (optional, off by default)
+//! A future that finds nothing arms the doorbell at once: its wake-up then costs a
+//! futex wake of the helper and a cross-thread wake of the task (tens of µs here),
+//! where a blocking wait polls for some 50 µs first and, in a ping-pong, never sleeps.
+//! [`set_poll_spin`] gives pending polls that bounded spin too: the futures of the
+//! typed objects (ring, queue, channel, topic, `Latest`) and of `Event` and
+//! `Semaphore` retry their operation for up to that long ([`spin_for`]) before they
+//! announce themselves and arm. It is off (zero) by default: a spinning poll holds
+//! its executor thread for up to the budget, which a runtime with other tasks to run
+//! rarely wants; a dedicated latency-critical task may.
+//!
 //! # Without `futex_waitv` (Linux before 5.16)
 //! The helper then sleeps on its control word alone, in slices of
 //! [`FIRST_CHECK`] (10 ms), and wakes every armed interest
@@ -121,6 +132,57 @@ static DEATH: Parker = Parker::new();
 /// ever and nobody wakes it, so only its interests' deadlines end their wait.
 static TIMER: AtomicU32 = AtomicU32::new(0);
 
+/// The bounded spin of pending polls, in nanoseconds (0: off): see [`set_poll_spin`].
+static POLL_SPIN_NANOS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// Sets how long a pending poll of this process's futures spins on its operation
+/// before it arms the doorbell (`Duration::ZERO`, the default: not at all). See
+/// [Spinning in poll](self#spinning-in-poll-optional-off-by-default).
+///
+/// # Examples
+/// ```
+/// use std::time::Duration;
+/// use shmkit_sys::doorbell;
+///
+/// doorbell::set_poll_spin(Duration::from_micros(50)); // as long as a blocking wait polls
+/// assert_eq!(doorbell::poll_spin(), Duration::from_micros(50));
+/// let mut tries = 0;
+/// assert_eq!(doorbell::spin_for(|| { tries += 1; (tries == 3).then_some(tries) }), Some(3));
+/// doorbell::set_poll_spin(Duration::ZERO); // off again
+/// assert_eq!(doorbell::spin_for(|| Some(1)), None); // off: does not even try
+/// ```
+pub fn set_poll_spin(budget: std::time::Duration) {
+    let nanos = u64::try_from(budget.as_nanos()).unwrap_or(u64::MAX);
+    // Relaxed: a setting, read on its own.
+    POLL_SPIN_NANOS.store(nanos, Ordering::Relaxed);
+}
+
+/// The spin budget of pending polls ([`set_poll_spin`]).
+pub fn poll_spin() -> std::time::Duration {
+    // Relaxed: as in `set_poll_spin`.
+    std::time::Duration::from_nanos(POLL_SPIN_NANOS.load(Ordering::Relaxed))
+}
+
+/// Retries `attempt` with the floor's [`Backoff`](crate::Backoff) for up to the
+/// [`poll_spin`] budget; returns its first `Some`, or `None` once the budget is spent
+/// (at once, without a try, when spinning is off). For a future's poll, before it
+/// announces itself as a sleeper.
+#[inline]
+pub fn spin_for<T>(mut attempt: impl FnMut() -> Option<T>) -> Option<T> {
+    // Relaxed: as in `set_poll_spin`.
+    let nanos = POLL_SPIN_NANOS.load(Ordering::Relaxed);
+    if nanos == 0 {
+        return None;
+    }
+    let mut backoff = crate::Backoff::polling_for(std::time::Duration::from_nanos(nanos));
+    while backoff.snooze() {
+        if let Some(t) = attempt() {
+            return Some(t);
+        }
+    }
+    None
+}
+
 /// Helper threads running now in this process (see [`helper_threads`]).
 static RUNNING: AtomicUsize = AtomicUsize::new(0);
 
@@ -138,6 +200,19 @@ pub fn registered_words() -> usize {
         .as_ref()
         .filter(|st| st.pid == crate::owner::current_pid())
         .map_or(0, |st| st.words.len())
+}
+
+/// Set by [`force_slices`]: helpers behave as on a kernel without `futex_waitv`.
+static FORCE_SLICES: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// For tests only: makes this process's helper threads behave as on a kernel without
+/// `futex_waitv` (Linux before 5.16: 10 ms slices, see the [module docs](self)) while
+/// `on`, so that the fallback is exercised on any kernel. A helper asleep in
+/// `futex_waitv` switches at its next wake (any new word or timer wakes it).
+#[doc(hidden)]
+pub fn force_slices(on: bool) {
+    // Relaxed: a setting, read on its own.
+    FORCE_SLICES.store(on, Ordering::Relaxed);
 }
 
 /// Whether this kernel has `futex_waitv` (Linux 5.16+): see the [module docs](self)
@@ -671,7 +746,10 @@ fn run(pid: u32, index: usize, control: &AtomicU32) {
             timer = earliest_timer(st, index);
         }
         to_wake.drain(..).for_each(Waker::wake);
-        let out = if waitv {
+        // The test switch (see `force_slices`): as on a kernel without futex_waitv.
+        // Relaxed: a setting, read on its own.
+        let sliced = !waitv || FORCE_SLICES.load(Ordering::Relaxed);
+        let out = if !sliced {
             let until = match paced.then(|| Deadline::after(CHECK_CAP)) {
                 Some(p) => Some(p.min_with(timer)),
                 None => timer,
@@ -692,7 +770,7 @@ fn run(pid: u32, index: usize, control: &AtomicU32) {
                 continue;
             }
         };
-        if !waitv {
+        if sliced {
             // Without futex_waitv: sleep on the control word for a slice, then wake
             // every armed interest (see the module docs).
             let slice = Deadline::after(FIRST_CHECK);
@@ -703,7 +781,7 @@ fn run(pid: u32, index: usize, control: &AtomicU32) {
             return;
         };
         match out {
-            _ if !waitv => fire_where(st, index, &mut to_wake, |_, _| true),
+            _ if sliced => fire_where(st, index, &mut to_wake, |_, _| true),
             WaitAny::Woken(i) if i >= 2 => fire_word(st, words[i].addr, &mut to_wake),
             // The control or death word: the loop re-reads the state.
             WaitAny::Woken(_) | WaitAny::Interrupted => {}

@@ -103,6 +103,11 @@ impl<T: bytemuck::Pod> Future for WaitNewerAsync<'_, T> {
         if cell.sequence() > this.seen {
             return this.finish(cell.read());
         }
+        // The optional bounded spin (off by default, see the doorbell's docs).
+        let seen = this.seen;
+        if shmkit_sys::doorbell::spin_for(|| (cell.sequence() > seen).then_some(())).is_some() {
+            return this.finish(cell.read());
+        }
         let h = cell.hdr();
         let ev = this.waiting.announce(&h.wait.newer);
         // The re-check after announcing (Dekker, see `Parker::announce`).

@@ -224,6 +224,13 @@ impl<'t, P: TopicPolicy> Subscriber<'t, P> {
             Err(ReadError::Empty) => {}
             done => return self.read_done(w, done),
         }
+        // The optional bounded spin (off by default, see the doorbell's docs).
+        if let Some(done) = shmkit_sys::doorbell::spin_for(|| match self.try_read_into(buf) {
+            Err(ReadError::Empty) => None,
+            done => Some(done),
+        }) {
+            return self.read_done(w, done);
+        }
         let h = self.topic.hdr();
         let ev = w.waiting.announce(&h.sleep.data);
         // The re-check after announcing (Dekker, see `Parker::announce`).
@@ -475,6 +482,14 @@ impl<P: TopicPolicy> Future for WriteAsync<'_, P> {
         match this.topic.try_write(this.msg) {
             Err(WriteError::Full) => {}
             done => return this.finish(done),
+        }
+        // The optional bounded spin (off by default, see the doorbell's docs).
+        let (topic, msg) = (&mut *this.topic, this.msg);
+        if let Some(done) = shmkit_sys::doorbell::spin_for(|| match topic.try_write(msg) {
+            Err(WriteError::Full) => None,
+            done => Some(done),
+        }) {
+            return this.finish(done);
         }
         let ev = this.waiting.announce(&this.topic.hdr().sleep.space);
         // The re-check after announcing (Dekker, see `Parker::announce`).
