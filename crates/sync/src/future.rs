@@ -151,18 +151,13 @@ impl<'a> Sleeper<'a> {
 /// see the module docs on locks): each poll tries once; a busy lock arms the
 /// doorbell's timer ([`Interest::arm_timer`]) for the next delay of the one backoff
 /// ([`Backoff::next_nap`](shmkit_sys::Backoff::next_nap): 20 us doubling to
-/// [`RETRY_CAP`]), never past the deadline, after which the future gives up.
+/// `RETRY_CAP`, 10 ms), never past the deadline, after which the future gives up.
 #[derive(Debug)]
 pub(crate) struct Retry {
     interest: Interest,
     backoff: shmkit_sys::Backoff,
     deadline: crate::futex::Deadline,
 }
-
-/// The longest delay between two tries of a lock that has no readiness to wait on
-/// (the blocking `*_timeout` forms and the async forms alike): a release is seen at
-/// most this late.
-pub(crate) const RETRY_CAP: std::time::Duration = std::time::Duration::from_millis(10);
 
 impl Retry {
     /// Gives up `timeout` after now (`Duration::MAX`: never).
@@ -187,7 +182,7 @@ impl Retry {
             Err(e) => Err(e),
             Ok(None) if self.deadline.has_passed() => Err(timeout()),
             Ok(None) => {
-                let nap = self.backoff.next_nap(RETRY_CAP, None);
+                let nap = self.backoff.next_nap(crate::file_lock::RETRY_CAP, None);
                 let at = crate::futex::Deadline::after(nap).min_with(Some(self.deadline));
                 match self.interest.arm_timer(at, cx.waker()) {
                     Ok(()) => return Poll::Pending,

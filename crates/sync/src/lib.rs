@@ -70,12 +70,14 @@ pub use error::{
     RawLockError, SemaphoreError,
 };
 pub use event::Event;
-pub use file_lock::{
-    FileLock, FileLockAcquire, FileLockGuard, LockMode, RangeGuard, RangeLockAcquire,
-};
+pub use file_lock::{FileLock, FileLockGuard, LockMode, RangeGuard};
+#[cfg(not(loom))]
+pub use file_lock::{FileLockAcquire, RangeLockAcquire};
 pub use guard::{LockGuard, RawLock, RawLockRepair, RawLockTimed, RawReadLock};
 pub use mutex::{Acquired, Mutex, MutexGuard, RawMutex, OWNER_CHECK_INTERVAL};
-pub use named_lock::{NamedLock, NamedLockAcquire, NamedLockGuard};
+#[cfg(not(loom))]
+pub use named_lock::NamedLockAcquire;
+pub use named_lock::{NamedLock, NamedLockGuard};
 pub use rwlock::{RawRwLock, ReaderSlot, RwLock, RwLockReadGuard, RwLockResult, RwLockWriteGuard};
 pub use semaphore::{Semaphore, SemaphorePermit};
 pub use shmkit_sys::owner::with_pid_namespace_probe;
