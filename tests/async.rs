@@ -18,7 +18,9 @@ use shmkit::sync::future as doorbell;
 use shmkit::sync::{
     Event, FileLock, FileLockError, LockMode, NamedLock, NamedLockError, Semaphore,
 };
-use shmkit::typed::topic::{Block, ReadError as TopicReadError, Topic, TopicConfig};
+use shmkit::typed::topic::{
+    Block, Overwrite, ReadError as TopicReadError, Topic, TopicConfig, TypedTopic,
+};
 use shmkit::typed::{Channel, GetError, Latest, LatestError, Queue, ReadError, RecvError, Ring};
 use shmkit_testkit::{child_role, test_path, unique_name, ShmCleanup, ROLE_ENV};
 
@@ -813,6 +815,24 @@ fn a_topic_or_latest_value_there_completes_on_the_first_poll_without_the_doorbel
         Poll::Ready(Ok(m)) => assert_eq!(m, b"again"),
         other => panic!("expected the message, got {other:?}"),
     }
+    // A typed topic's value, and an Overwrite writer (which never waits).
+    let mut typed = TypedTopic::<u64, Overwrite>::anonymous(TopicConfig::new(256)).expect("typed");
+    let typed_handle = typed.reader_handle().expect("handle");
+    let mut typed_sub = typed_handle.subscribe().expect("subscribe");
+    for v in 0..100u64 {
+        assert!(matches!(
+            poll_once(pin!(typed.as_bytes().write_async(&v.to_le_bytes()))),
+            Poll::Ready(Ok(()))
+        ));
+    }
+    assert!(matches!(
+        poll_once(pin!(typed_sub.read_value_async())),
+        Poll::Ready(Err(TopicReadError::Lagged(_)))
+    ));
+    assert!(matches!(
+        poll_once(pin!(typed_sub.read_value_async())),
+        Poll::Ready(Ok(_))
+    ));
     let name = unique_name("async-latest-fast");
     let _cleanup = ShmCleanup::new(&name);
     let mut cell = Latest::<u64>::create(&name, 1).expect("latest");
