@@ -1,8 +1,10 @@
 //! Round trips between two processes, in one run: a ring ping-pong where the parent
 //! waits blocking (spin, then futex), the same where it awaits `read_async` on a tokio
 //! current-thread runtime (the doorbell's helper thread wakes it), and a tokio
-//! `UnixStream` ping-pong. The echoing child is the same blocking program in the two
-//! ring cases and a blocking `UnixStream` echo in the third.
+//! `UnixStream` ping-pong; and `read_async` again with the optional bounded spin in
+//! poll (`shmkit::sync::future::set_poll_spin`, 50 µs, as long as the blocking read
+//! polls), beside the spinning blocking read. The echoing child is the same blocking
+//! program in the ring cases and a blocking `UnixStream` echo in the socket case.
 //!
 //! Run: `cargo run --release --example async_rtt [-- --rounds N]`. Prints the median and
 //! p99 of each, and the ratios the async issue asks for (async / blocking, async /
@@ -29,6 +31,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let blocking = ring_rtt(rounds, false)?;
     let asynch = ring_rtt(rounds, true)?;
     let unix = unix_rtt(rounds)?;
+    shmkit::sync::future::set_poll_spin(Duration::from_micros(50));
+    let spun = ring_rtt(rounds, true)?;
+    shmkit::sync::future::set_poll_spin(Duration::ZERO);
+    let s = median(&spun);
     let (b, a, u) = (median(&blocking), median(&asynch), median(&unix));
     println!("{rounds} round trips of 8 bytes between two processes (median / p99):");
     println!(
@@ -47,9 +53,15 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         us(p99(&unix))
     );
     println!(
-        "  async / blocking = {:.2}, async / unix socket = {:.2}",
+        "  ring, read_async + spin   {:>8.2} µs / {:>8.2} µs",
+        us(s),
+        us(p99(&spun))
+    );
+    println!(
+        "  async / blocking = {:.2}, async / unix socket = {:.2}, async with spin / blocking = {:.2}",
         a / b,
-        a / u
+        a / u,
+        s / b
     );
     Ok(())
 }
@@ -93,7 +105,12 @@ fn ring_echo(ping: &str, pong: &str) -> Result<(), Box<dyn std::error::Error>> {
 }
 
 fn ring_rtt(rounds: usize, asynch: bool) -> Result<Vec<Duration>, Box<dyn std::error::Error>> {
-    let id = format!("{}-{}", std::process::id(), asynch);
+    let id = format!(
+        "{}-{}-{}",
+        std::process::id(),
+        asynch,
+        shmkit::sync::future::poll_spin().as_nanos()
+    );
     let (ping, pong) = (
         format!("shmkit-rtt-ping-{id}"),
         format!("shmkit-rtt-pong-{id}"),

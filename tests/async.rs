@@ -1,5 +1,6 @@
 //! The async forms (`Event::wait_async`, `Semaphore::acquire_async`,
-//! `Ring::read_async` / `write_async`) on tokio's current-thread and multi-thread
+//! `Ring::read_async` / `write_async`, the channel's, the queue's, the topic's and
+//! `Latest::wait_newer_async`) on tokio's current-thread and multi-thread
 //! runtimes, across real processes: the fast path, cancel safety, peer death, and the
 //! bound on the doorbell's helper threads.
 //!
@@ -14,8 +15,13 @@ use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use shmkit::sync::future as doorbell;
-use shmkit::sync::{Event, Semaphore};
-use shmkit::typed::{Channel, GetError, Queue, ReadError, RecvError, Ring};
+use shmkit::sync::{
+    Event, FileLock, FileLockError, LockMode, NamedLock, NamedLockError, Semaphore,
+};
+use shmkit::typed::topic::{
+    Block, Overwrite, ReadError as TopicReadError, Topic, TopicConfig, TypedTopic,
+};
+use shmkit::typed::{Channel, GetError, Latest, LatestError, Queue, ReadError, RecvError, Ring};
 use shmkit_testkit::{child_role, test_path, unique_name, ShmCleanup, ROLE_ENV};
 
 /// A re-executed copy of this test binary running test `test` in the child role (as
@@ -42,6 +48,34 @@ impl Drop for Kid {
     fn drop(&mut self) {
         let _ = self.0.kill();
         let _ = self.0.wait();
+    }
+}
+
+/// A child says `what` on a line of its stdout, through the handle: `println!` goes
+/// to the test harness's capture, not to the pipe.
+fn say(what: &str) {
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "{what}").expect("say");
+    out.flush().expect("flush");
+}
+
+/// Reads the child's stdout up to a line that says `what` (skipping the harness's own
+/// lines); unbuffered, so nothing after that line is taken.
+fn expect_line(child: &mut std::process::Child, what: &str) {
+    use std::io::Read;
+    let out = child.stdout.as_mut().expect("stdout");
+    let mut line = Vec::new();
+    let mut byte = [0u8];
+    loop {
+        let n = out.read(&mut byte).expect("read the child's stdout");
+        assert_eq!(n, 1, "the child ended before it said {what:?}");
+        if byte[0] != b'\n' {
+            line.push(byte[0]);
+        } else if line == what.as_bytes() {
+            return;
+        } else {
+            line.clear();
+        }
     }
 }
 
@@ -139,8 +173,7 @@ fn ring_child() {
         ring.write(&i.to_le_bytes()).expect("write");
     }
     if std::env::var("RING_HANG").is_ok() {
-        println!("written");
-        std::io::stdout().flush().expect("flush");
+        say("written");
         loop {
             std::thread::park();
         }
@@ -224,10 +257,7 @@ fn a_killed_writer_ends_a_pending_read_with_peer_died() {
     let child = &mut kid.0;
     let pid = child.id();
     writeln!(child.stdin.take().expect("stdin"), "go").expect("go");
-    let mut line = String::new();
-    std::io::BufReader::new(child.stdout.take().expect("stdout"))
-        .read_line(&mut line)
-        .expect("written");
+    expect_line(child, "written");
     let rt = multi_thread();
     let end = rt.block_on(async {
         tokio::time::timeout(HANG, async {
@@ -447,8 +477,7 @@ fn channel_child() {
         tx.send(i).expect("send");
     }
     if std::env::var("CHAN_HANG").is_ok() {
-        println!("sent");
-        std::io::stdout().flush().expect("flush");
+        say("sent");
         loop {
             std::thread::park();
         }
@@ -520,10 +549,7 @@ fn a_killed_sender_ends_a_pending_receive_with_disconnected() {
         ],
     );
     writeln!(kid.0.stdin.take().expect("stdin"), "go").expect("go");
-    let mut line = String::new();
-    std::io::BufReader::new(kid.0.stdout.take().expect("stdout"))
-        .read_line(&mut line)
-        .expect("sent");
+    expect_line(&mut kid.0, "sent");
     let rt = multi_thread();
     let end = rt.block_on(async {
         tokio::time::timeout(HANG, async {
@@ -704,5 +730,624 @@ fn a_forked_child_starts_a_doorbell_of_its_own() {
     parent_event.set();
     assert!(matches!(block_on(pending.as_mut()), Ok(())));
     drop(pending);
+    assert_doorbell_idle();
+}
+
+// ----- the broadcast topic and the latest-value cell -----
+
+/// The child side of the topic and `Latest` tests, as `TOPIC_MODE` says:
+/// - `publish`: opens the topic `TOPIC_NAME`, waits for a line on stdin, writes
+///   `TOPIC_COUNT` numbers (`u32`), then drops its handle (closing the topic), or with
+///   `TOPIC_HANG` says "written" and waits for ever (to be killed);
+/// - `latest`: the same with the `Latest<u64>` cell `TOPIC_NAME` (publishes 1..=count);
+/// - `subscribe`: subscribes to the topic, says "subscribed", waits for a line, reads
+///   `TOPIC_COUNT` messages, says "read" and waits for ever (to be killed).
+fn topic_child() {
+    let name = std::env::var("TOPIC_NAME").expect("TOPIC_NAME");
+    let count: u32 = std::env::var("TOPIC_COUNT")
+        .expect("count")
+        .parse()
+        .expect("n");
+    let go = || {
+        let mut line = String::new();
+        std::io::stdin().lock().read_line(&mut line).expect("go");
+    };
+    let hang = || loop {
+        std::thread::park();
+    };
+    match std::env::var("TOPIC_MODE").expect("TOPIC_MODE").as_str() {
+        "publish" => {
+            let mut topic = Topic::<Block>::open(&name).expect("open");
+            go();
+            for i in 0..count {
+                topic.write(&i.to_le_bytes()).expect("write");
+            }
+            if std::env::var("TOPIC_HANG").is_ok() {
+                say("written");
+                hang();
+            }
+        }
+        "latest" => {
+            let mut cell = Latest::<u64>::open(&name).expect("open");
+            go();
+            for i in 1..=u64::from(count) {
+                cell.publish(i).expect("publish");
+            }
+            if std::env::var("TOPIC_HANG").is_ok() {
+                say("written");
+                hang();
+            }
+        }
+        "subscribe" => {
+            let topic = Topic::<Block>::open(&name).expect("open");
+            let mut sub = topic.subscribe().expect("subscribe");
+            say("subscribed");
+            go();
+            let mut buf = Vec::new();
+            for _ in 0..count {
+                sub.read_into(&mut buf).expect("read");
+            }
+            say("read");
+            hang();
+        }
+        other => panic!("unknown TOPIC_MODE {other}"),
+    }
+}
+
+#[test]
+fn a_topic_or_latest_value_there_completes_on_the_first_poll_without_the_doorbell() {
+    let _s = serial();
+    let mut writer = Topic::<Block>::anonymous(TopicConfig::new(4096)).expect("topic");
+    let handle = writer.reader_handle().expect("handle");
+    let mut sub = handle.subscribe().expect("subscribe");
+    assert!(matches!(
+        poll_once(pin!(writer.write_async(b"ready"))),
+        Poll::Ready(Ok(()))
+    ));
+    writer.write(b"again").expect("write");
+    let mut buf = Vec::new();
+    assert!(matches!(
+        poll_once(pin!(sub.read_into_async(&mut buf))),
+        Poll::Ready(Ok(5))
+    ));
+    assert_eq!(buf, b"ready");
+    match poll_once(pin!(sub.read_async())) {
+        Poll::Ready(Ok(m)) => assert_eq!(m, b"again"),
+        other => panic!("expected the message, got {other:?}"),
+    }
+    // A typed topic's value, and an Overwrite writer (which never waits).
+    let mut typed = TypedTopic::<u64, Overwrite>::anonymous(TopicConfig::new(256)).expect("typed");
+    let typed_handle = typed.reader_handle().expect("handle");
+    let mut typed_sub = typed_handle.subscribe().expect("subscribe");
+    for v in 0..100u64 {
+        assert!(matches!(
+            poll_once(pin!(typed.as_bytes().write_async(&v.to_le_bytes()))),
+            Poll::Ready(Ok(()))
+        ));
+    }
+    assert!(matches!(
+        poll_once(pin!(typed_sub.read_value_async())),
+        Poll::Ready(Err(TopicReadError::Lagged(_)))
+    ));
+    assert!(matches!(
+        poll_once(pin!(typed_sub.read_value_async())),
+        Poll::Ready(Ok(_))
+    ));
+    let name = unique_name("async-latest-fast");
+    let _cleanup = ShmCleanup::new(&name);
+    let mut cell = Latest::<u64>::create(&name, 1).expect("latest");
+    let seen = cell.sequence();
+    cell.publish(7).expect("publish");
+    assert!(matches!(
+        poll_once(pin!(cell.wait_newer_async(seen))),
+        Poll::Ready(Ok((s, 7))) if s == seen + 1
+    ));
+    assert_eq!(doorbell::registered_words(), 0);
+    assert_eq!(doorbell::helper_threads(), 0);
+    assert_eq!(writer.sleepers(), (0, 0));
+    assert_eq!(cell.sleepers(), 0);
+}
+
+fn a_stream_of_a_topic_and_a_latest_cell_see_what_a_child_publishes(rt: tokio::runtime::Runtime) {
+    // The topic: a stream that is pending before the child writes, and ends when the
+    // child's handle closes the topic.
+    let name = unique_name("async-topic");
+    let _cleanup = ShmCleanup::new(&name);
+    let topic = Topic::<Block>::create(&name, TopicConfig::new(1 << 10)).expect("create");
+    let mut sub = topic.subscribe().expect("subscribe");
+    let mut kid = Kid::spawn(
+        test_path!(a_child_process_publishes_to_a_topic_and_a_latest_cell_the_parent_awaits),
+        &[
+            ("TOPIC_NAME", &name),
+            ("TOPIC_COUNT", "3000"),
+            ("TOPIC_MODE", "publish"),
+        ],
+    );
+    let mut stdin = kid.0.stdin.take().expect("stdin");
+    let got = rt.block_on(async {
+        tokio::time::timeout(HANG, async {
+            let mut stream = sub.stream();
+            let first = std::future::poll_fn(|cx| {
+                Poll::Ready(futures_core::Stream::poll_next(
+                    std::pin::Pin::new(&mut stream),
+                    cx,
+                ))
+            });
+            assert!(first.await.is_pending(), "nothing was written yet");
+            writeln!(stdin, "go").expect("tell the child");
+            let mut n = 0u32;
+            while let Some(m) = next(&mut stream).await {
+                assert_eq!(m.expect("message"), n.to_le_bytes());
+                n += 1;
+            }
+            n
+        })
+        .await
+        .expect("no hang")
+    });
+    assert_eq!(got, 3000, "every message, then the end of the stream");
+    assert!(kid.0.wait().expect("reap").success());
+    assert_eq!(topic.sleepers(), (0, 0));
+    drop(sub);
+
+    // The latest cell: a wait pending before the child publishes; the newest value
+    // follows, and the writer's leaving ends the waits.
+    let name = unique_name("async-latest");
+    let _cleanup = ShmCleanup::new(&name);
+    let cell = Latest::<u64>::create(&name, 0).expect("create");
+    let mut kid = Kid::spawn(
+        test_path!(a_child_process_publishes_to_a_topic_and_a_latest_cell_the_parent_awaits),
+        &[
+            ("TOPIC_NAME", &name),
+            ("TOPIC_COUNT", "500"),
+            ("TOPIC_MODE", "latest"),
+        ],
+    );
+    let mut stdin = kid.0.stdin.take().expect("stdin");
+    let (last, end) = rt.block_on(async {
+        tokio::time::timeout(HANG, async {
+            let mut seen = cell.sequence();
+            let mut last = 0;
+            {
+                let mut wait = pin!(cell.wait_newer_async(seen));
+                let first = std::future::poll_fn(|cx| Poll::Ready(wait.as_mut().poll(cx)));
+                assert!(first.await.is_pending(), "nothing was published yet");
+                writeln!(stdin, "go").expect("tell the child");
+                let (s, v) = wait.await.expect("a newer value");
+                assert!(s > seen && v > last);
+                (seen, last) = (s, v);
+            }
+            loop {
+                match cell.wait_newer_async(seen).await {
+                    Ok((s, v)) => {
+                        assert!(s > seen && v > last, "newer values only");
+                        (seen, last) = (s, v);
+                    }
+                    Err(e) => return (last, e),
+                }
+            }
+        })
+        .await
+        .expect("no hang")
+    });
+    assert_eq!(last, 500, "the newest value is always seen");
+    assert_eq!(end, LatestError::WriterLeft);
+    assert!(kid.0.wait().expect("reap").success());
+    assert_eq!(cell.sleepers(), 0);
+    drop(rt);
+    assert_doorbell_idle();
+}
+
+#[test]
+fn a_child_process_publishes_to_a_topic_and_a_latest_cell_the_parent_awaits() {
+    if child_role().is_some() {
+        return topic_child();
+    }
+    let _s = serial();
+    a_stream_of_a_topic_and_a_latest_cell_see_what_a_child_publishes(current_thread());
+    a_stream_of_a_topic_and_a_latest_cell_see_what_a_child_publishes(multi_thread());
+}
+
+#[test]
+fn a_killed_topic_or_latest_writer_ends_a_pending_wait_with_peer_died() {
+    if child_role().is_some() {
+        return topic_child();
+    }
+    let _s = serial();
+    let rt = multi_thread();
+    for mode in ["publish", "latest"] {
+        let name = unique_name("async-topic-died");
+        let _cleanup = ShmCleanup::new(&name);
+        let topic = (mode == "publish")
+            .then(|| Topic::<Block>::create(&name, TopicConfig::new(1 << 10)).expect("create"));
+        let cell = (mode == "latest").then(|| Latest::<u64>::create(&name, 0).expect("create"));
+        let mut sub = topic.as_ref().map(|t| t.subscribe().expect("subscribe"));
+        let mut kid = Kid::spawn(
+            test_path!(a_killed_topic_or_latest_writer_ends_a_pending_wait_with_peer_died),
+            &[
+                ("TOPIC_NAME", &name),
+                ("TOPIC_COUNT", "1"),
+                ("TOPIC_MODE", mode),
+                ("TOPIC_HANG", "1"),
+            ],
+        );
+        let child = &mut kid.0;
+        let pid = child.id();
+        writeln!(child.stdin.take().expect("stdin"), "go").expect("go");
+        expect_line(child, "written");
+        rt.block_on(async {
+            tokio::time::timeout(HANG, async {
+                if let Some(sub) = &mut sub {
+                    let mut buf = Vec::new();
+                    assert_eq!(sub.read_into_async(&mut buf).await.expect("the message"), 4);
+                    let mut read = pin!(sub.read_into_async(&mut buf));
+                    let first = std::future::poll_fn(|cx| Poll::Ready(read.as_mut().poll(cx)));
+                    assert!(first.await.is_pending());
+                    child.kill().expect("kill");
+                    match read.await {
+                        Err(TopicReadError::PeerDied { pid: p }) => assert_eq!(p, pid),
+                        other => panic!("expected PeerDied, got {other:?}"),
+                    }
+                }
+                if let Some(cell) = &cell {
+                    let seen = cell.sequence();
+                    assert_eq!(cell.get().expect("value"), 1);
+                    let mut wait = pin!(cell.wait_newer_async(seen));
+                    let first = std::future::poll_fn(|cx| Poll::Ready(wait.as_mut().poll(cx)));
+                    assert!(first.await.is_pending());
+                    child.kill().expect("kill");
+                    assert_eq!(wait.await, Err(LatestError::PeerDied { pid }));
+                    assert_eq!(cell.get().expect("the last value stays"), 1);
+                }
+            })
+            .await
+            .expect("no hang")
+        });
+        child.wait().expect("reap");
+        if let Some(t) = &topic {
+            assert_eq!(t.sleepers(), (0, 0));
+        }
+        if let Some(c) = &cell {
+            assert_eq!(c.sleepers(), 0);
+        }
+    }
+    drop(rt);
+    assert_doorbell_idle();
+}
+
+#[test]
+fn a_block_writer_awaits_a_slow_reader_process_and_goes_on_when_it_reads_or_dies() {
+    if child_role().is_some() {
+        return topic_child();
+    }
+    let _s = serial();
+    let rt = current_thread();
+    for kill in [false, true] {
+        let name = unique_name("async-topic-room");
+        let _cleanup = ShmCleanup::new(&name);
+        let mut writer = Topic::<Block>::create(&name, TopicConfig::new(256)).expect("create");
+        let mut kid = Kid::spawn(
+            test_path!(
+                a_block_writer_awaits_a_slow_reader_process_and_goes_on_when_it_reads_or_dies
+            ),
+            &[
+                ("TOPIC_NAME", &name),
+                ("TOPIC_COUNT", "4"),
+                ("TOPIC_MODE", "subscribe"),
+            ],
+        );
+        let child = &mut kid.0;
+        expect_line(child, "subscribed");
+        // 8-byte messages take 32-byte records: 8 fill the 256 bytes.
+        let mut filled = 0u32;
+        while writer.try_write(&filled.to_le_bytes()).is_ok() {
+            filled += 1;
+        }
+        assert_eq!(filled, 8);
+        let mut stdin = child.stdin.take().expect("stdin");
+        rt.block_on(async {
+            tokio::time::timeout(HANG, async {
+                let mut write = pin!(writer.write_async(b"late"));
+                let first = std::future::poll_fn(|cx| Poll::Ready(write.as_mut().poll(cx)));
+                assert!(first.await.is_pending(), "the reader holds the writer back");
+                if kill {
+                    child.kill().expect("kill");
+                } else {
+                    writeln!(stdin, "go").expect("go");
+                }
+                write
+                    .await
+                    .expect("room, once the reader read or was reaped");
+            })
+            .await
+            .expect("no hang")
+        });
+        assert_eq!(writer.published(), 9);
+        assert_eq!(writer.sleepers(), (0, 0));
+        if !kill {
+            expect_line(child, "read");
+        }
+    }
+    drop(rt);
+    assert_doorbell_idle();
+}
+
+#[test]
+fn dropping_a_topic_or_latest_future_at_every_await_loses_nothing() {
+    let _s = serial();
+    for rt in [current_thread(), multi_thread()] {
+        let mut writer = Topic::<Block>::anonymous(TopicConfig::new(256)).expect("topic");
+        let handle = writer.reader_handle().expect("handle");
+        let mut sub = handle.subscribe().expect("subscribe");
+        let name = unique_name("async-latest-drop");
+        let _cleanup = ShmCleanup::new(&name);
+        let mut cell = Latest::<u64>::create(&name, 0).expect("latest");
+        rt.block_on(async {
+            tokio::time::timeout(HANG, async {
+                let mut buf = Vec::new();
+                for i in 0u32..200 {
+                    // Each future is polled to Pending (registered), then dropped; what
+                    // is published after it must still be there for the next one.
+                    {
+                        let read = pin!(sub.read_into_async(&mut buf));
+                        assert!(poll_once(read).is_pending());
+                    }
+                    writer.write(&i.to_le_bytes()).expect("write");
+                    assert_eq!(sub.read_into_async(&mut buf).await.expect("read"), 4);
+                    assert_eq!(buf, i.to_le_bytes());
+                    let seen = cell.sequence();
+                    {
+                        let wait = pin!(cell.wait_newer_async(seen));
+                        assert!(poll_once(wait).is_pending());
+                    }
+                    cell.publish(u64::from(i)).expect("publish");
+                    let (s, v) = cell.wait_newer_async(seen).await.expect("newer");
+                    assert_eq!((s, v), (seen + 1, u64::from(i)));
+                }
+            })
+            .await
+            .expect("no hang")
+        });
+        // A write cancelled on a full topic published nothing.
+        let before = writer.published();
+        while writer.try_write(&0u32.to_le_bytes()).is_ok() {}
+        let full = writer.published();
+        assert!(full > before);
+        {
+            let write = pin!(writer.write_async(b"late"));
+            assert!(poll_once(write).is_pending());
+        }
+        assert_eq!(
+            writer.published(),
+            full,
+            "the cancelled write wrote nothing"
+        );
+        let mut buf = Vec::new();
+        let mut read = 0;
+        while sub.try_read_into(&mut buf).is_ok() {
+            assert_eq!(buf, 0u32.to_le_bytes());
+            read += 1;
+        }
+        assert_eq!(read, full - before);
+        assert_eq!(writer.sleepers(), (0, 0));
+        assert_eq!(cell.sleepers(), 0);
+        drop(rt);
+        assert_doorbell_idle();
+    }
+}
+
+// ----- locks without readiness: NamedLock and FileLock -----
+
+/// The child side of the lock test: takes (blocking) the named lock `LOCK_NAME` in
+/// `LOCK_DIR` and the file lock on `LOCK_FILE` on the line "take" (then says
+/// "locked"), releases both on "release" (then says "released"), exits at the end of
+/// its stdin.
+fn lock_child() {
+    let dir = std::path::PathBuf::from(std::env::var("LOCK_DIR").expect("LOCK_DIR"));
+    let name = std::env::var("LOCK_NAME").expect("LOCK_NAME");
+    let file = FileLock::open(std::env::var("LOCK_FILE").expect("LOCK_FILE")).expect("open");
+    let mut held = None;
+    for line in std::io::stdin().lock().lines() {
+        match line.expect("a line").as_str() {
+            "take" => {
+                let named = NamedLock::acquire_in(&dir, &name, HANG).expect("named lock");
+                let flock = file.lock(LockMode::Exclusive).expect("file lock");
+                held = Some((named, flock));
+                say("locked");
+            }
+            "release" => {
+                held = None;
+                say("released");
+            }
+            other => panic!("unknown command {other}"),
+        }
+    }
+    drop(held);
+}
+
+fn locks_held_by_another_process_are_awaited_with_timed_retries(rt: tokio::runtime::Runtime) {
+    let dir = std::env::temp_dir().join(unique_name("async-locks"));
+    std::fs::create_dir(&dir).expect("lock dir");
+    let name = "job";
+    let path = dir.join("file.lock");
+    let mut kid = Kid::spawn(
+        test_path!(locks_held_by_another_process_are_awaited_with_timed_retries_and_never_held_by_a_dropped_future),
+        &[
+            ("LOCK_DIR", dir.to_str().expect("utf-8")),
+            ("LOCK_NAME", name),
+            ("LOCK_FILE", path.to_str().expect("utf-8")),
+        ],
+    );
+    let child = &mut kid.0;
+    let mut stdin = child.stdin.take().expect("stdin");
+    let file = FileLock::open(&path).expect("open");
+    let short = Duration::from_millis(30);
+    rt.block_on(async {
+        tokio::time::timeout(HANG, async {
+            writeln!(stdin, "take").expect("take");
+            expect_line(child, "locked");
+            // Held by the child: the timeout ends the wait with the typed error.
+            let named = NamedLock::acquire_in_async(&dir, name, short).await;
+            assert!(
+                matches!(named, Err(NamedLockError::Timeout(_))),
+                "{named:?}"
+            );
+            let flock = file.lock_async(LockMode::Exclusive, short).await;
+            assert!(matches!(flock, Err(FileLockError::Timeout)), "{flock:?}");
+            let range = file.lock_range_async(0, 0, LockMode::Shared, short).await;
+            assert!(range.is_ok(), "the child holds a flock, not a range lock");
+            drop(range);
+
+            // Pending futures dropped after the release never hold the lock.
+            {
+                let mut named = pin!(NamedLock::acquire_in_async(&dir, name, HANG));
+                let mut flock = pin!(file.lock_async(LockMode::Exclusive, HANG));
+                assert!(poll_once(named.as_mut()).is_pending());
+                assert!(poll_once(flock.as_mut()).is_pending());
+                assert_eq!(doorbell::registered_words(), 1, "one timer word");
+                writeln!(stdin, "release").expect("release");
+                expect_line(child, "released");
+            }
+            assert_eq!(doorbell::registered_words(), 0, "no registration left");
+            let other = FileLock::open(&path).expect("another open file description");
+            drop(
+                other
+                    .try_lock(LockMode::Exclusive)
+                    .expect("free: not held by a dropped future"),
+            );
+            drop(NamedLock::acquire_in(&dir, name, Duration::ZERO).expect("free"));
+
+            // Pending futures complete once the child releases.
+            writeln!(stdin, "take").expect("take");
+            expect_line(child, "locked");
+            let mut named = pin!(NamedLock::acquire_in_async(&dir, name, HANG));
+            let mut flock = pin!(file.lock_async(LockMode::Exclusive, HANG));
+            assert!(poll_once(named.as_mut()).is_pending());
+            assert!(poll_once(flock.as_mut()).is_pending());
+            writeln!(stdin, "release").expect("release");
+            let (named, flock) = tokio::join!(named, flock);
+            let (named, flock) = (named.expect("named lock"), flock.expect("file lock"));
+            // Held now: nobody else gets them.
+            assert!(matches!(
+                other.try_lock(LockMode::Shared),
+                Err(FileLockError::WouldBlock)
+            ));
+            assert!(matches!(
+                NamedLock::acquire_in(&dir, name, Duration::ZERO),
+                Err(NamedLockError::Timeout(_))
+            ));
+            drop((named, flock));
+        })
+        .await
+        .expect("no hang")
+    });
+    drop(stdin);
+    assert!(child.wait().expect("reap").success());
+    drop(rt);
+    assert_doorbell_idle();
+    std::fs::remove_dir_all(&dir).expect("remove the lock dir");
+}
+
+#[test]
+fn locks_held_by_another_process_are_awaited_with_timed_retries_and_never_held_by_a_dropped_future()
+{
+    if child_role().is_some() {
+        return lock_child();
+    }
+    let _s = serial();
+    locks_held_by_another_process_are_awaited_with_timed_retries(current_thread());
+    locks_held_by_another_process_are_awaited_with_timed_retries(multi_thread());
+}
+
+// ----- the optional spin in poll, and kernels without futex_waitv -----
+
+#[test]
+fn a_bounded_spin_in_poll_catches_what_arrives_during_it_without_the_doorbell() {
+    let _s = serial();
+    assert_doorbell_idle();
+    assert_eq!(doorbell::poll_spin(), Duration::ZERO, "off by default");
+    let name = unique_name("async-spin");
+    let _cleanup = ShmCleanup::new(&name);
+    let mut reader = Ring::create(&name, 4096).expect("ring");
+    let mut writer = Ring::open(&name).expect("open");
+    let ev = Event::new();
+    // A budget far longer than the writer thread needs: the poll returns as soon as
+    // the message is there (a hang guard, not a timing assertion).
+    doorbell::set_poll_spin(HANG);
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            writer.write(b"spun").expect("write");
+            ev.set();
+        });
+        let mut buf = Vec::new();
+        assert!(matches!(
+            poll_once(pin!(reader.read_async(&mut buf))),
+            Poll::Ready(Ok(4))
+        ));
+        assert_eq!(buf, b"spun");
+        assert!(matches!(
+            poll_once(pin!(ev.wait_async())),
+            Poll::Ready(Ok(()))
+        ));
+    });
+    doorbell::set_poll_spin(Duration::ZERO);
+    // Completed in the spin: nothing was registered, no helper thread started.
+    assert_eq!(doorbell::registered_words(), 0);
+    assert_eq!(doorbell::helper_threads(), 0);
+    assert_eq!(reader.sleepers(), (0, 0));
+    assert_eq!(ev.waiters(), 0);
+}
+
+#[test]
+fn without_futex_waitv_the_helpers_slices_still_wake_every_future() {
+    let _s = serial();
+    assert_doorbell_idle();
+    shmkit_sys::doorbell::force_slices(true);
+    let name = unique_name("async-slices");
+    let _cleanup = ShmCleanup::new(&name);
+    let mut reader = Ring::create(&name, 4096).expect("ring");
+    let mut writer = Ring::open(&name).expect("open");
+    let ev = Event::new();
+    let path = std::env::temp_dir().join(format!("{}.lock", unique_name("async-slices")));
+    let (holder, waiter) = (
+        FileLock::open(&path).expect("open"),
+        FileLock::open(&path).expect("open"),
+    );
+    let held = holder.lock(LockMode::Exclusive).expect("lock");
+    let rt = current_thread();
+    std::thread::scope(|s| {
+        // The writer thread publishes only once both futures are armed with the
+        // runtime's waker: only the helper's slices can wake them.
+        s.spawn(|| {
+            let guard = std::time::Instant::now() + HANG;
+            while doorbell::registered_words() < 2 {
+                assert!(std::time::Instant::now() < guard, "never armed");
+                std::thread::yield_now();
+            }
+            writer.write(b"late").expect("write");
+            ev.set();
+        });
+        rt.block_on(async {
+            tokio::time::timeout(HANG, async {
+                let mut buf = Vec::new();
+                let (read, wait) = tokio::join!(reader.read_async(&mut buf), ev.wait_async());
+                assert_eq!(read.expect("read"), 4);
+                wait.expect("set");
+                // The timer of the lock's retries runs on the slices too.
+                let busy = waiter
+                    .lock_async(LockMode::Exclusive, Duration::from_millis(30))
+                    .await;
+                assert!(matches!(busy, Err(FileLockError::Timeout)), "{busy:?}");
+            })
+            .await
+            .expect("no hang")
+        });
+    });
+    shmkit_sys::doorbell::force_slices(false);
+    drop(held);
+    std::fs::remove_file(&path).expect("remove the lock file");
+    assert_eq!(reader.sleepers(), (0, 0));
+    assert_eq!(ev.waiters(), 0);
+    drop(rt);
     assert_doorbell_idle();
 }

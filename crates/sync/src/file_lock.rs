@@ -18,8 +18,10 @@
 //! against `fcntl.lockf`). Python's `fcntl.flock` is the one that meets [`FileLock::lock`].
 //!
 //! The kernel has no timed variant of either call: `*_timeout` retries the non-blocking
-//! call with a short backoff (1 ms growing to 10 ms), so a timed acquisition can lag
-//! the release by up to ~10 ms.
+//! call with the one backoff (20 us doubling to 10 ms), so a timed acquisition can lag
+//! the release by up to ~10 ms. The async forms ([`FileLock::lock_async`],
+//! [`FileLock::lock_range_async`]) retry the same way, woken by the doorbell's timer
+//! (see [`crate::future`]).
 
 use std::fs::File;
 use std::os::fd::AsRawFd;
@@ -89,14 +91,21 @@ fn io_err(op: &'static str) -> FileLockError {
     }
 }
 
+/// The longest delay between two tries of a lock that has no readiness to wait on
+/// (the blocking `*_timeout` forms and the async forms alike): a release is seen at
+/// most this late.
+pub(crate) const RETRY_CAP: Duration = Duration::from_millis(10);
+
 /// Retries `attempt` (which returns `Ok(false)` for "held elsewhere") until it succeeds
-/// or `deadline` passes, backing off from 1 ms to 10 ms.
+/// or `deadline` passes, sleeping between tries for the delays of the one backoff
+/// ([`shmkit_sys::Backoff::next_nap`]: 20 us doubling to [`RETRY_CAP`]), as the async
+/// forms wait on the doorbell's timer ([`crate::future`]).
 pub(crate) fn poll_until<E>(
     deadline: &Deadline,
     mut attempt: impl FnMut() -> Result<bool, E>,
     timeout: impl FnOnce() -> E,
 ) -> Result<(), E> {
-    let mut pause = Duration::from_millis(1);
+    let mut backoff = shmkit_sys::Backoff::new();
     loop {
         if attempt()? {
             return Ok(());
@@ -106,8 +115,7 @@ pub(crate) fn poll_until<E>(
             return Err(timeout());
         }
         // Backoff between non-blocking attempts (the kernel offers no timed flock).
-        std::thread::sleep(pause.min(left));
-        pause = (pause * 2).min(Duration::from_millis(10));
+        std::thread::sleep(backoff.next_nap(RETRY_CAP, None).min(left));
     }
 }
 
@@ -370,6 +378,175 @@ impl FileLock {
         })
     }
 }
+
+/// The async forms (not in loom builds, which have no doorbell): see
+/// [`crate::future`] on locks.
+#[cfg(not(loom))]
+mod async_impl {
+    use std::time::Duration;
+
+    use super::{FileLock, FileLockError, FileLockGuard, LockMode, RangeGuard};
+    use crate::future::Retry;
+
+    impl FileLock {
+        /// Locks the whole file, as [`lock_timeout`](Self::lock_timeout) does, without
+        /// blocking the thread: a bounded wait of timed retries, woken by the doorbell's
+        /// timer (see the [`future` module](crate::future) on locks). A free lock is taken
+        /// by the first poll (one `flock` call).
+        ///
+        /// # Cancel safety
+        /// Cancel-safe: the lock is held only by the guard that the poll returning `Ready`
+        /// hands out; a dropped future holds no lock and leaves no registration.
+        ///
+        /// # Errors
+        /// [`FileLockError::Timeout`] after at least `timeout` (`Duration::MAX`: never);
+        /// `Io` if `flock` fails or the doorbell's helper thread could not be started.
+        ///
+        /// # Examples
+        /// ```
+        /// # fn block_on<F: std::future::Future>(f: F) -> F::Output {
+        /// #     struct T(std::thread::Thread);
+        /// #     impl std::task::Wake for T { fn wake(self: std::sync::Arc<Self>) { self.0.unpark() } }
+        /// #     let waker = std::task::Waker::from(std::sync::Arc::new(T(std::thread::current())));
+        /// #     let mut cx = std::task::Context::from_waker(&waker);
+        /// #     let mut f = std::pin::pin!(f);
+        /// #     loop {
+        /// #         if let std::task::Poll::Ready(v) = f.as_mut().poll(&mut cx) { return v; }
+        /// #         std::thread::park();
+        /// #     }
+        /// # }
+        /// use std::time::Duration;
+        /// use shmkit_sync::{FileLock, FileLockError, LockMode};
+        ///
+        /// let path = std::env::temp_dir().join(format!("shmkit-doc-async-{}.lock", std::process::id()));
+        /// let (a, b) = (FileLock::open(&path)?, FileLock::open(&path)?);
+        /// let held = a.lock(LockMode::Exclusive)?;
+        /// // `block_on` stands for any executor (tokio's `block_on`, an `.await`).
+        /// let busy = block_on(b.lock_async(LockMode::Exclusive, Duration::from_millis(20)));
+        /// assert!(matches!(busy, Err(FileLockError::Timeout)));
+        /// drop(held);
+        /// let _now = block_on(b.lock_async(LockMode::Exclusive, Duration::from_secs(5)))?;
+        /// std::fs::remove_file(&path)?;
+        /// # Ok::<(), Box<dyn std::error::Error>>(())
+        /// ```
+        pub fn lock_async(&self, mode: LockMode, timeout: Duration) -> FileLockAcquire<'_> {
+            FileLockAcquire {
+                lock: self,
+                mode,
+                retry: Retry::new(timeout),
+            }
+        }
+
+        /// Locks a byte range, as [`lock_range_timeout`](Self::lock_range_timeout) does,
+        /// without blocking the thread: as [`lock_async`](Self::lock_async).
+        ///
+        /// # Cancel safety
+        /// As [`lock_async`](Self::lock_async).
+        ///
+        /// # Errors
+        /// As [`lock_async`](Self::lock_async) (`Io` if `fcntl` fails).
+        pub fn lock_range_async(
+            &self,
+            start: u64,
+            len: u64,
+            mode: LockMode,
+            timeout: Duration,
+        ) -> RangeLockAcquire<'_> {
+            RangeLockAcquire {
+                lock: self,
+                range: (start, len),
+                mode,
+                retry: Retry::new(timeout),
+            }
+        }
+    }
+
+    fn doorbell_err(e: crate::OsError) -> FileLockError {
+        FileLockError::Io {
+            op: "start the doorbell's helper thread",
+            source: e.into(),
+        }
+    }
+
+    /// The future of [`FileLock::lock_async`].
+    #[must_use = "futures do nothing unless awaited"]
+    pub struct FileLockAcquire<'a> {
+        lock: &'a FileLock,
+        mode: LockMode,
+        retry: Retry,
+    }
+
+    /// The future of [`FileLock::lock_range_async`].
+    #[must_use = "futures do nothing unless awaited"]
+    pub struct RangeLockAcquire<'a> {
+        lock: &'a FileLock,
+        range: (u64, u64),
+        mode: LockMode,
+        retry: Retry,
+    }
+
+    impl std::fmt::Debug for FileLockAcquire<'_> {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.debug_struct("FileLockAcquire")
+                .field("mode", &self.mode)
+                .finish_non_exhaustive()
+        }
+    }
+
+    impl std::fmt::Debug for RangeLockAcquire<'_> {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.debug_struct("RangeLockAcquire")
+                .field("range", &self.range)
+                .field("mode", &self.mode)
+                .finish_non_exhaustive()
+        }
+    }
+
+    impl<'a> std::future::Future for FileLockAcquire<'a> {
+        type Output = Result<FileLockGuard<'a>, FileLockError>;
+
+        fn poll(
+            self: std::pin::Pin<&mut Self>,
+            cx: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<Self::Output> {
+            let this = self.get_mut();
+            let lock = this.lock;
+            let mode = this.mode;
+            this.retry.poll(
+                cx,
+                // `then`, not `then_some`: a guard made for a busy lock would unlock on drop.
+                || Ok(lock.flock(mode, true)?.then(|| FileLockGuard { lock })),
+                || FileLockError::Timeout,
+                doorbell_err,
+            )
+        }
+    }
+
+    impl<'a> std::future::Future for RangeLockAcquire<'a> {
+        type Output = Result<RangeGuard<'a>, FileLockError>;
+
+        fn poll(
+            self: std::pin::Pin<&mut Self>,
+            cx: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<Self::Output> {
+            let this = self.get_mut();
+            let (lock, (start, len)) = (this.lock, this.range);
+            let ty = FileLock::range_type(this.mode);
+            this.retry.poll(
+                cx,
+                || {
+                    let got = lock.ofd(libc::F_OFD_SETLK, ty, start, len)?;
+                    Ok(got.then(|| RangeGuard { lock, start, len }))
+                },
+                || FileLockError::Timeout,
+                doorbell_err,
+            )
+        }
+    }
+}
+
+#[cfg(not(loom))]
+pub use async_impl::{FileLockAcquire, RangeLockAcquire};
 
 /// A whole-file lock; released on drop.
 #[derive(Debug)]

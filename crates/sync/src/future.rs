@@ -14,6 +14,11 @@
 //! objects cost one thread) and wakes their tasks. No future busy-polls or holds a
 //! thread of its own.
 //!
+//! A pending poll may first spin on the operation for a bounded time
+//! ([`set_poll_spin`], off by default), as the blocking forms poll before they sleep:
+//! a ping-pong then completes without the doorbell, at the price of holding the
+//! executor thread for up to that budget.
+//!
 //! # Cancel safety
 //! Every future here is cancel-safe: dropping it at any point (a `select!` that chose
 //! another branch, a timeout, a runtime that shuts down) takes nothing and leaves no
@@ -33,11 +38,22 @@
 //!   waiters when the process dies holding it, as every semaphore permit is. It is not
 //!   reentrant: a task that awaits a second permit of the same one-permit semaphore
 //!   while holding the first waits for ever, as with any non-reentrant lock.
-//! - **[`NamedLock`](crate::NamedLock), [`FileLock`](crate::FileLock)**: `flock` has no
-//!   futex word and no readiness to wait on, so no doorbell can wake them. They have
-//!   no async form yet; the planned one is bounded: `try_lock` in each poll, and a
-//!   retry after a backoff (10 ms doubling to 80 ms, the liveness pace of the floor),
-//!   never a thread per waiter. Until then call them in `spawn_blocking`.
+//! - **[`NamedLock`](crate::NamedLock), [`FileLock`](crate::FileLock)**: `flock` (and
+//!   the OFD range locks) has no futex word and no readiness to wait on, so no
+//!   doorbell word can wake them. Their async forms
+//!   ([`NamedLock::acquire_async`](crate::NamedLock::acquire_async),
+//!   [`FileLock::lock_async`](crate::FileLock::lock_async),
+//!   [`FileLock::lock_range_async`](crate::FileLock::lock_range_async)) are
+//!   *bounded timed retries*, as their blocking `*_timeout` forms: each poll tries the
+//!   non-blocking call once; a busy lock waits for the next delay of the one backoff
+//!   ([`shmkit_sys::Backoff`]: 20 us doubling to 10 ms), never past the timeout, which
+//!   ends the future with the typed `Timeout` error. The timer is the doorbell's
+//!   ([`Interest::arm_timer`]): its helper threads wake the future after the delay,
+//!   so the futures stay runtime-agnostic (no `tokio` feature, no thread per waiter).
+//!   A release is therefore seen up to 10 ms late, and each waiting future costs up
+//!   to 100 tries a second once the backoff reached its cap. Cancel-safe: the lock is
+//!   held only by the guard of the poll that returns `Ready`; a dropped future holds
+//!   no lock and no registration.
 //!
 //! # Examples
 //! ```
@@ -81,6 +97,9 @@ use shmkit_sys::doorbell::Interest;
 /// The doorbell's bound and counters: helper threads running now (at most
 /// `ceil(distinct armed words / WORDS_PER_HELPER)`) and words registered now.
 pub use shmkit_sys::doorbell::{helper_threads, registered_words, WORDS_PER_HELPER};
+/// The optional bounded spin of pending polls (off by default): see the doorbell's
+/// [Spinning in poll](shmkit_sys::doorbell#spinning-in-poll-optional-off-by-default).
+pub use shmkit_sys::doorbell::{poll_spin, set_poll_spin};
 
 use crate::atomic::{AtomicU32, Ordering::*};
 use crate::error::{EventError, SemaphoreError};
@@ -128,6 +147,54 @@ impl<'a> Sleeper<'a> {
     }
 }
 
+/// The bounded async form of a wait that has nothing to sleep on (`flock`, OFD locks:
+/// see the module docs on locks): each poll tries once; a busy lock arms the
+/// doorbell's timer ([`Interest::arm_timer`]) for the next delay of the one backoff
+/// ([`Backoff::next_nap`](shmkit_sys::Backoff::next_nap): 20 us doubling to
+/// `RETRY_CAP`, 10 ms), never past the deadline, after which the future gives up.
+#[derive(Debug)]
+pub(crate) struct Retry {
+    interest: Interest,
+    backoff: shmkit_sys::Backoff,
+    deadline: crate::futex::Deadline,
+}
+
+impl Retry {
+    /// Gives up `timeout` after now (`Duration::MAX`: never).
+    pub(crate) fn new(timeout: std::time::Duration) -> Self {
+        Retry {
+            interest: Interest::new(),
+            backoff: shmkit_sys::Backoff::new(),
+            deadline: crate::futex::Deadline::after(timeout),
+        }
+    }
+
+    /// One poll: `attempt` (`Ok(None)`: busy) once, then the timeout, then the timer.
+    pub(crate) fn poll<T, E>(
+        &mut self,
+        cx: &Context<'_>,
+        attempt: impl FnOnce() -> Result<Option<T>, E>,
+        timeout: impl FnOnce() -> E,
+        os: impl FnOnce(crate::OsError) -> E,
+    ) -> Poll<Result<T, E>> {
+        let r = match attempt() {
+            Ok(Some(t)) => Ok(t),
+            Err(e) => Err(e),
+            Ok(None) if self.deadline.has_passed() => Err(timeout()),
+            Ok(None) => {
+                let nap = self.backoff.next_nap(crate::file_lock::RETRY_CAP, None);
+                let at = crate::futex::Deadline::after(nap).min_with(Some(self.deadline));
+                match self.interest.arm_timer(at, cx.waker()) {
+                    Ok(()) => return Poll::Pending,
+                    Err(e) => Err(os(e)),
+                }
+            }
+        };
+        self.interest.disarm();
+        Poll::Ready(r)
+    }
+}
+
 /// The future of [`Event::wait_async`].
 #[must_use = "futures do nothing unless awaited"]
 pub struct EventWait<'a> {
@@ -171,6 +238,12 @@ impl Future for EventWait<'_> {
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.get_mut();
         if this.event.try_take() {
+            this.finish();
+            return Poll::Ready(Ok(()));
+        }
+        // The optional bounded spin (off by default, see the doorbell's docs).
+        let event = this.event;
+        if shmkit_sys::doorbell::spin_for(|| event.try_take().then_some(())).is_some() {
             this.finish();
             return Poll::Ready(Ok(()));
         }
@@ -226,6 +299,11 @@ impl<'a> SemWait<'a> {
 
     fn poll(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), SemaphoreError>> {
         if self.sem.try_acquire().is_ok() {
+            return self.finish(Ok(()));
+        }
+        // The optional bounded spin (off by default, see the doorbell's docs).
+        let sem = self.sem;
+        if shmkit_sys::doorbell::spin_for(|| sem.try_acquire().ok()).is_some() {
             return self.finish(Ok(()));
         }
         self.sleeper.count();

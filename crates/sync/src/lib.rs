@@ -71,8 +71,12 @@ pub use error::{
 };
 pub use event::Event;
 pub use file_lock::{FileLock, FileLockGuard, LockMode, RangeGuard};
+#[cfg(not(loom))]
+pub use file_lock::{FileLockAcquire, RangeLockAcquire};
 pub use guard::{LockGuard, RawLock, RawLockRepair, RawLockTimed, RawReadLock};
 pub use mutex::{Acquired, Mutex, MutexGuard, RawMutex, OWNER_CHECK_INTERVAL};
+#[cfg(not(loom))]
+pub use named_lock::NamedLockAcquire;
 pub use named_lock::{NamedLock, NamedLockGuard};
 pub use rwlock::{RawRwLock, ReaderSlot, RwLock, RwLockReadGuard, RwLockResult, RwLockWriteGuard};
 pub use semaphore::{Semaphore, SemaphorePermit};

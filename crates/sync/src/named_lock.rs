@@ -14,8 +14,10 @@
 //! meanwhile) and otherwise retries with a fresh file. Files of holders that were
 //! killed stay behind (empty) and are reused by the next acquirer.
 //!
-//! Waiting polls a non-blocking `flock` with a 1-10 ms backoff (the kernel has no timed
-//! `flock`).
+//! Waiting polls a non-blocking `flock` with the one backoff, 20 us doubling to 10 ms
+//! (the kernel has no timed `flock`); the async form
+//! ([`NamedLock::acquire_async`]) retries the same way, woken by the doorbell's timer
+//! (see [`crate::future`]).
 
 use std::fs::File;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
@@ -145,19 +147,9 @@ impl NamedLock {
         deadline: &Deadline,
         try_: bool,
     ) -> Result<NamedLockGuard, NamedLockError> {
-        validate(name)?;
-        ensure_dir(dir)?;
-        let path = dir.join(format!("{name}.lock"));
+        let path = checked_path(dir, name)?;
         loop {
-            let file = std::fs::OpenOptions::new()
-                .read(true)
-                .write(true)
-                .create(true)
-                .truncate(false)
-                .mode(0o600)
-                .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
-                .open(&path)
-                .map_err(|e| io("open", &path, e))?;
+            let file = open_file(&path)?;
             poll_until(
                 deadline,
                 || {
@@ -172,16 +164,8 @@ impl NamedLock {
                     }
                 },
             )?;
-            // We hold a lock on *this* inode; it is the named lock only if the path
-            // still names it (a releaser unlinks the file before unlocking).
-            let ours = file.metadata().map_err(|e| io("fstat", &path, e))?;
-            match std::fs::symlink_metadata(&path) {
-                Ok(now) if now.dev() == ours.dev() && now.ino() == ours.ino() => {
-                    return Ok(NamedLockGuard { file, path });
-                }
-                Ok(_) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => return Err(io("stat", &path, e)),
+            if still_named(&file, &path)? {
+                return Ok(NamedLockGuard { file, path });
             }
             // Stale inode: drop it and retry with the current file.
         }
@@ -199,6 +183,175 @@ impl NamedLock {
         }
         let uid = rustix::process::geteuid().as_raw();
         PathBuf::from(format!("/tmp/shmkit-locks-{uid}"))
+    }
+}
+
+/// The async form (not in loom builds, which have no doorbell): see
+/// [`crate::future`] on locks.
+#[cfg(not(loom))]
+mod async_impl {
+    use std::fs::File;
+    use std::path::{Path, PathBuf};
+    use std::time::Duration;
+
+    use rustix::fs::FlockOperation;
+
+    use super::{checked_path, flock, io, open_file, still_named, NamedLock, NamedLockGuard};
+    use crate::error::NamedLockError;
+    use crate::future::Retry;
+
+    impl NamedLock {
+        /// Takes the lock `name`, as [`acquire`](Self::acquire) does, without blocking the
+        /// thread: a bounded wait of timed retries, woken by the doorbell's timer (see the
+        /// [`future` module](crate::future) on locks). A free lock is taken by the first
+        /// poll.
+        ///
+        /// # Cancel safety
+        /// Cancel-safe: the lock is held only by the guard that the poll returning `Ready`
+        /// hands out; a dropped future holds no lock (its file is closed unlocked) and
+        /// leaves no registration.
+        ///
+        /// # Errors
+        /// As [`acquire`](Self::acquire): [`NamedLockError::Timeout`] after at least
+        /// `timeout` (`Duration::MAX`: never), and `Io` if the doorbell's helper thread
+        /// could not be started.
+        ///
+        /// # Examples
+        /// ```
+        /// # fn block_on<F: std::future::Future>(f: F) -> F::Output {
+        /// #     struct T(std::thread::Thread);
+        /// #     impl std::task::Wake for T { fn wake(self: std::sync::Arc<Self>) { self.0.unpark() } }
+        /// #     let waker = std::task::Waker::from(std::sync::Arc::new(T(std::thread::current())));
+        /// #     let mut cx = std::task::Context::from_waker(&waker);
+        /// #     let mut f = std::pin::pin!(f);
+        /// #     loop {
+        /// #         if let std::task::Poll::Ready(v) = f.as_mut().poll(&mut cx) { return v; }
+        /// #         std::thread::park();
+        /// #     }
+        /// # }
+        /// use std::time::Duration;
+        /// use shmkit_sync::{NamedLock, NamedLockError};
+        ///
+        /// let name = format!("shmkit-doc-async-{}", std::process::id());
+        /// let held = NamedLock::acquire(&name, Duration::from_secs(1))?;
+        /// // `block_on` stands for any executor (tokio's `block_on`, an `.await`).
+        /// let busy = block_on(NamedLock::acquire_async(&name, Duration::from_millis(20)));
+        /// assert!(matches!(busy, Err(NamedLockError::Timeout(_))));
+        /// drop(held);
+        /// let _now = block_on(NamedLock::acquire_async(&name, Duration::from_secs(5)))?;
+        /// # Ok::<(), Box<dyn std::error::Error>>(())
+        /// ```
+        pub fn acquire_async(name: &str, timeout: Duration) -> NamedLockAcquire {
+            Self::acquire_in_async(&Self::lock_dir(), name, timeout)
+        }
+
+        /// As [`acquire_async`](Self::acquire_async), with lock files in `dir` (see
+        /// [`acquire_in`](Self::acquire_in)).
+        ///
+        /// # Cancel safety
+        /// As [`acquire_async`](Self::acquire_async).
+        ///
+        /// # Errors
+        /// As [`acquire_async`](Self::acquire_async).
+        pub fn acquire_in_async(dir: &Path, name: &str, timeout: Duration) -> NamedLockAcquire {
+            NamedLockAcquire {
+                dir: dir.to_owned(),
+                name: name.to_owned(),
+                path: None,
+                file: None,
+                retry: Retry::new(timeout),
+            }
+        }
+    }
+
+    /// The future of [`NamedLock::acquire_async`].
+    #[must_use = "futures do nothing unless awaited"]
+    #[derive(Debug)]
+    pub struct NamedLockAcquire {
+        dir: PathBuf,
+        name: String,
+        /// The lock file's path, once the name and directory were checked (first poll).
+        path: Option<PathBuf>,
+        /// The lock file opened by an earlier try (not locked).
+        file: Option<File>,
+        retry: Retry,
+    }
+
+    impl std::future::Future for NamedLockAcquire {
+        type Output = Result<NamedLockGuard, NamedLockError>;
+
+        fn poll(
+            self: std::pin::Pin<&mut Self>,
+            cx: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<Self::Output> {
+            let this = self.get_mut();
+            let path = match &this.path {
+                Some(p) => p.clone(),
+                None => match checked_path(&this.dir, &this.name) {
+                    Ok(p) => this.path.insert(p).clone(),
+                    Err(e) => return std::task::Poll::Ready(Err(e)),
+                },
+            };
+            let (name, file) = (&this.name, &mut this.file);
+            this.retry.poll(
+                cx,
+                || loop {
+                    let f = match file.take() {
+                        Some(f) => f,
+                        None => open_file(&path)?,
+                    };
+                    if !flock(&f, FlockOperation::NonBlockingLockExclusive)
+                        .map_err(|e| io("flock", &path, e))?
+                    {
+                        *file = Some(f); // busy: kept for the next try, unlocked
+                        return Ok(None);
+                    }
+                    if still_named(&f, &path)? {
+                        return Ok(Some(NamedLockGuard {
+                            file: f,
+                            path: path.clone(),
+                        }));
+                    }
+                    // Stale inode: drop it (unlocking it) and try the current file.
+                },
+                || NamedLockError::Timeout(name.clone()),
+                |e| io("start the doorbell's helper thread", &path, e.into()),
+            )
+        }
+    }
+}
+
+#[cfg(not(loom))]
+pub use async_impl::NamedLockAcquire;
+
+/// The lock file of `name` in `dir`, after checking both (see the module docs).
+fn checked_path(dir: &Path, name: &str) -> Result<PathBuf, NamedLockError> {
+    validate(name)?;
+    ensure_dir(dir)?;
+    Ok(dir.join(format!("{name}.lock")))
+}
+
+/// Opens (creating) the lock file at `path`, never through a symlink.
+fn open_file(path: &Path) -> Result<File, NamedLockError> {
+    std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(path)
+        .map_err(|e| io("open", path, e))
+}
+
+/// Whether `path` still names `file`, which we locked: a releaser unlinks the file
+/// before unlocking, so a lock won on an unlinked inode is not the named lock.
+fn still_named(file: &File, path: &Path) -> Result<bool, NamedLockError> {
+    let ours = file.metadata().map_err(|e| io("fstat", path, e))?;
+    match std::fs::symlink_metadata(path) {
+        Ok(now) => Ok(now.dev() == ours.dev() && now.ino() == ours.ino()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(io("stat", path, e)),
     }
 }
 

@@ -157,12 +157,33 @@ impl Backoff {
 
     #[cfg(not(loom))]
     fn sleep_step(&mut self, cap: Duration, deadline: Option<std::time::Instant>) {
+        std::thread::sleep(self.next_nap(cap, deadline));
+    }
+
+    /// The sleeping stage's next delay, without sleeping: 20 us doubling up to `cap`,
+    /// never past `deadline`. For a waiter that sleeps elsewhere (the retries of a
+    /// non-blocking `flock`, where an async future is woken by the doorbell's timer
+    /// after this delay).
+    ///
+    /// # Examples
+    /// ```
+    /// use std::time::Duration;
+    /// use shmkit_sys::Backoff;
+    ///
+    /// let mut b = Backoff::new();
+    /// let cap = Duration::from_millis(10);
+    /// let naps: Vec<Duration> = (0..12).map(|_| b.next_nap(cap, None)).collect();
+    /// assert_eq!(naps[0], Duration::from_micros(20));
+    /// assert_eq!(naps[1], Duration::from_micros(40)); // doubling
+    /// assert_eq!(naps[11], cap); // capped
+    /// ```
+    pub fn next_nap(&mut self, cap: Duration, deadline: Option<std::time::Instant>) -> Duration {
         let mut d = self.nap.min(cap);
         if let Some(dl) = deadline {
             d = d.min(dl.saturating_duration_since(std::time::Instant::now()));
         }
-        std::thread::sleep(d);
         self.nap = (self.nap * 2).min(cap);
+        d
     }
 }
 

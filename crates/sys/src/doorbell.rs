@@ -50,6 +50,25 @@
 //! exits when it has no word left, i.e. when the last interest on its words is dropped
 //! (a runtime that shuts down with futures pending drops them, and so their interests).
 //!
+//! # Timers
+//! A wait with no futex word to sleep on (`flock`, which has no readiness: see
+//! `shmkit_sync`'s `NamedLock` and `FileLock`) retries after a delay. No executor-neutral
+//! timer exists, so the doorbell is that timer: [`Interest::arm_timer`] wakes the
+//! waker at a [`Deadline`], from the same helper threads (their `futex_waitv` takes
+//! the earliest armed deadline as its timeout). Timer interests share one word that
+//! nobody wakes, so any number of them take one slot of one helper.
+//!
+//! # Spinning in poll (optional, off by default)
+//! A future that finds nothing arms the doorbell at once: its wake-up then costs a
+//! futex wake of the helper and a cross-thread wake of the task (tens of µs here),
+//! where a blocking wait polls for some 50 µs first and, in a ping-pong, never sleeps.
+//! [`set_poll_spin`] gives pending polls that bounded spin too: the futures of the
+//! typed objects (ring, queue, channel, topic, `Latest`) and of `Event` and
+//! `Semaphore` retry their operation for up to that long ([`spin_for`]) before they
+//! announce themselves and arm. It is off (zero) by default: a spinning poll holds
+//! its executor thread for up to the budget, which a runtime with other tasks to run
+//! rarely wants; a dedicated latency-critical task may.
+//!
 //! # Without `futex_waitv` (Linux before 5.16)
 //! The helper then sleeps on its control word alone, in slices of
 //! [`FIRST_CHECK`] (10 ms), and wakes every armed interest
@@ -109,6 +128,61 @@ pub const WORDS_PER_HELPER: usize = futex::WAIT_ANY_MAX - 2;
 /// event word. Static, so the watcher may bump it at any time.
 static DEATH: Parker = Parker::new();
 
+/// The word every timer interest ([`Interest::arm_timer`]) is armed on: it holds 0 for
+/// ever and nobody wakes it, so only its interests' deadlines end their wait.
+static TIMER: AtomicU32 = AtomicU32::new(0);
+
+/// The bounded spin of pending polls, in nanoseconds (0: off): see [`set_poll_spin`].
+static POLL_SPIN_NANOS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// Sets how long a pending poll of this process's futures spins on its operation
+/// before it arms the doorbell (`Duration::ZERO`, the default: not at all). See
+/// [Spinning in poll](self#spinning-in-poll-optional-off-by-default).
+///
+/// # Examples
+/// ```
+/// use std::time::Duration;
+/// use shmkit_sys::doorbell;
+///
+/// doorbell::set_poll_spin(Duration::from_micros(50)); // as long as a blocking wait polls
+/// assert_eq!(doorbell::poll_spin(), Duration::from_micros(50));
+/// let mut tries = 0;
+/// assert_eq!(doorbell::spin_for(|| { tries += 1; (tries == 3).then_some(tries) }), Some(3));
+/// doorbell::set_poll_spin(Duration::ZERO); // off again
+/// assert_eq!(doorbell::spin_for(|| Some(1)), None); // off: does not even try
+/// ```
+pub fn set_poll_spin(budget: std::time::Duration) {
+    let nanos = u64::try_from(budget.as_nanos()).unwrap_or(u64::MAX);
+    // Relaxed: a setting, read on its own.
+    POLL_SPIN_NANOS.store(nanos, Ordering::Relaxed);
+}
+
+/// The spin budget of pending polls ([`set_poll_spin`]).
+pub fn poll_spin() -> std::time::Duration {
+    // Relaxed: as in `set_poll_spin`.
+    std::time::Duration::from_nanos(POLL_SPIN_NANOS.load(Ordering::Relaxed))
+}
+
+/// Retries `attempt` with the floor's [`Backoff`](crate::Backoff) for up to the
+/// [`poll_spin`] budget; returns its first `Some`, or `None` once the budget is spent
+/// (at once, without a try, when spinning is off). For a future's poll, before it
+/// announces itself as a sleeper.
+#[inline]
+pub fn spin_for<T>(mut attempt: impl FnMut() -> Option<T>) -> Option<T> {
+    // Relaxed: as in `set_poll_spin`.
+    let nanos = POLL_SPIN_NANOS.load(Ordering::Relaxed);
+    if nanos == 0 {
+        return None;
+    }
+    let mut backoff = crate::Backoff::polling_for(std::time::Duration::from_nanos(nanos));
+    while backoff.snooze() {
+        if let Some(t) = attempt() {
+            return Some(t);
+        }
+    }
+    None
+}
+
 /// Helper threads running now in this process (see [`helper_threads`]).
 static RUNNING: AtomicUsize = AtomicUsize::new(0);
 
@@ -126,6 +200,19 @@ pub fn registered_words() -> usize {
         .as_ref()
         .filter(|st| st.pid == crate::owner::current_pid())
         .map_or(0, |st| st.words.len())
+}
+
+/// Set by [`force_slices`]: helpers behave as on a kernel without `futex_waitv`.
+static FORCE_SLICES: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// For tests only: makes this process's helper threads behave as on a kernel without
+/// `futex_waitv` (Linux before 5.16: 10 ms slices, see the [module docs](self)) while
+/// `on`, so that the fallback is exercised on any kernel. A helper asleep in
+/// `futex_waitv` switches at its next wake (any new word or timer wakes it).
+#[doc(hidden)]
+pub fn force_slices(on: bool) {
+    // Relaxed: a setting, read on its own.
+    FORCE_SLICES.store(on, Ordering::Relaxed);
 }
 
 /// Whether this kernel has `futex_waitv` (Linux 5.16+): see the [module docs](self)
@@ -155,6 +242,8 @@ pub struct Interest {
 struct Entry {
     word: usize,
     peer: Option<PeerKey>,
+    /// A timer interest's deadline (see [`Interest::arm_timer`]).
+    until: Option<Deadline>,
     waker: Option<Waker>,
     /// Woken by the helper since it was last armed.
     woken: bool,
@@ -310,6 +399,54 @@ impl Interest {
         peer: Option<PeerKey>,
         waker: &Waker,
     ) -> Result<(), crate::OsError> {
+        self.arm_impl(word, expected, peer, None, waker)
+    }
+
+    /// Registers (or updates) this interest as a timer: wake `waker` once `at` has
+    /// passed (see [Timers](self#timers)). A helper thread sleeps until the earliest
+    /// armed deadline; on a kernel without `futex_waitv` the wake comes with the next
+    /// 10 ms slice instead (early or late by up to 10 ms), so a future re-checks its
+    /// condition when woken and arms again if it must.
+    ///
+    /// # Errors
+    /// The helper thread could not be started.
+    ///
+    /// # Examples
+    /// ```
+    /// use std::sync::Arc;
+    /// use std::task::{Wake, Waker};
+    /// use std::time::Duration;
+    /// use shmkit_sys::doorbell::Interest;
+    /// use shmkit_sys::Deadline;
+    ///
+    /// struct Unpark(std::thread::Thread);
+    /// impl Wake for Unpark {
+    ///     fn wake(self: Arc<Self>) {
+    ///         self.0.unpark();
+    ///     }
+    /// }
+    /// let waker = Waker::from(Arc::new(Unpark(std::thread::current())));
+    /// let at = Deadline::after(Duration::from_millis(5));
+    /// let mut timer = Interest::new();
+    /// timer.arm_timer(at, &waker)?;
+    /// while !at.has_passed() {
+    ///     std::thread::park(); // the helper thread unparks us at `at`
+    /// }
+    /// timer.disarm();
+    /// # Ok::<(), shmkit_sys::OsError>(())
+    /// ```
+    pub fn arm_timer(&mut self, at: Deadline, waker: &Waker) -> Result<(), crate::OsError> {
+        self.arm_impl(&TIMER, 0, None, Some(at), waker)
+    }
+
+    fn arm_impl(
+        &mut self,
+        word: &AtomicU32,
+        expected: u32,
+        peer: Option<PeerKey>,
+        until: Option<Deadline>,
+        waker: &Waker,
+    ) -> Result<(), crate::OsError> {
         let addr = word as *const AtomicU32 as usize;
         let mut to_wake = Vec::new();
         let mut guard = lock();
@@ -323,6 +460,7 @@ impl Interest {
                 Entry {
                     word: addr,
                     peer: None,
+                    until: None,
                     waker: None,
                     woken: false,
                 },
@@ -377,8 +515,9 @@ impl Interest {
         };
         let w = st.words.get_mut(&addr).expect("inserted above");
         w.interests.insert(self.id);
-        // A paced interest may need a timed wait where the helper sleeps without one.
-        let mut changed = !w.armed || paced_now;
+        // A paced interest may need a timed wait where the helper sleeps without one,
+        // and a timer an earlier one than it sleeps with.
+        let mut changed = !w.armed || paced_now || until.is_some();
         if w.armed && w.expected != expected {
             // One of the two values is stale (the word moved on): wake the interests
             // armed with the old one so that they look again; the helper sleeps on the
@@ -398,6 +537,7 @@ impl Interest {
         let e = st.entries.get_mut(&self.id).expect("inserted above");
         e.word = addr;
         e.peer = peer;
+        e.until = until;
         e.woken = false;
         // A replaced waker is dropped after the lock is released: dropping the last
         // reference of a task may drop its future, whose interest takes this lock.
@@ -516,6 +656,44 @@ fn fire_where(
     }
 }
 
+/// The interests armed on the timer word, if helper `index` serves it.
+fn timer_ids(st: &State, index: usize) -> Vec<u64> {
+    let addr = &TIMER as *const AtomicU32 as usize;
+    st.words
+        .get(&addr)
+        .filter(|w| w.helper == index)
+        .map_or_else(Vec::new, |w| w.interests.iter().copied().collect())
+}
+
+/// The earliest deadline of the armed timers helper `index` serves.
+fn earliest_timer(st: &State, index: usize) -> Option<Deadline> {
+    timer_ids(st, index)
+        .iter()
+        .filter_map(|id| st.entries.get(id))
+        .filter(|e| e.waker.is_some())
+        .filter_map(|e| e.until)
+        .min()
+}
+
+/// Takes the wakers of the armed timers of helper `index` whose deadline has passed.
+fn fire_timers(st: &mut State, index: usize, out: &mut Vec<Waker>) {
+    let ids = timer_ids(st, index);
+    if ids.is_empty() {
+        return;
+    }
+    let now = Deadline::now();
+    for id in ids {
+        if st
+            .entries
+            .get(&id)
+            .and_then(|e| e.until)
+            .is_some_and(|d| d <= now)
+        {
+            take_waker(st, id, out);
+        }
+    }
+}
+
 /// Helper thread `index` of process `pid`: see the [module docs](self).
 fn run(pid: u32, index: usize, control: &AtomicU32) {
     let mut waitv = true;
@@ -525,6 +703,7 @@ fn run(pid: u32, index: usize, control: &AtomicU32) {
     loop {
         words.clear();
         let paced;
+        let timer;
         {
             let mut guard = lock();
             let Some(st) = guard.as_mut().filter(|s| s.pid == pid) else {
@@ -564,10 +743,17 @@ fn run(pid: u32, index: usize, control: &AtomicU32) {
                     }),
             );
             paced = st.paced > 0;
+            timer = earliest_timer(st, index);
         }
         to_wake.drain(..).for_each(Waker::wake);
-        let out = if waitv {
-            let until = paced.then(|| Deadline::after(CHECK_CAP));
+        // The test switch (see `force_slices`): as on a kernel without futex_waitv.
+        // Relaxed: a setting, read on its own.
+        let sliced = !waitv || FORCE_SLICES.load(Ordering::Relaxed);
+        let out = if !sliced {
+            let until = match paced.then(|| Deadline::after(CHECK_CAP)) {
+                Some(p) => Some(p.min_with(timer)),
+                None => timer,
+            };
             futex::wait_any_raw(&words, until.as_ref())
         } else {
             Ok(WaitAny::TimedOut)
@@ -584,7 +770,7 @@ fn run(pid: u32, index: usize, control: &AtomicU32) {
                 continue;
             }
         };
-        if !waitv {
+        if sliced {
             // Without futex_waitv: sleep on the control word for a slice, then wake
             // every armed interest (see the module docs).
             let slice = Deadline::after(FIRST_CHECK);
@@ -595,7 +781,7 @@ fn run(pid: u32, index: usize, control: &AtomicU32) {
             return;
         };
         match out {
-            _ if !waitv => fire_where(st, index, &mut to_wake, |_, _| true),
+            _ if sliced => fire_where(st, index, &mut to_wake, |_, _| true),
             WaitAny::Woken(i) if i >= 2 => fire_word(st, words[i].addr, &mut to_wake),
             // The control or death word: the loop re-reads the state.
             WaitAny::Woken(_) | WaitAny::Interrupted => {}
@@ -610,6 +796,8 @@ fn run(pid: u32, index: usize, control: &AtomicU32) {
                 fire_where(st, index, &mut to_wake, |st, e| st.peer_is_paced(e.peer));
             }
         }
+        // Whatever ended the wait: the timers that are due.
+        fire_timers(st, index, &mut to_wake);
         drop(guard);
         to_wake.drain(..).for_each(Waker::wake);
     }
@@ -677,5 +865,27 @@ mod tests {
             !i.disarm(),
             "not woken: the word holds 5 and nobody woke it"
         );
+    }
+
+    #[test]
+    fn a_timer_wakes_at_its_deadline_and_only_its_own_waker() {
+        let (due, due_waker) = counter();
+        let (later, later_waker) = counter();
+        let mut a = Interest::new();
+        let mut b = Interest::new();
+        b.arm_timer(
+            Deadline::after(std::time::Duration::from_secs(3600)),
+            &later_waker,
+        )
+        .expect("arm");
+        a.arm_timer(
+            Deadline::after(std::time::Duration::from_millis(2)),
+            &due_waker,
+        )
+        .expect("arm");
+        wait_count(&due, 1);
+        assert!(a.disarm(), "woken by the timer");
+        assert_eq!(later.0.load(Ordering::SeqCst), 0, "an hour away: not woken");
+        assert!(!b.disarm());
     }
 }

@@ -192,6 +192,13 @@ impl<T: Serialize + DeserializeOwned, N: TypeName> Channel<T, N> {
             Err(RecvError::Empty) => {}
             done => return self.recv_done(w, done),
         }
+        // The optional bounded spin (off by default, see the doorbell's docs).
+        if let Some(done) = shmkit_sys::doorbell::spin_for(|| match self.try_recv() {
+            Err(RecvError::Empty) => None,
+            done => Some(done),
+        }) {
+            return self.recv_done(w, done);
+        }
         let h = self.hdr();
         let ev = w.announce(&h.wait.data);
         // The re-check after announcing (Dekker, see `Parker::announce`).
@@ -231,6 +238,20 @@ impl<T: Serialize + DeserializeOwned, N: TypeName> Channel<T, N> {
             Err(SendError::Full(m)) => m,
             done => return self.send_done(w, done),
         };
+        // The optional bounded spin (off by default, see the doorbell's docs).
+        let mut slot = Some(m);
+        if let Some(done) = shmkit_sys::doorbell::spin_for(|| {
+            match self.try_send(slot.take().expect("put back after each try")) {
+                Err(SendError::Full(m)) => {
+                    slot = Some(m);
+                    None
+                }
+                done => Some(done),
+            }
+        }) {
+            return self.send_done(w, done);
+        }
+        let m = slot.expect("put back after each try");
         let h = self.hdr();
         let ev = w.announce(&h.wait.space);
         // The re-check after announcing (Dekker, see `Parker::announce`).

@@ -75,6 +75,12 @@ use shmkit_sys::parker::Parker;
 use crate::peer::{in_segment, HolderWatch, PeerSlot, PeerWait, PeerWaitOn};
 use crate::shim::{fence, AtomicU32, AtomicU64, Deadline, Ordering};
 
+#[cfg(not(loom))]
+#[path = "latest_async.rs"]
+mod async_impl;
+#[cfg(not(loom))]
+pub use async_impl::WaitNewerAsync;
+
 /// Magic number at offset 0 of the payload ("SLST" little-endian).
 pub const LATEST_MAGIC: u32 = u32::from_le_bytes(*b"SLST");
 /// Layout version of the payload (also in the segment's type tag).

@@ -136,6 +136,13 @@ impl<T: bytemuck::Pod> Future for GetAsync<'_, T> {
             Err(GetError::Empty) => {}
             r => return done(w, r),
         }
+        // The optional bounded spin (off by default, see the doorbell's docs).
+        if let Some(r) = shmkit_sys::doorbell::spin_for(|| match q.try_get() {
+            Err(GetError::Empty) => None,
+            r => Some(r),
+        }) {
+            return done(w, r);
+        }
         let ev = w.announce(&h.wait.get);
         // The re-check after announcing (Dekker, see `Parker::announce`).
         match q.try_get() {
@@ -178,6 +185,20 @@ impl<T: bytemuck::Pod> Future for PutAsync<'_, T> {
             Err(PutError::Full(item)) => item,
             r => return done(w, r),
         };
+        // The optional bounded spin (off by default, see the doorbell's docs).
+        let mut slot = Some(item);
+        if let Some(r) = shmkit_sys::doorbell::spin_for(|| {
+            match q.try_put(slot.take().expect("put back after each try")) {
+                Err(PutError::Full(item)) => {
+                    slot = Some(item);
+                    None
+                }
+                r => Some(r),
+            }
+        }) {
+            return done(w, r);
+        }
+        let item = slot.expect("put back after each try");
         let ev = w.announce(&h.wait.put);
         // The re-check after announcing (Dekker, see `Parker::announce`).
         let mut item = match q.try_put(item) {

@@ -181,6 +181,14 @@ impl Future for ReadAsync<'_> {
             Err(ReadError::Empty) => {}
             done => return this.finish(done),
         }
+        // The optional bounded spin (off by default, see the doorbell's docs).
+        let (ring, buf) = (&mut *this.ring, &mut *this.buf);
+        if let Some(done) = shmkit_sys::doorbell::spin_for(|| match ring.try_read_into(buf) {
+            Err(ReadError::Empty) => None,
+            done => Some(done),
+        }) {
+            return this.finish(done);
+        }
         let ev = this.waiting.announce(&this.ring.hdr().sleep.data);
         // The re-check after announcing (Dekker, see `Parker::announce`).
         match this.ring.try_read_into(this.buf) {
@@ -227,6 +235,14 @@ impl Future for WriteAsync<'_> {
         match this.ring.try_write(this.msg) {
             Err(WriteError::Full) => {}
             done => return this.finish(done),
+        }
+        // The optional bounded spin (off by default, see the doorbell's docs).
+        let (ring, msg) = (&mut *this.ring, this.msg);
+        if let Some(done) = shmkit_sys::doorbell::spin_for(|| match ring.try_write(msg) {
+            Err(WriteError::Full) => None,
+            done => Some(done),
+        }) {
+            return this.finish(done);
         }
         let ev = this.waiting.announce(&this.ring.hdr().sleep.space);
         // The re-check after announcing (Dekker, see `Parker::announce`).

@@ -144,6 +144,12 @@ use shmkit_sys::backoff::PollGauge;
 use shmkit_sys::owner;
 use shmkit_sys::parker::{CheckPace, Parker};
 
+#[cfg(not(loom))]
+#[path = "topic_async.rs"]
+mod async_impl;
+#[cfg(not(loom))]
+pub use async_impl::{MessageStream, ReadAsync, ReadIntoAsync, ReadValueAsync, WriteAsync};
+
 /// Magic number at offset 0 of a topic's payload ("STPC" little-endian).
 pub const TOPIC_MAGIC: u32 = u32::from_le_bytes(*b"STPC");
 /// Layout version of the topic payload.
