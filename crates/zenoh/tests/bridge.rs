@@ -109,6 +109,30 @@ fn free_port() -> u16 {
     l.local_addr().expect("addr").port()
 }
 
+/// The arguments of an exporting bridge (`kind:a`, listening on a free loopback port)
+/// and of its importer (into `kind:b`, connecting to it), on a key named after `a`.
+fn bridge_args(kind: &str, a: &str, b: &str) -> ([String; 6], [String; 6]) {
+    let key = format!("shmkit/test/{a}");
+    let listen = format!("tcp/127.0.0.1:{}", free_port());
+    let export = [
+        "--export".into(),
+        format!("{kind}:{a}"),
+        "--key".into(),
+        key.clone(),
+        "--listen".into(),
+        listen.clone(),
+    ];
+    let import = [
+        "--import".into(),
+        key,
+        "--into".into(),
+        format!("{kind}:{b}"),
+        "--connect".into(),
+        listen,
+    ];
+    (export, import)
+}
+
 #[test]
 fn channel_exactly_once_across_an_importer_kill() {
     let n = stress(3_000, 100_000) as u64;
@@ -120,26 +144,7 @@ fn channel_exactly_once_across_an_importer_kill() {
     ];
     let tx = Channel::<u64>::create(&a, 1 << 16).expect("channel a");
     let rx = Channel::<u64>::create(&b, 1 << 16).expect("channel b");
-    let key = format!("shmkit/test/{a}");
-    let listen = format!("tcp/127.0.0.1:{}", free_port());
-    let export = [
-        "--export",
-        &format!("channel:{a}"),
-        "--key",
-        &key,
-        "--listen",
-        &listen,
-    ]
-    .map(String::from);
-    let import = [
-        "--import",
-        &key,
-        "--into",
-        &format!("channel:{b}"),
-        "--connect",
-        &listen,
-    ]
-    .map(String::from);
+    let (export, import) = bridge_args("channel", &a, &b);
     let exporter = Bridge::start(&as_str(&export));
     let mut importer = Some(Bridge::start(&as_str(&import)));
     let producer = std::thread::spawn(move || {
@@ -204,26 +209,7 @@ fn topic_two_readers_across_an_importer_kill() {
     ];
     let mut writer = Topic::<Block>::create(&a, TopicConfig::new(1 << 16)).expect("topic a");
     let far = Topic::<Block>::create(&b, TopicConfig::new(1 << 16)).expect("topic b");
-    let key = format!("shmkit/test/{a}");
-    let listen = format!("tcp/127.0.0.1:{}", free_port());
-    let export = [
-        "--export",
-        &format!("topic:{a}"),
-        "--key",
-        &key,
-        "--listen",
-        &listen,
-    ]
-    .map(String::from);
-    let import = [
-        "--import",
-        &key,
-        "--into",
-        &format!("topic:{b}"),
-        "--connect",
-        &listen,
-    ]
-    .map(String::from);
+    let (export, import) = bridge_args("topic", &a, &b);
     let end = Instant::now() + DEADLINE;
     // Two readers on the far side, subscribed before anything is imported.
     let (seen_tx, seen_rx) = mpsc::channel::<(usize, u64)>();
