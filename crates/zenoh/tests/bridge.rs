@@ -21,30 +21,15 @@ struct Bridge {
 }
 
 impl Bridge {
+    /// Starts and waits until the bridge says it is exporting or importing.
     fn start(args: &[&str]) -> Bridge {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_shmkit-bridge"))
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn shmkit-bridge");
-        let (tx, stderr) = mpsc::channel();
-        let pipe = child.stderr.take().expect("stderr");
-        std::thread::spawn(move || {
-            for line in BufReader::new(pipe).lines().map_while(Result::ok) {
-                eprintln!("[bridge] {line}");
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        let b = Bridge { child, stderr };
+        let b = Bridge::spawn(args);
         b.expect_line(|l| l.contains("exporting") || l.contains("importing"));
         b
     }
 
-    /// Starts without waiting for the bridge to be ready.
+    /// Starts without waiting for the bridge to be ready (its stderr lines are echoed
+    /// to the test's output and kept for [`Bridge::expect_line`]).
     fn spawn(args: &[&str]) -> Bridge {
         let mut child = Command::new(env!("CARGO_BIN_EXE_shmkit-bridge"))
             .args(args)
@@ -57,6 +42,7 @@ impl Bridge {
         let pipe = child.stderr.take().expect("stderr");
         std::thread::spawn(move || {
             for line in BufReader::new(pipe).lines().map_while(Result::ok) {
+                eprintln!("[bridge] {line}");
                 if tx.send(line).is_err() {
                     break;
                 }
