@@ -295,6 +295,27 @@ impl PeerWaitOn<'_> {
         deadline: Option<Deadline>,
         ready: impl Fn() -> bool,
     ) -> Result<PeerWait, shmkit_sys::OsError> {
+        // The gauge is taken out for the wait, so that its poll (which records how the
+        // wait went when it is dropped: after the sleep, if it slept) can live through
+        // the sleep while `watch` judges the peer.
+        let gauge = std::mem::take(&mut watch.poll);
+        // SAFETY: our own contract, passed on.
+        let end = unsafe { self.wait_gauged(watch, &gauge, deadline, ready) };
+        watch.poll = gauge;
+        end
+    }
+
+    /// [`PeerWaitOn::wait`] with the gauge apart from `watch`.
+    ///
+    /// # Safety
+    /// As [`PeerWaitOn::wait`].
+    unsafe fn wait_gauged(
+        &self,
+        watch: &mut HolderWatch,
+        gauge: &PollGauge,
+        deadline: Option<Deadline>,
+        ready: impl Fn() -> bool,
+    ) -> Result<PeerWait, shmkit_sys::OsError> {
         // Acquire: pairs with the Release store of the flag by `close`, stored after
         // the last change: a `ready()` after seeing it sees that change.
         let closed = || self.closed.is_some_and(|c| c.load(Ordering::Acquire) != 0);
@@ -302,12 +323,12 @@ impl PeerWaitOn<'_> {
         if ready() {
             return Ok(PeerWait::Ready);
         }
-        {
-            let mut backoff = crate::shim::poll_backoff(&watch.poll);
-            while backoff.snooze() {
-                if ready() {
-                    return Ok(PeerWait::Ready);
-                }
+        // Lives until the wait ends: a wait that slept without polling is judged by how
+        // long it slept (see `PollGauge`).
+        let mut backoff = crate::shim::poll_backoff(gauge);
+        while backoff.snooze() {
+            if ready() {
+                return Ok(PeerWait::Ready);
             }
         }
         let mut pace = CheckPace::new();
