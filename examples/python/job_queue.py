@@ -9,7 +9,7 @@ Jobs are `bytes` (they travel raw, so a Rust process reads them as they are).
 
 With `--rust-worker PATH` (the binary of python/rust_peer: `cargo build --manifest-path
 python/rust_peer/Cargo.toml`), a Rust process takes jobs from the same queue next to the
-Python workers (`Channel::<Vec<u8>, _>` under the type name "shmkit.Queue/2") and
+Python workers (`Channel::<Vec<u8>, _>` under the type name "shmkit.Queue/3") and
 reports how many it did.
 
 Run: pip install ./python && python3 examples/python/job_queue.py [--rust-worker PATH]

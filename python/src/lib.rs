@@ -20,6 +20,7 @@ use pyo3::types::{PyDict, PyTuple, PyType};
 
 mod fast;
 mod lock;
+mod plain_data;
 mod queue;
 mod ring;
 mod sync;

@@ -2,7 +2,7 @@
 //! getters, every item to exactly one getter), shared with Rust processes.
 //!
 //! # The record format (Python and Rust share it)
-//! The channel's type tag names [`QUEUE_TYPE_NAME`] (`"shmkit.Queue/2"`: a Rust
+//! The channel's type tag names [`QUEUE_TYPE_NAME`] (`"shmkit.Queue/3"`: a Rust
 //! process opens the queue as `Channel::<Vec<u8>, N>` with a `TypeName` `N` returning
 //! that string, and uses the bytes paths `send_with`/`recv_with`). Every record is one
 //! tag byte, then the payload:
@@ -14,10 +14,13 @@
 //! - [`TAG_STR`] (3): an exact `str`, UTF-8 (a `str` with lone surrogates, which
 //!   UTF-8 cannot carry, is pickled instead).
 //! - [`TAG_FLOAT`] (4): an exact `float`, 8 bytes little-endian (IEEE 754).
+//! - [`TAG_DATA`] (5): plain data, `None`, `bool`, and `list`, `tuple`, `dict` of
+//!   plain data and the scalars above, in the tree encoding of [`crate::plain_data`].
 //!
 //! The three scalar tags (format 2) spare the most common small items a pickle each
 //! way, most of what a small item cost (a `pickle.dumps` of an int ~340 ns of a ~630 ns
-//! `put`). Format 1 (tags 0 and 1 only) is refused at open by the type name.
+//! `put`); plain data (format 3) does the same for the dicts and lists of scalars most
+//! messages are. Formats 1 and 2 are refused at open by the type name.
 //!
 //! Any other tag, a scalar of the wrong length, or an empty record is refused by
 //! `get()` (the record is consumed).
@@ -40,10 +43,11 @@ use pyo3::sync::GILOnceCell;
 use pyo3::types::{PyBytes, PyFloat, PyInt, PyString, PyType};
 use shmkit_typed::{Channel, RecvError, SendError, TypeName};
 
+use crate::plain_data::{self, Encoder};
 use crate::{create_fail, ooc_fail, open_fail, wait_sliced, Fail, Kind};
 
 /// The name of the queue's message type in the channel's type tag.
-pub(crate) const QUEUE_TYPE_NAME: &str = "shmkit.Queue/2";
+pub(crate) const QUEUE_TYPE_NAME: &str = "shmkit.Queue/3";
 /// Record tag: the payload is raw bytes.
 pub(crate) const TAG_BYTES: u8 = 0;
 /// Record tag: the payload is a pickle.
@@ -54,6 +58,8 @@ pub(crate) const TAG_INT: u8 = 2;
 pub(crate) const TAG_STR: u8 = 3;
 /// Record tag: a `float`, `f64` little-endian.
 pub(crate) const TAG_FLOAT: u8 = 4;
+/// Record tag: plain data ([`crate::plain_data`]).
+pub(crate) const TAG_DATA: u8 = 5;
 /// The pickle protocol of [`TAG_PICKLE`] records (every CPython >= 3.8 reads it).
 const PICKLE_PROTOCOL: u8 = 5;
 /// The default capacity: 1 MiB.
@@ -151,6 +157,8 @@ enum Payload {
     Text(PyBackedStr),
     /// An `int` or a `float`.
     Word([u8; 8]),
+    /// Plain data, encoded.
+    Owned(Vec<u8>),
 }
 
 impl Payload {
@@ -159,13 +167,14 @@ impl Payload {
             Payload::Bytes(b) => b,
             Payload::Text(t) => t.as_bytes(),
             Payload::Word(w) => w,
+            Payload::Owned(v) => v,
         }
     }
 }
 
 fn split(b: &[u8]) -> Result<(u8, &[u8]), String> {
     match b.split_first() {
-        Some((&tag @ (TAG_BYTES | TAG_PICKLE | TAG_STR), rest)) => Ok((tag, rest)),
+        Some((&tag @ (TAG_BYTES | TAG_PICKLE | TAG_STR | TAG_DATA), rest)) => Ok((tag, rest)),
         Some((&tag @ (TAG_INT | TAG_FLOAT), rest)) if rest.len() == 8 => Ok((tag, rest)),
         Some((&tag @ (TAG_INT | TAG_FLOAT), rest)) => Err(format!(
             "a queue record of tag {tag} (an 8-byte number) with {} payload bytes: it \
@@ -174,8 +183,8 @@ fn split(b: &[u8]) -> Result<(u8, &[u8]), String> {
         )),
         Some((&tag, _)) => Err(format!(
             "a queue record of tag {tag} (shmkit.Queue writes 0 for bytes, 1 for a pickle, \
-             2 for an int, 3 for a str, 4 for a float): it was put by something else; it \
-             was consumed"
+             2 for an int, 3 for a str, 4 for a float, 5 for plain data): it was put by \
+             something else; it was consumed"
         )),
         None => Err(
             "an empty queue record (shmkit.Queue records start with a tag byte): it \
@@ -210,12 +219,14 @@ fn queue_wait(block: bool, timeout: Option<f64>) -> PyResult<Option<Option<Durat
 /// `timeout` and raise `queue.Full` / `queue.Empty`; blocking waits release the GIL and
 /// Ctrl-C interrupts them.
 ///
-/// Items: an exact `bytes` object travels raw (a Rust process reads it as is); any
-/// other object is pickled (protocol 5), except exact `int` (in the `i64` range), `str`
-/// and `float`, which travel as themselves. A record is one tag byte (0 bytes, 1
-/// pickle, 2 int, 3 str, 4 float), then the payload (docs/layout.md, `Channel`). `maxsize_bytes` (a power of two, 64
-/// B to 1 GiB) bounds the bytes queued, each item taking 8 bytes plus its tag and
-/// payload rounded up to 8; there is no bound in items.
+/// Items: an exact `bytes` object travels raw (a Rust process reads it as is); exact
+/// `int` (in the `i64` range), `str` and `float` travel as themselves; plain data
+/// (`None`, `bool`, and `list`, `tuple`, `dict` of plain data and those scalars, each
+/// container met once, at most 32 deep and 64 in all) in a small tree encoding; any
+/// other object is pickled (protocol 5). A record is one tag byte (0 bytes, 1 pickle,
+/// 2 int, 3 str, 4 float, 5 plain data), then the payload (docs/layout.md, `Channel`).
+/// `maxsize_bytes` (a power of two, 64 B to 1 GiB) bounds the bytes queued, each item
+/// taking 8 bytes plus its tag and payload rounded up to 8; there is no bound in items.
 ///
 /// Differences from `multiprocessing.Queue`: `close()` lets go of this object's part
 /// (as "this process puts no more"), and once *every* putter has left (closed, exited
@@ -320,7 +331,7 @@ impl Queue {
     }
 
     /// The record of `obj`: exact `bytes`, `int` (in `i64`), `str` and `float` by their
-    /// own tags, anything else pickled.
+    /// own tags, plain data by its encoding, anything else pickled.
     fn encode<'py>(py: Python<'py>, obj: &Bound<'py, PyAny>) -> PyResult<(u8, Payload)> {
         if let Ok(b) = obj.downcast_exact::<PyBytes>() {
             return Ok((TAG_BYTES, Payload::Bytes(PyBackedBytes::from(b.clone()))));
@@ -339,6 +350,9 @@ impl Queue {
             if let Ok(t) = PyBackedStr::try_from(t.clone()) {
                 return Ok((TAG_STR, Payload::Text(t)));
             }
+        }
+        if let Some(data) = Encoder::encode(obj) {
+            return Ok((TAG_DATA, Payload::Owned(data)));
         }
         let dumped = pickle_fn(py, &DUMPS, "dumps")?.call1((obj, PICKLE_PROTOCOL))?;
         Ok((
@@ -362,6 +376,15 @@ impl Queue {
                     return Got::Bad(format!(
                         "a queue record of tag 3 (a str) that is not UTF-8 ({e}): it was put \
                          by something else; it was consumed"
+                    ));
+                }
+            },
+            TAG_DATA => match plain_data::decode(py, payload) {
+                Ok(o) => Ok(o),
+                Err(e) => {
+                    return Got::Bad(format!(
+                        "a queue record of tag 5 (plain data) that does not decode: {e}; it \
+                         was put by something else; it was consumed"
                     ));
                 }
             },

@@ -53,6 +53,46 @@ def test_ints_strs_and_floats_travel_as_themselves_and_keep_their_type(names):
     assert type(nan) is float and nan != nan
 
 
+class MyDict(dict):
+    pass
+
+
+def test_plain_data_travels_as_itself_and_what_is_not_plain_is_pickled_alike(names):
+    q = shmkit.Queue.create(names(), 1 << 20)
+    shared = [1, 2]
+    cyclic = [0]
+    cyclic.append(cyclic)
+    deep = []
+    for _ in range(40):  # deeper than the plain-data limit (32): pickled
+        deep = [deep]
+    items = [
+        {"id": 12345, "user": "alice", "size": [640, 480], "ok": True, "score": 0.75},
+        {1: None, (2, "t"): b"\x00b", 2.5: False, None: [], "": {}, True: ()},
+        [-(2**63), 2**63 - 1, 0, -1, 1, 127, 128, -129], ((),), [[[["x"]]]],
+        {"big": 2**64},  # an int beyond i64 inside: the whole item pickled
+        {"s": "\ud800"},  # no UTF-8: pickled
+        [MyInt(3)], MyDict(a=1), {"o": MyDict()},  # subclasses: pickled, same type
+        [shared, shared],  # one list held twice: pickled, so it stays one list
+        [list(range(3)) for _ in range(70)],  # more than 64 containers: pickled
+        deep, {"k" * 100: "v" * 1000, "\u00e9": "\U0001f600"},
+    ]
+    for x in items:
+        q.put(x)
+    q.put(cyclic)
+    got = [q.get_nowait() for _ in items]
+    assert got == items
+    assert type(got[7][0]) is MyInt and type(got[8]) is MyDict and type(got[9]["o"]) is MyDict
+    assert list(got[1]) == list(items[1])  # the dict's order
+    assert got[10][0] is got[10][1]
+    back = q.get_nowait()
+    assert back[1] is back
+    # The same key, many times over (decoded keys are cached): values stay apart.
+    for i in range(1000):
+        q.put({"key": i, "k%d" % (i % 300): -i})
+    for i in range(1000):
+        assert q.get_nowait() == {"key": i, "k%d" % (i % 300): -i}
+
+
 def test_the_largest_item_fits_and_a_larger_one_is_refused(names):
     q = shmkit.Queue.create(names(), 1024)
     assert q.maxsize_bytes == 1024
@@ -318,7 +358,8 @@ def test_python_puts_bytes_and_objects_rust_gets_them(peer, names):  # noqa: F81
         for i in range(3000):
             q.put(b"y" * (i % 100))
             if i % 10 == 0:
-                q.put({"i": i})  # a pickle: Rust sees tag 1
+                q.put({i})  # a set, pickled: Rust sees tag 1
+                q.put({"i": [i, None]})  # plain data: tag 5
             if i % 30 == 0:
                 q.put(-i * 1_000_003)  # an int: tag 2, i64 little-endian
                 q.put("é%d" % i)  # a str: tag 3
@@ -329,8 +370,85 @@ def test_python_puts_bytes_and_objects_rust_gets_them(peer, names):  # noqa: F81
     assert getter.returncode == 0
     assert out.split() == [
         "3000", "300", str(sum(i % 100 for i in range(3000))),
-        "100", str(sum(-i * 1_000_003 for i in range(0, 3000, 30))), "200",
+        "100", str(sum(-i * 1_000_003 for i in range(0, 3000, 30))), "200", "300",
     ]
+
+
+def test_plain_data_from_another_program_and_garbled_records(peer, names):  # noqa: F811
+    """A Rust process puts plain-data records by the documented encoding
+    (docs/layout.md), good and garbled: the good ones come out as the objects they
+    encode, each garbled one as a ValueError naming what is wrong (and consumed)."""
+    name = names()
+    q = shmkit.Queue.create(name, 1 << 12)
+    good = {
+        # {"a": [1, -2, None], "b": (True, 0.5)}
+        "05" "0902" "050161" "0703" "0302" "0303" "00"
+        "050162" "0802" "02" "04" "000000000000e03f": {"a": [1, -2, None], "b": (True, 0.5)},
+        "05" "0603" "616263": b"abc",
+        "05" "03" "feffffffffffffffff01": 2**63 - 1,
+    }
+    bad = {
+        "05": "truncated",
+        "05" "07" "05" "03": "count of 5",
+        "05" "0a": "unknown kind byte 10",
+        "05" "00" "00": "1 bytes after",
+        "05" "05" "02" "ff41": "not UTF-8",
+        "05" "09" "01" "07" "00" "00": "cannot be one",  # a list as a dict key
+        "05" + "07" "01" * 40 + "00": "deeper than 32",
+        "05" "03" + "ff" * 11: "longer than 10",
+    }
+    records = list(good) + list(bad) + ["0403"]  # the last: a float of the wrong size
+    putter = subprocess.Popen([peer, "queue-put-raw", name, *records],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert putter.stdout.readline().strip() == "done"
+        for want in good.values():
+            got = q.get(timeout=60)
+            assert got == want and type(got) is type(want)
+        for why in bad.values():
+            with pytest.raises(ValueError, match="tag 5 .plain data. that does not decode: .*" + why):
+                q.get(timeout=60)
+        with pytest.raises(ValueError, match="an 8-byte number"):
+            q.get(timeout=60)
+        assert q.empty()
+        q.put({"still": "works"})
+        assert q.get() == {"still": "works"}
+    finally:
+        putter.communicate("\n", timeout=60)
+    assert putter.returncode == 0
+
+
+def test_random_plain_data_records_come_out_as_objects_or_value_errors(peer, names):  # noqa: F811
+    """Random bytes after tag 5, most of them starting with a container kind (so the
+    decoder goes deep): each `get` gives an object or a ValueError, never a crash."""
+    import random
+
+    rng = random.Random(5)
+    records = []
+    for _ in range(400):
+        body = bytes([rng.choice([7, 8, 9, rng.randrange(256)])])
+        body += bytes(rng.choice([0, 1, 2, 3, 5, 7, 9, rng.randrange(256)])
+                      for _ in range(rng.randrange(40)))
+        records.append("05" + body.hex())
+    name = names()
+    q = shmkit.Queue.create(name, 1 << 16)
+    putter = subprocess.Popen([peer, "queue-put-raw", name, *records],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    outcomes = {"object": 0, "refused": 0}
+    try:
+        assert putter.stdout.readline().strip() == "done"
+        for _ in records:
+            try:
+                q.get(timeout=60)
+                outcomes["object"] += 1
+            except ValueError as e:
+                assert "tag 5 (plain data) that does not decode" in str(e)
+                outcomes["refused"] += 1
+        assert q.empty()
+    finally:
+        putter.communicate("\n", timeout=60)
+    assert putter.returncode == 0
+    assert outcomes["object"] > 0 and outcomes["refused"] > 0, outcomes
 
 
 def test_job_queue_example_with_a_rust_worker(peer):  # noqa: F811

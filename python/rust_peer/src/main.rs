@@ -17,11 +17,14 @@
 //! shmkit-pypeer queue-put NAME N        puts N byte items "item-<i>" into a Python
 //!                                        shmkit.Queue (tag byte 0, then the bytes),
 //!                                        then leaves (the getters see it go)
+//! shmkit-pypeer queue-put-raw NAME HEX.. puts each HEX as one whole record (tag byte
+//!                                        and payload, as another program might), stays
 //! shmkit-pypeer queue-get NAME           gets items of a shmkit.Queue until every putter
 //!                                        left; prints "<bytes items> <pickles> <bytes>
-//!                                        <ints> <their sum> <strs and floats>" (the raw
-//!                                        items' total length; pickles, strs and floats
-//!                                        are counted, not decoded)
+//!                                        <ints> <their sum> <strs and floats> <plain
+//!                                        data>" (the raw items' total length; pickles,
+//!                                        strs, floats and plain data are counted, not
+//!                                        decoded)
 //! shmkit-pypeer tickets-buy NAME [START]  sells tickets from a SharedValue<i64> count, one
 //!                                        locked check-and-decrement each, until none
 //!                                        are left (after waiting at the SharedBarrier
@@ -51,6 +54,7 @@ fn main() {
         "ring-read" => ring_read(arg(1)),
         "named-lock-hold" => named_lock_hold(arg(1)),
         "queue-put" => queue_put(arg(1), arg(2).parse().unwrap_or(0)),
+        "queue-put-raw" => queue_put_raw(arg(1), args.get(2..).unwrap_or_default()),
         "queue-get" => queue_get(arg(1)),
         "tickets-buy" => tickets_buy(arg(1), arg(2)),
         other => Err(format!("unknown command {other:?}").into()),
@@ -169,17 +173,33 @@ enum PyQueue {}
 
 impl TypeName for PyQueue {
     fn name<T: ?Sized>() -> &'static str {
-        "shmkit.Queue/2"
+        "shmkit.Queue/3"
     }
 }
 
 /// Record tags of a `shmkit.Queue` (python/src/queue.rs): raw bytes, a pickle, an
-/// `int` (i64 LE), a `str` (UTF-8), a `float` (f64 LE).
+/// `int` (i64 LE), a `str` (UTF-8), a `float` (f64 LE), plain data (docs/layout.md).
 const TAG_BYTES: u8 = 0;
 const TAG_PICKLE: u8 = 1;
 const TAG_INT: u8 = 2;
 const TAG_STR: u8 = 3;
 const TAG_FLOAT: u8 = 4;
+const TAG_DATA: u8 = 5;
+
+fn queue_put_raw(name: &str, records: &[String]) -> Res {
+    let q = Channel::<Vec<u8>, PyQueue>::open(name)?;
+    for hex in records {
+        let rec = (0..hex.len() / 2)
+            .map(|i| u8::from_str_radix(&hex[2 * i..2 * i + 2], 16))
+            .collect::<Result<Vec<u8>, _>>()?;
+        q.send_bytes(&rec)?;
+    }
+    // Stays a putter until told to go, so that the getter finds every record first.
+    println!("done");
+    std::io::stdout().flush()?;
+    let _ = std::io::stdin().read_line(&mut String::new());
+    Ok(())
+}
 
 fn queue_put(name: &str, n: u64) -> Res {
     let q = Channel::<Vec<u8>, PyQueue>::open(name)?;
@@ -198,7 +218,7 @@ fn queue_put(name: &str, n: u64) -> Res {
 fn queue_get(name: &str) -> Res {
     let q = Channel::<Vec<u8>, PyQueue>::open(name)?;
     let (mut raw, mut pickles, mut bytes) = (0u64, 0u64, 0usize);
-    let (mut ints, mut int_sum, mut others) = (0u64, 0i64, 0u64);
+    let (mut ints, mut int_sum, mut others, mut data) = (0u64, 0i64, 0u64, 0u64);
     loop {
         match q.recv_with_timeout(Duration::from_secs(30), |rec| {
             let word = rec.get(1..).and_then(|p| <[u8; 8]>::try_from(p).ok());
@@ -214,6 +234,7 @@ fn queue_get(name: &str) -> Res {
                 int_sum = int_sum.wrapping_add(i64::from_le_bytes(w));
             }
             Ok((Some(TAG_STR), _, _)) | Ok((Some(TAG_FLOAT), _, Some(_))) => others += 1,
+            Ok((Some(TAG_DATA), _, _)) => data += 1,
             Ok((tag, len, _)) => {
                 return Err(format!("a record of tag {tag:?} ({len} payload bytes)").into());
             }
@@ -221,6 +242,6 @@ fn queue_get(name: &str) -> Res {
             Err(e) => return Err(e.into()),
         }
     }
-    println!("{raw} {pickles} {bytes} {ints} {int_sum} {others}");
+    println!("{raw} {pickles} {bytes} {ints} {int_sum} {others} {data}");
     Ok(())
 }
