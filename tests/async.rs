@@ -169,6 +169,15 @@ fn ring_child() {
     let mut ring = Ring::open(&name).expect("open");
     let mut line = String::new();
     std::io::stdin().lock().read_line(&mut line).expect("go");
+    if std::env::var("RING_ATTACH").is_ok() {
+        // Takes the writer role without writing (the ring is empty), says so, and waits
+        // for ever (to be killed).
+        ring.wait_consumed().expect("attach");
+        say("attached");
+        loop {
+            std::thread::park();
+        }
+    }
     for i in 0..count {
         ring.write(&i.to_le_bytes()).expect("write");
     }
@@ -271,6 +280,61 @@ fn a_killed_writer_ends_a_pending_read_with_peer_died() {
         })
         .await
         .expect("no hang")
+    });
+    match end {
+        Err(ReadError::PeerDied { pid: p }) => assert_eq!(p, pid),
+        other => panic!("expected PeerDied, got {other:?}"),
+    }
+    child.wait().expect("reap");
+    assert_eq!(ring.sleepers(), (0, 0));
+    drop(rt);
+    assert_doorbell_idle();
+}
+
+/// A read pending while the ring had no writer learns of the writer that attaches
+/// later (its attach wakes the ring's readers), so the writer's death ends the read.
+#[test]
+fn a_writer_that_attaches_after_a_read_is_pending_then_dies_ends_it_with_peer_died() {
+    if child_role().is_some() {
+        return ring_child();
+    }
+    let _s = serial();
+    let name = unique_name("async-late");
+    let _cleanup = ShmCleanup::new(&name);
+    let mut ring = Ring::create(&name, 1 << 12).expect("create");
+    let mut kid = Kid::spawn(
+        test_path!(a_writer_that_attaches_after_a_read_is_pending_then_dies_ends_it_with_peer_died),
+        &[
+            ("RING_NAME", &name),
+            ("RING_COUNT", "0"),
+            ("RING_ATTACH", "1"),
+        ],
+    );
+    let child = &mut kid.0;
+    let pid = child.id();
+    // A handle without a role, to see the read's announcement from another thread.
+    let observer = Ring::open(&name).expect("open");
+    let rt = current_thread();
+    let end = std::thread::scope(|s| {
+        // The child attaches and is killed while the read is pending: only a wake can
+        // get the read polled again (nothing else polls it).
+        let child = &mut *child;
+        s.spawn(move || {
+            let guard = std::time::Instant::now() + HANG;
+            while observer.sleepers().0 == 0 {
+                assert!(std::time::Instant::now() < guard, "the read never waited");
+                std::thread::yield_now();
+            }
+            writeln!(child.stdin.take().expect("stdin"), "go").expect("go");
+            expect_line(child, "attached");
+            child.kill().expect("kill");
+        });
+        rt.block_on(async {
+            let mut buf = Vec::new();
+            tokio::time::timeout(HANG, ring.read_async(&mut buf))
+                .await
+                .expect("no hang: the read must learn of the writer that attached, then died")
+        })
     });
     match end {
         Err(ReadError::PeerDied { pid: p }) => assert_eq!(p, pid),

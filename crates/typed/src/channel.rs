@@ -1090,6 +1090,16 @@ impl<T, N: TypeName> Channel<T, N> {
                     if let Some(seg) = self.segment() {
                         let _ = seg.prefault();
                     }
+                    // The other side's waiters learn of this peer: a pending future
+                    // watches the peers it saw when it armed, so without this wake the
+                    // death of one that registered later and never sent (or received)
+                    // would go unnoticed. `wake`'s SeqCst fence pairs with a waiter's
+                    // announcement (Dekker). Once per registration.
+                    let other = match side {
+                        Side::Tx => &self.hdr().wait.data,
+                        Side::Rx => &self.hdr().wait.space,
+                    };
+                    other.wake(u32::MAX);
                     return Some(p);
                 }
             }

@@ -423,6 +423,10 @@ impl<T: bytemuck::Pod> Latest<T> {
         self.published = in_segment(seg, || self.hdr().meta.writer.claim())
             .map_err(|pid| LatestError::RoleTaken { pid })?;
         self.writer_pid = owner::current_pid();
+        // Readers waiting while the cell had no writer learn of this one (as the
+        // ring's readers do, see `Ring::ensure_writer`); SeqCst fence inside (Dekker
+        // with a waiter's announcement).
+        self.hdr().wait.newer.wake(u32::MAX);
         Ok(())
     }
 

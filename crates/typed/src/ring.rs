@@ -866,6 +866,12 @@ impl Ring {
         if self.tail != published {
             self.publish_tail();
         }
+        // Readers waiting while the ring had no writer learn of this one (a pending
+        // future arms its doorbell interest naming the writer it sees, so without this
+        // wake the death of a writer that never publishes would go unnoticed). `wake`'s
+        // SeqCst fence pairs with the one behind a waiter's announcement (Dekker): either
+        // it sees our claim of the slot, or we see it announced. Once per attach.
+        self.hdr().sleep.data.wake(u32::MAX);
         Ok(())
     }
 
@@ -888,6 +894,9 @@ impl Ring {
                 what: "head is not a record boundary",
             });
         }
+        // Writers waiting for space learn of this reader (as readers of a new writer,
+        // in `ensure_writer`).
+        self.hdr().sleep.space.wake(u32::MAX);
         Ok(())
     }
 

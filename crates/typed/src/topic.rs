@@ -859,6 +859,10 @@ impl<P: TopicPolicy> Topic<P> {
             .map_err(|pid| WriteError::RoleTaken { pid })?;
         self.writer_pid = owner::current_pid();
         self.prefault();
+        // Subscribers waiting while the topic had no writer learn of this one (as the
+        // ring's readers do, see `Ring::ensure_writer`); SeqCst fence inside (Dekker
+        // with a waiter's announcement).
+        self.hdr().sleep.data.wake(u32::MAX);
         let t = &self.hdr().tail;
         // Acquire: a new writer continues after the last record its predecessor
         // published (pairs with its Release of `tail`).
