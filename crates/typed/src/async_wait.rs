@@ -1,16 +1,40 @@
 //! What the async forms of the typed objects share (`ring_async.rs`,
-//! `channel_async.rs`, `queue_async.rs`): a pending future's announcement on the
-//! object's [`Parker`] and its interests in the floor's doorbell
-//! ([`shmkit_sys::doorbell`]). Each future polls the same way: try the `try_` form;
+//! `channel_async.rs`, `queue_async.rs`, `topic_async.rs`, `latest_async.rs`): a
+//! pending future's announcement on the object's [`Parker`] and its interests in the
+//! floor's doorbell ([`shmkit_sys::doorbell`]). Each future polls the same way,
+//! [`Waiting::poll`]: try the `try_` form (an [`Attempt`]); the optional bounded spin;
 //! [`Waiting::announce`]; try again (the re-check of the Parker's handshake); if a
 //! peer it depends on may be gone ([`Waiting::peer_needs_check`]), judge and recover
 //! as the blocking form does after a sleep slice; [`Waiting::arm`]; `Pending`. On
-//! completion or drop, [`Waiting::retract`].
+//! completion, and on drop ([`Waiting::drop_with`]), [`Waiting::retract`].
 
-use std::task::Context;
+use std::task::{Context, Poll};
 
 use shmkit_sys::doorbell::Interest;
 use shmkit_sys::parker::Parker;
+
+/// One async operation as [`Waiting::poll`] drives it: the blocking form's `try_`
+/// step, the parker that form sleeps on, and its peer checks.
+pub(crate) trait Attempt {
+    type Output;
+    /// One try: `None` while the operation would block (empty, full, not newer).
+    fn attempt(&mut self) -> Option<Self::Output>;
+    /// The parker the blocking form sleeps on (and wakes).
+    fn parker(&self) -> &Parker;
+    /// After the re-check failed: what the blocking form checks after a sleep slice.
+    /// `peer_may_be_gone` says the doorbell reported a watched peer gone (or not
+    /// watchable); `Some` ends the wait with that output (an error, or what one more
+    /// attempt found after a recovery).
+    fn check(&mut self, peer_may_be_gone: bool) -> Option<Self::Output>;
+    /// The peer processes whose death must wake the future (pid, start time; 0 if not
+    /// known).
+    fn peers(&self) -> Vec<(u32, u64)>;
+    /// The output for a doorbell that could not be armed.
+    fn os_error(&mut self, e: shmkit_sync::OsError) -> Self::Output;
+    /// Whether a wake the dropped future swallowed is passed on to another sleeper
+    /// (parkers woken one sleeper per item: the queue's and the channel's).
+    const PASS_ON: bool = false;
+}
 
 /// A pending future's state: its announcement on one parker and one doorbell interest
 /// per peer process it depends on (or one naming nobody).
@@ -24,6 +48,48 @@ impl Waiting {
         Waiting {
             announced: false,
             interests: Vec::new(),
+        }
+    }
+
+    /// One poll of `op` (see the module docs); `Ready` has retracted everything.
+    pub(crate) fn poll<A: Attempt>(&mut self, op: &mut A, cx: &Context<'_>) -> Poll<A::Output> {
+        let first = !self.announced;
+        // The first try, then the optional bounded spin (off by default, see the
+        // doorbell's docs).
+        if let Some(done) = op
+            .attempt()
+            .or_else(|| shmkit_sys::doorbell::spin_for(|| op.attempt()))
+        {
+            return self.done(op, done);
+        }
+        let ev = self.announce(op.parker());
+        // The re-check after announcing (Dekker, see `Parker::announce`).
+        if let Some(done) = op.attempt() {
+            return self.done(op, done);
+        }
+        if let Some(done) = op.check(!first && self.peer_needs_check()) {
+            return self.done(op, done);
+        }
+        let peers = op.peers();
+        match self.arm(op.parker(), ev, peers, cx) {
+            Ok(()) => Poll::Pending,
+            Err(e) => {
+                let out = op.os_error(e);
+                self.done(op, out)
+            }
+        }
+    }
+
+    fn done<A: Attempt>(&mut self, op: &A, out: A::Output) -> Poll<A::Output> {
+        let _ = self.retract(op.parker());
+        Poll::Ready(out)
+    }
+
+    /// What a future's `Drop` does: retracts, and passes on a swallowed wake if `A`
+    /// says so.
+    pub(crate) fn drop_with<A: Attempt>(&mut self, op: &A) {
+        if self.retract(op.parker()) && A::PASS_ON {
+            op.parker().wake(1);
         }
     }
 

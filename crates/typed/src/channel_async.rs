@@ -23,7 +23,9 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use super::{st_tag, tag, Channel, RecvError, SendError, Side, TypeName};
-use crate::async_wait::Waiting;
+use shmkit_sys::parker::Parker;
+
+use crate::async_wait::{Attempt, Waiting};
 use crate::shim::Ordering;
 
 /// The future of [`Channel::recv_async`].
@@ -187,41 +189,7 @@ impl<T: Serialize + DeserializeOwned, N: TypeName> Channel<T, N> {
     }
 
     fn poll_recv(&self, w: &mut Waiting, cx: &Context<'_>) -> Poll<Result<T, RecvError>> {
-        let first = !w.announced;
-        match self.try_recv() {
-            Err(RecvError::Empty) => {}
-            done => return self.recv_done(w, done),
-        }
-        // The optional bounded spin (off by default, see the doorbell's docs).
-        if let Some(done) = shmkit_sys::doorbell::spin_for(|| match self.try_recv() {
-            Err(RecvError::Empty) => None,
-            done => Some(done),
-        }) {
-            return self.recv_done(w, done);
-        }
-        let h = self.hdr();
-        let ev = w.announce(&h.wait.data);
-        // The re-check after announcing (Dekker, see `Parker::announce`).
-        match self.try_recv() {
-            Err(RecvError::Empty) => {}
-            done => return self.recv_done(w, done),
-        }
-        if !first && w.peer_needs_check() {
-            self.recover_after_death(Side::Tx, &h.read.pos);
-            match self.try_recv() {
-                Err(RecvError::Empty) => {}
-                done => return self.recv_done(w, done),
-            }
-        }
-        match w.arm(&h.wait.data, ev, self.live_peers(Side::Tx), cx) {
-            Ok(()) => Poll::Pending,
-            Err(e) => self.recv_done(w, Err(RecvError::Os(e))),
-        }
-    }
-
-    fn recv_done(&self, w: &mut Waiting, r: Result<T, RecvError>) -> Poll<Result<T, RecvError>> {
-        w.retract(&self.hdr().wait.data);
-        Poll::Ready(r)
+        w.poll(&mut RecvOp(self), cx)
     }
 
     fn poll_send(
@@ -230,58 +198,90 @@ impl<T: Serialize + DeserializeOwned, N: TypeName> Channel<T, N> {
         msg: &mut Option<T>,
         cx: &Context<'_>,
     ) -> Poll<Result<(), SendError<T>>> {
-        let first = !w.announced;
-        let Some(m) = msg.take() else {
-            panic!("SendAsync polled after it completed");
-        };
-        let m = match self.try_send(m) {
-            Err(SendError::Full(m)) => m,
-            done => return self.send_done(w, done),
-        };
-        // The optional bounded spin (off by default, see the doorbell's docs).
-        let mut slot = Some(m);
-        if let Some(done) = shmkit_sys::doorbell::spin_for(|| {
-            match self.try_send(slot.take().expect("put back after each try")) {
-                Err(SendError::Full(m)) => {
-                    slot = Some(m);
-                    None
-                }
-                done => Some(done),
-            }
-        }) {
-            return self.send_done(w, done);
-        }
-        let m = slot.expect("put back after each try");
-        let h = self.hdr();
-        let ev = w.announce(&h.wait.space);
-        // The re-check after announcing (Dekker, see `Parker::announce`).
-        let mut m = match self.try_send(m) {
-            Err(SendError::Full(m)) => m,
-            done => return self.send_done(w, done),
-        };
-        if !first && w.peer_needs_check() {
-            self.recover_after_death(Side::Rx, &h.head.pos);
-            m = match self.try_send(m) {
-                Err(SendError::Full(m)) => m,
-                done => return self.send_done(w, done),
-            };
-        }
-        match w.arm(&h.wait.space, ev, self.live_peers(Side::Rx), cx) {
-            Ok(()) => {
-                *msg = Some(m);
-                Poll::Pending
-            }
-            Err(e) => self.send_done(w, Err(SendError::Os(m, e))),
+        w.poll(&mut SendOp { ch: self, msg }, cx)
+    }
+}
+
+/// A receive as [`Waiting::poll`] drives it.
+struct RecvOp<'c, T, N: TypeName>(&'c Channel<T, N>);
+
+/// A send as [`Waiting::poll`] drives it: the message waits in the future's `Option`
+/// (`None` once sent or handed back in an error).
+struct SendOp<'c, 'm, T, N: TypeName> {
+    ch: &'c Channel<T, N>,
+    msg: &'m mut Option<T>,
+}
+
+impl<T: Serialize + DeserializeOwned, N: TypeName> Attempt for RecvOp<'_, T, N> {
+    type Output = Result<T, RecvError>;
+    const PASS_ON: bool = true;
+
+    fn attempt(&mut self) -> Option<Self::Output> {
+        match self.0.try_recv() {
+            Err(RecvError::Empty) => None,
+            done => Some(done),
         }
     }
 
-    fn send_done(
-        &self,
-        w: &mut Waiting,
-        r: Result<(), SendError<T>>,
-    ) -> Poll<Result<(), SendError<T>>> {
-        w.retract(&self.hdr().wait.space);
-        Poll::Ready(r)
+    fn parker(&self) -> &Parker {
+        &self.0.hdr().wait.data
+    }
+
+    fn check(&mut self, peer_may_be_gone: bool) -> Option<Self::Output> {
+        if !peer_may_be_gone {
+            return None;
+        }
+        self.0.recover_after_death(Side::Tx, &self.0.hdr().read.pos);
+        self.attempt()
+    }
+
+    fn peers(&self) -> Vec<(u32, u64)> {
+        self.0.live_peers(Side::Tx)
+    }
+
+    fn os_error(&mut self, e: shmkit_sync::OsError) -> Self::Output {
+        Err(RecvError::Os(e))
+    }
+}
+
+impl<T: Serialize + DeserializeOwned, N: TypeName> Attempt for SendOp<'_, '_, T, N> {
+    type Output = Result<(), SendError<T>>;
+    const PASS_ON: bool = true;
+
+    fn attempt(&mut self) -> Option<Self::Output> {
+        let m = self
+            .msg
+            .take()
+            .expect("SendAsync polled after it completed");
+        match self.ch.try_send(m) {
+            Err(SendError::Full(m)) => {
+                *self.msg = Some(m);
+                None
+            }
+            done => Some(done),
+        }
+    }
+
+    fn parker(&self) -> &Parker {
+        &self.ch.hdr().wait.space
+    }
+
+    fn check(&mut self, peer_may_be_gone: bool) -> Option<Self::Output> {
+        if !peer_may_be_gone {
+            return None;
+        }
+        self.ch
+            .recover_after_death(Side::Rx, &self.ch.hdr().head.pos);
+        self.attempt()
+    }
+
+    fn peers(&self) -> Vec<(u32, u64)> {
+        self.ch.live_peers(Side::Rx)
+    }
+
+    fn os_error(&mut self, e: shmkit_sync::OsError) -> Self::Output {
+        let m = self.msg.take().expect("the message waits in the future");
+        Err(SendError::Os(m, e))
     }
 }
 

@@ -10,22 +10,35 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use super::{claimer, state, GetError, PutError, Queue, READING, WRITING};
-use crate::async_wait::Waiting;
+use shmkit_sys::parker::Parker;
+
+use crate::async_wait::{Attempt, Waiting};
 use crate::shim::{AtomicU64, Ordering};
 
 /// The future of [`Queue::get_async`].
 #[must_use = "futures do nothing unless awaited"]
 pub struct GetAsync<'a, T: bytemuck::Pod> {
-    q: &'a Queue<T>,
+    op: GetOp<'a, T>,
     waiting: Waiting,
+}
+
+/// The get as [`Waiting::poll`] drives it.
+struct GetOp<'a, T: bytemuck::Pod> {
+    q: &'a Queue<T>,
 }
 
 /// The future of [`Queue::put_async`].
 #[must_use = "futures do nothing unless awaited"]
 pub struct PutAsync<'a, T: bytemuck::Pod> {
-    q: &'a Queue<T>,
-    item: Option<T>,
+    op: PutOp<'a, T>,
     waiting: Waiting,
+}
+
+/// The put as [`Waiting::poll`] drives it.
+struct PutOp<'a, T: bytemuck::Pod> {
+    q: &'a Queue<T>,
+    /// `None` once put (or handed back in an error).
+    item: Option<T>,
 }
 
 // The item is never pinned (it is moved in and out of the `Option` freely).
@@ -87,7 +100,7 @@ impl<T: bytemuck::Pod> Queue<T> {
     /// ```
     pub fn get_async(&self) -> GetAsync<'_, T> {
         GetAsync {
-            q: self,
+            op: GetOp { q: self },
             waiting: Waiting::new(),
         }
     }
@@ -104,8 +117,10 @@ impl<T: bytemuck::Pod> Queue<T> {
     /// thread could not be started.
     pub fn put_async(&self, item: T) -> PutAsync<'_, T> {
         PutAsync {
-            q: self,
-            item: Some(item),
+            op: PutOp {
+                q: self,
+                item: Some(item),
+            },
             waiting: Waiting::new(),
         }
     }
@@ -120,49 +135,95 @@ impl<T: bytemuck::Pod> Queue<T> {
     }
 }
 
+impl<T: bytemuck::Pod> Attempt for GetOp<'_, T> {
+    type Output = Result<T, GetError>;
+    const PASS_ON: bool = true;
+
+    fn attempt(&mut self) -> Option<Self::Output> {
+        match self.q.try_get() {
+            Err(GetError::Empty) => None,
+            r => Some(r),
+        }
+    }
+
+    fn parker(&self) -> &Parker {
+        &self.q.hdr().wait.get
+    }
+
+    fn check(&mut self, peer_may_be_gone: bool) -> Option<Self::Output> {
+        if !peer_may_be_gone {
+            return None;
+        }
+        // A slot blocked by a dead claimer: recovered as the blocking form does.
+        let (b, _) = self.q.blocker_at(&self.q.hdr().deq.pos)?;
+        if self.q.recover(b) {
+            self.attempt()
+        } else {
+            None
+        }
+    }
+
+    fn peers(&self) -> Vec<(u32, u64)> {
+        let blocker = self.q.blocker_at(&self.q.hdr().deq.pos);
+        blocker.map(|(_, pid)| (pid, 0)).into_iter().collect()
+    }
+
+    fn os_error(&mut self, e: shmkit_sync::OsError) -> Self::Output {
+        Err(GetError::Os(e))
+    }
+}
+
+impl<T: bytemuck::Pod> Attempt for PutOp<'_, T> {
+    type Output = Result<(), PutError<T>>;
+    const PASS_ON: bool = true;
+
+    fn attempt(&mut self) -> Option<Self::Output> {
+        let item = self
+            .item
+            .take()
+            .expect("PutAsync polled after it completed");
+        match self.q.try_put(item) {
+            Err(PutError::Full(item)) => {
+                self.item = Some(item);
+                None
+            }
+            r => Some(r),
+        }
+    }
+
+    fn parker(&self) -> &Parker {
+        &self.q.hdr().wait.put
+    }
+
+    fn check(&mut self, peer_may_be_gone: bool) -> Option<Self::Output> {
+        if !peer_may_be_gone {
+            return None;
+        }
+        let (b, _) = self.q.blocker_at(&self.q.hdr().enq.pos)?;
+        if self.q.recover(b) {
+            self.attempt()
+        } else {
+            None
+        }
+    }
+
+    fn peers(&self) -> Vec<(u32, u64)> {
+        let blocker = self.q.blocker_at(&self.q.hdr().enq.pos);
+        blocker.map(|(_, pid)| (pid, 0)).into_iter().collect()
+    }
+
+    fn os_error(&mut self, e: shmkit_sync::OsError) -> Self::Output {
+        let item = self.item.take().expect("the item waits in the future");
+        Err(PutError::Os(item, e))
+    }
+}
+
 impl<T: bytemuck::Pod> Future for GetAsync<'_, T> {
     type Output = Result<T, GetError>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.get_mut();
-        let (q, w) = (this.q, &mut this.waiting);
-        let first = !w.announced;
-        let h = q.hdr();
-        let done = |w: &mut Waiting, r| {
-            let _ = w.retract(&h.wait.get);
-            Poll::Ready(r)
-        };
-        match q.try_get() {
-            Err(GetError::Empty) => {}
-            r => return done(w, r),
-        }
-        // The optional bounded spin (off by default, see the doorbell's docs).
-        if let Some(r) = shmkit_sys::doorbell::spin_for(|| match q.try_get() {
-            Err(GetError::Empty) => None,
-            r => Some(r),
-        }) {
-            return done(w, r);
-        }
-        let ev = w.announce(&h.wait.get);
-        // The re-check after announcing (Dekker, see `Parker::announce`).
-        match q.try_get() {
-            Err(GetError::Empty) => {}
-            r => return done(w, r),
-        }
-        let blocker = q.blocker_at(&h.deq.pos);
-        if let Some((b, _)) = blocker.filter(|_| !first && w.peer_needs_check()) {
-            if q.recover(b) {
-                match q.try_get() {
-                    Err(GetError::Empty) => {}
-                    r => return done(w, r),
-                }
-            }
-        }
-        let peers = q.blocker_at(&h.deq.pos).map(|(_, pid)| (pid, 0));
-        match w.arm(&h.wait.get, ev, peers.into_iter().collect(), cx) {
-            Ok(()) => Poll::Pending,
-            Err(e) => done(w, Err(GetError::Os(e))),
-        }
+        this.waiting.poll(&mut this.op, cx)
     }
 }
 
@@ -171,74 +232,18 @@ impl<T: bytemuck::Pod> Future for PutAsync<'_, T> {
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.get_mut();
-        let (q, w) = (this.q, &mut this.waiting);
-        let Some(item) = this.item.take() else {
-            panic!("PutAsync polled after it completed");
-        };
-        let first = !w.announced;
-        let h = q.hdr();
-        let done = |w: &mut Waiting, r| {
-            let _ = w.retract(&h.wait.put);
-            Poll::Ready(r)
-        };
-        let item = match q.try_put(item) {
-            Err(PutError::Full(item)) => item,
-            r => return done(w, r),
-        };
-        // The optional bounded spin (off by default, see the doorbell's docs).
-        let mut slot = Some(item);
-        if let Some(r) = shmkit_sys::doorbell::spin_for(|| {
-            match q.try_put(slot.take().expect("put back after each try")) {
-                Err(PutError::Full(item)) => {
-                    slot = Some(item);
-                    None
-                }
-                r => Some(r),
-            }
-        }) {
-            return done(w, r);
-        }
-        let item = slot.expect("put back after each try");
-        let ev = w.announce(&h.wait.put);
-        // The re-check after announcing (Dekker, see `Parker::announce`).
-        let mut item = match q.try_put(item) {
-            Err(PutError::Full(item)) => item,
-            r => return done(w, r),
-        };
-        let blocker = q.blocker_at(&h.enq.pos);
-        if let Some((b, _)) = blocker.filter(|_| !first && w.peer_needs_check()) {
-            if q.recover(b) {
-                item = match q.try_put(item) {
-                    Err(PutError::Full(item)) => item,
-                    r => return done(w, r),
-                };
-            }
-        }
-        let peers = q.blocker_at(&h.enq.pos).map(|(_, pid)| (pid, 0));
-        match w.arm(&h.wait.put, ev, peers.into_iter().collect(), cx) {
-            Ok(()) => {
-                this.item = Some(item);
-                Poll::Pending
-            }
-            Err(e) => done(w, Err(PutError::Os(item, e))),
-        }
+        this.waiting.poll(&mut this.op, cx)
     }
 }
 
 impl<T: bytemuck::Pod> Drop for GetAsync<'_, T> {
     fn drop(&mut self) {
-        let get = &self.q.hdr().wait.get;
-        if self.waiting.retract(get) {
-            get.wake(1);
-        }
+        self.waiting.drop_with(&self.op);
     }
 }
 
 impl<T: bytemuck::Pod> Drop for PutAsync<'_, T> {
     fn drop(&mut self) {
-        let put = &self.q.hdr().wait.put;
-        if self.waiting.retract(put) {
-            put.wake(1);
-        }
+        self.waiting.drop_with(&self.op);
     }
 }

@@ -16,7 +16,9 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use super::{ReadError, Ring, WriteError};
-use crate::async_wait::Waiting;
+use shmkit_sys::parker::Parker;
+
+use crate::async_wait::{Attempt, Waiting};
 use crate::peer::{holder_pid, HolderWatch, PeerSlot, PeerState};
 
 /// The peer process named in `slot` (pid, start time), if one holds the role.
@@ -28,9 +30,14 @@ fn peer_of(slot: &PeerSlot) -> Option<(u32, u64)> {
 /// The future of [`Ring::read_async`].
 #[must_use = "futures do nothing unless awaited"]
 pub struct ReadAsync<'a> {
+    op: ReadOp<'a>,
+    waiting: Waiting,
+}
+
+/// The read as [`Waiting::poll`] drives it.
+struct ReadOp<'a> {
     ring: &'a mut Ring,
     buf: &'a mut Vec<u8>,
-    waiting: Waiting,
     /// The writer, judged when the doorbell says it may be gone.
     watch: HolderWatch,
 }
@@ -38,9 +45,14 @@ pub struct ReadAsync<'a> {
 /// The future of [`Ring::write_async`].
 #[must_use = "futures do nothing unless awaited"]
 pub struct WriteAsync<'a> {
+    op: WriteOp<'a>,
+    waiting: Waiting,
+}
+
+/// The write as [`Waiting::poll`] drives it.
+struct WriteOp<'a> {
     ring: &'a mut Ring,
     msg: &'a [u8],
-    waiting: Waiting,
     /// The reader, judged when the doorbell says it may be gone.
     watch: HolderWatch,
 }
@@ -56,7 +68,7 @@ impl std::fmt::Debug for ReadAsync<'_> {
 impl std::fmt::Debug for WriteAsync<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("WriteAsync")
-            .field("len", &self.msg.len())
+            .field("len", &self.op.msg.len())
             .field("waiting", &self.waiting.announced)
             .finish()
     }
@@ -109,10 +121,12 @@ impl Ring {
     /// ```
     pub fn read_async<'a>(&'a mut self, buf: &'a mut Vec<u8>) -> ReadAsync<'a> {
         ReadAsync {
-            ring: self,
-            buf,
+            op: ReadOp {
+                ring: self,
+                buf,
+                watch: HolderWatch::new(),
+            },
             waiting: Waiting::new(),
-            watch: HolderWatch::new(),
         }
     }
 
@@ -131,10 +145,12 @@ impl Ring {
     /// helper thread could not be started.
     pub fn write_async<'a>(&'a mut self, msg: &'a [u8]) -> WriteAsync<'a> {
         WriteAsync {
-            ring: self,
-            msg,
+            op: WriteOp {
+                ring: self,
+                msg,
+                watch: HolderWatch::new(),
+            },
             waiting: Waiting::new(),
-            watch: HolderWatch::new(),
         }
     }
 
@@ -171,58 +187,81 @@ impl Ring {
     }
 }
 
+impl Attempt for ReadOp<'_> {
+    type Output = Result<usize, ReadError>;
+
+    fn attempt(&mut self) -> Option<Self::Output> {
+        match self.ring.try_read_into(self.buf) {
+            Err(ReadError::Empty) => None,
+            done => Some(done),
+        }
+    }
+
+    fn parker(&self) -> &Parker {
+        &self.ring.hdr().sleep.data
+    }
+
+    fn check(&mut self, peer_may_be_gone: bool) -> Option<Self::Output> {
+        if !peer_may_be_gone {
+            return None;
+        }
+        let e = self.ring.writer_gone(&mut self.watch)?;
+        // A dead writer commits nothing more: what it committed is read first.
+        Some(self.attempt().unwrap_or(Err(e)))
+    }
+
+    fn peers(&self) -> Vec<(u32, u64)> {
+        peer_of(&self.ring.hdr().meta.writer).into_iter().collect()
+    }
+
+    fn os_error(&mut self, e: shmkit_sync::OsError) -> Self::Output {
+        Err(ReadError::Os(e))
+    }
+}
+
+impl Attempt for WriteOp<'_> {
+    type Output = Result<(), WriteError>;
+
+    fn attempt(&mut self) -> Option<Self::Output> {
+        match self.ring.try_write(self.msg) {
+            Err(WriteError::Full) => None,
+            done => Some(done),
+        }
+    }
+
+    fn parker(&self) -> &Parker {
+        &self.ring.hdr().sleep.space
+    }
+
+    fn check(&mut self, peer_may_be_gone: bool) -> Option<Self::Output> {
+        if !peer_may_be_gone {
+            return None;
+        }
+        let e = self.ring.reader_gone(&mut self.watch)?;
+        Some(self.attempt().unwrap_or(Err(e)))
+    }
+
+    fn peers(&self) -> Vec<(u32, u64)> {
+        peer_of(&self.ring.hdr().meta.reader).into_iter().collect()
+    }
+
+    fn os_error(&mut self, e: shmkit_sync::OsError) -> Self::Output {
+        Err(WriteError::Os(e))
+    }
+}
+
 impl Future for ReadAsync<'_> {
     type Output = Result<usize, ReadError>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.get_mut();
-        let first = !this.waiting.announced;
-        match this.ring.try_read_into(this.buf) {
-            Err(ReadError::Empty) => {}
-            done => return this.finish(done),
-        }
-        // The optional bounded spin (off by default, see the doorbell's docs).
-        let (ring, buf) = (&mut *this.ring, &mut *this.buf);
-        if let Some(done) = shmkit_sys::doorbell::spin_for(|| match ring.try_read_into(buf) {
-            Err(ReadError::Empty) => None,
-            done => Some(done),
-        }) {
-            return this.finish(done);
-        }
-        let ev = this.waiting.announce(&this.ring.hdr().sleep.data);
-        // The re-check after announcing (Dekker, see `Parker::announce`).
-        match this.ring.try_read_into(this.buf) {
-            Err(ReadError::Empty) => {}
-            done => return this.finish(done),
-        }
-        if !first && this.waiting.peer_needs_check() {
-            if let Some(e) = this.ring.writer_gone(&mut this.watch) {
-                // A dead writer commits nothing more: what it committed is read first.
-                return match this.ring.try_read_into(this.buf) {
-                    Err(ReadError::Empty) => this.finish(Err(e)),
-                    done => this.finish(done),
-                };
-            }
-        }
-        let h = this.ring.hdr();
-        let peers = peer_of(&h.meta.writer).into_iter().collect();
-        if let Err(e) = this.waiting.arm(&h.sleep.data, ev, peers, cx) {
-            return this.finish(Err(ReadError::Os(e)));
-        }
-        Poll::Pending
-    }
-}
-
-impl ReadAsync<'_> {
-    fn finish(&mut self, r: Result<usize, ReadError>) -> Poll<Result<usize, ReadError>> {
-        let _ = self.waiting.retract(&self.ring.hdr().sleep.data);
-        Poll::Ready(r)
+        this.waiting.poll(&mut this.op, cx)
     }
 }
 
 impl Drop for ReadAsync<'_> {
     fn drop(&mut self) {
-        let _ = self.finish(Ok(0));
+        self.waiting.drop_with(&self.op);
     }
 }
 
@@ -231,51 +270,12 @@ impl Future for WriteAsync<'_> {
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.get_mut();
-        let first = !this.waiting.announced;
-        match this.ring.try_write(this.msg) {
-            Err(WriteError::Full) => {}
-            done => return this.finish(done),
-        }
-        // The optional bounded spin (off by default, see the doorbell's docs).
-        let (ring, msg) = (&mut *this.ring, this.msg);
-        if let Some(done) = shmkit_sys::doorbell::spin_for(|| match ring.try_write(msg) {
-            Err(WriteError::Full) => None,
-            done => Some(done),
-        }) {
-            return this.finish(done);
-        }
-        let ev = this.waiting.announce(&this.ring.hdr().sleep.space);
-        // The re-check after announcing (Dekker, see `Parker::announce`).
-        match this.ring.try_write(this.msg) {
-            Err(WriteError::Full) => {}
-            done => return this.finish(done),
-        }
-        if !first && this.waiting.peer_needs_check() {
-            if let Some(e) = this.ring.reader_gone(&mut this.watch) {
-                return match this.ring.try_write(this.msg) {
-                    Err(WriteError::Full) => this.finish(Err(e)),
-                    done => this.finish(done),
-                };
-            }
-        }
-        let h = this.ring.hdr();
-        let peers = peer_of(&h.meta.reader).into_iter().collect();
-        if let Err(e) = this.waiting.arm(&h.sleep.space, ev, peers, cx) {
-            return this.finish(Err(WriteError::Os(e)));
-        }
-        Poll::Pending
-    }
-}
-
-impl WriteAsync<'_> {
-    fn finish(&mut self, r: Result<(), WriteError>) -> Poll<Result<(), WriteError>> {
-        let _ = self.waiting.retract(&self.ring.hdr().sleep.space);
-        Poll::Ready(r)
+        this.waiting.poll(&mut this.op, cx)
     }
 }
 
 impl Drop for WriteAsync<'_> {
     fn drop(&mut self) {
-        let _ = self.finish(Ok(()));
+        self.waiting.drop_with(&self.op);
     }
 }
