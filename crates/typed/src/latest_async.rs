@@ -13,15 +13,22 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use super::{Latest, LatestError};
-use crate::async_wait::Waiting;
+use shmkit_sys::parker::Parker;
+
+use crate::async_wait::{Attempt, Waiting};
 use crate::peer::{holder_pid, HolderWatch, PeerState};
 
 /// The future of [`Latest::wait_newer_async`].
 #[must_use = "futures do nothing unless awaited"]
 pub struct WaitNewerAsync<'a, T: bytemuck::Pod> {
+    op: WaitOp<'a, T>,
+    waiting: Waiting,
+}
+
+/// The wait as [`Waiting::poll`] drives it.
+struct WaitOp<'a, T: bytemuck::Pod> {
     cell: &'a Latest<T>,
     seen: u64,
-    waiting: Waiting,
     /// The writer, judged when the doorbell says it may be gone.
     watch: HolderWatch,
 }
@@ -29,7 +36,7 @@ pub struct WaitNewerAsync<'a, T: bytemuck::Pod> {
 impl<T: bytemuck::Pod> std::fmt::Debug for WaitNewerAsync<'_, T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("WaitNewerAsync")
-            .field("seen", &self.seen)
+            .field("seen", &self.op.seen)
             .field("waiting", &self.waiting.announced)
             .finish()
     }
@@ -79,10 +86,12 @@ impl<T: bytemuck::Pod> Latest<T> {
     /// ```
     pub fn wait_newer_async(&self, seen: u64) -> WaitNewerAsync<'_, T> {
         WaitNewerAsync {
-            cell: self,
-            seen,
+            op: WaitOp {
+                cell: self,
+                seen,
+                watch: HolderWatch::new(),
+            },
             waiting: Waiting::new(),
-            watch: HolderWatch::new(),
         }
     }
 
@@ -93,83 +102,65 @@ impl<T: bytemuck::Pod> Latest<T> {
     }
 }
 
+impl<T: bytemuck::Pod> Attempt for WaitOp<'_, T> {
+    type Output = Result<(u64, T), LatestError>;
+
+    fn attempt(&mut self) -> Option<Self::Output> {
+        (self.cell.sequence() > self.seen).then(|| self.cell.read())
+    }
+
+    fn parker(&self) -> &Parker {
+        // The writer wakes every sleeping reader: a wake a dropped future swallowed was
+        // no other reader's, so nothing is passed on.
+        &self.cell.hdr().wait.newer
+    }
+
+    fn check(&mut self, peer_may_be_gone: bool) -> Option<Self::Output> {
+        let cell = self.cell;
+        let writer = &cell.hdr().meta.writer;
+        let word = writer.word();
+        // One load: a writer that left (its handle dropped) bumps the parker after it
+        // marks its slot, so this sees it once woken.
+        let end = if holder_pid(word) == 0 && writer.left_count().is_some() {
+            LatestError::WriterLeft
+        } else if !peer_may_be_gone {
+            return None;
+        } else {
+            match self.watch.state_of(cell.segment_opt(), writer, word) {
+                PeerState::Died { pid } => LatestError::PeerDied { pid },
+                PeerState::Left { .. } => LatestError::WriterLeft,
+                PeerState::Vacant | PeerState::Attached { .. } => return None,
+            }
+        };
+        // A writer gone publishes nothing more: the last look first (it may have
+        // published after our re-check and before it went).
+        Some(self.attempt().unwrap_or(Err(end)))
+    }
+
+    fn peers(&self) -> Vec<(u32, u64)> {
+        let word = self.cell.hdr().meta.writer.word();
+        (holder_pid(word) != 0)
+            .then(|| (holder_pid(word), word >> 32))
+            .into_iter()
+            .collect()
+    }
+
+    fn os_error(&mut self, e: shmkit_sync::OsError) -> Self::Output {
+        Err(LatestError::Os(e))
+    }
+}
+
 impl<T: bytemuck::Pod> Future for WaitNewerAsync<'_, T> {
     type Output = Result<(u64, T), LatestError>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.get_mut();
-        let cell = this.cell;
-        let first = !this.waiting.announced;
-        if cell.sequence() > this.seen {
-            return this.finish(cell.read());
-        }
-        // The optional bounded spin (off by default, see the doorbell's docs).
-        let seen = this.seen;
-        if shmkit_sys::doorbell::spin_for(|| (cell.sequence() > seen).then_some(())).is_some() {
-            return this.finish(cell.read());
-        }
-        let h = cell.hdr();
-        let ev = this.waiting.announce(&h.wait.newer);
-        // The re-check after announcing (Dekker, see `Parker::announce`).
-        if cell.sequence() > this.seen {
-            return this.finish(cell.read());
-        }
-        let word = h.meta.writer.word();
-        // One load: a writer that left (its handle dropped) bumps the parker after it
-        // marks its slot, so this sees it once woken. Then the last look: it may have
-        // published after our re-check and before it left.
-        if holder_pid(word) == 0 && h.meta.writer.left_count().is_some() {
-            return this.finish(if cell.sequence() > this.seen {
-                cell.read()
-            } else {
-                Err(LatestError::WriterLeft)
-            });
-        }
-        if !first && this.waiting.peer_needs_check() {
-            match this
-                .watch
-                .state_of(cell.segment_opt(), &h.meta.writer, word)
-            {
-                // A dead writer publishes nothing more: the last look first.
-                PeerState::Died { pid } => {
-                    return this.finish(if cell.sequence() > this.seen {
-                        cell.read()
-                    } else {
-                        Err(LatestError::PeerDied { pid })
-                    });
-                }
-                PeerState::Left { .. } => {
-                    return this.finish(if cell.sequence() > this.seen {
-                        cell.read()
-                    } else {
-                        Err(LatestError::WriterLeft)
-                    });
-                }
-                PeerState::Vacant | PeerState::Attached { .. } => {}
-            }
-        }
-        let peers = (holder_pid(word) != 0)
-            .then(|| (holder_pid(word), word >> 32))
-            .into_iter()
-            .collect();
-        if let Err(e) = this.waiting.arm(&h.wait.newer, ev, peers, cx) {
-            return this.finish(Err(LatestError::Os(e)));
-        }
-        Poll::Pending
-    }
-}
-
-impl<T: bytemuck::Pod> WaitNewerAsync<'_, T> {
-    fn finish(&mut self, r: Result<(u64, T), LatestError>) -> Poll<Result<(u64, T), LatestError>> {
-        // The writer wakes every sleeping reader: a wake this future swallowed was no
-        // other reader's, so nothing is passed on.
-        let _ = self.waiting.retract(&self.cell.hdr().wait.newer);
-        Poll::Ready(r)
+        this.waiting.poll(&mut this.op, cx)
     }
 }
 
 impl<T: bytemuck::Pod> Drop for WaitNewerAsync<'_, T> {
     fn drop(&mut self) {
-        let _ = self.waiting.retract(&self.cell.hdr().wait.newer);
+        self.waiting.drop_with(&self.op);
     }
 }

@@ -22,7 +22,9 @@ use std::task::{Context, Poll};
 use super::{
     value_of, Block, ReadError, Subscriber, Topic, TopicPolicy, TypedSubscriber, WriteError,
 };
-use crate::async_wait::Waiting;
+use shmkit_sys::parker::Parker;
+
+use crate::async_wait::{Attempt, Waiting};
 use crate::peer::{holder_pid, HolderWatch, PeerState};
 use crate::shim::Ordering;
 
@@ -76,8 +78,7 @@ pub struct ReadValueAsync<'a, 't, T: bytemuck::Pod, P: TopicPolicy = Block> {
 /// The future of [`Topic::write_async`].
 #[must_use = "futures do nothing unless awaited"]
 pub struct WriteAsync<'a, P: TopicPolicy = Block> {
-    topic: &'a mut Topic<P>,
-    msg: &'a [u8],
+    op: WriteOp<'a, P>,
     waiting: Waiting,
 }
 
@@ -116,7 +117,7 @@ impl<T: bytemuck::Pod, P: TopicPolicy> std::fmt::Debug for ReadValueAsync<'_, '_
 impl<P: TopicPolicy> std::fmt::Debug for WriteAsync<'_, P> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("WriteAsync")
-            .field("len", &self.msg.len())
+            .field("len", &self.op.msg.len())
             .field("waiting", &self.waiting.announced)
             .finish()
     }
@@ -219,79 +220,77 @@ impl<'t, P: TopicPolicy> Subscriber<'t, P> {
         w: &mut ReadWait,
         cx: &Context<'_>,
     ) -> Poll<Result<usize, ReadError>> {
-        let first = !w.waiting.announced;
-        match self.try_read_into(buf) {
-            Err(ReadError::Empty) => {}
-            done => return self.read_done(w, done),
-        }
-        // The optional bounded spin (off by default, see the doorbell's docs).
-        if let Some(done) = shmkit_sys::doorbell::spin_for(|| match self.try_read_into(buf) {
-            Err(ReadError::Empty) => None,
-            done => Some(done),
-        }) {
-            return self.read_done(w, done);
-        }
-        let h = self.topic.hdr();
-        let ev = w.waiting.announce(&h.sleep.data);
-        // The re-check after announcing (Dekker, see `Parker::announce`).
-        match self.try_read_into(buf) {
-            Err(ReadError::Empty) => {}
-            done => return self.read_done(w, done),
-        }
-        let word = h.meta.writer.word();
-        // One load: a writer that left without closing (another program's doing)
-        // reads as closed, as in the blocking form, after the last look (it may have
-        // published after our re-check and before it left).
-        if holder_pid(word) == 0 && h.meta.writer.left_count().is_some() {
-            return match self.try_read_into(buf) {
-                Err(ReadError::Empty) => self.read_done(w, Err(ReadError::Closed)),
-                done => self.read_done(w, done),
-            };
-        }
-        if !first && w.waiting.peer_needs_check() {
-            match w.watch.state_of(self.topic.segment(), &h.meta.writer, word) {
-                // A dead writer publishes nothing more: what it published is read
-                // first (the last look).
-                PeerState::Died { pid } => {
-                    return match self.try_read_into(buf) {
-                        Err(ReadError::Empty) => {
-                            self.read_done(w, Err(ReadError::PeerDied { pid }))
-                        }
-                        done => self.read_done(w, done),
-                    };
-                }
-                PeerState::Left { .. } => {
-                    return match self.try_read_into(buf) {
-                        Err(ReadError::Empty) => self.read_done(w, Err(ReadError::Closed)),
-                        done => self.read_done(w, done),
-                    };
-                }
-                PeerState::Vacant | PeerState::Attached { .. } => {}
-            }
-        }
-        let peers = (holder_pid(word) != 0)
-            .then(|| (holder_pid(word), word >> 32))
-            .into_iter()
-            .collect();
-        match w.waiting.arm(&h.sleep.data, ev, peers, cx) {
-            Ok(()) => Poll::Pending,
-            Err(e) => self.read_done(w, Err(ReadError::Os(e))),
-        }
-    }
-
-    fn read_done<R>(
-        &self,
-        w: &mut ReadWait,
-        r: Result<R, ReadError>,
-    ) -> Poll<Result<R, ReadError>> {
-        // The writer wakes every sleeping reader: a wake this future swallowed was no
-        // other reader's, so nothing is passed on.
-        let _ = w.waiting.retract(&self.topic.hdr().sleep.data);
-        Poll::Ready(r)
+        let ReadWait { waiting, watch } = w;
+        waiting.poll(
+            &mut ReadOp {
+                sub: self,
+                buf,
+                watch,
+            },
+            cx,
+        )
     }
 
     fn drop_read(&self, w: &mut ReadWait) {
+        // The writer wakes every sleeping reader: a wake this future swallowed was no
+        // other reader's, so nothing is passed on.
         let _ = w.waiting.retract(&self.topic.hdr().sleep.data);
+    }
+}
+
+/// A read as [`Waiting::poll`] drives it.
+struct ReadOp<'s, 'b, 'w, 't, P: TopicPolicy> {
+    sub: &'s mut Subscriber<'t, P>,
+    buf: &'b mut Vec<u8>,
+    watch: &'w mut HolderWatch,
+}
+
+impl<P: TopicPolicy> Attempt for ReadOp<'_, '_, '_, '_, P> {
+    type Output = Result<usize, ReadError>;
+
+    fn attempt(&mut self) -> Option<Self::Output> {
+        match self.sub.try_read_into(self.buf) {
+            Err(ReadError::Empty) => None,
+            done => Some(done),
+        }
+    }
+
+    fn parker(&self) -> &Parker {
+        &self.sub.topic.hdr().sleep.data
+    }
+
+    fn check(&mut self, peer_may_be_gone: bool) -> Option<Self::Output> {
+        let topic = self.sub.topic;
+        let writer = &topic.hdr().meta.writer;
+        let word = writer.word();
+        // One load: a writer that left without closing (another program's doing)
+        // reads as closed, as in the blocking form.
+        let end = if holder_pid(word) == 0 && writer.left_count().is_some() {
+            ReadError::Closed
+        } else if !peer_may_be_gone {
+            return None;
+        } else {
+            match self.watch.state_of(topic.segment(), writer, word) {
+                PeerState::Died { pid } => ReadError::PeerDied { pid },
+                PeerState::Left { .. } => ReadError::Closed,
+                PeerState::Vacant | PeerState::Attached { .. } => return None,
+            }
+        };
+        // A writer gone publishes nothing more: what it published is read first (the
+        // last look; it may have published after our re-check and before it went).
+        Some(self.attempt().unwrap_or(Err(end)))
+    }
+
+    fn peers(&self) -> Vec<(u32, u64)> {
+        let word = self.sub.topic.hdr().meta.writer.word();
+        (holder_pid(word) != 0)
+            .then(|| (holder_pid(word), word >> 32))
+            .into_iter()
+            .collect()
+    }
+
+    fn os_error(&mut self, e: shmkit_sync::OsError) -> Self::Output {
+        Err(ReadError::Os(e))
     }
 }
 
@@ -441,8 +440,7 @@ impl<P: TopicPolicy> Topic<P> {
     /// ```
     pub fn write_async<'a>(&'a mut self, msg: &'a [u8]) -> WriteAsync<'a, P> {
         WriteAsync {
-            topic: self,
-            msg,
+            op: WriteOp { topic: self, msg },
             waiting: Waiting::new(),
         }
     }
@@ -473,59 +471,58 @@ impl<P: TopicPolicy> Topic<P> {
     }
 }
 
+/// The write as [`Waiting::poll`] drives it.
+struct WriteOp<'a, P: TopicPolicy> {
+    topic: &'a mut Topic<P>,
+    msg: &'a [u8],
+}
+
+impl<P: TopicPolicy> Attempt for WriteOp<'_, P> {
+    type Output = Result<(), WriteError>;
+
+    fn attempt(&mut self) -> Option<Self::Output> {
+        match self.topic.try_write(self.msg) {
+            Err(WriteError::Full) => None,
+            done => Some(done),
+        }
+    }
+
+    fn parker(&self) -> &Parker {
+        // One writer sleeps on `space`: a wake a dropped future swallowed was no one
+        // else's, so nothing is passed on.
+        &self.topic.hdr().sleep.space
+    }
+
+    fn check(&mut self, peer_may_be_gone: bool) -> Option<Self::Output> {
+        if !peer_may_be_gone {
+            return None;
+        }
+        // A reader process exited: free the slots of dead readers that hold us back,
+        // as the blocking form does after a sleep slice.
+        self.topic.reap_dead_readers(self.topic.cap);
+        self.attempt()
+    }
+
+    fn peers(&self) -> Vec<(u32, u64)> {
+        self.topic.lagging_reader_peers()
+    }
+
+    fn os_error(&mut self, e: shmkit_sync::OsError) -> Self::Output {
+        Err(WriteError::Os(e))
+    }
+}
+
 impl<P: TopicPolicy> Future for WriteAsync<'_, P> {
     type Output = Result<(), WriteError>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.get_mut();
-        let first = !this.waiting.announced;
-        match this.topic.try_write(this.msg) {
-            Err(WriteError::Full) => {}
-            done => return this.finish(done),
-        }
-        // The optional bounded spin (off by default, see the doorbell's docs).
-        let (topic, msg) = (&mut *this.topic, this.msg);
-        if let Some(done) = shmkit_sys::doorbell::spin_for(|| match topic.try_write(msg) {
-            Err(WriteError::Full) => None,
-            done => Some(done),
-        }) {
-            return this.finish(done);
-        }
-        let ev = this.waiting.announce(&this.topic.hdr().sleep.space);
-        // The re-check after announcing (Dekker, see `Parker::announce`).
-        match this.topic.try_write(this.msg) {
-            Err(WriteError::Full) => {}
-            done => return this.finish(done),
-        }
-        if !first && this.waiting.peer_needs_check() {
-            // A reader process exited: free the slots of dead readers that hold us
-            // back, as the blocking form does after a sleep slice.
-            this.topic.reap_dead_readers(this.topic.cap);
-            match this.topic.try_write(this.msg) {
-                Err(WriteError::Full) => {}
-                done => return this.finish(done),
-            }
-        }
-        let peers = this.topic.lagging_reader_peers();
-        let h = this.topic.hdr();
-        if let Err(e) = this.waiting.arm(&h.sleep.space, ev, peers, cx) {
-            return this.finish(Err(WriteError::Os(e)));
-        }
-        Poll::Pending
-    }
-}
-
-impl<P: TopicPolicy> WriteAsync<'_, P> {
-    fn finish(&mut self, r: Result<(), WriteError>) -> Poll<Result<(), WriteError>> {
-        // One writer sleeps on `space`: a wake this future swallowed was no one
-        // else's, so nothing is passed on.
-        let _ = self.waiting.retract(&self.topic.hdr().sleep.space);
-        Poll::Ready(r)
+        this.waiting.poll(&mut this.op, cx)
     }
 }
 
 impl<P: TopicPolicy> Drop for WriteAsync<'_, P> {
     fn drop(&mut self) {
-        let _ = self.finish(Ok(()));
+        self.waiting.drop_with(&self.op);
     }
 }
