@@ -246,25 +246,47 @@ fn a_child_process_publishes_to_a_ring_the_parent_awaits() {
     reads_from_a_child_that_publishes_after_the_parent_awaits(multi_thread());
 }
 
+/// A new ring (removed on drop) and a child running `test`'s child role ([`ring_child`])
+/// on it with `env` besides its name.
+fn ring_and_child(test: &str, env: &[(&str, &str)]) -> (ShmCleanup, Ring, Kid) {
+    let name = unique_name("async-ring-kid");
+    let cleanup = ShmCleanup::new(&name);
+    let ring = Ring::create(&name, 1 << 12).expect("create");
+    let mut env = env.to_vec();
+    env.push(("RING_NAME", &name));
+    let kid = Kid::spawn(test, &env);
+    (cleanup, ring, kid)
+}
+
+/// Checks that a pending read ended with the death of `kid`, then that nothing was
+/// left behind (the child reaped, no sleeper, the doorbell idle once `rt` is gone).
+fn assert_read_ended_by_death(
+    end: Result<usize, ReadError>,
+    mut kid: Kid,
+    ring: &Ring,
+    rt: tokio::runtime::Runtime,
+) {
+    match end {
+        Err(ReadError::PeerDied { pid }) => assert_eq!(pid, kid.0.id()),
+        other => panic!("expected PeerDied, got {other:?}"),
+    }
+    kid.0.wait().expect("reap");
+    assert_eq!(ring.sleepers(), (0, 0));
+    drop(rt);
+    assert_doorbell_idle();
+}
+
 #[test]
 fn a_killed_writer_ends_a_pending_read_with_peer_died() {
     if child_role().is_some() {
         return ring_child();
     }
     let _s = serial();
-    let name = unique_name("async-died");
-    let _cleanup = ShmCleanup::new(&name);
-    let mut ring = Ring::create(&name, 1 << 12).expect("create");
-    let mut kid = Kid::spawn(
+    let (_cleanup, mut ring, mut kid) = ring_and_child(
         test_path!(a_killed_writer_ends_a_pending_read_with_peer_died),
-        &[
-            ("RING_NAME", &name),
-            ("RING_COUNT", "1"),
-            ("RING_HANG", "1"),
-        ],
+        &[("RING_COUNT", "1"), ("RING_HANG", "1")],
     );
     let child = &mut kid.0;
-    let pid = child.id();
     writeln!(child.stdin.take().expect("stdin"), "go").expect("go");
     expect_line(child, "written");
     let rt = multi_thread();
@@ -281,14 +303,7 @@ fn a_killed_writer_ends_a_pending_read_with_peer_died() {
         .await
         .expect("no hang")
     });
-    match end {
-        Err(ReadError::PeerDied { pid: p }) => assert_eq!(p, pid),
-        other => panic!("expected PeerDied, got {other:?}"),
-    }
-    child.wait().expect("reap");
-    assert_eq!(ring.sleepers(), (0, 0));
-    drop(rt);
-    assert_doorbell_idle();
+    assert_read_ended_by_death(end, kid, &ring, rt);
 }
 
 /// A read pending while the ring had no writer learns of the writer that attaches
@@ -299,21 +314,14 @@ fn a_writer_that_attaches_after_a_read_is_pending_then_dies_ends_it_with_peer_di
         return ring_child();
     }
     let _s = serial();
-    let name = unique_name("async-late");
-    let _cleanup = ShmCleanup::new(&name);
-    let mut ring = Ring::create(&name, 1 << 12).expect("create");
-    let mut kid = Kid::spawn(
+    let (_cleanup, mut ring, mut kid) = ring_and_child(
         test_path!(a_writer_that_attaches_after_a_read_is_pending_then_dies_ends_it_with_peer_died),
-        &[
-            ("RING_NAME", &name),
-            ("RING_COUNT", "0"),
-            ("RING_ATTACH", "1"),
-        ],
+        &[("RING_COUNT", "0"), ("RING_ATTACH", "1")],
     );
     let child = &mut kid.0;
-    let pid = child.id();
     // A handle without a role, to see the read's announcement from another thread.
-    let observer = Ring::open(&name).expect("open");
+    let name = ring.segment().and_then(|s| s.name()).expect("a named ring");
+    let observer = Ring::open(name).expect("open");
     let rt = current_thread();
     let end = std::thread::scope(|s| {
         // The child attaches and is killed while the read is pending: only a wake can
@@ -336,14 +344,7 @@ fn a_writer_that_attaches_after_a_read_is_pending_then_dies_ends_it_with_peer_di
                 .expect("no hang: the read must learn of the writer that attached, then died")
         })
     });
-    match end {
-        Err(ReadError::PeerDied { pid: p }) => assert_eq!(p, pid),
-        other => panic!("expected PeerDied, got {other:?}"),
-    }
-    child.wait().expect("reap");
-    assert_eq!(ring.sleepers(), (0, 0));
-    drop(rt);
-    assert_doorbell_idle();
+    assert_read_ended_by_death(end, kid, &ring, rt);
 }
 
 #[test]

@@ -115,6 +115,23 @@ impl Encoder {
         true
     }
 
+    /// A list or tuple `obj` of `len` `items`.
+    fn sequence<'py>(
+        &mut self,
+        obj: &Bound<'py, PyAny>,
+        kind: u8,
+        len: usize,
+        mut items: impl Iterator<Item = Bound<'py, PyAny>>,
+        depth: usize,
+    ) -> bool {
+        if !self.enter(obj, depth) {
+            return false;
+        }
+        self.out.push(kind);
+        self.varint(len as u64);
+        items.all(|item| self.value(&item, depth + 1))
+    }
+
     fn value(&mut self, obj: &Bound<'_, PyAny>, depth: usize) -> bool {
         if obj.is_none() {
             self.out.push(NONE);
@@ -135,29 +152,11 @@ impl Encoder {
         } else if let Ok(b) = obj.downcast_exact::<PyBytes>() {
             self.bytes(BYTES, b.as_bytes());
         } else if let Ok(l) = obj.downcast_exact::<PyList>() {
-            if !self.enter(obj, depth) {
-                return false;
-            }
-            self.out.push(LIST);
-            self.varint(l.len() as u64);
             // The GIL is held and no Python code runs while the list is walked (exact
             // types only), so the list cannot change under the iterator.
-            for item in l.iter() {
-                if !self.value(&item, depth + 1) {
-                    return false;
-                }
-            }
+            return self.sequence(obj, LIST, l.len(), l.iter(), depth);
         } else if let Ok(t) = obj.downcast_exact::<PyTuple>() {
-            if !self.enter(obj, depth) {
-                return false;
-            }
-            self.out.push(TUPLE);
-            self.varint(t.len() as u64);
-            for item in t.iter() {
-                if !self.value(&item, depth + 1) {
-                    return false;
-                }
-            }
+            return self.sequence(obj, TUPLE, t.len(), t.iter(), depth);
         } else if let Ok(d) = obj.downcast_exact::<PyDict>() {
             if !self.enter(obj, depth) {
                 return false;
