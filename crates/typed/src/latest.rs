@@ -203,6 +203,12 @@ pub struct Latest<T: bytemuck::Pod> {
     writer_pid: u32,
     /// Writer: values published through this handle's role (for the role slot).
     published: u64,
+    /// The readers' judge of the writer, kept across waits so that a reader that
+    /// sleeps for every value judges its writer once, not on each sleep (see
+    /// `HolderWatch`). Behind a mutex because `&self` may be shared between threads: a
+    /// wait that finds it taken judges with its own. Declared before `_backing`, so it
+    /// is dropped first (the contract of `PeerWaitOn::wait`).
+    watch: std::sync::Mutex<HolderWatch>,
     _backing: Backing,
     _t: PhantomData<T>,
 }
@@ -487,10 +493,18 @@ impl<T: bytemuck::Pod> Latest<T> {
             peer: &h.meta.writer,
             closed: None,
         };
-        // Judged anew on each call: `&self` may be shared between threads.
-        let mut watch = HolderWatch::new();
-        // SAFETY: `watch` is dropped before this handle, which keeps the mapping.
-        let end = unsafe { on.wait(&mut watch, deadline, || self.sequence() > seen) };
+        // The handle's judge if no other thread of this process waits with it, else a
+        // judge of this call's own.
+        let mut kept = match self.watch.try_lock() {
+            Ok(g) => Some(g),
+            Err(std::sync::TryLockError::Poisoned(p)) => Some(p.into_inner()),
+            Err(std::sync::TryLockError::WouldBlock) => None,
+        };
+        let mut own = HolderWatch::new();
+        let watch = kept.as_deref_mut().unwrap_or(&mut own);
+        // SAFETY: `own` is dropped at the end of this call and `self.watch` before
+        // `_backing` (field order), both while this handle keeps the mapping.
+        let end = unsafe { on.wait(watch, deadline, || self.sequence() > seen) };
         match end.map_err(LatestError::Os)? {
             PeerWait::Ready => self.read(),
             PeerWait::Died { pid } => Err(LatestError::PeerDied { pid }),
@@ -594,6 +608,7 @@ impl<T: bytemuck::Pod> Latest<T> {
                 .expect("inside a mapping"),
             writer_pid: 0,
             published: 0,
+            watch: std::sync::Mutex::new(HolderWatch::new()),
             _backing: Backing::Segment(seg),
             _t: PhantomData,
         })
@@ -632,6 +647,7 @@ impl<T: bytemuck::Pod> Latest<T> {
             words: NonNull::new(s.1.as_ptr().cast_mut()).expect("a vector's buffer"),
             writer_pid: 0,
             published: 0,
+            watch: std::sync::Mutex::new(HolderWatch::new()),
             _backing: Backing::Loom(s.clone()),
             _t: PhantomData,
         };

@@ -188,3 +188,67 @@ fn wait_newer_times_out_and_opening_with_another_type_is_refused() {
         Err(OpenError::TypeMismatch { .. })
     ));
 }
+
+/// A reader that sleeps for each value judges its writer once per handle, not on every
+/// sleep (as the ring's reader, see `ring.rs`): the writer's registration with the
+/// death watcher stays between two sleeping waits and goes with the handle.
+#[test]
+fn a_reader_that_sleeps_per_value_keeps_its_writer_registered_between_waits() {
+    use shmkit_sys::watcher;
+    if !shmkit_testkit::skip_or_fail(watcher::pidfds_available(), "pidfd_open (Linux 5.3+)") {
+        return;
+    }
+    let name = unique_name("latest-judge");
+    let _cleanup = ShmCleanup::new(&name);
+    let cell = Latest::<u64>::create(&name, 0).expect("create");
+    let ready = Pipe::new();
+    let go = Pipe::new();
+    let mut writer = fork_child(|| {
+        let Ok(mut cell) = Latest::<u64>::open(&name) else {
+            return 1;
+        };
+        // Takes the writer role (sequence 2), then publishes one value per go byte.
+        if cell.publish(1).is_err() {
+            return 2;
+        }
+        ready.send(1);
+        while let Some(n) = go.recv() {
+            if n == 0 || cell.publish(u64::from(n)).is_err() {
+                break;
+            }
+        }
+        0
+    });
+    ready.recv_n(1);
+    let pid = writer.pid() as u32;
+    let until = std::time::Instant::now() + Duration::from_secs(10);
+    let mut registered_between = Vec::new();
+    for n in 1..=2u8 {
+        let got = std::thread::scope(|s| {
+            let reader = s.spawn(|| cell.wait_newer(u64::from(n) + 1));
+            // The wait sleeps (nothing is published until it is registered) ...
+            while !watcher::is_watched(pid) && std::time::Instant::now() < until {
+                std::thread::yield_now();
+            }
+            go.send(n);
+            reader.join().unwrap()
+        });
+        assert_eq!(
+            got.ok(),
+            Some((u64::from(n) + 2, u64::from(n))),
+            "value {n}"
+        );
+        // ... and the registration outlives it.
+        registered_between.push(watcher::is_watched(pid));
+    }
+    drop(cell);
+    let gone = !watcher::is_watched(pid);
+    go.send(0);
+    assert_eq!(writer.wait(), Exit::Code(0));
+    assert_eq!(
+        registered_between,
+        [true, true],
+        "the writer stays registered between sleeping waits"
+    );
+    assert!(gone, "unregistered once the reader's handle is gone");
+}
