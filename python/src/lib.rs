@@ -5,7 +5,7 @@
 //! Python section for the table), so `shmkit.Value.create("n", "q", 0)` in Python and
 //! `SharedValue::<i64>::open("n")` in Rust are the same value.
 //!
-//! Blocking calls release the GIL and wait in slices of [`SLICE`], checking for signals
+//! Blocking calls release the GIL and wait in slices of `SLICE` (100 ms), checking for signals
 //! between slices, so Ctrl-C interrupts them with `KeyboardInterrupt`.
 
 use std::time::{Duration, Instant};
