@@ -284,6 +284,10 @@ pub fn export(
         pump: OnceLock::new(),
     });
     let id = fresh_source();
+    // Recorded before anything is taken: the exporter before this one, and what it took.
+    let (mut taken, st) = state::open_export_state(&spec.name, id)?;
+    taken.segment_mut().persist();
+    let (prev_source, prev_taken) = (st.prev_source, st.prev_taken);
     let (done_tx, done) = mpsc::channel();
     // Announces are rare (an importer's start, a hole, a heartbeat of silence) and are
     // answered by resending, which takes the lock: handed to the announce thread;
@@ -324,11 +328,27 @@ pub fn export(
         std::thread::Builder::new()
             .name("bridge-announces".into())
             .spawn(move || {
+                let mut wire = Vec::new();
                 while let Ok((from, delivered)) = announce_rx.recv() {
                     let mut o = out.lock().unwrap_or_else(PoisonError::into_inner);
                     // An importer that knows another source has delivered none of ours.
                     let d = if from == id { delivered.min(o.last) } else { 0 };
                     o.trim(d, &counters);
+                    if from != id && from != 0 {
+                        // It still follows an earlier exporter: say how far that one
+                        // got (its messages the importer lacks are lost: gaps), before
+                        // our own messages, which it takes only after this.
+                        let last = if from == prev_source {
+                            prev_taken
+                        } else {
+                            u64::MAX
+                        };
+                        envelope::encode_handover(&mut wire, id, from, last);
+                        if let Err(e) = o.publisher.put(std::mem::take(&mut wire)).wait() {
+                            let _ = done_tx.send(zerr(e));
+                            return;
+                        }
+                    }
                     for (_, env) in o.unacked.iter().filter(|(s, _)| *s > d) {
                         if let Err(e) = o.publisher.put(env.clone()).wait() {
                             let _ = done_tx.send(zerr(e));
@@ -352,6 +372,7 @@ pub fn export(
                     out: &out,
                     credit: &credit,
                     counters: &counters,
+                    taken: &taken,
                     id,
                     window,
                 };
@@ -390,6 +411,8 @@ struct Pump<'a> {
     out: &'a Mutex<Out>,
     credit: &'a Credit,
     counters: &'a Counters,
+    /// The persisted last sequence number taken (see [`state::ExportState`]).
+    taken: &'a state::ExportValue,
     id: u64,
     window: u64,
 }
@@ -420,6 +443,21 @@ impl Pump<'_> {
         }
     }
 
+    fn record(&self, seq: u64) -> Result<(), BridgeError> {
+        match self.taken.lock() {
+            Ok(mut g) => g.taken = seq,
+            Err(e) => match e.into_guard() {
+                // Each field is written whole: the state is consistent as it is.
+                Some(mut g) => {
+                    g.taken = seq;
+                    g.make_consistent();
+                }
+                None => return Err(BridgeError::State("cannot lock".into())),
+            },
+        }
+        Ok(())
+    }
+
     fn pump(&self, read: &mut ReadFn<'_>) -> BridgeError {
         let mut last = 0u64;
         loop {
@@ -433,8 +471,18 @@ impl Pump<'_> {
             };
             let seq = last + 1;
             let mut env = Vec::new();
-            if let Err(e) = read(&mut |b| envelope::encode_data(&mut env, self.id, seq, b)) {
+            let mut recorded = Ok(());
+            if let Err(e) = read(&mut |b| {
+                // Recorded while the local object still holds the message (it is
+                // released when this returns): a death before the record leaves it to
+                // the next exporter, after it counts it as taken.
+                recorded = self.record(seq);
+                envelope::encode_data(&mut env, self.id, seq, b);
+            }) {
                 return BridgeError::Local(e);
+            }
+            if let Err(e) = recorded {
+                return e;
             }
             let env = ZBytes::from(env);
             let mut o = self.out.lock().unwrap_or_else(PoisonError::into_inner);
@@ -790,6 +838,52 @@ impl Importer {
             .map_err(zerr)
     }
 
+    /// Announces (asks for everything after `delivered`), once per hole and heartbeat.
+    fn announce_hole(&mut self) -> Result<(), BridgeError> {
+        let now = Instant::now();
+        let again = match self.announced {
+            Some((d, at)) => d != self.st.delivered || now - at >= HEARTBEAT,
+            None => true,
+        };
+        if again {
+            self.announced = Some((self.st.delivered, now));
+            self.ack(true)?;
+        }
+        Ok(())
+    }
+
+    /// The exporter `source` follows `old`, which took up to `last`: if `old` is the
+    /// one followed, what it took and was not delivered is lost (gaps; one possible gap
+    /// if `last` is unknown), and `source`'s numbers start at 1.
+    fn handover(
+        &mut self,
+        wait: bool,
+        source: u64,
+        old: u64,
+        last: u64,
+    ) -> Result<Put, BridgeError> {
+        if old != self.st.source || source == self.st.source {
+            return Ok(Put::Done(false)); // about another exporter, or already known
+        }
+        let lost = if last == u64::MAX {
+            1
+        } else {
+            last.saturating_sub(self.st.delivered)
+        };
+        if !self.save(wait, |s| {
+            s.source = source;
+            s.delivered = 0;
+            s.pending = 0;
+            s.gaps += lost;
+        })? {
+            return Ok(Put::Full);
+        }
+        add(&self.counters.sources, 1);
+        add(&self.counters.gaps, lost);
+        self.announced = None;
+        Ok(Put::Done(false))
+    }
+
     /// Handles one sample. Without `wait` (in Zenoh's callback) nothing waits: a state
     /// lock held elsewhere or a full local object returns [`Put::Full`] with nothing
     /// put (the sample is then queued and handled again with `wait`).
@@ -801,13 +895,24 @@ impl Importer {
                 seq,
                 payload,
             }) => (source, seq, payload),
+            Ok(Envelope::Handover { source, old, last }) => {
+                return self.handover(wait, source, old, last);
+            }
             _ => {
                 add(&self.counters.bad_envelopes, 1);
                 return Ok(Put::Done(false));
             }
         };
         if source != self.st.source {
-            // A new exporter (or the first): its numbers start at 1.
+            if self.st.source != 0 {
+                // Another exporter while this one follows an earlier one: dropped
+                // until the new one says how far the earlier one got (a handover, in
+                // answer to the announce).
+                add(&self.counters.out_of_order, 1);
+                self.announce_hole()?;
+                return Ok(Put::Done(false));
+            }
+            // The first exporter: its numbers start at 1.
             if !self.save(wait, |s| {
                 s.source = source;
                 s.delivered = 0;
@@ -828,15 +933,7 @@ impl Importer {
             // A hole (a sample lost to a full queue, a dropped connection, an
             // importer restart): drop, and ask for everything after `delivered`.
             add(&self.counters.out_of_order, 1);
-            let now = Instant::now();
-            let again = match self.announced {
-                Some((d, at)) => d != self.st.delivered || now - at >= HEARTBEAT,
-                None => true,
-            };
-            if again {
-                self.announced = Some((self.st.delivered, now));
-                self.ack(true)?;
-            }
+            self.announce_hole()?;
             return Ok(Put::Done(false));
         }
         let before = self.sink.counter().unwrap_or(NO_COUNTER);

@@ -5,12 +5,13 @@
 //! offset size  field
 //!      0    2  magic  b"SZ"
 //!      2    1  version (1)
-//!      3    1  kind: 0 data, 1 ack, 2 announce
+//!      3    1  kind: 0 data, 1 ack, 2 announce, 3 handover
 //!      4    8  source id (u64 LE): the exporter's id, fresh at each exporter start
-//!     12    8  sequence number (u64 LE): data: 1, 2, ...; ack/announce: last delivered
+//!     12    8  sequence number (u64 LE): data: 1, 2, ...; ack/announce: last delivered;
+//!              handover: the last one the previous exporter took (u64::MAX: unknown)
 //!     20    4  payload length (u32 LE); ack/announce: the importer's window
 //!     24    4  reserved, zero
-//!     28    n  payload (data only; n = payload length)
+//!     28    n  payload (data; handover: 8 bytes, the previous exporter's id, u64 LE)
 //! ```
 //!
 //! [`decode`] checks every field and returns an [`EnvelopeError`] for anything else:
@@ -38,6 +39,7 @@ pub const MAX_PAYLOAD: usize = 64 << 20;
 const KIND_DATA: u8 = 0;
 const KIND_ACK: u8 = 1;
 const KIND_ANNOUNCE: u8 = 2;
+const KIND_HANDOVER: u8 = 3;
 
 /// A decoded envelope; `Data` borrows its payload from the input.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -70,6 +72,17 @@ pub enum Envelope<'a> {
         delivered: u64,
         /// Messages the importer accepts beyond `delivered`.
         window: u32,
+    },
+    /// The exporter `source` follows the exporter `old`, which took messages up to
+    /// `last` from the local object (`u64::MAX`: unknown) before it ended: an importer
+    /// still following `old` counts those it did not deliver as gaps.
+    Handover {
+        /// The new exporter's id.
+        source: u64,
+        /// The exporter it follows.
+        old: u64,
+        /// The last sequence number `old` took, or `u64::MAX`.
+        last: u64,
     },
 }
 
@@ -104,8 +117,8 @@ pub enum EnvelopeError {
     /// The reserved bytes are not zero.
     #[error("reserved envelope bytes are not zero")]
     Reserved,
-    /// A data envelope numbered 0, or from source 0.
-    #[error("data envelope with sequence number 0 or source 0")]
+    /// A data envelope numbered 0, or from source 0; a handover naming source 0.
+    #[error("data envelope with sequence number 0 or source 0, or handover naming source 0")]
     ZeroField,
     /// The length field disagrees with the bytes received, or is above [`MAX_PAYLOAD`].
     #[error("envelope says {declared} payload bytes, {actual} follow the header")]
@@ -149,6 +162,12 @@ fn u64_at(b: &[u8], at: usize) -> u64 {
     let mut w = [0; 8];
     w.copy_from_slice(&b[at..at + 8]);
     u64::from_le_bytes(w)
+}
+
+/// Writes a handover envelope into `out` (cleared first).
+pub fn encode_handover(out: &mut Vec<u8>, source: u64, old: u64, last: u64) {
+    header(out, KIND_HANDOVER, source, last, 8);
+    out.extend_from_slice(&old.to_le_bytes());
 }
 
 /// Decodes one envelope, checking every field.
@@ -213,6 +232,23 @@ pub fn decode(b: &[u8]) -> Result<Envelope<'_>, EnvelopeError> {
                 }
             })
         }
+        KIND_HANDOVER => {
+            if len != 8 || rest.len() != 8 {
+                return Err(EnvelopeError::Length {
+                    declared: len,
+                    actual: rest.len(),
+                });
+            }
+            let old = u64_at(rest, 0);
+            if source == 0 || old == 0 {
+                return Err(EnvelopeError::ZeroField);
+            }
+            Ok(Envelope::Handover {
+                source,
+                old,
+                last: seq,
+            })
+        }
         found => Err(EnvelopeError::Kind { found }),
     }
 }
@@ -232,6 +268,7 @@ mod tests {
                 Ok(Envelope::Data { source, seq, payload }) => encode_data(&mut again, source, seq, payload),
                 Ok(Envelope::Ack { source, delivered, window }) => encode_ack(&mut again, false, source, delivered, window),
                 Ok(Envelope::Announce { source, delivered, window }) => encode_ack(&mut again, true, source, delivered, window),
+                Ok(Envelope::Handover { source, old, last }) => encode_handover(&mut again, source, old, last),
                 Err(_) => again = bytes.clone(),
             }
             prop_assert_eq!(again, bytes);
@@ -296,5 +333,16 @@ mod tests {
                 window: 5
             })
         );
+        encode_handover(&mut b, 3, 2, u64::MAX);
+        assert_eq!(
+            decode(&b),
+            Ok(Envelope::Handover {
+                source: 3,
+                old: 2,
+                last: u64::MAX
+            })
+        );
+        encode_handover(&mut b, 3, 0, 1);
+        assert_eq!(decode(&b), Err(EnvelopeError::ZeroField));
     }
 }

@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 
 use shmkit_testkit::{stress, unique_name, ShmCleanup};
 use shmkit_typed::topic::{Block, ReadError, Topic, TopicConfig};
-use shmkit_typed::{Channel, RecvError};
-use shmkit_zenoh::state::{state_name, StateValue};
+use shmkit_typed::{Channel, RecvError, SendError};
+use shmkit_zenoh::state::{export_state_name, state_name, StateValue};
 
 const DEADLINE: Duration = Duration::from_secs(120);
 
@@ -127,6 +127,7 @@ fn channel_exactly_once_across_an_importer_kill() {
         ShmCleanup::new(&a),
         ShmCleanup::new(&b),
         ShmCleanup::new(&state_name(&b)),
+        ShmCleanup::new(&export_state_name(&a)),
     ];
     let tx = Channel::<u64>::create(&a, 1 << 16).expect("channel a");
     let rx = Channel::<u64>::create(&b, 1 << 16).expect("channel b");
@@ -192,6 +193,7 @@ fn topic_two_readers_across_an_importer_kill() {
         ShmCleanup::new(&a),
         ShmCleanup::new(&b),
         ShmCleanup::new(&state_name(&b)),
+        ShmCleanup::new(&export_state_name(&a)),
     ];
     let mut writer = Topic::<Block>::create(&a, TopicConfig::new(1 << 16)).expect("topic a");
     let far = Topic::<Block>::create(&b, TopicConfig::new(1 << 16)).expect("topic b");
@@ -338,14 +340,15 @@ fn clear_errors() {
 /// importer's session reconnects through it).
 struct Relay {
     port: u16,
-    live: std::sync::Arc<std::sync::Mutex<Vec<std::net::TcpStream>>>,
+    /// The sockets of the connections not cut yet, and how many were made.
+    live: std::sync::Arc<std::sync::Mutex<(Vec<std::net::TcpStream>, usize)>>,
 }
 
 impl Relay {
     fn new(to: u16) -> Relay {
         let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind relay");
         let port = l.local_addr().expect("addr").port();
-        let live = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let live = std::sync::Arc::new(std::sync::Mutex::new((Vec::new(), 0)));
         let conns = live.clone();
         std::thread::spawn(move || {
             for a in l.incoming() {
@@ -361,8 +364,9 @@ impl Relay {
                     });
                 };
                 let mut v = conns.lock().expect("relay list");
-                v.push(a.try_clone().expect("clone"));
-                v.push(b.try_clone().expect("clone"));
+                v.0.push(a.try_clone().expect("clone"));
+                v.0.push(b.try_clone().expect("clone"));
+                v.1 += 1;
                 pipe(a.try_clone().expect("clone"), b.try_clone().expect("clone"));
                 pipe(b, a);
             }
@@ -372,9 +376,14 @@ impl Relay {
 
     /// Cuts every connection made so far.
     fn cut(&self) {
-        for s in self.live.lock().expect("relay list").drain(..) {
+        for s in self.live.lock().expect("relay list").0.drain(..) {
             let _ = s.shutdown(std::net::Shutdown::Both);
         }
+    }
+
+    /// Connections made through the relay so far.
+    fn connections(&self) -> usize {
+        self.live.lock().expect("relay list").1
     }
 }
 
@@ -417,6 +426,7 @@ fn channel_across_a_dropped_connection() {
         ShmCleanup::new(&a),
         ShmCleanup::new(&b),
         ShmCleanup::new(&state_name(&b)),
+        ShmCleanup::new(&export_state_name(&a)),
     ];
     let tx = Channel::<u64>::create(&a, 1 << 16).expect("channel a");
     let rx = Channel::<u64>::create(&b, 1 << 16).expect("channel b");
@@ -440,6 +450,10 @@ fn channel_across_a_dropped_connection() {
     assert_eq!(
         seen, n,
         "messages lost across a dropped connection ({line})"
+    );
+    assert!(
+        relay.connections() >= 2,
+        "the importer did not reconnect after the cut"
     );
     let state = StateValue::open(&state_name(&b))
         .expect("state")
@@ -465,7 +479,19 @@ fn channel_gap_reported_across_an_exporter_kill() {
     let importer = Bridge::start(&as_str(&import));
     let producer = std::thread::spawn(move || {
         for i in 0..n {
-            tx.send(i).expect("send");
+            // The exporter is the channel's one receiver: between its kill and its
+            // restart the channel has none, and says so.
+            let mut msg = i;
+            loop {
+                match tx.send_timeout(msg, DEADLINE) {
+                    Ok(()) => break,
+                    Err(SendError::Disconnected(m)) => {
+                        msg = m;
+                        std::thread::yield_now();
+                    }
+                    Err(e) => panic!("send: {e}"),
+                }
+            }
         }
         tx
     });
