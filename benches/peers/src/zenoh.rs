@@ -29,7 +29,7 @@ use zenoh::sample::Sample;
 use zenoh::{Session, Wait};
 
 const WARMUP: usize = 100;
-const WINDOW: u32 = 256;
+const WINDOW: u32 = zbridge::DEFAULT_WINDOW;
 
 /// The sending half of a link (a bridged one keeps its exporter running; its state is
 /// removed at the end).

@@ -25,8 +25,17 @@ pub const HEARTBEAT: Duration = Duration::from_secs(1);
 /// (or after a quarter window, whichever comes first).
 pub const ACK_DELAY: Duration = Duration::from_millis(1);
 /// The default credit window: messages an exporter sends beyond the importer's last
-/// acknowledgement.
-pub const DEFAULT_WINDOW: u32 = 256;
+/// acknowledgement (also bounded by [`WINDOW_BYTES`]). Large enough that small messages
+/// are not held back by the acknowledgements' round trip (measured: 256 capped 64-byte
+/// messages at 0.3 - 0.5x plain Zenoh's rate on a loaded machine).
+pub const DEFAULT_WINDOW: u32 = 4096;
+/// Payload bytes an exporter sends beyond the importer's last acknowledgement, whatever
+/// the window in messages (at least one message).
+pub const WINDOW_BYTES: usize = 16 << 20;
+/// An importer acknowledges after this many payload bytes delivered (or a quarter
+/// window of messages, or [`ACK_DELAY`] of quiet), so that [`WINDOW_BYTES`] never
+/// stalls an exporter waiting for an acknowledgement.
+pub const ACK_BYTES: usize = WINDOW_BYTES / 4;
 
 /// What a bridge counted (relaxed snapshots of its counters).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -197,6 +206,8 @@ struct Out {
     acked: u64,
     /// Published, not acknowledged: (seq, envelope).
     unacked: VecDeque<(u64, ZBytes)>,
+    /// Their bytes.
+    bytes: usize,
     publisher: Publisher<'static>,
 }
 
@@ -206,7 +217,9 @@ impl Out {
         if delivered > self.acked {
             self.acked = delivered;
             while self.unacked.front().is_some_and(|(s, _)| *s <= delivered) {
-                self.unacked.pop_front();
+                if let Some((_, env)) = self.unacked.pop_front() {
+                    self.bytes -= env.len();
+                }
             }
             counters.acked.store(delivered, Ordering::Relaxed);
         }
@@ -277,6 +290,7 @@ pub fn export(
         last: 0,
         acked: 0,
         unacked: VecDeque::new(),
+        bytes: 0,
         publisher,
     }));
     let credit = Arc::new(Credit {
@@ -460,12 +474,23 @@ impl Pump<'_> {
 
     fn pump(&self, read: &mut ReadFn<'_>) -> BridgeError {
         let mut last = 0u64;
+        // `Out::bytes` after the last publish (refreshed under the lock when above
+        // WINDOW_BYTES).
+        let mut bytes = 0;
         loop {
             // Parks while the window is used up; `Credit::grant` unparks.
             let acked = loop {
                 let a = self.credit.acked.load(Ordering::Relaxed).min(last);
                 if last - a < self.window {
-                    break a;
+                    if bytes < WINDOW_BYTES {
+                        break a;
+                    }
+                    let mut o = self.out.lock().unwrap_or_else(PoisonError::into_inner);
+                    o.trim(a, self.counters);
+                    bytes = o.bytes;
+                    if bytes < WINDOW_BYTES {
+                        break a;
+                    }
                 }
                 std::thread::park();
             };
@@ -492,6 +517,8 @@ impl Pump<'_> {
             if let Err(e) = o.publisher.put(env.clone()).wait() {
                 return zerr(e);
             }
+            o.bytes += env.len();
+            bytes = o.bytes;
             o.unacked.push_back((seq, env));
             add(&self.counters.sent, 1);
         }
@@ -679,6 +706,7 @@ pub fn import(
             window,
             wire: Vec::new(),
             unacked: 0,
+            unacked_bytes: 0,
             received: 0,
             announced: None,
             stopped: false,
@@ -789,6 +817,8 @@ struct Importer {
     wire: Vec<u8>,
     /// Delivered since the last acknowledgement.
     unacked: u32,
+    /// Their payload bytes.
+    unacked_bytes: usize,
     /// Samples received (activity, for the heartbeat).
     received: u64,
     /// The hole last announced, and when: one announce per hole and heartbeat.
@@ -832,6 +862,7 @@ impl Importer {
             self.window,
         );
         self.unacked = 0;
+        self.unacked_bytes = 0;
         self.acks
             .put(std::mem::take(&mut self.wire))
             .wait()
@@ -965,7 +996,8 @@ impl Importer {
             add(&self.counters.gaps, 1);
         }
         self.unacked += 1;
-        if self.unacked >= (self.window / 4).max(1) {
+        self.unacked_bytes += payload.len();
+        if self.unacked >= (self.window / 4).max(1) || self.unacked_bytes >= ACK_BYTES {
             self.ack(false)?;
         }
         Ok(Put::Done(fitted))
