@@ -53,9 +53,10 @@ pub struct Stats {
     pub duplicates: u64,
     /// Importer: messages known or possibly lost (see docs/distributed.md).
     pub gaps: u64,
-    /// Importer: messages received ahead of a hole, dropped and asked for again.
+    /// Importer: messages received ahead of a hole (or from a new exporter before its
+    /// handover), dropped and asked for again.
     pub out_of_order: u64,
-    /// Importer: samples dropped because its queue (the window) was full.
+    /// Importer: samples dropped because its slow-path queue (the window) was full.
     pub overflow: u64,
     /// Importer: new exporters seen (an exporter restart starts a new source).
     pub sources: u64,
