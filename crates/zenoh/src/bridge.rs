@@ -262,6 +262,10 @@ enum Source {
 /// a topic's subscriber, from now on; the ring's reader role) and publishes each in
 /// an envelope, at most `window` beyond the importer's acknowledgement.
 ///
+/// Records its source id and the last sequence number it took in `<name>-zexport`
+/// (see [`state::ExportState`]), so that its successor can tell the importer what was
+/// lost if it is killed.
+///
 /// One thread reads the local object and publishes; acknowledgements are taken in
 /// Zenoh's callback (a store and a wake-up); a second thread answers the importer's
 /// announces (resends), rarely.
