@@ -555,35 +555,96 @@ impl Sink {
     }
 
     /// Puts one message, waiting for room if `wait`, else failing with [`Put::Full`].
-    fn put(&mut self, b: &[u8], wait: bool) -> Result<Put, BridgeError> {
+    fn put(&mut self, p: Payload<'_>, wait: bool) -> Result<Put, BridgeError> {
         use shmkit_typed::channel::SendError;
         use shmkit_typed::topic::WriteError as TopicError;
         use shmkit_typed::WriteError as RingError;
         let local = |e: String| Err(BridgeError::Local(e));
+        let (len, fill) = (p.len(), |b: &mut [u8]| p.fill(b));
         match self {
             Sink::Channel(c) => match if wait {
-                c.send_bytes(b)
+                c.send_with(len, fill)
             } else {
-                c.try_send_bytes(b)
+                c.try_send_with(len, fill)
             } {
                 Ok(()) => Ok(Put::Done(true)),
                 Err(SendError::TooLarge { .. }) => Ok(Put::Done(false)),
                 Err(SendError::Full(())) => Ok(Put::Full),
                 Err(e) => local(e.to_string()),
             },
-            Sink::Topic(t) => match if wait { t.write(b) } else { t.try_write(b) } {
+            Sink::Topic(t) => match if wait {
+                t.write_with(len, fill)
+            } else {
+                t.try_write_with(len, fill)
+            } {
                 Ok(()) => Ok(Put::Done(true)),
                 Err(TopicError::TooLarge { .. }) => Ok(Put::Done(false)),
                 Err(TopicError::Full) => Ok(Put::Full),
                 Err(e) => local(e.to_string()),
             },
-            Sink::Ring(r) => match if wait { r.write(b) } else { r.try_write(b) } {
+            Sink::Ring(r) => match if wait {
+                r.write_with(len, fill)
+            } else {
+                r.try_write_with(len, fill)
+            } {
                 Ok(()) => Ok(Put::Done(true)),
                 Err(RingError::TooLarge { .. }) => Ok(Put::Done(false)),
                 Err(RingError::Full) => Ok(Put::Full),
                 Err(e) => local(e.to_string()),
             },
         }
+    }
+}
+
+/// A sample as received: contiguous bytes, or Zenoh's buffer of several slices (a
+/// message reassembled from fragments), copied once, into the local object.
+#[derive(Clone, Copy)]
+enum Raw<'a> {
+    Flat(&'a [u8]),
+    Split(&'a ZBytes),
+}
+
+/// A data envelope's payload (after its header), in either form.
+#[derive(Clone, Copy)]
+enum Payload<'a> {
+    Flat(&'a [u8]),
+    /// The whole envelope: the payload is what follows the header.
+    Split(&'a ZBytes),
+}
+
+impl Payload<'_> {
+    fn len(&self) -> usize {
+        match self {
+            Payload::Flat(b) => b.len(),
+            Payload::Split(z) => z.len() - envelope::HEADER_LEN,
+        }
+    }
+
+    /// Copies the payload into `out` (`len()` bytes).
+    fn fill(&self, out: &mut [u8]) {
+        match self {
+            Payload::Flat(b) => out.copy_from_slice(b),
+            Payload::Split(z) => gather(z, envelope::HEADER_LEN, out),
+        }
+    }
+}
+
+/// Copies `out.len()` bytes of `z`, from offset `skip`, into `out`.
+fn gather(z: &ZBytes, mut skip: usize, out: &mut [u8]) {
+    let mut at = 0;
+    for s in z.slices() {
+        if at == out.len() {
+            break;
+        }
+        if skip >= s.len() {
+            skip -= s.len();
+            continue;
+        }
+        let s = &s[skip..];
+        skip = 0;
+        let n = s.len().min(out.len() - at);
+        out[at..at + n].copy_from_slice(&s[..n]);
+        at += n;
     }
 }
 
@@ -623,7 +684,20 @@ impl Inbox {
     /// sample is handled here, put into the local object with a `try` put; otherwise
     /// (or if the local object is full) it is queued for the importer's thread, which
     /// may wait; a full queue drops it (`overflow`, asked for again later).
-    fn on_sample(&self, raw: &[u8], tx: &SyncSender<Item>) {
+    fn on_sample(&self, z: &ZBytes, tx: &SyncSender<Item>) {
+        // Contiguous (the usual case): borrowed, no copy. Several slices: the header
+        // is gathered, the payload copied straight into the local object.
+        let flat = z.slices().next().is_none_or(|s| s.len() == z.len());
+        let bytes = if flat {
+            z.to_bytes()
+        } else {
+            Default::default()
+        };
+        let raw = if flat {
+            Raw::Flat(&bytes)
+        } else {
+            Raw::Split(z)
+        };
         // Acquire pairs with the importer thread's release decrement: a 0 seen here
         // means every queued sample was handled (the lock orders the rest).
         if self.backlog.load(Ordering::Acquire) == 0 {
@@ -657,7 +731,11 @@ impl Inbox {
         // while a sample is queued (Relaxed: the increment is read by the callback,
         // on this same thread, or by the importer thread after its receive).
         self.backlog.fetch_add(1, Ordering::Relaxed);
-        if tx.try_send(Item::Sample(raw.to_vec())).is_err() {
+        let owned = match raw {
+            Raw::Flat(b) => b.to_vec(),
+            Raw::Split(z) => z.to_bytes().into_owned(),
+        };
+        if tx.try_send(Item::Sample(owned)).is_err() {
             self.backlog.fetch_sub(1, Ordering::Release);
             add(&self.counters.overflow, 1);
         }
@@ -732,7 +810,7 @@ pub fn import(
         let inbox = inbox.clone();
         session
             .declare_subscriber(key.clone())
-            .callback(move |sample| inbox.on_sample(&sample.payload().to_bytes(), &tx))
+            .callback(move |sample| inbox.on_sample(sample.payload(), &tx))
             .wait()
             .map_err(zerr)?
     };
@@ -787,7 +865,7 @@ fn run_importer(inbox: &Inbox, rx: &mpsc::Receiver<Item>) -> Result<(), BridgeEr
                     .importer
                     .lock()
                     .unwrap_or_else(PoisonError::into_inner);
-                let r = imp.handle(&raw, true);
+                let r = imp.handle(Raw::Flat(&raw), true);
                 // Release pairs with the callback's acquire load (see `on_sample`).
                 inbox.backlog.fetch_sub(1, Ordering::Release);
                 r?;
@@ -923,21 +1001,32 @@ impl Importer {
     /// Handles one sample. Without `wait` (in Zenoh's callback) nothing waits: a state
     /// lock held elsewhere or a full local object returns [`Put::Full`] with nothing
     /// put (the sample is then queued and handled again with `wait`).
-    fn handle(&mut self, raw: &[u8], wait: bool) -> Result<Put, BridgeError> {
+    fn handle(&mut self, raw: Raw<'_>, wait: bool) -> Result<Put, BridgeError> {
         self.received += 1;
-        let (source, seq, payload) = match envelope::decode(raw) {
-            Ok(Envelope::Data {
-                source,
-                seq,
-                payload,
-            }) => (source, seq, payload),
-            Ok(Envelope::Handover { source, old, last }) => {
-                return self.handover(wait, source, old, last);
+        let decoded = match raw {
+            Raw::Flat(b) => match envelope::decode(b) {
+                Ok(Envelope::Data {
+                    source,
+                    seq,
+                    payload,
+                }) => Some((source, seq, Payload::Flat(payload))),
+                Ok(Envelope::Handover { source, old, last }) => {
+                    return self.handover(wait, source, old, last);
+                }
+                _ => None,
+            },
+            Raw::Split(z) => {
+                let mut head = [0; envelope::HEADER_LEN];
+                gather(z, 0, &mut head);
+                match envelope::decode_data_head(&head, z.len()) {
+                    Ok((source, seq)) => Some((source, seq, Payload::Split(z))),
+                    Err(_) => None,
+                }
             }
-            _ => {
-                add(&self.counters.bad_envelopes, 1);
-                return Ok(Put::Done(false));
-            }
+        };
+        let Some((source, seq, payload)) = decoded else {
+            add(&self.counters.bad_envelopes, 1);
+            return Ok(Put::Done(false));
         };
         if source != self.st.source {
             if self.st.source != 0 {

@@ -170,11 +170,32 @@ pub fn encode_handover(out: &mut Vec<u8>, source: u64, old: u64, last: u64) {
     out.extend_from_slice(&old.to_le_bytes());
 }
 
-/// Decodes one envelope, checking every field.
+/// Decodes the header of a data envelope of `total` bytes whose payload is not
+/// contiguous (Zenoh reassembled it from fragments): `head` holds its first
+/// [`HEADER_LEN`] bytes. Returns the source id and sequence number; the payload is the
+/// bytes after the header. Any other kind is an error (they are never fragmented:
+/// decode them with [`decode`]).
 ///
 /// # Errors
-/// An [`EnvelopeError`] naming the first field found wrong.
-pub fn decode(b: &[u8]) -> Result<Envelope<'_>, EnvelopeError> {
+/// As [`decode`].
+pub fn decode_data_head(
+    head: &[u8; HEADER_LEN],
+    total: usize,
+) -> Result<(u64, u64), EnvelopeError> {
+    let (kind, source, seq, len) = fields(head)?;
+    if kind != KIND_DATA {
+        return Err(EnvelopeError::Kind { found: kind });
+    }
+    let actual = total
+        .checked_sub(HEADER_LEN)
+        .ok_or(EnvelopeError::Truncated { len: total })?;
+    check_data(source, seq, len, actual)?;
+    Ok((source, seq))
+}
+
+/// The header's kind, source, sequence number and length, after checking the magic,
+/// version and reserved bytes.
+fn fields(b: &[u8]) -> Result<(u8, u64, u64, u32), EnvelopeError> {
     if b.len() < HEADER_LEN {
         return Err(EnvelopeError::Truncated { len: b.len() });
     }
@@ -192,18 +213,33 @@ pub fn decode(b: &[u8]) -> Result<Envelope<'_>, EnvelopeError> {
     if b[24..28] != [0; 4] {
         return Err(EnvelopeError::Reserved);
     }
+    Ok((b[3], source, seq, len))
+}
+
+/// Checks a data envelope's fields; `actual`: the payload bytes after the header.
+fn check_data(source: u64, seq: u64, len: u32, actual: usize) -> Result<(), EnvelopeError> {
+    if len as usize != actual || len as usize > MAX_PAYLOAD {
+        return Err(EnvelopeError::Length {
+            declared: len,
+            actual,
+        });
+    }
+    if seq == 0 || source == 0 {
+        return Err(EnvelopeError::ZeroField);
+    }
+    Ok(())
+}
+
+/// Decodes one envelope, checking every field.
+///
+/// # Errors
+/// An [`EnvelopeError`] naming the first field found wrong.
+pub fn decode(b: &[u8]) -> Result<Envelope<'_>, EnvelopeError> {
+    let (kind, source, seq, len) = fields(b)?;
     let rest = &b[HEADER_LEN..];
-    match b[3] {
+    match kind {
         KIND_DATA => {
-            if len as usize != rest.len() || len as usize > MAX_PAYLOAD {
-                return Err(EnvelopeError::Length {
-                    declared: len,
-                    actual: rest.len(),
-                });
-            }
-            if seq == 0 || source == 0 {
-                return Err(EnvelopeError::ZeroField);
-            }
+            check_data(source, seq, len, rest.len())?;
             Ok(Envelope::Data {
                 source,
                 seq,
@@ -272,6 +308,27 @@ mod tests {
                 Err(_) => again = bytes.clone(),
             }
             prop_assert_eq!(again, bytes);
+        }
+
+        /// The header-only decoder (payload elsewhere) agrees with the whole decoder
+        /// on every input at least a header long.
+        #[test]
+        fn data_head_agrees_with_decode(bytes in proptest::collection::vec(any::<u8>(), HEADER_LEN..200),
+                                        kind_data in any::<bool>()) {
+            let mut bytes = bytes;
+            if kind_data {
+                bytes[..3].copy_from_slice(&[MAGIC[0], MAGIC[1], VERSION]);
+                bytes[3] = KIND_DATA;
+                bytes[24..28].fill(0);
+                let n = (bytes.len() - HEADER_LEN) as u32;
+                bytes[20..24].copy_from_slice(&n.to_le_bytes());
+            }
+            let head: [u8; HEADER_LEN] = bytes[..HEADER_LEN].try_into().unwrap();
+            let whole = match decode(&bytes) {
+                Ok(Envelope::Data { source, seq, .. }) => Some((source, seq)),
+                _ => None,
+            };
+            prop_assert_eq!(decode_data_head(&head, bytes.len()).ok(), whole);
         }
 
         /// A valid data envelope with bytes flipped, cut or appended: still no panic,

@@ -515,3 +515,41 @@ fn channel_gap_reported_across_an_exporter_kill() {
         state.gaps
     );
 }
+
+/// Messages larger than Zenoh's batch arrive in fragments (several slices): they are
+/// copied from those into the local ring, byte for byte.
+#[test]
+fn ring_large_messages_from_fragments() {
+    let (a, b) = (unique_name("zlg-a"), unique_name("zlg-b"));
+    let _clean = [
+        ShmCleanup::new(&a),
+        ShmCleanup::new(&b),
+        ShmCleanup::new(&state_name(&b)),
+        ShmCleanup::new(&export_state_name(&a)),
+    ];
+    let mut tx = shmkit_typed::Ring::create(&a, 1 << 22).expect("ring a");
+    let mut rx = shmkit_typed::Ring::create(&b, 1 << 22).expect("ring b");
+    let (export, import) = bridge_args("ring", &a, &b);
+    let _exporter = Bridge::start(&as_str(&export));
+    let importer = Bridge::start(&as_str(&import));
+    // 150,000 bytes: three fragments or more.
+    let msg = |i: u32| -> Vec<u8> {
+        (0..150_000u32)
+            .map(|k| (k.wrapping_mul(31) ^ i) as u8)
+            .collect()
+    };
+    let n = 20;
+    let producer = std::thread::spawn(move || {
+        for i in 0..n {
+            tx.write(&msg(i)).expect("write");
+        }
+        tx
+    });
+    let mut buf = Vec::new();
+    for i in 0..n {
+        rx.read_into_timeout(&mut buf, DEADLINE).expect("read");
+        assert!(buf == msg(i), "message {i} differs ({} bytes)", buf.len());
+    }
+    let _tx = producer.join().expect("producer");
+    drop(importer);
+}
