@@ -29,9 +29,10 @@ use zenoh::sample::Sample;
 use zenoh::{Session, Wait};
 
 const WARMUP: usize = 100;
-const WINDOW: u32 = 256;
+const WINDOW: u32 = zbridge::DEFAULT_WINDOW;
 
-/// The sending half of a link (a bridged one keeps its exporter running).
+/// The sending half of a link (a bridged one keeps its exporter running; its state is
+/// removed at the end).
 enum Out {
     Plain(Publisher<'static>),
     Bridged(Ring, #[allow(dead_code)] Bridge),
@@ -121,6 +122,17 @@ fn remove_state(name: &str) {
         "/dev/shm/{}",
         shmkit_zenoh::state::state_name(name)
     ));
+}
+
+impl Drop for Out {
+    fn drop(&mut self) {
+        if let Out::Bridged(..) = self {
+            let _ = std::fs::remove_file(format!(
+                "/dev/shm/{}",
+                shmkit_zenoh::state::export_state_name(&ring_name("out"))
+            ));
+        }
+    }
 }
 
 impl Drop for In {

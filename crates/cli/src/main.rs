@@ -117,7 +117,8 @@ fn main() -> ExitCode {
                 print!("{}", segments::inspect_text(&s));
                 print!("{}", segments::topic_text(&name, &s));
                 print!("{}", segments::channel_text(&name, &s));
-                // A Zenoh importer's state (`<name>-zimport`), with the bridge built in.
+                // A Zenoh importer's or exporter's state (`<name>-zimport`,
+                // `<name>-zexport`), with the bridge built in.
                 #[cfg(feature = "bridge")]
                 if s.corrupt.is_none() {
                     print!(

@@ -39,7 +39,7 @@ pub struct BridgeArgs {
     /// A Zenoh configuration file (json5: TLS, authentication...), applied first.
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
-    /// Messages in flight beyond the importer's acknowledgement.
+    /// Messages in flight beyond the importer's acknowledgement (and at most 16 MiB).
     #[arg(long, default_value_t = DEFAULT_WINDOW)]
     pub window: u32,
     /// Print the counters to stderr every SECS seconds.

@@ -13,7 +13,8 @@
 //!   acknowledges on `<key>/@ack`; the exporter keeps at most a window of messages
 //!   unacknowledged (the credit path: no Zenoh callback ever blocks).
 //! - The importer persists what it delivered in a small shared object
-//!   ([`state`]), so a restarted importer drops duplicates.
+//!   ([`state`]), so a restarted importer drops duplicates; the exporter persists
+//!   what it took, so that what a killed exporter held is counted as gaps.
 //!
 //! The `shmkit-bridge` binary (and `shmkit bridge` with the CLI's `bridge` feature)
 //! runs one half from the command line ([`cli`]).

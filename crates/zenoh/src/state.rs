@@ -1,4 +1,4 @@
-//! The importer's persistent state: one [`ImportState`] in a
+//! The bridge's persistent state. The importer's: one [`ImportState`] in a
 //! [`SharedValue`] named after the local object
 //! (`<name>-zimport`), so that an importer that restarts (after a crash, `kill -9`
 //! included) drops the messages it already delivered.
@@ -7,6 +7,10 @@
 //! the local object's write counter (if it has one); the local put; under the lock,
 //! `delivered = seq`. [`resolve`] decides, at the next start, whether a put that
 //! was pending happened (see docs/distributed.md).
+//!
+//! The exporter's: one [`ExportState`] in `<name>-zexport`, so that the exporter
+//! started after a killed one can tell the importer how many messages the dead one
+//! took (those it never delivered are counted as gaps).
 //!
 //! ```
 //! use shmkit_zenoh::state::{resolve, ImportState, Resolution};
@@ -160,13 +164,144 @@ pub fn open_state(
     Ok((value, s, r))
 }
 
+/// The layout version of [`ExportState`] (docs/layout.md, "Zenoh exporter state").
+pub const EXPORT_LAYOUT: u32 = 1;
+
+/// What an exporter persists, in `<name>-zexport` beside the object it exports: its
+/// source id and the last sequence number it took from the local object, so that the
+/// exporter started after it (after a crash, `kill -9` included) can tell the importer
+/// how many messages the dead one took and the importer can count those it never
+/// delivered as gaps. 48 bytes, `#[repr(C)]`, no padding.
+///
+/// ```
+/// use shmkit_zenoh::state::ExportState;
+///
+/// let mut dead = ExportState::new();
+/// dead.source = 7;
+/// dead.taken = 300; // took 300 messages, then was killed
+/// let next = dead.successor(9);
+/// assert_eq!((next.source, next.taken), (9, 0));
+/// assert_eq!((next.prev_source, next.prev_taken), (7, 300));
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Pod, Zeroable)]
+#[bytemuck(crate = "shmkit_typed::bytemuck")]
+#[repr(C)]
+pub struct ExportState {
+    /// [`EXPORT_LAYOUT`].
+    pub layout: u32,
+    /// Zero.
+    pub _reserved: u32,
+    /// This exporter's source id (0: none yet).
+    pub source: u64,
+    /// The last sequence number taken from the local object (recorded before the
+    /// message is released by the local object: at most one message too many).
+    pub taken: u64,
+    /// The exporter before it (0: none), and what it took: told to an importer still
+    /// following it.
+    pub prev_source: u64,
+    /// What `prev_source` took.
+    pub prev_taken: u64,
+    /// Zero.
+    pub _spare: u64,
+}
+
+impl ExportState {
+    /// A fresh state: no exporter yet.
+    pub fn new() -> Self {
+        ExportState {
+            layout: EXPORT_LAYOUT,
+            ..Zeroable::zeroed()
+        }
+    }
+
+    /// The state of the exporter `source` starting after the one recorded here: its
+    /// predecessor is the recorded one, or (if that one took nothing) the recorded
+    /// one's predecessor, so that a restart before anything was taken keeps the count.
+    pub fn successor(&self, source: u64) -> ExportState {
+        let (prev_source, prev_taken) = if self.source != 0 && self.taken > 0 {
+            (self.source, self.taken)
+        } else {
+            (self.prev_source, self.prev_taken)
+        };
+        ExportState {
+            source,
+            prev_source,
+            prev_taken,
+            ..ExportState::new()
+        }
+    }
+}
+
+impl Default for ExportState {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// The shared value holding an exporter's state.
+pub type ExportValue = SharedValue<ExportState>;
+
+/// The segment name of the state of the exporter of `local` (a segment name).
+pub fn export_state_name(local: &str) -> String {
+    format!("{local}-zexport")
+}
+
+/// Opens (or creates) the state of the exporter of `local`, checks its layout version
+/// and records `source` as the running exporter (after the recorded one, see
+/// [`ExportState::successor`]). A state torn by a death under its lock is taken as it
+/// is (each field is written whole; `taken` is at most one behind).
+///
+/// # Errors
+/// The state could not be opened or created, or has another layout version.
+pub fn open_export_state(
+    local: &str,
+    source: u64,
+) -> Result<(ExportValue, ExportState), crate::BridgeError> {
+    let name = export_state_name(local);
+    let value = ExportValue::open_or_create(&name, ExportState::new())
+        .map_err(|e| crate::BridgeError::State(e.to_string()))?;
+    let (mut guard, torn) = match value.lock() {
+        Ok(g) => (g, false),
+        Err(e) => match e.into_guard() {
+            Some(g) => (g, true),
+            None => return Err(crate::BridgeError::State("cannot lock".into())),
+        },
+    };
+    if guard.layout != EXPORT_LAYOUT {
+        return Err(crate::BridgeError::State(format!(
+            "{name}: layout version {}, this build uses {EXPORT_LAYOUT}: remove it (shmkit rm {name})",
+            guard.layout
+        )));
+    }
+    let s = guard.successor(source);
+    *guard = s;
+    if torn {
+        guard.make_consistent();
+    }
+    drop(guard);
+    Ok((value, s))
+}
+
 /// The `shmkit inspect` section of an importer state segment (`name`, whose header
 /// has the type tag `tag`): its fields, one per line; empty for any other segment.
 pub fn inspect_text(name: &str, tag: &shmkit_segment::TypeTag) -> String {
+    let name = name.trim_start_matches('/');
+    if tag.name() == std::any::type_name::<ExportState>() {
+        return match ExportValue::open(name).map(|v| v.get()) {
+            Ok(Ok(s)) => format!(
+                "exporter layout {} (this build reads {EXPORT_LAYOUT})\n\
+                 source id       {:#018x}\n\
+                 taken seq       {}\n\
+                 previous source {:#018x} (took {})\n",
+                s.layout, s.source, s.taken, s.prev_source, s.prev_taken
+            ),
+            Ok(Err(e)) => format!("exporter state  unreadable: {e}\n"),
+            Err(e) => format!("exporter state  cannot open: {e}\n"),
+        };
+    }
     if tag.name() != std::any::type_name::<ImportState>() {
         return String::new();
     }
-    let name = name.trim_start_matches('/');
     let s = match StateValue::open(name).map(|v| v.get()) {
         Ok(Ok(s)) => s,
         Ok(Err(e)) => return format!("importer state  unreadable: {e}\n"),
@@ -209,6 +344,24 @@ mod tests {
             let _ = resolve(&mut s, counter, torn);
             prop_assert!(s.delivered >= before);
             prop_assert_eq!(s.pending, s.delivered);
+        }
+    }
+
+    proptest! {
+        /// Any bytes as an exporter state (a hostile or garbled segment): the successor
+        /// is well formed and names a predecessor the bytes held.
+        #[test]
+        fn successor_of_any_state(bytes in proptest::array::uniform32(any::<u8>()),
+                                  more in proptest::array::uniform16(any::<u8>()),
+                                  source in 1..u64::MAX) {
+            let mut raw = [0u8; 48];
+            raw[..32].copy_from_slice(&bytes);
+            raw[32..].copy_from_slice(&more);
+            let s: ExportState = bytemuck::pod_read_unaligned(&raw);
+            let n = s.successor(source);
+            prop_assert_eq!((n.layout, n.source, n.taken, n._spare), (EXPORT_LAYOUT, source, 0, 0));
+            prop_assert!((n.prev_source, n.prev_taken) == (s.source, s.taken)
+                || (n.prev_source, n.prev_taken) == (s.prev_source, s.prev_taken));
         }
     }
 

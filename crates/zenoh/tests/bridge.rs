@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 
 use shmkit_testkit::{stress, unique_name, ShmCleanup};
 use shmkit_typed::topic::{Block, ReadError, Topic, TopicConfig};
-use shmkit_typed::{Channel, RecvError};
-use shmkit_zenoh::state::{state_name, StateValue};
+use shmkit_typed::{Channel, RecvError, SendError};
+use shmkit_zenoh::state::{export_state_name, state_name, StateValue};
 
 const DEADLINE: Duration = Duration::from_secs(120);
 
@@ -127,6 +127,7 @@ fn channel_exactly_once_across_an_importer_kill() {
         ShmCleanup::new(&a),
         ShmCleanup::new(&b),
         ShmCleanup::new(&state_name(&b)),
+        ShmCleanup::new(&export_state_name(&a)),
     ];
     let tx = Channel::<u64>::create(&a, 1 << 16).expect("channel a");
     let rx = Channel::<u64>::create(&b, 1 << 16).expect("channel b");
@@ -192,6 +193,7 @@ fn topic_two_readers_across_an_importer_kill() {
         ShmCleanup::new(&a),
         ShmCleanup::new(&b),
         ShmCleanup::new(&state_name(&b)),
+        ShmCleanup::new(&export_state_name(&a)),
     ];
     let mut writer = Topic::<Block>::create(&a, TopicConfig::new(1 << 16)).expect("topic a");
     let far = Topic::<Block>::create(&b, TopicConfig::new(1 << 16)).expect("topic b");
@@ -331,4 +333,223 @@ fn clear_errors() {
     ]);
     lonely.expect_line(|l| l.contains("cannot reach") && l.contains("retrying"));
     lonely.kill9();
+}
+
+/// A TCP relay on 127.0.0.1 between an importer and its exporter, whose connections
+/// the test can cut (both directions shut down; the relay keeps listening, so the
+/// importer's session reconnects through it).
+struct Relay {
+    port: u16,
+    /// The sockets of the connections not cut yet, and how many were made.
+    live: std::sync::Arc<std::sync::Mutex<(Vec<std::net::TcpStream>, usize)>>,
+}
+
+impl Relay {
+    fn new(to: u16) -> Relay {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind relay");
+        let port = l.local_addr().expect("addr").port();
+        let live = std::sync::Arc::new(std::sync::Mutex::new((Vec::new(), 0)));
+        let conns = live.clone();
+        std::thread::spawn(move || {
+            for a in l.incoming() {
+                let Ok(a) = a else { return };
+                let Ok(b) = std::net::TcpStream::connect(("127.0.0.1", to)) else {
+                    continue;
+                };
+                let pipe = |mut from: std::net::TcpStream, mut to: std::net::TcpStream| {
+                    std::thread::spawn(move || {
+                        let _ = std::io::copy(&mut from, &mut to);
+                        let _ = to.shutdown(std::net::Shutdown::Both);
+                        let _ = from.shutdown(std::net::Shutdown::Both);
+                    });
+                };
+                let mut v = conns.lock().expect("relay list");
+                v.0.push(a.try_clone().expect("clone"));
+                v.0.push(b.try_clone().expect("clone"));
+                v.1 += 1;
+                pipe(a.try_clone().expect("clone"), b.try_clone().expect("clone"));
+                pipe(b, a);
+            }
+        });
+        Relay { port, live }
+    }
+
+    /// Cuts every connection made so far.
+    fn cut(&self) {
+        for s in self.live.lock().expect("relay list").0.drain(..) {
+            let _ = s.shutdown(std::net::Shutdown::Both);
+        }
+    }
+
+    /// Connections made through the relay so far.
+    fn connections(&self) -> usize {
+        self.live.lock().expect("relay list").1
+    }
+}
+
+/// Reads `b` until the value `n - 1`, checking that values only grow (no duplicate,
+/// no reordering) and calling `mid` once a third has been seen; returns how many
+/// values arrived.
+fn consume(rx: &Channel<u64>, n: u64, mut mid: impl FnMut()) -> u64 {
+    let end = Instant::now() + DEADLINE;
+    let (mut seen, mut last): (u64, Option<u64>) = (0, None);
+    let mut done_mid = false;
+    while last != Some(n - 1) {
+        let left = end
+            .checked_duration_since(Instant::now())
+            .expect("deadline passed");
+        let v = match rx.recv_timeout(left) {
+            Ok(v) => v,
+            Err(RecvError::Timeout) => panic!("timed out after {seen} messages (last {last:?})"),
+            Err(RecvError::Disconnected) => continue,
+            Err(e) => panic!("recv: {e}"),
+        };
+        assert!(
+            last.is_none_or(|l| v > l),
+            "duplicate or reordered: {v} after {last:?}"
+        );
+        last = Some(v);
+        seen += 1;
+        if !done_mid && seen == n / 3 {
+            mid();
+            done_mid = true;
+        }
+    }
+    seen
+}
+
+#[test]
+fn channel_across_a_dropped_connection() {
+    let n = stress(3_000, 100_000) as u64;
+    let (a, b) = (unique_name("zdc-a"), unique_name("zdc-b"));
+    let _clean = [
+        ShmCleanup::new(&a),
+        ShmCleanup::new(&b),
+        ShmCleanup::new(&state_name(&b)),
+        ShmCleanup::new(&export_state_name(&a)),
+    ];
+    let tx = Channel::<u64>::create(&a, 1 << 16).expect("channel a");
+    let rx = Channel::<u64>::create(&b, 1 << 16).expect("channel b");
+    let (export, mut import) = bridge_args("channel", &a, &b);
+    let port: u16 = export[5].rsplit(':').next().unwrap().parse().expect("port");
+    let relay = Relay::new(port);
+    import[5] = format!("tcp/127.0.0.1:{}", relay.port);
+    let exporter = Bridge::start(&as_str(&export));
+    let importer = Bridge::start(&as_str(&import));
+    let producer = std::thread::spawn(move || {
+        for i in 0..n {
+            tx.send(i).expect("send");
+        }
+        tx
+    });
+    let seen = consume(&rx, n, || relay.cut());
+    let _tx = producer.join().expect("producer");
+    let line = importer.stop();
+    drop(exporter);
+    // Both bridges kept running: what the exporter held was resent, nothing is lost.
+    assert_eq!(
+        seen, n,
+        "messages lost across a dropped connection ({line})"
+    );
+    assert!(
+        relay.connections() >= 2,
+        "the importer did not reconnect after the cut"
+    );
+    let state = StateValue::open(&state_name(&b))
+        .expect("state")
+        .get()
+        .expect("get");
+    assert_eq!(state.gaps, 0, "{line}");
+}
+
+#[test]
+fn channel_gap_reported_across_an_exporter_kill() {
+    let n = stress(3_000, 100_000) as u64;
+    let (a, b) = (unique_name("zek-a"), unique_name("zek-b"));
+    let _clean = [
+        ShmCleanup::new(&a),
+        ShmCleanup::new(&b),
+        ShmCleanup::new(&state_name(&b)),
+        ShmCleanup::new(&format!("{a}-zexport")),
+    ];
+    let tx = Channel::<u64>::create(&a, 1 << 16).expect("channel a");
+    let rx = Channel::<u64>::create(&b, 1 << 16).expect("channel b");
+    let (export, import) = bridge_args("channel", &a, &b);
+    let mut exporter = Some(Bridge::start(&as_str(&export)));
+    let importer = Bridge::start(&as_str(&import));
+    let producer = std::thread::spawn(move || {
+        for i in 0..n {
+            // The exporter is the channel's one receiver: between its kill and its
+            // restart the channel has none, and says so.
+            let mut msg = i;
+            loop {
+                match tx.send_timeout(msg, DEADLINE) {
+                    Ok(()) => break,
+                    Err(SendError::Disconnected(m)) => {
+                        msg = m;
+                        std::thread::yield_now();
+                    }
+                    Err(e) => panic!("send: {e}"),
+                }
+            }
+        }
+        tx
+    });
+    // The exporter killed with messages in flight (taken from `a`, not acknowledged):
+    // those are lost, and must be counted as gaps.
+    let seen = consume(&rx, n, || {
+        exporter.take().expect("exporter").kill9();
+        exporter = Some(Bridge::start(&as_str(&export)));
+    });
+    let _tx = producer.join().expect("producer");
+    let line = importer.stop();
+    drop(exporter);
+    let state = StateValue::open(&state_name(&b))
+        .expect("state")
+        .get()
+        .expect("get");
+    let missing = n - seen;
+    assert!(
+        missing <= state.gaps,
+        "{missing} messages lost but {} gaps reported ({line})",
+        state.gaps
+    );
+}
+
+/// Messages larger than Zenoh's batch arrive in fragments (several slices): they are
+/// copied from those into the local ring, byte for byte.
+#[test]
+fn ring_large_messages_from_fragments() {
+    let (a, b) = (unique_name("zlg-a"), unique_name("zlg-b"));
+    let _clean = [
+        ShmCleanup::new(&a),
+        ShmCleanup::new(&b),
+        ShmCleanup::new(&state_name(&b)),
+        ShmCleanup::new(&export_state_name(&a)),
+    ];
+    let mut tx = shmkit_typed::Ring::create(&a, 1 << 22).expect("ring a");
+    let mut rx = shmkit_typed::Ring::create(&b, 1 << 22).expect("ring b");
+    let (export, import) = bridge_args("ring", &a, &b);
+    let _exporter = Bridge::start(&as_str(&export));
+    let importer = Bridge::start(&as_str(&import));
+    // 150,000 bytes: three fragments or more.
+    let msg = |i: u32| -> Vec<u8> {
+        (0..150_000u32)
+            .map(|k| (k.wrapping_mul(31) ^ i) as u8)
+            .collect()
+    };
+    let n = 20;
+    let producer = std::thread::spawn(move || {
+        for i in 0..n {
+            tx.write(&msg(i)).expect("write");
+        }
+        tx
+    });
+    let mut buf = Vec::new();
+    for i in 0..n {
+        rx.read_into_timeout(&mut buf, DEADLINE).expect("read");
+        assert!(buf == msg(i), "message {i} differs ({} bytes)", buf.len());
+    }
+    let _tx = producer.join().expect("producer");
+    drop(importer);
 }

@@ -52,3 +52,24 @@ fn inspect_shows_a_zenoh_importers_state() {
     assert!(out.contains("pending         42 (one put pending"), "{out}");
     assert!(out.contains("gaps            3"), "{out}");
 }
+
+#[test]
+#[cfg(feature = "bridge")]
+fn inspect_shows_a_zenoh_exporters_state() {
+    use shmkit_zenoh::state::{export_state_name, ExportState, ExportValue};
+    let name = export_state_name(&shmkit_testkit::unique_name("zxstate"));
+    let _clean = shmkit_testkit::ShmCleanup::new(&name);
+    let mut s = ExportState::new();
+    s.source = 0x10;
+    s.taken = 77;
+    s.prev_source = 0x20;
+    s.prev_taken = 5;
+    let _v = ExportValue::create(&name, s).expect("state");
+    let (code, out, err) = shmkit(&["inspect", &name]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(out.contains("taken seq       77"), "{out}");
+    assert!(
+        out.contains("previous source 0x0000000000000020 (took 5)"),
+        "{out}"
+    );
+}
