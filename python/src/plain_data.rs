@@ -260,12 +260,15 @@ impl<'py, 'b> Decoder<'py, 'b> {
         let mut v = 0u64;
         for shift in (0..64).step_by(7) {
             let byte = self.take(1)?[0];
+            if shift == 63 && byte > 1 {
+                return Err(format!("a varint beyond 64 bits at byte {}", self.at - 1));
+            }
             v |= u64::from(byte & 0x7f) << shift;
             if byte & 0x80 == 0 {
                 return Ok(v);
             }
         }
-        Err(format!("a varint longer than 10 bytes at byte {}", self.at))
+        Err(format!("a varint beyond 64 bits at byte {}", self.at))
     }
 
     /// A count of `n` items of at least `each` bytes: no more than the bytes left hold

@@ -395,7 +395,8 @@ def test_plain_data_from_another_program_and_garbled_records(peer, names):  # no
         "05" "05" "02" "ff41": "not UTF-8",
         "05" "09" "01" "07" "00" "00": "cannot be one",  # a list as a dict key
         "05" + "07" "01" * 40 + "00": "deeper than 32",
-        "05" "03" + "ff" * 11: "longer than 10",
+        "05" "03" + "ff" * 11: "beyond 64 bits",
+        "05" "03" + "80" * 9 + "02": "beyond 64 bits",
     }
     records = list(good) + list(bad) + ["0403"]  # the last: a float of the wrong size
     putter = subprocess.Popen([peer, "queue-put-raw", name, *records],
