@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use shmkit_testkit::{stress, unique_name, ShmCleanup};
 use shmkit_typed::topic::{Block, ReadError, Topic, TopicConfig};
 use shmkit_typed::{Channel, RecvError, SendError};
-use shmkit_zenoh::state::{export_state_name, state_name, StateValue};
+use shmkit_zenoh::state::{export_state_name, state_name, ImportState, StateValue};
 
 const DEADLINE: Duration = Duration::from_secs(120);
 
@@ -90,6 +90,31 @@ fn as_str(v: &[String]) -> Vec<&str> {
     v.iter().map(String::as_str).collect()
 }
 
+/// The names of the exported object (`<prefix>-a`) and of the one imported into
+/// (`<prefix>-b`), each unique, with the guards that remove them and the bridges'
+/// state objects beside them.
+fn sides(prefix: &str) -> (String, String, [ShmCleanup; 4]) {
+    let (a, b) = (
+        unique_name(&format!("{prefix}-a")),
+        unique_name(&format!("{prefix}-b")),
+    );
+    let clean = [
+        ShmCleanup::new(&a),
+        ShmCleanup::new(&b),
+        ShmCleanup::new(&state_name(&b)),
+        ShmCleanup::new(&export_state_name(&a)),
+    ];
+    (a, b, clean)
+}
+
+/// The importer's persisted state for the object `b` it imports into.
+fn import_state(b: &str) -> ImportState {
+    StateValue::open(&state_name(b))
+        .expect("state")
+        .get()
+        .expect("get")
+}
+
 fn free_port() -> u16 {
     let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
     l.local_addr().expect("addr").port()
@@ -122,13 +147,7 @@ fn bridge_args(kind: &str, a: &str, b: &str) -> ([String; 6], [String; 6]) {
 #[test]
 fn channel_exactly_once_across_an_importer_kill() {
     let n = stress(3_000, 100_000) as u64;
-    let (a, b) = (unique_name("zch-a"), unique_name("zch-b"));
-    let _clean = [
-        ShmCleanup::new(&a),
-        ShmCleanup::new(&b),
-        ShmCleanup::new(&state_name(&b)),
-        ShmCleanup::new(&export_state_name(&a)),
-    ];
+    let (a, b, _clean) = sides("zch");
     let tx = Channel::<u64>::create(&a, 1 << 16).expect("channel a");
     let rx = Channel::<u64>::create(&b, 1 << 16).expect("channel b");
     let (export, import) = bridge_args("channel", &a, &b);
@@ -140,39 +159,14 @@ fn channel_exactly_once_across_an_importer_kill() {
         }
         tx // kept open until the consumer is done
     });
-    let end = Instant::now() + DEADLINE;
-    let (mut seen, mut last): (u64, Option<u64>) = (0, None);
-    let mut killed = false;
-    while last != Some(n - 1) {
-        let left = end
-            .checked_duration_since(Instant::now())
-            .expect("deadline passed");
-        let v = match rx.recv_timeout(left) {
-            Ok(v) => v,
-            Err(RecvError::Timeout) => panic!("timed out after {seen} messages (last {last:?})"),
-            // The importer (the only sender) was killed: the next one attaches.
-            Err(RecvError::Disconnected) => continue,
-            Err(e) => panic!("recv: {e}"),
-        };
-        assert!(
-            last.is_none_or(|l| v > l),
-            "duplicate or reordered: {v} after {last:?}"
-        );
-        last = Some(v);
-        seen += 1;
-        if !killed && seen == n / 3 {
-            importer.take().expect("importer").kill9();
-            importer = Some(Bridge::start(&as_str(&import)));
-            killed = true;
-        }
-    }
+    let seen = consume(&rx, n, || {
+        importer.take().expect("importer").kill9();
+        importer = Some(Bridge::start(&as_str(&import)));
+    });
     let _tx = producer.join().expect("producer");
     let line = importer.take().expect("importer").stop();
     drop(exporter);
-    let state = StateValue::open(&state_name(&b))
-        .expect("state")
-        .get()
-        .expect("get");
+    let state = import_state(&b);
     let missing = n - seen;
     assert!(
         missing <= state.gaps,
@@ -188,13 +182,7 @@ fn channel_exactly_once_across_an_importer_kill() {
 #[test]
 fn topic_two_readers_across_an_importer_kill() {
     let n = stress(2_000, 100_000) as u64;
-    let (a, b) = (unique_name("ztp-a"), unique_name("ztp-b"));
-    let _clean = [
-        ShmCleanup::new(&a),
-        ShmCleanup::new(&b),
-        ShmCleanup::new(&state_name(&b)),
-        ShmCleanup::new(&export_state_name(&a)),
-    ];
+    let (a, b, _clean) = sides("ztp");
     let mut writer = Topic::<Block>::create(&a, TopicConfig::new(1 << 16)).expect("topic a");
     let far = Topic::<Block>::create(&b, TopicConfig::new(1 << 16)).expect("topic b");
     let (export, import) = bridge_args("topic", &a, &b);
@@ -262,10 +250,7 @@ fn topic_two_readers_across_an_importer_kill() {
     let line = importer.take().expect("importer").stop();
     drop(exporter);
     drop(far);
-    let state = StateValue::open(&state_name(&b))
-        .expect("state")
-        .get()
-        .expect("get");
+    let state = import_state(&b);
     for c in counts {
         let missing = n - c;
         assert!(
@@ -421,13 +406,7 @@ fn consume(rx: &Channel<u64>, n: u64, mut mid: impl FnMut()) -> u64 {
 #[test]
 fn channel_across_a_dropped_connection() {
     let n = stress(3_000, 100_000) as u64;
-    let (a, b) = (unique_name("zdc-a"), unique_name("zdc-b"));
-    let _clean = [
-        ShmCleanup::new(&a),
-        ShmCleanup::new(&b),
-        ShmCleanup::new(&state_name(&b)),
-        ShmCleanup::new(&export_state_name(&a)),
-    ];
+    let (a, b, _clean) = sides("zdc");
     let tx = Channel::<u64>::create(&a, 1 << 16).expect("channel a");
     let rx = Channel::<u64>::create(&b, 1 << 16).expect("channel b");
     let (export, mut import) = bridge_args("channel", &a, &b);
@@ -455,23 +434,14 @@ fn channel_across_a_dropped_connection() {
         relay.connections() >= 2,
         "the importer did not reconnect after the cut"
     );
-    let state = StateValue::open(&state_name(&b))
-        .expect("state")
-        .get()
-        .expect("get");
+    let state = import_state(&b);
     assert_eq!(state.gaps, 0, "{line}");
 }
 
 #[test]
 fn channel_gap_reported_across_an_exporter_kill() {
     let n = stress(3_000, 100_000) as u64;
-    let (a, b) = (unique_name("zek-a"), unique_name("zek-b"));
-    let _clean = [
-        ShmCleanup::new(&a),
-        ShmCleanup::new(&b),
-        ShmCleanup::new(&state_name(&b)),
-        ShmCleanup::new(&format!("{a}-zexport")),
-    ];
+    let (a, b, _clean) = sides("zek");
     let tx = Channel::<u64>::create(&a, 1 << 16).expect("channel a");
     let rx = Channel::<u64>::create(&b, 1 << 16).expect("channel b");
     let (export, import) = bridge_args("channel", &a, &b);
@@ -504,10 +474,7 @@ fn channel_gap_reported_across_an_exporter_kill() {
     let _tx = producer.join().expect("producer");
     let line = importer.stop();
     drop(exporter);
-    let state = StateValue::open(&state_name(&b))
-        .expect("state")
-        .get()
-        .expect("get");
+    let state = import_state(&b);
     let missing = n - seen;
     assert!(
         missing <= state.gaps,
@@ -520,13 +487,7 @@ fn channel_gap_reported_across_an_exporter_kill() {
 /// copied from those into the local ring, byte for byte.
 #[test]
 fn ring_large_messages_from_fragments() {
-    let (a, b) = (unique_name("zlg-a"), unique_name("zlg-b"));
-    let _clean = [
-        ShmCleanup::new(&a),
-        ShmCleanup::new(&b),
-        ShmCleanup::new(&state_name(&b)),
-        ShmCleanup::new(&export_state_name(&a)),
-    ];
+    let (a, b, _clean) = sides("zlg");
     let mut tx = shmkit_typed::Ring::create(&a, 1 << 22).expect("ring a");
     let mut rx = shmkit_typed::Ring::create(&b, 1 << 22).expect("ring b");
     let (export, import) = bridge_args("ring", &a, &b);
