@@ -141,6 +141,28 @@ pub fn open_state(
     let name = state_name(local);
     let value = StateValue::open_or_create(&name, ImportState::new())
         .map_err(|e| crate::BridgeError::State(e.to_string()))?;
+    let (s, r) = update_state(
+        &value,
+        &name,
+        STATE_LAYOUT,
+        |s| s.layout,
+        |s, torn| resolve(s, counter, torn),
+    )?;
+    Ok((value, s, r))
+}
+
+/// The start of an importer's or exporter's run on its state `value` (the segment
+/// `name`): locks it, taking a state torn by a death under its lock as it is (each
+/// field is written whole); refuses another layout version than `layout` (read by
+/// `layout_of`); lets `update` change a copy (told whether it was torn), stores it and
+/// marks the lock consistent again. Returns the stored state and `update`'s result.
+fn update_state<T: Pod + Send, R>(
+    value: &SharedValue<T>,
+    name: &str,
+    layout: u32,
+    layout_of: impl Fn(&T) -> u32,
+    update: impl FnOnce(&mut T, bool) -> R,
+) -> Result<(T, R), crate::BridgeError> {
     let (mut guard, torn) = match value.lock() {
         Ok(g) => (g, false),
         Err(e) => match e.into_guard() {
@@ -148,20 +170,19 @@ pub fn open_state(
             None => return Err(crate::BridgeError::State("cannot lock".into())),
         },
     };
-    if guard.layout != STATE_LAYOUT {
+    let found = layout_of(&guard);
+    if found != layout {
         return Err(crate::BridgeError::State(format!(
-            "{name}: layout version {}, this build uses {STATE_LAYOUT}: remove it (shmkit rm {name})",
-            guard.layout
+            "{name}: layout version {found}, this build uses {layout}: remove it (shmkit rm {name})"
         )));
     }
     let mut s = *guard;
-    let r = resolve(&mut s, counter, torn);
+    let r = update(&mut s, torn);
     *guard = s;
     if torn {
         guard.make_consistent();
     }
-    drop(guard);
-    Ok((value, s, r))
+    Ok((s, r))
 }
 
 /// The layout version of [`ExportState`] (docs/layout.md, "Zenoh exporter state").
@@ -260,25 +281,15 @@ pub fn open_export_state(
     let name = export_state_name(local);
     let value = ExportValue::open_or_create(&name, ExportState::new())
         .map_err(|e| crate::BridgeError::State(e.to_string()))?;
-    let (mut guard, torn) = match value.lock() {
-        Ok(g) => (g, false),
-        Err(e) => match e.into_guard() {
-            Some(g) => (g, true),
-            None => return Err(crate::BridgeError::State("cannot lock".into())),
+    let (s, ()) = update_state(
+        &value,
+        &name,
+        EXPORT_LAYOUT,
+        |s| s.layout,
+        |s, _| {
+            *s = s.successor(source);
         },
-    };
-    if guard.layout != EXPORT_LAYOUT {
-        return Err(crate::BridgeError::State(format!(
-            "{name}: layout version {}, this build uses {EXPORT_LAYOUT}: remove it (shmkit rm {name})",
-            guard.layout
-        )));
-    }
-    let s = guard.successor(source);
-    *guard = s;
-    if torn {
-        guard.make_consistent();
-    }
-    drop(guard);
+    )?;
     Ok((value, s))
 }
 
