@@ -463,18 +463,7 @@ impl Pump<'_> {
     }
 
     fn record(&self, seq: u64) -> Result<(), BridgeError> {
-        match self.taken.lock() {
-            Ok(mut g) => g.taken = seq,
-            Err(e) => match e.into_guard() {
-                // Each field is written whole: the state is consistent as it is.
-                Some(mut g) => {
-                    g.taken = seq;
-                    g.make_consistent();
-                }
-                None => return Err(BridgeError::State("cannot lock".into())),
-            },
-        }
-        Ok(())
+        state::write_state(self.taken.lock(), |g| g.taken = seq)
     }
 
     fn pump(&self, read: &mut ReadFn<'_>) -> BridgeError {
@@ -922,15 +911,8 @@ impl Importer {
             self.value.try_lock()
         };
         match locked {
-            Ok(mut g) => *g = st,
             Err(shmkit_typed::LockError::WouldBlock) if !wait => return Ok(false),
-            Err(e) => match e.into_guard() {
-                Some(mut g) => {
-                    *g = st;
-                    g.make_consistent();
-                }
-                None => return Err(BridgeError::State("cannot lock".into())),
-            },
+            locked => state::write_state(locked, |g| *g = st)?,
         }
         self.st = st;
         Ok(true)

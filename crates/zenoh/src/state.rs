@@ -24,7 +24,7 @@
 //! assert_eq!(resolve(&mut s, Some(11), false), Resolution::Happened);
 //! assert_eq!(s.delivered, 5);
 //! ```
-use shmkit_typed::{Pod, SharedValue, Zeroable};
+use shmkit_typed::{LockError, MutexGuard, Pod, SharedValue, Zeroable};
 
 /// The layout version of [`ImportState`] (docs/layout.md, "Zenoh importer state").
 pub const STATE_LAYOUT: u32 = 1;
@@ -149,6 +149,26 @@ pub fn open_state(
         |s, torn| resolve(s, counter, torn),
     )?;
     Ok((value, s, r))
+}
+
+/// Writes a state through `locked` (what a lock attempt on it gave): `f` changes it in
+/// place; a state torn by a death under its lock is taken as it is (each field is
+/// written whole) and marked consistent again after `f`.
+pub(crate) fn write_state<T: Pod + Send>(
+    locked: Result<MutexGuard<'_, T>, LockError<MutexGuard<'_, T>>>,
+    f: impl FnOnce(&mut T),
+) -> Result<(), crate::BridgeError> {
+    match locked {
+        Ok(mut g) => f(&mut g),
+        Err(e) => match e.into_guard() {
+            Some(mut g) => {
+                f(&mut g);
+                g.make_consistent();
+            }
+            None => return Err(crate::BridgeError::State("cannot lock".into())),
+        },
+    }
+    Ok(())
 }
 
 /// The start of an importer's or exporter's run on its state `value` (the segment
