@@ -221,25 +221,12 @@ fn a_reader_that_sleeps_per_value_keeps_its_writer_registered_between_waits() {
     });
     ready.recv_n(1);
     let pid = writer.pid() as u32;
-    let until = std::time::Instant::now() + Duration::from_secs(10);
     let mut registered_between = Vec::new();
-    for n in 1..=2u8 {
-        let got = std::thread::scope(|s| {
-            let reader = s.spawn(|| cell.wait_newer(u64::from(n) + 1));
-            // The wait sleeps (nothing is published until it is registered) ...
-            while !watcher::is_watched(pid) && std::time::Instant::now() < until {
-                std::thread::yield_now();
-            }
-            go.send(n);
-            reader.join().unwrap()
-        });
-        assert_eq!(
-            got.ok(),
-            Some((u64::from(n) + 2, u64::from(n))),
-            "value {n}"
-        );
-        // ... and the registration outlives it.
-        registered_between.push(watcher::is_watched(pid));
+    let waits = super::two_sleeping_waits(pid, &go, |n| cell.wait_newer(u64::from(n) + 1));
+    for (n, (got, registered)) in (1..=2u64).zip(waits) {
+        assert_eq!(got.ok(), Some((n + 2, n)), "value {n}");
+        // ... and the registration outlives each wait.
+        registered_between.push(registered);
     }
     drop(cell);
     let gone = !watcher::is_watched(pid);

@@ -292,22 +292,13 @@ fn a_reader_that_sleeps_per_message_keeps_its_writer_registered_between_reads() 
     let mut ring = attach(&region);
     let mut buf = Vec::new();
     ring.read_into(&mut buf).expect("the first message");
-    let until = std::time::Instant::now() + Duration::from_secs(10);
     let mut registered_between = Vec::new();
-    for n in 1..=2u8 {
-        let reader = std::thread::scope(|s| {
-            let reader = s.spawn(|| ring.read_into(&mut buf));
-            // The read sleeps (nothing is written until it is registered) ...
-            while !watcher::is_watched(pid) && std::time::Instant::now() < until {
-                std::thread::yield_now();
-            }
-            go.send(n);
-            reader.join().unwrap()
-        });
-        assert_eq!(reader.ok(), Some(1), "message {n}");
-        assert_eq!(buf, [n]);
-        // ... and the registration outlives it.
-        registered_between.push(watcher::is_watched(pid));
+    for (n, (read, registered)) in (1..=2u8).zip(super::two_sleeping_waits(pid, &go, |n| {
+        ring.read_into(&mut buf).map(|len| (len, buf[..len] == [n]))
+    })) {
+        assert_eq!(read.ok(), Some((1, true)), "message {n}");
+        // ... and the registration outlives each read.
+        registered_between.push(registered);
     }
     drop(ring);
     let gone = !watcher::is_watched(pid);
