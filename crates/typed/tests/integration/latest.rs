@@ -221,15 +221,11 @@ fn a_reader_that_sleeps_per_value_keeps_its_writer_registered_between_waits() {
     });
     ready.recv_n(1);
     let pid = writer.pid() as u32;
-    let mut registered_between = Vec::new();
-    let waits = super::two_sleeping_waits(pid, &go, |n| cell.wait_newer(u64::from(n) + 1));
-    for (n, (got, registered)) in (1..=2u64).zip(waits) {
+    let (waits, registered_between, gone) =
+        super::two_sleeping_waits(pid, &go, cell, |cell, n| cell.wait_newer(u64::from(n) + 1));
+    for (n, got) in (1..=2u64).zip(waits) {
         assert_eq!(got.ok(), Some((n + 2, n)), "value {n}");
-        // ... and the registration outlives each wait.
-        registered_between.push(registered);
     }
-    drop(cell);
-    let gone = !watcher::is_watched(pid);
     go.send(0);
     assert_eq!(writer.wait(), Exit::Code(0));
     assert_eq!(

@@ -19,29 +19,32 @@ mod topic;
 mod value;
 mod versions;
 
-/// Two sleeping waits by a reader of the writer process `pid`, each in a thread of its
-/// own: the writer is told (`go.send(n)`, `n` = 1, then 2) to publish only once the
-/// wait has registered it with the death watcher, so the wait sleeps first. Returns
-/// each wait's result and whether the writer was still registered after it (the reader
-/// judges its writer once per handle, not on every sleep).
-fn two_sleeping_waits<R: Send>(
+/// Two sleeping waits through `reader` (a reader's handle) of the writer process
+/// `pid`, each in a thread of its own: the writer is told (`go.send(n)`, `n` = 1, then
+/// 2) to publish only once the wait has registered it with the death watcher, so the
+/// wait sleeps first. Returns each wait's result, whether the writer was still
+/// registered after each wait (the reader judges its writer once per handle, not on
+/// every sleep), and whether it was unregistered once `reader` was dropped.
+fn two_sleeping_waits<H: Send, R: Send>(
     pid: u32,
     go: &shmkit_testkit::Pipe,
-    mut wait: impl FnMut(u8) -> R + Send,
-) -> Vec<(R, bool)> {
+    mut reader: H,
+    mut wait: impl FnMut(&mut H, u8) -> R + Send,
+) -> (Vec<R>, Vec<bool>, bool) {
     use shmkit_sys::watcher;
     let until = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    (1..=2u8)
-        .map(|n| {
-            let got = std::thread::scope(|s| {
-                let waiting = s.spawn(|| wait(n));
-                while !watcher::is_watched(pid) && std::time::Instant::now() < until {
-                    std::thread::yield_now();
-                }
-                go.send(n);
-                waiting.join().unwrap()
-            });
-            (got, watcher::is_watched(pid))
-        })
-        .collect()
+    let (mut got, mut registered) = (Vec::new(), Vec::new());
+    for n in 1..=2u8 {
+        got.push(std::thread::scope(|s| {
+            let waiting = s.spawn(|| wait(&mut reader, n));
+            while !watcher::is_watched(pid) && std::time::Instant::now() < until {
+                std::thread::yield_now();
+            }
+            go.send(n);
+            waiting.join().unwrap()
+        }));
+        registered.push(watcher::is_watched(pid));
+    }
+    drop(reader);
+    (got, registered, !watcher::is_watched(pid))
 }

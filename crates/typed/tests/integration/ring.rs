@@ -292,16 +292,12 @@ fn a_reader_that_sleeps_per_message_keeps_its_writer_registered_between_reads() 
     let mut ring = attach(&region);
     let mut buf = Vec::new();
     ring.read_into(&mut buf).expect("the first message");
-    let mut registered_between = Vec::new();
-    for (n, (read, registered)) in (1..=2u8).zip(super::two_sleeping_waits(pid, &go, |n| {
+    let (reads, registered_between, gone) = super::two_sleeping_waits(pid, &go, ring, |ring, n| {
         ring.read_into(&mut buf).map(|len| (len, buf[..len] == [n]))
-    })) {
+    });
+    for (n, read) in (1..=2u8).zip(reads) {
         assert_eq!(read.ok(), Some((1, true)), "message {n}");
-        // ... and the registration outlives each read.
-        registered_between.push(registered);
     }
-    drop(ring);
-    let gone = !watcher::is_watched(pid);
     go.send(0);
     assert_eq!(writer.wait(), Exit::Code(0));
     assert_eq!(
