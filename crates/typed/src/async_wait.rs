@@ -88,8 +88,15 @@ impl Waiting {
     /// What a future's `Drop` does: retracts, and passes on a swallowed wake if `A`
     /// says so.
     pub(crate) fn drop_with<A: Attempt>(&mut self, op: &A) {
-        if self.retract(op.parker()) && A::PASS_ON {
-            op.parker().wake(1);
+        self.drop_on(op.parker(), A::PASS_ON);
+    }
+
+    /// [`drop_with`](Self::drop_with) for a future that has no [`Attempt`] at hand
+    /// (its type lacks the operation's bounds): retracts from `parker`, and wakes one
+    /// other sleeper there if `pass_on` and the doorbell had woken this future.
+    pub(crate) fn drop_on(&mut self, parker: &Parker, pass_on: bool) {
+        if self.retract(parker) && pass_on {
+            parker.wake(1);
         }
     }
 

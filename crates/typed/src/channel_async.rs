@@ -214,7 +214,6 @@ struct SendOp<'c, 'm, T, N: TypeName> {
 
 impl<T: Serialize + DeserializeOwned, N: TypeName> Attempt for RecvOp<'_, T, N> {
     type Output = Result<T, RecvError>;
-    const PASS_ON: bool = true;
 
     fn attempt(&mut self) -> Option<Self::Output> {
         match self.0.try_recv() {
@@ -246,7 +245,6 @@ impl<T: Serialize + DeserializeOwned, N: TypeName> Attempt for RecvOp<'_, T, N> 
 
 impl<T: Serialize + DeserializeOwned, N: TypeName> Attempt for SendOp<'_, '_, T, N> {
     type Output = Result<(), SendError<T>>;
-    const PASS_ON: bool = true;
 
     fn attempt(&mut self) -> Option<Self::Output> {
         let m = self
@@ -326,31 +324,24 @@ impl<T: Serialize + DeserializeOwned, N: TypeName> futures_core::Stream for Recv
     }
 }
 
-/// Dropping a pending receive: a wake-up it swallowed goes to another receiver.
-fn drop_recv<T, N: TypeName>(ch: &Channel<T, N>, w: &mut Waiting) {
-    let data = &ch.hdr().wait.data;
-    if w.retract(data) {
-        data.wake(1);
-    }
-}
+// Dropped pending futures: a wake-up one swallowed goes to another receiver (sender).
+// `drop_on`, not `drop_with`: the future types do not carry the bounds of their
+// `Attempt`s.
 
 impl<T, N: TypeName> Drop for RecvAsync<'_, T, N> {
     fn drop(&mut self) {
-        drop_recv(self.ch, &mut self.waiting);
+        self.waiting.drop_on(&self.ch.hdr().wait.data, true);
     }
 }
 
 impl<T, N: TypeName> Drop for RecvStream<'_, T, N> {
     fn drop(&mut self) {
-        drop_recv(self.ch, &mut self.waiting);
+        self.waiting.drop_on(&self.ch.hdr().wait.data, true);
     }
 }
 
 impl<T, N: TypeName> Drop for SendAsync<'_, T, N> {
     fn drop(&mut self) {
-        let space = &self.ch.hdr().wait.space;
-        if self.waiting.retract(space) {
-            space.wake(1);
-        }
+        self.waiting.drop_on(&self.ch.hdr().wait.space, true);
     }
 }

@@ -234,7 +234,7 @@ impl<'t, P: TopicPolicy> Subscriber<'t, P> {
     fn drop_read(&self, w: &mut ReadWait) {
         // The writer wakes every sleeping reader: a wake this future swallowed was no
         // other reader's, so nothing is passed on.
-        let _ = w.waiting.retract(&self.topic.hdr().sleep.data);
+        w.waiting.drop_on(&self.topic.hdr().sleep.data, false);
     }
 }
 
