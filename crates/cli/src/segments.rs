@@ -266,8 +266,11 @@ pub fn channel_text(arg: &str, s: &SegmentInfo) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "channel fill    {} messages, {} of {} bytes{}",
+        "channel fill    {} messages{}, {} of {} bytes{}",
         stats.messages,
+        stats
+            .max_messages
+            .map_or(String::new(), |m| format!(" of at most {m}")),
         stats.used_bytes,
         stats.capacity,
         if stats.corrupt {

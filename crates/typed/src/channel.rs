@@ -143,6 +143,23 @@
 //! one sleeps). A [`Select`](crate::Select) sleeps on the `data`
 //! parkers of several channels at once (one `futex_waitv`).
 //!
+//! # The bound in messages
+//! A channel created with [`ChannelBounds::messages`] `n` (the header's
+//! `max_messages`) also refuses a record while `n` messages lie between `read` and the
+//! tail. Nothing counts them in shared memory (a counter that a peer killed between
+//! its update and its claim would leave wrong for good): the sender counts the
+//! records themselves, in step 2, after it saw `FREE(t)` at the tail `t` and before
+//! its claim. Claims happen only at the tail, so if the claim from that `FREE(t)`
+//! succeeds no record was added below `t` since the count, and receivers only took
+//! some away: the bound is exact with any number of senders, and a killed peer leaves
+//! nothing to repair (its record is skipped as in "Crashes" below, and counts until
+//! `read` passes it). A sender handle keeps the positions it counted, so it walks only
+//! the records added since its last count (about one stamp per send while it is held
+//! at the bound), and none while fewer than `n` records could fit between `read` and
+//! the tail. A sender held at the bound sleeps as on a full channel: after
+//! reclaiming, the record at `head` is the first one not taken, and its receiver wakes
+//! it.
+//!
 //! # Crashes: what is lost
 //! Every peer's pending word names the record it holds. A blocked side checks, on its
 //! slow path only (after the spin phase, before each sleep), whether the process
@@ -207,7 +224,7 @@
 //! cursors on their own 128-byte lines, the two parkers, the two registries), then the
 //! data buffer.
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::marker::PhantomData;
 use std::ptr::NonNull;
 #[cfg(not(loom))]
@@ -233,8 +250,8 @@ pub use async_impl::{RecvAsync, RecvStream, SendAsync};
 
 /// Magic number at offset 0 of a channel ("SCHN" little-endian).
 pub const CHANNEL_MAGIC: u32 = u32::from_le_bytes(*b"SCHN");
-/// Layout version of the channel header.
-pub const CHANNEL_VERSION: u32 = 1;
+/// Layout version of the channel header (2: the bound in messages, `max_messages`).
+pub const CHANNEL_VERSION: u32 = 2;
 /// Registry entries per side (senders, receivers).
 #[cfg(not(loom))]
 pub const REGISTRY_SLOTS: usize = 64;
@@ -298,6 +315,8 @@ struct MetaLine {
     tx_ever: AtomicU32,
     /// 1 once a receiver registered.
     rx_ever: AtomicU32,
+    /// The bound in messages ([`ChannelBounds::messages`]); 0 for none. Fixed at init.
+    max_messages: AtomicU32,
 }
 
 /// One cursor on its own line.
@@ -381,6 +400,81 @@ impl TypeName for RustName {
     }
 }
 
+/// What creating a [`Channel`] needs: its capacity in bytes and, optionally, a bound
+/// in messages. A `usize` converts to a capacity with no bound in messages, so
+/// `Channel::create(name, 1 << 20)` reads as before.
+///
+/// With a bound of `n` messages, a send waits (or `try_send` returns
+/// [`SendError::Full`]) while `n` messages are queued and not yet taken by a receiver,
+/// as a `multiprocessing.Queue(maxsize=n)` does; the bound in bytes holds as well. The
+/// bound is exact with any number of senders: a sender counts the records below the
+/// tail it is about to claim, and only one sender claims each position (module docs,
+/// "The bound in messages").
+///
+/// ```
+/// use shmkit_typed::{Channel, ChannelBounds, SendError};
+///
+/// let ch = Channel::<u32>::anonymous(ChannelBounds::bytes(4096).messages(2))?;
+/// ch.send(1)?;
+/// ch.send(2)?;
+/// assert!(matches!(ch.try_send(3), Err(SendError::Full(3)))); // 2 queued: full
+/// assert_eq!(ch.recv()?, 1);
+/// ch.try_send(3)?; // one was taken: room again
+/// assert_eq!(ch.max_messages(), Some(2));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ChannelBounds {
+    /// Capacity of the data buffer in bytes (a power of two, 64 B to 1 GiB).
+    pub bytes: usize,
+    /// The most messages queued at once (1 to `u32::MAX`); `None`: only the bytes
+    /// bound it.
+    pub messages: Option<usize>,
+}
+
+impl ChannelBounds {
+    /// A capacity of `bytes` bytes, with no bound in messages.
+    pub fn bytes(bytes: usize) -> Self {
+        ChannelBounds {
+            bytes,
+            messages: None,
+        }
+    }
+
+    /// The same, bounded to `messages` queued messages as well.
+    pub fn messages(self, messages: usize) -> Self {
+        ChannelBounds {
+            messages: Some(messages),
+            ..self
+        }
+    }
+}
+
+impl From<usize> for ChannelBounds {
+    fn from(bytes: usize) -> Self {
+        ChannelBounds::bytes(bytes)
+    }
+}
+
+/// The handle's form of the header's `max_messages` word: no bound (0) is `u64::MAX`.
+fn bound_of(word: u32) -> u64 {
+    if word == 0 {
+        u64::MAX
+    } else {
+        u64::from(word)
+    }
+}
+
+/// The records a sender handle counted for the bound in messages: the positions of
+/// the messages (not wrap records) it walked, in order, from where it last started
+/// (at `read`) up to `to`. Positions at or past `read` stay what was walked: space is
+/// reclaimed only below `read`, which never moves back.
+#[derive(Default)]
+struct Counted {
+    at: std::collections::VecDeque<u64>,
+    to: u64,
+}
+
 /// A channel region could not be initialised or attached.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -390,6 +484,11 @@ pub enum ChannelLayoutError {
         "channel capacity {0} is not a power of two between 64 B and 1 GiB: pick one such as 1 MiB"
     )]
     BadCapacity(usize),
+    /// The bound in messages is 0 or above `u32::MAX`.
+    #[error(
+        "a channel's bound in messages must be 1 to 4294967295, not {0} (leave it out for no bound)"
+    )]
+    BadMessageBound(usize),
     /// The region is smaller than the channel needs.
     #[error("region of {len} bytes is too small for this channel, which needs {needed} bytes: map a larger region")]
     TooSmall {
@@ -431,7 +530,7 @@ pub enum ChannelLayoutError {
 /// ([`SendError::into_inner`]). The bytes paths use `SendError<()>`.
 #[non_exhaustive]
 pub enum SendError<T> {
-    /// `try_` forms: no room now.
+    /// `try_` forms: no room now (in bytes, or under the bound in messages).
     Full(T),
     /// No room before the deadline.
     Timeout(T),
@@ -675,6 +774,10 @@ pub struct Channel<T, N: TypeName = RustName> {
     tx: Cell<Role>,
     /// Sends through this handle since it last reaped dead receivers.
     sends: Cell<u32>,
+    /// The bound in messages (`u64::MAX` for none), fixed at init.
+    max_messages: u64,
+    /// The records this handle counted for the bound in messages (see `under_bound`).
+    counted: RefCell<Counted>,
     rx: Cell<Role>,
     /// How this handle's waits to send and to receive poll (see `shim::poll_backoff`).
     send_poll: PollGauge,
@@ -700,6 +803,8 @@ impl<T, N: TypeName> Clone for Channel<T, N> {
             cap: self.cap,
             tx: Cell::new(Role::default()),
             sends: Cell::new(0),
+            max_messages: self.max_messages,
+            counted: RefCell::default(),
             send_poll: PollGauge::new(),
             recv_poll: PollGauge::new(),
             rx: Cell::new(Role::default()),
@@ -740,7 +845,19 @@ impl<T, N: TypeName> Channel<T, N> {
         Ok(capacity as u64)
     }
 
-    /// Initialises a new, empty channel of `capacity` data bytes at `ptr`.
+    /// The header's `max_messages` word for a bound in messages (0: none).
+    fn check_messages(messages: Option<usize>) -> Result<u32, ChannelLayoutError> {
+        match messages {
+            None => Ok(0),
+            Some(n) => u32::try_from(n)
+                .ok()
+                .filter(|&n| n > 0)
+                .ok_or(ChannelLayoutError::BadMessageBound(n)),
+        }
+    }
+
+    /// Initialises a new, empty channel at `ptr`: `bounds` its capacity in bytes (a
+    /// `usize`) and, if given, in messages ([`ChannelBounds`]).
     ///
     /// # Safety
     /// `ptr..ptr+len` must be valid, writable memory, not accessed by anyone else
@@ -752,9 +869,14 @@ impl<T, N: TypeName> Channel<T, N> {
     pub unsafe fn init(
         ptr: *mut u8,
         len: usize,
-        capacity: usize,
+        bounds: impl Into<ChannelBounds>,
     ) -> Result<Self, ChannelLayoutError> {
+        let ChannelBounds {
+            bytes: capacity,
+            messages,
+        } = bounds.into();
         let cap = Self::check_capacity(capacity)?;
+        let messages = Self::check_messages(messages)?;
         if ptr.is_null() || (ptr as usize) & 127 != 0 {
             return Err(ChannelLayoutError::Misaligned(ptr as usize));
         }
@@ -771,6 +893,7 @@ impl<T, N: TypeName> Channel<T, N> {
         };
         hdr.meta.version.store(CHANNEL_VERSION, Ordering::Relaxed);
         hdr.meta.capacity.store(cap as u32, Ordering::Relaxed);
+        hdr.meta.max_messages.store(messages, Ordering::Relaxed);
         hdr.meta
             .fingerprint
             .store(Self::type_tag().fingerprint(), Ordering::Relaxed);
@@ -849,6 +972,8 @@ impl<T, N: TypeName> Channel<T, N> {
             cap,
             tx: Cell::new(Role::default()),
             sends: Cell::new(0),
+            max_messages: bound_of(hdr.meta.max_messages.load(Ordering::Relaxed)),
+            counted: RefCell::default(),
             send_poll: PollGauge::new(),
             recv_poll: PollGauge::new(),
             rx: Cell::new(Role::default()),
@@ -878,9 +1003,10 @@ impl<T, N: TypeName> Channel<T, N> {
         }
     }
 
-    /// A heap channel for loom models (two handles).
+    /// A heap channel for loom models (two handles); `max_messages` 0 for no bound in
+    /// messages.
     #[cfg(loom)]
-    pub(crate) fn new_for_loom(capacity: u32) -> (Self, Self) {
+    pub(crate) fn new_for_loom(capacity: u32, max_messages: u32) -> (Self, Self) {
         let z32 = || AtomicU32::new(0);
         let peers = || {
             std::array::from_fn(|_| Peer {
@@ -900,6 +1026,7 @@ impl<T, N: TypeName> Channel<T, N> {
                 rx_live: z32(),
                 tx_ever: z32(),
                 rx_ever: z32(),
+                max_messages: AtomicU32::new(max_messages),
             },
             tail: CursorLine {
                 pos: AtomicU64::new(0),
@@ -928,6 +1055,8 @@ impl<T, N: TypeName> Channel<T, N> {
             cap: u64::from(capacity),
             tx: Cell::new(Role::default()),
             sends: Cell::new(0),
+            max_messages: bound_of(max_messages),
+            counted: RefCell::default(),
             send_poll: PollGauge::new(),
             recv_poll: PollGauge::new(),
             rx: Cell::new(Role::default()),
@@ -964,6 +1093,11 @@ impl<T, N: TypeName> Channel<T, N> {
     /// Data capacity in bytes.
     pub fn capacity(&self) -> usize {
         self.cap as usize
+    }
+
+    /// The bound in messages it was created with ([`ChannelBounds::messages`]).
+    pub fn max_messages(&self) -> Option<usize> {
+        (self.max_messages != u64::MAX).then_some(self.max_messages as usize)
     }
 
     /// The largest message (encoded) this channel carries: the capacity minus a
@@ -1271,6 +1405,65 @@ impl<T, N: TypeName> Channel<T, N> {
         Ok(())
     }
 
+    /// Whether fewer than the bound in messages are queued below the tail `t` (whose
+    /// stamp the caller saw `FREE(t)`): the messages between `read` and `t`, counted
+    /// by walking their stamps; `None` if what was read is stale (retry).
+    ///
+    /// Exact with any number of senders: the records below `t` are fixed once the
+    /// stamp at `t` is `FREE(t)` (a claim happens only at the tail, and the caller's
+    /// claim CAS from that very stamp fails if another sender claimed `t` first), and
+    /// receivers only take them away, so the count can only fall before the claim.
+    /// Messages at or past `read` that a receiver is taking (`READING`, before it
+    /// moves `read`) or that a dead sender left (`DONE`) still count until `read`
+    /// passes them: the bound may hold a sender back a moment, never let one through.
+    ///
+    /// Cost: nothing while fewer than the bound *could* fit between `read` and `t`
+    /// (every record takes at least 8 bytes); beyond that, the handle's `counted`
+    /// cache drops what `read` passed and walks only the records added since its last
+    /// count, so a sender kept at the bound walks about one stamp per send.
+    fn under_bound(&self, t: u64) -> Option<bool> {
+        let max = self.max_messages;
+        // Acquire: pairs with the Release CAS of `read` (as in `try_claim`); every
+        // stamp walked below is validated by its tag.
+        let r = self.hdr().read.pos.load(Ordering::Acquire);
+        if r > t {
+            return None; // `t` is stale
+        }
+        if (t - r) / REC_HDR < max {
+            return Some(true);
+        }
+        let mut c = self.counted.borrow_mut();
+        while c.at.front().is_some_and(|&p| p < r) {
+            c.at.pop_front();
+        }
+        if c.to < r || c.to > t {
+            c.at.clear();
+            c.to = r;
+        }
+        // Bounded: each step moves `to` by a record (at least 8 bytes) towards `t`,
+        // and `t - to` is at most the capacity (else a stamp's tag stops the walk).
+        while c.to < t && (c.at.len() as u64) < max {
+            let p = c.to;
+            // Acquire: pairs with the claim CAS (Release) of the record at `p`, which
+            // lies below the tail (the Acquire of `tail` in `try_reserve`).
+            let w = self.word(p).load(Ordering::Acquire);
+            let size = self
+                .record_size(p, w)
+                .filter(|_| st_tag(w) == tag(p) && st_state(w) != FREE);
+            let Some(size) = size else {
+                // Not the record walked to: `read` or `t` moved on under us.
+                c.at.clear();
+                c.to = 0;
+                return None;
+            };
+            if st_len(w) != WRAP_LEN {
+                c.at.push_back(p);
+            }
+            c.to = p + size;
+        }
+        Some((c.at.len() as u64) < max)
+    }
+
     /// One reservation attempt of a record of `len` payload bytes for the sender
     /// entry `me` (steps 1-4): the position claimed WRITING, or why not.
     fn try_reserve(&self, len: u32, me: &Peer) -> Reserve {
@@ -1309,6 +1502,13 @@ impl<T, N: TypeName> Channel<T, N> {
             }
             if t + size + REC_HDR > head + self.cap {
                 return Reserve::Full;
+            }
+            if self.max_messages != u64::MAX {
+                match self.under_bound(t) {
+                    Some(true) => {}
+                    Some(false) => return Reserve::Full,
+                    None => continue,
+                }
             }
             if state == WRITING {
                 // Relaxed: published by the Release claim below.
@@ -1868,6 +2068,8 @@ impl<T, N: TypeName> Channel<T, N> {
 pub struct ChannelStats {
     /// Data capacity in bytes.
     pub capacity: usize,
+    /// The bound in messages, if any ([`ChannelBounds::messages`]).
+    pub max_messages: Option<usize>,
     /// Bytes between the reclaim cursor and the tail (records not yet reclaimed).
     pub used_bytes: usize,
     /// Messages written or being written and not yet taken ([`Channel::len`]).
@@ -1927,6 +2129,7 @@ impl<T, N: TypeName> Channel<T, N> {
         let head = h.head.pos.load(Ordering::Relaxed);
         ChannelStats {
             capacity: self.capacity(),
+            max_messages: self.max_messages(),
             used_bytes: tail.wrapping_sub(head).min(self.cap) as usize,
             messages: self.len(),
             corrupt: self.is_corrupt(),
@@ -1983,7 +2186,7 @@ impl<T, N: TypeName> Drop for Abandon<'_, T, N> {
 
 #[cfg(not(loom))]
 impl<T, N: TypeName> Channel<T, N> {
-    crate::family::family_forms!(capacity: usize);
+    crate::family::family_forms!(bounds: impl Into<ChannelBounds>);
 
     /// The payload bytes of the record at `pos` (length `len`).
     ///
@@ -2277,30 +2480,31 @@ impl<T: Serialize + DeserializeOwned, N: TypeName> Iterator for Iter<'_, T, N> {
 
 #[cfg(not(loom))]
 impl<T, N: TypeName> crate::family::sealed::Layout for Channel<T, N> {
-    type Init = usize;
+    type Init = ChannelBounds;
     const OBJECT: &'static str = "Channel";
 
     fn tag() -> shmkit_segment::TypeTag {
         Self::type_tag()
     }
 
-    fn payload_size(capacity: &usize) -> Result<usize, crate::CreateError> {
-        Self::check_capacity(*capacity)?;
-        Ok(Self::region_size(*capacity))
+    fn payload_size(bounds: &ChannelBounds) -> Result<usize, crate::CreateError> {
+        Self::check_capacity(bounds.bytes)?;
+        Self::check_messages(bounds.messages)?;
+        Ok(Self::region_size(bounds.bytes))
     }
 
-    unsafe fn init_payload(ptr: *mut u8, len: usize, capacity: usize) {
+    unsafe fn init_payload(ptr: *mut u8, len: usize, bounds: ChannelBounds) {
         // SAFETY: the trait's contract: a fresh, private, large enough payload; the
-        // capacity was validated by `payload_size`.
-        let _ = unsafe { Self::init(ptr, len, capacity) };
+        // bounds were validated by `payload_size`.
+        let _ = unsafe { Self::init(ptr, len, bounds) };
     }
 
     fn from_segment(seg: shmkit_segment::Segment) -> Result<Self, crate::OpenError> {
         Ok(Self::from_segment(seg)?)
     }
 
-    fn check_init(&self, capacity: &usize) -> Result<(), crate::OpenError> {
-        crate::family::check_payload(self.segment(), Self::region_size(*capacity))
+    fn check_init(&self, bounds: &ChannelBounds) -> Result<(), crate::OpenError> {
+        crate::family::check_payload(self.segment(), Self::region_size(bounds.bytes))
     }
 }
 
@@ -2351,6 +2555,84 @@ mod tests {
         }
         assert!(rx.is_empty());
         assert_eq!(rx.try_recv(), Err(RecvError::Empty));
+    }
+
+    /// Three senders race `try_send` until the channel is full, with no receiver
+    /// taking: exactly the bound gets in, round after round (a receiver then takes a
+    /// few), with messages of several sizes so the records wrap.
+    #[test]
+    fn the_bound_in_messages_is_exact_between_racing_senders() {
+        const MAX: usize = 5;
+        let ch: Channel<Vec<u8>> =
+            Channel::anonymous(ChannelBounds::bytes(4096).messages(MAX)).unwrap();
+        assert_eq!(ch.max_messages(), Some(MAX));
+        let start = std::sync::Barrier::new(3);
+        let (mut sent, mut taken) = (0usize, 0usize);
+        for round in 0..200usize {
+            let got: usize = std::thread::scope(|s| {
+                let tries: Vec<_> = (0..3usize)
+                    .map(|k| {
+                        let (tx, start) = (ch.clone(), &start);
+                        s.spawn(move || {
+                            start.wait();
+                            let mut n = 0;
+                            while tx
+                                .try_send(vec![k as u8; (round * 13 + k * 5) % 200])
+                                .is_ok()
+                            {
+                                n += 1;
+                            }
+                            n
+                        })
+                    })
+                    .collect();
+                tries.into_iter().map(|t| t.join().unwrap()).sum()
+            });
+            sent += got;
+            assert_eq!(sent - taken, MAX, "round {round}: {got} got in");
+            assert_eq!(ch.len(), MAX);
+            for _ in 0..=round % MAX {
+                ch.try_recv().unwrap();
+                taken += 1;
+            }
+        }
+    }
+
+    #[test]
+    fn a_send_at_the_bound_in_messages_waits_for_a_receive_or_times_out() {
+        let tx: Channel<u32> = Channel::anonymous(ChannelBounds::bytes(1024).messages(1)).unwrap();
+        let rx = tx.clone();
+        tx.send(1).unwrap();
+        assert!(matches!(
+            tx.send_timeout(2, Duration::from_millis(20)),
+            Err(SendError::Timeout(2))
+        ));
+        let blocked = std::thread::spawn(move || tx.send(2));
+        assert_eq!(rx.recv().unwrap(), 1);
+        blocked.join().unwrap().unwrap();
+        assert_eq!(rx.recv().unwrap(), 2);
+        // The only sender left with its thread: drained, so disconnected.
+        assert_eq!(rx.try_recv(), Err(RecvError::Disconnected));
+    }
+
+    #[test]
+    fn the_bound_in_messages_is_checked_kept_and_shown() {
+        for bad in [0, u32::MAX as usize + 1] {
+            let e =
+                Channel::<u32>::anonymous(ChannelBounds::bytes(1024).messages(bad)).unwrap_err();
+            assert!(
+                e.to_string()
+                    .contains("bound in messages must be 1 to 4294967295"),
+                "{e}"
+            );
+        }
+        let name = format!("shmkit-test-chan-bound-{}", std::process::id());
+        let made = Channel::<u32>::create(&name, ChannelBounds::bytes(1024).messages(3)).unwrap();
+        let found = Channel::<u32>::open(&name).unwrap();
+        assert_eq!(found.max_messages(), Some(3));
+        assert_eq!(found.stats().max_messages, Some(3));
+        assert_eq!(made.max_messages(), Some(3));
+        assert_eq!(chan(1024).max_messages(), None);
     }
 
     #[test]

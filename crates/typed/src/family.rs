@@ -316,7 +316,7 @@ macro_rules! family_forms {
         /// # Errors
         /// See [`SharedObject::create`](crate::SharedObject::create).
         pub fn create(name: &str, $init: $ty) -> Result<Self, $crate::CreateError> {
-            <Self as $crate::SharedObject>::create(name, $init)
+            <Self as $crate::SharedObject>::create(name, $init.into())
         }
 
         /// Creates the object in the segment described by `options`: see
@@ -328,7 +328,7 @@ macro_rules! family_forms {
             options: shmkit_segment::SegmentOptions,
             $init: $ty,
         ) -> Result<Self, $crate::CreateError> {
-            <Self as $crate::SharedObject>::create_in(options, $init)
+            <Self as $crate::SharedObject>::create_in(options, $init.into())
         }
 
         /// An object in anonymous shared memory, shared with children forked after
@@ -337,7 +337,7 @@ macro_rules! family_forms {
         /// # Errors
         /// See [`SharedObject::create`](crate::SharedObject::create).
         pub fn anonymous($init: $ty) -> Result<Self, $crate::CreateError> {
-            <Self as $crate::SharedObject>::anonymous($init)
+            <Self as $crate::SharedObject>::anonymous($init.into())
         }
 
         /// Opens the object in the segment described by `options`: see
@@ -360,7 +360,7 @@ macro_rules! family_forms {
             name: &str,
             $init: $ty,
         ) -> Result<Self, $crate::OpenOrCreateError> {
-            <Self as $crate::SharedObject>::open_or_create(name, $init)
+            <Self as $crate::SharedObject>::open_or_create(name, $init.into())
         }
     };
 }

@@ -62,7 +62,8 @@ pub use bytemuck;
 /// What may live in shared memory (trait and derive): see [`types`].
 pub use bytemuck::{Pod, Zeroable};
 pub use channel::{
-    Channel, ChannelLayoutError, ChannelStats, RecvError, RustName, SendError, TypeName,
+    Channel, ChannelBounds, ChannelLayoutError, ChannelStats, RecvError, RustName, SendError,
+    TypeName,
 };
 pub use error::{AccessError, CreateError, IndexError, OpenError, OpenOrCreateError};
 #[cfg(not(loom))]

@@ -353,7 +353,7 @@ fn loom_channel_two_senders_one_receiver_each_record_exactly_once() {
     let mut b = loom::model::Builder::new();
     b.preemption_bound = Some(3);
     b.check(|| {
-        let (rx, tx1) = Channel::<u64>::new_for_loom(64);
+        let (rx, tx1) = Channel::<u64>::new_for_loom(64, 0);
         let tx2 = tx1.clone();
         rx.loom_register(false, true);
         tx1.loom_register(true, false);
@@ -378,7 +378,7 @@ fn loom_channel_two_senders_one_receiver_each_record_exactly_once() {
 #[test]
 fn loom_channel_receiver_asleep_on_empty_is_woken_by_a_send() {
     model(|| {
-        let (rx, tx) = Channel::<u64>::new_for_loom(64);
+        let (rx, tx) = Channel::<u64>::new_for_loom(64, 0);
         rx.loom_register(false, true);
         tx.loom_register(true, false);
         let s = thread::spawn(move || {
@@ -397,7 +397,7 @@ fn loom_channel_receiver_asleep_on_empty_is_woken_by_a_send() {
 #[test]
 fn loom_channel_sender_asleep_on_full_is_woken_and_reclaims() {
     model(|| {
-        let (rx, tx) = Channel::<u64>::new_for_loom(32);
+        let (rx, tx) = Channel::<u64>::new_for_loom(32, 0);
         rx.loom_register(false, true);
         tx.loom_register(true, false);
         tx.loom_send(1, false).unwrap();
@@ -422,7 +422,7 @@ fn loom_channel_sender_asleep_behind_three_records_is_woken_by_the_one_at_head()
     let mut b = loom::model::Builder::new();
     b.preemption_bound = Some(2);
     b.check(|| {
-        let (rx, tx) = Channel::<u64>::new_for_loom(64);
+        let (rx, tx) = Channel::<u64>::new_for_loom(64, 0);
         rx.loom_register(false, true);
         tx.loom_register(true, false);
         for v in 1..=3 {
@@ -439,14 +439,62 @@ fn loom_channel_sender_asleep_behind_three_records_is_woken_by_the_one_at_head()
     });
 }
 
+/// The bound in messages: a sender blocks on a channel holding its one allowed
+/// message (128 bytes, so the bytes never bind) and sleeps on `space`; the receiver's
+/// take is what lets it on (the record at `head` turns DONE: the same wake-up as for
+/// the bytes). Every interleaving must end with both messages received in order.
+#[test]
+fn loom_channel_sender_asleep_at_the_message_bound_is_woken_by_a_receive() {
+    model(|| {
+        let (rx, tx) = Channel::<u64>::new_for_loom(128, 1);
+        rx.loom_register(false, true);
+        tx.loom_register(true, false);
+        tx.loom_send(1, false).unwrap();
+        assert!(matches!(tx.loom_send(9, false), Err(SendError::Full(()))));
+        let r = thread::spawn(move || {
+            let a = chan_recv_spin(&rx);
+            let b = chan_recv_spin(&rx);
+            (a, b, rx)
+        });
+        tx.loom_send(2, true).unwrap();
+        let (a, b, rx) = r.join().unwrap();
+        assert_eq!((a, b), (1, 2));
+        drop(rx);
+    });
+}
+
+/// The bound in messages is exact between racing senders: with one of two allowed
+/// messages queued, two senders try to send at once (claims, tail helping and the
+/// count all interleaved) and exactly one gets in.
+#[test]
+fn loom_channel_two_senders_racing_for_the_last_place_under_the_bound_one_wins() {
+    model(|| {
+        let (rx, tx1) = Channel::<u64>::new_for_loom(128, 2);
+        let tx2 = tx1.clone();
+        rx.loom_register(false, true);
+        tx1.loom_register(true, false);
+        tx2.loom_register(true, false);
+        tx1.loom_send(1, false).unwrap();
+        let s = thread::spawn(move || (tx2.loom_send(22, false).is_ok(), tx2));
+        let mine = tx1.loom_send(11, false).is_ok();
+        let (theirs, tx2) = s.join().unwrap();
+        assert!(mine ^ theirs, "exactly one sender gets the last place");
+        assert_eq!(rx.len(), 2);
+        assert_eq!(rx.loom_recv(false).unwrap(), 1);
+        let second = rx.loom_recv(false).unwrap();
+        assert_eq!(second, if mine { 11 } else { 22 });
+        drop((tx1, tx2));
+    });
+}
+
 /// A `Select` over two channels sleeps on both `data` parkers at once (one multi-word
 /// wait, modelled as "returns once any word changed"); a send into the second must
 /// wake it in every interleaving, and the index is the second's.
 #[test]
 fn loom_select_asleep_on_two_channels_is_woken_by_a_send_into_either() {
     model(|| {
-        let (rx1, _tx1) = Channel::<u64>::new_for_loom(64);
-        let (rx2, tx2) = Channel::<u64>::new_for_loom(64);
+        let (rx1, _tx1) = Channel::<u64>::new_for_loom(64, 0);
+        let (rx2, tx2) = Channel::<u64>::new_for_loom(64, 0);
         tx2.loom_register(true, false);
         let s = thread::spawn(move || {
             chan_send_spin(&tx2, 9);

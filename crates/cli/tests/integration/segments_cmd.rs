@@ -58,7 +58,8 @@ fn ls_and_inspect_show_a_live_typed_segment() {
 fn inspect_shows_a_channels_fill_level_and_registries() {
     let name = unique_name("cli-chan");
     let _cleanup = ShmCleanup::new(&name);
-    let tx = shmkit_typed::Channel::<String>::create(&name, 4096).expect("create");
+    let bounds = shmkit_typed::ChannelBounds::bytes(4096).messages(8);
+    let tx = shmkit_typed::Channel::<String>::create(&name, bounds).expect("create");
     let rx = tx.clone();
     tx.send("one".to_owned()).expect("send");
     tx.send("two".to_owned()).expect("send");
@@ -71,7 +72,7 @@ fn inspect_shows_a_channels_fill_level_and_registries() {
     assert!(ok, "inspect failed: {err}");
     assert!(out.contains("object          Channel"), "{out}");
     assert!(
-        out.contains("channel fill    1 messages, 32 of 4096 bytes"),
+        out.contains("channel fill    1 messages of at most 8, 32 of 4096 bytes"),
         "{out}"
     );
     let me = std::process::id();
