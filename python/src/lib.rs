@@ -142,7 +142,10 @@ pub(crate) fn open_fail(e: shmkit_typed::OpenError) -> Fail {
     use shmkit_typed::OpenError as E;
     let kind = match &e {
         E::TypeMismatch { .. } => Kind::TypeMismatch,
-        E::LengthMismatch { .. } => Kind::Value,
+        E::LengthMismatch { .. }
+        | E::Channel(shmkit_typed::ChannelLayoutError::MessageBoundMismatch { .. }) => {
+            Kind::Value
+        }
         E::Segment(s) => segment_open_kind(s),
         _ => Kind::Shmkit,
     };

@@ -41,7 +41,7 @@ use pyo3::prelude::*;
 use pyo3::pybacked::{PyBackedBytes, PyBackedStr};
 use pyo3::sync::GILOnceCell;
 use pyo3::types::{PyBytes, PyFloat, PyInt, PyString, PyType};
-use shmkit_typed::{Channel, RecvError, SendError, TypeName};
+use shmkit_typed::{Channel, ChannelBounds, RecvError, SendError, TypeName};
 
 use crate::plain_data::{self, Encoder};
 use crate::{create_fail, ooc_fail, open_fail, wait_sliced, Fail, Kind};
@@ -211,8 +211,23 @@ fn queue_wait(block: bool, timeout: Option<f64>) -> PyResult<Option<Option<Durat
     }
 }
 
+/// The channel bounds for `maxsize_bytes` and a `multiprocessing`-style `maxsize`
+/// (0 or less: no bound in items).
+fn bounds(maxsize_bytes: usize, maxsize: i64) -> PyResult<ChannelBounds> {
+    let b = ChannelBounds::bytes(maxsize_bytes);
+    if maxsize <= 0 {
+        return Ok(b);
+    }
+    match u32::try_from(maxsize) {
+        Ok(n) => Ok(b.messages(n as usize)),
+        Err(_) => Err(PyValueError::new_err(format!(
+            "'maxsize' must be at most 4294967295 items, not {maxsize} (0 for no bound)"
+        ))),
+    }
+}
+
 /// A FIFO queue of Python objects and bytes between processes, through shared memory:
-/// the `multiprocessing.Queue` API over a shmkit `Channel`, bounded by bytes.
+/// the `multiprocessing.Queue` API over a shmkit `Channel`, bounded by bytes and, if asked, by items.
 ///
 /// Any number of processes (Python or Rust) put and get; every item goes to exactly
 /// one getter, in the order each putter put them. `put` and `get` take `block` and
@@ -226,7 +241,10 @@ fn queue_wait(block: bool, timeout: Option<f64>) -> PyResult<Option<Option<Durat
 /// other object is pickled (protocol 5). A record is one tag byte (0 bytes, 1 pickle,
 /// 2 int, 3 str, 4 float, 5 plain data), then the payload (docs/layout.md, `Channel`).
 /// `maxsize_bytes` (a power of two, 64 B to 1 GiB) bounds the bytes queued, each item
-/// taking 8 bytes plus its tag and payload rounded up to 8; there is no bound in items.
+/// taking 8 bytes plus its tag and payload rounded up to 8; `maxsize` (keyword, as
+/// `multiprocessing.Queue(maxsize)`) bounds the items, exactly, with any number of
+/// putters, and nothing is left to repair when one is killed (the count is of the
+/// items themselves).
 ///
 /// Differences from `multiprocessing.Queue`: `close()` lets go of this object's part
 /// (as "this process puts no more"), and once *every* putter has left (closed, exited
@@ -476,14 +494,15 @@ impl Queue {
 #[pymethods]
 impl Queue {
     /// Creates the named queue `name` holding up to `maxsize_bytes` bytes (a power of
-    /// two from 64 B to 1 GiB; default 1 MiB). `shmkit.AlreadyExists` if taken. The name
-    /// is removed when this object is garbage-collected in the creating process.
+    /// two from 64 B to 1 GiB; default 1 MiB) and, if `maxsize` > 0, up to `maxsize`
+    /// items (as `multiprocessing.Queue(maxsize)`; 0 or less: no bound in items).
+    /// `shmkit.AlreadyExists` if taken. The name is removed when this object is
+    /// garbage-collected in the creating process.
     #[staticmethod]
-    #[pyo3(signature = (name, maxsize_bytes = DEFAULT_CAPACITY))]
-    fn create(name: &str, maxsize_bytes: usize) -> PyResult<Self> {
-        Ok(Queue::wrap(
-            Chan::create(name, maxsize_bytes).map_err(create_fail)?,
-        ))
+    #[pyo3(signature = (name, maxsize_bytes = DEFAULT_CAPACITY, *, maxsize = 0))]
+    fn create(name: &str, maxsize_bytes: usize, maxsize: i64) -> PyResult<Self> {
+        let bounds = bounds(maxsize_bytes, maxsize)?;
+        Ok(Queue::wrap(Chan::create(name, bounds).map_err(create_fail)?))
     }
 
     /// Opens the named queue another process (Python or Rust) created.
@@ -492,23 +511,24 @@ impl Queue {
         Ok(Queue::wrap(Chan::open(name).map_err(open_fail)?))
     }
 
-    /// Opens the named queue, or creates it with `maxsize_bytes` if missing.
+    /// Opens the named queue, or creates it with `maxsize_bytes` and `maxsize` if
+    /// missing; an existing queue with other bounds raises `ValueError`.
     #[staticmethod]
-    #[pyo3(signature = (name, maxsize_bytes = DEFAULT_CAPACITY))]
-    fn open_or_create(name: &str, maxsize_bytes: usize) -> PyResult<Self> {
+    #[pyo3(signature = (name, maxsize_bytes = DEFAULT_CAPACITY, *, maxsize = 0))]
+    fn open_or_create(name: &str, maxsize_bytes: usize, maxsize: i64) -> PyResult<Self> {
+        let bounds = bounds(maxsize_bytes, maxsize)?;
         Ok(Queue::wrap(
-            Chan::open_or_create(name, maxsize_bytes).map_err(ooc_fail)?,
+            Chan::open_or_create(name, bounds).map_err(ooc_fail)?,
         ))
     }
 
     /// A queue in anonymous shared memory, shared with children made by `os.fork()`
     /// after this call (a `multiprocessing` "fork" context passes it as is).
     #[staticmethod]
-    #[pyo3(signature = (maxsize_bytes = DEFAULT_CAPACITY))]
-    fn anonymous(maxsize_bytes: usize) -> PyResult<Self> {
-        Ok(Queue::wrap(
-            Chan::anonymous(maxsize_bytes).map_err(create_fail)?,
-        ))
+    #[pyo3(signature = (maxsize_bytes = DEFAULT_CAPACITY, *, maxsize = 0))]
+    fn anonymous(maxsize_bytes: usize, maxsize: i64) -> PyResult<Self> {
+        let bounds = bounds(maxsize_bytes, maxsize)?;
+        Ok(Queue::wrap(Chan::anonymous(bounds).map_err(create_fail)?))
     }
 
     /// Puts `obj` (bytes raw, anything else pickled). Waits (GIL released) for room
@@ -561,9 +581,12 @@ impl Queue {
         lock(&self.proto).unread_bytes() == 0
     }
 
-    /// Whether the queue has no room left for even the smallest item (a snapshot).
+    /// Whether the queue holds `maxsize` items or has no room left for even the
+    /// smallest item (a snapshot).
     fn full(&self) -> bool {
-        lock(&self.proto).unread_bytes() + MIN_RECORD > self.capacity
+        let ch = lock(&self.proto);
+        ch.unread_bytes() + MIN_RECORD > self.capacity
+            || ch.max_messages().is_some_and(|max| ch.len() >= max)
     }
 
     /// Lets go of this object's part of the queue, as "this process puts (and gets) no
@@ -594,6 +617,12 @@ impl Queue {
     #[getter]
     fn maxsize_bytes(&self) -> usize {
         self.capacity
+    }
+
+    /// The bound in items it was created with (0: none; the bytes bound it).
+    #[getter]
+    fn maxsize(&self) -> usize {
+        lock(&self.proto).max_messages().unwrap_or(0)
     }
 
     /// The longest encoded item (bytes, or a pickle) one `put` carries.

@@ -462,3 +462,99 @@ def test_job_queue_example_with_a_rust_worker(peer):  # noqa: F811
         check=True, capture_output=True, text=True, timeout=120,
     ).stdout
     assert "OK: every job done exactly once" in out
+
+
+def test_maxsize_bounds_the_items_as_multiprocessing_does(names):
+    name = names()
+    q = shmkit.Queue.create(name, 1 << 16, maxsize=3)
+    other = shmkit.Queue.open(name)
+    assert q.maxsize == other.maxsize == 3
+    assert shmkit.Queue.open_or_create(name, 1 << 16, maxsize=3).maxsize == 3
+    with pytest.raises(ValueError, match="bound in messages is 3, not 9"):
+        shmkit.Queue.open_or_create(name, 1 << 16, maxsize=9)
+    for i in range(3):
+        q.put_nowait(i)
+    assert q.full() and other.full() and q.qsize() == 3
+    with pytest.raises(queue.Full):
+        other.put_nowait(3)
+    with pytest.raises(queue.Full):
+        other.put(3, timeout=0.01)
+    assert other.get() == 0 and not q.full()
+    q.put(3, timeout=1)
+    assert [q.get_nowait() for _ in range(3)] == [1, 2, 3]
+    for unbounded in (0, -1):
+        assert shmkit.Queue.anonymous(4096, maxsize=unbounded).maxsize == 0
+    with pytest.raises(ValueError, match="'maxsize' must be at most 4294967295 items"):
+        shmkit.Queue.anonymous(maxsize=2**32)
+
+
+def test_a_put_blocked_at_maxsize_in_another_process_goes_on_after_a_get(names, fork, pipe):
+    q = shmkit.Queue.create(names(), 1 << 12, maxsize=1)
+    q.put("first")
+    ready = pipe()
+
+    def putter():
+        ready.send()
+        q.put("second", timeout=30)  # waits: one item queued
+
+    kid = fork(putter)
+    ready.recv()
+    assert q.get(timeout=5) == "first"
+    kid.join()
+    assert q.get(timeout=5) == "second"
+
+
+def test_a_putter_killed_while_waiting_at_maxsize_leaves_nothing_behind(names, fork, pipe):
+    q = shmkit.Queue.create(names(), 1 << 12, maxsize=1)
+    q.put("a")
+    ready = pipe()
+
+    def putter():
+        ready.send()
+        q.put("never", timeout=60)  # waits: the queue is at its bound until killed
+
+    kid = fork(putter)
+    ready.recv()
+    kid.kill()
+    assert q.get(timeout=5) == "a"
+    q.put_nowait("b")  # its place is free: the killed putter holds none
+    assert q.qsize() == 1 and q.full()
+    assert q.get_nowait() == "b"
+    with pytest.raises(queue.Empty):
+        q.get_nowait()
+
+
+def test_maxsize_is_exact_between_python_and_rust_putter_processes(peer, names, fork, pipe):  # noqa: F811
+    """Two forked Python putters and a Rust one fill a queue bounded to 40 items at
+    once, with nobody getting: exactly 40 get in, and each item taken lets exactly one
+    more in."""
+    name = names()
+    q = shmkit.Queue.create(name, 1 << 16, maxsize=40)
+    go, counts = pipe(), pipe()
+
+    def putter():
+        go.recv()
+        n = 0
+        while True:
+            try:
+                q.put_nowait(n)
+            except queue.Full:
+                break
+            n += 1
+        counts.send(bytes([n]))
+
+    kids = [fork(putter) for _ in range(2)]
+    rust = subprocess.Popen([peer, "queue-fill", name], stdout=subprocess.PIPE, text=True)
+    go.send(b"!!")
+    out, _ = rust.communicate(timeout=60)
+    for kid in kids:
+        kid.join()
+    python_in = sum(counts.recv(2))
+    rust_in, rust_max = map(int, out.split())
+    assert rust.returncode == 0 and rust_max == 40
+    assert python_in + rust_in == 40 == q.qsize()
+    assert q.full()
+    q.get_nowait()
+    q.put_nowait("one more")
+    with pytest.raises(queue.Full):
+        q.put_nowait("and no more")

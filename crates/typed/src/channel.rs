@@ -456,6 +456,11 @@ impl From<usize> for ChannelBounds {
     }
 }
 
+/// A bound in messages in an error message.
+fn bound_text(bound: Option<usize>) -> String {
+    bound.map_or_else(|| "none".to_owned(), |n| n.to_string())
+}
+
 /// The handle's form of the header's `max_messages` word: no bound (0) is `u64::MAX`.
 fn bound_of(word: u32) -> u64 {
     if word == 0 {
@@ -489,6 +494,14 @@ pub enum ChannelLayoutError {
         "a channel's bound in messages must be 1 to 4294967295, not {0} (leave it out for no bound)"
     )]
     BadMessageBound(usize),
+    /// `open_or_create` found the channel with another bound in messages.
+    #[error("the channel's bound in messages is {}, not {}: ask for the bounds it was created with, or open it with `open`", bound_text(*.found), bound_text(*.expected))]
+    MessageBoundMismatch {
+        /// The bound asked for.
+        expected: Option<usize>,
+        /// The bound the channel has.
+        found: Option<usize>,
+    },
     /// The region is smaller than the channel needs.
     #[error("region of {len} bytes is too small for this channel, which needs {needed} bytes: map a larger region")]
     TooSmall {
@@ -2504,7 +2517,15 @@ impl<T, N: TypeName> crate::family::sealed::Layout for Channel<T, N> {
     }
 
     fn check_init(&self, bounds: &ChannelBounds) -> Result<(), crate::OpenError> {
-        crate::family::check_payload(self.segment(), Self::region_size(bounds.bytes))
+        crate::family::check_payload(self.segment(), Self::region_size(bounds.bytes))?;
+        if bounds.messages != self.max_messages() {
+            return Err(ChannelLayoutError::MessageBoundMismatch {
+                expected: bounds.messages,
+                found: self.max_messages(),
+            }
+            .into());
+        }
+        Ok(())
     }
 }
 
@@ -2632,6 +2653,16 @@ mod tests {
         assert_eq!(found.max_messages(), Some(3));
         assert_eq!(found.stats().max_messages, Some(3));
         assert_eq!(made.max_messages(), Some(3));
+        let e = Channel::<u32>::open_or_create(&name, ChannelBounds::bytes(1024).messages(4))
+            .unwrap_err();
+        assert!(
+            e.to_string().contains("bound in messages is 3, not 4"),
+            "{e}"
+        );
+        assert!(Channel::<u32>::open_or_create(&name, 1024).is_err());
+        assert!(
+            Channel::<u32>::open_or_create(&name, ChannelBounds::bytes(1024).messages(3)).is_ok()
+        );
         assert_eq!(chan(1024).max_messages(), None);
     }
 

@@ -25,6 +25,9 @@
 //!                                        data>" (the raw items' total length; pickles,
 //!                                        strs, floats and plain data are counted, not
 //!                                        decoded)
+//! shmkit-pypeer queue-fill NAME          puts 8-byte items (tag byte 0) without waiting
+//!                                        until the queue refuses one; prints "<how
+//!                                        many got in> <the queue's maxsize>"
 //! shmkit-pypeer tickets-buy NAME [START]  sells tickets from a SharedValue<i64> count, one
 //!                                        locked check-and-decrement each, until none
 //!                                        are left (after waiting at the SharedBarrier
@@ -36,7 +39,8 @@ use std::time::Duration;
 
 use shmkit_sync::{LockError, NamedLock};
 use shmkit_typed::{
-    Channel, ReadError, RecvError, Ring, SharedArray, SharedBarrier, SharedValue, TypeName,
+    Channel, ReadError, RecvError, Ring, SendError, SharedArray, SharedBarrier, SharedValue,
+    TypeName,
 };
 
 type Res = Result<(), Box<dyn std::error::Error>>;
@@ -56,6 +60,7 @@ fn main() {
         "queue-put" => queue_put(arg(1), arg(2).parse().unwrap_or(0)),
         "queue-put-raw" => queue_put_raw(arg(1), args.get(2..).unwrap_or_default()),
         "queue-get" => queue_get(arg(1)),
+        "queue-fill" => queue_fill(arg(1)),
         "tickets-buy" => tickets_buy(arg(1), arg(2)),
         other => Err(format!("unknown command {other:?}").into()),
     };
@@ -212,6 +217,27 @@ fn queue_put(name: &str, n: u64) -> Res {
     }
     drop(q); // leaves: the getters drain, then see every putter gone
     println!("done");
+    Ok(())
+}
+
+/// Puts raw items without waiting until the queue refuses one (full in bytes or at
+/// its bound in items), then prints how many got in and the queue's bound.
+fn queue_fill(name: &str) -> Res {
+    let q = Channel::<Vec<u8>, PyQueue>::open(name)?;
+    let mut n = 0u64;
+    loop {
+        match q.try_send_with(9, |buf| {
+            buf[0] = TAG_BYTES;
+            buf[1..].copy_from_slice(&n.to_le_bytes());
+        }) {
+            Ok(()) => n += 1,
+            Err(SendError::Full(())) => break,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    // Stays registered as a putter until printed: the getters do not see it leave
+    // before its items are counted.
+    println!("{n} {}", q.max_messages().unwrap_or(0));
     Ok(())
 }
 

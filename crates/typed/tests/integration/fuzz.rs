@@ -6,7 +6,7 @@
 use proptest::prelude::*;
 use shmkit_testkit::{stress, SharedRegion};
 use shmkit_typed::channel::CHANNEL_HEADER_SIZE;
-use shmkit_typed::{Channel, Queue, Ring};
+use shmkit_typed::{Channel, ChannelBounds, Queue, Ring};
 
 const RING_CAP: usize = 4096;
 const QUEUE_CAP: usize = 16;
@@ -104,6 +104,7 @@ proptest! {
     fn random_channel_state_is_an_error_or_a_message_never_a_panic(
         sent in prop::collection::vec(0usize..300, 0..12),
         taken in 0usize..12,
+        bound in prop::option::of(1usize..8),
         muts in prop::collection::vec(
             (
                 prop_oneof![
@@ -120,7 +121,8 @@ proptest! {
         let region = SharedRegion::new(len.next_multiple_of(4096));
         {
             // SAFETY: the region is page aligned, at least `len` bytes, and ours alone.
-            let ch = unsafe { Channel::<Vec<u8>>::init(region.as_ptr(), len, CHANNEL_CAP) }
+            let bounds = ChannelBounds { bytes: CHANNEL_CAP, messages: bound };
+            let ch = unsafe { Channel::<Vec<u8>>::init(region.as_ptr(), len, bounds) }
                 .expect("init");
             for (i, n) in sent.iter().enumerate() {
                 if ch.try_send(vec![i as u8; *n]).is_err() {
