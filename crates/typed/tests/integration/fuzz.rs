@@ -120,8 +120,8 @@ proptest! {
         let len = Channel::<Vec<u8>>::region_size(CHANNEL_CAP);
         let region = SharedRegion::new(len.next_multiple_of(4096));
         {
-            // SAFETY: the region is page aligned, at least `len` bytes, and ours alone.
             let bounds = ChannelBounds { bytes: CHANNEL_CAP, messages: bound };
+            // SAFETY: the region is page aligned, at least `len` bytes, and ours alone.
             let ch = unsafe { Channel::<Vec<u8>>::init(region.as_ptr(), len, bounds) }
                 .expect("init");
             for (i, n) in sent.iter().enumerate() {
