@@ -163,6 +163,10 @@ def main():
         row(f"Queue, 1 process to another: {what}", q,
             lambda: queue_rate(FORK.Queue(), item, q),
             lambda: queue_rate(shmkit.Queue.anonymous(), item, q))
+    # Bounded in items on both sides (the producer runs ahead and waits at the bound).
+    row("Queue(maxsize=1000), 1 process to another: small ints", q,
+        lambda: queue_rate(FORK.Queue(maxsize=1000), None, q),
+        lambda: queue_rate(shmkit.Queue.anonymous(maxsize=1000), None, q))
     mp_lock, sk_lock = FORK.Lock(), shmkit.Lock.anonymous()
     row("Lock acquire+release, uncontended", n,
         lambda: uncontended(mp_lock, n), lambda: uncontended(sk_lock, n))
