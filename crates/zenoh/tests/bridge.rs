@@ -1,7 +1,9 @@
 //! Two bridge processes (the crate's `shmkit-bridge`) standing for two hosts that
 //! share nothing but a TCP connection on 127.0.0.1: a producer on one side, consumers
 //! on the other; the importing bridge is killed (SIGKILL) and restarted mid-stream.
-//! Each side's objects have their own names; Zenoh's shared memory is not built.
+//! Each side's objects have their own names; Zenoh's shared memory is not built. One
+//! test (as root) goes further: each side runs in a mount namespace with a private
+//! `/dev/shm`, both using the same names.
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
@@ -513,4 +515,103 @@ fn ring_large_messages_from_fragments() {
     }
     let _tx = producer.join().expect("producer");
     drop(importer);
+}
+
+/// The two sides of [`channel_between_two_private_dev_shm`], each re-executed from
+/// this test binary inside its own mount namespace with a tmpfs of its own on
+/// `/dev/shm` (`unshare --mount`), so that the side and the bridge it starts share
+/// nothing with the other side but TCP on 127.0.0.1. Its stdin stays open until the
+/// test closes it.
+fn spawn_side(role: &str, env: &[(&str, &str)]) -> Child {
+    let exe = std::env::current_exe().expect("this test binary");
+    let test = shmkit_testkit::test_path!(channel_between_two_private_dev_shm);
+    let script = r#"mount -t tmpfs -o mode=1777,size=256m shmkit-side /dev/shm && exec "$@""#;
+    Command::new("unshare")
+        .args([
+            "--mount",
+            "--propagation",
+            "private",
+            "--",
+            "sh",
+            "-c",
+            script,
+            "sh",
+        ])
+        .arg(exe)
+        .args([test, "--exact", "--test-threads=1", "--quiet"])
+        .env(shmkit_testkit::ROLE_ENV, role)
+        .envs(env.iter().copied())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("spawn unshare")
+}
+
+/// A side of [`channel_between_two_private_dev_shm`]: `export` creates the channel
+/// `ZNS_NAME`, exports it and sends `ZNS_N` values, then waits for its stdin to
+/// close; `import` creates a channel of the *same name* (possible only if the other
+/// side's is not visible), imports into it and receives every value once, in order.
+fn run_side(role: &str) {
+    let var = |k: &str| std::env::var(k).expect(k);
+    let (name, listen) = (var("ZNS_NAME"), var("ZNS_LISTEN"));
+    let n: u64 = var("ZNS_N").parse().expect("ZNS_N");
+    let key = format!("shmkit/test/{name}");
+    let ch = Channel::<u64>::create(&name, 1 << 16).expect("the same name on each side");
+    if role == "export" {
+        let chan = format!("channel:{name}");
+        let _bridge = Bridge::start(&["--export", &chan, "--key", &key, "--listen", &listen]);
+        for i in 0..n {
+            ch.send_timeout(i, DEADLINE).expect("send");
+        }
+        // Until the importing side got everything (the test closes our stdin).
+        let _ = std::io::Read::read(&mut std::io::stdin(), &mut [0u8; 1]);
+    } else {
+        let into = format!("channel:{name}");
+        let bridge = Bridge::start(&["--import", &key, "--into", &into, "--connect", &listen]);
+        assert_eq!(consume(&ch, n, || {}), n, "every value once, in order");
+        let line = bridge.stop();
+        assert_eq!(import_state(&name).gaps, 0, "{line}");
+    }
+}
+
+/// As two hosts: each side (its process and its bridge) in a mount namespace of its
+/// own with a private `/dev/shm` (root only: `unshare`), both using the same object
+/// name; only the TCP connection crosses. Nothing of either side reaches this
+/// process's `/dev/shm`.
+#[test]
+fn channel_between_two_private_dev_shm() {
+    if let Some(role) = shmkit_testkit::child_role() {
+        return run_side(&role);
+    }
+    let unshare = Command::new("unshare")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !shmkit_testkit::skip_or_fail(
+        shmkit_testkit::is_root() && unshare,
+        "needs root and unshare(1) to give each side a private /dev/shm",
+    ) {
+        return;
+    }
+    let n = stress(3_000, 100_000).to_string();
+    let name = unique_name("zns");
+    let listen = format!("tcp/127.0.0.1:{}", free_port());
+    let env = [
+        ("ZNS_NAME", name.as_str()),
+        ("ZNS_LISTEN", &listen),
+        ("ZNS_N", &n),
+    ];
+    let mut export = spawn_side("export", &env);
+    let mut import = spawn_side("import", &env);
+    let got = import.wait().expect("wait for the importing side");
+    drop(export.stdin.take()); // the exporting side may go now
+    let sent = export.wait().expect("wait for the exporting side");
+    assert!(got.success(), "importing side failed: {got}");
+    assert!(sent.success(), "exporting side failed: {sent}");
+    for own in [name.clone(), state_name(&name), export_state_name(&name)] {
+        assert!(
+            !std::path::Path::new("/dev/shm").join(&own).exists(),
+            "{own} reached the host's /dev/shm"
+        );
+    }
 }
