@@ -143,9 +143,7 @@ pub(crate) fn open_fail(e: shmkit_typed::OpenError) -> Fail {
     let kind = match &e {
         E::TypeMismatch { .. } => Kind::TypeMismatch,
         E::LengthMismatch { .. }
-        | E::Channel(shmkit_typed::ChannelLayoutError::MessageBoundMismatch { .. }) => {
-            Kind::Value
-        }
+        | E::Channel(shmkit_typed::ChannelLayoutError::MessageBoundMismatch { .. }) => Kind::Value,
         E::Segment(s) => segment_open_kind(s),
         _ => Kind::Shmkit,
     };

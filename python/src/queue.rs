@@ -502,7 +502,9 @@ impl Queue {
     #[pyo3(signature = (name, maxsize_bytes = DEFAULT_CAPACITY, *, maxsize = 0))]
     fn create(name: &str, maxsize_bytes: usize, maxsize: i64) -> PyResult<Self> {
         let bounds = bounds(maxsize_bytes, maxsize)?;
-        Ok(Queue::wrap(Chan::create(name, bounds).map_err(create_fail)?))
+        Ok(Queue::wrap(
+            Chan::create(name, bounds).map_err(create_fail)?,
+        ))
     }
 
     /// Opens the named queue another process (Python or Rust) created.
