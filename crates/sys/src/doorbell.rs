@@ -518,6 +518,8 @@ impl Interest {
         let mut to_wake = Vec::new();
         let mut guard = lock();
         let st = state(&mut guard);
+        // Where the interest was armed before (ring, word), if it was.
+        let mut old_at = None;
         if self.pid != st.pid || !st.entries.contains_key(&self.id) {
             self.id = st.next_id;
             st.next_id += 1;
@@ -541,10 +543,7 @@ impl Interest {
             if was_armed && st.peer_is_paced(old_peer) {
                 st.paced -= 1;
             }
-            if old_word != addr || old_ring != 0 {
-                // Armed again where it is decided below (a ring word is re-joined).
-                st.unlink_from(self.id, old_ring, old_word);
-            }
+            old_at = Some((old_ring, old_word));
         }
         // The peer: one watcher registration per process, shared by its interests.
         let old_peer = st.entries[&self.id].peer;
@@ -567,24 +566,46 @@ impl Interest {
         // Inside a tokio runtime, the io_uring backend (`doorbell_uring.rs`) for what
         // it serves: words whose peer, if any, the watcher watches.
         #[cfg(feature = "tokio")]
-        if until.is_none() && !paced_now {
-            if let Some(ring) = uring::ring_here(st) {
-                let e = st.entries.get_mut(&self.id).expect("inserted above");
-                e.word = addr;
-                e.ring = ring;
-                e.peer = peer;
-                e.until = None;
-                e.woken = false;
-                let replaced = match &mut e.waker {
-                    Some(old) if old.will_wake(waker) => None,
-                    slot => slot.replace(waker.clone()),
-                };
-                let armed = uring::arm(st, ring, addr, expected, self.id, &mut to_wake);
-                drop(guard);
-                drop(replaced);
-                to_wake.into_iter().for_each(Waker::wake);
-                return armed;
+        let (on_ring, reaper) = match (until.is_none() && !paced_now)
+            .then(|| uring::ring_here(st))
+            .flatten()
+        {
+            Some((r, reaper)) => (r, reaper),
+            None => (0, None),
+        };
+        #[cfg(not(feature = "tokio"))]
+        let on_ring = 0;
+        // Off the word it was armed on, unless armed again on the same one.
+        if let Some((old_ring, old_word)) = old_at.filter(|&at| at != (on_ring, addr)) {
+            st.unlink_from(self.id, old_ring, old_word);
+        }
+        #[cfg(feature = "tokio")]
+        if on_ring != 0 {
+            let e = st.entries.get_mut(&self.id).expect("inserted above");
+            e.word = addr;
+            e.ring = on_ring;
+            e.peer = peer;
+            e.until = None;
+            e.woken = false;
+            let replaced = match &mut e.waker {
+                Some(old) if old.will_wake(waker) => None,
+                slot => slot.replace(waker.clone()),
+            };
+            let armed = uring::arm(st, on_ring, addr, expected, self.id, &mut to_wake);
+            if armed.is_err() {
+                // The kernel refused the request (as a helper thread that cannot be
+                // started): the future reports it.
+                uring::unlink(st, self.id, (on_ring, addr));
             }
+            drop(guard);
+            // After the lock: a runtime shutting down drops the task at once, and
+            // its guard takes the lock.
+            if let Some(r) = reaper {
+                r.spawn();
+            }
+            drop(replaced);
+            to_wake.into_iter().for_each(Waker::wake);
+            return armed;
         }
         // The word: shared by every interest on it.
         let helper = match st.words.get(&addr) {

@@ -140,10 +140,24 @@ fn probe() -> bool {
         && probe.is_supported(opcode::AsyncCancel::CODE)
 }
 
+/// A reaper task to spawn once the doorbell's lock is released (a runtime that is
+/// shutting down drops a new task at once, and its guard takes that lock).
+pub(super) struct Reaper {
+    handle: tokio::runtime::Handle,
+    dead: Dead,
+}
+
+impl Reaper {
+    pub(super) fn spawn(self) {
+        drop(self.handle.spawn(reap(self.dead)));
+    }
+}
+
 /// The ring of the calling thread for an interest polled inside a tokio runtime, made
-/// (with its reaper) if needed; `None` outside a runtime or where io_uring is not
-/// usable: then the helper threads serve the interest.
-pub(super) fn ring_here(st: &mut State) -> Option<u64> {
+/// if needed (then with its reaper, for the caller to spawn); `None` outside a
+/// runtime or where io_uring is not usable: then the helper threads serve the
+/// interest.
+pub(super) fn ring_here(st: &mut State) -> Option<(u64, Option<Reaper>)> {
     // Relaxed: a test setting, read on its own.
     if FORCE_HELPERS.load(Ordering::Relaxed) {
         return None;
@@ -156,7 +170,7 @@ pub(super) fn ring_here(st: &mut State) -> Option<u64> {
         let mut here = here.borrow_mut();
         if let Some(r) = here.as_ref().filter(|r| r.usable_here()) {
             if st.uring.rings.contains_key(&r.id) {
-                return Some(r.id);
+                return Some((r.id, None));
             }
         }
         let io = IoUring::new(256).ok()?;
@@ -170,10 +184,10 @@ pub(super) fn ring_here(st: &mut State) -> Option<u64> {
         st.uring.rings.insert(ring.id, ring.clone());
         *here = Some(ring.clone());
         let id = ring.id;
-        // The guard is an argument, so that a task dropped before its first poll (a
-        // runtime shut down first) drops it too.
-        handle.spawn(reap(Dead(ring)));
-        Some(id)
+        // The guard is the task's argument, so that a task dropped before its first
+        // poll (a runtime shut down first) drops it too.
+        let dead = Dead(ring);
+        Some((id, Some(Reaper { handle, dead })))
     })
 }
 
