@@ -69,6 +69,22 @@
 //! its executor thread for up to the budget, which a runtime with other tasks to run
 //! rarely wants; a dedicated latency-critical task may.
 //!
+//! # With tokio: io_uring, one hop (feature `tokio`)
+//! Through a helper thread a wake-up travels twice (the helper, then the task's
+//! runtime thread). With the `tokio` feature, on Linux 6.7+, an interest armed by a
+//! future polled inside a tokio runtime goes instead to an io_uring ring of the
+//! polling thread whose file descriptor sits in the runtime's reactor: the kernel
+//! wakes the runtime thread itself, as for a socket (`doorbell_uring.rs` has the
+//! design: one ring per thread, one request per word and ring, a reaper task per
+//! ring, cancel on the last interest's drop, rings closed with their runtime). The
+//! handshake above is unchanged (the kernel compares the word, as `futex_waitv`
+//! does), so it has no loom model of its own. Timers, peers the watcher cannot watch,
+//! other executors, and kernels or sandboxes without io_uring's futex ops stay with
+//! the helper threads ([`uring_available`] says which). The runtime must have I/O
+//! enabled (`enable_io`/`enable_all`, as `#[tokio::main]` does): tokio cannot be
+//! asked, so one registration in a runtime without it panics inside tokio (the
+//! message is printed once) and turns the backend off for the process.
+//!
 //! # Without `futex_waitv` (Linux before 5.16)
 //! The helper then sleeps on its control word alone, in slices of
 //! [`FIRST_CHECK`] (10 ms), and wakes every armed interest
