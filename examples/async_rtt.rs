@@ -1,7 +1,9 @@
 //! Round trips between two processes, in one run: a ring ping-pong where the parent
 //! waits blocking (spin, then futex), the same where it awaits `read_async` on a tokio
-//! current-thread runtime (the doorbell's helper thread wakes it), and a tokio
-//! `UnixStream` ping-pong; and `read_async` again with the optional bounded spin in
+//! current-thread runtime (with the `tokio` feature, on Linux 6.7+, woken through the
+//! runtime's reactor by io_uring, else by the doorbell's helper thread), and a tokio
+//! `UnixStream` ping-pong; a futex ping-pong where both sides sleep (the floor of the
+//! sleeping regime); and `read_async` again with the optional bounded spin in
 //! poll (`shmkit::sync::future::set_poll_spin`, 50 µs, as long as the blocking read
 //! polls), beside the spinning blocking read. The echoing child is the same blocking
 //! program in the ring cases and a blocking `UnixStream` echo in the socket case.
@@ -13,7 +15,10 @@
 mod common;
 
 use std::io::{Read, Write};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
+
+use shmkit_sys::futex;
 
 use shmkit::typed::Ring;
 
@@ -22,6 +27,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     match args.get(1).map(String::as_str) {
         Some("--child") if args[2] == "ring" => return ring_echo(&args[3], &args[4]),
         Some("--child") if args[2] == "unix" => return unix_echo(&args[3]),
+        Some("--child") if args[2] == "futex" => return futex_echo(&args[3], &args[4]),
         _ => {}
     }
     let rounds: usize = match args.iter().position(|a| a == "--rounds") {
@@ -31,11 +37,17 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let blocking = ring_rtt(rounds, false)?;
     let asynch = ring_rtt(rounds, true)?;
     let unix = unix_rtt(rounds)?;
+    let futex = futex_rtt(rounds)?;
     shmkit::sync::future::set_poll_spin(Duration::from_micros(50));
     let spun = ring_rtt(rounds, true)?;
     shmkit::sync::future::set_poll_spin(Duration::ZERO);
     let s = median(&spun);
-    let (b, a, u) = (median(&blocking), median(&asynch), median(&unix));
+    let (b, a, u, f) = (
+        median(&blocking),
+        median(&asynch),
+        median(&unix),
+        median(&futex),
+    );
     println!("{rounds} round trips of 8 bytes between two processes (median / p99):");
     println!(
         "  ring, blocking read       {:>8.2} µs / {:>8.2} µs",
@@ -53,14 +65,20 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         us(p99(&unix))
     );
     println!(
+        "  futex ping-pong, sleeping {:>8.2} µs / {:>8.2} µs",
+        us(f),
+        us(p99(&futex))
+    );
+    println!(
         "  ring, read_async + spin   {:>8.2} µs / {:>8.2} µs",
         us(s),
         us(p99(&spun))
     );
     println!(
-        "  async / blocking = {:.2}, async / unix socket = {:.2}, async with spin / blocking = {:.2}",
+        "  async / blocking = {:.2}, async / unix socket = {:.2}, async / sleeping futex ping-pong = {:.2}, async with spin / blocking = {:.2}",
         a / b,
         a / u,
+        a / f,
         s / b
     );
     Ok(())
@@ -123,7 +141,9 @@ fn ring_rtt(rounds: usize, asynch: bool) -> Result<Vec<Duration>, Box<dyn std::e
     let mut times = Vec::with_capacity(rounds);
     let mut buf = Vec::new();
     if asynch {
-        let rt = tokio::runtime::Builder::new_current_thread().build()?;
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_io()
+            .build()?;
         rt.block_on(async {
             for i in 0..rounds as u64 {
                 let t = Instant::now();
@@ -181,5 +201,66 @@ fn unix_rtt(rounds: usize) -> Result<Vec<Duration>, Box<dyn std::error::Error>> 
         Ok::<_, Box<dyn std::error::Error>>(times)
     })?;
     let _ = std::fs::remove_file(&path);
+    Ok(times)
+}
+
+/// The two futex words of the sleeping ping-pong, on their own cache lines of the
+/// segment's payload.
+fn futex_words(seg: &shmkit::segment::Segment) -> (&AtomicU32, &AtomicU32) {
+    let p = seg.payload_ptr();
+    // SAFETY: the payload is at least 256 bytes (`futex_rtt`), 128-byte aligned and
+    // mapped while `seg` lives; both processes touch these words only atomically.
+    unsafe { (&*p.cast::<AtomicU32>(), &*p.add(128).cast::<AtomicU32>()) }
+}
+
+/// The child of the futex case: waits (sleeping, no spin) for each ping, answers it.
+fn futex_echo(name: &str, rounds: &str) -> Result<(), Box<dyn std::error::Error>> {
+    let seg = shmkit::segment::Segment::options().posix(name).open()?;
+    let (ping, pong) = futex_words(&seg);
+    for i in 1..=rounds.parse::<u32>()? {
+        loop {
+            let v = ping.load(Ordering::Acquire);
+            if v == i {
+                break;
+            }
+            futex::wait(ping, v, None)?;
+        }
+        pong.store(i, Ordering::Release);
+        futex::wake(pong, 1);
+    }
+    Ok(())
+}
+
+/// The floor of the sleeping regime: a ping-pong on two futex words between two
+/// processes, each side sleeping in `futex_wait` (no spin) until woken: one cross-CPU
+/// wake-up per direction, the least any sleeping waiter pays.
+fn futex_rtt(rounds: usize) -> Result<Vec<Duration>, Box<dyn std::error::Error>> {
+    let name = format!("shmkit-rtt-futex-{}", std::process::id());
+    let seg = shmkit::segment::Segment::options()
+        .posix(&name)
+        .size(256)
+        .create()?;
+    let (ping, pong) = futex_words(&seg);
+    let mut child = Reap(common::spawn_self_inherit(&[
+        "--child",
+        "futex",
+        &name,
+        &rounds.to_string(),
+    ]));
+    let mut times = Vec::with_capacity(rounds);
+    for i in 1..=rounds as u32 {
+        let t = Instant::now();
+        ping.store(i, Ordering::Release);
+        futex::wake(ping, 1);
+        loop {
+            let v = pong.load(Ordering::Acquire);
+            if v == i {
+                break;
+            }
+            futex::wait(pong, v, None)?;
+        }
+        times.push(t.elapsed());
+    }
+    child.0.wait()?;
     Ok(times)
 }

@@ -94,12 +94,16 @@ fn poll_once<F: Future>(f: std::pin::Pin<&mut F>) -> Poll<F::Output> {
 /// their own once their last word goes; a hang guard, not a timing assertion).
 fn assert_doorbell_idle() {
     let guard = std::time::Instant::now() + Duration::from_secs(20);
-    while doorbell::registered_words() != 0 || doorbell::helper_threads() != 0 {
+    while doorbell::registered_words() != 0
+        || doorbell::helper_threads() != 0
+        || doorbell::uring_rings() != 0
+    {
         assert!(
             std::time::Instant::now() < guard,
-            "doorbell not idle: {} words, {} helpers",
+            "doorbell not idle: {} words, {} helpers, {} rings",
             doorbell::registered_words(),
-            doorbell::helper_threads()
+            doorbell::helper_threads(),
+            doorbell::uring_rings()
         );
         std::thread::yield_now();
     }
@@ -447,9 +451,78 @@ fn an_acquire_woken_then_dropped_leaves_the_permit() {
     assert_doorbell_idle();
 }
 
+/// Sends every interest to the helper threads while it lives (as where io_uring is
+/// refused), so that their bound and fallback are tested on any machine.
+struct HelpersOnly;
+
+impl HelpersOnly {
+    fn new() -> Self {
+        doorbell::force_helpers(true);
+        HelpersOnly
+    }
+}
+
+impl Drop for HelpersOnly {
+    fn drop(&mut self) {
+        doorbell::force_helpers(false);
+    }
+}
+
+/// The io_uring backend's bound: 10,000 futures on 100 events of a 2-worker runtime
+/// take at most one ring per worker and one request per (ring, word), no helper
+/// thread; every future is woken; shutting the runtime down closes the rings.
+#[test]
+fn ten_thousand_futures_on_a_hundred_events_on_io_uring_need_no_helper_thread() {
+    let _s = serial();
+    if !shmkit_testkit::skip_or_fail(
+        doorbell::uring_available(),
+        "needs io_uring with futex ops (Linux 6.7+, not refused by seccomp)",
+    ) {
+        return;
+    }
+    const OBJECTS: usize = 100;
+    const FUTURES: usize = 10_000;
+    let events: Arc<Vec<Event>> = Arc::new((0..OBJECTS).map(|_| Event::new()).collect());
+    let rt = multi_thread();
+    rt.block_on(async {
+        tokio::time::timeout(HANG, async {
+            let tasks: Vec<_> = (0..FUTURES)
+                .map(|i| {
+                    let events = events.clone();
+                    tokio::spawn(async move { events[i % OBJECTS].wait_async().await })
+                })
+                .collect();
+            while events.iter().map(Event::waiters).sum::<u32>() < FUTURES as u32
+                || doorbell::registered_words() < OBJECTS
+            {
+                tokio::task::yield_now().await;
+            }
+            let rings = doorbell::uring_rings();
+            assert!(
+                (1..=3).contains(&rings),
+                "{rings} rings for 2 workers and block_on"
+            );
+            assert!(doorbell::registered_words() <= OBJECTS * rings);
+            assert_eq!(doorbell::helper_threads(), 0);
+            for ev in events.iter() {
+                ev.set();
+            }
+            for t in tasks {
+                t.await.expect("join").expect("woken");
+            }
+        })
+        .await
+        .expect("no hang")
+    });
+    assert!(events.iter().all(|e| e.waiters() == 0));
+    drop(rt);
+    assert_doorbell_idle();
+}
+
 #[test]
 fn ten_thousand_futures_on_a_hundred_events_need_one_helper_thread() {
     let _s = serial();
+    let _helpers = HelpersOnly::new();
     const OBJECTS: usize = 100;
     const FUTURES: usize = 10_000;
     let events: Arc<Vec<Event>> = Arc::new((0..OBJECTS).map(|_| Event::new()).collect());
@@ -491,6 +564,7 @@ fn ten_thousand_futures_on_a_hundred_events_need_one_helper_thread() {
 #[test]
 fn three_hundred_words_need_three_helper_threads() {
     let _s = serial();
+    let _helpers = HelpersOnly::new();
     const OBJECTS: usize = 300;
     let events: Arc<Vec<Event>> = Arc::new((0..OBJECTS).map(|_| Event::new()).collect());
     let rt = current_thread();
@@ -1367,6 +1441,7 @@ fn a_bounded_spin_in_poll_catches_what_arrives_during_it_without_the_doorbell() 
 fn without_futex_waitv_the_helpers_slices_still_wake_every_future() {
     let _s = serial();
     assert_doorbell_idle();
+    let _helpers = HelpersOnly::new();
     shmkit_sys::doorbell::force_slices(true);
     let name = unique_name("async-slices");
     let _cleanup = ShmCleanup::new(&name);

@@ -93,10 +93,16 @@ use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
+#[doc(hidden)]
+pub use shmkit_sys::doorbell::force_helpers;
 use shmkit_sys::doorbell::Interest;
 /// The doorbell's bound and counters: helper threads running now (at most
-/// `ceil(distinct armed words / WORDS_PER_HELPER)`) and words registered now.
-pub use shmkit_sys::doorbell::{helper_threads, registered_words, WORDS_PER_HELPER};
+/// `ceil(distinct armed words / WORDS_PER_HELPER)`), words registered now, and (with
+/// the `tokio` feature) whether its io_uring backend serves futures polled inside a
+/// tokio runtime here and how many rings it holds.
+pub use shmkit_sys::doorbell::{
+    helper_threads, registered_words, uring_available, uring_rings, WORDS_PER_HELPER,
+};
 /// The optional bounded spin of pending polls (off by default): see the doorbell's
 /// [Spinning in poll](shmkit_sys::doorbell#spinning-in-poll-optional-off-by-default).
 pub use shmkit_sys::doorbell::{poll_spin, set_poll_spin};

@@ -69,6 +69,22 @@
 //! its executor thread for up to the budget, which a runtime with other tasks to run
 //! rarely wants; a dedicated latency-critical task may.
 //!
+//! # With tokio: io_uring, one hop (feature `tokio`)
+//! Through a helper thread a wake-up travels twice (the helper, then the task's
+//! runtime thread). With the `tokio` feature, on Linux 6.7+, an interest armed by a
+//! future polled inside a tokio runtime goes instead to an io_uring ring of the
+//! polling thread whose file descriptor sits in the runtime's reactor: the kernel
+//! wakes the runtime thread itself, as for a socket (`doorbell_uring.rs` has the
+//! design: one ring per thread, one request per word and ring, a reaper task per
+//! ring, cancel on the last interest's drop, rings closed with their runtime). The
+//! handshake above is unchanged (the kernel compares the word, as `futex_waitv`
+//! does), so it has no loom model of its own. Timers, peers the watcher cannot watch,
+//! other executors, and kernels or sandboxes without io_uring's futex ops stay with
+//! the helper threads ([`uring_available`] says which). The runtime must have I/O
+//! enabled (`enable_io`/`enable_all`, as `#[tokio::main]` does): tokio cannot be
+//! asked, so one registration in a runtime without it panics inside tokio (the
+//! message is printed once) and turns the backend off for the process.
+//!
 //! # Without `futex_waitv` (Linux before 5.16)
 //! The helper then sleeps on its control word alone, in slices of
 //! [`FIRST_CHECK`] (10 ms), and wakes every armed interest
@@ -117,6 +133,10 @@ use std::sync::{Arc, MutexGuard};
 use std::task::Waker;
 
 use crate::futex::{self, AnyWord, Deadline, WaitAny};
+
+#[cfg(feature = "tokio")]
+#[path = "doorbell_uring.rs"]
+mod uring;
 use crate::parker::{Parker, CHECK_CAP, FIRST_CHECK};
 use crate::watcher;
 
@@ -199,7 +219,53 @@ pub fn registered_words() -> usize {
     guard
         .as_ref()
         .filter(|st| st.pid == crate::owner::current_pid())
-        .map_or(0, |st| st.words.len())
+        .map_or(0, |st| {
+            #[cfg(feature = "tokio")]
+            let on_rings = st.uring.words.len();
+            #[cfg(not(feature = "tokio"))]
+            let on_rings = 0;
+            st.words.len() + on_rings
+        })
+}
+
+/// For tests only: sends every interest to the helper threads while `on`, as where
+/// io_uring is refused (the `tokio` feature's backend, `doorbell_uring.rs`).
+#[doc(hidden)]
+pub fn force_helpers(on: bool) {
+    #[cfg(feature = "tokio")]
+    // Relaxed: a setting, read on its own.
+    uring::FORCE_HELPERS.store(on, Ordering::Relaxed);
+    #[cfg(not(feature = "tokio"))]
+    let _ = on;
+}
+
+/// Whether futures polled inside a tokio runtime are served by the io_uring backend
+/// here: the `tokio` feature is on and this kernel lets the process use io_uring with
+/// its futex ops (Linux 6.7+; a seccomp filter, e.g. a container's default, may
+/// refuse io_uring). Otherwise the helper threads serve them.
+pub fn uring_available() -> bool {
+    #[cfg(feature = "tokio")]
+    {
+        uring::usable()
+    }
+    #[cfg(not(feature = "tokio"))]
+    false
+}
+
+/// io_uring rings this process's doorbell holds now (one per thread that polled a
+/// future inside a tokio runtime, while that runtime lives; always 0 without the
+/// `tokio` feature). For tests and diagnostics.
+pub fn uring_rings() -> usize {
+    #[cfg(feature = "tokio")]
+    {
+        let guard = lock();
+        guard
+            .as_ref()
+            .filter(|st| st.pid == crate::owner::current_pid())
+            .map_or(0, |st| st.uring.rings.len())
+    }
+    #[cfg(not(feature = "tokio"))]
+    0
 }
 
 /// Set by [`force_slices`]: helpers behave as on a kernel without `futex_waitv`.
@@ -241,6 +307,8 @@ pub struct Interest {
 
 struct Entry {
     word: usize,
+    /// The io_uring ring it is armed on (`doorbell_uring.rs`); 0: the helpers.
+    ring: u64,
     peer: Option<PeerKey>,
     /// A timer interest's deadline (see [`Interest::arm_timer`]).
     until: Option<Deadline>,
@@ -279,6 +347,9 @@ struct State {
     peers: HashMap<PeerKey, Peer>,
     /// Armed interests whose peer the watcher does not watch.
     paced: usize,
+    /// The io_uring backend's rings and words.
+    #[cfg(feature = "tokio")]
+    uring: uring::Table,
 }
 
 /// Per process: a forked child gets a fresh `None` and never takes the lock of its
@@ -310,6 +381,8 @@ fn state(guard: &mut Option<State>) -> &mut State {
         helpers: Vec::new(),
         peers: HashMap::new(),
         paced: 0,
+        #[cfg(feature = "tokio")]
+        uring: uring::Table::default(),
     })
 }
 
@@ -325,7 +398,17 @@ impl State {
             .is_some_and(|p| p.reg.is_none())
     }
 
-    /// Removes entry `id` from its word (and the word, if it was the last).
+    /// Removes entry `id` from its word on ring `ring` (0: a helper's word).
+    fn unlink_from(&mut self, id: u64, ring: u64, word: usize) {
+        #[cfg(feature = "tokio")]
+        if ring != 0 {
+            return uring::unlink(self, id, (ring, word));
+        }
+        debug_assert_eq!(ring, 0);
+        self.unlink(id, word);
+    }
+
+    /// Removes entry `id` from its helper word (and the word, if it was the last).
     fn unlink(&mut self, id: u64, word: usize) {
         let Some(w) = self.words.get_mut(&word) else {
             return;
@@ -451,6 +534,8 @@ impl Interest {
         let mut to_wake = Vec::new();
         let mut guard = lock();
         let st = state(&mut guard);
+        // Where the interest was armed before (ring, word), if it was.
+        let mut old_at = None;
         if self.pid != st.pid || !st.entries.contains_key(&self.id) {
             self.id = st.next_id;
             st.next_id += 1;
@@ -459,6 +544,7 @@ impl Interest {
                 self.id,
                 Entry {
                     word: addr,
+                    ring: 0,
                     peer: None,
                     until: None,
                     waker: None,
@@ -466,16 +552,14 @@ impl Interest {
                 },
             );
         } else {
-            let (old_word, old_peer, was_armed) = {
+            let (old_word, old_ring, old_peer, was_armed) = {
                 let e = &st.entries[&self.id];
-                (e.word, e.peer, e.waker.is_some())
+                (e.word, e.ring, e.peer, e.waker.is_some())
             };
             if was_armed && st.peer_is_paced(old_peer) {
                 st.paced -= 1;
             }
-            if old_word != addr {
-                st.unlink(self.id, old_word);
-            }
+            old_at = Some((old_ring, old_word));
         }
         // The peer: one watcher registration per process, shared by its interests.
         let old_peer = st.entries[&self.id].peer;
@@ -494,6 +578,50 @@ impl Interest {
         let paced_now = st.peer_is_paced(peer);
         if paced_now {
             st.paced += 1;
+        }
+        // Inside a tokio runtime, the io_uring backend (`doorbell_uring.rs`) for what
+        // it serves: words whose peer, if any, the watcher watches.
+        #[cfg(feature = "tokio")]
+        let (on_ring, reaper) = match (until.is_none() && !paced_now)
+            .then(|| uring::ring_here(st))
+            .flatten()
+        {
+            Some((r, reaper)) => (r, reaper),
+            None => (0, None),
+        };
+        #[cfg(not(feature = "tokio"))]
+        let on_ring = 0;
+        // Off the word it was armed on, unless armed again on the same one.
+        if let Some((old_ring, old_word)) = old_at.filter(|&at| at != (on_ring, addr)) {
+            st.unlink_from(self.id, old_ring, old_word);
+        }
+        #[cfg(feature = "tokio")]
+        if on_ring != 0 {
+            let e = st.entries.get_mut(&self.id).expect("inserted above");
+            e.word = addr;
+            e.ring = on_ring;
+            e.peer = peer;
+            e.until = None;
+            e.woken = false;
+            let replaced = match &mut e.waker {
+                Some(old) if old.will_wake(waker) => None,
+                slot => slot.replace(waker.clone()),
+            };
+            let armed = uring::arm(st, on_ring, addr, expected, self.id, &mut to_wake);
+            if armed.is_err() {
+                // The kernel refused the request (as a helper thread that cannot be
+                // started): the future reports it.
+                uring::unlink(st, self.id, (on_ring, addr));
+            }
+            drop(guard);
+            // After the lock: a runtime shutting down drops the task at once, and
+            // its guard takes the lock.
+            if let Some(r) = reaper {
+                r.spawn();
+            }
+            drop(replaced);
+            to_wake.into_iter().for_each(Waker::wake);
+            return armed;
         }
         // The word: shared by every interest on it.
         let helper = match st.words.get(&addr) {
@@ -536,6 +664,7 @@ impl Interest {
         w.armed = true;
         let e = st.entries.get_mut(&self.id).expect("inserted above");
         e.word = addr;
+        e.ring = 0;
         e.peer = peer;
         e.until = until;
         e.woken = false;
@@ -573,7 +702,7 @@ impl Interest {
         if e.waker.is_some() && st.peer_is_paced(e.peer) {
             st.paced -= 1;
         }
-        st.unlink(id, e.word);
+        st.unlink_from(id, e.ring, e.word);
         st.unref_peer(e.peer);
         drop(guard);
         // Its waker is dropped here, outside the lock (see `arm`).
