@@ -114,13 +114,7 @@ def test_full_and_empty_with_and_without_timeout(names):
         q.get(block=False, timeout=5)  # the timeout is ignored without block
     with pytest.raises(queue.Empty):
         q.get(timeout=0.01)
-    n = 0
-    while True:
-        try:
-            q.put_nowait(n)
-        except queue.Full:
-            break
-        n += 1
+    n = _fill(q)
     assert n > 3 and q.full() and q.qsize() == n
     with pytest.raises(queue.Full):
         q.put(n, block=False)
@@ -130,6 +124,17 @@ def test_full_and_empty_with_and_without_timeout(names):
     assert [q.get_nowait() for _ in range(n - 1)] == list(range(1, n))
     q.put(b"again", timeout=1)
     assert q.get(timeout=1) == b"again"
+
+
+def _fill(q):
+    """Puts 0, 1, 2... without waiting until the queue is full; returns how many."""
+    n = 0
+    while True:
+        try:
+            q.put_nowait(n)
+        except queue.Full:
+            return n
+        n += 1
 
 
 def test_bad_input_is_refused_with_clear_exceptions(names):
@@ -488,33 +493,31 @@ def test_maxsize_bounds_the_items_as_multiprocessing_does(names):
         shmkit.Queue.anonymous(maxsize=2**32)
 
 
-def test_a_put_blocked_at_maxsize_in_another_process_goes_on_after_a_get(names, fork, pipe):
+def _putter_waiting_at_maxsize(names, fork, pipe, first, second):
+    """A queue of maxsize 1 holding `first`, and a forked child that puts `second`
+    (waiting: the queue is at its bound), once the child says it is about to."""
     q = shmkit.Queue.create(names(), 1 << 12, maxsize=1)
-    q.put("first")
+    q.put(first)
     ready = pipe()
 
     def putter():
         ready.send()
-        q.put("second", timeout=30)  # waits: one item queued
+        q.put(second, timeout=60)
 
     kid = fork(putter)
     ready.recv()
+    return q, kid
+
+
+def test_a_put_blocked_at_maxsize_in_another_process_goes_on_after_a_get(names, fork, pipe):
+    q, kid = _putter_waiting_at_maxsize(names, fork, pipe, "first", "second")
     assert q.get(timeout=5) == "first"
     kid.join()
     assert q.get(timeout=5) == "second"
 
 
 def test_a_putter_killed_while_waiting_at_maxsize_leaves_nothing_behind(names, fork, pipe):
-    q = shmkit.Queue.create(names(), 1 << 12, maxsize=1)
-    q.put("a")
-    ready = pipe()
-
-    def putter():
-        ready.send()
-        q.put("never", timeout=60)  # waits: the queue is at its bound until killed
-
-    kid = fork(putter)
-    ready.recv()
+    q, kid = _putter_waiting_at_maxsize(names, fork, pipe, "a", "never")
     kid.kill()
     assert q.get(timeout=5) == "a"
     q.put_nowait("b")  # its place is free: the killed putter holds none
@@ -534,14 +537,7 @@ def test_maxsize_is_exact_between_python_and_rust_putter_processes(peer, names, 
 
     def putter():
         go.recv()
-        n = 0
-        while True:
-            try:
-                q.put_nowait(n)
-            except queue.Full:
-                break
-            n += 1
-        counts.send(bytes([n]))
+        counts.send(bytes([_fill(q)]))
 
     kids = [fork(putter) for _ in range(2)]
     rust = subprocess.Popen([peer, "queue-fill", name], stdout=subprocess.PIPE, text=True)

@@ -317,6 +317,29 @@ struct Entry {
     woken: bool,
 }
 
+impl Entry {
+    /// Arms the entry on `at` (ring, word address) with its peer, deadline and
+    /// waker; returns the waker it replaced, to be dropped after the lock is
+    /// released (dropping the last reference of a task may drop its future, whose
+    /// interest takes this lock).
+    fn set(
+        &mut self,
+        at: (u64, usize),
+        peer: Option<PeerKey>,
+        until: Option<Deadline>,
+        waker: &Waker,
+    ) -> Option<Waker> {
+        (self.ring, self.word) = at;
+        self.peer = peer;
+        self.until = until;
+        self.woken = false;
+        match &mut self.waker {
+            Some(old) if old.will_wake(waker) => None,
+            slot => slot.replace(waker.clone()),
+        }
+    }
+}
+
 struct Word {
     helper: usize,
     expected: u32,
@@ -598,15 +621,7 @@ impl Interest {
         #[cfg(feature = "tokio")]
         if on_ring != 0 {
             let e = st.entries.get_mut(&self.id).expect("inserted above");
-            e.word = addr;
-            e.ring = on_ring;
-            e.peer = peer;
-            e.until = None;
-            e.woken = false;
-            let replaced = match &mut e.waker {
-                Some(old) if old.will_wake(waker) => None,
-                slot => slot.replace(waker.clone()),
-            };
+            let replaced = e.set((on_ring, addr), peer, None, waker);
             let armed = uring::arm(st, on_ring, addr, expected, self.id, &mut to_wake);
             if armed.is_err() {
                 // The kernel refused the request (as a helper thread that cannot be
@@ -663,17 +678,7 @@ impl Interest {
         w.expected = expected;
         w.armed = true;
         let e = st.entries.get_mut(&self.id).expect("inserted above");
-        e.word = addr;
-        e.ring = 0;
-        e.peer = peer;
-        e.until = until;
-        e.woken = false;
-        // A replaced waker is dropped after the lock is released: dropping the last
-        // reference of a task may drop its future, whose interest takes this lock.
-        let replaced = match &mut e.waker {
-            Some(old) if old.will_wake(waker) => None,
-            slot => slot.replace(waker.clone()),
-        };
+        let replaced = e.set((0, addr), peer, until, waker);
         if changed {
             ring(&st.helpers[helper].control);
         }

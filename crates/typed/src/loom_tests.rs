@@ -396,21 +396,27 @@ fn loom_channel_receiver_asleep_on_empty_is_woken_by_a_send() {
 /// interleaving must end with both messages received in order.
 #[test]
 fn loom_channel_sender_asleep_on_full_is_woken_and_reclaims() {
-    model(|| {
-        let (rx, tx) = Channel::<u64>::new_for_loom(32, 0);
-        rx.loom_register(false, true);
-        tx.loom_register(true, false);
-        tx.loom_send(1, false).unwrap();
-        let r = thread::spawn(move || {
-            let a = chan_recv_spin(&rx);
-            let b = chan_recv_spin(&rx);
-            (a, b, rx)
-        });
-        tx.loom_send(2, true).unwrap();
-        let (a, b, rx) = r.join().unwrap();
-        assert_eq!((a, b), (1, 2));
-        drop(rx);
+    model(|| sender_asleep_after_one_is_woken_by_its_receive(32, 0));
+}
+
+/// The model of the two "sender asleep after one message" tests: a channel of
+/// `capacity` bytes and bound `max_messages` (0: none) that one message fills; a
+/// second send sleeps until a receiver takes the first; both arrive in order.
+fn sender_asleep_after_one_is_woken_by_its_receive(capacity: u32, max_messages: u32) {
+    let (rx, tx) = Channel::<u64>::new_for_loom(capacity, max_messages);
+    rx.loom_register(false, true);
+    tx.loom_register(true, false);
+    tx.loom_send(1, false).unwrap();
+    assert!(matches!(tx.loom_send(9, false), Err(SendError::Full(()))));
+    let r = thread::spawn(move || {
+        let a = chan_recv_spin(&rx);
+        let b = chan_recv_spin(&rx);
+        (a, b, rx)
     });
+    tx.loom_send(2, true).unwrap();
+    let (a, b, rx) = r.join().unwrap();
+    assert_eq!((a, b), (1, 2));
+    drop(rx);
 }
 
 /// A sender blocks on a channel holding three records (64 bytes) and sleeps on
@@ -445,22 +451,7 @@ fn loom_channel_sender_asleep_behind_three_records_is_woken_by_the_one_at_head()
 /// the bytes). Every interleaving must end with both messages received in order.
 #[test]
 fn loom_channel_sender_asleep_at_the_message_bound_is_woken_by_a_receive() {
-    model(|| {
-        let (rx, tx) = Channel::<u64>::new_for_loom(128, 1);
-        rx.loom_register(false, true);
-        tx.loom_register(true, false);
-        tx.loom_send(1, false).unwrap();
-        assert!(matches!(tx.loom_send(9, false), Err(SendError::Full(()))));
-        let r = thread::spawn(move || {
-            let a = chan_recv_spin(&rx);
-            let b = chan_recv_spin(&rx);
-            (a, b, rx)
-        });
-        tx.loom_send(2, true).unwrap();
-        let (a, b, rx) = r.join().unwrap();
-        assert_eq!((a, b), (1, 2));
-        drop(rx);
-    });
+    model(|| sender_asleep_after_one_is_woken_by_its_receive(128, 1));
 }
 
 /// The bound in messages is exact between racing senders: with one of two allowed
