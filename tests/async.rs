@@ -527,6 +527,46 @@ fn ten_thousand_futures_on_a_hundred_events_on_io_uring_need_no_helper_thread() 
     });
 }
 
+/// A thread that polled a future inside the runtime's context and then exits (as a
+/// blocking-pool thread does) takes its ring with it: the rings do not pile up while
+/// the runtime lives.
+#[test]
+fn a_thread_that_exits_takes_its_io_uring_ring_with_it() {
+    let _s = serial();
+    if !shmkit_testkit::skip_or_fail(
+        doorbell::uring_available(),
+        "needs io_uring with futex ops (Linux 6.7+, not refused by seccomp)",
+    ) {
+        return;
+    }
+    let rt = multi_thread();
+    let ev = Event::new();
+    for _ in 0..5 {
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                let _in = rt.enter();
+                assert!(poll_once(pin!(ev.wait_async())).is_pending());
+                assert!(
+                    doorbell::uring_rings() >= 1,
+                    "armed on a ring of this thread"
+                );
+            });
+        });
+    }
+    let guard = std::time::Instant::now() + HANG;
+    while doorbell::uring_rings() != 0 {
+        assert!(
+            std::time::Instant::now() < guard,
+            "{} rings left",
+            doorbell::uring_rings()
+        );
+        std::thread::yield_now();
+    }
+    assert_eq!(ev.waiters(), 0);
+    drop(rt);
+    assert_doorbell_idle();
+}
+
 /// The helpers' bound: one thread per 126 distinct words.
 #[test]
 fn ten_thousand_futures_on_a_hundred_events_need_one_helper_thread() {

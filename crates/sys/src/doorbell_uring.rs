@@ -16,7 +16,7 @@
 //! # Shape
 //! - One ring per thread that polls futures inside a runtime (a current-thread
 //!   runtime: one; a multi-thread runtime: one per worker), made on its first pending
-//!   poll; its reaper runs on that runtime. Interests on one word of one ring share
+//!   poll; its reaper runs on that runtime; a thread that exits retires its ring. Interests on one word of one ring share
 //!   one request, as they share one slot of a helper's wait.
 //! - Each request waits on two words: the armed word (expecting its value) and the
 //!   death word every helper waits on too, so a watched peer's exit completes it and
@@ -61,8 +61,28 @@ static USABLE: AtomicU8 = AtomicU8::new(0);
 pub(super) static FORCE_HELPERS: AtomicBool = AtomicBool::new(false);
 
 thread_local! {
-    /// This thread's ring, if it made one (see the module docs).
-    static HERE: RefCell<Option<Arc<Ring>>> = const { RefCell::new(None) };
+    /// This thread's ring, if it made one (see the module docs); retired when the
+    /// thread exits ([`Here`]).
+    static HERE: RefCell<Option<Here>> = const { RefCell::new(None) };
+}
+
+/// The user data of the no-op that tells a reaper its thread is gone.
+const RETIRE: u64 = u64::MAX;
+
+/// A thread's hold on its ring. A thread that exits (a blocking-pool thread of the
+/// runtime, say, or any thread that entered the runtime's context) would otherwise
+/// leave its ring and reaper to the runtime's end: dropped with the thread, it asks
+/// the reaper to end (a no-op request, so that the ring turns readable), which marks
+/// the ring dead and wakes whatever is still armed on it, to arm again elsewhere.
+struct Here(Arc<Ring>);
+
+impl Drop for Here {
+    fn drop(&mut self) {
+        if self.0.usable_here() {
+            // An error leaves the ring to its runtime's end, as before.
+            let _ = self.0.submit(&opcode::Nop::new().build().user_data(RETIRE));
+        }
+    }
 }
 
 /// One ring: its submission and completion queues behind a lock.
@@ -168,7 +188,7 @@ pub(super) fn ring_here(st: &mut State) -> Option<(u64, Option<Reaper>)> {
     }
     HERE.with(|here| {
         let mut here = here.borrow_mut();
-        if let Some(r) = here.as_ref().filter(|r| r.usable_here()) {
+        if let Some(Here(r)) = here.as_ref().filter(|h| h.0.usable_here()) {
             if st.uring.rings.contains_key(&r.id) {
                 return Some((r.id, None));
             }
@@ -182,7 +202,7 @@ pub(super) fn ring_here(st: &mut State) -> Option<(u64, Option<Reaper>)> {
             alive: AtomicBool::new(true),
         });
         st.uring.rings.insert(ring.id, ring.clone());
-        *here = Some(ring.clone());
+        *here = Some(Here(ring.clone()));
         let id = ring.id;
         // The guard is the task's argument, so that a task dropped before its first
         // poll (a runtime shut down first) drops it too.
@@ -286,17 +306,21 @@ pub(super) fn unlink(st: &mut State, id: u64, key: (u64, usize)) {
     }
 }
 
-/// Takes the completions of `ring` and wakes the interests of the words they end.
-fn complete(ring: &Ring) {
+/// Takes the completions of `ring` and wakes the interests of the words they end;
+/// `false` once the ring's thread is gone (its [`Here`] was dropped: the reaper ends).
+fn complete(ring: &Ring) -> bool {
     let done: Vec<u64> = {
         let mut io = ring.io.lock().unwrap_or_else(PoisonError::into_inner);
         io.completion().map(|c| c.user_data()).collect()
     };
+    if done.contains(&RETIRE) {
+        return false;
+    }
     let mut to_wake = Vec::new();
     {
         let mut guard = super::lock();
         let Some(st) = guard.as_mut().filter(|s| s.pid == ring.pid) else {
-            return;
+            return true;
         };
         for request in done {
             // Cancelled or replaced requests (and the cancels' own completions,
@@ -315,6 +339,7 @@ fn complete(ring: &Ring) {
         }
     }
     to_wake.into_iter().for_each(Waker::wake);
+    true
 }
 
 /// Marks the ring dead when its reaper ends (the runtime shut down, or its reactor
@@ -387,7 +412,9 @@ async fn reap(dead: Dead) {
         // Cleared before the drain: a completion posted after it makes the ring
         // readable again (a wake-up that finds nothing is harmless).
         ready.clear_ready();
-        complete(&ring);
+        if !complete(&ring) {
+            break;
+        }
     }
     drop(afd); // out of the reactor before the ring may close
     drop(dead);
