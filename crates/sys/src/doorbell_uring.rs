@@ -109,9 +109,20 @@ impl Ring {
         // which outlives the submission (the kernel copies it when it takes the
         // entry, during the `submit` below); a cancel entry holds no pointer.
         while unsafe { io.submission().push(entry) }.is_err() {
-            io.submit()?; // full: hand the queued entries to the kernel first
+            enter(&io)?; // full: hand the queued entries to the kernel first
         }
-        io.submit().map(drop)
+        enter(&io)
+    }
+}
+
+/// `io_uring_enter` for the queued entries, again after a signal (`EINTR`).
+fn enter(io: &IoUring) -> std::io::Result<()> {
+    loop {
+        match io.submit() {
+            Ok(_) => return Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
     }
 }
 
