@@ -451,6 +451,15 @@ fn an_acquire_woken_then_dropped_leaves_the_permit() {
     assert_doorbell_idle();
 }
 
+/// Whether the doorbell's io_uring backend serves tokio futures here (the tests of it
+/// skip where it does not, and fail so under `SHMKIT_CI=1`).
+fn uring_or_skip() -> bool {
+    shmkit_testkit::skip_or_fail(
+        doorbell::uring_available(),
+        "needs io_uring with futex ops (Linux 6.7+, not refused by seccomp)",
+    )
+}
+
 /// Sends every interest to the helper threads while it lives (as where io_uring is
 /// refused), so that their bound and fallback are tested on any machine.
 struct HelpersOnly;
@@ -510,10 +519,7 @@ fn ten_thousand_futures_on_a_hundred_events(bound: impl FnOnce()) {
 #[test]
 fn ten_thousand_futures_on_a_hundred_events_on_io_uring_need_no_helper_thread() {
     let _s = serial();
-    if !shmkit_testkit::skip_or_fail(
-        doorbell::uring_available(),
-        "needs io_uring with futex ops (Linux 6.7+, not refused by seccomp)",
-    ) {
+    if !uring_or_skip() {
         return;
     }
     ten_thousand_futures_on_a_hundred_events(|| {
@@ -533,10 +539,7 @@ fn ten_thousand_futures_on_a_hundred_events_on_io_uring_need_no_helper_thread() 
 #[test]
 fn a_thread_that_exits_takes_its_io_uring_ring_with_it() {
     let _s = serial();
-    if !shmkit_testkit::skip_or_fail(
-        doorbell::uring_available(),
-        "needs io_uring with futex ops (Linux 6.7+, not refused by seccomp)",
-    ) {
+    if !uring_or_skip() {
         return;
     }
     let rt = multi_thread();

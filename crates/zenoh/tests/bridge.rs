@@ -188,12 +188,32 @@ fn topic_two_readers_across_an_importer_kill() {
     let mut writer = Topic::<Block>::create(&a, TopicConfig::new(1 << 16)).expect("topic a");
     let far = Topic::<Block>::create(&b, TopicConfig::new(1 << 16)).expect("topic b");
     let (export, import) = bridge_args("topic", &a, &b);
+    let (mut exporter, mut producer) = (None, None);
+    topic_far_side(&b, n, &as_str(&import), || {
+        exporter = Some(Bridge::start(&as_str(&export)));
+        producer = Some(std::thread::spawn(move || {
+            for i in 0..n {
+                writer.write(&i.to_le_bytes()).expect("write");
+            }
+            writer
+        }));
+    });
+    let _writer = producer.expect("started").join().expect("producer");
+    drop(exporter);
+    drop(far);
+}
+
+/// The far side of a topic test: two readers of the topic `b` subscribed before
+/// anything is imported, then `near()` (the exporting side starts), then the importing
+/// bridge (`import`), killed and restarted once reader 0 has seen a third. Every
+/// reader sees values only grow (no duplicate, no reordering) and loses no more than
+/// the gaps the importer reports.
+fn topic_far_side(b: &str, n: u64, import: &[&str], near: impl FnOnce()) {
     let end = Instant::now() + DEADLINE;
-    // Two readers on the far side, subscribed before anything is imported.
     let (seen_tx, seen_rx) = mpsc::channel::<(usize, u64)>();
     let readers: Vec<_> = (0..2)
         .map(|r| {
-            let t = Topic::<Block>::open(&b).expect("open b");
+            let t = Topic::<Block>::open(b).expect("open b");
             let seen_tx = seen_tx.clone();
             let (ok_tx, ok_rx) = mpsc::channel();
             let h = std::thread::spawn(move || {
@@ -228,19 +248,13 @@ fn topic_two_readers_across_an_importer_kill() {
         })
         .collect();
     drop(seen_tx);
-    let exporter = Bridge::start(&as_str(&export));
-    let mut importer = Some(Bridge::start(&as_str(&import)));
-    let producer = std::thread::spawn(move || {
-        for i in 0..n {
-            writer.write(&i.to_le_bytes()).expect("write");
-        }
-        writer
-    });
+    near();
+    let mut importer = Some(Bridge::start(import));
     // Kill the importer once reader 0 has seen a third.
     while let Ok((r, count)) = seen_rx.recv_timeout(end.saturating_duration_since(Instant::now())) {
         if r == 0 && count == n / 3 {
             importer.take().expect("importer").kill9();
-            importer = Some(Bridge::start(&as_str(&import)));
+            importer = Some(Bridge::start(import));
             break;
         }
     }
@@ -248,11 +262,8 @@ fn topic_two_readers_across_an_importer_kill() {
         .into_iter()
         .map(|h| h.join().expect("reader"))
         .collect();
-    let _writer = producer.join().expect("producer");
     let line = importer.take().expect("importer").stop();
-    drop(exporter);
-    drop(far);
-    let state = import_state(&b);
+    let state = import_state(b);
     for c in counts {
         let missing = n - c;
         assert!(
@@ -522,9 +533,8 @@ fn ring_large_messages_from_fragments() {
 /// `/dev/shm` (`unshare --mount`), so that the side and the bridge it starts share
 /// nothing with the other side but TCP on 127.0.0.1. Its stdin stays open until the
 /// test closes it.
-fn spawn_side(role: &str, env: &[(&str, &str)]) -> Child {
+fn spawn_side(test: &str, role: &str, env: &[(&str, &str)]) -> Child {
     let exe = std::env::current_exe().expect("this test binary");
-    let test = shmkit_testkit::test_path!(channel_between_two_private_dev_shm);
     let script = r#"mount -t tmpfs -o mode=1777,size=256m shmkit-side /dev/shm && exec "$@""#;
     Command::new("unshare")
         .args([
@@ -547,45 +557,59 @@ fn spawn_side(role: &str, env: &[(&str, &str)]) -> Child {
         .expect("spawn unshare")
 }
 
-/// A side of [`channel_between_two_private_dev_shm`]: `export` creates the channel
-/// `ZNS_NAME`, exports it and sends `ZNS_N` values, then waits for its stdin to
-/// close; `import` creates a channel of the *same name* (possible only if the other
-/// side's is not visible), imports into it and receives the values once, in order,
-/// across a kill and restart of its bridge a third of the way.
+/// A side of the private-`/dev/shm` tests, for the object kind `ZNS_KIND`
+/// (`channel` or `topic`): `export` creates the object `ZNS_NAME`, exports it and
+/// writes `ZNS_N` values, then waits for its stdin to close; `import` creates an
+/// object of the *same name* (possible only if the other side's is not visible),
+/// imports into it and takes the values (a channel: one receiver; a topic: two
+/// readers), across a kill and restart of its bridge a third of the way.
 fn run_side(role: &str) {
     let var = |k: &str| std::env::var(k).expect(k);
-    let (name, listen) = (var("ZNS_NAME"), var("ZNS_LISTEN"));
+    let (kind, name, listen) = (var("ZNS_KIND"), var("ZNS_NAME"), var("ZNS_LISTEN"));
     let n: u64 = var("ZNS_N").parse().expect("ZNS_N");
     let key = format!("shmkit/test/{name}");
-    let ch = Channel::<u64>::create(&name, 1 << 16).expect("the same name on each side");
+    let object = format!("{kind}:{name}");
+    let config = TopicConfig::new(1 << 16);
     if role == "export" {
-        let chan = format!("channel:{name}");
-        let _bridge = Bridge::start(&["--export", &chan, "--key", &key, "--listen", &listen]);
-        for i in 0..n {
-            ch.send_timeout(i, DEADLINE).expect("send");
-        }
+        let export = ["--export", &object, "--key", &key, "--listen", &listen];
+        // The object and the bridge live until the stdin read below.
+        let (_object, _bridge): (Box<dyn std::any::Any>, Bridge) = if kind == "topic" {
+            let mut t = Topic::<Block>::create(&name, config).expect("the same name on each side");
+            let bridge = Bridge::start(&export);
+            (0..n).for_each(|i| t.write(&i.to_le_bytes()).expect("write"));
+            (Box::new(t), bridge)
+        } else {
+            let ch = Channel::<u64>::create(&name, 1 << 16).expect("the same name on each side");
+            let bridge = Bridge::start(&export);
+            (0..n).for_each(|i| ch.send_timeout(i, DEADLINE).expect("send"));
+            (Box::new(ch), bridge)
+        };
         // Until the importing side got everything (the test closes our stdin).
         let _ = std::io::Read::read(&mut std::io::stdin(), &mut [0u8; 1]);
-    } else {
-        let into = format!("channel:{name}");
-        let args = ["--import", &key, "--into", &into, "--connect", &listen];
-        let mut bridge = Some(Bridge::start(&args));
-        // Values only grow (no duplicate, no reordering) across a kill of the bridge.
-        let seen = consume(&ch, n, || {
-            bridge.take().expect("importer").kill9();
-            bridge = Some(Bridge::start(&args));
-        });
-        let line = bridge.take().expect("importer").stop();
-        let (missing, gaps) = (n - seen, import_state(&name).gaps);
-        assert!(
-            missing <= gaps,
-            "{missing} lost, {gaps} gaps reported ({line})"
-        );
-        assert!(
-            missing <= 1,
-            "more than the one pending put lost: {missing}"
-        );
+        return;
     }
+    let args = ["--import", &key, "--into", &object, "--connect", &listen];
+    if kind == "topic" {
+        let _far = Topic::<Block>::create(&name, config).expect("the same name on each side");
+        return topic_far_side(&name, n, &args, || {});
+    }
+    let ch = Channel::<u64>::create(&name, 1 << 16).expect("the same name on each side");
+    let mut bridge = Some(Bridge::start(&args));
+    // Values only grow (no duplicate, no reordering) across a kill of the bridge.
+    let seen = consume(&ch, n, || {
+        bridge.take().expect("importer").kill9();
+        bridge = Some(Bridge::start(&args));
+    });
+    let line = bridge.take().expect("importer").stop();
+    let (missing, gaps) = (n - seen, import_state(&name).gaps);
+    assert!(
+        missing <= gaps,
+        "{missing} lost, {gaps} gaps reported ({line})"
+    );
+    assert!(
+        missing <= 1,
+        "more than the one pending put lost: {missing}"
+    );
 }
 
 /// As two hosts: each side (its process and its bridge) in a mount namespace of its
@@ -593,8 +617,7 @@ fn run_side(role: &str) {
 /// name; only the TCP connection crosses. The importing bridge is killed and
 /// restarted mid-stream: no duplicate, any loss reported as a gap. Nothing of either
 /// side reaches this process's `/dev/shm`.
-#[test]
-fn channel_between_two_private_dev_shm() {
+fn two_private_dev_shm(test: &str, kind: &str) {
     if let Some(role) = shmkit_testkit::child_role() {
         return run_side(&role);
     }
@@ -609,15 +632,16 @@ fn channel_between_two_private_dev_shm() {
         return;
     }
     let n = stress(3_000, 100_000).to_string();
-    let name = unique_name("zns");
+    let name = unique_name(&format!("zns-{kind}"));
     let listen = format!("tcp/127.0.0.1:{}", free_port());
     let env = [
+        ("ZNS_KIND", kind),
         ("ZNS_NAME", name.as_str()),
         ("ZNS_LISTEN", &listen),
         ("ZNS_N", &n),
     ];
-    let mut export = spawn_side("export", &env);
-    let mut import = spawn_side("import", &env);
+    let mut export = spawn_side(test, "export", &env);
+    let mut import = spawn_side(test, "import", &env);
     let got = import.wait().expect("wait for the importing side");
     drop(export.stdin.take()); // the exporting side may go now
     let sent = export.wait().expect("wait for the exporting side");
@@ -629,4 +653,22 @@ fn channel_between_two_private_dev_shm() {
             "{own} reached the host's /dev/shm"
         );
     }
+}
+
+/// [`two_private_dev_shm`] for a channel (one receiver on the far side).
+#[test]
+fn channel_between_two_private_dev_shm() {
+    two_private_dev_shm(
+        shmkit_testkit::test_path!(channel_between_two_private_dev_shm),
+        "channel",
+    );
+}
+
+/// [`two_private_dev_shm`] for a topic (two readers on the far side).
+#[test]
+fn topic_between_two_private_dev_shm() {
+    two_private_dev_shm(
+        shmkit_testkit::test_path!(topic_between_two_private_dev_shm),
+        "topic",
+    );
 }
