@@ -1990,6 +1990,14 @@ impl<T, N: TypeName> Channel<T, N> {
         }
     }
 
+    /// Registers this handle as a receiver (a [`Select`](crate::Select) waiting on the
+    /// channel is one: senders must not be told that no receiver is left).
+    pub(crate) fn attach_receiver(&self) -> Result<(), RecvError> {
+        self.register(Side::Rx)
+            .map(drop)
+            .ok_or(RecvError::RegistryFull)
+    }
+
     /// The parker receivers sleep on (a [`Select`](crate::Select) sleeps on it too).
     pub(crate) fn data_parker(&self) -> &Parker {
         &self.hdr().wait.data

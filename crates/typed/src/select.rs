@@ -33,7 +33,9 @@
 //! first channel (see [`futex::wait_any`](shmkit_sys::futex::wait_any)).
 //!
 //! # Readiness, not delivery
-//! `Select` claims nothing: it says which channel a receive would not wait on (like
+//! A `Select` registers each of its handles as a receiver of its channel on its first
+//! look (senders are not told `Disconnected` while it waits; [`RecvError::RegistryFull`]
+//! if every receiver entry is held). It claims nothing: it says which channel a receive would not wait on (like
 //! `crossbeam_channel::Select::ready`). Channels are multi-consumer across processes,
 //! so another receiver may take the message first; `try_recv` then says `Empty`, and
 //! the caller selects again. Receiving the message in the select itself would need a
@@ -54,11 +56,16 @@ pub const SELECT_MAX: usize = shmkit_sys::futex::WAIT_ANY_MAX;
 
 /// A channel a [`Select`] can wait on, whatever its message type.
 trait Selectable {
+    fn attach(&self) -> Result<(), RecvError>;
     fn parker(&self) -> &Parker;
     fn ready(&self, deep: bool) -> bool;
 }
 
 impl<T, N: TypeName> Selectable for Channel<T, N> {
+    fn attach(&self) -> Result<(), RecvError> {
+        self.attach_receiver()
+    }
+
     fn parker(&self) -> &Parker {
         self.data_parker()
     }
@@ -119,14 +126,24 @@ impl<'a> Select<'a> {
     /// The index of a channel a receive would not wait on now, if any (never reads
     /// `/proc`: a killed sender is seen by the blocking forms).
     pub fn try_ready(&self) -> Option<usize> {
+        // A registry full of live receivers: the `try_recv` that follows says so.
+        let _ = self.attach();
         self.find(false)
+    }
+
+    /// Registers this process's handles as receivers of their channels (once per
+    /// handle and process: a pid comparison after that), so that while it waits to
+    /// receive, senders are not told that no receiver is left.
+    fn attach(&self) -> Result<(), RecvError> {
+        self.chans.iter().try_for_each(|c| c.attach())
     }
 
     /// Blocks until a receive on one of the channels would not wait: a message, its
     /// senders gone (`Disconnected`) or corrupt; returns that channel's index.
     ///
     /// # Errors
-    /// [`RecvError::Os`] if sleeping failed in the kernel.
+    /// [`RecvError::Os`] if sleeping failed in the kernel; [`RecvError::RegistryFull`]
+    /// if a channel's receiver entries are all held by live processes.
     ///
     /// # Panics
     /// If no channel was added (it would wait for ever).
@@ -137,7 +154,7 @@ impl<'a> Select<'a> {
     /// As [`ready`](Select::ready), waiting at most `timeout`.
     ///
     /// # Errors
-    /// [`RecvError::Timeout`], [`RecvError::Os`].
+    /// [`RecvError::Timeout`], [`RecvError::Os`], [`RecvError::RegistryFull`].
     pub fn ready_timeout(&self, timeout: Duration) -> Result<usize, RecvError> {
         self.wait(Wait::timeout(timeout))
     }
@@ -145,7 +162,7 @@ impl<'a> Select<'a> {
     /// As [`ready`](Select::ready), waiting until `deadline` at most.
     ///
     /// # Errors
-    /// [`RecvError::Timeout`], [`RecvError::Os`].
+    /// [`RecvError::Timeout`], [`RecvError::Os`], [`RecvError::RegistryFull`].
     pub fn ready_deadline(&self, deadline: Instant) -> Result<usize, RecvError> {
         self.wait(Wait::at(deadline))
     }
@@ -165,6 +182,7 @@ impl<'a> Select<'a> {
             !self.chans.is_empty(),
             "a Select with no channel waits for ever"
         );
+        self.attach()?;
         let deadline = match wait {
             Wait::No => return self.find(false).ok_or(RecvError::Empty),
             Wait::Until(d) => d,

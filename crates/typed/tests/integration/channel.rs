@@ -408,6 +408,35 @@ fn garbage_in_the_mapping_is_corrupt_in_every_process_never_a_hang() {
     assert!(matches!(ch.send(msg(1, 2)), Err(SendError::Corrupt(_))));
 }
 
+/// A handle waiting in a `Select` is a receiver of its channel: a sender whose only
+/// receiver left is not told `Disconnected` while a select waits to receive. (A bridge
+/// exporter restarted after a kill waits so; its producer spun on `Disconnected` and
+/// the select waited for ever.)
+#[test]
+fn a_select_waiting_on_a_channel_is_its_receiver() {
+    use shmkit_typed::Select;
+    let ch = Channel::<u64>::anonymous(4096).expect("anonymous channel");
+    // A receiver attaches in a child process and leaves.
+    fork_child(|| match ch.clone().try_recv() {
+        Err(RecvError::Empty) => 0,
+        _ => 1,
+    })
+    .join_ok();
+    assert!(matches!(ch.send(1), Err(SendError::Disconnected(1))));
+    let rx = ch.clone();
+    let mut sel = Select::new();
+    sel.recv(&rx);
+    assert_eq!(sel.try_ready(), None);
+    // A sender in another process, while the select is the channel's only receiver.
+    fork_child(|| match ch.clone().send(7) {
+        Ok(()) => 0,
+        Err(e) => send_code(&e),
+    })
+    .join_ok();
+    assert_eq!(sel.ready_timeout(Duration::from_secs(10)), Ok(0));
+    assert_eq!(rx.try_recv(), Ok(7));
+}
+
 /// A `Select` over three channels asleep in the parent: messages sent by child
 /// processes into any of them wake it (one sleep over all three, no polling), each
 /// index is reported for the channel that has the message, and a killed last sender
