@@ -7,6 +7,8 @@ use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::thread::{JoinHandle, Thread};
 use std::time::{Duration, Instant};
 
+use shmkit_typed::channel::RecvError;
+use shmkit_typed::Select;
 use zenoh::bytes::ZBytes;
 use zenoh::key_expr::OwnedKeyExpr;
 use zenoh::pubsub::{Publisher, Subscriber};
@@ -436,36 +438,76 @@ struct Pump<'a> {
     window: u64,
 }
 
-/// Reads one message of the local object, handing its bytes to the callback.
-type ReadFn<'r> = dyn FnMut(&mut dyn FnMut(&[u8])) -> Result<(), String> + 'r;
+/// Reads one message of the local object: calls `record` while the object still holds
+/// the message (see [`Pump::pump`]), then hands its bytes to `take`.
+type ReadFn<'r> = dyn FnMut(&mut Record<'_>, &mut dyn FnMut(&[u8])) -> Result<(), BridgeError> + 'r;
+
+/// Persists the sequence number of the message about to be taken.
+type Record<'r> = dyn FnMut() -> Result<(), BridgeError> + 'r;
+
+fn local_err(e: impl std::fmt::Display) -> BridgeError {
+    BridgeError::Local(e.to_string())
+}
 
 impl Pump<'_> {
     fn run(&self, source: Source, ready: &mpsc::Sender<Result<(), BridgeError>>) -> BridgeError {
         match source {
+            // A channel gives up the record of a receiver killed while it held it: the
+            // number is recorded *before* the message is claimed. `Select` waits for a
+            // message without claiming it; the claim (`try_recv_with`) may then find it
+            // taken by another receiver (`Empty`: wait again, recording the same number).
             Source::Channel(c) => {
                 let _ = ready.send(Ok(()));
-                self.pump(&mut |f| c.recv_with(|b| f(b)).map_err(|e| e.to_string()))
+                let mut sel = Select::new();
+                sel.recv(&c);
+                self.pump(&mut |record, take| loop {
+                    sel.ready().map_err(local_err)?;
+                    record()?;
+                    match c.try_recv_with(|b| take(b)) {
+                        Err(RecvError::Empty) => continue,
+                        r => return r.map_err(local_err),
+                    }
+                })
             }
+            // A ring's or topic's message stays readable until the read returns: the
+            // number is recorded inside the read.
             Source::Ring(mut r) => {
                 let _ = ready.send(Ok(()));
-                self.pump(&mut |f| r.read_with(|b| f(b)).map_err(|e| e.to_string()))
+                self.pump(&mut |record, take| {
+                    let mut recorded = Ok(());
+                    r.read_with(|b| {
+                        recorded = record();
+                        take(b);
+                    })
+                    .map_err(local_err)?;
+                    recorded
+                })
             }
             // The topic's subscriber borrows the topic: made once, here (it sees what
             // is published from now on).
             Source::Topic(t) => match t.subscribe() {
                 Ok(mut s) => {
                     let _ = ready.send(Ok(()));
-                    self.pump(&mut |f| s.read_with(|b| f(b)).map_err(|e| e.to_string()))
+                    self.pump(&mut |record, take| {
+                        let mut recorded = Ok(());
+                        s.read_with(|b| {
+                            recorded = record();
+                            take(b);
+                        })
+                        .map_err(local_err)?;
+                        recorded
+                    })
                 }
-                Err(e) => BridgeError::Local(e.to_string()),
+                Err(e) => local_err(e),
             },
         }
     }
 
-    fn record(&self, seq: u64) -> Result<(), BridgeError> {
-        state::write_state(self.taken.lock(), |g| g.taken = seq)
-    }
-
+    /// Exports messages until an error. Each message's sequence number is persisted
+    /// (`record`) while the local object still holds the message: a death before the
+    /// record leaves the message to the next exporter, which counts it as taken only
+    /// after the record; a death after it counts one message too many (a gap the
+    /// importer reports), never one too few.
     fn pump(&self, read: &mut ReadFn<'_>) -> BridgeError {
         let mut last = 0u64;
         // `Out::bytes` after the last publish (refreshed under the lock when above
@@ -490,17 +532,10 @@ impl Pump<'_> {
             };
             let seq = last + 1;
             let mut env = Vec::new();
-            let mut recorded = Ok(());
-            if let Err(e) = read(&mut |b| {
-                // Recorded while the local object still holds the message (it is
-                // released when this returns): a death before the record leaves it to
-                // the next exporter, after it counts it as taken.
-                recorded = self.record(seq);
-                envelope::encode_data(&mut env, self.id, seq, b);
-            }) {
-                return BridgeError::Local(e);
-            }
-            if let Err(e) = recorded {
+            if let Err(e) = read(
+                &mut || state::write_state(self.taken.lock(), |g| g.taken = seq),
+                &mut |b| envelope::encode_data(&mut env, self.id, seq, b),
+            ) {
                 return e;
             }
             let env = ZBytes::from(env);
