@@ -187,6 +187,10 @@ impl<'a> Select<'a> {
             Wait::No => return self.find(false).ok_or(RecvError::Empty),
             Wait::Until(d) => d,
         };
+        // A channel ready at once: no allocation.
+        if let Some(i) = self.find(false) {
+            return Ok(i);
+        }
         let parkers: Vec<&Parker> = self.chans.iter().map(|c| c.parker()).collect();
         let mut backoff = crate::shim::poll_backoff(&self.poll);
         let mut pace = CheckPace::new();
