@@ -759,6 +759,14 @@ fn take_waker(st: &mut State, id: u64, out: &mut Vec<Waker>) {
     }
 }
 
+/// Takes the wakers of interests `ids` (see [`take_waker`]); `ids` is gathered first,
+/// as the interests of a word live in `st` too.
+fn take_wakers(st: &mut State, ids: impl IntoIterator<Item = u64>, out: &mut Vec<Waker>) {
+    for id in ids {
+        take_waker(st, id, out);
+    }
+}
+
 /// Disarms the word at `addr` and takes the wakers armed on it.
 fn fire_word(st: &mut State, addr: usize, out: &mut Vec<Waker>) {
     let Some(w) = st.words.get_mut(&addr) else {
@@ -766,9 +774,7 @@ fn fire_word(st: &mut State, addr: usize, out: &mut Vec<Waker>) {
     };
     w.armed = false;
     let ids: Vec<u64> = w.interests.iter().copied().collect();
-    for id in ids {
-        take_waker(st, id, out);
-    }
+    take_wakers(st, ids, out);
 }
 
 /// Takes the wakers of `helper`'s armed interests that match `pick`.

@@ -47,7 +47,7 @@ use std::task::Waker;
 use io_uring::{opcode, types, IoUring};
 use tokio::io::unix::AsyncFd;
 
-use super::{take_waker, State, DEATH};
+use super::{take_wakers, State, DEATH};
 
 /// `FUTEX2_SIZE_U32`: a 32-bit word, shared (not `FUTEX2_PRIVATE`: the words live in
 /// mappings other processes wake).
@@ -90,6 +90,8 @@ pub(super) struct Ring {
     id: u64,
     pid: u32,
     io: Mutex<IoUring>,
+    /// The ring's file descriptor (read by the reaper without the lock).
+    fd: RawFd,
     /// Cleared when its reaper task ends (the runtime shut down).
     alive: AtomicBool,
 }
@@ -209,6 +211,7 @@ pub(super) fn ring_here(st: &mut State) -> Option<(u64, Option<Reaper>)> {
         let ring = Arc::new(Ring {
             id: st.uring.next,
             pid: st.pid,
+            fd: io.as_raw_fd(),
             io: Mutex::new(io),
             alive: AtomicBool::new(true),
         });
@@ -251,9 +254,7 @@ pub(super) fn arm(
     if stale {
         // The word moved on: the interests armed with the old value look again.
         let ids: Vec<u64> = w.interests.iter().copied().filter(|&i| i != id).collect();
-        for i in ids {
-            take_waker(st, i, to_wake);
-        }
+        take_wakers(st, ids, to_wake);
         cancel(st, ring, old);
     }
     submit(st, key)
@@ -344,9 +345,7 @@ fn complete(ring: &Ring) -> bool {
             };
             w.request = 0;
             let ids: Vec<u64> = w.interests.iter().copied().collect();
-            for id in ids {
-                take_waker(st, id, &mut to_wake);
-            }
+            take_wakers(st, ids, &mut to_wake);
         }
     }
     to_wake.into_iter().for_each(Waker::wake);
@@ -378,9 +377,7 @@ impl Drop for Dead {
             for key in keys {
                 if let Some(w) = st.uring.words.remove(&key) {
                     st.uring.requests.remove(&w.request);
-                    for id in w.interests {
-                        take_waker(st, id, &mut to_wake);
-                    }
+                    take_wakers(st, w.interests, &mut to_wake);
                 }
             }
         }
@@ -393,11 +390,7 @@ impl Drop for Dead {
 /// dropped with its runtime), it marks the ring dead.
 async fn reap(dead: Dead) {
     let ring = dead.0.clone();
-    let fd: RawFd = ring
-        .io
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner)
-        .as_raw_fd();
+    let fd = ring.fd;
     // tokio has no way to ask whether this runtime has I/O enabled: registering in
     // one without it panics. Caught once, it turns the backend off for the process
     // (the helpers serve every interest from then on; see the crate feature's docs).
