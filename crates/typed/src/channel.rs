@@ -180,9 +180,10 @@
 //! A registry of [`REGISTRY_SLOTS`] sender and as many receiver entries in the header
 //! (each a `PeerSlot`: vacant / attached with pid + start time / left), a live count
 //! per side and an "ever attached" flag. A handle registers on its first send or
-//! receive ([`SendError::RegistryFull`] / [`RecvError::RegistryFull`] when every
-//! entry is held by a live process; entries of dead processes are reclaimed first) and
-//! leaves when dropped. When a sender ever attached and none is live, receivers drain
+//! receive, or its first look in a [`Select`](crate::Select)
+//! ([`SendError::RegistryFull`] / [`RecvError::RegistryFull`] when every entry is held
+//! by a live process; entries of dead processes are reclaimed first) and leaves when
+//! dropped. When a sender ever attached and none is live, receivers drain
 //! what is left and then get [`RecvError::Disconnected`]; when a receiver ever
 //! attached and none is live, a send returns [`SendError::Disconnected`] with the
 //! message. Before the first peer of the other side attaches, sends just queue and
