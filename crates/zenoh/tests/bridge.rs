@@ -146,6 +146,46 @@ fn bridge_args(kind: &str, a: &str, b: &str) -> ([String; 6], [String; 6]) {
     (export, import)
 }
 
+/// Sends `0..n` into `tx` from a thread while [`consume`] reads `rx`, the last third
+/// only after `mid` has run (once a third has arrived), so that the last third crosses
+/// whatever `mid` changed: a restarted bridge, a new connection. (Else every message
+/// could be across, or taken by a bridge that `mid` kills, before `mid`: one test run
+/// in ten to twenty-five ended early or waited for ever.) A send that finds no receiver
+/// (an exporter between its kill and its restart) is retried. Returns how many values
+/// arrived, and `tx`, kept open until the caller is done.
+fn stream_around(
+    tx: Channel<u64>,
+    rx: &Channel<u64>,
+    n: u64,
+    mut mid: impl FnMut(),
+) -> (u64, Channel<u64>) {
+    let (after_mid, is_after_mid) = std::sync::mpsc::channel::<()>();
+    let producer = std::thread::spawn(move || {
+        for i in 0..n {
+            if i == n - n / 3 {
+                is_after_mid.recv().expect("mid");
+            }
+            let mut msg = i;
+            loop {
+                match tx.send_timeout(msg, DEADLINE) {
+                    Ok(()) => break,
+                    Err(SendError::Disconnected(m)) => {
+                        msg = m;
+                        std::thread::yield_now();
+                    }
+                    Err(e) => panic!("send: {e}"),
+                }
+            }
+        }
+        tx
+    });
+    let seen = consume(rx, n, || {
+        mid();
+        after_mid.send(()).expect("producer");
+    });
+    (seen, producer.join().expect("producer"))
+}
+
 #[test]
 fn channel_exactly_once_across_an_importer_kill() {
     let n = stress(3_000, 100_000) as u64;
@@ -155,17 +195,10 @@ fn channel_exactly_once_across_an_importer_kill() {
     let (export, import) = bridge_args("channel", &a, &b);
     let exporter = Bridge::start(&as_str(&export));
     let mut importer = Some(Bridge::start(&as_str(&import)));
-    let producer = std::thread::spawn(move || {
-        for i in 0..n {
-            tx.send(i).expect("send");
-        }
-        tx // kept open until the consumer is done
-    });
-    let seen = consume(&rx, n, || {
+    let (seen, _tx) = stream_around(tx, &rx, n, || {
         importer.take().expect("importer").kill9();
         importer = Some(Bridge::start(&as_str(&import)));
     });
-    let _tx = producer.join().expect("producer");
     let line = importer.take().expect("importer").stop();
     drop(exporter);
     let state = import_state(&b);
@@ -428,14 +461,8 @@ fn channel_across_a_dropped_connection() {
     import[5] = format!("tcp/127.0.0.1:{}", relay.port);
     let exporter = Bridge::start(&as_str(&export));
     let importer = Bridge::start(&as_str(&import));
-    let producer = std::thread::spawn(move || {
-        for i in 0..n {
-            tx.send(i).expect("send");
-        }
-        tx
-    });
-    let seen = consume(&rx, n, || relay.cut());
-    let _tx = producer.join().expect("producer");
+    // The last third crosses after the cut, through a new connection.
+    let (seen, _tx) = stream_around(tx, &rx, n, || relay.cut());
     let line = importer.stop();
     drop(exporter);
     // Both bridges kept running: what the exporter held was resent, nothing is lost.
@@ -460,39 +487,12 @@ fn channel_gap_reported_across_an_exporter_kill() {
     let (export, import) = bridge_args("channel", &a, &b);
     let mut exporter = Some(Bridge::start(&as_str(&export)));
     let importer = Bridge::start(&as_str(&import));
-    // The last third is sent after the restart. (Else the killed exporter may have
-    // taken every message, the last one too, before its kill: all counted as gaps,
-    // none left for the consumer to end on; one run in about twenty-five did.)
-    let (restarted, is_restarted) = std::sync::mpsc::channel::<()>();
-    let producer = std::thread::spawn(move || {
-        for i in 0..n {
-            if i == n - n / 3 {
-                is_restarted.recv().expect("restart");
-            }
-            // The exporter is the channel's one receiver: between its kill and its
-            // restart the channel has none, and says so.
-            let mut msg = i;
-            loop {
-                match tx.send_timeout(msg, DEADLINE) {
-                    Ok(()) => break,
-                    Err(SendError::Disconnected(m)) => {
-                        msg = m;
-                        std::thread::yield_now();
-                    }
-                    Err(e) => panic!("send: {e}"),
-                }
-            }
-        }
-        tx
-    });
     // The exporter killed with messages in flight (taken from `a`, not acknowledged):
     // those are lost, and must be counted as gaps.
-    let seen = consume(&rx, n, || {
+    let (seen, _tx) = stream_around(tx, &rx, n, || {
         exporter.take().expect("exporter").kill9();
         exporter = Some(Bridge::start(&as_str(&export)));
-        restarted.send(()).expect("producer");
     });
-    let _tx = producer.join().expect("producer");
     let line = importer.stop();
     drop(exporter);
     let state = import_state(&b);
