@@ -34,8 +34,9 @@
 //!
 //! # Readiness, not delivery
 //! A `Select` registers each of its handles as a receiver of its channel on its first
-//! look (senders are not told `Disconnected` while it waits; [`RecvError::RegistryFull`]
-//! if every receiver entry is held). It claims nothing: it says which channel a receive would not wait on (like
+//! look (senders are not told `Disconnected` while it waits;
+//! [`RecvError::RegistryFull`] if every receiver entry is held). It claims nothing: it
+//! says which channel a receive would not wait on (like
 //! `crossbeam_channel::Select::ready`). Channels are multi-consumer across processes,
 //! so another receiver may take the message first; `try_recv` then says `Empty`, and
 //! the caller selects again. Receiving the message in the select itself would need a

@@ -449,6 +449,21 @@ fn local_err(e: impl std::fmt::Display) -> BridgeError {
     BridgeError::Local(e.to_string())
 }
 
+/// One read by `read` (a ring's or topic's `read_with`) whose callback records, then
+/// takes the bytes: the message stays readable until the read returns.
+fn recorded_inside(
+    record: &mut Record<'_>,
+    take: &mut dyn FnMut(&[u8]),
+    read: impl FnOnce(&mut dyn FnMut(&[u8])) -> Result<(), BridgeError>,
+) -> Result<(), BridgeError> {
+    let mut recorded = Ok(());
+    read(&mut |b| {
+        recorded = record();
+        take(b);
+    })?;
+    recorded
+}
+
 impl Pump<'_> {
     fn run(&self, source: Source, ready: &mpsc::Sender<Result<(), BridgeError>>) -> BridgeError {
         match source {
@@ -474,13 +489,7 @@ impl Pump<'_> {
             Source::Ring(mut r) => {
                 let _ = ready.send(Ok(()));
                 self.pump(&mut |record, take| {
-                    let mut recorded = Ok(());
-                    r.read_with(|b| {
-                        recorded = record();
-                        take(b);
-                    })
-                    .map_err(local_err)?;
-                    recorded
+                    recorded_inside(record, take, |f| r.read_with(f).map_err(local_err))
                 })
             }
             // The topic's subscriber borrows the topic: made once, here (it sees what
@@ -489,13 +498,7 @@ impl Pump<'_> {
                 Ok(mut s) => {
                     let _ = ready.send(Ok(()));
                     self.pump(&mut |record, take| {
-                        let mut recorded = Ok(());
-                        s.read_with(|b| {
-                            recorded = record();
-                            take(b);
-                        })
-                        .map_err(local_err)?;
-                        recorded
+                        recorded_inside(record, take, |f| s.read_with(f).map_err(local_err))
                     })
                 }
                 Err(e) => local_err(e),
@@ -505,9 +508,8 @@ impl Pump<'_> {
 
     /// Exports messages until an error. Each message's sequence number is persisted
     /// (`record`) while the local object still holds the message: a death before the
-    /// record leaves the message to the next exporter, which counts it as taken only
-    /// after the record; a death after it counts one message too many (a gap the
-    /// importer reports), never one too few.
+    /// record leaves the message to the next exporter; a death after it counts one
+    /// message too many (a gap the importer reports), never one too few.
     fn pump(&self, read: &mut ReadFn<'_>) -> BridgeError {
         let mut last = 0u64;
         // `Out::bytes` after the last publish (refreshed under the lock when above
