@@ -1223,8 +1223,11 @@ impl<T, N: TypeName> Channel<T, N> {
         // live" while this one is attaching. Relaxed: a count; the messages carry
         // their own synchronisation.
         live.fetch_add(1, Ordering::Relaxed);
-        // Relaxed: a flag read with the count.
-        ever.store(1, Ordering::Relaxed);
+        // Release: pairs with the Acquire load in `gone`: whoever sees the flag set
+        // by this first registration also sees the count above (else, on a weakly
+        // ordered CPU, the other side could see "attached once, none live" while this
+        // one attaches; loom found it once a `Select` registered inside a model).
+        ever.store(1, Ordering::Release);
         for pass in 0..2 {
             for (i, p) in peers.iter().enumerate() {
                 if in_segment(self.segment(), || p.slot.claim_free()) {
@@ -1280,8 +1283,9 @@ impl<T, N: TypeName> Channel<T, N> {
     /// reaps dead entries first (slow path).
     fn gone(&self, side: Side, deep: bool) -> bool {
         let (_, live, ever) = self.side(side);
-        // Relaxed: a flag; the count below is what orders.
-        if ever.load(Ordering::Relaxed) == 0 {
+        // Acquire: pairs with the Release store in `register` (the count below is
+        // then at least the registering peer's increment).
+        if ever.load(Ordering::Acquire) == 0 {
             return false;
         }
         if deep {

@@ -480,7 +480,10 @@ fn loom_channel_two_senders_racing_for_the_last_place_under_the_bound_one_wins()
 
 /// A `Select` over two channels sleeps on both `data` parkers at once (one multi-word
 /// wait, modelled as "returns once any word changed"); a send into the second must
-/// wake it in every interleaving, and the index is the second's.
+/// wake it in every interleaving, and the index is the second's. The select registers
+/// its handles as receivers inside the model: the send, racing that first
+/// registration, must never see the channel as disconnected (it did, with a `Relaxed`
+/// "ever attached" flag).
 #[test]
 fn loom_select_asleep_on_two_channels_is_woken_by_a_send_into_either() {
     model(|| {
