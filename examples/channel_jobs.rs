@@ -4,9 +4,10 @@
 //! costs at most the one job it had in hand, and the others go on.
 //!
 //! The channel carries any `serde` type (postcard-encoded) between unrelated
-//! processes that agree only on its name and message type. When both producers are
-//! gone (here: they exit), the consumers drain what is left and get `Disconnected`,
-//! as with `crossbeam-channel`.
+//! processes that agree only on its name and message type. When every sender is gone
+//! (here: both producers exit, and the parent has dropped the sender handle it held
+//! until both had attached), the consumers drain what is left and get `Disconnected`, as
+//! with `crossbeam-channel`.
 //!
 //! Run: `cargo run --release --example channel_jobs`
 
@@ -33,6 +34,9 @@ struct Job {
 
 fn producer(name: &str, first: u64) {
     let jobs = Channel::<Job>::open(name).expect("open the channel");
+    // Counted as a sender before the parent lets go of its own hold (see `run`).
+    jobs.attach_sender().expect("attach as a sender");
+    println!("attached");
     for id in first..first + JOBS_EACH {
         let job = Job {
             id,
@@ -73,13 +77,27 @@ fn consumer(name: &str, work: Duration) {
 fn run(kill_one: bool) -> usize {
     let name = common::run_name(if kill_one { "jobs-kill" } else { "jobs" });
     let channel = Channel::<Job>::create(&name, 256 * 1024).expect("create the channel");
+    // Held as a sender until both producers have attached: a producer that finished
+    // before the other had attached would otherwise end the consumers (Disconnected),
+    // and the late one's sends would find no receiver.
+    let hold = channel.clone();
+    hold.attach_sender().expect("attach as a sender");
     // Consumer 0 works slowly (200 us a job) so that it is still busy when killed.
     let mut consumers: Vec<_> = (0..CONSUMERS)
         .map(|i| common::spawn_self(&["--consumer", &name, if i == 0 { "200" } else { "0" }]))
         .collect();
-    let producers: Vec<_> = (0..PRODUCERS)
+    let mut producers: Vec<_> = (0..PRODUCERS)
         .map(|p| common::spawn_self(&["--producer", &name, &(p * JOBS_EACH).to_string()]))
         .collect();
+    for p in &mut producers {
+        let mut line = String::new();
+        BufReader::new(p.stdout.take().expect("piped"))
+            .read_line(&mut line)
+            .expect("a producer's first line");
+        assert_eq!(line.trim(), "attached");
+    }
+    // Every producer is attached: once they are all done, the consumers drain and end.
+    drop(hold);
     let mut seen = Vec::new();
     if kill_one {
         // Read the victim's first 50 jobs, then kill it mid-stream.

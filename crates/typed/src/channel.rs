@@ -180,14 +180,18 @@
 //! A registry of [`REGISTRY_SLOTS`] sender and as many receiver entries in the header
 //! (each a `PeerSlot`: vacant / attached with pid + start time / left), a live count
 //! per side and an "ever attached" flag. A handle registers on its first send or
-//! receive, or its first look in a [`Select`](crate::Select)
-//! ([`SendError::RegistryFull`] / [`RecvError::RegistryFull`] when every entry is held
-//! by a live process; entries of dead processes are reclaimed first) and leaves when
-//! dropped. When a sender ever attached and none is live, receivers drain
-//! what is left and then get [`RecvError::Disconnected`]; when a receiver ever
-//! attached and none is live, a send returns [`SendError::Disconnected`] with the
-//! message. Before the first peer of the other side attaches, sends just queue and
-//! receives wait; a peer that attaches again clears the state. A peer that *leaves*
+//! receive, its first look in a [`Select`](crate::Select), or when asked
+//! ([`Channel::attach_sender`], [`Channel::attach_receiver`]);
+//! [`SendError::RegistryFull`] / [`RecvError::RegistryFull`] when every entry is held
+//! by a live process (entries of dead processes are reclaimed first). It leaves when
+//! dropped. When a sender ever attached and none is live, receivers drain what is
+//! left and then get [`RecvError::Disconnected`]; when a receiver ever attached and
+//! none is live, a send returns [`SendError::Disconnected`] with the message. Before
+//! the first peer of the other side attaches, sends just queue and receives wait; a
+//! peer that attaches again clears the state. So with producers that start at
+//! different times, one that is done before the next has attached ends the
+//! receivers: a coordinator holds a handle attached with [`Channel::attach_sender`]
+//! until every producer has started (as `examples/channel_jobs.rs` does). A peer that *leaves*
 //! is seen at once (its count); one that is *killed* is found by the other side's
 //! slow path: a blocked receive, or a send into a full channel, reaps the dead entries
 //! after a sleep slice that ended without a wake (10 ms, doubling to 80 ms; the `try_`
@@ -1995,12 +1999,47 @@ impl<T, N: TypeName> Channel<T, N> {
         }
     }
 
-    /// Registers this handle as a receiver (a [`Select`](crate::Select) waiting on the
-    /// channel is one: senders must not be told that no receiver is left).
-    pub(crate) fn attach_receiver(&self) -> Result<(), RecvError> {
+    /// Registers this handle as a receiver now, rather than at its first receive (a
+    /// [`Select`](crate::Select) does so on its first look). Until the handle is
+    /// dropped, senders are not told that no receiver is left.
+    ///
+    /// # Errors
+    /// [`RecvError::RegistryFull`] if every receiver entry is held by a live process.
+    pub fn attach_receiver(&self) -> Result<(), RecvError> {
         self.register(Side::Rx)
             .map(drop)
             .ok_or(RecvError::RegistryFull)
+    }
+
+    /// Registers this handle as a sender now, rather than at its first send. Until the
+    /// handle is dropped, receivers are not told that every sender is gone: a
+    /// coordinator that starts several producers holds one, so that a producer
+    /// finishing before another has started does not end the receivers (see
+    /// "Disconnection" in the [module docs](self)).
+    ///
+    /// # Example
+    /// ```
+    /// use shmkit_typed::{Channel, RecvError};
+    ///
+    /// let ch = Channel::<u32>::anonymous(4096)?;
+    /// let hold = ch.clone();
+    /// hold.attach_sender()?; // counted as a sender from here on
+    /// let first = ch.clone();
+    /// first.send(1)?;
+    /// drop(first); // the first producer is done: one sender (`hold`) is left
+    /// assert_eq!(ch.recv(), Ok(1));
+    /// assert_eq!(ch.try_recv(), Err(RecvError::Empty)); // not Disconnected
+    /// drop(hold);
+    /// assert_eq!(ch.try_recv(), Err(RecvError::Disconnected));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    /// [`SendError::RegistryFull`] if every sender entry is held by a live process.
+    pub fn attach_sender(&self) -> Result<(), SendError<()>> {
+        self.register(Side::Tx)
+            .map(drop)
+            .ok_or(SendError::RegistryFull(()))
     }
 
     /// The parker receivers sleep on (a [`Select`](crate::Select) sleeps on it too).
