@@ -93,18 +93,30 @@ fn poll_once<F: Future>(f: std::pin::Pin<&mut F>) -> Poll<F::Output> {
 /// Waits until no word is registered and the helper threads exited (they exit on
 /// their own once their last word goes; a hang guard, not a timing assertion).
 fn assert_doorbell_idle() {
-    let guard = std::time::Instant::now() + Duration::from_secs(20);
-    while doorbell::registered_words() != 0
-        || doorbell::helper_threads() != 0
-        || doorbell::uring_rings() != 0
-    {
-        assert!(
-            std::time::Instant::now() < guard,
-            "doorbell not idle: {} words, {} helpers, {} rings",
-            doorbell::registered_words(),
-            doorbell::helper_threads(),
-            doorbell::uring_rings()
-        );
+    wait_until(
+        Duration::from_secs(20),
+        || {
+            doorbell::registered_words() == 0
+                && doorbell::helper_threads() == 0
+                && doorbell::uring_rings() == 0
+        },
+        || {
+            format!(
+                "doorbell not idle: {} words, {} helpers, {} rings",
+                doorbell::registered_words(),
+                doorbell::helper_threads(),
+                doorbell::uring_rings()
+            )
+        },
+    );
+}
+
+/// Yields until `done()`; panics with `what()` after `limit` (a hang guard, never a
+/// timing assertion).
+fn wait_until(limit: Duration, mut done: impl FnMut() -> bool, what: impl Fn() -> String) {
+    let guard = std::time::Instant::now() + limit;
+    while !done() {
+        assert!(std::time::Instant::now() < guard, "{}", what());
         std::thread::yield_now();
     }
 }
@@ -332,11 +344,11 @@ fn a_writer_that_attaches_after_a_read_is_pending_then_dies_ends_it_with_peer_di
         // get the read polled again (nothing else polls it).
         let child = &mut *child;
         s.spawn(move || {
-            let guard = std::time::Instant::now() + HANG;
-            while observer.sleepers().0 == 0 {
-                assert!(std::time::Instant::now() < guard, "the read never waited");
-                std::thread::yield_now();
-            }
+            wait_until(
+                HANG,
+                || observer.sleepers().0 != 0,
+                || "the read never waited".into(),
+            );
             writeln!(child.stdin.take().expect("stdin"), "go").expect("go");
             expect_line(child, "attached");
             child.kill().expect("kill");
@@ -439,11 +451,11 @@ fn an_acquire_woken_then_dropped_leaves_the_permit() {
         assert_eq!(sem.waiters(), 1);
         sem.release().expect("release");
         // The doorbell's helper wakes the task (a hang guard bounds this loop).
-        let guard = std::time::Instant::now() + HANG;
-        while !flag.0.load(std::sync::atomic::Ordering::SeqCst) {
-            assert!(std::time::Instant::now() < guard, "never woken");
-            std::thread::yield_now();
-        }
+        wait_until(
+            HANG,
+            || flag.0.load(std::sync::atomic::Ordering::SeqCst),
+            || "never woken".into(),
+        );
         // Dropped here, woken but not polled again.
     }
     assert_eq!(sem.waiters(), 0);
@@ -556,15 +568,11 @@ fn a_thread_that_exits_takes_its_io_uring_ring_with_it() {
             });
         });
     }
-    let guard = std::time::Instant::now() + HANG;
-    while doorbell::uring_rings() != 0 {
-        assert!(
-            std::time::Instant::now() < guard,
-            "{} rings left",
-            doorbell::uring_rings()
-        );
-        std::thread::yield_now();
-    }
+    wait_until(
+        HANG,
+        || doorbell::uring_rings() == 0,
+        || format!("{} rings left", doorbell::uring_rings()),
+    );
     assert_eq!(ev.waiters(), 0);
     drop(rt);
     assert_doorbell_idle();
@@ -1482,11 +1490,11 @@ fn without_futex_waitv_the_helpers_slices_still_wake_every_future() {
         // The writer thread publishes only once both futures are armed with the
         // runtime's waker: only the helper's slices can wake them.
         s.spawn(|| {
-            let guard = std::time::Instant::now() + HANG;
-            while doorbell::registered_words() < 2 {
-                assert!(std::time::Instant::now() < guard, "never armed");
-                std::thread::yield_now();
-            }
+            wait_until(
+                HANG,
+                || doorbell::registered_words() >= 2,
+                || "never armed".into(),
+            );
             writer.write(b"late").expect("write");
             ev.set();
         });
