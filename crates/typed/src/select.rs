@@ -188,11 +188,8 @@ impl<'a> Select<'a> {
             Wait::No => return self.find(false).ok_or(RecvError::Empty),
             Wait::Until(d) => d,
         };
-        // A channel ready at once: no allocation.
-        if let Some(i) = self.find(false) {
-            return Ok(i);
-        }
-        let parkers: Vec<&Parker> = self.chans.iter().map(|c| c.parker()).collect();
+        // Built at the first sleep: a channel ready at once costs no allocation.
+        let mut parkers: Vec<&Parker> = Vec::new();
         let mut backoff = crate::shim::poll_backoff(&self.poll);
         let mut pace = CheckPace::new();
         let mut deep = false;
@@ -206,6 +203,9 @@ impl<'a> Select<'a> {
             // Under loom straight to the sleep (as the channel's own waits).
             if !cfg!(loom) && backoff.snooze() {
                 continue;
+            }
+            if parkers.is_empty() {
+                parkers.extend(self.chans.iter().map(|c| c.parker()));
             }
             let slice = pace.next_slice(deadline);
             let ready = Parker::park_any(&parkers, Some(&slice), || self.find(false).is_some())
