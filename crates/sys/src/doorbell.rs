@@ -215,17 +215,22 @@ pub fn helper_threads() -> usize {
 
 /// Distinct words with at least one interest in this process now. For tests.
 pub fn registered_words() -> usize {
+    count_here(|st| {
+        #[cfg(feature = "tokio")]
+        let on_rings = st.uring.words.len();
+        #[cfg(not(feature = "tokio"))]
+        let on_rings = 0;
+        st.words.len() + on_rings
+    })
+}
+
+/// `count` of this process's state (0 before it has one, and in a forked child).
+fn count_here(count: impl FnOnce(&State) -> usize) -> usize {
     let guard = lock();
     guard
         .as_ref()
         .filter(|st| st.pid == crate::owner::current_pid())
-        .map_or(0, |st| {
-            #[cfg(feature = "tokio")]
-            let on_rings = st.uring.words.len();
-            #[cfg(not(feature = "tokio"))]
-            let on_rings = 0;
-            st.words.len() + on_rings
-        })
+        .map_or(0, count)
 }
 
 /// For tests only: sends every interest to the helper threads while `on`, as where
@@ -258,11 +263,7 @@ pub fn uring_available() -> bool {
 pub fn uring_rings() -> usize {
     #[cfg(feature = "tokio")]
     {
-        let guard = lock();
-        guard
-            .as_ref()
-            .filter(|st| st.pid == crate::owner::current_pid())
-            .map_or(0, |st| st.uring.rings.len())
+        count_here(|st| st.uring.rings.len())
     }
     #[cfg(not(feature = "tokio"))]
     0

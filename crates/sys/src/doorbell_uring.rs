@@ -16,8 +16,9 @@
 //! # Shape
 //! - One ring per thread that polls futures inside a runtime (a current-thread
 //!   runtime: one; a multi-thread runtime: one per worker), made on its first pending
-//!   poll; its reaper runs on that runtime; a thread that exits retires its ring. Interests on one word of one ring share
-//!   one request, as they share one slot of a helper's wait.
+//!   poll; its reaper runs on that runtime; a thread that exits retires its ring.
+//!   Interests on one word of one ring share one request, as they share one slot of a
+//!   helper's wait.
 //! - Each request waits on two words: the armed word (expecting its value) and the
 //!   death word every helper waits on too, so a watched peer's exit completes it and
 //!   the futures look at their peers (see the doorbell's "Peers that die").

@@ -486,8 +486,8 @@ mod tests {
         assert_ne!(ident_tid(me), ident_tid(other));
         // That thread has exited: its TID is gone (or reused with another start time).
         // `join` returns when the kernel clears the thread's TID word, early in its
-        // exit: for a few microseconds more `/proc` may still show it running (seen
-        // once in about ten runs), so the exit is awaited, bounded.
+        // exit: for a moment more `/proc` may still show it running (seen once in 19
+        // runs of the whole suite), so the exit is awaited, bounded.
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
         while is_alive(ident_tid(other), Some(ident_start(other))) {
             assert!(

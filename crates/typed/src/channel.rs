@@ -191,11 +191,11 @@
 //! peer that attaches again clears the state. So with producers that start at
 //! different times, one that is done before the next has attached ends the
 //! receivers: a coordinator holds a handle attached with [`Channel::attach_sender`]
-//! until every producer has started (as `examples/channel_jobs.rs` does). A peer that *leaves*
-//! is seen at once (its count); one that is *killed* is found by the other side's
-//! slow path: a blocked receive, or a send into a full channel, reaps the dead entries
-//! after a sleep slice that ended without a wake (10 ms, doubling to 80 ms; the `try_`
-//! forms never read `/proc`).
+//! until every producer has started (as `examples/channel_jobs.rs` does). A peer that
+//! *leaves* is seen at once (its count); one that is *killed* is found by the other
+//! side's slow path: a blocked receive, or a send into a full channel, reaps the dead
+//! entries after a sleep slice that ended without a wake (10 ms, doubling to 80 ms;
+//! the `try_` forms never read `/proc`).
 //!
 //! A blocking send also reaps the receivers' entries once every 4096 sends through
 //! its handle, so killed receivers are noticed before the channel fills.
